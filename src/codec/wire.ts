@@ -1,0 +1,97 @@
+// Wire types shared by clients and the enclave: trusted calls, getters, and the shielded envelope.
+// Everything hashed or signed is SCALE (scale-ts), never JSON, so encodings are deterministic.
+import { Bytes, Enum, Option, Struct, Vector, str, u16, u32, u64, u128 } from 'scale-ts';
+import { sha256 } from '../crypto/primitives.ts';
+import { ValidateerError } from './errors.ts';
+
+export const AccountId = Bytes(32);
+export const H256 = Bytes(32);
+export const MAX_MEMO_BYTES = 256;
+
+export const TrustedCall = Enum({
+  transfer: Struct({ from: AccountId, to: AccountId, amount: u128, memo: Option(str) }),
+});
+export type TrustedCall = ReturnType<typeof TrustedCall.dec>;
+
+/** What the sender signs: domain tag + SCALE(call, nonce, shard). */
+export const CallPayload = Struct({ call: TrustedCall, nonce: u32, shard: H256 });
+export const TrustedCallSigned = Struct({ call: TrustedCall, nonce: u32, shard: H256, signature: Bytes(64) });
+export type TrustedCallSigned = ReturnType<typeof TrustedCallSigned.dec>;
+
+export const TrustedGetter = Enum({
+  balance: AccountId,
+  nonce: AccountId,
+  memos: Struct({ account: AccountId, offset: u32, limit: u16 }),
+});
+export type TrustedGetter = ReturnType<typeof TrustedGetter.dec>;
+/** Signed by the account queried; the reply is HPKE-sealed to replyKey. */
+export const GetterPayload = Struct({ getter: TrustedGetter, shard: H256, replyKey: Bytes(32), issuedAtMs: u64 });
+export const TrustedGetterSigned = Struct({ getter: TrustedGetter, shard: H256, replyKey: Bytes(32), issuedAtMs: u64, signature: Bytes(64) });
+export type TrustedGetterSigned = ReturnType<typeof TrustedGetterSigned.dec>;
+
+export const Memo = Struct({ from: AccountId, amount: u128, text: str, block: u64 });
+export type Memo = ReturnType<typeof Memo.dec>;
+export const GetterReply = Enum({
+  balance: u128,
+  nonce: u32,
+  memos: Struct({ total: u32, items: Vector(Memo) }),
+  error: str,
+});
+export type GetterReply = ReturnType<typeof GetterReply.dec>;
+
+/** What the untrusted host sees: the shard (for routing), the shielding key id and an HPKE ciphertext. */
+export const ShieldedRequest = Struct({ shard: H256, keyId: u32, enc: Bytes(32), ciphertext: Bytes() });
+export type ShieldedRequest = ReturnType<typeof ShieldedRequest.dec>;
+export const SealedReply = Struct({ enc: Bytes(32), ciphertext: Bytes() });
+
+const te = new TextEncoder();
+export const CALL_DOMAIN = te.encode('validateer/call/v1');
+export const GETTER_DOMAIN = te.encode('validateer/getter/v1');
+/** HPKE info strings, one per purpose, so a ciphertext cannot be replayed as another kind. */
+export const HPKE_INFO_CALL = te.encode('validateer/hpke/call/v1');
+export const HPKE_INFO_GETTER = te.encode('validateer/hpke/getter/v1');
+export const HPKE_INFO_REPLY = te.encode('validateer/hpke/reply/v1');
+
+export function callSigningPayload(c: { call: TrustedCall; nonce: number; shard: Uint8Array }): Uint8Array {
+  return concatBytes(CALL_DOMAIN, CallPayload.enc(c));
+}
+export function getterSigningPayload(g: { getter: TrustedGetter; shard: Uint8Array; replyKey: Uint8Array; issuedAtMs: bigint }): Uint8Array {
+  return concatBytes(GETTER_DOMAIN, GetterPayload.enc(g));
+}
+/** The call hash clients track: over the signed call, so it cannot be guessed without the signature. */
+export function callHash(signedCallBytes: Uint8Array): Uint8Array {
+  return sha256(signedCallBytes);
+}
+export function getterAccount(g: TrustedGetter): Uint8Array {
+  return g.tag === 'memos' ? g.value.account : g.value;
+}
+export function callSender(c: TrustedCall): Uint8Array {
+  return c.value.from;
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  return new Uint8Array(Buffer.concat(parts));
+}
+export function toHex(b: Uint8Array): string {
+  return '0x' + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+export function fromHex(s: string): Uint8Array {
+  const h = s.startsWith('0x') ? s.slice(2) : s;
+  if (h.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(h)) throw new TypeError('invalid hex string');
+  return new Uint8Array(Buffer.from(h, 'hex'));
+}
+
+interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }
+/** Decodes and insists the bytes are exactly the canonical encoding: no trailing or ambiguous bytes. */
+export function decodeExact<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
+  let value: T;
+  try {
+    value = codec.dec(bytes);
+  } catch {
+    throw new ValidateerError('DECODE_FAILED', `malformed ${what}`);
+  }
+  if (!Buffer.from(codec.enc(value)).equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
+    throw new ValidateerError('DECODE_FAILED', `non-canonical or trailing bytes in ${what}`);
+  }
+  return value;
+}

@@ -1,0 +1,72 @@
+// The one configuration schema. Every field has a documented default, so an empty file is a valid
+// single-validateer dev config. Loading (file, env, flags) lives in ./load.ts.
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'expected 0x followed by 64 hex digits');
+/** An account: SS58 address, 0x-hex public key, or a dev URI such as //Alice. */
+const accountRef = z.string().min(2);
+const amount = z.union([z.string().regex(/^[0-9]+$/, 'expected a decimal integer'), z.number().int().nonnegative()])
+  .transform((v) => BigInt(v));
+
+export const configSchema = z.object({
+  /** Where the block store, sealed keys and snapshots live. Relative paths are against the working directory. */
+  dataDir: z.string().min(1).default('data/dev'),
+  /** Shard id (32 bytes, hex). The dev shard is sha256("validateer/dev-shard"). */
+  shard: hex32.default('0x' + '1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9'),
+  rpc: z.object({
+    host: z.string().default('127.0.0.1'),
+    port: port.default(2000),
+    /** Frames larger than this get a JSON-RPC error; the connection stays open. */
+    maxFrameBytes: z.number().int().positive().default(1 << 20),
+    /** Most requests in one JSON-RPC batch. */
+    maxBatch: z.number().int().positive().default(1000),
+    maxConnections: z.number().int().positive().default(256),
+  }).prefault({}),
+  metrics: z.object({
+    enabled: z.boolean().default(true),
+    host: z.string().default('127.0.0.1'),
+    port: port.default(8787),
+  }).prefault({}),
+  sidechain: z.object({
+    /** Aura slot length; a block is proposed within 70% of it. */
+    slotDurationMs: z.number().int().min(50).default(1000),
+    /** Most calls executed in one block. */
+    blockMaxCalls: z.number().int().positive().default(20000),
+    /** A sealed state snapshot every this many blocks, so restart replays only the tail. */
+    snapshotInterval: z.number().int().positive().default(200),
+    /** Snapshots kept on disk (older ones are pruned). */
+    snapshotsKept: z.number().int().positive().default(2),
+  }).prefault({}),
+  pool: z.object({
+    /** Most pending calls held by the enclave. */
+    maxPending: z.number().int().positive().default(200000),
+    /** Calls with a nonce gap are dropped after this long. */
+    futureTtlMs: z.number().int().positive().default(30000),
+    /** Furthest a call's nonce may be ahead of the account nonce. */
+    maxNonceAhead: z.number().int().positive().default(1024),
+  }).prefault({}),
+  enclave: z.object({
+    /** Threads verifying and decrypting calls inside the enclave; 0 = one per core. */
+    workers: z.number().int().min(0).max(64).default(0),
+    /** Only simulation is implemented; a DCAP provider plugs in behind the same interface. */
+    mode: z.literal('simulation').default('simulation'),
+    attestation: z.object({
+      provider: z.literal('simulated').default('simulated'),
+      /** Public keys (hex) of attestation authorities whose quotes are trusted; empty = the dev authority. */
+      trustedAuthorities: z.array(hex32).default([]),
+    }).prefault({}),
+  }).prefault({}),
+  /** Block authors (enclave signing keys, hex) until the parentchain registry provides them; empty = this enclave alone. */
+  authorities: z.array(hex32).default([]),
+  genesis: z.object({
+    /** Endowed accounts of the shard's genesis block. */
+    balances: z.array(z.object({ account: accountRef, amount })).default([]),
+  }).prefault({}),
+  log: z.object({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

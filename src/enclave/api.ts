@@ -1,0 +1,58 @@
+// The enclave boundary: every request and reply is validated against these schemas on the side that
+// receives it. Only bytes, numbers and strings cross; no object of the enclave is ever shared.
+import { z } from 'zod';
+
+const bytes = z.instanceof(Uint8Array);
+const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
+const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int() });
+const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });
+
+export const enclaveApi = {
+  info: {
+    params: z.object({}),
+    result: z.object({
+      signingKey: bytes32, shieldingKey: bytes32, shieldingKeyId: z.number().int(), stateKeyId: z.number().int(),
+      measurement: bytes32, signer: bytes32, attestation: z.string(), cryptoThreads: z.number().int(),
+    }),
+  },
+  status: { params: z.object({}), result: status },
+  genesis: {
+    params: z.object({ balances: z.array(z.object({ account: bytes32, amount: z.bigint().nonnegative() })).max(1_000_000), timestampMs: z.number().int() }),
+    result: z.object({ block: bytes, hash: bytes32 }),
+  },
+  beginReplay: { params: z.object({ snapshot: bytes.optional(), verifyEach: z.boolean() }), result: z.object({ fromNumber: z.number().int() }) },
+  replayBlocks: { params: z.object({ blocks: z.array(bytes).max(100_000) }), result: z.object({ headNumber: z.number().int() }) },
+  finishReplay: { params: z.object({}), result: status.extend({ blocks: z.number().int(), commitment: bytes32 }) },
+  submit: {
+    params: z.object({ requests: z.array(bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB')).max(20_000) }),
+    result: z.object({
+      results: z.array(z.object({ hash: z.string().optional(), status: z.enum(['ready', 'future', 'invalid']), code: z.string().optional(), message: z.string().optional() })),
+    }),
+  },
+  propose: {
+    params: z.object({ slot: z.bigint().nonnegative(), timestampMs: z.number().int(), maxCalls: z.number().int().positive() }),
+    result: z.object({ block: bytes, hash: bytes32, number: z.number().int(), included: z.array(z.string()), rejected: z.array(rejection) }),
+  },
+  commit: { params: z.object({ hash: bytes32 }), result: status },
+  getter: { params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }), result: z.object({ reply: bytes }) },
+  snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
+  quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
+} as const;
+
+export type EnclaveApi = typeof enclaveApi;
+export type Method = keyof EnclaveApi;
+export type Params<M extends Method> = z.input<EnclaveApi[M]['params']>;
+export type Result<M extends Method> = z.output<EnclaveApi[M]['result']>;
+
+export interface EnclaveRequest { id: number; method: string; params: unknown }
+export type EnclaveReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code: string; message: string } };
+
+/** Serializable start options of an enclave (workerData). */
+export const enclaveInit = z.object({
+  dataDir: z.string(),
+  shard: bytes32,
+  workers: z.number().int().min(0),
+  pool: z.object({ maxPending: z.number().int(), maxNonceAhead: z.number().int(), futureTtlMs: z.number().int() }),
+  authorities: z.array(bytes32),
+});
+export type EnclaveInit = z.infer<typeof enclaveInit>;

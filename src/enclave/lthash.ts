@@ -1,0 +1,60 @@
+// LtHash16 (Bellare-Micciancio / Lewi et al., as in Solana's accounts lattice hash): a multiset hash
+// of 1024 16-bit lanes where adding or removing an element is lane-wise addition or subtraction mod 2^16.
+// It lets the state commitment follow each change at O(1) cost instead of re-hashing the whole state.
+import { createHash } from 'node:crypto';
+import { sha256 } from '../crypto/primitives.ts';
+
+export const LTHASH_BYTES = 2048;
+const WORDS = LTHASH_BYTES / 4;
+
+function elementWords(element: Uint8Array): Uint32Array {
+  const out = createHash('shake128', { outputLength: LTHASH_BYTES }).update(element).digest();
+  return new Uint32Array(out.buffer, out.byteOffset, WORDS);
+}
+
+export class LtHash {
+  readonly words: Uint32Array;
+
+  constructor(bytes?: Uint8Array) {
+    this.words = new Uint32Array(WORDS);
+    if (bytes) {
+      if (bytes.length !== LTHASH_BYTES) throw new RangeError('lthash must be 2048 bytes');
+      new Uint8Array(this.words.buffer).set(bytes);
+    }
+  }
+
+  /** Two 16-bit lanes per 32-bit word, added without carry between lanes (SWAR). */
+  add(element: Uint8Array): void {
+    const e = elementWords(element);
+    const w = this.words;
+    for (let i = 0; i < WORDS; i++) {
+      const x = w[i], y = e[i];
+      w[i] = (((x & 0x7fff7fff) + (y & 0x7fff7fff)) ^ ((x ^ y) & 0x80008000)) >>> 0;
+    }
+  }
+
+  remove(element: Uint8Array): void {
+    const e = elementWords(element);
+    const w = this.words;
+    for (let i = 0; i < WORDS; i++) {
+      // x - y per lane = x + (~y + 1) per lane; the +1 is added per lane (0x00010001).
+      const x = w[i];
+      const ny = (~e[i] >>> 0);
+      const a = (((ny & 0x7fff7fff) + 0x00010001) ^ (ny & 0x80008000)) >>> 0;
+      w[i] = (((x & 0x7fff7fff) + (a & 0x7fff7fff)) ^ ((x ^ a) & 0x80008000)) >>> 0;
+    }
+  }
+
+  bytes(): Uint8Array {
+    return new Uint8Array(this.words.buffer.slice(0));
+  }
+
+  /** The 32-byte commitment put in block headers. */
+  digest(): Uint8Array {
+    return sha256(new Uint8Array(this.words.buffer));
+  }
+
+  clone(): LtHash {
+    return new LtHash(new Uint8Array(this.words.buffer));
+  }
+}
