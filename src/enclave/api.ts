@@ -2,7 +2,7 @@
 // receives it. Only bytes, numbers and strings cross; no object of the enclave is ever shared.
 import { z } from 'zod';
 
-const bytes = z.instanceof(Uint8Array);
+const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
 const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int() });
 const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });

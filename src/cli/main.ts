@@ -1,0 +1,31 @@
+// The `validateer` command: run a node, a dev network, inspect keys, replay, and the client commands.
+import { Command, Option } from 'commander';
+import { runNodeCommand, devnetCommand, keysCommand, replayCommand } from './node-commands.ts';
+import { clientCommands } from './client-commands.ts';
+import { VERSION } from '../node/version.ts';
+
+const program = new Command('validateer')
+  .description('Confidential sidechain validateer (simulation-mode enclave)')
+  .version(VERSION)
+  .showHelpAfterError();
+
+const nodeOptions = (c: Command) => c
+  .addOption(new Option('-c, --config <file>', 'config file (JSON)'))
+  .addOption(new Option('--data-dir <dir>', 'data directory (overrides dataDir)'))
+  .addOption(new Option('--rpc-port <port>', 'JSON-RPC WebSocket port (overrides rpc.port)'))
+  .addOption(new Option('--metrics-port <port>', 'metrics/health HTTP port (overrides metrics.port)'))
+  .addOption(new Option('--slot-ms <ms>', 'slot duration in ms (overrides sidechain.slotDurationMs)'))
+  .addOption(new Option('--log-level <level>', 'log level (overrides log.level)'));
+
+nodeOptions(program.command('run').description('run a validateer until SIGINT/SIGTERM')).action(runNodeCommand);
+nodeOptions(program.command('devnet').description('run the local dev network (what `npm start` runs)')).action(devnetCommand);
+nodeOptions(program.command('keys').description('print the enclave public keys, measurement and a fresh quote')).action(keysCommand);
+nodeOptions(program.command('replay').description('rebuild state from the event log and check it against the head'))
+  .option('--verify', 'check the state commitment of every block, not only the head')
+  .action(replayCommand);
+clientCommands(program.command('client').description('talk to a validateer as a client'));
+
+program.parseAsync(process.argv).catch((err: Error & { code?: string }) => {
+  console.error(`error${err.code ? ` [${err.code}]` : ''}: ${err.message}`);
+  process.exit(1);
+});

@@ -1,0 +1,102 @@
+// Node-side commands: run, devnet, keys, replay.
+import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { loadConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { createLogger } from '../node/logger.ts';
+import { startValidateer } from '../node/validateer.ts';
+import { Enclave } from '../enclave/host.ts';
+import { BlockStore } from '../sidechain/store.ts';
+import { bootstrap } from '../node/bootstrap.ts';
+import { createMetrics } from '../metrics/metrics.ts';
+import { resolvePublicKey } from '../client/accounts.ts';
+import { fromHex, toHex } from '../codec/wire.ts';
+
+export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string }
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const DEV_CONFIG = join(ROOT, 'config', 'dev.json');
+
+function configFrom(flags: NodeFlags, defaultFile?: string): Config {
+  return loadConfig({
+    file: flags.config ?? defaultFile,
+    overrides: { dataDir: flags.dataDir, 'rpc.port': flags.rpcPort, 'metrics.port': flags.metricsPort, 'sidechain.slotDurationMs': flags.slotMs, 'log.level': flags.logLevel },
+  });
+}
+
+async function runUntilSignal(config: Config, banner: string): Promise<void> {
+  const logger = createLogger({ level: config.log.level, name: 'validateer' });
+  const node = await startValidateer(config, logger);
+  console.log([
+    banner,
+    `  data dir      ${resolve(config.dataDir)}`,
+    `  JSON-RPC      ${node.rpcUrl}`,
+    node.metricsUrl ? `  metrics       ${node.metricsUrl}/metrics` : '  metrics       disabled',
+    node.metricsUrl ? `  health        ${node.metricsUrl}/health/ready` : '',
+    `  signing key   ${node.signingKey}`,
+    `  measurement   ${node.measurement}`,
+    `  state         ${node.bootstrap.mode === 'genesis' ? 'new chain (genesis)' : `replayed to #${node.bootstrap.headNumber} in ${Math.round(node.bootstrap.ms)} ms`}`,
+    'Press Ctrl-C to stop.',
+  ].filter(Boolean).join('\n'));
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'stopping');
+      node.stop().then(() => { console.log('stopped cleanly'); resolveStop(); });
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+export async function runNodeCommand(flags: NodeFlags): Promise<void> {
+  await runUntilSignal(configFrom(flags), 'validateer running');
+}
+
+/** Single validateer on the dev config until the parentchain and validateer-set work lands. */
+export async function devnetCommand(flags: NodeFlags): Promise<void> {
+  await runUntilSignal(configFrom(flags, DEV_CONFIG), 'validateer devnet running (1 validateer, dev config)');
+}
+
+export async function keysCommand(flags: NodeFlags): Promise<void> {
+  const config = configFrom(flags, flags.config ? undefined : DEV_CONFIG);
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const enclave = await Enclave.start({ dataDir, shard: fromHex(config.shard), workers: 1, pool: config.pool, authorities: config.authorities.map(fromHex) });
+  try {
+    const info = await enclave.call('info', {});
+    const { quote } = await enclave.call('quote', { userData: new Uint8Array(32) });
+    console.log(JSON.stringify({
+      signingKey: toHex(info.signingKey), shieldingKey: toHex(info.shieldingKey), shieldingKeyId: info.shieldingKeyId,
+      stateKeyId: info.stateKeyId, measurement: toHex(info.measurement), signer: toHex(info.signer),
+      attestation: info.attestation, quote: toHex(quote),
+    }, null, 2));
+  } finally {
+    await enclave.close();
+  }
+}
+
+export async function replayCommand(flags: NodeFlags & { verify?: boolean }): Promise<void> {
+  const config = configFrom(flags, flags.config ? undefined : DEV_CONFIG);
+  const dataDir = resolve(config.dataDir);
+  const logger = createLogger({ level: config.log.level, name: 'replay' });
+  const store = await BlockStore.open(join(dataDir, 'chain'));
+  if (!store.head()) {
+    await store.close();
+    throw Object.assign(new Error(`no chain in ${dataDir}`), { code: 'NO_CHAIN' });
+  }
+  const enclave = await Enclave.start({ dataDir, shard: fromHex(config.shard), workers: 1, pool: config.pool, authorities: config.authorities.map(fromHex) });
+  try {
+    const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, async () =>
+      Promise.all(config.genesis.balances.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount }))), { verifyEach: flags.verify });
+    const s = await enclave.call('status', {});
+    console.log(`replayed ${r.replayedBlocks} blocks to #${r.headNumber} in ${Math.round(r.ms)} ms${r.fromSnapshot !== null ? ` from snapshot #${r.fromSnapshot}` : ' from genesis'}; ` +
+      `${s.accounts} accounts; state commitment ${flags.verify ? 'of every block' : 'of the head'} verified`);
+  } finally {
+    await enclave.close();
+    await store.close();
+  }
+}

@@ -1,0 +1,83 @@
+// Accounts: ed25519 keys shown as SS58 (prefix 42). Dev URIs (//Alice …) derive exactly as Substrate's
+// dev accounts do (polkadot-js util-crypto); new accounts live in a local keystore directory.
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { cryptoWaitReady, decodeAddress, ed25519PairFromSeed, encodeAddress, keyExtractSuri, keyFromPath, mnemonicToMiniSecret } from '@polkadot/util-crypto';
+import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign } from '../crypto/primitives.ts';
+import { ValidateerError } from '../codec/errors.ts';
+import type { Signer } from './calls.ts';
+
+export const SS58_PREFIX = 42;
+const DEV_PHRASE = 'bottom drive obey lake curtain smoke basket hold race lonely fit walk';
+
+export interface Account extends Signer { address: string; seed: Uint8Array }
+
+export function accountFromSeed(seed: Uint8Array): Account {
+  const key = ed25519PrivateKey(seed);
+  const publicKey = ed25519PublicFromSeed(seed);
+  return { seed, publicKey, address: encodeAddress(publicKey, SS58_PREFIX), sign: (m) => ed25519Sign(key, m) };
+}
+
+let ready: Promise<boolean> | undefined;
+/** Derives a dev account such as //Alice (ed25519, hard derivation from the dev phrase). */
+export async function devAccount(uri: string): Promise<Account> {
+  await (ready ??= cryptoWaitReady());
+  const { path, phrase, password } = keyExtractSuri(uri.startsWith('//') ? DEV_PHRASE + uri : uri);
+  const seed = mnemonicToMiniSecret(phrase, password ?? '');
+  const pair = keyFromPath(ed25519PairFromSeed(seed), path, 'ed25519');
+  return accountFromSeed(pair.secretKey.subarray(0, 32));
+}
+
+export function isDevUri(s: string): boolean {
+  return s.startsWith('//');
+}
+
+/** Public key of an SS58 address, 0x-hex key, or dev URI. */
+export async function resolvePublicKey(ref: string): Promise<Uint8Array> {
+  if (isDevUri(ref)) return (await devAccount(ref)).publicKey;
+  if (/^0x[0-9a-fA-F]{64}$/.test(ref)) return new Uint8Array(Buffer.from(ref.slice(2), 'hex'));
+  try {
+    return decodeAddress(ref);
+  } catch {
+    throw new ValidateerError('BAD_ACCOUNT', `not an account: ${ref} (expected an SS58 address, 0x-hex public key or //Name)`);
+  }
+}
+
+export function toAddress(publicKey: Uint8Array): string {
+  return encodeAddress(publicKey, SS58_PREFIX);
+}
+
+/** A directory of account seeds, one file per SS58 address (mode 0600). */
+export class Keystore {
+  private readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  create(): Account {
+    const account = accountFromSeed(new Uint8Array(randomBytes(32)));
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(this.dir, account.address), JSON.stringify({ address: account.address, seed: Buffer.from(account.seed).toString('hex') }) + '\n', { mode: 0o600 });
+    return account;
+  }
+
+  get(address: string): Account | undefined {
+    const path = join(this.dir, address);
+    if (!existsSync(path)) return undefined;
+    const { seed } = JSON.parse(readFileSync(path, 'utf8')) as { seed: string };
+    return accountFromSeed(new Uint8Array(Buffer.from(seed, 'hex')));
+  }
+
+  list(): string[] {
+    return existsSync(this.dir) ? readdirSync(this.dir).filter((f) => !f.startsWith('.')) : [];
+  }
+}
+
+/** A signing account: a dev URI or an address whose key is in the keystore. */
+export async function signerFor(ref: string, keystore: Keystore): Promise<Account> {
+  if (isDevUri(ref)) return devAccount(ref);
+  const a = keystore.get(ref);
+  if (!a) throw new ValidateerError('NO_KEY', `no key for ${ref} in keystore ${keystore['dir']} (create one with: validateer client new-account)`);
+  return a;
+}

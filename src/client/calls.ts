@@ -1,0 +1,54 @@
+// Client-side construction of shielded calls and getters, and opening of sealed getter replies.
+// Pure functions over a signer: usable by the CLI, the client library, tests and the benchmark.
+import { HpkeSuite } from '../crypto/hpke.ts';
+import { x25519Generate } from '../crypto/primitives.ts';
+import {
+  GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedCallSigned,
+  TrustedGetterSigned, callHash, callSigningPayload, decodeExact, getterSigningPayload,
+  type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter,
+} from '../codec/wire.ts';
+import { ValidateerError } from '../codec/errors.ts';
+
+export interface Signer { publicKey: Uint8Array; sign(message: Uint8Array): Uint8Array }
+export interface ShieldingKey { keyId: number; publicKey: Uint8Array }
+
+const callSuite = new HpkeSuite(HPKE_INFO_CALL);
+const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
+const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
+
+export function signCall(signer: Signer, call: TrustedCall, nonce: number, shard: Uint8Array): Uint8Array {
+  const signature = signer.sign(callSigningPayload({ call, nonce, shard }));
+  return TrustedCallSigned.enc({ call, nonce, shard, signature });
+}
+
+/** Encrypts signed bytes to the shard's shielding key; the envelope shard is bound as AAD. */
+export function shield(signed: Uint8Array, key: ShieldingKey, shard: Uint8Array, kind: 'call' | 'getter' = 'call'): Uint8Array {
+  const suite = kind === 'call' ? callSuite : getterSuite;
+  const { enc, ciphertext } = suite.seal(key.publicKey, signed, shard);
+  return ShieldedRequest.enc({ shard, keyId: key.keyId, enc, ciphertext });
+}
+
+export interface TransferArgs { to: Uint8Array; amount: bigint; memo?: string; nonce: number }
+
+/** A ready-to-submit transfer: the envelope bytes and the hash the node will report it under. */
+export function buildTransfer(signer: Signer, args: TransferArgs, key: ShieldingKey, shard: Uint8Array): { request: Uint8Array; hash: string } {
+  const call: TrustedCall = { tag: 'transfer', value: { from: signer.publicKey, to: args.to, amount: args.amount, memo: args.memo } };
+  const signed = signCall(signer, call, args.nonce, shard);
+  return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
+}
+
+/** A getter request plus the one-time key that opens its reply. */
+export function buildGetter(signer: Signer, getter: TrustedGetter, key: ShieldingKey, shard: Uint8Array, nowMs = Date.now()): { request: Uint8Array; open(reply: Uint8Array): GetterReplyT } {
+  const reply = x25519Generate();
+  const payload = { getter, shard, replyKey: reply.publicKey, issuedAtMs: BigInt(nowMs) };
+  const signed = TrustedGetterSigned.enc({ ...payload, signature: signer.sign(getterSigningPayload(payload)) });
+  return {
+    request: shield(signed, key, shard, 'getter'),
+    open(sealed) {
+      const s = decodeExact(SealedReply, sealed, 'getter reply');
+      const plain = replySuite.open(reply, s.enc, s.ciphertext);
+      if (!plain) throw new ValidateerError('REPLY_UNREADABLE', 'getter reply does not decrypt with the reply key');
+      return decodeExact(GetterReply, plain, 'getter reply');
+    },
+  };
+}

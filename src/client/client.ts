@@ -1,0 +1,92 @@
+// The client library: shielded calls and signed getters against a validateer's JSON-RPC endpoint.
+import { connectRpc, type RpcClient } from './rpc.ts';
+import { buildGetter, buildTransfer, type ShieldingKey, type Signer } from './calls.ts';
+import { fromHex, toHex, type GetterReply, type Memo, type TrustedGetter } from '../codec/wire.ts';
+import { ValidateerError } from '../codec/errors.ts';
+
+export const DEFAULT_RPC = 'ws://127.0.0.1:2000';
+export type CallUpdate =
+  | { status: 'ready' | 'future' }
+  | { status: 'inBlock'; blockHash: string; blockNumber: number }
+  | { status: 'invalid'; code: string; message: string };
+
+export interface HeaderJson { hash: string; parentHash: string; number: number; slot: number; author: string; stateCommitment: string; timestampMs: number; calls: number }
+
+export class ValidateerClient {
+  readonly rpc: RpcClient;
+  private key: (ShieldingKey & { shard: Uint8Array }) | undefined;
+
+  private constructor(rpc: RpcClient) {
+    this.rpc = rpc;
+  }
+
+  static async connect(url = DEFAULT_RPC): Promise<ValidateerClient> {
+    return new ValidateerClient(await connectRpc(url));
+  }
+
+  async shieldingKey(): Promise<ShieldingKey & { shard: Uint8Array }> {
+    if (!this.key) {
+      const k = await this.rpc.request<{ shard: string; keyId: number; publicKey: string }>('author_getShieldingKey');
+      this.key = { shard: fromHex(k.shard), keyId: k.keyId, publicKey: fromHex(k.publicKey) };
+    }
+    return this.key;
+  }
+
+  async getter(signer: Signer, getter: TrustedGetter): Promise<GetterReply> {
+    const key = await this.shieldingKey();
+    const g = buildGetter(signer, getter, key, key.shard);
+    const reply = await this.rpc.request<string>('state_executeGetter', [toHex(g.request)]);
+    return g.open(fromHex(reply));
+  }
+
+  async balance(signer: Signer): Promise<bigint> {
+    const r = await this.getter(signer, { tag: 'balance', value: signer.publicKey });
+    if (r.tag !== 'balance') throw new ValidateerError('BAD_REPLY', `unexpected getter reply ${r.tag}`);
+    return r.value;
+  }
+
+  async nonce(signer: Signer): Promise<number> {
+    const r = await this.getter(signer, { tag: 'nonce', value: signer.publicKey });
+    if (r.tag !== 'nonce') throw new ValidateerError('BAD_REPLY', `unexpected getter reply ${r.tag}`);
+    return r.value;
+  }
+
+  async memos(signer: Signer, offset = 0, limit = 20): Promise<{ total: number; items: Memo[] }> {
+    const r = await this.getter(signer, { tag: 'memos', value: { account: signer.publicKey, offset, limit } });
+    if (r.tag !== 'memos') throw new ValidateerError('BAD_REPLY', `unexpected getter reply ${r.tag}`);
+    return r.value;
+  }
+
+  /** Sends a transfer and resolves once it is in a block (or rejects with the enclave's reason). */
+  async transfer(signer: Signer, to: Uint8Array, amount: bigint, opts: { memo?: string; nonce?: number; onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
+    const key = await this.shieldingKey();
+    const nonce = opts.nonce ?? (await this.nonce(signer));
+    const { request } = buildTransfer(signer, { to, amount, memo: opts.memo, nonce }, key, key.shard);
+    return this.submitAndWatch(request, opts);
+  }
+
+  async submitAndWatch(request: Uint8Array, opts: { onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
+    let settle!: (u: CallUpdate) => void;
+    const final = new Promise<CallUpdate>((resolve) => (settle = resolve));
+    const hash = await this.rpc.subscribe('author_submitAndWatchCall', [toHex(request)], (u) => {
+      const update = u as CallUpdate;
+      opts.onUpdate?.(update);
+      if (update.status === 'inBlock' || update.status === 'invalid') settle(update);
+    });
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    const u = await Promise.race([final, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ValidateerError('TIMEOUT', `call ${hash} not in a block after ${timeoutMs} ms`)), timeoutMs); })]);
+    clearTimeout(timer);
+    if (u.status === 'invalid') throw new ValidateerError(u.code, `call rejected: ${u.message}`);
+    if (u.status !== 'inBlock') throw new ValidateerError('BAD_REPLY', 'unexpected call update');
+    return { hash, blockHash: u.blockHash, blockNumber: u.blockNumber };
+  }
+
+  head(): Promise<HeaderJson> {
+    return this.rpc.request<HeaderJson>('chain_getHeader', []);
+  }
+
+  close(): Promise<void> {
+    return this.rpc.close();
+  }
+}

@@ -1,0 +1,134 @@
+// The node's JSON-RPC methods. Params are zod-validated (bad params -> -32602); call and getter
+// failures map to stable application error codes with the enclave's reason code in `data`.
+import { z } from 'zod';
+import { RpcError, type RpcHandler } from './server.ts';
+import type { Enclave } from '../enclave/host.ts';
+import type { BlockStore } from '../sidechain/store.ts';
+import type { CallRelay, CallUpdate } from '../node/call-relay.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { SignedBlock, headerHash } from '../sidechain/block.ts';
+import { decodeExact, fromHex, toHex } from '../codec/wire.ts';
+
+/** Application error codes (JSON-RPC reserves -32768..-32000 for itself; these are server errors). */
+export const RpcCodes = {
+  INVALID_CALL: -32010,
+  GETTER_FAILED: -32011,
+  UNKNOWN_SHARD: -32012,
+  NOT_READY: -32013,
+  NOT_FOUND: -32014,
+} as const;
+
+export const CALL_UPDATE_METHOD = 'author_callUpdate';
+const MAX_REQUEST_BYTES = 64 * 1024;
+
+const hexBytes = z.string().regex(/^0x([0-9a-fA-F]{2})*$/, 'expected 0x-prefixed hex bytes').max(2 + MAX_REQUEST_BYTES * 2, 'request too large');
+const oneHex = z.tuple([hexBytes]);
+const blockRef = z.union([z.tuple([]), z.tuple([z.null()]), z.tuple([z.number().int().nonnegative()]), z.tuple([z.string().regex(/^0x[0-9a-fA-F]{64}$/)])]);
+const optNumber = z.union([z.tuple([]), z.tuple([z.null()]), z.tuple([z.number().int().nonnegative()])]);
+const params = <T>(schema: z.ZodType<T>, p: unknown): T => schema.parse(p ?? []);
+
+export interface MethodDeps {
+  enclave: Enclave;
+  store: BlockStore;
+  relay: CallRelay;
+  metrics: Metrics;
+  shard: Uint8Array;
+  version: string;
+  isReady: () => boolean;
+}
+
+export function headerJson(bytes: Uint8Array) {
+  const b = decodeExact(SignedBlock, bytes, 'stored block');
+  const h = b.header;
+  return {
+    hash: toHex(headerHash(h)),
+    parentHash: toHex(h.parentHash),
+    number: Number(h.number),
+    shard: toHex(h.shard),
+    slot: Number(h.slot),
+    author: toHex(h.author),
+    stateCommitment: toHex(h.stateCommitment),
+    transitionsRoot: toHex(h.transitionsRoot),
+    parentchain: { number: h.parentchainNumber, hash: toHex(h.parentchainHash) },
+    timestampMs: Number(h.timestampMs),
+    calls: b.body.calls.length,
+    stateKeyId: b.body.transitions.keyId,
+    signature: toHex(b.signature),
+  };
+}
+
+export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
+  const shardHex = toHex(d.shard);
+
+  async function submit(p: unknown) {
+    const [hex] = params(oneHex, p);
+    const request = fromHex(hex);
+    if (!d.isReady()) throw new RpcError(RpcCodes.NOT_READY, 'node is not ready yet');
+    // The envelope starts with the shard id: route check before any enclave work.
+    if (request.length < 32 || !Buffer.from(request.subarray(0, 32)).equals(Buffer.from(d.shard))) {
+      d.metrics.countCall('rejected_rpc');
+      throw new RpcError(RpcCodes.UNKNOWN_SHARD, 'request is not for this shard', { code: 'WRONG_SHARD' });
+    }
+    const outcome = await d.relay.submit(request);
+    if (outcome.status === 'invalid') {
+      d.metrics.countCall(outcome.code === 'DUPLICATE' ? 'duplicate' : 'invalid');
+      throw new RpcError(RpcCodes.INVALID_CALL, `invalid call: ${outcome.message}`, { code: outcome.code, hash: outcome.hash && '0x' + outcome.hash });
+    }
+    return outcome as { hash: string; status: 'ready' | 'future' };
+  }
+
+  const methods: Record<string, RpcHandler> = {
+    author_getShieldingKey: async () => {
+      const info = await d.enclave.call('info', {});
+      return { shard: shardHex, keyId: info.shieldingKeyId, publicKey: toHex(info.shieldingKey), kem: 'DHKEM(X25519, HKDF-SHA256)', kdf: 'HKDF-SHA256', aead: 'AES-256-GCM' };
+    },
+    author_submitCall: async (p) => '0x' + (await submit(p)).hash,
+    author_submitAndWatchCall: async (p, ctx) => {
+      const r = await submit(p);
+      const subscription = '0x' + r.hash;
+      const stop = d.relay.watch(r.hash, (u: CallUpdate) => ctx.notify(CALL_UPDATE_METHOD, subscription, u));
+      ctx.onClose(stop);
+      // Sent after the reply (next turn), so the client already knows the subscription id.
+      setImmediate(() => ctx.notify(CALL_UPDATE_METHOD, subscription, { status: r.status }));
+      return subscription;
+    },
+    author_callBlock: async (p) => {
+      const [hex] = params(z.tuple([z.string().regex(/^0x[0-9a-fA-F]{64}$/)]), p);
+      const n = await d.store.callBlock(fromHex(hex));
+      return n === undefined ? null : n;
+    },
+    state_executeGetter: async (p) => {
+      const [hex] = params(oneHex, p);
+      try {
+        const { reply } = await d.enclave.call('getter', { request: fromHex(hex) });
+        return toHex(reply);
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'INTERNAL';
+        throw new RpcError(RpcCodes.GETTER_FAILED, `getter failed: ${(err as Error).message}`, { code });
+      }
+    },
+    chain_getHeader: async (p) => {
+      const [ref] = params(blockRef, p);
+      const head = d.store.head();
+      if (!head) return null;
+      const n = ref === undefined || ref === null ? head.number : typeof ref === 'number' ? ref : await d.store.numberOf(fromHex(ref));
+      if (n === undefined) return null;
+      const bytes = await d.store.blockByNumber(n);
+      return bytes ? headerJson(bytes) : null;
+    },
+    chain_getBlockHash: async (p) => {
+      const [n] = params(optNumber, p);
+      const head = d.store.head();
+      if (!head) return null;
+      if (n === undefined || n === null) return toHex(head.hash);
+      const bytes = await d.store.blockByNumber(n);
+      return bytes ? headerJson(bytes).hash : null;
+    },
+    system_health: async () => {
+      const s = await d.enclave.call('status', {});
+      return { ready: d.isReady(), headNumber: d.store.head()?.number ?? null, poolSize: s.poolSize, accounts: s.accounts, peers: 0 };
+    },
+    system_version: () => d.version,
+  };
+  return methods;
+}

@@ -1,0 +1,121 @@
+// The block store and event log on LevelDB (classic-level). Buckets are one-byte key prefixes with
+// big-endian numbers, so ranges iterate in chain order. A block, its indexes and the head pointer are
+// written in one atomic, synced batch: a kill -9 leaves either all of them or none.
+import { ClassicLevel } from 'classic-level';
+import { ValidateerError } from '../codec/errors.ts';
+
+const BLOCK = 0x42; // 'B' + u64 number -> signed block bytes (canonical chain: the event log)
+const HASH = 0x48; // 'H' + block hash -> u64 number
+const CALL = 0x43; // 'C' + call hash -> u64 block number
+const SNAPSHOT = 0x53; // 'S' + u64 number -> sealed snapshot
+const META_HEAD = Uint8Array.of(0x4d, 0x01); // 'M' head -> u64 number ++ hash
+
+function key(bucket: number, suffix: Uint8Array): Uint8Array {
+  const k = new Uint8Array(1 + suffix.length);
+  k[0] = bucket;
+  k.set(suffix, 1);
+  return k;
+}
+function u64be(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n));
+  return b;
+}
+function readU64(b: Uint8Array, offset = 0): number {
+  return Number(new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(offset));
+}
+
+export interface Head { number: number; hash: Uint8Array }
+export interface StoredBlock { number: number; hash: Uint8Array; bytes: Uint8Array; callHashes: Uint8Array[] }
+
+export class BlockStore {
+  private readonly db: ClassicLevel<Uint8Array, Uint8Array>;
+  private headCache: Head | null = null;
+
+  private constructor(db: ClassicLevel<Uint8Array, Uint8Array>) {
+    this.db = db;
+  }
+
+  static async open(path: string): Promise<BlockStore> {
+    // No compression: the payloads are ciphertext, and plaintext scans of the files stay meaningful.
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view', compression: false });
+    try {
+      await db.open();
+    } catch (err) {
+      throw new ValidateerError('STORE_OPEN_FAILED', `cannot open block store at ${path}: ${(err as Error).cause ?? (err as Error).message}`);
+    }
+    const store = new BlockStore(db);
+    const head = await db.get(META_HEAD);
+    if (head) store.headCache = { number: readU64(head), hash: head.slice(8) };
+    return store;
+  }
+
+  head(): Head | null {
+    return this.headCache;
+  }
+
+  /** Appends the next canonical block; only the successor of the head is accepted. */
+  async append(b: StoredBlock): Promise<void> {
+    const expected = this.headCache ? this.headCache.number + 1 : 0;
+    if (b.number !== expected) throw new ValidateerError('STORE_NOT_NEXT', `block ${b.number} is not the next block (${expected})`);
+    const n = u64be(b.number);
+    const batch = this.db.batch()
+      .put(key(BLOCK, n), b.bytes)
+      .put(key(HASH, b.hash), n)
+      .put(META_HEAD, new Uint8Array([...n, ...b.hash]));
+    for (const c of b.callHashes) batch.put(key(CALL, c), n);
+    await batch.write({ sync: true });
+    this.headCache = { number: b.number, hash: b.hash };
+  }
+
+  async blockByNumber(n: number): Promise<Uint8Array | undefined> {
+    return this.db.get(key(BLOCK, u64be(n)));
+  }
+
+  async numberOf(hash: Uint8Array): Promise<number | undefined> {
+    const v = await this.db.get(key(HASH, hash));
+    return v ? readU64(v) : undefined;
+  }
+
+  /** The block number that included a call, if any. */
+  async callBlock(callHash: Uint8Array): Promise<number | undefined> {
+    const v = await this.db.get(key(CALL, callHash));
+    return v ? readU64(v) : undefined;
+  }
+
+  /** Canonical blocks from `from` (inclusive) in batches, in chain order. */
+  async *blocksFrom(from: number, batchSize = 512): AsyncGenerator<Uint8Array[]> {
+    let batch: Uint8Array[] = [];
+    for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: key(BLOCK + 1, new Uint8Array(0)) })) {
+      batch.push(value);
+      if (batch.length >= batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  async putSnapshot(number: number, sealed: Uint8Array, keep: number): Promise<void> {
+    await this.db.put(key(SNAPSHOT, u64be(number)), sealed, { sync: true });
+    const numbers: number[] = [];
+    for await (const k of this.db.keys({ gte: key(SNAPSHOT, new Uint8Array(0)), lt: key(SNAPSHOT + 1, new Uint8Array(0)), reverse: true })) numbers.push(readU64(k, 1));
+    const stale = numbers.slice(keep);
+    if (stale.length > 0) await this.db.batch(stale.map((s) => ({ type: 'del' as const, key: key(SNAPSHOT, u64be(s)) })));
+  }
+
+  /** Newest snapshots first, at or below the head. */
+  async snapshots(): Promise<{ number: number; sealed: Uint8Array }[]> {
+    const out: { number: number; sealed: Uint8Array }[] = [];
+    const head = this.headCache?.number ?? -1;
+    for await (const [k, v] of this.db.iterator({ gte: key(SNAPSHOT, new Uint8Array(0)), lt: key(SNAPSHOT + 1, new Uint8Array(0)), reverse: true })) {
+      const n = readU64(k, 1);
+      if (n <= head) out.push({ number: n, sealed: v });
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
