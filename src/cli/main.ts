@@ -22,6 +22,8 @@ nodeOptions(program.command('devnet').description('run the local dev network (wh
 nodeOptions(program.command('keys').description('print the enclave public keys, measurement and a fresh quote')).action(keysCommand);
 nodeOptions(program.command('replay').description('rebuild state from the event log and check it against the head'))
   .option('--verify', 'check the state commitment of every block, not only the head')
+  .option('--from-genesis', 'ignore snapshots and replay the whole event log')
+  .option('--json', 'print the result as JSON')
   .action(replayCommand);
 clientCommands(program.command('client').description('talk to a validateer as a client'));
 

@@ -79,7 +79,7 @@ export async function keysCommand(flags: NodeFlags): Promise<void> {
   }
 }
 
-export async function replayCommand(flags: NodeFlags & { verify?: boolean }): Promise<void> {
+export async function replayCommand(flags: NodeFlags & { verify?: boolean; fromGenesis?: boolean; json?: boolean }): Promise<void> {
   const config = configFrom(flags, flags.config ? undefined : DEV_CONFIG);
   const dataDir = resolve(config.dataDir);
   const logger = createLogger({ level: config.log.level, name: 'replay' });
@@ -91,8 +91,13 @@ export async function replayCommand(flags: NodeFlags & { verify?: boolean }): Pr
   const enclave = await Enclave.start({ dataDir, shard: fromHex(config.shard), workers: 1, pool: config.pool, authorities: config.authorities.map(fromHex) });
   try {
     const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, async () =>
-      Promise.all(config.genesis.balances.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount }))), { verifyEach: flags.verify });
+      Promise.all(config.genesis.balances.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount }))), { verifyEach: flags.verify, ignoreSnapshots: flags.fromGenesis });
     const s = await enclave.call('status', {});
+    if (flags.json) {
+      const rssBytes = process.memoryUsage().rss;
+      console.log(JSON.stringify({ ...r, accounts: s.accounts, transitionsPerSecond: r.transitions / (r.ms / 1000), rssBytes, verifiedEachBlock: !!flags.verify }));
+      return;
+    }
     console.log(`replayed ${r.replayedBlocks} blocks to #${r.headNumber} in ${Math.round(r.ms)} ms${r.fromSnapshot !== null ? ` from snapshot #${r.fromSnapshot}` : ' from genesis'}; ` +
       `${s.accounts} accounts; state commitment ${flags.verify ? 'of every block' : 'of the head'} verified`);
   } finally {

@@ -22,7 +22,7 @@ export const enclaveApi = {
   },
   beginReplay: { params: z.object({ snapshot: bytes.optional(), verifyEach: z.boolean() }), result: z.object({ fromNumber: z.number().int() }) },
   replayBlocks: { params: z.object({ blocks: z.array(bytes).max(100_000) }), result: z.object({ headNumber: z.number().int() }) },
-  finishReplay: { params: z.object({}), result: status.extend({ blocks: z.number().int(), commitment: bytes32 }) },
+  finishReplay: { params: z.object({}), result: status.extend({ blocks: z.number().int(), transitions: z.number().int(), commitment: bytes32 }) },
   submit: {
     params: z.object({ requests: z.array(bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB')).max(20_000) }),
     result: z.object({

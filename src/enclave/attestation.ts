@@ -67,8 +67,10 @@ export function verifySimulatedQuote(bytes: Uint8Array, policy: VerifyPolicy): V
   if (policy.allowedMeasurements?.length && !policy.allowedMeasurements.some((m) => same(m, q.measurement))) {
     throw new EnclaveError('QUOTE_MEASUREMENT_NOT_ALLOWED', 'quote measurement is not allowed');
   }
-  if (policy.maxAgeMs !== undefined && (policy.nowMs ?? Date.now()) - Number(q.timestampMs) > policy.maxAgeMs) {
-    throw new EnclaveError('QUOTE_STALE', 'quote is too old');
+  if (policy.maxAgeMs !== undefined) {
+    const age = (policy.nowMs ?? Date.now()) - Number(q.timestampMs);
+    if (age > policy.maxAgeMs) throw new EnclaveError('QUOTE_STALE', 'quote is too old');
+    if (age < -60_000) throw new EnclaveError('QUOTE_STALE', 'quote is dated in the future');
   }
   return { measurement: q.measurement, signer: q.signer, reportData: q.reportData, timestampMs: q.timestampMs };
 }

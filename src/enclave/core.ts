@@ -52,7 +52,7 @@ export class EnclaveCore {
   private state = new State();
   private head: { hash: Uint8Array; number: bigint; commitment: Uint8Array } | null = null;
   private proposal: Proposal | null = null;
-  private replaying: { acc: ReturnType<State['replay']>; lastCommitment: Uint8Array; verifyEach: boolean; blocks: number } | null = null;
+  private replaying: { acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number } | null = null;
 
   private constructor(opts: EnclaveOptions) {
     this.opts = opts;
@@ -134,6 +134,7 @@ export class EnclaveCore {
   }
 
   propose(input: { slot: bigint; timestampMs: number; maxCalls: number }) {
+    if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot propose during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head: create genesis or replay first');
     const number = this.head.number + 1n;
     const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.account(Buffer.from(s, 'hex')).nonce)
@@ -183,6 +184,7 @@ export class EnclaveCore {
 
   /** Starts a replay from genesis (no snapshot) or from a sealed snapshot. */
   beginReplay(sealedSnapshot: Uint8Array | undefined, verifyEach: boolean) {
+    this.proposal = null; // a proposal made on the old state must never be committed on the new one
     if (sealedSnapshot) {
       const snap = decodeExact(SnapshotFile, this.sealer.unseal('snapshot', sealedSnapshot), 'snapshot');
       this.state = State.fromSnapshot(snap.state);
@@ -191,7 +193,7 @@ export class EnclaveCore {
       this.state = new State();
       this.head = null;
     }
-    this.replaying = { acc: this.state.replay(), lastCommitment: this.head?.commitment ?? ZERO32, verifyEach, blocks: 0 };
+    this.replaying = { acc: this.state.replay(), verifyEach, blocks: 0, transitions: 0 };
     return { fromNumber: this.head ? Number(this.head.number) : -1 };
   }
 
@@ -216,8 +218,8 @@ export class EnclaveCore {
       } else {
         r.acc.apply(writes);
       }
-      r.lastCommitment = b.header.stateCommitment;
       r.blocks++;
+      r.transitions += writes.length;
       this.head = { hash: headerHash(b.header), number: b.header.number, commitment: b.header.stateCommitment };
     }
     return { headNumber: Number(this.head?.number ?? -1) };
@@ -233,7 +235,7 @@ export class EnclaveCore {
       this.head = null;
       throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
     }
-    return { ...this.status(), blocks: r.blocks, commitment: this.state.commitment() };
+    return { ...this.status(), blocks: r.blocks, transitions: r.transitions, commitment: this.state.commitment() };
   }
 
   private openBlock(b: SignedBlockT): StateWrite[] {

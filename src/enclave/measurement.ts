@@ -5,7 +5,8 @@ import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 
-const IMPORT = /(?:from|import)\s+'(\.{1,2}\/[^']+\.ts)'/g;
+// Static imports, and worker entry points (a module path handed to new URL with import.meta.url).
+const IMPORT = /(?:(?:from|import)\s+'(\.{1,2}\/[^']+\.ts)')|(?:new URL\('(\.{1,2}\/[^']+\.ts)', import\.meta\.url\))/g;
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export function enclaveSources(entry = resolve(SRC, 'enclave/worker.ts')): string[] {
@@ -13,7 +14,7 @@ export function enclaveSources(entry = resolve(SRC, 'enclave/worker.ts')): strin
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) visit(resolve(dirname(file), m[1]));
+    for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) visit(resolve(dirname(file), m[1] ?? m[2]));
   };
   visit(entry);
   return [...seen].sort();

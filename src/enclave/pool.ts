@@ -72,9 +72,12 @@ export class CallPool {
     const dropped: { entry: PoolEntry; code: RejectCode; message: string }[] = [];
     for (const [sender, calls] of this.senders()) {
       const n = accountNonce(sender);
+      // Calls in an unbroken run from the account nonce are ready, however long they waited.
+      let runEnd = n;
+      while (calls.has(runEnd)) runEnd++;
       for (const e of [...calls.values()]) {
         if (e.nonce < n) dropped.push({ entry: e, code: RejectCode.STALE_NONCE, message: `nonce ${e.nonce} already used; account nonce is ${n}` });
-        else if (e.nonce > n && nowMs - e.addedAtMs > this.limits.futureTtlMs) {
+        else if (e.nonce > runEnd && nowMs - e.addedAtMs > this.limits.futureTtlMs) {
           dropped.push({ entry: e, code: RejectCode.NONCE_GAP_EXPIRED, message: `nonce gap before ${e.nonce} not filled within ${this.limits.futureTtlMs} ms` });
         }
       }

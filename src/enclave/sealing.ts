@@ -60,7 +60,7 @@ export class Sealer {
 /** Write-then-rename so a crash never leaves a half-written file. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   writeFileSync(tmp, data, { mode: 0o600, flush: true });
   renameSync(tmp, path);
 }

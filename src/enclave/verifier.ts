@@ -2,7 +2,7 @@
 // Pure and synchronous so it runs unchanged on the enclave thread and in the crypto worker threads.
 import { type KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../crypto/hpke.ts';
-import { ed25519PublicKey, ed25519Verify } from '../crypto/primitives.ts';
+import { ed25519PublicKey, ed25519Verify, x25519PrivateKey } from '../crypto/primitives.ts';
 import { HPKE_INFO_CALL, ShieldedRequest, TrustedCallSigned, callHash, callSigningPayload, decodeExact, type TrustedCall } from '../codec/wire.ts';
 import { RejectCode } from './errors.ts';
 
@@ -19,7 +19,8 @@ export class CallVerifier {
   private readonly keyCache = new Map<string, KeyObject>();
 
   constructor(key: ShieldingKeyMaterial) {
-    this.key = key;
+    // Import the private key once; raw bytes would be re-imported on every open.
+    this.key = key.secret instanceof Uint8Array ? { ...key, secret: x25519PrivateKey(key.secret) } : key;
   }
 
   verify(requestBytes: Uint8Array): Verified | VerifyFailure {

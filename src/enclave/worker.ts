@@ -49,7 +49,7 @@ port.on('message', async (msg: EnclaveRequest | { close: true }) => {
   }
   let reply: EnclaveReply;
   try {
-    const spec = enclaveApi[msg.method as Method];
+    const spec = Object.hasOwn(enclaveApi, msg.method) ? enclaveApi[msg.method as Method] : undefined;
     if (!spec) throw new EnclaveError('UNKNOWN_METHOD', `unknown enclave method ${msg.method}`);
     const params = spec.params.parse(msg.params);
     reply = { id: msg.id, ok: true, result: await handlers[msg.method as Method](params as never) };

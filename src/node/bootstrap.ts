@@ -6,12 +6,12 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from './logger.ts';
 import { EnclaveError } from '../enclave/host.ts';
 
-export interface BootstrapResult { mode: 'genesis' | 'replay'; headNumber: number; replayedBlocks: number; fromSnapshot: number | null; ms: number }
+export interface BootstrapResult { mode: 'genesis' | 'replay'; headNumber: number; replayedBlocks: number; transitions: number; fromSnapshot: number | null; ms: number }
 
 export async function bootstrap(
   deps: { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger },
   genesisBalances: () => Promise<{ account: Uint8Array; amount: bigint }[]>,
-  opts: { verifyEach?: boolean } = {},
+  opts: { verifyEach?: boolean; ignoreSnapshots?: boolean } = {},
 ): Promise<BootstrapResult> {
   const { enclave, store, metrics, logger } = deps;
   const started = performance.now();
@@ -20,10 +20,10 @@ export async function bootstrap(
     const g = await enclave.call('genesis', { balances: await genesisBalances(), timestampMs: Date.now() });
     await store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
     logger.info({ hash: '0x' + Buffer.from(g.hash).toString('hex') }, 'genesis block created');
-    return { mode: 'genesis', headNumber: 0, replayedBlocks: 1, fromSnapshot: null, ms: performance.now() - started };
+    return { mode: 'genesis', headNumber: 0, replayedBlocks: 1, transitions: 0, fromSnapshot: null, ms: performance.now() - started };
   }
 
-  const candidates: ({ number: number; sealed: Uint8Array } | null)[] = opts.verifyEach ? [null] : [...(await store.snapshots()), null];
+  const candidates: ({ number: number; sealed: Uint8Array } | null)[] = opts.verifyEach || opts.ignoreSnapshots ? [null] : [...(await store.snapshots()), null];
   for (const snap of candidates) {
     try {
       await enclave.call('beginReplay', { snapshot: snap?.sealed, verifyEach: opts.verifyEach ?? false });
@@ -38,8 +38,8 @@ export async function bootstrap(
         throw new EnclaveError('REPLAY_HEAD_MISMATCH', `replay ended at ${done.headNumber}, store head is ${head.number}`);
       }
       const ms = performance.now() - started;
-      logger.info({ head: head.number, fromSnapshot: snap?.number ?? null, replayed, ms: Math.round(ms) }, 'state rebuilt from the event log');
-      return { mode: 'replay', headNumber: head.number, replayedBlocks: replayed, fromSnapshot: snap?.number ?? null, ms };
+      logger.info({ head: head.number, fromSnapshot: snap?.number ?? null, replayed, transitions: done.transitions, ms: Math.round(ms) }, 'state rebuilt from the event log');
+      return { mode: 'replay', headNumber: head.number, replayedBlocks: replayed, transitions: done.transitions, fromSnapshot: snap?.number ?? null, ms };
     } catch (err) {
       if (!snap) throw err;
       logger.warn({ snapshot: snap.number, code: (err as EnclaveError).code, err: (err as Error).message }, 'snapshot unusable, trying an older one');

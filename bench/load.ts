@@ -1,0 +1,82 @@
+// Load generator: C WebSocket connections sending pre-signed, pre-encrypted transfers as JSON-RPC
+// batches of author_submitAndWatchCall, with a bounded window of batches in flight per connection.
+// Latency is submit -> inBlock notification for every call.
+import WebSocket from 'ws';
+
+export interface LoadResult { submitted: number; included: number; invalid: number; rpcErrors: number; seconds: number; callsPerSecond: number; latencyMs: { p50: number; p99: number } }
+
+export async function runLoad(url: string, requests: string[], opts: { connections: number; batch: number; window: number; timeoutMs: number }): Promise<LoadResult> {
+  const sentAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let included = 0, invalid = 0, rpcErrors = 0, next = 0, firstSend = 0, lastInclusion = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const settled = () => included + invalid + rpcErrors >= requests.length && resolveDone();
+
+  const sockets = await Promise.all(Array.from({ length: opts.connections }, () => new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(url, { maxPayload: 64 << 20 });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  })));
+
+  let id = 0;
+  const sendBatch = (ws: WebSocket, inflight: { n: number }) => {
+    while (inflight.n < opts.window && next < requests.length) {
+      const chunk = requests.slice(next, next + opts.batch);
+      next += chunk.length;
+      const now = performance.now();
+      if (!firstSend) firstSend = now;
+      const ids = chunk.map(() => ++id);
+      ws.send('[' + chunk.map((hex, i) => `{"jsonrpc":"2.0","id":${ids[i]},"method":"author_submitAndWatchCall","params":["${hex}"]}`).join(',') + ']');
+      for (let i = 0; i < chunk.length; i++) sentAt.set(String(ids[i]), now);
+      inflight.n++;
+    }
+  };
+
+  for (const ws of sockets) {
+    const inflight = { n: 0 };
+    const subStart = new Map<string, number>();
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString()) as unknown;
+      if (Array.isArray(msg)) {
+        for (const r of msg as { id: number; result?: string; error?: unknown }[]) {
+          const t = sentAt.get(String(r.id))!;
+          sentAt.delete(String(r.id));
+          if (r.result) subStart.set(r.result, t);
+          else rpcErrors++;
+        }
+        inflight.n--;
+        sendBatch(ws, inflight);
+        settled();
+        return;
+      }
+      const n = msg as { params?: { subscription: string; result: { status: string } } };
+      const p = n.params;
+      if (!p) return;
+      if (p.result.status === 'inBlock') {
+        const t = subStart.get(p.subscription);
+        if (t !== undefined) {
+          const now = performance.now();
+          latencies.push(now - t);
+          lastInclusion = now;
+          subStart.delete(p.subscription);
+        }
+        included++;
+        settled();
+      } else if (p.result.status === 'invalid') {
+        invalid++;
+        settled();
+      }
+    });
+    sendBatch(ws, inflight);
+  }
+
+  const timer = setTimeout(resolveDone, opts.timeoutMs);
+  await done;
+  clearTimeout(timer);
+  for (const ws of sockets) ws.terminate();
+  latencies.sort((a, b) => a - b);
+  const pct = (q: number) => latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN;
+  const seconds = (lastInclusion - firstSend) / 1000;
+  return { submitted: next, included, invalid, rpcErrors, seconds, callsPerSecond: included / seconds, latencyMs: { p50: pct(0.5), p99: pct(0.99) } };
+}

@@ -1,0 +1,121 @@
+// `npm run bench [-- --json] [-- --calls N]`: throughput, latency, ceiling, replay speed and RSS.
+// Every figure is measured in this run on this machine; nothing is carried over.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { buildTransfer } from '../src/client/calls.ts';
+import { fromHex, toHex } from '../src/codec/wire.ts';
+import { connectRpc } from '../src/client/rpc.ts';
+import { benchAccount, genesisBalances } from './accounts.ts';
+import { measureCeiling } from './ceiling.ts';
+import { runLoad } from './load.ts';
+import { startNodeProcess } from './node-process.ts';
+
+const { values: args } = parseArgs({ options: {
+  json: { type: 'boolean', default: false },
+  calls: { type: 'string', default: '60000' },
+  accounts: { type: 'string', default: '100000' },
+  senders: { type: 'string', default: '6000' },
+  connections: { type: 'string', default: '4' },
+  'slot-ms': { type: 'string', default: '250' },
+} });
+const log = (s: string) => { if (!args.json) console.error(s); };
+
+async function sampleRss(pid: number): Promise<number> {
+  const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' });
+  return Number(r.stdout.trim()) * 1024;
+}
+
+async function main() {
+  const calls = Number(args.calls), accounts = Number(args.accounts), senders = Number(args.senders);
+  const dir = mkdtempSync(join(tmpdir(), 'validateer-bench-'));
+  const figures: Record<string, number | string> = {};
+  try {
+    log('measuring the verify+decrypt ceiling ...');
+    const c = measureCeiling();
+    figures.ceiling_per_core_calls_per_s = Math.round(c.perCore);
+    figures.cores = c.cores;
+    figures.ceiling_calls_per_s = Math.round(c.ceiling);
+
+    log(`starting a validateer with ${accounts} genesis accounts ...`);
+    const config = {
+      dataDir: join(dir, 'data'),
+      sidechain: { slotDurationMs: Number(args['slot-ms']), snapshotInterval: 100000 },
+      pool: { maxPending: 200000, maxNonceAhead: 1024 },
+      genesis: { balances: genesisBalances(accounts, 1_000_000_000n) },
+      log: { level: 'warn' },
+    };
+    const node = await startNodeProcess(dir, config);
+    let peakRss = 0;
+    const rssTimer = setInterval(async () => { peakRss = Math.max(peakRss, await sampleRss(node.proc.pid!)); }, 250);
+    try {
+      const rpc = await connectRpc(node.rpcUrl);
+      const k = await rpc.request<{ shard: string; keyId: number; publicKey: string }>('author_getShieldingKey');
+      await rpc.close();
+      const shard = fromHex(k.shard);
+      const key = { keyId: k.keyId, publicKey: fromHex(k.publicKey) };
+      log(`pre-signing and encrypting ${calls} transfers from ${senders} senders ...`);
+      const signers = Array.from({ length: senders }, (_, i) => benchAccount(i));
+      const requests: string[] = [];
+      // Nonce-major order: consecutive calls come from different senders, as from independent users.
+      for (let i = 0; i < calls; i++) {
+        const s = i % senders, nonce = Math.floor(i / senders);
+        const to = benchAccount((s * 7919 + nonce * 104729) % accounts).publicKey;
+        requests.push(toHex(buildTransfer(signers[s], { to, amount: 1n, nonce }, key, shard).request));
+      }
+      log('driving load over JSON-RPC ...');
+      const r = await runLoad(node.rpcUrl, requests, { connections: Number(args.connections), batch: 250, window: 4, timeoutMs: 180_000 });
+      figures.calls_submitted = r.submitted;
+      figures.calls_included = r.included;
+      figures.calls_invalid = r.invalid + r.rpcErrors;
+      figures.calls_per_s = Math.round(r.callsPerSecond);
+      figures.latency_p50_ms = Math.round(r.latencyMs.p50);
+      figures.latency_p99_ms = Math.round(r.latencyMs.p99);
+      figures.ceiling_ratio = Number((r.callsPerSecond / c.ceiling).toFixed(3));
+      figures.slot_ms = Number(args['slot-ms']);
+    } finally {
+      clearInterval(rssTimer);
+      await node.stop();
+    }
+    figures.node_peak_rss_bytes = peakRss;
+
+    log('replaying the whole event log from genesis in a fresh process ...');
+    const cfgFile = join(dir, 'config.json');
+    const rep = spawnSync(process.execPath, [new URL('../src/cli/main.ts', import.meta.url).pathname, 'replay', '--config', cfgFile, '--from-genesis', '--json', '--log-level', 'warn'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (rep.status !== 0) throw new Error(`replay failed: ${rep.stderr}`);
+    const replay = JSON.parse(rep.stdout.trim().split('\n').pop()!) as { transitions: number; ms: number; accounts: number; rssBytes: number; replayedBlocks: number };
+    figures.replay_blocks = replay.replayedBlocks;
+    figures.replay_transitions = replay.transitions;
+    figures.replay_accounts = replay.accounts;
+    figures.replay_transitions_per_s = Math.round(replay.transitions / (replay.ms / 1000));
+    figures.replay_rss_bytes = replay.rssBytes;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  if (args.json) {
+    console.log(JSON.stringify(figures));
+  } else {
+    const rows: [string, string, string][] = [
+      ['throughput into blocks', `${figures.calls_per_s} calls/s`, 'target >= 5000'],
+      ['latency submit -> inBlock p50', `${figures.latency_p50_ms} ms`, `slot ${figures.slot_ms} ms`],
+      ['latency submit -> inBlock p99', `${figures.latency_p99_ms} ms`, ''],
+      ['calls included / submitted', `${figures.calls_included} / ${figures.calls_submitted}`, `${figures.calls_invalid} invalid`],
+      ['node peak RSS', `${(Number(figures.node_peak_rss_bytes) / 2 ** 20).toFixed(0)} MiB`, ''],
+      ['verify+decrypt ceiling', `${figures.ceiling_calls_per_s} calls/s`, `${figures.ceiling_per_core_calls_per_s}/core x ${figures.cores} cores`],
+      ['throughput / ceiling', `${(Number(figures.ceiling_ratio) * 100).toFixed(0)} %`, 'target >= 50 %'],
+      ['replay from genesis', `${figures.replay_transitions_per_s} transitions/s`, `${figures.replay_transitions} transitions, ${figures.replay_blocks} blocks; target >= 200000`],
+      ['RSS after replay', `${(Number(figures.replay_rss_bytes) / 2 ** 20).toFixed(0)} MiB`, `${figures.replay_accounts} accounts; target < 300 MiB`],
+    ];
+    const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
+    console.log(`${'figure'.padEnd(w0)}  ${'value'.padEnd(w1)}  note`);
+    for (const [a, b, n] of rows) console.log(`${a.padEnd(w0)}  ${b.padEnd(w1)}  ${n}`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

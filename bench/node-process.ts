@@ -1,0 +1,50 @@
+// Starts a validateer as a child process on free loopback ports and waits until it is ready.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface NodeProcess { proc: ChildProcess; rpcUrl: string; metricsUrl: string; stop(): Promise<void> }
+
+export async function startNodeProcess(dir: string, config: Record<string, unknown>, timeoutMs = 120_000): Promise<NodeProcess> {
+  const rpcPort = await freePort();
+  const metricsPort = await freePort();
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ ...config, rpc: { ...(config.rpc as object), port: rpcPort }, metrics: { port: metricsPort } }));
+  const proc = spawn(process.execPath, [new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+  proc.stdout!.resume();
+  const metricsUrl = `http://127.0.0.1:${metricsPort}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`node exited during start: ${stderr}`);
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`node not ready after ${timeoutMs} ms: ${stderr}`); }
+    try {
+      if ((await fetch(`${metricsUrl}/health/ready`)).status === 200) break;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    proc, rpcUrl: `ws://127.0.0.1:${rpcPort}`, metricsUrl,
+    stop: async () => {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGINT');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
