@@ -13,9 +13,18 @@ export class CryptoPool {
   private nextId = 1;
   private next = 0;
 
+  private readonly key: { keyId: number; secret: Uint8Array; publicKey: Uint8Array };
+  private readonly size: number;
+
+  /** Threads start on first use: a replay-only process (e.g. `validateer replay`) never pays for them. */
   constructor(key: { keyId: number; secret: Uint8Array; publicKey: Uint8Array }, threads: number) {
-    const n = threads > 0 ? threads : availableParallelism();
-    for (let i = 0; i < n; i++) {
+    this.key = key;
+    this.size = threads > 0 ? threads : availableParallelism();
+  }
+
+  private spawn(): void {
+    const key = this.key;
+    for (let i = 0; i < this.size; i++) {
       const w = new Worker(new URL('./crypto-worker.ts', import.meta.url), { workerData: key });
       w.on('message', (m: { id: number; results: Result[] }) => {
         const p = this.pending.get(m.id);
@@ -32,11 +41,12 @@ export class CryptoPool {
   }
 
   get threads(): number {
-    return this.workers.length;
+    return this.size;
   }
 
   async verify(requests: Uint8Array[]): Promise<Result[]> {
     if (requests.length === 0) return [];
+    if (this.workers.length === 0) this.spawn();
     const n = Math.min(this.workers.length, Math.ceil(requests.length / 16));
     const size = Math.ceil(requests.length / n);
     const parts: Promise<Result[]>[] = [];

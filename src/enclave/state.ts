@@ -69,18 +69,20 @@ export class State {
   replay(): { apply(writes: StateWrite[]): void; finish(): void } {
     const before = new Map<string, StateWrite | null>();
     const latest = new Map<string, StateWrite>();
+    // From an empty state (genesis replay) nothing existed before: skip that bookkeeping entirely.
+    const fromEmpty = this.accounts.size === 0 && this.memos.size === 0;
     return {
       apply: (writes) => {
         for (const w of writes) {
           const k = w.tag + writeKey(w);
-          if (!before.has(k)) before.set(k, this.current(w) ?? null);
+          if (!fromEmpty && !before.has(k)) before.set(k, this.current(w) ?? null);
           latest.set(k, w);
           this.set(w);
         }
       },
       finish: () => {
         for (const [k, w] of latest) {
-          const old = before.get(k);
+          const old = fromEmpty ? undefined : before.get(k);
           if (old) this.lthash.remove(StateWrite.enc(old));
           this.lthash.add(StateWrite.enc(w));
         }
