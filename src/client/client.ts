@@ -1,5 +1,5 @@
 // The client library: shielded calls and signed getters against a validateer's JSON-RPC endpoint.
-import { connectRpc, type RpcClient } from './rpc.ts';
+import { RpcClientError, connectRpc, type RpcClient } from './rpc.ts';
 import { buildGetter, buildTransfer, type ShieldingKey, type Signer } from './calls.ts';
 import { fromHex, toHex, type GetterReply, type Memo, type TrustedGetter } from '../codec/wire.ts';
 import { ValidateerError } from '../codec/errors.ts';
@@ -68,15 +68,26 @@ export class ValidateerClient {
   async submitAndWatch(request: Uint8Array, opts: { onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
     let settle!: (u: CallUpdate) => void;
     const final = new Promise<CallUpdate>((resolve) => (settle = resolve));
-    const hash = await this.rpc.subscribe('author_submitAndWatchCall', [toHex(request)], (u) => {
-      const update = u as CallUpdate;
-      opts.onUpdate?.(update);
-      if (update.status === 'inBlock' || update.status === 'invalid') settle(update);
-    });
+    let hash: string;
+    try {
+      hash = await this.rpc.subscribe('author_submitAndWatchCall', [toHex(request)], (u) => {
+        const update = u as CallUpdate;
+        opts.onUpdate?.(update);
+        if (update.status === 'inBlock' || update.status === 'invalid') settle(update);
+      });
+    } catch (err) {
+      // Refused at submission: same error shape as a rejection at block time (code = reason).
+      const data = err instanceof RpcClientError ? (err.data as { code?: string } | undefined) : undefined;
+      if (data?.code) throw new ValidateerError(data.code, err instanceof Error ? err.message : String(err));
+      throw err;
+    }
     const timeoutMs = opts.timeoutMs ?? 60_000;
     let timer: NodeJS.Timeout | undefined;
-    const u = await Promise.race([final, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ValidateerError('TIMEOUT', `call ${hash} not in a block after ${timeoutMs} ms`)), timeoutMs); })]);
-    clearTimeout(timer);
+    const u = await Promise.race([
+      final,
+      this.rpc.closed.then((e) => { throw new ValidateerError('CONNECTION_CLOSED', `call ${hash} status unknown: ${e.message}`); }),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ValidateerError('TIMEOUT', `call ${hash} not in a block after ${timeoutMs} ms`)), timeoutMs); }),
+    ]).finally(() => clearTimeout(timer));
     if (u.status === 'invalid') throw new ValidateerError(u.code, `call rejected: ${u.message}`);
     if (u.status !== 'inBlock') throw new ValidateerError('BAD_REPLY', 'unexpected call update');
     return { hash, blockHash: u.blockHash, blockNumber: u.blockNumber };

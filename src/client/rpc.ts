@@ -21,6 +21,8 @@ export interface RpcClient {
   /** call a subscribe method; returns the subscription id; onNotification receives each `result` whose params.subscription matches */
   subscribe(method: string, params: unknown, onNotification: (result: unknown) => void): Promise<string>;
   sendRaw(text: string): void;
+  /** Resolves with the reason once the connection is gone (closed by either side or lost). */
+  readonly closed: Promise<Error>;
   close(): Promise<void>;
 }
 
@@ -50,6 +52,8 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
   const early = new Map<string, unknown[]>();
   let nextId = 1;
   let lastError: Error | undefined;
+  let resolveClosed!: (e: Error) => void;
+  const closed = new Promise<Error>((r) => (resolveClosed = r));
   let closedError: Error | undefined;
 
   await new Promise<void>((resolve, reject) => {
@@ -73,6 +77,7 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
   socket.on('close', (code, reason) => {
     const why = lastError ? lastError.message : `code ${code}${reason.length > 0 ? ` ${reason.toString()}` : ''}`;
     closedError = new Error(`connection to ${url} closed (${why})`);
+    resolveClosed(closedError);
     for (const p of [...pending.values()]) p.fail(closedError);
     pending.clear();
   });
@@ -179,6 +184,7 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
   }
 
   return {
+    closed,
     request,
     batch(calls, timeoutMs = defaultTimeout) {
       if (calls.length === 0) return Promise.resolve([]);

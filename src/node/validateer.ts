@@ -64,6 +64,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       methods: createMethods({ enclave, store, relay, metrics, shard, version: `validateer/${VERSION}`, isReady: () => ready }),
       logger,
       onRequest: (method, outcome) => metrics.countRpcRequest(method, outcome),
+      onConnections: (open) => metrics.rpcConnections.set(open),
     });
     cleanup.push(() => rpc.close());
 

@@ -38,6 +38,8 @@ export interface RpcServerOptions {
   methods: Record<string, RpcHandler>;
   logger?: { warn(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   onRequest?: (method: string, outcome: 'ok' | 'error') => void;
+  /** Called with the number of open connections whenever it changes. */
+  onConnections?: (open: number) => void;
 }
 
 export interface RpcServer {
@@ -90,7 +92,11 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     }
     const conn = openConnection(nextConnectionId++, socket);
     connections.add(conn);
-    void conn.closed.then(() => connections.delete(conn));
+    opts.onConnections?.(connections.size);
+    void conn.closed.then(() => {
+      connections.delete(conn);
+      opts.onConnections?.(connections.size);
+    });
     logger?.debug?.({ connectionId: conn.ctx.connectionId, remote: req.socket.remoteAddress }, 'rpc connection opened');
   });
 

@@ -1,0 +1,289 @@
+// Shared helpers for the end-to-end tests: start a real validateer process (src/cli/main.ts run) on
+// free local ports, wait until it is ready, capture its output to files, and stop it reliably.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repository root (the node is started from here so relative imports and config/dev.json resolve). */
+export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
+export const GENESIS_AMOUNT = 1_000_000_000_000n;
+export const GENESIS_ACCOUNTS = ['//Alice', '//Bob', '//Charlie'] as const;
+
+const READY_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 20_000;
+
+// ---------- small utilities ----------
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `fn` until it returns a value other than undefined/false; throws with `what` on timeout. */
+export async function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 30_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (listen on :0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+const tempDirs: string[] = [];
+/** A temp dir removed by cleanupTempDirs() (call it in `after`). */
+export function tempDir(prefix = 'validateer-e2e-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
+export function cleanupTempDirs(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** Environment for child processes: no stray VALIDATEER_* settings or test-runner context leak in. */
+export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k.startsWith('VALIDATEER_') || k === 'NODE_TEST_CONTEXT') continue;
+    env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** Every regular file under `dir`, recursively. */
+export function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    if (st.isDirectory()) out.push(...listFiles(p));
+    else if (st.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** The files (of `files`) whose raw bytes contain `needle`. */
+export function filesContaining(files: string[], needle: Uint8Array | string): string[] {
+  const n = typeof needle === 'string' ? Buffer.from(needle, 'utf8') : Buffer.from(needle);
+  if (n.length === 0) throw new Error('empty needle');
+  return files.filter((f) => readFileSync(f).includes(n));
+}
+
+// ---------- the node process ----------
+
+export interface StartNodeOptions {
+  /** Persistent across restarts; defaults to <root>/data. */
+  dataDir?: string;
+  /** Where the config file and captured logs go; defaults to a fresh temp dir. */
+  root?: string;
+  rpcPort?: number;
+  metricsPort?: number;
+  slotMs?: number;
+  /** Deep-merged into the generated config. */
+  extraConfig?: Record<string, unknown>;
+}
+
+export interface ExitInfo { code: number | null; signal: NodeJS.Signals | null }
+
+export interface NodeHandle {
+  rpcUrl: string;
+  metricsUrl: string;
+  rpcPort: number;
+  metricsPort: number;
+  dataDir: string;
+  root: string;
+  configFile: string;
+  proc: ChildProcess;
+  logFiles: { stdout: string; stderr: string };
+  exited: Promise<ExitInfo>;
+  stdout(): string;
+  stderr(): string;
+  /** JSON log lines from stderr (non-JSON lines skipped). */
+  logs(): Record<string, unknown>[];
+  /** Sends a signal and waits for the process to exit. */
+  kill(signal: NodeJS.Signals): Promise<ExitInfo>;
+  /** SIGTERM, then SIGKILL if it has not exited in time. Idempotent. */
+  stop(): Promise<ExitInfo>;
+}
+
+const running = new Set<ChildProcess>();
+// Safety net: never leave a node behind, even if a test forgets or the runner bails out.
+process.once('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
+let starts = 0;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
+  return out;
+}
+
+export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle> {
+  const root = opts.root ?? tempDir();
+  const dataDir = opts.dataDir ?? join(root, 'data');
+  const rpcPort = opts.rpcPort ?? (await freePort());
+  let metricsPort = opts.metricsPort ?? (await freePort());
+  while (metricsPort === rpcPort) metricsPort = await freePort();
+  const n = ++starts;
+  const config = deepMerge({
+    dataDir,
+    rpc: { host: '127.0.0.1', port: rpcPort },
+    metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+    enclave: { workers: 1 },
+    sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
+    genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
+    log: { level: 'info' },
+  }, opts.extraConfig ?? {});
+  const configFile = join(root, `config-${n}.json`);
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
+  const logDir = join(root, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const logFiles = { stdout: join(logDir, `node-${n}.stdout.log`), stderr: join(logDir, `node-${n}.stderr.log`) };
+  const outFd = openSync(logFiles.stdout, 'w');
+  const errFd = openSync(logFiles.stderr, 'w');
+  let proc: ChildProcess;
+  try {
+    proc = spawn(process.execPath, [MAIN, 'run', '--config', configFile], { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd] });
+  } finally {
+    closeSync(outFd);
+    closeSync(errFd);
+  }
+  running.add(proc);
+  let exitInfo: ExitInfo | undefined;
+  const exited = new Promise<ExitInfo>((resolveExit) => {
+    proc.once('exit', (code, signal) => {
+      running.delete(proc);
+      exitInfo = { code, signal };
+      resolveExit(exitInfo);
+    });
+  });
+
+  const stdout = () => readFileSync(logFiles.stdout, 'utf8');
+  const stderr = () => readFileSync(logFiles.stderr, 'utf8');
+  const logs = () => stderr().split('\n').flatMap((line) => {
+    if (!line.startsWith('{')) return [];
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+  const kill = async (signal: NodeJS.Signals): Promise<ExitInfo> => {
+    if (exitInfo) return exitInfo;
+    proc.kill(signal);
+    return exited;
+  };
+  const stop = async (): Promise<ExitInfo> => {
+    if (exitInfo) return exitInfo;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    try {
+      return await exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  try {
+    // The banner names the endpoints; readiness means the node has authored a block.
+    const banner = await waitFor(() => {
+      if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)}): ${stderr().slice(-2000)}`);
+      const text = stdout();
+      const rpc = /JSON-RPC\s+(ws:\/\/\S+)/.exec(text)?.[1];
+      const metrics = /metrics\s+(http:\/\/\S+)\/metrics/.exec(text)?.[1];
+      return rpc && metrics ? { rpc, metrics } : undefined;
+    }, 'the node banner', READY_TIMEOUT_MS, 50).catch((err: Error) => {
+      if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)}); stderr: ${stderr().slice(-2000)}`, { cause: err });
+      throw err;
+    });
+    await waitFor(async () => {
+      if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)})`);
+      const res = await fetch(`${banner.metrics}/health/ready`);
+      await res.arrayBuffer();
+      return res.status === 200;
+    }, '/health/ready to answer 200', READY_TIMEOUT_MS, 50);
+    return {
+      rpcUrl: banner.rpc, metricsUrl: banner.metrics, rpcPort, metricsPort, dataDir, root, configFile, proc, logFiles, exited,
+      stdout, stderr, logs, kill, stop,
+    };
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n--- stdout ---\n${stdout().slice(-2000)}\n--- stderr ---\n${stderr().slice(-4000)}`);
+  }
+}
+
+/** Restarts a node on the same data dir and ports (the previous process must have exited). */
+export function restartNode(prev: NodeHandle, opts: Omit<StartNodeOptions, 'dataDir' | 'root' | 'rpcPort' | 'metricsPort'> = {}): Promise<NodeHandle> {
+  return startNode({ ...opts, dataDir: prev.dataDir, root: prev.root, rpcPort: prev.rpcPort, metricsPort: prev.metricsPort });
+}
+
+// ---------- the CLI ----------
+
+export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+/** Runs `node src/cli/main.ts ...args` to completion (killed after timeoutMs). */
+export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  return new Promise((resolveRun, reject) => {
+    const proc = spawn(process.execPath, [MAIN, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(proc);
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    proc.once('error', (err) => {
+      clearTimeout(timer);
+      running.delete(proc);
+      reject(err);
+    });
+    proc.once('close', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(proc);
+      resolveRun({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+// ---------- metrics ----------
+
+/** Scrapes /metrics into `name{labels}` -> value (labels as printed, e.g. `validateer_calls_total{result="included"}`). */
+export async function scrapeMetrics(metricsUrl: string): Promise<Map<string, number>> {
+  const res = await fetch(`${metricsUrl}/metrics`);
+  if (res.status !== 200) throw new Error(`GET /metrics: ${res.status}`);
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(\S+?(?:\{.*\})?) (\S+)$/.exec(line);
+    if (m) out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
