@@ -8,6 +8,7 @@ import { DEV_AUTHORITY_PUBLIC, Quote, simulatedProvider, verifySimulatedQuote, t
 import { computeMeasurement, enclaveSources } from '../../src/enclave/measurement.ts';
 import { ed25519PublicFromSeed } from '../../src/crypto/primitives.ts';
 import { SIM_SIGNER_ID } from '../../src/enclave/sealing.ts';
+import { codeOf } from '../helpers/errors.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -18,14 +19,6 @@ const measurement = new Uint8Array(randomBytes(32));
 const reportData = new Uint8Array(randomBytes(64));
 const trusted: VerifyPolicy = { trustedAuthorities: [DEV_AUTHORITY_PUBLIC] };
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return undefined;
-}
 
 test('simulated quote verifies with DEV_AUTHORITY_PUBLIC trusted and returns its fields', () => {
   const before = Date.now();

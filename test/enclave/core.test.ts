@@ -10,6 +10,7 @@ import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { ShieldedRequest, TrustedCallSigned, MAX_MEMO_BYTES, type GetterReply, type TrustedCall, type TrustedGetter } from '../../src/codec/wire.ts';
 import { SignedBlock } from '../../src/sidechain/block.ts';
 import { x25519Generate } from '../../src/crypto/primitives.ts';
+import { codeOf } from '../helpers/errors.ts';
 
 const SHARD = new Uint8Array(32).fill(0x11);
 const OTHER_SHARD = new Uint8Array(32).fill(0x22);
@@ -106,14 +107,6 @@ function assertStateUnchanged(c: Chain, before: { balance: bigint; nonce: number
   assert.deepEqual(snapshotOf(c.core, accounts), before);
 }
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return undefined;
-}
 
 function flip(b: Uint8Array, i: number): Uint8Array {
   const out = new Uint8Array(b);

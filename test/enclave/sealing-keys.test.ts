@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../src/enclave/sealing.ts';
 import { loadOrCreateKeys } from '../../src/enclave/keys.ts';
 import { ed25519PublicFromSeed, ed25519Sign, ed25519Verify, x25519PublicFromSecret } from '../../src/crypto/primitives.ts';
+import { codeOf } from '../helpers/errors.ts';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -22,14 +23,6 @@ const te = new TextEncoder();
 const measurementA = new Uint8Array(randomBytes(32));
 const measurementB = new Uint8Array(randomBytes(32));
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return undefined;
-}
 
 test('seal/unseal round trip under both policies, across Sealer instances of the same platform', () => {
   const dir = tempDir();
