@@ -10,8 +10,8 @@ import { Enclave } from '../enclave/host.ts';
 import { BlockStore } from '../sidechain/store.ts';
 import { bootstrap } from '../node/bootstrap.ts';
 import { createMetrics } from '../metrics/metrics.ts';
-import { resolvePublicKey } from '../client/accounts.ts';
-import { fromHex, toHex } from '../codec/wire.ts';
+import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
+import { toHex } from '../codec/wire.ts';
 
 export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string }
 
@@ -65,7 +65,7 @@ export async function keysCommand(flags: NodeFlags): Promise<void> {
   const config = configFrom(flags, flags.config ? undefined : DEV_CONFIG);
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const enclave = await Enclave.start({ dataDir, shard: fromHex(config.shard), workers: 1, pool: config.pool, authorities: config.authorities.map(fromHex) });
+  const enclave = await Enclave.start(enclaveInitFrom(config, dataDir, 1));
   try {
     const info = await enclave.call('info', {});
     const { quote } = await enclave.call('quote', { userData: new Uint8Array(32) });
@@ -88,10 +88,9 @@ export async function replayCommand(flags: NodeFlags & { verify?: boolean; fromG
     await store.close();
     throw Object.assign(new Error(`no chain in ${dataDir}`), { code: 'NO_CHAIN' });
   }
-  const enclave = await Enclave.start({ dataDir, shard: fromHex(config.shard), workers: 1, pool: config.pool, authorities: config.authorities.map(fromHex) });
+  const enclave = await Enclave.start(enclaveInitFrom(config, dataDir, 1));
   try {
-    const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, async () =>
-      Promise.all(config.genesis.balances.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount }))), { verifyEach: flags.verify, ignoreSnapshots: flags.fromGenesis });
+    const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, () => genesisBalances(config), { verifyEach: flags.verify, ignoreSnapshots: flags.fromGenesis });
     const s = await enclave.call('status', {});
     if (flags.json) {
       const rssBytes = process.memoryUsage().rss;

@@ -2,7 +2,7 @@
 // Written on synchronous node:crypto because @hpke/core's WebCrypto path opens ~3.4k messages/s on
 // this hardware against ~10k/s here; test/crypto/hpke.test.ts checks interop with @hpke/core both ways.
 import { type KeyObject } from 'node:crypto';
-import { aesGcmOpen, aesGcmSeal, hmacSha256, x25519, x25519Generate, x25519PublicFromSecret } from './primitives.ts';
+import { aesGcmOpen, aesGcmSeal, hmacSha256, x25519, x25519Generate } from './primitives.ts';
 
 const te = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -82,4 +82,3 @@ function extractAndExpand(dh: Uint8Array, kemContext: Uint8Array): Uint8Array {
   return labeledExpand(KEM_SUITE, prk, 'shared_secret', kemContext, 32);
 }
 
-export { x25519PublicFromSecret };

@@ -5,7 +5,7 @@ import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
 import {
   GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
-  decodeExact, getterAccount, getterSigningPayload, toHex, type GetterReply as GetterReplyT, type TrustedGetter,
+  decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
 } from '../codec/wire.ts';
 import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
@@ -320,4 +320,3 @@ export class EnclaveCore {
   }
 }
 
-export { toHex };

@@ -11,9 +11,9 @@ import { startRpcServer, type RpcServer } from '../rpc/server.ts';
 import { createMethods } from '../rpc/methods.ts';
 import { SlotWorker } from '../consensus/slots.ts';
 import { slotAuthor } from '../consensus/aura.ts';
-import { resolvePublicKey } from '../client/accounts.ts';
 import { fromHex, toHex } from '../codec/wire.ts';
 import { CallRelay } from './call-relay.ts';
+import { enclaveInitFrom, genesisBalances } from './from-config.ts';
 import { authorBlock } from './author.ts';
 import { bootstrap, type BootstrapResult } from './bootstrap.ts';
 import type { Logger } from './logger.ts';
@@ -40,17 +40,13 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     for (const fn of cleanup.reverse()) await fn().catch((err) => logger.error({ err: (err as Error).message }, 'error during shutdown'));
   };
   try {
-    const enclave = await Enclave.start({
-      dataDir, shard, workers: config.enclave.workers, pool: config.pool,
-      authorities: config.authorities.map(fromHex),
-    });
+    const enclave = await Enclave.start(enclaveInitFrom(config, dataDir));
     cleanup.push(() => enclave.close());
     const info = await enclave.call('info', {});
     const signingKey = toHex(info.signingKey);
     logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads }, 'enclave started (simulation mode)');
 
-    const boot = await bootstrap({ enclave, store, metrics, logger }, async () =>
-      Promise.all(config.genesis.balances.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount }))));
+    const boot = await bootstrap({ enclave, store, metrics, logger }, () => genesisBalances(config));
     const status = await enclave.call('status', {});
     const head = store.head()!;
     metrics.sidechainHeadNumber.set(head.number);
