@@ -1,6 +1,6 @@
 // `npm run bench [-- --json] [-- --calls N]`: throughput, latency, ceiling, replay speed and RSS.
 // Every figure is measured in this run on this machine; nothing is carried over.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -40,11 +40,13 @@ async function main() {
     figures.ceiling_calls_per_s = Math.round(c.ceiling);
 
     log(`starting a validateer with ${accounts} genesis accounts ...`);
+    const balancesFile = join(dir, 'genesis-balances.json');
+    writeFileSync(balancesFile, JSON.stringify(genesisBalances(accounts, 1_000_000_000n)));
     const config = {
       dataDir: join(dir, 'data'),
       sidechain: { slotDurationMs: Number(args['slot-ms']), snapshotInterval: 100000 },
       pool: { maxPending: 200000, maxNonceAhead: 1024 },
-      genesis: { balances: genesisBalances(accounts, 1_000_000_000n) },
+      genesis: { balancesFile: balancesFile },
       log: { level: 'warn' },
     };
     const node = await startNodeProcess(dir, config);

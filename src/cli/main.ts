@@ -1,7 +1,6 @@
 // The `validateer` command: run a node, a dev network, inspect keys, replay, and the client commands.
 import { Command, Option } from 'commander';
 import { runNodeCommand, devnetCommand, keysCommand, replayCommand } from './node-commands.ts';
-import { clientCommands } from './client-commands.ts';
 import { VERSION } from '../node/version.ts';
 
 const program = new Command('validateer')
@@ -25,7 +24,9 @@ nodeOptions(program.command('replay').description('rebuild state from the event 
   .option('--from-genesis', 'ignore snapshots and replay the whole event log')
   .option('--json', 'print the result as JSON')
   .action(replayCommand);
-clientCommands(program.command('client').description('talk to a validateer as a client'));
+const client = program.command('client').description('talk to a validateer as a client');
+// The client commands pull in polkadot-js util-crypto (~100 MB of RSS): load them only when used.
+if (process.argv[2] === 'client') (await import('./client-commands.ts')).clientCommands(client);
 
 program.parseAsync(process.argv).catch((err: Error & { code?: string }) => {
   console.error(`error${err.code ? ` [${err.code}]` : ''}: ${err.message}`);

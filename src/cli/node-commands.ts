@@ -88,7 +88,7 @@ export async function replayCommand(flags: NodeFlags & { verify?: boolean; fromG
     await store.close();
     throw Object.assign(new Error(`no chain in ${dataDir}`), { code: 'NO_CHAIN' });
   }
-  const enclave = await Enclave.start(enclaveInitFrom(config, dataDir, 1));
+  const enclave = await Enclave.start(enclaveInitFrom(config, dataDir));
   try {
     const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, () => genesisBalances(config), { verifyEach: flags.verify, ignoreSnapshots: flags.fromGenesis });
     const s = await enclave.call('status', {});

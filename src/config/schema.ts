@@ -9,6 +9,8 @@ const accountRef = z.string().min(2);
 const amount = z.union([z.string().regex(/^[0-9]+$/, 'expected a decimal integer'), z.number().int().nonnegative()])
   .transform((v) => BigInt(v));
 
+export const genesisBalance = z.object({ account: accountRef, amount });
+
 export const configSchema = z.object({
   /** Where the block store, sealed keys and snapshots live. Relative paths are against the working directory. */
   dataDir: z.string().min(1).default('data/dev'),
@@ -61,7 +63,9 @@ export const configSchema = z.object({
   authorities: z.array(hex32).default([]),
   genesis: z.object({
     /** Endowed accounts of the shard's genesis block. */
-    balances: z.array(z.object({ account: accountRef, amount })).default([]),
+    balances: z.array(genesisBalance).default([]),
+    /** A JSON file with more endowments (same shape as `balances`), read only when genesis is created. */
+    balancesFile: z.string().min(1).nullable().default(null),
   }).prefault({}),
   log: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),

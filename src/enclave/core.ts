@@ -15,7 +15,8 @@ import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
 import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
-import { Overlay, State, Transitions, hexKey, type StateWrite } from './state.ts';
+import { Overlay, State, hexKey, joinItems, splitItems, type Item } from './state.ts';
+import { hashThreads, type HashThreads } from './lthash-pool.ts';
 import { execute, precheck } from './stf.ts';
 import { CryptoPool } from './crypto-pool.ts';
 import { CallVerifier } from './verifier.ts';
@@ -38,7 +39,7 @@ const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
 const GETTER_MAX_SKEW_MS = 5 * 60_000;
 const ZERO32 = new Uint8Array(32);
 
-interface Proposal { hash: Uint8Array; number: bigint; writes: StateWrite[]; lthash: LtHash; included: string[] }
+interface Proposal { hash: Uint8Array; number: bigint; items: Item[]; lthash: LtHash; included: string[] }
 
 export class EnclaveCore {
   readonly measurement: Uint8Array;
@@ -52,7 +53,7 @@ export class EnclaveCore {
   private state = new State();
   private head: { hash: Uint8Array; number: bigint; commitment: Uint8Array } | null = null;
   private proposal: Proposal | null = null;
-  private replaying: { acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number } | null = null;
+  private replaying: { acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: HashThreads } | null = null;
 
   private constructor(opts: EnclaveOptions) {
     this.opts = opts;
@@ -103,10 +104,10 @@ export class EnclaveCore {
 
   // ---------- blocks ----------
 
-  private sealBlock(header: Omit<Header, 'transitionsRoot'>, writes: StateWrite[], calls: Uint8Array[]): { bytes: Uint8Array; hash: Uint8Array } {
+  private sealBlock(header: Omit<Header, 'transitionsRoot'>, items: Item[], calls: Uint8Array[]): { bytes: Uint8Array; hash: Uint8Array } {
     const nonce = randomNonce();
     const keyId = this.keys.currentStateKeyId;
-    const ciphertext = aesGcmSeal(this.keys.stateKeys.get(keyId)!, nonce, Transitions.enc(writes), transitionsAad(this.opts.shard, header.number));
+    const ciphertext = aesGcmSeal(this.keys.stateKeys.get(keyId)!, nonce, joinItems(items), transitionsAad(this.opts.shard, header.number));
     const body = { transitions: { keyId, nonce, ciphertext }, calls };
     const full: Header = { ...header, transitionsRoot: bodyRoot(body) };
     const signature = ed25519Sign(this.keys.signingKey, headerSigningPayload(full));
@@ -121,14 +122,14 @@ export class EnclaveCore {
       const a = overlay.account(b.account);
       overlay.setAccount(b.account, { ...a, balance: a.balance + b.amount });
     }
-    const writes = overlay.writes();
-    const lthash = this.state.preview(writes);
+    const items = overlay.items();
+    const lthash = this.state.preview(items);
     const header = {
       parentHash: ZERO32, number: 0n, shard: this.opts.shard, slot: 0n, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: BigInt(timestampMs),
     };
-    const { bytes, hash } = this.sealBlock(header, writes, []);
-    this.state.apply(writes, lthash);
+    const { bytes, hash } = this.sealBlock(header, items, []);
+    this.state.apply(items, lthash);
     this.head = { hash, number: 0n, commitment: header.stateCommitment };
     return { block: bytes, hash };
   }
@@ -158,14 +159,14 @@ export class EnclaveCore {
         nonce++;
       }
     }
-    const writes = overlay.writes();
-    const lthash = this.state.preview(writes);
+    const items = overlay.items();
+    const lthash = this.state.preview(items);
     const header = {
       parentHash: this.head.hash, number, shard: this.opts.shard, slot: input.slot, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: BigInt(input.timestampMs),
     };
-    const { bytes, hash } = this.sealBlock(header, writes, callHashes);
-    this.proposal = { hash, number, writes, lthash, included };
+    const { bytes, hash } = this.sealBlock(header, items, callHashes);
+    this.proposal = { hash, number, items, lthash, included };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
 
@@ -173,7 +174,7 @@ export class EnclaveCore {
   commit(hash: Uint8Array) {
     const p = this.proposal;
     if (!p || !Buffer.from(p.hash).equals(Buffer.from(hash))) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
-    this.state.apply(p.writes, p.lthash);
+    this.state.apply(p.items, p.lthash);
     this.head = { hash: p.hash, number: p.number, commitment: p.lthash.digest() };
     for (const h of p.included) this.pool.remove(h);
     this.proposal = null;
@@ -193,14 +194,17 @@ export class EnclaveCore {
       this.state = new State();
       this.head = null;
     }
-    this.replaying = { acc: this.state.replay(), verifyEach, blocks: 0, transitions: 0 };
+    void this.replaying?.hash.close();
+    // A replay from genesis ends by hashing every item: start the hash threads now, in parallel.
+    const hash = hashThreads(this.opts.workers, !verifyEach && !sealedSnapshot);
+    this.replaying = { acc: this.state.replay(), verifyEach, blocks: 0, transitions: 0, finishing: false, hash };
     return { fromNumber: this.head ? Number(this.head.number) : -1 };
   }
 
   /** Verifies and applies stored blocks in order: signature, author, linkage, body root, decryption. */
   replayBlocks(blocks: Uint8Array[]) {
     const r = this.replaying;
-    if (!r) throw new EnclaveError('NOT_REPLAYING', 'replayBlocks before beginReplay');
+    if (!r || r.finishing) throw new EnclaveError('NOT_REPLAYING', 'replayBlocks before beginReplay');
     for (const bytes of blocks) {
       const b = decodeExact(SignedBlock, bytes, 'stored block');
       const expectedNumber = this.head ? this.head.number + 1n : 0n;
@@ -208,29 +212,36 @@ export class EnclaveCore {
       if (b.header.number !== expectedNumber || !Buffer.from(b.header.parentHash).equals(Buffer.from(expectedParent))) {
         throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${b.header.number} does not extend ${expectedNumber - 1n}`);
       }
-      const writes = this.openBlock(b);
+      const items = this.openBlock(b);
       if (r.verifyEach) {
-        const lt = this.state.preview(writes);
-        this.state.apply(writes, lt);
+        const lt = this.state.preview(items);
+        this.state.apply(items, lt);
         if (!Buffer.from(lt.digest()).equals(Buffer.from(b.header.stateCommitment))) {
           throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', `state commitment mismatch at block ${b.header.number}`);
         }
       } else {
-        r.acc.apply(writes);
+        r.acc.apply(items);
       }
       r.blocks++;
-      r.transitions += writes.length;
+      r.transitions += items.length;
       this.head = { hash: headerHash(b.header), number: b.header.number, commitment: b.header.stateCommitment };
     }
     return { headNumber: Number(this.head?.number ?? -1) };
   }
 
   /** Finishes the replay: the rebuilt state must match the head's committed state. */
-  finishReplay() {
+  async finishReplay() {
     const r = this.replaying;
-    if (!r) throw new EnclaveError('NOT_REPLAYING', 'finishReplay before beginReplay');
+    if (!r || r.finishing) throw new EnclaveError('NOT_REPLAYING', 'finishReplay before beginReplay');
+    // Stays "replaying" until the commitment is complete: no proposal may see a half-hashed state.
+    r.finishing = true;
+    try {
+      if (!r.verifyEach) await r.acc.finish(r.hash.hasher);
+    } finally {
+      await r.hash.close();
+    }
+    if (this.replaying !== r) throw new EnclaveError('REPLAY_ABORTED', 'a new replay began before this one finished');
     this.replaying = null;
-    if (!r.verifyEach) r.acc.finish();
     if (this.head && !Buffer.from(this.state.commitment()).equals(Buffer.from(this.head.commitment))) {
       this.head = null;
       throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
@@ -238,7 +249,7 @@ export class EnclaveCore {
     return { ...this.status(), blocks: r.blocks, transitions: r.transitions, commitment: this.state.commitment() };
   }
 
-  private openBlock(b: SignedBlockT): StateWrite[] {
+  private openBlock(b: SignedBlockT): Item[] {
     const h = b.header;
     if (!Buffer.from(h.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
     if (!this.authorities().some((a) => Buffer.from(a).equals(Buffer.from(h.author)))) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
@@ -250,9 +261,9 @@ export class EnclaveCore {
     const plain = aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(h.shard, h.number));
     if (!plain) throw new EnclaveError('BLOCK_BAD_TRANSITIONS', `block ${h.number} transitions do not decrypt`);
     // Authenticated under the state key inside a signed block: only an enclave wrote these bytes,
-    // so the canonical re-encoding check of decodeExact is skipped on this hot path.
+    // so they are split into items, not decoded, on this hot path.
     try {
-      return Transitions.dec(plain);
+      return splitItems(plain);
     } catch {
       throw new EnclaveError('BLOCK_BAD_TRANSITIONS', `block ${h.number} transitions do not decode`);
     }
@@ -261,6 +272,7 @@ export class EnclaveCore {
   // ---------- snapshots ----------
 
   snapshot(): { sealed: Uint8Array; number: number } {
+    if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
     const bytes = SnapshotFile.enc({ number: this.head.number, hash: this.head.hash, state: this.state.encodeSnapshot() });
     return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(this.head.number) };
@@ -316,6 +328,7 @@ export class EnclaveCore {
   }
 
   async close(): Promise<void> {
+    await this.replaying?.hash.close();
     await this.crypto.close();
   }
 }

@@ -1,14 +1,27 @@
 // LtHash16 (Bellare-Micciancio / Lewi et al., as in Solana's accounts lattice hash): a multiset hash
 // of 1024 16-bit lanes where adding or removing an element is lane-wise addition or subtraction mod 2^16.
 // It lets the state commitment follow each change at O(1) cost instead of re-hashing the whole state.
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { sha256 } from '../crypto/primitives.ts';
 
 export const LTHASH_BYTES = 2048;
 const WORDS = LTHASH_BYTES / 4;
 
+// crypto.hash with an XOF length (Node >= 24.4) skips the Hash object: ~20% faster per element.
+const XOF = { outputEncoding: 'buffer', outputLength: LTHASH_BYTES } as const;
+const oneShot = (() => {
+  try {
+    return (hash as (a: string, d: Uint8Array, o: typeof XOF) => Buffer)('shake128', new Uint8Array(0), XOF).length === LTHASH_BYTES;
+  } catch {
+    return false;
+  }
+})();
+
 function elementWords(element: Uint8Array): Uint32Array {
-  const out = createHash('shake128', { outputLength: LTHASH_BYTES }).update(element).digest();
+  const out = oneShot
+    ? (hash as (a: string, d: Uint8Array, o: typeof XOF) => Buffer)('shake128', element, XOF)
+    : createHash('shake128', { outputLength: LTHASH_BYTES }).update(element).digest();
+  if (out.byteOffset % 4 !== 0) return new Uint32Array(new Uint8Array(out).buffer);
   return new Uint32Array(out.buffer, out.byteOffset, WORDS);
 }
 
@@ -23,9 +36,26 @@ export class LtHash {
     }
   }
 
-  /** Two 16-bit lanes per 32-bit word, added without carry between lanes (SWAR). */
   add(element: Uint8Array): void {
-    const e = elementWords(element);
+    this.addWords(elementWords(element));
+  }
+
+  remove(element: Uint8Array): void {
+    this.subWords(elementWords(element));
+  }
+
+  /** Adds another multiset's hash (the union of both multisets). */
+  addSum(other: LtHash): void {
+    this.addWords(other.words);
+  }
+
+  /** Subtracts another multiset's hash (removes a sub-multiset). */
+  subSum(other: LtHash): void {
+    this.subWords(other.words);
+  }
+
+  /** Two 16-bit lanes per 32-bit word, added without carry between lanes (SWAR). */
+  private addWords(e: Uint32Array): void {
     const w = this.words;
     for (let i = 0; i < WORDS; i++) {
       const x = w[i], y = e[i];
@@ -33,8 +63,7 @@ export class LtHash {
     }
   }
 
-  remove(element: Uint8Array): void {
-    const e = elementWords(element);
+  private subWords(e: Uint32Array): void {
     const w = this.words;
     for (let i = 0; i < WORDS; i++) {
       // x - y per lane = x + (~y + 1) per lane; the +1 is added per lane (0x00010001).

@@ -1,8 +1,9 @@
 // Plaintext shard state (accounts and memos) and its commitment. Only ever lives inside the enclave.
-// A state transition is a StateWrite: the full new value of one item. A block's transitions are the
-// final values of the items it touched, so replay is "set each item", and state = fold(log).
-import { Enum, Struct, Vector, u32, u128, Bytes } from 'scale-ts';
-import { AccountId, Memo } from '../codec/wire.ts';
+// A state item is kept as its SCALE encoding (a StateWrite: the full value of one account or memo).
+// The same bytes are the element of the LtHash commitment, the entry of a block's transitions and
+// the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
+import { Enum, Struct, u32, u128 } from 'scale-ts';
+import { AccountId, Memo, standalone } from '../codec/wire.ts';
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
@@ -11,81 +12,182 @@ export const StateWrite = Enum({
   memo: Struct({ id: AccountId, index: u32, memo: Memo }),
 });
 export type StateWrite = ReturnType<typeof StateWrite.dec>;
-export const Transitions = Vector(StateWrite);
+/** One state item: the SCALE encoding of a StateWrite. */
+export type Item = Uint8Array;
+
+const TAG_ACCOUNT = 0;
+const TAG_MEMO = 1;
+const ACCOUNT_ITEM_BYTES = 57; // tag, id 32, balance u128, nonce u32, memoCount u32
+const MEMO_FIXED_BYTES = 85; // tag, id 32, index u32, from 32, amount u128 (then text, block u64)
+const U64 = (1n << 64n) - 1n;
 
 const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
-export const hexKey = (id: Uint8Array): string => Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
-const writeKey = (w: StateWrite): string => (w.tag === 'account' ? hexKey(w.value.id) : `${hexKey(w.value.id)}:${w.value.index}`);
+const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+export const hexKey = (id: Uint8Array): string => view(id).toString('hex');
+const memoKey = (idHex: string, index: number): string => `${idHex}:${index}`;
+
+export function accountItem(id: Uint8Array, a: Account): Item {
+  const b = Buffer.allocUnsafe(ACCOUNT_ITEM_BYTES);
+  b[0] = TAG_ACCOUNT;
+  b.set(id, 1);
+  b.writeBigUInt64LE(a.balance & U64, 33);
+  b.writeBigUInt64LE(a.balance >> 64n, 41);
+  b.writeUInt32LE(a.nonce, 49);
+  b.writeUInt32LE(a.memoCount, 53);
+  return b;
+}
+
+export function readAccount(item: Item): Account {
+  const b = view(item);
+  return { balance: b.readBigUInt64LE(33) | (b.readBigUInt64LE(41) << 64n), nonce: b.readUInt32LE(49), memoCount: b.readUInt32LE(53) };
+}
+
+export function memoItem(id: Uint8Array, index: number, memo: Memo): Item {
+  return StateWrite.enc({ tag: 'memo', value: { id, index, memo } });
+}
+
+/** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
+export function decodeItem(item: Item): StateWrite {
+  return StateWrite.dec(standalone(item));
+}
+
+const isAccount = (item: Item): boolean => item[0] === TAG_ACCOUNT;
+function itemKey(item: Item): string {
+  const b = view(item);
+  const id = b.toString('hex', 1, 33);
+  return item[0] === TAG_ACCOUNT ? id : memoKey(id, b.readUInt32LE(33));
+}
+
+/** SCALE compact length prefix (the modes a length below 2^30 can use). */
+function readCompact(b: Buffer, at: number): [value: number, size: number] {
+  const mode = b[at] & 3;
+  if (mode === 0) return [b[at] >> 2, 1];
+  if (mode === 1) return [b.readUInt16LE(at) >> 2, 2];
+  if (mode === 2) return [b.readUInt32LE(at) >>> 2, 4];
+  throw new RangeError('compact length too large');
+}
+
+function writeCompact(n: number): Buffer {
+  if (n < 1 << 6) return Buffer.from([n << 2]);
+  if (n < 1 << 14) { const b = Buffer.allocUnsafe(2); b.writeUInt16LE((n << 2) | 1); return b; }
+  if (n < 1 << 30) { const b = Buffer.allocUnsafe(4); b.writeUInt32LE(((n << 2) | 2) >>> 0); return b; }
+  throw new RangeError('too many items');
+}
+
+/** Encodes items as a Vector(StateWrite): the plaintext of a block's transitions. */
+export function joinItems(items: Item[]): Uint8Array {
+  return Buffer.concat([writeCompact(items.length), ...items]);
+}
+
+/**
+ * Splits a Vector(StateWrite) into items without decoding them. Items are copied out, so the state
+ * never pins a whole block's plaintext. Throws RangeError on anything that is not well formed.
+ */
+export function splitItems(bytes: Uint8Array): Item[] {
+  const b = view(bytes);
+  if (b.length === 0) throw new RangeError('empty transitions');
+  const [count, size] = readCompact(b, 0);
+  const items: Item[] = new Array(count);
+  let at = size;
+  for (let i = 0; i < count; i++) {
+    let len: number;
+    if (b[at] === TAG_ACCOUNT) len = ACCOUNT_ITEM_BYTES;
+    else if (b[at] === TAG_MEMO) {
+      if (at + MEMO_FIXED_BYTES >= b.length) throw new RangeError('truncated memo item');
+      const [textLen, s] = readCompact(b, at + MEMO_FIXED_BYTES);
+      len = MEMO_FIXED_BYTES + s + textLen + 8;
+    } else throw new RangeError(`unknown item tag ${b[at]}`);
+    if (at + len > b.length) throw new RangeError('truncated item');
+    items[i] = Buffer.from(b.subarray(at, at + len));
+    at += len;
+  }
+  if (at !== b.length) throw new RangeError('trailing bytes after transitions');
+  return items;
+}
+
+/** Sums the LtHash of many items; the enclave passes a parallel implementation for big replays. */
+export type ItemHasher = (items: Item[]) => Promise<LtHash>;
+export const localHasher: ItemHasher = async (items) => {
+  const lt = new LtHash();
+  for (const item of items) lt.add(item);
+  return lt;
+};
 
 export class State {
-  readonly accounts = new Map<string, Account>();
-  readonly memos = new Map<string, Memo>();
+  readonly accounts = new Map<string, Item>();
+  readonly memos = new Map<string, Item>();
   lthash = new LtHash();
 
   account(id: Uint8Array): Account {
-    return this.accounts.get(hexKey(id)) ?? EMPTY;
+    const item = this.accounts.get(hexKey(id));
+    return item ? readAccount(item) : EMPTY;
   }
 
   memo(id: Uint8Array, index: number): Memo | undefined {
-    return this.memos.get(`${hexKey(id)}:${index}`);
+    const item = this.memos.get(memoKey(hexKey(id), index));
+    if (!item) return undefined;
+    const w = decodeItem(item);
+    return w.tag === 'memo' ? w.value.memo : undefined;
   }
 
-  /** The current item for a write's key, as a write (for the commitment), or undefined. */
-  private current(w: StateWrite): StateWrite | undefined {
-    if (w.tag === 'account') {
-      const a = this.accounts.get(hexKey(w.value.id));
-      return a && { tag: 'account', value: { id: w.value.id, ...a } };
-    }
-    const m = this.memos.get(writeKey(w));
-    return m && { tag: 'memo', value: { id: w.value.id, index: w.value.index, memo: m } };
+  private current(item: Item): Item | undefined {
+    return (isAccount(item) ? this.accounts : this.memos).get(itemKey(item));
   }
 
-  /** The commitment hash the state would have after `writes`, without applying them: O(writes). */
-  preview(writes: StateWrite[]): LtHash {
+  private set(item: Item): void {
+    (isAccount(item) ? this.accounts : this.memos).set(itemKey(item), item);
+  }
+
+  /** The commitment hash the state would have after `items`, without applying them: O(items). */
+  preview(items: Item[]): LtHash {
     const lt = this.lthash.clone();
-    for (const w of writes) {
-      const old = this.current(w);
-      if (old) lt.remove(StateWrite.enc(old));
-      lt.add(StateWrite.enc(w));
+    for (const item of items) {
+      const old = this.current(item);
+      if (old) lt.remove(old);
+      lt.add(item);
     }
     return lt;
   }
 
-  /** Applies writes; `lthash` is their preview (or omitted when loading items whose hash is known). */
-  apply(writes: StateWrite[], lthash?: LtHash): void {
-    for (const w of writes) this.set(w);
+  /** Applies items; `lthash` is their preview (or omitted when loading items whose hash is known). */
+  apply(items: Item[], lthash?: LtHash): void {
+    for (const item of items) this.set(item);
     if (lthash) this.lthash = lthash;
   }
 
-  private set(w: StateWrite): void {
-    if (w.tag === 'account') this.accounts.set(hexKey(w.value.id), { balance: w.value.balance, nonce: w.value.nonce, memoCount: w.value.memoCount });
-    else this.memos.set(writeKey(w), w.value.memo);
-  }
-
   /**
-   * Replays many blocks' writes, updating the commitment once per distinct item at the end instead of
+   * Replays many blocks' items, updating the commitment once per distinct item at the end instead of
    * once per write: replay cost follows the number of items touched, not the length of the log.
    */
-  replay(): { apply(writes: StateWrite[]): void; finish(): void } {
-    const before = new Map<string, StateWrite | null>();
-    const latest = new Map<string, StateWrite>();
-    // From an empty state (genesis replay) nothing existed before: skip that bookkeeping entirely.
+  replay(): { apply(items: Item[]): void; finish(hasher?: ItemHasher): Promise<void> } {
+    // From an empty state (genesis replay) the final state is exactly what was added: no bookkeeping.
     const fromEmpty = this.accounts.size === 0 && this.memos.size === 0;
+    const before = new Map<string, Item | null>();
     return {
-      apply: (writes) => {
-        for (const w of writes) {
-          const k = w.tag + writeKey(w);
-          if (!fromEmpty && !before.has(k)) before.set(k, this.current(w) ?? null);
-          latest.set(k, w);
-          this.set(w);
+      apply: (items) => {
+        for (const item of items) {
+          if (!fromEmpty) {
+            const k = item[0] + itemKey(item);
+            if (!before.has(k)) before.set(k, this.current(item) ?? null);
+          }
+          this.set(item);
         }
       },
-      finish: () => {
-        for (const [k, w] of latest) {
-          const old = fromEmpty ? undefined : before.get(k);
-          if (old) this.lthash.remove(StateWrite.enc(old));
-          this.lthash.add(StateWrite.enc(w));
+      finish: async (hasher = localHasher) => {
+        if (fromEmpty) {
+          this.lthash = await hasher([...this.accounts.values(), ...this.memos.values()]);
+          return;
         }
+        const removed: Item[] = [];
+        const added: Item[] = [];
+        for (const [k, old] of before) {
+          if (old) removed.push(old);
+          const key = k.slice(1);
+          added.push((k[0] === String(TAG_ACCOUNT) ? this.accounts : this.memos).get(key)!);
+        }
+        const [plus, minus] = await Promise.all([hasher(added), hasher(removed)]);
+        this.lthash.addSum(plus);
+        this.lthash.subSum(minus);
       },
     };
   }
@@ -94,35 +196,27 @@ export class State {
     return this.lthash.digest();
   }
 
-  /** Snapshot encoding: every item plus the lthash, so loading needs no re-hashing. */
+  /** Snapshot encoding: the lthash then every item (as a Vector(StateWrite)), so loading needs no hashing. */
   encodeSnapshot(): Uint8Array {
-    const writes: StateWrite[] = [];
-    for (const [k, a] of this.accounts) writes.push({ tag: 'account', value: { id: Buffer.from(k, 'hex'), ...a } });
-    for (const [k, m] of this.memos) {
-      const [id, index] = k.split(':');
-      writes.push({ tag: 'memo', value: { id: Buffer.from(id, 'hex'), index: Number(index), memo: m } });
-    }
-    return Snapshot.enc({ lthash: this.lthash.bytes(), writes });
+    return Buffer.concat([this.lthash.bytes(), joinItems([...this.accounts.values(), ...this.memos.values()])]);
   }
 
   static fromSnapshot(bytes: Uint8Array): State {
-    const s = Snapshot.dec(bytes);
+    if (bytes.length < LTHASH_BYTES + 1) throw new RangeError('snapshot too short');
     const state = new State();
-    state.apply(s.writes);
-    state.lthash = new LtHash(s.lthash);
+    state.apply(splitItems(bytes.subarray(LTHASH_BYTES)));
+    state.lthash = new LtHash(bytes.subarray(0, LTHASH_BYTES));
     return state;
   }
 }
-
-const Snapshot = Struct({ lthash: Bytes(LTHASH_BYTES), writes: Vector(StateWrite) });
 
 /**
  * Copy-on-write view used while building a block: reads fall through to the state, writes collect
  * per item so the block carries each touched item's final value once.
  */
 export class Overlay {
-  readonly accounts = new Map<string, StateWrite & { tag: 'account' }>();
-  readonly memos = new Map<string, StateWrite & { tag: 'memo' }>();
+  private readonly accounts = new Map<string, { id: Uint8Array; account: Account }>();
+  private readonly memos: Item[] = [];
   private readonly base: State;
 
   constructor(base: State) {
@@ -130,19 +224,21 @@ export class Overlay {
   }
 
   account(id: Uint8Array): Account {
-    const w = this.accounts.get(hexKey(id));
-    return w ? w.value : this.base.account(id);
+    return this.accounts.get(hexKey(id))?.account ?? this.base.account(id);
   }
 
-  setAccount(id: Uint8Array, a: Account): void {
-    this.accounts.set(hexKey(id), { tag: 'account', value: { id, balance: a.balance, nonce: a.nonce, memoCount: a.memoCount } });
+  setAccount(id: Uint8Array, account: Account): void {
+    this.accounts.set(hexKey(id), { id, account });
   }
 
+  /** Memos are append-only (a new index per memo), so each is written once. */
   addMemo(id: Uint8Array, index: number, memo: Memo): void {
-    this.memos.set(`${hexKey(id)}:${index}`, { tag: 'memo', value: { id, index, memo } });
+    this.memos.push(memoItem(id, index, memo));
   }
 
-  writes(): StateWrite[] {
-    return [...this.accounts.values(), ...this.memos.values()];
+  items(): Item[] {
+    const out: Item[] = [];
+    for (const { id, account } of this.accounts.values()) out.push(accountItem(id, account));
+    return out.concat(this.memos);
   }
 }

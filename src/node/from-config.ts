@@ -1,14 +1,33 @@
 // What the node and the node-side CLI commands derive from a Config, in one place.
-import type { Config } from '../config/schema.ts';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { genesisBalance, type Config } from '../config/schema.ts';
+import { ConfigError } from '../config/load.ts';
 import type { EnclaveInit } from '../enclave/host.ts';
-import { resolvePublicKey } from '../client/accounts.ts';
 import { fromHex } from '../codec/wire.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
   return { dataDir, shard: fromHex(config.shard), workers, pool: config.pool, authorities: config.authorities.map(fromHex) };
 }
 
-/** Genesis endowments with every account reference (SS58, hex, //Dev) resolved to a public key. */
-export function genesisBalances(config: Config): Promise<{ account: Uint8Array; amount: bigint }[]> {
-  return Promise.all(config.genesis.balances.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount })));
+/** Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key. */
+export async function genesisBalances(config: Config): Promise<{ account: Uint8Array; amount: bigint }[]> {
+  const entries = [...config.genesis.balances, ...(config.genesis.balancesFile ? readBalancesFile(config.genesis.balancesFile) : [])];
+  // Loaded on demand: polkadot-js util-crypto (for //Dev and SS58) costs ~100 MB of RSS, and a node
+  // only needs it on its very first start.
+  const { resolvePublicKey } = await import('../client/accounts.ts');
+  return Promise.all(entries.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount })));
+}
+
+function readBalancesFile(file: string): z.infer<typeof genesisBalance>[] {
+  const source = `genesis.balancesFile ${file}`;
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError([{ path: '', source, message: `cannot read: ${(err as Error).message}` }]);
+  }
+  const r = z.array(genesisBalance).safeParse(data);
+  if (!r.success) throw new ConfigError(r.error.issues.map((i) => ({ path: i.path.join('.'), source, message: i.message })));
+  return r.data;
 }

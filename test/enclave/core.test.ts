@@ -569,7 +569,7 @@ test('replay on the same data dir rebuilds the same state (accumulated and verif
       assert.deepEqual(core.beginReplay(undefined, verifyEach), { fromNumber: -1 });
       assert.deepEqual(core.replayBlocks(history.blocks.slice(0, 3)), { headNumber: 2 });
       assert.deepEqual(core.replayBlocks(history.blocks.slice(3)), { headNumber: 7 });
-      const fin = core.finishReplay();
+      const fin = await core.finishReplay();
       assert.equal(fin.blocks, 8);
       assertSameView(history, core, fin.commitment);
       // the chain continues from the replayed head
@@ -648,11 +648,11 @@ test('a proposal made before beginReplay cannot be committed after the replay', 
   try {
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks);
-    core.finishReplay();
+    await core.finishReplay();
     const p = core.propose({ slot: 100n, timestampMs: Date.now(), maxCalls: 10 });
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks.slice(0, 3));
-    core.finishReplay();
+    await core.finishReplay();
     assert.equal(codeOf(() => core.commit(p.hash)), 'NO_SUCH_PROPOSAL');
     assert.equal(core.status().headNumber, 2);
   } finally {
@@ -668,14 +668,14 @@ test('snapshot + tail replay equals full replay', async () => {
     assert.equal(snap.number, 3);
     assert.deepEqual(core.beginReplay(snap.sealed, false), { fromNumber: 3 });
     assert.deepEqual(core.replayBlocks(history.blocks.slice(snap.number + 1)), { headNumber: 7 });
-    const fin = core.finishReplay();
+    const fin = await core.finishReplay();
     assert.equal(fin.blocks, 4);
     assertSameView(history, core, fin.commitment);
 
     // verifyEach from the snapshot too
     core.beginReplay(snap.sealed, true);
     core.replayBlocks(history.blocks.slice(snap.number + 1));
-    assertSameView(history, core, core.finishReplay().commitment);
+    assertSameView(history, core, (await core.finishReplay()).commitment);
 
     // the tail must start right after the snapshot
     core.beginReplay(snap.sealed, false);
@@ -684,11 +684,11 @@ test('snapshot + tail replay equals full replay', async () => {
     // a snapshot taken now equals the replayed state
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks);
-    core.finishReplay();
+    await core.finishReplay();
     const now = core.snapshot();
     assert.equal(now.number, 7);
     core.beginReplay(now.sealed, false);
-    assertSameView(history, core, core.finishReplay().commitment);
+    assertSameView(history, core, (await core.finishReplay()).commitment);
 
     // a tampered sealed snapshot is refused
     assert.equal(codeOf(() => core.beginReplay(flip(snap.sealed, -1), false)), 'UNSEAL_FAILED');

@@ -2,44 +2,41 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LtHash } from '../../src/enclave/lthash.ts';
-import { Overlay, State, StateWrite } from '../../src/enclave/state.ts';
+import { hashThreads } from '../../src/enclave/lthash-pool.ts';
+import { Overlay, State, StateWrite, accountItem, decodeItem, joinItems, readAccount, splitItems, type Item } from '../../src/enclave/state.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const ids = Array.from({ length: 12 }, () => new Uint8Array(randomBytes(32)));
 
-/** The commitment recomputed from scratch over every item in the state. */
+/** The commitment recomputed from scratch over every item, each re-encoded with the scale-ts codec. */
 function fullCommitment(s: State): string {
   const lt = new LtHash();
-  for (const [k, a] of s.accounts) lt.add(StateWrite.enc({ tag: 'account', value: { id: Buffer.from(k, 'hex'), ...a } }));
-  for (const [k, m] of s.memos) {
-    const [id, index] = k.split(':');
-    lt.add(StateWrite.enc({ tag: 'memo', value: { id: Buffer.from(id, 'hex'), index: Number(index), memo: m } }));
-  }
+  for (const item of [...s.accounts.values(), ...s.memos.values()]) lt.add(StateWrite.enc(decodeItem(item)));
   return hex(lt.digest());
 }
 
 let seq = 0;
-/** A block of writes built through an Overlay (so each item appears once, as in real blocks). */
-function randomBlock(base: State, n: number): StateWrite[] {
+/** A block of items built through an Overlay (so each item appears once, as in real blocks). */
+function randomBlock(base: State, n: number): Item[] {
   const o = new Overlay(base);
   for (let i = 0; i < n; i++) {
     seq++;
     const id = ids[(seq * 7 + i) % ids.length];
     const a = o.account(id);
     if (seq % 3 === 0) {
-      o.addMemo(id, a.memoCount, { from: ids[seq % ids.length], amount: BigInt(seq), text: `memo ${seq}`, block: BigInt(seq) });
+      o.addMemo(id, a.memoCount, { from: ids[seq % ids.length], amount: BigInt(seq), text: `memo ${seq} ${'é'.repeat(seq % 40)}`, block: BigInt(seq) });
       o.setAccount(id, { ...a, memoCount: a.memoCount + 1 });
     } else {
-      o.setAccount(id, { balance: a.balance + BigInt(seq * 1000), nonce: a.nonce + 1, memoCount: a.memoCount });
+      o.setAccount(id, { balance: a.balance + BigInt(seq) * 10n ** 30n, nonce: a.nonce + 1, memoCount: a.memoCount });
     }
   }
-  return o.writes();
+  return o.items();
 }
 
-function blocks(count: number): StateWrite[][] {
-  // Generated against a scratch state so both paths under test see identical writes.
+function blocks(count: number): Item[][] {
+  // Generated against a scratch state so both paths under test see identical items.
   const scratch = new State();
-  const out: StateWrite[][] = [];
+  const out: Item[][] = [];
   for (let i = 0; i < count; i++) {
     const w = randomBlock(scratch, 1 + (i % 6));
     scratch.apply(w, scratch.preview(w));
@@ -47,6 +44,30 @@ function blocks(count: number): StateWrite[][] {
   }
   return out;
 }
+
+test('hand-encoded account items equal the scale-ts encoding and read back (u128 balances)', () => {
+  for (const balance of [0n, 1n, (1n << 64n) - 1n, 1n << 64n, (1n << 128n) - 1n]) {
+    const a = { balance, nonce: 4294967295, memoCount: 7 };
+    const item = accountItem(ids[0], a);
+    assert.equal(hex(item), hex(StateWrite.enc({ tag: 'account', value: { id: ids[0], ...a } })));
+    assert.deepEqual(readAccount(item), a);
+  }
+});
+
+test('joinItems/splitItems round trip equals the Vector(StateWrite) codec; malformed input is refused', () => {
+  const items = blocks(30).flat();
+  const joined = joinItems(items);
+  const split = splitItems(joined);
+  assert.deepEqual(split.map(hex), items.map(hex));
+  assert.deepEqual(split.map((i) => decodeItem(i)), items.map((i) => decodeItem(i)));
+  assert.throws(() => splitItems(joined.subarray(0, joined.length - 1)), RangeError);
+  assert.throws(() => splitItems(Buffer.concat([joined, Buffer.from([0])])), RangeError);
+  const badTag = Buffer.from(joined);
+  badTag[joined[0] & 3 ? 2 : 1] = 9;
+  assert.throws(() => splitItems(badTag), RangeError);
+  assert.throws(() => splitItems(new Uint8Array(0)), RangeError);
+  assert.equal(splitItems(joinItems([])).length, 0);
+});
 
 test('preview + apply equals a full recomputation of the commitment after every block', () => {
   const s = new State();
@@ -65,9 +86,9 @@ test('preview + apply equals a full recomputation of the commitment after every 
 test('preview of overwriting an item replaces it in the commitment (not adds)', () => {
   const s = new State();
   const id = ids[0];
-  const w1: StateWrite[] = [{ tag: 'account', value: { id, balance: 5n, nonce: 0, memoCount: 0 } }];
+  const w1 = [accountItem(id, { balance: 5n, nonce: 0, memoCount: 0 })];
   s.apply(w1, s.preview(w1));
-  const w2: StateWrite[] = [{ tag: 'account', value: { id, balance: 7n, nonce: 1, memoCount: 0 } }];
+  const w2 = [accountItem(id, { balance: 7n, nonce: 1, memoCount: 0 })];
   s.apply(w2, s.preview(w2));
   const fresh = new State();
   fresh.apply(w2, fresh.preview(w2));
@@ -75,7 +96,9 @@ test('preview of overwriting an item replaces it in the commitment (not adds)', 
   assert.deepEqual(s.account(id), { balance: 7n, nonce: 1, memoCount: 0 });
 });
 
-test('replay accumulator over many blocks then finish == block-by-block application', () => {
+const sortedHex = (m: Map<string, Item>) => [...m.entries()].map(([k, v]) => [k, hex(v)]).sort();
+
+test('replay accumulator over many blocks then finish == block-by-block application', async () => {
   const bs = blocks(60);
   const stepwise = new State();
   for (const w of bs) stepwise.apply(w, stepwise.preview(w));
@@ -83,14 +106,14 @@ test('replay accumulator over many blocks then finish == block-by-block applicat
   const replayed = new State();
   const acc = replayed.replay();
   for (const w of bs) acc.apply(w);
-  acc.finish();
+  await acc.finish();
   assert.equal(hex(replayed.commitment()), hex(stepwise.commitment()));
   assert.equal(hex(replayed.commitment()), fullCommitment(replayed));
-  assert.deepEqual([...replayed.accounts.entries()].sort(), [...stepwise.accounts.entries()].sort());
-  assert.deepEqual([...replayed.memos.entries()].sort(), [...stepwise.memos.entries()].sort());
+  assert.deepEqual(sortedHex(replayed.accounts), sortedHex(stepwise.accounts));
+  assert.deepEqual(sortedHex(replayed.memos), sortedHex(stepwise.memos));
 });
 
-test('replay accumulator on top of an existing state (tail replay)', () => {
+test('replay accumulator on top of an existing state (tail replay)', async () => {
   const bs = blocks(30);
   const stepwise = new State();
   for (const w of bs) stepwise.apply(w, stepwise.preview(w));
@@ -99,8 +122,21 @@ test('replay accumulator on top of an existing state (tail replay)', () => {
   for (const w of bs.slice(0, 10)) tail.apply(w, tail.preview(w));
   const acc = tail.replay();
   for (const w of bs.slice(10)) acc.apply(w);
-  acc.finish();
+  await acc.finish();
   assert.equal(hex(tail.commitment()), hex(stepwise.commitment()));
+});
+
+test('the parallel hasher (worker threads) gives the same sum as the local one', async () => {
+  const items = Array.from({ length: 25_000 }, (_, i) => accountItem(randomBytes(32), { balance: BigInt(i), nonce: i, memoCount: 0 }));
+  const local = new LtHash();
+  for (const item of items) local.add(item);
+  const threads = hashThreads(2);
+  const parallel = await threads.hasher(items);
+  await threads.close();
+  assert.equal(hex(parallel.bytes()), hex(local.bytes()));
+  // and a sum can be taken back out
+  parallel.subSum(local);
+  assert.equal(hex(parallel.bytes()), hex(new LtHash().bytes()));
 });
 
 test('snapshot round trip keeps accounts, memos and commitment', () => {
@@ -109,16 +145,11 @@ test('snapshot round trip keeps accounts, memos and commitment', () => {
   const bytes = s.encodeSnapshot();
   const t = State.fromSnapshot(bytes);
   assert.equal(hex(t.commitment()), hex(s.commitment()));
-  assert.equal(t.accounts.size, s.accounts.size);
-  assert.equal(t.memos.size, s.memos.size);
-  for (const [k, a] of s.accounts) assert.deepEqual(t.accounts.get(k), a);
-  for (const [k, m] of s.memos) {
-    const tm = t.memos.get(k)!;
-    assert.equal(hex(tm.from), hex(m.from));
-    assert.equal(tm.amount, m.amount);
-    assert.equal(tm.text, m.text);
-    assert.equal(tm.block, m.block);
-  }
+  assert.deepEqual(sortedHex(t.accounts), sortedHex(s.accounts));
+  assert.deepEqual(sortedHex(t.memos), sortedHex(s.memos));
+  const [k] = s.memos.keys();
+  const [id, index] = k.split(':');
+  assert.deepEqual(t.memo(Buffer.from(id, 'hex'), Number(index)), s.memo(Buffer.from(id, 'hex'), Number(index)));
   // the restored commitment is consistent with its items and keeps following changes
   assert.equal(hex(t.commitment()), fullCommitment(t));
   const more = blocks(3)[2];
@@ -136,7 +167,7 @@ test('empty state snapshot round trip', () => {
 test('overlay reads fall through, writes stay in the overlay until applied', () => {
   const s = new State();
   const id = ids[3];
-  const w: StateWrite[] = [{ tag: 'account', value: { id, balance: 10n, nonce: 2, memoCount: 0 } }];
+  const w = [accountItem(id, { balance: 10n, nonce: 2, memoCount: 0 })];
   s.apply(w, s.preview(w));
   const o = new Overlay(s);
   assert.equal(o.account(id).balance, 10n);
@@ -144,7 +175,7 @@ test('overlay reads fall through, writes stay in the overlay until applied', () 
   o.setAccount(id, { balance: 4n, nonce: 4, memoCount: 0 });
   assert.equal(o.account(id).balance, 4n);
   assert.equal(s.account(id).balance, 10n);
-  assert.equal(o.writes().length, 1, 'one write per touched item');
+  assert.equal(o.items().length, 1, 'one item per touched account');
   // unknown account reads as empty
   assert.deepEqual(s.account(new Uint8Array(32)), { balance: 0n, nonce: 0, memoCount: 0 });
 });

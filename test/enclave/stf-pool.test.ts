@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { MAX_MEMO_BYTES, type TrustedCall } from '../../src/codec/wire.ts';
 import { RejectCode } from '../../src/enclave/errors.ts';
 import { CallPool, type PoolEntry } from '../../src/enclave/pool.ts';
-import { Overlay, State, type StateWrite } from '../../src/enclave/state.ts';
+import { Overlay, State, decodeItem } from '../../src/enclave/state.ts';
 import { execute, precheck } from '../../src/enclave/stf.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -20,7 +20,7 @@ function stateWith(balances: [Uint8Array, bigint][]): State {
   const s = new State();
   const o = new Overlay(s);
   for (const [id, b] of balances) o.setAccount(id, { balance: b, nonce: 0, memoCount: 0 });
-  const w = o.writes();
+  const w = o.items();
   s.apply(w, s.preview(w));
   return s;
 }
@@ -29,11 +29,11 @@ test('transfer moves balance, increments sender nonce, leaves recipient nonce', 
   const s = stateWith([[alice, 100n], [bob, 5n]]);
   const o = new Overlay(s);
   assert.deepEqual(execute(o, transfer(alice, bob, 30n), 0, 1n), { ok: true });
-  assert.deepEqual(o.account(alice), { id: alice, balance: 70n, nonce: 1, memoCount: 0 });
+  assert.deepEqual(o.account(alice), { balance: 70n, nonce: 1, memoCount: 0 });
   assert.equal(o.account(bob).balance, 35n);
   assert.equal(o.account(bob).nonce, 0);
   assert.equal(o.account(bob).memoCount, 0);
-  assert.equal(o.memos.size, 0);
+  assert.equal(o.items().map(decodeItem).filter((x) => x.tag === 'memo').length, 0);
   // second transfer with the next nonce
   assert.deepEqual(execute(o, transfer(alice, carol, 70n), 1, 1n), { ok: true });
   assert.equal(o.account(alice).balance, 0n);
@@ -51,7 +51,7 @@ test('transfer with memo stores it at the recipient under the next memo index', 
   assert.equal(execute(o, transfer(alice, bob, 3n), 2, 7n).ok, true);
   assert.equal(o.account(bob).memoCount, 2);
   assert.equal(o.account(alice).memoCount, 0);
-  const w = o.writes();
+  const w = o.items();
   s.apply(w, s.preview(w));
   const m0 = s.memo(bob, 0)!;
   const m1 = s.memo(bob, 1)!;
@@ -70,8 +70,8 @@ test('self-transfer keeps the balance, increments nonce and stores the memo', ()
   assert.equal(execute(o, transfer(alice, alice, 20n, 'note to self'), 0, 1n).ok, true);
   const a = o.account(alice);
   assert.deepEqual([a.balance, a.nonce, a.memoCount], [50n, 1, 1]);
-  const w: StateWrite[] = o.writes();
-  assert.equal(w.filter((x) => x.tag === 'account').length, 1);
+  const w = o.items();
+  assert.equal(w.map(decodeItem).filter((x) => x.tag === 'account').length, 1);
   s.apply(w, s.preview(w));
   assert.equal(s.memo(alice, 0)?.text, 'note to self');
   // a self-transfer of the whole balance is allowed; more than it is not
@@ -87,15 +87,13 @@ test('overdraft is rejected with INSUFFICIENT_BALANCE and writes nothing', () =>
   const r = execute(o, transfer(alice, bob, 11n, 'too much'), 0, 1n);
   assert.equal(r.ok, false);
   assert.equal(!r.ok && r.code, RejectCode.INSUFFICIENT_BALANCE);
-  assert.equal(o.accounts.size, 0);
-  assert.equal(o.memos.size, 0);
-  assert.deepEqual(o.writes(), []);
+  assert.deepEqual(o.items(), []);
   assert.equal(precheck(transfer(alice, bob, 11n), s.account(alice)).ok, false);
   assert.equal(precheck(transfer(alice, bob, 10n), s.account(alice)).ok, true);
   // unknown sender has balance 0
   const r2 = execute(o, transfer(carol, bob, 1n), 0, 1n);
   assert.equal(!r2.ok && r2.code, RejectCode.INSUFFICIENT_BALANCE);
-  assert.deepEqual(o.writes(), []);
+  assert.deepEqual(o.items(), []);
 });
 
 test('wrong nonce at execution is rejected with no writes', () => {
@@ -105,7 +103,7 @@ test('wrong nonce at execution is rejected with no writes', () => {
     const r = execute(o, transfer(alice, bob, 1n), n, 1n);
     assert.equal(!r.ok && r.code, RejectCode.STALE_NONCE);
   }
-  assert.deepEqual(o.writes(), []);
+  assert.deepEqual(o.items(), []);
 });
 
 test('memo longer than MAX_MEMO_BYTES (in UTF-8 bytes) is rejected', () => {
@@ -118,7 +116,7 @@ test('memo longer than MAX_MEMO_BYTES (in UTF-8 bytes) is rejected', () => {
   // 129 two-byte characters = 258 bytes
   const multi = execute(o, transfer(alice, bob, 1n, 'é'.repeat(129)), 0, 1n);
   assert.equal(!multi.ok && multi.code, RejectCode.MEMO_TOO_LONG);
-  assert.deepEqual(o.writes(), []);
+  assert.deepEqual(o.items(), []);
 });
 
 // ---------------- CallPool ----------------

@@ -1,0 +1,61 @@
+// Sums the LtHash of many state items on several threads. Extra threads live only for one replay: an
+// idle node should not keep extra isolates in memory. They can be started ahead (at the start of a
+// genesis replay) so that their start-up overlaps the replay instead of delaying its end.
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { LtHash } from './lthash.ts';
+import { localHasher, type Item, type ItemHasher } from './state.ts';
+
+/** Below this many items, thread start-up costs more than it saves. */
+const PARALLEL_MIN_ITEMS = 20_000;
+
+function pack(items: Item[]): { packed: Uint8Array; ends: Uint32Array } {
+  const ends = new Uint32Array(items.length);
+  let total = 0;
+  items.forEach((item, i) => { total += item.length; ends[i] = total; });
+  const packed = new Uint8Array(total);
+  let at = 0;
+  for (const item of items) { packed.set(item, at); at += item.length; }
+  return { packed, ends };
+}
+
+function sumOnThread(w: Worker, items: Item[]): Promise<LtHash> {
+  const { packed, ends } = pack(items);
+  return new Promise<LtHash>((resolve, reject) => {
+    w.once('message', (bytes: Uint8Array) => resolve(new LtHash(bytes)));
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`lthash thread exited with ${code}`)));
+    w.postMessage({ packed, ends }, [packed.buffer as ArrayBuffer, ends.buffer as ArrayBuffer]);
+  });
+}
+
+export interface HashThreads { hasher: ItemHasher; close(): Promise<void> }
+
+/**
+ * `threads` 0 = one per core. The calling thread takes one share itself (one isolate fewer); the
+ * others go to worker threads, started now if `eager`, else on the first large sum.
+ */
+export function hashThreads(threads: number, eager = false): HashThreads {
+  const n = threads > 0 ? threads : availableParallelism();
+  let workers: Worker[] = [];
+  const spawn = () => {
+    if (workers.length === 0) workers = Array.from({ length: n - 1 }, () => new Worker(new URL('./lthash-worker.ts', import.meta.url)));
+    return workers;
+  };
+  if (eager && n > 1) spawn();
+  const hasher: ItemHasher = async (items) => {
+    if (items.length < PARALLEL_MIN_ITEMS || n < 2) return localHasher(items);
+    const size = Math.ceil(items.length / n);
+    const parts = spawn().map((w, i) => sumOnThread(w, items.slice((i + 1) * size, (i + 2) * size)));
+    const sum = await localHasher(items.slice(0, size));
+    for (const part of await Promise.all(parts)) sum.addSum(part);
+    return sum;
+  };
+  return {
+    hasher,
+    close: async () => {
+      await Promise.all(workers.map((w) => w.terminate()));
+      workers = [];
+    },
+  };
+}
