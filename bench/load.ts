@@ -3,7 +3,7 @@
 // Latency is submit -> inBlock notification for every call.
 import WebSocket from 'ws';
 
-export interface LoadResult { submitted: number; included: number; invalid: number; rpcErrors: number; seconds: number; callsPerSecond: number; latencyMs: { p50: number; p99: number } }
+export interface LoadResult { submitted: number; included: number; invalid: number; rpcErrors: number; seconds: number; callsPerSecond: number; latencyMs: { p50: number; p99: number }; cpuSeconds: number }
 
 export async function runLoad(url: string, requests: string[], opts: { connections: number; batch: number; window: number; timeoutMs: number }): Promise<LoadResult> {
   const sentAt = new Map<string, number>();
@@ -71,12 +71,14 @@ export async function runLoad(url: string, requests: string[], opts: { connectio
     sendBatch(ws, inflight);
   }
 
+  const cpuStart = process.cpuUsage();
   const timer = setTimeout(resolveDone, opts.timeoutMs);
   await done;
   clearTimeout(timer);
+  const cpu = process.cpuUsage(cpuStart);
   for (const ws of sockets) ws.terminate();
   latencies.sort((a, b) => a - b);
   const pct = (q: number) => latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN;
   const seconds = (lastInclusion - firstSend) / 1000;
-  return { submitted: next, included, invalid, rpcErrors, seconds, callsPerSecond: included / seconds, latencyMs: { p50: pct(0.5), p99: pct(0.99) } };
+  return { submitted: next, included, invalid, rpcErrors, seconds, callsPerSecond: included / seconds, latencyMs: { p50: pct(0.5), p99: pct(0.99) }, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }

@@ -1,6 +1,6 @@
 // `npm run bench [-- --json] [-- --calls N]`: throughput, latency, ceiling, replay speed and RSS.
 // Every figure is measured in this run on this machine; nothing is carried over.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -26,6 +26,16 @@ const log = (s: string) => { if (!args.json) console.error(s); };
 async function sampleRss(pid: number): Promise<number> {
   const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' });
   return Number(r.stdout.trim()) * 1024;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
 }
 
 async function main() {
@@ -68,7 +78,12 @@ async function main() {
         requests.push(toHex(buildTransfer(signers[s], { to, amount: 1n, nonce }, key, shard).request));
       }
       log('driving load over JSON-RPC ...');
+      const nodeCpu0 = cpuSeconds(node.proc.pid!);
       const r = await runLoad(node.rpcUrl, requests, { connections: Number(args.connections), batch: 250, window: 4, timeoutMs: 180_000 });
+      // Where the 2 cores went, per included call: the node (all its threads) and the load generator.
+      figures.node_cpu_us_per_call = Math.round(((cpuSeconds(node.proc.pid!) - nodeCpu0) * 1e6) / r.included);
+      figures.loadgen_cpu_us_per_call = Math.round((r.cpuSeconds * 1e6) / r.included);
+      figures.verify_cpu_us_per_call = Math.round(1e6 / c.perCore);
       figures.calls_submitted = r.submitted;
       figures.calls_included = r.included;
       figures.calls_invalid = r.invalid + r.rpcErrors;
@@ -107,6 +122,7 @@ async function main() {
       ['calls included / submitted', `${figures.calls_included} / ${figures.calls_submitted}`, `${figures.calls_invalid} invalid`],
       ['node peak RSS', `${(Number(figures.node_peak_rss_bytes) / 2 ** 20).toFixed(0)} MiB`, ''],
       ['verify+decrypt ceiling', `${figures.ceiling_calls_per_s} calls/s`, `${figures.ceiling_per_core_calls_per_s}/core x ${figures.cores} cores`],
+      ['CPU per call: node / load generator', `${figures.node_cpu_us_per_call} / ${figures.loadgen_cpu_us_per_call} us`, `verify+decrypt alone: ${figures.verify_cpu_us_per_call} us`],
       ['throughput / ceiling', `${(Number(figures.ceiling_ratio) * 100).toFixed(0)} %`, 'target >= 50 %'],
       ['replay from genesis', `${figures.replay_transitions_per_s} transitions/s`, `${figures.replay_transitions} transitions, ${figures.replay_blocks} blocks; target >= 200000`],
       ['RSS after replay', `${(Number(figures.replay_rss_bytes) / 2 ** 20).toFixed(0)} MiB`, `${figures.replay_accounts} accounts; target < 300 MiB`],
