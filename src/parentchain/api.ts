@@ -1,0 +1,168 @@
+// The parentchain as the rest of the validateer sees it: finalized headers, decoded blocks and a way
+// to submit calls. Everything is bytes, numbers and plain objects (no @polkadot/api types leak out),
+// so the enclave side can consume blocks and a test can fake the whole chain.
+
+/** A header with the exact SCALE bytes it hashes from: blake2_256(encoded) == hash. */
+export interface ParentchainHeader {
+  number: number;
+  hash: Uint8Array;
+  parentHash: Uint8Array;
+  stateRoot: Uint8Array;
+  extrinsicsRoot: Uint8Array;
+  /** SCALE-encoded header (what a light client re-hashes and checks). */
+  encoded: Uint8Array;
+}
+
+/** A decoded call; nested calls of utility batches and proxy.proxy are decoded too. */
+export interface ParentchainCall {
+  /** camelCase as in polkadot-js: 'system', 'balances', 'utility', 'proxy', ... */
+  pallet: string;
+  /** camelCase: 'remarkWithEvent', 'transferKeepAlive', 'batchAll', 'proxy', ... */
+  method: string;
+  /** All arguments as JSON-safe values (numbers above 2^53 as strings), for logs and generic use. */
+  args: Record<string, unknown>;
+  /** system.remark / system.remarkWithEvent: the remark bytes. */
+  remark?: Uint8Array;
+  /** balances.transfer* to an AccountId32: recipient and amount. */
+  transfer?: { dest: Uint8Array; amount: bigint };
+  /** proxy.proxy: the account the call is dispatched as. */
+  real?: Uint8Array;
+  /** utility.batch / batchAll / forceBatch: the batched calls; proxy.proxy: the one proxied call. */
+  calls?: ParentchainCall[];
+}
+
+export interface ParentchainEvent {
+  pallet: string;
+  /** PascalCase event name: 'Remarked', 'Transfer', 'ExtrinsicSuccess', ... */
+  name: string;
+  /** Event fields as JSON-safe values (named when the metadata names them, else '0', '1', ...). */
+  data: Record<string, unknown>;
+  /** Index of the extrinsic that emitted it, or null for initialization/finalization. */
+  extrinsicIndex: number | null;
+}
+
+export interface ParentchainExtrinsic {
+  index: number;
+  /** blake2_256 of the extrinsic bytes (what author_submitExtrinsic returns). */
+  hash: Uint8Array;
+  /** AccountId32 of the signer; undefined for inherents/unsigned. */
+  signer?: Uint8Array;
+  nonce?: number;
+  call: ParentchainCall;
+  /**
+   * Whether the intended effect happened: the extrinsic dispatched without error, and no nested
+   * proxy call failed (proxy.ProxyExecuted Err) and no utility.batch was interrupted. Undefined when
+   * the block was fetched without events.
+   */
+  success?: boolean;
+  /** Dispatch error as 'pallet.Error' (module errors) or the error kind, when not successful. */
+  error?: string;
+  events: ParentchainEvent[];
+}
+
+export interface ParentchainBlock {
+  header: ParentchainHeader;
+  extrinsics: ParentchainExtrinsic[];
+  /** All events of the block (empty when fetched with events: 'signed' and nothing was signed). */
+  events: ParentchainEvent[];
+}
+
+export interface BlockOptions {
+  /** 'all' (default): always read System.Events; 'signed': only when the block has a signed extrinsic. */
+  events?: 'all' | 'signed';
+}
+
+/**
+ * A call to submit. `raw` carries call bytes encoded elsewhere (e.g. built inside the enclave);
+ * the other kinds are the few calls the protocol uses, built by the adapter for the chain's runtime.
+ */
+export type CallSpec =
+  | { kind: 'remark'; remark: Uint8Array; withEvent?: boolean }
+  | { kind: 'transferKeepAlive'; dest: Uint8Array; amount: bigint }
+  | { kind: 'batchAll'; calls: CallSpec[] }
+  | { kind: 'proxy'; real: Uint8Array; call: CallSpec }
+  /** proxy.createPure (proxy.anonymous on older runtimes) with proxy type 'Any'. */
+  | { kind: 'createPure'; delay?: number; index?: number }
+  | { kind: 'addProxy'; delegate: Uint8Array; delay?: number }
+  | { kind: 'raw'; callData: Uint8Array };
+
+/**
+ * Signs extrinsic payloads for one AccountId32. The key never has to leave its owner: the adapter
+ * hands over the SCALE signing payload and gets back the signature. As Substrate requires, the
+ * signer signs `payload` itself when it is at most 256 bytes and blake2_256(payload) otherwise.
+ */
+export interface ExtrinsicSigner {
+  /** 32-byte public key = AccountId32. */
+  readonly publicKey: Uint8Array;
+  readonly scheme: 'ed25519' | 'sr25519';
+  sign(payload: Uint8Array): Uint8Array | Promise<Uint8Array>;
+}
+
+export interface SubmitOptions {
+  /** 'inBlock' (default) resolves once included in a block; 'finalized' waits for finality. */
+  waitFor?: 'inBlock' | 'finalized';
+  /** Give up (PARENTCHAIN_SUBMIT_TIMEOUT) after this long; default 120 s. */
+  timeoutMs?: number;
+  tip?: bigint;
+}
+
+export interface SubmitResult {
+  extrinsicHash: Uint8Array;
+  blockHash: Uint8Array;
+  blockNumber: number;
+  index: number;
+  nonce: number;
+  /** See ParentchainExtrinsic.success. */
+  success: boolean;
+  error?: string;
+  events: ParentchainEvent[];
+  /** Fee estimated before submission (paymentInfo.partialFee). */
+  estimatedFee: bigint;
+}
+
+export interface Balance { free: bigint; reserved: bigint; frozen: bigint }
+
+/** A running scan of finalized blocks; see Parentchain.scanFinalized. */
+export interface FinalizedScanner {
+  /** The next block number the scanner will deliver (last processed + 1). */
+  readonly next: number;
+  /** Resolves when stopped; rejects if onBlock threw (the scan stops at that block). */
+  readonly done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ScanOptions extends BlockOptions {
+  /** How many blocks to fetch ahead while earlier ones are processed (default 32). */
+  prefetch?: number;
+  /** Expected parent hash of the first block: a mismatch stops the scan with PARENTCHAIN_BROKEN_CHAIN. */
+  fromParentHash?: Uint8Array;
+  /** Called on connection trouble (the scan keeps retrying and resumes where it was). */
+  onError?: (err: Error) => void;
+}
+
+export interface Parentchain {
+  genesisHash(): Uint8Array;
+  /** The SS58 prefix the chain uses for addresses. */
+  ss58Prefix(): number;
+  finalizedHead(): Promise<ParentchainHeader>;
+  /** Finalized heads as they come; after a reconnection it continues (numbers may skip: scan by number). */
+  subscribeFinalizedHeads(cb: (header: ParentchainHeader) => void): Promise<() => void>;
+  header(at: number | Uint8Array): Promise<ParentchainHeader | undefined>;
+  blockHash(number: number): Promise<Uint8Array | undefined>;
+  block(hash: Uint8Array, options?: BlockOptions): Promise<ParentchainBlock>;
+  /**
+   * Delivers every finalized block from `fromNumber` on, in order, each exactly once, waiting for
+   * onBlock before the next. Walks by number up to the finalized head, so heads skipped by the
+   * subscription or produced during an RPC outage are delivered after reconnection.
+   */
+  scanFinalized(fromNumber: number, onBlock: (block: ParentchainBlock) => Promise<void> | void, options?: ScanOptions): FinalizedScanner;
+  /** Signs with `signer`, submits and waits; throws PARENTCHAIN_INSUFFICIENT_FUNDS when fees cannot be paid. */
+  submit(signer: ExtrinsicSigner, call: CallSpec, options?: SubmitOptions): Promise<SubmitResult>;
+  estimateFee(signer: ExtrinsicSigner, call: CallSpec): Promise<bigint>;
+  balance(account: Uint8Array): Promise<Balance>;
+  /** Encodes a CallSpec to call bytes for this chain's current runtime. */
+  encodeCall(call: CallSpec): Uint8Array;
+  /** Existential deposit of the native token. */
+  existentialDeposit(): bigint;
+  close(): Promise<void>;
+}
