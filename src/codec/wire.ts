@@ -83,15 +83,11 @@ export function fromHex(s: string): Uint8Array {
 
 interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }
 /** Decodes and insists the bytes are exactly the canonical encoding: no trailing or ambiguous bytes. */
-/** scale-ts decodes `bytes.buffer` from offset 0: a view into a larger buffer must be copied first. */
-export function standalone(bytes: Uint8Array): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
-}
-
 export function decodeExact<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
-  // scale-ts does not bounds-check fixed-size fields: a truncated input would decode to a short
-  // field and re-encode identically. Decoding from a padded copy makes any read past the end show
-  // up as a longer re-encoding, which the comparison below rejects.
+  // scale-ts decodes `bytes.buffer` from offset 0 and does not bounds-check fixed-size fields: a
+  // truncated input would decode to a short field and re-encode identically. Decoding a padded copy
+  // fixes the offset and makes any read past the end show up as a longer re-encoding, which the
+  // comparison below rejects.
   const padded = new Uint8Array(bytes.length + 8);
   padded.set(bytes);
   let value: T;

@@ -19,13 +19,23 @@ function pack(items: Item[]): { packed: Uint8Array; ends: Uint32Array } {
   return { packed, ends };
 }
 
-function sumOnThread(w: Worker, items: Item[]): Promise<LtHash> {
+interface HashThread { worker: Worker; waiting: { resolve: (lt: LtHash) => void; reject: (e: Error) => void }[] }
+
+/** A worker answers its messages in order, so replies match the FIFO of waiting sums. */
+function startThread(): HashThread {
+  const t: HashThread = { worker: new Worker(new URL('./lthash-worker.ts', import.meta.url)), waiting: [] };
+  const failAll = (err: Error) => { for (const w of t.waiting.splice(0)) w.reject(err); };
+  t.worker.on('message', (bytes: Uint8Array) => t.waiting.shift()?.resolve(new LtHash(bytes)));
+  t.worker.on('error', failAll);
+  t.worker.on('exit', (code) => failAll(new Error(`lthash thread exited with ${code}`)));
+  return t;
+}
+
+function sumOnThread(t: HashThread, items: Item[]): Promise<LtHash> {
   const { packed, ends } = pack(items);
   return new Promise<LtHash>((resolve, reject) => {
-    w.once('message', (bytes: Uint8Array) => resolve(new LtHash(bytes)));
-    w.once('error', reject);
-    w.once('exit', (code) => reject(new Error(`lthash thread exited with ${code}`)));
-    w.postMessage({ packed, ends }, [packed.buffer as ArrayBuffer, ends.buffer as ArrayBuffer]);
+    t.waiting.push({ resolve, reject });
+    t.worker.postMessage({ packed, ends }, [packed.buffer as ArrayBuffer, ends.buffer as ArrayBuffer]);
   });
 }
 
@@ -33,20 +43,21 @@ export interface HashThreads { hasher: ItemHasher; close(): Promise<void> }
 
 /**
  * `threads` 0 = one per core. The calling thread takes one share itself (one isolate fewer); the
- * others go to worker threads, started now if `eager`, else on the first large sum.
+ * others go to worker threads, started now if `eager`, else on the first large sum. Concurrent sums
+ * may share the threads.
  */
 export function hashThreads(threads: number, eager = false): HashThreads {
   const n = threads > 0 ? threads : availableParallelism();
-  let workers: Worker[] = [];
+  let workers: HashThread[] = [];
   const spawn = () => {
-    if (workers.length === 0) workers = Array.from({ length: n - 1 }, () => new Worker(new URL('./lthash-worker.ts', import.meta.url)));
+    if (workers.length === 0) workers = Array.from({ length: n - 1 }, startThread);
     return workers;
   };
   if (eager && n > 1) spawn();
   const hasher: ItemHasher = async (items) => {
     if (items.length < PARALLEL_MIN_ITEMS || n < 2) return localHasher(items);
     const size = Math.ceil(items.length / n);
-    const parts = spawn().map((w, i) => sumOnThread(w, items.slice((i + 1) * size, (i + 2) * size)));
+    const parts = spawn().map((t, i) => sumOnThread(t, items.slice((i + 1) * size, (i + 2) * size)));
     const sum = await localHasher(items.slice(0, size));
     for (const part of await Promise.all(parts)) sum.addSum(part);
     return sum;
@@ -54,7 +65,7 @@ export function hashThreads(threads: number, eager = false): HashThreads {
   return {
     hasher,
     close: async () => {
-      await Promise.all(workers.map((w) => w.terminate()));
+      await Promise.all(workers.map((t) => t.worker.terminate()));
       workers = [];
     },
   };

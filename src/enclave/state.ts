@@ -3,7 +3,7 @@
 // The same bytes are the element of the LtHash commitment, the entry of a block's transitions and
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
 import { Enum, Struct, u32, u128 } from 'scale-ts';
-import { AccountId, Memo, standalone } from '../codec/wire.ts';
+import { AccountId, Memo, decodeExact } from '../codec/wire.ts';
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
@@ -48,7 +48,7 @@ export function memoItem(id: Uint8Array, index: number, memo: Memo): Item {
 
 /** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
 export function decodeItem(item: Item): StateWrite {
-  return StateWrite.dec(standalone(item));
+  return decodeExact(StateWrite, item, 'state item');
 }
 
 const isAccount = (item: Item): boolean => item[0] === TAG_ACCOUNT;
@@ -167,7 +167,8 @@ export class State {
       apply: (items) => {
         for (const item of items) {
           if (!fromEmpty) {
-            const k = item[0] + itemKey(item);
+            // Account keys are bare hex and memo keys contain ':', so one map holds both kinds.
+            const k = itemKey(item);
             if (!before.has(k)) before.set(k, this.current(item) ?? null);
           }
           this.set(item);
@@ -182,8 +183,7 @@ export class State {
         const added: Item[] = [];
         for (const [k, old] of before) {
           if (old) removed.push(old);
-          const key = k.slice(1);
-          added.push((k[0] === String(TAG_ACCOUNT) ? this.accounts : this.memos).get(key)!);
+          added.push((this.accounts.get(k) ?? this.memos.get(k))!);
         }
         const [plus, minus] = await Promise.all([hasher(added), hasher(removed)]);
         this.lthash.addSum(plus);
