@@ -14,7 +14,8 @@ const nodeOptions = (c: Command) => c
   .addOption(new Option('--rpc-port <port>', 'JSON-RPC WebSocket port (overrides rpc.port)'))
   .addOption(new Option('--metrics-port <port>', 'metrics/health HTTP port (overrides metrics.port)'))
   .addOption(new Option('--slot-ms <ms>', 'slot duration in ms (overrides sidechain.slotDurationMs)'))
-  .addOption(new Option('--log-level <level>', 'log level (overrides log.level)'));
+  .addOption(new Option('--log-level <level>', 'log level (overrides log.level)'))
+  .addOption(new Option('--parentchain <url>', 'Substrate node WebSocket endpoint (overrides parentchain.endpoint)'));
 
 nodeOptions(program.command('run').description('run a validateer until SIGINT/SIGTERM')).action(runNodeCommand);
 nodeOptions(program.command('devnet').description('run the local dev network (what `npm start` runs)')).action(devnetCommand);

@@ -13,7 +13,7 @@ import { createMetrics } from '../metrics/metrics.ts';
 import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
 import { toHex } from '../codec/wire.ts';
 
-export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string }
+export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string; parentchain?: string }
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const DEV_CONFIG = join(ROOT, 'config', 'dev.json');
@@ -21,7 +21,7 @@ export const DEV_CONFIG = join(ROOT, 'config', 'dev.json');
 function configFrom(flags: NodeFlags, defaultFile?: string): Config {
   return loadConfig({
     file: flags.config ?? defaultFile,
-    overrides: { dataDir: flags.dataDir, 'rpc.port': flags.rpcPort, 'metrics.port': flags.metricsPort, 'sidechain.slotDurationMs': flags.slotMs, 'log.level': flags.logLevel },
+    overrides: { dataDir: flags.dataDir, 'rpc.port': flags.rpcPort, 'metrics.port': flags.metricsPort, 'sidechain.slotDurationMs': flags.slotMs, 'log.level': flags.logLevel, 'parentchain.endpoint': flags.parentchain },
   });
 }
 

@@ -10,6 +10,8 @@ export const MAX_MEMO_BYTES = 256;
 
 export const TrustedCall = Enum({
   transfer: Struct({ from: AccountId, to: AccountId, amount: u128, memo: Option(str) }),
+  /** Burns `amount` on the sidechain; the shard's vault pays it to `beneficiary` on the parentchain. */
+  unshield: Struct({ from: AccountId, beneficiary: AccountId, amount: u128 }),
 });
 export type TrustedCall = ReturnType<typeof TrustedCall.dec>;
 

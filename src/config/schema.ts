@@ -58,6 +58,22 @@ export const configSchema = z.object({
       /** Public keys (hex) of attestation authorities whose quotes are trusted; empty = the dev authority. */
       trustedAuthorities: z.array(hex32).default([]),
     }).prefault({}),
+    /** Enclave measurements (hex) a registered validateer may run; empty = this build's own measurement. */
+    allowedMeasurements: z.array(hex32).default([]),
+  }).prefault({}),
+  parentchain: z.object({
+    /** WebSocket endpoint of a Substrate node; null = no parentchain (authorities and funds from this file). */
+    endpoint: z.string().regex(/^wss?:\/\//, 'expected a ws:// or wss:// URL').nullable().default(null),
+    /** Trusted genesis hash of the parentchain; null = trust the endpoint's on first start (then sealed). */
+    genesisHash: hex32.nullable().default(null),
+    /** Start the light client at this finalized block instead of genesis (for long-lived chains). */
+    checkpoint: z.object({ number: z.number().int().nonnegative(), hash: hex32 }).nullable().default(null),
+    /** Anchor every this many sidechain blocks. */
+    anchorInterval: z.number().int().positive().default(10),
+    /** Most parentchain blocks handed to the enclave in one message while catching up. */
+    importBatch: z.number().int().min(1).max(4096).default(256),
+    /** Blocks fetched ahead while scanning. */
+    prefetch: z.number().int().min(1).max(512).default(64),
   }).prefault({}),
   /** Block authors (enclave signing keys, hex) until the parentchain registry provides them; empty = this enclave alone. */
   authorities: z.array(hex32).default([]),

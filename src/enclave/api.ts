@@ -7,6 +7,35 @@ const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
 const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int() });
 const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });
 
+export interface CallTreeInput {
+  pallet: string; method: string; remark?: Uint8Array; transfer?: { dest: Uint8Array; amount: bigint }; real?: Uint8Array; calls?: CallTreeInput[];
+}
+const callTree: z.ZodType<CallTreeInput> = z.lazy(() => z.object({
+  pallet: z.string().max(64), method: z.string().max(64), remark: bytes.optional(),
+  transfer: z.object({ dest: bytes32, amount: z.bigint().nonnegative() }).optional(), real: bytes32.optional(),
+  calls: z.array(callTree).max(256).optional(),
+}));
+const importedBlock = z.object({
+  header: bytes.refine((b) => b.length <= 64 * 1024, 'header larger than 64 KiB'),
+  extrinsics: z.array(bytes).max(100_000),
+  relevant: z.array(z.object({ index: z.number().int().nonnegative(), signer: bytes32.optional(), success: z.boolean(), call: callTree })).max(10_000),
+});
+const callIndex = z.object({ pallet: z.number().int().min(0).max(255), call: z.number().int().min(0).max(255) });
+const parentchainInfo = z.object({
+  number: z.number().int(), hash: bytes32, genesisHash: bytes32,
+  members: z.array(z.object({
+    signingKey: bytes32, measurement: bytes32, peerId: z.string(), p2pAddresses: z.array(z.string()),
+    registeredAt: z.number().int(), registeredIndex: z.number().int(), unregisteredAt: z.number().int().nullable(),
+  })),
+  vault: bytes32.nullable(),
+  reserveFunded: z.boolean(),
+  lastAnchor: z.object({ number: z.number().int(), hash: bytes32, parentchainNumber: z.number().int() }).nullable(),
+  dutiesInFlight: z.array(z.string()),
+  pendingEffects: z.number().int(),
+  shieldedSupply: z.bigint(),
+  unpaidWithdrawals: z.number().int(),
+});
+
 export const enclaveApi = {
   info: {
     params: z.object({}),
@@ -37,6 +66,29 @@ export const enclaveApi = {
   getter: { params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }), result: z.object({ reply: bytes }) },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
   quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
+  parentchainInit: {
+    params: z.object({
+      genesisHash: bytes32,
+      checkpoint: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }).optional(),
+      callIndices: z.object({ remarkWithEvent: callIndex, transferKeepAlive: callIndex, batchAll: callIndex, proxy: callIndex, createPure: callIndex, addProxy: callIndex }),
+      existentialDeposit: z.bigint().nonnegative(),
+    }),
+    result: parentchainInfo,
+  },
+  parentchainImport: {
+    params: z.object({ blocks: z.array(importedBlock).max(4096) }),
+    result: z.object({ number: z.number().int(), hash: bytes32, effects: z.number().int(), observations: z.array(z.object({ kind: z.string(), detail: z.string() })) }),
+  },
+  parentchainInfo: { params: z.object({}), result: parentchainInfo },
+  parentchainDuties: {
+    params: z.object({ peerId: z.string().max(128), p2pAddresses: z.array(z.string().max(256)).max(16) }),
+    result: z.object({ duties: z.array(z.object({ key: z.string(), callData: bytes, description: z.string() })) }),
+  },
+  anchorCall: { params: z.object({ number: z.number().int().nonnegative() }), result: z.object({ callData: bytes }) },
+  signExtrinsic: {
+    params: z.object({ payload: bytes.refine((b) => b.length > 0 && b.length <= 64 * 1024, 'payload must be 1 byte to 64 KiB') }),
+    result: z.object({ signature: bytes.refine((b) => b.length === 64, 'expected 64 bytes') }),
+  },
 } as const;
 
 export type EnclaveApi = typeof enclaveApi;
@@ -54,5 +106,7 @@ export const enclaveInit = z.object({
   workers: z.number().int().min(0),
   pool: z.object({ maxPending: z.number().int(), maxNonceAhead: z.number().int(), futureTtlMs: z.number().int() }),
   authorities: z.array(bytes32),
+  trustedAuthorities: z.array(bytes32).default([]),
+  allowedMeasurements: z.array(bytes32).default([]),
 });
-export type EnclaveInit = z.infer<typeof enclaveInit>;
+export type EnclaveInit = z.input<typeof enclaveInit>;

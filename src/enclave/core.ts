@@ -1,6 +1,6 @@
 // The enclave proper: keys, state, pool and block authoring. Reached only through the message
 // interface (api.ts / worker.ts); nothing here is handed to untrusted code except encodings below.
-import { Bytes, Struct, u64 } from 'scale-ts';
+import { Bytes, Struct, u8, u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
 import {
@@ -17,7 +17,12 @@ import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
 import { Overlay, State, hexKey, joinItems, splitItems, type Item } from './state.ts';
 import { hashThreads, type HashThreads } from './lthash-pool.ts';
-import { execute, precheck } from './stf.ts';
+import { NO_PARENTCHAIN, creditShield, execute, precheck, settlePayout, type StfContext } from './stf.ts';
+import { ParentchainView, type ImportedBlock, type ParentchainInitParams } from './parentchain-view.ts';
+import { EFFECT, type Effect } from './registry.ts';
+import { DEV_AUTHORITY_PUBLIC } from './attestation.ts';
+import { blake2_256 } from './trie.ts';
+import { encodeMessage } from '../parentchain/messages.ts';
 import { CryptoPool } from './crypto-pool.ts';
 import { CallVerifier } from './verifier.ts';
 
@@ -26,20 +31,42 @@ export interface EnclaveOptions {
   shard: Uint8Array;
   workers: number;
   pool: PoolLimits;
-  /** Block authors' signing keys; empty = this enclave alone. */
+  /** Block authors' signing keys when there is no parentchain; empty = this enclave alone. */
   authorities: Uint8Array[];
+  /** Attestation authorities whose quotes count in registrations; empty = the simulated dev authority. */
+  trustedAuthorities?: Uint8Array[];
+  /** Measurements a registered enclave may have; empty = this enclave's own. */
+  allowedMeasurements?: Uint8Array[];
 }
 
 export interface SubmitResult { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string }
 export interface Rejection { hash: string; code: string; message: string }
 
-const SnapshotFile = Struct({ number: u64, hash: Bytes(32), state: Bytes() });
+const SnapshotFileV1 = Struct({ number: u64, hash: Bytes(32), state: Bytes() });
+/** v2 adds the parentchain block the head built on (which parentchain effects are already in the state). */
+const SnapshotFile = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), state: Bytes() });
+const SNAPSHOT_V2 = 2;
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
 const GETTER_MAX_SKEW_MS = 5 * 60_000;
 const ZERO32 = new Uint8Array(32);
 
-interface Proposal { hash: Uint8Array; number: bigint; items: Item[]; lthash: LtHash; included: string[] }
+interface Proposal { hash: Uint8Array; number: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
+interface Head { hash: Uint8Array; number: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
+const RECENT_BLOCKS_KEPT = 256;
+
+function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; state: Uint8Array } {
+  // v1 snapshots (from before the parentchain) have no version byte; a v1 blob whose first byte
+  // happens to be 2 does not also decode as an exact v2 encoding (its lengths would not add up).
+  if (bytes[0] === SNAPSHOT_V2) {
+    try {
+      return decodeExact(SnapshotFile, bytes, 'snapshot');
+    } catch {
+      // fall through to v1
+    }
+  }
+  return { ...decodeExact(SnapshotFileV1, bytes, 'snapshot'), parentchainNumber: 0, parentchainHash: ZERO32 };
+}
 
 export class EnclaveCore {
   readonly measurement: Uint8Array;
@@ -51,7 +78,10 @@ export class EnclaveCore {
   private readonly localVerifier: CallVerifier;
   private readonly pool: CallPool;
   private state = new State();
-  private head: { hash: Uint8Array; number: bigint; commitment: Uint8Array } | null = null;
+  private head: Head | null = null;
+  /** Recently committed or replayed blocks, for anchors. */
+  private readonly recentBlocks = new Map<bigint, Head>();
+  private parentchain: ParentchainView | null = null;
   private proposal: Proposal | null = null;
   private replaying: { acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: HashThreads } | null = null;
 
@@ -98,8 +128,100 @@ export class EnclaveCore {
     return this.attestation.quote(new Uint8Array([...this.keys.signingPublic, ...userData]));
   }
 
-  private authorities(): Uint8Array[] {
-    return this.opts.authorities.length > 0 ? this.opts.authorities : [this.keys.signingPublic];
+  /** Keys whose blocks replay accepts: configured authorities, this enclave, and every registered member. */
+  private isKnownAuthor(key: Uint8Array): boolean {
+    const k = Buffer.from(key);
+    if (k.equals(Buffer.from(this.keys.signingPublic))) return true;
+    if (this.opts.authorities.some((a) => k.equals(Buffer.from(a)))) return true;
+    return this.parentchain?.registry.everMember(key) ?? false;
+  }
+
+  private setHead(h: Head): void {
+    this.head = h;
+    this.recentBlocks.set(h.number, h);
+    if (this.recentBlocks.size > RECENT_BLOCKS_KEPT) this.recentBlocks.delete(this.recentBlocks.keys().next().value!);
+  }
+
+  private stfContext(): StfContext {
+    const pc = this.parentchain;
+    return pc ? { vault: pc.registry.data.vault !== undefined, minUnshield: pc.existentialDeposit } : NO_PARENTCHAIN;
+  }
+
+  // ---------- parentchain ----------
+
+  parentchainInit(params: ParentchainInitParams) {
+    const trusted = this.opts.trustedAuthorities?.length ? this.opts.trustedAuthorities : [DEV_AUTHORITY_PUBLIC];
+    const allowed = this.opts.allowedMeasurements?.length ? this.opts.allowedMeasurements : [this.measurement];
+    this.parentchain = ParentchainView.open(this.opts.dataDir, this.sealer, this.keys.signingPublic, {
+      shard: this.opts.shard, trustedAuthorities: trusted, allowedMeasurements: allowed,
+      shielding: { secretKey: this.keys.shieldingKey, publicKey: this.keys.shieldingPublic },
+    }, params);
+    return this.parentchainInfo();
+  }
+
+  private view(): ParentchainView {
+    if (!this.parentchain) throw new EnclaveError('NO_PARENTCHAIN', 'the enclave was not given a parentchain');
+    return this.parentchain;
+  }
+
+  parentchainImport(blocks: ImportedBlock[]) {
+    const r = this.view().importBlocks(blocks);
+    return { number: this.view().lightClient.number, hash: this.view().lightClient.hash, effects: r.effects, observations: r.observations };
+  }
+
+  parentchainInfo() {
+    const pc = this.view();
+    const d = pc.registry.data;
+    return {
+      number: pc.lightClient.number,
+      hash: pc.lightClient.hash,
+      genesisHash: pc.lightClient.genesisHash,
+      members: d.members.map((m) => ({ ...m, unregisteredAt: m.unregisteredAt ?? null })),
+      vault: d.vault?.account ?? null,
+      reserveFunded: d.reserveFunded !== undefined,
+      lastAnchor: d.lastAnchor ? { number: Number(d.lastAnchor.number), hash: d.lastAnchor.hash, parentchainNumber: d.lastAnchor.parentchainNumber } : null,
+      dutiesInFlight: pc.dutiesInFlight(),
+      pendingEffects: pc.effectsAfter(this.head?.parentchainNumber ?? 0).length,
+      shieldedSupply: this.state.shard().shieldedSupply,
+      unpaidWithdrawals: this.state.unpaidWithdrawals().length,
+    };
+  }
+
+  parentchainDuties(input: { peerId: string; p2pAddresses: string[] }) {
+    if (this.replaying) return [];
+    return this.view().duties({
+      quote: (userData) => this.quote(userData), shard: this.opts.shard, peerId: input.peerId, p2pAddresses: input.p2pAddresses,
+      unpaid: this.state.unpaidWithdrawals(),
+    });
+  }
+
+  /** Call bytes of an anchor for block `number` of this enclave's chain. */
+  anchorCall(number: number): Uint8Array {
+    const pc = this.view();
+    const b = this.recentBlocks.get(BigInt(number));
+    if (!b) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    const message = encodeMessage({ tag: 'anchor', value: {
+      shard: this.opts.shard, sidechainNumber: b.number, sidechainHash: b.hash, previousAnchor: pc.registry.data.lastAnchor?.hash ?? ZERO32,
+      parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
+    } });
+    return pc.anchorCall(message);
+  }
+
+  /** Signs an extrinsic payload, only for calls this enclave built (Substrate signs blake2_256 of payloads over 256 bytes). */
+  signExtrinsic(payload: Uint8Array): Uint8Array {
+    this.view().admitPayload(payload);
+    return ed25519Sign(this.keys.signingKey, payload.length > 256 ? blake2_256(payload) : payload);
+  }
+
+  /** Whether this enclave may author on top of the current head: always without a parentchain. */
+  private mayAuthor(): boolean {
+    const pc = this.parentchain;
+    if (!pc || !this.head) return true;
+    // As of the parentchain block the parent built on; a shard with nobody registered there yet
+    // takes the set as of the light client head (its first members).
+    let set = pc.registry.activeAt(this.head.parentchainNumber);
+    if (set.length === 0) set = pc.registry.activeAt(pc.lightClient.number);
+    return set.some((m) => Buffer.from(m.signingKey).equals(Buffer.from(this.keys.signingPublic)));
   }
 
   // ---------- blocks ----------
@@ -130,25 +252,36 @@ export class EnclaveCore {
     };
     const { bytes, hash } = this.sealBlock(header, items, []);
     this.state.apply(items, lthash);
-    this.head = { hash, number: 0n, commitment: header.stateCommitment };
+    this.setHead({ hash, number: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32 });
     return { block: bytes, hash };
   }
 
   propose(input: { slot: bigint; timestampMs: number; maxCalls: number }) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot propose during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head: create genesis or replay first');
+    if (!this.mayAuthor()) throw new EnclaveError('NOT_AUTHORITY', 'this enclave is not in the shard\'s validateer set');
     const number = this.head.number + 1n;
+    const ctx = this.stfContext();
     const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.account(Buffer.from(s, 'hex')).nonce)
       .map((d) => ({ hash: d.entry.hash, code: d.code, message: d.message }));
     const overlay = new Overlay(this.state);
     const included: string[] = [];
     const callHashes: Uint8Array[] = [];
+    // Parentchain effects first, in parentchain order: they happened before anything in the pool.
+    const pc = this.parentchain;
+    const parentchainNumber = pc ? pc.lightClient.number : this.head.parentchainNumber;
+    const parentchainHash = pc ? pc.lightClient.hash : this.head.parentchainHash;
+    for (const e of pc?.effectsAfter(this.head.parentchainNumber) ?? []) {
+      const r = this.applyEffect(overlay, e, number, ctx);
+      if (r.hash && r.ok) { included.push(r.hash); callHashes.push(Buffer.from(r.hash, 'hex')); }
+      if (!r.ok) rejected.push({ hash: r.hash ?? `parentchain:${e.parentchainNumber}`, code: r.code, message: r.message });
+    }
     outer: for (const [, calls] of this.pool.senders()) {
       const first = calls.values().next().value!;
       let nonce = overlay.account(first.call.value.from).nonce;
       for (let e = calls.get(nonce); e; e = calls.get(nonce)) {
         if (included.length >= input.maxCalls) break outer;
-        const r = execute(overlay, e.call, e.nonce, number);
+        const r = execute(overlay, e.call, e.nonce, number, ctx);
         if (!r.ok) {
           rejected.push({ hash: e.hash, code: r.code, message: r.message });
           this.pool.remove(e.hash);
@@ -163,10 +296,10 @@ export class EnclaveCore {
     const lthash = this.state.preview(items);
     const header = {
       parentHash: this.head.hash, number, shard: this.opts.shard, slot: input.slot, author: this.keys.signingPublic,
-      stateCommitment: lthash.digest(), parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: BigInt(input.timestampMs),
+      stateCommitment: lthash.digest(), parentchainNumber, parentchainHash, timestampMs: BigInt(input.timestampMs),
     };
     const { bytes, hash } = this.sealBlock(header, items, callHashes);
-    this.proposal = { hash, number, items, lthash, included };
+    this.proposal = { hash, number, items, lthash, included, parentchainNumber, parentchainHash };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
 
@@ -175,9 +308,10 @@ export class EnclaveCore {
     const p = this.proposal;
     if (!p || !Buffer.from(p.hash).equals(Buffer.from(hash))) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
     this.state.apply(p.items, p.lthash);
-    this.head = { hash: p.hash, number: p.number, commitment: p.lthash.digest() };
+    this.setHead({ hash: p.hash, number: p.number, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash });
     for (const h of p.included) this.pool.remove(h);
     this.proposal = null;
+    this.parentchain?.settledUpTo(p.parentchainNumber);
     return this.status();
   }
 
@@ -187,9 +321,9 @@ export class EnclaveCore {
   beginReplay(sealedSnapshot: Uint8Array | undefined, verifyEach: boolean) {
     this.proposal = null; // a proposal made on the old state must never be committed on the new one
     if (sealedSnapshot) {
-      const snap = decodeExact(SnapshotFile, this.sealer.unseal('snapshot', sealedSnapshot), 'snapshot');
+      const snap = decodeSnapshot(this.sealer.unseal('snapshot', sealedSnapshot));
       this.state = State.fromSnapshot(snap.state);
-      this.head = { hash: snap.hash, number: snap.number, commitment: this.state.commitment() };
+      this.setHead({ hash: snap.hash, number: snap.number, commitment: this.state.commitment(), parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash });
     } else {
       this.state = new State();
       this.head = null;
@@ -224,7 +358,7 @@ export class EnclaveCore {
       }
       r.blocks++;
       r.transitions += items.length;
-      this.head = { hash: headerHash(b.header), number: b.header.number, commitment: b.header.stateCommitment };
+      this.setHead({ hash: headerHash(b.header), number: b.header.number, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash });
     }
     return { headNumber: Number(this.head?.number ?? -1) };
   }
@@ -242,6 +376,7 @@ export class EnclaveCore {
     }
     if (this.replaying !== r) throw new EnclaveError('REPLAY_ABORTED', 'a new replay began before this one finished');
     this.replaying = null;
+    if (this.head) this.parentchain?.settledUpTo(this.head.parentchainNumber);
     if (this.head && !Buffer.from(this.state.commitment()).equals(Buffer.from(this.head.commitment))) {
       this.head = null;
       throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
@@ -252,7 +387,7 @@ export class EnclaveCore {
   private openBlock(b: SignedBlockT): Item[] {
     const h = b.header;
     if (!Buffer.from(h.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
-    if (!this.authorities().some((a) => Buffer.from(a).equals(Buffer.from(h.author)))) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
+    if (!this.isKnownAuthor(h.author)) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
     if (!ed25519Verify(h.author, headerSigningPayload(h), b.signature)) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
     if (!Buffer.from(bodyRoot(b.body)).equals(Buffer.from(h.transitionsRoot))) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
     const t = b.body.transitions;
@@ -269,12 +404,28 @@ export class EnclaveCore {
     }
   }
 
+  /** Executes one parentchain effect in the block being built; invocations report their call hash. */
+  private applyEffect(overlay: Overlay, e: Effect, number: bigint, ctx: StfContext): { ok: true; hash?: string } | { ok: false; hash?: string; code: string; message: string } {
+    if (e.kind === EFFECT.shield) {
+      creditShield(overlay, e.account, e.amount);
+      return { ok: true };
+    }
+    if (e.kind === EFFECT.payout) return settlePayout(overlay, e.withdrawal, e.account, e.amount);
+    const v = this.localVerifier.verify(e.request);
+    if (!v.ok) return v;
+    const hash = Buffer.from(v.hash).toString('hex');
+    if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
+    const r = execute(overlay, v.call, v.nonce, number, ctx);
+    return r.ok ? { ok: true, hash } : { ...r, hash };
+  }
+
   // ---------- snapshots ----------
 
   snapshot(): { sealed: Uint8Array; number: number } {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
-    const bytes = SnapshotFile.enc({ number: this.head.number, hash: this.head.hash, state: this.state.encodeSnapshot() });
+    const h = this.head;
+    const bytes = SnapshotFile.enc({ version: SNAPSHOT_V2, number: h.number, hash: h.hash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, state: this.state.encodeSnapshot() });
     return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(this.head.number) };
   }
 
@@ -287,7 +438,7 @@ export class EnclaveCore {
       const hash = Buffer.from(v.hash).toString('hex');
       if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { hash, status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
       const sender = this.state.account(v.call.value.from);
-      const pre = precheck(v.call, sender);
+      const pre = precheck(v.call, sender, this.stfContext());
       if (!pre.ok) return { hash, status: 'invalid', code: pre.code, message: pre.message };
       const r = this.pool.add({ hash, sender: hexKey(v.call.value.from), nonce: v.nonce, call: v.call, addedAtMs: nowMs }, sender.nonce);
       return r.status === 'invalid' ? { hash, status: 'invalid', code: r.code, message: r.message } : { hash, status: r.status };

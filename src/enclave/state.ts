@@ -2,14 +2,20 @@
 // A state item is kept as its SCALE encoding (a StateWrite: the full value of one account or memo).
 // The same bytes are the element of the LtHash commitment, the entry of a block's transitions and
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
-import { Enum, Struct, u32, u128 } from 'scale-ts';
+import { Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
 import { AccountId, Memo, decodeExact } from '../codec/wire.ts';
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
+export interface ShardRecord { shieldedSupply: bigint; nextWithdrawal: bigint }
+export interface Withdrawal { id: bigint; from: Uint8Array; beneficiary: Uint8Array; amount: bigint; paid: boolean }
 export const StateWrite = Enum({
   account: Struct({ id: AccountId, balance: u128, nonce: u32, memoCount: u32 }),
   memo: Struct({ id: AccountId, index: u32, memo: Memo }),
+  /** The one shard-wide record: funds shielded from the parentchain and not yet unshielded, and the next withdrawal id. */
+  shard: Struct({ shieldedSupply: u128, nextWithdrawal: u64 }),
+  /** An unshield: burned here, paid from the vault on the parentchain (paid once the payout is seen there). */
+  withdrawal: Struct({ id: u64, from: AccountId, beneficiary: AccountId, amount: u128, paid: bool }),
 });
 export type StateWrite = ReturnType<typeof StateWrite.dec>;
 /** One state item: the SCALE encoding of a StateWrite. */
@@ -17,8 +23,13 @@ export type Item = Uint8Array;
 
 const TAG_ACCOUNT = 0;
 const TAG_MEMO = 1;
+const TAG_SHARD = 2;
+const TAG_WITHDRAWAL = 3;
 const ACCOUNT_ITEM_BYTES = 57; // tag, id 32, balance u128, nonce u32, memoCount u32
 const MEMO_FIXED_BYTES = 85; // tag, id 32, index u32, from 32, amount u128 (then text, block u64)
+const FIXED_BYTES: Record<number, number> = { [TAG_ACCOUNT]: ACCOUNT_ITEM_BYTES, [TAG_SHARD]: 25, [TAG_WITHDRAWAL]: 90 };
+const SHARD_KEY = 'shard';
+const EMPTY_SHARD: ShardRecord = Object.freeze({ shieldedSupply: 0n, nextWithdrawal: 0n });
 const U64 = (1n << 64n) - 1n;
 
 const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
@@ -46,14 +57,26 @@ export function memoItem(id: Uint8Array, index: number, memo: Memo): Item {
   return StateWrite.enc({ tag: 'memo', value: { id, index, memo } });
 }
 
+export function shardItem(r: ShardRecord): Item {
+  return StateWrite.enc({ tag: 'shard', value: r });
+}
+
+export function withdrawalItem(w: Withdrawal): Item {
+  return StateWrite.enc({ tag: 'withdrawal', value: w });
+}
+
 /** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
 export function decodeItem(item: Item): StateWrite {
   return decodeExact(StateWrite, item, 'state item');
 }
 
-const isAccount = (item: Item): boolean => item[0] === TAG_ACCOUNT;
+/** Accounts, memos and shard records (the shard record and withdrawals) live in separate maps. */
+const mapOf = (item: Item): 'accounts' | 'memos' | 'records' => (item[0] === TAG_ACCOUNT ? 'accounts' : item[0] === TAG_MEMO ? 'memos' : 'records');
+const withdrawalKey = (id: bigint): string => `w:${id}`;
 function itemKey(item: Item): string {
   const b = view(item);
+  if (item[0] === TAG_SHARD) return SHARD_KEY;
+  if (item[0] === TAG_WITHDRAWAL) return withdrawalKey(b.readBigUInt64LE(1));
   const id = b.toString('hex', 1, 33);
   return item[0] === TAG_ACCOUNT ? id : memoKey(id, b.readUInt32LE(33));
 }
@@ -90,13 +113,12 @@ export function splitItems(bytes: Uint8Array): Item[] {
   const items: Item[] = new Array(count);
   let at = size;
   for (let i = 0; i < count; i++) {
-    let len: number;
-    if (b[at] === TAG_ACCOUNT) len = ACCOUNT_ITEM_BYTES;
-    else if (b[at] === TAG_MEMO) {
+    let len = FIXED_BYTES[b[at]];
+    if (len === undefined && b[at] === TAG_MEMO) {
       if (at + MEMO_FIXED_BYTES >= b.length) throw new RangeError('truncated memo item');
       const [textLen, s] = readCompact(b, at + MEMO_FIXED_BYTES);
       len = MEMO_FIXED_BYTES + s + textLen + 8;
-    } else throw new RangeError(`unknown item tag ${b[at]}`);
+    } else if (len === undefined) throw new RangeError(`unknown item tag ${b[at]}`);
     if (at + len > b.length) throw new RangeError('truncated item');
     items[i] = Buffer.from(b.subarray(at, at + len));
     at += len;
@@ -116,6 +138,8 @@ export const localHasher: ItemHasher = async (items) => {
 export class State {
   readonly accounts = new Map<string, Item>();
   readonly memos = new Map<string, Item>();
+  /** The shard record and withdrawals (few; keyed 'shard' and 'w:<id>'). */
+  readonly records = new Map<string, Item>();
   lthash = new LtHash();
 
   account(id: Uint8Array): Account {
@@ -130,12 +154,35 @@ export class State {
     return w.tag === 'memo' ? w.value.memo : undefined;
   }
 
+  shard(): ShardRecord {
+    const item = this.records.get(SHARD_KEY);
+    const w = item ? decodeItem(item) : undefined;
+    return w?.tag === 'shard' ? w.value : EMPTY_SHARD;
+  }
+
+  withdrawal(id: bigint): Withdrawal | undefined {
+    const item = this.records.get(withdrawalKey(id));
+    const w = item ? decodeItem(item) : undefined;
+    return w?.tag === 'withdrawal' ? w.value : undefined;
+  }
+
+  /** Withdrawals burned here and not yet seen paid on the parentchain, oldest first. */
+  unpaidWithdrawals(): Withdrawal[] {
+    const out: Withdrawal[] = [];
+    for (const [k, item] of this.records) {
+      if (!k.startsWith('w:')) continue;
+      const w = decodeItem(item);
+      if (w.tag === 'withdrawal' && !w.value.paid) out.push(w.value);
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
   private current(item: Item): Item | undefined {
-    return (isAccount(item) ? this.accounts : this.memos).get(itemKey(item));
+    return this[mapOf(item)].get(itemKey(item));
   }
 
   private set(item: Item): void {
-    (isAccount(item) ? this.accounts : this.memos).set(itemKey(item), item);
+    this[mapOf(item)].set(itemKey(item), item);
   }
 
   /** The commitment hash the state would have after `items`, without applying them: O(items). */
@@ -161,7 +208,7 @@ export class State {
    */
   replay(): { apply(items: Item[]): void; finish(hasher?: ItemHasher): Promise<void> } {
     // From an empty state (genesis replay) the final state is exactly what was added: no bookkeeping.
-    const fromEmpty = this.accounts.size === 0 && this.memos.size === 0;
+    const fromEmpty = this.accounts.size === 0 && this.memos.size === 0 && this.records.size === 0;
     const before = new Map<string, Item | null>();
     return {
       apply: (items) => {
@@ -176,14 +223,14 @@ export class State {
       },
       finish: async (hasher = localHasher) => {
         if (fromEmpty) {
-          this.lthash = await hasher([...this.accounts.values(), ...this.memos.values()]);
+          this.lthash = await hasher([...this.accounts.values(), ...this.memos.values(), ...this.records.values()]);
           return;
         }
         const removed: Item[] = [];
         const added: Item[] = [];
         for (const [k, old] of before) {
           if (old) removed.push(old);
-          added.push((this.accounts.get(k) ?? this.memos.get(k))!);
+          added.push((this.accounts.get(k) ?? this.memos.get(k) ?? this.records.get(k))!);
         }
         const [plus, minus] = await Promise.all([hasher(added), hasher(removed)]);
         this.lthash.addSum(plus);
@@ -198,7 +245,7 @@ export class State {
 
   /** Snapshot encoding: the lthash then every item (as a Vector(StateWrite)), so loading needs no hashing. */
   encodeSnapshot(): Uint8Array {
-    return Buffer.concat([this.lthash.bytes(), joinItems([...this.accounts.values(), ...this.memos.values()])]);
+    return Buffer.concat([this.lthash.bytes(), joinItems([...this.accounts.values(), ...this.memos.values(), ...this.records.values()])]);
   }
 
   static fromSnapshot(bytes: Uint8Array): State {
@@ -217,6 +264,7 @@ export class State {
 export class Overlay {
   private readonly accounts = new Map<string, { id: Uint8Array; account: Account }>();
   private readonly memos: Item[] = [];
+  private readonly records = new Map<string, Item>();
   private readonly base: State;
 
   constructor(base: State) {
@@ -236,9 +284,31 @@ export class Overlay {
     this.memos.push(memoItem(id, index, memo));
   }
 
+  shard(): ShardRecord {
+    const item = this.records.get(SHARD_KEY);
+    if (!item) return this.base.shard();
+    const w = decodeItem(item);
+    return w.tag === 'shard' ? w.value : EMPTY_SHARD;
+  }
+
+  setShard(r: ShardRecord): void {
+    this.records.set(SHARD_KEY, shardItem(r));
+  }
+
+  withdrawal(id: bigint): Withdrawal | undefined {
+    const item = this.records.get(withdrawalKey(id));
+    if (!item) return this.base.withdrawal(id);
+    const w = decodeItem(item);
+    return w.tag === 'withdrawal' ? w.value : undefined;
+  }
+
+  setWithdrawal(w: Withdrawal): void {
+    this.records.set(withdrawalKey(w.id), withdrawalItem(w));
+  }
+
   items(): Item[] {
     const out: Item[] = [];
     for (const { id, account } of this.accounts.values()) out.push(accountItem(id, account));
-    return out.concat(this.memos);
+    return out.concat(this.memos, [...this.records.values()]);
   }
 }

@@ -30,6 +30,12 @@ const handlers: Record<Method, Handler> = {
   getter: (p: { request: Uint8Array }) => ({ reply: core.executeGetter(p.request, Date.now()) }),
   snapshot: () => core.snapshot(),
   quote: (p: { userData: Uint8Array }) => ({ quote: core.quote(p.userData) }),
+  parentchainInit: (p: Parameters<EnclaveCore['parentchainInit']>[0]) => core.parentchainInit(p),
+  parentchainImport: (p: { blocks: Parameters<EnclaveCore['parentchainImport']>[0] }) => core.parentchainImport(p.blocks),
+  parentchainInfo: () => core.parentchainInfo(),
+  parentchainDuties: (p: { peerId: string; p2pAddresses: string[] }) => ({ duties: core.parentchainDuties(p) }),
+  anchorCall: (p: { number: number }) => ({ callData: core.anchorCall(p.number) }),
+  signExtrinsic: (p: { payload: Uint8Array }) => ({ signature: core.signExtrinsic(p.payload) }),
 };
 
 function errorOf(err: unknown): { code: string; message: string } {

@@ -32,11 +32,21 @@ export interface Metrics {
   readonly rpcConnections: Gauge;
   readonly replayBlocks: Counter;
   readonly snapshots: Counter;
+  readonly sidechainFinalizedNumber: Gauge;
+  readonly parentchainFinalizedNumber: Gauge;
+  readonly parentchainProcessedNumber: Gauge;
+  readonly parentchainBlocksImported: Counter;
+  readonly anchorsSubmitted: Counter;
+  readonly parentchainObservations: Counter<'kind'>;
+  /** Counts a parentchain extrinsic this validateer sent; calls outside the known set become 'other'. */
+  countParentchainExtrinsic(call: string, result: 'success' | 'failed' | 'error' | 'insufficient_funds'): void;
   /** Counts calls by result; unknown results become 'other' so the label set stays bounded. */
   countCall(result: string, n?: number): void;
   /** Counts an RPC request; methods outside the allow-list and unknown outcomes become 'other'. */
   countRpcRequest(method: string, outcome: string): void;
 }
+
+const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'payout', 'anchor'] as const;
 
 /** 1 ms .. 2 s: a block must be produced within 70% of a (default 1 s) slot. */
 const BLOCK_PRODUCTION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
@@ -76,6 +86,20 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     registers,
   });
 
+  const parentchainExtrinsics = new Counter({
+    name: 'validateer_parentchain_extrinsics_total',
+    help: 'Parentchain extrinsics sent by this validateer, by call and result (failed: included but dispatch failed; error: not included).',
+    labelNames: ['call', 'result'] as const,
+    registers,
+  });
+  const parentchainObservations = new Counter({
+    name: 'validateer_parentchain_messages_total',
+    help: 'Shard messages seen in finalized parentchain blocks, by kind (ignored: did not verify).',
+    labelNames: ['kind'] as const,
+    registers,
+  });
+  const extrinsicCalls = new Set<string>(PARENTCHAIN_CALLS);
+
   const callResults = new Set<string>(CALL_RESULTS);
   const rpcOutcomes = new Set<string>(RPC_OUTCOMES);
   const rpcMethods = new Set(opts.rpcMethods ?? []);
@@ -99,6 +123,15 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     rpcConnections: new Gauge({ name: 'validateer_rpc_connections', help: 'Open JSON-RPC connections.', registers }),
     replayBlocks: new Counter({ name: 'validateer_replay_blocks_total', help: 'Blocks replayed at startup to rebuild state.', registers }),
     snapshots: new Counter({ name: 'validateer_snapshots_total', help: 'State snapshots written.', registers }),
+    sidechainFinalizedNumber: new Gauge({ name: 'validateer_sidechain_finalized_number', help: 'Highest sidechain block anchored in a finalized parentchain block.', registers }),
+    parentchainFinalizedNumber: new Gauge({ name: 'validateer_parentchain_finalized_number', help: 'Finalized parentchain head as reported by the node.', registers }),
+    parentchainProcessedNumber: new Gauge({ name: 'validateer_parentchain_processed_number', help: 'Last parentchain block verified and processed by the enclave light client.', registers }),
+    parentchainBlocksImported: new Counter({ name: 'validateer_parentchain_blocks_imported_total', help: 'Finalized parentchain blocks verified and processed by the enclave.', registers }),
+    anchorsSubmitted: new Counter({ name: 'validateer_anchors_submitted_total', help: 'Anchor extrinsics included on the parentchain.', registers }),
+    parentchainObservations,
+    countParentchainExtrinsic(call, result) {
+      parentchainExtrinsics.inc({ call: extrinsicCalls.has(call) ? call : OTHER, result });
+    },
     countCall(result, n = 1) {
       calls.inc({ result: callResults.has(result) ? result : OTHER }, n);
     },

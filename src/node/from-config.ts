@@ -7,7 +7,10 @@ import type { EnclaveInit } from '../enclave/host.ts';
 import { fromHex } from '../codec/wire.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
-  return { dataDir, shard: fromHex(config.shard), workers, pool: config.pool, authorities: config.authorities.map(fromHex) };
+  return {
+    dataDir, shard: fromHex(config.shard), workers, pool: config.pool, authorities: config.authorities.map(fromHex),
+    trustedAuthorities: config.enclave.attestation.trustedAuthorities.map(fromHex), allowedMeasurements: config.enclave.allowedMeasurements.map(fromHex),
+  };
 }
 
 /** Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key. */

@@ -18,6 +18,7 @@ import { authorBlock } from './author.ts';
 import { bootstrap, type BootstrapResult } from './bootstrap.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
+import { ParentchainSync } from './parentchain-sync.ts';
 
 export interface Validateer {
   rpcUrl: string;
@@ -26,6 +27,7 @@ export interface Validateer {
   measurement: string;
   bootstrap: BootstrapResult;
   metrics: Metrics;
+  parentchain: ParentchainSync | null;
   stop(): Promise<void>;
 }
 
@@ -46,6 +48,25 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const signingKey = toHex(info.signingKey);
     logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads }, 'enclave started (simulation mode)');
 
+    // The light client opens before the replay: the registry names which authors' blocks are valid.
+    let sync: ParentchainSync | null = null;
+    if (config.parentchain.endpoint) {
+      // Loaded on demand: @polkadot/api costs ~230 MB of RSS and a node without a parentchain needs none of it.
+      const { connectParentchain } = await import('../parentchain/substrate.ts');
+      const pc = await connectParentchain({ endpoint: config.parentchain.endpoint, onWarning: (m) => logger.warn({ detail: m }, 'parentchain connection') });
+      cleanup.push(() => pc.close());
+      const p = config.parentchain;
+      sync = new ParentchainSync({ enclave, chain: pc, store, metrics, logger, signingKey: info.signingKey }, {
+        importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
+        genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
+        checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
+        peerId: '', p2pAddresses: [],
+      });
+      await sync.init();
+      cleanup.push(() => sync!.stop());
+      logger.info({ endpoint: p.endpoint, genesisHash: toHex(pc.genesisHash()), enclaveAccount: pc.address(info.signingKey) }, 'parentchain connected');
+    }
+
     const boot = await bootstrap({ enclave, store, metrics, logger }, () => genesisBalances(config));
     const status = await enclave.call('status', {});
     const head = store.head()!;
@@ -57,7 +78,10 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     let ready = false;
     const rpc: RpcServer = await startRpcServer({
       ...config.rpc,
-      methods: createMethods({ enclave, store, relay, metrics, shard, version: `validateer/${VERSION}`, isReady: () => ready }),
+      methods: createMethods({
+        enclave, store, relay, metrics, shard, version: `validateer/${VERSION}`, isReady: () => ready,
+        ...(sync && config.parentchain.endpoint ? { parentchain: { finalized: () => sync.finalized, endpoint: config.parentchain.endpoint } } : {}),
+      }),
       logger,
       onRequest: (method, outcome) => metrics.countRpcRequest(method, outcome),
       onConnections: (open) => metrics.rpcConnections.set(open),
@@ -71,21 +95,25 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       cleanup.push(() => server.close());
     }
 
-    const authorities = config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey];
+    const configured = config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey];
+    // With a parentchain the authorities are the registered set (none until this enclave is registered).
+    const authorities = () => (sync ? sync.members : configured);
     const slots = new SlotWorker({
       slotDurationMs: config.sidechain.slotDurationMs,
       onSlot: async (slot) => {
-        if (slotAuthor(slot, authorities) !== signingKey) return;
-        await authorBlock({ enclave, store, metrics, logger, relay }, { maxCalls: config.sidechain.blockMaxCalls, ...config.sidechain }, slot);
+        if (slotAuthor(slot, authorities()) !== signingKey) return;
+        const block = await authorBlock({ enclave, store, metrics, logger, relay }, { maxCalls: config.sidechain.blockMaxCalls, ...config.sidechain }, slot);
         ready = true;
+        sync?.blockCommitted(block.number);
       },
       onError: (err) => logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'slot failed'),
     });
+    if (sync) await sync.start();
     slots.start();
     cleanup.push(() => slots.stop());
 
     return {
-      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics,
+      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: sync,
       stop: stopAll,
     };
   } catch (err) {
@@ -96,5 +124,5 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
 
 export const RPC_METHODS = [
   'author_getShieldingKey', 'author_submitCall', 'author_submitAndWatchCall', 'author_callBlock', 'state_executeGetter',
-  'chain_getHeader', 'chain_getBlockHash', 'system_health', 'system_version',
+  'chain_getHeader', 'chain_getBlockHash', 'chain_getFinalizedHead', 'shard_getInfo', 'system_health', 'system_version',
 ] as const;

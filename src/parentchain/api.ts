@@ -45,6 +45,8 @@ export interface ParentchainExtrinsic {
   index: number;
   /** blake2_256 of the extrinsic bytes (what author_submitExtrinsic returns). */
   hash: Uint8Array;
+  /** The extrinsic as stored in the block (SCALE, with its length prefix): what extrinsicsRoot commits to. */
+  encoded: Uint8Array;
   /** AccountId32 of the signer; undefined for inherents/unsigned. */
   signer?: Uint8Array;
   nonce?: number;
@@ -164,5 +166,7 @@ export interface Parentchain {
   encodeCall(call: CallSpec): Uint8Array;
   /** Existential deposit of the native token. */
   existentialDeposit(): bigint;
+  /** Pallet and call indices of the calls the enclave builds itself, from the current runtime's metadata. */
+  callIndices(): Record<'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy', { pallet: number; call: number }>;
   close(): Promise<void>;
 }

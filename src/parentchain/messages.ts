@@ -26,6 +26,12 @@ export const ParentchainMessage = Enum({
     previousAnchor: H256,
     parentchainProcessed: Struct({ number: u32, hash: H256 }),
   }),
+  /** Second half of `batchAll[proxy.createPure(Any, 0, 0), remark]` by a member: that pure proxy is the shard's vault. */
+  vault: Struct({ shard: H256 }),
+  /** Second half of `batchAll[transferKeepAlive(vault, existential deposit), remark]`: the vault's keep-alive reserve. */
+  reserve: Struct({ shard: H256 }),
+  /** Inside `proxy.proxy(vault, batchAll[transferKeepAlive(beneficiary, amount), remark])`: withdrawal `withdrawal` paid. */
+  payout: Struct({ shard: H256, withdrawal: u64 }),
 });
 export type ParentchainMessage = ReturnType<typeof ParentchainMessage.dec>;
 export type MessageTag = ParentchainMessage['tag'];

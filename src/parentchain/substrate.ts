@@ -104,6 +104,23 @@ export class SubstrateParentchain implements Parentchain {
     return this.#api.consts.balances.existentialDeposit.toBigInt();
   }
 
+  callIndices() {
+    const tx = this.#api.tx;
+    const proxy = tx.proxy as unknown as Record<string, { callIndex: Uint8Array } | undefined>;
+    const pick = (fn: { callIndex: Uint8Array } | undefined, name: string) => {
+      if (!fn) throw new ValidateerError('PARENTCHAIN_UNSUPPORTED', `the runtime has no ${name}`);
+      return { pallet: fn.callIndex[0], call: fn.callIndex[1] };
+    };
+    return {
+      remarkWithEvent: pick(tx.system.remarkWithEvent, 'system.remarkWithEvent'),
+      transferKeepAlive: pick(tx.balances.transferKeepAlive, 'balances.transferKeepAlive'),
+      batchAll: pick(tx.utility.batchAll, 'utility.batchAll'),
+      proxy: pick(tx.proxy.proxy, 'proxy.proxy'),
+      createPure: pick(proxy.createPure ?? proxy.anonymous, 'proxy.createPure'),
+      addProxy: pick(tx.proxy.addProxy, 'proxy.addProxy'),
+    };
+  }
+
   address(account: Uint8Array): string {
     return encodeAddress(account, this.ss58Prefix());
   }
@@ -146,7 +163,7 @@ export class SubstrateParentchain implements Parentchain {
     const events = wantEvents ? await this.#events(registry, hex) : undefined;
     return {
       header: toHeader(header, hash),
-      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, events)),
+      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, hexToU8a(raw.block.extrinsics[i]), events)),
       events: events?.map(toEvent) ?? [],
     };
   }
@@ -570,11 +587,12 @@ function toEvent(record: EventRecord): ParentchainEvent {
   return { pallet: event.section, name: event.method, data, extrinsicIndex: phase.isApplyExtrinsic ? phase.asApplyExtrinsic.toNumber() : null };
 }
 
-function toExtrinsic(registry: Registry, x: Extrinsic, index: number, records: EventRecord[] | undefined): ParentchainExtrinsic {
+function toExtrinsic(registry: Registry, x: Extrinsic, index: number, encoded: Uint8Array, records: EventRecord[] | undefined): ParentchainExtrinsic {
   const own = records?.filter((r) => r.phase.isApplyExtrinsic && r.phase.asApplyExtrinsic.toNumber() === index);
   const out: ParentchainExtrinsic = {
     index,
     hash: x.hash.toU8a(),
+    encoded,
     call: toCall(registry, x.method as Call),
     events: own?.map(toEvent) ?? [],
   };

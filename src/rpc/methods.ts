@@ -35,6 +35,8 @@ export interface MethodDeps {
   shard: Uint8Array;
   version: string;
   isReady: () => boolean;
+  /** Sidechain finality and the shard's parentchain view; absent when running without a parentchain. */
+  parentchain?: { finalized(): { number: number; hash: Uint8Array } | null; endpoint: string };
 }
 
 export function headerJson(bytes: Uint8Array) {
@@ -123,6 +125,32 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
       if (n === undefined || n === null) return toHex(head.hash);
       const bytes = await d.store.blockByNumber(n);
       return bytes ? headerJson(bytes).hash : null;
+    },
+    chain_getFinalizedHead: async () => {
+      // Final = anchored in a finalized parentchain block; without a parentchain only genesis is final.
+      const f = d.parentchain?.finalized();
+      if (f) return toHex(f.hash);
+      const bytes = await d.store.blockByNumber(0);
+      return bytes ? headerJson(bytes).hash : null;
+    },
+    shard_getInfo: async () => {
+      if (!d.parentchain) return { shard: shardHex, parentchain: null };
+      const i = await d.enclave.call('parentchainInfo', {});
+      const f = d.parentchain.finalized();
+      return {
+        shard: shardHex,
+        parentchain: { endpoint: d.parentchain.endpoint, genesisHash: toHex(i.genesisHash), processed: { number: i.number, hash: toHex(i.hash) } },
+        vault: i.vault ? toHex(i.vault) : null,
+        vaultReserveFunded: i.reserveFunded,
+        shieldedSupply: String(i.shieldedSupply),
+        unpaidWithdrawals: i.unpaidWithdrawals,
+        lastAnchor: i.lastAnchor ? { number: i.lastAnchor.number, hash: toHex(i.lastAnchor.hash), parentchainNumber: i.lastAnchor.parentchainNumber } : null,
+        finalized: f ? { number: f.number, hash: toHex(f.hash) } : null,
+        validateers: i.members.map((m) => ({
+          signingKey: toHex(m.signingKey), measurement: toHex(m.measurement), peerId: m.peerId, p2pAddresses: m.p2pAddresses,
+          registeredAt: m.registeredAt, unregisteredAt: m.unregisteredAt,
+        })),
+      };
     },
     system_health: async () => {
       const s = await d.enclave.call('status', {});

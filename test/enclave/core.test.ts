@@ -278,7 +278,7 @@ test('rejection: bad signature (flipped signature byte, or call altered after si
     const badSig2 = shield(flip(signed, signed.length - 40), c.key, SHARD);
     // same signature over a larger amount
     const dec = TrustedCallSigned.dec(signed);
-    const altered = TrustedCallSigned.enc({ ...dec, call: { tag: 'transfer', value: { ...dec.call.value, amount: 999n } } });
+    const altered = TrustedCallSigned.enc({ ...dec, call: { ...call, value: { ...call.value, amount: 999n } } });
     // a call claiming to be from bob signed by alice
     const impostor = signCall(alice, { tag: 'transfer', value: { ...call.value, from: bob.publicKey } }, 0, SHARD);
     const res = await c.core.submit([badSig, badSig2, shield(altered, c.key, SHARD), shield(impostor, c.key, SHARD)], Date.now());

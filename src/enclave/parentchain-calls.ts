@@ -1,0 +1,89 @@
+// Parentchain calls the enclave builds and signs itself. The enclave never signs a payload it did not
+// compose: the untrusted host asks for a duty, gets call bytes back, and the signing request must
+// start with exactly those bytes. Encodings follow the standard pallets' call layouts; the pallet and
+// call indices come from the chain's metadata (given by the host once, sealed with the light client).
+import { Bytes, Struct, compact, u8, u16, u32 } from 'scale-ts';
+import { concatBytes } from '../codec/wire.ts';
+import { blake2_256 } from './trie.ts';
+
+const index = Struct({ pallet: u8, call: u8 });
+export const CallIndices = Struct({
+  remarkWithEvent: index,
+  transferKeepAlive: index,
+  batchAll: index,
+  proxy: index,
+  createPure: index,
+  addProxy: index,
+});
+export type CallIndices = ReturnType<typeof CallIndices.dec>;
+export type CallName = keyof CallIndices;
+
+/** pallet_proxy's ProxyType::Any (variant 0 on the standard runtimes). */
+const PROXY_TYPE_ANY = 0;
+/** MultiAddress::Id */
+const MULTI_ADDRESS_ID = 0;
+
+const head = (ix: CallIndices, name: CallName) => Uint8Array.of(ix[name].pallet, ix[name].call);
+const u128c = (v: bigint) => compact.enc(v);
+const id = (account: Uint8Array) => concatBytes(Uint8Array.of(MULTI_ADDRESS_ID), account);
+
+export function remarkCall(ix: CallIndices, remark: Uint8Array): Uint8Array {
+  return concatBytes(head(ix, 'remarkWithEvent'), Bytes().enc(remark));
+}
+
+export function transferKeepAliveCall(ix: CallIndices, dest: Uint8Array, amount: bigint): Uint8Array {
+  return concatBytes(head(ix, 'transferKeepAlive'), id(dest), u128c(amount));
+}
+
+export function batchAllCall(ix: CallIndices, calls: Uint8Array[]): Uint8Array {
+  return concatBytes(head(ix, 'batchAll'), compact.enc(calls.length), ...calls);
+}
+
+/** proxy.proxy(real, force_proxy_type: None, call) */
+export function proxyCall(ix: CallIndices, real: Uint8Array, call: Uint8Array): Uint8Array {
+  return concatBytes(head(ix, 'proxy'), id(real), Uint8Array.of(0), call);
+}
+
+/** proxy.createPure(Any, delay 0, index 0) */
+export function createPureCall(ix: CallIndices): Uint8Array {
+  return concatBytes(head(ix, 'createPure'), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0), u16.enc(0));
+}
+
+/** proxy.addProxy(delegate, Any, delay 0) */
+export function addProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
+  return concatBytes(head(ix, 'addProxy'), id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
+}
+
+/**
+ * The account pallet_proxy gives a pure proxy: blake2_256(SCALE("modlpy/proxy____", spawner,
+ * height, extrinsic index, proxy type, index)). Computed here so the vault address does not depend
+ * on the host's reading of events.
+ */
+export function pureProxyAccount(spawner: Uint8Array, height: number, extrinsicIndex: number): Uint8Array {
+  const entropy = concatBytes(
+    new TextEncoder().encode('modlpy/proxy____'), spawner, u32.enc(height), u32.enc(extrinsicIndex), Uint8Array.of(PROXY_TYPE_ANY), u16.enc(0),
+  );
+  return blake2_256(entropy);
+}
+
+/** Bytes of `needle` occur in `haystack` (binds a host-decoded value to the extrinsic's bytes). */
+export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.byteLength).indexOf(Buffer.from(needle.buffer, needle.byteOffset, needle.byteLength)) >= 0;
+}
+
+/**
+ * Reads the mortality of a signing payload: call bytes, then the era (0x00 = immortal, else two
+ * bytes), then the other extensions, then the additional data that names the genesis hash followed
+ * by the era's birth block hash. Returns null for immortal transactions (the enclave refuses those
+ * for duties: it could never tell that one has expired).
+ */
+export function payloadMortality(payload: Uint8Array, callLength: number, genesisHash: Uint8Array): { period: number; birthHash: Uint8Array } | null {
+  const first = payload[callLength];
+  if (first === undefined || first === 0) return null;
+  const encoded = first + (payload[callLength + 1] << 8);
+  const period = 2 << (encoded % 16);
+  // The birth block hash follows the genesis hash in the additional data (CheckGenesis then CheckMortality).
+  const at = Buffer.from(payload).lastIndexOf(Buffer.from(genesisHash));
+  if (at < callLength + 2 || at + 64 > payload.length) return null;
+  return { period, birthHash: payload.slice(at + 32, at + 64) };
+}

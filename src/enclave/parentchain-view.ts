@@ -1,0 +1,243 @@
+// Everything the enclave knows of the parentchain, sealed to the data directory after every change:
+// the light client head, the registry, the effects waiting for a sidechain block, and the duties
+// (extrinsics the enclave wants sent) with the ones in flight. A duty is signed at most once per
+// mortality window: its birth block and period are sealed before the signature leaves the enclave,
+// and it is offered again only once the light client has passed its death without seeing it done.
+// That makes payouts exactly-once across crashes of the host or the enclave.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Bytes, Option, Struct, Vector, str, u32, u128 } from 'scale-ts';
+import { decodeExact } from '../codec/wire.ts';
+import { encodeMessage } from '../parentchain/messages.ts';
+import { EnclaveError } from './errors.ts';
+import { LightClient, type Checkpoint } from './light-client.ts';
+import {
+  CallIndices, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
+} from './parentchain-calls.ts';
+import { Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
+import { writeFileAtomic, type Sealer } from './sealing.ts';
+import type { Withdrawal } from './state.ts';
+
+const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
+type InFlight = ReturnType<typeof InFlight.dec>;
+const SealedView = Struct({
+  genesisHash: Bytes(32),
+  callIndices: CallIndices,
+  existentialDeposit: u128,
+  head: Struct({ number: u32, hash: Bytes(32) }),
+  registry: RegistryData,
+  pending: Vector(Effect),
+  inFlight: Vector(InFlight),
+  /** Recent verified block hashes: a duty's birth block is looked up here to know when it dies. */
+  recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
+});
+const RECENT_KEPT = 512;
+const AUTHORIZED_KEPT = 64;
+
+export interface ImportedBlock { header: Uint8Array; extrinsics: Uint8Array[]; relevant: RelevantExtrinsic[] }
+export interface ParentchainInitParams { genesisHash: Uint8Array; checkpoint?: Checkpoint; callIndices: CallIndices; existentialDeposit: bigint }
+export interface Duty { key: string; callData: Uint8Array; description: string }
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+
+export class ParentchainView {
+  readonly lightClient: LightClient;
+  readonly registry: Registry;
+  readonly callIndices: CallIndices;
+  readonly existentialDeposit: bigint;
+  private pending: Effect[];
+  private readonly inFlight: Map<string, InFlight>;
+  private readonly recent: Map<string, number>;
+  /** Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors). */
+  private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null }>();
+  private readonly path: string;
+  private readonly sealer: Sealer;
+  private readonly signingKey: Uint8Array;
+
+  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec>) {
+    this.path = path;
+    this.sealer = sealer;
+    this.signingKey = signingKey;
+    this.callIndices = s.callIndices;
+    this.existentialDeposit = s.existentialDeposit;
+    this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
+    this.registry = new Registry(ctx, s.registry);
+    this.pending = s.pending;
+    this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
+    this.recent = new Map(s.recent.map((r) => [hex(r.hash), r.number]));
+  }
+
+  /**
+   * Opens the sealed view, or starts one from the trusted genesis (or checkpoint) on first use. A
+   * sealed view for another genesis is refused: the data directory belongs to another parentchain.
+   */
+  static open(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>, init: ParentchainInitParams): ParentchainView {
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    let s: ReturnType<typeof SealedView.dec>;
+    if (existsSync(path)) {
+      s = decodeExact(SealedView, sealer.unseal('parentchain', new Uint8Array(readFileSync(path))), 'sealed parentchain view');
+      if (!same(s.genesisHash, init.genesisHash)) {
+        throw new EnclaveError('PARENTCHAIN_GENESIS_MISMATCH', `this data directory follows parentchain 0x${hex(s.genesisHash)}, not 0x${hex(init.genesisHash)}`);
+      }
+    } else {
+      const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
+      s = {
+        genesisHash: init.genesisHash, callIndices: init.callIndices, existentialDeposit: init.existentialDeposit, head,
+        registry: new Registry({ ...ctx, callIndices: init.callIndices }).data, pending: [], inFlight: [], recent: [],
+      };
+    }
+    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s);
+    view.persist();
+    return view;
+  }
+
+  private persist(): void {
+    const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
+    const bytes = SealedView.enc({
+      genesisHash: this.lightClient.genesisHash, callIndices: this.callIndices, existentialDeposit: this.existentialDeposit,
+      head: { number: this.lightClient.number, hash: this.lightClient.hash }, registry: this.registry.data,
+      pending: this.pending, inFlight: [...this.inFlight.values()], recent,
+    });
+    writeFileAtomic(this.path, this.sealer.seal('signer', 'parentchain', bytes));
+  }
+
+  /** Verifies and applies finalized blocks in order; persists once at the end. */
+  importBlocks(blocks: ImportedBlock[]): { observations: Observation[]; effects: number } {
+    const observations: Observation[] = [];
+    let effects = 0;
+    try {
+      for (const b of blocks) {
+        const h = this.lightClient.import(b.header, b.extrinsics);
+        this.remember(h.number, h.hash);
+        for (const x of b.relevant) {
+          const encoded = b.extrinsics[x.index];
+          if (!encoded) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block ${h.number} has no extrinsic ${x.index}`);
+          const found = this.registry.apply(h.number, x, encoded, observations);
+          this.pending.push(...found);
+          effects += found.length;
+        }
+        this.expireDuties(h.number);
+      }
+    } finally {
+      this.persist(); // what was verified before a bad block stays verified
+    }
+    return { observations, effects };
+  }
+
+  private remember(number: number, hash: Uint8Array): void {
+    this.recent.set(hex(hash), number);
+    if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
+    for (const f of this.inFlight.values()) {
+      if (f.death === undefined && same(f.birthHash, hash)) f.death = number + f.period;
+    }
+  }
+
+  /** Duties whose extrinsic can no longer be included (past death) and duties seen done are dropped. */
+  private expireDuties(number: number): void {
+    for (const [key, f] of this.inFlight) {
+      if (this.dutyDone(key) || (f.death !== undefined && number >= f.death)) this.inFlight.delete(key);
+    }
+  }
+
+  private dutyDone(key: string): boolean {
+    const r = this.registry;
+    if (key === 'register') return r.isActive(this.signingKey, this.lightClient.number);
+    if (key === 'vault') return r.data.vault !== undefined;
+    if (key === 'reserve') return r.data.reserveFunded !== undefined;
+    if (key.startsWith('payout:')) return this.pending.some((e) => e.kind === 3 && `payout:${e.withdrawal}` === key);
+    return false;
+  }
+
+  // ---------- effects for sidechain blocks ----------
+
+  /** Effects from parentchain blocks after `afterNumber` (what the sidechain has not executed yet). */
+  effectsAfter(afterNumber: number): Effect[] {
+    return this.pending.filter((e) => e.parentchainNumber > afterNumber);
+  }
+
+  /** A sidechain block that executed effects up to `number` is durable: drop them. */
+  settledUpTo(number: number): void {
+    const before = this.pending.length;
+    this.pending = this.pending.filter((e) => e.parentchainNumber > number);
+    if (this.pending.length !== before) this.persist();
+  }
+
+  // ---------- duties and signing ----------
+
+  /**
+   * What this enclave should send now. Registration while it is not a member; the first member
+   * creates the vault and funds its keep-alive reserve, and pays out withdrawals.
+   */
+  duties(input: { quote: (userData: Uint8Array) => Uint8Array; shard: Uint8Array; peerId: string; p2pAddresses: string[]; unpaid: Withdrawal[] }): Duty[] {
+    const out: Duty[] = [];
+    const r = this.registry;
+    const number = this.lightClient.number;
+    const offer = (key: string, callData: Uint8Array, description: string) => {
+      if (this.inFlight.has(key)) return;
+      this.authorize(callData, key);
+      out.push({ key, callData, description });
+    };
+    if (!r.isActive(this.signingKey, number)) {
+      const quote = input.quote(registrationUserData(input.shard, input.peerId, input.p2pAddresses));
+      const message = encodeMessage({ tag: 'register', value: { shard: input.shard, quote, signingKey: this.signingKey, p2pAddresses: input.p2pAddresses, peerId: input.peerId } });
+      offer('register', remarkCall(this.callIndices, message), 'register this enclave');
+      return out;
+    }
+    const first = r.activeAt(number)[0];
+    if (!first || !same(first.signingKey, this.signingKey)) return out;
+    const ix = this.callIndices;
+    const vault = r.data.vault;
+    if (!vault) {
+      offer('vault', batchAllCall(ix, [createPureCall(ix), remarkCall(ix, encodeMessage({ tag: 'vault', value: { shard: input.shard } }))]), 'create the shard vault');
+      return out;
+    }
+    if (r.data.reserveFunded === undefined) {
+      const remark = remarkCall(ix, encodeMessage({ tag: 'reserve', value: { shard: input.shard } }));
+      offer('reserve', batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]), 'fund the vault keep-alive reserve');
+    }
+    for (const w of input.unpaid) {
+      const key = `payout:${w.id}`;
+      if (this.dutyDone(key)) continue;
+      const remark = remarkCall(ix, encodeMessage({ tag: 'payout', value: { shard: input.shard, withdrawal: w.id } }));
+      offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [transferKeepAliveCall(ix, w.beneficiary, w.amount), remark])), `pay withdrawal ${w.id}`);
+    }
+    return out;
+  }
+
+  /** Call bytes for an anchor remark (signed without exactly-once tracking: a lost anchor is just re-sent later). */
+  anchorCall(message: Uint8Array): Uint8Array {
+    const callData = remarkCall(this.callIndices, message);
+    this.authorize(callData, null);
+    return callData;
+  }
+
+  private authorize(callData: Uint8Array, duty: string | null): void {
+    this.authorized.set(hex(callData), { callData, duty });
+    if (this.authorized.size > AUTHORIZED_KEPT) this.authorized.delete(this.authorized.keys().next().value!);
+  }
+
+  /**
+   * Checks a signing payload before the enclave signs it: it must start with call bytes this enclave
+   * built. For a duty the payload must be mortal; the duty is sealed as in flight before returning.
+   */
+  admitPayload(payload: Uint8Array): void {
+    for (const { callData, duty } of this.authorized.values()) {
+      if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
+      if (duty === null) return;
+      if (this.inFlight.has(duty)) throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
+      const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
+      if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
+      const birth = this.recent.get(hex(mortality.birthHash));
+      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death: birth === undefined ? undefined : birth + mortality.period });
+      this.persist();
+      return;
+    }
+    throw new EnclaveError('SIGNING_REFUSED', 'the enclave signs only parentchain calls it built itself');
+  }
+
+  /** Duties signed and not yet seen done or expired (for status and tests). */
+  dutiesInFlight(): string[] {
+    return [...this.inFlight.keys()];
+  }
+}

@@ -1,0 +1,230 @@
+// The shard's view of the parentchain, derived deterministically from verified finalized blocks:
+// the registered validateer set (in registration order), the vault, the last anchor, and the effects
+// that sidechain blocks must execute (shields, indirect invocations, payouts). Every enclave that
+// reads the same blocks derives the same registry.
+import type { KeyObject } from 'node:crypto';
+import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
+import { HpkeSuite } from '../crypto/hpke.ts';
+import { sha256 } from '../crypto/primitives.ts';
+import { concatBytes } from '../codec/wire.ts';
+import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../parentchain/messages.ts';
+import { verifySimulatedQuote } from './attestation.ts';
+import { contains, createPureCall, pureProxyAccount, transferKeepAliveCall, type CallIndices } from './parentchain-calls.ts';
+
+/** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
+export interface CallTree {
+  pallet: string;
+  method: string;
+  remark?: Uint8Array;
+  transfer?: { dest: Uint8Array; amount: bigint };
+  real?: Uint8Array;
+  calls?: CallTree[];
+}
+export interface RelevantExtrinsic { index: number; signer?: Uint8Array; success: boolean; call: CallTree }
+
+export const Member = Struct({
+  signingKey: Bytes(32), measurement: Bytes(32), peerId: str, p2pAddresses: Vector(str),
+  registeredAt: u32, registeredIndex: u32, unregisteredAt: Option(u32),
+});
+export type Member = ReturnType<typeof Member.dec>;
+
+export const Effect = Struct({
+  parentchainNumber: u32,
+  kind: u8,
+  /** shield: recipient; payout: beneficiary; invoke: empty */
+  account: Bytes(),
+  amount: u128,
+  withdrawal: u64,
+  /** invoke: the shielded request */
+  request: Bytes(),
+});
+export type Effect = ReturnType<typeof Effect.dec>;
+export const EFFECT = { shield: 1, invoke: 2, payout: 3 } as const;
+
+export const RegistryData = Struct({
+  members: Vector(Member),
+  vault: Option(Struct({ account: Bytes(32), createdAt: u32 })),
+  reserveFunded: Option(u32),
+  lastAnchor: Option(Struct({ number: u64, hash: Bytes(32), parentchainNumber: u32 })),
+});
+export type RegistryData = ReturnType<typeof RegistryData.dec>;
+
+export const HPKE_INFO_SHIELD = new TextEncoder().encode('validateer/hpke/shield/v1');
+const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
+
+/** What a registration's quote binds besides the signing key: shard, peer id and addresses. */
+export function registrationUserData(shard: Uint8Array, peerId: string, p2pAddresses: string[]): Uint8Array {
+  return sha256(concatBytes(new TextEncoder().encode('validateer/register/v1'), shard, str.enc(peerId), Vector(str).enc(p2pAddresses)));
+}
+
+export interface RegistryContext {
+  shard: Uint8Array;
+  callIndices: CallIndices;
+  trustedAuthorities: Uint8Array[];
+  allowedMeasurements: Uint8Array[];
+  shielding: { secretKey: KeyObject | Uint8Array; publicKey: Uint8Array };
+}
+
+export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+const empty = new Uint8Array(0);
+
+export class Registry {
+  data: RegistryData;
+  private readonly ctx: RegistryContext;
+
+  constructor(ctx: RegistryContext, data?: RegistryData) {
+    this.ctx = ctx;
+    this.data = data ?? { members: [], vault: undefined, reserveFunded: undefined, lastAnchor: undefined };
+  }
+
+  /** Members active as of parentchain block `number`, in registration order. */
+  activeAt(number: number): Member[] {
+    return this.data.members.filter((m) => m.registeredAt <= number && (m.unregisteredAt === undefined || m.unregisteredAt > number));
+  }
+
+  isActive(key: Uint8Array, number: number): boolean {
+    return this.activeAt(number).some((m) => same(m.signingKey, key));
+  }
+
+  /** Everyone who was ever a member (replay accepts their blocks). */
+  everMember(key: Uint8Array): boolean {
+    return this.data.members.some((m) => same(m.signingKey, key));
+  }
+
+  /**
+   * Interprets one verified extrinsic of block `number`. `encoded` is its verified bytes: the signer,
+   * remarks and transfers the host reports must occur in them. Returns effects for the sidechain.
+   */
+  apply(number: number, x: RelevantExtrinsic, encoded: Uint8Array, out: Observation[]): Effect[] {
+    if (x.signer && !signedBy(encoded, x.signer)) return ignore(out, `extrinsic ${number}-${x.index}: signer does not match its bytes`);
+    const top = x.call;
+    const messages = collectMessages(top, encoded, this.ctx.shard);
+    if (messages.length === 0) return [];
+    if (!x.success) return ignore(out, `extrinsic ${number}-${x.index}: failed on the parentchain`);
+    const effects: Effect[] = [];
+    for (const { message, parent } of messages) {
+      const e = this.applyMessage(number, x, encoded, message, parent, top, out);
+      if (e) effects.push(e);
+    }
+    return effects;
+  }
+
+  private applyMessage(number: number, x: RelevantExtrinsic, encoded: Uint8Array, m: ParentchainMessage, parent: CallTree | undefined, top: CallTree, out: Observation[]): Effect | undefined {
+    const where = `extrinsic ${number}-${x.index}`;
+    const signer = x.signer;
+    const effect = (kind: number, fields: Partial<Effect>): Effect => ({ parentchainNumber: number, kind, account: empty, amount: 0n, withdrawal: 0n, request: empty, ...fields });
+    switch (m.tag) {
+      case 'register': {
+        const v = m.value;
+        if (!signer || !same(signer, v.signingKey)) return void ignore(out, `${where}: registration not signed by its signing key`);
+        let measurement: Uint8Array;
+        try {
+          const q = verifySimulatedQuote(v.quote, { trustedAuthorities: this.ctx.trustedAuthorities, allowedMeasurements: this.ctx.allowedMeasurements });
+          if (!same(q.reportData.subarray(0, 32), v.signingKey)) throw new Error('quote does not bind the signing key');
+          if (!same(q.reportData.subarray(32), registrationUserData(this.ctx.shard, v.peerId, v.p2pAddresses))) throw new Error('quote does not bind the peer id and addresses');
+          measurement = q.measurement;
+        } catch (err) {
+          return void ignore(out, `${where}: registration of ${hex(v.signingKey)} ignored: ${(err as Error).message}`);
+        }
+        const existing = this.data.members.find((mm) => same(mm.signingKey, v.signingKey) && mm.unregisteredAt === undefined);
+        if (existing) {
+          existing.peerId = v.peerId;
+          existing.p2pAddresses = v.p2pAddresses;
+          out.push({ kind: 'registered', detail: `${hex(v.signingKey)} updated its addresses` });
+          return;
+        }
+        this.data.members.push({ signingKey: v.signingKey, measurement, peerId: v.peerId, p2pAddresses: v.p2pAddresses, registeredAt: number, registeredIndex: x.index, unregisteredAt: undefined });
+        out.push({ kind: 'registered', detail: hex(v.signingKey) });
+        return;
+      }
+      case 'unregister': {
+        const member = this.data.members.find((mm) => same(mm.signingKey, m.value.signingKey) && mm.unregisteredAt === undefined);
+        if (!member || !signer || !same(signer, m.value.signingKey)) return void ignore(out, `${where}: unregister of a non-member or by another account`);
+        member.unregisteredAt = number;
+        out.push({ kind: 'unregistered', detail: hex(m.value.signingKey) });
+        return;
+      }
+      case 'vault': {
+        if (this.data.vault) return void ignore(out, `${where}: the shard already has a vault`);
+        if (!signer || !this.isActive(signer, number)) return void ignore(out, `${where}: vault created by a non-member`);
+        const creates = parent?.method === 'batchAll' && parent === top && parent.calls?.some((c) => c.pallet === 'proxy' && (c.method === 'createPure' || c.method === 'anonymous'));
+        if (!creates || !contains(encoded, createPureCall(this.ctx.callIndices))) return void ignore(out, `${where}: vault remark without proxy.createPure(Any, 0, 0)`);
+        const account = pureProxyAccount(signer, number, x.index);
+        this.data.vault = { account, createdAt: number };
+        out.push({ kind: 'vault', detail: hex(account) });
+        return;
+      }
+      case 'reserve':
+      case 'shield': {
+        const vault = this.data.vault;
+        const transfer = parent === top && parent?.method === 'batchAll' ? parent.calls?.find((c) => c.transfer && c.method === 'transferKeepAlive')?.transfer : undefined;
+        if (!vault || !transfer || !same(transfer.dest, vault.account)) return void ignore(out, `${where}: ${m.tag} without a transfer to the vault in the same batch`);
+        if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return void ignore(out, `${where}: transfer does not match the extrinsic`);
+        if (m.tag === 'reserve') {
+          this.data.reserveFunded ??= number;
+          out.push({ kind: 'reserve', detail: String(transfer.amount) });
+          return;
+        }
+        const r = m.value.recipient;
+        const recipient = r.length > 32 ? shieldSuite.open(this.ctx.shielding, r.subarray(0, 32), r.subarray(32), this.ctx.shard) : null;
+        if (!recipient || recipient.length !== 32) {
+          // The funds are in the vault but nobody can be credited: reported, never guessed.
+          return void ignore(out, `${where}: shield of ${transfer.amount} to an undecryptable recipient`);
+        }
+        out.push({ kind: 'shield', detail: `${transfer.amount}` });
+        return effect(EFFECT.shield, { account: recipient, amount: transfer.amount });
+      }
+      case 'invoke':
+        out.push({ kind: 'invoke', detail: where });
+        return effect(EFFECT.invoke, { request: m.value.request });
+      case 'payout': {
+        const vault = this.data.vault;
+        const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+        const transfer = batch?.method === 'batchAll' && parent === batch ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer : undefined;
+        if (!signer || !this.isActive(signer, number) || !transfer) return void ignore(out, `${where}: payout not made by a member through the vault`);
+        if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return void ignore(out, `${where}: payout transfer does not match the extrinsic`);
+        out.push({ kind: 'payout', detail: `withdrawal ${m.value.withdrawal}` });
+        return effect(EFFECT.payout, { account: transfer.dest, amount: transfer.amount, withdrawal: m.value.withdrawal });
+      }
+      case 'anchor': {
+        if (!signer || !this.isActive(signer, number)) return void ignore(out, `${where}: anchor by a non-member`);
+        const last = this.data.lastAnchor;
+        if (last && m.value.sidechainNumber <= last.number) return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} is not above ${last.number}`);
+        this.data.lastAnchor = { number: m.value.sidechainNumber, hash: m.value.sidechainHash, parentchainNumber: number };
+        out.push({ kind: 'anchor', detail: String(m.value.sidechainNumber) });
+        return;
+      }
+    }
+  }
+}
+
+function ignore(out: Observation[], detail: string): [] {
+  out.push({ kind: 'ignored', detail });
+  return [];
+}
+
+/** Our messages for this shard anywhere in the call tree, with the call that contains each remark. */
+function collectMessages(root: CallTree, encoded: Uint8Array, shard: Uint8Array): { message: ParentchainMessage; parent: CallTree | undefined }[] {
+  const found: { message: ParentchainMessage; parent: CallTree | undefined }[] = [];
+  const walk = (c: CallTree, parent: CallTree | undefined) => {
+    if (c.remark && isOurRemark(c.remark) && contains(encoded, c.remark)) {
+      const { message } = tryDecodeMessage(c.remark);
+      if (message && same(message.value.shard, shard)) found.push({ message, parent });
+    }
+    for (const child of c.calls ?? []) walk(child, c);
+  };
+  walk(root, undefined);
+  return found;
+}
+
+/** A signed v4 extrinsic: compact length, version byte (signed bit set), MultiAddress::Id(signer). */
+function signedBy(encoded: Uint8Array, signer: Uint8Array): boolean {
+  const mode = encoded[0] & 3;
+  const at = mode === 0 ? 1 : mode === 1 ? 2 : mode === 2 ? 4 : -1;
+  if (at < 0 || encoded.length < at + 34) return false;
+  return (encoded[at] & 0x80) !== 0 && encoded[at + 1] === 0 && same(encoded.subarray(at + 2, at + 34), signer);
+}
+
+const hex = (b: Uint8Array) => '0x' + Buffer.from(b).toString('hex');
