@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ValidateerClient, DEFAULT_RPC } from '../client/client.ts';
 import { Keystore, resolvePublicKey, signerFor, toAddress } from '../client/accounts.ts';
 import { ValidateerError } from '../codec/errors.ts';
+import { parentchainCommands } from './parentchain-commands.ts';
 
 interface ClientFlags { rpc: string; keystore: string }
 
@@ -54,8 +55,13 @@ export function clientCommands(cmd: Command): void {
       console.log(`transfer ${r.hash} included in block #${r.blockNumber} ${r.blockHash}`);
     }));
 
-  cmd.command('head').description('the sidechain head').action(() => withClient(flags(), async (c) => {
+  cmd.command('head').description('the sidechain head and the last final (anchored) block').action(() => withClient(flags(), async (c) => {
     const h = await c.head();
     console.log(`#${h.number} ${h.hash} (slot ${h.slot}, ${h.calls} calls, state ${h.stateCommitment})`);
+    const finalized = await c.finalizedHead();
+    const f = await c.rpc.request<{ number: number } | null>('chain_getHeader', [finalized]);
+    console.log(`finalized #${f?.number ?? 0} ${finalized}`);
   }));
+
+  parentchainCommands(cmd, flags);
 }

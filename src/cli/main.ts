@@ -18,7 +18,11 @@ const nodeOptions = (c: Command) => c
   .addOption(new Option('--parentchain <url>', 'Substrate node WebSocket endpoint (overrides parentchain.endpoint)'));
 
 nodeOptions(program.command('run').description('run a validateer until SIGINT/SIGTERM')).action(runNodeCommand);
-nodeOptions(program.command('devnet').description('run the local dev network (what `npm start` runs)')).action(devnetCommand);
+nodeOptions(program.command('devnet').description('run the local dev network: a dev parentchain and N validateers (what `npm start` runs)'))
+  .option('--validateers <n>', 'how many validateers (ports count up from --rpc-port and --metrics-port)', '1')
+  .option('--parentchain-port <port>', 'WebSocket port of the dev parentchain', '9944')
+  .option('--block-ms <ms>', 'parentchain block time', '2000')
+  .action(devnetCommand);
 nodeOptions(program.command('keys').description('print the enclave public keys, measurement and a fresh quote')).action(keysCommand);
 nodeOptions(program.command('replay').description('rebuild state from the event log and check it against the head'))
   .option('--verify', 'check the state commitment of every block, not only the head')

@@ -12,6 +12,7 @@ import { bootstrap } from '../node/bootstrap.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
 import { toHex } from '../codec/wire.ts';
+import type { DevnetFlags } from './devnet.ts';
 
 export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string; parentchain?: string }
 
@@ -56,9 +57,12 @@ export async function runNodeCommand(flags: NodeFlags): Promise<void> {
   await runUntilSignal(configFrom(flags), 'validateer running');
 }
 
-/** Single validateer on the dev config until the parentchain and validateer-set work lands. */
-export async function devnetCommand(flags: NodeFlags): Promise<void> {
-  await runUntilSignal(configFrom(flags, DEV_CONFIG), 'validateer devnet running (1 validateer, dev config)');
+export async function devnetCommand(flags: DevnetFlags): Promise<void> {
+  // Loaded on demand: the dev chain launcher pulls in polkadot-js.
+  const { runDevnet } = await import('./devnet.ts');
+  await runDevnet(flags, DEV_CONFIG);
+  // Everything is stopped; polkadot-js in the dev chain launcher can leave idle handles behind.
+  process.exit(0);
 }
 
 export async function keysCommand(flags: NodeFlags): Promise<void> {

@@ -3,7 +3,7 @@
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { x25519Generate } from '../crypto/primitives.ts';
 import {
-  GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedCallSigned,
+  GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, HPKE_INFO_SHIELD, concatBytes, SealedReply, ShieldedRequest, TrustedCallSigned,
   TrustedGetterSigned, callHash, callSigningPayload, decodeExact, getterSigningPayload,
   type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter,
 } from '../codec/wire.ts';
@@ -15,6 +15,7 @@ export interface ShieldingKey { keyId: number; publicKey: Uint8Array }
 const callSuite = new HpkeSuite(HPKE_INFO_CALL);
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
+const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
 
 export function signCall(signer: Signer, call: TrustedCall, nonce: number, shard: Uint8Array): Uint8Array {
   const signature = signer.sign(callSigningPayload({ call, nonce, shard }));
@@ -35,6 +36,19 @@ export function buildTransfer(signer: Signer, args: TransferArgs, key: Shielding
   const call: TrustedCall = { tag: 'transfer', value: { from: signer.publicKey, to: args.to, amount: args.amount, memo: args.memo } };
   const signed = signCall(signer, call, args.nonce, shard);
   return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
+}
+
+/** An unshield: burns `amount` here; the shard's vault pays `beneficiary` (a parentchain AccountId32). */
+export function buildUnshield(signer: Signer, args: { beneficiary: Uint8Array; amount: bigint; nonce: number }, key: ShieldingKey, shard: Uint8Array): { request: Uint8Array; hash: string } {
+  const call: TrustedCall = { tag: 'unshield', value: { from: signer.publicKey, beneficiary: args.beneficiary, amount: args.amount } };
+  const signed = signCall(signer, call, args.nonce, shard);
+  return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
+}
+
+/** The recipient of a shield, encrypted so the parentchain does not learn who receives the funds. */
+export function shieldRecipient(key: ShieldingKey, shard: Uint8Array, recipient: Uint8Array): Uint8Array {
+  const { enc, ciphertext } = shieldSuite.seal(key.publicKey, recipient, shard);
+  return concatBytes(enc, ciphertext);
 }
 
 /** A getter request plus the one-time key that opens its reply. */

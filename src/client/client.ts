@@ -1,6 +1,6 @@
 // The client library: shielded calls and signed getters against a validateer's JSON-RPC endpoint.
 import { RpcClientError, connectRpc, type RpcClient } from './rpc.ts';
-import { buildGetter, buildTransfer, type ShieldingKey, type Signer } from './calls.ts';
+import { buildGetter, buildTransfer, buildUnshield, type ShieldingKey, type Signer } from './calls.ts';
 import { fromHex, toHex, type GetterReply, type Memo, type TrustedGetter } from '../codec/wire.ts';
 import { ValidateerError } from '../codec/errors.ts';
 
@@ -10,7 +10,23 @@ export type CallUpdate =
   | { status: 'inBlock'; blockHash: string; blockNumber: number }
   | { status: 'invalid'; code: string; message: string };
 
-export interface HeaderJson { hash: string; parentHash: string; number: number; slot: number; author: string; stateCommitment: string; timestampMs: number; calls: number }
+export interface ShardInfo {
+  shard: string;
+  parentchain: { endpoint: string; genesisHash: string; processed: { number: number; hash: string } } | null;
+  vault?: string | null;
+  vaultReserveFunded?: boolean;
+  shieldedSupply?: string;
+  unpaidWithdrawals?: number;
+  lastAnchor?: { number: number; hash: string; parentchainNumber: number } | null;
+  finalized?: { number: number; hash: string } | null;
+  validateers?: { signingKey: string; measurement: string; peerId: string; p2pAddresses: string[]; registeredAt: number; unregisteredAt: number | null }[];
+}
+
+export interface HeaderJson {
+  hash: string; parentHash: string; number: number; slot: number; author: string; stateCommitment: string; timestampMs: number; calls: number;
+  /** The parentchain block this sidechain block builds on (its effects are executed up to there). */
+  parentchain: { number: number; hash: string };
+}
 
 export class ValidateerClient {
   readonly rpc: RpcClient;
@@ -63,6 +79,27 @@ export class ValidateerClient {
     const nonce = opts.nonce ?? (await this.nonce(signer));
     const { request } = buildTransfer(signer, { to, amount, memo: opts.memo, nonce }, key, key.shard);
     return this.submitAndWatch(request, opts);
+  }
+
+  /** Burns `amount` on the sidechain; resolves once the burn is in a block (the payout follows on the parentchain). */
+  async unshield(signer: Signer, beneficiary: Uint8Array, amount: bigint, opts: { nonce?: number; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
+    const key = await this.shieldingKey();
+    const nonce = opts.nonce ?? (await this.nonce(signer));
+    const { request } = buildUnshield(signer, { beneficiary, amount, nonce }, key, key.shard);
+    return this.submitAndWatch(request, opts);
+  }
+
+  shardInfo(): Promise<ShardInfo> {
+    return this.rpc.request<ShardInfo>('shard_getInfo', []);
+  }
+
+  finalizedHead(): Promise<string> {
+    return this.rpc.request<string>('chain_getFinalizedHead', []);
+  }
+
+  /** The sidechain block that included a call, or null. */
+  callBlock(hash: string): Promise<number | null> {
+    return this.rpc.request<number | null>('author_callBlock', [hash.startsWith('0x') ? hash : '0x' + hash]);
   }
 
   async submitAndWatch(request: Uint8Array, opts: { onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {

@@ -53,6 +53,8 @@ export const GETTER_DOMAIN = te.encode('validateer/getter/v1');
 export const HPKE_INFO_CALL = te.encode('validateer/hpke/call/v1');
 export const HPKE_INFO_GETTER = te.encode('validateer/hpke/getter/v1');
 export const HPKE_INFO_REPLY = te.encode('validateer/hpke/reply/v1');
+/** The sidechain recipient in a shield remark, encrypted to the shielding key (AAD: the shard). */
+export const HPKE_INFO_SHIELD = te.encode('validateer/hpke/shield/v1');
 
 export function callSigningPayload(c: { call: TrustedCall; nonce: number; shard: Uint8Array }): Uint8Array {
   return concatBytes(CALL_DOMAIN, CallPayload.enc(c));

@@ -70,7 +70,10 @@ export const enclaveApi = {
     params: z.object({
       genesisHash: bytes32,
       checkpoint: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }).optional(),
-      callIndices: z.object({ remarkWithEvent: callIndex, transferKeepAlive: callIndex, batchAll: callIndex, proxy: callIndex, createPure: callIndex, addProxy: callIndex }),
+      callIndices: z.object({
+        remarkWithEvent: callIndex, transferKeepAlive: callIndex, batchAll: callIndex, proxy: callIndex, createPure: callIndex, addProxy: callIndex,
+        proxyRealAccountId: z.boolean().optional(), addProxyDelegateAccountId: z.boolean().optional(),
+      }),
       existentialDeposit: z.bigint().nonnegative(),
     }),
     result: parentchainInfo,

@@ -17,7 +17,7 @@ import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
 import { Overlay, State, hexKey, joinItems, splitItems, type Item } from './state.ts';
 import { hashThreads, type HashThreads } from './lthash-pool.ts';
-import { NO_PARENTCHAIN, creditShield, execute, precheck, settlePayout, type StfContext } from './stf.ts';
+import { NO_PARENTCHAIN, creditShield, execute, precheck, refundWithdrawal, settlePayout, type StfContext } from './stf.ts';
 import { ParentchainView, type ImportedBlock, type ParentchainInitParams } from './parentchain-view.ts';
 import { EFFECT, type Effect } from './registry.ts';
 import { DEV_AUTHORITY_PUBLIC } from './attestation.ts';
@@ -144,7 +144,7 @@ export class EnclaveCore {
 
   private stfContext(): StfContext {
     const pc = this.parentchain;
-    return pc ? { vault: pc.registry.data.vault !== undefined, minUnshield: pc.existentialDeposit } : NO_PARENTCHAIN;
+    return pc ? { vault: pc.registry.data.vault !== undefined } : NO_PARENTCHAIN;
   }
 
   // ---------- parentchain ----------
@@ -411,6 +411,7 @@ export class EnclaveCore {
       return { ok: true };
     }
     if (e.kind === EFFECT.payout) return settlePayout(overlay, e.withdrawal, e.account, e.amount);
+    if (e.kind === EFFECT.payoutFailed) return refundWithdrawal(overlay, e.withdrawal);
     const v = this.localVerifier.verify(e.request);
     if (!v.ok) return v;
     const hash = Buffer.from(v.hash).toString('hex');

@@ -15,8 +15,14 @@ export const CallIndices = Struct({
   createPure: index,
   addProxy: index,
 });
-export type CallIndices = ReturnType<typeof CallIndices.dec>;
-export type CallName = keyof CallIndices;
+/**
+ * The indices (sealed), and how the runtime's pallet_proxy takes accounts: a MultiAddress
+ * (AccountIdLookupOf, pallet_proxy since 2022; the default) or a bare AccountId32 (older runtimes,
+ * such as the dev chain's Rococo Asset Hub genesis runtime). The formats come from the current
+ * runtime's metadata at every start and are not sealed: a wrong one only makes calls that fail.
+ */
+export type CallIndices = ReturnType<typeof CallIndices.dec> & { proxyRealAccountId?: boolean; addProxyDelegateAccountId?: boolean };
+export type CallName = keyof ReturnType<typeof CallIndices.dec>;
 
 /** pallet_proxy's ProxyType::Any (variant 0 on the standard runtimes). */
 const PROXY_TYPE_ANY = 0;
@@ -41,7 +47,7 @@ export function batchAllCall(ix: CallIndices, calls: Uint8Array[]): Uint8Array {
 
 /** proxy.proxy(real, force_proxy_type: None, call) */
 export function proxyCall(ix: CallIndices, real: Uint8Array, call: Uint8Array): Uint8Array {
-  return concatBytes(head(ix, 'proxy'), id(real), Uint8Array.of(0), call);
+  return concatBytes(head(ix, 'proxy'), ix.proxyRealAccountId ? real : id(real), Uint8Array.of(0), call);
 }
 
 /** proxy.createPure(Any, delay 0, index 0) */
@@ -51,7 +57,7 @@ export function createPureCall(ix: CallIndices): Uint8Array {
 
 /** proxy.addProxy(delegate, Any, delay 0) */
 export function addProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
-  return concatBytes(head(ix, 'addProxy'), id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
+  return concatBytes(head(ix, 'addProxy'), ix.addProxyDelegateAccountId ? delegate : id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
 }
 
 /**
@@ -83,7 +89,12 @@ export function payloadMortality(payload: Uint8Array, callLength: number, genesi
   const encoded = first + (payload[callLength + 1] << 8);
   const period = 2 << (encoded % 16);
   // The birth block hash follows the genesis hash in the additional data (CheckGenesis then CheckMortality).
-  const at = Buffer.from(payload).lastIndexOf(Buffer.from(genesisHash));
-  if (at < callLength + 2 || at + 64 > payload.length) return null;
-  return { period, birthHash: payload.slice(at + 32, at + 64) };
+  // The last occurrence that leaves room for it: a birth hash that starts with the genesis hash's
+  // last bytes (1 in 256 blocks for chopsticks' 0x4545…45) makes a later, overlapping match.
+  const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  const genesis = Buffer.from(genesisHash.buffer, genesisHash.byteOffset, genesisHash.byteLength);
+  for (let at = bytes.lastIndexOf(genesis); at >= callLength + 2; at = bytes.lastIndexOf(genesis, at - 1)) {
+    if (at + 64 <= payload.length) return { period, birthHash: payload.slice(at + 32, at + 64) };
+  }
+  return null;
 }

@@ -14,7 +14,7 @@ import { LightClient, type Checkpoint } from './light-client.ts';
 import {
   CallIndices, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
 } from './parentchain-calls.ts';
-import { Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
+import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 import type { Withdrawal } from './state.ts';
 
@@ -55,7 +55,7 @@ export class ParentchainView {
   private readonly sealer: Sealer;
   private readonly signingKey: Uint8Array;
 
-  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec>) {
+  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices }) {
     this.path = path;
     this.sealer = sealer;
     this.signingKey = signingKey;
@@ -87,7 +87,9 @@ export class ParentchainView {
         registry: new Registry({ ...ctx, callIndices: init.callIndices }).data, pending: [], inFlight: [], recent: [],
       };
     }
-    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s);
+    // The sealed indices with the current runtime's account formats (see CallIndices).
+    const callIndices: CallIndices = { ...s.callIndices, proxyRealAccountId: init.callIndices.proxyRealAccountId, addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId };
+    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices }, { ...s, callIndices });
     view.persist();
     return view;
   }
@@ -108,12 +110,13 @@ export class ParentchainView {
     let effects = 0;
     try {
       for (const b of blocks) {
+        // Checked before the header is accepted: a block is applied whole or not at all.
+        const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
+        if (missing) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
         for (const x of b.relevant) {
-          const encoded = b.extrinsics[x.index];
-          if (!encoded) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block ${h.number} has no extrinsic ${x.index}`);
-          const found = this.registry.apply(h.number, x, encoded, observations);
+          const found = this.registry.apply(h.number, x, b.extrinsics[x.index], observations);
           this.pending.push(...found);
           effects += found.length;
         }
@@ -133,11 +136,16 @@ export class ParentchainView {
     }
   }
 
-  /** Duties whose extrinsic can no longer be included (past death) and duties seen done are dropped. */
+  /**
+   * Duties whose extrinsic can no longer be included (past death) and duties seen done are dropped.
+   * A done duty's call bytes lose their authorization too (done by us or, like the reserve, by
+   * anyone): a payout stops looking done once its effect is settled, and must not be signable then.
+   */
   private expireDuties(number: number): void {
     for (const [key, f] of this.inFlight) {
       if (this.dutyDone(key) || (f.death !== undefined && number >= f.death)) this.inFlight.delete(key);
     }
+    for (const [h, a] of this.authorized) if (a.duty !== null && this.dutyDone(a.duty)) this.authorized.delete(h);
   }
 
   private dutyDone(key: string): boolean {
@@ -145,7 +153,7 @@ export class ParentchainView {
     if (key === 'register') return r.isActive(this.signingKey, this.lightClient.number);
     if (key === 'vault') return r.data.vault !== undefined;
     if (key === 'reserve') return r.data.reserveFunded !== undefined;
-    if (key.startsWith('payout:')) return this.pending.some((e) => e.kind === 3 && `payout:${e.withdrawal}` === key);
+    if (key.startsWith('payout:')) return this.pending.some((e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key);
     return false;
   }
 

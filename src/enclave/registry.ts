@@ -6,7 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { sha256 } from '../crypto/primitives.ts';
-import { concatBytes } from '../codec/wire.ts';
+import { HPKE_INFO_SHIELD, concatBytes } from '../codec/wire.ts';
 import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../parentchain/messages.ts';
 import { verifySimulatedQuote } from './attestation.ts';
 import { contains, createPureCall, pureProxyAccount, transferKeepAliveCall, type CallIndices } from './parentchain-calls.ts';
@@ -39,7 +39,7 @@ export const Effect = Struct({
   request: Bytes(),
 });
 export type Effect = ReturnType<typeof Effect.dec>;
-export const EFFECT = { shield: 1, invoke: 2, payout: 3 } as const;
+export const EFFECT = { shield: 1, invoke: 2, payout: 3, payoutFailed: 4 } as const;
 
 export const RegistryData = Struct({
   members: Vector(Member),
@@ -49,7 +49,7 @@ export const RegistryData = Struct({
 });
 export type RegistryData = ReturnType<typeof RegistryData.dec>;
 
-export const HPKE_INFO_SHIELD = new TextEncoder().encode('validateer/hpke/shield/v1');
+export { HPKE_INFO_SHIELD };
 const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
 
 /** What a registration's quote binds besides the signing key: shard, peer id and addresses. */
@@ -101,9 +101,23 @@ export class Registry {
     if (x.signer && !signedBy(encoded, x.signer)) return ignore(out, `extrinsic ${number}-${x.index}: signer does not match its bytes`);
     const top = x.call;
     const messages = collectMessages(top, encoded, this.ctx.shard);
+    if (messages === null) return ignore(out, `extrinsic ${number}-${x.index}: a remark the host reported is not in its bytes`);
     if (messages.length === 0) return [];
-    if (!x.success) return ignore(out, `extrinsic ${number}-${x.index}: failed on the parentchain`);
     const effects: Effect[] = [];
+    if (!x.success) {
+      // A payout the vault could not make (e.g. below the existential deposit for a new account):
+      // the withdrawal is refunded on the sidechain rather than retried forever.
+      for (const { message, parent } of messages) {
+        if (message.tag !== 'payout') continue;
+        const p = this.payoutTransfer(number, x, encoded, parent, top);
+        if (p) {
+          out.push({ kind: 'payout', detail: `withdrawal ${message.value.withdrawal} failed: refunded` });
+          effects.push({ parentchainNumber: number, kind: EFFECT.payoutFailed, account: p.dest, amount: p.amount, withdrawal: message.value.withdrawal, request: empty });
+        }
+      }
+      if (effects.length === 0) ignore(out, `extrinsic ${number}-${x.index}: failed on the parentchain`);
+      return effects;
+    }
     for (const { message, parent } of messages) {
       const e = this.applyMessage(number, x, encoded, message, parent, top, out);
       if (e) effects.push(e);
@@ -159,7 +173,8 @@ export class Registry {
       case 'reserve':
       case 'shield': {
         const vault = this.data.vault;
-        const transfer = parent === top && parent?.method === 'batchAll' ? parent.calls?.find((c) => c.transfer && c.method === 'transferKeepAlive')?.transfer : undefined;
+        // Exactly [transfer, remark]: with more calls one transfer could be claimed by several remarks.
+        const transfer = parent === top && parent?.method === 'batchAll' && parent.calls?.length === 2 ? parent.calls.find((c) => c.transfer && c.method === 'transferKeepAlive')?.transfer : undefined;
         if (!vault || !transfer || !same(transfer.dest, vault.account)) return void ignore(out, `${where}: ${m.tag} without a transfer to the vault in the same batch`);
         if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return void ignore(out, `${where}: transfer does not match the extrinsic`);
         if (m.tag === 'reserve') {
@@ -180,11 +195,8 @@ export class Registry {
         out.push({ kind: 'invoke', detail: where });
         return effect(EFFECT.invoke, { request: m.value.request });
       case 'payout': {
-        const vault = this.data.vault;
-        const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
-        const transfer = batch?.method === 'batchAll' && parent === batch ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer : undefined;
-        if (!signer || !this.isActive(signer, number) || !transfer) return void ignore(out, `${where}: payout not made by a member through the vault`);
-        if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return void ignore(out, `${where}: payout transfer does not match the extrinsic`);
+        const transfer = this.payoutTransfer(number, x, encoded, parent, top);
+        if (!transfer) return void ignore(out, `${where}: payout not made by a member through the vault`);
         out.push({ kind: 'payout', detail: `withdrawal ${m.value.withdrawal}` });
         return effect(EFFECT.payout, { account: transfer.dest, amount: transfer.amount, withdrawal: m.value.withdrawal });
       }
@@ -198,6 +210,16 @@ export class Registry {
       }
     }
   }
+
+  /** The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, bound to the bytes. */
+  private payoutTransfer(number: number, x: RelevantExtrinsic, encoded: Uint8Array, parent: CallTree | undefined, top: CallTree): { dest: Uint8Array; amount: bigint } | undefined {
+    const vault = this.data.vault;
+    if (!x.signer || !this.isActive(x.signer, number)) return undefined;
+    const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+    const transfer = batch?.method === 'batchAll' && parent === batch ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer : undefined;
+    if (!transfer || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return undefined;
+    return transfer;
+  }
 }
 
 function ignore(out: Observation[], detail: string): [] {
@@ -205,18 +227,23 @@ function ignore(out: Observation[], detail: string): [] {
   return [];
 }
 
-/** Our messages for this shard anywhere in the call tree, with the call that contains each remark. */
-function collectMessages(root: CallTree, encoded: Uint8Array, shard: Uint8Array): { message: ParentchainMessage; parent: CallTree | undefined }[] {
+/**
+ * Our messages for this shard anywhere in the call tree, with the call that contains each remark;
+ * null when the host reported a remark of ours that is not in the extrinsic's bytes.
+ */
+function collectMessages(root: CallTree, encoded: Uint8Array, shard: Uint8Array): { message: ParentchainMessage; parent: CallTree | undefined }[] | null {
   const found: { message: ParentchainMessage; parent: CallTree | undefined }[] = [];
+  let unbound = false;
   const walk = (c: CallTree, parent: CallTree | undefined) => {
-    if (c.remark && isOurRemark(c.remark) && contains(encoded, c.remark)) {
+    if (c.remark && isOurRemark(c.remark)) {
+      if (!contains(encoded, c.remark)) unbound = true;
       const { message } = tryDecodeMessage(c.remark);
       if (message && same(message.value.shard, shard)) found.push({ message, parent });
     }
     for (const child of c.calls ?? []) walk(child, c);
   };
   walk(root, undefined);
-  return found;
+  return unbound ? null : found;
 }
 
 /** A signed v4 extrinsic: compact length, version byte (signed bit set), MultiAddress::Id(signer). */

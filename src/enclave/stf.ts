@@ -8,9 +8,9 @@ import type { Account, Overlay } from './state.ts';
 
 export type StfResult = { ok: true } | { ok: false; code: RejectCode; message: string };
 
-/** What the STF knows of the parentchain: unshielding needs a vault, and a payout must be worth an account there. */
-export interface StfContext { vault: boolean; minUnshield: bigint }
-export const NO_PARENTCHAIN: StfContext = { vault: false, minUnshield: 0n };
+/** What the STF knows of the parentchain: unshielding needs a vault. */
+export interface StfContext { vault: boolean }
+export const NO_PARENTCHAIN: StfContext = { vault: false };
 
 /** Checks that do not depend on execution order (run at submission and again at execution). */
 export function precheck(call: TrustedCall, sender: Account, ctx: StfContext = NO_PARENTCHAIN): StfResult {
@@ -20,7 +20,7 @@ export function precheck(call: TrustedCall, sender: Account, ctx: StfContext = N
   }
   if (call.tag === 'unshield') {
     if (!ctx.vault) return { ok: false, code: RejectCode.NO_VAULT, message: 'the shard has no vault on the parentchain (yet)' };
-    if (c.amount < ctx.minUnshield) return { ok: false, code: RejectCode.AMOUNT_TOO_SMALL, message: `unshield amount ${c.amount} is below the parentchain existential deposit ${ctx.minUnshield}` };
+    if (c.amount === 0n) return { ok: false, code: RejectCode.AMOUNT_TOO_SMALL, message: 'unshield amount must be positive' };
   }
   if (c.amount > sender.balance) {
     return { ok: false, code: RejectCode.INSUFFICIENT_BALANCE, message: `insufficient balance: ${sender.balance} < ${c.amount}` };
@@ -72,6 +72,21 @@ export function settlePayout(overlay: Overlay, id: bigint, beneficiary: Uint8Arr
   if (w.amount !== amount || !Buffer.from(w.beneficiary).equals(Buffer.from(beneficiary))) {
     return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `payout for withdrawal ${id} does not match it` };
   }
+  overlay.setWithdrawal({ ...w, paid: true });
+  return { ok: true };
+}
+
+/**
+ * The vault could not pay (e.g. a new beneficiary below the parentchain's existential deposit): the
+ * burn is undone so no funds are lost; the withdrawal is settled and never paid.
+ */
+export function refundWithdrawal(overlay: Overlay, id: bigint): StfResult {
+  const w = overlay.withdrawal(id);
+  if (!w || w.paid) return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `withdrawal ${id} is not pending` };
+  const a = overlay.account(w.from);
+  overlay.setAccount(w.from, { ...a, balance: a.balance + w.amount });
+  const shard = overlay.shard();
+  overlay.setShard({ ...shard, shieldedSupply: shard.shieldedSupply + w.amount });
   overlay.setWithdrawal({ ...w, paid: true });
   return { ok: true };
 }

@@ -166,7 +166,12 @@ export interface Parentchain {
   encodeCall(call: CallSpec): Uint8Array;
   /** Existential deposit of the native token. */
   existentialDeposit(): bigint;
-  /** Pallet and call indices of the calls the enclave builds itself, from the current runtime's metadata. */
-  callIndices(): Record<'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy', { pallet: number; call: number }>;
+  /**
+   * Pallet and call indices of the calls the enclave builds itself, from the current runtime's
+   * metadata, and whether proxy.proxy's `real` / proxy.addProxy's `delegate` are bare AccountId32s
+   * (older pallet_proxy) rather than MultiAddresses.
+   */
+  callIndices(): Record<'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy', { pallet: number; call: number }>
+    & { proxyRealAccountId?: boolean; addProxyDelegateAccountId?: boolean };
   close(): Promise<void>;
 }

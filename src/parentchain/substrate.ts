@@ -118,6 +118,8 @@ export class SubstrateParentchain implements Parentchain {
       proxy: pick(tx.proxy.proxy, 'proxy.proxy'),
       createPure: pick(proxy.createPure ?? proxy.anonymous, 'proxy.createPure'),
       addProxy: pick(tx.proxy.addProxy, 'proxy.addProxy'),
+      proxyRealAccountId: accountIdArg(tx.proxy.proxy),
+      addProxyDelegateAccountId: accountIdArg(tx.proxy.addProxy),
     };
   }
 
@@ -639,6 +641,11 @@ function dispatchErrorText(registry: Registry, err: DispatchError): string {
 
 function camel(name: string): string {
   return name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Whether a call's first argument is a bare AccountId32 (older pallet_proxy) rather than a MultiAddress. */
+function accountIdArg(fn: { meta: { args: { type: { toString(): string } }[] } }): boolean {
+  return /^AccountId(32)?$/.test(fn.meta.args[0]?.type.toString() ?? '');
 }
 
 /** AccountId32 from an SS58 address or 0x hex. */

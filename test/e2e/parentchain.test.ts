@@ -1,0 +1,196 @@
+// End to end on the chopsticks devnet (a real Substrate runtime): a validateer process registers,
+// creates the vault, anchors, and executes shields, indirect invocations and unshields; a parentchain
+// RPC outage and a kill -9 between a burn and its payout lose nothing and do nothing twice.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Keyring } from '@polkadot/keyring';
+import { cryptoWaitReady } from '@polkadot/util-crypto';
+import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
+import { connectParentchain, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
+import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
+import { decodeMessage, encodeMessage } from '../../src/parentchain/messages.ts';
+import type { ExtrinsicSigner } from '../../src/parentchain/api.ts';
+import { Enclave } from '../../src/enclave/host.ts';
+import { simulatedProvider } from '../../src/enclave/attestation.ts';
+import { registrationUserData } from '../../src/enclave/registry.ts';
+import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
+import { devAccount } from '../../src/client/accounts.ts';
+import { shieldRecipient } from '../../src/client/calls.ts';
+import { fromHex, toHex } from '../../src/codec/wire.ts';
+import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
+
+const UNIT = 10n ** 12n;
+const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
+const forger = ed25519Signer(new Uint8Array(32).fill(7));
+let chain: DevChain;
+let pc: SubstrateParentchain;
+let node: NodeHandle;
+let client: ValidateerClient;
+let alice: ExtrinsicSigner;
+let charlieParent: Uint8Array;
+let signingKey: Uint8Array;
+
+async function info(): Promise<ShardInfo> {
+  return client.shardInfo();
+}
+
+/** Waits until the sidechain head builds on parentchain block `n` (its effects are executed). */
+async function processed(n: number): Promise<void> {
+  await waitFor(async () => (await client.head()).parentchain.number >= n, `sidechain at parentchain #${n}`, 90_000, 200);
+}
+
+async function connectClient(): Promise<void> {
+  await client?.close().catch(() => undefined);
+  client = await ValidateerClient.connect(node.rpcUrl);
+}
+
+before(async () => {
+  await cryptoWaitReady();
+  const keyring = new Keyring({ type: 'sr25519' });
+  alice = keyringSigner(keyring.addFromUri('//Alice'));
+  charlieParent = keyring.addFromUri('//Charlie').publicKey;
+  // The enclave account must be funded at parentchain genesis: create its keys first.
+  const root = tempDir();
+  const dataDir = join(root, 'data');
+  const enclave = await Enclave.start({ dataDir, shard: SHARD, workers: 1, pool: { maxPending: 100, maxNonceAhead: 10, futureTtlMs: 1000 }, authorities: [] });
+  signingKey = (await enclave.call('info', {})).signingKey;
+  await enclave.close();
+  chain = await startDevChain({
+    host: '127.0.0.1', blockTimeMs: 1000,
+    endowments: [{ publicKey: signingKey, amount: 1_000n * UNIT }, { publicKey: forger.publicKey, amount: 1_000n * UNIT }],
+  });
+  pc = await connectParentchain({ endpoint: chain.endpoint, onWarning: () => undefined });
+  node = await startNode({ root, dataDir, slotMs: 300, extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } } });
+  await connectClient();
+});
+
+after(async () => {
+  await client?.close().catch(() => undefined);
+  await node?.stop();
+  await pc?.close();
+  await chain?.close();
+  cleanupTempDirs();
+});
+
+test('the validateer registers itself; the registered set and the vault are derived from finalized blocks', async () => {
+  const i = await waitFor(async () => {
+    const s = await info();
+    return s.vault && s.vaultReserveFunded ? s : undefined;
+  }, 'registration, vault and reserve', 90_000, 250);
+  assert.deepEqual(i.validateers?.map((v) => v.signingKey), [toHex(signingKey)]);
+  assert.equal((await pc.balance(fromHex(i.vault!))).free, pc.existentialDeposit());
+  const out = await runCli(['client', '--rpc', node.rpcUrl, 'validateers']);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /^1 registered validateer\(s\)/);
+  assert.ok(out.stdout.includes(toHex(signingKey)));
+});
+
+test('a registration with a forged quote is ignored', async () => {
+  const peerId = 'forged';
+  const userData = registrationUserData(SHARD, peerId, []);
+  // A quote signed by an attestation authority nobody trusts, binding the forger's key.
+  const quote = simulatedProvider(new Uint8Array(32).fill(1), new Uint8Array(32).fill(2), new Uint8Array(32).fill(9))
+    .quote(new Uint8Array([...forger.publicKey, ...userData]));
+  const remark = encodeMessage({ tag: 'register', value: { shard: SHARD, quote, signingKey: forger.publicKey, p2pAddresses: [], peerId } });
+  const r = await pc.submit(forger, { kind: 'remark', remark }, { waitFor: 'finalized' });
+  assert.ok(r.success);
+  await processed(r.blockNumber);
+  assert.deepEqual((await info()).validateers?.map((v) => v.signingKey), [toHex(signingKey)]);
+  const m = await scrapeMetrics(node.metricsUrl);
+  assert.ok((m.get('validateer_parentchain_messages_total{kind="ignored"}') ?? 0) >= 1);
+});
+
+test('shield credits the sidechain recipient once; vault = reserve + shielded funds', async () => {
+  const bob = await devAccount('//Bob');
+  const before = await client.balance(bob);
+  const key = await client.shieldingKey();
+  const vault = fromHex((await info()).vault!);
+  const remark = encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: shieldRecipient(key, SHARD, bob.publicKey) } });
+  const r = await pc.submit(alice, { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount: 5n * UNIT }, { kind: 'remark', remark }] }, { waitFor: 'finalized' });
+  assert.ok(r.success, r.error);
+  await processed(r.blockNumber + 2);
+  assert.equal(await client.balance(bob), before + 5n * UNIT);
+  const i = await info();
+  assert.equal(BigInt(i.shieldedSupply!), 5n * UNIT);
+  assert.equal((await pc.balance(vault)).free, pc.existentialDeposit() + 5n * UNIT);
+});
+
+test('a transfer by indirect invocation (CLI invoke) is executed once', async () => {
+  const bob = await devAccount('//Bob');
+  const dave = await devAccount('//Dave');
+  const [bobBefore, daveBefore] = [await client.balance(bob), await client.balance(dave)];
+  const out = await runCli(['client', '--rpc', node.rpcUrl, 'invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'], { timeoutMs: 120_000 });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /included in sidechain block #\d+/);
+  const m = /parentchain block #(\d+)/.exec(out.stdout)!;
+  await processed(Number(m[1]) + 3);
+  assert.equal(await client.balance(dave), daveBefore + 7n);
+  assert.equal(await client.balance(bob), bobBefore - 7n);
+});
+
+test('unshield burns on the sidechain and the vault pays the beneficiary exactly once (CLI)', async () => {
+  const before = (await pc.balance(charlieParent)).free;
+  const out = await runCli(['client', '--rpc', node.rpcUrl, 'unshield', '//Bob', '//Charlie', String(UNIT)], { timeoutMs: 200_000 });
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /paid \d+ to/);
+  assert.equal((await pc.balance(charlieParent)).free, before + UNIT);
+  await waitFor(async () => (await info()).unpaidWithdrawals === 0, 'withdrawal settled', 60_000, 250);
+  const i = await info();
+  assert.equal(BigInt(i.shieldedSupply!), 4n * UNIT);
+  assert.equal((await pc.balance(fromHex(i.vault!))).free, pc.existentialDeposit() + 4n * UNIT);
+  assert.equal((await pc.balance(charlieParent)).free, before + UNIT, 'paid once');
+});
+
+test('anchors on the parentchain match the sidechain block hashes and make blocks final', async () => {
+  const f = await waitFor(async () => (await info()).finalized ?? undefined, 'a finalized sidechain block', 90_000, 250);
+  assert.equal(f.number % 5, 0);
+  assert.equal(await client.rpc.request('chain_getFinalizedHead', []), f.hash);
+  const anchored = (await info()).lastAnchor!;
+  const block = await pc.block((await pc.blockHash(anchored.parentchainNumber))!);
+  const remarks = block.extrinsics.flatMap((x) => (x.call.remark ? [decodeMessage(x.call.remark)] : []));
+  const anchor = remarks.find((m) => m?.tag === 'anchor');
+  assert.ok(anchor && anchor.tag === 'anchor');
+  assert.equal(Number(anchor.value.sidechainNumber), anchored.number);
+  assert.equal(toHex(anchor.value.sidechainHash), await client.rpc.request('chain_getBlockHash', [anchored.number]));
+  const m = await scrapeMetrics(node.metricsUrl);
+  assert.ok((m.get('validateer_anchors_submitted_total') ?? 0) >= 1);
+  assert.ok((m.get('validateer_sidechain_finalized_number') ?? 0) >= 5);
+  assert.ok((m.get('validateer_parentchain_processed_number') ?? 0) > 0);
+});
+
+test('a parentchain RPC outage in the middle of activity loses nothing and does nothing twice', async () => {
+  const eve = await devAccount('//Eve');
+  const before = await client.balance(eve);
+  const key = await client.shieldingKey();
+  const vault = fromHex((await info()).vault!);
+  const remark = encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: shieldRecipient(key, SHARD, eve.publicKey) } });
+  const r = await pc.submit(alice, { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount: 2n * UNIT }, { kind: 'remark', remark }] }, { waitFor: 'inBlock' });
+  assert.ok(r.success);
+  await chain.suspendRpc(); // blocks go on being built while nobody can read them
+  const outageFrom = Date.now();
+  await new Promise((res) => setTimeout(res, 6000));
+  await chain.resumeRpc();
+  const head = (await pc.finalizedHead()).number;
+  await processed(head);
+  assert.ok(Date.now() - outageFrom >= 6000);
+  assert.equal(await client.balance(eve), before + 2n * UNIT, 'credited exactly once');
+  assert.equal(BigInt((await info()).shieldedSupply!), 6n * UNIT);
+});
+
+test('a kill -9 between a burn and its payout leads to exactly one payout', async () => {
+  const bob = await devAccount('//Bob');
+  const ferdie = new Keyring({ type: 'sr25519' }).addFromUri('//Ferdie').publicKey;
+  const before = (await pc.balance(ferdie)).free;
+  await client.unshield(bob, ferdie, UNIT / 2n, {});
+  // The burn is durable in a block; the payout duty runs right after: kill now.
+  await node.kill('SIGKILL');
+  node = await restartNode(node, { slotMs: 300, extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } } });
+  await connectClient();
+  await waitFor(async () => (await pc.balance(ferdie)).free > before, 'the payout', 180_000, 500);
+  await waitFor(async () => (await info()).unpaidWithdrawals === 0, 'withdrawal settled', 60_000, 250);
+  // Give a duplicate every chance to show up: a few more parentchain blocks.
+  const now = (await pc.finalizedHead()).number;
+  await processed(now + 3);
+  assert.equal((await pc.balance(ferdie)).free, before + UNIT / 2n, 'paid exactly once');
+});
