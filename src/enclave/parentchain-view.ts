@@ -8,11 +8,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bytes, Option, Struct, Vector, str, u32, u128 } from 'scale-ts';
 import { decodeExact } from '../codec/wire.ts';
-import { encodeMessage } from '../parentchain/messages.ts';
+import { MESSAGE_MAGIC, encodeMessage } from '../parentchain/messages.ts';
 import { EnclaveError } from './errors.ts';
 import { LightClient, type Checkpoint } from './light-client.ts';
 import {
-  CallIndices, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
+  CallIndices, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
 } from './parentchain-calls.ts';
 import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
@@ -113,6 +113,11 @@ export class ParentchainView {
         // Checked before the header is accepted: a block is applied whole or not at all.
         const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
         if (missing) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`);
+        // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
+        // whose bytes carry our magic has to be handed over decoded (the registry then decides).
+        const listed = new Set(b.relevant.map((x) => x.index));
+        const hidden = b.extrinsics.findIndex((x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC));
+        if (hidden >= 0) throw new EnclaveError('PARENTCHAIN_HIDDEN_EXTRINSIC', `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
         for (const x of b.relevant) {

@@ -7,7 +7,7 @@ import type { CallTreeInput, Params, Result } from '../enclave/api.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from '../parentchain/api.ts';
-import { isOurRemark } from '../parentchain/messages.ts';
+import { MESSAGE_MAGIC, isOurRemark } from '../parentchain/messages.ts';
 import { toHex } from '../codec/wire.ts';
 import type { Logger } from './logger.ts';
 
@@ -217,10 +217,13 @@ export class ParentchainSync {
   }
 }
 
+const MAGIC = Buffer.from(MESSAGE_MAGIC);
+
 function toImport(block: ParentchainBlock): ImportParams {
   const relevant = [];
   for (const x of block.extrinsics) {
-    if (!hasOurRemark(x.call)) continue;
+    // Anything carrying our magic goes to the enclave, which refuses a block where one is missing.
+    if (!hasOurRemark(x.call) && Buffer.from(x.encoded).indexOf(MAGIC) < 0) continue;
     relevant.push({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) });
   }
   return { header: block.header.encoded, extrinsics: block.extrinsics.map((x) => x.encoded), relevant };

@@ -162,11 +162,12 @@ export class SubstrateParentchain implements Parentchain {
     const { registry } = await this.#registryFor(hex, header);
     const extrinsics = raw.block.extrinsics.map((x) => registry.createType('Extrinsic', x));
     const wantEvents = (options.events ?? 'all') === 'all' || extrinsics.some((x) => x.isSigned);
-    const events = wantEvents ? await this.#events(registry, hex) : undefined;
+    const records = wantEvents ? await this.#events(registry, hex) : undefined;
+    const events = records?.map(toEvent); // converted once: an extrinsic's events are these same objects
     return {
       header: toHeader(header, hash),
-      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, hexToU8a(raw.block.extrinsics[i]), events)),
-      events: events?.map(toEvent) ?? [],
+      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, hexToU8a(raw.block.extrinsics[i]), records, events)),
+      events: events ?? [],
     };
   }
 
@@ -589,14 +590,15 @@ function toEvent(record: EventRecord): ParentchainEvent {
   return { pallet: event.section, name: event.method, data, extrinsicIndex: phase.isApplyExtrinsic ? phase.asApplyExtrinsic.toNumber() : null };
 }
 
-function toExtrinsic(registry: Registry, x: Extrinsic, index: number, encoded: Uint8Array, records: EventRecord[] | undefined): ParentchainExtrinsic {
-  const own = records?.filter((r) => r.phase.isApplyExtrinsic && r.phase.asApplyExtrinsic.toNumber() === index);
+function toExtrinsic(registry: Registry, x: Extrinsic, index: number, encoded: Uint8Array, records: EventRecord[] | undefined, events: ParentchainEvent[] | undefined): ParentchainExtrinsic {
+  const mine = events?.flatMap((e, k) => (e.extrinsicIndex === index ? [k] : []));
+  const own = mine?.map((k) => records![k]);
   const out: ParentchainExtrinsic = {
     index,
     hash: x.hash.toU8a(),
     encoded,
     call: toCall(registry, x.method as Call),
-    events: own?.map(toEvent) ?? [],
+    events: mine?.map((k) => events![k]) ?? [],
   };
   if (x.isSigned) {
     out.signer = accountBytes(x.signer);

@@ -1,0 +1,228 @@
+// The enclave's parentchain calls against the real runtime (Rococo Asset Hub run by chopsticks): its
+// SCALE encoders equal what polkadot-js builds from the metadata, its pure proxy account is the one
+// the runtime creates, real signing payloads are mortal and name a finalized birth block, the light
+// client follows the real chain, and an enclave performs its duties there (register, vault, reserve,
+// a shield credited and an unshield paid out by the vault).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Keyring } from '@polkadot/keyring';
+import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
+import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
+import { connectParentchain, createPureProxy, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
+import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
+import { encodeMessage, isOurRemark } from '../../src/parentchain/messages.ts';
+import type { CallSpec, ExtrinsicSigner, ParentchainBlock, ParentchainCall, ParentchainEvent, SubmitResult } from '../../src/parentchain/api.ts';
+import {
+  addProxyCall, batchAllCall, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, transferKeepAliveCall, type CallIndices,
+} from '../../src/enclave/parentchain-calls.ts';
+import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/light-client.ts';
+import { HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/registry.ts';
+import type { ImportedBlock } from '../../src/enclave/parentchain-view.ts';
+import { EnclaveCore } from '../../src/enclave/core.ts';
+import { HpkeSuite } from '../../src/crypto/hpke.ts';
+import { concatBytes } from '../../src/codec/wire.ts';
+import { buildGetter, shield, signCall } from '../../src/client/calls.ts';
+import { devAccount, type Account } from '../../src/client/accounts.ts';
+
+const UNIT = 10n ** 12n;
+const SHARD = new Uint8Array(32).fill(0x5c);
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+const recorded: Uint8Array[] = [];
+const seed = new Uint8Array(32).fill(0x21);
+const plain = ed25519Signer(seed);
+/** The ed25519 test account, recording every payload it is asked to sign. */
+const enclaveAccount: ExtrinsicSigner = { publicKey: plain.publicKey, scheme: 'ed25519', sign: (p) => (recorded.push(p), plain.sign(p)) };
+let chain: DevChain;
+let pc: SubstrateParentchain;
+let ix: CallIndices;
+let alice: ExtrinsicSigner;
+let bob: Uint8Array;
+let dataDir: string;
+let core: EnclaveCore;
+let sidechainBob: Account;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+before(async () => {
+  await cryptoWaitReady();
+  const keyring = new Keyring({ type: 'sr25519' });
+  alice = keyringSigner(keyring.addFromUri('//Alice'));
+  bob = keyring.addFromUri('//Bob').publicKey;
+  sidechainBob = await devAccount('//Bob');
+  // the enclave's keys exist before the chain so its account can be endowed at genesis
+  dataDir = mkdtempSync(join(tmpdir(), 'validateer-calls-'));
+  core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 }, authorities: [] });
+  chain = await startDevChain({
+    blockTimeMs: 500,
+    endowments: [{ publicKey: plain.publicKey, amount: 1_000n * UNIT }, { publicKey: core.info().signingKey, amount: 1_000n * UNIT }],
+  });
+  pc = await connectParentchain({ endpoint: chain.endpoint, onWarning: () => undefined });
+  ix = pc.callIndices();
+});
+
+after(async () => {
+  await pc?.close();
+  await chain?.close();
+  await core?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+const event = (events: ParentchainEvent[], pallet: string, names: string[]) => events.find((e) => e.pallet === pallet && names.includes(e.name));
+
+test('call encoders equal what polkadot-js builds for the runtime', () => {
+  const same = (ours: Uint8Array, spec: CallSpec, what: string) => assert.equal(hex(ours), hex(pc.encodeCall(spec)), what);
+  const dest = new Uint8Array(32).fill(0xab);
+  for (const n of [0, 1, 63, 64, 300, 16_384, 20_000]) {
+    const r = Uint8Array.from({ length: n }, (_, i) => (i * 7) & 0xff);
+    same(remarkCall(ix, r), { kind: 'remark', remark: r }, `remark of ${n} bytes`);
+  }
+  const message = encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 7n } });
+  same(remarkCall(ix, message), { kind: 'remark', remark: message }, 'a protocol message');
+  for (const amount of [0n, 1n, 63n, 64n, 16_383n, 16_384n, 2n ** 30n - 1n, 2n ** 30n, 2n ** 32n, 2n ** 64n, 2n ** 128n - 1n]) {
+    same(transferKeepAliveCall(ix, dest, amount), { kind: 'transferKeepAlive', dest, amount }, `transferKeepAlive ${amount}`);
+  }
+  const t = { kind: 'transferKeepAlive', dest: bob, amount: 12_345n * UNIT } as const;
+  const r = { kind: 'remark', remark: message } as const;
+  const tb = transferKeepAliveCall(ix, bob, t.amount);
+  const rb = remarkCall(ix, message);
+  same(batchAllCall(ix, []), { kind: 'batchAll', calls: [] }, 'empty batchAll');
+  same(batchAllCall(ix, [tb, rb]), { kind: 'batchAll', calls: [t, r] }, 'shield / reserve shape');
+  same(batchAllCall(ix, [createPureCall(ix), rb]), { kind: 'batchAll', calls: [{ kind: 'createPure' }, r] }, 'vault shape');
+  same(proxyCall(ix, dest, tb), { kind: 'proxy', real: dest, call: t }, 'proxy(transfer)');
+  same(proxyCall(ix, dest, batchAllCall(ix, [tb, rb])), { kind: 'proxy', real: dest, call: { kind: 'batchAll', calls: [t, r] } }, 'payout shape');
+  same(createPureCall(ix), { kind: 'createPure' }, 'createPure(Any, 0, 0)');
+  same(addProxyCall(ix, dest), { kind: 'addProxy', delegate: dest }, 'addProxy(Any, 0)');
+});
+
+test('pureProxyAccount is the account the runtime gives a pure proxy, alone and in the vault batch', async () => {
+  const { pure, result } = await createPureProxy(pc, enclaveAccount);
+  assert.equal(hex(pureProxyAccount(enclaveAccount.publicKey, result.blockNumber, result.index)), hex(pure));
+  const vault = await pc.submit(enclaveAccount, { kind: 'batchAll', calls: [{ kind: 'createPure' }, { kind: 'remark', remark: encodeMessage({ tag: 'vault', value: { shard: SHARD } }) }] });
+  assert.equal(vault.success, true, vault.error);
+  const created = event(vault.events, 'proxy', ['PureCreated', 'AnonymousCreated']);
+  const account = created?.data.pure ?? created?.data.anonymous ?? created?.data['0'];
+  assert.equal(typeof account, 'string');
+  assert.equal(hex(pureProxyAccount(enclaveAccount.publicKey, vault.blockNumber, vault.index)), hex(decodeAddress(account as string)));
+});
+
+test('a real signing payload starts with the call bytes, is mortal for 64 blocks and names a finalized birth block', async () => {
+  recorded.length = 0;
+  const remark = encodeMessage({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(1, 2, 3) } });
+  const result = await pc.submit(enclaveAccount, { kind: 'remark', remark });
+  assert.equal(result.success, true);
+  const payload = recorded.at(-1)!;
+  const callData = remarkCall(ix, remark);
+  assert.equal(hex(payload.subarray(0, callData.length)), hex(callData));
+  const m = payloadMortality(payload, callData.length, pc.genesisHash());
+  assert.ok(m, 'mortal');
+  assert.equal(m.period, 64);
+  const birth = await pc.header(m.birthHash);
+  assert.ok(birth, 'the birth hash is a block of the chain');
+  assert.equal(hex((await pc.blockHash(birth.number))!), hex(m.birthHash));
+  assert.ok(birth.number <= (await pc.finalizedHead()).number, 'finalized');
+  assert.ok(birth.number <= result.blockNumber && result.blockNumber < birth.number + m.period, 'included within its mortality window');
+});
+
+// ---------- the enclave itself on the real chain ----------
+
+function toTree(c: ParentchainCall): CallTree {
+  return {
+    pallet: c.pallet, method: c.method, ...(c.remark ? { remark: c.remark } : {}), ...(c.transfer ? { transfer: c.transfer } : {}),
+    ...(c.real ? { real: c.real } : {}), ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
+  };
+}
+const hasOurRemark = (c: ParentchainCall): boolean => (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
+/** What the node hands the enclave for a block (as src/node/parentchain-sync.ts does). */
+function toImport(b: ParentchainBlock): ImportedBlock {
+  return {
+    header: b.header.encoded,
+    extrinsics: b.extrinsics.map((x) => x.encoded),
+    relevant: b.extrinsics.filter((x) => hasOurRemark(x.call)).map((x) => ({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) })),
+  };
+}
+
+test('the light client verifies the real chain from chopsticks\' genesis', async () => {
+  assert.equal(hex(pc.genesisHash()), hex(CHOPSTICKS_GENESIS));
+  const lc = new LightClient(pc.genesisHash(), { number: 0, hash: pc.genesisHash() });
+  const head = (await pc.finalizedHead()).number;
+  for (let n = 1; n <= head; n++) {
+    const b = await pc.block((await pc.blockHash(n))!);
+    assert.equal(hex(lc.import(b.header.encoded, b.extrinsics.map((x) => x.encoded)).hash), hex(b.header.hash));
+  }
+  assert.equal(lc.number, head);
+});
+
+test('an enclave registers, creates the vault, funds it, credits a shield and pays an unshield on the real runtime', async () => {
+  const key = core.info().signingKey;
+  const shieldingKey = { keyId: core.info().shieldingKeyId, publicKey: core.info().shieldingKey };
+  core.genesis([], Date.now());
+  core.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit() });
+  const scanner = pc.scanFinalized(1, (b) => void core.parentchainImport([toImport(b)]), { fromParentHash: pc.genesisHash() });
+  const signer: ExtrinsicSigner = { publicKey: key, scheme: 'ed25519', sign: (payload) => core.signExtrinsic(payload) };
+  const processed = (r: SubmitResult) => until(`parentchain block ${r.blockNumber} imported`, () => core.parentchainInfo().number >= r.blockNumber);
+  const duty = async (expected: string) => {
+    const duties = core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] });
+    assert.deepEqual(duties.map((d) => d.key), [expected]);
+    const r = await pc.submit(signer, { kind: 'raw', callData: duties[0].callData });
+    assert.equal(r.success, true, r.error);
+    await processed(r);
+    return r;
+  };
+  let slot = 1n;
+  const produce = () => {
+    const p = core.propose({ slot: slot++, timestampMs: Date.now(), maxCalls: 10 });
+    core.commit(p.hash);
+    return p;
+  };
+  try {
+    await duty('register');
+    assert.equal(hex(core.parentchainInfo().members[0].signingKey), hex(key));
+    const vaultTx = await duty('vault');
+    const vault = core.parentchainInfo().vault!;
+    const created = event(vaultTx.events, 'proxy', ['PureCreated', 'AnonymousCreated']);
+    assert.equal(hex(vault), hex(decodeAddress((created?.data.pure ?? created?.data.anonymous ?? created?.data['0']) as string)), 'the vault is the pure proxy the runtime created');
+    await duty('reserve');
+    assert.equal(core.parentchainInfo().reserveFunded, true);
+    assert.equal((await pc.balance(vault)).free, pc.existentialDeposit());
+
+    // //Alice shields 10 ROC to the sidechain account //Bob
+    const { enc, ciphertext } = new HpkeSuite(HPKE_INFO_SHIELD).seal(shieldingKey.publicKey, sidechainBob.publicKey, SHARD);
+    const shieldTx = await pc.submit(alice, { kind: 'batchAll', calls: [
+      { kind: 'transferKeepAlive', dest: vault, amount: 10n * UNIT },
+      { kind: 'remark', remark: encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: concatBytes(enc, ciphertext) } }) },
+    ] });
+    assert.equal(shieldTx.success, true, shieldTx.error);
+    await processed(shieldTx);
+    produce();
+    const g = buildGetter(sidechainBob, { tag: 'balance', value: sidechainBob.publicKey }, shieldingKey, SHARD);
+    assert.deepEqual(g.open(core.executeGetter(g.request, Date.now())), { tag: 'balance', value: 10n * UNIT });
+
+    // //Bob unshields 4 ROC to the parentchain account //Bob: the vault pays it, exactly once
+    const before = (await pc.balance(bob)).free;
+    const unshield = shield(signCall(sidechainBob, { tag: 'unshield', value: { from: sidechainBob.publicKey, beneficiary: bob, amount: 4n * UNIT } }, 0, SHARD), shieldingKey, SHARD);
+    assert.equal((await core.submit([unshield], Date.now()))[0].status, 'ready');
+    produce();
+    assert.equal(core.parentchainInfo().unpaidWithdrawals, 1);
+    await duty('payout:0');
+    assert.equal((await pc.balance(bob)).free - before, 4n * UNIT);
+    assert.equal((await pc.balance(vault)).free, pc.existentialDeposit() + 6n * UNIT);
+    produce();
+    assert.equal(core.parentchainInfo().unpaidWithdrawals, 0);
+    assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
+  } finally {
+    await scanner.stop();
+  }
+});
