@@ -12,7 +12,7 @@ import { MESSAGE_MAGIC, encodeMessage } from '../parentchain/messages.ts';
 import { EnclaveError } from './errors.ts';
 import { LightClient, type Checkpoint } from './light-client.ts';
 import {
-  CallIndices, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
+  CallIndices, addProxyCall, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
 } from './parentchain-calls.ts';
 import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
@@ -158,6 +158,7 @@ export class ParentchainView {
     if (key === 'register') return r.isActive(this.signingKey, this.lightClient.number);
     if (key === 'vault') return r.data.vault !== undefined;
     if (key === 'reserve') return r.data.reserveFunded !== undefined;
+    if (key.startsWith('proxy:')) return r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(6), 'hex')));
     if (key.startsWith('payout:')) return this.pending.some((e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key);
     return false;
   }
@@ -180,7 +181,8 @@ export class ParentchainView {
 
   /**
    * What this enclave should send now. Registration while it is not a member; the first member
-   * creates the vault and funds its keep-alive reserve, and pays out withdrawals.
+   * creates the vault, funds its keep-alive reserve, makes every member a proxy of the vault, and
+   * pays out withdrawals.
    */
   duties(input: { quote: (userData: Uint8Array) => Uint8Array; shard: Uint8Array; peerId: string; p2pAddresses: string[]; unpaid: Withdrawal[] }): Duty[] {
     const out: Duty[] = [];
@@ -208,6 +210,13 @@ export class ParentchainView {
     if (r.data.reserveFunded === undefined) {
       const remark = remarkCall(ix, encodeMessage({ tag: 'reserve', value: { shard: input.shard } }));
       offer('reserve', batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]), 'fund the vault keep-alive reserve');
+    }
+    // Every member's enclave account becomes a proxy of the vault, so any of them can pay out later.
+    for (const m of r.activeAt(number)) {
+      const key = `proxy:${hex(m.signingKey)}`;
+      if (this.dutyDone(key)) continue;
+      const remark = remarkCall(ix, encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }));
+      offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark])), `add validateer ${hex(m.signingKey).slice(0, 8)}… as a vault proxy`);
     }
     for (const w of input.unpaid) {
       const key = `payout:${w.id}`;

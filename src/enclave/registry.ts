@@ -9,7 +9,7 @@ import { sha256 } from '../crypto/primitives.ts';
 import { HPKE_INFO_SHIELD, concatBytes } from '../codec/wire.ts';
 import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../parentchain/messages.ts';
 import { verifySimulatedQuote } from './attestation.ts';
-import { contains, createPureCall, pureProxyAccount, transferKeepAliveCall, type CallIndices } from './parentchain-calls.ts';
+import { addProxyCall, contains, createPureCall, pureProxyAccount, transferKeepAliveCall, type CallIndices } from './parentchain-calls.ts';
 
 /** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
 export interface CallTree {
@@ -44,6 +44,8 @@ export const EFFECT = { shield: 1, invoke: 2, payout: 3, payoutFailed: 4 } as co
 export const RegistryData = Struct({
   members: Vector(Member),
   vault: Option(Struct({ account: Bytes(32), createdAt: u32 })),
+  /** Enclave accounts that are proxies of the vault (its creator, then members it added). */
+  vaultProxies: Vector(Bytes(32)),
   reserveFunded: Option(u32),
   lastAnchor: Option(Struct({ number: u64, hash: Bytes(32), parentchainNumber: u32 })),
 });
@@ -65,7 +67,7 @@ export interface RegistryContext {
   shielding: { secretKey: KeyObject | Uint8Array; publicKey: Uint8Array };
 }
 
-export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
+export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'proxy' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 const empty = new Uint8Array(0);
@@ -76,7 +78,7 @@ export class Registry {
 
   constructor(ctx: RegistryContext, data?: RegistryData) {
     this.ctx = ctx;
-    this.data = data ?? { members: [], vault: undefined, reserveFunded: undefined, lastAnchor: undefined };
+    this.data = data ?? { members: [], vault: undefined, vaultProxies: [], reserveFunded: undefined, lastAnchor: undefined };
   }
 
   /** Members active as of parentchain block `number`, in registration order. */
@@ -86,6 +88,10 @@ export class Registry {
 
   isActive(key: Uint8Array, number: number): boolean {
     return this.activeAt(number).some((m) => same(m.signingKey, key));
+  }
+
+  isVaultProxy(key: Uint8Array): boolean {
+    return this.data.vaultProxies.some((p) => same(p, key));
   }
 
   /** Everyone who was ever a member (replay accepts their blocks). */
@@ -167,6 +173,7 @@ export class Registry {
         if (!creates || !contains(encoded, createPureCall(this.ctx.callIndices))) return void ignore(out, `${where}: vault remark without proxy.createPure(Any, 0, 0)`);
         const account = pureProxyAccount(signer, number, x.index);
         this.data.vault = { account, createdAt: number };
+        this.data.vaultProxies = [signer];
         out.push({ kind: 'vault', detail: hex(account) });
         return;
       }
@@ -194,6 +201,16 @@ export class Registry {
       case 'invoke':
         out.push({ kind: 'invoke', detail: where });
         return effect(EFFECT.invoke, { request: m.value.request });
+      case 'proxy': {
+        const vault = this.data.vault;
+        const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+        const adds = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 2 && batch.calls.some((c) => c.pallet === 'proxy' && c.method === 'addProxy');
+        if (!signer || !this.isActive(signer, number) || !adds) return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
+        if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate))) return void ignore(out, `${where}: addProxy does not match the extrinsic`);
+        if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate))) this.data.vaultProxies.push(m.value.delegate);
+        out.push({ kind: 'proxy', detail: hex(m.value.delegate) });
+        return;
+      }
       case 'payout': {
         const transfer = this.payoutTransfer(number, x, encoded, parent, top);
         if (!transfer) return void ignore(out, `${where}: payout not made by a member through the vault`);

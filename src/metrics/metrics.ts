@@ -46,7 +46,7 @@ export interface Metrics {
   countRpcRequest(method: string, outcome: string): void;
 }
 
-const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'payout', 'anchor'] as const;
+const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'proxy', 'payout', 'anchor'] as const;
 
 /** 1 ms .. 2 s: a block must be produced within 70% of a (default 1 s) slot. */
 const BLOCK_PRODUCTION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];

@@ -32,6 +32,8 @@ export const ParentchainMessage = Enum({
   reserve: Struct({ shard: H256 }),
   /** Inside `proxy.proxy(vault, batchAll[transferKeepAlive(beneficiary, amount), remark])`: withdrawal `withdrawal` paid. */
   payout: Struct({ shard: H256, withdrawal: u64 }),
+  /** Inside `proxy.proxy(vault, batchAll[proxy.addProxy(delegate, Any, 0), remark])` by a member: `delegate` now controls the vault. */
+  proxy: Struct({ shard: H256, delegate: H256 }),
 });
 export type ParentchainMessage = ReturnType<typeof ParentchainMessage.dec>;
 export type MessageTag = ParentchainMessage['tag'];

@@ -108,6 +108,12 @@ function decodeCall(bytes: Uint8Array): Call {
       case 'createPure':
         assert.deepEqual(take(7), Uint8Array.of(0, 0, 0, 0, 0, 0, 0), 'Any, delay 0, index 0');
         return createPure().tree;
+      case 'addProxy': {
+        assert.equal(take(1)[0], 0, 'MultiAddress::Id');
+        take(32);
+        assert.deepEqual(take(5), Uint8Array.of(0, 0, 0, 0, 0), 'Any, delay 0');
+        return { pallet: 'proxy', method: 'addProxy' };
+      }
       default:
         throw new Error(`unexpected call index ${pallet}/${index}`);
     }
@@ -1009,6 +1015,18 @@ test('two enclaves derive the same registry; only the first member creates the v
     assert.deepEqual(b.info().vault, a.info().vault);
     // a member's own bytes do not authorize the other enclave
     assert.equal(codeOf(() => a.sign(vd.callData)), 'SIGNING_REFUSED');
+    // b (the creator) is the vault's only proxy; it adds a, so a could pay out later
+    const pd = b.duties().find((d) => d.key.startsWith('proxy:'));
+    assert.ok(pd, 'b offers to make a a vault proxy');
+    assert.equal(pd.key, `proxy:${hex(a.key)}`);
+    b.sign(pd.callData);
+    both(chain.block([{ signer: b.key, call: decodeCall(pd.callData) }]));
+    for (const h of [a, b]) assert.ok(h.core['parentchain']!.registry.isVaultProxy(a.key));
+    assert.ok(!b.duties().some((d) => d.key.startsWith('proxy:')), 'done once seen');
+    // the same extrinsic signed by a non-member is ignored
+    const c = key32('not a member');
+    both(chain.block([{ signer: c, call: decodeCall(proxyCall(IX, b.info().vault!, batchAllCall(IX, [addProxyCall(IX, c), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: c } }))]))) }]));
+    assert.ok(!a.core['parentchain']!.registry.isVaultProxy(c));
   } finally {
     await a.close();
     await b.close();
