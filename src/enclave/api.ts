@@ -83,6 +83,7 @@ export const enclaveApi = {
     result: z.object({ number: z.number().int(), hash: bytes32, effects: z.number().int(), observations: z.array(z.object({ kind: z.string(), detail: z.string() })) }),
   },
   parentchainInfo: { params: z.object({}), result: parentchainInfo },
+  parentchainLoad: { params: z.object({}), result: z.object({ loaded: z.boolean() }) },
   parentchainDuties: {
     params: z.object({ peerId: z.string().max(128), p2pAddresses: z.array(z.string().max(256)).max(16) }),
     result: z.object({ duties: z.array(z.object({ key: z.string(), callData: bytes, description: z.string() })) }),

@@ -149,14 +149,24 @@ export class EnclaveCore {
 
   // ---------- parentchain ----------
 
-  parentchainInit(params: ParentchainInitParams) {
-    const trusted = this.opts.trustedAuthorities?.length ? this.opts.trustedAuthorities : [DEV_AUTHORITY_PUBLIC];
-    const allowed = this.opts.allowedMeasurements?.length ? this.opts.allowedMeasurements : [this.measurement];
-    this.parentchain = ParentchainView.open(this.opts.dataDir, this.sealer, this.keys.signingPublic, {
-      shard: this.opts.shard, trustedAuthorities: trusted, allowedMeasurements: allowed,
+  private registryContext() {
+    return {
+      shard: this.opts.shard,
+      trustedAuthorities: this.opts.trustedAuthorities?.length ? this.opts.trustedAuthorities : [DEV_AUTHORITY_PUBLIC],
+      allowedMeasurements: this.opts.allowedMeasurements?.length ? this.opts.allowedMeasurements : [this.measurement],
       shielding: { secretKey: this.keys.shieldingKey, publicKey: this.keys.shieldingPublic },
-    }, params);
+    };
+  }
+
+  parentchainInit(params: ParentchainInitParams) {
+    this.parentchain = ParentchainView.open(this.opts.dataDir, this.sealer, this.keys.signingPublic, this.registryContext(), params);
     return this.parentchainInfo();
+  }
+
+  /** Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one. */
+  parentchainLoad(): boolean {
+    this.parentchain = ParentchainView.load(this.opts.dataDir, this.sealer, this.keys.signingPublic, this.registryContext());
+    return this.parentchain !== null;
   }
 
   private view(): ParentchainView {

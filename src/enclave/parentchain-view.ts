@@ -94,6 +94,14 @@ export class ParentchainView {
     return view;
   }
 
+  /** The sealed view as last written, or null (offline use: replay needs the registry to know the authors). */
+  static load(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>): ParentchainView | null {
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    if (!existsSync(path)) return null;
+    const s = decodeExact(SealedView, sealer.unseal('parentchain', new Uint8Array(readFileSync(path))), 'sealed parentchain view');
+    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s);
+  }
+
   private persist(): void {
     const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
     const bytes = SealedView.enc({

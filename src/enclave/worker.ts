@@ -33,6 +33,7 @@ const handlers: Record<Method, Handler> = {
   parentchainInit: (p: Parameters<EnclaveCore['parentchainInit']>[0]) => core.parentchainInit(p),
   parentchainImport: (p: { blocks: Parameters<EnclaveCore['parentchainImport']>[0] }) => core.parentchainImport(p.blocks),
   parentchainInfo: () => core.parentchainInfo(),
+  parentchainLoad: () => ({ loaded: core.parentchainLoad() }),
   parentchainDuties: (p: { peerId: string; p2pAddresses: string[] }) => ({ duties: core.parentchainDuties(p) }),
   anchorCall: (p: { number: number }) => ({ callData: core.anchorCall(p.number) }),
   signExtrinsic: (p: { payload: Uint8Array }) => ({ signature: core.signExtrinsic(p.payload) }),

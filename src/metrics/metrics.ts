@@ -37,6 +37,7 @@ export interface Metrics {
   readonly parentchainProcessedNumber: Gauge;
   readonly parentchainBlocksImported: Counter;
   readonly anchorsSubmitted: Counter;
+  readonly parentchainAccountBalance: Gauge;
   readonly parentchainObservations: Counter<'kind'>;
   /** Counts a parentchain extrinsic this validateer sent; calls outside the known set become 'other'. */
   countParentchainExtrinsic(call: string, result: 'success' | 'failed' | 'error' | 'insufficient_funds'): void;
@@ -127,6 +128,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     parentchainFinalizedNumber: new Gauge({ name: 'validateer_parentchain_finalized_number', help: 'Finalized parentchain head as reported by the node.', registers }),
     parentchainProcessedNumber: new Gauge({ name: 'validateer_parentchain_processed_number', help: 'Last parentchain block verified and processed by the enclave light client.', registers }),
     parentchainBlocksImported: new Counter({ name: 'validateer_parentchain_blocks_imported_total', help: 'Finalized parentchain blocks verified and processed by the enclave.', registers }),
+    parentchainAccountBalance: new Gauge({ name: 'validateer_parentchain_account_balance', help: 'Free balance of the enclave account that pays parentchain fees, in base units.', registers }),
     anchorsSubmitted: new Counter({ name: 'validateer_anchors_submitted_total', help: 'Anchor extrinsics included on the parentchain.', registers }),
     parentchainObservations,
     countParentchainExtrinsic(call, result) {

@@ -37,6 +37,7 @@ export class ParentchainSync {
   private finalizedNumber = 0;
   private stopped = false;
   private unsubscribe: (() => void) | null = null;
+  private balanceTimer: NodeJS.Timeout | undefined;
   private readonly submitting = new Set<string>();
   private readonly tasks = new Set<Promise<unknown>>();
   private dutiesAgain = false;
@@ -83,6 +84,12 @@ export class ParentchainSync {
     this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
     void this.scan();
     this.kickDuties();
+    const balance = () => this.chain.balance(this.signer.publicKey)
+      .then((b) => this.metrics.parentchainAccountBalance.set(Number(b.free)))
+      .catch(() => undefined); // unreachable: the scan logs that
+    void balance();
+    this.balanceTimer = setInterval(balance, 15_000);
+    this.balanceTimer.unref();
   }
 
   private async scan(): Promise<void> {
@@ -210,6 +217,7 @@ export class ParentchainSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.balanceTimer);
     this.unsubscribe?.();
     await this.scanner?.stop();
     await this.dutiesRunning;

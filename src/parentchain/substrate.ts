@@ -73,6 +73,8 @@ export class SubstrateParentchain implements Parentchain {
   readonly #eventsKey: string;
   /** Registry and runtime-upgrade flag of recently decoded blocks, so sequential reads need no lookups. */
   readonly #decoded = new Map<string, Decoded>();
+  /** Registry lookups in flight: a block fetched in parallel with its parent waits for the parent's instead of asking too. */
+  readonly #decoding = new Map<string, Promise<Decoded>>();
   readonly #nonces = new Map<string, number>();
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #scanners = new Set<FinalizedScanner>();
@@ -160,13 +162,14 @@ export class SubstrateParentchain implements Parentchain {
     if (!raw) throw new ValidateerError('PARENTCHAIN_MISSING_BLOCK', `block ${hex} not found`);
     const header = this.#api.registry.createType('Header', raw.block.header);
     const { registry } = await this.#registryFor(hex, header);
-    const extrinsics = raw.block.extrinsics.map((x) => registry.createType('Extrinsic', x));
+    const encoded = raw.block.extrinsics.map((x) => hexToU8a(x));
+    const extrinsics = encoded.map((x) => registry.createType('Extrinsic', x));
     const wantEvents = (options.events ?? 'all') === 'all' || extrinsics.some((x) => x.isSigned);
     const records = wantEvents ? await this.#events(registry, hex) : undefined;
     const events = records?.map(toEvent); // converted once: an extrinsic's events are these same objects
     return {
       header: toHeader(header, hash),
-      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, hexToU8a(raw.block.extrinsics[i]), records, events)),
+      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, encoded[i], records, events)),
       events: events ?? [],
     };
   }
@@ -196,28 +199,27 @@ export class SubstrateParentchain implements Parentchain {
       while (!stopped && !this.#closed) {
         try {
           const finalized = (await this.finalizedHead()).number;
+          // A sliding window: up to `prefetch` blocks are being fetched while the oldest is processed.
+          const fetches: Promise<ParentchainBlock>[] = [];
+          let requested = next;
           while (!stopped && next <= finalized) {
-            const last = Math.min(finalized, next + prefetch - 1);
-            const fetches: Promise<ParentchainBlock>[] = [];
-            for (let n = next; n <= last; n++) {
-              const p = this.#blockAt(n, blockOptions);
+            for (; requested <= finalized && requested < next + prefetch; requested++) {
+              const p = this.#blockAt(requested, blockOptions);
               p.catch(() => undefined); // awaited below in order; avoid unhandled rejections
               fetches.push(p);
             }
-            for (const p of fetches) {
-              const block = await p;
-              if (stopped) return;
-              if (previous && !u8aEq(block.header.parentHash, previous)) {
-                throw new ScanFatal(new ValidateerError('PARENTCHAIN_BROKEN_CHAIN', `block ${block.header.number} does not extend the previous block`));
-              }
-              try {
-                await onBlock(block);
-              } catch (err) {
-                throw new ScanFatal(err as Error);
-              }
-              previous = block.header.hash;
-              next = block.header.number + 1;
+            const block = await fetches.shift()!;
+            if (stopped) return;
+            if (previous && !u8aEq(block.header.parentHash, previous)) {
+              throw new ScanFatal(new ValidateerError('PARENTCHAIN_BROKEN_CHAIN', `block ${block.header.number} does not extend the previous block`));
             }
+            try {
+              await onBlock(block);
+            } catch (err) {
+              throw new ScanFatal(err as Error);
+            }
+            previous = block.header.hash;
+            next = block.header.number + 1;
           }
           failures = 0;
         } catch (err) {
@@ -265,10 +267,21 @@ export class SubstrateParentchain implements Parentchain {
    * digest carries RuntimeEnvironmentUpdated. Sequential reads reuse the parent's registry; anything
    * else asks polkadot-js (runtime version at the parent, cached per spec version).
    */
-  async #registryFor(hashHex: string, header: Header): Promise<Decoded> {
+  #registryFor(hashHex: string, header: Header): Promise<Decoded> {
     const known = this.#decoded.get(hashHex);
-    if (known) return known;
-    const parent = this.#decoded.get(header.parentHash.toHex());
+    if (known) return Promise.resolve(known);
+    let pending = this.#decoding.get(hashHex);
+    if (!pending) {
+      pending = this.#lookupRegistry(hashHex, header).finally(() => this.#decoding.delete(hashHex));
+      this.#decoding.set(hashHex, pending);
+    }
+    return pending;
+  }
+
+  async #lookupRegistry(hashHex: string, header: Header): Promise<Decoded> {
+    const parentHex = header.parentHash.toHex();
+    // No await when the parent is known: sequential reads stay synchronous here.
+    const parent = this.#decoded.get(parentHex) ?? (await this.#decoding.get(parentHex)?.catch(() => undefined));
     const registry = parent && !parent.upgraded
       ? parent.registry
       : (await this.#retry('registry', () => this.#api.getBlockRegistry(hexToU8a(hashHex)))).registry;
@@ -555,16 +568,28 @@ function isCall(value: unknown): value is Call {
   return !!value && typeof (value as Call).callIndex !== 'undefined' && typeof (value as Call).section === 'string';
 }
 
+/**
+ * Makes `key` of `obj` a value computed on its first read (an ordinary property from then on).
+ * toJSON of polkadot-js values is a large part of decoding a block, and scanning rarely needs it.
+ */
+function lazily<T extends object>(obj: T, key: keyof T & string, compute: () => unknown): T {
+  const set = (value: unknown) => Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  return Object.defineProperty(obj, key, { get: () => { const value = compute(); set(value); return value; }, set, enumerable: true, configurable: true });
+}
+
 function toCall(registry: Registry, call: Call): ParentchainCall {
-  const args: Record<string, unknown> = {};
   const nested: ParentchainCall[] = [];
-  call.meta.args.forEach((meta, i) => {
-    const value = call.args[i];
-    args[camel(meta.name.toString())] = value.toJSON();
+  for (const value of call.args) {
     if (isCall(value)) nested.push(toCall(registry, value));
     else if (Array.isArray(value) && value.every(isCall)) nested.push(...value.map((c) => toCall(registry, c as Call)));
+  }
+  const out: ParentchainCall = lazily({ pallet: call.section, method: call.method, args: {} }, 'args', () => {
+    const args: Record<string, unknown> = {};
+    call.meta.args.forEach((meta, i) => {
+      args[camel(meta.name.toString())] = call.args[i].toJSON();
+    });
+    return args;
   });
-  const out: ParentchainCall = { pallet: call.section, method: call.method, args };
   if (nested.length > 0) out.calls = nested;
   if (call.section === 'system' && (call.method === 'remark' || call.method === 'remarkWithEvent')) {
     out.remark = (call.args[0] as unknown as { toU8a(bare: boolean): Uint8Array }).toU8a(true);
@@ -582,12 +607,15 @@ function toCall(registry: Registry, call: Call): ParentchainCall {
 
 function toEvent(record: EventRecord): ParentchainEvent {
   const { event, phase } = record;
-  const names = event.data.names;
-  const data: Record<string, unknown> = {};
-  event.data.forEach((d, i) => {
-    data[names?.[i] ? camel(names[i]) : String(i)] = d.toJSON();
+  const out = { pallet: event.section, name: event.method, data: {}, extrinsicIndex: phase.isApplyExtrinsic ? phase.asApplyExtrinsic.toNumber() : null };
+  return lazily(out, 'data', () => {
+    const names = event.data.names;
+    const data: Record<string, unknown> = {};
+    event.data.forEach((d, i) => {
+      data[names?.[i] ? camel(names[i]) : String(i)] = d.toJSON();
+    });
+    return data;
   });
-  return { pallet: event.section, name: event.method, data, extrinsicIndex: phase.isApplyExtrinsic ? phase.asApplyExtrinsic.toNumber() : null };
 }
 
 function toExtrinsic(registry: Registry, x: Extrinsic, index: number, encoded: Uint8Array, records: EventRecord[] | undefined, events: ParentchainEvent[] | undefined): ParentchainExtrinsic {

@@ -155,6 +155,9 @@ test('anchors on the parentchain match the sidechain block hashes and make block
   assert.equal(toHex(anchor.value.sidechainHash), await client.rpc.request('chain_getBlockHash', [anchored.number]));
   const m = await scrapeMetrics(node.metricsUrl);
   assert.ok((m.get('validateer_anchors_submitted_total') ?? 0) >= 1);
+  const paid = m.get('validateer_parentchain_account_balance') ?? 0;
+  assert.ok(paid > 0 && paid < Number(1_000n * UNIT), `the enclave account paid fees: ${paid}`);
+  assert.ok((m.get('validateer_parentchain_extrinsics_total{call="anchor",result="success"}') ?? 0) >= 1);
   assert.ok((m.get('validateer_sidechain_finalized_number') ?? 0) >= 5);
   assert.ok((m.get('validateer_parentchain_processed_number') ?? 0) > 0);
 });

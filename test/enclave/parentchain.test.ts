@@ -1072,3 +1072,30 @@ test('the view: a block whose extrinsic carries our magic but was not handed ove
     await host.close();
   }
 });
+
+test('offline replay: the sealed registry loads without a chain and names the registered authors', async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  try {
+    a.init();
+    a.perform('register');
+    const other = key32('another member');
+    const m = registerMessage(other);
+    a.import(chain.block([{ signer: other, call: msg(m) }]));
+    assert.equal(a.info().members.length, 2);
+  } finally {
+    await a.close();
+  }
+  const offline = EnclaveCore.open({ dataDir: a.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  const fresh = EnclaveCore.open({ dataDir: tempDir(), shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  try {
+    assert.equal(offline['isKnownAuthor'](key32('another member')), false, 'unknown before loading');
+    assert.equal(offline.parentchainLoad(), true);
+    assert.equal(offline['isKnownAuthor'](key32('another member')), true);
+    assert.equal(offline['isKnownAuthor'](key32('never registered')), false);
+    assert.equal(fresh.parentchainLoad(), false);
+  } finally {
+    await offline.close();
+    await fresh.close();
+  }
+});
