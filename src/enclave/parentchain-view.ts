@@ -54,11 +54,13 @@ export class ParentchainView {
   private readonly path: string;
   private readonly sealer: Sealer;
   private readonly signingKey: Uint8Array;
+  private readonly shard: Uint8Array;
 
   private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices }) {
     this.path = path;
     this.sealer = sealer;
     this.signingKey = signingKey;
+    this.shard = ctx.shard;
     this.callIndices = s.callIndices;
     this.existentialDeposit = s.existentialDeposit;
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
@@ -122,9 +124,10 @@ export class ParentchainView {
         const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
         if (missing) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`);
         // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
-        // whose bytes carry our magic has to be handed over decoded (the registry then decides).
+        // whose bytes carry our magic and our shard id has to be handed over decoded (the registry
+        // then decides). Messages for other shards need not be decoded at all.
         const listed = new Set(b.relevant.map((x) => x.index));
-        const hidden = b.extrinsics.findIndex((x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC));
+        const hidden = b.extrinsics.findIndex((x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard));
         if (hidden >= 0) throw new EnclaveError('PARENTCHAIN_HIDDEN_EXTRINSIC', `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);

@@ -19,6 +19,7 @@ export interface ParentchainSyncOptions {
   checkpoint: { number: number; hash: Uint8Array } | null;
   peerId: string;
   p2pAddresses: string[];
+  shard: Uint8Array;
 }
 
 type ImportParams = Params<'parentchainImport'>['blocks'][number];
@@ -34,6 +35,7 @@ export class ParentchainSync {
   private readonly signer: ExtrinsicSigner;
   private scanner: FinalizedScanner | null = null;
   private batch: ImportParams[] = [];
+  private importing: Promise<void> = Promise.resolve();
   private finalizedNumber = 0;
   private stopped = false;
   private unsubscribe: (() => void) | null = null;
@@ -94,10 +96,13 @@ export class ParentchainSync {
 
   private async scan(): Promise<void> {
     while (!this.stopped) {
+      await this.importing.catch(() => undefined); // a failed import restarts the scan from the verified head
       const info = await this.enclave.call('parentchainInfo', {});
       this.batch = [];
+      this.importing = Promise.resolve();
       this.scanner = this.chain.scanFinalized(info.number + 1, (b) => this.onBlock(b), {
-        prefetch: this.opts.prefetch, fromParentHash: info.hash, events: 'signed',
+        // Only extrinsics that name our shard are decoded (and only their blocks' events read).
+        prefetch: this.opts.prefetch, fromParentHash: info.hash, events: 'signed', decodeOnly: this.opts.shard,
         onError: (err) => this.logger.warn({ err: err.message }, 'parentchain unreachable; scanning resumes when it is back'),
       });
       try {
@@ -113,13 +118,32 @@ export class ParentchainSync {
   private async onBlock(block: ParentchainBlock): Promise<void> {
     this.batch.push(toImport(block));
     this.finalizedNumber = Math.max(this.finalizedNumber, block.header.number);
-    if (this.batch.length >= this.opts.importBatch || block.header.number >= this.finalizedNumber) await this.flush();
+    if (block.header.number >= this.finalizedNumber) {
+      this.startImport();
+      await this.importing; // caught up: the next block is seconds away
+    } else if (this.batch.length >= this.opts.importBatch) {
+      // Catching up: one batch is imported in the enclave while the next one is fetched.
+      const previous = this.importing;
+      this.startImport();
+      await previous;
+    }
   }
 
-  private async flush(): Promise<void> {
+  /** Hands the collected batch to the enclave after the previous import (imports stay in order). */
+  private startImport(): void {
     const blocks = this.batch;
     this.batch = [];
     if (blocks.length === 0) return;
+    const previous = this.importing;
+    const run = (async () => {
+      await previous;
+      await this.importNow(blocks);
+    })();
+    run.catch(() => undefined); // surfaced to the scan by the awaits in onBlock
+    this.importing = run;
+  }
+
+  private async importNow(blocks: Params<'parentchainImport'>['blocks']): Promise<void> {
     const r = await this.enclave.call('parentchainImport', { blocks });
     this.processedNumber = r.number;
     this.metrics.parentchainProcessedNumber.set(r.number);
@@ -220,6 +244,7 @@ export class ParentchainSync {
     clearInterval(this.balanceTimer);
     this.unsubscribe?.();
     await this.scanner?.stop();
+    await this.importing.catch(() => undefined);
     await this.dutiesRunning;
     await Promise.allSettled([...this.tasks]);
   }
@@ -229,12 +254,13 @@ const MAGIC = Buffer.from(MESSAGE_MAGIC);
 
 function toImport(block: ParentchainBlock): ImportParams {
   const relevant = [];
+  // Only extrinsics naming our shard are decoded; those carrying our magic all go to the enclave,
+  // which refuses a block where one is missing.
   for (const x of block.extrinsics) {
-    // Anything carrying our magic goes to the enclave, which refuses a block where one is missing.
     if (!hasOurRemark(x.call) && Buffer.from(x.encoded).indexOf(MAGIC) < 0) continue;
     relevant.push({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) });
   }
-  return { header: block.header.encoded, extrinsics: block.extrinsics.map((x) => x.encoded), relevant };
+  return { header: block.header.encoded, extrinsics: block.raw, relevant };
 }
 
 function hasOurRemark(c: ParentchainCall): boolean {

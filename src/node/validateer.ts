@@ -60,7 +60,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
         genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
         checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
-        peerId: '', p2pAddresses: [],
+        peerId: '', p2pAddresses: [], shard,
       });
       await sync.init();
       cleanup.push(() => sync!.stop());

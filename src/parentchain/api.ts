@@ -64,6 +64,9 @@ export interface ParentchainExtrinsic {
 
 export interface ParentchainBlock {
   header: ParentchainHeader;
+  /** Every extrinsic's bytes, in block order (what the extrinsics root commits to). */
+  raw: Uint8Array[];
+  /** Decoded extrinsics (all of them, or those matching BlockOptions.decodeOnly); `index` names their place in `raw`. */
   extrinsics: ParentchainExtrinsic[];
   /** All events of the block (empty when fetched with events: 'signed' and nothing was signed). */
   events: ParentchainEvent[];
@@ -72,6 +75,12 @@ export interface ParentchainBlock {
 export interface BlockOptions {
   /** 'all' (default): always read System.Events; 'signed': only when the block has a signed extrinsic. */
   events?: 'all' | 'signed';
+  /**
+   * Decode only extrinsics whose bytes contain these bytes (e.g. a message magic); the rest stay raw,
+   * and events are read only for decoded signed ones. Scanning for one protocol's messages then
+   * costs no decoding and one RPC less for the blocks without any.
+   */
+  decodeOnly?: Uint8Array;
 }
 
 /**

@@ -163,13 +163,16 @@ export class SubstrateParentchain implements Parentchain {
     const header = this.#api.registry.createType('Header', raw.block.header);
     const { registry } = await this.#registryFor(hex, header);
     const encoded = raw.block.extrinsics.map((x) => hexToU8a(x));
-    const extrinsics = encoded.map((x) => registry.createType('Extrinsic', x));
+    const needle = options.decodeOnly ? Buffer.from(options.decodeOnly) : undefined;
+    const wanted = encoded.flatMap((x, i) => (!needle || Buffer.from(x.buffer, x.byteOffset, x.byteLength).indexOf(needle) >= 0 ? [i] : []));
+    const extrinsics = wanted.map((i) => registry.createType('Extrinsic', encoded[i]));
     const wantEvents = (options.events ?? 'all') === 'all' || extrinsics.some((x) => x.isSigned);
     const records = wantEvents ? await this.#events(registry, hex) : undefined;
     const events = records?.map(toEvent); // converted once: an extrinsic's events are these same objects
     return {
       header: toHeader(header, hash),
-      extrinsics: extrinsics.map((x, i) => toExtrinsic(registry, x, i, encoded[i], records, events)),
+      raw: encoded,
+      extrinsics: extrinsics.map((x, k) => toExtrinsic(registry, x, wanted[k], encoded[wanted[k]], records, events)),
       events: events ?? [],
     };
   }
@@ -183,7 +186,7 @@ export class SubstrateParentchain implements Parentchain {
 
   scanFinalized(fromNumber: number, onBlock: (block: ParentchainBlock) => Promise<void> | void, options: ScanOptions = {}): FinalizedScanner {
     const prefetch = Math.max(1, options.prefetch ?? 32);
-    const blockOptions: BlockOptions = { events: options.events ?? 'signed' };
+    const blockOptions: BlockOptions = { events: options.events ?? 'signed', ...(options.decodeOnly ? { decodeOnly: options.decodeOnly } : {}) };
     let next = fromNumber;
     let previous = options.fromParentHash;
     let stopped = false;
