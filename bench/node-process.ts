@@ -22,7 +22,9 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   const metricsPort = await freePort();
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({ ...config, rpc: { ...(config.rpc as object), port: rpcPort }, metrics: { port: metricsPort } }));
-  const proc = spawn(process.execPath, [new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_CPU_PROF_DIR=dir writes V8 CPU profiles of the node's threads there (open in Chrome DevTools).
+  const prof = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  const proc = spawn(process.execPath, [...prof, new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
   proc.stdout!.resume();

@@ -19,12 +19,27 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 const V1 = te.encode('HPKE-v1');
 const KEM_SUITE = concat(te.encode('KEM'), i2osp2(KEM_ID));
 
-function labeledExtract(suite: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-  return hmacSha256(salt, V1, suite, te.encode(label), ikm);
+// Labels and lengths are encoded once: these run for every call and getter (worker hot path).
+const labels = new Map<string, Uint8Array>();
+const label = (s: string): Uint8Array => {
+  let b = labels.get(s);
+  if (!b) labels.set(s, (b = te.encode(s)));
+  return b;
+};
+const lengths = new Map<number, Uint8Array>();
+const lengthBytes = (n: number): Uint8Array => {
+  let b = lengths.get(n);
+  if (!b) lengths.set(n, (b = i2osp2(n)));
+  return b;
+};
+const ONE = new Uint8Array([1]);
+
+function labeledExtract(suite: Uint8Array, salt: Uint8Array, name: string, ikm: Uint8Array): Uint8Array {
+  return hmacSha256(salt, V1, suite, label(name), ikm);
 }
-function labeledExpand(suite: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, length: number): Uint8Array {
+function labeledExpand(suite: Uint8Array, prk: Uint8Array, name: string, info: Uint8Array, length: number): Uint8Array {
   // One HMAC block suffices: every output here is at most 32 bytes.
-  return hmacSha256(prk, i2osp2(length), V1, suite, te.encode(label), info, new Uint8Array([1])).subarray(0, length);
+  return hmacSha256(prk, lengthBytes(length), V1, suite, label(name), info, ONE).subarray(0, length);
 }
 
 export type AeadId = 0x0001 | 0x0002; // AES-128-GCM | AES-256-GCM

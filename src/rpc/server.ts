@@ -2,6 +2,7 @@
 // dispatch and the standard error objects come from json-rpc-2.0's JSONRPCServer.
 import { WebSocketServer, WebSocket } from 'ws';
 import type { RawData } from 'ws';
+import type { Duplex } from 'node:stream';
 import { JSONRPCServer, JSONRPCErrorCode, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import type { JSONRPCID, JSONRPCRequest, JSONRPCResponse } from 'json-rpc-2.0';
 import { $ZodError } from 'zod/v4/core';
@@ -136,6 +137,22 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     }
   }
 
+  // A block that includes thousands of calls notifies them all in one turn. Corking each socket until
+  // the next turn hands those frames to the kernel in one write instead of one syscall per frame.
+  const corked = new Set<Duplex>();
+  const uncorkAll = () => {
+    for (const s of corked) s.uncork();
+    corked.clear();
+  };
+  function cork(socket: WebSocket): void {
+    // ws keeps the TCP socket in `_socket`; without it (never on a live server socket) frames go out uncorked.
+    const raw = (socket as unknown as { _socket?: Duplex })._socket;
+    if (!raw || corked.has(raw)) return;
+    if (corked.size === 0) setImmediate(uncorkAll);
+    raw.cork();
+    corked.add(raw);
+  }
+
   function send(socket: WebSocket, text: string): boolean {
     if (socket.readyState !== WebSocket.OPEN) return false;
     if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
@@ -143,6 +160,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       socket.terminate();
       return false;
     }
+    cork(socket);
     socket.send(text);
     return true;
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TrustedCallSigned, decodeExact } from '../../src/codec/wire.ts';
+import { TrustedCallSigned, decodeExact, fromHex, parseHex } from '../../src/codec/wire.ts';
 import { codeOf } from '../helpers/errors.ts';
 
 const signed = TrustedCallSigned.enc({
@@ -25,4 +25,14 @@ test('decodeExact refuses truncated fixed-size fields, trailing bytes and non-ca
   const badOption = new Uint8Array(signed);
   badOption[optionTag] = 2;
   assert.equal(codeOf(() => decodeExact(TrustedCallSigned, badOption, 'call')), 'DECODE_FAILED');
+});
+
+test('parseHex / fromHex: even hex digits only, with or without 0x', () => {
+  assert.deepEqual(fromHex('0x00ff10'), Uint8Array.of(0, 255, 16));
+  assert.deepEqual(fromHex('00FF'), Uint8Array.of(0, 255));
+  assert.deepEqual(fromHex('0x'), new Uint8Array(0));
+  for (const bad of ['0x0', '0xzz', '0x00zz00', '0x0g', 'x00', '0x00 ']) {
+    assert.equal(parseHex(bad.startsWith('0x') ? bad.slice(2) : bad), null, bad);
+    assert.throws(() => fromHex(bad), TypeError, bad);
+  }
 });

@@ -147,7 +147,7 @@ test('unknown method -> -32601', async () => {
 });
 
 test('bad params -> -32602', async () => {
-  for (const params of [[123], [], ['0xzz'], { hex: '0x00' }, ['0x00', '0x00']]) {
+  for (const params of [[123], [], ['0xzz'], ['0x123'], ['abcd'], ['0x00zz00'], { hex: '0x00' }, ['0x00', '0x00']]) {
     const e = await conn.error('author_submitCall', params);
     assert.equal(e.code, -32602, `params ${JSON.stringify(params)}: ${e.message}`);
   }
