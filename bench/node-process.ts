@@ -24,6 +24,8 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   writeFileSync(file, JSON.stringify({ ...config, rpc: { ...(config.rpc as object), port: rpcPort }, metrics: { port: metricsPort } }));
   // BENCH_CPU_PROF_DIR=dir writes V8 CPU profiles of the node's threads there (open in Chrome DevTools).
   const prof = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  // BENCH_NODE_ARGS="--flag ..." passes extra Node/V8 flags to the node under test (for experiments).
+  prof.push(...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []));
   const proc = spawn(process.execPath, [...prof, new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
