@@ -2,22 +2,11 @@
 // dev parentchain start, enclave keys, registration, vault, 10 sidechain blocks, the anchor extrinsic
 // and its finalization, all as a new user sees them. Runs on free ports in a temp data dir.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './node-process.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function benchDevnetStart(dir: string, log: (s: string) => void): Promise<Record<string, number>> {
   const [rpc, metrics, parentchain] = [await freePort(), await freePort(), await freePort()];

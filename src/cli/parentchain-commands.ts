@@ -7,7 +7,7 @@ import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady, decodeAddress, encodeAddress } from '@polkadot/util-crypto';
 import { ValidateerClient } from '../client/client.ts';
 import { Keystore, isDevUri, resolvePublicKey, signerFor } from '../client/accounts.ts';
-import { buildTransfer, shieldRecipient } from '../client/calls.ts';
+import { buildTransfer, shieldCall } from '../client/calls.ts';
 import { ValidateerError } from '../codec/errors.ts';
 import { fromHex, toHex } from '../codec/wire.ts';
 import { encodeMessage } from '../parentchain/messages.ts';
@@ -86,11 +86,8 @@ export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'pare
     .action((from: string, to: string, amount: string, o: { parentchain?: string }) => withSession(pcFlags(o), async ({ client, pc, keystore }) => {
       const vault = await vaultOf(client);
       const key = await client.shieldingKey();
-      const recipient = shieldRecipient(key, key.shard, await resolvePublicKey(to));
-      const remark = encodeMessage({ tag: 'shield', value: { shard: key.shard, recipient } });
-      const r = await pc.submit(await parentchainSigner(from, keystore), {
-        kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount: parseAmount(amount) }, { kind: 'remark', remark }],
-      }, { waitFor: 'finalized' });
+      const call = shieldCall(key, key.shard, vault, parseAmount(amount), await resolvePublicKey(to));
+      const r = await pc.submit(await parentchainSigner(from, keystore), call, { waitFor: 'finalized' });
       if (!r.success) throw new ValidateerError('PARENTCHAIN_DISPATCH_FAILED', `shield failed on the parentchain: ${r.error}`);
       console.log(`shield of ${amount} in parentchain block #${r.blockNumber} ${toHex(r.blockHash)} (finalized)`);
       await waitProcessed(client, r.blockNumber);

@@ -8,6 +8,8 @@ import {
   type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter,
 } from '../codec/wire.ts';
 import { ValidateerError } from '../codec/errors.ts';
+import { encodeMessage } from '../parentchain/messages.ts';
+import type { CallSpec } from '../parentchain/api.ts';
 
 export interface Signer { publicKey: Uint8Array; sign(message: Uint8Array): Uint8Array }
 export interface ShieldingKey { keyId: number; publicKey: Uint8Array }
@@ -49,6 +51,12 @@ export function buildUnshield(signer: Signer, args: { beneficiary: Uint8Array; a
 export function shieldRecipient(key: ShieldingKey, shard: Uint8Array, recipient: Uint8Array): Uint8Array {
   const { enc, ciphertext } = shieldSuite.seal(key.publicKey, recipient, shard);
   return concatBytes(enc, ciphertext);
+}
+
+/** The parentchain call of a shield: `batchAll[transferKeepAlive(vault, amount), remark(shield message)]`. */
+export function shieldCall(key: ShieldingKey, shard: Uint8Array, vault: Uint8Array, amount: bigint, recipient: Uint8Array): CallSpec {
+  const remark = encodeMessage({ tag: 'shield', value: { shard, recipient: shieldRecipient(key, shard, recipient) } });
+  return { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount }, { kind: 'remark', remark }] };
 }
 
 /** A getter request plus the one-time key that opens its reply. */

@@ -16,7 +16,7 @@ import { simulatedProvider } from '../../src/enclave/attestation.ts';
 import { registrationUserData } from '../../src/enclave/registry.ts';
 import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { shieldRecipient } from '../../src/client/calls.ts';
+import { shieldCall } from '../../src/client/calls.ts';
 import { fromHex, toHex } from '../../src/codec/wire.ts';
 import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
 
@@ -106,8 +106,7 @@ test('shield credits the sidechain recipient once; vault = reserve + shielded fu
   const before = await client.balance(bob);
   const key = await client.shieldingKey();
   const vault = fromHex((await info()).vault!);
-  const remark = encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: shieldRecipient(key, SHARD, bob.publicKey) } });
-  const r = await pc.submit(alice, { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount: 5n * UNIT }, { kind: 'remark', remark }] }, { waitFor: 'finalized' });
+  const r = await pc.submit(alice, shieldCall(key, SHARD, vault, 5n * UNIT, bob.publicKey), { waitFor: 'finalized' });
   assert.ok(r.success, r.error);
   await processed(r.blockNumber + 2);
   assert.equal(await client.balance(bob), before + 5n * UNIT);
@@ -167,8 +166,7 @@ test('a parentchain RPC outage in the middle of activity loses nothing and does 
   const before = await client.balance(eve);
   const key = await client.shieldingKey();
   const vault = fromHex((await info()).vault!);
-  const remark = encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: shieldRecipient(key, SHARD, eve.publicKey) } });
-  const r = await pc.submit(alice, { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount: 2n * UNIT }, { kind: 'remark', remark }] }, { waitFor: 'inBlock' });
+  const r = await pc.submit(alice, shieldCall(key, SHARD, vault, 2n * UNIT, eve.publicKey), { waitFor: 'inBlock' });
   assert.ok(r.success);
   await chain.suspendRpc(); // blocks go on being built while nobody can read them
   const outageFrom = Date.now();

@@ -26,6 +26,7 @@ import { HpkeSuite } from '../../src/crypto/hpke.ts';
 import { concatBytes } from '../../src/codec/wire.ts';
 import { buildGetter, shield, signCall } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
+import { waitFor } from '../e2e/harness.ts';
 
 const UNIT = 10n ** 12n;
 const SHARD = new Uint8Array(32).fill(0x5c);
@@ -45,16 +46,6 @@ let dataDir: string;
 let core: EnclaveCore;
 let sidechainBob: Account;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 before(async () => {
   await cryptoWaitReady();
@@ -172,7 +163,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   core.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit() });
   const scanner = pc.scanFinalized(1, (b) => void core.parentchainImport([toImport(b)]), { fromParentHash: pc.genesisHash() });
   const signer: ExtrinsicSigner = { publicKey: key, scheme: 'ed25519', sign: (payload) => core.signExtrinsic(payload) };
-  const processed = (r: SubmitResult) => until(`parentchain block ${r.blockNumber} imported`, () => core.parentchainInfo().number >= r.blockNumber);
+  const processed = (r: SubmitResult) => waitFor(() => core.parentchainInfo().number >= r.blockNumber, `parentchain block ${r.blockNumber} imported`, 30_000);
   const duty = async (expected: string) => {
     const duties = core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] });
     assert.deepEqual(duties.map((d) => d.key), [expected]);

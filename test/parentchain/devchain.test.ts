@@ -10,6 +10,7 @@ import { connectParentchain, createPureProxy, proxyTransfer, type SubstrateParen
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src/parentchain/messages.ts';
 import type { ExtrinsicSigner, ParentchainBlock, ParentchainExtrinsic } from '../../src/parentchain/api.ts';
+import { sleep, waitFor } from '../e2e/harness.ts';
 
 const UNIT = 10n ** 12n; // ROC has 12 decimals
 const enclave = ed25519Signer(new Uint8Array(32).fill(0x11));
@@ -19,16 +20,6 @@ let alice: ExtrinsicSigner;
 let bob: Uint8Array;
 let charlie: Uint8Array;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 const shard = new Uint8Array(32).fill(0x5a);
 const invoke = (n: number): ParentchainMessage => ({ tag: 'invoke', value: { shard, request: Uint8Array.of(n, n, n) } });
 
@@ -36,7 +27,7 @@ const invoke = (n: number): ParentchainMessage => ({ tag: 'invoke', value: { sha
 async function scanRange(from: number, to: number): Promise<ParentchainBlock[]> {
   const blocks: ParentchainBlock[] = [];
   const scanner = pc.scanFinalized(from, (b) => void blocks.push(b));
-  await until(`scan to ${to}`, () => scanner.next > to);
+  await waitFor(() => scanner.next > to, `scan to ${to}`, 60_000);
   await scanner.stop();
   return blocks.filter((b) => b.header.number <= to);
 }
@@ -67,7 +58,7 @@ test('finalized heads advance on the timer and the subscription reports them', a
   const unsubscribe = await pc.subscribeFinalizedHeads((h) => seen.push(h.number));
   try {
     const start = (await pc.finalizedHead()).number;
-    await until('three more finalized heads', () => seen.filter((n) => n > start).length >= 3);
+    await waitFor(() => seen.filter((n) => n > start).length >= 3, 'three more finalized heads', 60_000);
     assert.ok((await pc.finalizedHead()).number >= start + 3);
     for (let i = 1; i < seen.length; i++) assert.ok(seen[i] >= seen[i - 1], 'finalized heads never go back');
   } finally {
@@ -161,7 +152,7 @@ test('an RPC outage: blocks go on, the scanner resumes without missing or repeat
     numbers.push(b.header.number);
     ours += b.extrinsics.filter((x) => x.call.remark && Buffer.from(x.call.remark).equals(Buffer.from(message))).length;
   });
-  await until('scanner running', () => numbers.length >= 2);
+  await waitFor(() => numbers.length >= 2, 'scanner running', 60_000);
   await chain.suspendRpc();
   // submitted while the endpoint is down: it waits for the reconnection
   const pending = pc.submit(enclave, { kind: 'remark', remark: message });
@@ -171,7 +162,7 @@ test('an RPC outage: blocks go on, the scanner resumes without missing or repeat
   const result = await pending;
   assert.equal(result.success, true);
   assert.ok(result.blockNumber > headDuringOutage, "submitted after the endpoint came back");
-  await until('scanner caught up', () => scanner.next > result.blockNumber + 1);
+  await waitFor(() => scanner.next > result.blockNumber + 1, 'scanner caught up', 60_000);
   await scanner.stop();
   assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => from + i), 'every block exactly once, in order');
   assert.ok(numbers.includes(headDuringOutage));
