@@ -14,7 +14,7 @@ import { ValidateerError } from '../codec/errors.ts';
 
 export interface DevnetFlags {
   config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string;
-  validateers?: string; parentchainPort?: string; blockMs?: string;
+  validateers?: string; parentchainPort?: string; blockMs?: string; p2pPort?: string;
 }
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -33,7 +33,8 @@ const int = (v: string | undefined, fallback: number, name: string, min = 0): nu
 
 export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<void> {
   const started = performance.now();
-  const n = int(flags.validateers, 1, 'validateers', 1);
+  const n = int(flags.validateers, 3, 'validateers', 1);
+  const p2pBase = int(flags.p2pPort, 30333, 'p2p-port');
   const rpcBase = int(flags.rpcPort, 2000, 'rpc-port');
   const metricsBase = int(flags.metricsPort, 8787, 'metrics-port');
   const configFile = resolve(flags.config ?? devConfig);
@@ -45,7 +46,7 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
   const dirs = Array.from({ length: n }, (_, i) => join(root, `validateer-${i + 1}`));
   const accounts: Uint8Array[] = [];
   for (const dir of dirs) {
-    const config = loadConfig({ file: configFile, overrides: { dataDir: dir } });
+    const config = loadConfig({ file: configFile, overrides: { dataDir: dir, 'enclave.devShardSecrets': true } });
     const enclave = await Enclave.start(enclaveInitFrom(config, dir, 1));
     accounts.push((await enclave.call('info', {})).signingKey);
     await enclave.close();
@@ -71,7 +72,9 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
       const args = [MAIN, 'run', '--config', configFile, '--data-dir', dirs[i], '--rpc-port', String(rpcBase + i), '--metrics-port', String(metricsBase + i), '--parentchain', chain.endpoint];
       if (flags.slotMs) args.push('--slot-ms', flags.slotMs);
       if (flags.logLevel) args.push('--log-level', flags.logLevel);
-      const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd] });
+      // The dev set shares shard secrets derived from the shard id (no provisioning in a devnet).
+      const env = { ...process.env, VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true', VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]) };
+      const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env });
       closeSync(fd);
       const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
       const child: Child = { index: i + 1, proc, log, exited };
@@ -101,7 +104,7 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
   console.log([
     `validateer devnet running (${n} validateer${n > 1 ? 's' : ''}; data in ${root}, reset on every start)`,
     `  parentchain   ${chain.endpoint}  (chopsticks, Rococo Asset Hub runtime, a block every ${int(flags.blockMs, 2000, 'block-ms')} ms; //Alice..//Ferdie funded)`,
-    ...children.map((c) => `  validateer ${c.index}  JSON-RPC ${c.rpc}  metrics ${c.metrics ?? 'disabled'}/metrics  log ${c.log}`),
+    ...children.map((c) => `  validateer ${c.index}  JSON-RPC ${c.rpc}  metrics ${c.metrics ?? 'disabled'}/metrics  p2p /ip4/127.0.0.1/tcp/${p2pBase + c.index - 1}  log ${c.log}`),
     `  try           npx validateer client shield //Alice //Bob 1000000000000`,
     'Press Ctrl-C to stop.',
   ].join('\n'));

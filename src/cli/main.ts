@@ -19,7 +19,8 @@ const nodeOptions = (c: Command) => c
 
 nodeOptions(program.command('run').description('run a validateer until SIGINT/SIGTERM')).action(runNodeCommand);
 nodeOptions(program.command('devnet').description('run the local dev network: a dev parentchain and N validateers (what `npm start` runs)'))
-  .option('--validateers <n>', 'how many validateers (ports count up from --rpc-port and --metrics-port)', '1')
+  .option('--validateers <n>', 'how many validateers (ports count up from --rpc-port, --metrics-port and --p2p-port)', '3')
+  .option('--p2p-port <port>', 'libp2p TCP port of the first validateer', '30333')
   .option('--parentchain-port <port>', 'WebSocket port of the dev parentchain', '9944')
   .option('--block-ms <ms>', 'parentchain block time', '2000')
   .action(devnetCommand);

@@ -37,7 +37,8 @@ async function runUntilSignal(config: Config, banner: string): Promise<void> {
     node.metricsUrl ? `  health        ${node.metricsUrl}/health/ready` : '',
     `  signing key   ${node.signingKey}`,
     `  measurement   ${node.measurement}`,
-    `  state         ${node.bootstrap.mode === 'genesis' ? 'new chain (genesis)' : `replayed to #${node.bootstrap.headNumber} in ${Math.round(node.bootstrap.ms)} ms`}`,
+    `  state         ${node.bootstrap.mode === 'empty' ? 'empty: block 0 comes from the first authority (this node or a peer)' : `replayed to #${node.bootstrap.headNumber} in ${Math.round(node.bootstrap.ms)} ms`}`,
+    `  p2p           ${node.network.addresses().join(' ') || '(not listening)'}`,
     'Press Ctrl-C to stop.',
   ].filter(Boolean).join('\n'));
   await new Promise<void>((resolveStop) => {

@@ -40,6 +40,23 @@ export const configSchema = z.object({
     /** Snapshots kept on disk (older ones are pruned). */
     snapshotsKept: z.number().int().positive().default(2),
   }).prefault({}),
+  p2p: z.object({
+    /** libp2p listen multiaddrs; port 0 picks a free port (the registry publishes the bound addresses). */
+    listen: z.array(z.string().startsWith('/')).default(['/ip4/127.0.0.1/tcp/0']),
+    /** Multiaddrs with /p2p/<peer id> kept dialled besides the registered set (e.g. observers, or a set without a parentchain). */
+    bootstrap: z.array(z.string().startsWith('/')).default([]),
+    maxConnections: z.number().int().positive().default(64),
+    /** Largest gossip message (a block with all its encrypted transitions). */
+    maxGossipBytes: z.number().int().positive().default(8 * 1024 * 1024),
+    /** Blocks served per blocks-by-range request, and asked for while syncing. */
+    maxBlocksPerRequest: z.number().int().positive().max(4096).default(512),
+    /** Timeout of every read and write of a request/response exchange. */
+    requestTimeoutMs: z.number().int().positive().default(10_000),
+    /** Requests a peer may make per second per protocol (burst: twice that). */
+    requestsPerSecond: z.number().positive().default(50),
+    /** Enables the dev_setBlockedPeers RPC (tests partition the set with it); never in production. */
+    devControl: z.boolean().default(false),
+  }).prefault({}),
   pool: z.object({
     /** Most pending calls held by the enclave. */
     maxPending: z.number().int().positive().default(200000),
@@ -60,6 +77,11 @@ export const configSchema = z.object({
     }).prefault({}),
     /** Enclave measurements (hex) a registered validateer may run; empty = this build's own measurement. */
     allowedMeasurements: z.array(hex32).default([]),
+    /**
+     * Derive the shard secrets (shielding and state key) from the shard id, so that a dev set shares
+     * them without provisioning. Insecure by construction: for devnets and tests only.
+     */
+    devShardSecrets: z.boolean().default(false),
   }).prefault({}),
   parentchain: z.object({
     /** WebSocket endpoint of a Substrate node; null = no parentchain (authorities and funds from this file). */

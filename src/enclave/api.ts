@@ -63,6 +63,11 @@ export const enclaveApi = {
     result: z.object({ block: bytes, hash: bytes32, number: z.number().int(), included: z.array(z.string()), rejected: z.array(rejection) }),
   },
   commit: { params: z.object({ hash: bytes32 }), result: status },
+  importBlock: {
+    params: z.object({ block: bytes.refine((b) => b.length <= 64 * 1024 * 1024, 'block larger than 64 MiB'), nowMs: z.number().int() }),
+    result: z.object({ hash: bytes32, number: z.number().int(), slot: z.bigint(), author: bytes32, calls: z.array(z.string()) }),
+  },
+  slotAuthor: { params: z.object({ slot: z.bigint().nonnegative() }), result: z.object({ author: bytes32.nullable(), genesisAuthor: bytes32.nullable() }) },
   getter: { params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }), result: z.object({ reply: bytes }) },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
   quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
@@ -112,5 +117,8 @@ export const enclaveInit = z.object({
   authorities: z.array(bytes32),
   trustedAuthorities: z.array(bytes32).default([]),
   allowedMeasurements: z.array(bytes32).default([]),
+  slotDurationMs: z.number().int().positive().optional(),
+  maxDriftMs: z.number().int().nonnegative().optional(),
+  devShardSecrets: z.boolean().optional(),
 });
 export type EnclaveInit = z.input<typeof enclaveInit>;

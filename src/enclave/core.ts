@@ -15,7 +15,8 @@ import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
 import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
-import { Overlay, State, hexKey, joinItems, splitItems, type Item } from './state.ts';
+import { Overlay, State, hexKey, joinItems, splitItems, unpaidWithdrawalId, type Item } from './state.ts';
+import { slotAt, slotAuthor } from '../consensus/aura.ts';
 import { hashThreads, type HashThreads } from './lthash-pool.ts';
 import { NO_PARENTCHAIN, creditShield, execute, precheck, refundWithdrawal, settlePayout, type StfContext } from './stf.ts';
 import { ParentchainView, type ImportedBlock, type ParentchainInitParams } from './parentchain-view.ts';
@@ -37,6 +38,11 @@ export interface EnclaveOptions {
   trustedAuthorities?: Uint8Array[];
   /** Measurements a registered enclave may have; empty = this enclave's own. */
   allowedMeasurements?: Uint8Array[];
+  /** Aura slot length: a block's slot may be at most `maxDriftMs` ahead of the enclave's clock. */
+  slotDurationMs?: number;
+  maxDriftMs?: number;
+  /** Derive the shard secrets from the shard id (dev set without provisioning; simulation only). */
+  devShardSecrets?: boolean;
 }
 
 export interface SubmitResult { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string }
@@ -44,28 +50,30 @@ export interface Rejection { hash: string; code: string; message: string }
 
 const SnapshotFileV1 = Struct({ number: u64, hash: Bytes(32), state: Bytes() });
 /** v2 adds the parentchain block the head built on (which parentchain effects are already in the state). */
-const SnapshotFile = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), state: Bytes() });
+const SnapshotFileV2 = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), state: Bytes() });
 const SNAPSHOT_V2 = 2;
+/** v3 adds the head's slot (a child's slot must be above it). */
+const SnapshotFile = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, state: Bytes() });
+const SNAPSHOT_V3 = 3;
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
 const GETTER_MAX_SKEW_MS = 5 * 60_000;
 const ZERO32 = new Uint8Array(32);
 
-interface Proposal { hash: Uint8Array; number: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
-interface Head { hash: Uint8Array; number: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
+interface Proposal { hash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
+interface Head { hash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
 const RECENT_BLOCKS_KEPT = 256;
 
-function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; state: Uint8Array } {
+function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; slot: bigint; state: Uint8Array } {
   // v1 snapshots (from before the parentchain) have no version byte; a v1 blob whose first byte
-  // happens to be 2 does not also decode as an exact v2 encoding (its lengths would not add up).
-  if (bytes[0] === SNAPSHOT_V2) {
-    try {
-      return decodeExact(SnapshotFile, bytes, 'snapshot');
-    } catch {
-      // fall through to v1
-    }
+  // happens to be 2 or 3 does not also decode as an exact v2/v3 encoding (its lengths would not add up).
+  try {
+    if (bytes[0] === SNAPSHOT_V3) return decodeExact(SnapshotFile, bytes, 'snapshot');
+    if (bytes[0] === SNAPSHOT_V2) return { ...decodeExact(SnapshotFileV2, bytes, 'snapshot'), slot: 0n };
+  } catch {
+    // fall through to v1
   }
-  return { ...decodeExact(SnapshotFileV1, bytes, 'snapshot'), parentchainNumber: 0, parentchainHash: ZERO32 };
+  return { ...decodeExact(SnapshotFileV1, bytes, 'snapshot'), parentchainNumber: 0, parentchainHash: ZERO32, slot: 0n };
 }
 
 export class EnclaveCore {
@@ -84,12 +92,15 @@ export class EnclaveCore {
   private parentchain: ParentchainView | null = null;
   private proposal: Proposal | null = null;
   private replaying: { acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: HashThreads } | null = null;
+  /** Sidechain block that created each withdrawal (since start); older ones count as at `withdrawalBase`. */
+  private readonly withdrawalBlocks = new Map<bigint, bigint>();
+  private withdrawalBase = 0n;
 
   private constructor(opts: EnclaveOptions) {
     this.opts = opts;
     this.measurement = computeMeasurement();
     this.sealer = Sealer.simulated(opts.dataDir, this.measurement);
-    this.keys = loadOrCreateKeys(opts.dataDir, this.sealer).keys;
+    this.keys = loadOrCreateKeys(opts.dataDir, this.sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     this.crypto = new CryptoPool(key, opts.workers);
@@ -136,10 +147,50 @@ export class EnclaveCore {
     return this.parentchain?.registry.everMember(key) ?? false;
   }
 
-  private setHead(h: Head): void {
+  private setHead(h: Head, items?: Item[]): void {
     this.head = h;
+    this.recentBlocks.delete(h.number); // re-inserted last: the map stays in insertion (chain) order
     this.recentBlocks.set(h.number, h);
     if (this.recentBlocks.size > RECENT_BLOCKS_KEPT) this.recentBlocks.delete(this.recentBlocks.keys().next().value!);
+    for (const item of items ?? []) {
+      const id = unpaidWithdrawalId(item);
+      if (id !== undefined) this.withdrawalBlocks.set(id, h.number);
+    }
+  }
+
+  /** Signing keys that author children of `parent` building on parentchain block `parentchainNumber`, in Aura order. */
+  private authoritiesAfter(parent: Head, parentchainNumber: number): Uint8Array[] {
+    const pc = this.parentchain;
+    if (!pc) return this.opts.authorities.length > 0 ? this.opts.authorities : [this.keys.signingPublic];
+    // As of the parentchain block the parent built on; a shard with nobody registered there yet
+    // takes the set as of the block the child builds on (its first members).
+    let set = pc.registry.activeAt(parent.parentchainNumber);
+    if (set.length === 0) set = pc.registry.activeAt(parentchainNumber);
+    return set.map((m) => m.signingKey);
+  }
+
+  /** Who creates block 0: the first configured authority, or the first member ever registered. */
+  private genesisAuthor(): Uint8Array | undefined {
+    const pc = this.parentchain;
+    if (!pc) return this.opts.authorities[0] ?? this.keys.signingPublic;
+    return pc.registry.data.members[0]?.signingKey;
+  }
+
+  /** The author of `slot` on top of the head (null without a head or authorities), and of block 0. */
+  slotAuthor(slot: bigint): { author: Uint8Array | null; genesisAuthor: Uint8Array | null } {
+    const genesisAuthor = this.genesisAuthor() ?? null;
+    if (!this.head || this.replaying) return { author: null, genesisAuthor };
+    const pcNumber = this.parentchain ? this.parentchain.lightClient.number : this.head.parentchainNumber;
+    return { author: slotAuthor(slot, this.authoritiesAfter(this.head, pcNumber)) ?? null, genesisAuthor };
+  }
+
+  /** The last anchored block if it is in this enclave's chain (final), else -1. */
+  private finalNumber(): bigint {
+    const a = this.parentchain?.registry.data.lastAnchor;
+    if (!a || !this.head || a.number > this.head.number) return -1n;
+    const b = this.recentBlocks.get(a.number);
+    if (b) return Buffer.from(b.hash).equals(Buffer.from(a.hash)) ? a.number : -1n;
+    return a.number < this.head.number - BigInt(RECENT_BLOCKS_KEPT) ? a.number : -1n;
   }
 
   private stfContext(): StfContext {
@@ -201,7 +252,9 @@ export class EnclaveCore {
     if (this.replaying) return [];
     return this.view().duties({
       quote: (userData) => this.quote(userData), shard: this.opts.shard, peerId: input.peerId, p2pAddresses: input.p2pAddresses,
-      unpaid: this.state.unpaidWithdrawals(),
+      // Only withdrawals of final blocks are paid: a burn in a block that a reorg abandons must not
+      // have been paid out (and its id may name another withdrawal on the chain that wins).
+      unpaid: this.state.unpaidWithdrawals().filter((w) => (this.withdrawalBlocks.get(w.id) ?? this.withdrawalBase) <= this.finalNumber()),
     });
   }
 
@@ -209,7 +262,15 @@ export class EnclaveCore {
   anchorCall(number: number): Uint8Array {
     const pc = this.view();
     const b = this.recentBlocks.get(BigInt(number));
-    if (!b) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    if (!b || !this.head || b.number > this.head.number) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    // Only a block that descends from the last anchor: finality never moves to another fork.
+    const last = pc.registry.data.lastAnchor;
+    if (last) {
+      const anchored = this.recentBlocks.get(last.number);
+      if (last.number >= b.number || (anchored && !Buffer.from(anchored.hash).equals(Buffer.from(last.hash))) || (!anchored && this.finalNumber() < 0n)) {
+        throw new EnclaveError('ANCHOR_NOT_DESCENDANT', `block ${number} does not descend from the last anchored block ${last.number}`);
+      }
+    }
     const message = encodeMessage({ tag: 'anchor', value: {
       shard: this.opts.shard, sidechainNumber: b.number, sidechainHash: b.hash, previousAnchor: pc.registry.data.lastAnchor?.hash ?? ZERO32,
       parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
@@ -223,16 +284,6 @@ export class EnclaveCore {
     return ed25519Sign(this.keys.signingKey, payload.length > 256 ? blake2_256(payload) : payload);
   }
 
-  /** Whether this enclave may author on top of the current head: always without a parentchain. */
-  private mayAuthor(): boolean {
-    const pc = this.parentchain;
-    if (!pc || !this.head) return true;
-    // As of the parentchain block the parent built on; a shard with nobody registered there yet
-    // takes the set as of the light client head (its first members).
-    let set = pc.registry.activeAt(this.head.parentchainNumber);
-    if (set.length === 0) set = pc.registry.activeAt(pc.lightClient.number);
-    return set.some((m) => Buffer.from(m.signingKey).equals(Buffer.from(this.keys.signingPublic)));
-  }
 
   // ---------- blocks ----------
 
@@ -262,14 +313,20 @@ export class EnclaveCore {
     };
     const { bytes, hash } = this.sealBlock(header, items, []);
     this.state.apply(items, lthash);
-    this.setHead({ hash, number: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32 });
+    this.setHead({ hash, number: 0n, slot: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32 }, items);
     return { block: bytes, hash };
   }
 
   propose(input: { slot: bigint; timestampMs: number; maxCalls: number }) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot propose during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head: create genesis or replay first');
-    if (!this.mayAuthor()) throw new EnclaveError('NOT_AUTHORITY', 'this enclave is not in the shard\'s validateer set');
+    const pcNumber = this.parentchain ? this.parentchain.lightClient.number : this.head.parentchainNumber;
+    const set = this.authoritiesAfter(this.head, pcNumber);
+    const me = Buffer.from(this.keys.signingPublic);
+    if (!set.some((k) => me.equals(Buffer.from(k)))) throw new EnclaveError('NOT_AUTHORITY', 'this enclave is not in the shard\'s validateer set');
+    // One block per slot, and only in our own slots: an enclave never equivocates.
+    if (!me.equals(Buffer.from(slotAuthor(input.slot, set)!))) throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${input.slot} belongs to another authority`);
+    if (input.slot <= this.head.slot && this.head.number > 0n) throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${input.slot} is not after the head's slot ${this.head.slot}`);
     const number = this.head.number + 1n;
     const ctx = this.stfContext();
     const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.account(Buffer.from(s, 'hex')).nonce)
@@ -309,7 +366,7 @@ export class EnclaveCore {
       stateCommitment: lthash.digest(), parentchainNumber, parentchainHash, timestampMs: BigInt(input.timestampMs),
     };
     const { bytes, hash } = this.sealBlock(header, items, callHashes);
-    this.proposal = { hash, number, items, lthash, included, parentchainNumber, parentchainHash };
+    this.proposal = { hash, number, slot: input.slot, items, lthash, included, parentchainNumber, parentchainHash };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
 
@@ -318,11 +375,59 @@ export class EnclaveCore {
     const p = this.proposal;
     if (!p || !Buffer.from(p.hash).equals(Buffer.from(hash))) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
     this.state.apply(p.items, p.lthash);
-    this.setHead({ hash: p.hash, number: p.number, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash });
+    this.setHead({ hash: p.hash, number: p.number, slot: p.slot, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash }, p.items);
     for (const h of p.included) this.pool.remove(h);
     this.proposal = null;
-    this.parentchain?.settledUpTo(p.parentchainNumber);
     return this.status();
+  }
+
+  /**
+   * Verifies a block from another validateer as the child of the head: shard, author of its slot in
+   * the set the parent's parentchain block names, signature, slot after the parent's and not ahead
+   * of the clock, parentchain block verified by the light client, body root, decryption, and the
+   * state commitment after applying its transitions. Staged like a proposal: `commit` applies it
+   * once the host has stored it.
+   */
+  importBlock(bytes: Uint8Array, nowMs: number) {
+    if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot import during a replay');
+    const b = decodeExact(SignedBlock, bytes, 'block');
+    const h = b.header;
+    const hash = headerHash(h);
+    const author = Buffer.from(h.author);
+    if (h.number === 0n) {
+      if (this.head) throw new EnclaveError('BLOCK_NOT_CHILD', 'a genesis block cannot extend a chain');
+      if (!Buffer.from(h.parentHash).equals(Buffer.from(ZERO32)) || h.slot !== 0n) throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
+      const g = this.genesisAuthor();
+      if (!g || !author.equals(Buffer.from(g))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', 'genesis is not by the shard\'s first authority');
+    } else {
+      const parent = this.head;
+      if (!parent) throw new EnclaveError('NOT_INITIALISED', 'no head: import genesis first');
+      if (h.number !== parent.number + 1n || !Buffer.from(h.parentHash).equals(Buffer.from(parent.hash))) {
+        throw new EnclaveError('BLOCK_NOT_CHILD', `block ${h.number} does not extend the head ${parent.number}`);
+      }
+      if (h.slot <= parent.slot) throw new EnclaveError('BLOCK_SLOT_NOT_INCREASING', `block ${h.number} slot ${h.slot} is not after its parent's ${parent.slot}`);
+      const slotMs = this.opts.slotDurationMs ?? 1000;
+      if (h.slot > slotAt(nowMs + (this.opts.maxDriftMs ?? slotMs), slotMs)) throw new EnclaveError('BLOCK_FROM_FUTURE', `block ${h.number} slot ${h.slot} is ahead of the clock`);
+      if (h.parentchainNumber < parent.parentchainNumber) throw new EnclaveError('BLOCK_PARENTCHAIN_BACKWARDS', `block ${h.number} builds on an older parentchain block than its parent`);
+      const pc = this.parentchain;
+      if (pc) {
+        const known = pc.knowsBlock(h.parentchainNumber, h.parentchainHash);
+        if (h.parentchainNumber > pc.lightClient.number) throw new EnclaveError('PARENTCHAIN_BLOCK_UNKNOWN', `block ${h.number} builds on parentchain #${h.parentchainNumber}, the light client is at #${pc.lightClient.number}`);
+        if (known === false) throw new EnclaveError('BLOCK_BAD_PARENTCHAIN', `block ${h.number} names a parentchain block the light client did not verify`);
+      } else if (h.parentchainNumber !== parent.parentchainNumber) {
+        throw new EnclaveError('BLOCK_BAD_PARENTCHAIN', `block ${h.number} names a parentchain block without a parentchain`);
+      }
+      const expected = slotAuthor(h.slot, this.authoritiesAfter(parent, h.parentchainNumber));
+      if (!expected || !author.equals(Buffer.from(expected))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
+    }
+    const items = this.openBlock(b);
+    const lthash = this.state.preview(items);
+    if (!Buffer.from(lthash.digest()).equals(Buffer.from(h.stateCommitment))) {
+      throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
+    }
+    const included = b.body.calls.map((c) => Buffer.from(c).toString('hex'));
+    this.proposal = { hash, number: h.number, slot: h.slot, items, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
+    return { hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
 
   // ---------- replay ----------
@@ -333,8 +438,12 @@ export class EnclaveCore {
     if (sealedSnapshot) {
       const snap = decodeSnapshot(this.sealer.unseal('snapshot', sealedSnapshot));
       this.state = State.fromSnapshot(snap.state);
-      this.setHead({ hash: snap.hash, number: snap.number, commitment: this.state.commitment(), parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash });
+      this.recentBlocks.clear();
+      this.setHead({ hash: snap.hash, number: snap.number, slot: snap.slot, commitment: this.state.commitment(), parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash });
+      this.withdrawalBase = snap.number;
     } else {
+      this.recentBlocks.clear();
+      this.withdrawalBase = 0n;
       this.state = new State();
       this.head = null;
     }
@@ -368,7 +477,7 @@ export class EnclaveCore {
       }
       r.blocks++;
       r.transitions += items.length;
-      this.setHead({ hash: headerHash(b.header), number: b.header.number, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash });
+      this.setHead({ hash: headerHash(b.header), number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
     }
     return { headNumber: Number(this.head?.number ?? -1) };
   }
@@ -386,7 +495,6 @@ export class EnclaveCore {
     }
     if (this.replaying !== r) throw new EnclaveError('REPLAY_ABORTED', 'a new replay began before this one finished');
     this.replaying = null;
-    if (this.head) this.parentchain?.settledUpTo(this.head.parentchainNumber);
     if (this.head && !Buffer.from(this.state.commitment()).equals(Buffer.from(this.head.commitment))) {
       this.head = null;
       throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
@@ -436,7 +544,7 @@ export class EnclaveCore {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
     const h = this.head;
-    const bytes = SnapshotFile.enc({ version: SNAPSHOT_V2, number: h.number, hash: h.hash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, state: this.state.encodeSnapshot() });
+    const bytes = SnapshotFile.enc({ version: SNAPSHOT_V3, number: h.number, hash: h.hash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, state: this.state.encodeSnapshot() });
     return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(this.head.number) };
   }
 

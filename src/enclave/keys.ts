@@ -3,7 +3,7 @@
 // same signer) and never leave this module unsealed.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { Bytes, Struct, Vector, u32 } from 'scale-ts';
 import { ed25519PrivateKey, ed25519PublicFromSeed, x25519Generate, x25519PrivateKey, x25519PublicFromSecret } from '../crypto/primitives.ts';
 import { decodeExact } from '../codec/wire.ts';
@@ -29,18 +29,29 @@ export interface EnclaveKeys {
   currentStateKeyId: number;
 }
 
-export function loadOrCreateKeys(dataDir: string, sealer: Sealer): { keys: EnclaveKeys; created: boolean } {
+/**
+ * Shard secrets every dev enclave of a shard derives alike (shielding and first state key from the
+ * shard id). A stop-gap for devnets until attested provisioning hands them over between enclaves:
+ * anyone who knows the shard id knows these keys, so it is refused outside simulation mode.
+ */
+function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Array; stateKey: Uint8Array } {
+  const derive = (label: string) => new Uint8Array(hkdfSync('sha256', shard, new Uint8Array(0), `validateer/dev-shard-secrets/v1/${label}`, 32));
+  return { shieldingSecret: derive('shielding'), stateKey: derive('state') };
+}
+
+export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uint8Array): { keys: EnclaveKeys; created: boolean } {
   const path = join(dataDir, 'enclave', 'keys.sealed');
   let created = false;
   let file: ReturnType<typeof KeyFile.dec>;
   if (existsSync(path)) {
     file = decodeExact(KeyFile, sealer.unseal('keys', new Uint8Array(readFileSync(path))), 'key file');
   } else {
+    const shared = devShard ? devShardSecrets(devShard) : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
     file = {
       signingSeed: new Uint8Array(randomBytes(32)),
       shieldingKeyId: 1,
-      shieldingSecret: x25519Generate().secretKey,
-      stateKeys: [{ id: 1, key: new Uint8Array(randomBytes(32)) }],
+      shieldingSecret: shared.shieldingSecret,
+      stateKeys: [{ id: 1, key: shared.stateKey }],
       currentStateKeyId: 1,
     };
     writeFileAtomic(path, sealer.seal('signer', 'keys', KeyFile.enc(file)));

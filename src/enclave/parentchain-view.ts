@@ -138,6 +138,9 @@ export class ParentchainView {
         }
         this.expireDuties(h.number);
       }
+      // Effects are dropped only once a final block executed them: a reorg of unfinalized blocks
+      // must find them again.
+      if (this.registry.anchoredProcessed !== undefined) this.settledUpTo(this.registry.anchoredProcessed);
     } finally {
       this.persist(); // what was verified before a bad block stays verified
     }
@@ -176,12 +179,21 @@ export class ParentchainView {
 
   // ---------- effects for sidechain blocks ----------
 
+  /** Whether (number, hash) is a verified parentchain block; undefined when it is older than what is remembered. */
+  knowsBlock(number: number, hash: Uint8Array): boolean | undefined {
+    if (number > this.lightClient.number) return false;
+    if (number === this.lightClient.number) return same(hash, this.lightClient.hash);
+    const n = this.recent.get(hex(hash));
+    if (n !== undefined) return n === number;
+    return this.recent.size === 0 || number < Math.min(...this.recent.values()) ? undefined : false;
+  }
+
   /** Effects from parentchain blocks after `afterNumber` (what the sidechain has not executed yet). */
   effectsAfter(afterNumber: number): Effect[] {
     return this.pending.filter((e) => e.parentchainNumber > afterNumber);
   }
 
-  /** A sidechain block that executed effects up to `number` is durable: drop them. */
+  /** A final sidechain block executed effects up to `number`: drop them. */
   settledUpTo(number: number): void {
     const before = this.pending.length;
     this.pending = this.pending.filter((e) => e.parentchainNumber > number);

@@ -74,6 +74,8 @@ const empty = new Uint8Array(0);
 
 export class Registry {
   data: RegistryData;
+  /** Parentchain block processed by the last anchored (so final) sidechain block seen since start: its effects are executed for good. */
+  anchoredProcessed: number | undefined;
   private readonly ctx: RegistryContext;
 
   constructor(ctx: RegistryContext, data?: RegistryData) {
@@ -221,7 +223,11 @@ export class Registry {
         if (!signer || !this.isActive(signer, number)) return void ignore(out, `${where}: anchor by a non-member`);
         const last = this.data.lastAnchor;
         if (last && m.value.sidechainNumber <= last.number) return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} is not above ${last.number}`);
+        // Anchors chain: one made without knowing the last anchor may be on another fork, and
+        // finality must never jump between forks.
+        if (last && !same(m.value.previousAnchor, last.hash)) return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} does not follow the last anchor`);
         this.data.lastAnchor = { number: m.value.sidechainNumber, hash: m.value.sidechainHash, parentchainNumber: number };
+        this.anchoredProcessed = Math.max(this.anchoredProcessed ?? 0, m.value.parentchainProcessed.number);
         out.push({ kind: 'anchor', detail: String(m.value.sidechainNumber) });
         return;
       }

@@ -66,6 +66,12 @@ export function withdrawalItem(w: Withdrawal): Item {
 }
 
 /** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
+/** The id of the withdrawal an item writes unpaid (its creation), if it is one. */
+export function unpaidWithdrawalId(item: Item): bigint | undefined {
+  if (item[0] !== TAG_WITHDRAWAL || item[item.length - 1] !== 0) return undefined;
+  return Buffer.from(item.buffer, item.byteOffset, item.byteLength).readBigUInt64LE(1);
+}
+
 export function decodeItem(item: Item): StateWrite {
   return decodeExact(StateWrite, item, 'state item');
 }

@@ -39,6 +39,19 @@ export interface Metrics {
   readonly anchorsSubmitted: Counter;
   readonly parentchainAccountBalance: Gauge;
   readonly parentchainObservations: Counter<'kind'>;
+  readonly p2pPeers: Gauge;
+  readonly gossipMessages: Counter<'topic' | 'result'>;
+  readonly blocksImported: Counter<'result'>;
+  readonly blockImportSeconds: Histogram;
+  readonly reorgs: Counter;
+  readonly reorgDepth: Histogram;
+  readonly equivocations: Counter;
+  readonly blockPropagationSeconds: Histogram;
+  readonly p2pPenalties: Counter;
+  /** Counts a gossip message by topic and validation result (bounded label sets). */
+  countGossip(topic: string, result: string): void;
+  /** Counts a sidechain block received from the network by import result (bounded label set). */
+  countImport(result: string, n?: number): void;
   /** Counts a parentchain extrinsic this validateer sent; calls outside the known set become 'other'. */
   countParentchainExtrinsic(call: string, result: 'success' | 'failed' | 'error' | 'insufficient_funds'): void;
   /** Counts calls by result; unknown results become 'other' so the label set stays bounded. */
@@ -48,6 +61,12 @@ export interface Metrics {
 }
 
 const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'proxy', 'payout', 'anchor'] as const;
+export const GOSSIP_TOPICS = ['blocks', 'calls'] as const;
+export const GOSSIP_RESULTS = ['accept', 'ignore', 'reject', 'duplicate', 'too_large'] as const;
+/** imported: became canonical; side: valid block on a losing branch; pending: parent or parentchain block not known yet. */
+export const IMPORT_RESULTS = ['imported', 'side', 'pending', 'duplicate', 'invalid', 'below_finalized'] as const;
+/** Propagation and import: from 1 ms (loopback) to a few slots. */
+const PROPAGATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** 1 ms .. 2 s: a block must be produced within 70% of a (default 1 s) slot. */
 const BLOCK_PRODUCTION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2];
@@ -100,6 +119,23 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     registers,
   });
   const extrinsicCalls = new Set<string>(PARENTCHAIN_CALLS);
+  const gossipMessages = new Counter({
+    name: 'validateer_gossip_messages_total',
+    help: 'Gossip messages received, by topic and validation result (accept: forwarded; ignore: dropped; reject: dropped and sender penalised).',
+    labelNames: ['topic', 'result'] as const,
+    registers,
+  });
+  for (const topic of GOSSIP_TOPICS) for (const result of GOSSIP_RESULTS) gossipMessages.inc({ topic, result }, 0);
+  const blocksImported = new Counter({
+    name: 'validateer_sidechain_blocks_imported_total',
+    help: 'Sidechain blocks received from other validateers, by result.',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const result of [...IMPORT_RESULTS, OTHER]) blocksImported.inc({ result }, 0);
+  const gossipTopics = new Set<string>(GOSSIP_TOPICS);
+  const gossipResults = new Set<string>(GOSSIP_RESULTS);
+  const importResults = new Set<string>(IMPORT_RESULTS);
 
   const callResults = new Set<string>(CALL_RESULTS);
   const rpcOutcomes = new Set<string>(RPC_OUTCOMES);
@@ -131,6 +167,21 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     parentchainAccountBalance: new Gauge({ name: 'validateer_parentchain_account_balance', help: 'Free balance of the enclave account that pays parentchain fees, in base units.', registers }),
     anchorsSubmitted: new Counter({ name: 'validateer_anchors_submitted_total', help: 'Anchor extrinsics included on the parentchain.', registers }),
     parentchainObservations,
+    p2pPeers: new Gauge({ name: 'validateer_p2p_peers', help: 'Connected libp2p peers.', registers }),
+    gossipMessages,
+    blocksImported,
+    blockImportSeconds: new Histogram({ name: 'validateer_block_import_seconds', help: 'Time to verify, store and apply one block from another validateer.', buckets: BLOCK_PRODUCTION_BUCKETS, registers }),
+    reorgs: new Counter({ name: 'validateer_sidechain_reorgs_total', help: 'Switches of the canonical chain to another branch.', registers }),
+    reorgDepth: new Histogram({ name: 'validateer_sidechain_reorg_depth', help: 'Blocks abandoned per reorg.', buckets: [1, 2, 3, 5, 10, 20, 50, 100, 200], registers }),
+    equivocations: new Counter({ name: 'validateer_equivocations_total', help: 'Two different blocks seen from one author for one slot.', registers }),
+    blockPropagationSeconds: new Histogram({ name: 'validateer_block_propagation_seconds', help: 'From the start of a block\'s slot to its import here.', buckets: PROPAGATION_BUCKETS, registers }),
+    p2pPenalties: new Counter({ name: 'validateer_p2p_penalties_total', help: 'Penalties given to peers for invalid blocks, calls or requests.', registers }),
+    countGossip(topic, result) {
+      gossipMessages.inc({ topic: gossipTopics.has(topic) ? topic : OTHER, result: gossipResults.has(result) ? result : OTHER });
+    },
+    countImport(result, n = 1) {
+      blocksImported.inc({ result: importResults.has(result) ? result : OTHER }, n);
+    },
     countParentchainExtrinsic(call, result) {
       parentchainExtrinsics.inc({ call: extrinsicCalls.has(call) ? call : OTHER, result });
     },

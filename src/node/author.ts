@@ -10,7 +10,7 @@ import { toHex } from '../codec/wire.ts';
 export interface AuthorDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; relay: CallRelay }
 export interface AuthorOptions { maxCalls: number; snapshotInterval: number; snapshotsKept: number }
 
-export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: bigint): Promise<{ number: number; hash: string; calls: number }> {
+export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: bigint): Promise<{ number: number; hash: string; calls: number; bytes: Uint8Array }> {
   const { enclave, store, metrics, logger, relay } = deps;
   const started = performance.now();
   const p = await enclave.call('propose', { slot, timestampMs: Date.now(), maxCalls: opts.maxCalls });
@@ -36,5 +36,5 @@ export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: b
     await store.putSnapshot(snap.number, snap.sealed, opts.snapshotsKept);
     metrics.snapshots.inc();
   }
-  return { number: p.number, hash: blockHash, calls: p.included.length };
+  return { number: p.number, hash: blockHash, calls: p.included.length, bytes: p.block };
 }

@@ -5,30 +5,43 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from './logger.ts';
 import { EnclaveError } from '../enclave/host.ts';
+import { describeBlock } from '../sidechain/block-tree.ts';
 
-export interface BootstrapResult { mode: 'genesis' | 'replay'; headNumber: number; replayedBlocks: number; transitions: number; fromSnapshot: number | null; ms: number }
+async function blockHashAt(store: BlockStore, n: number): Promise<Uint8Array> {
+  const bytes = await store.blockByNumber(n);
+  if (!bytes) throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${n} is not in the store`);
+  return describeBlock(bytes, null, null).block.hashBytes;
+}
+
+export interface BootstrapResult { mode: 'genesis' | 'replay' | 'empty'; headNumber: number; replayedBlocks: number; transitions: number; fromSnapshot: number | null; ms: number }
 
 export async function bootstrap(
   deps: { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger },
-  genesisBalances: () => Promise<{ account: Uint8Array; amount: bigint }[]>,
-  opts: { verifyEach?: boolean; ignoreSnapshots?: boolean } = {},
+  /** Creates block 0 on an empty store; null = leave it empty (block 0 comes from the set's first authority). */
+  genesisBalances: (() => Promise<{ account: Uint8Array; amount: bigint }[]>) | null,
+  opts: { verifyEach?: boolean; ignoreSnapshots?: boolean; upTo?: number } = {},
 ): Promise<BootstrapResult> {
   const { enclave, store, metrics, logger } = deps;
   const started = performance.now();
-  const head = store.head();
+  const stored = store.head();
+  const head = stored && opts.upTo !== undefined && opts.upTo < stored.number
+    ? { number: opts.upTo, hash: await blockHashAt(store, opts.upTo) }
+    : stored;
+  if (!head && !genesisBalances) return { mode: 'empty', headNumber: -1, replayedBlocks: 0, transitions: 0, fromSnapshot: null, ms: 0 };
   if (!head) {
-    const g = await enclave.call('genesis', { balances: await genesisBalances(), timestampMs: Date.now() });
+    const g = await enclave.call('genesis', { balances: await genesisBalances!(), timestampMs: Date.now() });
     await store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
     logger.info({ hash: '0x' + Buffer.from(g.hash).toString('hex') }, 'genesis block created');
     return { mode: 'genesis', headNumber: 0, replayedBlocks: 1, transitions: 0, fromSnapshot: null, ms: performance.now() - started };
   }
 
-  const candidates: ({ number: number; sealed: Uint8Array } | null)[] = opts.verifyEach || opts.ignoreSnapshots ? [null] : [...(await store.snapshots()), null];
+  const snapshots = (await store.snapshots()).filter((s) => s.number <= head.number);
+  const candidates: ({ number: number; sealed: Uint8Array } | null)[] = opts.verifyEach || opts.ignoreSnapshots ? [null] : [...snapshots, null];
   for (const snap of candidates) {
     try {
       await enclave.call('beginReplay', { snapshot: snap?.sealed, verifyEach: opts.verifyEach ?? false });
       let replayed = 0;
-      for await (const blocks of store.blocksFrom(snap ? snap.number + 1 : 0)) {
+      for await (const blocks of store.blocksFrom(snap ? snap.number + 1 : 0, 512, head.number)) {
         await enclave.call('replayBlocks', { blocks });
         replayed += blocks.length;
         metrics.replayBlocks.inc(blocks.length);

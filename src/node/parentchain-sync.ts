@@ -47,6 +47,11 @@ export class ParentchainSync {
   /** Members as of the light client head, in registration order (hex signing keys). */
   members: string[] = [];
   finalized: Finality | null = null;
+  /** The last anchor seen in a finalized parentchain block (final, though maybe not in our chain yet). */
+  lastAnchor: Finality | null = null;
+  private membersListener: ((m: Result<'parentchainInfo'>['members']) => void) | null = null;
+  private others: Result<'parentchainInfo'>['members'] = [];
+  private importedListener: (() => void) | null = null;
   processedNumber = 0;
 
   constructor(deps: { enclave: Enclave; chain: Parentchain; store: BlockStore; metrics: Metrics; logger: Logger; signingKey: Uint8Array }, opts: ParentchainSyncOptions) {
@@ -154,11 +159,37 @@ export class ParentchainSync {
       else this.logger.info({ kind: o.kind, detail: o.detail }, 'parentchain message');
     }
     if (r.observations.length > 0) this.apply(await this.enclave.call('parentchainInfo', {}));
+    this.importedListener?.();
     this.kickDuties();
   }
 
+  /** The addresses registered for this validateer (known once the network listens). */
+  setP2pAddresses(addrs: string[]): void {
+    this.opts.p2pAddresses = addrs;
+  }
+
+  /** Called with the active members (and their p2p addresses) whenever the registry changes. */
+  onMembers(fn: (members: Result<'parentchainInfo'>['members']) => void): void {
+    this.membersListener = fn;
+    fn(this.others);
+  }
+
+  /** Called after every batch of parentchain blocks the enclave verified. */
+  onImported(fn: () => void): void {
+    this.importedListener = fn;
+  }
+
+  /** Re-checks whether the last anchor is in the local chain (after imports and reorgs). */
+  refreshFinality(): void {
+    void this.updateFinality(this.lastAnchor);
+  }
+
   private apply(i: Result<'parentchainInfo'>): void {
-    this.members = i.members.filter((m) => m.unregisteredAt === null).map((m) => toHex(m.signingKey));
+    const active = i.members.filter((m) => m.unregisteredAt === null);
+    this.members = active.map((m) => toHex(m.signingKey));
+    this.others = active.filter((m) => toHex(m.signingKey) !== toHex(this.signer.publicKey));
+    this.membersListener?.(this.others);
+    this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;
     this.processedNumber = i.number;
     this.metrics.parentchainProcessedNumber.set(i.number);
     void this.updateFinality(i.lastAnchor);
@@ -168,7 +199,7 @@ export class ParentchainSync {
     if (!anchor || (this.finalized && anchor.number <= this.finalized.number)) return;
     // Final only if the anchored block is the one in our chain.
     if ((await this.store.numberOf(anchor.hash)) !== anchor.number) {
-      this.logger.warn({ number: anchor.number, hash: toHex(anchor.hash) }, 'anchored block is not in the local chain');
+      this.logger.debug({ number: anchor.number, hash: toHex(anchor.hash) }, 'anchored block is not in the local chain (yet)');
       return;
     }
     this.finalized = { number: anchor.number, hash: anchor.hash };

@@ -10,12 +10,13 @@ import { startMetricsServer } from '../metrics/server.ts';
 import { startRpcServer, type RpcServer } from '../rpc/server.ts';
 import { createMethods } from '../rpc/methods.ts';
 import { SlotWorker } from '../consensus/slots.ts';
-import { slotAuthor } from '../consensus/aura.ts';
 import { fromHex, toHex } from '../codec/wire.ts';
+import { createNetwork, type Network } from '../p2p/network.ts';
 import { CallRelay } from './call-relay.ts';
 import { enclaveInitFrom, genesisBalances } from './from-config.ts';
-import { authorBlock } from './author.ts';
 import { bootstrap, type BootstrapResult } from './bootstrap.ts';
+import { ChainService } from './chain.ts';
+import { forwardAcceptedCalls, onGossipCalls } from './call-gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
 import { ParentchainSync } from './parentchain-sync.ts';
@@ -28,6 +29,7 @@ export interface Validateer {
   bootstrap: BootstrapResult;
   metrics: Metrics;
   parentchain: ParentchainSync | null;
+  network: Network;
   stop(): Promise<void>;
 }
 
@@ -48,6 +50,21 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const signingKey = toHex(info.signingKey);
     logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads }, 'enclave started (simulation mode)');
 
+    // The network starts first: the registration publishes its peer id and addresses.
+    const network = await createNetwork({
+      dataDir, shard, listen: config.p2p.listen, bootstrap: config.p2p.bootstrap, logger,
+      limits: {
+        maxConnections: config.p2p.maxConnections, maxGossipBytes: config.p2p.maxGossipBytes, maxRequestBytes: 4096,
+        maxResponseBytes: config.p2p.maxGossipBytes * 4, maxBlocksPerRequest: config.p2p.maxBlocksPerRequest,
+        requestTimeoutMs: config.p2p.requestTimeoutMs, requestsPerSecond: config.p2p.requestsPerSecond,
+      },
+      hooks: {
+        onGossip: (topic, result) => metrics.countGossip(topic, result),
+        onPeers: (n) => metrics.p2pPeers.set(n),
+      },
+    });
+    cleanup.push(() => network.stop());
+
     // The light client opens before the replay: the registry names which authors' blocks are valid.
     let sync: ParentchainSync | null = null;
     if (config.parentchain.endpoint) {
@@ -60,26 +77,46 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
         genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
         checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
-        peerId: '', p2pAddresses: [], shard,
+        peerId: network.peerId, p2pAddresses: [], shard,
       });
       await sync.init();
       cleanup.push(() => sync!.stop());
       logger.info({ endpoint: p.endpoint, genesisHash: toHex(pc.genesisHash()), enclaveAccount: pc.address(info.signingKey) }, 'parentchain connected');
     }
 
-    const boot = await bootstrap({ enclave, store, metrics, logger }, () => genesisBalances(config));
+    // An empty store waits for block 0: the set's first authority creates it, the others fetch it.
+    const boot = await bootstrap({ enclave, store, metrics, logger }, null);
     const status = await enclave.call('status', {});
-    const head = store.head()!;
-    metrics.sidechainHeadNumber.set(head.number);
-    metrics.eventLogEntries.set(head.number + 1);
+    const head = store.head();
+    if (head) {
+      metrics.sidechainHeadNumber.set(head.number);
+      metrics.eventLogEntries.set(head.number + 1);
+    }
     metrics.stateAccounts.set(status.accounts);
 
     const relay = new CallRelay(enclave);
+    const chain = new ChainService({
+      enclave, store, metrics, logger, relay, signingKey: info.signingKey,
+      genesisBalances: () => genesisBalances(config),
+      anchor: () => sync?.lastAnchor ?? null,
+      onHeadChanged: (e) => {
+        ready = true;
+        if (e.authored) sync?.blockCommitted(e.number);
+        else sync?.kickDuties();
+        sync?.refreshFinality();
+      },
+    }, {
+      slotDurationMs: config.sidechain.slotDurationMs, maxCalls: config.sidechain.blockMaxCalls, snapshotInterval: config.sidechain.snapshotInterval,
+      snapshotsKept: config.sidechain.snapshotsKept, shard, syncBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
+    });
+    chain.attach(network);
+    sync?.onImported(() => chain.parentchainAdvanced());
     let ready = false;
     const rpc: RpcServer = await startRpcServer({
       ...config.rpc,
       methods: createMethods({
         enclave, store, relay, metrics, shard, version: `validateer/${VERSION}`, isReady: () => ready,
+        network: { peerId: network.peerId, addresses: () => network.addresses(), connectedPeers: () => network.connectedPeers(), ...(config.p2p.devControl ? { setBlocked: (ids: string[]) => network.setBlocked(ids) } : {}) },
         ...(sync && config.parentchain.endpoint ? { parentchain: { finalized: () => sync.finalized, endpoint: config.parentchain.endpoint } } : {}),
       }),
       logger,
@@ -95,25 +132,33 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       cleanup.push(() => server.close());
     }
 
-    const configured = config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey];
-    // With a parentchain the authorities are the registered set (none until this enclave is registered).
-    const authorities = () => (sync ? sync.members : configured);
+    // The enclave decides whose slot it is (the registered set as of the parent's parentchain block).
     const slots = new SlotWorker({
       slotDurationMs: config.sidechain.slotDurationMs,
-      onSlot: async (slot) => {
-        if (slotAuthor(slot, authorities()) !== signingKey) return;
-        const block = await authorBlock({ enclave, store, metrics, logger, relay }, { maxCalls: config.sidechain.blockMaxCalls, ...config.sidechain }, slot);
-        ready = true;
-        sync?.blockCommitted(block.number);
-      },
+      onSlot: (slot) => chain.onSlot(slot),
       onError: (err) => logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'slot failed'),
     });
-    if (sync) await sync.start();
+    forwardAcceptedCalls(relay, network, logger);
+    await network.start({
+      onBlock: (bytes, from) => chain.onGossipBlock(bytes, from),
+      onCall: (bytes) => onGossipCalls(relay, bytes),
+      status: () => chain.status(),
+      onPeerStatus: (peer, s) => chain.onPeerStatus(peer, s),
+      blocksByRange: (from, count) => chain.blocksByRange(from, count),
+      blocksByHash: (hashes) => chain.blocksByHash(hashes),
+    });
+    logger.info({ peerId: network.peerId, addresses: network.addresses() }, 'p2p started');
+    if (sync) {
+      sync.setP2pAddresses(network.addresses());
+      sync.onMembers((members) => network.setPeers(members.flatMap((m) => m.p2pAddresses)));
+      await sync.start();
+    }
     slots.start();
     cleanup.push(() => slots.stop());
+    cleanup.push(() => chain.stop());
 
     return {
-      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: sync,
+      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: sync, network,
       stop: stopAll,
     };
   } catch (err) {
@@ -124,5 +169,5 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
 
 export const RPC_METHODS = [
   'author_getShieldingKey', 'author_submitCall', 'author_submitAndWatchCall', 'author_callBlock', 'state_executeGetter',
-  'chain_getHeader', 'chain_getBlockHash', 'chain_getFinalizedHead', 'shard_getInfo', 'system_health', 'system_version',
+  'chain_getHeader', 'chain_getBlockHash', 'chain_getFinalizedHead', 'shard_getInfo', 'system_health', 'system_version', 'system_network', 'dev_setBlockedPeers',
 ] as const;

@@ -43,6 +43,8 @@ export interface MethodDeps {
   shard: Uint8Array;
   version: string;
   isReady: () => boolean;
+  /** The p2p network (peer id, addresses, peers); `setBlocked` only when dev control is enabled. */
+  network?: { peerId: string; addresses(): string[]; connectedPeers(): string[]; setBlocked?: (peerIds: string[]) => void };
   /** Sidechain finality and the shard's parentchain view; absent when running without a parentchain. */
   parentchain?: { finalized(): { number: number; hash: Uint8Array } | null; endpoint: string };
 }
@@ -161,9 +163,22 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
     },
     system_health: async () => {
       const s = await d.enclave.call('status', {});
-      return { ready: d.isReady(), headNumber: d.store.head()?.number ?? null, poolSize: s.poolSize, accounts: s.accounts, peers: 0 };
+      return { ready: d.isReady(), headNumber: d.store.head()?.number ?? null, poolSize: s.poolSize, accounts: s.accounts, peers: d.network?.connectedPeers().length ?? 0 };
+    },
+    system_network: () => {
+      const n = d.network;
+      return n ? { peerId: n.peerId, addresses: n.addresses(), peers: n.connectedPeers() } : { peerId: null, addresses: [], peers: [] };
     },
     system_version: () => d.version,
   };
+  const setBlocked = d.network?.setBlocked;
+  if (setBlocked) {
+    // Dev control (p2p.devControl): tests cut the set in two and heal it with real disconnects.
+    methods.dev_setBlockedPeers = (p: unknown) => {
+      const [peers] = params(z.tuple([z.array(z.string().min(1).max(128)).max(256)]), p);
+      setBlocked(peers);
+      return null;
+    };
+  }
   return methods;
 }

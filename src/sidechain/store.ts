@@ -3,6 +3,13 @@
 // written in one atomic, synced batch: a kill -9 leaves either all of them or none.
 import { ClassicLevel } from 'classic-level';
 import { ValidateerError } from '../codec/errors.ts';
+import { decodeExact } from '../codec/wire.ts';
+import { SignedBlock, headerHash } from './block.ts';
+
+function blockIndexes(bytes: Uint8Array): { hash: Uint8Array; callHashes: Uint8Array[] } {
+  const b = decodeExact(SignedBlock, bytes, 'stored block');
+  return { hash: headerHash(b.header), callHashes: b.body.calls };
+}
 
 const BLOCK = 0x42; // 'B' + u64 number -> signed block bytes (canonical chain: the event log)
 const HASH = 0x48; // 'H' + block hash -> u64 number
@@ -68,6 +75,54 @@ export class BlockStore {
     this.headCache = { number: b.number, hash: b.hash };
   }
 
+  /**
+   * Replaces the canonical blocks above `ancestor` with `blocks` (its descendants, in order) in one
+   * atomic, synced batch, with their indexes and the head; snapshots above the ancestor go too.
+   * Returns the replaced blocks' bytes.
+   */
+  async reorg(ancestor: number, blocks: StoredBlock[]): Promise<Uint8Array[]> {
+    const head = this.headCache;
+    if (!head || ancestor > head.number) throw new ValidateerError('STORE_BAD_REORG', `ancestor ${ancestor} is not in the chain`);
+    blocks.forEach((b, i) => {
+      if (b.number !== ancestor + 1 + i) throw new ValidateerError('STORE_BAD_REORG', `block ${b.number} is not at height ${ancestor + 1 + i}`);
+    });
+    const batch = this.db.batch();
+    const abandoned: Uint8Array[] = [];
+    for (let n = ancestor + 1; n <= head.number; n++) {
+      const bytes = await this.blockByNumber(n);
+      if (!bytes) continue;
+      abandoned.push(bytes);
+      const { hash, callHashes } = blockIndexes(bytes);
+      batch.del(key(BLOCK, u64be(n))).del(key(HASH, hash));
+      for (const c of callHashes) batch.del(key(CALL, c));
+    }
+    for await (const k of this.db.keys({ gt: key(SNAPSHOT, u64be(ancestor)), lt: key(SNAPSHOT + 1, new Uint8Array(0)) })) batch.del(k);
+    for (const b of blocks) {
+      const n = u64be(b.number);
+      batch.put(key(BLOCK, n), b.bytes).put(key(HASH, b.hash), n);
+      for (const c of b.callHashes) batch.put(key(CALL, c), n);
+    }
+    const last = blocks.at(-1);
+    const newHead = last ? { number: last.number, hash: last.hash } : { number: ancestor, hash: (await this.hashAt(ancestor))! };
+    batch.put(META_HEAD, new Uint8Array([...u64be(newHead.number), ...newHead.hash]));
+    await batch.write({ sync: true });
+    this.headCache = newHead;
+    return abandoned;
+  }
+
+  /** Canonical blocks from..from+count-1, stopping at the first missing one. */
+  async blockRange(from: number, count: number): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    if (count <= 0) return out;
+    for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: key(BLOCK, u64be(from + count)) })) out.push(value);
+    return out;
+  }
+
+  private async hashAt(n: number): Promise<Uint8Array | undefined> {
+    const bytes = await this.blockByNumber(n);
+    return bytes ? blockIndexes(bytes).hash : undefined;
+  }
+
   async blockByNumber(n: number): Promise<Uint8Array | undefined> {
     return this.db.get(key(BLOCK, u64be(n)));
   }
@@ -84,9 +139,10 @@ export class BlockStore {
   }
 
   /** Canonical blocks from `from` (inclusive) in batches, in chain order. */
-  async *blocksFrom(from: number, batchSize = 512): AsyncGenerator<Uint8Array[]> {
+  async *blocksFrom(from: number, batchSize = 512, to?: number): AsyncGenerator<Uint8Array[]> {
     let batch: Uint8Array[] = [];
-    for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: key(BLOCK + 1, new Uint8Array(0)) })) {
+    const end = to === undefined ? key(BLOCK + 1, new Uint8Array(0)) : key(BLOCK, u64be(to + 1));
+    for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: end })) {
       batch.push(value);
       if (batch.length >= batchSize) {
         yield batch;

@@ -1,0 +1,489 @@
+// The sidechain as seen by one validateer in a set: authors in its Aura slots, imports blocks from
+// peers (gossip and sync), keeps side branches, follows the fork choice, and reorgs by rebuilding the
+// enclave state from the event log. Every change of the head runs under one lock, so the enclave's
+// head and the store's head move together.
+import type { Enclave } from '../enclave/host.ts';
+import { EnclaveError } from '../enclave/host.ts';
+import type { BlockStore } from '../sidechain/store.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { BlockTree, describeBlock, type TreeBlock } from '../sidechain/block-tree.ts';
+import { isBetter } from '../sidechain/fork-choice.ts';
+import { headerSigningPayload, type SignedBlock } from '../sidechain/block.ts';
+import { slotStartMs } from '../consensus/aura.ts';
+import { ed25519Verify } from '../crypto/primitives.ts';
+import { toHex } from '../codec/wire.ts';
+import type { ChainStatus, Network, Validation } from '../p2p/network.ts';
+import type { CallRelay } from './call-relay.ts';
+import { authorBlock } from './author.ts';
+import { bootstrap } from './bootstrap.ts';
+import type { Logger } from './logger.ts';
+
+export interface ChainDeps {
+  enclave: Enclave;
+  store: BlockStore;
+  metrics: Metrics;
+  logger: Logger;
+  relay: CallRelay;
+  signingKey: Uint8Array;
+  /** Genesis endowments, for when this validateer creates block 0. */
+  genesisBalances: () => Promise<{ account: Uint8Array; amount: bigint }[]>;
+  /** The last anchored block (final; possibly not in our chain yet), null before the first anchor. */
+  anchor: () => { number: number; hash: Uint8Array } | null;
+  /** Called after a block became part of the canonical chain (authored or imported) and after reorgs. */
+  onHeadChanged?: (e: { number: number; authored: boolean }) => void;
+}
+
+export interface ChainOptions {
+  slotDurationMs: number;
+  maxCalls: number;
+  snapshotInterval: number;
+  snapshotsKept: number;
+  shard: Uint8Array;
+  /** Blocks asked per blocks-by-range request while syncing. */
+  syncBatch: number;
+  /** Side and pending blocks kept in memory. */
+  treeLimit: number;
+}
+
+/** Enclave rejections that mean "not yet" rather than "invalid": the block is kept and retried. */
+const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE']);
+const RETRY_MS = 200;
+const EQUIVOCATION_SLOTS_KEPT = 4096;
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+export class ChainService {
+  private readonly d: ChainDeps;
+  private readonly o: ChainOptions;
+  private readonly tree: BlockTree;
+  private network: Network | null = null;
+  private lock: Promise<unknown> = Promise.resolve();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly seenSlots = new Map<string, string>();
+  private syncing = false;
+  private readonly syncQueue = new Set<string>();
+  private stopped = false;
+  /** True once this node has a head and follows or authors the chain. */
+  producing = false;
+
+  constructor(deps: ChainDeps, opts: ChainOptions) {
+    this.d = deps;
+    this.o = opts;
+    this.tree = new BlockTree(opts.treeLimit);
+  }
+
+  attach(network: Network): void {
+    this.network = network;
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  status(): ChainStatus {
+    const head = this.d.store.head();
+    const anchor = this.d.anchor();
+    // No head yet (or no anchor yet): number 0 with the zero hash.
+    return {
+      headNumber: head?.number ?? 0, headHash: head?.hash ?? new Uint8Array(32),
+      finalizedNumber: anchor?.number ?? 0, finalizedHash: anchor?.hash ?? new Uint8Array(32),
+    };
+  }
+
+  // ---------- authoring ----------
+
+  /** Runs one Aura slot: authors if this validateer owns it (or creates block 0 if it is the first authority). */
+  onSlot(slot: bigint): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.stopped) return;
+      const { author, genesisAuthor } = await this.d.enclave.call('slotAuthor', { slot });
+      const me = Buffer.from(this.d.signingKey);
+      if (!this.d.store.head()) {
+        if (genesisAuthor && me.equals(Buffer.from(genesisAuthor))) await this.createGenesis();
+        return;
+      }
+      if (!author || !me.equals(Buffer.from(author))) return;
+      if (!(await this.onAnchoredChain())) return; // a chain that lost to an anchor is not worth extending
+      const block = await authorBlock(this.d, { ...this.o }, slot);
+      this.producing = true;
+      this.d.onHeadChanged?.({ number: block.number, authored: true });
+      await this.publish(block.bytes);
+    });
+  }
+
+  private async createGenesis(): Promise<void> {
+    const g = await this.d.enclave.call('genesis', { balances: await this.d.genesisBalances(), timestampMs: Date.now() });
+    await this.d.store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
+    this.d.logger.info({ hash: toHex(g.hash) }, 'genesis block created');
+    this.producing = true;
+    this.d.onHeadChanged?.({ number: 0, authored: true });
+    await this.publish(g.block);
+  }
+
+  private async publish(bytes: Uint8Array): Promise<void> {
+    await this.network?.publishBlock(bytes).catch((err: Error) => this.d.logger.debug({ err: err.message }, 'block not published'));
+  }
+
+  // ---------- blocks from peers ----------
+
+  /** Gossip validation of a block: decode, signature, then import or keep; the result decides forwarding. */
+  async onGossipBlock(bytes: Uint8Array, from: string): Promise<Validation> {
+    const at = Date.now();
+    let b: TreeBlock;
+    let signed: SignedBlock;
+    try {
+      ({ block: b, signed } = describeBlock(bytes, from, at));
+    } catch {
+      return this.invalid(from, 'undecodable block');
+    }
+    const pre = await this.precheck(b, signed);
+    if (pre !== 'ok') return pre === 'invalid' ? this.invalid(from, 'bad block signature or shard') : 'ignore';
+    if (this.isEquivocation(b)) return 'ignore';
+    const result = await this.exclusive(() => this.ingest([b]));
+    if (result.invalid.includes(b.hash)) return this.invalid(from, 'block failed verification');
+    return result.known.includes(b.hash) ? 'ignore' : 'accept';
+  }
+
+  /**
+   * Cheap checks before the lock: shard, author's signature (any author: which authority owns the
+   * slot is the enclave's to check), not already known, not below the last anchor.
+   */
+  private async precheck(b: TreeBlock, signed: SignedBlock): Promise<'ok' | 'known' | 'invalid' | 'old'> {
+    const h = signed.header;
+    if (!Buffer.from(h.shard).equals(Buffer.from(this.o.shard))) return 'invalid';
+    if (await this.isKnown(b)) {
+      this.d.metrics.countImport('duplicate');
+      return 'known';
+    }
+    const anchor = this.d.anchor();
+    if (anchor && b.number <= anchor.number && b.hash !== hex(anchor.hash)) {
+      this.d.metrics.countImport('below_finalized');
+      return 'old';
+    }
+    if (!ed25519Verify(h.author, headerSigningPayload(h), signed.signature)) return 'invalid';
+    return 'ok';
+  }
+
+  private async isKnown(b: TreeBlock): Promise<boolean> {
+    return this.tree.has(b.hash) || (await this.d.store.numberOf(b.hashBytes)) === b.number;
+  }
+
+  /** Two different blocks signed by one author for one slot: logged and counted (the second is not forwarded). */
+  private isEquivocation(b: TreeBlock): boolean {
+    const key = `${b.author}:${b.slot}`;
+    const seen = this.seenSlots.get(key);
+    if (seen === undefined) {
+      this.seenSlots.set(key, b.hash);
+      if (this.seenSlots.size > EQUIVOCATION_SLOTS_KEPT) this.seenSlots.delete(this.seenSlots.keys().next().value!);
+      return false;
+    }
+    if (seen === b.hash) return false;
+    this.d.metrics.equivocations.inc();
+    this.d.logger.warn({ author: '0x' + b.author, slot: String(b.slot), first: '0x' + seen, second: '0x' + b.hash }, 'equivocation: two blocks by one author for one slot');
+    return true;
+  }
+
+  private invalid(peer: string, reason: string): Validation {
+    this.d.metrics.countImport('invalid');
+    this.penalize(peer, reason);
+    return 'reject';
+  }
+
+  private penalize(peer: string | null, reason: string): void {
+    if (!peer) return;
+    this.d.metrics.p2pPenalties.inc();
+    this.d.logger.warn({ peer, reason }, 'peer penalised');
+    this.network?.penalize(peer, reason);
+  }
+
+  /**
+   * Adds verified-signature blocks to the tree and moves the head to the best chain they allow.
+   * Returns which of them were already known and which turned out invalid.
+   */
+  private async ingest(blocks: TreeBlock[]): Promise<{ known: string[]; invalid: string[] }> {
+    const known: string[] = [];
+    for (const b of blocks) {
+      if (await this.isKnown(b)) known.push(b.hash);
+      else this.tree.add(b);
+    }
+    const invalid = await this.chooseHead();
+    return { known, invalid };
+  }
+
+  /** Canonical ancestor and the tree path above it, or null when the chain of `leaf` is not connected. */
+  private async pathTo(leaf: TreeBlock): Promise<{ ancestor: number; path: TreeBlock[] } | null> {
+    const path: TreeBlock[] = [];
+    let b: TreeBlock | undefined = leaf;
+    while (b) {
+      path.unshift(b);
+      const parent = this.tree.get(b.parent);
+      if (!parent) break;
+      b = parent;
+    }
+    const first = path[0];
+    if (first.number === 0) return this.d.store.head() ? null : { ancestor: -1, path };
+    const n = await this.d.store.numberOf(Buffer.from(first.parent, 'hex'));
+    return n === first.number - 1 ? { ancestor: n, path } : null;
+  }
+
+  /** Whether the chain through `path` above canonical `ancestor` contains the last anchored block. */
+  private async containsAnchor(ancestor: number, path: TreeBlock[]): Promise<boolean> {
+    const a = this.d.anchor();
+    if (!a) return true;
+    const top = path.at(-1)?.number ?? ancestor;
+    if (top < a.number) return true; // not there yet: may still grow into it
+    if (a.number <= ancestor) return (await this.d.store.numberOf(a.hash)) === a.number;
+    return path.some((b) => b.number === a.number && b.hash === hex(a.hash));
+  }
+
+  private async onAnchoredChain(): Promise<boolean> {
+    const head = this.d.store.head();
+    return head ? this.containsAnchor(head.number, []) : true;
+  }
+
+  /** Switches to the best connected chain if it beats the head; returns blocks found invalid. */
+  private async chooseHead(): Promise<string[]> {
+    const invalid: string[] = [];
+    for (;;) {
+      const head = this.d.store.head();
+      const headOk = await this.onAnchoredChain();
+      let best: { ancestor: number; path: TreeBlock[] } | null = null;
+      for (const leaf of this.tree.leaves()) {
+        const p = await this.pathTo(leaf);
+        if (!p || !(await this.containsAnchor(p.ancestor, p.path))) continue;
+        const tip = { number: leaf.number, hash: leaf.hashBytes };
+        const current = best ? { number: best.path.at(-1)!.number, hash: best.path.at(-1)!.hashBytes } : headOk ? head : null;
+        if (isBetter(tip, current)) best = p;
+      }
+      if (!best) {
+        for (const leaf of this.tree.leaves()) {
+          if (leaf.number > (head?.number ?? -1) && !(await this.pathTo(leaf))) this.d.metrics.countImport('pending');
+        }
+        return invalid;
+      }
+      const r = best.ancestor === (head?.number ?? -1) ? await this.extend(best.path) : await this.reorg(best.ancestor, best.path);
+      invalid.push(...r.invalid);
+      if (r.stalled) return invalid; // a block waits for the parentchain: retried later
+    }
+  }
+
+  /** Imports a path that builds on the head, block by block. */
+  private async extend(path: TreeBlock[]): Promise<{ invalid: string[]; stalled: boolean }> {
+    for (const b of path) {
+      const started = performance.now();
+      try {
+        const r = await this.d.enclave.call('importBlock', { block: b.bytes, nowMs: Date.now() });
+        await this.d.store.append({ number: r.number, hash: r.hash, bytes: b.bytes, callHashes: b.callHashes });
+        const status = await this.d.enclave.call('commit', { hash: r.hash });
+        this.tree.delete(b.hash);
+        this.afterImport(b, r.calls, status, performance.now() - started);
+      } catch (err) {
+        return this.importFailed(b, err);
+      }
+    }
+    return { invalid: [], stalled: false };
+  }
+
+  private afterImport(b: TreeBlock, calls: string[], status: { accounts: number; poolSize: number }, ms: number): void {
+    const m = this.d.metrics;
+    m.countImport('imported');
+    m.blockImportSeconds.observe(ms / 1000);
+    if (b.gossipAtMs !== null) m.blockPropagationSeconds.observe(Math.max(0, Date.now() - slotStartMs(b.slot, this.o.slotDurationMs)) / 1000);
+    m.sidechainHeadNumber.set(b.number);
+    m.eventLogEntries.set(b.number + 1);
+    m.stateAccounts.set(status.accounts);
+    m.callPoolSize.set(status.poolSize);
+    const blockHash = '0x' + b.hash;
+    for (const h of calls) this.d.relay.settle(h, { status: 'inBlock', blockHash, blockNumber: b.number });
+    this.producing = true;
+    this.d.onHeadChanged?.({ number: b.number, authored: false });
+    if (b.number > 0 && b.number % this.o.snapshotInterval === 0) void this.snapshot();
+  }
+
+  private async snapshot(): Promise<void> {
+    try {
+      const snap = await this.d.enclave.call('snapshot', {});
+      await this.d.store.putSnapshot(snap.number, snap.sealed, this.o.snapshotsKept);
+      this.d.metrics.snapshots.inc();
+    } catch (err) {
+      this.d.logger.warn({ err: (err as Error).message }, 'snapshot failed');
+    }
+  }
+
+  private importFailed(b: TreeBlock, err: unknown): { invalid: string[]; stalled: boolean } {
+    const code = (err as EnclaveError).code;
+    if (TRANSIENT.has(code)) {
+      this.d.metrics.countImport('pending');
+      this.d.logger.debug({ number: b.number, code }, 'block waits');
+      this.scheduleRetry();
+      return { invalid: [], stalled: true };
+    }
+    const dropped = this.tree.deleteWithDescendants(b.hash);
+    this.d.logger.warn({ number: b.number, hash: '0x' + b.hash, code, err: (err as Error).message, dropped: dropped.length }, 'block rejected');
+    if (b.from) this.penalize(b.from, `invalid block: ${code}`);
+    this.d.metrics.countImport('invalid');
+    return { invalid: dropped.map((x) => x.hash), stalled: false };
+  }
+
+  /**
+   * Moves the canonical chain to `path` above `ancestor`: rebuilds the enclave state at the ancestor
+   * from the event log, verifies and applies the path, then swaps the store in one atomic batch.
+   * If a block fails, the old chain is restored the same way (the store was not touched).
+   */
+  private async reorg(ancestor: number, path: TreeBlock[]): Promise<{ invalid: string[]; stalled: boolean }> {
+    const { enclave, store, metrics, logger } = this.d;
+    const old = store.head()!;
+    const started = performance.now();
+    await bootstrap(this.d, null, { upTo: ancestor });
+    const applied: { b: TreeBlock; calls: string[] }[] = [];
+    let failure: { invalid: string[]; stalled: boolean } | null = null;
+    for (const b of path) {
+      try {
+        const r = await enclave.call('importBlock', { block: b.bytes, nowMs: Date.now() });
+        await enclave.call('commit', { hash: r.hash });
+        applied.push({ b, calls: r.calls });
+      } catch (err) {
+        failure = this.importFailed(b, err);
+        break;
+      }
+    }
+    const tip = applied.at(-1)?.b;
+    if (!tip || !isBetter({ number: tip.number, hash: tip.hashBytes }, (await this.onAnchoredChain()) ? old : null)) {
+      await bootstrap(this.d, null); // back to the stored chain
+      return failure ?? { invalid: [], stalled: false };
+    }
+    const abandoned = await store.reorg(ancestor, applied.map(({ b }) => ({ number: b.number, hash: b.hashBytes, bytes: b.bytes, callHashes: b.callHashes })));
+    const newCalls = new Set<string>();
+    for (const { b, calls } of applied) {
+      this.tree.delete(b.hash);
+      for (const h of calls) newCalls.add(h);
+      this.afterImport(b, calls, await enclave.call('status', {}), 0);
+    }
+    // The abandoned blocks stay known (their branch may win again), and their calls that the new
+    // chain does not have go back to the pool; the enclave drops those no longer valid.
+    const lost: string[] = [];
+    for (const bytes of abandoned) {
+      const { block } = describeBlock(bytes, null, null);
+      this.tree.add(block);
+      for (const c of block.callHashes) if (!newCalls.has(hex(c))) lost.push(hex(c));
+    }
+    const requeued = this.d.relay.resubmit(lost);
+    const depth = old.number - ancestor;
+    metrics.reorgs.inc();
+    metrics.reorgDepth.observe(depth);
+    logger.warn({ from: old.number, to: tip.number, ancestor, depth, requeued, lostCalls: lost.length, ms: Math.round(performance.now() - started) }, 'reorg');
+    return failure ?? { invalid: [], stalled: false };
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.exclusive(() => this.chooseHead()).catch((err: Error) => this.d.logger.error({ err: err.message }, 'retry of pending blocks failed'));
+    }, RETRY_MS);
+  }
+
+  /** New parentchain blocks were verified: blocks waiting for them may import now. */
+  parentchainAdvanced(): void {
+    if (this.tree.size > 0) this.scheduleRetry();
+  }
+
+  // ---------- sync ----------
+
+  /** A peer's status: if it is ahead, fetch its chain. */
+  onPeerStatus(peer: string, s: ChainStatus): void {
+    const head = this.d.store.head();
+    if (head && s.headNumber < head.number) return;
+    if (head && s.headNumber === head.number && !isBetter({ number: s.headNumber, hash: s.headHash }, head)) return;
+    if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
+    this.syncQueue.add(peer);
+    void this.runSync();
+  }
+
+  private async runSync(): Promise<void> {
+    if (this.syncing) return;
+    this.syncing = true;
+    try {
+      while (this.syncQueue.size > 0 && !this.stopped) {
+        const peer = this.syncQueue.values().next().value!;
+        this.syncQueue.delete(peer);
+        await this.syncWith(peer).catch((err: Error & { code?: string }) => this.d.logger.info({ peer, code: err.code, err: err.message }, 'sync with peer failed'));
+      }
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  /** Fetches the peer's canonical blocks above our head; steps back to find the fork point if they do not connect. */
+  private async syncWith(peer: string): Promise<void> {
+    const net = this.network;
+    if (!net) return;
+    const floor = Math.max(0, (this.d.anchor()?.number ?? -1) + 1);
+    let from = (this.d.store.head()?.number ?? -1) + 1;
+    let back = 16;
+    while (!this.stopped) {
+      const bytes = await net.requestBlocksByRange(peer, from, this.o.syncBatch);
+      if (bytes.length === 0) return;
+      const blocks: TreeBlock[] = [];
+      for (const x of bytes) {
+        try {
+          const { block, signed } = describeBlock(x, peer, null);
+          const pre = await this.precheck(block, signed);
+          if (pre === 'invalid') {
+            this.penalize(peer, 'invalid block in blocks-by-range');
+            return;
+          }
+          blocks.push(block);
+        } catch {
+          this.penalize(peer, 'undecodable block in blocks-by-range');
+          return;
+        }
+      }
+      const first = blocks[0];
+      const connected = first.number === 0 || this.tree.has(first.parent) || (await this.d.store.numberOf(Buffer.from(first.parent, 'hex'))) === first.number - 1;
+      if (!connected) {
+        if (from <= floor) {
+          this.d.logger.warn({ peer, from }, 'peer chain does not connect above the last anchor');
+          return;
+        }
+        from = Math.max(floor, from - back);
+        back *= 2;
+        continue;
+      }
+      const r = await this.exclusive(() => this.ingest(blocks));
+      if (r.invalid.length > 0 || bytes.length < this.o.syncBatch) return;
+      from = blocks.at(-1)!.number + 1;
+    }
+  }
+
+  /** Served to peers: canonical blocks by number. */
+  blocksByRange(from: number, count: number): Promise<Uint8Array[]> {
+    return this.d.store.blockRange(from, count);
+  }
+
+  /** Served to peers: canonical or side blocks by hash. */
+  async blocksByHash(hashes: Uint8Array[]): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (const h of hashes) {
+      const side = this.tree.get(hex(h));
+      if (side) {
+        out.push(side.bytes);
+        continue;
+      }
+      const n = await this.d.store.numberOf(h);
+      const bytes = n === undefined ? undefined : await this.d.store.blockByNumber(n);
+      if (bytes) out.push(bytes);
+    }
+    return out;
+  }
+
+  // ---------- calls from peers ----------
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.lock;
+  }
+}

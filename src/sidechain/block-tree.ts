@@ -1,0 +1,98 @@
+// Blocks known but not in the canonical chain: side branches (which may win later) and blocks whose
+// parent has not arrived yet. Kept in memory, bounded; the canonical chain lives in the BlockStore.
+import { SignedBlock, headerHash } from './block.ts';
+import { decodeExact } from '../codec/wire.ts';
+
+export interface TreeBlock {
+  hash: string; // hex, no 0x
+  hashBytes: Uint8Array;
+  parent: string;
+  number: number;
+  slot: bigint;
+  author: string;
+  bytes: Uint8Array;
+  callHashes: Uint8Array[];
+  /** Peer that sent it (penalised if it turns out invalid); null = this node. */
+  from: string | null;
+  /** When it was received through gossip (for propagation latency), else null. */
+  gossipAtMs: number | null;
+}
+
+export function describeBlock(bytes: Uint8Array, from: string | null, gossipAtMs: number | null): { block: TreeBlock; signed: SignedBlock } {
+  const signed = decodeExact(SignedBlock, bytes, 'sidechain block');
+  const h = signed.header;
+  const hashBytes = headerHash(h);
+  return {
+    signed,
+    block: {
+      hash: Buffer.from(hashBytes).toString('hex'), hashBytes, parent: Buffer.from(h.parentHash).toString('hex'),
+      number: Number(h.number), slot: h.slot, author: Buffer.from(h.author).toString('hex'), bytes, callHashes: signed.body.calls, from, gossipAtMs,
+    },
+  };
+}
+
+export class BlockTree {
+  private readonly blocks = new Map<string, TreeBlock>();
+  private readonly children = new Map<string, Set<string>>();
+  private readonly limit: number;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  get size(): number {
+    return this.blocks.size;
+  }
+
+  has(hash: string): boolean {
+    return this.blocks.has(hash);
+  }
+
+  get(hash: string): TreeBlock | undefined {
+    return this.blocks.get(hash);
+  }
+
+  add(b: TreeBlock): void {
+    if (this.blocks.has(b.hash)) return;
+    // Bounded: the oldest entries go first (a branch that old has long lost or is refetched).
+    while (this.blocks.size >= this.limit) this.delete(this.blocks.keys().next().value!);
+    this.blocks.set(b.hash, b);
+    let set = this.children.get(b.parent);
+    if (!set) this.children.set(b.parent, (set = new Set()));
+    set.add(b.hash);
+  }
+
+  /** Removes one block (its children stay, as blocks with a missing parent). */
+  delete(hash: string): TreeBlock | undefined {
+    const b = this.blocks.get(hash);
+    if (!b) return undefined;
+    this.blocks.delete(hash);
+    const set = this.children.get(b.parent);
+    set?.delete(hash);
+    if (set?.size === 0) this.children.delete(b.parent);
+    return b;
+  }
+
+  /** Removes a block and everything built on it. */
+  deleteWithDescendants(hash: string): TreeBlock[] {
+    const out: TreeBlock[] = [];
+    const stack = [hash];
+    while (stack.length > 0) {
+      const h = stack.pop()!;
+      stack.push(...(this.children.get(h) ?? []));
+      const b = this.delete(h);
+      if (b) out.push(b);
+    }
+    return out;
+  }
+
+  /** Blocks with no child in the tree. */
+  leaves(): TreeBlock[] {
+    return [...this.blocks.values()].filter((b) => !this.children.get(b.hash)?.size);
+  }
+
+  /** Drops blocks at or below `number` (they can no longer win). */
+  pruneTo(number: number): void {
+    for (const b of [...this.blocks.values()]) if (b.number <= number) this.delete(b.hash);
+  }
+}
