@@ -1,6 +1,6 @@
 // The enclave proper: keys, state, pool and block authoring. Reached only through the message
 // interface (api.ts / worker.ts); nothing here is handed to untrusted code except encodings below.
-import { Bytes, Struct, u8, u32, u64 } from 'scale-ts';
+import { Bytes, Struct, Vector, u8, u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
 import {
@@ -52,8 +52,12 @@ const SnapshotFileV1 = Struct({ number: u64, hash: Bytes(32), state: Bytes() });
 /** v2 adds the parentchain block the head built on (which parentchain effects are already in the state). */
 const SnapshotFileV2 = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), state: Bytes() });
 const SNAPSHOT_V2 = 2;
-/** v3 adds the head's slot (a child's slot must be above it). */
-const SnapshotFile = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, state: Bytes() });
+/**
+ * v3 adds the head's slot (a child's slot must be above it) and the hashes of the blocks before it
+ * (anchors and finality are checked against them after a restart from the snapshot).
+ */
+const RecentHashes = Vector(Struct({ number: u64, hash: Bytes(32) }));
+const SnapshotFile = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, recent: RecentHashes, state: Bytes() });
 const SNAPSHOT_V3 = 3;
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
@@ -64,16 +68,16 @@ interface Proposal { hash: Uint8Array; number: bigint; slot: bigint; items: Item
 interface Head { hash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
 const RECENT_BLOCKS_KEPT = 256;
 
-function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; slot: bigint; state: Uint8Array } {
+function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; slot: bigint; recent: { number: bigint; hash: Uint8Array }[]; state: Uint8Array } {
   // v1 snapshots (from before the parentchain) have no version byte; a v1 blob whose first byte
   // happens to be 2 or 3 does not also decode as an exact v2/v3 encoding (its lengths would not add up).
   try {
     if (bytes[0] === SNAPSHOT_V3) return decodeExact(SnapshotFile, bytes, 'snapshot');
-    if (bytes[0] === SNAPSHOT_V2) return { ...decodeExact(SnapshotFileV2, bytes, 'snapshot'), slot: 0n };
+    if (bytes[0] === SNAPSHOT_V2) return { ...decodeExact(SnapshotFileV2, bytes, 'snapshot'), slot: 0n, recent: [] };
   } catch {
     // fall through to v1
   }
-  return { ...decodeExact(SnapshotFileV1, bytes, 'snapshot'), parentchainNumber: 0, parentchainHash: ZERO32, slot: 0n };
+  return { ...decodeExact(SnapshotFileV1, bytes, 'snapshot'), parentchainNumber: 0, parentchainHash: ZERO32, slot: 0n, recent: [] };
 }
 
 export class EnclaveCore {
@@ -262,7 +266,8 @@ export class EnclaveCore {
   anchorCall(number: number): Uint8Array {
     const pc = this.view();
     const b = this.recentBlocks.get(BigInt(number));
-    if (!b || !this.head || b.number > this.head.number) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    // (slot -1: only the hash is known, from a snapshot; not enough to build an anchor)
+    if (!b || !this.head || b.number > this.head.number || b.slot < 0n) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
     // Only a block that descends from the last anchor: finality never moves to another fork.
     const last = pc.registry.data.lastAnchor;
     if (last) {
@@ -439,6 +444,8 @@ export class EnclaveCore {
       const snap = decodeSnapshot(this.sealer.unseal('snapshot', sealedSnapshot));
       this.state = State.fromSnapshot(snap.state);
       this.recentBlocks.clear();
+      // Only number and hash are known of the blocks before the snapshot: enough for anchors.
+      for (const r of snap.recent) this.recentBlocks.set(r.number, { hash: r.hash, number: r.number, slot: -1n, commitment: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32 });
       this.setHead({ hash: snap.hash, number: snap.number, slot: snap.slot, commitment: this.state.commitment(), parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash });
       this.withdrawalBase = snap.number;
     } else {
@@ -544,7 +551,8 @@ export class EnclaveCore {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
     const h = this.head;
-    const bytes = SnapshotFile.enc({ version: SNAPSHOT_V3, number: h.number, hash: h.hash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, state: this.state.encodeSnapshot() });
+    const bytes = SnapshotFile.enc({ version: SNAPSHOT_V3, number: h.number, hash: h.hash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot,
+      recent: [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash })), state: this.state.encodeSnapshot() });
     return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(this.head.number) };
   }
 

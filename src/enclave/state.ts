@@ -65,13 +65,13 @@ export function withdrawalItem(w: Withdrawal): Item {
   return StateWrite.enc({ tag: 'withdrawal', value: w });
 }
 
-/** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
 /** The id of the withdrawal an item writes unpaid (its creation), if it is one. */
 export function unpaidWithdrawalId(item: Item): bigint | undefined {
   if (item[0] !== TAG_WITHDRAWAL || item[item.length - 1] !== 0) return undefined;
   return Buffer.from(item.buffer, item.byteOffset, item.byteLength).readBigUInt64LE(1);
 }
 
+/** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
 export function decodeItem(item: Item): StateWrite {
   return decodeExact(StateWrite, item, 'state item');
 }

@@ -38,10 +38,14 @@ export class Dialer {
     this.reconcile();
   }
 
-  /** Replaces the registered set; peers no longer in it are no longer redialled (but not disconnected). */
-  setPeers(addrs: string[]): void {
+  /**
+   * Replaces the registered set; peers no longer in it are no longer redialled (but not disconnected).
+   * Returns the peer ids of the new set.
+   */
+  setPeers(addrs: string[]): string[] {
     this.registered = this.parse(addrs, 'registered');
     this.reconcile();
+    return [...this.registered.keys()];
   }
 
   targets(): string[] {

@@ -2,7 +2,8 @@
 // (sha256 of topic and data), so the same bytes are one message however often they are published or
 // forwarded, and the seen cache drops copies before any validation. The node's handler runs inside the
 // topic validator: gossipsub forwards a message only after the handler accepted it, and a reject is
-// scored against the peer that sent it (P4) as well as in our application score.
+// scored against the peer that sent it (gossipsub P4). It does not touch the application score: the
+// node calls penalize for that when it wants to (it knows whether the fault is worth a ban).
 import { createHash } from 'node:crypto';
 import { StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { GossipSub, GossipsubOpts, Message } from '@libp2p/gossipsub';
@@ -197,8 +198,8 @@ export interface GossipOptions {
   logger: Logger;
   onResult?(kind: GossipKind, result: GossipResult): void;
   onPublish?(kind: GossipKind, result: PublishResult): void;
-  /** A peer sent a message our handler rejected (or an oversized one). */
-  onReject(peer: string, kind: GossipKind): void;
+  /** A peer sent a message above maxGossipBytes: a protocol violation the node never sees. */
+  onOversized(peer: string, kind: GossipKind): void;
 }
 
 const TO_GOSSIPSUB: Record<Validation, TopicValidatorResult> = {
@@ -214,10 +215,6 @@ export class Gossip {
   constructor(o: GossipOptions) {
     this.o = o;
     this.topics = { blocks: topicName(o.shard, 'blocks'), calls: topicName(o.shard, 'calls') };
-  }
-
-  kindOf(topic: string): GossipKind | undefined {
-    return topic === this.topics.blocks ? 'blocks' : topic === this.topics.calls ? 'calls' : undefined;
   }
 
   /** After libp2p started (gossipsub refuses subscriptions before). */
@@ -258,7 +255,7 @@ export class Gossip {
     const from = peer.toString();
     if (msg.data.length > this.o.maxGossipBytes) {
       this.o.onResult?.(kind, 'too_large');
-      this.o.onReject(from, kind);
+      this.o.onOversized(from, kind);
       return TopicValidatorResult.Reject;
     }
     let result: Validation;
@@ -271,7 +268,6 @@ export class Gossip {
       result = 'ignore';
     }
     this.o.onResult?.(kind, result);
-    if (result === 'reject') this.o.onReject(from, kind);
     return TO_GOSSIPSUB[result];
   }
 }

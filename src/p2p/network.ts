@@ -86,12 +86,14 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   requestsPerSecond: 50,
 };
 
-/** App score: each penalty (penalize, or a gossip message our handler rejected) costs this much. */
+/** App score: each penalty (penalize, or a gossip message above maxGossipBytes) costs this much. */
 export const PENALTY_POINTS = 20;
 /** At or below this the peer is disconnected and refused for BAN_MS: five penalties in quick succession. */
 export const BAN_THRESHOLD = -100;
 export const BAN_MS = 60_000;
 export const PENALTY_HALF_LIFE_MS = 5 * 60_000;
+/** Peer store tag on the registered set (value 100, the maximum). */
+const SET_TAG = 'validateer-set';
 
 export async function createNetwork(opts: NetworkOptions): Promise<Network> {
   validateOptions(opts);
@@ -101,12 +103,10 @@ export async function createNetwork(opts: NetworkOptions): Promise<Network> {
   const scores = new AppScores({ banThreshold: BAN_THRESHOLD, banMs: BAN_MS, halfLifeMs: PENALTY_HALF_LIFE_MS });
   const blocked = new Set<string>();
   const isDenied = (peer: string): boolean => blocked.has(peer) || scores.isBanned(peer);
-  let gossip: Gossip | undefined;
-  const ids = new MessageIds((topic) => {
-    const kind = gossip?.kindOf(topic);
-    if (kind !== undefined) opts.hooks?.onGossip?.(kind, 'duplicate');
-  });
-  const topics = [topicName(opts.shard, 'blocks'), topicName(opts.shard, 'calls')];
+  const blocksTopic = topicName(opts.shard, 'blocks');
+  const callsTopic = topicName(opts.shard, 'calls');
+  const ids = new MessageIds((topic) => opts.hooks?.onGossip?.(topic === blocksTopic ? 'blocks' : 'calls', 'duplicate'));
+  const topics = [blocksTopic, callsTopic];
   const node = await createP2pNode({
     privateKey,
     listen: opts.listen,
@@ -114,7 +114,7 @@ export async function createNetwork(opts: NetworkOptions): Promise<Network> {
     isDenied,
     gossipsub: gossipsubOptions({ topics, maxGossipBytes: opts.limits.maxGossipBytes, ids, appScore: (peer) => scores.score(peer) }),
   });
-  return new P2pNetwork({ opts, log, node, peerId, scores, blocked, ids, setGossip: (g) => { gossip = g; } });
+  return new P2pNetwork({ opts, log, node, peerId, scores, blocked, ids });
 }
 
 function validateOptions(opts: NetworkOptions): void {
@@ -132,7 +132,6 @@ interface Parts {
   scores: AppScores;
   blocked: Set<string>;
   ids: MessageIds;
-  setGossip(g: Gossip): void;
 }
 
 class P2pNetwork implements Network {
@@ -147,6 +146,7 @@ class P2pNetwork implements Network {
   private readonly dialer: Dialer;
   private handlers: NetworkHandlers | undefined;
   private readonly listeners: Array<() => void> = [];
+  private tagged = new Set<string>();
 
   constructor(p: Parts) {
     this.opts = p.opts;
@@ -165,9 +165,8 @@ class P2pNetwork implements Network {
       logger: p.log,
       onResult: (kind, result) => hooks?.onGossip?.(kind, result),
       onPublish: (kind, result) => hooks?.onPublish?.(kind, result),
-      onReject: (peer, kind) => this.penalize(peer, `gossip ${kind} rejected`),
+      onOversized: (peer, kind) => this.penalize(peer, `oversized ${kind} gossip`),
     });
-    p.setGossip(this.gossip);
     this.dialer = new Dialer({
       selfId: p.peerId,
       logger: p.log,
@@ -223,7 +222,17 @@ class P2pNetwork implements Network {
   }
 
   setPeers(addrs: string[]): void {
-    this.dialer.setPeers(addrs);
+    const next = new Set(this.dialer.setPeers(addrs));
+    // Tagged peers are the last the connection manager prunes when maxConnections is reached.
+    const changes = [
+      ...[...next].filter((p) => !this.tagged.has(p)).map((p) => [p, { value: 100 }] as const),
+      ...[...this.tagged].filter((p) => !next.has(p)).map((p) => [p, undefined] as const),
+    ];
+    this.tagged = next;
+    for (const [peer, tag] of changes) {
+      this.node.peerStore.merge(peerIdFromString(peer), { tags: { [SET_TAG]: tag } })
+        .catch((err: Error) => this.log.debug({ peer, err: err.message }, 'tagging peer failed'));
+    }
   }
 
   connectedPeers(): string[] {

@@ -123,9 +123,8 @@ export class ReqResp {
           : header.code === ResponseCode.invalidRequest ? ['P2P_INVALID_REQUEST', 'refused'] : ['P2P_SERVER_ERROR', 'failed'];
         throw new ValidateerError(code, `${peer.toString()} ${what} ${protocol}: ${header.reason}`);
       }
-      const result = await readOk(frames, header.payload);
-      await stream.close({ signal: AbortSignal.timeout(this.limits.requestTimeoutMs) }).catch(() => undefined);
-      return result;
+      // Our side is closed already; the stream ends when the server closes its side after the last frame.
+      return await readOk(frames, header.payload);
     } catch (err) {
       stream?.abort(err as Error);
       throw clientError(err, protocol);

@@ -536,17 +536,24 @@ test('registry: the reserve, indirect invocations and anchors', () => {
   const two = apply(reg, 7, { signer: key32('anyone'), call: batch([1, 2].map((n) => msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(n) } }))) });
   assert.deepEqual(two.effects.map((e) => e.request[0]), [1, 2]);
 
-  const anchor = (n: bigint): Call => msg({ tag: 'anchor', value: {
-    shard: SHARD, sidechainNumber: n, sidechainHash: key32(`block ${n}`), previousAnchor: new Uint8Array(32), parentchainProcessed: { number: 1, hash: key32('p1') },
+  const anchor = (n: bigint, previousAnchor: Uint8Array = new Uint8Array(32), processed = 1): Call => msg({ tag: 'anchor', value: {
+    shard: SHARD, sidechainNumber: n, sidechainHash: key32(`block ${n}`), previousAnchor, parentchainProcessed: { number: processed, hash: key32(`p${processed}`) },
   } });
   assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: anchor(10n) }), /anchor by a non-member/);
-  assert.deepEqual(apply(reg, 8, { signer: m, call: anchor(10n) }).kinds, ['anchor']);
+  assert.equal(reg.anchoredProcessed, undefined);
+  assert.deepEqual(apply(reg, 8, { signer: m, call: anchor(10n) }).kinds, ['anchor'], 'the first anchor has no previous one to follow');
   assert.deepEqual(reg.data.lastAnchor, { number: 10n, hash: key32('block 10'), parentchainNumber: 8 });
-  assertIgnored(apply(reg, 9, { signer: m, call: anchor(10n) }), /not above 10/);
-  assertIgnored(apply(reg, 9, { signer: m, call: anchor(9n) }), /not above 10/);
-  assert.deepEqual(apply(reg, 9, { signer: m, call: anchor(20n) }).kinds, ['anchor']);
+  assert.equal(reg.anchoredProcessed, 1, 'effects up to the anchored block\'s parentchain block are executed for good');
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(10n, key32('block 10')) }), /not above 10/);
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(9n, key32('block 10')) }), /not above 10/);
+  // anchors chain: one that does not name the last anchored block as its previous anchor may be on another fork
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(20n) }), /anchor 20 does not follow the last anchor/);
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(20n, key32('block 9')) }), /does not follow the last anchor/);
+  assert.deepEqual([reg.data.lastAnchor?.number, reg.anchoredProcessed], [10n, 1]);
+  assert.deepEqual(apply(reg, 9, { signer: m, call: anchor(20n, key32('block 10'), 5) }).kinds, ['anchor']);
   assert.equal(reg.data.lastAnchor?.number, 20n);
   assert.equal(reg.data.lastAnchor?.parentchainNumber, 9);
+  assert.equal(reg.anchoredProcessed, 5);
 });
 
 test('registry: a payout is proxy(vault, batchAll[transfer, remark(payout)]) by a member', () => {
@@ -646,6 +653,24 @@ class Host {
     return this.include(duties[0].callData);
   }
 
+  /**
+   * Anchors sidechain block `number` (the head by default): the enclave's anchor remark, signed by
+   * this member, in the next parentchain block. The block is final once that block is imported.
+   */
+  anchor(number = this.core.status().headNumber) {
+    const callData = this.core.anchorCall(number);
+    this.sign(callData);
+    const r = this.include(callData);
+    assert.deepEqual(r.observations.map((o) => o.kind), ['anchor']);
+    assert.equal(this.info().lastAnchor?.number, number);
+    return r;
+  }
+
+  /** Parentchain effects the view still keeps, executed or not: they are dropped only by an anchor. */
+  keptEffects(): number {
+    return this.core['parentchain']!.effectsAfter(0).length;
+  }
+
   produce() {
     const p = this.core.propose({ slot: this.slot++, timestampMs: Date.now(), maxCalls: 100 });
     this.core.commit(p.hash);
@@ -721,14 +746,35 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.deepEqual(p1.rejected, []);
     assert.equal(host.balance(bob), 5n * UNIT);
     assert.deepEqual([host.info().shieldedSupply, host.info().pendingEffects], [5n * UNIT, 0]);
+    assert.equal(host.keptEffects(), 1, 'executed, but kept until an anchor makes the block that executed it final');
 
-    // 5. an unshield burns and records a withdrawal; 6. the payout duty pays it exactly once
+    // 5. an unshield burns and records a withdrawal
     const beneficiary = key32('parentchain beneficiary');
     const unshield = shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 2n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD);
     assert.equal((await core.submit([unshield], Date.now()))[0].status, 'ready');
     assert.equal(host.produce().included.length, 1);
+    const burnBlock = core.status().headNumber;
     assert.equal(host.balance(bob), 3n * UNIT);
     assert.deepEqual([host.info().shieldedSupply, host.info().unpaidWithdrawals], [3n * UNIT, 1]);
+    // 6. never paid while the burn's block is not final (a fork could abandon it)
+    assert.equal(host.info().lastAnchor, null);
+    assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not anchored: no payout');
+    // an anchor below the burn does not make it final; it settles the shield its block executed
+    const stale = core.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
+    host.anchor(burnBlock - 1);
+    assert.equal(host.keptEffects(), 0, 'the shield\'s block is final: its effect is dropped');
+    assert.deepEqual(host.dutyKeys(), [], 'anchored below the burn: still no payout');
+    // anchors chain: one that does not follow the last anchor is ignored; the enclave builds none below it
+    host.sign(stale);
+    const unchained = host.include(stale).observations;
+    assert.deepEqual(unchained.map((o) => o.kind), ['ignored']);
+    assert.match(unchained[0].detail, /does not follow the last anchor/);
+    assert.equal(host.info().lastAnchor?.number, burnBlock - 1);
+    assert.equal(codeOf(() => core.anchorCall(burnBlock - 1)), 'ANCHOR_NOT_DESCENDANT');
+    assert.deepEqual(host.dutyKeys(), []);
+    // the burn's block anchored: final, and the payout duty pays it exactly once
+    host.anchor(burnBlock);
+    assert.deepEqual(host.dutyKeys(), ['payout:0']);
     const [pay] = host.duties();
     assert.equal(pay.key, 'payout:0');
     const payoutMsg = remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } }));
@@ -742,6 +788,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.deepEqual(host.dutyKeys(), [], 'seen paid, not yet settled: not offered');
     host.produce();
     assert.deepEqual([host.info().unpaidWithdrawals, host.info().pendingEffects], [0, 0]);
+    assert.equal(host.keptEffects(), 1, 'the payout is kept (and looks done) until an anchor');
     assert.deepEqual(host.dutyKeys(), []);
     assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
 
@@ -755,11 +802,16 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
 
     // 8. anchors: signed without exactly-once tracking (immortal is fine), observed as the last anchor
     const head = core.status().headNumber;
+    assert.equal(host.keptEffects(), 2, 'the payout and the invocation');
     const anchor = core.anchorCall(head);
     host.sign(anchor, null);
     host.sign(anchor); // again: a lost anchor may be re-sent
     assert.deepEqual(host.include(anchor).observations.map((o) => o.kind), ['anchor']);
     assert.deepEqual(host.info().lastAnchor, { number: head, hash: core.status().headHash, parentchainNumber: host.chain.head.number });
+    assert.equal(host.keptEffects(), 0, 'settled by the anchor');
+    assert.deepEqual(host.dutyKeys(), [], 'the payout settled: still never offered again');
+    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
+    assert.equal(codeOf(() => core.anchorCall(head)), 'ANCHOR_NOT_DESCENDANT', 'not above the last anchor');
     assert.equal(codeOf(() => core.anchorCall(head + 100)), 'UNKNOWN_BLOCK');
   } finally {
     await host.close();
@@ -858,11 +910,15 @@ test('a payout signed before a crash is never signed again: in flight after rest
     host.sign(pay.callData);
 
     // crash and restart: state from the snapshot, the parentchain view from its sealed file
+    const slot = host.slot; // the clock goes on: the next block's slot is after the snapshot head's
     await host.close();
     host = new Host(chain, dataDir);
+    host.slot = slot;
     host.init();
     host.core.beginReplay(snapshot.sealed, false);
     await host.core.finishReplay();
+    assert.equal(host.info().lastAnchor?.number, snapshot.number);
+    assert.equal(host.core['finalNumber'](), BigInt(snapshot.number), 'the sealed anchor: the burn\'s block is still final after the replay');
     assert.deepEqual([host.info().unpaidWithdrawals, host.info().dutiesInFlight], [1, ['payout:0']]);
     assert.deepEqual(host.dutyKeys(), [], 'unpaid, but in flight: not offered');
     // the signed payout lands
@@ -904,7 +960,12 @@ test('a payout never included is offered again after its death; one the vault co
     await host.core.submit([shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary: key32('b'), amount: 4n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD)], Date.now());
     host.produce();
     assert.equal(host.balance(bob), 5n * UNIT);
+    assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not final yet: no payout');
+    assert.equal(host.keptEffects(), 1, 'the shield, executed but not yet final');
+    host.anchor();
+    assert.equal(host.keptEffects(), 0);
     const [pay] = host.duties();
+    assert.equal(pay.key, 'payout:0');
     const birth = chain.head.number;
     host.sign(pay.callData);
     // never included (dropped by the pool, say): offered again once it can no longer be
@@ -929,7 +990,10 @@ test('a payout never included is offered again after its death; one the vault co
   }
 });
 
-/** Registers, creates and funds the vault, shields 9 UNIT to //Bob and unshields 4 UNIT of it (withdrawal 0). */
+/**
+ * Registers, creates and funds the vault, shields 9 UNIT to //Bob and unshields 4 UNIT of it
+ * (withdrawal 0), then anchors the burn's block so that the withdrawal is final and payable.
+ */
 async function withWithdrawal(host: Host, beneficiary: Uint8Array): Promise<Uint8Array> {
   host.core.genesis([], Date.now());
   host.import(host.chain.block());
@@ -943,6 +1007,9 @@ async function withWithdrawal(host: Host, beneficiary: Uint8Array): Promise<Uint
   await host.core.submit([shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 4n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD)], Date.now());
   host.produce();
   assert.equal(host.info().unpaidWithdrawals, 1);
+  assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not final yet: no payout');
+  host.anchor();
+  assert.deepEqual(host.dutyKeys(), ['payout:0'], 'final once anchored');
   return vault;
 }
 

@@ -19,7 +19,7 @@ import {
   addProxyCall, batchAllCall, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, transferKeepAliveCall, type CallIndices,
 } from '../../src/enclave/parentchain-calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/light-client.ts';
-import { HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/registry.ts';
+import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/registry.ts';
 import type { ImportedBlock } from '../../src/enclave/parentchain-view.ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { HpkeSuite } from '../../src/crypto/hpke.ts';
@@ -172,6 +172,16 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     await processed(r);
     return r;
   };
+  /** Anchors the sidechain head: the enclave's anchor remark, signed by it, in a finalized parentchain block. */
+  const anchorHead = async () => {
+    const { headNumber, headHash } = core.status();
+    const r = await pc.submit(signer, { kind: 'raw', callData: core.anchorCall(headNumber) });
+    assert.equal(r.success, true, r.error);
+    await processed(r);
+    assert.deepEqual(core.parentchainInfo().lastAnchor, { number: headNumber, hash: headHash, parentchainNumber: r.blockNumber });
+  };
+  /** Kinds of the parentchain effects the enclave still keeps, executed or not: only an anchor drops them. */
+  const keptEffects = () => core['parentchain']!.effectsAfter(0).map((e) => e.kind);
   let slot = 1n;
   const produce = () => {
     const p = core.propose({ slot: slot++, timestampMs: Date.now(), maxCalls: 10 });
@@ -207,12 +217,23 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     assert.equal((await core.submit([unshield], Date.now()))[0].status, 'ready');
     produce();
     assert.equal(core.parentchainInfo().unpaidWithdrawals, 1);
+    // the burn's block is not final yet: nothing is paid until an anchor of it is finalized
+    assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
+    assert.ok(keptEffects().includes(EFFECT.shield), 'the shield, executed but not yet final');
+    await anchorHead();
+    assert.deepEqual(keptEffects(), [], 'the anchor settled the shield');
     await duty('payout:0');
     assert.equal((await pc.balance(bob)).free - before, 4n * UNIT);
     assert.equal((await pc.balance(vault)).free, pc.existentialDeposit() + 6n * UNIT);
     produce();
     assert.equal(core.parentchainInfo().unpaidWithdrawals, 0);
     assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
+    // a second anchor follows the first on the real chain and settles the payout: still paid once
+    assert.deepEqual(keptEffects(), [EFFECT.payout]);
+    await anchorHead();
+    assert.deepEqual(keptEffects(), []);
+    assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
+    assert.equal((await pc.balance(bob)).free - before, 4n * UNIT);
   } finally {
     await scanner.stop();
   }
