@@ -331,7 +331,7 @@ export class EnclaveCore {
     if (!set.some((k) => me.equals(Buffer.from(k)))) throw new EnclaveError('NOT_AUTHORITY', 'this enclave is not in the shard\'s validateer set');
     // One block per slot, and only in our own slots: an enclave never equivocates.
     if (!me.equals(Buffer.from(slotAuthor(input.slot, set)!))) throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${input.slot} belongs to another authority`);
-    if (input.slot <= this.head.slot && this.head.number > 0n) throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${input.slot} is not after the head's slot ${this.head.slot}`);
+    if (input.slot <= this.head.slot) throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${input.slot} is not after the head's slot ${this.head.slot}`);
     const number = this.head.number + 1n;
     const ctx = this.stfContext();
     const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.account(Buffer.from(s, 'hex')).nonce)

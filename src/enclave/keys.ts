@@ -34,7 +34,7 @@ export interface EnclaveKeys {
  * shard id). A stop-gap for devnets until attested provisioning hands them over between enclaves:
  * anyone who knows the shard id knows these keys, so it is refused outside simulation mode.
  */
-function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Array; stateKey: Uint8Array } {
+export function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Array; stateKey: Uint8Array } {
   const derive = (label: string) => new Uint8Array(hkdfSync('sha256', shard, new Uint8Array(0), `validateer/dev-shard-secrets/v1/${label}`, 32));
   return { shieldingSecret: derive('shielding'), stateKey: derive('state') };
 }

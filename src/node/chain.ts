@@ -27,6 +27,11 @@ export interface ChainDeps {
   signingKey: Uint8Array;
   /** Genesis endowments, for when this validateer creates block 0. */
   genesisBalances: () => Promise<{ account: Uint8Array; amount: bigint }[]>;
+  /**
+   * Whether a signing key (0x hex) is or was an authority of the shard: other authors' blocks are
+   * dropped unverified. undefined = cannot tell yet (the registration may not be finalized here).
+   */
+  isAuthority: (key: string) => boolean | undefined;
   /** The last anchored block (final; possibly not in our chain yet), null before the first anchor. */
   anchor: () => { number: number; hash: Uint8Array } | null;
   /** Called after a block became part of the canonical chain (authored or imported) and after reorgs. */
@@ -142,7 +147,7 @@ export class ChainService {
     if (pre !== 'ok') return pre === 'invalid' ? this.invalid(from, 'bad block signature or shard') : 'ignore';
     if (this.isEquivocation(b)) return 'ignore';
     const result = await this.exclusive(() => this.ingest([b]));
-    if (result.invalid.includes(b.hash)) return this.invalid(from, 'block failed verification');
+    if (result.invalid.includes(b.hash)) return 'reject'; // counted and penalised where it failed
     return result.known.includes(b.hash) ? 'ignore' : 'accept';
   }
 
@@ -151,8 +156,13 @@ export class ChainService {
    * slot is the enclave's to check), not already known, not below the last anchor.
    */
   private async precheck(b: TreeBlock, signed: SignedBlock): Promise<'ok' | 'known' | 'invalid' | 'old'> {
+    // 'old' = not for us now (below the last anchor, or by an author we do not know yet): ignored, no penalty.
     const h = signed.header;
     if (!Buffer.from(h.shard).equals(Buffer.from(this.o.shard))) return 'invalid';
+    // Only authorities' blocks get any further work (a stranger's block could otherwise cost a reorg attempt).
+    const authority = this.d.isAuthority('0x' + b.author);
+    if (authority === false) return 'invalid';
+    if (authority === undefined) return 'old';
     if (await this.isKnown(b)) {
       this.d.metrics.countImport('duplicate');
       return 'known';

@@ -47,6 +47,8 @@ export class ParentchainSync {
   /** Members as of the light client head, in registration order (hex signing keys). */
   members: string[] = [];
   finalized: Finality | null = null;
+  /** Every validateer ever registered (hex signing keys): whose blocks are worth verifying at all. */
+  readonly everMembers = new Set<string>();
   /** The last anchor seen in a finalized parentchain block (final, though maybe not in our chain yet). */
   lastAnchor: Finality | null = null;
   private membersListener: ((m: Result<'parentchainInfo'>['members']) => void) | null = null;
@@ -185,6 +187,7 @@ export class ParentchainSync {
   }
 
   private apply(i: Result<'parentchainInfo'>): void {
+    for (const m of i.members) this.everMembers.add(toHex(m.signingKey));
     const active = i.members.filter((m) => m.unregisteredAt === null);
     this.members = active.map((m) => toHex(m.signingKey));
     this.others = active.filter((m) => toHex(m.signingKey) !== toHex(this.signer.publicKey));

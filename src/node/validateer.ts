@@ -95,10 +95,12 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     metrics.stateAccounts.set(status.accounts);
 
     const relay = new CallRelay(enclave);
+    const configured = new Set(config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey]);
     const chain = new ChainService({
       enclave, store, metrics, logger, relay, signingKey: info.signingKey,
       genesisBalances: () => genesisBalances(config),
       anchor: () => sync?.lastAnchor ?? null,
+      isAuthority: (key) => (sync ? sync.everMembers.has(key) || undefined : configured.has(key)),
       onHeadChanged: (e) => {
         ready = true;
         if (e.authored) sync?.blockCommitted(e.number);

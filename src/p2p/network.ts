@@ -88,8 +88,11 @@ export const DEFAULT_LIMITS: NetworkLimits = {
 
 /** App score: each penalty (penalize, or a gossip message above maxGossipBytes) costs this much. */
 export const PENALTY_POINTS = 20;
-/** At or below this the peer is disconnected and refused for BAN_MS: five penalties in quick succession. */
-export const BAN_THRESHOLD = -100;
+/**
+ * At or below this the peer is disconnected and refused for BAN_MS: five penalties in quick succession
+ * (not a multiple of PENALTY_POINTS, so the decay between them cannot save the fifth).
+ */
+export const BAN_THRESHOLD = -90;
 export const BAN_MS = 60_000;
 export const PENALTY_HALF_LIFE_MS = 5 * 60_000;
 /** Peer store tag on the registered set (value 100, the maximum). */

@@ -82,7 +82,8 @@ export class BlockStore {
    */
   async reorg(ancestor: number, blocks: StoredBlock[]): Promise<Uint8Array[]> {
     const head = this.headCache;
-    if (!head || ancestor > head.number) throw new ValidateerError('STORE_BAD_REORG', `ancestor ${ancestor} is not in the chain`);
+    // Block 0 is never replaced: a set has one genesis (and -1 would wrap in the key encoding).
+    if (!head || !Number.isInteger(ancestor) || ancestor < 0 || ancestor > head.number) throw new ValidateerError('STORE_BAD_REORG', `ancestor ${ancestor} is not in the chain`);
     blocks.forEach((b, i) => {
       if (b.number !== ancestor + 1 + i) throw new ValidateerError('STORE_BAD_REORG', `block ${b.number} is not at height ${ancestor + 1 + i}`);
     });

@@ -6,9 +6,21 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
+import { createNetwork, DEFAULT_LIMITS, type Network } from '../../src/p2p/network.ts';
+import { createLogger } from '../../src/node/logger.ts';
+import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header } from '../../src/sidechain/block.ts';
+import { slotAt } from '../../src/consensus/aura.ts';
+import { aesGcmSeal, ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, randomNonce } from '../../src/crypto/primitives.ts';
+import { devShardSecrets } from '../../src/enclave/keys.ts';
+import { joinItems } from '../../src/enclave/state.ts';
+import { decodeExact, fromHex, toHex } from '../../src/codec/wire.ts';
 import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
 
 const SLOT_MS = 300;
+const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
+/** A fourth authority no node runs: its slots are skipped, and the test signs forged blocks with it. */
+const ROGUE_SEED = new Uint8Array(32).fill(9);
+const ROGUE = toHex(ed25519PublicFromSeed(ROGUE_SEED));
 const nodes: NodeHandle[] = [];
 const clients: ValidateerClient[] = [];
 const keys: string[] = [];
@@ -18,7 +30,7 @@ function config(i: number, bootstrap: string[]) {
   return {
     slotMs: SLOT_MS,
     dataDir: dataDirs[i],
-    extraConfig: { authorities: keys, enclave: { devShardSecrets: true }, p2p: { bootstrap }, sidechain: { snapshotInterval: 20 } },
+    extraConfig: { authorities: [...keys, ROGUE], enclave: { devShardSecrets: true }, p2p: { bootstrap }, sidechain: { snapshotInterval: 20 } },
   };
 }
 
@@ -60,7 +72,7 @@ async function sameHead(timeoutMs = 30_000): Promise<void> {
   }, 'the same chain on all validateers', timeoutMs, 100);
 }
 
-test('three validateers take turns, import each other\'s blocks and agree on the chain', async () => {
+test('three validateers take turns (the offline fourth authority\'s slots are skipped), import each other\'s blocks and agree', async () => {
   await sameHead();
   const h0 = (await clients[0].head()).number;
   await waitFor(async () => (await clients[0].head()).number >= h0 + 9, 'nine more blocks', 30_000, 100);
@@ -105,4 +117,81 @@ test('a killed validateer leaves the others producing; restarted, it catches up'
   await sameHead(60_000);
   const a = await clients[0].head();
   await waitFor(async () => (await clients[2].head()).number >= a.number, 'the restarted node at the head', 30_000, 100);
+});
+
+async function forgedBlock(parent: Uint8Array, change: (h: Header) => void, signWith: Uint8Array | null): Promise<Uint8Array> {
+  const p = decodeExact(SignedBlock, parent, 'block');
+  const number = p.header.number + 1n;
+  const nonce = randomNonce();
+  // Empty transitions under the dev shard's state key (derivable from the shard id, as every dev enclave does).
+  const ciphertext = aesGcmSeal(devShardSecrets(SHARD).stateKey, nonce, joinItems([]), transitionsAad(SHARD, number));
+  const body = { transitions: { keyId: 1, nonce, ciphertext }, calls: [] };
+  const header: Header = {
+    ...p.header, parentHash: headerHash(p.header), number, slot: slotAt(Date.now(), SLOT_MS), author: ed25519PublicFromSeed(ROGUE_SEED),
+    transitionsRoot: bodyRoot(body), timestampMs: BigInt(Date.now()),
+  };
+  change(header);
+  const signature = signWith ? ed25519Sign(ed25519PrivateKey(signWith), headerSigningPayload(header)) : p.signature;
+  return SignedBlock.enc({ header, body, signature });
+}
+
+test('forged blocks are rejected and their sender penalised: bad signature, wrong slot author, wrong state commitment', async () => {
+  const target = await network(clients[0]);
+  const zero = new Uint8Array(32);
+  const metric = async (name: string) => (await scrapeMetrics(nodes[0].metricsUrl)).get(name) ?? 0;
+  const REJECTS = 'validateer_gossip_messages_total{topic="blocks",result="reject"}';
+  const penalties0 = await metric('validateer_p2p_penalties_total');
+  // Each forgery comes from a fresh peer: after a reject, gossipsub's score may already mute the sender.
+  async function fromRogue(what: string, attempt: (rogue: Network, headBlock: () => Promise<Uint8Array>) => Promise<boolean>, intervalMs: number): Promise<void> {
+    const rogue = await createNetwork({
+      dataDir: tempDir(), shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: target.addresses, limits: DEFAULT_LIMITS,
+      logger: createLogger({ level: 'silent' }),
+    });
+    await rogue.start({
+      onBlock: async () => 'ignore', onCall: async () => 'ignore', onPeerStatus: () => undefined,
+      status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
+      blocksByRange: async () => [], blocksByHash: async () => [],
+    });
+    try {
+      await waitFor(() => rogue.connectedPeers().includes(target.peerId), 'the rogue peer connected', 20_000);
+      const headBlock = async () => (await rogue.requestBlocksByRange(target.peerId, (await clients[0].head()).number, 1))[0];
+      const before = await metric(REJECTS);
+      // Published until node 0 has our subscription and counts the reject.
+      await waitFor(async () => (await metric(REJECTS)) > before || (await attempt(rogue, headBlock)) && false, what, 30_000, intervalMs);
+    } finally {
+      await rogue.stop();
+    }
+  }
+
+  // 1. In the rogue's own slot, validly signed, but the state commitment does not follow from its (empty) transitions.
+  let sentIn = -1n;
+  await fromRogue('the wrong-commitment block rejected', async (rogue, headBlock) => {
+    const slot = slotAt(Date.now(), SLOT_MS);
+    if (slot % 4n !== 3n || slot === sentIn) return false; // once per rogue slot
+    sentIn = slot;
+    await rogue.publishBlock(await forgedBlock(await headBlock(), (h) => { h.slot = slot; h.stateCommitment = new Uint8Array(32).fill(1); }, ROGUE_SEED));
+    return true;
+  }, 50);
+  // 2. Signed by an authority (the rogue key), but for the next slot (after its parent's, within the
+  // allowed clock drift), which belongs to another authority.
+  await fromRogue('the wrong-author block rejected', async (rogue, headBlock) => {
+    const next = slotAt(Date.now(), SLOT_MS) + 1n;
+    if (next % 4n === 3n) return false;
+    await rogue.publishBlock(await forgedBlock(await headBlock(), (h) => { h.slot = next; }, ROGUE_SEED));
+    return true;
+  }, 700);
+  // 3. A real block with a changed header: its author's signature no longer verifies (checked before any import work).
+  await fromRogue('the bad-signature block rejected', async (rogue, headBlock) => {
+    const b = decodeExact(SignedBlock, await headBlock(), 'block');
+    b.header.timestampMs += 1n;
+    await rogue.publishBlock(SignedBlock.enc(b));
+    return true;
+  }, 1000);
+
+  assert.ok((await metric('validateer_p2p_penalties_total')) >= penalties0 + 3, 'the sender was penalised for each');
+  const codes = nodes[0].logs().filter((l) => l.msg === 'block rejected').map((l) => l.code);
+  assert.ok(codes.includes('BLOCK_WRONG_AUTHOR'), `wrong author logged (${codes.join(',')})`);
+  assert.ok(codes.includes('BLOCK_BAD_COMMITMENT'), `bad commitment logged (${codes.join(',')})`);
+  // The set is unharmed: it goes on and agrees.
+  await sameHead();
 });
