@@ -33,7 +33,7 @@ export const SEEN_TTL_MS = 120_000;
  * hash a 4 MiB block twice.
  */
 export class MessageIds {
-  private readonly digests = new WeakMap<Uint8Array, Uint8Array>();
+  private readonly digests = new WeakMap<Uint8Array, { topic: string; digest: Uint8Array }>();
   /** Insertion-ordered, so expiry only ever removes from the front. */
   private readonly seen = new Map<string, number>();
   private readonly onDuplicate: (topic: string) => void;
@@ -62,12 +62,11 @@ export class MessageIds {
   }
 
   private digest(topic: string, data: Uint8Array): Uint8Array {
-    let d = this.digests.get(data);
-    if (d === undefined) {
-      d = new Uint8Array(createHash('sha256').update(topic).update(data).digest());
-      this.digests.set(data, d);
-    }
-    return d;
+    const cached = this.digests.get(data);
+    if (cached?.topic === topic) return cached.digest;
+    const digest = new Uint8Array(createHash('sha256').update(topic).update(data).digest());
+    this.digests.set(data, { topic, digest });
+    return digest;
   }
 
   /** True the first time an id is seen within SEEN_TTL_MS. */
@@ -149,6 +148,11 @@ export function gossipsubOptions(o: { topics: string[]; maxGossipBytes: number; 
     mcacheLength: 6,
     mcacheGossip: 3,
     seenTTL: SEEN_TTL_MS,
+    gossipFactor: 0.25,
+    gossipsubIWantFollowupMs: 3_000,
+    // Large messages: tell mesh peers we have it so they do not send another copy.
+    idontwantMinDataSize: 512,
+    idontwantMaxMessages: 512,
     floodPublish: true,
     batchPublish: false,
     doPX: false,

@@ -150,6 +150,7 @@ class P2pNetwork implements Network {
   private handlers: NetworkHandlers | undefined;
   private readonly listeners: Array<() => void> = [];
   private tagged = new Set<string>();
+  private stopped = false;
 
   constructor(p: Parts) {
     this.opts = p.opts;
@@ -185,7 +186,7 @@ class P2pNetwork implements Network {
   }
 
   async start(handlers: NetworkHandlers): Promise<void> {
-    if (this.handlers !== undefined) throw new ValidateerError('P2P_ALREADY_STARTED', 'network already started');
+    if (this.handlers !== undefined || this.stopped) throw new ValidateerError('P2P_ALREADY_STARTED', 'network already started (or stopped: create a new one)');
     this.handlers = handlers;
     this.listen('peer:connect', (evt) => this.onConnect(evt.detail));
     this.listen('peer:disconnect', (evt) => this.onDisconnect(evt.detail));
@@ -200,16 +201,16 @@ class P2pNetwork implements Network {
     this.log.info({ peerId: this.peerId, addresses: this.addresses() }, 'p2p network started');
   }
 
+  /** Closes every connection, stream, listener and timer. Safe before start and twice; not restartable. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.dialer.stop();
     for (const off of this.listeners.splice(0)) off();
-    if (this.handlers === undefined) {
-      await this.node.stop();
-      return;
-    }
-    this.gossip.stop();
-    await this.reqresp.stop();
+    // The node first: removing the topic validators while gossipsub runs would let messages through unvalidated.
     await this.node.stop();
+    if (this.handlers === undefined) return;
+    this.gossip.stop();
+    await this.reqresp.stop().catch((err: Error) => this.log.debug({ err: err.message }, 'unregistering protocols failed'));
     this.handlers = undefined;
     this.log.info('p2p network stopped');
   }

@@ -168,7 +168,9 @@ export class ReqResp {
         response = await this.answer(protocol, request);
       } catch (err) {
         const invalid = (err as ValidateerError).code === 'DECODE_FAILED' || (err as ValidateerError).code === 'P2P_INVALID_REQUEST';
-        this.log.debug({ peer, protocol, err: (err as Error).message }, invalid ? 'invalid request' : 'request handler failed');
+        // An invalid request is the peer's problem; a failing handler is ours.
+        if (invalid) this.log.debug({ peer, protocol, err: (err as Error).message }, 'invalid request');
+        else this.log.warn({ peer, protocol, err: (err as Error).message }, 'request handler failed');
         await this.refuse(frames, invalid ? ResponseCode.invalidRequest : ResponseCode.serverError, invalid ? (err as Error).message : 'internal error');
         return;
       }
