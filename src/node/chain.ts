@@ -66,7 +66,8 @@ export class ChainService {
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly seenSlots = new Map<string, string>();
   private syncing = false;
-  private readonly syncQueue = new Set<string>();
+  /** Peers to sync with, and the height to start looking at (their chain may be shorter than ours). */
+  private readonly syncQueue = new Map<string, number>();
   private stopped = false;
   /** True once this node has a head and follows or authors the chain. */
   producing = false;
@@ -268,9 +269,15 @@ export class ChainService {
         if (isBetter(tip, current)) best = p;
       }
       if (!best) {
+        // Blocks whose ancestry is missing (e.g. we were cut off, or joined before block 0 existed):
+        // fetch their chain from whoever sent them.
         for (const leaf of this.tree.leaves()) {
-          if (leaf.number > (head?.number ?? -1) && !(await this.pathTo(leaf))) this.d.metrics.countImport('pending');
+          if (leaf.number > (head?.number ?? -1) && !(await this.pathTo(leaf))) {
+            this.d.metrics.countImport('pending');
+            if (leaf.from) this.queueSync(leaf.from, leaf.number);
+          }
         }
+        if (this.syncQueue.size > 0) void this.runSync();
         return invalid;
       }
       const r = best.ancestor === (head?.number ?? -1) ? await this.extend(best.path) : await this.reorg(best.ancestor, best.path);
@@ -402,14 +409,22 @@ export class ChainService {
 
   // ---------- sync ----------
 
-  /** A peer's status: if it is ahead, fetch its chain. */
+  private queueSync(peer: string, from: number): void {
+    this.syncQueue.set(peer, Math.min(from, this.syncQueue.get(peer) ?? from));
+  }
+
+  /** A peer's status: if it is ahead, or final where we are not, fetch its chain. */
   onPeerStatus(peer: string, s: ChainStatus): void {
-    const head = this.d.store.head();
-    if (head && s.headNumber < head.number) return;
-    if (head && s.headNumber === head.number && !isBetter({ number: s.headNumber, hash: s.headHash }, head)) return;
-    if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
-    this.syncQueue.add(peer);
-    void this.runSync();
+    void (async () => {
+      if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
+      const head = this.d.store.head();
+      const ahead = !head || isBetter({ number: s.headNumber, hash: s.headHash }, head);
+      // Its final block is not in our chain: we are on a branch that lost (e.g. after a partition).
+      const finalElsewhere = s.finalizedHash.some((x) => x !== 0) && (await this.d.store.numberOf(s.finalizedHash)) !== s.finalizedNumber;
+      if (!ahead && !finalElsewhere) return;
+      this.queueSync(peer, Math.min(s.headNumber, (head?.number ?? -1) + 1));
+      await this.runSync();
+    })().catch((err: Error) => this.d.logger.debug({ peer, err: err.message }, 'status handling failed'));
   }
 
   private async runSync(): Promise<void> {
@@ -417,9 +432,9 @@ export class ChainService {
     this.syncing = true;
     try {
       while (this.syncQueue.size > 0 && !this.stopped) {
-        const peer = this.syncQueue.values().next().value!;
+        const [peer, from] = this.syncQueue.entries().next().value!;
         this.syncQueue.delete(peer);
-        await this.syncWith(peer).catch((err: Error & { code?: string }) => this.d.logger.info({ peer, code: err.code, err: err.message }, 'sync with peer failed'));
+        await this.syncWith(peer, from).catch((err: Error & { code?: string }) => this.d.logger.info({ peer, code: err.code, err: err.message }, 'sync with peer failed'));
       }
     } finally {
       this.syncing = false;
@@ -427,11 +442,13 @@ export class ChainService {
   }
 
   /** Fetches the peer's canonical blocks above our head; steps back to find the fork point if they do not connect. */
-  private async syncWith(peer: string): Promise<void> {
+  private async syncWith(peer: string, start: number): Promise<void> {
     const net = this.network;
     if (!net) return;
-    const floor = Math.max(0, (this.d.anchor()?.number ?? -1) + 1);
-    let from = (this.d.store.head()?.number ?? -1) + 1;
+    // Never look below our own final block; the last anchor may be on a branch we do not have yet.
+    const anchor = this.d.anchor();
+    const floor = anchor && (await this.d.store.numberOf(anchor.hash)) === anchor.number ? anchor.number + 1 : 0;
+    let from = Math.max(floor, Math.min(start, (this.d.store.head()?.number ?? -1) + 1));
     let back = 16;
     while (!this.stopped) {
       const bytes = await net.requestBlocksByRange(peer, from, this.o.syncBatch);

@@ -1,7 +1,7 @@
 // Shared helpers for the end-to-end tests: start a real validateer process (src/cli/main.ts run) on
 // free local ports, wait until it is ready, capture its output to files, and stop it reliably.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -286,4 +286,32 @@ export async function scrapeMetrics(metricsUrl: string): Promise<Map<string, num
     if (m) out.set(m[1], Number(m[2]));
   }
   return out;
+}
+
+/**
+ * Starts several nodes at once and waits for all of them. A set on a parentchain needs this: only its
+ * first registered member creates block 0, so the others become ready only once they have fetched it.
+ * If one fails to start, those that did are stopped and the first error is rethrown.
+ */
+export async function startNodes(opts: StartNodeOptions[]): Promise<NodeHandle[]> {
+  const settled = await Promise.allSettled(opts.map((o) => startNode(o)));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value.stop()] : [])));
+    throw failed.reason;
+  }
+  return settled.map((s) => (s as PromiseFulfilledResult<NodeHandle>).value);
+}
+
+/** `count` distinct ports that were free a moment ago (all held open at once while picking, so no two are the same). */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<Server>((resolveServer, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolveServer(srv));
+  })));
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }

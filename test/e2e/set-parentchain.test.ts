@@ -1,0 +1,330 @@
+// End to end, a validateer set on the chopsticks devnet (a real Substrate runtime): four real
+// processes register on the parentchain, find each other through the registry, take turns by Aura,
+// agree on the chain and its state, include every call once, survive a kill -9, and converge after a
+// network partition without losing a final call (anchored in a finalized parentchain block).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
+import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
+import { devAccount } from '../../src/client/accounts.ts';
+import { fromHex } from '../../src/codec/wire.ts';
+import {
+  cleanupTempDirs, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
+} from './harness.ts';
+
+const N = 4;
+const SLOT_MS = 400;
+const BLOCK_MS = 1000;
+const ANCHOR_INTERVAL = 5;
+const UNIT = 10n ** 12n;
+
+let chain: DevChain;
+let readyMs = 0;
+let nodes: NodeHandle[] = [];
+const clients: ValidateerClient[] = [];
+const keys: string[] = [];
+const dataDirs: string[] = [];
+const ports: { p2p: number; rpc: number; metrics: number }[] = [];
+
+interface NetworkInfo { peerId: string; addresses: string[]; peers: string[] }
+
+function options(i: number): StartNodeOptions {
+  return {
+    slotMs: SLOT_MS,
+    dataDir: dataDirs[i],
+    rpcPort: ports[i].rpc,
+    metricsPort: ports[i].metrics,
+    extraConfig: {
+      parentchain: { endpoint: chain.endpoint, anchorInterval: ANCHOR_INTERVAL },
+      // The dev set shares the shard secrets (no provisioning between enclaves in this test).
+      enclave: { devShardSecrets: true },
+      // A fixed listen port: the registered address stays valid across the restart.
+      p2p: { devControl: true, listen: [`/ip4/127.0.0.1/tcp/${ports[i].p2p}`] },
+      sidechain: { snapshotInterval: 20 },
+    },
+  };
+}
+
+function network(c: ValidateerClient): Promise<NetworkInfo> {
+  return c.rpc.request<NetworkInfo>('system_network');
+}
+
+function header(c: ValidateerClient, n: number): Promise<HeaderJson | null> {
+  return c.rpc.request<HeaderJson | null>('chain_getHeader', [n]);
+}
+
+function blockHash(c: ValidateerClient, n: number): Promise<string | null> {
+  return c.rpc.request<string | null>('chain_getBlockHash', [n]);
+}
+
+async function finalizedNumber(c: ValidateerClient): Promise<{ number: number; hash: string }> {
+  const hash = await c.finalizedHead();
+  const h = await c.rpc.request<HeaderJson | null>('chain_getHeader', [hash]);
+  return { number: h?.number ?? 0, hash };
+}
+
+async function heads(): Promise<number[]> {
+  return (await Promise.all(clients.map((c) => c.head()))).map((h) => h.number);
+}
+
+/** Waits until all validateers have the same block at a common height >= minHeight; returns that height. */
+async function sameChain(what: string, minHeight = 1, timeoutMs = 60_000): Promise<number> {
+  return waitFor(async () => {
+    const n = Math.min(...(await heads()));
+    if (n < minHeight) return undefined;
+    // Heads move every slot: compare the block at a common height.
+    const hashes = await Promise.all(clients.map((c) => blockHash(c, n)));
+    return hashes.every((h) => h !== null && h === hashes[0]) ? n : undefined;
+  }, what, timeoutMs, 100);
+}
+
+async function metric(node: NodeHandle, name: string): Promise<number> {
+  return (await scrapeMetrics(node.metricsUrl)).get(name) ?? 0;
+}
+
+/** Each node's warnings and errors, one line per distinct message with its count and last instance (for failure messages). */
+function warnings(): string {
+  return nodes.map((node, i) => {
+    const byMsg = new Map<string, { count: number; last: Record<string, unknown> }>();
+    for (const l of node.logs()) {
+      if ((l.level as number) < 40 || l.msg === 'parentchain message ignored') continue;
+      const e = byMsg.get(String(l.msg)) ?? { count: 0, last: l };
+      byMsg.set(String(l.msg), { count: e.count + 1, last: l });
+    }
+    const lines = [...byMsg].map(([msg, { count, last }]) => `${count}x ${msg} ${JSON.stringify({ from: last.from, peer: last.peer, code: last.code, err: last.err })}`);
+    return `  node ${i}: ${lines.join('\n          ')}`;
+  }).join('\n');
+}
+
+before(async () => {
+  const root = tempDir('validateer-set-pc-');
+  for (let i = 0; i < N; i++) dataDirs.push(join(root, `v${i + 1}`));
+  // The enclave accounts must be funded at parentchain genesis: create their keys first.
+  const out = await Promise.all(dataDirs.map((d) => runCli(['keys', '--data-dir', d], { env: { VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } })));
+  for (const r of out) {
+    assert.equal(r.code, 0, r.stderr);
+    keys.push((JSON.parse(r.stdout) as { signingKey: string }).signingKey);
+  }
+  chain = await startDevChain({
+    host: '127.0.0.1', blockTimeMs: BLOCK_MS,
+    endowments: keys.map((k) => ({ publicKey: fromHex(k), amount: 10_000n * UNIT })),
+  });
+  // Every port picked up front and distinct: nodes starting at once must not pick the same one.
+  const free = await freePorts(3 * N);
+  for (let i = 0; i < N; i++) ports.push({ p2p: free[3 * i], rpc: free[3 * i + 1], metrics: free[3 * i + 2] });
+  // All at once: only the first registered member creates block 0; the others are ready once they have it.
+  const started = Date.now();
+  nodes = await startNodes(dataDirs.map((_, i) => options(i)));
+  readyMs = Date.now() - started;
+  for (const n of nodes) clients.push(await ValidateerClient.connect(n.rpcUrl));
+});
+
+after(async () => {
+  await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
+  await Promise.all(nodes.map((n) => n.stop()));
+  await chain?.close();
+  cleanupTempDirs();
+});
+
+test('four validateers register, take turns and agree on the head and the state commitment', async (t) => {
+  const t0 = Date.now();
+  for (const c of clients) {
+    await waitFor(async () => {
+      const v = (await c.shardInfo()).validateers ?? [];
+      return v.filter((m) => m.unregisteredAt === null).length === N;
+    }, 'all four registered, as seen by every validateer', 60_000, 250);
+  }
+  t.diagnostic(`all registered after ${Date.now() - t0} ms (nodes ready ${readyMs} ms after start)`);
+  const registered = ((await clients[0].shardInfo()).validateers ?? []).map((v) => v.signingKey);
+  assert.deepEqual([...registered].sort(), [...keys].sort());
+
+  // Every member authors in its Aura slots: the authors of a window of recent blocks cover the set.
+  await waitFor(async () => {
+    const head = await clients[0].head();
+    const authors = new Set<string>();
+    for (let n = head.number; n > Math.max(0, head.number - 12); n--) authors.add((await header(clients[0], n))!.author);
+    return authors.size === N;
+  }, 'blocks by all four authors', 60_000, 500);
+
+  t.diagnostic(`blocks by all four authors after ${Date.now() - t0} ms`);
+  const n = await sameChain('the same chain on all validateers');
+  t.diagnostic(`the same chain at #${n} after ${Date.now() - t0} ms`);
+  const hs = await Promise.all(clients.map((c) => header(c, n)));
+  for (const h of hs) {
+    assert.ok(h);
+    assert.equal(h.hash, hs[0]!.hash);
+    assert.equal(h.stateCommitment, hs[0]!.stateCommitment, `state commitment at #${n}`);
+  }
+  for (const node of nodes) {
+    await waitFor(async () => (await metric(node, 'validateer_p2p_peers')) >= 2, `peers >= 2 on ${node.rpcUrl}`, 30_000, 250);
+    assert.ok((await metric(node, 'validateer_sidechain_blocks_imported_total{result="imported"}')) > 0, `imports on ${node.rpcUrl}`);
+  }
+});
+
+test('calls submitted round-robin to all validateers are each included exactly once', async () => {
+  const alice = await devAccount('//Alice');
+  const bob = await devAccount('//Bob');
+  await sameChain('the same chain before the calls');
+  const bobBefore = await clients[0].balance(bob);
+  const nonce0 = await clients[0].nonce(alice);
+  const count = 12;
+  const results = await Promise.all(Array.from({ length: count }, (_, i) =>
+    clients[i % N].transfer(alice, bob.publicKey, 1n, { nonce: nonce0 + i, timeoutMs: 60_000 })));
+  assert.equal(new Set(results.map((r) => r.hash)).size, count);
+  await waitFor(async () => {
+    const b = await Promise.all(clients.map((c) => c.balance(bob)));
+    const nonces = await Promise.all(clients.map((c) => c.nonce(alice)));
+    return b.every((x) => x === bobBefore + BigInt(count)) && nonces.every((x) => x === nonce0 + count);
+  }, `bob credited ${count} and alice's nonce ${nonce0 + count} on every validateer`, 60_000, 250);
+  // Each call is indexed in one block of the common chain.
+  await sameChain('the same chain after the calls', Math.max(...results.map((r) => r.blockNumber)));
+  for (const c of clients) {
+    for (const r of results) assert.equal(await c.callBlock(r.hash), r.blockNumber);
+  }
+});
+
+test('a killed validateer leaves the others producing; restarted, it catches up to the same chain', async () => {
+  await nodes[3].kill('SIGKILL');
+  const live = clients.slice(0, 3);
+  const h = (await live[0].head()).number;
+  await waitFor(async () => (await live[0].head()).number >= h + 6, 'the other three go on', 60_000, 100);
+  await waitFor(async () => {
+    const n = Math.min(...(await Promise.all(live.map((c) => c.head()))).map((x) => x.number));
+    const hashes = await Promise.all(live.map((c) => blockHash(c, n)));
+    return n > h && hashes.every((x) => x === hashes[0]);
+  }, 'the other three on one chain', 60_000, 100);
+
+  await clients[3].close().catch(() => undefined);
+  nodes[3] = await restartNode(nodes[3], options(3));
+  clients[3] = await ValidateerClient.connect(nodes[3].rpcUrl);
+  const top = (await live[0].head()).number;
+  const n = await sameChain('the restarted node on the same chain', top, 60_000);
+  const hs = await Promise.all(clients.map((c) => header(c, n)));
+  for (const x of hs) assert.equal(x?.stateCommitment, hs[0]?.stateCommitment);
+});
+
+test('a partition 2+2 heals into one chain: final calls kept, abandoned calls included later', async (t) => {
+  const alice = await devAccount('//Alice');
+  const bob = await devAccount('//Bob');
+  const charlie = await devAccount('//Charlie');
+  await sameChain('one chain before the partition', 1, 60_000);
+  const ids = (await Promise.all(clients.map(network))).map((x) => x.peerId);
+  const halfA = [0, 1];
+  const halfB = [2, 3];
+  const bobBefore = await clients[0].balance(bob);
+  const aliceNonce0 = await clients[0].nonce(alice);
+  const charlieNonce0 = await clients[0].nonce(charlie);
+  const finalBefore = Math.max(...await Promise.all(clients.map(async (c) => (await finalizedNumber(c)).number)));
+
+  // Cut: each node refuses the peers of the other half.
+  for (const i of halfA) await clients[i].rpc.request('dev_setBlockedPeers', [halfB.map((j) => ids[j])]);
+  for (const i of halfB) await clients[i].rpc.request('dev_setBlockedPeers', [halfA.map((j) => ids[j])]);
+  await waitFor(async () => {
+    const nets = await Promise.all(clients.map(network));
+    return nets.every((net, i) => {
+      const other = halfA.includes(i) ? halfB : halfA;
+      return other.every((j) => !net.peers.includes(ids[j]));
+    });
+  }, 'the set cut in two', 30_000, 100);
+  const cutAt = Math.max(...await heads());
+
+  // Distinct senders per half: //Alice only on half A, //Charlie only on half B. Each half then builds
+  // a gap-free nonce sequence for its own sender, and whichever branch wins, the other branch's calls
+  // are still valid on it (their sender's nonces were not touched there), so all of them can be
+  // included after the heal. With one sender on both halves, the two branches would use the same
+  // nonces for different calls, and the losing branch's calls would be invalid (or stuck behind a nonce
+  // gap) on the winning one: "every accepted call is included" would not hold, by design.
+  const AMOUNT_A = 1n;
+  const AMOUNT_B = 1000n;
+  interface Sent { half: 'A' | 'B'; node: number; nonce: number; promise: Promise<{ hash: string; blockHash: string; blockNumber: number }>; inBlock?: { hash: string; blockHash: string; blockNumber: number }; final?: boolean }
+  const sent: Sent[] = [];
+  const send = (half: 'A' | 'B', node: number, nonce: number): void => {
+    const signer = half === 'A' ? alice : charlie;
+    const s: Sent = { half, node, nonce, promise: undefined as never };
+    s.promise = clients[node].transfer(signer, bob.publicKey, half === 'A' ? AMOUNT_A : AMOUNT_B, { nonce, timeoutMs: 150_000 });
+    s.promise.then((r) => (s.inBlock = r), () => undefined);
+    sent.push(s);
+  };
+  /** Marks calls reported final: in a block at or below the finalized head of the node that reported them, on its finalized chain. */
+  const markFinal = async (): Promise<void> => {
+    for (const s of sent) {
+      if (!s.inBlock || s.final) continue;
+      const c = clients[s.node];
+      const f = await finalizedNumber(c);
+      if (s.inBlock.blockNumber <= f.number && (await blockHash(c, s.inBlock.blockNumber)) === s.inBlock.blockHash) s.final = true;
+    }
+  };
+  const diverged = async (): Promise<boolean> => {
+    const [a, b] = [await clients[halfA[0]].head(), await clients[halfB[0]].head()];
+    const n = Math.min(a.number, b.number);
+    return n > cutAt && (await blockHash(clients[halfA[0]], n)) !== (await blockHash(clients[halfB[0]], n));
+  };
+
+  // Keep both halves busy while cut, until a call made during the cut is final and the branches differ;
+  // then a few more rounds, so that calls wait in the pool of a half that may have stopped authoring.
+  let aNonce = aliceNonce0;
+  let bNonce = charlieNonce0;
+  let extra = -1;
+  const cutDeadline = Date.now() + 75_000;
+  for (let round = 0; extra !== 0; round++) {
+    send('A', halfA[round % 2], aNonce++);
+    send('B', halfB[round % 2], bNonce++);
+    await sleep(SLOT_MS); // pacing of submissions only; nothing is asserted on it
+    await markFinal();
+    if (extra < 0 && sent.some((s) => s.final) && (await diverged())) extra = 4;
+    else if (extra > 0) extra--;
+    if (Date.now() > cutDeadline) {
+      const fins = await Promise.all(clients.map(finalizedNumber));
+      assert.fail(`while cut: no call became final on diverged branches in 75 s (heads ${(await heads()).join(',')}, finalized ${fins.map((f) => f.number).join(',')}, calls in blocks ${sent.filter((s) => s.inBlock).length}/${sent.length})`);
+    }
+  }
+  await markFinal();
+  const preHeal = await heads();
+  const finals = sent.filter((s) => s.final);
+  const fins = await Promise.all(clients.map(finalizedNumber));
+  t.diagnostic(`cut at #${cutAt} (finalized before: #${finalBefore}); pre-heal heads ${preHeal.join(',')}; finalized ${fins.map((f) => f.number).join(',')}; ` +
+    `${sent.length} calls sent, ${sent.filter((s) => s.inBlock).length} in blocks, ${finals.length} final (half A ${finals.filter((s) => s.half === 'A').length}, half B ${finals.filter((s) => s.half === 'B').length})`);
+  assert.ok(finals.length > 0, 'some call reported final while cut');
+
+  // Heal.
+  for (const c of clients) await c.rpc.request('dev_setBlockedPeers', [[]]);
+  const top = Math.max(...preHeal);
+  const n = await sameChain('all four on one chain after the heal', top, 60_000).catch(async (err: Error) => {
+    throw new Error(`${err.message}; heads now ${(await heads()).join(',')}; warnings:\n${warnings()}`, { cause: err });
+  });
+  t.diagnostic(`converged at #${n}`);
+
+  // Every call sent while cut is accepted and ends up included exactly once on the converged chain.
+  const aCount = sent.filter((s) => s.half === 'A').length;
+  const bCount = sent.filter((s) => s.half === 'B').length;
+  const expectedBob = bobBefore + BigInt(aCount) * AMOUNT_A + BigInt(bCount) * AMOUNT_B;
+  try {
+    await waitFor(async () => {
+      for (const c of clients) {
+        if ((await c.nonce(alice)) !== aliceNonce0 + aCount) return false;
+        if ((await c.nonce(charlie)) !== charlieNonce0 + bCount) return false;
+        if ((await c.balance(bob)) !== expectedBob) return false;
+      }
+      return true;
+    }, `alice's nonce ${aliceNonce0 + aCount}, charlie's ${charlieNonce0 + bCount} and bob's balance ${expectedBob} on every validateer`, 90_000, 500);
+  } catch (err) {
+    const state = await Promise.all(clients.map(async (c) => `alice ${await c.nonce(alice)} charlie ${await c.nonce(charlie)} bob ${await c.balance(bob)} head ${(await c.head()).number}`));
+    throw new Error(`${(err as Error).message}; now: ${state.join(' | ')}`, { cause: err });
+  }
+  const outcomes = await Promise.allSettled(sent.map((s) => s.promise));
+  const rejected = outcomes.flatMap((o) => (o.status === 'rejected' ? [(o.reason as Error).message] : []));
+  assert.deepEqual(rejected, [], 'every call sent while cut was accepted and reported in a block');
+
+  // Calls reported final were never lost: each is in the very block it was reported in, on every node.
+  await sameChain('one chain after the calls', n);
+  for (const s of finals) {
+    for (const c of clients) {
+      assert.equal(await c.callBlock(s.inBlock!.hash), s.inBlock!.blockNumber, `final call ${s.inBlock!.hash} still in block #${s.inBlock!.blockNumber}`);
+      assert.equal(await blockHash(c, s.inBlock!.blockNumber), s.inBlock!.blockHash);
+    }
+  }
+  const reorgs = await Promise.all(nodes.map((node) => metric(node, 'validateer_sidechain_reorgs_total')));
+  t.diagnostic(`reorgs per node: ${reorgs.join(',')}`);
+  assert.ok(reorgs.some((r) => r > 0), 'at least one validateer reorganised');
+});
