@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './node-process.ts';
+import { freePort, trackChild } from './node-process.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 
@@ -13,6 +13,7 @@ export async function benchDevnetStart(dir: string, log: (s: string) => void): P
   log('devnet: starting `validateer devnet` and waiting for its first anchored block ...');
   const t0 = performance.now();
   const proc = spawn(process.execPath, [MAIN, 'devnet', '--data-dir', join(dir, 'devnet'), '--rpc-port', String(rpc), '--metrics-port', String(metrics), '--parentchain-port', String(parentchain), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  trackChild(proc);
   let out = '';
   proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });

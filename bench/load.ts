@@ -1,11 +1,12 @@
 // Load generator: C WebSocket connections sending pre-signed, pre-encrypted transfers as JSON-RPC
 // batches of author_submitAndWatchCall, with a bounded window of batches in flight per connection.
-// Latency is submit -> inBlock notification for every call.
+// Latency is submit -> inBlock notification for every call. Given several URLs (a validateer set),
+// connection i goes to urls[i % urls.length]; every connection takes the next batch as its window frees.
 import WebSocket from 'ws';
 
-export interface LoadResult { submitted: number; included: number; invalid: number; rpcErrors: number; seconds: number; callsPerSecond: number; latencyMs: { p50: number; p99: number }; cpuSeconds: number }
+export interface LoadResult { submittedPerUrl: number[]; invalidCodes: Map<string, number>; submitted: number; included: number; invalid: number; rpcErrors: number; seconds: number; callsPerSecond: number; latencyMs: { p50: number; p99: number }; cpuSeconds: number }
 
-export async function runLoad(url: string, requests: string[], opts: { connections: number; batch: number; window: number; timeoutMs: number }): Promise<LoadResult> {
+export async function runLoad(url: string | string[], requests: string[], opts: { connections: number; batch: number; window: number; timeoutMs: number }): Promise<LoadResult> {
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
   let included = 0, invalid = 0, rpcErrors = 0, next = 0, firstSend = 0, lastInclusion = 0;
@@ -13,17 +14,21 @@ export async function runLoad(url: string, requests: string[], opts: { connectio
   const done = new Promise<void>((r) => (resolveDone = r));
   const settled = () => included + invalid + rpcErrors >= requests.length && resolveDone();
 
-  const sockets = await Promise.all(Array.from({ length: opts.connections }, () => new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(url, { maxPayload: 64 << 20 });
+  const invalidCodes = new Map<string, number>();
+  const urls = Array.isArray(url) ? url : [url];
+  const submittedPerUrl = urls.map(() => 0);
+  const sockets = await Promise.all(Array.from({ length: opts.connections }, (_, c) => new Promise<WebSocket>((resolve, reject) => {
+    const ws = new WebSocket(urls[c % urls.length], { maxPayload: 64 << 20 });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   })));
 
   let id = 0;
-  const sendBatch = (ws: WebSocket, inflight: { n: number }) => {
+  const sendBatch = (ws: WebSocket, inflight: { n: number }, u: number) => {
     while (inflight.n < opts.window && next < requests.length) {
       const chunk = requests.slice(next, next + opts.batch);
       next += chunk.length;
+      submittedPerUrl[u] += chunk.length;
       const now = performance.now();
       if (!firstSend) firstSend = now;
       const ids = chunk.map(() => ++id);
@@ -33,7 +38,8 @@ export async function runLoad(url: string, requests: string[], opts: { connectio
     }
   };
 
-  for (const ws of sockets) {
+  for (const [c, ws] of sockets.entries()) {
+    const u = c % urls.length;
     const inflight = { n: 0 };
     const subStart = new Map<string, number>();
     ws.on('message', (data) => {
@@ -46,11 +52,11 @@ export async function runLoad(url: string, requests: string[], opts: { connectio
           else rpcErrors++;
         }
         inflight.n--;
-        sendBatch(ws, inflight);
+        sendBatch(ws, inflight, u);
         settled();
         return;
       }
-      const n = msg as { params?: { subscription: string; result: { status: string } } };
+      const n = msg as { params?: { subscription: string; result: { status: string; code?: string } } };
       const p = n.params;
       if (!p) return;
       if (p.result.status === 'inBlock') {
@@ -65,10 +71,11 @@ export async function runLoad(url: string, requests: string[], opts: { connectio
         settled();
       } else if (p.result.status === 'invalid') {
         invalid++;
+        invalidCodes.set(p.result.code ?? '?', (invalidCodes.get(p.result.code ?? '?') ?? 0) + 1);
         settled();
       }
     });
-    sendBatch(ws, inflight);
+    sendBatch(ws, inflight, u);
   }
 
   const cpuStart = process.cpuUsage();
@@ -80,5 +87,5 @@ export async function runLoad(url: string, requests: string[], opts: { connectio
   latencies.sort((a, b) => a - b);
   const pct = (q: number) => latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN;
   const seconds = (lastInclusion - firstSend) / 1000;
-  return { submitted: next, included, invalid, rpcErrors, seconds, callsPerSecond: included / seconds, latencyMs: { p50: pct(0.5), p99: pct(0.99) }, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+  return { submittedPerUrl, invalidCodes, submitted: next, included, invalid, rpcErrors, seconds, callsPerSecond: included / seconds, latencyMs: { p50: pct(0.5), p99: pct(0.99) }, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }

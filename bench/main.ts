@@ -1,21 +1,25 @@
-// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|parentchain|devnet]`: throughput,
-// latency, ceiling, replay speed and RSS (sidechain), parentchain catch-up speed (parentchain), and
-// the time from starting the devnet to its first anchored block (devnet).
+// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|parentchain|devnet|set]`: throughput,
+// latency, ceiling, replay speed and RSS (sidechain), parentchain catch-up speed (parentchain), the
+// time from starting the devnet to its first anchored block (devnet), and a set of validateers over
+// libp2p: block propagation, orphaned blocks, throughput with calls spread over the set (set;
+// BENCH_SET_SECONDS sets its steady phase, default 180).
 // Every figure is measured in this run on this machine; nothing is carried over.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { buildTransfer } from '../src/client/calls.ts';
-import { fromHex, toHex } from '../src/codec/wire.ts';
+import { fromHex } from '../src/codec/wire.ts';
 import { connectRpc } from '../src/client/rpc.ts';
-import { benchAccount, genesisBalances } from './accounts.ts';
+import { genesisBalances } from './accounts.ts';
 import { measureCeiling } from './ceiling.ts';
 import { runLoad } from './load.ts';
-import { startNodeProcess } from './node-process.ts';
+import { startNodeProcess, stopChildren } from './node-process.ts';
 import { benchParentchain } from './parentchain.ts';
 import { benchDevnetStart } from './devnet.ts';
+import { benchSet } from './set.ts';
+import { cpuSeconds, sampleRss } from './proc-stats.ts';
+import { benchTransfers } from './transfers.ts';
 
 const { values: args } = parseArgs({ options: {
   json: { type: 'boolean', default: false },
@@ -24,14 +28,22 @@ const { values: args } = parseArgs({ options: {
   senders: { type: 'string', default: '6000' },
   connections: { type: 'string', default: '4' },
   'slot-ms': { type: 'string', default: '250' },
-  /** Run one part only: 'sidechain' (ceiling, load, replay), 'parentchain' (catch-up) or 'devnet' (start to first anchor). Default: all. */
+  /** Run one part only: 'sidechain' (ceiling, load, replay), 'parentchain' (catch-up), 'devnet' (start to first anchor) or 'set' (validateer set). Default: all. */
   only: { type: 'string' },
   'pc-blocks': { type: 'string', default: '600' },
   'pc-prefetch': { type: 'string', default: '64' },
   'pc-import-batch': { type: 'string', default: '256' },
   'pc-repeats': { type: 'string', default: '3' },
+  'set-validateers': { type: 'string', default: '4' },
+  /** enclave.workers of each node of the set (2 cores shared by all of them). */
+  'set-workers': { type: 'string', default: '1' },
+  /** Load connections, spread round-robin over the set's nodes. */
+  'set-connections': { type: 'string', default: '4' },
+  'set-probe-ms': { type: 'string', default: '50' },
+  /** sidechain.blockMaxCalls of the set's nodes (default: the node's default). */
+  'set-block-max-calls': { type: 'string' },
 } });
-const PARTS = ['sidechain', 'parentchain', 'devnet'];
+const PARTS = ['sidechain', 'parentchain', 'devnet', 'set'];
 if (args.only !== undefined && !PARTS.includes(args.only)) {
   console.error(`--only must be one of ${PARTS.join(', ')}, not '${args.only}'`);
   process.exit(2);
@@ -39,25 +51,27 @@ if (args.only !== undefined && !PARTS.includes(args.only)) {
 const runSidechain = args.only === undefined || args.only === 'sidechain';
 const runParentchain = args.only === undefined || args.only === 'parentchain';
 const runDevnet = args.only === undefined || args.only === 'devnet';
+const runSet = args.only === undefined || args.only === 'set';
+const setSeconds = Number(process.env.BENCH_SET_SECONDS ?? 180);
+if (!(setSeconds > 0)) {
+  console.error(`BENCH_SET_SECONDS must be a positive number of seconds, not '${process.env.BENCH_SET_SECONDS}'`);
+  process.exit(2);
+}
 const log = (s: string) => { if (!args.json) console.error(s); };
 
-async function sampleRss(pid: number): Promise<number> {
-  const r = spawnSync('ps', ['-o', 'rss=', '-p', String(pid)], { encoding: 'utf8' });
-  return Number(r.stdout.trim()) * 1024;
-}
-
-/** CPU seconds (user + system, all threads) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return NaN;
-  }
+const dir = mkdtempSync(join(tmpdir(), 'validateer-bench-'));
+// Ctrl-C or a kill: every node the bench started is stopped and the temp dir removed.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`${signal}: stopping the bench's processes ...`);
+    void stopChildren().finally(() => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  });
 }
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), 'validateer-bench-'));
   const figures: Record<string, number | string> = {};
   try {
     if (runSidechain) await benchSidechain(dir, figures);
@@ -67,8 +81,17 @@ async function main() {
         blocks: Number(args['pc-blocks']), prefetch: Number(args['pc-prefetch']), importBatch: Number(args['pc-import-batch']), repeats: Number(args['pc-repeats']), log,
       }));
     }
+    if (runSet) {
+      Object.assign(figures, await benchSet(dir, {
+        validateers: Number(args['set-validateers']), slotMs: Number(args['slot-ms']), seconds: setSeconds, workers: Number(args['set-workers']),
+        calls: Number(args.calls), accounts: Number(args.accounts), senders: Number(args.senders), connections: Number(args['set-connections']),
+        probeMs: Number(args['set-probe-ms']), blockMaxCalls: args['set-block-max-calls'] ? Number(args['set-block-max-calls']) : null, singleCallsPerS: runSidechain ? Number(figures.calls_per_s) : null, singleConnections: Number(args.connections), log,
+      }));
+    }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await stopChildren();
+    if (process.env.BENCH_KEEP_DIR) log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 
   if (args.json) {
@@ -101,6 +124,29 @@ async function main() {
         ['  enclave import alone', `${figures.pc_enclave_blocks_per_s} blocks/s`, `first run: ${figures.pc_enclave_import_ms} ms in ${figures.pc_enclave_import_calls} calls (host side: zod ${figures.pc_zod_params_ms} ms, clone ${figures.pc_clone_ms} ms); median ${figures.pc_enclave_median_blocks_per_s}`],
         ['  fetch + decode all, alone', `${figures.pc_fetch_median_blocks_per_s} blocks/s`, `median of ${figures.pc_repeats} scans with a no-op consumer; ${figures.pc_fetch_rpcs_per_block} RPCs/block, first scan ${figures.pc_fetch_cpu_us_per_block} us CPU/block`],
         ['parentchain bench RSS, peak', mib('pc_bench_peak_rss_bytes'), `bench process incl. enclave threads (${mib('pc_bench_rss_at_start_bytes')} at start); dev chain process ${mib('pc_devchain_rss_bytes')}`],
+      );
+    }
+    if (runSet) {
+      const f = figures;
+      const le = (v: number | string) => (typeof v === 'number' ? `<= ${v} ms` : `${v} ms`);
+      const mibs = (k: string) => String(f[k]).split(' ').map((x) => (Number(x) / 2 ** 20).toFixed(0)).join(' / ');
+      rows.push(
+        [`set: ${f.set_validateers} validateers, no parentchain`, `${f.set_slot_ms} ms slots`, `enclave.workers ${f.set_workers}, blockMaxCalls ${f.set_block_max_calls} each; steady phase ${f.set_steady_s} s, then ${f.set_calls_submitted} calls`],
+        ['  block propagation p50', `${f.set_propagation_p50_ms} ms`, `slot start -> import at each non-author node, per block (${f.set_propagation_samples} samples, ${(Number(f.set_propagation_coverage) * 100).toFixed(0)} % of block x node pairs)`],
+        ['  block propagation p99', `${f.set_propagation_p99_ms} ms`, `target < 50; max ${f.set_propagation_max_ms} ms, ${f.set_propagation_over_50ms} samples > 50 ms`],
+        ['  ... from the nodes\' histograms', `p50 ${le(f.set_propagation_hist_p50_le_ms)}, p99 ${le(f.set_propagation_hist_p99_le_ms)}`, `bucket upper bounds of validateer_block_propagation_seconds, ${f.set_propagation_hist_count} imports`],
+        ['  slot start -> block at its author', `p50 ${f.set_authored_p50_ms} / p99 ${f.set_authored_p99_ms} ms`, 'included in the propagation figures'],
+        ['  orphaned blocks, steady', `${f.set_steady_orphans_per_1000} per 1000`, `target <= 1; ${f.set_steady_orphans} = ${f.set_steady_blocks_produced} produced (sum of blocks_produced_total) - ${f.set_steady_blocks_canonical} canonical in ${f.set_steady_slots} slots; per node ${f.set_steady_orphans_per_node}`],
+        ['  other processes\' CPU share', `${(Number(f.set_steady_other_cpu_share) * 100).toFixed(0)} % steady, ${(Number(f.set_load_other_cpu_share) * 100).toFixed(0)} % load`, 'of the machine\'s cores, not used by the set or the bench: > 5 % disturbs the figures'],
+        ['  reorgs / side blocks, steady', `${f.set_steady_reorgs} / ${f.set_steady_side_blocks}`, `reorg depth sum ${f.set_steady_reorg_depth_sum}; empty slots ${f.set_steady_empty_slots_per_1000} per 1000`],
+        ['  orphaned blocks, under load', `${f.set_load_orphans_per_1000} per 1000`, `${f.set_load_orphans} of ${f.set_load_blocks_produced} produced; ${f.set_load_reorgs} reorgs; empty slots ${f.set_load_empty_slots_per_1000} per 1000`],
+        ['  throughput into canonical blocks', `${f.set_calls_per_s} calls/s`, `${f.set_calls_canonical} calls in ${f.set_load_s} s over ${f.set_connections} connections (per node ${f.set_calls_submitted_per_node}); ${f.set_calls_invalid} invalid (${f.set_calls_invalid_codes})`],
+        ['  calls lost', `${f.set_calls_lost} of ${f.set_calls_submitted}`, `valid, but not on the canonical chain after convergence (author_callBlock); probes: ${f.set_probes_lost} of ${f.set_probes_sent}`],
+        ['  single validateer, same calls', `${f.set_single_calls_per_s} calls/s`, `${f.set_single_source}; set / single ${(Number(f.set_throughput_ratio) * 100).toFixed(0)} %, target >= 50 %`],
+        ['  latency submit -> inBlock p50 / p99', `${f.set_latency_p50_ms} / ${f.set_latency_p99_ms} ms`, f.set_single_latency_p50_ms === undefined ? '' : `single: ${f.set_single_latency_p50_ms} / ${f.set_single_latency_p99_ms} ms`],
+        ['  CPU per call: all nodes / loadgen', `${f.set_node_cpu_us_per_call} / ${f.set_loadgen_cpu_us_per_call} us`, f.set_single_node_cpu_us_per_call === undefined ? `node CPU s, steady: ${f.set_steady_cpu_s_per_node}` : `single node: ${f.set_single_node_cpu_us_per_call} us; node CPU s, steady: ${f.set_steady_cpu_s_per_node}`],
+        ['  peak RSS per node', `${mibs('set_peak_rss_bytes_per_node')} MiB`, f.set_single_peak_rss_bytes === undefined ? 'VmHWM' : `VmHWM; single node ${mib('set_single_peak_rss_bytes')}`],
+        ['  warnings logged', String(f.set_log_warnings).slice(0, 60), ''],
       );
     }
     const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
@@ -137,14 +183,7 @@ async function benchSidechain(dir: string, figures: Record<string, number | stri
     const shard = fromHex(k.shard);
     const key = { keyId: k.keyId, publicKey: fromHex(k.publicKey) };
     log(`pre-signing and encrypting ${calls} transfers from ${senders} senders ...`);
-    const signers = Array.from({ length: senders }, (_, i) => benchAccount(i));
-    const requests: string[] = [];
-    // Nonce-major order: consecutive calls come from different senders, as from independent users.
-    for (let i = 0; i < calls; i++) {
-      const s = i % senders, nonce = Math.floor(i / senders);
-      const to = benchAccount((s * 7919 + nonce * 104729) % accounts).publicKey;
-      requests.push(toHex(buildTransfer(signers[s], { to, amount: 1n, nonce }, key, shard).request));
-    }
+    const requests = benchTransfers({ calls, senders, accounts, key, shard });
     log('driving load over JSON-RPC ...');
     const nodeCpu0 = cpuSeconds(node.proc.pid!);
     const r = await runLoad(node.rpcUrl, requests, { connections: Number(args.connections), batch: 250, window: 4, timeoutMs: 180_000 });

@@ -15,6 +15,30 @@ export async function freePort(): Promise<number> {
   });
 }
 
+// Every child the bench starts, so that none outlives it: stopChildren() on errors and signals,
+// SIGKILL as the last resort when the bench process exits anyway.
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of children) p.kill('SIGKILL');
+});
+
+export function trackChild(proc: ChildProcess): void {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+}
+
+/** SIGINT to every child still running, SIGKILL to those not gone after `graceMs`. */
+export async function stopChildren(graceMs = 10_000): Promise<void> {
+  await Promise.all([...children].map(async (p) => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGINT');
+    const t = setTimeout(() => p.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(t);
+  }));
+}
+
 export interface NodeProcess { proc: ChildProcess; rpcUrl: string; metricsUrl: string; stop(): Promise<void> }
 
 export async function startNodeProcess(dir: string, config: Record<string, unknown>, timeoutMs = 120_000): Promise<NodeProcess> {
@@ -27,6 +51,7 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   // BENCH_NODE_ARGS="--flag ..." passes extra Node/V8 flags to the node under test (for experiments).
   prof.push(...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []));
   const proc = spawn(process.execPath, [...prof, new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  trackChild(proc);
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
   proc.stdout!.resume();
@@ -43,7 +68,7 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   return {
     proc, rpcUrl: `ws://127.0.0.1:${rpcPort}`, metricsUrl,
     stop: async () => {
-      if (proc.exitCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGINT');
       const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
