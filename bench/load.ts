@@ -45,11 +45,15 @@ export async function runLoad(url: string | string[], requests: string[], opts: 
     ws.on('message', (data) => {
       const msg = JSON.parse(data.toString()) as unknown;
       if (Array.isArray(msg)) {
-        for (const r of msg as { id: number; result?: string; error?: unknown }[]) {
+        for (const r of msg as { id: number; result?: string; error?: { code?: number; data?: { code?: string } } }[]) {
           const t = sentAt.get(String(r.id))!;
           sentAt.delete(String(r.id));
           if (r.result) subStart.set(r.result, t);
-          else rpcErrors++;
+          else {
+            rpcErrors++;
+            const code = `rpc ${r.error?.data?.code ?? r.error?.code ?? '?'}`;
+            invalidCodes.set(code, (invalidCodes.get(code) ?? 0) + 1);
+          }
         }
         inflight.n--;
         sendBatch(ws, inflight, u);
