@@ -5,12 +5,21 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from './logger.ts';
 import { EnclaveError } from '../enclave/host.ts';
-import { describeBlock } from '../sidechain/block-tree.ts';
+
+type GenesisDeps = { enclave: Enclave; store: BlockStore; logger: Logger };
+
+/** Creates block 0 from the genesis endowments and stores it (the enclave state becomes the genesis state). */
+export async function createGenesis({ enclave, store, logger }: GenesisDeps, balances: { account: Uint8Array; amount: bigint }[]): Promise<{ block: Uint8Array; hash: Uint8Array }> {
+  const g = await enclave.call('genesis', { balances, timestampMs: Date.now() });
+  await store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
+  logger.info({ hash: '0x' + Buffer.from(g.hash).toString('hex') }, 'genesis block created');
+  return g;
+}
 
 async function blockHashAt(store: BlockStore, n: number): Promise<Uint8Array> {
-  const bytes = await store.blockByNumber(n);
-  if (!bytes) throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${n} is not in the store`);
-  return describeBlock(bytes, null, null).block.hashBytes;
+  const hash = await store.hashAt(n);
+  if (!hash) throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${n} is not in the store`);
+  return hash;
 }
 
 export interface BootstrapResult { mode: 'genesis' | 'replay' | 'empty'; headNumber: number; replayedBlocks: number; transitions: number; fromSnapshot: number | null; ms: number }
@@ -29,9 +38,7 @@ export async function bootstrap(
     : stored;
   if (!head && !genesisBalances) return { mode: 'empty', headNumber: -1, replayedBlocks: 0, transitions: 0, fromSnapshot: null, ms: 0 };
   if (!head) {
-    const g = await enclave.call('genesis', { balances: await genesisBalances!(), timestampMs: Date.now() });
-    await store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
-    logger.info({ hash: '0x' + Buffer.from(g.hash).toString('hex') }, 'genesis block created');
+    await createGenesis(deps, await genesisBalances!());
     return { mode: 'genesis', headNumber: 0, replayedBlocks: 1, transitions: 0, fromSnapshot: null, ms: performance.now() - started };
   }
 

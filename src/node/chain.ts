@@ -11,11 +11,10 @@ import { isBetter } from '../sidechain/fork-choice.ts';
 import { headerSigningPayload, type SignedBlock } from '../sidechain/block.ts';
 import { slotStartMs } from '../consensus/aura.ts';
 import { ed25519Verify } from '../crypto/primitives.ts';
-import { toHex } from '../codec/wire.ts';
 import type { ChainStatus, Network, Validation } from '../p2p/network.ts';
 import type { CallRelay } from './call-relay.ts';
 import { authorBlock } from './author.ts';
-import { bootstrap } from './bootstrap.ts';
+import { bootstrap, createGenesis } from './bootstrap.ts';
 import type { Logger } from './logger.ts';
 
 export interface ChainDeps {
@@ -69,8 +68,6 @@ export class ChainService {
   /** Peers to sync with, and the height to start looking at (their chain may be shorter than ours). */
   private readonly syncQueue = new Map<string, number>();
   private stopped = false;
-  /** True once this node has a head and follows or authors the chain. */
-  producing = false;
 
   constructor(deps: ChainDeps, opts: ChainOptions) {
     this.d = deps;
@@ -113,17 +110,13 @@ export class ChainService {
       if (!author || !me.equals(Buffer.from(author))) return;
       if (!(await this.onAnchoredChain())) return; // a chain that lost to an anchor is not worth extending
       const block = await authorBlock(this.d, { ...this.o }, slot);
-      this.producing = true;
       this.d.onHeadChanged?.({ number: block.number, authored: true });
       await this.publish(block.bytes);
     });
   }
 
   private async createGenesis(): Promise<void> {
-    const g = await this.d.enclave.call('genesis', { balances: await this.d.genesisBalances(), timestampMs: Date.now() });
-    await this.d.store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
-    this.d.logger.info({ hash: toHex(g.hash) }, 'genesis block created');
-    this.producing = true;
+    const g = await createGenesis(this.d, await this.d.genesisBalances());
     this.d.onHeadChanged?.({ number: 0, authored: true });
     await this.publish(g.block);
   }
@@ -314,7 +307,6 @@ export class ChainService {
     m.callPoolSize.set(status.poolSize);
     const blockHash = '0x' + b.hash;
     for (const h of calls) this.d.relay.settle(h, { status: 'inBlock', blockHash, blockNumber: b.number });
-    this.producing = true;
     this.d.onHeadChanged?.({ number: b.number, authored: false });
     if (b.number > 0 && b.number % this.o.snapshotInterval === 0) void this.snapshot();
   }
@@ -373,10 +365,11 @@ export class ChainService {
     }
     const abandoned = await store.reorg(ancestor, applied.map(({ b }) => ({ number: b.number, hash: b.hashBytes, bytes: b.bytes, callHashes: b.callHashes })));
     const newCalls = new Set<string>();
+    const status = await enclave.call('status', {}); // one state for the whole swap
     for (const { b, calls } of applied) {
       this.tree.delete(b.hash);
       for (const h of calls) newCalls.add(h);
-      this.afterImport(b, calls, await enclave.call('status', {}), 0);
+      this.afterImport(b, calls, status, 0);
     }
     // The abandoned blocks stay known (their branch may win again), and their calls that the new
     // chain does not have go back to the pool; the enclave drops those no longer valid.

@@ -119,7 +119,8 @@ export class BlockStore {
     return out;
   }
 
-  private async hashAt(n: number): Promise<Uint8Array | undefined> {
+  /** Hash of the canonical block at `n`, if stored. */
+  async hashAt(n: number): Promise<Uint8Array | undefined> {
     const bytes = await this.blockByNumber(n);
     return bytes ? blockIndexes(bytes).hash : undefined;
   }
