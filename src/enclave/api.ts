@@ -5,6 +5,7 @@ import { z } from 'zod';
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
 const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int() });
+const submitResults = z.array(z.object({ hash: z.string().optional(), status: z.enum(['ready', 'future', 'invalid']), code: z.string().optional(), message: z.string().optional() }));
 const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });
 
 export interface CallTreeInput {
@@ -53,13 +54,20 @@ export const enclaveApi = {
   replayBlocks: { params: z.object({ blocks: z.array(bytes).max(100_000) }), result: z.object({ headNumber: z.number().int() }) },
   finishReplay: { params: z.object({}), result: status.extend({ blocks: z.number().int(), transitions: z.number().int(), commitment: bytes32 }) },
   submit: {
-    params: z.object({ requests: z.array(bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB')).max(20_000) }),
-    result: z.object({
-      results: z.array(z.object({ hash: z.string().optional(), status: z.enum(['ready', 'future', 'invalid']), code: z.string().optional(), message: z.string().optional() })),
+    params: z.object({
+      requests: z.array(bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB')).max(20_000),
+      /** Indices of the requests to re-seal for the other enclaves of the shard once accepted. */
+      forward: z.array(z.number().int().nonnegative()).max(20_000).default([]),
     }),
+    result: z.object({ results: submitResults, forwarded: bytes.nullable() }),
   },
+  submitForwarded: {
+    params: z.object({ envelope: bytes.refine((b) => b.length <= 16 * 1024 * 1024, 'envelope larger than 16 MiB') }),
+    result: z.object({ results: submitResults }),
+  },
+  requeue: { params: z.object({ hashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(100_000) }), result: z.object({ requeued: z.number().int() }) },
   propose: {
-    params: z.object({ slot: z.bigint().nonnegative(), timestampMs: z.number().int(), maxCalls: z.number().int().positive() }),
+    params: z.object({ slot: z.bigint().nonnegative(), timestampMs: z.number().int(), maxCalls: z.number().int().positive(), deadlineMs: z.number().int().optional() }),
     result: z.object({ block: bytes, hash: bytes32, number: z.number().int(), included: z.array(z.string()), rejected: z.array(rejection) }),
   },
   commit: { params: z.object({ hash: bytes32 }), result: status },

@@ -26,6 +26,7 @@ import { blake2_256 } from './trie.ts';
 import { encodeMessage } from '../parentchain/messages.ts';
 import { CryptoPool } from './crypto-pool.ts';
 import { CallVerifier } from './verifier.ts';
+import { forwardKey, openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
 
 export interface EnclaveOptions {
   dataDir: string;
@@ -67,6 +68,10 @@ const ZERO32 = new Uint8Array(32);
 interface Proposal { hash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
 interface Head { hash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
 const RECENT_BLOCKS_KEPT = 256;
+/** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
+const RECENT_CALLS_KEPT = 65_536;
+/** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
+const REPLAY_WAIT_MS = 30_000;
 
 function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; slot: bigint; recent: { number: bigint; hash: Uint8Array }[]; state: Uint8Array } {
   // v1 snapshots (from before the parentchain) have no version byte; a v1 blob whose first byte
@@ -98,6 +103,9 @@ export class EnclaveCore {
   private replaying: { acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: HashThreads } | null = null;
   /** Sidechain block that created each withdrawal (since start); older ones count as at `withdrawalBase`. */
   private readonly withdrawalBlocks = new Map<bigint, bigint>();
+  private readonly recentCalls = new Map<string, ForwardedCall>();
+  private readonly forwardKeys = new Map<number, Uint8Array>();
+  private replayEnded = Promise.withResolvers<void>();
   private withdrawalBase = 0n;
 
   private constructor(opts: EnclaveOptions) {
@@ -322,7 +330,7 @@ export class EnclaveCore {
     return { block: bytes, hash };
   }
 
-  propose(input: { slot: bigint; timestampMs: number; maxCalls: number }) {
+  propose(input: { slot: bigint; timestampMs: number; maxCalls: number; deadlineMs?: number }) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot propose during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head: create genesis or replay first');
     const pcNumber = this.parentchain ? this.parentchain.lightClient.number : this.head.parentchainNumber;
@@ -353,6 +361,8 @@ export class EnclaveCore {
       let nonce = overlay.account(first.call.value.from).nonce;
       for (let e = calls.get(nonce); e; e = calls.get(nonce)) {
         if (included.length >= input.maxCalls) break outer;
+        // The block must leave in time for the next author to build on it: stop adding calls at the deadline.
+        if (input.deadlineMs !== undefined && included.length % 64 === 63 && Date.now() >= input.deadlineMs) break outer;
         const r = execute(overlay, e.call, e.nonce, number, ctx);
         if (!r.ok) {
           rejected.push({ hash: e.hash, code: r.code, message: r.message });
@@ -502,6 +512,8 @@ export class EnclaveCore {
     }
     if (this.replaying !== r) throw new EnclaveError('REPLAY_ABORTED', 'a new replay began before this one finished');
     this.replaying = null;
+    this.replayEnded.resolve();
+    this.replayEnded = Promise.withResolvers<void>();
     if (this.head && !Buffer.from(this.state.commitment()).equals(Buffer.from(this.head.commitment))) {
       this.head = null;
       throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
@@ -558,18 +570,78 @@ export class EnclaveCore {
 
   // ---------- calls ----------
 
+  /** Verifies client calls and adds them to the pool. */
   async submit(requests: Uint8Array[], nowMs: number): Promise<SubmitResult[]> {
+    return (await this.submitAndForward(requests, nowMs, new Set())).results;
+  }
+
+  /** As submit; the accepted calls whose index is in `forward` come back re-sealed for the shard's other enclaves (forwarding.ts). */
+  async submitAndForward(requests: Uint8Array[], nowMs: number, forward: ReadonlySet<number>): Promise<{ results: SubmitResult[]; forwarded: Uint8Array | null }> {
+    await this.replayDone();
     const verified = requests.length >= 8 ? await this.crypto.verify(requests) : requests.map((r) => this.localVerifier.verify(r));
-    return verified.map((v) => {
+    const toForward: ForwardedCall[] = [];
+    const results = verified.map((v, i): SubmitResult => {
       if (!v.ok) return { status: 'invalid', code: v.code, message: v.message };
-      const hash = Buffer.from(v.hash).toString('hex');
-      if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { hash, status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
-      const sender = this.state.account(v.call.value.from);
-      const pre = precheck(v.call, sender, this.stfContext());
-      if (!pre.ok) return { hash, status: 'invalid', code: pre.code, message: pre.message };
-      const r = this.pool.add({ hash, sender: hexKey(v.call.value.from), nonce: v.nonce, call: v.call, addedAtMs: nowMs }, sender.nonce);
-      return r.status === 'invalid' ? { hash, status: 'invalid', code: r.code, message: r.message } : { hash, status: r.status };
+      if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { hash: Buffer.from(v.hash).toString('hex'), status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
+      const r = this.admit({ hash: v.hash, nonce: v.nonce, call: v.call }, nowMs);
+      if (r.status !== 'invalid' && forward.has(i)) toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call });
+      return r;
     });
+    const key = this.keys.currentStateKeyId;
+    const forwarded = toForward.length > 0 ? sealForwarded({ id: key, key: this.forwardKey(key)! }, this.opts.shard, toForward) : null;
+    return { results, forwarded };
+  }
+
+  /** Calls another enclave of the shard verified and forwarded; a batch that does not open is refused whole. */
+  async submitForwarded(envelope: Uint8Array, nowMs: number): Promise<SubmitResult[]> {
+    const opened = openForwarded(envelope, this.opts.shard, (id) => this.forwardKey(id));
+    if (!opened.ok) throw new EnclaveError(opened.code, opened.message);
+    await this.replayDone();
+    return opened.calls.map((c) => this.admit(c, nowMs));
+  }
+
+  /** Puts verified calls seen recently back into the pool (calls of blocks a reorg abandoned); returns how many. */
+  async requeue(hashes: string[], nowMs: number): Promise<number> {
+    await this.replayDone();
+    let n = 0;
+    for (const h of hashes) {
+      const c = this.recentCalls.get(h);
+      if (c && this.admit(c, nowMs).status !== 'invalid') n++;
+    }
+    return n;
+  }
+
+  private forwardKey(id: number): Uint8Array | undefined {
+    let k = this.forwardKeys.get(id);
+    const stateKey = this.keys.stateKeys.get(id);
+    if (!k && stateKey) this.forwardKeys.set(id, (k = forwardKey(stateKey)));
+    return k;
+  }
+
+  /** A verified call's checks against the current state, then into the pool (and the recent calls, for requeues). */
+  private admit(c: ForwardedCall, nowMs: number): SubmitResult {
+    const hash = Buffer.from(c.hash).toString('hex');
+    const sender = this.state.account(c.call.value.from);
+    const pre = precheck(c.call, sender, this.stfContext());
+    if (!pre.ok) return { hash, status: 'invalid', code: pre.code, message: pre.message };
+    const r = this.pool.add({ hash, sender: hexKey(c.call.value.from), nonce: c.nonce, call: c.call, addedAtMs: nowMs }, sender.nonce);
+    if (r.status === 'invalid') return { hash, status: 'invalid', code: r.code, message: r.message };
+    this.recentCalls.delete(hash);
+    this.recentCalls.set(hash, c);
+    if (this.recentCalls.size > RECENT_CALLS_KEPT) this.recentCalls.delete(this.recentCalls.keys().next().value!);
+    return { hash, status: r.status };
+  }
+
+  /** Calls are checked against a complete state: submissions during a replay (a reorg) wait for its end. */
+  private async replayDone(): Promise<void> {
+    const deadline = Date.now() + REPLAY_WAIT_MS;
+    while (this.replaying) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new EnclaveError('REPLAYING', 'the state is being rebuilt; try again');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.replayEnded.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
+      clearTimeout(timer);
+    }
   }
 
   // ---------- getters ----------

@@ -32,6 +32,7 @@ export interface Metrics {
   readonly rpcConnections: Gauge;
   readonly replayBlocks: Counter;
   readonly snapshots: Counter;
+  readonly slotsMissed: Counter;
   readonly sidechainFinalizedNumber: Gauge;
   readonly parentchainFinalizedNumber: Gauge;
   readonly parentchainProcessedNumber: Gauge;
@@ -160,6 +161,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     rpcConnections: new Gauge({ name: 'validateer_rpc_connections', help: 'Open JSON-RPC connections.', registers }),
     replayBlocks: new Counter({ name: 'validateer_replay_blocks_total', help: 'Blocks replayed at startup to rebuild state.', registers }),
     snapshots: new Counter({ name: 'validateer_snapshots_total', help: 'State snapshots written.', registers }),
+    slotsMissed: new Counter({ name: 'validateer_slots_skipped_total', help: 'Own slots skipped because the block could not be proposed within the proposal share of the slot.', registers }),
     sidechainFinalizedNumber: new Gauge({ name: 'validateer_sidechain_finalized_number', help: 'Highest sidechain block anchored in a finalized parentchain block.', registers }),
     parentchainFinalizedNumber: new Gauge({ name: 'validateer_parentchain_finalized_number', help: 'Finalized parentchain head as reported by the node.', registers }),
     parentchainProcessedNumber: new Gauge({ name: 'validateer_parentchain_processed_number', help: 'Last parentchain block verified and processed by the enclave light client.', registers }),

@@ -8,12 +8,13 @@ import type { CallRelay } from './call-relay.ts';
 import { toHex } from '../codec/wire.ts';
 
 export interface AuthorDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; relay: CallRelay }
-export interface AuthorOptions { maxCalls: number; snapshotInterval: number; snapshotsKept: number }
+/** deadlineMs: wall-clock time after which the enclave stops adding calls to the block. */
+export interface AuthorOptions { maxCalls: number; deadlineMs: number }
 
 export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: bigint): Promise<{ number: number; hash: string; calls: number; bytes: Uint8Array }> {
   const { enclave, store, metrics, logger, relay } = deps;
   const started = performance.now();
-  const p = await enclave.call('propose', { slot, timestampMs: Date.now(), maxCalls: opts.maxCalls });
+  const p = await enclave.call('propose', { slot, timestampMs: Date.now(), maxCalls: opts.maxCalls, deadlineMs: Math.round(opts.deadlineMs) });
   await store.append({ number: p.number, hash: p.hash, bytes: p.block, callHashes: p.included.map((h) => Buffer.from(h, 'hex')) });
   const status = await enclave.call('commit', { hash: p.hash });
   const seconds = (performance.now() - started) / 1000;
@@ -30,11 +31,5 @@ export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: b
   metrics.countCall('included', p.included.length);
   for (const r of p.rejected) metrics.countCall(r.code === 'NONCE_GAP_EXPIRED' ? 'future_dropped' : 'invalid');
   logger.debug({ number: p.number, calls: p.included.length, rejected: p.rejected.length, ms: Math.round(seconds * 1000) }, 'block produced');
-
-  if (p.number % opts.snapshotInterval === 0) {
-    const snap = await enclave.call('snapshot', {});
-    await store.putSnapshot(snap.number, snap.sealed, opts.snapshotsKept);
-    metrics.snapshots.inc();
-  }
   return { number: p.number, hash: blockHash, calls: p.included.length, bytes: p.block };
 }

@@ -1,7 +1,7 @@
 // Untrusted relay between RPC, peers and the enclave for calls: batches submissions (one enclave round
-// trip per event-loop turn instead of per call), tracks who watches which call hash, hands calls
-// accepted from local clients to the network (one gossip message per batch), and keeps the encrypted
-// requests of recent calls so that calls of abandoned blocks can be submitted again after a reorg.
+// trip per event-loop turn instead of per call), tracks who watches which call hash, and hands the
+// enclave's re-sealed batch of calls accepted from local clients to the network. While the chain
+// reorganises, submissions are held back so that they are checked against the new head's state.
 import type { Enclave } from '../enclave/host.ts';
 
 export type SubmitOutcome = { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string };
@@ -11,17 +11,16 @@ export type CallUpdate =
   | { status: 'invalid'; code: string; message: string };
 
 const MAX_BATCH = 4096;
-/** Encrypted requests kept for re-submission after a reorg (newest win; ~300 B each). */
-const KEPT_REQUESTS = 65_536;
 
 export class CallRelay {
   private readonly enclave: Enclave;
   private queue: { request: Uint8Array; local: boolean; resolve: (o: SubmitOutcome) => void; reject: (e: Error) => void }[] = [];
   private scheduled = false;
   private readonly watchers = new Map<string, Set<(u: CallUpdate) => void>>();
-  private readonly requests = new Map<string, Uint8Array>();
-  /** Receives the requests of each batch that the enclave accepted from local clients. */
-  onAccepted: ((requests: Uint8Array[]) => void) | null = null;
+  private holds = 0;
+  private released = Promise.withResolvers<void>();
+  /** Receives the enclave's sealed batch of the calls it accepted from local clients (for the other validateers). */
+  onForward: ((envelope: Uint8Array) => void) | null = null;
 
   constructor(enclave: Enclave) {
     this.enclave = enclave;
@@ -39,44 +38,46 @@ export class CallRelay {
     });
   }
 
+  /** Submits a batch of calls another validateer's enclave verified and forwarded. */
+  async submitForwarded(envelope: Uint8Array): Promise<SubmitOutcome[]> {
+    while (this.holds > 0) await this.released.promise;
+    return (await this.enclave.call('submitForwarded', { envelope })).results;
+  }
+
   private flush(): void {
     this.scheduled = false;
+    if (this.holds > 0) return; // flushed on release
     const batch = this.queue;
     if (batch.length === 0) return;
     this.queue = [];
-    this.enclave.call('submit', { requests: batch.map((b) => b.request) }).then(
-      ({ results }) => {
-        const accepted: Uint8Array[] = [];
-        batch.forEach((b, i) => {
-          const r = results[i];
-          if (r.hash && r.status !== 'invalid') {
-            this.keep(r.hash, b.request);
-            if (b.local) accepted.push(b.request);
-          }
-          b.resolve(r);
-        });
-        if (accepted.length > 0) this.onAccepted?.(accepted);
+    const forward = batch.flatMap((b, i) => (b.local ? [i] : []));
+    this.enclave.call('submit', { requests: batch.map((b) => b.request), forward }).then(
+      ({ results, forwarded }) => {
+        batch.forEach((b, i) => b.resolve(results[i]));
+        if (forwarded) this.onForward?.(forwarded);
       },
       (err: Error) => batch.forEach((b) => b.reject(err)),
     );
   }
 
-  private keep(hash: string, request: Uint8Array): void {
-    this.requests.delete(hash);
-    this.requests.set(hash, request);
-    if (this.requests.size > KEPT_REQUESTS) this.requests.delete(this.requests.keys().next().value!);
+  /** Runs `fn` (a reorg) with submissions held back; they go to the enclave when it is done. */
+  async hold<T>(fn: () => Promise<T>): Promise<T> {
+    this.holds++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.holds === 0) {
+        this.released.resolve();
+        this.released = Promise.withResolvers<void>();
+        this.flush();
+      }
+    }
   }
 
-  /** Submits again the kept requests of these call hashes (calls of abandoned blocks); returns how many were kept. */
-  resubmit(hashes: string[]): number {
-    let n = 0;
-    for (const h of hashes) {
-      const request = this.requests.get(h);
-      if (!request) continue;
-      n++;
-      this.submit(request, false).catch(() => undefined); // the enclave decides; an invalid call stays out
-    }
-    return n;
+  /** Puts the calls of abandoned blocks back into the pool (the enclave keeps recent verified calls); returns how many. */
+  async resubmit(hashes: string[]): Promise<number> {
+    if (hashes.length === 0) return 0;
+    return (await this.enclave.call('requeue', { hashes })).requeued;
   }
 
   watch(hash: string, fn: (u: CallUpdate) => void): () => void {

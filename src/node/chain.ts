@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { BlockTree, describeBlock, type TreeBlock } from '../sidechain/block-tree.ts';
 import { isBetter } from '../sidechain/fork-choice.ts';
 import { headerSigningPayload, type SignedBlock } from '../sidechain/block.ts';
-import { slotStartMs } from '../consensus/aura.ts';
+import { PROPOSAL_SHARE, slotStartMs } from '../consensus/aura.ts';
 import { ed25519Verify } from '../crypto/primitives.ts';
 import type { ChainStatus, Network, Validation } from '../p2p/network.ts';
 import type { CallRelay } from './call-relay.ts';
@@ -53,6 +53,10 @@ export interface ChainOptions {
 const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE']);
 const RETRY_MS = 200;
 const EQUIVOCATION_SLOTS_KEPT = 4096;
+/** Share of its slot an author waits for the previous slot's block. */
+const PARENT_WAIT_SHARE = 0.3;
+/** Calls are added to a block until this share of the slot (then it is stored, committed and published). */
+const BUILD_SHARE = 0.5;
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -68,6 +72,11 @@ export class ChainService {
   /** Peers to sync with, and the height to start looking at (their chain may be shorter than ours). */
   private readonly syncQueue = new Map<string, number>();
   private stopped = false;
+  /** Slot of the head block, and a signal when it moves (the slot's author waits for its parent). */
+  private headSlot = -1n;
+  private headMoved = Promise.withResolvers<void>();
+  /** Number of the newest snapshot; null until read from the store. */
+  private lastSnapshot: number | null = null;
 
   constructor(deps: ChainDeps, opts: ChainOptions) {
     this.d = deps;
@@ -97,22 +106,71 @@ export class ChainService {
 
   // ---------- authoring ----------
 
-  /** Runs one Aura slot: authors if this validateer owns it (or creates block 0 if it is the first authority). */
-  onSlot(slot: bigint): Promise<void> {
+  /**
+   * Runs one Aura slot: authors if this validateer owns it (or creates block 0 if it is the first
+   * authority). If the previous slot's block has not arrived yet, the author waits for it for a
+   * share of the slot (outside the lock, so the import can run): building on it instead of its
+   * parent is what keeps the chain from forking when a block is a little late.
+   */
+  async onSlot(slot: bigint): Promise<void> {
+    const slotMs = this.o.slotDurationMs;
+    const start = slotStartMs(slot, slotMs);
+    const me = Buffer.from(this.d.signingKey);
+    const hint = await this.d.enclave.call('slotAuthor', { slot });
+    if (hint.author && me.equals(Buffer.from(hint.author))) await this.headAtSlot(slot - 1n, start + slotMs * PARENT_WAIT_SHARE);
     return this.exclusive(async () => {
       if (this.stopped) return;
       const { author, genesisAuthor } = await this.d.enclave.call('slotAuthor', { slot });
-      const me = Buffer.from(this.d.signingKey);
       if (!this.d.store.head()) {
         if (genesisAuthor && me.equals(Buffer.from(genesisAuthor))) await this.createGenesis();
         return;
       }
       if (!author || !me.equals(Buffer.from(author))) return;
       if (!(await this.onAnchoredChain())) return; // a chain that lost to an anchor is not worth extending
-      const block = await authorBlock(this.d, { ...this.o }, slot);
+      // Too late to reach the others before the next slot: a block now would most likely be orphaned.
+      if (Date.now() > start + slotMs * PROPOSAL_SHARE) {
+        this.d.metrics.slotsMissed.inc();
+        this.d.logger.debug({ slot: String(slot), lateMs: Date.now() - start }, 'slot skipped: too late to propose');
+        return;
+      }
+      const block = await authorBlock(this.d, { maxCalls: this.o.maxCalls, deadlineMs: start + slotMs * BUILD_SHARE }, slot);
+      this.headChanged(slot);
       this.d.onHeadChanged?.({ number: block.number, authored: true });
       await this.publish(block.bytes);
+      // After the block left: a snapshot costs the enclave time, the block's propagation must not wait for it.
+      await this.maybeSnapshot(block.number, this.o.snapshotInterval);
     });
+  }
+
+  /** Resolves once the head's slot is at least `slot`, or at `deadlineMs`. */
+  private async headAtSlot(slot: bigint, deadlineMs: number): Promise<void> {
+    while (this.headSlot < slot && !this.stopped) {
+      const left = deadlineMs - Date.now();
+      if (left <= 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.headMoved.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
+      clearTimeout(timer);
+    }
+  }
+
+  private headChanged(slot: bigint): void {
+    this.headSlot = slot;
+    this.headMoved.resolve();
+    this.headMoved = Promise.withResolvers<void>();
+  }
+
+  /** Seals a snapshot when `every` blocks passed since the last one. */
+  private async maybeSnapshot(number: number, every: number): Promise<void> {
+    if (this.lastSnapshot === null) this.lastSnapshot = (await this.d.store.snapshots())[0]?.number ?? 0;
+    if (number - this.lastSnapshot < every) return;
+    this.lastSnapshot = number;
+    try {
+      const snap = await this.d.enclave.call('snapshot', {});
+      await this.d.store.putSnapshot(snap.number, snap.sealed, this.o.snapshotsKept);
+      this.d.metrics.snapshots.inc();
+    } catch (err) {
+      this.d.logger.warn({ err: (err as Error).message }, 'snapshot failed');
+    }
   }
 
   private async createGenesis(): Promise<void> {
@@ -273,7 +331,7 @@ export class ChainService {
         if (this.syncQueue.size > 0) void this.runSync();
         return invalid;
       }
-      const r = best.ancestor === (head?.number ?? -1) ? await this.extend(best.path) : await this.reorg(best.ancestor, best.path);
+      const r = best.ancestor === (head?.number ?? -1) ? await this.extend(best.path) : await this.d.relay.hold(() => this.reorg(best.ancestor, best.path));
       invalid.push(...r.invalid);
       if (r.stalled) return invalid; // a block waits for the parentchain: retried later
     }
@@ -308,17 +366,9 @@ export class ChainService {
     const blockHash = '0x' + b.hash;
     for (const h of calls) this.d.relay.settle(h, { status: 'inBlock', blockHash, blockNumber: b.number });
     this.d.onHeadChanged?.({ number: b.number, authored: false });
-    if (b.number > 0 && b.number % this.o.snapshotInterval === 0) void this.snapshot();
-  }
-
-  private async snapshot(): Promise<void> {
-    try {
-      const snap = await this.d.enclave.call('snapshot', {});
-      await this.d.store.putSnapshot(snap.number, snap.sealed, this.o.snapshotsKept);
-      this.d.metrics.snapshots.inc();
-    } catch (err) {
-      this.d.logger.warn({ err: (err as Error).message }, 'snapshot failed');
-    }
+    this.headChanged(b.slot);
+    // Authors snapshot after their own blocks (off the propagation path); imports only when no own block came for long.
+    if (b.number > 0) void this.maybeSnapshot(b.number, 2 * this.o.snapshotInterval);
   }
 
   private importFailed(b: TreeBlock, err: unknown): { invalid: string[]; stalled: boolean } {
@@ -379,7 +429,7 @@ export class ChainService {
       this.tree.add(block);
       for (const c of block.callHashes) if (!newCalls.has(hex(c))) lost.push(hex(c));
     }
-    const requeued = this.d.relay.resubmit(lost);
+    const requeued = await this.d.relay.resubmit(lost);
     const depth = old.number - ancestor;
     metrics.reorgs.inc();
     metrics.reorgDepth.observe(depth);
@@ -503,6 +553,7 @@ export class ChainService {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.headMoved.resolve();
     clearTimeout(this.retryTimer);
     await this.lock;
   }

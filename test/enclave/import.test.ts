@@ -362,3 +362,57 @@ test('a block A made in B\'s slot by re-signing its own proposal is refused; B\'
   // A's old proposal no longer extends the head
   assert.equal(codeOf(() => c.importBlock(p.block, Date.now())), 'BLOCK_NOT_CHILD');
 });
+
+test('forwarded calls: verified once by the receiving enclave, opened by the others under the shard key; forged batches refused', async () => {
+  const [a, b] = await openSet(2);
+  const g = a.genesis(ENDOWMENTS(), Date.now());
+  b.commit(b.importBlock(g.block, Date.now()).hash);
+  const t0 = buildTransfer(alice, { to: bob.publicKey, amount: 5n, nonce: 0 }, keyOf(a), SHARD);
+  const t1 = buildTransfer(alice, { to: bob.publicKey, amount: 7n, nonce: 1 }, keyOf(a), SHARD);
+  const bad = buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 2 }, keyOf(a), OTHER_SHARD);
+  // only the accepted calls among the ones asked for are forwarded (t1 is not asked for, bad is invalid)
+  const r = await a.submitAndForward([t0.request, t1.request, bad.request], Date.now(), new Set([0, 2]));
+  assert.deepEqual(r.results.map((x) => x.status), ['ready', 'ready', 'invalid']);
+  assert.ok(r.forwarded);
+  assert.deepEqual(await b.submitForwarded(r.forwarded, Date.now()), [{ hash: t0.hash, status: 'ready' }]);
+  assert.equal(b.status().poolSize, 1);
+  // a second delivery of the same batch is a duplicate, nothing changes
+  assert.equal((await b.submitForwarded(r.forwarded, Date.now()))[0].code, 'DUPLICATE');
+
+  // tampered, truncated, or sealed by an enclave of another shard: refused whole with a stable code
+  assert.equal(await rejectionCode(b.submitForwarded(flip(r.forwarded, -1), Date.now())), 'DECRYPT_FAILED');
+  assert.equal(await rejectionCode(b.submitForwarded(r.forwarded.subarray(0, 10), Date.now())), 'DECODE_FAILED');
+  const stranger = EnclaveCore.open({ dataDir: tempDir(), shard: OTHER_SHARD, workers: 1, pool: POOL, authorities: [], devShardSecrets: true });
+  opened.push(stranger);
+  stranger.genesis(ENDOWMENTS(), Date.now());
+  const foreign = await stranger.submitAndForward([buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 0 }, keyOf(stranger), OTHER_SHARD).request], Date.now(), new Set([0]));
+  assert.equal(await rejectionCode(b.submitForwarded(foreign.forwarded!, Date.now())), 'DECRYPT_FAILED');
+  assert.equal(b.status().poolSize, 1);
+
+  // B authors the forwarded call; A imports and both agree
+  const p = produce(b, [a], slotOf(1, 2, 0n));
+  assert.deepEqual(p.included, [t0.hash]);
+  assert.deepEqual(view(a), view(b));
+
+  // requeue: a call the enclave verified recently goes back into the pool by hash; unknown hashes do not
+  const c = openCore(tempDir(), [a.info().signingKey, b.info().signingKey]);
+  c.commit(c.importBlock(g.block, Date.now()).hash);
+  await c.submit([t0.request], Date.now());
+  c.commit(c.importBlock(p.block, Date.now()).hash);
+  assert.equal(c.status().poolSize, 0, 'included: left the pool');
+  assert.equal(await c.requeue([t0.hash, hex(randomBytes(32))], Date.now()), 0, 'stale after the block: not requeued');
+  c.beginReplay(undefined, false);
+  c.replayBlocks([g.block]);
+  await c.finishReplay(); // back at genesis, as a reorg does
+  assert.equal(await c.requeue([t0.hash, hex(randomBytes(32))], Date.now()), 1);
+  assert.equal(c.status().poolSize, 1);
+});
+
+async function rejectionCode(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+}
