@@ -71,6 +71,7 @@ export const enclaveApi = {
     result: z.object({ block: bytes, hash: bytes32, number: z.number().int(), included: z.array(z.string()), rejected: z.array(rejection) }),
   },
   commit: { params: z.object({ hash: bytes32 }), result: status },
+  rewind: { params: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }), result: status },
   importBlock: {
     params: z.object({ block: bytes.refine((b) => b.length <= 64 * 1024 * 1024, 'block larger than 64 MiB'), nowMs: z.number().int() }),
     result: z.object({ hash: bytes32, number: z.number().int(), slot: z.bigint(), author: bytes32, calls: z.array(z.string()) }),

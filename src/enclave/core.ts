@@ -68,6 +68,8 @@ const ZERO32 = new Uint8Array(32);
 interface Proposal { hash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
 interface Head { hash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
 const RECENT_BLOCKS_KEPT = 256;
+/** Newest blocks kept as state layers: a reorg this shallow rewinds them instead of rebuilding from the event log. */
+const STATE_LAYERS = 8;
 /** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
 const RECENT_CALLS_KEPT = 65_536;
 /** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
@@ -94,7 +96,7 @@ export class EnclaveCore {
   private readonly crypto: CryptoPool;
   private readonly localVerifier: CallVerifier;
   private readonly pool: CallPool;
-  private state = new State();
+  private state = new State(STATE_LAYERS);
   private head: Head | null = null;
   /** Recently committed or replayed blocks, for anchors. */
   private readonly recentBlocks = new Map<bigint, Head>();
@@ -141,7 +143,7 @@ export class EnclaveCore {
     return {
       headNumber: this.head ? Number(this.head.number) : -1,
       headHash: this.head?.hash ?? ZERO32,
-      accounts: this.state.accounts.size,
+      accounts: this.state.accountCount,
       poolSize: this.pool.size,
     };
   }
@@ -445,6 +447,31 @@ export class EnclaveCore {
     return { hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
 
+  /**
+   * Returns the state to block `number` (an ancestor of the head, within the state's layers) for a
+   * reorg; REWIND_UNAVAILABLE when it is deeper (the host then rebuilds from the event log).
+   */
+  rewind(number: number, hash: Uint8Array) {
+    if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot rewind during a replay');
+    const head = this.head;
+    if (!head) throw new EnclaveError('NOT_INITIALISED', 'no head to rewind');
+    const target = this.recentBlocks.get(BigInt(number));
+    const depth = Number(head.number) - number;
+    if (depth < 0 || !target || !Buffer.from(target.hash).equals(Buffer.from(hash)) || depth > this.state.depth) {
+      throw new EnclaveError('REWIND_UNAVAILABLE', `block ${number} is not within the ${this.state.depth} blocks the state can rewind`);
+    }
+    this.proposal = null;
+    this.state.rewind(depth);
+    for (let n = BigInt(number) + 1n; n <= head.number; n++) this.recentBlocks.delete(n);
+    for (const [id, n] of this.withdrawalBlocks) if (n > BigInt(number)) this.withdrawalBlocks.delete(id);
+    this.head = target;
+    if (!Buffer.from(this.state.commitment()).equals(Buffer.from(target.commitment))) {
+      this.head = null; // cannot happen with intact layers; the host rebuilds from the event log
+      throw new EnclaveError('REWIND_COMMITMENT_MISMATCH', `state after rewinding to ${number} does not match its commitment`);
+    }
+    return this.status();
+  }
+
   // ---------- replay ----------
 
   /** Starts a replay from genesis (no snapshot) or from a sealed snapshot. */
@@ -452,7 +479,7 @@ export class EnclaveCore {
     this.proposal = null; // a proposal made on the old state must never be committed on the new one
     if (sealedSnapshot) {
       const snap = decodeSnapshot(this.sealer.unseal('snapshot', sealedSnapshot));
-      this.state = State.fromSnapshot(snap.state);
+      this.state = State.fromSnapshot(snap.state, STATE_LAYERS);
       this.recentBlocks.clear();
       // Only number and hash are known of the blocks before the snapshot: enough for anchors.
       for (const r of snap.recent) this.recentBlocks.set(r.number, { hash: r.hash, number: r.number, slot: -1n, commitment: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32 });
@@ -461,7 +488,7 @@ export class EnclaveCore {
     } else {
       this.recentBlocks.clear();
       this.withdrawalBase = 0n;
-      this.state = new State();
+      this.state = new State(STATE_LAYERS);
       this.head = null;
     }
     void this.replaying?.hash.close();

@@ -141,33 +141,66 @@ export const localHasher: ItemHasher = async (items) => {
   return lt;
 };
 
+interface Layer { items: Map<string, Item>; lthashBefore: LtHash }
+
+/**
+ * The shard state: item maps plus, when `layersKept` > 0, the newest blocks' writes as layers above
+ * them (an in-memory snapshot a few blocks back plus the log's tail on top). Dropping layers is how a
+ * shallow reorg returns to a common ancestor without a rebuild from the event log.
+ */
 export class State {
   readonly accounts = new Map<string, Item>();
   readonly memos = new Map<string, Item>();
   /** The shard record and withdrawals (few; keyed 'shard' and 'w:<id>'). */
   readonly records = new Map<string, Item>();
   lthash = new LtHash();
+  private layers: Layer[] = [];
+  private readonly layersKept: number;
+
+  constructor(layersKept = 0) {
+    this.layersKept = layersKept;
+  }
+
+  /** Blocks that can be rewound. */
+  get depth(): number {
+    return this.layers.length;
+  }
+
+  private lookup(key: string, base: Map<string, Item>): Item | undefined {
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const item = this.layers[i].items.get(key);
+      if (item) return item;
+    }
+    return base.get(key);
+  }
+
+  /** Accounts with a balance record, layers included. */
+  get accountCount(): number {
+    const added = new Set<string>();
+    for (const l of this.layers) for (const k of l.items.keys()) if (k.length === 64 && !this.accounts.has(k)) added.add(k);
+    return this.accounts.size + added.size;
+  }
 
   account(id: Uint8Array): Account {
-    const item = this.accounts.get(hexKey(id));
+    const item = this.lookup(hexKey(id), this.accounts);
     return item ? readAccount(item) : EMPTY;
   }
 
   memo(id: Uint8Array, index: number): Memo | undefined {
-    const item = this.memos.get(memoKey(hexKey(id), index));
+    const item = this.lookup(memoKey(hexKey(id), index), this.memos);
     if (!item) return undefined;
     const w = decodeItem(item);
     return w.tag === 'memo' ? w.value.memo : undefined;
   }
 
   shard(): ShardRecord {
-    const item = this.records.get(SHARD_KEY);
+    const item = this.lookup(SHARD_KEY, this.records);
     const w = item ? decodeItem(item) : undefined;
     return w?.tag === 'shard' ? w.value : EMPTY_SHARD;
   }
 
   withdrawal(id: bigint): Withdrawal | undefined {
-    const item = this.records.get(withdrawalKey(id));
+    const item = this.lookup(withdrawalKey(id), this.records);
     const w = item ? decodeItem(item) : undefined;
     return w?.tag === 'withdrawal' ? w.value : undefined;
   }
@@ -175,20 +208,44 @@ export class State {
   /** Withdrawals burned here and not yet seen paid on the parentchain, oldest first. */
   unpaidWithdrawals(): Withdrawal[] {
     const out: Withdrawal[] = [];
-    for (const [k, item] of this.records) {
-      if (!k.startsWith('w:')) continue;
+    for (const item of this.items()) {
+      if (item[0] !== TAG_WITHDRAWAL) continue;
       const w = decodeItem(item);
       if (w.tag === 'withdrawal' && !w.value.paid) out.push(w.value);
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
+  /** Every item of the state, layers applied (each key once, newest value). */
+  private *items(): Generator<Item> {
+    for (const base of [this.accounts, this.memos, this.records]) {
+      for (const [k, item] of base) yield this.layers.length === 0 ? item : this.lookup(k, base)!;
+    }
+    const seen = new Set<string>();
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      for (const [k, item] of this.layers[i].items) {
+        if (seen.has(k) || this.accounts.has(k) || this.memos.has(k) || this.records.has(k)) continue;
+        seen.add(k);
+        yield item;
+      }
+    }
+  }
+
   private current(item: Item): Item | undefined {
-    return this[mapOf(item)].get(itemKey(item));
+    return this.lookup(itemKey(item), this[mapOf(item)]);
   }
 
   private set(item: Item): void {
     this[mapOf(item)].set(itemKey(item), item);
+  }
+
+  /** Drops the newest `blocks` layers (a reorg to an ancestor); false, and nothing changes, if fewer are kept. */
+  rewind(blocks: number): boolean {
+    if (blocks > this.layers.length) return false;
+    if (blocks === 0) return true;
+    const removed = this.layers.splice(this.layers.length - blocks, blocks);
+    this.lthash = removed[0].lthashBefore;
+    return true;
   }
 
   /** The commitment hash the state would have after `items`, without applying them: O(items). */
@@ -204,7 +261,12 @@ export class State {
 
   /** Applies items; `lthash` is their preview (or omitted when loading items whose hash is known). */
   apply(items: Item[], lthash?: LtHash): void {
-    for (const item of items) this.set(item);
+    if (this.layersKept > 0 && lthash) {
+      this.layers.push({ items: new Map(items.map((item) => [itemKey(item), item])), lthashBefore: this.lthash });
+      while (this.layers.length > this.layersKept) for (const item of this.layers.shift()!.items.values()) this.set(item);
+    } else {
+      for (const item of items) this.set(item);
+    }
     if (lthash) this.lthash = lthash;
   }
 
@@ -213,6 +275,7 @@ export class State {
    * once per write: replay cost follows the number of items touched, not the length of the log.
    */
   replay(): { apply(items: Item[]): void; finish(hasher?: ItemHasher): Promise<void> } {
+    if (this.layers.length > 0) throw new Error('replay on a state with layers');
     // From an empty state (genesis replay) the final state is exactly what was added: no bookkeeping.
     const fromEmpty = this.accounts.size === 0 && this.memos.size === 0 && this.records.size === 0;
     const before = new Map<string, Item | null>();
@@ -251,12 +314,12 @@ export class State {
 
   /** Snapshot encoding: the lthash then every item (as a Vector(StateWrite)), so loading needs no hashing. */
   encodeSnapshot(): Uint8Array {
-    return Buffer.concat([this.lthash.bytes(), joinItems([...this.accounts.values(), ...this.memos.values(), ...this.records.values()])]);
+    return Buffer.concat([this.lthash.bytes(), joinItems([...this.items()])]);
   }
 
-  static fromSnapshot(bytes: Uint8Array): State {
+  static fromSnapshot(bytes: Uint8Array, layersKept = 0): State {
     if (bytes.length < LTHASH_BYTES + 1) throw new RangeError('snapshot too short');
-    const state = new State();
+    const state = new State(layersKept);
     state.apply(splitItems(bytes.subarray(LTHASH_BYTES)));
     state.lthash = new LtHash(bytes.subarray(0, LTHASH_BYTES));
     return state;

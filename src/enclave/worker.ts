@@ -29,6 +29,7 @@ const handlers: Record<Method, Handler> = {
   requeue: async (p: { hashes: string[] }) => ({ requeued: await core.requeue(p.hashes, Date.now()) }),
   propose: (p: { slot: bigint; timestampMs: number; maxCalls: number; deadlineMs?: number }) => core.propose(p),
   commit: (p: { hash: Uint8Array }) => core.commit(p.hash),
+  rewind: (p: { number: number; hash: Uint8Array }) => core.rewind(p.number, p.hash),
   importBlock: (p: { block: Uint8Array; nowMs: number }) => core.importBlock(p.block, p.nowMs),
   slotAuthor: (p: { slot: bigint }) => core.slotAuthor(p.slot),
   getter: (p: { request: Uint8Array }) => ({ reply: core.executeGetter(p.request, Date.now()) }),

@@ -395,7 +395,10 @@ export class ChainService {
     const { enclave, store, metrics, logger } = this.d;
     const old = store.head()!;
     const started = performance.now();
-    await bootstrap(this.d, null, { upTo: ancestor });
+    // A shallow reorg drops the enclave's newest state layers; a deeper one rebuilds from the event log.
+    const ancestorHash = await store.hashAt(ancestor);
+    const rewound = ancestorHash !== undefined && (await enclave.call('rewind', { number: ancestor, hash: ancestorHash }).then(() => true, () => false));
+    if (!rewound) await bootstrap(this.d, null, { upTo: ancestor });
     const applied: { b: TreeBlock; calls: string[] }[] = [];
     let failure: { invalid: string[]; stalled: boolean } | null = null;
     for (const b of path) {
@@ -433,7 +436,7 @@ export class ChainService {
     const depth = old.number - ancestor;
     metrics.reorgs.inc();
     metrics.reorgDepth.observe(depth);
-    logger.warn({ from: old.number, to: tip.number, ancestor, depth, requeued, lostCalls: lost.length, ms: Math.round(performance.now() - started) }, 'reorg');
+    logger.warn({ from: old.number, to: tip.number, ancestor, depth, rewound, requeued, lostCalls: lost.length, ms: Math.round(performance.now() - started) }, 'reorg');
     return failure ?? { invalid: [], stalled: false };
   }
 

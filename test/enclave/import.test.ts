@@ -416,3 +416,37 @@ async function rejectionCode(p: Promise<unknown>): Promise<string | undefined> {
     return (err as { code?: string }).code;
   }
 }
+
+test('rewind: back to an ancestor within the state layers, then the other branch imports; deeper or unknown ancestors refused', async () => {
+  const [a, b] = await openSet(2);
+  const g = a.genesis(ENDOWMENTS(), Date.now());
+  b.commit(b.importBlock(g.block, Date.now()).hash);
+  let slot = 0n;
+  for (let i = 0; i < 3; i++) produce(a, [b], (slot = slotOf(0, 2, slot)));
+  const ancestor = view(a);
+  // A and B each build on block 3: A with a transfer, B empty
+  const t = buildTransfer(alice, { to: bob.publicKey, amount: 9n, nonce: 0 }, keyOf(a), SHARD);
+  await a.submit([t.request], Date.now());
+  const pa = a.propose({ slot: (slot = slotOf(0, 2, slot)), timestampMs: Date.now(), maxCalls: 10 });
+  a.commit(pa.hash);
+  const pb = b.propose({ slot: slotOf(1, 2, slot), timestampMs: Date.now(), maxCalls: 10 });
+  b.commit(pb.hash);
+  assert.equal(balance(a, bob), BOB_START + 9n);
+  // unknown hash, or a number above the head: refused, nothing changes
+  assert.equal(codeOf(() => a.rewind(3, new Uint8Array(32))), 'REWIND_UNAVAILABLE');
+  assert.equal(codeOf(() => a.rewind(9, pa.hash)), 'REWIND_UNAVAILABLE');
+  assert.equal(a.status().headNumber, 4);
+  // A rewinds to block 3 and takes B's branch: the transfer is undone, B's block imports on top
+  a.rewind(3, Buffer.from(ancestor.headHash, 'hex'));
+  assert.deepEqual(view(a), ancestor);
+  a.commit(a.importBlock(pb.block, Date.now()).hash);
+  assert.deepEqual(view(a), view(b));
+  // more blocks than the layers keep (8): the genesis is out of reach, block 3 too after enough blocks
+  slot = slotOf(1, 2, slot);
+  for (let i = 0; i < 9; i++) {
+    const [author, other] = i % 2 === 0 ? [a, b] : [b, a];
+    produce(author, [other], (slot = slotOf(i % 2, 2, slot)));
+  }
+  assert.equal(codeOf(() => a.rewind(0, g.hash)), 'REWIND_UNAVAILABLE');
+  assert.equal(codeOf(() => a.rewind(3, Buffer.from(ancestor.headHash, 'hex'))), 'REWIND_UNAVAILABLE');
+});

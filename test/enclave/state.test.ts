@@ -183,3 +183,48 @@ test('overlay reads fall through, writes stay in the overlay until applied', () 
   // unknown account reads as empty
   assert.deepEqual(s.account(new Uint8Array(32)), { balance: 0n, nonce: 0, memoCount: 0 });
 });
+
+test('layers: reads see the newest block, rewind returns to an ancestor exactly, older blocks fold into the base', () => {
+  const kept = 4;
+  const layered = new State(kept);
+  const history: { commitment: string; snapshot: string[]; accounts: number; balances: bigint[] }[] = [];
+  const record = () => history.push({
+    commitment: hex(layered.commitment()), snapshot: contents(layered), accounts: layered.accountCount,
+    balances: ids.map((id) => layered.account(id).balance),
+  });
+  record();
+  const flat = new State();
+  for (const items of blocks(10)) {
+    layered.apply(items, layered.preview(items));
+    flat.apply(items, flat.preview(items));
+    record();
+    // the layered state reads, counts and encodes exactly like a flat one
+    assert.equal(hex(layered.commitment()), hex(flat.commitment()));
+    assert.equal(layered.accountCount, flat.accounts.size);
+    assert.deepEqual(ids.map((id) => layered.account(id)), ids.map((id) => flat.account(id)));
+    assert.equal(hex(State.fromSnapshot(layered.encodeSnapshot()).commitment()), hex(flat.commitment()));
+  }
+  assert.equal(layered.depth, kept);
+  // deeper than the layers: refused, nothing changes
+  assert.equal(layered.rewind(kept + 1), false);
+  assert.equal(hex(layered.commitment()), history[10].commitment);
+  // back 3 blocks: the state of block 7, whole (commitment, balances, count, snapshot), and it goes on from there
+  assert.equal(layered.rewind(3), true);
+  assert.equal(layered.depth, kept - 3);
+  const at7 = history[7];
+  assert.equal(hex(layered.commitment()), at7.commitment);
+  assert.deepEqual(ids.map((id) => layered.account(id).balance), at7.balances);
+  assert.equal(layered.accountCount, at7.accounts);
+  assert.deepEqual(contents(layered), at7.snapshot);
+  const rebuilt = State.fromSnapshot(layered.encodeSnapshot());
+  const items = randomBlock(layered, 5);
+  layered.apply(items, layered.preview(items));
+  rebuilt.apply(items, rebuilt.preview(items));
+  assert.equal(hex(layered.commitment()), hex(rebuilt.commitment()));
+});
+
+/** What a state's snapshot holds, order aside: its items as sorted hex. */
+function contents(s: State): string[] {
+  const loaded = State.fromSnapshot(s.encodeSnapshot());
+  return [...loaded.accounts.values(), ...loaded.memos.values(), ...loaded.records.values()].map(hex).sort();
+}
