@@ -1,6 +1,7 @@
 // Wire encodings of the request/response protocols. Every request is one length-prefixed frame; every
 // response starts with one header frame: a response code byte, then (ok) the payload or the number of
-// block frames that follow, or (error) a short UTF-8 reason.
+// block frames that follow, or (error) a short UTF-8 reason. Provision answers ok with a bare code byte
+// and the opaque response in the next frame (it can exceed MAX_HEADER_BYTES).
 import { Bytes, Struct, u32, u64 } from 'scale-ts';
 import { ValidateerError } from '../codec/errors.ts';
 import { decodeExact } from '../codec/wire.ts';
@@ -8,7 +9,12 @@ import { decodeExact } from '../codec/wire.ts';
 export const PROTOCOL_STATUS = '/validateer/status/1';
 export const PROTOCOL_BLOCKS_BY_RANGE = '/validateer/blocks-by-range/1';
 export const PROTOCOL_BLOCKS_BY_HASH = '/validateer/blocks-by-hash/1';
-export type Protocol = typeof PROTOCOL_STATUS | typeof PROTOCOL_BLOCKS_BY_RANGE | typeof PROTOCOL_BLOCKS_BY_HASH;
+export const PROTOCOL_PROVISION = '/validateer/provision/1';
+export type Protocol = typeof PROTOCOL_STATUS | typeof PROTOCOL_BLOCKS_BY_RANGE | typeof PROTOCOL_BLOCKS_BY_HASH | typeof PROTOCOL_PROVISION;
+
+/** Provision bounds are part of the protocol, not node config, so every peer agrees on them. */
+export const PROVISION_MAX_REQUEST_BYTES = 16 * 1024;
+export const PROVISION_MAX_RESPONSE_BYTES = 64 * 1024;
 
 export const ResponseCode = { ok: 0, invalidRequest: 1, rateLimited: 2, serverError: 3 } as const;
 export type ResponseCode = (typeof ResponseCode)[keyof typeof ResponseCode];

@@ -1,5 +1,5 @@
 // The validateer's network layer as one facade: gossip of blocks and calls, request/response for
-// status and blocks, dialling of the registered set, peer penalties and (for tests) partitions.
+// status, blocks and provisioning, dialling of the registered set, peer penalties and (for tests) partitions.
 // Everything below it is wired here and nowhere else; the node only sees this interface.
 import type { Libp2pEvents, PeerId } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
@@ -28,6 +28,12 @@ export interface NetworkHandlers {
   blocksByRange(from: number, count: number): Promise<Uint8Array[]>;
   /** Blocks we have (canonical or not) with these header hashes, in request order, skipping unknown ones. */
   blocksByHash(hashes: Uint8Array[]): Promise<Uint8Array[]>;
+  /**
+   * Serves /validateer/provision/1: opaque request (at most 16 KiB) from peer `from`, opaque response (at
+   * most 64 KiB). Throw an error whose `code` starts with PROVISION_ to refuse; the requester gets
+   * P2P_REFUSED with `${code}: ${message}`. Absent: requests are answered with a server error.
+   */
+  provision?(request: Uint8Array, from: string): Promise<Uint8Array>;
 }
 
 export interface NetworkLimits {
@@ -71,6 +77,8 @@ export interface Network {
   requestStatus(peer: string): Promise<ChainStatus>;
   requestBlocksByRange(peer: string, from: number, count: number): Promise<Uint8Array[]>;
   requestBlocksByHash(peer: string, hashes: Uint8Array[]): Promise<Uint8Array[]>;
+  /** Never dials (P2P_NO_PEER when not connected); a refusal throws P2P_REFUSED carrying the server's reason. */
+  requestProvision(peer: string, request: Uint8Array): Promise<Uint8Array>;
   penalize(peer: string, reason: string): void;
   setBlocked(peerIds: string[]): void;
 }
@@ -255,6 +263,10 @@ class P2pNetwork implements Network {
 
   requestBlocksByHash(peer: string, hashes: Uint8Array[]): Promise<Uint8Array[]> {
     return this.reqresp.requestBlocksByHash(this.parsePeer(peer), hashes);
+  }
+
+  requestProvision(peer: string, request: Uint8Array): Promise<Uint8Array> {
+    return this.reqresp.requestProvision(this.parsePeer(peer), request);
   }
 
   penalize(peer: string, reason: string): void {

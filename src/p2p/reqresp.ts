@@ -1,14 +1,15 @@
-// Request/response protocols (status, blocks-by-range, blocks-by-hash): one request frame, then a
-// header frame (response code) and, for blocks, a counted sequence of block frames. The server
-// answers malformed, over-limit and rate-limited requests with an error code instead of dropping the
-// stream, and never lets one request's failure affect the others.
+// Request/response protocols (status, blocks-by-range, blocks-by-hash, provision): one request frame,
+// then a header frame (response code) and, for blocks, a counted sequence of block frames, for
+// provision, one opaque response frame. The server answers malformed, over-limit and rate-limited
+// requests with an error code instead of dropping the stream, and never lets one request's failure
+// affect the others.
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { ValidateerError } from '../codec/errors.ts';
 import type { Logger } from '../node/logger.ts';
 import {
   type ChainStatus, type Protocol, HASH_BYTES, MAX_HEADER_BYTES, PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE,
-  PROTOCOL_STATUS, ResponseCode, decodeBlockCount, decodeHashRequest, decodeHeader, decodeRangeRequest,
-  decodeStatus, encodeBlockCountHeader, encodeErrorHeader, encodeHashRequest, encodeOkHeader, encodeRangeRequest,
+  PROTOCOL_PROVISION, PROTOCOL_STATUS, PROVISION_MAX_REQUEST_BYTES, PROVISION_MAX_RESPONSE_BYTES, ResponseCode,
+  decodeBlockCount, decodeHashRequest, decodeHeader, decodeRangeRequest, decodeStatus, encodeBlockCountHeader, encodeErrorHeader, encodeHashRequest, encodeOkHeader, encodeRangeRequest,
   encodeStatus,
 } from './codec.ts';
 import { type FrameStream, frameStream } from './frames.ts';
@@ -27,6 +28,12 @@ export interface ReqRespHandlers {
   status(): ChainStatus;
   blocksByRange(from: number, count: number): Promise<Uint8Array[]>;
   blocksByHash(hashes: Uint8Array[]): Promise<Uint8Array[]>;
+  /**
+   * Opaque provisioning request from peer `from`; returns the opaque response. Throw an error whose
+   * `code` starts with PROVISION_ to refuse (the requester sees `${code}: ${message}`). Without it,
+   * provisioning is answered with a server error.
+   */
+  provision?(request: Uint8Array, from: string): Promise<Uint8Array>;
 }
 
 /**
@@ -37,7 +44,11 @@ export const STREAM_LIMITS: Record<Protocol, { maxInboundStreams: number; maxOut
   [PROTOCOL_STATUS]: { maxInboundStreams: 4, maxOutboundStreams: 4 },
   [PROTOCOL_BLOCKS_BY_RANGE]: { maxInboundStreams: 4, maxOutboundStreams: 4 },
   [PROTOCOL_BLOCKS_BY_HASH]: { maxInboundStreams: 4, maxOutboundStreams: 4 },
+  // Provisioning is rare and one exchange per peer at a time is the normal case.
+  [PROTOCOL_PROVISION]: { maxInboundStreams: 2, maxOutboundStreams: 2 },
 };
+
+const PROTOCOLS = [PROTOCOL_STATUS, PROTOCOL_BLOCKS_BY_RANGE, PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_PROVISION] as const;
 
 /** Slack over a frame bound for what the byte reader may buffer (one yamux window of early data). */
 const BUFFER_SLACK = 256 * 1024;
@@ -65,13 +76,13 @@ export class ReqResp {
 
   async start(handlers: ReqRespHandlers): Promise<void> {
     this.handlers = handlers;
-    for (const protocol of [PROTOCOL_STATUS, PROTOCOL_BLOCKS_BY_RANGE, PROTOCOL_BLOCKS_BY_HASH] as const) {
+    for (const protocol of PROTOCOLS) {
       await this.node.handle(protocol, (stream, connection) => this.serve(protocol, stream, connection), STREAM_LIMITS[protocol]);
     }
   }
 
   async stop(): Promise<void> {
-    await this.node.unhandle([PROTOCOL_STATUS, PROTOCOL_BLOCKS_BY_RANGE, PROTOCOL_BLOCKS_BY_HASH]);
+    await this.node.unhandle([...PROTOCOLS]);
     this.handlers = undefined;
   }
 
@@ -101,6 +112,20 @@ export class ReqResp {
     return this.request(peer, PROTOCOL_BLOCKS_BY_HASH, body, (frames, payload) => this.readBlocks(frames, payload, hashes.length));
   }
 
+  /**
+   * At most PROVISION_MAX_REQUEST_BYTES (P2P_INVALID_ARGUMENT otherwise). A refusal by the server throws
+   * P2P_REFUSED whose message carries the server's reason (`PROVISION_...: ...`).
+   */
+  async requestProvision(peer: PeerId, request: Uint8Array): Promise<Uint8Array> {
+    if (request.length > PROVISION_MAX_REQUEST_BYTES) {
+      throw new ValidateerError('P2P_INVALID_ARGUMENT', `provision request of ${request.length} bytes exceeds ${PROVISION_MAX_REQUEST_BYTES}`);
+    }
+    return this.request(peer, PROTOCOL_PROVISION, request, async (frames, payload) => {
+      if (payload.length !== 0) throw new ValidateerError('P2P_BAD_RESPONSE', 'provision ok header must be bare');
+      return frames.read(PROVISION_MAX_RESPONSE_BYTES);
+    });
+  }
+
   private async request<T>(peer: PeerId, protocol: Protocol, body: Uint8Array, readOk: (frames: FrameStream, payload: Uint8Array) => Promise<T>): Promise<T> {
     // Only over an existing connection: requests never dial (dialling and gating belong to the peer manager).
     const connection = this.node.getConnections(peer).find((c) => c.status === 'open');
@@ -114,13 +139,16 @@ export class ReqResp {
         if (signal.aborted) throw new ValidateerError('P2P_TIMEOUT', `opening ${protocol} timed out`);
         throw new ValidateerError('P2P_REQUEST_FAILED', `cannot open ${protocol} to ${peer.toString()}: ${(err as Error).message}`);
       }
-      const frames = frameStream(stream, { timeoutMs: this.limits.requestTimeoutMs, maxBufferBytes: this.limits.maxResponseBytes + BUFFER_SLACK });
+      const maxResponseBytes = protocol === PROTOCOL_PROVISION ? PROVISION_MAX_RESPONSE_BYTES : this.limits.maxResponseBytes;
+      const frames = frameStream(stream, { timeoutMs: this.limits.requestTimeoutMs, maxBufferBytes: maxResponseBytes + BUFFER_SLACK });
       await frames.write(body);
       await frames.closeWrite();
       const header = decodeHeader(await frames.read(MAX_HEADER_BYTES));
       if (header.code !== ResponseCode.ok) {
+        // Provision refusals are decisions the caller acts on (e.g. a replay), not malformed requests.
+        const refused = protocol === PROTOCOL_PROVISION ? 'P2P_REFUSED' : 'P2P_INVALID_REQUEST';
         const [code, what] = header.code === ResponseCode.rateLimited ? ['P2P_RATE_LIMITED', 'rate-limited']
-          : header.code === ResponseCode.invalidRequest ? ['P2P_INVALID_REQUEST', 'refused'] : ['P2P_SERVER_ERROR', 'failed'];
+          : header.code === ResponseCode.invalidRequest ? [refused, 'refused'] : ['P2P_SERVER_ERROR', 'failed'];
         throw new ValidateerError(code, `${peer.toString()} ${what} ${protocol}: ${header.reason}`);
       }
       // Our side is closed already; the stream ends when the server closes its side after the last frame.
@@ -148,7 +176,8 @@ export class ReqResp {
 
   private async serve(protocol: Protocol, stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString();
-    const frames = frameStream(stream, { timeoutMs: this.limits.requestTimeoutMs, maxBufferBytes: this.limits.maxRequestBytes + BUFFER_SLACK });
+    const maxRequestBytes = protocol === PROTOCOL_PROVISION ? PROVISION_MAX_REQUEST_BYTES : this.limits.maxRequestBytes;
+    const frames = frameStream(stream, { timeoutMs: this.limits.requestTimeoutMs, maxBufferBytes: maxRequestBytes + BUFFER_SLACK });
     try {
       if (!this.limiter.tryTake(peer, protocol)) {
         this.log.debug({ peer, protocol }, 'request rate-limited');
@@ -157,7 +186,7 @@ export class ReqResp {
       }
       let request: Uint8Array;
       try {
-        request = await frames.read(this.limits.maxRequestBytes);
+        request = await frames.read(maxRequestBytes);
       } catch (err) {
         if ((err as ValidateerError).code !== 'P2P_FRAME_TOO_LARGE') throw err;
         await this.refuse(frames, ResponseCode.invalidRequest, 'request too large');
@@ -165,13 +194,10 @@ export class ReqResp {
       }
       let response: Uint8Array[];
       try {
-        response = await this.answer(protocol, request);
+        response = await this.answer(protocol, request, peer);
       } catch (err) {
-        const invalid = (err as ValidateerError).code === 'DECODE_FAILED' || (err as ValidateerError).code === 'P2P_INVALID_REQUEST';
-        // An invalid request is the peer's problem; a failing handler is ours.
-        if (invalid) this.log.debug({ peer, protocol, err: (err as Error).message }, 'invalid request');
-        else this.log.warn({ peer, protocol, err: (err as Error).message }, 'request handler failed');
-        await this.refuse(frames, invalid ? ResponseCode.invalidRequest : ResponseCode.serverError, invalid ? (err as Error).message : 'internal error');
+        const failure = this.failure(protocol, peer, err);
+        await this.refuse(frames, failure.code, failure.reason);
         return;
       }
       for (const frame of response) await frames.write(frame);
@@ -183,14 +209,35 @@ export class ReqResp {
     }
   }
 
+  /** The error header for a failed answer, logged by whose problem it is. */
+  private failure(protocol: Protocol, peer: string, err: unknown): { code: 1 | 3; reason: string } {
+    const code = (err as { code?: unknown } | null)?.code;
+    const message = err instanceof Error ? err.message : String(err);
+    // An invalid request or a provisioning refusal is the peer's problem; a failing handler is ours.
+    if (code === 'DECODE_FAILED' || code === 'P2P_INVALID_REQUEST') {
+      this.log.debug({ peer, protocol, err: message }, 'invalid request');
+      return { code: ResponseCode.invalidRequest, reason: message };
+    }
+    if (protocol === PROTOCOL_PROVISION && typeof code === 'string' && code.startsWith('PROVISION_')) {
+      this.log.info({ peer, code, err: message }, 'provision refused');
+      return { code: ResponseCode.invalidRequest, reason: `${code}: ${message}` };
+    }
+    if (code === 'P2P_NOT_SERVED') {
+      this.log.debug({ peer, protocol }, message);
+      return { code: ResponseCode.serverError, reason: message };
+    }
+    this.log.warn({ peer, protocol, err: message }, 'request handler failed');
+    return { code: ResponseCode.serverError, reason: 'internal error' };
+  }
+
   private async refuse(frames: FrameStream, code: 1 | 2 | 3, reason: string): Promise<void> {
     await frames.discardInput();
     await frames.write(encodeErrorHeader(code, reason));
     await frames.closeWrite();
   }
 
-  /** The frames of an ok response. Throws DECODE_FAILED / P2P_INVALID_REQUEST for bad requests. */
-  private async answer(protocol: Protocol, request: Uint8Array): Promise<Uint8Array[]> {
+  /** The frames of an ok response. Throws DECODE_FAILED / P2P_INVALID_REQUEST for bad requests, PROVISION_* for refusals. */
+  private async answer(protocol: Protocol, request: Uint8Array, peer: string): Promise<Uint8Array[]> {
     const handlers = this.handlers;
     if (handlers === undefined) throw new ValidateerError('P2P_NOT_STARTED', 'not serving');
     if (protocol === PROTOCOL_STATUS) {
@@ -203,6 +250,15 @@ export class ReqResp {
       // Clamped, not refused: "may return fewer" lets the requester continue from where this ends.
       const clamped = Math.min(count, this.limits.maxBlocksPerRequest);
       return this.blockFrames(await this.withTimeout(handlers.blocksByRange(from, clamped)), clamped);
+    }
+    if (protocol === PROTOCOL_PROVISION) {
+      if (handlers.provision === undefined) throw new ValidateerError('P2P_NOT_SERVED', 'provisioning not served');
+      const response = await this.withTimeout(handlers.provision(request, peer));
+      if (!(response instanceof Uint8Array)) throw new ValidateerError('P2P_BAD_HANDLER_RESULT', 'provision handler returned no bytes');
+      if (response.length > PROVISION_MAX_RESPONSE_BYTES) {
+        throw new ValidateerError('P2P_RESPONSE_TOO_LARGE', `provision response of ${response.length} bytes exceeds ${PROVISION_MAX_RESPONSE_BYTES}`);
+      }
+      return [encodeOkHeader(new Uint8Array(0)), response];
     }
     const hashes = decodeHashRequest(request);
     if (hashes.length > this.limits.maxBlocksPerRequest) throw new ValidateerError('P2P_INVALID_REQUEST', `at most ${this.limits.maxBlocksPerRequest} hashes per request`);
