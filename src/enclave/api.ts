@@ -6,6 +6,13 @@ const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected byt
 const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
 const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int() });
 const submitResults = z.array(z.object({ hash: z.string().optional(), status: z.enum(['ready', 'future', 'invalid']), code: z.string().optional(), message: z.string().optional() }));
+/** A provisioning step: its result, or a refusal; `verification` = the peer's quote check ('ok', a refusal code, null = not reached). */
+function provisionOutcome<T extends z.ZodRawShape>(ok: T) {
+  return z.discriminatedUnion('ok', [
+    z.object({ ok: z.literal(true), verification: z.string().nullable(), ...ok }),
+    z.object({ ok: z.literal(false), code: z.string(), message: z.string(), verification: z.string().nullable() }),
+  ]);
+}
 const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });
 
 export interface CallTreeInput {
@@ -43,6 +50,7 @@ export const enclaveApi = {
     result: z.object({
       signingKey: bytes32, shieldingKey: bytes32, shieldingKeyId: z.number().int(), stateKeyId: z.number().int(),
       measurement: bytes32, signer: bytes32, attestation: z.string(), cryptoThreads: z.number().int(),
+      secretsOrigin: z.enum(['generated', 'dev', 'provisioned']), holdsShardSecrets: z.boolean(),
     }),
   },
   status: { params: z.object({}), result: status },
@@ -80,6 +88,15 @@ export const enclaveApi = {
   getter: { params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }), result: z.object({ reply: bytes }) },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
   quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
+  provisionRequest: { params: z.object({}), result: z.object({ request: bytes }) },
+  provisionServe: {
+    params: z.object({ request: bytes.refine((b) => b.length <= 16 * 1024, 'request larger than 16 KiB') }),
+    result: provisionOutcome({ response: bytes }),
+  },
+  provisionAccept: {
+    params: z.object({ request: bytes.refine((b) => b.length <= 16 * 1024, 'request larger than 16 KiB'), response: bytes.refine((b) => b.length <= 64 * 1024, 'response larger than 64 KiB') }),
+    result: provisionOutcome({ stateKeyId: z.number().int() }),
+  },
   parentchainInit: {
     params: z.object({
       genesisHash: bytes32,

@@ -10,7 +10,7 @@ import {
 import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
 import { EnclaveError, RejectCode } from './errors.ts';
-import { loadOrCreateKeys, type EnclaveKeys } from './keys.ts';
+import { installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
 import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
 import { CallPool, type PoolLimits } from './pool.ts';
@@ -27,6 +27,8 @@ import { encodeMessage } from '../parentchain/messages.ts';
 import { CryptoPool } from './crypto-pool.ts';
 import { CallVerifier } from './verifier.ts';
 import { forwardKey, openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
+import { ProvisionRefusal, Provisioning } from './provisioning.ts';
+import type { KeyObject } from 'node:crypto';
 
 export interface EnclaveOptions {
   dataDir: string;
@@ -48,6 +50,8 @@ export interface EnclaveOptions {
 
 export interface SubmitResult { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string }
 export interface Rejection { hash: string; code: string; message: string }
+/** verification: the other side's quote check ('ok', a refusal code, or null when not reached). */
+export type ProvisionOutcome<T> = ({ ok: true } & T & { verification: string | null }) | { ok: false; code: string; message: string; verification: string | null };
 
 const SnapshotFileV1 = Struct({ number: u64, hash: Bytes(32), state: Bytes() });
 /** v2 adds the parentchain block the head built on (which parentchain effects are already in the state). */
@@ -90,11 +94,14 @@ function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; 
 export class EnclaveCore {
   readonly measurement: Uint8Array;
   private readonly opts: EnclaveOptions;
-  private readonly keys: EnclaveKeys;
+  private keys: EnclaveKeys;
   private readonly sealer: Sealer;
   private readonly attestation: AttestationProvider;
-  private readonly crypto: CryptoPool;
-  private readonly localVerifier: CallVerifier;
+  private crypto: CryptoPool;
+  private localVerifier: CallVerifier;
+  /** One object the registry reads the shielding key from: provisioning swaps its fields in place. */
+  private readonly shielding: { secretKey: KeyObject | Uint8Array; publicKey: Uint8Array };
+  private readonly provisioning: Provisioning;
   private readonly pool: CallPool;
   private state = new State(STATE_LAYERS);
   private head: Head | null = null;
@@ -108,6 +115,7 @@ export class EnclaveCore {
   private readonly recentCalls = new Map<string, ForwardedCall>();
   private readonly forwardKeys = new Map<number, Uint8Array>();
   private replayEnded = Promise.withResolvers<void>();
+  private lastVerification: string | null = null;
   private withdrawalBase = 0n;
 
   private constructor(opts: EnclaveOptions) {
@@ -119,7 +127,18 @@ export class EnclaveCore {
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     this.crypto = new CryptoPool(key, opts.workers);
     this.localVerifier = new CallVerifier({ ...key, secret: this.keys.shieldingKey });
+    this.shielding = { secretKey: this.keys.shieldingKey, publicKey: this.keys.shieldingPublic };
     this.pool = new CallPool(opts.pool);
+    const policy = this.registryContext();
+    this.provisioning = new Provisioning({
+      shard: opts.shard, signingKey: this.keys.signingPublic, policy,
+      quote: (userData) => this.quote(userData),
+      memberMeasurement: (k) => {
+        const pc = this.parentchain;
+        return pc?.registry.activeAt(pc.lightClient.number).find((m) => Buffer.from(m.signingKey).equals(Buffer.from(k)))?.measurement;
+      },
+      onVerification: (result) => { this.lastVerification = result; },
+    });
   }
 
   static open(opts: EnclaveOptions): EnclaveCore {
@@ -136,6 +155,8 @@ export class EnclaveCore {
       signer: SIM_SIGNER_ID,
       attestation: this.attestation.kind,
       cryptoThreads: this.crypto.threads,
+      secretsOrigin: this.keys.secretsOrigin,
+      holdsShardSecrets: this.holdsShardSecrets(),
     };
   }
 
@@ -219,7 +240,7 @@ export class EnclaveCore {
       shard: this.opts.shard,
       trustedAuthorities: this.opts.trustedAuthorities?.length ? this.opts.trustedAuthorities : [DEV_AUTHORITY_PUBLIC],
       allowedMeasurements: this.opts.allowedMeasurements?.length ? this.opts.allowedMeasurements : [this.measurement],
-      shielding: { secretKey: this.keys.shieldingKey, publicKey: this.keys.shieldingPublic },
+      shielding: this.shielding,
     };
   }
 
@@ -582,6 +603,56 @@ export class EnclaveCore {
     if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
     const r = execute(overlay, v.call, v.nonce, number, ctx);
     return r.ok ? { ok: true, hash } : { ...r, hash };
+  }
+
+  // ---------- provisioning ----------
+
+  /** Whether this enclave holds the shard's secrets: provisioned, dev-derived, or made by the shard's first member. */
+  holdsShardSecrets(): boolean {
+    if (this.keys.secretsOrigin !== 'generated') return true;
+    const first = this.genesisAuthor();
+    return first !== undefined && Buffer.from(first).equals(Buffer.from(this.keys.signingPublic));
+  }
+
+  provisionRequest(nowMs: number): Uint8Array {
+    return this.provisioning.request(nowMs);
+  }
+
+  /** Provider side; a refusal is a result (with the quote check's outcome), not an error, so the host can count both. */
+  provisionServe(request: Uint8Array, nowMs: number): ProvisionOutcome<{ response: Uint8Array }> {
+    return this.provisionStep(() => {
+      if (!this.holdsShardSecrets()) throw new EnclaveError(ProvisionRefusal.NOT_READY, 'this enclave does not hold the shard secrets yet');
+      return { response: this.provisioning.serve(request, shardSecretsOf(this.keys), nowMs) };
+    });
+  }
+
+  /** Requester side: checks the answer, then seals and installs the shard secrets (before any block was imported). */
+  async provisionAccept(request: Uint8Array, response: Uint8Array, nowMs: number): Promise<ProvisionOutcome<{ stateKeyId: number }>> {
+    if (this.head) return { ok: false, code: 'PROVISION_HAS_CHAIN', message: 'secrets can only be installed before the first block', verification: null };
+    const r = this.provisionStep(() => this.provisioning.accept(request, response, nowMs));
+    if (!r.ok) return r;
+    const { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId } = r;
+    this.keys = installShardSecrets(this.opts.dataDir, this.sealer, this.keys, { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId });
+    // Everything that holds a shard key starts over with the new ones.
+    const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
+    await this.crypto.close();
+    this.crypto = new CryptoPool(key, this.opts.workers);
+    this.localVerifier = new CallVerifier({ ...key, secret: this.keys.shieldingKey });
+    this.shielding.secretKey = this.keys.shieldingKey;
+    this.shielding.publicKey = this.keys.shieldingPublic;
+    this.forwardKeys.clear();
+    return { ok: true, stateKeyId: this.keys.currentStateKeyId, verification: r.verification };
+  }
+
+  private provisionStep<T extends object>(fn: () => T): ProvisionOutcome<T> {
+    this.lastVerification = null;
+    try {
+      return { ok: true, ...fn(), verification: this.lastVerification };
+    } catch (err) {
+      const code = (err as EnclaveError).code;
+      if (typeof code !== 'string' || !code.startsWith('PROVISION_')) throw err;
+      return { ok: false, code, message: (err as Error).message, verification: this.lastVerification };
+    }
   }
 
   // ---------- snapshots ----------

@@ -4,18 +4,33 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
-import { Bytes, Struct, Vector, u32 } from 'scale-ts';
+import { Bytes, Struct, Vector, u8, u32 } from 'scale-ts';
 import { ed25519PrivateKey, ed25519PublicFromSeed, x25519Generate, x25519PrivateKey, x25519PublicFromSecret } from '../crypto/primitives.ts';
 import { decodeExact } from '../codec/wire.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 
-const KeyFile = Struct({
+const KeyFileV1 = Struct({
   signingSeed: Bytes(32),
   shieldingKeyId: u32,
   shieldingSecret: Bytes(32),
   stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
   currentStateKeyId: u32,
 });
+/** v2 adds where the shard secrets came from (a v1 file's secrets were generated or dev-derived). */
+const KeyFile = Struct({
+  version: u8,
+  signingSeed: Bytes(32),
+  shieldingKeyId: u32,
+  shieldingSecret: Bytes(32),
+  stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
+  currentStateKeyId: u32,
+  origin: u8,
+});
+const KEY_FILE_V2 = 2;
+
+/** generated: made here at first start (the shard's if this enclave is its first member); dev: derived from the shard id; provisioned: received from a member enclave. */
+export const SecretsOrigin = { generated: 0, dev: 1, provisioned: 2 } as const;
+export type SecretsOrigin = keyof typeof SecretsOrigin;
 
 export interface EnclaveKeys {
   signingPublic: Uint8Array;
@@ -27,6 +42,7 @@ export interface EnclaveKeys {
   shieldingKey: KeyObject;
   stateKeys: Map<number, Uint8Array>;
   currentStateKeyId: number;
+  secretsOrigin: SecretsOrigin;
 }
 
 /**
@@ -39,36 +55,65 @@ export function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Arra
   return { shieldingSecret: derive('shielding'), stateKey: derive('state') };
 }
 
-export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uint8Array): { keys: EnclaveKeys; created: boolean } {
-  const path = join(dataDir, 'enclave', 'keys.sealed');
-  let created = false;
-  let file: ReturnType<typeof KeyFile.dec>;
-  if (existsSync(path)) {
-    file = decodeExact(KeyFile, sealer.unseal('keys', new Uint8Array(readFileSync(path))), 'key file');
-  } else {
-    const shared = devShard ? devShardSecrets(devShard) : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
-    file = {
-      signingSeed: new Uint8Array(randomBytes(32)),
-      shieldingKeyId: 1,
-      shieldingSecret: shared.shieldingSecret,
-      stateKeys: [{ id: 1, key: shared.stateKey }],
-      currentStateKeyId: 1,
-    };
-    writeFileAtomic(path, sealer.seal('signer', 'keys', KeyFile.enc(file)));
-    created = true;
+type KeyFileT = ReturnType<typeof KeyFile.dec>;
+
+function decodeKeyFile(bytes: Uint8Array): KeyFileT {
+  if (bytes[0] === KEY_FILE_V2) {
+    try {
+      return decodeExact(KeyFile, bytes, 'key file');
+    } catch {
+      // a v1 file whose seed starts with 2: its length does not fit v2
+    }
   }
+  return { version: KEY_FILE_V2, ...decodeExact(KeyFileV1, bytes, 'key file'), origin: SecretsOrigin.generated };
+}
+
+function keysOf(file: KeyFileT): EnclaveKeys {
+  const origin = (Object.keys(SecretsOrigin) as SecretsOrigin[]).find((o) => SecretsOrigin[o] === file.origin) ?? 'generated';
   return {
-    created,
-    keys: {
-      signingSeed: file.signingSeed,
-      signingKey: ed25519PrivateKey(file.signingSeed),
-      signingPublic: ed25519PublicFromSeed(file.signingSeed),
-      shieldingKeyId: file.shieldingKeyId,
-      shieldingSecret: file.shieldingSecret,
-      shieldingKey: x25519PrivateKey(file.shieldingSecret),
-      shieldingPublic: x25519PublicFromSecret(file.shieldingSecret),
-      stateKeys: new Map(file.stateKeys.map((k) => [k.id, k.key])),
-      currentStateKeyId: file.currentStateKeyId,
-    },
+    signingSeed: file.signingSeed,
+    signingKey: ed25519PrivateKey(file.signingSeed),
+    signingPublic: ed25519PublicFromSeed(file.signingSeed),
+    shieldingKeyId: file.shieldingKeyId,
+    shieldingSecret: file.shieldingSecret,
+    shieldingKey: x25519PrivateKey(file.shieldingSecret),
+    shieldingPublic: x25519PublicFromSecret(file.shieldingSecret),
+    stateKeys: new Map(file.stateKeys.map((k) => [k.id, k.key])),
+    currentStateKeyId: file.currentStateKeyId,
+    secretsOrigin: origin,
   };
+}
+
+const keyPath = (dataDir: string) => join(dataDir, 'enclave', 'keys.sealed');
+
+export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uint8Array): { keys: EnclaveKeys; created: boolean } {
+  const path = keyPath(dataDir);
+  if (existsSync(path)) return { created: false, keys: keysOf(decodeKeyFile(sealer.unseal('keys', new Uint8Array(readFileSync(path))))) };
+  const shared = devShard ? devShardSecrets(devShard) : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
+  const file: KeyFileT = {
+    version: KEY_FILE_V2,
+    signingSeed: new Uint8Array(randomBytes(32)),
+    shieldingKeyId: 1,
+    shieldingSecret: shared.shieldingSecret,
+    stateKeys: [{ id: 1, key: shared.stateKey }],
+    currentStateKeyId: 1,
+    origin: devShard ? SecretsOrigin.dev : SecretsOrigin.generated,
+  };
+  writeFileAtomic(path, sealer.seal('signer', 'keys', KeyFile.enc(file)));
+  return { created: true, keys: keysOf(file) };
+}
+
+/** The shard secrets this enclave holds, as provisioning hands them over. */
+export function shardSecretsOf(keys: EnclaveKeys): { shieldingKeyId: number; shieldingSecret: Uint8Array; stateKeys: { id: number; key: Uint8Array }[]; currentStateKeyId: number } {
+  return {
+    shieldingKeyId: keys.shieldingKeyId, shieldingSecret: keys.shieldingSecret,
+    stateKeys: [...keys.stateKeys].map(([id, key]) => ({ id, key })), currentStateKeyId: keys.currentStateKeyId,
+  };
+}
+
+/** Replaces the shard secrets with provisioned ones (the signing key stays); sealed before they are used. */
+export function installShardSecrets(dataDir: string, sealer: Sealer, keys: EnclaveKeys, secrets: ReturnType<typeof shardSecretsOf>): EnclaveKeys {
+  const file: KeyFileT = { version: KEY_FILE_V2, signingSeed: keys.signingSeed, ...secrets, origin: SecretsOrigin.provisioned };
+  writeFileAtomic(keyPath(dataDir), sealer.seal('signer', 'keys', KeyFile.enc(file)));
+  return keysOf(file);
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compact, u16, u32 } from 'scale-ts';
+import { compact, u16, u32, u64 } from 'scale-ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import {
   addProxyCall, batchAllCall, contains, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall,
@@ -29,6 +29,8 @@ import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { codeOf } from '../helpers/errors.ts';
+import { ProvisionRequest, ProvisionResponse } from '../../src/enclave/provisioning.ts';
+import { enclaveApi } from '../../src/enclave/api.ts';
 
 const te = new TextEncoder();
 const SHARD = new Uint8Array(32).fill(0x11);
@@ -1170,3 +1172,84 @@ test('offline replay: the sealed registry loads without a chain and names the re
     await fresh.close();
   }
 });
+
+test('provisioning: a registered enclave gets the shard secrets from the first member, end to end; every refusal has its code', async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  for (const h of [a, b]) h.init();
+  const ra = a.perform('register');
+  b.import(ra.block);
+  const now = () => Date.now();
+  type Outcome = { ok: boolean; code?: string; verification: string | null };
+  const flip = (x: Uint8Array, i: number) => Uint8Array.from(x, (v, j) => (j === i ? v ^ 1 : v));
+  const refusal = (o: Outcome) => (o.ok ? 'ok' : o.code);
+  assert.equal(a.core.holdsShardSecrets(), true, 'the first member made the shard secrets');
+  assert.equal(b.core.holdsShardSecrets(), false);
+  assert.notDeepEqual(b.core.info().shieldingKey, a.core.info().shieldingKey);
+
+  // B is not registered yet: refused; B cannot serve either (it holds no shard secrets)
+  const early = a.core.provisionServe(b.core.provisionRequest(now()), now());
+  assert.equal(refusal(early), 'PROVISION_UNREGISTERED');
+  assert.equal(early.verification, 'PROVISION_UNREGISTERED');
+  enclaveApi.provisionServe.result.parse(early);
+  assert.equal(refusal(b.core.provisionServe(a.core.provisionRequest(now()), now())), 'PROVISION_NOT_READY');
+
+  const [d] = b.duties().filter((x) => x.key === 'register');
+  b.sign(d.callData);
+  const rb = b.include(d.callData);
+  a.import(rb.block);
+  assert.equal(a.info().members.length, 2);
+
+  // refusals on the provider's side
+  const req = b.core.provisionRequest(now());
+  const r = ProvisionRequest.dec(req);
+  const other = (change: Partial<typeof r>) => ProvisionRequest.enc({ ...r, ...change });
+  assert.equal(refusal(a.core.provisionServe(req.subarray(1), now())), 'PROVISION_MALFORMED');
+  assert.equal(refusal(a.core.provisionServe(other({ shard: OTHER_SHARD }), now())), 'PROVISION_WRONG_SHARD');
+  // the host swaps in its own ephemeral key: the quote no longer binds the request
+  assert.equal(refusal(a.core.provisionServe(other({ ephemeral: x25519Generate().publicKey }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(refusal(a.core.provisionServe(other({ quote: flip(r.quote, 40) }), now())), 'PROVISION_FORGED_QUOTE');
+  const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, key32('rogue authority'));
+  assert.equal(refusal(a.core.provisionServe(other({ quote: rogue.quote(r.quote.subarray(65, 129)) }), now())), 'PROVISION_FORGED_QUOTE');
+  // a quote from other enclave code, correctly bound to B's request
+  const binding = ProvisionRequestBinding(r);
+  const otherCode = simulatedProvider(key32('other enclave code'), SIM_SIGNER_ID);
+  assert.equal(refusal(a.core.provisionServe(other({ quote: otherCode.quote(concatBytes(b.key, binding)) }), now())), 'PROVISION_WRONG_MEASUREMENT');
+  // too old a request (its quote is fresh, the request time is not)
+  assert.equal(refusal(a.core.provisionServe(b.core.provisionRequest(now() - 10 * 60_000), now())), 'PROVISION_STALE');
+
+  // the good request: answered once, refused as a replay after that
+  const served = a.core.provisionServe(req, now());
+  assert.equal(refusal(served), 'ok');
+  assert.equal(served.verification, 'ok');
+  enclaveApi.provisionServe.result.parse(served);
+  assert.equal(refusal(a.core.provisionServe(req, now())), 'PROVISION_REPLAYED');
+  if (!served.ok) return;
+
+  // refusals on the requester's side: an unknown request, a tampered answer
+  const resp = ProvisionResponse.dec(served.response);
+  assert.equal(refusal(await b.core.provisionAccept(a.core.provisionRequest(now()), served.response, now())), 'PROVISION_UNEXPECTED');
+  assert.equal(refusal(await b.core.provisionAccept(req, ProvisionResponse.enc({ ...resp, ciphertext: flip(resp.ciphertext, 3) }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(b.core.holdsShardSecrets(), false, 'nothing installed');
+
+  const accepted = await b.core.provisionAccept(req, served.response, now());
+  assert.equal(refusal(accepted), 'ok');
+  enclaveApi.provisionAccept.result.parse(accepted);
+  assert.deepEqual(b.core.info().shieldingKey, a.core.info().shieldingKey);
+  assert.equal(b.core.info().secretsOrigin, 'provisioned');
+  assert.equal(b.core.holdsShardSecrets(), true);
+  assert.equal(refusal(await b.core.provisionAccept(req, served.response, now())), 'PROVISION_UNEXPECTED', 'one answer per request');
+  // B now decrypts what A's clients send, and the secrets survive a restart (sealed, never in the clear)
+  const t = buildTransfer(bob, { to: charlie.publicKey, amount: 1n, nonce: 0 }, a.shieldingKey, SHARD);
+  assert.equal((await b.core.submit([t.request], now()))[0].code, 'INSUFFICIENT_BALANCE', 'decrypted and verified: only the balance is missing');
+  const again = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  assert.deepEqual(again.info().shieldingKey, a.core.info().shieldingKey);
+  assert.equal(again.info().secretsOrigin, 'provisioned');
+  await again.close();
+});
+
+/** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
+function ProvisionRequestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
+  return sha256(concatBytes(te.encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
+}
