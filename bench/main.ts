@@ -134,7 +134,6 @@ async function main() {
         [`set: ${f.set_validateers} validateers, no parentchain`, `${f.set_slot_ms} ms slots`, `enclave.workers ${f.set_workers}, blockMaxCalls ${f.set_block_max_calls} each; steady phase ${f.set_steady_s} s, then ${f.set_calls_submitted} calls`],
         ['  block propagation p50', `${f.set_propagation_p50_ms} ms`, `slot start -> import at each non-author node, per block (${f.set_propagation_samples} samples, ${(Number(f.set_propagation_coverage) * 100).toFixed(0)} % of block x node pairs)`],
         ['  block propagation p99', `${f.set_propagation_p99_ms} ms`, `target < 50; max ${f.set_propagation_max_ms} ms, ${f.set_propagation_over_50ms} samples > 50 ms`],
-        ['  ... p99 without snapshot blocks', `${f.set_propagation_p99_without_snapshot_blocks_ms} ms`, `blocks n with n % ${f.set_snapshot_interval} > 2: every node snapshots its whole state at n % ${f.set_snapshot_interval} = 0`],
         ['  ... from the nodes\' histograms', `p50 ${le(f.set_propagation_hist_p50_le_ms)}, p99 ${le(f.set_propagation_hist_p99_le_ms)}`, `bucket upper bounds of validateer_block_propagation_seconds, ${f.set_propagation_hist_count} imports`],
         ['  slot start -> block at its author', `p50 ${f.set_authored_p50_ms} / p99 ${f.set_authored_p99_ms} ms`, 'included in the propagation figures'],
         ['  block production / import time', `p99 ${le(f.set_production_p99_le_ms)} / ${le(f.set_import_p99_le_ms)}`, `histogram bucket bounds; p50 ${le(f.set_production_p50_le_ms)} / ${le(f.set_import_p50_le_ms)}`],

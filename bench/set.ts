@@ -11,8 +11,7 @@
 // (slot * slot duration). The node settles watched calls right after it imported and committed the
 // block (where it also observes validateer_block_propagation_seconds), so this is "slot start ->
 // import on this node" plus the WebSocket notification to this process (loopback, sub-millisecond).
-// The nodes' histograms are reported alongside as a cross-check (as bucket upper bounds), and the p99
-// without the blocks at a state snapshot (n % snapshotInterval <= 2), which every node takes at once.
+// The nodes' histograms are reported alongside as a cross-check (as bucket upper bounds).
 //
 // The nodes and this process share the machine: the share of its CPU that other processes used in each
 // phase is reported, since anything above a few percent moves every figure here.
@@ -377,12 +376,6 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     f.set_propagation_p99_ms = r1(quantile(prop, 0.99));
     f.set_propagation_max_ms = r1(prop.at(-1) ?? NaN);
     f.set_propagation_over_50ms = prop.filter((x) => x > 50).length;
-    // The same without the blocks at and just after a state snapshot (every sidechain.snapshotInterval blocks,
-    // O(state) on every node): how much of the tail the snapshots are.
-    const interval = configSchema.parse({}).sidechain.snapshotInterval;
-    const quiet = perBlock.filter((b) => b.number % interval > 2).flatMap((b) => b.ms.filter((x, i) => i !== b.author && x !== null) as number[]).sort((x, y) => x - y);
-    f.set_snapshot_interval = interval;
-    f.set_propagation_p99_without_snapshot_blocks_ms = r1(quantile(quiet, 0.99));
     f.set_authored_p50_ms = r1(quantile(authored, 0.5));
     f.set_authored_p99_ms = r1(quantile(authored, 0.99));
     const hist = histogramDelta(a, b, 'validateer_block_propagation_seconds');
