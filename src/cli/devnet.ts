@@ -46,7 +46,7 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
   const dirs = Array.from({ length: n }, (_, i) => join(root, `validateer-${i + 1}`));
   const accounts: Uint8Array[] = [];
   for (const dir of dirs) {
-    const config = loadConfig({ file: configFile, overrides: { dataDir: dir, 'enclave.devShardSecrets': true } });
+    const config = loadConfig({ file: configFile, overrides: { dataDir: dir } });
     const enclave = await Enclave.start(enclaveInitFrom(config, dir, 1));
     accounts.push((await enclave.call('info', {})).signingKey);
     await enclave.close();
@@ -72,8 +72,8 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
       const args = [MAIN, 'run', '--config', configFile, '--data-dir', dirs[i], '--rpc-port', String(rpcBase + i), '--metrics-port', String(metricsBase + i), '--parentchain', chain.endpoint];
       if (flags.slotMs) args.push('--slot-ms', flags.slotMs);
       if (flags.logLevel) args.push('--log-level', flags.logLevel);
-      // The dev set shares shard secrets derived from the shard id (no provisioning in a devnet).
-      const env = { ...process.env, VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true', VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]) };
+      // Each enclave makes keys of its own; the first registered member's shard secrets reach the others by attested provisioning.
+      const env = { ...process.env, VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]) };
       const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env });
       closeSync(fd);
       const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));

@@ -33,6 +33,8 @@ export interface Metrics {
   readonly replayBlocks: Counter;
   readonly snapshots: Counter;
   readonly slotsMissed: Counter;
+  readonly provisioning: Counter<'role' | 'result'>;
+  readonly attestationVerifications: Counter<'result'>;
   readonly sidechainFinalizedNumber: Gauge;
   readonly parentchainFinalizedNumber: Gauge;
   readonly parentchainProcessedNumber: Gauge;
@@ -161,6 +163,8 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     rpcConnections: new Gauge({ name: 'validateer_rpc_connections', help: 'Open JSON-RPC connections.', registers }),
     replayBlocks: new Counter({ name: 'validateer_replay_blocks_total', help: 'Blocks replayed at startup to rebuild state.', registers }),
     snapshots: new Counter({ name: 'validateer_snapshots_total', help: 'State snapshots written.', registers }),
+    provisioning: new Counter({ name: 'validateer_provisioning_total', help: 'Shard-secret provisioning exchanges by role (provider, requester) and result (ok or the PROVISION_* refusal code).', labelNames: ['role', 'result'], registers }),
+    attestationVerifications: new Counter({ name: 'validateer_attestation_verifications_total', help: 'Peer enclave quotes checked during provisioning, by result (ok or the refusal code).', labelNames: ['result'], registers }),
     slotsMissed: new Counter({ name: 'validateer_slots_skipped_total', help: 'Own slots skipped because the block could not be proposed within the proposal share of the slot.', registers }),
     sidechainFinalizedNumber: new Gauge({ name: 'validateer_sidechain_finalized_number', help: 'Highest sidechain block anchored in a finalized parentchain block.', registers }),
     parentchainFinalizedNumber: new Gauge({ name: 'validateer_parentchain_finalized_number', help: 'Finalized parentchain head as reported by the node.', registers }),

@@ -72,6 +72,8 @@ export class ChainService {
   /** Peers to sync with, and the height to start looking at (their chain may be shorter than ours). */
   private readonly syncQueue = new Map<string, number>();
   private stopped = false;
+  /** Off until the enclave holds the shard secrets (a joining validateer could not decrypt a block). */
+  private active = true;
   /** Slot of the head block, and a signal when it moves (the slot's author waits for its parent). */
   private headSlot = -1n;
   private headMoved = Promise.withResolvers<void>();
@@ -86,6 +88,10 @@ export class ChainService {
 
   attach(network: Network): void {
     this.network = network;
+  }
+
+  setActive(active: boolean): void {
+    this.active = active;
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -113,6 +119,7 @@ export class ChainService {
    * parent is what keeps the chain from forking when a block is a little late.
    */
   async onSlot(slot: bigint): Promise<void> {
+    if (!this.active) return;
     const slotMs = this.o.slotDurationMs;
     const start = slotStartMs(slot, slotMs);
     const me = Buffer.from(this.d.signingKey);
@@ -187,6 +194,7 @@ export class ChainService {
 
   /** Gossip validation of a block: decode, signature, then import or keep; the result decides forwarding. */
   async onGossipBlock(bytes: Uint8Array, from: string): Promise<Validation> {
+    if (!this.active) return 'ignore';
     const at = Date.now();
     let b: TreeBlock;
     let signed: SignedBlock;
@@ -461,6 +469,7 @@ export class ChainService {
 
   /** A peer's status: if it is ahead, or final where we are not, fetch its chain. */
   onPeerStatus(peer: string, s: ChainStatus): void {
+    if (!this.active) return;
     void (async () => {
       if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
       const head = this.d.store.head();

@@ -20,6 +20,8 @@ import { forwardAcceptedCalls, onGossipCalls } from './call-gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
 import { ParentchainSync } from './parentchain-sync.ts';
+import { ShardSecrets } from './shard-secrets.ts';
+import { ValidateerError } from '../codec/errors.ts';
 
 export interface Validateer {
   rpcUrl: string;
@@ -48,7 +50,11 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     cleanup.push(() => enclave.close());
     const info = await enclave.call('info', {});
     const signingKey = toHex(info.signingKey);
-    logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads }, 'enclave started (simulation mode)');
+    logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads, secretsOrigin: info.secretsOrigin }, 'enclave started (simulation mode)');
+    if (!config.parentchain.endpoint && !info.holdsShardSecrets) {
+      // Provisioning checks the requester's registration on the parentchain: without one there is nobody to ask.
+      throw new ValidateerError('CONFIG_NO_SHARD_SECRETS', 'this enclave is not the first configured authority and holds no shard secrets: a set without a parentchain needs enclave.devShardSecrets');
+    }
 
     // The network starts first: the registration publishes its peer id and addresses.
     const network = await createNetwork({
@@ -64,6 +70,8 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       },
     });
     cleanup.push(() => network.stop());
+    const secrets = new ShardSecrets({ enclave, network, metrics, logger, signingKey: info.signingKey });
+    cleanup.push(async () => secrets.stop());
 
     // The light client opens before the replay: the registry names which authors' blocks are valid.
     let sync: ParentchainSync | null = null;
@@ -112,6 +120,9 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       snapshotsKept: config.sidechain.snapshotsKept, shard, syncBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
     });
     chain.attach(network);
+    // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to say.
+    let secretsReady = (await enclave.call('info', {})).holdsShardSecrets;
+    chain.setActive(secretsReady);
     sync?.onImported(() => chain.parentchainAdvanced());
     let ready = false;
     const rpc: RpcServer = await startRpcServer({
@@ -143,7 +154,9 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     forwardAcceptedCalls(relay, network, logger);
     await network.start({
       onBlock: (bytes, from) => chain.onGossipBlock(bytes, from),
-      onCall: (bytes) => onGossipCalls(relay, bytes),
+      // Forwarded calls are sealed under the shard key: before provisioning they would look forged.
+      onCall: (bytes) => (secretsReady ? onGossipCalls(relay, bytes) : Promise.resolve('ignore' as const)),
+      provision: (request, from) => secrets.serve(request, from),
       status: () => chain.status(),
       onPeerStatus: (peer, s) => chain.onPeerStatus(peer, s),
       blocksByRange: (from, count) => chain.blocksByRange(from, count),
@@ -154,6 +167,18 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       sync.setP2pAddresses(network.addresses());
       sync.onMembers((members) => network.setPeers(members.flatMap((m) => m.p2pAddresses)));
       await sync.start();
+    }
+    if (!secretsReady) {
+      // Registration runs as a parentchain duty; provisioning follows once it is final. Then the chain
+      // starts: fetch the set's blocks from every connected peer.
+      void secrets.ensure().then((ok) => {
+        if (!ok) return;
+        secretsReady = true;
+        chain.setActive(true);
+        for (const peer of network.connectedPeers()) {
+          network.requestStatus(peer).then((st) => chain.onPeerStatus(peer, st), () => undefined);
+        }
+      }, (err: Error) => logger.error({ err: err.message }, 'provisioning stopped'));
     }
     slots.start();
     cleanup.push(() => slots.stop());

@@ -91,6 +91,8 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
   const methods: Record<string, RpcHandler> = {
     author_getShieldingKey: async () => {
       const info = await d.enclave.call('info', {});
+      // A joining validateer's own key is not the shard's until provisioning replaced it.
+      if (!info.holdsShardSecrets) throw new RpcError(RpcCodes.NOT_READY, 'this validateer has not received the shard secrets yet');
       return { shard: shardHex, keyId: info.shieldingKeyId, publicKey: toHex(info.shieldingKey), kem: 'DHKEM(X25519, HKDF-SHA256)', kdf: 'HKDF-SHA256', aead: 'AES-256-GCM' };
     },
     author_submitCall: async (p) => '0x' + (await submit(p)).hash,

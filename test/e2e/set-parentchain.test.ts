@@ -37,8 +37,6 @@ function options(i: number): StartNodeOptions {
     metricsPort: ports[i].metrics,
     extraConfig: {
       parentchain: { endpoint: chain.endpoint, anchorInterval: ANCHOR_INTERVAL },
-      // The dev set shares the shard secrets (no provisioning between enclaves in this test).
-      enclave: { devShardSecrets: true },
       // A fixed listen port: the registered address stays valid across the restart.
       p2p: { devControl: true, listen: [`/ip4/127.0.0.1/tcp/${ports[i].p2p}`] },
       sidechain: { snapshotInterval: 20 },
@@ -101,7 +99,7 @@ before(async () => {
   const root = tempDir('validateer-set-pc-');
   for (let i = 0; i < N; i++) dataDirs.push(join(root, `v${i + 1}`));
   // The enclave accounts must be funded at parentchain genesis: create their keys first.
-  const out = await Promise.all(dataDirs.map((d) => runCli(['keys', '--data-dir', d], { env: { VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } })));
+  const out = await Promise.all(dataDirs.map((d) => runCli(['keys', '--data-dir', d])));
   for (const r of out) {
     assert.equal(r.code, 0, r.stderr);
     keys.push((JSON.parse(r.stdout) as { signingKey: string }).signingKey);
@@ -160,6 +158,21 @@ test('four validateers register, take turns and agree on the head and the state 
     await waitFor(async () => (await metric(node, 'validateer_p2p_peers')) >= 2, `peers >= 2 on ${node.rpcUrl}`, 30_000, 250);
     assert.ok((await metric(node, 'validateer_sidechain_blocks_imported_total{result="imported"}')) > 0, `imports on ${node.rpcUrl}`);
   }
+});
+
+test('the shard secrets reached every enclave by attested provisioning: the first member made them, the others asked', async () => {
+  // Every enclave generated keys of its own; one shielding key for the shard now means they were handed over.
+  const shielding = await Promise.all(clients.map((c) => c.rpc.request<{ publicKey: string }>('author_getShieldingKey')));
+  assert.equal(new Set(shielding.map((k) => k.publicKey)).size, 1);
+  const first = ((await clients[0].shardInfo()).validateers ?? [])[0].signingKey;
+  let served = 0;
+  for (const [i, node] of nodes.entries()) {
+    const received = await metric(node, 'validateer_provisioning_total{role="requester",result="ok"}');
+    served += await metric(node, 'validateer_provisioning_total{role="provider",result="ok"}');
+    assert.equal(received, keys[i] === first ? 0 : 1, `node ${i} received the secrets ${keys[i] === first ? 'never (it made them)' : 'once'}`);
+    if (keys[i] !== first) assert.ok((await metric(node, 'validateer_attestation_verifications_total{result="ok"}')) >= 1, `node ${i} checked its provider's quote`);
+  }
+  assert.equal(served, N - 1);
 });
 
 test('calls submitted round-robin to all validateers are each included exactly once', async () => {
