@@ -1,4 +1,4 @@
-// Node-side commands: run, devnet, keys, replay.
+// Node-side commands: run, join, leave, devnet, keys, replay.
 import { fileURLToPath } from 'node:url';
 import { join, resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { createMetrics } from '../metrics/metrics.ts';
 import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
 import { toHex } from '../codec/wire.ts';
 import type { DevnetFlags } from './devnet.ts';
+import type { JoinFlags } from './membership-commands.ts';
 
 export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string; parentchain?: string }
 
@@ -52,6 +53,28 @@ async function runUntilSignal(config: Config, banner: string): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+}
+
+export async function joinCommand(flags: NodeFlags & JoinFlags): Promise<void> {
+  // Loaded on demand: funding and unregistering use polkadot-js.
+  const { prepareJoin } = await import('./membership-commands.ts');
+  const config = loadConfig({
+    file: flags.config,
+    overrides: {
+      dataDir: flags.dataDir, 'rpc.port': flags.rpcPort, 'metrics.port': flags.metricsPort, 'sidechain.slotDurationMs': flags.slotMs, 'log.level': flags.logLevel,
+      'parentchain.endpoint': flags.parentchain, 'p2p.bootstrap': flags.bootstrap,
+      'p2p.listen': flags.p2pPort ? [`/ip4/127.0.0.1/tcp/${flags.p2pPort}`] : undefined,
+    },
+  });
+  await prepareJoin(config, flags);
+  await runUntilSignal(config, 'validateer joining: registration, provisioning by a member, sync, then authoring');
+}
+
+export async function leaveCommand(flags: NodeFlags): Promise<void> {
+  const { leave } = await import('./membership-commands.ts');
+  const r = await leave(configFrom(flags));
+  console.log(`unregistered ${r.address} in parentchain block #${r.blockNumber} (finalized): the set no longer counts this validateer from that block on`);
+  process.exit(0); // polkadot-js can leave idle handles behind
 }
 
 export async function runNodeCommand(flags: NodeFlags): Promise<void> {

@@ -119,6 +119,7 @@ export const enclaveApi = {
     params: z.object({ peerId: z.string().max(128), p2pAddresses: z.array(z.string().max(256)).max(16) }),
     result: z.object({ duties: z.array(z.object({ key: z.string(), callData: bytes, description: z.string() })) }),
   },
+  unregisterCall: { params: z.object({}), result: z.object({ callData: bytes }) },
   anchorCall: { params: z.object({ number: z.number().int().nonnegative() }), result: z.object({ callData: bytes }) },
   signExtrinsic: {
     params: z.object({ payload: bytes.refine((b) => b.length > 0 && b.length <= 64 * 1024, 'payload must be 1 byte to 64 KiB') }),

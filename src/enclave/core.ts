@@ -293,6 +293,10 @@ export class EnclaveCore {
     });
   }
 
+  unregisterCall(): Uint8Array {
+    return this.view().unregisterCall(this.opts.shard);
+  }
+
   /** Call bytes of an anchor for block `number` of this enclave's chain. */
   anchorCall(number: number): Uint8Array {
     const pc = this.view();

@@ -250,6 +250,14 @@ export class ParentchainView {
     return out;
   }
 
+  /** Call bytes of this enclave's unregistration (the operator's `validateer leave`). */
+  unregisterCall(shard: Uint8Array): Uint8Array {
+    if (!this.registry.isActive(this.signingKey, this.lightClient.number)) throw new EnclaveError('NOT_MEMBER', 'this enclave is not a registered member of the shard');
+    const callData = remarkCall(this.callIndices, encodeMessage({ tag: 'unregister', value: { shard, signingKey: this.signingKey } }));
+    this.authorize(callData, null);
+    return callData;
+  }
+
   /** Call bytes for an anchor remark (signed without exactly-once tracking: a lost anchor is just re-sent later). */
   anchorCall(message: Uint8Array): Uint8Array {
     const callData = remarkCall(this.callIndices, message);

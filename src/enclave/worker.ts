@@ -43,6 +43,7 @@ const handlers: Record<Method, Handler> = {
   parentchainInfo: () => core.parentchainInfo(),
   parentchainLoad: () => ({ loaded: core.parentchainLoad() }),
   parentchainDuties: (p: { peerId: string; p2pAddresses: string[] }) => ({ duties: core.parentchainDuties(p) }),
+  unregisterCall: () => ({ callData: core.unregisterCall() }),
   anchorCall: (p: { number: number }) => ({ callData: core.anchorCall(p.number) }),
   signExtrinsic: (p: { payload: Uint8Array }) => ({ signature: core.signExtrinsic(p.payload) }),
 };

@@ -341,3 +341,28 @@ test('a partition 2+2 heals into one chain: final calls kept, abandoned calls in
   t.diagnostic(`reorgs per node: ${reorgs.join(',')}`);
   assert.ok(reorgs.some((r) => r > 0), 'at least one validateer reorganised');
 });
+
+test('a validateer that leaves (`validateer leave`, node stopped) is dropped from the set; the others go on without it', async () => {
+  const i = N - 1;
+  await nodes[i].stop();
+  const r = await runCli(['leave', '--data-dir', dataDirs[i], '--parentchain', chain.endpoint], { timeoutMs: 90_000 });
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /unregistered \S+ in parentchain block #\d+ \(finalized\)/);
+  const rest = clients.slice(0, i);
+  for (const c of rest) {
+    await waitFor(async () => {
+      const m = ((await c.shardInfo()).validateers ?? []).find((v) => v.signingKey === keys[i]);
+      return m !== undefined && m.unregisteredAt !== null;
+    }, 'the unregistration seen by every remaining validateer', 60_000, 250);
+  }
+  // Blocks after that are by the three remaining members only, and all three author.
+  const from = (await rest[0].head()).number;
+  const authors = await waitFor(async () => {
+    const head = (await rest[0].head()).number;
+    if (head < from + 9) return undefined;
+    const seen = new Set<string>();
+    for (let n = head; n > head - 9; n--) seen.add((await header(rest[0], n))!.author);
+    return seen.size === N - 1 ? seen : undefined;
+  }, 'nine blocks by the three remaining members', 60_000, 250);
+  assert.ok(!authors.has(keys[i]), 'the departed validateer authors no more');
+});
