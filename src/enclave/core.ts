@@ -367,6 +367,9 @@ export class EnclaveCore {
     // One block per slot, and only in our own slots: an enclave never equivocates.
     if (!me.equals(Buffer.from(slotAuthor(input.slot, set)!))) throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${input.slot} belongs to another authority`);
     if (input.slot <= this.head.slot) throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${input.slot} is not after the head's slot ${this.head.slot}`);
+    if (this.head.parentchainNumber < this.keys.provisionedAt) {
+      throw new EnclaveError('NOT_CAUGHT_UP', `the chain has executed the parentchain to #${this.head.parentchainNumber}; this enclave authors from #${this.keys.provisionedAt}, where its shard secrets arrived`);
+    }
     const number = this.head.number + 1n;
     const ctx = this.stfContext();
     const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.account(Buffer.from(s, 'hex')).nonce)
@@ -636,7 +639,7 @@ export class EnclaveCore {
     const r = this.provisionStep(() => this.provisioning.accept(request, response, nowMs));
     if (!r.ok) return r;
     const { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId } = r;
-    this.keys = installShardSecrets(this.opts.dataDir, this.sealer, this.keys, { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId });
+    this.keys = installShardSecrets(this.opts.dataDir, this.sealer, this.keys, { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId }, this.parentchain?.lightClient.number ?? 0);
     // Everything that holds a shard key starts over with the new ones.
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     await this.crypto.close();

@@ -25,6 +25,12 @@ const KeyFile = Struct({
   stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
   currentStateKeyId: u32,
   origin: u8,
+  /**
+   * Provisioned secrets: the parentchain block the light client was at when they arrived. Shields
+   * before it were read with the enclave's own (wrong) shielding key, so this enclave authors only on
+   * chains that already executed the parentchain up to there.
+   */
+  provisionedAt: u32,
 });
 const KEY_FILE_V2 = 2;
 
@@ -43,6 +49,7 @@ export interface EnclaveKeys {
   stateKeys: Map<number, Uint8Array>;
   currentStateKeyId: number;
   secretsOrigin: SecretsOrigin;
+  provisionedAt: number;
 }
 
 /**
@@ -65,7 +72,7 @@ function decodeKeyFile(bytes: Uint8Array): KeyFileT {
       // a v1 file whose seed starts with 2: its length does not fit v2
     }
   }
-  return { version: KEY_FILE_V2, ...decodeExact(KeyFileV1, bytes, 'key file'), origin: SecretsOrigin.generated };
+  return { version: KEY_FILE_V2, ...decodeExact(KeyFileV1, bytes, 'key file'), origin: SecretsOrigin.generated, provisionedAt: 0 };
 }
 
 function keysOf(file: KeyFileT): EnclaveKeys {
@@ -81,6 +88,7 @@ function keysOf(file: KeyFileT): EnclaveKeys {
     stateKeys: new Map(file.stateKeys.map((k) => [k.id, k.key])),
     currentStateKeyId: file.currentStateKeyId,
     secretsOrigin: origin,
+    provisionedAt: file.provisionedAt,
   };
 }
 
@@ -98,6 +106,7 @@ export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uin
     stateKeys: [{ id: 1, key: shared.stateKey }],
     currentStateKeyId: 1,
     origin: devShard ? SecretsOrigin.dev : SecretsOrigin.generated,
+    provisionedAt: 0,
   };
   writeFileAtomic(path, sealer.seal('signer', 'keys', KeyFile.enc(file)));
   return { created: true, keys: keysOf(file) };
@@ -112,8 +121,8 @@ export function shardSecretsOf(keys: EnclaveKeys): { shieldingKeyId: number; shi
 }
 
 /** Replaces the shard secrets with provisioned ones (the signing key stays); sealed before they are used. */
-export function installShardSecrets(dataDir: string, sealer: Sealer, keys: EnclaveKeys, secrets: ReturnType<typeof shardSecretsOf>): EnclaveKeys {
-  const file: KeyFileT = { version: KEY_FILE_V2, signingSeed: keys.signingSeed, ...secrets, origin: SecretsOrigin.provisioned };
+export function installShardSecrets(dataDir: string, sealer: Sealer, keys: EnclaveKeys, secrets: ReturnType<typeof shardSecretsOf>, provisionedAt: number): EnclaveKeys {
+  const file: KeyFileT = { version: KEY_FILE_V2, signingSeed: keys.signingSeed, ...secrets, origin: SecretsOrigin.provisioned, provisionedAt };
   writeFileAtomic(keyPath(dataDir), sealer.seal('signer', 'keys', KeyFile.enc(file)));
   return keysOf(file);
 }

@@ -140,7 +140,14 @@ export class ChainService {
         this.d.logger.debug({ slot: String(slot), lateMs: Date.now() - start }, 'slot skipped: too late to propose');
         return;
       }
-      const block = await authorBlock(this.d, { maxCalls: this.o.maxCalls, deadlineMs: start + slotMs * BUILD_SHARE }, slot);
+      let block: Awaited<ReturnType<typeof authorBlock>>;
+      try {
+        block = await authorBlock(this.d, { maxCalls: this.o.maxCalls, deadlineMs: start + slotMs * BUILD_SHARE }, slot);
+      } catch (err) {
+        if ((err as EnclaveError).code !== 'NOT_CAUGHT_UP') throw err;
+        this.d.logger.debug({ slot: String(slot), err: (err as Error).message }, 'slot left empty: not caught up');
+        return;
+      }
       this.headChanged(slot);
       this.d.onHeadChanged?.({ number: block.number, authored: true });
       await this.publish(block.bytes);

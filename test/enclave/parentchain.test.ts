@@ -1243,6 +1243,11 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
   // B now decrypts what A's clients send, and the secrets survive a restart (sealed, never in the clear)
   const t = buildTransfer(bob, { to: charlie.publicKey, amount: 1n, nonce: 0 }, a.shieldingKey, SHARD);
   assert.equal((await b.core.submit([t.request], now()))[0].code, 'INSUFFICIENT_BALANCE', 'decrypted and verified: only the balance is missing');
+  // Shields B's light client read before this point used B's own shielding key: B authors only once the
+  // chain it follows has executed the parentchain past it (A's blocks did, with the right key).
+  const g = a.core.genesis([{ account: bob.publicKey, amount: 5n }], now());
+  b.core.commit(b.core.importBlock(g.block, now()).hash);
+  assert.equal(codeOf(() => b.core.propose({ slot: 1n, timestampMs: now(), maxCalls: 10 })), 'NOT_CAUGHT_UP');
   const again = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
   assert.deepEqual(again.info().shieldingKey, a.core.info().shieldingKey);
   assert.equal(again.info().secretsOrigin, 'provisioned');
