@@ -84,6 +84,14 @@ export const enclaveApi = {
     params: z.object({ block: bytes.refine((b) => b.length <= 64 * 1024 * 1024, 'block larger than 64 MiB'), nowMs: z.number().int() }),
     result: z.object({ hash: bytes32, number: z.number().int(), slot: z.bigint(), author: bytes32, calls: z.array(z.string()) }),
   },
+  importBlocks: {
+    params: z.object({ blocks: z.array(bytes).max(4096), nowMs: z.number().int() }),
+    result: z.object({
+      imported: z.array(z.object({ hash: bytes32, number: z.number().int(), calls: z.array(z.string()) })),
+      failure: z.object({ index: z.number().int(), code: z.string(), message: z.string() }).optional(),
+      status,
+    }),
+  },
   slotAuthor: { params: z.object({ slot: z.bigint().nonnegative() }), result: z.object({ author: bytes32.nullable(), genesisAuthor: bytes32.nullable() }) },
   getter: { params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }), result: z.object({ reply: bytes }) },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },

@@ -5,7 +5,9 @@ import { availableParallelism } from 'node:os';
 import type { Verified, VerifyFailure } from './verifier.ts';
 
 type Result = Verified | VerifyFailure;
-interface Pending { resolve: (r: Result[]) => void; reject: (e: Error) => void }
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table for both kinds of batch
+interface Pending { resolve: (r: any[]) => void; reject: (e: Error) => void }
+export interface SignedMessage { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Array }
 
 export class CryptoPool {
   private readonly workers: Worker[] = [];
@@ -26,7 +28,7 @@ export class CryptoPool {
     const key = this.key;
     for (let i = 0; i < this.size; i++) {
       const w = new Worker(new URL('./crypto-worker.ts', import.meta.url), { workerData: key });
-      w.on('message', (m: { id: number; results: Result[] }) => {
+      w.on('message', (m: { id: number; results: unknown[] }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
         p?.resolve(m.results);
@@ -44,18 +46,27 @@ export class CryptoPool {
     return this.size;
   }
 
-  async verify(requests: Uint8Array[]): Promise<Result[]> {
-    if (requests.length === 0) return [];
+  verify(requests: Uint8Array[]): Promise<Result[]> {
+    return this.spread(requests, (part) => ({ requests: part }));
+  }
+
+  /** ed25519 signatures checked in parallel (block headers during onboarding). */
+  verifySignatures(items: SignedMessage[]): Promise<boolean[]> {
+    return this.spread(items, (part) => ({ signatures: part }));
+  }
+
+  private async spread<T, R>(items: T[], message: (part: T[]) => object): Promise<R[]> {
+    if (items.length === 0) return [];
     if (this.workers.length === 0) this.spawn();
-    const n = Math.min(this.workers.length, Math.ceil(requests.length / 16));
-    const size = Math.ceil(requests.length / n);
-    const parts: Promise<Result[]>[] = [];
-    for (let i = 0; i < requests.length; i += size) {
+    const n = Math.min(this.workers.length, Math.ceil(items.length / 16));
+    const size = Math.ceil(items.length / n);
+    const parts: Promise<R[]>[] = [];
+    for (let i = 0; i < items.length; i += size) {
       const id = this.nextId++;
       const w = this.workers[this.next++ % this.workers.length];
       parts.push(new Promise((resolve, reject) => {
         this.pending.set(id, { resolve, reject });
-        w.postMessage({ id, requests: requests.slice(i, i + size) });
+        w.postMessage({ id, ...message(items.slice(i, i + size)) });
       }));
     }
     return (await Promise.all(parts)).flat();

@@ -1,12 +1,26 @@
-// Crypto worker thread (inside the enclave boundary): verifies batches of shielded calls in parallel.
+// Crypto worker thread (inside the enclave boundary): verifies batches of shielded calls, and of
+// block signatures (onboarding sync), in parallel.
 // It receives the shielding key once from the enclave thread over a private MessagePort.
 import { parentPort, workerData } from 'node:worker_threads';
 import { CallVerifier } from './verifier.ts';
+import { ed25519Verify } from '../crypto/primitives.ts';
 
 const { keyId, secret, publicKey } = workerData as { keyId: number; secret: Uint8Array; publicKey: Uint8Array };
 const verifier = new CallVerifier({ keyId, secret, publicKey });
 
-parentPort!.on('message', (msg: { id: number; requests: Uint8Array[] }) => {
+type Signed = { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Array };
+
+parentPort!.on('message', (msg: { id: number; requests: Uint8Array[] } | { id: number; signatures: Signed[] }) => {
+  if ('signatures' in msg) {
+    parentPort!.postMessage({ id: msg.id, results: msg.signatures.map((s) => {
+      try {
+        return ed25519Verify(s.publicKey, s.message, s.signature);
+      } catch {
+        return false;
+      }
+    }) });
+    return;
+  }
   const results = msg.requests.map((r) => {
     try {
       return verifier.verify(r);

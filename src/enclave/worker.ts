@@ -31,6 +31,7 @@ const handlers: Record<Method, Handler> = {
   commit: (p: { hash: Uint8Array }) => core.commit(p.hash),
   rewind: (p: { number: number; hash: Uint8Array }) => core.rewind(p.number, p.hash),
   importBlock: (p: { block: Uint8Array; nowMs: number }) => core.importBlock(p.block, p.nowMs),
+  importBlocks: (p: { blocks: Uint8Array[]; nowMs: number }) => core.importBlocks(p.blocks, p.nowMs),
   slotAuthor: (p: { slot: bigint }) => core.slotAuthor(p.slot),
   getter: (p: { request: Uint8Array }) => ({ reply: core.executeGetter(p.request, Date.now()) }),
   snapshot: () => core.snapshot(),

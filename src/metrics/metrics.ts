@@ -33,6 +33,9 @@ export interface Metrics {
   readonly replayBlocks: Counter;
   readonly snapshots: Counter;
   readonly slotsMissed: Counter;
+  readonly syncTargetNumber: Gauge;
+  readonly syncBlocks: Counter;
+  readonly syncPeers: Gauge;
   readonly provisioning: Counter<'role' | 'result'>;
   readonly attestationVerifications: Counter<'result'>;
   readonly sidechainFinalizedNumber: Gauge;
@@ -165,6 +168,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     snapshots: new Counter({ name: 'validateer_snapshots_total', help: 'State snapshots written.', registers }),
     provisioning: new Counter({ name: 'validateer_provisioning_total', help: 'Shard-secret provisioning exchanges by role (provider, requester) and result (ok or the PROVISION_* refusal code).', labelNames: ['role', 'result'], registers }),
     attestationVerifications: new Counter({ name: 'validateer_attestation_verifications_total', help: 'Peer enclave quotes checked during provisioning, by result (ok or the refusal code).', labelNames: ['result'], registers }),
+    syncTargetNumber: new Gauge({ name: 'validateer_sync_target_number', help: 'Onboarding sync: the highest head the serving peers reported (0 when not syncing).', registers }),
+    syncBlocks: new Counter({ name: 'validateer_sync_blocks_total', help: 'Onboarding sync: blocks fetched, verified, stored and applied.', registers }),
+    syncPeers: new Gauge({ name: 'validateer_sync_peers', help: 'Onboarding sync: peers blocks are being fetched from.', registers }),
     slotsMissed: new Counter({ name: 'validateer_slots_skipped_total', help: 'Own slots skipped because the block could not be proposed within the proposal share of the slot.', registers }),
     sidechainFinalizedNumber: new Gauge({ name: 'validateer_sidechain_finalized_number', help: 'Highest sidechain block anchored in a finalized parentchain block.', registers }),
     parentchainFinalizedNumber: new Gauge({ name: 'validateer_parentchain_finalized_number', help: 'Finalized parentchain head as reported by the node.', registers }),

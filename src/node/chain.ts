@@ -16,6 +16,8 @@ import type { CallRelay } from './call-relay.ts';
 import { authorBlock } from './author.ts';
 import { bootstrap, createGenesis } from './bootstrap.ts';
 import type { Logger } from './logger.ts';
+import { Onboarding } from './onboarding.ts';
+import type { ProgressSink } from './progress.ts';
 
 export interface ChainDeps {
   enclave: Enclave;
@@ -35,6 +37,8 @@ export interface ChainDeps {
   anchor: () => { number: number; hash: Uint8Array } | null;
   /** Called after a block became part of the canonical chain (authored or imported) and after reorgs. */
   onHeadChanged?: (e: { number: number; authored: boolean }) => void;
+  /** Onboarding progress bar (a terminal); log lines and metrics are written either way. */
+  progress?: ProgressSink;
 }
 
 export interface ChainOptions {
@@ -57,6 +61,9 @@ const EQUIVOCATION_SLOTS_KEPT = 4096;
 const PARENT_WAIT_SHARE = 0.3;
 /** Calls are added to a block until this share of the slot (then it is stored, committed and published). */
 const BUILD_SHARE = 0.5;
+/** A peer that rate-limits our sync requests is asked again after a pause, this many times. */
+const RATE_LIMITED_RETRIES = 20;
+const RATE_LIMITED_BACKOFF_MS = 300;
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -77,6 +84,9 @@ export class ChainService {
   /** Slot of the head block, and a signal when it moves (the slot's author waits for its parent). */
   private headSlot = -1n;
   private headMoved = Promise.withResolvers<void>();
+  /** Peers' reported heads, and the onboarding sync in progress (when far behind). */
+  private readonly peerHeads = new Map<string, number>();
+  private onboarding: Onboarding | null = null;
   /** Number of the newest snapshot; null until read from the store. */
   private lastSnapshot: number | null = null;
 
@@ -119,7 +129,7 @@ export class ChainService {
    * parent is what keeps the chain from forking when a block is a little late.
    */
   async onSlot(slot: bigint): Promise<void> {
-    if (!this.active) return;
+    if (!this.active || this.onboarding) return; // a block on an old head would only fork
     const slotMs = this.o.slotDurationMs;
     const start = slotStartMs(slot, slotMs);
     const me = Buffer.from(this.d.signingKey);
@@ -213,6 +223,7 @@ export class ChainService {
     const pre = await this.precheck(b, signed);
     if (pre !== 'ok') return pre === 'invalid' ? this.invalid(from, 'bad block signature or shard') : 'ignore';
     if (this.isEquivocation(b)) return 'ignore';
+    if (this.onboarding) return 'ignore'; // onboarding fetches it; the head moves only there meanwhile
     const result = await this.exclusive(() => this.ingest([b]));
     if (result.invalid.includes(b.hash)) return 'reject'; // counted and penalised where it failed
     return result.known.includes(b.hash) ? 'ignore' : 'accept';
@@ -479,7 +490,10 @@ export class ChainService {
     if (!this.active) return;
     void (async () => {
       if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
+      this.peerHeads.set(peer, s.headNumber);
+      if (this.onboarding) return;
       const head = this.d.store.head();
+      if (s.headNumber - (head?.number ?? -1) > this.o.syncBatch) return this.onboard();
       const ahead = !head || isBetter({ number: s.headNumber, hash: s.headHash }, head);
       // Its final block is not in our chain: we are on a branch that lost (e.g. after a partition).
       const finalElsewhere = s.finalizedHash.some((x) => x !== 0) && (await this.d.store.numberOf(s.finalizedHash)) !== s.finalizedNumber;
@@ -489,8 +503,44 @@ export class ChainService {
     })().catch((err: Error) => this.d.logger.debug({ peer, err: err.message }, 'status handling failed'));
   }
 
+  /**
+   * Far behind (more than one request's worth of blocks): fetch from every peer ahead of us at once,
+   * then hand over to the ordinary sync and gossip for the last blocks.
+   */
+  private async onboard(): Promise<void> {
+    const network = this.network;
+    if (!network || this.syncing) return; // an ordinary sync is moving the head: it finishes the job
+    const o = new Onboarding({
+      enclave: this.d.enclave, store: this.d.store, metrics: this.d.metrics, logger: this.d.logger, network,
+      anchor: this.d.anchor, progress: this.d.progress, serialize: (fn) => this.exclusive(fn),
+    }, { batch: this.o.syncBatch, perPeer: 2, logEveryMs: 2000 });
+    this.onboarding = o;
+    // Every connected peer's head, fresh: the more peers serve, the faster this goes.
+    const connected = network.connectedPeers();
+    await Promise.allSettled(connected.map((p) => network.requestStatus(p).then((st) => this.peerHeads.set(p, st.headNumber))));
+    const head = this.d.store.head()?.number ?? -1;
+    const peers = new Map([...this.peerHeads].filter(([p, n]) => connected.includes(p) && n > head));
+    try {
+      if (peers.size === 0) return;
+      const r = await o.run(peers);
+      const top = this.d.store.head();
+      if (top && r.blocks > 0) {
+        const bytes = await this.d.store.blockByNumber(top.number);
+        if (bytes) this.headChanged(describeBlock(bytes, null, null).block.slot);
+        this.d.onHeadChanged?.({ number: top.number, authored: false });
+      }
+    } catch (err) {
+      this.d.logger.error({ err: (err as Error).message }, 'onboarding sync failed');
+      await this.exclusive(() => bootstrap(this.d, null)); // the enclave may be ahead of the store
+    } finally {
+      this.onboarding = null;
+    }
+    for (const [p] of peers) this.queueSync(p, (this.d.store.head()?.number ?? -1) + 1);
+    await this.runSync();
+  }
+
   private async runSync(): Promise<void> {
-    if (this.syncing) return;
+    if (this.syncing || this.onboarding) return;
     this.syncing = true;
     try {
       while (this.syncQueue.size > 0 && !this.stopped) {
@@ -513,7 +563,7 @@ export class ChainService {
     let from = Math.max(floor, Math.min(start, (this.d.store.head()?.number ?? -1) + 1));
     let back = 16;
     while (!this.stopped) {
-      const bytes = await net.requestBlocksByRange(peer, from, this.o.syncBatch);
+      const bytes = await this.rangeWithBackoff(net, peer, from);
       if (bytes.length === 0) return;
       const blocks: TreeBlock[] = [];
       for (const x of bytes) {
@@ -547,6 +597,18 @@ export class ChainService {
     }
   }
 
+  /** blocks-by-range, waiting and asking again while the peer says we ask too often. */
+  private async rangeWithBackoff(net: Network, peer: string, from: number): Promise<Uint8Array[]> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await net.requestBlocksByRange(peer, from, this.o.syncBatch);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'P2P_RATE_LIMITED' || attempt >= RATE_LIMITED_RETRIES || this.stopped) throw err;
+        await new Promise((r) => setTimeout(r, RATE_LIMITED_BACKOFF_MS));
+      }
+    }
+  }
+
   /** Served to peers: canonical blocks by number. */
   blocksByRange(from: number, count: number): Promise<Uint8Array[]> {
     return this.d.store.blockRange(from, count);
@@ -572,6 +634,7 @@ export class ChainService {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.onboarding?.stop();
     this.headMoved.resolve();
     clearTimeout(this.retryTimer);
     await this.lock;

@@ -21,6 +21,7 @@ import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
 import { ParentchainSync } from './parentchain-sync.ts';
 import { ShardSecrets } from './shard-secrets.ts';
+import { terminalProgress } from './progress.ts';
 import { ValidateerError } from '../codec/errors.ts';
 
 export interface Validateer {
@@ -108,6 +109,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       enclave, store, metrics, logger, relay, signingKey: info.signingKey,
       genesisBalances: () => genesisBalances(config),
       anchor: () => sync?.lastAnchor ?? null,
+      progress: terminalProgress(),
       isAuthority: (key) => (sync ? sync.everMembers.has(key) || undefined : configured.has(key)),
       onHeadChanged: (e) => {
         ready = true;

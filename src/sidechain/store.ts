@@ -75,6 +75,18 @@ export class BlockStore {
     this.headCache = { number: b.number, hash: b.hash };
   }
 
+  /** Appends consecutive successors of the head in one atomic batch (onboarding sync). */
+  async appendMany(blocks: StoredBlock[]): Promise<void> {
+    if (blocks.length === 0) return;
+    const head = this.headCache;
+    if (!head) {
+      await this.append(blocks[0]);
+      await this.appendMany(blocks.slice(1));
+      return;
+    }
+    await this.reorg(head.number, blocks);
+  }
+
   /**
    * Replaces the canonical blocks above `ancestor` with `blocks` (its descendants, in order) in one
    * atomic, synced batch, with their indexes and the head; snapshots above the ancestor go too.

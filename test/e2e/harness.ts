@@ -105,6 +105,8 @@ export interface StartNodeOptions {
   slotMs?: number;
   /** Deep-merged into the generated config. */
   extraConfig?: Record<string, unknown>;
+  /** Wait for /health/ready (default); false: return once the banner is out (e.g. a node that syncs first). */
+  waitReady?: boolean;
 }
 
 export interface ExitInfo { code: number | null; signal: NodeJS.Signals | null }
@@ -225,7 +227,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
       if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)}); stderr: ${stderr().slice(-2000)}`, { cause: err });
       throw err;
     });
-    await waitFor(async () => {
+    if (opts.waitReady !== false) await waitFor(async () => {
       if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)})`);
       const res = await fetch(`${banner.metrics}/health/ready`);
       await res.arrayBuffer();
