@@ -1,8 +1,10 @@
-// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|parentchain|devnet|set]`: throughput,
+// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|parentchain|devnet|set|onboarding]`: throughput,
 // latency, ceiling, replay speed and RSS (sidechain), parentchain catch-up speed (parentchain), the
 // time from starting the devnet to its first anchored block (devnet), and a set of validateers over
 // libp2p: block propagation, orphaned blocks, throughput with calls spread over the set (set;
-// BENCH_SET_SECONDS sets its steady phase, default 180).
+// BENCH_SET_SECONDS sets its steady phase, default 180), and a validateer joining a set with a long
+// chain: blocks/s fetched, verified and replayed from three peers, start to first own block (onboarding;
+// BENCH_ONBOARDING_BLOCKS sets the chain's length, default 20000).
 // Every figure is measured in this run on this machine; nothing is carried over.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ import { startNodeProcess, stopChildren } from './node-process.ts';
 import { benchParentchain } from './parentchain.ts';
 import { benchDevnetStart } from './devnet.ts';
 import { benchSet } from './set.ts';
+import { benchOnboarding } from './onboarding.ts';
 import { cpuSeconds, sampleRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
 
@@ -28,7 +31,7 @@ const { values: args } = parseArgs({ options: {
   senders: { type: 'string', default: '6000' },
   connections: { type: 'string', default: '4' },
   'slot-ms': { type: 'string', default: '250' },
-  /** Run one part only: 'sidechain' (ceiling, load, replay), 'parentchain' (catch-up), 'devnet' (start to first anchor) or 'set' (validateer set). Default: all. */
+  /** Run one part only: 'sidechain' (ceiling, load, replay), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set) or 'onboarding' (a joiner syncing a long chain). Default: all. */
   only: { type: 'string' },
   'pc-blocks': { type: 'string', default: '600' },
   'pc-prefetch': { type: 'string', default: '64' },
@@ -43,7 +46,7 @@ const { values: args } = parseArgs({ options: {
   /** sidechain.blockMaxCalls of the set's nodes (default: the node's default). */
   'set-block-max-calls': { type: 'string' },
 } });
-const PARTS = ['sidechain', 'parentchain', 'devnet', 'set'];
+const PARTS = ['sidechain', 'parentchain', 'devnet', 'set', 'onboarding'];
 if (args.only !== undefined && !PARTS.includes(args.only)) {
   console.error(`--only must be one of ${PARTS.join(', ')}, not '${args.only}'`);
   process.exit(2);
@@ -52,9 +55,15 @@ const runSidechain = args.only === undefined || args.only === 'sidechain';
 const runParentchain = args.only === undefined || args.only === 'parentchain';
 const runDevnet = args.only === undefined || args.only === 'devnet';
 const runSet = args.only === undefined || args.only === 'set';
+const runOnboarding = args.only === undefined || args.only === 'onboarding';
 const setSeconds = Number(process.env.BENCH_SET_SECONDS ?? 180);
 if (!(setSeconds > 0)) {
   console.error(`BENCH_SET_SECONDS must be a positive number of seconds, not '${process.env.BENCH_SET_SECONDS}'`);
+  process.exit(2);
+}
+const onboardingBlocks = Number(process.env.BENCH_ONBOARDING_BLOCKS ?? 20000);
+if (!Number.isInteger(onboardingBlocks) || onboardingBlocks < 1000) {
+  console.error(`BENCH_ONBOARDING_BLOCKS must be an integer >= 1000 (the joiner onboards only more than p2p.maxBlocksPerRequest behind), not '${process.env.BENCH_ONBOARDING_BLOCKS}'`);
   process.exit(2);
 }
 const log = (s: string) => { if (!args.json) console.error(s); };
@@ -88,6 +97,7 @@ async function main() {
         probeMs: Number(args['set-probe-ms']), blockMaxCalls: args['set-block-max-calls'] ? Number(args['set-block-max-calls']) : null, singleCallsPerS: runSidechain ? Number(figures.calls_per_s) : null, singleConnections: Number(args.connections), log,
       }));
     }
+    if (runOnboarding) Object.assign(figures, await benchOnboarding(dir, { blocks: onboardingBlocks, slotMs: Number(args['slot-ms']), log }));
   } finally {
     await stopChildren();
     if (process.env.BENCH_KEEP_DIR) log(`kept ${dir}`);
@@ -148,6 +158,24 @@ async function main() {
         ['  CPU per call: all nodes / loadgen', `${f.set_node_cpu_us_per_call} / ${f.set_loadgen_cpu_us_per_call} us`, f.set_single_node_cpu_us_per_call === undefined ? `node CPU s, steady: ${f.set_steady_cpu_s_per_node}` : `single node: ${f.set_single_node_cpu_us_per_call} us; node CPU s, steady: ${f.set_steady_cpu_s_per_node}`],
         ['  peak RSS per node', `${mibs('set_peak_rss_bytes_per_node')} MiB`, f.set_single_peak_rss_bytes === undefined ? 'VmHWM' : `VmHWM; single node ${mib('set_single_peak_rss_bytes')}`],
         ['  warnings logged', String(f.set_log_warnings).slice(0, 60), ''],
+      );
+    }
+    if (runOnboarding) {
+      const f = figures;
+      const pct = (v: number | string | undefined) => (v === undefined ? 'n/a' : `${(Number(v) * 100).toFixed(0)} %`);
+      rows.push(
+        [`onboarding: ${f.onb_sync_blocks} blocks from ${f.onb_sync_peers} peers`, `${f.onb_sync_blocks_per_s} blocks/s`, `fetched, verified, replayed, stored (joiner's 'onboarding sync done': ${f.onb_sync_ms} ms); target >= 5000`],
+        ['  same, wall time of the joiner\'s log', `${f.onb_sync_wall_blocks_per_s} blocks/s`, `'onboarding sync started' -> 'done': ${f.onb_sync_wall_s} s, #${f.onb_sync_from}..#${f.onb_sync_to}; progress lines min/median/max ${f.onb_progress_blocks_per_s} blocks/s`],
+        ['  joiner start -> first own block', `${f.onb_first_block_s} s`, `block #${f.onb_first_block_number} (its timestamp), ${f.onb_first_block_after_sync_s} s after sync done; in the servers' chain: ${f.onb_first_block_in_servers}; seen in metrics at ${f.onb_first_block_metric_s} s`],
+        ['  joiner start -> sync start / done', `${f.onb_spawn_to_sync_start_s} / ${f.onb_spawn_to_sync_done_s} s`, `enclave up ${f.onb_spawn_to_enclave_s} s, p2p up ${f.onb_spawn_to_p2p_s} s`],
+        ['  peers fetched from', `${f.onb_sync_peers}`, `of ${f.onb_servers} servers (validateer_sync_peers max ${f.onb_sync_peers_metric_max}); ${f.onb_sync_dropped} dropped; ${f.onb_batch} blocks per request`],
+        ['  joiner peak RSS / CPU', `${mib('onb_joiner_peak_rss_bytes')} / ${f.onb_joiner_cpu_s} s`, `VmHWM (${mib('onb_joiner_peak_rss_before_sync_bytes')} before the sync; a server: ${mib('onb_server_peak_rss_bytes')}); CPU of all its threads until its first block`],
+        ['  CPU share during the sync', `joiner ${pct(f.onb_sync_cpu_share_joiner)}, servers ${pct(f.onb_sync_cpu_share_servers)}`, `of ${f.onb_sync_cpu_window_s} s x all cores; servers ${f.onb_sync_servers_cpu_s} s; other processes ${pct(f.onb_sync_cpu_share_other)}`],
+        ['  chain generated offline', `${f.onb_gen_s} s`, `${f.onb_blocks_generated} blocks by one authority, ${f.onb_gen_calls} transfers in ${f.onb_gen_active_blocks} of them; ${mib('onb_chain_bytes')} on disk; servers' replay at start ${f.onb_server_replay_ms} ms`],
+        ['  breakdown: fetch alone', `${f.onb_fetch_alone_blocks_per_s} blocks/s`, `blocks-by-range from ${f.onb_fetch_alone_peers} servers, 2 in flight each, nothing applied (${f.onb_fetch_alone_ms} ms)`],
+        ['  breakdown: apply alone', `${f.onb_apply_alone_blocks_per_s} blocks/s`, `${f.onb_apply_batches} batches: importBlocks ${f.onb_import_ms_per_batch} ms (max ${f.onb_import_max_ms}) + decode ${f.onb_describe_ms_per_batch} ms + appendMany ${f.onb_append_ms_per_batch} ms (max ${f.onb_append_max_ms}) per batch`],
+        ['    enclave importBlocks / store appendMany', `${f.onb_import_blocks_per_s} / ${f.onb_append_blocks_per_s} blocks/s`, `enclave core in-thread, no messaging: ${f.onb_core_import_blocks_per_s} blocks/s`],
+        ['  warnings logged', String(f.onb_log_warnings).slice(0, 60), ''],
       );
     }
     const w0 = Math.max(...rows.map((r) => r[0].length)), w1 = Math.max(...rows.map((r) => r[1].length));
