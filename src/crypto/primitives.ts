@@ -100,10 +100,11 @@ export function aesGcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8A
   return new Uint8Array(Buffer.concat([head, tail, c.getAuthTag()]));
 }
 /** AES-GCM open of ciphertext || tag; returns null when authentication fails. */
-export function aesGcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Uint8Array | null {
+export function aesGcmOpen(key: Uint8Array | KeyObject, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Uint8Array | null {
   if (sealed.length < TAG) return null;
   try {
-    const d = createDecipheriv(key.length === 16 ? 'aes-128-gcm' : 'aes-256-gcm', key, nonce);
+    const bytes = key instanceof Uint8Array ? key.length : key.symmetricKeySize;
+    const d = createDecipheriv(bytes === 16 ? 'aes-128-gcm' : 'aes-256-gcm', key, nonce);
     if (aad) d.setAAD(aad);
     d.setAuthTag(sealed.subarray(sealed.length - TAG));
     const head = d.update(sealed.subarray(0, sealed.length - TAG));

@@ -28,7 +28,7 @@ import { CryptoPool } from './crypto-pool.ts';
 import { CallVerifier } from './verifier.ts';
 import { forwardKey, openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
 import { ProvisionRefusal, Provisioning } from './provisioning.ts';
-import type { KeyObject } from 'node:crypto';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 
 export interface EnclaveOptions {
   dataDir: string;
@@ -74,6 +74,8 @@ interface Head { hash: Uint8Array; number: bigint; slot: bigint; commitment: Uin
 const RECENT_BLOCKS_KEPT = 256;
 /** Newest blocks kept as state layers: a reorg this shallow rewinds them instead of rebuilding from the event log. */
 const STATE_LAYERS = 8;
+/** Blocks per signature batch in importBlocks (one batch is checked while the previous one is applied). */
+const SIGNATURE_CHUNK = 128;
 /** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
 const RECENT_CALLS_KEPT = 65_536;
 /** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
@@ -114,6 +116,7 @@ export class EnclaveCore {
   private readonly withdrawalBlocks = new Map<bigint, bigint>();
   private readonly recentCalls = new Map<string, ForwardedCall>();
   private readonly forwardKeys = new Map<number, Uint8Array>();
+  private readonly stateKeyObjects = new Map<number, KeyObject>();
   private replayEnded = Promise.withResolvers<void>();
   private lastVerification: string | null = null;
   private withdrawalBase = 0n;
@@ -455,10 +458,19 @@ export class EnclaveCore {
         break;
       }
     }
-    const signed = await this.crypto.verifySignatures(decoded.map((b) => ({ publicKey: b.header.author, message: headerSigningPayload(b.header), signature: b.signature })));
+    // Signatures of the next chunk are checked on the crypto threads while this thread applies the current one.
+    const verify = (from: number) => this.crypto.verifySignatures(decoded.slice(from, from + SIGNATURE_CHUNK).map((b) => ({ publicKey: b.header.author, message: headerSigningPayload(b.header), signature: b.signature })));
+    let pending = verify(0);
+    void pending.catch(() => undefined); // a chunk after a failure is never awaited
+    let signed: boolean[] = [];
     for (const [i, b] of decoded.entries()) {
+      if (i % SIGNATURE_CHUNK === 0) {
+        signed = await pending;
+        pending = verify(i + SIGNATURE_CHUNK);
+        void pending.catch(() => undefined);
+      }
       try {
-        if (!signed[i]) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${b.header.number} signature does not verify`);
+        if (!signed[i % SIGNATURE_CHUNK]) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${b.header.number} signature does not verify`);
         const r = this.importDecoded(b, nowMs, true);
         this.commit(r.hash);
         imported.push({ hash: r.hash, number: r.number, calls: r.calls });
@@ -619,7 +631,7 @@ export class EnclaveCore {
     if (!signatureChecked && !ed25519Verify(h.author, headerSigningPayload(h), b.signature)) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
     if (!Buffer.from(bodyRoot(b.body)).equals(Buffer.from(h.transitionsRoot))) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
     const t = b.body.transitions;
-    const key = this.keys.stateKeys.get(t.keyId);
+    const key = this.stateKeyObject(t.keyId);
     if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${h.number} uses unknown state key ${t.keyId}`);
     const plain = aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(h.shard, h.number));
     if (!plain) throw new EnclaveError('BLOCK_BAD_TRANSITIONS', `block ${h.number} transitions do not decrypt`);
@@ -684,6 +696,7 @@ export class EnclaveCore {
     this.shielding.secretKey = this.keys.shieldingKey;
     this.shielding.publicKey = this.keys.shieldingPublic;
     this.forwardKeys.clear();
+    this.stateKeyObjects.clear();
     return { ok: true, stateKeyId: this.keys.currentStateKeyId, verification: r.verification };
   }
 
@@ -750,6 +763,14 @@ export class EnclaveCore {
       if (c && this.admit(c, nowMs).status !== 'invalid') n++;
     }
     return n;
+  }
+
+  /** State keys as key objects: preparing a raw key for every block costs more than the decryption of a small one. */
+  private stateKeyObject(id: number): KeyObject | undefined {
+    let k = this.stateKeyObjects.get(id);
+    const raw = this.keys.stateKeys.get(id);
+    if (!k && raw) this.stateKeyObjects.set(id, (k = createSecretKey(raw)));
+    return k;
   }
 
   private forwardKey(id: number): Uint8Array | undefined {

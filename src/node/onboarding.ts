@@ -150,10 +150,10 @@ export class Onboarding {
         const r = await this.d.serialize(async () => {
           if ((store.head()?.number ?? -1) !== cursor - 1) return null; // the ordinary sync moved the head meanwhile
           const res = await this.d.enclave.call('importBlocks', { blocks, nowMs: Date.now() });
-          const applied = blocks.slice(0, res.imported.length).map((bytes, i) => {
-            const b = describeBlock(bytes, null, null).block;
-            return { number: res.imported[i].number, hash: res.imported[i].hash, bytes, callHashes: b.callHashes };
-          });
+          // The enclave returns each block's call hashes: no second decode here.
+          const applied = blocks.slice(0, res.imported.length).map((bytes, i) => ({
+            number: res.imported[i].number, hash: res.imported[i].hash, bytes, callHashes: res.imported[i].calls.map((c) => Buffer.from(c, 'hex')),
+          }));
           await store.appendMany(applied);
           return { ...res, applied };
         });
