@@ -5,10 +5,19 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { u64 } from 'scale-ts';
+import { EnclaveCore } from '../../src/enclave/core.ts';
+import { ProvisionRequest } from '../../src/enclave/provisioning.ts';
+import { simulatedProvider } from '../../src/enclave/attestation.ts';
+import { SIM_SIGNER_ID } from '../../src/enclave/sealing.ts';
+import { sha256 } from '../../src/crypto/primitives.ts';
+import { createNetwork, DEFAULT_LIMITS } from '../../src/p2p/network.ts';
+import { createLogger } from '../../src/node/logger.ts';
+import { configSchema } from '../../src/config/schema.ts';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { fromHex } from '../../src/codec/wire.ts';
+import { concatBytes, fromHex } from '../../src/codec/wire.ts';
 import {
   cleanupTempDirs, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';
@@ -18,6 +27,8 @@ const SLOT_MS = 400;
 const BLOCK_MS = 1000;
 const ANCHOR_INTERVAL = 5;
 const UNIT = 10n ** 12n;
+/** The default shard (the nodes run with the schema's default). */
+const SHARD = fromHex(configSchema.parse({}).shard);
 
 let chain: DevChain;
 let readyMs = 0;
@@ -173,6 +184,51 @@ test('the shard secrets reached every enclave by attested provisioning: the firs
     if (keys[i] !== first) assert.ok((await metric(node, 'validateer_attestation_verifications_total{result="ok"}')) >= 1, `node ${i} checked its provider's quote`);
   }
   assert.equal(served, N - 1);
+});
+
+test('provisioning refusals over libp2p: an unregistered enclave, a forged quote and another enclave code are refused and counted', async () => {
+  const target = await network(clients[0]);
+  const zero = new Uint8Array(32);
+  const stranger = EnclaveCore.open({ dataDir: tempDir('validateer-stranger-'), shard: SHARD, workers: 0, pool: { maxPending: 10, maxNonceAhead: 1, futureTtlMs: 1000 }, authorities: [] });
+  const peer = await createNetwork({
+    dataDir: tempDir('validateer-stranger-p2p-'), shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: target.addresses, limits: DEFAULT_LIMITS,
+    logger: createLogger({ level: 'silent' }),
+  });
+  await peer.start({
+    onBlock: async () => 'ignore', onCall: async () => 'ignore', onPeerStatus: () => undefined,
+    status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
+    blocksByRange: async () => [], blocksByHash: async () => [],
+  });
+  try {
+    await waitFor(() => peer.connectedPeers().includes(target.peerId), 'the stranger connected', 20_000);
+    const refusal = async (request: Uint8Array) => {
+      try {
+        await peer.requestProvision(target.peerId, request);
+        return 'answered';
+      } catch (err) {
+        assert.equal((err as { code?: string }).code, 'P2P_REFUSED', (err as Error).message);
+        return /PROVISION_[A-Z_]+/.exec((err as Error).message)?.[0];
+      }
+    };
+    // A real enclave with a valid quote that never registered for the shard.
+    const request = stranger.provisionRequest(Date.now());
+    assert.equal(await refusal(request), 'PROVISION_UNREGISTERED');
+    // The same request with its quote's signature broken.
+    const r = ProvisionRequest.dec(request);
+    const flipped = Uint8Array.from(r.quote, (v, i) => (i === r.quote.length - 1 ? v ^ 1 : v));
+    assert.equal(await refusal(ProvisionRequest.enc({ ...r, quote: flipped })), 'PROVISION_FORGED_QUOTE');
+    // A correctly bound quote of other enclave code (signed by the trusted dev authority).
+    const binding = sha256(concatBytes(new TextEncoder().encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
+    const otherCode = simulatedProvider(sha256(new TextEncoder().encode('other enclave code')), SIM_SIGNER_ID).quote(concatBytes(r.requester, binding));
+    assert.equal(await refusal(ProvisionRequest.enc({ ...r, quote: otherCode })), 'PROVISION_WRONG_MEASUREMENT');
+    for (const code of ['PROVISION_UNREGISTERED', 'PROVISION_FORGED_QUOTE', 'PROVISION_WRONG_MEASUREMENT']) {
+      assert.ok((await metric(nodes[0], `validateer_provisioning_total{role="provider",result="${code}"}`)) >= 1, `${code} counted`);
+    }
+    assert.ok(nodes[0].logs().some((l) => l.msg === 'provisioning refused' && l.code === 'PROVISION_FORGED_QUOTE'), 'the refusal is logged with its code');
+  } finally {
+    await peer.stop();
+    await stranger.close();
+  }
 });
 
 test('calls submitted round-robin to all validateers are each included exactly once', async () => {
