@@ -185,7 +185,7 @@ export class ChainService {
 
   /** Seals a snapshot when `every` blocks passed since the last one. */
   private async maybeSnapshot(number: number, every: number): Promise<void> {
-    if (this.lastSnapshot === null) this.lastSnapshot = (await this.d.store.snapshots())[0]?.number ?? 0;
+    if (this.lastSnapshot === null) this.lastSnapshot = (await this.d.store.newestSnapshotNumber()) ?? 0;
     if (number - this.lastSnapshot < every) return;
     this.lastSnapshot = number;
     try {
@@ -491,7 +491,7 @@ export class ChainService {
     void (async () => {
       if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
       this.peerHeads.set(peer, s.headNumber);
-      if (this.onboarding) return;
+      if (this.onboarding) return this.onboarding.addPeer(peer, s.headNumber);
       const head = this.d.store.head();
       if (s.headNumber - (head?.number ?? -1) > this.o.syncBatch) return this.onboard();
       const ahead = !head || isBetter({ number: s.headNumber, hash: s.headHash }, head);

@@ -52,6 +52,13 @@ export class Onboarding {
     this.o = opts;
   }
 
+  private join: ((peer: string, head: number) => void) | null = null;
+
+  /** A peer's reported head while the sync runs: it serves from now on (no-op when not running). */
+  addPeer(peer: string, head: number): void {
+    this.join?.(peer, head);
+  }
+
   stop(): void {
     this.stopped = true;
   }
@@ -189,7 +196,18 @@ export class Onboarding {
       signal();
     };
 
-    await Promise.all([applier(), ...[...active.keys()].flatMap((p) => Array.from({ length: this.o.perPeer }, () => fetcher(p)))]);
+    const fetchers = [...active.keys()].flatMap((p) => Array.from({ length: this.o.perPeer }, () => fetcher(p)));
+    // Peers that connect (or report a head) while this runs serve too; dropped ones do not come back.
+    this.join = (peer, head) => {
+      if (active.has(peer) || dropped.includes(peer) || cursor > target) return;
+      active.set(peer, head);
+      metrics.syncPeers.set(active.size);
+      for (let i = 0; i < this.o.perPeer; i++) fetchers.push(fetcher(peer));
+    };
+    await applier();
+    this.join = null;
+    // Settled one by one: the list grows while peers join.
+    for (let i = 0; i < fetchers.length; i++) await fetchers[i];
     this.d.progress?.stop();
     metrics.syncPeers.set(0);
     const ms = performance.now() - started;
