@@ -67,13 +67,16 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   }
   return {
     proc, rpcUrl: `ws://127.0.0.1:${rpcPort}`, metricsUrl,
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGINT');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: () => stopProcess(proc),
   };
+}
+
+/** SIGINT (a clean shutdown), SIGKILL after 15 s; resolves once the process exited. */
+export async function stopProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGINT');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+  await exited;
+  clearTimeout(t);
 }

@@ -32,7 +32,8 @@ import { createNetwork } from '../src/p2p/network.ts';
 import { describeBlock } from '../src/sidechain/block-tree.ts';
 import { BlockStore, type StoredBlock } from '../src/sidechain/store.ts';
 import { benchAccount, benchPublicKeys } from './accounts.ts';
-import { freePort, trackChild } from './node-process.ts';
+import { freePort, stopProcess, trackChild } from './node-process.ts';
+import { scrapeMetrics } from '../src/metrics/scrape.ts';
 import { cpuSeconds, machineBusySeconds, peakRss } from './proc-stats.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -57,18 +58,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const r1 = (x: number) => Number(x.toFixed(1));
 const r2 = (x: number) => Number(x.toFixed(2));
-
-async function scrape(metricsUrl: string): Promise<Map<string, number>> {
-  const res = await fetch(`${metricsUrl}/metrics`);
-  if (res.status !== 200) throw new Error(`GET ${metricsUrl}/metrics: ${res.status}`);
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^(\S+?(?:\{.*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
 
 function dirBytes(dir: string): number {
   let total = 0;
@@ -134,14 +123,7 @@ async function spawnNode(dir: string, name: string, config: Record<string, unkno
   proc.once('exit', () => logFile.end());
   return {
     name, proc, rpcUrl: `ws://127.0.0.1:${rpcPort}`, metricsUrl: `http://127.0.0.1:${metricsPort}`, spawnedAt, lines, warnings,
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGINT');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(t);
-    },
+    stop: () => stopProcess(proc),
   };
 }
 
@@ -446,7 +428,7 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
       }
       if (!cpuAtDone && findLine(j, 'onboarding sync done')) cpuAtDone = cpuCut(j, servers);
       if (polls++ % 4 === 0) {
-        const m = await scrape(j.metricsUrl).catch(() => null);
+        const m = await scrapeMetrics(j.metricsUrl).catch(() => null);
         if (m) {
           syncPeersMax = Math.max(syncPeersMax, m.get('validateer_sync_peers') ?? 0);
           if ((m.get('validateer_sidechain_blocks_produced_total') ?? 0) >= 1) producedAt = performance.now() - t0;

@@ -32,6 +32,7 @@ import { configSchema } from '../src/config/schema.ts';
 import { benchAccount, benchPublicKeys, genesisBalances } from './accounts.ts';
 import { runLoad } from './load.ts';
 import { startNodeProcess, type NodeProcess } from './node-process.ts';
+import { scrapeMetrics } from '../src/metrics/scrape.ts';
 import { cpuSeconds, machineBusySeconds, peakRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
 
@@ -70,18 +71,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // The wall clock, as the nodes use it for slots (Date.now(), not the monotonic clock, which may drift from it).
 const nowMs = () => Date.now();
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-
-async function scrape(metricsUrl: string): Promise<Metrics> {
-  const res = await fetch(`${metricsUrl}/metrics`);
-  if (res.status !== 200) throw new Error(`GET ${metricsUrl}/metrics: ${res.status}`);
-  const out: Metrics = new Map();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^(\S+?(?:\{.*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
-}
 
 const metric = (m: Metrics, name: string) => m.get(name) ?? 0;
 const delta = (a: Boundary, b: Boundary, name: string) => b.metrics.map((m, i) => metric(m, name) - metric(a.metrics[i], name));
@@ -126,7 +115,7 @@ async function boundary(nodes: NodeProcess[], slotMs: number): Promise<Boundary>
     const now = Date.now(), slot = Math.floor(now / slotMs), into = now - slot * slotMs;
     if (into < 0.8 * slotMs) { await sleep(0.8 * slotMs - into); continue; }
     if (into > 0.9 * slotMs && attempt < 20) { await sleep(slotMs - into + 0.8 * slotMs); continue; }
-    const metrics = await Promise.all(nodes.map((n) => scrape(n.metricsUrl)));
+    const metrics = await Promise.all(nodes.map((n) => scrapeMetrics(n.metricsUrl)));
     const cpu = nodes.map((n) => cpuSeconds(n.proc.pid!));
     if (Math.floor(Date.now() / slotMs) !== slot && attempt < 20) continue; // scraped across a slot start
     const u = process.cpuUsage();

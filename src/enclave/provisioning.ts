@@ -7,7 +7,7 @@
 // binding the request hash and the ciphertext, which the requester checks the same way. The host
 // relays bytes only: the libp2p noise session belongs to it and is not what protects the secrets.
 import { randomBytes } from 'node:crypto';
-import { Bytes, Struct, Vector, u8, u32, u64 } from 'scale-ts';
+import { Bytes, Struct, Vector, u8, u32, u64, type Codec } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { sha256, x25519Generate } from '../crypto/primitives.ts';
 import { concatBytes, decodeExact } from '../codec/wire.ts';
@@ -61,7 +61,20 @@ export interface ProvisioningDeps {
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 const refuse = (code: string, message: string) => new EnclaveError(code, message);
 
-function requestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
+/** A request or response of a version we speak, else PROVISION_MALFORMED. */
+function decodeMessage<T extends { version: number }>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
+  let m: T;
+  try {
+    m = decodeExact(codec, bytes, what);
+  } catch {
+    throw refuse(ProvisionRefusal.MALFORMED, `malformed ${what}`);
+  }
+  if (m.version !== VERSION) throw refuse(ProvisionRefusal.MALFORMED, `unsupported provisioning version ${m.version}`);
+  return m;
+}
+
+/** What a request's quote binds besides the requester's signing key. */
+export function requestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
   return sha256(concatBytes(REQUEST_DOMAIN, r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
 }
 
@@ -91,13 +104,7 @@ export class Provisioning {
 
   /** Provider: checks a request; returns the secrets sealed to its ephemeral key with our quote, or throws a refusal. */
   serve(bytes: Uint8Array, secrets: ShardSecrets, nowMs: number): Uint8Array {
-    let r: ReturnType<typeof ProvisionRequest.dec>;
-    try {
-      r = decodeExact(ProvisionRequest, bytes, 'provisioning request');
-    } catch {
-      throw refuse(ProvisionRefusal.MALFORMED, 'malformed provisioning request');
-    }
-    if (r.version !== VERSION) throw refuse(ProvisionRefusal.MALFORMED, `unsupported provisioning version ${r.version}`);
+    const r = decodeMessage(ProvisionRequest, bytes, 'provisioning request');
     if (!same(r.shard, this.d.shard)) throw refuse(ProvisionRefusal.WRONG_SHARD, 'request is for another shard');
     this.checkQuote(r.quote, r.requester, requestBinding(r), nowMs, 'requester');
     if (Math.abs(nowMs - Number(r.timestampMs)) > PROVISION_FRESH_MS) throw refuse(ProvisionRefusal.STALE, 'request is not fresh');
@@ -116,13 +123,7 @@ export class Provisioning {
     const key = Buffer.from(requestHash).toString('hex');
     const eph = this.pending.get(key);
     if (!eph) throw refuse(ProvisionRefusal.UNEXPECTED, 'no pending provisioning request matches');
-    let r: ReturnType<typeof ProvisionResponse.dec>;
-    try {
-      r = decodeExact(ProvisionResponse, responseBytes, 'provisioning response');
-    } catch {
-      throw refuse(ProvisionRefusal.MALFORMED, 'malformed provisioning response');
-    }
-    if (r.version !== VERSION) throw refuse(ProvisionRefusal.MALFORMED, `unsupported provisioning version ${r.version}`);
+    const r = decodeMessage(ProvisionResponse, responseBytes, 'provisioning response');
     this.checkQuote(r.quote, r.provider, responseBinding(requestHash, r.enc, r.ciphertext), nowMs, 'provider');
     const plain = suite.open(eph, r.enc, r.ciphertext, requestHash);
     if (!plain) throw refuse(ProvisionRefusal.DECRYPT_FAILED, 'secrets do not decrypt with the request\'s ephemeral key');

@@ -185,6 +185,13 @@ export class BlockStore {
     return out;
   }
 
+  /** Number of the newest snapshot at or below the head (keys only: the sealed states are not read). */
+  async newestSnapshotNumber(): Promise<number | undefined> {
+    const head = this.headCache?.number ?? -1;
+    for await (const k of this.db.keys({ gte: key(SNAPSHOT, new Uint8Array(0)), lte: key(SNAPSHOT, u64be(Math.max(0, head))), reverse: true, limit: 1 })) return readU64(k, 1);
+    return undefined;
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }

@@ -6,6 +6,8 @@ import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync,
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createNetwork, DEFAULT_LIMITS, type Network } from '../../src/p2p/network.ts';
+import { createLogger } from '../../src/node/logger.ts';
 
 /** Repository root (the node is started from here so relative imports and config/dev.json resolve). */
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -250,6 +252,16 @@ export function restartNode(prev: NodeHandle, opts: Omit<StartNodeOptions, 'data
 
 // ---------- the CLI ----------
 
+/** `validateer keys` for each data dir (creating its enclave keys): their signing keys, in order. */
+export async function createEnclaveKeys(dataDirs: string[], opts: { devShardSecrets?: boolean } = {}): Promise<string[]> {
+  const env = opts.devShardSecrets ? { VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } : undefined;
+  const out = await Promise.all(dataDirs.map((d) => runCli(['keys', '--data-dir', d], { env })));
+  return out.map((r, i) => {
+    if (r.code !== 0) throw new Error(`validateer keys --data-dir ${dataDirs[i]} failed: ${r.stderr}`);
+    return (JSON.parse(r.stdout) as { signingKey: string }).signingKey;
+  });
+}
+
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
 /** Runs `node src/cli/main.ts ...args` to completion (killed after timeoutMs). */
@@ -277,17 +289,26 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; tim
 
 // ---------- metrics ----------
 
-/** Scrapes /metrics into `name{labels}` -> value (labels as printed, e.g. `validateer_calls_total{result="included"}`). */
-export async function scrapeMetrics(metricsUrl: string): Promise<Map<string, number>> {
-  const res = await fetch(`${metricsUrl}/metrics`);
-  if (res.status !== 200) throw new Error(`GET /metrics: ${res.status}`);
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^(\S+?(?:\{.*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
+export { scrapeMetrics } from '../../src/metrics/scrape.ts';
+
+// ---------- a bare libp2p peer ----------
+
+/**
+ * A libp2p peer of the shard run by the test itself (to send forged gossip or requests), dialling
+ * `bootstrap`; it serves nothing and has no chain. The caller stops it.
+ */
+export async function startTestPeer(shard: Uint8Array, bootstrap: string[]): Promise<Network> {
+  const zero = new Uint8Array(32);
+  const peer = await createNetwork({
+    dataDir: tempDir('validateer-test-peer-'), shard, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, limits: DEFAULT_LIMITS,
+    logger: createLogger({ level: 'silent' }),
+  });
+  await peer.start({
+    onBlock: async () => 'ignore', onCall: async () => 'ignore', onPeerStatus: () => undefined,
+    status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
+    blocksByRange: async () => [], blocksByHash: async () => [],
+  });
+  return peer;
 }
 
 /**

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle, type StartNodeOptions } from './harness.ts';
+import { cleanupTempDirs, createEnclaveKeys, restartNode, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle, type StartNodeOptions } from './harness.ts';
 
 const SLOT_MS = 50;
 const BLOCKS = 1000;
@@ -40,12 +40,8 @@ const header = (c: ValidateerClient, n: number) => c.rpc.request<HeaderJson | nu
 
 before(async () => {
   const root = tempDir();
-  for (let i = 0; i < 4; i++) {
-    dataDirs.push(join(root, `v${i + 1}`));
-    const r = await runCli(['keys', '--data-dir', dataDirs[i]], { env: { VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } });
-    assert.equal(r.code, 0, r.stderr);
-    keys.push((JSON.parse(r.stdout) as { signingKey: string }).signingKey);
-  }
+  for (let i = 0; i < 4; i++) dataDirs.push(join(root, `v${i + 1}`));
+  keys.push(...(await createEnclaveKeys(dataDirs, { devShardSecrets: true })));
   nodes.push(await startNode(options(0, [])));
   clients.push(await ValidateerClient.connect(nodes[0].rpcUrl));
   const first = (await network(clients[0])).addresses;

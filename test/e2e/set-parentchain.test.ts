@@ -5,21 +5,18 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { u64 } from 'scale-ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
-import { ProvisionRequest } from '../../src/enclave/provisioning.ts';
+import { ProvisionRequest, requestBinding } from '../../src/enclave/provisioning.ts';
 import { simulatedProvider } from '../../src/enclave/attestation.ts';
 import { SIM_SIGNER_ID } from '../../src/enclave/sealing.ts';
 import { sha256 } from '../../src/crypto/primitives.ts';
-import { createNetwork, DEFAULT_LIMITS } from '../../src/p2p/network.ts';
-import { createLogger } from '../../src/node/logger.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import { concatBytes, fromHex } from '../../src/codec/wire.ts';
 import {
-  cleanupTempDirs, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
+  cleanupTempDirs, createEnclaveKeys, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, startTestPeer, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';
 
 const N = 4;
@@ -110,11 +107,7 @@ before(async () => {
   const root = tempDir('validateer-set-pc-');
   for (let i = 0; i < N; i++) dataDirs.push(join(root, `v${i + 1}`));
   // The enclave accounts must be funded at parentchain genesis: create their keys first.
-  const out = await Promise.all(dataDirs.map((d) => runCli(['keys', '--data-dir', d])));
-  for (const r of out) {
-    assert.equal(r.code, 0, r.stderr);
-    keys.push((JSON.parse(r.stdout) as { signingKey: string }).signingKey);
-  }
+  keys.push(...(await createEnclaveKeys(dataDirs)));
   chain = await startDevChain({
     host: '127.0.0.1', blockTimeMs: BLOCK_MS,
     endowments: keys.map((k) => ({ publicKey: fromHex(k), amount: 10_000n * UNIT })),
@@ -188,17 +181,8 @@ test('the shard secrets reached every enclave by attested provisioning: the firs
 
 test('provisioning refusals over libp2p: an unregistered enclave, a forged quote and another enclave code are refused and counted', async () => {
   const target = await network(clients[0]);
-  const zero = new Uint8Array(32);
   const stranger = EnclaveCore.open({ dataDir: tempDir('validateer-stranger-'), shard: SHARD, workers: 0, pool: { maxPending: 10, maxNonceAhead: 1, futureTtlMs: 1000 }, authorities: [] });
-  const peer = await createNetwork({
-    dataDir: tempDir('validateer-stranger-p2p-'), shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: target.addresses, limits: DEFAULT_LIMITS,
-    logger: createLogger({ level: 'silent' }),
-  });
-  await peer.start({
-    onBlock: async () => 'ignore', onCall: async () => 'ignore', onPeerStatus: () => undefined,
-    status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
-    blocksByRange: async () => [], blocksByHash: async () => [],
-  });
+  const peer = await startTestPeer(SHARD, target.addresses);
   try {
     await waitFor(() => peer.connectedPeers().includes(target.peerId), 'the stranger connected', 20_000);
     const refusal = async (request: Uint8Array) => {
@@ -218,8 +202,7 @@ test('provisioning refusals over libp2p: an unregistered enclave, a forged quote
     const flipped = Uint8Array.from(r.quote, (v, i) => (i === r.quote.length - 1 ? v ^ 1 : v));
     assert.equal(await refusal(ProvisionRequest.enc({ ...r, quote: flipped })), 'PROVISION_FORGED_QUOTE');
     // A correctly bound quote of other enclave code (signed by the trusted dev authority).
-    const binding = sha256(concatBytes(new TextEncoder().encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
-    const otherCode = simulatedProvider(sha256(new TextEncoder().encode('other enclave code')), SIM_SIGNER_ID).quote(concatBytes(r.requester, binding));
+    const otherCode = simulatedProvider(sha256(new TextEncoder().encode('other enclave code')), SIM_SIGNER_ID).quote(concatBytes(r.requester, requestBinding(r)));
     assert.equal(await refusal(ProvisionRequest.enc({ ...r, quote: otherCode })), 'PROVISION_WRONG_MEASUREMENT');
     for (const code of ['PROVISION_UNREGISTERED', 'PROVISION_FORGED_QUOTE', 'PROVISION_WRONG_MEASUREMENT']) {
       assert.ok((await metric(nodes[0], `validateer_provisioning_total{role="provider",result="${code}"}`)) >= 1, `${code} counted`);

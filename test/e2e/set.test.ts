@@ -6,15 +6,14 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { createNetwork, DEFAULT_LIMITS, type Network } from '../../src/p2p/network.ts';
-import { createLogger } from '../../src/node/logger.ts';
+import type { Network } from '../../src/p2p/network.ts';
 import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header } from '../../src/sidechain/block.ts';
 import { slotAt } from '../../src/consensus/aura.ts';
 import { aesGcmSeal, ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, randomNonce } from '../../src/crypto/primitives.ts';
 import { devShardSecrets } from '../../src/enclave/keys.ts';
 import { joinItems } from '../../src/enclave/state.ts';
 import { decodeExact, fromHex, toHex } from '../../src/codec/wire.ts';
-import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
+import { cleanupTempDirs, createEnclaveKeys, restartNode, scrapeMetrics, startNode, startTestPeer, tempDir, waitFor, type NodeHandle } from './harness.ts';
 
 const SLOT_MS = 300;
 const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
@@ -40,12 +39,8 @@ async function network(c: ValidateerClient): Promise<{ peerId: string; addresses
 
 before(async () => {
   const root = tempDir();
-  for (let i = 0; i < 3; i++) {
-    dataDirs.push(join(root, `v${i + 1}`));
-    const r = await runCli(['keys', '--data-dir', dataDirs[i]], { env: { VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } });
-    assert.equal(r.code, 0, r.stderr);
-    keys.push((JSON.parse(r.stdout) as { signingKey: string }).signingKey);
-  }
+  for (let i = 0; i < 3; i++) dataDirs.push(join(root, `v${i + 1}`));
+  keys.push(...(await createEnclaveKeys(dataDirs, { devShardSecrets: true })));
   // The first authority creates block 0; the others fetch it from the network.
   nodes.push(await startNode(config(0, [])));
   clients.push(await ValidateerClient.connect(nodes[0].rpcUrl));
@@ -137,21 +132,12 @@ async function forgedBlock(parent: Uint8Array, change: (h: Header) => void, sign
 
 test('forged blocks are rejected and their sender penalised: bad signature, wrong slot author, wrong state commitment', async () => {
   const target = await network(clients[0]);
-  const zero = new Uint8Array(32);
   const metric = async (name: string) => (await scrapeMetrics(nodes[0].metricsUrl)).get(name) ?? 0;
   const REJECTS = 'validateer_gossip_messages_total{topic="blocks",result="reject"}';
   const penalties0 = await metric('validateer_p2p_penalties_total');
   // Each forgery comes from a fresh peer: after a reject, gossipsub's score may already mute the sender.
   async function fromRogue(what: string, attempt: (rogue: Network, headBlock: () => Promise<Uint8Array>) => Promise<boolean>, intervalMs: number): Promise<void> {
-    const rogue = await createNetwork({
-      dataDir: tempDir(), shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: target.addresses, limits: DEFAULT_LIMITS,
-      logger: createLogger({ level: 'silent' }),
-    });
-    await rogue.start({
-      onBlock: async () => 'ignore', onCall: async () => 'ignore', onPeerStatus: () => undefined,
-      status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
-      blocksByRange: async () => [], blocksByHash: async () => [],
-    });
+    const rogue = await startTestPeer(SHARD, target.addresses);
     try {
       await waitFor(() => rogue.connectedPeers().includes(target.peerId), 'the rogue peer connected', 20_000);
       const headBlock = async () => (await rogue.requestBlocksByRange(target.peerId, (await clients[0].head()).number, 1))[0];

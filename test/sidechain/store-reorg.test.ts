@@ -102,6 +102,7 @@ test('append, head, lookups and ranges', async () => {
     assert.deepEqual(await collect(store.blocksFrom(6)), []);
 
     assert.deepEqual((await store.snapshots()).map((s) => s.number), [4, 2], 'newest first');
+    assert.equal(await store.newestSnapshotNumber(), 4);
   } finally {
     await store.close();
   }
@@ -140,6 +141,7 @@ test('reorg(2, [b3\', b4\']): blocks, indexes, head and snapshots above 2 are sw
     assert.equal(await reopened.callBlock(call('fork4')), 4);
 
     assert.deepEqual((await reopened.snapshots()).map((s) => [s.number, Buffer.from(s.sealed).toString()]), [[2, 'snap 2']], 'the snapshot at 4 was of the abandoned chain');
+    assert.equal(await reopened.newestSnapshotNumber(), 2);
     assert.deepEqual(hexes(await reopened.blockRange(0, 10)), bytesOf([...main.slice(0, 3), ...fork]));
     assert.deepEqual((await collect(reopened.blocksFrom(2, 512))).flat(), bytesOf([main[2], ...fork]));
 
@@ -171,6 +173,7 @@ test('reorg to a shorter chain, to nothing above the ancestor, and at the head (
     assert.deepEqual(headOf(store), { number: 2, hash: hex(fork[0].hash) });
     assert.deepEqual(hexes(await store.blockRange(0, 10)), bytesOf([main[0], main[1], fork[0]]));
     assert.deepEqual(await store.snapshots(), [], 'snapshots at 2 and 4 are above the ancestor 1');
+    assert.equal(await store.newestSnapshotNumber(), undefined);
 
     // no blocks: the chain is cut back to the ancestor, which becomes the head
     assert.deepEqual(hexes(await store.reorg(0, [])), bytesOf([main[1], fork[0]]));
