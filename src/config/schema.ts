@@ -37,6 +37,11 @@ export const configSchema = z.object({
     blockMaxCalls: z.number().int().positive().default(20000),
     /** A sealed state snapshot every this many blocks, so restart replays only the tail. */
     snapshotInterval: z.number().int().positive().default(200),
+    /**
+     * A new state key epoch after this many blocks (besides every change of the validateer set);
+     * 0 = only on set changes. A shard-wide rule: every validateer of the shard must use the same value.
+     */
+    keyRotationBlocks: z.number().int().min(0).default(14_400),
     /** Snapshots kept on disk (older ones are pruned). */
     snapshotsKept: z.number().int().positive().default(2),
   }).prefault({}),

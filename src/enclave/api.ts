@@ -4,7 +4,7 @@ import { z } from 'zod';
 
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
-const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int() });
+const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int(), stateKeyEpoch: z.number().int() });
 const submitResults = z.array(z.object({ hash: z.string().optional(), status: z.enum(['ready', 'future', 'invalid']), code: z.string().optional(), message: z.string().optional() }));
 /** A provisioning step: its result, or a refusal; `verification` = the peer's quote check ('ok', a refusal code, null = not reached). */
 function provisionOutcome<T extends z.ZodRawShape>(ok: T) {
@@ -49,7 +49,7 @@ export const enclaveApi = {
     params: z.object({}),
     result: z.object({
       signingKey: bytes32, shieldingKey: bytes32, shieldingKeyId: z.number().int(), stateKeyId: z.number().int(),
-      measurement: bytes32, signer: bytes32, attestation: z.string(), cryptoThreads: z.number().int(),
+      encryptionKey: bytes32, measurement: bytes32, signer: bytes32, attestation: z.string(), cryptoThreads: z.number().int(),
       secretsOrigin: z.enum(['generated', 'dev', 'provisioned']), holdsShardSecrets: z.boolean(),
     }),
   },
@@ -155,5 +155,6 @@ export const enclaveInit = z.object({
   slotDurationMs: z.number().int().positive().optional(),
   maxDriftMs: z.number().int().nonnegative().optional(),
   devShardSecrets: z.boolean().optional(),
+  keyRotationBlocks: z.number().int().nonnegative().optional(),
 });
 export type EnclaveInit = z.input<typeof enclaveInit>;

@@ -7,15 +7,16 @@ import {
   GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
   decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
 } from '../codec/wire.ts';
-import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
+import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header, type KeyRotation, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
 import { EnclaveError, RejectCode } from './errors.ts';
-import { installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
+import { addStateKey, installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
+import { checkRecipients, membersHash, openRotation, rotationDue, sealRotation, type Recipient } from './key-rotation.ts';
 import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
 import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
-import { Overlay, State, hexKey, joinItems, splitItems, unpaidWithdrawalId, type Item } from './state.ts';
+import { Overlay, State, epochOf, hexKey, joinItems, splitItems, unpaidWithdrawalId, type EpochRecord, type Item } from './state.ts';
 import { slotAt, slotAuthor } from '../consensus/aura.ts';
 import { hashThreads, type HashThreads } from './lthash-pool.ts';
 import { NO_PARENTCHAIN, creditShield, execute, precheck, refundWithdrawal, settlePayout, type StfContext } from './stf.ts';
@@ -28,7 +29,7 @@ import { CryptoPool } from './crypto-pool.ts';
 import { CallVerifier } from './verifier.ts';
 import { forwardKey, openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
 import { ProvisionRefusal, Provisioning } from './provisioning.ts';
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 
 export interface EnclaveOptions {
   dataDir: string;
@@ -46,6 +47,8 @@ export interface EnclaveOptions {
   maxDriftMs?: number;
   /** Derive the shard secrets from the shard id (dev set without provisioning; simulation only). */
   devShardSecrets?: boolean;
+  /** A new state key epoch after this many blocks (0: only when the member set changes). A shard-wide parameter. */
+  keyRotationBlocks?: number;
 }
 
 export interface SubmitResult { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string }
@@ -80,6 +83,9 @@ const SIGNATURE_CHUNK = 128;
 const RECENT_CALLS_KEPT = 65_536;
 /** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
 const REPLAY_WAIT_MS = 30_000;
+
+const sameEpoch = (a: EpochRecord, b: EpochRecord): boolean =>
+  a.epoch === b.epoch && a.keyId === b.keyId && a.startNumber === b.startNumber && Buffer.from(a.membersHash).equals(Buffer.from(b.membersHash));
 
 function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; slot: bigint; recent: { number: bigint; hash: Uint8Array }[]; state: Uint8Array } {
   // v1 snapshots (from before the parentchain) have no version byte; a v1 blob whose first byte
@@ -153,7 +159,8 @@ export class EnclaveCore {
       signingKey: this.keys.signingPublic,
       shieldingKey: this.keys.shieldingPublic,
       shieldingKeyId: this.keys.shieldingKeyId,
-      stateKeyId: this.keys.currentStateKeyId,
+      stateKeyId: this.currentEpoch().keyId,
+      encryptionKey: this.keys.encryptionPublic,
       measurement: this.measurement,
       signer: SIM_SIGNER_ID,
       attestation: this.attestation.kind,
@@ -169,6 +176,7 @@ export class EnclaveCore {
       headHash: this.head?.hash ?? ZERO32,
       accounts: this.state.accountCount,
       poolSize: this.pool.size,
+      stateKeyEpoch: this.currentEpoch().epoch,
     };
   }
 
@@ -289,7 +297,7 @@ export class EnclaveCore {
   parentchainDuties(input: { peerId: string; p2pAddresses: string[] }) {
     if (this.replaying) return [];
     return this.view().duties({
-      quote: (userData) => this.quote(userData), shard: this.opts.shard, peerId: input.peerId, p2pAddresses: input.p2pAddresses,
+      quote: (userData) => this.quote(userData), shard: this.opts.shard, peerId: input.peerId, p2pAddresses: input.p2pAddresses, encryptionKey: this.keys.encryptionPublic,
       // Only withdrawals of final blocks are paid: a burn in a block that a reorg abandons must not
       // have been paid out (and its id may name another withdrawal on the chain that wins).
       unpaid: this.state.unpaidWithdrawals().filter((w) => (this.withdrawalBlocks.get(w.id) ?? this.withdrawalBase) <= this.finalNumber()),
@@ -330,11 +338,10 @@ export class EnclaveCore {
 
   // ---------- blocks ----------
 
-  private sealBlock(header: Omit<Header, 'transitionsRoot'>, items: Item[], calls: Uint8Array[]): { bytes: Uint8Array; hash: Uint8Array } {
+  private sealBlock(header: Omit<Header, 'transitionsRoot'>, items: Item[], calls: Uint8Array[], keyId: number, rotation?: KeyRotation): { bytes: Uint8Array; hash: Uint8Array } {
     const nonce = randomNonce();
-    const keyId = this.keys.currentStateKeyId;
     const ciphertext = aesGcmSeal(this.keys.stateKeys.get(keyId)!, nonce, joinItems(items), transitionsAad(this.opts.shard, header.number));
-    const body = { transitions: { keyId, nonce, ciphertext }, calls };
+    const body = { transitions: { keyId, nonce, ciphertext }, calls, rotation };
     const full: Header = { ...header, transitionsRoot: bodyRoot(body) };
     const signature = ed25519Sign(this.keys.signingKey, headerSigningPayload(full));
     return { bytes: SignedBlock.enc({ header: full, body, signature }), hash: headerHash(full) };
@@ -348,13 +355,16 @@ export class EnclaveCore {
       const a = overlay.account(b.account);
       overlay.setAccount(b.account, { ...a, balance: a.balance + b.amount });
     }
+    // Epoch 0: the genesis key, sealed to nobody yet (the first block with members begins epoch 1).
+    const keyId = this.keys.currentStateKeyId;
+    overlay.setEpoch({ epoch: 0, keyId, startNumber: 0n, membersHash: ZERO32 });
     const items = overlay.items();
     const lthash = this.state.preview(items);
     const header = {
       parentHash: ZERO32, number: 0n, shard: this.opts.shard, slot: 0n, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: BigInt(timestampMs),
     };
-    const { bytes, hash } = this.sealBlock(header, items, []);
+    const { bytes, hash } = this.sealBlock(header, items, [], keyId);
     this.state.apply(items, lthash);
     this.setHead({ hash, number: 0n, slot: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32 }, items);
     return { block: bytes, hash };
@@ -374,6 +384,14 @@ export class EnclaveCore {
       throw new EnclaveError('NOT_CAUGHT_UP', `the chain has executed the parentchain to #${this.head.parentchainNumber}; this enclave authors from #${this.keys.provisionedAt}, where its shard secrets arrived`);
     }
     const number = this.head.number + 1n;
+    const pcNumberBuilt = this.parentchain ? this.parentchain.lightClient.number : this.head.parentchainNumber;
+    const epoch = this.currentEpoch();
+    const members = this.recipientsAt(pcNumberBuilt);
+    const rotate = rotationDue(epoch, members, number, this.opts.keyRotationBlocks ?? 0) !== null;
+    // Only a member makes a new epoch's key: one that is leaving must not know it.
+    if (rotate && !members.some((m) => me.equals(Buffer.from(m.signingKey)))) {
+      throw new EnclaveError('NOT_RECIPIENT', 'a new state key epoch is due and this enclave is no longer among the members it is sealed to');
+    }
     const ctx = this.stfContext();
     const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.account(Buffer.from(s, 'hex')).nonce)
       .map((d) => ({ hash: d.entry.hash, code: d.code, message: d.message }));
@@ -407,13 +425,23 @@ export class EnclaveCore {
         nonce++;
       }
     }
+    let keyId = epoch.keyId;
+    let rotation: KeyRotation | undefined;
+    if (rotate) {
+      keyId = this.freshStateKeyId();
+      const key = new Uint8Array(randomBytes(32));
+      rotation = sealRotation(this.opts.shard, number, keyId, key, members);
+      // Sealed to disk before the block exists: replay of our own store needs it.
+      this.keys = addStateKey(this.opts.dataDir, this.sealer, this.keys, keyId, key);
+      overlay.setEpoch({ epoch: epoch.epoch + 1, keyId, startNumber: number, membersHash: membersHash(members) });
+    }
     const items = overlay.items();
     const lthash = this.state.preview(items);
     const header = {
       parentHash: this.head.hash, number, shard: this.opts.shard, slot: input.slot, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber, parentchainHash, timestampMs: BigInt(input.timestampMs),
     };
-    const { bytes, hash } = this.sealBlock(header, items, callHashes);
+    const { bytes, hash } = this.sealBlock(header, items, callHashes, keyId, rotation);
     this.proposal = { hash, number, slot: input.slot, items, lthash, included, parentchainNumber, parentchainHash };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
@@ -513,7 +541,7 @@ export class EnclaveCore {
       const expected = slotAuthor(h.slot, this.authoritiesAfter(parent, h.parentchainNumber));
       if (!expected || !author.equals(Buffer.from(expected))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
     }
-    const items = this.openBlock(b, signatureChecked);
+    const items = this.openBlock(b, signatureChecked, true);
     const lthash = this.state.preview(items);
     if (!Buffer.from(lthash.digest()).equals(Buffer.from(h.stateCommitment))) {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
@@ -624,24 +652,92 @@ export class EnclaveCore {
     return { ...this.status(), blocks: r.blocks, transitions: r.transitions, commitment: this.state.commitment() };
   }
 
-  private openBlock(b: SignedBlockT, signatureChecked = false): Item[] {
+  /** Decrypts a block's transitions (learning a new epoch's key from it); `enforce`: imports check the epoch rules too. */
+  private openBlock(b: SignedBlockT, signatureChecked = false, enforce = false): Item[] {
     const h = b.header;
     if (!Buffer.from(h.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
     if (!this.isKnownAuthor(h.author)) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
     if (!signatureChecked && !ed25519Verify(h.author, headerSigningPayload(h), b.signature)) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
     if (!Buffer.from(bodyRoot(b.body)).equals(Buffer.from(h.transitionsRoot))) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
     const t = b.body.transitions;
+    const epoch = h.number === 0n ? undefined : this.currentEpoch();
+    const rotation = b.body.rotation;
+    const members = enforce && epoch ? this.checkRotation(b, epoch) : undefined;
+    if (rotation) this.learnStateKey(rotation, h.number);
+    // Each epoch's transitions are under its key and no other: older keys open nothing newer.
+    const expected = rotation?.keyId ?? epoch?.keyId;
+    if (expected !== undefined && t.keyId !== expected) throw new EnclaveError('BLOCK_WRONG_STATE_KEY', `block ${h.number} transitions are under key ${t.keyId}, not the epoch's key ${expected}`);
     const key = this.stateKeyObject(t.keyId);
     if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${h.number} uses unknown state key ${t.keyId}`);
     const plain = aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(h.shard, h.number));
     if (!plain) throw new EnclaveError('BLOCK_BAD_TRANSITIONS', `block ${h.number} transitions do not decrypt`);
     // Authenticated under the state key inside a signed block: only an enclave wrote these bytes,
     // so they are split into items, not decoded, on this hot path.
+    let items: Item[];
     try {
-      return splitItems(plain);
+      items = splitItems(plain);
     } catch {
       throw new EnclaveError('BLOCK_BAD_TRANSITIONS', `block ${h.number} transitions do not decode`);
     }
+    if (enforce) this.checkEpochRecord(b, items, epoch, members);
+    return items;
+  }
+
+  // ---------- state key epochs (key-rotation.ts) ----------
+
+  private currentEpoch(): EpochRecord {
+    return this.state.epoch() ?? { epoch: 0, keyId: this.keys.currentStateKeyId, startNumber: 0n, membersHash: ZERO32 };
+  }
+
+  /** Members as of parentchain block `n` with the keys rotated state keys are sealed to; none without a parentchain. */
+  private recipientsAt(n: number): Recipient[] {
+    return this.parentchain?.registry.activeAt(n).map((m) => ({ signingKey: m.signingKey, encryptionKey: m.encryptionKey })) ?? [];
+  }
+
+  private freshStateKeyId(): number {
+    for (;;) {
+      const id = randomBytes(4).readUInt32LE(0);
+      if (id > 1 && !this.keys.stateKeys.has(id)) return id;
+    }
+  }
+
+  /** Import: a block rotates exactly when a new epoch is due, sealed to exactly the members, by one of them. */
+  private checkRotation(b: SignedBlockT, epoch: EpochRecord): Recipient[] {
+    const h = b.header;
+    const members = this.recipientsAt(h.parentchainNumber);
+    const due = rotationDue(epoch, members, h.number, this.opts.keyRotationBlocks ?? 0);
+    const r = b.body.rotation;
+    if (due && !r) throw new EnclaveError('BLOCK_MISSING_ROTATION', `block ${h.number} must begin a new state key epoch (${due})`);
+    if (!due && r) throw new EnclaveError('BLOCK_UNEXPECTED_ROTATION', `block ${h.number} begins a state key epoch that is not due`);
+    if (r) {
+      checkRecipients(r, members, h.number);
+      if (!members.some((m) => Buffer.from(m.signingKey).equals(Buffer.from(h.author)))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${h.number}: a state key made by a non-member`);
+    }
+    return members;
+  }
+
+  /** The epoch record the block writes: epoch 0 in genesis, the next epoch in a rotating block, nothing otherwise. */
+  private checkEpochRecord(b: SignedBlockT, items: Item[], before: EpochRecord | undefined, members: Recipient[] | undefined): void {
+    const h = b.header;
+    const written = items.flatMap((i) => epochOf(i) ?? []);
+    const r = b.body.rotation;
+    let expected: EpochRecord | undefined;
+    if (h.number === 0n) expected = { epoch: 0, keyId: b.body.transitions.keyId, startNumber: 0n, membersHash: ZERO32 };
+    else if (r && before && members) expected = { epoch: before.epoch + 1, keyId: r.keyId, startNumber: h.number, membersHash: membersHash(members) };
+    const ok = expected
+      ? written.length === 1 && sameEpoch(written[0], expected)
+      : written.length === 0;
+    if (!ok) throw new EnclaveError('BLOCK_BAD_EPOCH', `block ${h.number} writes the wrong state key epoch record`);
+  }
+
+  /** A block's new key: known already (a provisioned epoch) or opened from this enclave's copy, then sealed to disk. */
+  private learnStateKey(r: KeyRotation, number: bigint): void {
+    const key = openRotation(r, this.opts.shard, number, { signingKey: this.keys.signingPublic, secretKey: this.keys.encryptionKey, publicKey: this.keys.encryptionPublic });
+    const known = this.keys.stateKeys.get(r.keyId);
+    if (known && key && !Buffer.from(known).equals(Buffer.from(key))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: state key ${r.keyId} differs from the one this enclave holds`);
+    if (known) return;
+    if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${number} begins state key epoch ${r.keyId}, which is not sealed to this enclave`);
+    this.keys = addStateKey(this.opts.dataDir, this.sealer, this.keys, r.keyId, key);
   }
 
   /** Executes one parentchain effect in the block being built; invocations report their call hash. */
@@ -741,7 +837,7 @@ export class EnclaveCore {
       if (r.status !== 'invalid' && forward.has(i)) toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call });
       return r;
     });
-    const key = this.keys.currentStateKeyId;
+    const key = this.currentEpoch().keyId;
     const forwarded = toForward.length > 0 ? sealForwarded({ id: key, key: this.forwardKey(key)! }, this.opts.shard, toForward) : null;
     return { results, forwarded };
   }

@@ -1,6 +1,7 @@
-// The enclave's keys: ed25519 signing (per enclave), X25519 shielding and AES-256-GCM state keys (per
-// shard, with ids). Generated once, sealed (signer policy, so they survive enclave upgrades by the
-// same signer) and never leave this module unsealed.
+// The enclave's keys: ed25519 signing and X25519 encryption (per enclave), X25519 shielding and
+// AES-256-GCM state keys (per shard, with ids; a new state key per epoch). Generated once, sealed
+// (signer policy, so they survive enclave upgrades by the same signer) and never leave this module
+// unsealed. The encryption key is what other enclaves seal new state keys to (key-rotation.ts).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
@@ -17,7 +18,7 @@ const KeyFileV1 = Struct({
   currentStateKeyId: u32,
 });
 /** v2 adds where the shard secrets came from (a v1 file's secrets were generated or dev-derived). */
-const KeyFile = Struct({
+const KeyFileV2 = Struct({
   version: u8,
   signingSeed: Bytes(32),
   shieldingKeyId: u32,
@@ -33,6 +34,19 @@ const KeyFile = Struct({
   provisionedAt: u32,
 });
 const KEY_FILE_V2 = 2;
+/** v3 adds the enclave's own X25519 encryption key (registered on the parentchain; receives rotated state keys). */
+const KeyFileV3 = Struct({
+  version: u8,
+  signingSeed: Bytes(32),
+  encryptionSecret: Bytes(32),
+  shieldingKeyId: u32,
+  shieldingSecret: Bytes(32),
+  stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
+  currentStateKeyId: u32,
+  origin: u8,
+  provisionedAt: u32,
+});
+const KEY_FILE_V3 = 3;
 
 /** generated: made here at first start (the shard's if this enclave is its first member); dev: derived from the shard id; provisioned: received from a member enclave. */
 export const SecretsOrigin = { generated: 0, dev: 1, provisioned: 2 } as const;
@@ -42,6 +56,9 @@ export interface EnclaveKeys {
   signingPublic: Uint8Array;
   signingKey: KeyObject;
   signingSeed: Uint8Array;
+  encryptionSecret: Uint8Array;
+  encryptionKey: KeyObject;
+  encryptionPublic: Uint8Array;
   shieldingKeyId: number;
   shieldingPublic: Uint8Array;
   shieldingSecret: Uint8Array;
@@ -62,17 +79,23 @@ export function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Arra
   return { shieldingSecret: derive('shielding'), stateKey: derive('state') };
 }
 
-type KeyFileT = ReturnType<typeof KeyFile.dec>;
+type KeyFileT = ReturnType<typeof KeyFileV3.dec>;
 
-function decodeKeyFile(bytes: Uint8Array): KeyFileT {
+/** Older files get an encryption key on load (`upgraded`: the caller seals the v3 file before using it). */
+function decodeKeyFile(bytes: Uint8Array): { file: KeyFileT; upgraded: boolean } {
+  const withEncryption = (f: Omit<KeyFileT, 'version' | 'encryptionSecret'>) => ({ file: { ...f, version: KEY_FILE_V3, encryptionSecret: x25519Generate().secretKey }, upgraded: true });
+  // A v1 file's first byte is its random seed's: a version byte counts only if the length fits.
+  if (bytes[0] === KEY_FILE_V3) {
+    try {
+      return { file: decodeExact(KeyFileV3, bytes, 'key file'), upgraded: false };
+    } catch { /* not v3 */ }
+  }
   if (bytes[0] === KEY_FILE_V2) {
     try {
-      return decodeExact(KeyFile, bytes, 'key file');
-    } catch {
-      // a v1 file whose seed starts with 2: its length does not fit v2
-    }
+      return withEncryption(decodeExact(KeyFileV2, bytes, 'key file'));
+    } catch { /* not v2 */ }
   }
-  return { version: KEY_FILE_V2, ...decodeExact(KeyFileV1, bytes, 'key file'), origin: SecretsOrigin.generated, provisionedAt: 0 };
+  return withEncryption({ ...decodeExact(KeyFileV1, bytes, 'key file'), origin: SecretsOrigin.generated, provisionedAt: 0 });
 }
 
 function keysOf(file: KeyFileT): EnclaveKeys {
@@ -81,6 +104,9 @@ function keysOf(file: KeyFileT): EnclaveKeys {
     signingSeed: file.signingSeed,
     signingKey: ed25519PrivateKey(file.signingSeed),
     signingPublic: ed25519PublicFromSeed(file.signingSeed),
+    encryptionSecret: file.encryptionSecret,
+    encryptionKey: x25519PrivateKey(file.encryptionSecret),
+    encryptionPublic: x25519PublicFromSecret(file.encryptionSecret),
     shieldingKeyId: file.shieldingKeyId,
     shieldingSecret: file.shieldingSecret,
     shieldingKey: x25519PrivateKey(file.shieldingSecret),
@@ -94,13 +120,29 @@ function keysOf(file: KeyFileT): EnclaveKeys {
 
 const keyPath = (dataDir: string) => join(dataDir, 'enclave', 'keys.sealed');
 
+function writeKeyFile(dataDir: string, sealer: Sealer, file: KeyFileT): EnclaveKeys {
+  writeFileAtomic(keyPath(dataDir), sealer.seal('signer', 'keys', KeyFileV3.enc(file)));
+  return keysOf(file);
+}
+
+function fileOf(keys: EnclaveKeys): KeyFileT {
+  return {
+    version: KEY_FILE_V3, signingSeed: keys.signingSeed, encryptionSecret: keys.encryptionSecret, ...shardSecretsOf(keys),
+    origin: SecretsOrigin[keys.secretsOrigin], provisionedAt: keys.provisionedAt,
+  };
+}
+
 export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uint8Array): { keys: EnclaveKeys; created: boolean } {
   const path = keyPath(dataDir);
-  if (existsSync(path)) return { created: false, keys: keysOf(decodeKeyFile(sealer.unseal('keys', new Uint8Array(readFileSync(path))))) };
+  if (existsSync(path)) {
+    const { file, upgraded } = decodeKeyFile(sealer.unseal('keys', new Uint8Array(readFileSync(path))));
+    return { created: false, keys: upgraded ? writeKeyFile(dataDir, sealer, file) : keysOf(file) };
+  }
   const shared = devShard ? devShardSecrets(devShard) : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
   const file: KeyFileT = {
-    version: KEY_FILE_V2,
+    version: KEY_FILE_V3,
     signingSeed: new Uint8Array(randomBytes(32)),
+    encryptionSecret: x25519Generate().secretKey,
     shieldingKeyId: 1,
     shieldingSecret: shared.shieldingSecret,
     stateKeys: [{ id: 1, key: shared.stateKey }],
@@ -108,8 +150,7 @@ export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uin
     origin: devShard ? SecretsOrigin.dev : SecretsOrigin.generated,
     provisionedAt: 0,
   };
-  writeFileAtomic(path, sealer.seal('signer', 'keys', KeyFile.enc(file)));
-  return { created: true, keys: keysOf(file) };
+  return { created: true, keys: writeKeyFile(dataDir, sealer, file) };
 }
 
 /** The shard secrets this enclave holds, as provisioning hands them over. */
@@ -122,7 +163,14 @@ export function shardSecretsOf(keys: EnclaveKeys): { shieldingKeyId: number; shi
 
 /** Replaces the shard secrets with provisioned ones (the signing key stays); sealed before they are used. */
 export function installShardSecrets(dataDir: string, sealer: Sealer, keys: EnclaveKeys, secrets: ReturnType<typeof shardSecretsOf>, provisionedAt: number): EnclaveKeys {
-  const file: KeyFileT = { version: KEY_FILE_V2, signingSeed: keys.signingSeed, ...secrets, origin: SecretsOrigin.provisioned, provisionedAt };
-  writeFileAtomic(keyPath(dataDir), sealer.seal('signer', 'keys', KeyFile.enc(file)));
-  return keysOf(file);
+  return writeKeyFile(dataDir, sealer, { ...fileOf(keys), ...secrets, origin: SecretsOrigin.provisioned, provisionedAt });
+}
+
+/**
+ * Adds a state key of a new epoch (made here or received in a block), sealed before any block that
+ * uses it is stored: replay from the event log needs it. Earlier epochs' keys stay, for replay.
+ */
+export function addStateKey(dataDir: string, sealer: Sealer, keys: EnclaveKeys, id: number, key: Uint8Array): EnclaveKeys {
+  const stateKeys = [...shardSecretsOf(keys).stateKeys.filter((k) => k.id !== id), { id, key }];
+  return writeKeyFile(dataDir, sealer, { ...fileOf(keys), stateKeys, currentStateKeyId: id });
 }

@@ -207,7 +207,7 @@ export class ParentchainView {
    * creates the vault, funds its keep-alive reserve, makes every member a proxy of the vault, and
    * pays out withdrawals.
    */
-  duties(input: { quote: (userData: Uint8Array) => Uint8Array; shard: Uint8Array; peerId: string; p2pAddresses: string[]; unpaid: Withdrawal[] }): Duty[] {
+  duties(input: { quote: (userData: Uint8Array) => Uint8Array; shard: Uint8Array; peerId: string; p2pAddresses: string[]; encryptionKey: Uint8Array; unpaid: Withdrawal[] }): Duty[] {
     const out: Duty[] = [];
     const r = this.registry;
     const number = this.lightClient.number;
@@ -217,8 +217,8 @@ export class ParentchainView {
       out.push({ key, callData, description });
     };
     if (!r.isActive(this.signingKey, number)) {
-      const quote = input.quote(registrationUserData(input.shard, input.peerId, input.p2pAddresses));
-      const message = encodeMessage({ tag: 'register', value: { shard: input.shard, quote, signingKey: this.signingKey, p2pAddresses: input.p2pAddresses, peerId: input.peerId } });
+      const quote = input.quote(registrationUserData(input.shard, input.peerId, input.p2pAddresses, input.encryptionKey));
+      const message = encodeMessage({ tag: 'register', value: { shard: input.shard, quote, signingKey: this.signingKey, p2pAddresses: input.p2pAddresses, peerId: input.peerId, encryptionKey: input.encryptionKey } });
       offer('register', remarkCall(this.callIndices, message), 'register this enclave');
       return out;
     }

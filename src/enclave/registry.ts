@@ -24,6 +24,8 @@ export interface RelevantExtrinsic { index: number; signer?: Uint8Array; success
 
 export const Member = Struct({
   signingKey: Bytes(32), measurement: Bytes(32), peerId: str, p2pAddresses: Vector(str),
+  /** X25519: rotated state keys are sealed to it (key-rotation.ts). */
+  encryptionKey: Bytes(32),
   registeredAt: u32, registeredIndex: u32, unregisteredAt: Option(u32),
 });
 export type Member = ReturnType<typeof Member.dec>;
@@ -54,9 +56,9 @@ export type RegistryData = ReturnType<typeof RegistryData.dec>;
 export { HPKE_INFO_SHIELD };
 const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
 
-/** What a registration's quote binds besides the signing key: shard, peer id and addresses. */
-export function registrationUserData(shard: Uint8Array, peerId: string, p2pAddresses: string[]): Uint8Array {
-  return sha256(concatBytes(new TextEncoder().encode('validateer/register/v1'), shard, str.enc(peerId), Vector(str).enc(p2pAddresses)));
+/** What a registration's quote binds besides the signing key: shard, peer id, addresses and encryption key. */
+export function registrationUserData(shard: Uint8Array, peerId: string, p2pAddresses: string[], encryptionKey: Uint8Array): Uint8Array {
+  return sha256(concatBytes(new TextEncoder().encode('validateer/register/v2'), shard, str.enc(peerId), Vector(str).enc(p2pAddresses), encryptionKey));
 }
 
 export interface RegistryContext {
@@ -145,7 +147,7 @@ export class Registry {
         try {
           const q = verifySimulatedQuote(v.quote, { trustedAuthorities: this.ctx.trustedAuthorities, allowedMeasurements: this.ctx.allowedMeasurements });
           if (!same(q.reportData.subarray(0, 32), v.signingKey)) throw new Error('quote does not bind the signing key');
-          if (!same(q.reportData.subarray(32), registrationUserData(this.ctx.shard, v.peerId, v.p2pAddresses))) throw new Error('quote does not bind the peer id and addresses');
+          if (!same(q.reportData.subarray(32), registrationUserData(this.ctx.shard, v.peerId, v.p2pAddresses, v.encryptionKey))) throw new Error('quote does not bind the peer id, addresses and encryption key');
           measurement = q.measurement;
         } catch (err) {
           return void ignore(out, `${where}: registration of ${hex(v.signingKey)} ignored: ${(err as Error).message}`);
@@ -154,10 +156,11 @@ export class Registry {
         if (existing) {
           existing.peerId = v.peerId;
           existing.p2pAddresses = v.p2pAddresses;
+          existing.encryptionKey = v.encryptionKey;
           out.push({ kind: 'registered', detail: `${hex(v.signingKey)} updated its addresses` });
           return;
         }
-        this.data.members.push({ signingKey: v.signingKey, measurement, peerId: v.peerId, p2pAddresses: v.p2pAddresses, registeredAt: number, registeredIndex: x.index, unregisteredAt: undefined });
+        this.data.members.push({ signingKey: v.signingKey, measurement, peerId: v.peerId, p2pAddresses: v.p2pAddresses, encryptionKey: v.encryptionKey, registeredAt: number, registeredIndex: x.index, unregisteredAt: undefined });
         out.push({ kind: 'registered', detail: hex(v.signingKey) });
         return;
       }

@@ -2,13 +2,15 @@
 // A state item is kept as its SCALE encoding (a StateWrite: the full value of one account or memo).
 // The same bytes are the element of the LtHash commitment, the entry of a block's transitions and
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
-import { Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
+import { Bytes, Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
 import { AccountId, Memo, decodeExact } from '../codec/wire.ts';
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
 export interface ShardRecord { shieldedSupply: bigint; nextWithdrawal: bigint }
 export interface Withdrawal { id: bigint; from: Uint8Array; beneficiary: Uint8Array; amount: bigint; paid: boolean }
+/** The state key epoch: its key id, the block that began it, and the hash of the members it was sealed to (key-rotation.ts). */
+export interface EpochRecord { epoch: number; keyId: number; startNumber: bigint; membersHash: Uint8Array }
 export const StateWrite = Enum({
   account: Struct({ id: AccountId, balance: u128, nonce: u32, memoCount: u32 }),
   memo: Struct({ id: AccountId, index: u32, memo: Memo }),
@@ -16,6 +18,8 @@ export const StateWrite = Enum({
   shard: Struct({ shieldedSupply: u128, nextWithdrawal: u64 }),
   /** An unshield: burned here, paid from the vault on the parentchain (paid once the payout is seen there). */
   withdrawal: Struct({ id: u64, from: AccountId, beneficiary: AccountId, amount: u128, paid: bool }),
+  /** The current state key epoch; absent until the first rotation (epoch 0: the key of genesis). */
+  epoch: Struct({ epoch: u32, keyId: u32, startNumber: u64, membersHash: Bytes(32) }),
 });
 export type StateWrite = ReturnType<typeof StateWrite.dec>;
 /** One state item: the SCALE encoding of a StateWrite. */
@@ -25,10 +29,12 @@ const TAG_ACCOUNT = 0;
 const TAG_MEMO = 1;
 const TAG_SHARD = 2;
 const TAG_WITHDRAWAL = 3;
+export const TAG_EPOCH = 4;
 const ACCOUNT_ITEM_BYTES = 57; // tag, id 32, balance u128, nonce u32, memoCount u32
 const MEMO_FIXED_BYTES = 85; // tag, id 32, index u32, from 32, amount u128 (then text, block u64)
-const FIXED_BYTES: Record<number, number> = { [TAG_ACCOUNT]: ACCOUNT_ITEM_BYTES, [TAG_SHARD]: 25, [TAG_WITHDRAWAL]: 90 };
+const FIXED_BYTES: Record<number, number> = { [TAG_ACCOUNT]: ACCOUNT_ITEM_BYTES, [TAG_SHARD]: 25, [TAG_WITHDRAWAL]: 90, [TAG_EPOCH]: 49 };
 const SHARD_KEY = 'shard';
+const EPOCH_KEY = 'epoch';
 const EMPTY_SHARD: ShardRecord = Object.freeze({ shieldedSupply: 0n, nextWithdrawal: 0n });
 const U64 = (1n << 64n) - 1n;
 
@@ -65,6 +71,17 @@ export function withdrawalItem(w: Withdrawal): Item {
   return StateWrite.enc({ tag: 'withdrawal', value: w });
 }
 
+export function epochItem(e: EpochRecord): Item {
+  return StateWrite.enc({ tag: 'epoch', value: e });
+}
+
+/** The epoch record an item writes, if it is one. */
+export function epochOf(item: Item): EpochRecord | undefined {
+  if (item[0] !== TAG_EPOCH) return undefined;
+  const w = decodeItem(item);
+  return w.tag === 'epoch' ? w.value : undefined;
+}
+
 /** The id of the withdrawal an item writes unpaid (its creation), if it is one. */
 export function unpaidWithdrawalId(item: Item): bigint | undefined {
   if (item[0] !== TAG_WITHDRAWAL || item[item.length - 1] !== 0) return undefined;
@@ -82,6 +99,7 @@ const withdrawalKey = (id: bigint): string => `w:${id}`;
 function itemKey(item: Item): string {
   const b = view(item);
   if (item[0] === TAG_SHARD) return SHARD_KEY;
+  if (item[0] === TAG_EPOCH) return EPOCH_KEY;
   if (item[0] === TAG_WITHDRAWAL) return withdrawalKey(b.readBigUInt64LE(1));
   const id = b.toString('hex', 1, 33);
   return item[0] === TAG_ACCOUNT ? id : memoKey(id, b.readUInt32LE(33));
@@ -151,7 +169,7 @@ interface Layer { items: Map<string, Item>; lthashBefore: LtHash }
 export class State {
   readonly accounts = new Map<string, Item>();
   readonly memos = new Map<string, Item>();
-  /** The shard record and withdrawals (few; keyed 'shard' and 'w:<id>'). */
+  /** The shard record, the epoch record and withdrawals (few; keyed 'shard', 'epoch' and 'w:<id>'). */
   readonly records = new Map<string, Item>();
   lthash = new LtHash();
   private layers: Layer[] = [];
@@ -197,6 +215,12 @@ export class State {
     const item = this.lookup(SHARD_KEY, this.records);
     const w = item ? decodeItem(item) : undefined;
     return w?.tag === 'shard' ? w.value : EMPTY_SHARD;
+  }
+
+  /** The current state key epoch record (undefined before the first rotation). */
+  epoch(): EpochRecord | undefined {
+    const item = this.lookup(EPOCH_KEY, this.records);
+    return item ? epochOf(item) : undefined;
   }
 
   withdrawal(id: bigint): Withdrawal | undefined {
@@ -373,6 +397,10 @@ export class Overlay {
 
   setWithdrawal(w: Withdrawal): void {
     this.records.set(withdrawalKey(w.id), withdrawalItem(w));
+  }
+
+  setEpoch(e: EpochRecord): void {
+    this.records.set(EPOCH_KEY, epochItem(e));
   }
 
   items(): Item[] {

@@ -27,6 +27,7 @@ export interface Metrics {
   readonly callPoolSize: Gauge;
   readonly blockProductionSeconds: Histogram;
   readonly stateAccounts: Gauge;
+  readonly stateKeyEpoch: Gauge;
   readonly eventLogEntries: Gauge;
   readonly rpcRequests: Counter<'method' | 'outcome'>;
   readonly rpcConnections: Gauge;
@@ -56,6 +57,8 @@ export interface Metrics {
   readonly p2pPenalties: Counter;
   /** Counts a gossip message by topic and validation result (bounded label sets). */
   countGossip(topic: string, result: string): void;
+  /** The enclave's state gauges after a block: accounts and the state key epoch. */
+  observeState(status: { accounts: number; stateKeyEpoch: number }): void;
   /** Counts a sidechain block received from the network by import result (bounded label set). */
   countImport(result: string, n?: number): void;
   /** Counts a parentchain extrinsic this validateer sent; calls outside the known set become 'other'. */
@@ -161,6 +164,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
       registers,
     }),
     stateAccounts: new Gauge({ name: 'validateer_state_accounts', help: 'Accounts in the shard state.', registers }),
+    stateKeyEpoch: new Gauge({ name: 'validateer_state_key_epoch', help: 'State key epoch of the head block (a new one when the validateer set changes or on schedule).', registers }),
     eventLogEntries: new Gauge({ name: 'validateer_event_log_entries', help: 'Entries in the event log.', registers }),
     rpcRequests,
     rpcConnections: new Gauge({ name: 'validateer_rpc_connections', help: 'Open JSON-RPC connections.', registers }),
@@ -190,6 +194,10 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     p2pPenalties: new Counter({ name: 'validateer_p2p_penalties_total', help: 'Penalties given to peers for invalid blocks, calls or requests.', registers }),
     countGossip(topic, result) {
       gossipMessages.inc({ topic: gossipTopics.has(topic) ? topic : OTHER, result: gossipResults.has(result) ? result : OTHER });
+    },
+    observeState(status) {
+      this.stateAccounts.set(status.accounts);
+      this.stateKeyEpoch.set(status.stateKeyEpoch);
     },
     countImport(result, n = 1) {
       blocksImported.inc({ result: importResults.has(result) ? result : OTHER }, n);

@@ -26,7 +26,7 @@ export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: b
   metrics.sidechainBlocksProduced.inc();
   metrics.sidechainHeadNumber.set(p.number);
   metrics.eventLogEntries.set(p.number + 1);
-  metrics.stateAccounts.set(status.accounts);
+  metrics.observeState(status);
   metrics.callPoolSize.set(status.poolSize);
   metrics.countCall('included', p.included.length);
   for (const r of p.rejected) metrics.countCall(r.code === 'NONCE_GAP_EXPIRED' ? 'future_dropped' : 'invalid');

@@ -380,14 +380,14 @@ export class ChainService {
     return { invalid: [], stalled: false };
   }
 
-  private afterImport(b: TreeBlock, calls: string[], status: { accounts: number; poolSize: number }, ms: number): void {
+  private afterImport(b: TreeBlock, calls: string[], status: { accounts: number; poolSize: number; stateKeyEpoch: number }, ms: number): void {
     const m = this.d.metrics;
     m.countImport('imported');
     m.blockImportSeconds.observe(ms / 1000);
     if (b.gossipAtMs !== null) m.blockPropagationSeconds.observe(Math.max(0, Date.now() - slotStartMs(b.slot, this.o.slotDurationMs)) / 1000);
     m.sidechainHeadNumber.set(b.number);
     m.eventLogEntries.set(b.number + 1);
-    m.stateAccounts.set(status.accounts);
+    m.observeState(status);
     m.callPoolSize.set(status.poolSize);
     const blockHash = '0x' + b.hash;
     for (const h of calls) this.d.relay.settle(h, { status: 'inBlock', blockHash, blockNumber: b.number });

@@ -11,6 +11,7 @@ export function enclaveInitFrom(config: Config, dataDir: string, workers = confi
     dataDir, shard: fromHex(config.shard), workers, pool: config.pool, authorities: config.authorities.map(fromHex),
     trustedAuthorities: config.enclave.attestation.trustedAuthorities.map(fromHex), allowedMeasurements: config.enclave.allowedMeasurements.map(fromHex),
     slotDurationMs: config.sidechain.slotDurationMs, devShardSecrets: config.enclave.devShardSecrets,
+    keyRotationBlocks: config.sidechain.keyRotationBlocks,
   };
 }
 

@@ -175,7 +175,7 @@ export class Onboarding {
           metrics.syncBlocks.inc(applied.length);
           metrics.sidechainHeadNumber.set(cursor - 1);
           metrics.eventLogEntries.set(cursor);
-          metrics.stateAccounts.set(r.status.accounts);
+          metrics.observeState(r.status);
         }
         if (r.failure) {
           blocks = blocks.slice(r.imported.length);

@@ -101,7 +101,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       metrics.sidechainHeadNumber.set(head.number);
       metrics.eventLogEntries.set(head.number + 1);
     }
-    metrics.stateAccounts.set(status.accounts);
+    metrics.observeState(status);
 
     const relay = new CallRelay(enclave);
     const configured = new Set(config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey]);

@@ -11,8 +11,11 @@ export const MESSAGE_MAGIC = new TextEncoder().encode('vldtr');
 export const MESSAGE_VERSION = 1;
 
 export const ParentchainMessage = Enum({
-  /** An enclave announces itself for a shard; `quote` binds `signingKey` to a measurement. */
-  register: Struct({ shard: H256, quote: Bytes(), signingKey: H256, p2pAddresses: Vector(str), peerId: str }),
+  /**
+   * An enclave announces itself for a shard; `quote` binds `signingKey` to a measurement, and the
+   * rest (with `encryptionKey`, the X25519 key other enclaves seal new state keys to) to the quote.
+   */
+  register: Struct({ shard: H256, quote: Bytes(), signingKey: H256, p2pAddresses: Vector(str), peerId: str, encryptionKey: H256 }),
   unregister: Struct({ shard: H256, signingKey: H256 }),
   /** Indirect invocation: a shielded trusted call (opaque HPKE ciphertext here). */
   invoke: Struct({ shard: H256, request: Bytes() }),

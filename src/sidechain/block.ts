@@ -1,6 +1,6 @@
 // Sidechain block: header (signed by the author's enclave) and body (encrypted transitions + included
-// call hashes). The header commits to the body through transitionsRoot = sha256(SCALE(body)).
-import { Bytes, Struct, Vector, u32, u64 } from 'scale-ts';
+// call hashes, and a new state key when the block begins an epoch). The header commits to the body through transitionsRoot = sha256(SCALE(body)).
+import { Bytes, Option, Struct, Vector, u32, u64 } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { H256, concatBytes } from '../codec/wire.ts';
 
@@ -22,7 +22,14 @@ export type Header = ReturnType<typeof Header.dec>;
 export const EncryptedPayload = Struct({ keyId: u32, nonce: Bytes(12), ciphertext: Bytes() });
 export type EncryptedPayload = ReturnType<typeof EncryptedPayload.dec>;
 
-export const Body = Struct({ transitions: EncryptedPayload, calls: Vector(H256) });
+/**
+ * A new state key epoch begun by this block (its transitions are already under `keyId`): the key
+ * HPKE-sealed to each member's registered encryption key, in registration order.
+ */
+export const KeyRotation = Struct({ keyId: u32, wraps: Vector(Struct({ member: Bytes(32), enc: Bytes(32), ciphertext: Bytes() })) });
+export type KeyRotation = ReturnType<typeof KeyRotation.dec>;
+
+export const Body = Struct({ transitions: EncryptedPayload, calls: Vector(H256), rotation: Option(KeyRotation) });
 export type Body = ReturnType<typeof Body.dec>;
 
 export const SignedBlock = Struct({ header: Header, body: Body, signature: Bytes(64) });

@@ -86,13 +86,15 @@ test('the validateer registers itself; the registered set and the vault are deri
   assert.ok(out.stdout.includes(toHex(signingKey)));
 });
 
+const ENCRYPTION_KEY = new Uint8Array(32).fill(7);
+
 test('a registration with a forged quote is ignored', async () => {
   const peerId = 'forged';
-  const userData = registrationUserData(SHARD, peerId, []);
+  const userData = registrationUserData(SHARD, peerId, [], ENCRYPTION_KEY);
   // A quote signed by an attestation authority nobody trusts, binding the forger's key.
   const quote = simulatedProvider(new Uint8Array(32).fill(1), new Uint8Array(32).fill(2), new Uint8Array(32).fill(9))
     .quote(new Uint8Array([...forger.publicKey, ...userData]));
-  const remark = encodeMessage({ tag: 'register', value: { shard: SHARD, quote, signingKey: forger.publicKey, p2pAddresses: [], peerId } });
+  const remark = encodeMessage({ tag: 'register', value: { shard: SHARD, quote, signingKey: forger.publicKey, p2pAddresses: [], peerId, encryptionKey: ENCRYPTION_KEY } });
   const r = await pc.submit(forger, { kind: 'remark', remark }, { waitFor: 'finalized' });
   assert.ok(r.success);
   await processed(r.blockNumber);

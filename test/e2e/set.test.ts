@@ -120,7 +120,7 @@ async function forgedBlock(parent: Uint8Array, change: (h: Header) => void, sign
   const nonce = randomNonce();
   // Empty transitions under the dev shard's state key (derivable from the shard id, as every dev enclave does).
   const ciphertext = aesGcmSeal(devShardSecrets(SHARD).stateKey, nonce, joinItems([]), transitionsAad(SHARD, number));
-  const body = { transitions: { keyId: 1, nonce, ciphertext }, calls: [] };
+  const body = { transitions: { keyId: 1, nonce, ciphertext }, calls: [], rotation: undefined };
   const header: Header = {
     ...p.header, parentHash: headerHash(p.header), number, slot: slotAt(Date.now(), SLOT_MS), author: ed25519PublicFromSeed(ROGUE_SEED),
     transitionsRoot: bodyRoot(body), timestampMs: BigInt(Date.now()),

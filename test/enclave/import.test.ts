@@ -309,7 +309,7 @@ test('import rejections: each with its code, the head unchanged, a valid block s
     ['parentchain block without a parentchain', forge(p.block, ak, (h) => ({ ...h, parentchainNumber: 1 })), 'BLOCK_BAD_PARENTCHAIN'],
     ['included calls changed', SignedBlock.enc({ ...SignedBlock.dec(p.block), body: { ...SignedBlock.dec(p.block).body, calls: [] } }), 'BLOCK_BAD_BODY'],
     ['transitions tampered (root and signature redone)', forge(p.block, ak, (h) => h, (body) => ({ ...body, transitions: { ...body.transitions, ciphertext: flip(body.transitions.ciphertext, 0) } })), 'BLOCK_BAD_TRANSITIONS'],
-    ['unknown state key', forge(p.block, ak, (h) => h, (body) => ({ ...body, transitions: { ...body.transitions, keyId: 9 } })), 'STATE_KEY_UNKNOWN'],
+    ['transitions under another key than the epoch\'s', forge(p.block, ak, (h) => h, (body) => ({ ...body, transitions: { ...body.transitions, keyId: 9 } })), 'BLOCK_WRONG_STATE_KEY'],
     ['random bytes', new Uint8Array(randomBytes(200)), 'DECODE_FAILED'],
     ['truncated', p.block.subarray(0, p.block.length - 1), 'DECODE_FAILED'],
     ['trailing byte', new Uint8Array([...p.block, 0]), 'DECODE_FAILED'],

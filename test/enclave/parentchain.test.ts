@@ -21,10 +21,14 @@ import type { ImportedBlock } from '../../src/enclave/parentchain-view.ts';
 import { blake2_256, orderedTrieRoot } from '../../src/enclave/trie.ts';
 import { DEV_AUTHORITY_PUBLIC, simulatedProvider, verifySimulatedQuote } from '../../src/enclave/attestation.ts';
 import { computeMeasurement } from '../../src/enclave/measurement.ts';
-import { SIM_SIGNER_ID } from '../../src/enclave/sealing.ts';
+import { SIM_SIGNER_ID, Sealer } from '../../src/enclave/sealing.ts';
+import { loadOrCreateKeys } from '../../src/enclave/keys.ts';
+import { openRotation } from '../../src/enclave/key-rotation.ts';
+import { SignedBlock, bodyRoot, headerSigningPayload, transitionsAad, type SignedBlock as SignedBlockT } from '../../src/sidechain/block.ts';
+import type { KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../../src/crypto/hpke.ts';
-import { ed25519Verify, sha256, x25519Generate } from '../../src/crypto/primitives.ts';
-import { concatBytes } from '../../src/codec/wire.ts';
+import { aesGcmOpen, ed25519Sign, ed25519Verify, sha256, x25519Generate } from '../../src/crypto/primitives.ts';
+import { concatBytes, decodeExact } from '../../src/codec/wire.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src/parentchain/messages.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
@@ -204,12 +208,15 @@ function registryCtx(shard = SHARD): RegistryContext {
   };
 }
 
-function registerMessage(signingKey: Uint8Array, o: { quote?: Uint8Array; shard?: Uint8Array; peerId?: string; addrs?: string[] } = {}): ParentchainMessage {
+const ENC_KEY = key32('encryption key');
+
+function registerMessage(signingKey: Uint8Array, o: { quote?: Uint8Array; shard?: Uint8Array; peerId?: string; addrs?: string[]; encryptionKey?: Uint8Array } = {}): ParentchainMessage {
   const shard = o.shard ?? SHARD;
   const peerId = o.peerId ?? PEER;
   const p2pAddresses = o.addrs ?? ADDRS;
-  const quote = o.quote ?? provider.quote(concatBytes(signingKey, registrationUserData(shard, peerId, p2pAddresses)));
-  return { tag: 'register', value: { shard, quote, signingKey, p2pAddresses, peerId } };
+  const encryptionKey = o.encryptionKey ?? ENC_KEY;
+  const quote = o.quote ?? provider.quote(concatBytes(signingKey, registrationUserData(shard, peerId, p2pAddresses, encryptionKey)));
+  return { tag: 'register', value: { shard, quote, signingKey, p2pAddresses, peerId, encryptionKey } };
 }
 
 function sealRecipient(recipient: Uint8Array, aad = SHARD, to = shieldingKeys.publicKey): Uint8Array {
@@ -381,7 +388,7 @@ test('registry: a registration with a valid quote is accepted; forged, mismatche
   const reg = new Registry(registryCtx());
   const k = key32('enclave k');
   const other = key32('enclave other');
-  const userData = registrationUserData(SHARD, PEER, ADDRS);
+  const userData = registrationUserData(SHARD, PEER, ADDRS, ENC_KEY);
   const quoteFor = (p = provider, data = concatBytes(k, userData)) => p.quote(data);
   const flip = (b: Uint8Array, i: number) => Uint8Array.from(b, (v, j) => (j === (i < 0 ? b.length + i : i) ? v ^ 1 : v));
 
@@ -391,8 +398,10 @@ test('registry: a registration with a valid quote is accepted; forged, mismatche
   assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor().subarray(1) })) }), /malformed/);
   assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(simulatedProvider(key32('other code'), SIM_SIGNER_ID)) })) }), /measurement is not allowed/);
   assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(other, userData)) })) }), /does not bind the signing key/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), addrs: ['/ip4/6.6.6.6/tcp/1'] })) }), /peer id and addresses/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(k, registrationUserData(OTHER_SHARD, PEER, ADDRS))) })) }), /peer id and addresses/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), addrs: ['/ip4/6.6.6.6/tcp/1'] })) }), /peer id, addresses and encryption key/);
+  // the host swaps in an encryption key of its own: the quote no longer binds it
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), encryptionKey: key32('host key') })) }), /encryption key/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(k, registrationUserData(OTHER_SHARD, PEER, ADDRS, ENC_KEY))) })) }), /peer id, addresses and encryption key/);
   // signed by another account than the key it registers
   assertIgnored(apply(reg, 3, { signer: other, call: msg(registerMessage(k)) }), /not signed by its signing key/);
   // the host claims the signer, but the bytes are signed by someone else
@@ -598,10 +607,10 @@ class Host {
   readonly dataDir: string;
   slot = 1n;
 
-  constructor(chain: FakeChain, dataDir = tempDir()) {
+  constructor(chain: FakeChain, dataDir = tempDir(), options: { keyRotationBlocks?: number } = {}) {
     this.chain = chain;
     this.dataDir = dataDir;
-    this.core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+    this.core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...options });
   }
 
   get key(): Uint8Array {
@@ -711,7 +720,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     if (regMsg?.tag !== 'register') return;
     assert.deepEqual([regMsg.value.signingKey, regMsg.value.shard, regMsg.value.peerId, regMsg.value.p2pAddresses], [host.key, SHARD, PEER, ADDRS]);
     const q = verifySimulatedQuote(regMsg.value.quote, { trustedAuthorities: [DEV_AUTHORITY_PUBLIC], allowedMeasurements: [MEASUREMENT] });
-    assert.deepEqual(q.reportData, concatBytes(host.key, registrationUserData(SHARD, PEER, ADDRS)));
+    assert.deepEqual(q.reportData, concatBytes(host.key, registrationUserData(SHARD, PEER, ADDRS, host.core.info().encryptionKey)));
     host.sign(reg.callData);
     assert.deepEqual(host.info().dutiesInFlight, ['register']);
     assert.equal(codeOf(() => host.sign(reg.callData)), 'DUTY_IN_FLIGHT');
@@ -1258,3 +1267,124 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
 function ProvisionRequestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
   return sha256(concatBytes(te.encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
 }
+
+// =============================================================================================
+// State key epochs (key-rotation.ts), through EnclaveCore
+
+test('state key epochs: a join and a departure each begin one, sealed to the members; the departed enclave holds no key to what follows; schedule; replay', async () => {
+  const chain = new FakeChain();
+  const opts = { keyRotationBlocks: 6 };
+  const [a, b, c] = [new Host(chain, tempDir(), opts), new Host(chain, tempDir(), opts), new Host(chain, tempDir(), opts)];
+  const hosts = [a, b, c];
+  const blocks: Uint8Array[] = [];
+  const epoch = (h: Host) => h.core.status().stateKeyEpoch;
+  const seen = (blk: Block, except: Host) => { for (const h of hosts) if (h !== except) h.import(blk); };
+  const register = (h: Host) => {
+    const [d] = h.duties().filter((x) => x.key === 'register');
+    h.sign(d.callData);
+    seen(h.include(d.callData).block, h);
+  };
+  const provision = async (to: Host) => {
+    const req = to.core.provisionRequest(Date.now());
+    const served = a.core.provisionServe(req, Date.now());
+    assert.ok(served.ok);
+    assert.ok((await to.core.provisionAccept(req, served.response, Date.now())).ok);
+  };
+  /** `author` proposes in its next slot; `importers` import and commit the block. */
+  const produce = (author: Host, importers: Host[]) => {
+    let slot = author.slot;
+    while ( !Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
+    for (const h of hosts) h.slot = slot + 1n;
+    const p = author.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
+    author.core.commit(p.hash);
+    for (const h of importers) h.core.commit(h.core.importBlock(p.block, Date.now()).hash);
+    blocks.push(p.block);
+    return decodeExact(SignedBlock, p.block, 'block');
+  };
+  try {
+    for (const h of hosts) h.init();
+    register(a);
+    const g = a.core.genesis([{ account: alice.publicKey, amount: 1_000n }], Date.now());
+    blocks.push(g.block);
+    assert.equal(epoch(a), 0, 'genesis: epoch 0, the key a made alone');
+    // Block 1 is the first with members: epoch 1, sealed to a alone.
+    const b1 = produce(a, []);
+    assert.deepEqual([epoch(a), b1.body.rotation?.wraps.map((w) => hex(w.member))], [1, [hex(a.key)]]);
+
+    // b joins: registered and provisioned (every epoch so far), it imports the chain; the next block seals epoch 2 to a and b.
+    register(b);
+    await provision(b);
+    for (const blk of blocks) b.core.commit(b.core.importBlock(blk, Date.now()).hash);
+    assert.equal(epoch(b), 1);
+    const b2 = produce(a, [b]);
+    assert.deepEqual([epoch(a), epoch(b)], [2, 2]);
+    assert.deepEqual(b2.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    assert.equal(b.core.info().stateKeyId, b2.body.rotation?.keyId, 'b opened its copy of the new key');
+    const quiet = produce(b, [a]);
+    assert.equal(quiet.body.rotation, undefined, 'no change, not due: no rotation');
+
+    // c joins (epoch 3), then leaves: the next block begins epoch 4 for a and b only.
+    register(c);
+    await provision(c);
+    for (const blk of blocks) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
+    const b3 = produce(a, [b, c]);
+    assert.deepEqual([epoch(a), epoch(b), epoch(c)], [3, 3, 3]);
+    assert.equal(b3.body.rotation?.wraps.length, 3);
+    const leave = c.core.unregisterCall();
+    c.sign(leave);
+    const left = c.include(leave);
+    a.import(left.block);
+    b.import(left.block);
+    const b4 = produce(a, []);
+    assert.equal(epoch(a), 4);
+    assert.deepEqual(b4.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    // Nothing c's data directory holds opens the new epoch: its state keys, nor its encryption key on the wraps.
+    const cKeys = loadOrCreateKeys(c.dataDir, Sealer.simulated(c.dataDir, MEASUREMENT)).keys;
+    assert.ok(cKeys.stateKeys.size >= 4 && !cKeys.stateKeys.has(b4.body.transitions.keyId));
+    const t = b4.body.transitions;
+    for (const key of cKeys.stateKeys.values()) assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b4.header.number)), null);
+    const relabelled = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.map((w) => ({ ...w, member: c.key })) };
+    assert.throws(() => openRotation(relabelled, SHARD, b4.header.number, { signingKey: c.key, secretKey: cKeys.encryptionKey, publicKey: cKeys.encryptionPublic }), { code: 'BLOCK_BAD_ROTATION' });
+    // c (had it stayed running) cannot follow: the block's key is not sealed to it
+    assert.equal(codeOf(() => c.core.importBlock(blocks.at(-1)!, Date.now())), 'STATE_KEY_UNKNOWN');
+
+    // Forged blocks (re-signed with a's key, so only the epoch rules can catch them) are refused by b.
+    const aSigning = (a.core as unknown as { keys: { signingKey: KeyObject } }).keys.signingKey;
+    const forge = (blk: SignedBlockT, body: SignedBlockT['body']) => {
+      const header = { ...blk.header, transitionsRoot: bodyRoot(body) };
+      return SignedBlock.enc({ header, body, signature: ed25519Sign(aSigning, headerSigningPayload(header)) });
+    };
+    const importInto = (h: Host, bytes: Uint8Array) => h.core.commit(h.core.importBlock(bytes, Date.now()).hash);
+    assert.equal(codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: undefined }), Date.now())), 'BLOCK_MISSING_ROTATION');
+    const fewer = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.slice(0, 1) };
+    assert.equal(codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: fewer }), Date.now())), 'BLOCK_BAD_ROTATION');
+    importInto(b, blocks.at(-1)!);
+    assert.equal(epoch(b), 4);
+    const quiet2 = produce(a, []);
+    assert.equal(codeOf(() => b.core.importBlock(forge(quiet2, { ...quiet2.body, rotation: b4.body.rotation }), Date.now())), 'BLOCK_UNEXPECTED_ROTATION');
+    importInto(b, blocks.at(-1)!);
+
+    // Schedule: 6 blocks after epoch 4 began, epoch 5 begins with the same members.
+    while (a.core.status().headNumber < Number(b4.header.number) + 5) produce(a, [b]);
+    assert.equal(epoch(a), 4);
+    const scheduled = produce(a, [b]);
+    assert.deepEqual([epoch(a), epoch(b)], [5, 5]);
+    assert.deepEqual(scheduled.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+
+    // Replay from genesis in a restarted b: every epoch's key is in its sealed key file.
+    await b.close();
+    const b2core = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...opts });
+    try {
+      assert.ok(b2core.parentchainLoad());
+      b2core.beginReplay(undefined, true);
+      b2core.replayBlocks(blocks);
+      const r = await b2core.finishReplay();
+      assert.deepEqual([r.headNumber, r.stateKeyEpoch], [a.core.status().headNumber, 5]);
+      assert.deepEqual(r.headHash, a.core.status().headHash);
+    } finally {
+      await b2core.close();
+    }
+  } finally {
+    for (const h of hosts) if (h !== b) await h.close();
+  }
+});

@@ -7,7 +7,7 @@ const b32 = (n: number) => new Uint8Array(32).fill(n);
 const te = new TextEncoder();
 
 const samples: ParentchainMessage[] = [
-  { tag: 'register', value: { shard: b32(1), quote: Uint8Array.of(1, 2, 3, 4), signingKey: b32(2), p2pAddresses: ['/ip4/127.0.0.1/tcp/2001', '/dns/x.example/tcp/1/ws'], peerId: '12D3KooWpeer' } },
+  { tag: 'register', value: { shard: b32(1), quote: Uint8Array.of(1, 2, 3, 4), signingKey: b32(2), p2pAddresses: ['/ip4/127.0.0.1/tcp/2001', '/dns/x.example/tcp/1/ws'], peerId: '12D3KooWpeer', encryptionKey: b32(3) } },
   { tag: 'unregister', value: { shard: b32(1), signingKey: b32(2) } },
   { tag: 'invoke', value: { shard: b32(3), request: new Uint8Array(300).fill(9) } },
   { tag: 'shield', value: { shard: b32(3), recipient: new Uint8Array(0) } },
@@ -44,8 +44,8 @@ test('our magic with bad encoding is PARENTCHAIN_MESSAGE_MALFORMED; unknown vers
     Uint8Array.from([...MESSAGE_MAGIC, MESSAGE_VERSION, 9, ...b32(1), ...b32(2)]), // unknown tag
     Uint8Array.from([...MESSAGE_MAGIC, MESSAGE_VERSION, 1, ...b32(1)]), // unregister without key
   ];
-  // invalid UTF-8 in peerId: replace the last peerId byte with 0xff
-  const badUtf8 = Uint8Array.from(good); badUtf8[badUtf8.length - 1] = 0xff;
+  // invalid UTF-8 in peerId: replace the last peerId byte (before the 32-byte encryption key) with 0xff
+  const badUtf8 = Uint8Array.from(good); badUtf8[badUtf8.length - 33] = 0xff;
   cases.push(badUtf8);
   for (const c of cases) {
     assert.equal(codeOf(() => decodeMessage(c)), 'PARENTCHAIN_MESSAGE_MALFORMED', `case ${Buffer.from(c).toString('hex').slice(0, 40)}`);

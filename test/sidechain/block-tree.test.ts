@@ -19,7 +19,7 @@ function block(number: number, parent: string, tag: string): TreeBlock {
     author: sha256(enc.encode(tag)), stateCommitment: sha256(enc.encode(`${tag}${number}`)), transitionsRoot: ZERO32,
     parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 0n,
   };
-  const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) }, calls: [sha256(enc.encode(`call ${tag}${number}`))] }, signature: new Uint8Array(64) });
+  const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) }, calls: [sha256(enc.encode(`call ${tag}${number}`))], rotation: undefined }, signature: new Uint8Array(64) });
   return describeBlock(bytes, `peer-${tag}`, null).block;
 }
 

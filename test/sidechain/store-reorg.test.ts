@@ -45,7 +45,7 @@ function makeBlock(number: number, parentHash: Uint8Array, fork: string, calls: 
     author: sha256(enc.encode(`author ${fork}`)), stateCommitment: sha256(enc.encode(`state ${fork} ${number}`)),
     transitionsRoot: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 1000n * BigInt(number),
   };
-  const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(`${fork} ${number}`) }, calls }, signature: new Uint8Array(64).fill(number) });
+  const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(`${fork} ${number}`) }, calls, rotation: undefined }, signature: new Uint8Array(64).fill(number) });
   return { number, hash: headerHash(header), bytes, callHashes: calls };
 }
 
