@@ -99,7 +99,7 @@ export async function keysCommand(flags: NodeFlags): Promise<void> {
     const { quote } = await enclave.call('quote', { userData: new Uint8Array(32) });
     console.log(JSON.stringify({
       signingKey: toHex(info.signingKey), shieldingKey: toHex(info.shieldingKey), shieldingKeyId: info.shieldingKeyId,
-      stateKeyId: info.stateKeyId, measurement: toHex(info.measurement), signer: toHex(info.signer),
+      stateKeyId: info.stateKeyId, encryptionKey: toHex(info.encryptionKey), measurement: toHex(info.measurement), signer: toHex(info.signer),
       attestation: info.attestation, quote: toHex(quote),
     }, null, 2));
   } finally {

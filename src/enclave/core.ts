@@ -10,7 +10,7 @@ import {
 import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header, type KeyRotation, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
 import { EnclaveError, RejectCode } from './errors.ts';
-import { addStateKey, installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
+import { addStateKeys, installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
 import { checkRecipients, membersHash, openRotation, rotationDue, sealRotation, type Recipient } from './key-rotation.ts';
 import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
@@ -432,7 +432,7 @@ export class EnclaveCore {
       const key = new Uint8Array(randomBytes(32));
       rotation = sealRotation(this.opts.shard, number, keyId, key, members);
       // Sealed to disk before the block exists: replay of our own store needs it.
-      this.keys = addStateKey(this.opts.dataDir, this.sealer, this.keys, keyId, key);
+      this.keys = addStateKeys(this.opts.dataDir, this.sealer, this.keys, [{ id: keyId, key }], keyId);
       overlay.setEpoch({ epoch: epoch.epoch + 1, keyId, startNumber: number, membersHash: membersHash(members) });
     }
     const items = overlay.items();
@@ -737,7 +737,7 @@ export class EnclaveCore {
     if (known && key && !Buffer.from(known).equals(Buffer.from(key))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: state key ${r.keyId} differs from the one this enclave holds`);
     if (known) return;
     if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${number} begins state key epoch ${r.keyId}, which is not sealed to this enclave`);
-    this.keys = addStateKey(this.opts.dataDir, this.sealer, this.keys, r.keyId, key);
+    this.keys = addStateKeys(this.opts.dataDir, this.sealer, this.keys, [{ id: r.keyId, key }], r.keyId);
   }
 
   /** Executes one parentchain effect in the block being built; invocations report their call hash. */
@@ -777,12 +777,23 @@ export class EnclaveCore {
     });
   }
 
-  /** Requester side: checks the answer, then seals and installs the shard secrets (before any block was imported). */
+  /**
+   * Requester side: checks the answer, then seals and installs the shard secrets (before any block was
+   * imported). An enclave that holds them already asks again for an epoch's key it missed (a rotation
+   * sealed before its registration counted): only state keys it lacks are added.
+   */
   async provisionAccept(request: Uint8Array, response: Uint8Array, nowMs: number): Promise<ProvisionOutcome<{ stateKeyId: number }>> {
-    if (this.head) return { ok: false, code: 'PROVISION_HAS_CHAIN', message: 'secrets can only be installed before the first block', verification: null };
     const r = this.provisionStep(() => this.provisioning.accept(request, response, nowMs));
     if (!r.ok) return r;
     const { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId } = r;
+    if (this.head || this.holdsShardSecrets()) {
+      if (!Buffer.from(shieldingSecret).equals(Buffer.from(this.keys.shieldingSecret))) {
+        return { ok: false, code: 'PROVISION_HAS_CHAIN', message: 'other shard secrets than the ones this enclave\'s chain uses', verification: r.verification };
+      }
+      const missing = stateKeys.filter((k) => !this.keys.stateKeys.has(k.id));
+      if (missing.length > 0) this.keys = addStateKeys(this.opts.dataDir, this.sealer, this.keys, missing);
+      return { ok: true, stateKeyId: this.currentEpoch().keyId, verification: r.verification };
+    }
     this.keys = installShardSecrets(this.opts.dataDir, this.sealer, this.keys, { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId }, this.parentchain?.lightClient.number ?? 0);
     // Everything that holds a shard key starts over with the new ones.
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };

@@ -167,10 +167,11 @@ export function installShardSecrets(dataDir: string, sealer: Sealer, keys: Encla
 }
 
 /**
- * Adds a state key of a new epoch (made here or received in a block), sealed before any block that
- * uses it is stored: replay from the event log needs it. Earlier epochs' keys stay, for replay.
+ * Adds state keys of new epochs (made here, received in a block, or provisioned again), sealed before
+ * any block that uses them is stored: replay from the event log needs them. Earlier epochs' keys stay.
  */
-export function addStateKey(dataDir: string, sealer: Sealer, keys: EnclaveKeys, id: number, key: Uint8Array): EnclaveKeys {
-  const stateKeys = [...shardSecretsOf(keys).stateKeys.filter((k) => k.id !== id), { id, key }];
-  return writeKeyFile(dataDir, sealer, { ...fileOf(keys), stateKeys, currentStateKeyId: id });
+export function addStateKeys(dataDir: string, sealer: Sealer, keys: EnclaveKeys, added: { id: number; key: Uint8Array }[], currentStateKeyId = keys.currentStateKeyId): EnclaveKeys {
+  const ids = new Set(added.map((k) => k.id));
+  const stateKeys = [...shardSecretsOf(keys).stateKeys.filter((k) => !ids.has(k.id)), ...added];
+  return writeKeyFile(dataDir, sealer, { ...fileOf(keys), stateKeys, currentStateKeyId });
 }

@@ -39,6 +39,8 @@ export interface ChainDeps {
   onHeadChanged?: (e: { number: number; authored: boolean }) => void;
   /** Onboarding progress bar (a terminal); log lines and metrics are written either way. */
   progress?: ProgressSink;
+  /** A block's state key epoch was not sealed to this enclave: ask a member for the shard's keys again. */
+  onMissingStateKey?: () => Promise<unknown>;
 }
 
 export interface ChainOptions {
@@ -54,7 +56,7 @@ export interface ChainOptions {
 }
 
 /** Enclave rejections that mean "not yet" rather than "invalid": the block is kept and retried. */
-const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE']);
+const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE', 'STATE_KEY_UNKNOWN']);
 const RETRY_MS = 200;
 const EQUIVOCATION_SLOTS_KEPT = 4096;
 /** Share of its slot an author waits for the previous slot's block. */
@@ -400,6 +402,7 @@ export class ChainService {
   private importFailed(b: TreeBlock, err: unknown): { invalid: string[]; stalled: boolean } {
     const code = (err as EnclaveError).code;
     if (TRANSIENT.has(code)) {
+      if (code === 'STATE_KEY_UNKNOWN') void this.d.onMissingStateKey?.();
       this.d.metrics.countImport('pending');
       this.d.logger.debug({ number: b.number, code }, 'block waits');
       this.scheduleRetry();
@@ -512,7 +515,7 @@ export class ChainService {
     if (!network || this.syncing) return; // an ordinary sync is moving the head: it finishes the job
     const o = new Onboarding({
       enclave: this.d.enclave, store: this.d.store, metrics: this.d.metrics, logger: this.d.logger, network,
-      anchor: this.d.anchor, progress: this.d.progress, serialize: (fn) => this.exclusive(fn),
+      anchor: this.d.anchor, progress: this.d.progress, serialize: (fn) => this.exclusive(fn), onMissingStateKey: this.d.onMissingStateKey,
     }, { batch: this.o.syncBatch, perPeer: 2, logEveryMs: 2000 });
     this.onboarding = o;
     // Every connected peer's head, fresh: the more peers serve, the faster this goes.

@@ -24,6 +24,8 @@ export interface OnboardingDeps {
   progress?: ProgressSink;
   /** Runs each apply step under the chain's lock (the head moves only there). */
   serialize: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** A block's state key epoch was not sealed to this enclave: ask a member for the shard's keys again. */
+  onMissingStateKey?: () => Promise<unknown>;
 }
 
 export interface OnboardingOptions {
@@ -180,7 +182,9 @@ export class Onboarding {
         if (r.failure) {
           blocks = blocks.slice(r.imported.length);
           requeued.push({ start: cursor, count: blocks.length });
-          drop(part.peer, `block #${cursor} does not verify: ${r.failure.code}`, true);
+          // An epoch's key sealed before our registration counted: not the peer's fault; ask for the keys again.
+          if (r.failure.code === 'STATE_KEY_UNKNOWN' && this.d.onMissingStateKey) await this.d.onMissingStateKey();
+          else drop(part.peer, `block #${cursor} does not verify: ${r.failure.code}`, true);
         }
         const now = performance.now();
         if (now - lastLog >= this.o.logEveryMs || cursor > target) {

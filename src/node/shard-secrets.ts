@@ -19,12 +19,16 @@ export interface ShardSecretsDeps {
 type Outcome = { ok: true; verification: string | null } | { ok: false; code: string; message: string; verification: string | null };
 
 const RETRY_MS = 1000;
+/** At most one new request for missed epoch keys per this interval. */
+const REFRESH_MS = 2000;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 export class ShardSecrets {
   private readonly d: ShardSecretsDeps;
   private stopped = false;
   private wake: (() => void) | null = null;
+  private refreshing: Promise<boolean> | null = null;
+  private lastRefreshMs = -Infinity;
 
   constructor(deps: ShardSecretsDeps) {
     this.d = deps;
@@ -63,6 +67,21 @@ export class ShardSecrets {
       this.wake = null;
     }
     return false;
+  }
+
+  /**
+   * Asks a member again for the shard's keys (only missing epoch keys are installed): a rotation was
+   * sealed before this enclave's registration counted. One request at a time, at most every 2 s.
+   */
+  refresh(): Promise<boolean> {
+    if (this.refreshing) return this.refreshing;
+    const wait = Math.max(0, this.lastRefreshMs + REFRESH_MS - performance.now());
+    this.refreshing = new Promise<void>((r) => setTimeout(r, wait)).then(async () => {
+      this.lastRefreshMs = performance.now();
+      this.d.logger.info({}, 'a block uses a state key not sealed to this enclave: asking a member for the shard keys again');
+      return this.stopped ? false : this.tryMembers();
+    }).finally(() => { this.refreshing = null; });
+    return this.refreshing;
   }
 
   private async tryMembers(): Promise<boolean> {

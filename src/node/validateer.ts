@@ -117,6 +117,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         else sync?.kickDuties();
         sync?.refreshFinality();
       },
+      onMissingStateKey: () => secrets.refresh(),
     }, {
       slotDurationMs: config.sidechain.slotDurationMs, maxCalls: config.sidechain.blockMaxCalls, snapshotInterval: config.sidechain.snapshotInterval,
       snapshotsKept: config.sidechain.snapshotsKept, shard, syncBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,

@@ -8,13 +8,16 @@ import { join } from 'node:path';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { ProvisionRequest, requestBinding } from '../../src/enclave/provisioning.ts';
 import { simulatedProvider } from '../../src/enclave/attestation.ts';
-import { SIM_SIGNER_ID } from '../../src/enclave/sealing.ts';
-import { sha256 } from '../../src/crypto/primitives.ts';
+import { SIM_SIGNER_ID, Sealer } from '../../src/enclave/sealing.ts';
+import { aesGcmOpen, sha256 } from '../../src/crypto/primitives.ts';
+import { loadOrCreateKeys } from '../../src/enclave/keys.ts';
+import { computeMeasurement } from '../../src/enclave/measurement.ts';
+import { SignedBlock, transitionsAad } from '../../src/sidechain/block.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { concatBytes, fromHex } from '../../src/codec/wire.ts';
+import { concatBytes, decodeExact, fromHex } from '../../src/codec/wire.ts';
 import {
   cleanupTempDirs, createEnclaveKeys, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, startTestPeer, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';
@@ -381,8 +384,10 @@ test('a partition 2+2 heals into one chain: final calls kept, abandoned calls in
   assert.ok(reorgs.some((r) => r > 0), 'at least one validateer reorganised');
 });
 
-test('a validateer that leaves (`validateer leave`, node stopped) is dropped from the set; the others go on without it', async () => {
+test('a validateer that leaves (`validateer leave`, node stopped) is dropped from the set; the others go on without it in a new state key epoch it holds no key for', async () => {
   const i = N - 1;
+  const epochBefore = await metric(nodes[0], 'validateer_state_key_epoch');
+  assert.ok(epochBefore >= 1, 'the set\'s registrations began epochs');
   await nodes[i].stop();
   const r = await runCli(['leave', '--data-dir', dataDirs[i], '--parentchain', chain.endpoint], { timeoutMs: 90_000 });
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
@@ -404,4 +409,27 @@ test('a validateer that leaves (`validateer leave`, node stopped) is dropped fro
     return seen.size === N - 1 ? seen : undefined;
   }, 'nine blocks by the three remaining members', 60_000, 250);
   assert.ok(!authors.has(keys[i]), 'the departed validateer authors no more');
+
+  // The first block after the departure began a new epoch on every remaining validateer.
+  for (const n of nodes.slice(0, i)) {
+    await waitFor(async () => (await metric(n, 'validateer_state_key_epoch')) > epochBefore, 'a new state key epoch after the departure', 30_000, 250);
+  }
+  // Fetch a block of the new epoch over libp2p and try every key the departed data directory holds.
+  const head = await rest[0].head();
+  const target = await network(rest[0]);
+  const peer = await startTestPeer(SHARD, target.addresses);
+  try {
+    await waitFor(() => peer.connectedPeers().includes(target.peerId), 'the test peer connected', 20_000);
+    const [bytes] = await peer.requestBlocksByRange(target.peerId, head.number, 1);
+    const b = decodeExact(SignedBlock, bytes, 'block');
+    const departed = loadOrCreateKeys(dataDirs[i], Sealer.simulated(dataDirs[i], computeMeasurement())).keys;
+    assert.ok(departed.stateKeys.size >= 1);
+    assert.ok(!departed.stateKeys.has(b.body.transitions.keyId), 'the new epoch\'s key id is unknown to the departed enclave');
+    const t = b.body.transitions;
+    for (const key of departed.stateKeys.values()) {
+      assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b.header.number)), null, 'no key of the departed enclave opens the transitions');
+    }
+  } finally {
+    await peer.stop();
+  }
 });

@@ -1326,7 +1326,16 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     // c joins (epoch 3), then leaves: the next block begins epoch 4 for a and b only.
     register(c);
     await provision(c);
-    for (const blk of blocks) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
+    // Had c missed epoch 2's key (sealed to a and b only), it could not import that block; asked again, it gets what it lacks.
+    const cMemory = (c.core as unknown as { keys: { stateKeys: Map<number, Uint8Array> } }).keys;
+    const epoch2 = b2.body.rotation!.keyId;
+    const held = cMemory.stateKeys.size;
+    cMemory.stateKeys.delete(epoch2);
+    for (const blk of blocks.slice(0, 2)) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
+    assert.equal(codeOf(() => c.core.importBlock(blocks[2], Date.now())), 'STATE_KEY_UNKNOWN');
+    await provision(c);
+    assert.equal((c.core as unknown as { keys: { stateKeys: Map<number, Uint8Array> } }).keys.stateKeys.size, held);
+    for (const blk of blocks.slice(2)) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
     const b3 = produce(a, [b, c]);
     assert.deepEqual([epoch(a), epoch(b), epoch(c)], [3, 3, 3]);
     assert.equal(b3.body.rotation?.wraps.length, 3);
