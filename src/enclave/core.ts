@@ -7,7 +7,7 @@ import {
   GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
   decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
 } from '../codec/wire.ts';
-import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header, type KeyRotation, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
+import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
 import { EnclaveError, RejectCode } from './errors.ts';
 import { addStateKeys, installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
@@ -465,7 +465,7 @@ export class EnclaveCore {
    * once the host has stored it.
    */
   importBlock(bytes: Uint8Array, nowMs: number) {
-    return this.importDecoded(decodeExact(SignedBlock, bytes, 'block'), nowMs, false);
+    return this.importDecoded(decodeReceivedBlock(bytes), nowMs, false);
   }
 
   /**
@@ -476,18 +476,18 @@ export class EnclaveCore {
   async importBlocks(blocks: Uint8Array[], nowMs: number) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot import during a replay');
     const imported: { hash: Uint8Array; number: number; calls: string[] }[] = [];
-    const decoded: SignedBlockT[] = [];
+    const decoded: ReceivedBlock[] = [];
     let failure: { index: number; code: string; message: string } | undefined;
     for (const [i, bytes] of blocks.entries()) {
       try {
-        decoded.push(decodeExact(SignedBlock, bytes, 'block'));
+        decoded.push(decodeReceivedBlock(bytes));
       } catch (err) {
         failure = { index: i, code: (err as EnclaveError).code ?? 'DECODE_FAILED', message: (err as Error).message };
         break;
       }
     }
     // Signatures of the next chunk are checked on the crypto threads while this thread applies the current one.
-    const verify = (from: number) => this.crypto.verifySignatures(decoded.slice(from, from + SIGNATURE_CHUNK).map((b) => ({ publicKey: b.header.author, message: headerSigningPayload(b.header), signature: b.signature })));
+    const verify = (from: number) => this.crypto.verifySignatures(decoded.slice(from, from + SIGNATURE_CHUNK).map((r) => ({ publicKey: r.block.header.author, message: r.signingPayload, signature: r.block.signature })));
     let pending = verify(0);
     void pending.catch(() => undefined); // a chunk after a failure is never awaited
     let signed: boolean[] = [];
@@ -498,7 +498,7 @@ export class EnclaveCore {
         void pending.catch(() => undefined);
       }
       try {
-        if (!signed[i % SIGNATURE_CHUNK]) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${b.header.number} signature does not verify`);
+        if (!signed[i % SIGNATURE_CHUNK]) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${b.block.header.number} signature does not verify`);
         const r = this.importDecoded(b, nowMs, true);
         this.commit(r.hash);
         imported.push({ hash: r.hash, number: r.number, calls: r.calls });
@@ -510,10 +510,11 @@ export class EnclaveCore {
     return { imported, ...(failure ? { failure } : {}), status: this.status() };
   }
 
-  private importDecoded(b: SignedBlockT, nowMs: number, signatureChecked: boolean) {
+  private importDecoded(received: ReceivedBlock, nowMs: number, signatureChecked: boolean) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot import during a replay');
+    const b = received.block;
     const h = b.header;
-    const hash = headerHash(h);
+    const hash = received.hash;
     const author = Buffer.from(h.author);
     if (h.number === 0n) {
       if (this.head) throw new EnclaveError('BLOCK_NOT_CHILD', 'a genesis block cannot extend a chain');
@@ -541,7 +542,7 @@ export class EnclaveCore {
       const expected = slotAuthor(h.slot, this.authoritiesAfter(parent, h.parentchainNumber));
       if (!expected || !author.equals(Buffer.from(expected))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
     }
-    const items = this.openBlock(b, signatureChecked, true);
+    const items = this.openBlock(received, signatureChecked, true);
     const lthash = this.state.preview(items);
     if (!Buffer.from(lthash.digest()).equals(Buffer.from(h.stateCommitment))) {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
@@ -607,13 +608,14 @@ export class EnclaveCore {
     const r = this.replaying;
     if (!r || r.finishing) throw new EnclaveError('NOT_REPLAYING', 'replayBlocks before beginReplay');
     for (const bytes of blocks) {
-      const b = decodeExact(SignedBlock, bytes, 'stored block');
+      const received = decodeReceivedBlock(bytes);
+      const b = received.block;
       const expectedNumber = this.head ? this.head.number + 1n : 0n;
       const expectedParent = this.head?.hash ?? ZERO32;
       if (b.header.number !== expectedNumber || !Buffer.from(b.header.parentHash).equals(Buffer.from(expectedParent))) {
         throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${b.header.number} does not extend ${expectedNumber - 1n}`);
       }
-      const items = this.openBlock(b);
+      const items = this.openBlock(received);
       if (r.verifyEach) {
         const lt = this.state.preview(items);
         this.state.apply(items, lt);
@@ -625,7 +627,7 @@ export class EnclaveCore {
       }
       r.blocks++;
       r.transitions += items.length;
-      this.setHead({ hash: headerHash(b.header), number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
+      this.setHead({ hash: received.hash, number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
     }
     return { headNumber: Number(this.head?.number ?? -1) };
   }
@@ -653,12 +655,13 @@ export class EnclaveCore {
   }
 
   /** Decrypts a block's transitions (learning a new epoch's key from it); `enforce`: imports check the epoch rules too. */
-  private openBlock(b: SignedBlockT, signatureChecked = false, enforce = false): Item[] {
+  private openBlock(received: ReceivedBlock, signatureChecked = false, enforce = false): Item[] {
+    const b = received.block;
     const h = b.header;
     if (!Buffer.from(h.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
     if (!this.isKnownAuthor(h.author)) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
-    if (!signatureChecked && !ed25519Verify(h.author, headerSigningPayload(h), b.signature)) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
-    if (!Buffer.from(bodyRoot(b.body)).equals(Buffer.from(h.transitionsRoot))) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
+    if (!signatureChecked && !ed25519Verify(h.author, received.signingPayload, b.signature)) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
+    if (!Buffer.from(received.bodyRoot).equals(Buffer.from(h.transitionsRoot))) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
     const t = b.body.transitions;
     const epoch = h.number === 0n ? undefined : this.currentEpoch();
     const rotation = b.body.rotation;

@@ -26,8 +26,36 @@ function elementWords(element: Uint8Array): Uint32Array {
   return new Uint32Array(out.buffer, out.byteOffset, WORDS);
 }
 
+/**
+ * The element hashes of recently written state items. A block's commitment removes each touched
+ * item's old value and adds its new one; the old value is usually one a recent block added, so its
+ * hash (the costly part: 2 KiB of SHAKE128 output) is kept. Bounded: 4096 entries, 8 MiB.
+ */
+export class ElementCache {
+  private readonly entries = new Map<string, Uint32Array>();
+  private readonly capacity: number;
+
+  constructor(capacity = 4096) {
+    this.capacity = capacity;
+  }
+
+  words(element: Uint8Array): Uint32Array {
+    const key = Buffer.from(element.buffer, element.byteOffset, element.byteLength).toString('latin1');
+    let w = this.entries.get(key);
+    if (!w) {
+      w = elementWords(element);
+      // elementWords may return a view of a pooled buffer: the cache keeps its own copy.
+      if (w.byteOffset !== 0 || w.buffer.byteLength !== LTHASH_BYTES) w = w.slice();
+      this.entries.set(key, w);
+      if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+    }
+    return w;
+  }
+}
+
 export class LtHash {
   readonly words: Uint32Array;
+  private digested: Uint8Array | undefined;
 
   constructor(bytes?: Uint8Array) {
     this.words = new Uint32Array(WORDS);
@@ -45,6 +73,15 @@ export class LtHash {
     this.subWords(elementWords(element));
   }
 
+  /** add/remove through a cache of recent elements' hashes. */
+  addCached(element: Uint8Array, cache: ElementCache): void {
+    this.addWords(cache.words(element));
+  }
+
+  removeCached(element: Uint8Array, cache: ElementCache): void {
+    this.subWords(cache.words(element));
+  }
+
   /** Adds another multiset's hash (the union of both multisets). */
   addSum(other: LtHash): void {
     this.addWords(other.words);
@@ -57,6 +94,7 @@ export class LtHash {
 
   /** Two 16-bit lanes per 32-bit word, added without carry between lanes (SWAR). */
   private addWords(e: Uint32Array): void {
+    this.digested = undefined;
     const w = this.words;
     for (let i = 0; i < WORDS; i++) {
       const x = w[i], y = e[i];
@@ -65,6 +103,7 @@ export class LtHash {
   }
 
   private subWords(e: Uint32Array): void {
+    this.digested = undefined;
     const w = this.words;
     for (let i = 0; i < WORDS; i++) {
       // x - y per lane = x + (~y + 1) per lane; the +1 is added per lane (0x00010001).
@@ -79,9 +118,9 @@ export class LtHash {
     return new Uint8Array(this.words.buffer.slice(0));
   }
 
-  /** The 32-byte commitment put in block headers. */
+  /** The 32-byte commitment put in block headers (kept until the next change: read at preview and at commit). */
   digest(): Uint8Array {
-    return sha256(new Uint8Array(this.words.buffer));
+    return (this.digested ??= sha256(new Uint8Array(this.words.buffer)));
   }
 
   clone(): LtHash {

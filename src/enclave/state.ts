@@ -4,7 +4,7 @@
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
 import { Bytes, Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
 import { AccountId, Memo, decodeExact } from '../codec/wire.ts';
-import { LtHash, LTHASH_BYTES } from './lthash.ts';
+import { ElementCache, LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
 export interface ShardRecord { shieldedSupply: bigint; nextWithdrawal: bigint }
@@ -174,6 +174,8 @@ export class State {
   lthash = new LtHash();
   private layers: Layer[] = [];
   private readonly layersKept: number;
+  private epochMemo: { item: Item; record: EpochRecord } | undefined;
+  private readonly elements = new ElementCache();
 
   constructor(layersKept = 0) {
     this.layersKept = layersKept;
@@ -220,7 +222,10 @@ export class State {
   /** The current state key epoch record (undefined before the first rotation). */
   epoch(): EpochRecord | undefined {
     const item = this.lookup(EPOCH_KEY, this.records);
-    return item ? epochOf(item) : undefined;
+    if (!item) return undefined;
+    // Read for every imported block; the record changes once per epoch.
+    if (this.epochMemo?.item !== item) this.epochMemo = { item, record: epochOf(item)! };
+    return this.epochMemo.record;
   }
 
   withdrawal(id: bigint): Withdrawal | undefined {
@@ -274,11 +279,14 @@ export class State {
 
   /** The commitment hash the state would have after `items`, without applying them: O(items). */
   preview(items: Item[]): LtHash {
+    // No change, same hash: an empty block shares it (nothing mutates a hash once a state holds it,
+    // except the end of a replay, which runs without layers).
+    if (items.length === 0) return this.lthash;
     const lt = this.lthash.clone();
     for (const item of items) {
       const old = this.current(item);
-      if (old) lt.remove(old);
-      lt.add(item);
+      if (old) lt.removeCached(old, this.elements);
+      lt.addCached(item, this.elements);
     }
     return lt;
   }

@@ -3,6 +3,7 @@
 import { Bytes, Option, Struct, Vector, u32, u64 } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { H256, concatBytes } from '../codec/wire.ts';
+import { ValidateerError } from '../codec/errors.ts';
 
 export const Header = Struct({
   parentHash: H256,
@@ -46,6 +47,56 @@ export function headerSigningPayload(h: Header): Uint8Array {
 export function bodyRoot(b: Body): Uint8Array {
   return sha256(Body.enc(b));
 }
+/** A header's encoding: every field is fixed-width, so there is exactly one. */
+export const HEADER_BYTES = 220;
+const SIGNATURE_BYTES = 64;
+
+/** SCALE compact length prefix size of `n` in its canonical (shortest) form. */
+const compactSize = (n: number): number => (n < 1 << 6 ? 1 : n < 1 << 14 ? 2 : n < 2 ** 30 ? 4 : 5 + Math.ceil(Math.log2(n + 1) / 8) - 4);
+
+/** Bytes of a body's canonical encoding, computed from the decoded value (no encoding). */
+function bodyLength(b: Body): number {
+  const t = b.transitions;
+  let n = 4 + 12 + compactSize(t.ciphertext.length) + t.ciphertext.length + compactSize(b.calls.length) + 32 * b.calls.length + 1;
+  if (b.rotation) {
+    n += 4 + compactSize(b.rotation.wraps.length);
+    for (const w of b.rotation.wraps) n += 64 + compactSize(w.ciphertext.length) + w.ciphertext.length;
+  }
+  return n;
+}
+
+export interface ReceivedBlock { block: SignedBlock; hash: Uint8Array; signingPayload: Uint8Array; bodyRoot: Uint8Array }
+
+/**
+ * Decodes a received block without re-encoding it (imports are hot): the header's bytes are its one
+ * encoding, so they are hashed and signed as received; the body is hashed as received, so any other
+ * bytes than the ones its author hashed fail the transitionsRoot check before its decoding is used.
+ */
+export function decodeReceivedBlock(bytes: Uint8Array): ReceivedBlock {
+  if (bytes.length < HEADER_BYTES + SIGNATURE_BYTES + 1) throw new ValidateerError('DECODE_FAILED', 'malformed block: too short');
+  const headerBytes = bytes.slice(0, HEADER_BYTES);
+  const bodyBytes = bytes.subarray(HEADER_BYTES, bytes.length - SIGNATURE_BYTES);
+  // scale-ts reads from offset 0 of the buffer and not past checks on fixed fields: a padded copy.
+  const padded = new Uint8Array(bodyBytes.length + 8);
+  padded.set(bodyBytes);
+  let header: Header;
+  let body: Body;
+  try {
+    header = Header.dec(headerBytes);
+    body = Body.dec(padded);
+  } catch {
+    throw new ValidateerError('DECODE_FAILED', 'malformed block');
+  }
+  // Truncated, padded or non-canonical bytes: the decoded body's encoding has another length.
+  if (bodyLength(body) !== bodyBytes.length) throw new ValidateerError('DECODE_FAILED', 'malformed block: not exactly one canonical block');
+  return {
+    block: { header, body, signature: bytes.slice(bytes.length - SIGNATURE_BYTES) },
+    hash: sha256(headerBytes),
+    signingPayload: concatBytes(HEADER_DOMAIN, headerBytes),
+    bodyRoot: sha256(bodyBytes),
+  };
+}
+
 export function transitionsAad(shard: Uint8Array, number: bigint): Uint8Array {
   return concatBytes(shard, u64.enc(number));
 }
