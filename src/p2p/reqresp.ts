@@ -200,7 +200,7 @@ export class ReqResp {
         await this.refuse(frames, failure.code, failure.reason);
         return;
       }
-      for (const frame of response) await frames.write(frame);
+      await frames.writeAll(response);
       await frames.closeWrite();
     } catch (err) {
       // Timeouts and resets end only this stream.

@@ -338,6 +338,42 @@ test('client errors are typed: a peer that never answers times out, a lying one 
   assert.equal(await codeOfAsync(client.net.requestBlocksByHash(rawId, [new Uint8Array(32)])), 'P2P_BAD_RESPONSE');
 });
 
+test('response frames are cut from any chunking of the bytes; an oversized or cut-off frame is a bad response', async (t) => {
+  const raw = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] });
+  t.after(() => raw.stop());
+  const frame = (b: Uint8Array) => Uint8Array.from([...(b.length < 128 ? [b.length] : [(b.length & 0x7f) | 0x80, b.length >> 7]), ...b]);
+  const blocks = [enc('a'), new Uint8Array(300).fill(7), enc('ccc')];
+  const answer = Uint8Array.from([...frame(Uint8Array.of(ResponseCode.ok, 3, 0, 0, 0)), ...blocks.flatMap((b) => [...frame(b)])]);
+  let mode: 'dribble' | 'oversized' | 'cut' = 'dribble';
+  await raw.handle(PROTOCOL_BLOCKS_BY_RANGE, async (stream) => {
+    await lpStream(stream).read();
+    if (mode === 'dribble') {
+      // one byte at a time up into the second block's two-byte prefix, then the rest at once
+      for (let i = 0; i < 9; i++) { stream.send(answer.subarray(i, i + 1)); await new Promise((r) => setTimeout(r, 5)); }
+      stream.send(answer.subarray(9));
+    } else if (mode === 'oversized') {
+      const big = LIMITS.maxResponseBytes + 1;
+      stream.send(Uint8Array.from([...frame(Uint8Array.of(ResponseCode.ok, 1, 0, 0, 0)), 0x80 | (big & 0x7f), 0x80 | ((big >> 7) & 0x7f), 0x80 | ((big >> 14) & 0x7f), big >> 21]));
+    } else {
+      stream.send(answer.subarray(0, answer.length - 2));
+    }
+    await stream.close();
+  });
+  const client = await startNode(t);
+  client.net.setPeers([raw.getMultiaddrs()[0].toString()]);
+  const rawId = raw.peerId.toString();
+  await waitFor('connected', () => client.net.connectedPeers().includes(rawId));
+  assert.deepEqual((await client.net.requestBlocksByRange(rawId, 0, 3)).map(hex), blocks.map(hex));
+  mode = 'oversized';
+  const oversized = await client.net.requestBlocksByRange(rawId, 0, 3).catch((e: Error & { code?: string }) => e);
+  assert.equal((oversized as { code?: string }).code, 'P2P_BAD_RESPONSE');
+  assert.match((oversized as Error).message, /exceeds the limit/);
+  mode = 'cut';
+  const cut = await client.net.requestBlocksByRange(rawId, 0, 3).catch((e: Error & { code?: string }) => e);
+  assert.equal((cut as { code?: string }).code, 'P2P_BAD_RESPONSE');
+  assert.match((cut as Error).message, /stream closed/);
+});
+
 test('setBlocked drops and refuses a peer while it keeps redialling; [] heals', async (t) => {
   const nodes = await Promise.all([startNode(t), startNode(t), startNode(t)]);
   const [a, b, c] = nodes;
