@@ -7,7 +7,7 @@ import {
   GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
   decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
 } from '../codec/wire.ts';
-import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
+import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, linksTo, signatureHash, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
 import { EnclaveError, RejectCode } from './errors.ts';
 import { addStateKeys, installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys.ts';
@@ -56,24 +56,26 @@ export interface Rejection { hash: string; code: string; message: string }
 /** verification: the other side's quote check ('ok', a refusal code, or null when not reached). */
 export type ProvisionOutcome<T> = ({ ok: true } & T & { verification: string | null }) | { ok: false; code: string; message: string; verification: string | null };
 
-const SnapshotFileV1 = Struct({ number: u64, hash: Bytes(32), state: Bytes() });
-/** v2 adds the parentchain block the head built on (which parentchain effects are already in the state). */
-const SnapshotFileV2 = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), state: Bytes() });
-const SNAPSHOT_V2 = 2;
 /**
- * v3 adds the head's slot (a child's slot must be above it) and the hashes of the blocks before it
- * (anchors and finality are checked against them after a restart from the snapshot).
+ * A sealed state snapshot: the head (with its slot, which a child's must exceed, and its signature's
+ * hash, which a child's header names), the parentchain block it built on (which parentchain effects
+ * are in the state), the hashes of the blocks before it (anchors and finality are checked against
+ * them after a restart from the snapshot) and the state. Older versions are not read: the node then
+ * replays from genesis.
  */
 const RecentHashes = Vector(Struct({ number: u64, hash: Bytes(32) }));
-const SnapshotFile = Struct({ version: u8, number: u64, hash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, recent: RecentHashes, state: Bytes() });
-const SNAPSHOT_V3 = 3;
+const SnapshotFile = Struct({
+  version: u8, number: u64, hash: Bytes(32), signatureHash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, recent: RecentHashes, state: Bytes(),
+});
+const SNAPSHOT_VERSION = 4;
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
 const GETTER_MAX_SKEW_MS = 5 * 60_000;
 const ZERO32 = new Uint8Array(32);
 
-interface Proposal { hash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
-interface Head { hash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
+interface Proposal { hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
+/** signatureHash: of the block's signature, which its child's header names. */
+interface Head { hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
 const RECENT_BLOCKS_KEPT = 256;
 /** Newest blocks kept as state layers: a reorg this shallow rewinds them instead of rebuilding from the event log. */
 const STATE_LAYERS = 8;
@@ -87,16 +89,9 @@ const REPLAY_WAIT_MS = 30_000;
 const sameEpoch = (a: EpochRecord, b: EpochRecord): boolean =>
   a.epoch === b.epoch && a.keyId === b.keyId && a.startNumber === b.startNumber && Buffer.from(a.membersHash).equals(Buffer.from(b.membersHash));
 
-function decodeSnapshot(bytes: Uint8Array): { number: bigint; hash: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array; slot: bigint; recent: { number: bigint; hash: Uint8Array }[]; state: Uint8Array } {
-  // v1 snapshots (from before the parentchain) have no version byte; a v1 blob whose first byte
-  // happens to be 2 or 3 does not also decode as an exact v2/v3 encoding (its lengths would not add up).
-  try {
-    if (bytes[0] === SNAPSHOT_V3) return decodeExact(SnapshotFile, bytes, 'snapshot');
-    if (bytes[0] === SNAPSHOT_V2) return { ...decodeExact(SnapshotFileV2, bytes, 'snapshot'), slot: 0n, recent: [] };
-  } catch {
-    // fall through to v1
-  }
-  return { ...decodeExact(SnapshotFileV1, bytes, 'snapshot'), parentchainNumber: 0, parentchainHash: ZERO32, slot: 0n, recent: [] };
+function decodeSnapshot(bytes: Uint8Array): ReturnType<typeof SnapshotFile.dec> {
+  if (bytes[0] !== SNAPSHOT_VERSION) throw new EnclaveError('SNAPSHOT_UNSUPPORTED', `snapshot version ${bytes[0]} is not read by this enclave (${SNAPSHOT_VERSION})`);
+  return decodeExact(SnapshotFile, bytes, 'snapshot');
 }
 
 export class EnclaveCore {
@@ -338,13 +333,13 @@ export class EnclaveCore {
 
   // ---------- blocks ----------
 
-  private sealBlock(header: Omit<Header, 'transitionsRoot'>, items: Item[], calls: Uint8Array[], keyId: number, rotation?: KeyRotation): { bytes: Uint8Array; hash: Uint8Array } {
+  private sealBlock(header: Omit<Header, 'transitionsRoot'>, items: Item[], calls: Uint8Array[], keyId: number, rotation?: KeyRotation): { bytes: Uint8Array; hash: Uint8Array; signatureHash: Uint8Array } {
     const nonce = randomNonce();
     const ciphertext = aesGcmSeal(this.keys.stateKeys.get(keyId)!, nonce, joinItems(items), transitionsAad(this.opts.shard, header.number));
     const body = { transitions: { keyId, nonce, ciphertext }, calls, rotation };
     const full: Header = { ...header, transitionsRoot: bodyRoot(body) };
     const signature = ed25519Sign(this.keys.signingKey, headerSigningPayload(full));
-    return { bytes: SignedBlock.enc({ header: full, body, signature }), hash: headerHash(full) };
+    return { bytes: SignedBlock.enc({ header: full, body, signature }), hash: headerHash(full), signatureHash: signatureHash(signature) };
   }
 
   /** Creates block 0 from the genesis endowments; the state becomes the genesis state. */
@@ -361,12 +356,12 @@ export class EnclaveCore {
     const items = overlay.items();
     const lthash = this.state.preview(items);
     const header = {
-      parentHash: ZERO32, number: 0n, shard: this.opts.shard, slot: 0n, author: this.keys.signingPublic,
+      parentHash: ZERO32, parentSignatureHash: ZERO32, number: 0n, shard: this.opts.shard, slot: 0n, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: BigInt(timestampMs),
     };
-    const { bytes, hash } = this.sealBlock(header, items, [], keyId);
+    const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, [], keyId);
     this.state.apply(items, lthash);
-    this.setHead({ hash, number: 0n, slot: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32 }, items);
+    this.setHead({ hash, signatureHash: sigHash, number: 0n, slot: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32 }, items);
     return { block: bytes, hash };
   }
 
@@ -438,11 +433,11 @@ export class EnclaveCore {
     const items = overlay.items();
     const lthash = this.state.preview(items);
     const header = {
-      parentHash: this.head.hash, number, shard: this.opts.shard, slot: input.slot, author: this.keys.signingPublic,
+      parentHash: this.head.hash, parentSignatureHash: this.head.signatureHash, number, shard: this.opts.shard, slot: input.slot, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber, parentchainHash, timestampMs: BigInt(input.timestampMs),
     };
-    const { bytes, hash } = this.sealBlock(header, items, callHashes, keyId, rotation);
-    this.proposal = { hash, number, slot: input.slot, items, lthash, included, parentchainNumber, parentchainHash };
+    const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, callHashes, keyId, rotation);
+    this.proposal = { hash, signatureHash: sigHash, number, slot: input.slot, items, lthash, included, parentchainNumber, parentchainHash };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
 
@@ -451,7 +446,7 @@ export class EnclaveCore {
     const p = this.proposal;
     if (!p || !Buffer.from(p.hash).equals(Buffer.from(hash))) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
     this.state.apply(p.items, p.lthash);
-    this.setHead({ hash: p.hash, number: p.number, slot: p.slot, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash }, p.items);
+    this.setHead({ hash: p.hash, signatureHash: p.signatureHash, number: p.number, slot: p.slot, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash }, p.items);
     for (const h of p.included) this.pool.remove(h);
     this.proposal = null;
     return this.status();
@@ -469,9 +464,15 @@ export class EnclaveCore {
   }
 
   /**
-   * Onboarding: verifies a run of consecutive blocks (their signatures in parallel on the crypto
-   * threads) and applies each as the head's child at once. Stops at the first failure; the blocks
-   * before it stay applied (the host stores them before it asks for more).
+   * Onboarding: verifies a run of consecutive blocks and applies each as the head's child at once.
+   * Stops at the first failure; the blocks before it stay applied (the host stores them before it
+   * asks for more).
+   *
+   * Authenticity costs one signature per run: each block must name the previous one's hash and
+   * signature hash, so the last block's signature, by an enclave of the shard, covers the whole run,
+   * signatures included (that enclave built on exactly these blocks, after verifying each). Every block is still checked for
+   * its slot's author, slot order, parentchain block, epoch rules and state commitment. A run whose
+   * last signature fails is checked block by block (on the crypto threads) to find the bad one.
    */
   async importBlocks(blocks: Uint8Array[], nowMs: number) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot import during a replay');
@@ -484,6 +485,18 @@ export class EnclaveCore {
       } catch (err) {
         failure = { index: i, code: (err as EnclaveError).code ?? 'DECODE_FAILED', message: (err as Error).message };
         break;
+      }
+    }
+    // The linked run, and its last block's signature.
+    let linked = decoded.length;
+    for (let i = 1; i < decoded.length; i++) {
+      if (!linksTo(decoded[i].block.header, { hash: decoded[i - 1].hash, signature: decoded[i - 1].block.signature })) { linked = i; break; }
+    }
+    if (linked > 0) {
+      const tip = decoded[linked - 1];
+      const h = tip.block.header;
+      if (this.isKnownAuthor(h.author) && ed25519Verify(h.author, tip.signingPayload, tip.block.signature)) {
+        return this.applyRun(decoded, linked, nowMs, imported, failure);
       }
     }
     // Signatures of the next chunk are checked on the crypto threads while this thread applies the current one.
@@ -510,6 +523,24 @@ export class EnclaveCore {
     return { imported, ...(failure ? { failure } : {}), status: this.status() };
   }
 
+  /** Applies the first `linked` blocks, authenticated by the signature of the last of them; blocks after that are left for the next request. */
+  private applyRun(decoded: ReceivedBlock[], linked: number, nowMs: number, imported: { hash: Uint8Array; number: number; calls: string[] }[], failure: { index: number; code: string; message: string } | undefined) {
+    for (let i = 0; i < linked; i++) {
+      try {
+        const r = this.importDecoded(decoded[i], nowMs, true);
+        this.commit(r.hash);
+        imported.push({ hash: r.hash, number: r.number, calls: r.calls });
+      } catch (err) {
+        failure = { index: i, code: (err as EnclaveError).code ?? 'INTERNAL', message: (err as Error).message };
+        break;
+      }
+    }
+    if (!failure && linked < decoded.length) {
+      failure ??= { index: linked, code: 'BLOCK_NOT_CHILD', message: `block ${decoded[linked].block.header.number} does not extend the run before it` };
+    }
+    return { imported, ...(failure ? { failure } : {}), status: this.status() };
+  }
+
   private importDecoded(received: ReceivedBlock, nowMs: number, signatureChecked: boolean) {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot import during a replay');
     const b = received.block;
@@ -518,13 +549,13 @@ export class EnclaveCore {
     const author = Buffer.from(h.author);
     if (h.number === 0n) {
       if (this.head) throw new EnclaveError('BLOCK_NOT_CHILD', 'a genesis block cannot extend a chain');
-      if (!Buffer.from(h.parentHash).equals(Buffer.from(ZERO32)) || h.slot !== 0n) throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
+      if (!Buffer.from(h.parentHash).equals(Buffer.from(ZERO32)) || !Buffer.from(h.parentSignatureHash).equals(Buffer.from(ZERO32)) || h.slot !== 0n) throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
       const g = this.genesisAuthor();
       if (!g || !author.equals(Buffer.from(g))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', 'genesis is not by the shard\'s first authority');
     } else {
       const parent = this.head;
       if (!parent) throw new EnclaveError('NOT_INITIALISED', 'no head: import genesis first');
-      if (h.number !== parent.number + 1n || !Buffer.from(h.parentHash).equals(Buffer.from(parent.hash))) {
+      if (h.number !== parent.number + 1n || !Buffer.from(h.parentHash).equals(Buffer.from(parent.hash)) || !Buffer.from(h.parentSignatureHash).equals(Buffer.from(parent.signatureHash))) {
         throw new EnclaveError('BLOCK_NOT_CHILD', `block ${h.number} does not extend the head ${parent.number}`);
       }
       if (h.slot <= parent.slot) throw new EnclaveError('BLOCK_SLOT_NOT_INCREASING', `block ${h.number} slot ${h.slot} is not after its parent's ${parent.slot}`);
@@ -548,7 +579,7 @@ export class EnclaveCore {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
     }
     const included = b.body.calls.map((c) => Buffer.from(c).toString('hex'));
-    this.proposal = { hash, number: h.number, slot: h.slot, items, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
+    this.proposal = { hash, signatureHash: signatureHash(b.signature), number: h.number, slot: h.slot, items, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
     return { hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
 
@@ -587,8 +618,8 @@ export class EnclaveCore {
       this.state = State.fromSnapshot(snap.state, STATE_LAYERS);
       this.recentBlocks.clear();
       // Only number and hash are known of the blocks before the snapshot: enough for anchors.
-      for (const r of snap.recent) this.recentBlocks.set(r.number, { hash: r.hash, number: r.number, slot: -1n, commitment: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32 });
-      this.setHead({ hash: snap.hash, number: snap.number, slot: snap.slot, commitment: this.state.commitment(), parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash });
+      for (const r of snap.recent) this.recentBlocks.set(r.number, { hash: r.hash, signatureHash: ZERO32, number: r.number, slot: -1n, commitment: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32 });
+      this.setHead({ hash: snap.hash, signatureHash: snap.signatureHash, number: snap.number, slot: snap.slot, commitment: this.state.commitment(), parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash });
       this.withdrawalBase = snap.number;
     } else {
       this.recentBlocks.clear();
@@ -603,19 +634,24 @@ export class EnclaveCore {
     return { fromNumber: this.head ? Number(this.head.number) : -1 };
   }
 
-  /** Verifies and applies stored blocks in order: signature, author, linkage, body root, decryption. */
+  /**
+   * Verifies and applies stored blocks in order: author, linkage (hash and signature hash), body
+   * root, decryption; the signature of the last block of each call vouches for the others (as in
+   * importBlocks), unless every block is to be verified.
+   */
   replayBlocks(blocks: Uint8Array[]) {
     const r = this.replaying;
     if (!r || r.finishing) throw new EnclaveError('NOT_REPLAYING', 'replayBlocks before beginReplay');
-    for (const bytes of blocks) {
+    for (const [i, bytes] of blocks.entries()) {
       const received = decodeReceivedBlock(bytes);
       const b = received.block;
       const expectedNumber = this.head ? this.head.number + 1n : 0n;
       const expectedParent = this.head?.hash ?? ZERO32;
-      if (b.header.number !== expectedNumber || !Buffer.from(b.header.parentHash).equals(Buffer.from(expectedParent))) {
+      const expectedSignature = this.head?.signatureHash ?? ZERO32;
+      if (b.header.number !== expectedNumber || !Buffer.from(b.header.parentHash).equals(Buffer.from(expectedParent)) || !Buffer.from(b.header.parentSignatureHash).equals(Buffer.from(expectedSignature))) {
         throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${b.header.number} does not extend ${expectedNumber - 1n}`);
       }
-      const items = this.openBlock(received);
+      const items = this.openBlock(received, !r.verifyEach && i < blocks.length - 1);
       if (r.verifyEach) {
         const lt = this.state.preview(items);
         this.state.apply(items, lt);
@@ -627,7 +663,7 @@ export class EnclaveCore {
       }
       r.blocks++;
       r.transitions += items.length;
-      this.setHead({ hash: received.hash, number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
+      this.setHead({ hash: received.hash, signatureHash: signatureHash(b.signature), number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
     }
     return { headNumber: Number(this.head?.number ?? -1) };
   }
@@ -827,7 +863,7 @@ export class EnclaveCore {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
     const h = this.head;
-    const bytes = SnapshotFile.enc({ version: SNAPSHOT_V3, number: h.number, hash: h.hash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot,
+    const bytes = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot,
       recent: [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash })), state: this.state.encodeSnapshot() });
     return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(this.head.number) };
   }

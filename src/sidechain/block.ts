@@ -7,6 +7,12 @@ import { ValidateerError } from '../codec/errors.ts';
 
 export const Header = Struct({
   parentHash: H256,
+  /**
+   * sha256 of the parent's signature: a block's signature then vouches for its ancestors' signatures
+   * too, so a run of linked blocks is authenticated by its last signature (onboarding, replay) and
+   * no stored block can carry a signature that was not its author's.
+   */
+  parentSignatureHash: H256,
   number: u64,
   shard: H256,
   slot: u64,
@@ -44,11 +50,20 @@ export function headerHash(h: Header): Uint8Array {
 export function headerSigningPayload(h: Header): Uint8Array {
   return concatBytes(HEADER_DOMAIN, Header.enc(h));
 }
+export function signatureHash(signature: Uint8Array): Uint8Array {
+  return sha256(signature);
+}
+
+/** Whether `child` names `parent` (hash and signature) as its parent. */
+export function linksTo(child: Header, parent: { hash: Uint8Array; signature: Uint8Array }): boolean {
+  return Buffer.from(child.parentHash).equals(Buffer.from(parent.hash)) && Buffer.from(child.parentSignatureHash).equals(Buffer.from(signatureHash(parent.signature)));
+}
+
 export function bodyRoot(b: Body): Uint8Array {
   return sha256(Body.enc(b));
 }
 /** A header's encoding: every field is fixed-width, so there is exactly one. */
-export const HEADER_BYTES = 220;
+export const HEADER_BYTES = 252;
 const SIGNATURE_BYTES = 64;
 
 /** SCALE compact length prefix size of `n` in its canonical (shortest) form. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import type { Network } from '../../src/p2p/network.ts';
-import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, transitionsAad, type Header } from '../../src/sidechain/block.ts';
+import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, signatureHash, transitionsAad, type Header } from '../../src/sidechain/block.ts';
 import { slotAt } from '../../src/consensus/aura.ts';
 import { aesGcmSeal, ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, randomNonce } from '../../src/crypto/primitives.ts';
 import { devShardSecrets } from '../../src/enclave/keys.ts';
@@ -122,7 +122,7 @@ async function forgedBlock(parent: Uint8Array, change: (h: Header) => void, sign
   const ciphertext = aesGcmSeal(devShardSecrets(SHARD).stateKey, nonce, joinItems([]), transitionsAad(SHARD, number));
   const body = { transitions: { keyId: 1, nonce, ciphertext }, calls: [], rotation: undefined };
   const header: Header = {
-    ...p.header, parentHash: headerHash(p.header), number, slot: slotAt(Date.now(), SLOT_MS), author: ed25519PublicFromSeed(ROGUE_SEED),
+    ...p.header, parentHash: headerHash(p.header), parentSignatureHash: signatureHash(p.signature), number, slot: slotAt(Date.now(), SLOT_MS), author: ed25519PublicFromSeed(ROGUE_SEED),
     transitionsRoot: bodyRoot(body), timestampMs: BigInt(Date.now()),
   };
   change(header);

@@ -596,8 +596,9 @@ test('replay: a tampered block is refused', async () => {
     assert.equal(tamperedBody.length, history.blocks[target].length);
     const cases: [string, Uint8Array, string[]][] = [
       ['transitions ciphertext', tamperedBody, ['BLOCK_BAD_BODY']],
-      ['header commitment', SignedBlock.enc({ ...b, header: { ...b.header, stateCommitment: new Uint8Array(32) } }), ['BLOCK_BAD_SIGNATURE']],
-      ['signature', SignedBlock.enc({ ...b, signature: flip(b.signature, 0) }), ['BLOCK_BAD_SIGNATURE']],
+      // Inside a run, the next block no longer names the tampered one (hash or signature hash); last in a run, its own signature fails.
+      ['header commitment', SignedBlock.enc({ ...b, header: { ...b.header, stateCommitment: new Uint8Array(32) } }), ['BLOCK_BAD_SIGNATURE', 'REPLAY_BROKEN_CHAIN']],
+      ['signature', SignedBlock.enc({ ...b, signature: flip(b.signature, 0) }), ['BLOCK_BAD_SIGNATURE', 'REPLAY_BROKEN_CHAIN']],
       ['included call list', SignedBlock.enc({ ...b, body: { ...b.body, calls: [] } }), ['BLOCK_BAD_BODY']],
       ['trailing byte', new Uint8Array([...history.blocks[target], 0]), ['DECODE_FAILED']],
     ];
@@ -607,6 +608,10 @@ test('replay: a tampered block is refused', async () => {
         core.replayBlocks(history.blocks.slice(0, target));
         const code = codeOf(() => core.replayBlocks([bytes, ...history.blocks.slice(target + 1)]));
         assert.ok(code !== undefined && codes.includes(code), `${what} (verifyEach=${verifyEach}): got ${code}`);
+        core.beginReplay(undefined, verifyEach);
+        core.replayBlocks(history.blocks.slice(0, target));
+        const last = codeOf(() => core.replayBlocks([bytes]));
+        assert.ok(last !== undefined && codes.filter((c) => c !== 'REPLAY_BROKEN_CHAIN').includes(last), `${what}, last of its run (verifyEach=${verifyEach}): got ${last}`);
       }
     }
     // out of order / missing block

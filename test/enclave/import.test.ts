@@ -450,3 +450,42 @@ test('rewind: back to an ancestor within the state layers, then the other branch
   assert.equal(codeOf(() => a.rewind(0, g.hash)), 'REWIND_UNAVAILABLE');
   assert.equal(codeOf(() => a.rewind(3, Buffer.from(ancestor.headHash, 'hex'))), 'REWIND_UNAVAILABLE');
 });
+
+test('importBlocks: a linked run is authenticated by its last signature; a run with a forged signature or a break stops at the bad block, the prefix applied', async () => {
+  const [a, b] = await openSet(2);
+  const g = a.genesis(ENDOWMENTS(), Date.now());
+  b.commit(b.importBlock(g.block, Date.now()).hash);
+  const chain: Uint8Array[] = [g.block];
+  let slot = 0n;
+  for (let i = 0; i < 40; i++) {
+    const author = i % 2 === 0 ? a : b;
+    slot = slotOf(i % 2, 2, slot);
+    if (i % 5 === 0) await author.submit([buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: i / 5 }, keyOf(author), SHARD).request], Date.now());
+    chain.push(produce(author, [author === a ? b : a], slot).block);
+  }
+  const joiner = () => openCore(tempDir(), [a.info().signingKey, b.info().signingKey]);
+
+  const j = joiner();
+  const all = await j.importBlocks(chain, Date.now());
+  assert.equal(all.failure, undefined);
+  assert.deepEqual([all.imported.length, all.status.headNumber], [41, 40]);
+  assert.deepEqual(view(j), view(a));
+
+  // Block 17's signature bytes replaced: its child no longer names it, the run ends there and the
+  // block's own signature is checked (and fails); 0..16 are applied.
+  const forged = chain.map((x, i) => (i === 17 ? flip(x, -1) : x));
+  const j2 = joiner();
+  const r2 = await j2.importBlocks(forged, Date.now());
+  assert.deepEqual([r2.imported.length, r2.failure?.index, r2.failure?.code], [17, 17, 'BLOCK_BAD_SIGNATURE']);
+  assert.equal(j2.status().headNumber, 16);
+
+  // A block of another chain in the middle (a's block 20 re-signed on another parent): BLOCK_NOT_CHILD after the run before it.
+  const stray = forge(chain[20], signingKey(a), (h) => ({ ...h, parentHash: new Uint8Array(32).fill(9) }));
+  const j3 = joiner();
+  const r3 = await j3.importBlocks([...chain.slice(0, 20), stray, ...chain.slice(21)], Date.now());
+  assert.deepEqual([r3.imported.length, r3.failure?.index, r3.failure?.code], [20, 20, 'BLOCK_NOT_CHILD']);
+  // the rest imports once the right block is there
+  const rest = await j3.importBlocks(chain.slice(20), Date.now());
+  assert.equal(rest.failure, undefined);
+  assert.deepEqual(view(j3), view(a));
+});

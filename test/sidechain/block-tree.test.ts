@@ -17,7 +17,7 @@ function block(number: number, parent: string, tag: string): TreeBlock {
   const header = {
     parentHash: Buffer.from(parent, 'hex'), number: BigInt(number), shard: ZERO32, slot: BigInt(number * 10 + tag.length),
     author: sha256(enc.encode(tag)), stateCommitment: sha256(enc.encode(`${tag}${number}`)), transitionsRoot: ZERO32,
-    parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 0n,
+    parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 0n, parentSignatureHash: ZERO32,
   };
   const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) }, calls: [sha256(enc.encode(`call ${tag}${number}`))], rotation: undefined }, signature: new Uint8Array(64) });
   return describeBlock(bytes, `peer-${tag}`, null).block;

@@ -6,7 +6,7 @@ import { codeOf } from '../helpers/errors.ts';
 
 const b32 = () => new Uint8Array(randomBytes(32));
 const header: Header = {
-  parentHash: b32(), number: 77n, shard: b32(), slot: 123456789n, author: b32(), stateCommitment: b32(), transitionsRoot: b32(),
+  parentHash: b32(), parentSignatureHash: b32(), number: 77n, shard: b32(), slot: 123456789n, author: b32(), stateCommitment: b32(), transitionsRoot: b32(),
   parentchainNumber: 4242, parentchainHash: b32(), timestampMs: 1_700_000_000_000n,
 };
 const bodies: Body[] = [

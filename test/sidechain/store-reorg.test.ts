@@ -43,7 +43,7 @@ function makeBlock(number: number, parentHash: Uint8Array, fork: string, calls: 
   const header = {
     parentHash, number: BigInt(number), shard: SHARD, slot: BigInt(number * 2 + (fork === 'main' ? 0 : 1)),
     author: sha256(enc.encode(`author ${fork}`)), stateCommitment: sha256(enc.encode(`state ${fork} ${number}`)),
-    transitionsRoot: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 1000n * BigInt(number),
+    transitionsRoot: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 1000n * BigInt(number), parentSignatureHash: ZERO32,
   };
   const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(`${fork} ${number}`) }, calls, rotation: undefined }, signature: new Uint8Array(64).fill(number) });
   return { number, hash: headerHash(header), bytes, callHashes: calls };
