@@ -136,6 +136,10 @@ export class Onboarding {
       }
     };
 
+    // A run is stored while the enclave verifies the next one; each step waits for the previous
+    // store write before it returns, so the store never lags the enclave by more than one run.
+    let storing: Promise<void> = Promise.resolve();
+    let storingThrough: number | null = null; // last block number of the write in flight
     const applier = async (): Promise<void> => {
       let lastLog = performance.now();
       let lastDone = cursor;
@@ -157,13 +161,21 @@ export class Onboarding {
           continue;
         }
         const r = await this.d.serialize(async () => {
-          if ((store.head()?.number ?? -1) !== cursor - 1) return null; // the ordinary sync moved the head meanwhile
-          const res = await this.d.enclave.call('importBlocks', { blocks, nowMs: Date.now() });
+          if ((storingThrough ?? store.head()?.number ?? -1) !== cursor - 1) return null; // the ordinary sync moved the head meanwhile
+          const imported = this.d.enclave.call('importBlocks', { blocks, nowMs: Date.now() });
+          try {
+            await storing;
+          } finally {
+            storingThrough = null;
+          }
+          const res = await imported;
           // The enclave returns each block's call hashes: no second decode here.
           const applied = blocks.slice(0, res.imported.length).map((bytes, i) => ({
             number: res.imported[i].number, hash: res.imported[i].hash, bytes, callHashes: res.imported[i].calls.map((c) => Buffer.from(c, 'hex')),
           }));
-          await store.appendMany(applied);
+          storing = store.appendMany(applied);
+          storing.catch(() => undefined); // awaited (and thrown) by the next step or at the end
+          if (applied.length > 0) storingThrough = applied[applied.length - 1].number;
           return { ...res, applied };
         });
         if (!r) {
@@ -197,6 +209,7 @@ export class Onboarding {
         }
         signal();
       }
+      await this.d.serialize(() => storing);
       signal();
     };
 
