@@ -859,13 +859,18 @@ export class EnclaveCore {
 
   // ---------- snapshots ----------
 
-  snapshot(): { sealed: Uint8Array; number: number } {
+  /**
+   * Seals the state at the head. A big state is read in pieces, letting blocks be imported in
+   * between (a snapshot must not hold up the next block); what is sealed is the head of the call.
+   */
+  async snapshot(): Promise<{ sealed: Uint8Array; number: number }> {
     if (this.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
     const h = this.head;
-    const bytes = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot,
-      recent: [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash })), state: this.state.encodeSnapshot() });
-    return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(this.head.number) };
+    const recent = [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash }));
+    const state = await this.state.encodeSnapshotInPieces(() => new Promise((resolve) => setImmediate(resolve)));
+    const bytes = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, recent, state });
+    return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(h.number) };
   }
 
   // ---------- calls ----------

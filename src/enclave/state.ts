@@ -175,6 +175,8 @@ export class State {
   private layers: Layer[] = [];
   private readonly layersKept: number;
   private epochMemo: { item: Item; record: EpochRecord } | undefined;
+  /** Snapshots being encoded: while any is, layers are not folded into the item maps (which it reads in pieces). */
+  private pinned = 0;
   private readonly elements = new ElementCache();
 
   constructor(layersKept = 0) {
@@ -247,17 +249,17 @@ export class State {
 
   /** Every item of the state, layers applied (each key once, newest value). */
   private *items(): Generator<Item> {
+    // The layers' newest writes, merged once: a snapshot of a big state must not look every key up in every layer.
+    const newest = new Map<string, Item>();
+    for (const l of [...this.layers]) for (const [k, item] of l.items) newest.set(k, item);
     for (const base of [this.accounts, this.memos, this.records]) {
-      for (const [k, item] of base) yield this.layers.length === 0 ? item : this.lookup(k, base)!;
-    }
-    const seen = new Set<string>();
-    for (let i = this.layers.length - 1; i >= 0; i--) {
-      for (const [k, item] of this.layers[i].items) {
-        if (seen.has(k) || this.accounts.has(k) || this.memos.has(k) || this.records.has(k)) continue;
-        seen.add(k);
-        yield item;
+      for (const [k, item] of base) {
+        const over = newest.get(k);
+        if (over) newest.delete(k);
+        yield over ?? item;
       }
     }
+    yield* newest.values(); // keys no base map has yet
   }
 
   private current(item: Item): Item | undefined {
@@ -295,7 +297,7 @@ export class State {
   apply(items: Item[], lthash?: LtHash): void {
     if (this.layersKept > 0 && lthash) {
       this.layers.push({ items: new Map(items.map((item) => [itemKey(item), item])), lthashBefore: this.lthash });
-      while (this.layers.length > this.layersKept) for (const item of this.layers.shift()!.items.values()) this.set(item);
+      this.foldLayers();
     } else {
       for (const item of items) this.set(item);
     }
@@ -344,9 +346,36 @@ export class State {
     return this.lthash.digest();
   }
 
+  private foldLayers(): void {
+    if (this.pinned > 0) return;
+    while (this.layers.length > this.layersKept) for (const item of this.layers.shift()!.items.values()) this.set(item);
+  }
+
   /** Snapshot encoding: the lthash then every item (as a Vector(StateWrite)), so loading needs no hashing. */
   encodeSnapshot(): Uint8Array {
     return Buffer.concat([this.lthash.bytes(), joinItems([...this.items()])]);
+  }
+
+  /**
+   * The same encoding, of the state as it is now, read in pieces with `pause()` between them so the
+   * thread can go on applying blocks: the item maps stay as they are meanwhile (new blocks stay in
+   * layers), and the layers of now are the ones read.
+   */
+  async encodeSnapshotInPieces(pause: () => Promise<void>, piece = 8192): Promise<Uint8Array> {
+    this.pinned++;
+    try {
+      const lthash = this.lthash.bytes();
+      const items: Item[] = [];
+      const iterator = this.items(); // captures the layers of now on its first step
+      for (let r = iterator.next(); !r.done; r = iterator.next()) {
+        items.push(r.value);
+        if (items.length % piece === 0) await pause();
+      }
+      return Buffer.concat([lthash, joinItems(items)]);
+    } finally {
+      this.pinned--;
+      this.foldLayers();
+    }
   }
 
   static fromSnapshot(bytes: Uint8Array, layersKept = 0): State {

@@ -8,14 +8,18 @@ import type { CallRelay } from './call-relay.ts';
 import { toHex } from '../codec/wire.ts';
 
 export interface AuthorDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; relay: CallRelay }
-/** deadlineMs: wall-clock time after which the enclave stops adding calls to the block. */
-export interface AuthorOptions { maxCalls: number; deadlineMs: number }
+/**
+ * deadlineMs: wall-clock time after which the enclave stops adding calls to the block. onStored: the
+ * block is durable (it may leave now: the enclave's commit and the callers' notifications follow).
+ */
+export interface AuthorOptions { maxCalls: number; deadlineMs: number; onStored?: (bytes: Uint8Array) => void }
 
 export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: bigint): Promise<{ number: number; hash: string; calls: number; bytes: Uint8Array }> {
   const { enclave, store, metrics, logger, relay } = deps;
   const started = performance.now();
   const p = await enclave.call('propose', { slot, timestampMs: Date.now(), maxCalls: opts.maxCalls, deadlineMs: Math.round(opts.deadlineMs) });
   await store.append({ number: p.number, hash: p.hash, bytes: p.block, callHashes: p.included.map((h) => Buffer.from(h, 'hex')) });
+  opts.onStored?.(p.block);
   const status = await enclave.call('commit', { hash: p.hash });
   const seconds = (performance.now() - started) / 1000;
 

@@ -60,7 +60,7 @@ const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE', 'ST
 const RETRY_MS = 200;
 const EQUIVOCATION_SLOTS_KEPT = 4096;
 /** Share of its slot an author waits for the previous slot's block. */
-const PARENT_WAIT_SHARE = 0.3;
+const PARENT_WAIT_SHARE = 0.12;
 /** Calls are added to a block until this share of the slot (then it is stored, committed and published). */
 const BUILD_SHARE = 0.5;
 /** A peer that rate-limits our sync requests is asked again after a pause, this many times. */
@@ -154,7 +154,8 @@ export class ChainService {
       }
       let block: Awaited<ReturnType<typeof authorBlock>>;
       try {
-        block = await authorBlock(this.d, { maxCalls: this.o.maxCalls, deadlineMs: start + slotMs * BUILD_SHARE }, slot);
+        // Published once stored, while the enclave commits: the others' import is on the critical path, our bookkeeping is not.
+        block = await authorBlock(this.d, { maxCalls: this.o.maxCalls, deadlineMs: start + slotMs * BUILD_SHARE, onStored: (bytes) => void this.publish(bytes) }, slot);
       } catch (err) {
         if ((err as EnclaveError).code !== 'NOT_CAUGHT_UP') throw err;
         this.d.logger.debug({ slot: String(slot), err: (err as Error).message }, 'slot left empty: not caught up');
@@ -162,9 +163,8 @@ export class ChainService {
       }
       this.headChanged(slot);
       this.d.onHeadChanged?.({ number: block.number, authored: true });
-      await this.publish(block.bytes);
-      // After the block left: a snapshot costs the enclave time, the block's propagation must not wait for it.
-      await this.maybeSnapshot(block.number, this.o.snapshotInterval);
+      // After the block left, and outside the lock: the next block's import must not wait for a snapshot.
+      void this.maybeSnapshot(block.number, this.o.snapshotInterval);
     });
   }
 
@@ -185,10 +185,15 @@ export class ChainService {
     this.headMoved = Promise.withResolvers<void>();
   }
 
-  /** Seals a snapshot when `every` blocks passed since the last one. */
+  /**
+   * Seals a snapshot when block `number` crosses a multiple of `every`, shifted by a phase of this
+   * validateer's own (from its signing key): a set whose members all sealed at the same block would
+   * stall together for that moment.
+   */
   private async maybeSnapshot(number: number, every: number): Promise<void> {
     if (this.lastSnapshot === null) this.lastSnapshot = (await this.d.store.newestSnapshotNumber()) ?? 0;
-    if (number - this.lastSnapshot < every) return;
+    const phase = Buffer.from(this.d.signingKey).readUInt32LE(0) % every;
+    if (Math.floor((number - phase) / every) <= Math.floor((this.lastSnapshot - phase) / every)) return;
     this.lastSnapshot = number;
     try {
       const snap = await this.d.enclave.call('snapshot', {});

@@ -524,7 +524,7 @@ async function buildHistory() {
       const res = await c.core.submit(reqs, Date.now());
       assert.ok(res.every((r) => r.status === 'ready'), JSON.stringify(res));
       produce(c);
-      if (round === 2) snapshot = c.core.snapshot();
+      if (round === 2) snapshot = await c.core.snapshot();
     }
     produce(c); // an empty block at the end
     const view = {
@@ -690,7 +690,7 @@ test('snapshot + tail replay equals full replay', async () => {
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks);
     await core.finishReplay();
-    const now = core.snapshot();
+    const now = await core.snapshot();
     assert.equal(now.number, 7);
     core.beginReplay(now.sealed, false);
     assertSameView(history, core, (await core.finishReplay()).commitment);

@@ -915,7 +915,7 @@ test('a payout signed before a crash is never signed again: in flight after rest
     host.init();
     const beneficiary = key32('beneficiary');
     await withWithdrawal(host, beneficiary);
-    const snapshot = host.core.snapshot();
+    const snapshot = await host.core.snapshot();
     const [pay] = host.duties();
     assert.equal(pay.key, 'payout:0');
     host.sign(pay.callData);
@@ -958,7 +958,7 @@ test('a payout never included is offered again after its death; one the vault co
     host.perform('reserve');
     host.import(chain.block([{ signer: key32('payer'), call: batch([transfer(vault, 9n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) } })]) }]));
     // restart before a block executed the shield: the effect is sealed, still pending
-    const snapshot = host.core.snapshot();
+    const snapshot = await host.core.snapshot();
     await host.close();
     host = new Host(chain, dataDir);
     host.init();
@@ -1035,7 +1035,7 @@ test('proxy calls take the current runtime\'s account format, also when the view
     const vault = await withWithdrawal(host, beneficiary);
     const inner = batchAllCall(IX, [transferKeepAliveCall(IX, beneficiary, 4n * UNIT), remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } }))]);
     assert.deepEqual(host.duties()[0].callData, concatBytes(Uint8Array.of(42, 0), vault, Uint8Array.of(0), inner));
-    const snapshot = host.core.snapshot();
+    const snapshot = await host.core.snapshot();
     await host.close();
     host = new Host(chain, dataDir);
     host.init(); // the runtime was upgraded to a pallet_proxy with MultiAddress arguments

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { LtHash } from '../../src/enclave/lthash.ts';
+import { LTHASH_BYTES, LtHash } from '../../src/enclave/lthash.ts';
 import { hashThreads } from '../../src/enclave/lthash-pool.ts';
 import { Overlay, State, StateWrite, accountItem, decodeItem, joinItems, readAccount, splitItems, type Item } from '../../src/enclave/state.ts';
 
@@ -228,3 +228,26 @@ function contents(s: State): string[] {
   const loaded = State.fromSnapshot(s.encodeSnapshot());
   return [...loaded.accounts.values(), ...loaded.memos.values(), ...loaded.records.values()].map(hex).sort();
 }
+
+test('a snapshot read in pieces is of the state when it began, while blocks go on being applied; layers fold after it', async () => {
+  const s = new State(4);
+  const many = Array.from({ length: 20_000 }, (_, i) => accountItem(new Uint8Array(randomBytes(32)), { balance: BigInt(i), nonce: 0, memoCount: 0 }));
+  s.apply(many, s.preview(many));
+  for (let i = 0; i < 6; i++) { const b = randomBlock(s, 5); s.apply(b, s.preview(b)); }
+  const before = hex(s.commitment());
+  const whole = s.encodeSnapshot();
+  let pauses = 0;
+  const pieces = await s.encodeSnapshotInPieces(async () => {
+    pauses++;
+    // blocks applied while the snapshot is being read
+    for (let i = 0; i < 3; i++) { const b = randomBlock(s, 7); s.apply(b, s.preview(b)); }
+  }, 1000);
+  assert.ok(pauses >= 20);
+  assert.deepEqual(pieces, whole, 'the same bytes as a snapshot taken at once when it began');
+  assert.equal(hex(State.fromSnapshot(pieces).commitment()), before);
+  assert.notEqual(hex(s.commitment()), before);
+  assert.equal(s.depth, 4, 'the layers that piled up meanwhile are folded into the item maps');
+  const recomputed = new LtHash();
+  for (const item of splitItems(s.encodeSnapshot().subarray(LTHASH_BYTES))) recomputed.add(item);
+  assert.equal(hex(recomputed.digest()), hex(s.commitment()), 'every item once, newest values: the commitment recomputed from scratch');
+});
