@@ -173,7 +173,14 @@ export class Onboarding {
           const applied = blocks.slice(0, res.imported.length).map((bytes, i) => ({
             number: res.imported[i].number, hash: res.imported[i].hash, bytes, callHashes: res.imported[i].calls.map((c) => Buffer.from(c, 'hex')),
           }));
-          storing = store.appendMany(applied);
+          // Counted once durable: the sync metrics and the head are what a restart continues from.
+          storing = store.appendMany(applied).then(() => {
+            if (applied.length === 0) return;
+            const last = applied[applied.length - 1].number;
+            metrics.syncBlocks.inc(applied.length);
+            metrics.sidechainHeadNumber.set(last);
+            metrics.eventLogEntries.set(last + 1);
+          });
           storing.catch(() => undefined); // awaited (and thrown) by the next step or at the end
           if (applied.length > 0) storingThrough = applied[applied.length - 1].number;
           return { ...res, applied };
@@ -184,11 +191,7 @@ export class Onboarding {
           break;
         }
         if (r.applied.length > 0) {
-          const applied = r.applied;
-          cursor += applied.length;
-          metrics.syncBlocks.inc(applied.length);
-          metrics.sidechainHeadNumber.set(cursor - 1);
-          metrics.eventLogEntries.set(cursor);
+          cursor += r.applied.length;
           metrics.observeState(r.status);
         }
         if (r.failure) {
