@@ -5,7 +5,6 @@ import { mkdirSync } from 'node:fs';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../node/logger.ts';
-import { startValidateer } from '../node/validateer.ts';
 import { Enclave } from '../enclave/host.ts';
 import { BlockStore } from '../sidechain/store.ts';
 import { bootstrap } from '../node/bootstrap.ts';
@@ -29,6 +28,8 @@ function configFrom(flags: NodeFlags, defaultFile?: string): Config {
 
 async function runUntilSignal(config: Config, banner: string): Promise<void> {
   const logger = createLogger({ level: config.log.level, name: 'validateer' });
+  // Loaded here: libp2p, the RPC server and the rest of a running node cost memory that `replay` and `keys` do not need.
+  const { startValidateer } = await import('../node/validateer.ts');
   const node = await startValidateer(config, logger);
   console.log([
     banner,
