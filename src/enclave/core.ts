@@ -72,6 +72,8 @@ const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
 const GETTER_MAX_SKEW_MS = 5 * 60_000;
 const ZERO32 = new Uint8Array(32);
+/** What genesis names as its parent. */
+const NO_PARENT = { hash: ZERO32, signatureHash: ZERO32 };
 
 interface Proposal { hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
 /** signatureHash: of the block's signature, which its child's header names. */
@@ -379,9 +381,8 @@ export class EnclaveCore {
       throw new EnclaveError('NOT_CAUGHT_UP', `the chain has executed the parentchain to #${this.head.parentchainNumber}; this enclave authors from #${this.keys.provisionedAt}, where its shard secrets arrived`);
     }
     const number = this.head.number + 1n;
-    const pcNumberBuilt = this.parentchain ? this.parentchain.lightClient.number : this.head.parentchainNumber;
     const epoch = this.currentEpoch();
-    const members = this.recipientsAt(pcNumberBuilt);
+    const members = this.recipientsAt(pcNumber);
     const rotate = rotationDue(epoch, members, number, this.opts.keyRotationBlocks ?? 0) !== null;
     // Only a member makes a new epoch's key: one that is leaving must not know it.
     if (rotate && !members.some((m) => me.equals(Buffer.from(m.signingKey)))) {
@@ -487,31 +488,30 @@ export class EnclaveCore {
         break;
       }
     }
-    // The linked run, and its last block's signature.
+    // The linked run, and its last block's signature: when that verifies, it vouches for the run.
     let linked = decoded.length;
     for (let i = 1; i < decoded.length; i++) {
-      if (!linksTo(decoded[i].block.header, { hash: decoded[i - 1].hash, signature: decoded[i - 1].block.signature })) { linked = i; break; }
+      if (!linksTo(decoded[i].block.header, decoded[i - 1])) { linked = i; break; }
     }
-    if (linked > 0) {
-      const tip = decoded[linked - 1];
-      const h = tip.block.header;
-      if (this.isKnownAuthor(h.author) && ed25519Verify(h.author, tip.signingPayload, tip.block.signature)) {
-        return this.applyRun(decoded, linked, nowMs, imported, failure);
-      }
-    }
-    // Signatures of the next chunk are checked on the crypto threads while this thread applies the current one.
-    const verify = (from: number) => this.crypto.verifySignatures(decoded.slice(from, from + SIGNATURE_CHUNK).map((r) => ({ publicKey: r.block.header.author, message: r.signingPayload, signature: r.block.signature })));
-    let pending = verify(0);
-    void pending.catch(() => undefined); // a chunk after a failure is never awaited
+    const tip = decoded[linked - 1];
+    const runSigned = tip !== undefined && this.isKnownAuthor(tip.block.header.author) && ed25519Verify(tip.block.header.author, tip.signingPayload, tip.block.signature);
+    // Otherwise, block by block: the next chunk's signatures on the crypto threads while this thread applies the current one.
+    const verify = (from: number) => {
+      const p = this.crypto.verifySignatures(decoded.slice(from, from + SIGNATURE_CHUNK).map((r) => ({ publicKey: r.block.header.author, message: r.signingPayload, signature: r.block.signature })));
+      void p.catch(() => undefined); // a chunk after a failure is never awaited
+      return p;
+    };
+    let pending = runSigned ? null : verify(0);
     let signed: boolean[] = [];
-    for (const [i, b] of decoded.entries()) {
-      if (i % SIGNATURE_CHUNK === 0) {
+    const count = runSigned ? linked : decoded.length;
+    for (let i = 0; i < count; i++) {
+      const b = decoded[i];
+      if (pending && i % SIGNATURE_CHUNK === 0) {
         signed = await pending;
         pending = verify(i + SIGNATURE_CHUNK);
-        void pending.catch(() => undefined);
       }
       try {
-        if (!signed[i % SIGNATURE_CHUNK]) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${b.block.header.number} signature does not verify`);
+        if (!runSigned && !signed[i % SIGNATURE_CHUNK]) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${b.block.header.number} signature does not verify`);
         const r = this.importDecoded(b, nowMs, true);
         this.commit(r.hash);
         imported.push({ hash: r.hash, number: r.number, calls: r.calls });
@@ -520,23 +520,9 @@ export class EnclaveCore {
         break;
       }
     }
-    return { imported, ...(failure ? { failure } : {}), status: this.status() };
-  }
-
-  /** Applies the first `linked` blocks, authenticated by the signature of the last of them; blocks after that are left for the next request. */
-  private applyRun(decoded: ReceivedBlock[], linked: number, nowMs: number, imported: { hash: Uint8Array; number: number; calls: string[] }[], failure: { index: number; code: string; message: string } | undefined) {
-    for (let i = 0; i < linked; i++) {
-      try {
-        const r = this.importDecoded(decoded[i], nowMs, true);
-        this.commit(r.hash);
-        imported.push({ hash: r.hash, number: r.number, calls: r.calls });
-      } catch (err) {
-        failure = { index: i, code: (err as EnclaveError).code ?? 'INTERNAL', message: (err as Error).message };
-        break;
-      }
-    }
-    if (!failure && linked < decoded.length) {
-      failure ??= { index: linked, code: 'BLOCK_NOT_CHILD', message: `block ${decoded[linked].block.header.number} does not extend the run before it` };
+    // Blocks after the signed run are left for the next request (the earliest failure is the one reported).
+    if (count < decoded.length && (!failure || failure.index > count)) {
+      failure = { index: count, code: 'BLOCK_NOT_CHILD', message: `block ${decoded[count].block.header.number} does not extend the run before it` };
     }
     return { imported, ...(failure ? { failure } : {}), status: this.status() };
   }
@@ -549,13 +535,13 @@ export class EnclaveCore {
     const author = Buffer.from(h.author);
     if (h.number === 0n) {
       if (this.head) throw new EnclaveError('BLOCK_NOT_CHILD', 'a genesis block cannot extend a chain');
-      if (!Buffer.from(h.parentHash).equals(Buffer.from(ZERO32)) || !Buffer.from(h.parentSignatureHash).equals(Buffer.from(ZERO32)) || h.slot !== 0n) throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
+      if (!linksTo(h, NO_PARENT) || h.slot !== 0n) throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
       const g = this.genesisAuthor();
       if (!g || !author.equals(Buffer.from(g))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', 'genesis is not by the shard\'s first authority');
     } else {
       const parent = this.head;
       if (!parent) throw new EnclaveError('NOT_INITIALISED', 'no head: import genesis first');
-      if (h.number !== parent.number + 1n || !Buffer.from(h.parentHash).equals(Buffer.from(parent.hash)) || !Buffer.from(h.parentSignatureHash).equals(Buffer.from(parent.signatureHash))) {
+      if (h.number !== parent.number + 1n || !linksTo(h, parent)) {
         throw new EnclaveError('BLOCK_NOT_CHILD', `block ${h.number} does not extend the head ${parent.number}`);
       }
       if (h.slot <= parent.slot) throw new EnclaveError('BLOCK_SLOT_NOT_INCREASING', `block ${h.number} slot ${h.slot} is not after its parent's ${parent.slot}`);
@@ -579,7 +565,7 @@ export class EnclaveCore {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
     }
     const included = b.body.calls.map((c) => Buffer.from(c).toString('hex'));
-    this.proposal = { hash, signatureHash: signatureHash(b.signature), number: h.number, slot: h.slot, items, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
+    this.proposal = { hash, signatureHash: received.signatureHash, number: h.number, slot: h.slot, items, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
     return { hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
 
@@ -646,9 +632,7 @@ export class EnclaveCore {
       const received = decodeReceivedBlock(bytes);
       const b = received.block;
       const expectedNumber = this.head ? this.head.number + 1n : 0n;
-      const expectedParent = this.head?.hash ?? ZERO32;
-      const expectedSignature = this.head?.signatureHash ?? ZERO32;
-      if (b.header.number !== expectedNumber || !Buffer.from(b.header.parentHash).equals(Buffer.from(expectedParent)) || !Buffer.from(b.header.parentSignatureHash).equals(Buffer.from(expectedSignature))) {
+      if (b.header.number !== expectedNumber || !linksTo(b.header, this.head ?? NO_PARENT)) {
         throw new EnclaveError('REPLAY_BROKEN_CHAIN', `block ${b.header.number} does not extend ${expectedNumber - 1n}`);
       }
       const items = this.openBlock(received, !r.verifyEach && i < blocks.length - 1);
@@ -663,7 +647,7 @@ export class EnclaveCore {
       }
       r.blocks++;
       r.transitions += items.length;
-      this.setHead({ hash: received.hash, signatureHash: signatureHash(b.signature), number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
+      this.setHead({ hash: received.hash, signatureHash: received.signatureHash, number: b.header.number, slot: b.header.slot, commitment: b.header.stateCommitment, parentchainNumber: b.header.parentchainNumber, parentchainHash: b.header.parentchainHash }, items);
     }
     return { headNumber: Number(this.head?.number ?? -1) };
   }

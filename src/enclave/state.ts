@@ -366,9 +366,9 @@ export class State {
     try {
       const lthash = this.lthash.bytes();
       const items: Item[] = [];
-      const iterator = this.items(); // captures the layers of now on its first step
-      for (let r = iterator.next(); !r.done; r = iterator.next()) {
-        items.push(r.value);
+      // items() captures the layers of now on its first step, before any pause.
+      for (const item of this.items()) {
+        items.push(item);
         if (items.length % piece === 0) await pause();
       }
       return Buffer.concat([lthash, joinItems(items)]);

@@ -54,9 +54,9 @@ export function signatureHash(signature: Uint8Array): Uint8Array {
   return sha256(signature);
 }
 
-/** Whether `child` names `parent` (hash and signature) as its parent. */
-export function linksTo(child: Header, parent: { hash: Uint8Array; signature: Uint8Array }): boolean {
-  return Buffer.from(child.parentHash).equals(Buffer.from(parent.hash)) && Buffer.from(child.parentSignatureHash).equals(Buffer.from(signatureHash(parent.signature)));
+/** Whether `child` names `parent` (its hash and its signature's hash) as its parent; zeros for genesis. */
+export function linksTo(child: Header, parent: { hash: Uint8Array; signatureHash: Uint8Array }): boolean {
+  return Buffer.from(child.parentHash).equals(Buffer.from(parent.hash)) && Buffer.from(child.parentSignatureHash).equals(Buffer.from(parent.signatureHash));
 }
 
 export function bodyRoot(b: Body): Uint8Array {
@@ -80,7 +80,7 @@ function bodyLength(b: Body): number {
   return n;
 }
 
-export interface ReceivedBlock { block: SignedBlock; hash: Uint8Array; signingPayload: Uint8Array; bodyRoot: Uint8Array }
+export interface ReceivedBlock { block: SignedBlock; hash: Uint8Array; signatureHash: Uint8Array; signingPayload: Uint8Array; bodyRoot: Uint8Array }
 
 /**
  * Decodes a received block without re-encoding it (imports are hot): the header's bytes are its one
@@ -104,9 +104,11 @@ export function decodeReceivedBlock(bytes: Uint8Array): ReceivedBlock {
   }
   // Truncated, padded or non-canonical bytes: the decoded body's encoding has another length.
   if (bodyLength(body) !== bodyBytes.length) throw new ValidateerError('DECODE_FAILED', 'malformed block: not exactly one canonical block');
+  const signature = bytes.slice(bytes.length - SIGNATURE_BYTES);
   return {
-    block: { header, body, signature: bytes.slice(bytes.length - SIGNATURE_BYTES) },
+    block: { header, body, signature },
     hash: sha256(headerBytes),
+    signatureHash: signatureHash(signature),
     signingPayload: concatBytes(HEADER_DOMAIN, headerBytes),
     bodyRoot: sha256(bodyBytes),
   };
