@@ -1,7 +1,6 @@
 // HPKE (RFC 9180) base mode, single-shot, for DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-GCM.
 // Written on synchronous node:crypto because @hpke/core's WebCrypto path opens ~3.4k messages/s on
 // this hardware against ~10k/s here; test/crypto/hpke.test.ts checks interop with @hpke/core both ways.
-import { type KeyObject } from 'node:crypto';
 import { aesGcmOpen, aesGcmSeal, hmacSha256, x25519, x25519Generate } from './primitives.ts';
 
 const te = new TextEncoder();
@@ -78,7 +77,7 @@ export class HpkeSuite {
   }
 
   /** Decrypts; null when the ciphertext or enc is invalid (never throws on bad input). */
-  open(recipient: { secretKey: KeyObject | Uint8Array; publicKey: Uint8Array }, enc: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array = EMPTY): Uint8Array | null {
+  open(recipient: { secretKey: Uint8Array; publicKey: Uint8Array }, enc: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array = EMPTY): Uint8Array | null {
     if (enc.length !== 32) return null;
     let dh: Uint8Array;
     try {

@@ -105,7 +105,7 @@ export class EnclaveCore {
   private crypto: CryptoPool;
   private localVerifier: CallVerifier;
   /** One object the registry reads the shielding key from: provisioning swaps its fields in place. */
-  private readonly shielding: { secretKey: KeyObject | Uint8Array; publicKey: Uint8Array };
+  private readonly shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
   private readonly provisioning: Provisioning;
   private readonly pool: CallPool;
   private state = new State(STATE_LAYERS);
@@ -132,8 +132,8 @@ export class EnclaveCore {
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     this.crypto = new CryptoPool(key, opts.workers);
-    this.localVerifier = new CallVerifier({ ...key, secret: this.keys.shieldingKey });
-    this.shielding = { secretKey: this.keys.shieldingKey, publicKey: this.keys.shieldingPublic };
+    this.localVerifier = new CallVerifier(key);
+    this.shielding = { secretKey: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     this.pool = new CallPool(opts.pool);
     const policy = this.registryContext();
     this.provisioning = new Provisioning({
@@ -755,7 +755,7 @@ export class EnclaveCore {
 
   /** A block's new key: known already (a provisioned epoch) or opened from this enclave's copy, then sealed to disk. */
   private learnStateKey(r: KeyRotation, number: bigint): void {
-    const key = openRotation(r, this.opts.shard, number, { signingKey: this.keys.signingPublic, secretKey: this.keys.encryptionKey, publicKey: this.keys.encryptionPublic });
+    const key = openRotation(r, this.opts.shard, number, { signingKey: this.keys.signingPublic, secretKey: this.keys.encryptionSecret, publicKey: this.keys.encryptionPublic });
     const known = this.keys.stateKeys.get(r.keyId);
     if (known && key && !Buffer.from(known).equals(Buffer.from(key))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: state key ${r.keyId} differs from the one this enclave holds`);
     if (known) return;
@@ -822,8 +822,8 @@ export class EnclaveCore {
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     await this.crypto.close();
     this.crypto = new CryptoPool(key, this.opts.workers);
-    this.localVerifier = new CallVerifier({ ...key, secret: this.keys.shieldingKey });
-    this.shielding.secretKey = this.keys.shieldingKey;
+    this.localVerifier = new CallVerifier(key);
+    this.shielding.secretKey = this.keys.shieldingSecret;
     this.shielding.publicKey = this.keys.shieldingPublic;
     this.forwardKeys.clear();
     this.stateKeyObjects.clear();
@@ -951,7 +951,7 @@ export class EnclaveCore {
       throw new EnclaveError(RejectCode.DECODE_FAILED, 'malformed shielded request envelope');
     }
     if (!Buffer.from(req.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is for another shard');
-    const plain = getterSuite.open({ secretKey: this.keys.shieldingKey, publicKey: this.keys.shieldingPublic }, req.enc, req.ciphertext, req.shard);
+    const plain = getterSuite.open({ secretKey: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic }, req.enc, req.ciphertext, req.shard);
     if (!plain) throw new EnclaveError(RejectCode.DECRYPT_FAILED, 'getter does not decrypt with the shielding key');
     const g = decodeExact(TrustedGetterSigned, plain, 'trusted getter');
     if (!ed25519Verify(getterAccount(g.getter), getterSigningPayload(g), g.signature)) throw new EnclaveError(RejectCode.BAD_SIGNATURE, 'getter signature does not verify for the account');

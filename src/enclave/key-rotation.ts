@@ -4,7 +4,6 @@
 // registered X25519 encryption key (HPKE, bound to shard, block number and key id) and encrypts the
 // block's own transitions under it. A departed member is not a recipient: nothing in its data
 // directory opens transitions after its departure. Members keep every epoch's key for replay.
-import type { KeyObject } from 'node:crypto';
 import { u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { sha256 } from '../crypto/primitives.ts';
@@ -49,7 +48,7 @@ export function sealRotation(shard: Uint8Array, number: bigint, keyId: number, k
  * Checks a block's rotation against the members it must be sealed to (exactly them, in order) and
  * opens this enclave's copy of the key: undefined when this enclave is not a recipient.
  */
-export function openRotation(r: KeyRotation, shard: Uint8Array, number: bigint, me: { signingKey: Uint8Array; secretKey: KeyObject; publicKey: Uint8Array }): Uint8Array | undefined {
+export function openRotation(r: KeyRotation, shard: Uint8Array, number: bigint, me: { signingKey: Uint8Array; secretKey: Uint8Array; publicKey: Uint8Array }): Uint8Array | undefined {
   const mine = r.wraps.find((w) => same(w.member, me.signingKey));
   if (!mine) return undefined;
   const key = suite.open({ secretKey: me.secretKey, publicKey: me.publicKey }, mine.enc, mine.ciphertext, wrapAad(shard, number, r.keyId, me.signingKey));

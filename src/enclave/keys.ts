@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { Bytes, Struct, Vector, u8, u32 } from 'scale-ts';
-import { ed25519PrivateKey, ed25519PublicFromSeed, x25519Generate, x25519PrivateKey, x25519PublicFromSecret } from '../crypto/primitives.ts';
+import { ed25519PrivateKey, ed25519PublicFromSeed, x25519Generate, x25519PublicFromSecret } from '../crypto/primitives.ts';
 import { decodeExact } from '../codec/wire.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 
@@ -57,12 +57,10 @@ export interface EnclaveKeys {
   signingKey: KeyObject;
   signingSeed: Uint8Array;
   encryptionSecret: Uint8Array;
-  encryptionKey: KeyObject;
   encryptionPublic: Uint8Array;
   shieldingKeyId: number;
   shieldingPublic: Uint8Array;
   shieldingSecret: Uint8Array;
-  shieldingKey: KeyObject;
   stateKeys: Map<number, Uint8Array>;
   currentStateKeyId: number;
   secretsOrigin: SecretsOrigin;
@@ -105,11 +103,9 @@ function keysOf(file: KeyFileT): EnclaveKeys {
     signingKey: ed25519PrivateKey(file.signingSeed),
     signingPublic: ed25519PublicFromSeed(file.signingSeed),
     encryptionSecret: file.encryptionSecret,
-    encryptionKey: x25519PrivateKey(file.encryptionSecret),
     encryptionPublic: x25519PublicFromSecret(file.encryptionSecret),
     shieldingKeyId: file.shieldingKeyId,
     shieldingSecret: file.shieldingSecret,
-    shieldingKey: x25519PrivateKey(file.shieldingSecret),
     shieldingPublic: x25519PublicFromSecret(file.shieldingSecret),
     stateKeys: new Map(file.stateKeys.map((k) => [k.id, k.key])),
     currentStateKeyId: file.currentStateKeyId,

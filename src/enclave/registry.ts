@@ -2,7 +2,6 @@
 // the registered validateer set (in registration order), the vault, the last anchor, and the effects
 // that sidechain blocks must execute (shields, indirect invocations, payouts). Every enclave that
 // reads the same blocks derives the same registry.
-import type { KeyObject } from 'node:crypto';
 import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { sha256 } from '../crypto/primitives.ts';
@@ -66,7 +65,7 @@ export interface RegistryContext {
   callIndices: CallIndices;
   trustedAuthorities: Uint8Array[];
   allowedMeasurements: Uint8Array[];
-  shielding: { secretKey: KeyObject | Uint8Array; publicKey: Uint8Array };
+  shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
 }
 
 export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'proxy' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }

@@ -1,26 +1,21 @@
 // Opens and verifies shielded calls: HPKE decrypt, strict decode, ed25519 signature, call hash.
 // Pure and synchronous so it runs unchanged on the enclave thread and in the crypto worker threads.
-import { type KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../crypto/hpke.ts';
-import { ed25519PublicKey, ed25519Verify, x25519PrivateKey } from '../crypto/primitives.ts';
+import { ed25519Verify } from '../crypto/primitives.ts';
 import { HPKE_INFO_CALL, ShieldedRequest, TrustedCallSigned, callHash, callSigningPayload, decodeExact, type TrustedCall } from '../codec/wire.ts';
 import { RejectCode } from './errors.ts';
 
-export interface ShieldingKeyMaterial { keyId: number; secret: KeyObject | Uint8Array; publicKey: Uint8Array }
+export interface ShieldingKeyMaterial { keyId: number; secret: Uint8Array; publicKey: Uint8Array }
 export type Verified = { ok: true; hash: Uint8Array; shard: Uint8Array; nonce: number; call: TrustedCall };
 export type VerifyFailure = { ok: false; code: RejectCode; message: string };
 
 const suite = new HpkeSuite(HPKE_INFO_CALL);
-/** Imported public keys by account: importing costs about a fifth of a verification. */
-const KEY_CACHE_MAX = 50_000;
 
 export class CallVerifier {
   private readonly key: ShieldingKeyMaterial;
-  private readonly keyCache = new Map<string, KeyObject>();
 
   constructor(key: ShieldingKeyMaterial) {
-    // Import the private key once; raw bytes would be re-imported on every open.
-    this.key = key.secret instanceof Uint8Array ? { ...key, secret: x25519PrivateKey(key.secret) } : key;
+    this.key = key;
   }
 
   verify(requestBytes: Uint8Array): Verified | VerifyFailure {
@@ -40,19 +35,7 @@ export class CallVerifier {
     } catch {
       return { ok: false, code: RejectCode.DECODE_FAILED, message: 'decrypted payload is not a valid trusted call' };
     }
-    const from = signed.call.value.from;
-    const fromHex = Buffer.from(from).toString('hex');
-    let pub = this.keyCache.get(fromHex);
-    if (!pub) {
-      try {
-        pub = ed25519PublicKey(from);
-      } catch {
-        return { ok: false, code: RejectCode.BAD_SIGNATURE, message: 'sender is not a valid ed25519 public key' };
-      }
-      if (this.keyCache.size >= KEY_CACHE_MAX) this.keyCache.clear();
-      this.keyCache.set(fromHex, pub);
-    }
-    if (!ed25519Verify(pub, callSigningPayload(signed), signed.signature)) {
+    if (!ed25519Verify(signed.call.value.from, callSigningPayload(signed), signed.signature)) {
       return { ok: false, code: RejectCode.BAD_SIGNATURE, message: 'signature does not verify for the sender' };
     }
     if (!Buffer.from(signed.shard).equals(Buffer.from(req.shard))) {

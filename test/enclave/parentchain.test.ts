@@ -1353,7 +1353,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const t = b4.body.transitions;
     for (const key of cKeys.stateKeys.values()) assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b4.header.number)), null);
     const relabelled = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.map((w) => ({ ...w, member: c.key })) };
-    assert.throws(() => openRotation(relabelled, SHARD, b4.header.number, { signingKey: c.key, secretKey: cKeys.encryptionKey, publicKey: cKeys.encryptionPublic }), { code: 'BLOCK_BAD_ROTATION' });
+    assert.throws(() => openRotation(relabelled, SHARD, b4.header.number, { signingKey: c.key, secretKey: cKeys.encryptionSecret, publicKey: cKeys.encryptionPublic }), { code: 'BLOCK_BAD_ROTATION' });
     // c (had it stayed running) cannot follow: the block's key is not sealed to it
     assert.equal(codeOf(() => c.core.importBlock(blocks.at(-1)!, Date.now())), 'STATE_KEY_UNKNOWN');
 
