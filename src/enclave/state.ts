@@ -159,7 +159,8 @@ export const localHasher: ItemHasher = async (items) => {
   return lt;
 };
 
-interface Layer { items: Map<string, Item>; lthashBefore: LtHash }
+/** One block's writes; `newAccounts` counts the account keys it wrote that nothing below it held. */
+interface Layer { items: Map<string, Item>; lthashBefore: LtHash; newAccounts: number }
 
 /**
  * The shard state: item maps plus, when `layersKept` > 0, the newest blocks' writes as layers above
@@ -173,6 +174,8 @@ export class State {
   readonly records = new Map<string, Item>();
   lthash = new LtHash();
   private layers: Layer[] = [];
+  /** The newest value of each key the layers wrote: a read costs two map lookups, not one per layer. */
+  private newest = new Map<string, Item>();
   private readonly layersKept: number;
   private epochMemo: { item: Item; record: EpochRecord } | undefined;
   /** Snapshots being encoded: while any is, layers are not folded into the item maps (which it reads in pieces). */
@@ -189,18 +192,14 @@ export class State {
   }
 
   private lookup(key: string, base: Map<string, Item>): Item | undefined {
-    for (let i = this.layers.length - 1; i >= 0; i--) {
-      const item = this.layers[i].items.get(key);
-      if (item) return item;
-    }
-    return base.get(key);
+    return this.newest.get(key) ?? base.get(key);
   }
 
   /** Accounts with a balance record, layers included. */
   get accountCount(): number {
-    const added = new Set<string>();
-    for (const l of this.layers) for (const k of l.items.keys()) if (k.length === 64 && !this.accounts.has(k)) added.add(k);
-    return this.accounts.size + added.size;
+    let n = this.accounts.size;
+    for (const l of this.layers) n += l.newAccounts;
+    return n;
   }
 
   account(id: Uint8Array): Account {
@@ -250,8 +249,7 @@ export class State {
   /** Every item of the state, layers applied (each key once, newest value). */
   private *items(): Generator<Item> {
     // The layers' newest writes, merged once: a snapshot of a big state must not look every key up in every layer.
-    const newest = new Map<string, Item>();
-    for (const l of [...this.layers]) for (const [k, item] of l.items) newest.set(k, item);
+    const newest = new Map(this.newest);
     for (const base of [this.accounts, this.memos, this.records]) {
       for (const [k, item] of base) {
         const over = newest.get(k);
@@ -276,6 +274,8 @@ export class State {
     if (blocks === 0) return true;
     const removed = this.layers.splice(this.layers.length - blocks, blocks);
     this.lthash = removed[0].lthashBefore;
+    this.newest = new Map();
+    for (const l of this.layers) for (const [k, item] of l.items) this.newest.set(k, item);
     return true;
   }
 
@@ -296,7 +296,14 @@ export class State {
   /** Applies items; `lthash` is their preview (or omitted when loading items whose hash is known). */
   apply(items: Item[], lthash?: LtHash): void {
     if (this.layersKept > 0 && lthash) {
-      this.layers.push({ items: new Map(items.map((item) => [itemKey(item), item])), lthashBefore: this.lthash });
+      const layer: Layer = { items: new Map(), lthashBefore: this.lthash, newAccounts: 0 };
+      for (const item of items) {
+        const k = itemKey(item);
+        if (item[0] === TAG_ACCOUNT && !layer.items.has(k) && !this.lookup(k, this.accounts)) layer.newAccounts++;
+        layer.items.set(k, item);
+      }
+      for (const [k, item] of layer.items) this.newest.set(k, item);
+      this.layers.push(layer);
       this.foldLayers();
     } else {
       for (const item of items) this.set(item);
@@ -348,7 +355,13 @@ export class State {
 
   private foldLayers(): void {
     if (this.pinned > 0) return;
-    while (this.layers.length > this.layersKept) for (const item of this.layers.shift()!.items.values()) this.set(item);
+    while (this.layers.length > this.layersKept) {
+      for (const [k, item] of this.layers.shift()!.items) {
+        this.set(item);
+        // Still the newest value: the item maps hold it now.
+        if (this.newest.get(k) === item) this.newest.delete(k);
+      }
+    }
   }
 
   /** Snapshot encoding: the lthash then every item (as a Vector(StateWrite)), so loading needs no hashing. */
