@@ -67,7 +67,7 @@ const RecentHashes = Vector(Struct({ number: u64, hash: Bytes(32) }));
 const SnapshotFile = Struct({
   version: u8, number: u64, hash: Bytes(32), signatureHash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, recent: RecentHashes, state: Bytes(),
 });
-const SNAPSHOT_VERSION = 4;
+const SNAPSHOT_VERSION = 5; // 5: element hashes of the state commitment by ChaCha20 (4: SHAKE128)
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
 const replySuite = new HpkeSuite(HPKE_INFO_REPLY);
 const GETTER_MAX_SKEW_MS = 5 * 60_000;
