@@ -614,8 +614,8 @@ export class EnclaveCore {
       this.head = null;
     }
     void this.replaying?.hash.close();
-    // A replay from genesis ends by hashing every item: start the hash threads now, in parallel.
-    const hash = hashThreads(this.opts.workers, !verifyEach && !sealedSnapshot);
+    // A replay ends by hashing the items it touched, on more threads when they are many.
+    const hash = hashThreads(this.opts.workers);
     this.replaying = { acc: this.state.replay(), verifyEach, blocks: 0, transitions: 0, finishing: false, hash };
     return { fromNumber: this.head ? Number(this.head.number) : -1 };
   }

@@ -7,14 +7,16 @@ import { sha256 } from '../crypto/primitives.ts';
 export const LTHASH_BYTES = 2048;
 const WORDS = LTHASH_BYTES / 4;
 
-// An element's 2 KiB is the ChaCha20 keystream under sha256(domain || element): a PRG seeded by a
-// collision-resistant hash, as BLAKE3's XOF mode is in Solana's lattice hash. libsodium's ChaCha20
-// writes it in place (no allocation) at about half the cost of 2 KiB of SHAKE128 (4.7 us against 8.6).
+// An element's 2 KiB is the ChaCha20 keystream under BLAKE2b-256(element) keyed by a domain string:
+// a PRG seeded by a collision-resistant hash, as BLAKE3's XOF mode is in Solana's lattice hash.
+// libsodium writes it in place (no allocation) in ~2 us, where 2 KiB of SHAKE128 took 8.6.
 const DOMAIN = new TextEncoder().encode('validateer/lthash/v2');
 const NONCE = new Uint8Array(12);
+const seed = new Uint8Array(32);
 
 function elementWords(element: Uint8Array, out: Uint32Array): Uint32Array {
-  sodium.crypto_stream_chacha20_ietf(new Uint8Array(out.buffer, out.byteOffset, LTHASH_BYTES), NONCE, sha256(DOMAIN, element));
+  sodium.crypto_generichash(seed, element, DOMAIN);
+  sodium.crypto_stream_chacha20_ietf(new Uint8Array(out.buffer, out.byteOffset, LTHASH_BYTES), NONCE, seed);
   return out;
 }
 /** For elements that are not kept: each is added as soon as it is hashed. */

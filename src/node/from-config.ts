@@ -15,11 +15,14 @@ export function enclaveInitFrom(config: Config, dataDir: string, workers = confi
   };
 }
 
+const HEX_KEY = /^0x[0-9a-fA-F]{64}$/;
+
 /** Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key. */
 export async function genesisBalances(config: Config): Promise<{ account: Uint8Array; amount: bigint }[]> {
   const entries = [...config.genesis.balances, ...(config.genesis.balancesFile ? readBalancesFile(config.genesis.balancesFile) : [])];
-  // Loaded on demand: polkadot-js util-crypto (for //Dev and SS58) costs ~100 MB of RSS, and a node
-  // only needs it on its very first start.
+  // Hex public keys need no library. polkadot-js util-crypto (for //Dev and SS58) adds ~120 MiB of RSS,
+  // so it is loaded only when an entry needs it, and a node only needs genesis on its first start.
+  if (entries.every((b) => HEX_KEY.test(b.account))) return entries.map((b) => ({ account: fromHex(b.account), amount: b.amount }));
   const { resolvePublicKey } = await import('../client/accounts.ts');
   return Promise.all(entries.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount })));
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { blake2b } from '@noble/hashes/blake2.js';
 import { LtHash, LTHASH_BYTES } from '../../src/enclave/lthash.ts';
 
 const te = new TextEncoder();
@@ -10,9 +11,9 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 /** Reference: 1024 independent 16-bit lanes, little-endian, wrapping mod 2^16. */
 class RefLtHash {
   readonly lanes = new Uint16Array(LTHASH_BYTES / 2);
-  /** The ChaCha20 keystream (OpenSSL's, counter 0, zero nonce) under sha256(domain || element). */
+  /** The ChaCha20 keystream (OpenSSL's, counter 0, zero nonce) under BLAKE2b-256 (noble's) keyed by the domain. */
   private static expand(element: Uint8Array): Uint16Array {
-    const key = createHash('sha256').update('validateer/lthash/v2').update(element).digest();
+    const key = blake2b(element, { key: te.encode('validateer/lthash/v2'), dkLen: 32 });
     const out = createCipheriv('chacha20', key, Buffer.alloc(16)).update(Buffer.alloc(LTHASH_BYTES));
     const lanes = new Uint16Array(LTHASH_BYTES / 2);
     for (let i = 0; i < lanes.length; i++) lanes[i] = out.readUInt16LE(2 * i);

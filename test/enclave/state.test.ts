@@ -130,7 +130,7 @@ test('the parallel hasher (worker threads) gives the same sum as the local one',
   const items = Array.from({ length: 25_000 }, (_, i) => accountItem(randomBytes(32), { balance: BigInt(i), nonce: i, memoCount: 0 }));
   const local = new LtHash();
   for (const item of items) local.add(item);
-  const threads = hashThreads(2);
+  const threads = hashThreads(2, 10_000);
   // two sums at once on the same threads (a tail replay hashes added and removed items together)
   const [parallel, firstHalf] = await Promise.all([threads.hasher(items), threads.hasher(items.slice(0, 20_000))]);
   await threads.close();
