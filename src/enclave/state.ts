@@ -4,7 +4,7 @@
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
 import { Bytes, Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
 import { AccountId, Memo, decodeExact } from '../codec/wire.ts';
-import { ElementCache, LtHash, LTHASH_BYTES } from './lthash.ts';
+import { LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
 export interface ShardRecord { shieldedSupply: bigint; nextWithdrawal: bigint }
@@ -180,7 +180,6 @@ export class State {
   private epochMemo: { item: Item; record: EpochRecord } | undefined;
   /** Snapshots being encoded: while any is, layers are not folded into the item maps (which it reads in pieces). */
   private pinned = 0;
-  private readonly elements = new ElementCache();
 
   constructor(layersKept = 0) {
     this.layersKept = layersKept;
@@ -287,8 +286,8 @@ export class State {
     const lt = this.lthash.clone();
     for (const item of items) {
       const old = this.current(item);
-      if (old) lt.removeCached(old, this.elements);
-      lt.addCached(item, this.elements);
+      if (old) lt.remove(old);
+      lt.add(item);
     }
     return lt;
   }
