@@ -70,12 +70,13 @@ export class CallPool {
   /** Drops calls whose nonce can no longer be used or whose gap was not filled in time. */
   prune(nowMs: number, accountNonce: (sender: string) => number): { entry: PoolEntry; code: RejectCode; message: string }[] {
     const dropped: { entry: PoolEntry; code: RejectCode; message: string }[] = [];
-    for (const [sender, calls] of this.senders()) {
+    // Runs once per block over every sender: no copies; the drops are removed after the walk.
+    for (const [sender, calls] of this.bySender) {
       const n = accountNonce(sender);
       // Calls in an unbroken run from the account nonce are ready, however long they waited.
       let runEnd = n;
       while (calls.has(runEnd)) runEnd++;
-      for (const e of [...calls.values()]) {
+      for (const e of calls.values()) {
         if (e.nonce < n) dropped.push({ entry: e, code: RejectCode.STALE_NONCE, message: `nonce ${e.nonce} already used; account nonce is ${n}` });
         else if (e.nonce > runEnd && nowMs - e.addedAtMs > this.limits.futureTtlMs) {
           dropped.push({ entry: e, code: RejectCode.NONCE_GAP_EXPIRED, message: `nonce gap before ${e.nonce} not filled within ${this.limits.futureTtlMs} ms` });

@@ -202,7 +202,12 @@ export class State {
   }
 
   account(id: Uint8Array): Account {
-    const item = this.lookup(hexKey(id), this.accounts);
+    return this.accountAt(hexKey(id));
+  }
+
+  /** The account under its hex key (as the pool keeps senders). */
+  accountAt(key: string): Account {
+    const item = this.lookup(key, this.accounts);
     return item ? readAccount(item) : EMPTY;
   }
 

@@ -11,8 +11,8 @@ const MALICIOUS = new Set(['DECODE_FAILED', 'DECRYPT_FAILED']);
 
 /** Gossips every batch the enclave accepted from local clients. */
 export function forwardAcceptedCalls(relay: CallRelay, network: Network, logger: Logger): void {
+  relay.forwardWanted = () => network.connectedPeers().length > 0;
   relay.onForward = (envelope) => {
-    if (network.connectedPeers().length === 0) return;
     network.publishCall(envelope).catch((err: Error) => logger.debug({ err: err.message }, 'calls not gossiped'));
   };
 }

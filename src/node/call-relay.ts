@@ -21,6 +21,8 @@ export class CallRelay {
   private released = Promise.withResolvers<void>();
   /** Receives the enclave's sealed batch of the calls it accepted from local clients (for the other validateers). */
   onForward: ((envelope: Uint8Array) => void) | null = null;
+  /** Whether a batch would reach anyone now (peers connected): if not, the enclave does not seal one. */
+  forwardWanted: () => boolean = () => true;
 
   constructor(enclave: Enclave) {
     this.enclave = enclave;
@@ -50,7 +52,7 @@ export class CallRelay {
     const batch = this.queue;
     if (batch.length === 0) return;
     this.queue = [];
-    const forward = batch.flatMap((b, i) => (b.local ? [i] : []));
+    const forward = this.onForward && this.forwardWanted() ? batch.flatMap((b, i) => (b.local ? [i] : [])) : [];
     this.enclave.call('submit', { requests: batch.map((b) => b.request), forward }).then(
       ({ results, forwarded }) => {
         batch.forEach((b, i) => b.resolve(results[i]));
