@@ -42,12 +42,13 @@ export class Enclave {
     return new Enclave(worker);
   }
 
-  call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>> {
+  /** `transfer`: buffers handed to the enclave thread instead of copied (the caller must not use them after). */
+  call<M extends Method>(method: M, params: Params<M>, transfer?: ArrayBuffer[]): Promise<Result<M>> {
     if (this.closed) return Promise.reject(new EnclaveError('ENCLAVE_CLOSED', 'enclave is closed'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject });
-      this.worker.postMessage({ id, method, params });
+      this.worker.postMessage({ id, method, params }, transfer);
     });
   }
 

@@ -49,7 +49,8 @@ export async function bootstrap(
       await enclave.call('beginReplay', { snapshot: snap?.sealed, verifyEach: opts.verifyEach ?? false });
       let replayed = 0;
       for await (const blocks of store.blocksFrom(snap ? snap.number + 1 : 0, 512, head.number)) {
-        await enclave.call('replayBlocks', { blocks });
+        // Handed over, not copied: a replay's blocks are read once.
+        await enclave.call('replayBlocks', { blocks }, ownBuffers(blocks));
         replayed += blocks.length;
         metrics.replayBlocks.inc(blocks.length);
       }
@@ -66,4 +67,11 @@ export async function bootstrap(
     }
   }
   throw new Error('unreachable');
+}
+
+/** The buffers of blocks that each fill their own (a view into a shared one cannot be handed over). */
+function ownBuffers(blocks: Uint8Array[]): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  for (const b of blocks) if (b.byteOffset === 0 && b.buffer instanceof ArrayBuffer && b.byteLength === b.buffer.byteLength) out.push(b.buffer);
+  return out;
 }

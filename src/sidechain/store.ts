@@ -153,14 +153,18 @@ export class BlockStore {
   }
 
   /** Canonical blocks from `from` (inclusive) in batches, in chain order. */
-  async *blocksFrom(from: number, batchSize = 512, to?: number): AsyncGenerator<Uint8Array[]> {
+  /** Batches of at most `batchSize` blocks and about `maxBytes` (full blocks are ~200 KiB: a count alone would let a batch reach 100 MiB). */
+  async *blocksFrom(from: number, batchSize = 512, to?: number, maxBytes = 4 << 20): AsyncGenerator<Uint8Array[]> {
     let batch: Uint8Array[] = [];
+    let bytes = 0;
     const end = to === undefined ? key(BLOCK + 1, new Uint8Array(0)) : key(BLOCK, u64be(to + 1));
     for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: end })) {
       batch.push(value);
-      if (batch.length >= batchSize) {
+      bytes += value.length;
+      if (batch.length >= batchSize || bytes >= maxBytes) {
         yield batch;
         batch = [];
+        bytes = 0;
       }
     }
     if (batch.length > 0) yield batch;
