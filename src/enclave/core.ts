@@ -16,7 +16,7 @@ import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
 import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
-import { Overlay, State, epochOf, hexKey, joinItems, splitItems, unpaidWithdrawalId, type EpochRecord, type Item } from './state.ts';
+import { Overlay, State, epochOf, accountKey, joinItems, splitItems, unpaidWithdrawalId, type EpochRecord, type Item } from './state.ts';
 import { slotAt, slotAuthor } from '../consensus/aura.ts';
 import { hashThreads, type HashThreads } from './lthash-pool.ts';
 import { NO_PARENTCHAIN, creditShield, execute, precheck, refundWithdrawal, settlePayout, type StfContext } from './stf.ts';
@@ -86,6 +86,8 @@ const STATE_LAYERS = 8;
 const SIGNATURE_CHUNK = 128;
 /** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
 const RECENT_CALLS_KEPT = 65_536;
+/** How often proposing also drops the pool's stale and expired calls (and reports them invalid). */
+const PRUNE_INTERVAL_MS = 1000;
 /** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
 const REPLAY_WAIT_MS = 30_000;
 
@@ -125,6 +127,7 @@ export class EnclaveCore {
   private replayEnded = Promise.withResolvers<void>();
   private lastVerification: string | null = null;
   private withdrawalBase = 0n;
+  private lastPruneMs = -Infinity;
 
   private constructor(opts: EnclaveOptions) {
     this.opts = opts;
@@ -391,8 +394,13 @@ export class EnclaveCore {
       throw new EnclaveError('NOT_RECIPIENT', 'a new state key epoch is due and this enclave is no longer among the members it is sealed to');
     }
     const ctx = this.stfContext();
-    const rejected: Rejection[] = this.pool.prune(input.timestampMs, (s) => this.state.accountAt(s).nonce)
-      .map((d) => ({ hash: d.entry.hash, code: d.code, message: d.message }));
+    const rejected: Rejection[] = [];
+    // Stale and expired calls are never picked (a sender's run starts at its account nonce), so the walk
+    // over every pending sender (thousands under load) runs once per PRUNE_INTERVAL_MS, not every block.
+    if (input.timestampMs - this.lastPruneMs >= PRUNE_INTERVAL_MS) {
+      this.lastPruneMs = input.timestampMs;
+      for (const d of this.pool.prune(input.timestampMs, (s) => this.state.accountAt(s).nonce)) rejected.push({ hash: d.entry.hash, code: d.code, message: d.message });
+    }
     const overlay = new Overlay(this.state);
     const included: string[] = [];
     const callHashes: Uint8Array[] = [];
@@ -923,7 +931,7 @@ export class EnclaveCore {
     const sender = this.state.account(c.call.value.from);
     const pre = precheck(c.call, sender, this.stfContext());
     if (!pre.ok) return { hash, status: 'invalid', code: pre.code, message: pre.message };
-    const r = this.pool.add({ hash, sender: hexKey(c.call.value.from), nonce: c.nonce, call: c.call, addedAtMs: nowMs }, sender.nonce);
+    const r = this.pool.add({ hash, sender: accountKey(c.call.value.from), nonce: c.nonce, call: c.call, addedAtMs: nowMs }, sender.nonce);
     if (r.status === 'invalid') return { hash, status: 'invalid', code: r.code, message: r.message };
     this.recentCalls.set(hash, c);
     return { hash, status: r.status };

@@ -5,7 +5,7 @@ import { RejectCode } from './errors.ts';
 
 export interface PoolEntry {
   hash: string; // hex call hash
-  sender: string; // hex account id
+  sender: string; // the account's key (state.ts accountKey)
   nonce: number;
   call: TrustedCall;
   addedAtMs: number;
