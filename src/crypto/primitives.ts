@@ -25,13 +25,17 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
 }
 
 const BLOCK = 64;
+// Pads reused by every call (synchronous, so never shared by two at once; concat copies them).
+const ipad = Buffer.alloc(BLOCK);
+const opad = Buffer.alloc(BLOCK);
 /** HMAC-SHA256 built from two hash calls: about 4x cheaper than createHmac for short inputs. */
 export function hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array {
   const k = key.length > BLOCK ? sha256(key) : key;
-  const ipad = Buffer.alloc(BLOCK, 0x36);
-  const opad = Buffer.alloc(BLOCK, 0x5c);
+  ipad.fill(0x36);
+  opad.fill(0x5c);
   for (let i = 0; i < k.length; i++) { ipad[i] ^= k[i]; opad[i] ^= k[i]; }
-  return sha256(Buffer.concat([opad, sha256(Buffer.concat([ipad, ...parts]))]));
+  const inner = sha256(Buffer.concat([ipad, ...parts]));
+  return sha256(Buffer.concat([opad, inner]));
 }
 
 export interface KeyPair { publicKey: Uint8Array; secretKey: Uint8Array }
