@@ -86,6 +86,8 @@ const STATE_LAYERS = 8;
 const SIGNATURE_CHUNK = 128;
 /** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
 const RECENT_CALLS_KEPT = 65_536;
+/** Calls admitted between two turns of the enclave thread's other work. */
+const ADMIT_SLICE = 256;
 /** How often proposing also drops the pool's stale and expired calls (and reports them invalid). */
 const PRUNE_INTERVAL_MS = 1000;
 /** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
@@ -879,7 +881,7 @@ export class EnclaveCore {
     await this.replayDone();
     const verified = requests.length >= 8 ? await this.crypto.verify(requests) : requests.map((r) => this.localVerifier.verify(r));
     const toForward: ForwardedCall[] = [];
-    const results = verified.map((v, i): SubmitResult => {
+    const results = await this.admitInTurns(verified, (v, i): SubmitResult => {
       if (!v.ok) return { status: 'invalid', code: v.code, message: v.message };
       if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { hash: Buffer.from(v.hash).toString('hex'), status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
       const r = this.admit({ hash: v.hash, nonce: v.nonce, call: v.call }, nowMs);
@@ -896,7 +898,24 @@ export class EnclaveCore {
     const opened = openForwarded(envelope, this.opts.shard, (id) => this.forwardKey(id));
     if (!opened.ok) throw new EnclaveError(opened.code, opened.message);
     await this.replayDone();
-    return opened.calls.map((c) => this.admit(c, nowMs));
+    return this.admitInTurns(opened.calls, (c) => this.admit(c, nowMs));
+  }
+
+  /**
+   * Admits a batch a slice at a time, letting other messages run between slices: a batch of thousands
+   * of calls takes tens of milliseconds, and a block import or proposal waiting behind it is what makes
+   * blocks late under load. Each slice waits out a replay that began meanwhile (the state is rebuilt).
+   */
+  private async admitInTurns<T>(items: T[], admit: (item: T, index: number) => SubmitResult): Promise<SubmitResult[]> {
+    const out: SubmitResult[] = [];
+    for (let i = 0; i < items.length; i++) {
+      if (i > 0 && i % ADMIT_SLICE === 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        await this.replayDone();
+      }
+      out.push(admit(items[i], i));
+    }
+    return out;
   }
 
   /** Puts verified calls seen recently back into the pool (calls of blocks a reorg abandoned); returns how many. */
