@@ -42,7 +42,7 @@ const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
 const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 /** An account's map key: its 32 bytes as a latin1 string (half the length of hex, and no hex encoding per read). */
 export const accountKey = (id: Uint8Array): string => view(id).toString('latin1');
-const memoKey = (idHex: string, index: number): string => `${idHex}:${index}`;
+const memoKey = (id: string, index: number): string => `${id}:${index}`; // an id key is 32 characters: unambiguous
 
 export function accountItem(id: Uint8Array, a: Account): Item {
   const b = Buffer.allocUnsafe(ACCOUNT_ITEM_BYTES);
