@@ -39,7 +39,8 @@ const EMPTY_SHARD: ShardRecord = Object.freeze({ shieldedSupply: 0n, nextWithdra
 const U64 = (1n << 64n) - 1n;
 
 const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
-const view = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+// Items are mostly Buffers already: no new view object for them (these run several times per call).
+const view = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 /** An account's map key: its 32 bytes as a latin1 string (half the length of hex, and no hex encoding per read). */
 export const accountKey = (id: Uint8Array): string => view(id).toString('latin1');
 const memoKey = (id: string, index: number): string => `${id}:${index}`; // an id key is 32 characters: unambiguous
