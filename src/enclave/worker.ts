@@ -25,7 +25,11 @@ const handlers: Record<Method, Handler> = {
   replayBlocks: (p: { blocks: Uint8Array[] }) => core.replayBlocks(p.blocks),
   finishReplay: () => core.finishReplay(),
   submit: (p: { requests: Uint8Array[]; forward: number[] }) => core.submitAndForward(p.requests, Date.now(), new Set(p.forward)),
-  submitForwarded: async (p: { envelope: Uint8Array }) => ({ results: await core.submitForwarded(p.envelope, Date.now()) }),
+  submitForwarded: async (p: { envelope: Uint8Array }) => {
+    const results = await core.submitForwarded(p.envelope, Date.now());
+    const invalid = results.filter((r) => r.status === 'invalid').length;
+    return { accepted: results.length - invalid, invalid };
+  },
   requeue: async (p: { hashes: string[] }) => ({ requeued: await core.requeue(p.hashes, Date.now()) }),
   propose: (p: { slot: bigint; timestampMs: number; maxCalls: number; deadlineMs?: number }) => core.propose(p),
   commit: (p: { hash: Uint8Array }) => core.commit(p.hash),

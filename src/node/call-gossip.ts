@@ -20,8 +20,7 @@ export function forwardAcceptedCalls(relay: CallRelay, network: Network, logger:
 /** Gossip validation of a forwarded batch: accept if it brought a new call, reject if it is forged or malformed. */
 export async function onGossipCalls(relay: CallRelay, bytes: Uint8Array): Promise<Validation> {
   try {
-    const results = await relay.submitForwarded(bytes);
-    return results.some((r) => r.status !== 'invalid') ? 'accept' : 'ignore';
+    return (await relay.submitForwarded(bytes)).accepted > 0 ? 'accept' : 'ignore';
   } catch (err) {
     return MALICIOUS.has((err as { code?: string }).code ?? '') ? 'reject' : 'ignore';
   }
