@@ -191,11 +191,12 @@ export class ChainService {
    * stall together for that moment.
    */
   private async maybeSnapshot(number: number, every: number): Promise<void> {
-    if (this.lastSnapshot === null) this.lastSnapshot = (await this.d.store.newestSnapshotNumber()) ?? 0;
-    const phase = Buffer.from(this.d.signingKey).readUInt32LE(0) % every;
-    if (Math.floor((number - phase) / every) <= Math.floor((this.lastSnapshot - phase) / every)) return;
-    this.lastSnapshot = number;
+    // Runs detached from the slot (nothing awaits it): every failure, the store read included, is logged here.
     try {
+      if (this.lastSnapshot === null) this.lastSnapshot = (await this.d.store.newestSnapshotNumber()) ?? 0;
+      const phase = Buffer.from(this.d.signingKey).readUInt32LE(0) % every;
+      if (Math.floor((number - phase) / every) <= Math.floor((this.lastSnapshot - phase) / every)) return;
+      this.lastSnapshot = number;
       const snap = await this.d.enclave.call('snapshot', {});
       await this.d.store.putSnapshot(snap.number, snap.sealed, this.o.snapshotsKept);
       this.d.metrics.snapshots.inc();
