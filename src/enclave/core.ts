@@ -30,6 +30,7 @@ import { CallVerifier } from './verifier.ts';
 import { forwardKey, openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
 import { ProvisionRefusal, Provisioning } from './provisioning.ts';
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
 
 export interface EnclaveOptions {
@@ -864,7 +865,7 @@ export class EnclaveCore {
     if (!this.head) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
     const h = this.head;
     const recent = [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash }));
-    const state = await this.state.encodeSnapshotInPieces(() => new Promise((resolve) => setImmediate(resolve)));
+    const state = await this.state.encodeSnapshotInPieces(() => nextTurn());
     const bytes = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, recent, state });
     return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(h.number) };
   }
@@ -910,7 +911,7 @@ export class EnclaveCore {
     const out: SubmitResult[] = [];
     for (let i = 0; i < items.length; i++) {
       if (i > 0 && i % ADMIT_SLICE === 0) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
         await this.replayDone();
       }
       out.push(admit(items[i], i));

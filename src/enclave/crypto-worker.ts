@@ -12,9 +12,7 @@ type Signed = { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Arra
 
 parentPort!.on('message', (msg: { id: number; requests: Uint8Array[] } | { id: number; signatures: Signed[] }) => {
   if ('signatures' in msg) {
-    parentPort!.postMessage({ id: msg.id, results: msg.signatures.map((s) => {
-      return ed25519Verify(s.publicKey, s.message, s.signature);
-    }) });
+    parentPort!.postMessage({ id: msg.id, results: msg.signatures.map((s) => ed25519Verify(s.publicKey, s.message, s.signature)) });
     return;
   }
   const results = msg.requests.map((r) => {

@@ -70,7 +70,7 @@ export class CallPool {
   /** Drops calls whose nonce can no longer be used or whose gap was not filled in time. */
   prune(nowMs: number, accountNonce: (sender: string) => number): { entry: PoolEntry; code: RejectCode; message: string }[] {
     const dropped: { entry: PoolEntry; code: RejectCode; message: string }[] = [];
-    // Runs once per block over every sender: no copies; the drops are removed after the walk.
+    // Walks every pending sender (thousands under load): no copies; the drops are removed after the walk.
     for (const [sender, calls] of this.bySender) {
       const n = accountNonce(sender);
       // Calls in an unbroken run from the account nonce are ready, however long they waited.

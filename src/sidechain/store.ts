@@ -152,8 +152,10 @@ export class BlockStore {
     return v ? readU64(v) : undefined;
   }
 
-  /** Canonical blocks from `from` (inclusive) in batches, in chain order. */
-  /** Batches of at most `batchSize` blocks and about `maxBytes` (full blocks are ~200 KiB: a count alone would let a batch reach 100 MiB). */
+  /**
+   * Canonical blocks from `from` (inclusive), in chain order, in batches of at most `batchSize` blocks
+   * and about `maxBytes` (full blocks are ~200 KiB: a count alone would let a batch reach 100 MiB).
+   */
   async *blocksFrom(from: number, batchSize = 512, to?: number, maxBytes = 4 << 20): AsyncGenerator<Uint8Array[]> {
     let batch: Uint8Array[] = [];
     let bytes = 0;
