@@ -2,6 +2,7 @@
 // trip per event-loop turn instead of per call), tracks who watches which call hash, and hands the
 // enclave's re-sealed batch of calls accepted from local clients to the network. While the chain
 // reorganises, submissions are held back so that they are checked against the new head's state.
+import { LRUCache } from 'lru-cache';
 import type { Enclave } from '../enclave/host.ts';
 
 export type SubmitOutcome = { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string };
@@ -11,12 +12,19 @@ export type CallUpdate =
   | { status: 'invalid'; code: string; message: string };
 
 const MAX_BATCH = 4096;
+/**
+ * Final updates kept for calls nobody watched yet. The enclave admits a big batch in slices and may put
+ * a block in between, so a call can be in a block before its submission is answered and watched.
+ * A few seconds of calls at full load.
+ */
+const UNWATCHED_FINAL_KEPT = 65_536;
 
 export class CallRelay {
   private readonly enclave: Enclave;
   private queue: { request: Uint8Array; local: boolean; resolve: (o: SubmitOutcome) => void; reject: (e: Error) => void }[] = [];
   private scheduled = false;
   private readonly watchers = new Map<string, Set<(u: CallUpdate) => void>>();
+  private readonly unwatchedFinal = new LRUCache<string, CallUpdate>({ max: UNWATCHED_FINAL_KEPT });
   private holds = 0;
   private released = Promise.withResolvers<void>();
   /** Receives the enclave's sealed batch of the calls it accepted from local clients (for the other validateers). */
@@ -82,7 +90,14 @@ export class CallRelay {
     return (await this.enclave.call('requeue', { hashes })).requeued;
   }
 
+  /** Calls `fn` with the call's updates; at once (synchronously) if the call was already settled. */
   watch(hash: string, fn: (u: CallUpdate) => void): () => void {
+    const final = this.unwatchedFinal.get(hash);
+    if (final) {
+      this.unwatchedFinal.delete(hash);
+      fn(final);
+      return () => {};
+    }
     let set = this.watchers.get(hash);
     if (!set) this.watchers.set(hash, (set = new Set()));
     set.add(fn);
@@ -95,7 +110,10 @@ export class CallRelay {
   /** Delivers a final update (inBlock or invalid) and forgets the watchers of that call. */
   settle(hash: string, update: CallUpdate): void {
     const set = this.watchers.get(hash);
-    if (!set) return;
+    if (!set) {
+      this.unwatchedFinal.set(hash, update);
+      return;
+    }
     this.watchers.delete(hash);
     for (const fn of set) fn(update);
   }

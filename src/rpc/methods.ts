@@ -99,10 +99,17 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
     author_submitAndWatchCall: async (p, ctx) => {
       const r = await submit(p);
       const subscription = '0x' + r.hash;
-      const stop = d.relay.watch(r.hash, (u: CallUpdate) => ctx.notify(CALL_UPDATE_METHOD, subscription, u));
+      // 'ready' goes out after the reply (next turn), so the client already knows the subscription id;
+      // a final update that comes sooner (or was already there) waits for it.
+      let held: CallUpdate[] | null = [];
+      const send = (u: CallUpdate) => ctx.notify(CALL_UPDATE_METHOD, subscription, u);
+      const stop = d.relay.watch(r.hash, (u) => (held ? held.push(u) : send(u)));
       ctx.onClose(stop);
-      // Sent after the reply (next turn), so the client already knows the subscription id.
-      setImmediate(() => ctx.notify(CALL_UPDATE_METHOD, subscription, { status: r.status }));
+      setImmediate(() => {
+        send({ status: r.status });
+        for (const u of held!) send(u);
+        held = null;
+      });
       return subscription;
     },
     author_callBlock: async (p) => {
