@@ -54,7 +54,7 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   trackChild(proc);
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
-  proc.stdout!.resume();
+  if (process.env.BENCH_NODE_STDOUT) proc.stdout!.pipe((await import("node:fs")).createWriteStream(process.env.BENCH_NODE_STDOUT)); else proc.stdout!.resume();
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {

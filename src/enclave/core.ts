@@ -16,7 +16,7 @@ import type { LtHash } from './lthash.ts';
 import { computeMeasurement } from './measurement.ts';
 import { CallPool, type PoolLimits } from './pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './sealing.ts';
-import { Overlay, State, epochOf, accountKey, joinItems, splitItems, unpaidWithdrawalId, type EpochRecord, type Item } from './state.ts';
+import { Overlay, State, epochOf, accountKey, joinItems, splitItems, unpaidWithdrawalId, type EpochRecord, type Item, type Known } from './state.ts';
 import { slotAt, slotAuthor } from '../consensus/aura.ts';
 import { hashThreads, type HashThreads } from './lthash-pool.ts';
 import { NO_PARENTCHAIN, creditShield, execute, precheck, refundWithdrawal, settlePayout, type StfContext } from './stf.ts';
@@ -77,7 +77,7 @@ const ZERO32 = new Uint8Array(32);
 /** What genesis names as its parent. */
 const NO_PARENT = { hash: ZERO32, signatureHash: ZERO32 };
 
-interface Proposal { hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; items: Item[]; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
+interface Proposal { hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; items: Item[]; known: Known; lthash: LtHash; included: string[]; parentchainNumber: number; parentchainHash: Uint8Array }
 /** signatureHash: of the block's signature, which its child's header names. */
 interface Head { hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array; parentchainNumber: number; parentchainHash: Uint8Array }
 const RECENT_BLOCKS_KEPT = 256;
@@ -444,14 +444,14 @@ export class EnclaveCore {
       this.keys = addStateKeys(this.opts.dataDir, this.sealer, this.keys, [{ id: keyId, key }], keyId);
       overlay.setEpoch({ epoch: epoch.epoch + 1, keyId, startNumber: number, membersHash: membersHash(members) });
     }
-    const items = overlay.items();
-    const lthash = this.state.preview(items);
+    const { items, known } = overlay.changes();
+    const lthash = this.state.preview(items, known);
     const header = {
       parentHash: this.head.hash, parentSignatureHash: this.head.signatureHash, number, shard: this.opts.shard, slot: input.slot, author: this.keys.signingPublic,
       stateCommitment: lthash.digest(), parentchainNumber, parentchainHash, timestampMs: BigInt(input.timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, callHashes, keyId, rotation);
-    this.proposal = { hash, signatureHash: sigHash, number, slot: input.slot, items, lthash, included, parentchainNumber, parentchainHash };
+    this.proposal = { hash, signatureHash: sigHash, number, slot: input.slot, items, known, lthash, included, parentchainNumber, parentchainHash };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
 
@@ -459,7 +459,7 @@ export class EnclaveCore {
   commit(hash: Uint8Array) {
     const p = this.proposal;
     if (!p || !Buffer.from(p.hash).equals(Buffer.from(hash))) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
-    this.state.apply(p.items, p.lthash);
+    this.state.apply(p.items, p.lthash, p.known);
     this.setHead({ hash: p.hash, signatureHash: p.signatureHash, number: p.number, slot: p.slot, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash }, p.items);
     for (const h of p.included) this.pool.remove(h);
     this.proposal = null;
@@ -573,12 +573,12 @@ export class EnclaveCore {
       if (!expected || !author.equals(Buffer.from(expected))) throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
     }
     const items = this.openBlock(received, signatureChecked, true);
-    const lthash = this.state.preview(items);
+    const { lthash, known } = this.state.previewKnowing(items);
     if (!Buffer.from(lthash.digest()).equals(Buffer.from(h.stateCommitment))) {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
     }
     const included = b.body.calls.map((c) => Buffer.from(c).toString('hex'));
-    this.proposal = { hash, signatureHash: received.signatureHash, number: h.number, slot: h.slot, items, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
+    this.proposal = { hash, signatureHash: received.signatureHash, number: h.number, slot: h.slot, items, known, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
     return { hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
 
@@ -650,8 +650,8 @@ export class EnclaveCore {
       }
       const items = this.openBlock(received, !r.verifyEach && i < blocks.length - 1);
       if (r.verifyEach) {
-        const lt = this.state.preview(items);
-        this.state.apply(items, lt);
+        const { lthash: lt, known } = this.state.previewKnowing(items);
+        this.state.apply(items, lt, known);
         if (!Buffer.from(lt.digest()).equals(Buffer.from(b.header.stateCommitment))) {
           throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', `state commitment mismatch at block ${b.header.number}`);
         }

@@ -161,6 +161,13 @@ export const localHasher: ItemHasher = async (items) => {
   return lt;
 };
 
+/**
+ * What a block builder knows of its items, index by index: an item's key and the value it replaces
+ * (`bases[i]`, undefined for none), or an undefined key where the state must look it up itself. Each
+ * key appears once in such a block (Overlay writes each account once).
+ */
+export interface Known { keys: (string | undefined)[]; bases: (Item | undefined)[] }
+
 /** One block's writes; `newAccounts` counts the account keys it wrote that nothing below it held. */
 interface Layer { items: Map<string, Item>; lthashBefore: LtHash; newAccounts: number }
 
@@ -211,6 +218,11 @@ export class State {
   accountAt(key: string): Account {
     const item = this.lookup(key, this.accounts);
     return item ? readAccount(item) : EMPTY;
+  }
+
+  /** The account's item under its key, if it has one. */
+  accountItemAt(key: string): Item | undefined {
+    return this.lookup(key, this.accounts);
   }
 
   memo(id: Uint8Array, index: number): Memo | undefined {
@@ -285,27 +297,42 @@ export class State {
     return true;
   }
 
-  /** The commitment hash the state would have after `items`, without applying them: O(items). */
-  preview(items: Item[]): LtHash {
+  /**
+   * The commitment hash the state would have after `items`, without applying them: O(items).
+   * `known`: what a block builder already read (see Changes), so the big maps are not searched again.
+   */
+  preview(items: Item[], known?: Known): LtHash {
     // No change, same hash: an empty block shares it (nothing mutates a hash once a state holds it,
     // except the end of a replay, which runs without layers).
     if (items.length === 0) return this.lthash;
     const lt = this.lthash.clone();
-    for (const item of items) {
-      const old = this.current(item);
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      const k = known?.keys[i];
+      const old = k === undefined ? this.current(item) : known!.bases[i];
       if (old) lt.remove(old);
       lt.add(item);
     }
     return lt;
   }
 
+  /** As preview, for items nothing has read yet (an imported block); what it looked up is for apply. */
+  previewKnowing(items: Item[]): { lthash: LtHash; known: Known } {
+    const keys = items.map(itemKey);
+    const bases = items.map((item, i) => this.lookup(keys[i], this[mapOf(item)]));
+    const known = { keys, bases };
+    return { lthash: this.preview(items, known), known };
+  }
+
   /** Applies items; `lthash` is their preview (or omitted when loading items whose hash is known). */
-  apply(items: Item[], lthash?: LtHash): void {
+  apply(items: Item[], lthash?: LtHash, known?: Known): void {
     if (this.layersKept > 0 && lthash) {
       const layer: Layer = { items: new Map(), lthashBefore: this.lthash, newAccounts: 0 };
-      for (const item of items) {
-        const k = itemKey(item);
-        if (item[0] === TAG_ACCOUNT && !layer.items.has(k) && !this.lookup(k, this.accounts)) layer.newAccounts++;
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i];
+        const knownKey = known?.keys[i];
+        const k = knownKey ?? itemKey(item);
+        if (item[0] === TAG_ACCOUNT && !layer.items.has(k) && !(knownKey === undefined ? this.lookup(k, this.accounts) : known!.bases[i])) layer.newAccounts++;
         layer.items.set(k, item);
       }
       for (const [k, item] of layer.items) this.newest.set(k, item);
@@ -411,7 +438,8 @@ export class State {
  * per item so the block carries each touched item's final value once.
  */
 export class Overlay {
-  private readonly accounts = new Map<string, { id: Uint8Array; account: Account }>();
+  /** Accounts read or written, with the item each had in the base state (handed to preview and apply). */
+  private readonly accounts = new Map<string, { id: Uint8Array; account: Account; base: Item | undefined; written: boolean }>();
   private readonly memos: Item[] = [];
   private readonly records = new Map<string, Item>();
   private readonly base: State;
@@ -421,11 +449,25 @@ export class Overlay {
   }
 
   account(id: Uint8Array): Account {
-    return this.accounts.get(accountKey(id))?.account ?? this.base.account(id);
+    return this.entry(id).account;
   }
 
   setAccount(id: Uint8Array, account: Account): void {
-    this.accounts.set(accountKey(id), { id, account });
+    const e = this.entry(id);
+    e.account = account;
+    e.written = true;
+  }
+
+  /** The account's entry; the base state is read once per account and block. */
+  private entry(id: Uint8Array) {
+    const k = accountKey(id);
+    let e = this.accounts.get(k);
+    if (!e) {
+      const base = this.base.accountItemAt(k);
+      e = { id, account: base ? readAccount(base) : EMPTY, base, written: false };
+      this.accounts.set(k, e);
+    }
+    return e;
   }
 
   /** Memos are append-only (a new index per memo), so each is written once. */
@@ -460,8 +502,23 @@ export class Overlay {
   }
 
   items(): Item[] {
-    const out: Item[] = [];
-    for (const { id, account } of this.accounts.values()) out.push(accountItem(id, account));
-    return out.concat(this.memos, [...this.records.values()]);
+    return this.changes().items;
+  }
+
+  /** The items to write, with what is known of them for State.preview and State.apply. */
+  changes(): { items: Item[]; known: Known } {
+    const items: Item[] = [];
+    const keys: (string | undefined)[] = [];
+    const bases: (Item | undefined)[] = [];
+    for (const [k, e] of this.accounts) {
+      if (!e.written) continue;
+      items.push(accountItem(e.id, e.account));
+      keys.push(k);
+      bases.push(e.base);
+    }
+    // Memos and records: looked up by the state (few per block).
+    for (const item of this.memos) items.push(item);
+    for (const item of this.records.values()) items.push(item);
+    return { items, known: { keys, bases } };
   }
 }

@@ -101,10 +101,19 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
       const subscription = '0x' + r.hash;
       // 'ready' goes out after the reply (next turn), so the client already knows the subscription id;
       // a final update that comes sooner (or was already there) waits for it.
+      // The relay only delivers final updates: the subscription ends with the first, and so does its
+      // cleanup on the connection (a long-lived connection would otherwise keep every call it watched).
       let held: CallUpdate[] | null = [];
+      let ended = false;
+      let unregister = () => {};
       const send = (u: CallUpdate) => ctx.notify(CALL_UPDATE_METHOD, subscription, u);
-      const stop = d.relay.watch(r.hash, (u) => (held ? held.push(u) : send(u)));
-      ctx.onClose(stop);
+      const stop = d.relay.watch(r.hash, (u) => {
+        ended = true;
+        unregister();
+        if (held) held.push(u);
+        else send(u);
+      });
+      if (!ended) unregister = ctx.onClose(stop);
       setImmediate(() => {
         send({ status: r.status });
         for (const u of held!) send(u);

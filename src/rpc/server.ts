@@ -12,8 +12,8 @@ export interface RpcContext {
   connectionId: number;
   /** send a JSON-RPC notification {jsonrpc:'2.0', method, params:{subscription, result}} on this connection; returns false if the socket is closed */
   notify(method: string, subscription: string, result: unknown): boolean;
-  /** register a cleanup callback run when this connection closes */
-  onClose(fn: () => void): void;
+  /** register a cleanup callback run when this connection closes; the returned function unregisters it (the subscription ended first) */
+  onClose(fn: () => void): () => void;
 }
 
 export type RpcHandler = (params: unknown, ctx: RpcContext) => unknown | Promise<unknown>;
@@ -103,7 +103,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
 
   function openConnection(connectionId: number, socket: WebSocket): Connection {
     let isClosed = false;
-    const cleanups: (() => void)[] = [];
+    // A Set: a long-lived connection registers and drops one cleanup per watched call.
+    const cleanups = new Set<() => void>();
     const ctx: RpcContext = {
       connectionId,
       notify(method, subscription, result) {
@@ -111,14 +112,21 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       },
       onClose(fn) {
         // A handler may finish after its connection died: run the cleanup now instead of leaking it.
-        if (isClosed) runCleanup(fn, connectionId);
-        else cleanups.push(fn);
+        if (isClosed) {
+          runCleanup(fn, connectionId);
+          return () => {};
+        }
+        const entry = () => fn(); // its own identity: the same fn may be registered twice
+        cleanups.add(entry);
+        return () => cleanups.delete(entry);
       },
     };
     const closed = new Promise<void>((resolve) => {
       socket.on('close', (code) => {
         isClosed = true;
-        for (const fn of cleanups.splice(0)) runCleanup(fn, connectionId);
+        const fns = [...cleanups];
+        cleanups.clear();
+        for (const fn of fns) runCleanup(fn, connectionId);
         logger?.debug?.({ connectionId, code }, 'rpc connection closed');
         resolve();
       });

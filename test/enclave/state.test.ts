@@ -83,6 +83,39 @@ test('preview + apply equals a full recomputation of the commitment after every 
   assert.ok(s.accounts.size > 5 && s.memos.size > 3);
 });
 
+test('a block builder\'s reads (Overlay.changes) give preview and apply what lookups would', () => {
+  // Layered states, as a validateer keeps them: apply counts new accounts per layer.
+  const viaKnown = new State(3);
+  const viaLookup = new State(3);
+  const fresh = Array.from({ length: 40 }, () => new Uint8Array(randomBytes(32)));
+  for (let b = 0; b < 40; b++) {
+    const o = new Overlay(viaKnown);
+    o.account(fresh[(b + 7) % fresh.length]); // read, never written: not in the block
+    for (const id of [ids[b % ids.length], fresh[b], ids[(b * 5) % ids.length]]) {
+      const a = o.account(id);
+      o.setAccount(id, { ...a, balance: a.balance + 1000n, nonce: a.nonce + 1 });
+      if (b % 4 === 0) {
+        o.addMemo(id, a.memoCount, { from: ids[0], amount: 5n, text: `m${b}`, block: BigInt(b) });
+        o.setAccount(id, { ...o.account(id), memoCount: a.memoCount + 1 });
+      }
+    }
+    const { items, known } = o.changes();
+    assert.ok(known.keys.length < items.length || b % 4 !== 0, 'memos are left to the state to look up');
+    const lt = viaKnown.preview(items, known);
+    const ltLookup = viaLookup.preview(items);
+    assert.equal(hex(lt.digest()), hex(ltLookup.digest()));
+    viaKnown.apply(items, lt, known);
+    const imported = viaLookup.previewKnowing(items);
+    assert.equal(hex(imported.lthash.digest()), hex(ltLookup.digest()));
+    viaLookup.apply(items, imported.lthash, imported.known);
+    assert.equal(viaKnown.accountCount, viaLookup.accountCount);
+  }
+  assert.equal(viaKnown.accountCount, ids.length + fresh.length, 'each account counted once, the read-only one never');
+  assert.equal(hex(viaKnown.commitment()), hex(viaLookup.commitment()));
+  const folded = State.fromSnapshot(viaKnown.encodeSnapshot());
+  assert.equal(fullCommitment(folded), hex(viaKnown.commitment()));
+});
+
 test('preview of overwriting an item replaces it in the commitment (not adds)', () => {
   const s = new State();
   const id = ids[0];

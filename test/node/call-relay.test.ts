@@ -55,7 +55,12 @@ test('author_submitAndWatchCall: a call in a block before its submission was ans
   const shard = new Uint8Array(32).fill(3);
   const methods = createMethods({ enclave, relay, shard, metrics: createMetrics(), version: 'test', isReady: () => true, store: {} } as unknown as MethodDeps);
   const notes: unknown[] = [];
-  const ctx: RpcContext = { connectionId: 1, notify: (_m, sub, result) => notes.push({ sub, result }) > 0, onClose: () => {} };
+  const cleanups = new Set<() => void>();
+  const ctx: RpcContext = {
+    connectionId: 1,
+    notify: (_m, sub, result) => notes.push({ sub, result }) > 0,
+    onClose: (fn) => (cleanups.add(fn), () => cleanups.delete(fn)),
+  };
   const request = '0x' + Buffer.concat([Buffer.from(shard), Buffer.alloc(40, 1)]).toString('hex');
   const pending = methods.author_submitAndWatchCall([request], ctx);
   await new Promise((r) => setImmediate(r)); // the relay has flushed its batch to the enclave
@@ -65,4 +70,27 @@ test('author_submitAndWatchCall: a call in a block before its submission was ans
   assert.deepEqual(notes, [], 'nothing before the reply');
   for (let i = 0; i < 10 && notes.length < 2; i++) await new Promise((r) => setImmediate(r));
   assert.deepEqual(notes, [{ sub: '0x' + HASH, result: { status: 'ready' } }, { sub: '0x' + HASH, result: inBlock }]);
+  assert.equal(cleanups.size, 0, 'an ended subscription leaves nothing on its connection');
+});
+
+test('author_submitAndWatchCall: the subscription drops its connection cleanup when the call settles', async () => {
+  const { enclave, answer } = slowEnclave();
+  const relay = new CallRelay(enclave);
+  const shard = new Uint8Array(32).fill(3);
+  const methods = createMethods({ enclave, relay, shard, metrics: createMetrics(), version: 'test', isReady: () => true, store: {} } as unknown as MethodDeps);
+  const notes: unknown[] = [];
+  const cleanups = new Set<() => void>();
+  const ctx: RpcContext = {
+    connectionId: 1,
+    notify: (_m, _sub, result) => notes.push(result) > 0,
+    onClose: (fn) => (cleanups.add(fn), () => cleanups.delete(fn)),
+  };
+  const request = '0x' + Buffer.concat([Buffer.from(shard), Buffer.alloc(40, 1)]).toString('hex');
+  answer();
+  await methods.author_submitAndWatchCall([request], ctx);
+  assert.equal(cleanups.size, 1, 'a watched call is cleaned up if its connection closes');
+  relay.settle(HASH, inBlock);
+  assert.equal(cleanups.size, 0);
+  for (let i = 0; i < 10 && notes.length < 2; i++) await new Promise((r) => setImmediate(r));
+  assert.deepEqual(notes, [{ status: 'ready' }, inBlock]);
 });

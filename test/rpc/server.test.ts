@@ -48,6 +48,9 @@ before(async () => {
           if (n >= count) return clearInterval(timer);
           ctx.notify('ticks', sub, n++);
         }, 5);
+        // A cleanup dropped before the close (its subscription ended) must not run.
+        const drop = ctx.onClose(() => cleanedUp.push(-ctx.connectionId));
+        drop();
         ctx.onClose(() => {
           clearInterval(timer);
           cleanedUp.push(ctx.connectionId);
@@ -249,7 +252,8 @@ test('subscription notifications reach the client, cleanup runs on close', async
     await sub.close();
   }
   await cleaned;
-  assert.equal(cleanedUp.length, 1);
+  assert.equal(cleanedUp.length, 1, 'the dropped cleanup did not run');
+  assert.ok(cleanedUp[0] > 0);
 });
 
 test('connections beyond maxConnections are closed with 1013', async () => {
