@@ -390,7 +390,7 @@ export class State {
     if (this.pinned > 0) return;
     while (this.layers.length > this.layersKept) {
       for (const [k, item] of this.layers.shift()!.items) {
-        this.set(item);
+        this[mapOf(item)].set(k, item); // the layer's key: no need to derive it again
         // Still the newest value: the item maps hold it now.
         if (this.newest.get(k) === item) this.newest.delete(k);
       }
