@@ -18,10 +18,13 @@ const seed = new Uint8Array(32);
 const scratch = new Uint32Array(WORDS);
 const scratchBytes = new Uint8Array(scratch.buffer);
 
-function elementWords(element: Uint8Array): Uint32Array {
+// A second buffer for replace(), which needs the old and the new element at once.
+const scratch2 = new Uint32Array(WORDS);
+const scratch2Bytes = new Uint8Array(scratch2.buffer);
+
+function elementWords(element: Uint8Array, into = scratchBytes): void {
   sodium.crypto_generichash(seed, element, DOMAIN);
-  sodium.crypto_stream_chacha20_ietf(scratchBytes, NONCE, seed);
-  return scratch;
+  sodium.crypto_stream_chacha20_ietf(into, NONCE, seed);
 }
 
 export class LtHash {
@@ -37,11 +40,30 @@ export class LtHash {
   }
 
   add(element: Uint8Array): void {
-    this.addWords(elementWords(element));
+    elementWords(element);
+    this.addWords(scratch);
   }
 
   remove(element: Uint8Array): void {
-    this.subWords(elementWords(element));
+    elementWords(element);
+    this.subWords(scratch);
+  }
+
+  /** remove(old) then add(next), in one pass over the lanes (an item's new value replacing its old). */
+  replace(old: Uint8Array, next: Uint8Array): void {
+    elementWords(old, scratchBytes);
+    elementWords(next, scratch2Bytes);
+    this.digested = undefined;
+    const w = this.words;
+    for (let i = 0; i < WORDS; i++) {
+      // x + (y - z) per lane: the difference lane-wise (as subWords), then the sum (as addWords).
+      const x = w[i];
+      const ny = (~scratch[i] >>> 0);
+      const negOld = (((ny & 0x7fff7fff) + 0x00010001) ^ (ny & 0x80008000)) >>> 0;
+      const y = scratch2[i];
+      const d = (((y & 0x7fff7fff) + (negOld & 0x7fff7fff)) ^ ((y ^ negOld) & 0x80008000)) >>> 0;
+      w[i] = (((x & 0x7fff7fff) + (d & 0x7fff7fff)) ^ ((x ^ d) & 0x80008000)) >>> 0;
+    }
   }
 
   /** Adds another multiset's hash (the union of both multisets). */

@@ -310,8 +310,8 @@ export class State {
       const item = items[i];
       const k = known?.keys[i];
       const old = k === undefined ? this.current(item) : known!.bases[i];
-      if (old) lt.remove(old);
-      lt.add(item);
+      if (old) lt.replace(old, item);
+      else lt.add(item);
     }
     return lt;
   }

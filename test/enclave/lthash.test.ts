@@ -134,6 +134,24 @@ test('SWAR add/remove matches a per-lane Uint16 reference over random elements (
   assert.ok(high > 300 && high < 724, `lane distribution looks wrong: ${high}`);
 });
 
+test('replace(old, next) equals remove(old) then add(next), against the per-lane reference', () => {
+  const ours = new LtHash();
+  const ref = new RefLtHash();
+  let current = new Uint8Array(randomBytes(57));
+  ours.add(current);
+  ref.add(current);
+  for (let step = 0; step < 200; step++) {
+    // also replacing a value never added (lanes below zero), and a value by itself
+    const old = step % 9 === 4 ? new Uint8Array(randomBytes(57)) : current;
+    const next = step % 13 === 6 ? old : new Uint8Array(randomBytes(57));
+    ours.replace(old, next);
+    ref.remove(old);
+    ref.add(next);
+    current = next;
+  }
+  assert.deepEqual(ours.bytes(), ref.bytes());
+});
+
 test('lane carries do not leak between adjacent lanes (saturated lanes)', () => {
   // Start from all-0xffff lanes: adding any element must equal per-lane (x - 1 + e) mod 2^16.
   const start = new Uint8Array(LTHASH_BYTES).fill(0xff);
