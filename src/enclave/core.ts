@@ -5,7 +5,7 @@ import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
 import {
   GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
-  decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
+  bytesView, decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
 } from '../codec/wire.ts';
 import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, linksTo, signatureHash, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
@@ -131,9 +131,11 @@ export class EnclaveCore {
   private lastVerification: string | null = null;
   private withdrawalBase = 0n;
   private lastPruneMs = -Infinity;
+  private readonly shardBytes: Buffer;
 
   private constructor(opts: EnclaveOptions) {
     this.opts = opts;
+    this.shardBytes = Buffer.from(opts.shard);
     this.measurement = computeMeasurement();
     this.sealer = Sealer.simulated(opts.dataDir, this.measurement);
     this.keys = loadOrCreateKeys(opts.dataDir, this.sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
@@ -884,7 +886,7 @@ export class EnclaveCore {
     const toForward: ForwardedCall[] = [];
     const results = await this.admitInTurns(verified, (v, i): SubmitResult => {
       if (!v.ok) return { status: 'invalid', code: v.code, message: v.message };
-      if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { hash: Buffer.from(v.hash).toString('hex'), status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
+      if (!bytesView(v.shard).equals(this.shardBytes)) return { hash: bytesView(v.hash).toString('hex'), status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
       const r = this.admit({ hash: v.hash, nonce: v.nonce, call: v.call }, nowMs);
       if (r.status !== 'invalid' && forward.has(i)) toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call });
       return r;
@@ -947,11 +949,12 @@ export class EnclaveCore {
 
   /** A verified call's checks against the current state, then into the pool (and the recent calls, for requeues). */
   private admit(c: ForwardedCall, nowMs: number): SubmitResult {
-    const hash = Buffer.from(c.hash).toString('hex');
-    const sender = this.state.account(c.call.value.from);
+    const hash = bytesView(c.hash).toString('hex');
+    const senderKey = accountKey(c.call.value.from);
+    const sender = this.state.accountAt(senderKey);
     const pre = precheck(c.call, sender, this.stfContext());
     if (!pre.ok) return { hash, status: 'invalid', code: pre.code, message: pre.message };
-    const r = this.pool.add({ hash, sender: accountKey(c.call.value.from), nonce: c.nonce, call: c.call, addedAtMs: nowMs }, sender.nonce);
+    const r = this.pool.add({ hash, sender: senderKey, nonce: c.nonce, call: c.call, addedAtMs: nowMs }, sender.nonce);
     if (r.status === 'invalid') return { hash, status: 'invalid', code: r.code, message: r.message };
     this.recentCalls.set(hash, c);
     return { hash, status: r.status };

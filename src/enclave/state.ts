@@ -3,7 +3,7 @@
 // The same bytes are the element of the LtHash commitment, the entry of a block's transitions and
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
 import { Bytes, Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
-import { AccountId, Memo, decodeExact } from '../codec/wire.ts';
+import { AccountId, Memo, bytesView, decodeExact } from '../codec/wire.ts';
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
@@ -40,7 +40,7 @@ const U64 = (1n << 64n) - 1n;
 
 const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
 // Items are mostly Buffers already: no new view object for them (these run several times per call).
-const view = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const view = bytesView;
 /** An account's map key: its 32 bytes as a latin1 string (half the length of hex, and no hex encoding per read). */
 export const accountKey = (id: Uint8Array): string => view(id).toString('latin1');
 const memoKey = (id: string, index: number): string => `${id}:${index}`; // an id key is 32 characters: unambiguous
