@@ -37,6 +37,7 @@ const SHARD_KEY = 'shard';
 const EPOCH_KEY = 'epoch';
 const EMPTY_SHARD: ShardRecord = Object.freeze({ shieldedSupply: 0n, nextWithdrawal: 0n });
 const U64 = (1n << 64n) - 1n;
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
 // Items are mostly Buffers already: no new view object for them (these run several times per call).
@@ -49,8 +50,18 @@ export function accountItem(id: Uint8Array, a: Account): Item {
   const b = Buffer.allocUnsafe(ACCOUNT_ITEM_BYTES);
   b[0] = TAG_ACCOUNT;
   b.set(id, 1);
-  b.writeBigUInt64LE(a.balance & U64, 33);
-  b.writeBigUInt64LE(a.balance >> 64n, 41);
+  // Balances above 2^53 are legal (u128) but rare: the common case goes through a double, exact
+  // below 2^53, with no intermediate BigInts (this runs for every account a block writes).
+  if (a.balance <= MAX_SAFE) {
+    const n = Number(a.balance);
+    b.writeUInt32LE(n % 0x1_0000_0000, 33);
+    b.writeUInt32LE(Math.floor(n / 0x1_0000_0000), 37);
+    b.writeUInt32LE(0, 41);
+    b.writeUInt32LE(0, 45);
+  } else {
+    b.writeBigUInt64LE(a.balance & U64, 33);
+    b.writeBigUInt64LE(a.balance >> 64n, 41);
+  }
   b.writeUInt32LE(a.nonce, 49);
   b.writeUInt32LE(a.memoCount, 53);
   return b;
@@ -58,7 +69,11 @@ export function accountItem(id: Uint8Array, a: Account): Item {
 
 export function readAccount(item: Item): Account {
   const b = view(item);
-  return { balance: b.readBigUInt64LE(33) | (b.readBigUInt64LE(41) << 64n), nonce: b.readUInt32LE(49), memoCount: b.readUInt32LE(53) };
+  const lo = b.readUInt32LE(33), mid = b.readUInt32LE(37);
+  // Below 2^53 (as accountItem writes it): one BigInt from an exact double.
+  const small = mid < 0x20_0000 && b.readUInt32LE(41) === 0 && b.readUInt32LE(45) === 0;
+  const balance = small ? BigInt(lo + mid * 0x1_0000_0000) : b.readBigUInt64LE(33) | (b.readBigUInt64LE(41) << 64n);
+  return { balance, nonce: b.readUInt32LE(49), memoCount: b.readUInt32LE(53) };
 }
 
 export function memoItem(id: Uint8Array, index: number, memo: Memo): Item {
@@ -335,7 +350,8 @@ export class State {
         if (item[0] === TAG_ACCOUNT && !layer.items.has(k) && !(knownKey === undefined ? this.lookup(k, this.accounts) : known!.bases[i])) layer.newAccounts++;
         layer.items.set(k, item);
       }
-      for (const [k, item] of layer.items) this.newest.set(k, item);
+      // forEach, not for-of: a Map's for-of allocates an entry array per item (per call, on this path).
+      layer.items.forEach((item, k) => this.newest.set(k, item));
       this.layers.push(layer);
       this.foldLayers();
     } else {
@@ -389,11 +405,11 @@ export class State {
   private foldLayers(): void {
     if (this.pinned > 0) return;
     while (this.layers.length > this.layersKept) {
-      for (const [k, item] of this.layers.shift()!.items) {
+      this.layers.shift()!.items.forEach((item, k) => {
         this[mapOf(item)].set(k, item); // the layer's key: no need to derive it again
         // Still the newest value: the item maps hold it now.
         if (this.newest.get(k) === item) this.newest.delete(k);
-      }
+      });
     }
   }
 
@@ -510,12 +526,12 @@ export class Overlay {
     const items: Item[] = [];
     const keys: (string | undefined)[] = [];
     const bases: (Item | undefined)[] = [];
-    for (const [k, e] of this.accounts) {
-      if (!e.written) continue;
+    this.accounts.forEach((e, k) => {
+      if (!e.written) return;
       items.push(accountItem(e.id, e.account));
       keys.push(k);
       bases.push(e.base);
-    }
+    });
     // Memos and records: looked up by the state (few per block).
     for (const item of this.memos) items.push(item);
     for (const item of this.records.values()) items.push(item);

@@ -46,7 +46,7 @@ function blocks(count: number): Item[][] {
 }
 
 test('hand-encoded account items equal the scale-ts encoding and read back (u128 balances)', () => {
-  for (const balance of [0n, 1n, (1n << 64n) - 1n, 1n << 64n, (1n << 128n) - 1n]) {
+  for (const balance of [0n, 1n, (1n << 32n) - 1n, 1n << 32n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 64n) - 1n, 1n << 64n, (1n << 96n) + 3n, (1n << 64n) + (1n << 32n), (1n << 128n) - 1n]) {
     const a = { balance, nonce: 4294967295, memoCount: 7 };
     const item = accountItem(ids[0], a);
     assert.equal(hex(item), hex(StateWrite.enc({ tag: 'account', value: { id: ids[0], ...a } })));
