@@ -98,6 +98,21 @@ export function parseHex(h: string): Uint8Array | null {
 
 interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }
 /** Decodes and insists the bytes are exactly the canonical encoding: no trailing or ambiguous bytes. */
+/**
+ * Decodes bytes that only trusted code can have written (authenticated under a shard key, e.g. calls
+ * another enclave forwarded): no canonical re-encoding, which doubled the cost. Anything from a
+ * client or a peer's untrusted host goes through decodeExact.
+ */
+export function decodeAuthenticated<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
+  // scale-ts reads `bytes.buffer` from offset 0: a view elsewhere in a buffer needs its own copy.
+  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  try {
+    return codec.dec(own);
+  } catch {
+    throw new ValidateerError('DECODE_FAILED', `malformed ${what}`);
+  }
+}
+
 export function decodeExact<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
   // scale-ts decodes `bytes.buffer` from offset 0 and does not bounds-check fixed-size fields: a
   // truncated input would decode to a short field and re-encode identically. Decoding a padded copy

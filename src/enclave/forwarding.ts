@@ -5,7 +5,7 @@
 // call, so a call is verified once in the whole set, not once per validateer.
 import { hkdfSync } from 'node:crypto';
 import { Bytes, Struct, Vector, u32 } from 'scale-ts';
-import { TrustedCall, decodeExact, type TrustedCall as TrustedCallT } from '../codec/wire.ts';
+import { TrustedCall, decodeAuthenticated, decodeExact, type TrustedCall as TrustedCallT } from '../codec/wire.ts';
 import { aesGcmOpen, aesGcmSeal, randomNonce } from '../crypto/primitives.ts';
 
 export interface ForwardedCall { hash: Uint8Array; nonce: number; call: TrustedCallT }
@@ -41,7 +41,8 @@ export function openForwarded(bytes: Uint8Array, shard: Uint8Array, keyFor: (id:
   const plain = aesGcmOpen(key, env.nonce, env.ciphertext, aad(shard));
   if (!plain) return { ok: false, code: 'DECRYPT_FAILED', message: 'forwarded calls do not decrypt with the shard key' };
   try {
-    return { ok: true, calls: decodeExact(Calls, plain, 'forwarded calls') };
+    // Authenticated under the shard's forward key: only an enclave of the shard wrote these bytes.
+    return { ok: true, calls: decodeAuthenticated(Calls, plain, 'forwarded calls') };
   } catch {
     return { ok: false, code: 'DECODE_FAILED', message: 'forwarded calls do not decode' };
   }

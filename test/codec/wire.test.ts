@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TrustedCallSigned, decodeExact, fromHex, parseHex } from '../../src/codec/wire.ts';
+import { TrustedCallSigned, decodeAuthenticated, decodeExact, fromHex, parseHex } from '../../src/codec/wire.ts';
 import { codeOf } from '../helpers/errors.ts';
 
 const signed = TrustedCallSigned.enc({
@@ -25,6 +25,16 @@ test('decodeExact refuses truncated fixed-size fields, trailing bytes and non-ca
   const badOption = new Uint8Array(signed);
   badOption[optionTag] = 2;
   assert.equal(codeOf(() => decodeExact(TrustedCallSigned, badOption, 'call')), 'DECODE_FAILED');
+});
+
+test('decodeAuthenticated (enclave-written bytes) decodes views at any offset, and fails with DECODE_FAILED on garbage', () => {
+  const big = new Uint8Array(signed.length + 20);
+  big.set(signed, 7);
+  assert.deepEqual(decodeAuthenticated(TrustedCallSigned, big.subarray(7, 7 + signed.length), 'call'), TrustedCallSigned.dec(signed));
+  assert.deepEqual(decodeAuthenticated(TrustedCallSigned, new Uint8Array(signed), 'call'), TrustedCallSigned.dec(signed));
+  const badTag = new Uint8Array(signed);
+  badTag[0] = 9; // no such call variant
+  assert.equal(codeOf(() => decodeAuthenticated(TrustedCallSigned, badTag, 'call')), 'DECODE_FAILED');
 });
 
 test('parseHex / fromHex: even hex digits only, with or without 0x', () => {
