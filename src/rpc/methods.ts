@@ -7,7 +7,7 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { CallRelay, CallUpdate } from '../node/call-relay.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { SignedBlock, headerHash } from '../sidechain/block.ts';
-import { decodeExact, fromHex, parseHex, toHex } from '../codec/wire.ts';
+import { bytesView, decodeExact, fromHex, parseHex, toHex } from '../codec/wire.ts';
 
 /** Application error codes (JSON-RPC reserves -32768..-32000 for itself; these are server errors). */
 export const RpcCodes = {
@@ -71,12 +71,13 @@ export function headerJson(bytes: Uint8Array) {
 
 export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
   const shardHex = toHex(d.shard);
+  const shardBytes = Buffer.from(d.shard);
 
   async function submit(p: unknown) {
     const [request] = params(oneHex, p);
     if (!d.isReady()) throw new RpcError(RpcCodes.NOT_READY, 'node is not ready yet');
     // The envelope starts with the shard id: route check before any enclave work.
-    if (request.length < 32 || !Buffer.from(request.subarray(0, 32)).equals(Buffer.from(d.shard))) {
+    if (request.length < 32 || !bytesView(request.subarray(0, 32)).equals(shardBytes)) {
       d.metrics.countCall('rejected_rpc');
       throw new RpcError(RpcCodes.UNKNOWN_SHARD, 'request is not for this shard', { code: 'WRONG_SHARD' });
     }
