@@ -1,7 +1,7 @@
 // Starts a validateer as a child process on free loopback ports and waits until it is ready.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export async function freePort(): Promise<number> {
@@ -54,7 +54,9 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   trackChild(proc);
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
-  if (process.env.BENCH_NODE_STDOUT) proc.stdout!.pipe((await import("node:fs")).createWriteStream(process.env.BENCH_NODE_STDOUT)); else proc.stdout!.resume();
+  // BENCH_NODE_STDOUT=file keeps the node's stdout (its log, and e.g. BENCH_NODE_ARGS=--trace-gc output).
+  if (process.env.BENCH_NODE_STDOUT) proc.stdout!.pipe(createWriteStream(process.env.BENCH_NODE_STDOUT));
+  else proc.stdout!.resume();
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
