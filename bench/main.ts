@@ -1,5 +1,5 @@
-// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|parentchain|devnet|set|onboarding]`: throughput,
-// latency, ceiling, replay speed and RSS (sidechain), parentchain catch-up speed (parentchain), the
+// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|enclave|parentchain|devnet|set|onboarding]`: throughput,
+// latency, ceiling, replay speed and RSS (sidechain), the enclave thread's CPU per call (enclave), parentchain catch-up speed (parentchain), the
 // time from starting the devnet to its first anchored block (devnet), and a set of validateers over
 // libp2p: block propagation, orphaned blocks, throughput with calls spread over the set (set;
 // BENCH_SET_SECONDS sets its steady phase, default 180), and a validateer joining a set with a long
@@ -21,6 +21,7 @@ import { benchParentchain } from './parentchain.ts';
 import { benchDevnetStart } from './devnet.ts';
 import { benchSet } from './set.ts';
 import { benchOnboarding } from './onboarding.ts';
+import { benchEnclave } from './enclave.ts';
 import { cpuSeconds, sampleRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
 
@@ -31,7 +32,7 @@ const { values: args } = parseArgs({ options: {
   senders: { type: 'string', default: '6000' },
   connections: { type: 'string', default: '4' },
   'slot-ms': { type: 'string', default: '250' },
-  /** Run one part only: 'sidechain' (ceiling, load, replay), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set) or 'onboarding' (a joiner syncing a long chain). Default: all. */
+  /** Run one part only: 'sidechain' (ceiling, load, replay), 'enclave' (the enclave thread's CPU per call, in-process), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set) or 'onboarding' (a joiner syncing a long chain). Default: all. */
   only: { type: 'string' },
   'pc-blocks': { type: 'string', default: '600' },
   'pc-prefetch': { type: 'string', default: '64' },
@@ -46,12 +47,13 @@ const { values: args } = parseArgs({ options: {
   /** sidechain.blockMaxCalls of the set's nodes (default: the node's default). */
   'set-block-max-calls': { type: 'string' },
 } });
-const PARTS = ['sidechain', 'parentchain', 'devnet', 'set', 'onboarding'];
+const PARTS = ['sidechain', 'enclave', 'parentchain', 'devnet', 'set', 'onboarding'];
 if (args.only !== undefined && !PARTS.includes(args.only)) {
   console.error(`--only must be one of ${PARTS.join(', ')}, not '${args.only}'`);
   process.exit(2);
 }
 const runSidechain = args.only === undefined || args.only === 'sidechain';
+const runEnclave = args.only === undefined || args.only === 'enclave';
 const runParentchain = args.only === undefined || args.only === 'parentchain';
 const runDevnet = args.only === undefined || args.only === 'devnet';
 const runSet = args.only === undefined || args.only === 'set';
@@ -84,6 +86,7 @@ async function main() {
   const figures: Record<string, number | string> = {};
   try {
     if (runSidechain) await benchSidechain(dir, figures);
+    if (runEnclave) Object.assign(figures, await benchEnclave({ accounts: Number(args.accounts), calls: 48_000, log }));
     if (runDevnet) Object.assign(figures, await benchDevnetStart(dir, log));
     if (runParentchain) {
       Object.assign(figures, await benchParentchain({
@@ -121,6 +124,12 @@ async function main() {
         ['throughput / ceiling', `${(Number(figures.ceiling_ratio) * 100).toFixed(0)} %`, 'target >= 50 %'],
         ['replay from genesis', `${figures.replay_transitions_per_s} transitions/s`, `${figures.replay_transitions} transitions, ${figures.replay_blocks} blocks; target >= 200000`],
         ['RSS after replay', mib('replay_rss_bytes'), `${figures.replay_accounts} accounts; target < 300 MiB`],
+      );
+    }
+    if (runEnclave) {
+      rows.push(
+        ['enclave thread: admission', `${figures.enclave_admit_us_per_call} us/call`, `CPU of the enclave thread, in-process, after verification (crypto threads excluded); ${figures.enclave_calls} transfers, 100k accounts`],
+        ['enclave thread: propose + commit', `${figures.enclave_block_us_per_call} us/call`, `blocks of ${2000} calls: STF, state commitment, sealing, apply`],
       );
     }
     if (runDevnet) {

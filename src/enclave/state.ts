@@ -314,7 +314,7 @@ export class State {
 
   /**
    * The commitment hash the state would have after `items`, without applying them: O(items).
-   * `known`: what a block builder already read (see Changes), so the big maps are not searched again.
+   * `known`: what a block builder already read (Overlay.changes), so the big maps are not searched again.
    */
   preview(items: Item[], known?: Known): LtHash {
     // No change, same hash: an empty block shares it (nothing mutates a hash once a state holds it,
