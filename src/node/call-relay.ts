@@ -87,6 +87,8 @@ export class CallRelay {
   /** Puts the calls of abandoned blocks back into the pool (the enclave keeps recent verified calls); returns how many. */
   async resubmit(hashes: string[]): Promise<number> {
     if (hashes.length === 0) return 0;
+    // Their kept 'inBlock' names a block that is no longer on the chain: a later watcher waits for the new one.
+    for (const h of hashes) this.unwatchedFinal.delete(h);
     return (await this.enclave.call('requeue', { hashes })).requeued;
   }
 

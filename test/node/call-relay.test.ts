@@ -35,6 +35,20 @@ test('a watcher registered after its call was settled gets the final update, onc
   assert.deepEqual(again, [], 'the kept update is handed out once; a second watcher waits for a new one');
 });
 
+test('a kept update of a call whose block a reorg abandoned is dropped when the call goes back to the pool', async () => {
+  const requeued: string[][] = [];
+  const relay = new CallRelay({ call: async (_m: string, p: { hashes: string[] }) => (requeued.push(p.hashes), { requeued: p.hashes.length }) } as unknown as Enclave);
+  relay.settle(HASH, inBlock);
+  assert.equal(await relay.resubmit([HASH]), 1);
+  assert.deepEqual(requeued, [[HASH]]);
+  const seen: CallUpdate[] = [];
+  relay.watch(HASH, (u) => seen.push(u));
+  assert.deepEqual(seen, [], 'the abandoned block is not reported');
+  const again: CallUpdate = { status: 'inBlock', blockHash: '0x' + 'ee'.repeat(32), blockNumber: 9 };
+  relay.settle(HASH, again);
+  assert.deepEqual(seen, [again]);
+});
+
 test('a watcher registered first gets the update when the call settles, and nothing after stop', () => {
   const relay = new CallRelay({} as Enclave);
   const seen: CallUpdate[] = [];
