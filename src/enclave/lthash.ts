@@ -27,6 +27,17 @@ function elementWords(element: Uint8Array, into = scratchBytes): void {
   sodium.crypto_stream_chacha20_ietf(into, NONCE, seed);
 }
 
+/** Two 16-bit lanes per 32-bit word, added without carry between lanes (SWAR). */
+function laneAdd(x: number, y: number): number {
+  return (((x & 0x7fff7fff) + (y & 0x7fff7fff)) ^ ((x ^ y) & 0x80008000)) >>> 0;
+}
+
+/** Each lane's negation mod 2^16: ~y + 1 per lane (the +1 added lane-wise, 0x00010001). */
+function laneNeg(y: number): number {
+  const ny = ~y >>> 0;
+  return (((ny & 0x7fff7fff) + 0x00010001) ^ (ny & 0x80008000)) >>> 0;
+}
+
 export class LtHash {
   readonly words: Uint32Array;
   private digested: Uint8Array | undefined;
@@ -56,13 +67,7 @@ export class LtHash {
     this.digested = undefined;
     const w = this.words;
     for (let i = 0; i < WORDS; i++) {
-      // x + (y - z) per lane: the difference lane-wise (as subWords), then the sum (as addWords).
-      const x = w[i];
-      const ny = (~scratch[i] >>> 0);
-      const negOld = (((ny & 0x7fff7fff) + 0x00010001) ^ (ny & 0x80008000)) >>> 0;
-      const y = scratch2[i];
-      const d = (((y & 0x7fff7fff) + (negOld & 0x7fff7fff)) ^ ((y ^ negOld) & 0x80008000)) >>> 0;
-      w[i] = (((x & 0x7fff7fff) + (d & 0x7fff7fff)) ^ ((x ^ d) & 0x80008000)) >>> 0;
+      w[i] = laneAdd(w[i], laneAdd(scratch2[i], laneNeg(scratch[i]))); // x + (new - old) per lane
     }
   }
 
@@ -76,26 +81,16 @@ export class LtHash {
     this.subWords(other.words);
   }
 
-  /** Two 16-bit lanes per 32-bit word, added without carry between lanes (SWAR). */
   private addWords(e: Uint32Array): void {
     this.digested = undefined;
     const w = this.words;
-    for (let i = 0; i < WORDS; i++) {
-      const x = w[i], y = e[i];
-      w[i] = (((x & 0x7fff7fff) + (y & 0x7fff7fff)) ^ ((x ^ y) & 0x80008000)) >>> 0;
-    }
+    for (let i = 0; i < WORDS; i++) w[i] = laneAdd(w[i], e[i]);
   }
 
   private subWords(e: Uint32Array): void {
     this.digested = undefined;
     const w = this.words;
-    for (let i = 0; i < WORDS; i++) {
-      // x - y per lane = x + (~y + 1) per lane; the +1 is added per lane (0x00010001).
-      const x = w[i];
-      const ny = (~e[i] >>> 0);
-      const a = (((ny & 0x7fff7fff) + 0x00010001) ^ (ny & 0x80008000)) >>> 0;
-      w[i] = (((x & 0x7fff7fff) + (a & 0x7fff7fff)) ^ ((x ^ a) & 0x80008000)) >>> 0;
-    }
+    for (let i = 0; i < WORDS; i++) w[i] = laneAdd(w[i], laneNeg(e[i]));
   }
 
   bytes(): Uint8Array {
