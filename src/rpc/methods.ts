@@ -104,21 +104,20 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
       // a final update that comes sooner (or was already there) waits for it.
       // The relay only delivers final updates: the subscription ends with the first, and so does its
       // cleanup on the connection (a long-lived connection would otherwise keep every call it watched).
-      let held: CallUpdate[] | null = [];
-      let ended = false;
+      let readySent = false;
+      let final: CallUpdate | undefined;
       let unregister = () => {};
       const send = (u: CallUpdate) => ctx.notify(CALL_UPDATE_METHOD, subscription, u);
       const stop = d.relay.watch(r.hash, (u) => {
-        ended = true;
+        final = u;
         unregister();
-        if (held) held.push(u);
-        else send(u);
+        if (readySent) send(u);
       });
-      if (!ended) unregister = ctx.onClose(stop);
+      if (!final) unregister = ctx.onClose(stop);
       setImmediate(() => {
         send({ status: r.status });
-        for (const u of held!) send(u);
-        held = null;
+        readySent = true;
+        if (final) send(final);
       });
       return subscription;
     },
