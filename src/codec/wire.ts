@@ -79,6 +79,9 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
 /** A Buffer over the same memory: Buffer.from of a Uint8Array copies, and hot paths read bytes many times. */
 export const bytesView = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
+/** Whether a view spans its whole buffer (and so can be decoded by scale-ts, or handed to another thread, as it is). */
+export const fillsItsBuffer = (b: Uint8Array): boolean => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+
 export function toHex(b: Uint8Array): string {
   return '0x' + bytesView(b).toString('hex');
 }
@@ -105,7 +108,7 @@ interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }
  */
 export function decodeAuthenticated<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
   // scale-ts reads `bytes.buffer` from offset 0: a view elsewhere in a buffer needs its own copy.
-  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  const own = fillsItsBuffer(bytes) ? bytes : bytes.slice();
   try {
     return codec.dec(own);
   } catch {
@@ -126,7 +129,7 @@ export function decodeExact<T>(codec: Codec<T>, bytes: Uint8Array, what: string)
   } catch {
     throw new ValidateerError('DECODE_FAILED', `malformed ${what}`);
   }
-  if (!Buffer.from(codec.enc(value)).equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
+  if (!Buffer.from(codec.enc(value)).equals(bytesView(bytes))) {
     throw new ValidateerError('DECODE_FAILED', `non-canonical or trailing bytes in ${what}`);
   }
   return value;

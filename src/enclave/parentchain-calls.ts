@@ -3,7 +3,7 @@
 // start with exactly those bytes. Encodings follow the standard pallets' call layouts; the pallet and
 // call indices come from the chain's metadata (given by the host once, sealed with the light client).
 import { Bytes, Struct, compact, u8, u16, u32 } from 'scale-ts';
-import { concatBytes } from '../codec/wire.ts';
+import { bytesView, concatBytes } from '../codec/wire.ts';
 import { blake2_256 } from './trie.ts';
 
 const index = Struct({ pallet: u8, call: u8 });
@@ -74,7 +74,7 @@ export function pureProxyAccount(spawner: Uint8Array, height: number, extrinsicI
 
 /** Bytes of `needle` occur in `haystack` (binds a host-decoded value to the extrinsic's bytes). */
 export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  return Buffer.from(haystack.buffer, haystack.byteOffset, haystack.byteLength).indexOf(Buffer.from(needle.buffer, needle.byteOffset, needle.byteLength)) >= 0;
+  return bytesView(haystack).indexOf(bytesView(needle)) >= 0;
 }
 
 /**
@@ -91,8 +91,8 @@ export function payloadMortality(payload: Uint8Array, callLength: number, genesi
   // The birth block hash follows the genesis hash in the additional data (CheckGenesis then CheckMortality).
   // The last occurrence that leaves room for it: a birth hash that starts with the genesis hash's
   // last bytes (1 in 256 blocks for chopsticks' 0x4545…45) makes a later, overlapping match.
-  const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  const genesis = Buffer.from(genesisHash.buffer, genesisHash.byteOffset, genesisHash.byteLength);
+  const bytes = bytesView(payload);
+  const genesis = bytesView(genesisHash);
   for (let at = bytes.lastIndexOf(genesis); at >= callLength + 2; at = bytes.lastIndexOf(genesis, at - 1)) {
     if (at + 64 <= payload.length) return { period, birthHash: payload.slice(at + 32, at + 64) };
   }

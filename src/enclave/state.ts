@@ -40,10 +40,8 @@ const U64 = (1n << 64n) - 1n;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
-// Items are mostly Buffers already: no new view object for them (these run several times per call).
-const view = bytesView;
 /** An account's map key: its 32 bytes as a latin1 string (half the length of hex, and no hex encoding per read). */
-export const accountKey = (id: Uint8Array): string => view(id).toString('latin1');
+export const accountKey = (id: Uint8Array): string => bytesView(id).toString('latin1');
 const memoKey = (id: string, index: number): string => `${id}:${index}`; // an id key is 32 characters: unambiguous
 
 export function accountItem(id: Uint8Array, a: Account): Item {
@@ -68,7 +66,7 @@ export function accountItem(id: Uint8Array, a: Account): Item {
 }
 
 export function readAccount(item: Item): Account {
-  const b = view(item);
+  const b = bytesView(item);
   const lo = b.readUInt32LE(33), mid = b.readUInt32LE(37);
   // Below 2^53 (as accountItem writes it): one BigInt from an exact double.
   const small = mid < 0x20_0000 && b.readUInt32LE(41) === 0 && b.readUInt32LE(45) === 0;
@@ -102,7 +100,7 @@ export function epochOf(item: Item): EpochRecord | undefined {
 /** The id of the withdrawal an item writes unpaid (its creation), if it is one. */
 export function unpaidWithdrawalId(item: Item): bigint | undefined {
   if (item[0] !== TAG_WITHDRAWAL || item[item.length - 1] !== 0) return undefined;
-  return Buffer.from(item.buffer, item.byteOffset, item.byteLength).readBigUInt64LE(1);
+  return bytesView(item).readBigUInt64LE(1);
 }
 
 /** Decodes any item (tests, snapshot inspection); hot paths read accounts with readAccount. */
@@ -114,7 +112,7 @@ export function decodeItem(item: Item): StateWrite {
 const mapOf = (item: Item): 'accounts' | 'memos' | 'records' => (item[0] === TAG_ACCOUNT ? 'accounts' : item[0] === TAG_MEMO ? 'memos' : 'records');
 const withdrawalKey = (id: bigint): string => `w:${id}`;
 function itemKey(item: Item): string {
-  const b = view(item);
+  const b = bytesView(item);
   if (item[0] === TAG_SHARD) return SHARD_KEY;
   if (item[0] === TAG_EPOCH) return EPOCH_KEY;
   if (item[0] === TAG_WITHDRAWAL) return withdrawalKey(b.readBigUInt64LE(1));
@@ -148,7 +146,7 @@ export function joinItems(items: Item[]): Uint8Array {
  * never pins a whole block's plaintext. Throws RangeError on anything that is not well formed.
  */
 export function splitItems(bytes: Uint8Array): Item[] {
-  const b = view(bytes);
+  const b = bytesView(bytes);
   if (b.length === 0) throw new RangeError('empty transitions');
   const [count, size] = readCompact(b, 0);
   const items: Item[] = new Array(count);
@@ -231,7 +229,7 @@ export class State {
 
   /** The account under its key (as the pool keeps senders). */
   accountAt(key: string): Account {
-    const item = this.lookup(key, this.accounts);
+    const item = this.accountItemAt(key);
     return item ? readAccount(item) : EMPTY;
   }
 

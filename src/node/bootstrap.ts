@@ -5,6 +5,7 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from './logger.ts';
 import { EnclaveError } from '../enclave/host.ts';
+import { fillsItsBuffer } from '../codec/wire.ts';
 
 type GenesisDeps = { enclave: Enclave; store: BlockStore; logger: Logger };
 
@@ -72,6 +73,6 @@ export async function bootstrap(
 /** The buffers of blocks that each fill their own (a view into a shared one cannot be handed over). */
 function ownBuffers(blocks: Uint8Array[]): ArrayBuffer[] {
   const out: ArrayBuffer[] = [];
-  for (const b of blocks) if (b.byteOffset === 0 && b.buffer instanceof ArrayBuffer && b.byteLength === b.buffer.byteLength) out.push(b.buffer);
+  for (const b of blocks) if (b.buffer instanceof ArrayBuffer && fillsItsBuffer(b)) out.push(b.buffer);
   return out;
 }

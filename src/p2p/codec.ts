@@ -4,7 +4,7 @@
 // and the opaque response in the next frame (it can exceed MAX_HEADER_BYTES).
 import { Bytes, Struct, u32, u64 } from 'scale-ts';
 import { ValidateerError } from '../codec/errors.ts';
-import { decodeExact } from '../codec/wire.ts';
+import { bytesView, decodeExact } from '../codec/wire.ts';
 
 export const PROTOCOL_STATUS = '/validateer/status/1';
 export const PROTOCOL_BLOCKS_BY_RANGE = '/validateer/blocks-by-range/1';
@@ -97,7 +97,7 @@ export function decodeHeader(bytes: Uint8Array): Header {
   const rest = bytes.subarray(1);
   if (code === ResponseCode.ok) return { code, payload: rest };
   if (code === ResponseCode.invalidRequest || code === ResponseCode.rateLimited || code === ResponseCode.serverError) {
-    return { code, reason: Buffer.from(rest.buffer, rest.byteOffset, rest.byteLength).toString('utf8') };
+    return { code, reason: bytesView(rest).toString('utf8') };
   }
   throw new ValidateerError('DECODE_FAILED', `unknown response code ${code}`);
 }

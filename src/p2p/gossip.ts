@@ -10,7 +10,7 @@ import type { GossipSub, GossipsubOpts, Message } from '@libp2p/gossipsub';
 import type { PeerScoreParams, PeerScoreThresholds, TopicScoreParams } from '@libp2p/gossipsub/score';
 import type { PeerId } from '@libp2p/interface';
 import { ValidateerError } from '../codec/errors.ts';
-import { toHex } from '../codec/wire.ts';
+import { bytesView, toHex } from '../codec/wire.ts';
 import type { Logger } from '../node/logger.ts';
 
 export type Validation = 'accept' | 'ignore' | 'reject';
@@ -50,7 +50,7 @@ export class MessageIds {
 
   readonly msgIdFn = (msg: Message): Uint8Array => this.digest(msg.topic, msg.data);
 
-  readonly msgIdToStrFn = (id: Uint8Array): string => Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('base64');
+  readonly msgIdToStrFn = (id: Uint8Array): string => bytesView(id).toString('base64');
 
   /** Records a message we published, so copies peers send back count as duplicates. */
   markPublished(topic: string, data: Uint8Array): void {

@@ -10,6 +10,7 @@ import type { Call, DispatchError, EventRecord, Extrinsic, Header } from '@polka
 import { u8aToHex, hexToU8a, u8aConcat, u8aEq } from '@polkadot/util';
 import { blake2AsU8a, decodeAddress, encodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../codec/errors.ts';
+import { bytesView } from '../codec/wire.ts';
 import type {
   Balance, BlockOptions, CallSpec, ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall,
   ParentchainEvent, ParentchainExtrinsic, ParentchainHeader, ScanOptions, SubmitOptions, SubmitResult,
@@ -164,7 +165,7 @@ export class SubstrateParentchain implements Parentchain {
     const { registry } = await this.#registryFor(hex, header);
     const encoded = raw.block.extrinsics.map((x) => hexToU8a(x));
     const needle = options.decodeOnly ? Buffer.from(options.decodeOnly) : undefined;
-    const wanted = encoded.flatMap((x, i) => (!needle || Buffer.from(x.buffer, x.byteOffset, x.byteLength).indexOf(needle) >= 0 ? [i] : []));
+    const wanted = encoded.flatMap((x, i) => (!needle || bytesView(x).indexOf(needle) >= 0 ? [i] : []));
     const extrinsics = wanted.map((i) => registry.createType('Extrinsic', encoded[i]));
     const wantEvents = (options.events ?? 'all') === 'all' || extrinsics.some((x) => x.isSigned);
     const records = wantEvents ? await this.#events(registry, hex) : undefined;
