@@ -63,12 +63,13 @@ test('a watcher registered first gets the update when the call settles, and noth
   assert.deepEqual(other, []);
 });
 
-test('author_submitAndWatchCall: a call in a block before its submission was answered still notifies ready, then inBlock', async () => {
+/** author_submitAndWatchCall over a slow enclave, on a connection that records its notifications and cleanups. */
+function watchedSubmission() {
   const { enclave, answer } = slowEnclave();
   const relay = new CallRelay(enclave);
   const shard = new Uint8Array(32).fill(3);
   const methods = createMethods({ enclave, relay, shard, metrics: createMetrics(), version: 'test', isReady: () => true, store: {} } as unknown as MethodDeps);
-  const notes: unknown[] = [];
+  const notes: { sub: string; result: unknown }[] = [];
   const cleanups = new Set<() => void>();
   const ctx: RpcContext = {
     connectionId: 1,
@@ -76,35 +77,33 @@ test('author_submitAndWatchCall: a call in a block before its submission was ans
     onClose: (fn) => (cleanups.add(fn), () => cleanups.delete(fn)),
   };
   const request = '0x' + Buffer.concat([Buffer.from(shard), Buffer.alloc(40, 1)]).toString('hex');
-  const pending = methods.author_submitAndWatchCall([request], ctx);
+  const submit = () => methods.author_submitAndWatchCall([request], ctx);
+  const twoNotes = async () => {
+    for (let i = 0; i < 10 && notes.length < 2; i++) await new Promise((r) => setImmediate(r));
+  };
+  return { relay, answer, notes, cleanups, submit, twoNotes };
+}
+
+test('author_submitAndWatchCall: a call in a block before its submission was answered still notifies ready, then inBlock', async () => {
+  const { relay, answer, notes, cleanups, submit, twoNotes } = watchedSubmission();
+  const pending = submit();
   await new Promise((r) => setImmediate(r)); // the relay has flushed its batch to the enclave
   relay.settle(HASH, inBlock); // the enclave put the call in a block while still admitting the batch
   answer();
   assert.equal(await pending, '0x' + HASH);
   assert.deepEqual(notes, [], 'nothing before the reply');
-  for (let i = 0; i < 10 && notes.length < 2; i++) await new Promise((r) => setImmediate(r));
+  await twoNotes();
   assert.deepEqual(notes, [{ sub: '0x' + HASH, result: { status: 'ready' } }, { sub: '0x' + HASH, result: inBlock }]);
   assert.equal(cleanups.size, 0, 'an ended subscription leaves nothing on its connection');
 });
 
 test('author_submitAndWatchCall: the subscription drops its connection cleanup when the call settles', async () => {
-  const { enclave, answer } = slowEnclave();
-  const relay = new CallRelay(enclave);
-  const shard = new Uint8Array(32).fill(3);
-  const methods = createMethods({ enclave, relay, shard, metrics: createMetrics(), version: 'test', isReady: () => true, store: {} } as unknown as MethodDeps);
-  const notes: unknown[] = [];
-  const cleanups = new Set<() => void>();
-  const ctx: RpcContext = {
-    connectionId: 1,
-    notify: (_m, _sub, result) => notes.push(result) > 0,
-    onClose: (fn) => (cleanups.add(fn), () => cleanups.delete(fn)),
-  };
-  const request = '0x' + Buffer.concat([Buffer.from(shard), Buffer.alloc(40, 1)]).toString('hex');
+  const { relay, answer, notes, cleanups, submit, twoNotes } = watchedSubmission();
   answer();
-  await methods.author_submitAndWatchCall([request], ctx);
+  await submit();
   assert.equal(cleanups.size, 1, 'a watched call is cleaned up if its connection closes');
   relay.settle(HASH, inBlock);
   assert.equal(cleanups.size, 0);
-  for (let i = 0; i < 10 && notes.length < 2; i++) await new Promise((r) => setImmediate(r));
-  assert.deepEqual(notes, [{ status: 'ready' }, inBlock]);
+  await twoNotes();
+  assert.deepEqual(notes.map((n) => n.result), [{ status: 'ready' }, inBlock]);
 });
