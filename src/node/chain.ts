@@ -131,14 +131,15 @@ export class ChainService {
    * parent is what keeps the chain from forking when a block is a little late.
    */
   async onSlot(slot: bigint): Promise<void> {
-    if (!this.active || this.onboarding) return; // a block on an old head would only fork
+    if (!this.mayAuthor()) return;
     const slotMs = this.o.slotDurationMs;
     const start = slotStartMs(slot, slotMs);
     const me = Buffer.from(this.d.signingKey);
     const hint = await this.d.enclave.call('slotAuthor', { slot });
     if (hint.author && me.equals(Buffer.from(hint.author))) await this.headAtSlot(slot - 1n, start + slotMs * PARENT_WAIT_SHARE);
     return this.exclusive(async () => {
-      if (this.stopped) return;
+      // Checked again under the lock: a sync may have started while this slot waited.
+      if (this.stopped || !this.mayAuthor()) return;
       const { author, genesisAuthor } = await this.d.enclave.call('slotAuthor', { slot });
       if (!this.d.store.head()) {
         if (genesisAuthor && me.equals(Buffer.from(genesisAuthor))) await this.createGenesis();
@@ -166,6 +167,14 @@ export class ChainService {
       // After the block left, and outside the lock: the next block's import must not wait for a snapshot.
       void this.maybeSnapshot(block.number, this.o.snapshotInterval);
     });
+  }
+
+  /**
+   * Not while fetching blocks above our head (onboarding, or an ordinary sync with a peer ahead or
+   * on another branch): a block on a head we know to be behind would only fork.
+   */
+  private mayAuthor(): boolean {
+    return this.active && !this.onboarding && !this.syncing;
   }
 
   /** Resolves once the head's slot is at least `slot`, or at `deadlineMs`. */
@@ -342,6 +351,8 @@ export class ChainService {
   /** Switches to the best connected chain if it beats the head; returns blocks found invalid. */
   private async chooseHead(): Promise<string[]> {
     const invalid: string[] = [];
+    // The onboarding sync owns the head while it runs (a gossip import or retry queued before it started).
+    if (this.onboarding) return invalid;
     for (;;) {
       const head = this.d.store.head();
       const headOk = await this.onAnchoredChain();

@@ -91,8 +91,10 @@ test('a fourth validateer onboards from three peers at once, resumes after a kil
   clients.push(c4);
   const progress = await waitFor(() => joiner!.logs().find((l) => l.msg === 'onboarding sync done'), 'the sync to finish', 120_000, 100).catch((err: Error) => {
     // The joiner's own account of the sync (peers dropped, failures) is what tells a stall's cause.
-    const tail = joiner!.logs().filter((l) => (l.level as number) >= 40 || String(l.msg).startsWith('onboarding')).slice(-30).map((l) => JSON.stringify(l)).join('\n');
-    throw new Error(`${err.message}; the joiner's last sync and warning lines:\n${tail}`, { cause: err });
+    const lines = (keep: (l: Record<string, unknown>) => boolean, n: number) => joiner!.logs().filter(keep).slice(-n).map((l) => JSON.stringify(l)).join('\n');
+    const sync = lines((l) => String(l.msg).startsWith('onboarding'), 12);
+    const warnings = lines((l) => (l.level as number) >= 40 && !String(l.msg).startsWith('onboarding'), 12);
+    throw new Error(`${err.message}; the joiner's last sync lines:\n${sync}\nits last other warnings:\n${warnings}`, { cause: err });
   });
   t.diagnostic(`done: ${JSON.stringify(progress)}`);
   assert.ok(joiner.logs().some((l) => l.msg === 'onboarding sync' && typeof l.blocksPerSecond === 'number' && 'etaSeconds' in l), 'progress lines with rate and ETA');

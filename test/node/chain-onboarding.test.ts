@@ -1,0 +1,65 @@
+// The chain while an onboarding sync runs: the onboarding owns the head, so a slot that passed its
+// first check before the sync started must not author once it gets the lock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { ChainService, type ChainDeps } from '../../src/node/chain.ts';
+import { CallRelay } from '../../src/node/call-relay.ts';
+import { createLogger } from '../../src/node/logger.ts';
+import { createMetrics } from '../../src/metrics/metrics.ts';
+import { slotAt } from '../../src/consensus/aura.ts';
+import type { Enclave } from '../../src/enclave/host.ts';
+import type { BlockStore } from '../../src/sidechain/store.ts';
+import type { Network } from '../../src/p2p/network.ts';
+
+const SLOT_MS = 60_000; // one slot for the whole test: never "too late to propose"
+const ME = new Uint8Array(32).fill(7);
+const OTHER = new Uint8Array(32).fill(9);
+
+test('a slot that waited for the lock while an onboarding sync started does not author', async () => {
+  const methods: string[] = [];
+  const firstHint = Promise.withResolvers<void>();
+  const hintAsked = Promise.withResolvers<void>();
+  let hints = 0;
+  const enclave = {
+    call: async (method: string) => {
+      methods.push(method);
+      if (method !== 'slotAuthor') throw new Error(`unexpected enclave call ${method}`);
+      if (hints++ === 0) {
+        hintAsked.resolve();
+        await firstHint.promise;
+        return { author: OTHER, genesisAuthor: null }; // the hint: not ours, so no wait for the parent
+      }
+      return { author: ME, genesisAuthor: null }; // under the lock: ours
+    },
+  } as unknown as Enclave;
+  const head = { number: 5, hash: new Uint8Array(32).fill(1) };
+  const store = { head: () => head, numberOf: async () => undefined } as unknown as BlockStore;
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }) });
+  const deps: ChainDeps = {
+    enclave, store, logger, metrics: createMetrics(), relay: new CallRelay(enclave), signingKey: ME,
+    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null,
+  };
+  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), syncBatch: 16, treeLimit: 100 });
+  const pending = Promise.withResolvers<Uint8Array[]>(); // blocks-by-range never answers: the sync stays on
+  const status = { headNumber: 1000, headHash: new Uint8Array(32).fill(2), finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
+  chain.attach({
+    connectedPeers: () => ['peer'],
+    requestStatus: async () => status,
+    requestBlocksByRange: () => pending.promise,
+    penalize: () => undefined,
+  } as unknown as Network);
+
+  const slot = chain.onSlot(slotAt(Date.now(), SLOT_MS));
+  await hintAsked.promise; // the slot passed its first check
+  chain.onPeerStatus('peer', status); // far ahead: the onboarding sync starts
+  const started = () => lines.some((l) => l.includes('onboarding sync started'));
+  for (let i = 0; i < 100 && !started(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(started(), 'the onboarding sync started');
+  firstHint.resolve();
+  await slot;
+  assert.deepEqual(methods, ['slotAuthor'], 'nothing authored after the sync started');
+  await chain.stop();
+  pending.resolve([]);
+});
