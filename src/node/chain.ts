@@ -10,6 +10,7 @@ import { BlockTree, describeBlock, type TreeBlock } from '../sidechain/block-tre
 import { isBetter } from '../sidechain/fork-choice.ts';
 import { headerSigningPayload, type SignedBlock } from '../sidechain/block.ts';
 import { PROPOSAL_SHARE, slotStartMs } from '../consensus/aura.ts';
+import { ParentWait } from '../consensus/parent-wait.ts';
 import { ed25519Verify } from '../crypto/primitives.ts';
 import type { ChainStatus, Network, Validation } from '../p2p/network.ts';
 import type { CallRelay } from './call-relay.ts';
@@ -59,8 +60,9 @@ export interface ChainOptions {
 const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE', 'STATE_KEY_UNKNOWN']);
 const RETRY_MS = 200;
 const EQUIVOCATION_SLOTS_KEPT = 4096;
-/** Share of its slot an author waits for the previous slot's block. */
+/** Share of its slot an author waits for the previous slot's block; longer while that block is being imported. */
 const PARENT_WAIT_SHARE = 0.12;
+const PARENT_IMPORT_WAIT_SHARE = 0.45;
 /** Calls are added to a block until this share of the slot (then it is stored, committed and published). */
 const BUILD_SHARE = 0.5;
 /** A peer that rate-limits our sync requests is asked again after a pause, this many times. */
@@ -83,9 +85,8 @@ export class ChainService {
   private stopped = false;
   /** Off until the enclave holds the shard secrets (a joining validateer could not decrypt a block). */
   private active = true;
-  /** Slot of the head block, and a signal when it moves (the slot's author waits for its parent). */
-  private headSlot = -1n;
-  private headMoved = Promise.withResolvers<void>();
+  /** The head's slot and the blocks under import: the slot's author waits for its parent. */
+  private readonly parentWait = new ParentWait();
   /** Peers' reported heads, and the onboarding sync in progress (when far behind). */
   private readonly peerHeads = new Map<string, number>();
   private onboarding: Onboarding | null = null;
@@ -127,8 +128,8 @@ export class ChainService {
   /**
    * Runs one Aura slot: authors if this validateer owns it (or creates block 0 if it is the first
    * authority). If the previous slot's block has not arrived yet, the author waits for it for a
-   * share of the slot (outside the lock, so the import can run): building on it instead of its
-   * parent is what keeps the chain from forking when a block is a little late.
+   * share of the slot, a longer one while it is being imported (outside the lock, so the import can
+   * run): building on it instead of its parent is what keeps the chain from forking when a block is late.
    */
   async onSlot(slot: bigint): Promise<void> {
     if (!this.mayAuthor()) return;
@@ -136,7 +137,7 @@ export class ChainService {
     const start = slotStartMs(slot, slotMs);
     const me = Buffer.from(this.d.signingKey);
     const hint = await this.d.enclave.call('slotAuthor', { slot });
-    if (hint.author && me.equals(Buffer.from(hint.author))) await this.headAtSlot(slot - 1n, start + slotMs * PARENT_WAIT_SHARE);
+    if (hint.author && me.equals(Buffer.from(hint.author))) await this.parentWait.until(slot - 1n, start + slotMs * PARENT_WAIT_SHARE, start + slotMs * PARENT_IMPORT_WAIT_SHARE);
     return this.exclusive(async () => {
       // Checked again under the lock: a sync may have started while this slot waited.
       if (this.stopped || !this.mayAuthor()) return;
@@ -177,21 +178,8 @@ export class ChainService {
     return this.active && !this.onboarding && !this.syncing;
   }
 
-  /** Resolves once the head's slot is at least `slot`, or at `deadlineMs`. */
-  private async headAtSlot(slot: bigint, deadlineMs: number): Promise<void> {
-    while (this.headSlot < slot && !this.stopped) {
-      const left = deadlineMs - Date.now();
-      if (left <= 0) return;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.headMoved.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
-      clearTimeout(timer);
-    }
-  }
-
   private headChanged(slot: bigint): void {
-    this.headSlot = slot;
-    this.headMoved.resolve();
-    this.headMoved = Promise.withResolvers<void>();
+    this.parentWait.headIs(slot);
   }
 
   /**
@@ -241,7 +229,8 @@ export class ChainService {
     if (pre !== 'ok') return pre === 'invalid' ? this.invalid(from, 'bad block signature or shard') : 'ignore';
     if (this.isEquivocation(b)) return 'ignore';
     if (this.onboarding) return 'ignore'; // onboarding fetches it; the head moves only there meanwhile
-    const result = await this.exclusive(() => this.ingest([b]));
+    const done = this.parentWait.importing(b.hash, b.slot);
+    const result = await this.exclusive(() => this.ingest([b])).finally(done);
     if (result.invalid.includes(b.hash)) return 'reject'; // counted and penalised where it failed
     return result.known.includes(b.hash) ? 'ignore' : 'accept';
   }
@@ -655,7 +644,7 @@ export class ChainService {
   async stop(): Promise<void> {
     this.stopped = true;
     this.onboarding?.stop();
-    this.headMoved.resolve();
+    this.parentWait.stop();
     clearTimeout(this.retryTimer);
     await this.lock;
   }
