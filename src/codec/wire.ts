@@ -1,6 +1,6 @@
 // Wire types shared by clients and the enclave: trusted calls, getters, and the shielded envelope.
 // Everything hashed or signed is SCALE (scale-ts), never JSON, so encodings are deterministic.
-import { Bytes, Enum, Option, Struct, Vector, str, u16, u32, u64, u128 } from 'scale-ts';
+import { Bytes, Enum, Option, Struct, Vector, createCodec, createDecoder, str, u16, u32, u64, u128, type Codec as ScaleCodec } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { ValidateerError } from './errors.ts';
 
@@ -8,12 +8,28 @@ export const AccountId = Bytes(32);
 export const H256 = Bytes(32);
 export const MAX_MEMO_BYTES = 256;
 
-export const TrustedCall = Enum({
-  transfer: Struct({ from: AccountId, to: AccountId, amount: u128, memo: Option(str) }),
+/**
+ * Fixed-size bytes that decode to a view into the decoded buffer instead of a copy: a small copy is an
+ * ArrayBuffer of its own, which costs more to allocate and collect than the copying. Only for inputs
+ * whose buffer is not reused afterwards (the view keeps all of it alive).
+ */
+export const BytesView = (n: number): ScaleCodec<Uint8Array> =>
+  createCodec(Bytes(n).enc, createDecoder((input) => {
+    const b = input as Uint8Array & { i: number }; // scale-ts's reader: its offset is `i`
+    const view = new Uint8Array(b.buffer, b.byteOffset + b.i, n); // throws RangeError past the end
+    b.i += n;
+    return view;
+  }));
+
+const trustedCall = (id: ScaleCodec<Uint8Array>) => Enum({
+  transfer: Struct({ from: id, to: id, amount: u128, memo: Option(str) }),
   /** Burns `amount` on the sidechain; the shard's vault pays it to `beneficiary` on the parentchain. */
-  unshield: Struct({ from: AccountId, beneficiary: AccountId, amount: u128 }),
+  unshield: Struct({ from: id, beneficiary: id, amount: u128 }),
 });
+export const TrustedCall = trustedCall(AccountId);
 export type TrustedCall = ReturnType<typeof TrustedCall.dec>;
+/** The same encoding; decoded account ids are views into the input (see BytesView). */
+export const TrustedCallView = trustedCall(BytesView(32));
 
 /** What the sender signs: domain tag + SCALE(call, nonce, shard). */
 export const CallPayload = Struct({ call: TrustedCall, nonce: u32, shard: H256 });
@@ -100,7 +116,6 @@ export function parseHex(h: string): Uint8Array | null {
 }
 
 interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }
-/** Decodes and insists the bytes are exactly the canonical encoding: no trailing or ambiguous bytes. */
 /**
  * Decodes bytes that only trusted code can have written (authenticated under a shard key, e.g. calls
  * another enclave forwarded): no canonical re-encoding, which doubled the cost. Anything from a
@@ -116,6 +131,7 @@ export function decodeAuthenticated<T>(codec: Codec<T>, bytes: Uint8Array, what:
   }
 }
 
+/** Decodes and insists the bytes are exactly the canonical encoding: no trailing or ambiguous bytes. */
 export function decodeExact<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
   // scale-ts decodes `bytes.buffer` from offset 0 and does not bounds-check fixed-size fields: a
   // truncated input would decode to a short field and re-encode identically. Decoding a padded copy

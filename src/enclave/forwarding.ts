@@ -5,13 +5,14 @@
 // call, so a call is verified once in the whole set, not once per validateer.
 import { hkdfSync } from 'node:crypto';
 import { Bytes, Struct, Vector, u32 } from 'scale-ts';
-import { TrustedCall, decodeAuthenticated, decodeExact, type TrustedCall as TrustedCallT } from '../codec/wire.ts';
+import { BytesView, TrustedCallView, decodeAuthenticated, decodeExact, type TrustedCall as TrustedCallT } from '../codec/wire.ts';
 import { aesGcmOpen, aesGcmSeal, randomNonce } from '../crypto/primitives.ts';
 
 export interface ForwardedCall { hash: Uint8Array; nonce: number; call: TrustedCallT }
 
 const Envelope = Struct({ keyId: u32, nonce: Bytes(12), ciphertext: Bytes() });
-const Calls = Vector(Struct({ hash: Bytes(32), nonce: u32, call: TrustedCall }));
+// Views into the opened batch (each batch's plaintext is a buffer of its own): no copy per field.
+const Calls = Vector(Struct({ hash: BytesView(32), nonce: u32, call: TrustedCallView }));
 const DOMAIN = new TextEncoder().encode('validateer/forward/v1');
 
 /** A key of its own for forwarding: the state key itself only ever encrypts transitions. */

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { TrustedCallSigned, decodeAuthenticated, decodeExact, fromHex, parseHex } from '../../src/codec/wire.ts';
+import { Vector } from 'scale-ts';
+import { TrustedCall, TrustedCallSigned, TrustedCallView, decodeAuthenticated, decodeExact, fromHex, parseHex } from '../../src/codec/wire.ts';
 import { codeOf } from '../helpers/errors.ts';
 
 const signed = TrustedCallSigned.enc({
@@ -45,4 +46,24 @@ test('parseHex / fromHex: even hex digits only, with or without 0x', () => {
     assert.equal(parseHex(bad.startsWith('0x') ? bad.slice(2) : bad), null, bad);
     assert.throws(() => fromHex(bad), TypeError, bad);
   }
+});
+
+test('TrustedCallView decodes what TrustedCall does, its account ids as views into the input; past the end throws', () => {
+  const calls = [
+    { tag: 'transfer' as const, value: { from: randomBytes(32), to: randomBytes(32), amount: 2n ** 100n, memo: 'memo' } },
+    { tag: 'unshield' as const, value: { from: randomBytes(32), beneficiary: randomBytes(32), amount: 9n } },
+  ];
+  const bytes = Vector(TrustedCall).enc(calls);
+  assert.deepEqual(Vector(TrustedCallView).enc(calls), bytes, 'one encoding');
+  // Inside a larger buffer, as an opened batch can be: decodeAuthenticated copies it out first.
+  const big = new Uint8Array(bytes.length + 9);
+  big.set(bytes, 5);
+  const decoded = decodeAuthenticated(Vector(TrustedCallView), big.subarray(5, 5 + bytes.length), 'calls');
+  assert.deepEqual(Vector(TrustedCall).enc(decoded), bytes);
+  assert.deepEqual(decoded.map((c) => c.tag), ['transfer', 'unshield']);
+  assert.ok(Buffer.from(decoded[0].value.from).equals(calls[0].value.from) && Buffer.from(decoded[1].value.from).equals(calls[1].value.from));
+  const from = decoded[0].value.from;
+  assert.equal(from.buffer, decoded[1].value.from.buffer, 'views into one buffer, not copies');
+  assert.equal(from.length, 32);
+  assert.throws(() => Vector(TrustedCallView).dec(bytes.slice(0, 20)));
 });
