@@ -1,11 +1,13 @@
-// The enclave thread's own cost per call, in-process and on an otherwise idle thread: admission
-// (after verification on the crypto threads, which is excluded) and block production (propose and
-// commit), over a 100k-account state. Far steadier than the end-to-end figures on a shared machine,
-// so a change to the enclave's per-call path shows here first.
+// The enclave thread's own cost per call, in-process and on an otherwise idle thread, over a
+// 100k-account state, for two enclaves of one shard: the author's admission (after verification on
+// the crypto threads, which is excluded; it includes sealing the calls for forwarding) and block
+// production (propose and commit), and what every other validateer of a set pays for the same call:
+// admitting the forwarded batch and importing (and committing) the block. Far steadier than the end-to-end figures on a
+// shared machine, so a change to the enclave's per-call path shows here first.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EnclaveCore } from '../src/enclave/core.ts';
+import { EnclaveCore, type EnclaveOptions } from '../src/enclave/core.ts';
 import { fromHex } from '../src/codec/wire.ts';
 import { benchTransfers } from './transfers.ts';
 import { benchPublicKeys } from './accounts.ts';
@@ -14,42 +16,67 @@ const SHARD = new Uint8Array(32).fill(0x11);
 const BATCH = 2000;
 
 export async function benchEnclave(o: { accounts: number; calls: number; log: (m: string) => void }): Promise<Record<string, number>> {
-  const dir = mkdtempSync(join(tmpdir(), 'validateer-bench-enclave-'));
-  const core = EnclaveCore.open({ dataDir: dir, shard: SHARD, workers: 2, pool: { maxPending: 200_000, maxNonceAhead: 1024, futureTtlMs: 60_000 }, authorities: [] });
+  const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'validateer-bench-enclave-')));
+  const init = (dataDir: string, authorities: Uint8Array[]): EnclaveOptions => ({
+    dataDir, shard: SHARD, workers: 2, pool: { maxPending: 200_000, maxNonceAhead: 1024, futureTtlMs: 60_000 }, authorities, devShardSecrets: true,
+  });
+  // The signing keys are made by a first open; then both open knowing the set (slot s is authorities[s mod 2]'s).
+  const keys: Uint8Array[] = [];
+  for (const d of dirs) {
+    const c = EnclaveCore.open(init(d, []));
+    keys.push(c.info().signingKey);
+    await c.close();
+  }
+  const [author, other] = dirs.map((d) => EnclaveCore.open(init(d, keys)));
   // The crypto threads are unref'd: keep the process alive while waiting for them.
   const keepAlive = setInterval(() => {}, 1000);
   try {
-    core.genesis(benchPublicKeys(o.accounts).map((account) => ({ account, amount: 1_000_000_000n })), Date.now());
-    const info = core.info();
+    const genesis = author.genesis(benchPublicKeys(o.accounts).map((account) => ({ account, amount: 1_000_000_000n })), Date.now());
+    other.commit(other.importBlock(genesis.block, Date.now()).hash);
+    const info = author.info();
     o.log(`enclave: pre-signing ${o.calls} transfers ...`);
     const requests = benchTransfers({ calls: o.calls, senders: Math.max(1, Math.floor(o.calls / 20)), accounts: o.accounts, key: { keyId: info.shieldingKeyId, publicKey: info.shieldingKey }, shard: SHARD }).map(fromHex);
     const threadUs = () => { const u = process.threadCpuUsage(); return u.user + u.system; };
     // The first quarter warms the JIT up; the rest is measured.
     const warm = Math.floor(requests.length / 4);
-    let admitUs = 0, blockUs = 0, calls = 0, slot = 1n;
+    const us = { admit: 0, block: 0, forwarded: 0, import: 0 };
+    let calls = 0, slot = 0n;
     for (let k = 0; k < requests.length; k += BATCH) {
       const measured = k >= warm;
+      const batch = requests.slice(k, k + BATCH);
       const t0 = threadUs();
-      const results = await core.submit(requests.slice(k, k + BATCH), Date.now());
+      const { results, forwarded } = await author.submitAndForward(batch, Date.now(), new Set(batch.keys()));
       const t1 = threadUs();
-      const p = core.propose({ slot: slot++, timestampMs: Date.now(), maxCalls: BATCH });
-      core.commit(p.hash);
+      const accepted = await other.submitForwarded(forwarded!, Date.now());
       const t2 = threadUs();
+      slot += 2n;
+      const p = author.propose({ slot, timestampMs: Date.now(), maxCalls: BATCH });
+      author.commit(p.hash);
+      const t3 = threadUs();
+      other.commit(other.importBlock(p.block, Date.now()).hash);
+      const t4 = threadUs();
       const admitted = results.filter((r) => r.status !== 'invalid').length;
-      if (admitted !== results.length || p.included.length !== admitted) throw new Error(`enclave bench: ${admitted} of ${results.length} admitted, ${p.included.length} included`);
+      const ok = admitted === results.length && p.included.length === admitted && accepted.every((r) => r.status !== 'invalid') && other.status().poolSize === 0;
+      if (!ok) throw new Error(`enclave bench: ${admitted} of ${results.length} admitted, ${p.included.length} included, other pool ${other.status().poolSize}`);
       if (!measured) continue;
-      admitUs += t1 - t0;
-      blockUs += t2 - t1;
+      us.admit += t1 - t0;
+      us.forwarded += t2 - t1;
+      us.block += t3 - t2;
+      us.import += t4 - t3;
       calls += admitted;
     }
+    const per = (x: number) => Number((x / calls).toFixed(1));
     return {
       enclave_calls: calls,
-      enclave_admit_us_per_call: Number((admitUs / calls).toFixed(1)),
-      enclave_block_us_per_call: Number((blockUs / calls).toFixed(1)),
+      enclave_admit_us_per_call: per(us.admit),
+      enclave_block_us_per_call: per(us.block),
+      enclave_forwarded_admit_us_per_call: per(us.forwarded),
+      enclave_import_us_per_call: per(us.import),
     };
   } finally {
     clearInterval(keepAlive);
-    await core.close();
-    rmSync(dir, { recursive: true, force: true });
+    await author.close();
+    await other.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 }

@@ -128,8 +128,9 @@ async function main() {
     }
     if (runEnclave) {
       rows.push(
-        ['enclave thread: admission', `${figures.enclave_admit_us_per_call} us/call`, `CPU of the enclave thread, in-process, after verification (crypto threads excluded); ${figures.enclave_calls} transfers, 100k accounts`],
+        ['enclave thread: admission', `${figures.enclave_admit_us_per_call} us/call`, `CPU of the enclave thread, in-process, after verification (crypto threads excluded), sealing for forwarding included; ${figures.enclave_calls} transfers, 100k accounts`],
         ['enclave thread: propose + commit', `${figures.enclave_block_us_per_call} us/call`, `blocks of ${2000} calls: STF, state commitment, sealing, apply`],
+        ['  another enclave of the set', `${figures.enclave_forwarded_admit_us_per_call} + ${figures.enclave_import_us_per_call} us/call`, 'what each other validateer pays: admitting the forwarded batch + importing the block'],
       );
     }
     if (runDevnet) {
