@@ -888,7 +888,7 @@ export class EnclaveCore {
       if (!v.ok) return { status: 'invalid', code: v.code, message: v.message };
       if (!bytesView(v.shard).equals(this.shardBytes)) return { hash: bytesView(v.hash).toString('hex'), status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
       const r = this.admit({ hash: v.hash, nonce: v.nonce, call: v.call }, nowMs);
-      if (r.status !== 'invalid' && forward.has(i)) toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call });
+      if (r.status !== 'invalid' && forward.has(i)) toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call, callBytes: v.callBytes });
       return r;
     });
     const key = this.currentEpoch().keyId;

@@ -4,11 +4,12 @@
 // open the batch with one AES-GCM operation instead of one HPKE open and one ed25519 verification per
 // call, so a call is verified once in the whole set, not once per validateer.
 import { hkdfSync } from 'node:crypto';
-import { Bytes, Struct, Vector, u32 } from 'scale-ts';
-import { BytesView, TrustedCallView, decodeAuthenticated, decodeExact, type TrustedCall as TrustedCallT } from '../codec/wire.ts';
+import { Bytes, Struct, Vector, compact, u32 } from 'scale-ts';
+import { BytesView, TrustedCall, TrustedCallView, decodeAuthenticated, decodeExact, type TrustedCall as TrustedCallT } from '../codec/wire.ts';
 import { aesGcmOpen, aesGcmSeal, randomNonce } from '../crypto/primitives.ts';
 
-export interface ForwardedCall { hash: Uint8Array; nonce: number; call: TrustedCallT }
+/** callBytes: the call's encoding when at hand (a verified client call): sealing then copies it instead of encoding the call. */
+export interface ForwardedCall { hash: Uint8Array; nonce: number; call: TrustedCallT; callBytes?: Uint8Array }
 
 const Envelope = Struct({ keyId: u32, nonce: Bytes(12), ciphertext: Bytes() });
 // Views into the opened batch (each batch's plaintext is a buffer of its own): no copy per field.
@@ -24,7 +25,26 @@ const aad = (shard: Uint8Array) => new Uint8Array([...DOMAIN, ...shard]);
 
 export function sealForwarded(key: { id: number; key: Uint8Array }, shard: Uint8Array, calls: ForwardedCall[]): Uint8Array {
   const nonce = randomNonce();
-  return Envelope.enc({ keyId: key.id, nonce, ciphertext: aesGcmSeal(key.key, nonce, Calls.enc(calls), aad(shard)) });
+  return Envelope.enc({ keyId: key.id, nonce, ciphertext: aesGcmSeal(key.key, nonce, encodeCalls(calls), aad(shard)) });
+}
+
+/** Calls.enc, with each call's own encoding copied where it is at hand (encoding a call costs ~5 us). */
+function encodeCalls(calls: ForwardedCall[]): Uint8Array {
+  const bodies = calls.map((c) => c.callBytes ?? TrustedCall.enc(c.call));
+  const count = compact.enc(calls.length);
+  let size = count.length;
+  for (const b of bodies) size += 32 + 4 + b.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out.set(count, 0);
+  let at = count.length;
+  for (let i = 0; i < calls.length; i++) {
+    out.set(calls[i].hash, at);
+    view.setUint32(at + 32, calls[i].nonce, true);
+    out.set(bodies[i], at + 36);
+    at += 36 + bodies[i].length;
+  }
+  return out;
 }
 
 export type OpenResult = { ok: true; calls: ForwardedCall[] } | { ok: false; code: 'DECODE_FAILED' | 'UNKNOWN_STATE_KEY' | 'DECRYPT_FAILED'; message: string };

@@ -6,10 +6,13 @@ import { HPKE_INFO_CALL, ShieldedRequest, TrustedCallSigned, callHash, callSigni
 import { RejectCode } from './errors.ts';
 
 export interface ShieldingKeyMaterial { keyId: number; secret: Uint8Array; publicKey: Uint8Array }
-export type Verified = { ok: true; hash: Uint8Array; shard: Uint8Array; nonce: number; call: TrustedCall };
+/** callBytes: the call's own encoding within the signed call (forwarding re-seals it without encoding it again). */
+export type Verified = { ok: true; hash: Uint8Array; shard: Uint8Array; nonce: number; call: TrustedCall; callBytes: Uint8Array };
 export type VerifyFailure = { ok: false; code: RejectCode; message: string };
 
 const suite = new HpkeSuite(HPKE_INFO_CALL);
+/** nonce (u32) + shard (32) + signature (64) after the call in a TrustedCallSigned. */
+const SIGNED_CALL_TAIL = 4 + 32 + 64;
 
 export class CallVerifier {
   private readonly key: ShieldingKeyMaterial;
@@ -41,6 +44,8 @@ export class CallVerifier {
     if (!Buffer.from(signed.shard).equals(Buffer.from(req.shard))) {
       return { ok: false, code: RejectCode.WRONG_SHARD, message: 'call is signed for another shard' };
     }
-    return { ok: true, hash: callHash(plain), shard: signed.shard, nonce: signed.nonce, call: signed.call };
+    // The encoding is canonical (decodeExact): the call is what precedes nonce, shard and signature.
+    const callBytes = plain.subarray(0, plain.length - SIGNED_CALL_TAIL);
+    return { ok: true, hash: callHash(plain), shard: signed.shard, nonce: signed.nonce, call: signed.call, callBytes };
   }
 }
