@@ -1,14 +1,20 @@
 // An author's wait for the previous slot's block before it builds its own. Building on the parent
-// instead of the grandparent is what keeps a set from forking when a block is a little late; under
-// load a block can take a good part of a slot to import, so while one for the awaited slot is being
-// imported the author waits longer for it (a block built beside it would fork and cost every
-// validateer a reorg).
+// instead of the grandparent is what keeps a set from forking when a block is a little late. Under
+// load a block can come late in its slot and take a good part of the next to import, so the author
+// waits longer when that slot's author is live (a block of its was seen lately) or while a block of
+// that slot is being imported: a block built beside it would fork and cost every validateer a reorg.
+// An author that has gone quiet is waited for briefly, so its slots cost the chain little.
+
+/** An author with a block in this many recent slots counts as live. */
+const LIVE_SLOTS = 32n;
 
 export class ParentWait {
   private headSlot = -1n;
   private changed = Promise.withResolvers<void>();
   /** Blocks received whose import is under way: hash -> slot. */
   private readonly arriving = new Map<string, bigint>();
+  /** Each author's newest slot with a block seen (hex key). */
+  private readonly lastSlotOf = new Map<string, bigint>();
   private stopped = false;
 
   /** The head is now a block of `slot`. */
@@ -17,8 +23,12 @@ export class ParentWait {
     this.wake();
   }
 
-  /** A block of `slot` was received and goes to import; call the returned function once it is done (either way). */
-  importing(hash: string, slot: bigint): () => void {
+  /**
+   * A block of `slot` by `author` (whose signature was checked) was received and goes to import; call
+   * the returned function once the import is done, either way.
+   */
+  importing(hash: string, slot: bigint, author: string): () => void {
+    if (slot > (this.lastSlotOf.get(author) ?? -1n)) this.lastSlotOf.set(author, slot);
     this.arriving.set(hash, slot);
     return () => {
       if (this.arriving.delete(hash)) this.wake();
@@ -31,12 +41,16 @@ export class ParentWait {
   }
 
   /**
-   * Resolves once the head's slot is at least `slot`, at `deadlineMs`, or, while a block of `slot`
-   * or later is being imported, at `importDeadlineMs`.
+   * Resolves once the head's slot is at least `slot` (whose author is `author`, hex, if known), at
+   * `shortDeadlineMs`, or at `longDeadlineMs` while that author is live or a block of `slot` or later
+   * is being imported.
    */
-  async until(slot: bigint, deadlineMs: number, importDeadlineMs: number): Promise<void> {
+  async until(slot: bigint, author: string | null, shortDeadlineMs: number, longDeadlineMs: number): Promise<void> {
+    const last = author === null ? undefined : this.lastSlotOf.get(author);
+    const live = last !== undefined && last >= slot - LIVE_SLOTS;
     while (this.headSlot < slot && !this.stopped) {
-      const left = (this.isArriving(slot) ? Math.max(deadlineMs, importDeadlineMs) : deadlineMs) - Date.now();
+      const long = live || this.isArriving(slot);
+      const left = (long ? Math.max(shortDeadlineMs, longDeadlineMs) : shortDeadlineMs) - Date.now();
       if (left <= 0) return;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.changed.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
