@@ -60,12 +60,9 @@ export interface ChainOptions {
 const TRANSIENT = new Set(['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE', 'STATE_KEY_UNKNOWN']);
 const RETRY_MS = 200;
 const EQUIVOCATION_SLOTS_KEPT = 4096;
-/**
- * Share of its slot an author waits for the previous slot's block: short when that slot's author has
- * not been heard from lately (likely offline), longer when it has or while its block is being imported.
- */
+/** Share of its slot an author waits for the previous slot's block; longer when it is known to come late (ParentWait). */
 const PARENT_WAIT_SHARE = 0.12;
-const LIVE_PARENT_WAIT_SHARE = 0.45;
+const LATE_PARENT_WAIT_SHARE = 0.45;
 /** Calls are added to a block until this share of the slot (then it is stored, committed and published). */
 const BUILD_SHARE = 0.5;
 /** A peer that rate-limits our sync requests is asked again after a pause, this many times. */
@@ -142,7 +139,7 @@ export class ChainService {
     const hint = await this.d.enclave.call('slotAuthor', { slot });
     if (hint.author && me.equals(Buffer.from(hint.author))) {
       const prev = (await this.d.enclave.call('slotAuthor', { slot: slot - 1n })).author;
-      await this.parentWait.until(slot - 1n, prev && hex(prev), start + slotMs * PARENT_WAIT_SHARE, start + slotMs * LIVE_PARENT_WAIT_SHARE);
+      await this.parentWait.until(slot - 1n, prev && hex(prev), start - slotMs, start + slotMs * PARENT_WAIT_SHARE, start + slotMs * LATE_PARENT_WAIT_SHARE);
     }
     return this.exclusive(async () => {
       // Checked again under the lock: a sync may have started while this slot waited.
@@ -235,7 +232,7 @@ export class ChainService {
     if (pre !== 'ok') return pre === 'invalid' ? this.invalid(from, 'bad block signature or shard') : 'ignore';
     if (this.isEquivocation(b)) return 'ignore';
     if (this.onboarding) return 'ignore'; // onboarding fetches it; the head moves only there meanwhile
-    const done = this.parentWait.importing(b.hash, b.slot, b.author);
+    const done = this.parentWait.importing(b.hash, b.slot, b.author, slotStartMs(b.slot, this.o.slotDurationMs));
     const result = await this.exclusive(() => this.ingest([b])).finally(done);
     if (result.invalid.includes(b.hash)) return 'reject'; // counted and penalised where it failed
     return result.known.includes(b.hash) ? 'ignore' : 'accept';
