@@ -108,6 +108,28 @@ export function aesGcmSeal(key: Uint8Array | KeyObject, nonce: Uint8Array, plain
   const tail = c.final();
   return new Uint8Array(Buffer.concat([head, tail, c.getAuthTag()]));
 }
+/**
+ * AES-GCM seal of a plaintext given in parts, written into `out` from `at` (ciphertext || tag, as
+ * aesGcmSeal), with `pause()` between parts: a large plaintext does not hold the thread up. Returns
+ * the end offset; `out` must have room for the plaintext's length plus the 16-byte tag.
+ */
+export async function aesGcmSealParts(key: Uint8Array | KeyObject, nonce: Uint8Array, parts: Uint8Array[], aad: Uint8Array, out: Uint8Array, at: number, pause: () => Promise<void>): Promise<number> {
+  const k = secretKey(key);
+  const c = createCipheriv(gcm(k), k, nonce);
+  c.setAAD(aad);
+  for (let i = 0; i < parts.length; i++) {
+    if (i > 0) await pause();
+    const ct = c.update(parts[i]);
+    out.set(ct, at);
+    at += ct.length;
+  }
+  const tail = c.final();
+  out.set(tail, at);
+  at += tail.length;
+  out.set(c.getAuthTag(), at);
+  return at + TAG;
+}
+export const AES_GCM_TAG_BYTES = TAG;
 /** AES-GCM open of ciphertext || tag; returns null when authentication fails. */
 export function aesGcmOpen(key: Uint8Array | KeyObject, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Uint8Array | null {
   if (sealed.length < TAG) return null;

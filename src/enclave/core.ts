@@ -1,6 +1,6 @@
 // The enclave proper: keys, state, pool and block authoring. Reached only through the message
 // interface (api.ts / worker.ts); nothing here is handed to untrusted code except encodings below.
-import { Bytes, Struct, Vector, u8, u32, u64 } from 'scale-ts';
+import { Bytes, Struct, Vector, compact, u8, u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
 import {
@@ -868,8 +868,12 @@ export class EnclaveCore {
     const h = this.head;
     const recent = [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash }));
     const state = await this.state.encodeSnapshotInPieces(() => nextTurn());
-    const bytes = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, recent, state });
-    return { sealed: this.sealer.seal('signer', 'snapshot', bytes), number: Number(h.number) };
+    // The state is SnapshotFile's last field: the other fields (with an empty state, i.e. ending in
+    // compact(0)), then the state's length and its parts, sealed a part at a time.
+    const fields = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, recent, state: new Uint8Array(0) });
+    const stateLength = state.reduce((n, p) => n + p.length, 0);
+    const parts = [fields.subarray(0, fields.length - 1), compact.enc(stateLength), ...state];
+    return { sealed: await this.sealer.sealParts('signer', 'snapshot', parts, () => nextTurn()), number: Number(h.number) };
   }
 
   // ---------- calls ----------

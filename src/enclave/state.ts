@@ -419,19 +419,28 @@ export class State {
   /**
    * The same encoding, of the state as it is now, read in pieces with `pause()` between them so the
    * thread can go on applying blocks: the item maps stay as they are meanwhile (new blocks stay in
-   * layers), and the layers of now are the ones read.
+   * layers), and the layers of now are the ones read. Returned as parts to be written one after the
+   * other (joined, they are encodeSnapshot()): one big copy of a large state would hold the thread up.
    */
-  async encodeSnapshotInPieces(pause: () => Promise<void>, piece = 8192): Promise<Uint8Array> {
+  async encodeSnapshotInPieces(pause: () => Promise<void>, piece = 8192): Promise<Uint8Array[]> {
     this.pinned++;
     try {
-      const lthash = this.lthash.bytes();
-      const items: Item[] = [];
+      const parts: Uint8Array[] = [this.lthash.bytes(), new Uint8Array(0)]; // [1]: the item count, known at the end
+      let items: Item[] = [];
+      let count = 0;
       // items() captures the layers of now on its first step, before any pause.
       for (const item of this.items()) {
         items.push(item);
-        if (items.length % piece === 0) await pause();
+        if (items.length === piece) {
+          parts.push(Buffer.concat(items));
+          count += items.length;
+          items = [];
+          await pause();
+        }
       }
-      return Buffer.concat([lthash, joinItems(items)]);
+      parts.push(Buffer.concat(items));
+      parts[1] = writeCompact(count + items.length);
+      return parts;
     } finally {
       this.pinned--;
       this.foldLayers();

@@ -41,6 +41,21 @@ test('seal/unseal round trip under both policies, across Sealer instances of the
   assert.deepEqual(s1.unseal('e', s1.seal('signer', 'e', new Uint8Array(0))), new Uint8Array(0));
 });
 
+test('sealParts: parts sealed one at a time open as their concatenation; pauses between parts; tampering fails', async () => {
+  const s = Sealer.simulated(tempDir(), measurementA);
+  const parts = [randomBytes(3), new Uint8Array(0), randomBytes(200_000), randomBytes(70)];
+  let pauses = 0;
+  const sealed = await s.sealParts('signer', 'snapshot', parts, async () => { pauses++; });
+  assert.equal(pauses, parts.length - 1);
+  assert.deepEqual(Buffer.from(s.unseal('snapshot', sealed)), Buffer.concat(parts));
+  assert.equal(sealed.length, s.seal('signer', 'snapshot', Buffer.concat(parts)).length, 'the same envelope as seal()');
+  assert.equal(codeOf(() => s.unseal('other label', sealed)), 'UNSEAL_FAILED');
+  const flipped = sealed.slice();
+  flipped[flipped.length - 20] ^= 1;
+  assert.equal(codeOf(() => s.unseal('snapshot', flipped)), 'UNSEAL_FAILED');
+  assert.equal(s.unseal('empty', await s.sealParts('signer', 'empty', [], async () => undefined)).length, 0);
+});
+
 test('signer policy survives a measurement change; measurement policy does not', () => {
   const dir = tempDir();
   const a = Sealer.simulated(dir, measurementA);
