@@ -1,6 +1,6 @@
 // Wire types shared by clients and the enclave: trusted calls, getters, and the shielded envelope.
 // Everything hashed or signed is SCALE (scale-ts), never JSON, so encodings are deterministic.
-import { Bytes, Enum, Option, Struct, Vector, createCodec, createDecoder, str, u16, u32, u64, u128, type Codec as ScaleCodec } from 'scale-ts';
+import { Bytes, Enum, Option, Struct, Vector, compact, createCodec, createDecoder, str, u16, u32, u64, u128, type Codec as ScaleCodec } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { ValidateerError } from './errors.ts';
 
@@ -87,6 +87,16 @@ export function getterAccount(g: TrustedGetter): Uint8Array {
 }
 export function callSender(c: TrustedCall): Uint8Array {
   return c.value.from;
+}
+
+/**
+ * The encoding of a struct whose last field is Bytes(), up to that field's content, for content that
+ * is written after it in parts (never joined): `withEmptyLast` is the struct encoded with that field
+ * empty, so it ends in compact(0), which is replaced by compact(`length`).
+ */
+export function headBeforeLastBytes(withEmptyLast: Uint8Array, length: number): Uint8Array {
+  if (withEmptyLast.length === 0 || withEmptyLast[withEmptyLast.length - 1] !== 0) throw new RangeError('the last field is not an empty Bytes()');
+  return concatBytes(withEmptyLast.subarray(0, withEmptyLast.length - 1), compact.enc(length));
 }
 
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {

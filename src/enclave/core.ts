@@ -1,11 +1,11 @@
 // The enclave proper: keys, state, pool and block authoring. Reached only through the message
 // interface (api.ts / worker.ts); nothing here is handed to untrusted code except encodings below.
-import { Bytes, Struct, Vector, compact, u8, u32, u64 } from 'scale-ts';
+import { Bytes, Struct, Vector, u8, u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
 import {
   GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
-  bytesView, decodeExact, getterAccount, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
+  bytesView, decodeExact, getterAccount, getterSigningPayload, headBeforeLastBytes, type GetterReply as GetterReplyT, type TrustedGetter,
 } from '../codec/wire.ts';
 import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, linksTo, signatureHash, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../sidechain/block.ts';
 import { simulatedProvider, type AttestationProvider } from './attestation.ts';
@@ -868,11 +868,9 @@ export class EnclaveCore {
     const h = this.head;
     const recent = [...this.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash }));
     const state = await this.state.encodeSnapshotInPieces(() => nextTurn());
-    // The state is SnapshotFile's last field: the other fields (with an empty state, i.e. ending in
-    // compact(0)), then the state's length and its parts, sealed a part at a time.
+    // The state is SnapshotFile's last field: the other fields, then the state's parts, sealed a part at a time.
     const fields = SnapshotFile.enc({ version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash, slot: h.slot, recent, state: new Uint8Array(0) });
-    const stateLength = state.reduce((n, p) => n + p.length, 0);
-    const parts = [fields.subarray(0, fields.length - 1), compact.enc(stateLength), ...state];
+    const parts = [headBeforeLastBytes(fields, state.reduce((n, p) => n + p.length, 0)), ...state];
     return { sealed: await this.sealer.sealParts('signer', 'snapshot', parts, () => nextTurn()), number: Number(h.number) };
   }
 

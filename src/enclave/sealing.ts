@@ -4,9 +4,9 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { Bytes, Struct, compact, u8 } from 'scale-ts';
+import { Bytes, Struct, u8 } from 'scale-ts';
 import { AES_GCM_TAG_BYTES, aesGcmOpen, aesGcmSeal, aesGcmSealParts, randomNonce, sha256 } from '../crypto/primitives.ts';
-import { decodeExact } from '../codec/wire.ts';
+import { decodeExact, headBeforeLastBytes } from '../codec/wire.ts';
 import { EnclaveError } from './errors.ts';
 
 export const SealPolicy = { measurement: 0, signer: 1 } as const;
@@ -54,9 +54,8 @@ export class Sealer {
   async sealParts(policy: SealPolicy, label: string, parts: Uint8Array[], pause: () => Promise<void>): Promise<Uint8Array> {
     const nonce = randomNonce();
     const length = parts.reduce((n, p) => n + p.length, 0) + AES_GCM_TAG_BYTES;
-    // The envelope's last field is the ciphertext: its fields with an empty one (ending in compact(0)), then its length.
-    const fields = Sealed.enc({ version: 1, policy: SealPolicy[policy], nonce, ciphertext: new Uint8Array(0) });
-    const prefix = Buffer.concat([fields.subarray(0, fields.length - 1), compact.enc(length)]);
+    // The ciphertext is the envelope's last field.
+    const prefix = headBeforeLastBytes(Sealed.enc({ version: 1, policy: SealPolicy[policy], nonce, ciphertext: new Uint8Array(0) }), length);
     const out = new Uint8Array(prefix.length + length);
     out.set(prefix, 0);
     await aesGcmSealParts(this.keys[policy], nonce, parts, new TextEncoder().encode(label), out, prefix.length, pause);

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Vector } from 'scale-ts';
-import { TrustedCall, TrustedCallSigned, TrustedCallView, decodeAuthenticated, decodeExact, fromHex, parseHex } from '../../src/codec/wire.ts';
+import { Bytes, Struct, Vector, u32 } from 'scale-ts';
+import { TrustedCall, TrustedCallSigned, TrustedCallView, decodeAuthenticated, decodeExact, fromHex, headBeforeLastBytes, parseHex } from '../../src/codec/wire.ts';
 import { codeOf } from '../helpers/errors.ts';
 
 const signed = TrustedCallSigned.enc({
@@ -66,4 +66,15 @@ test('TrustedCallView decodes what TrustedCall does, its account ids as views in
   assert.equal(from.buffer, decoded[1].value.from.buffer, 'views into one buffer, not copies');
   assert.equal(from.length, 32);
   assert.throws(() => Vector(TrustedCallView).dec(bytes.slice(0, 20)));
+});
+
+test('headBeforeLastBytes: the head, then the last Bytes() field\'s content in parts, is the struct\'s encoding', () => {
+  const S = Struct({ id: u32, tag: Bytes(3), content: Bytes() });
+  for (const length of [0, 1, 63, 64, 16_383, 16_384, 70_000]) {
+    const content = new Uint8Array(randomBytes(length));
+    const head = headBeforeLastBytes(S.enc({ id: 7, tag: new Uint8Array([1, 2, 3]), content: new Uint8Array(0) }), length);
+    const parts = [head, content.subarray(0, length >> 1), content.subarray(length >> 1)];
+    assert.deepEqual(Buffer.concat(parts), Buffer.from(S.enc({ id: 7, tag: new Uint8Array([1, 2, 3]), content })), `content of ${length} bytes`);
+  }
+  assert.throws(() => headBeforeLastBytes(S.enc({ id: 7, tag: new Uint8Array(3), content: new Uint8Array([9]) }), 1), RangeError);
 });
