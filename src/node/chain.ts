@@ -166,7 +166,7 @@ export class ChainService {
         this.d.logger.debug({ slot: String(slot), err: (err as Error).message }, 'slot left empty: not caught up');
         return;
       }
-      this.headChanged(slot);
+      this.parentWait.headIs(slot);
       this.d.onHeadChanged?.({ number: block.number, authored: true });
       // After the block left, and outside the lock: the next block's import must not wait for a snapshot.
       void this.maybeSnapshot(block.number, this.o.snapshotInterval);
@@ -179,10 +179,6 @@ export class ChainService {
    */
   private mayAuthor(): boolean {
     return this.active && !this.onboarding && !this.syncing;
-  }
-
-  private headChanged(slot: bigint): void {
-    this.parentWait.headIs(slot);
   }
 
   /**
@@ -403,7 +399,7 @@ export class ChainService {
     const blockHash = '0x' + b.hash;
     for (const h of calls) this.d.relay.settle(h, { status: 'inBlock', blockHash, blockNumber: b.number });
     this.d.onHeadChanged?.({ number: b.number, authored: false });
-    this.headChanged(b.slot);
+    this.parentWait.headIs(b.slot);
     // Authors snapshot after their own blocks (off the propagation path); imports only when no own block came for long.
     if (b.number > 0) void this.maybeSnapshot(b.number, 2 * this.o.snapshotInterval);
   }
@@ -538,7 +534,7 @@ export class ChainService {
       const top = this.d.store.head();
       if (top && r.blocks > 0) {
         const bytes = await this.d.store.blockByNumber(top.number);
-        if (bytes) this.headChanged(describeBlock(bytes, null, null).block.slot);
+        if (bytes) this.parentWait.headIs(describeBlock(bytes, null, null).block.slot);
         this.d.onHeadChanged?.({ number: top.number, authored: false });
       }
     } catch (err) {
