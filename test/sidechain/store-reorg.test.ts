@@ -2,6 +2,7 @@
 // canonical blocks above a common ancestor, with their indexes, the head and the snapshots).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -259,6 +260,39 @@ test('reorg above no ancestor (-1, replacing genesis) is refused, or leaves no s
     } else {
       assert.deepEqual(headOf(store), tip(main[5]));
     }
+  } finally {
+    await store.close();
+  }
+});
+
+test('unsynced appends (imported blocks) survive a kill -9 of the writing process, with their indexes', async () => {
+  const dir = tempDir();
+  const blocks = chain(0, 3, ZERO32, 'main');
+  // The writer is its own process: it appends with sync false, says so, and waits to be killed.
+  const writer = `
+    import { BlockStore } from ${JSON.stringify(new URL('../../src/sidechain/store.ts', import.meta.url).href)};
+    const blocks = ${JSON.stringify(blocks.map((b) => ({ ...b, hash: hex(b.hash), bytes: hex(b.bytes), callHashes: hexes(b.callHashes) })))};
+    const h = (x) => Buffer.from(x, 'hex');
+    const store = await BlockStore.open(${JSON.stringify(dir)});
+    for (const b of blocks) await store.append({ ...b, hash: h(b.hash), bytes: h(b.bytes), callHashes: b.callHashes.map(h) }, { sync: b.number === 0 });
+    process.stdout.write('appended\\n');
+    setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', writer], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('appended')) resolve(); });
+      child.once('exit', (code) => reject(new Error(`writer exited early (${code})`)));
+    });
+  } finally {
+    child.kill('SIGKILL');
+  }
+  await new Promise((r) => child.once('exit', r));
+  const store = await BlockStore.open(dir);
+  try {
+    assert.deepEqual(headOf(store), tip(blocks[3]));
+    assert.deepEqual(hexes(await store.blockRange(0, 4)), bytesOf(blocks));
+    assert.equal(await store.numberOf(blocks[2].hash), 2);
+    assert.equal(await store.callBlock(call('main3')), 3);
   } finally {
     await store.close();
   }
