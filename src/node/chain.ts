@@ -260,7 +260,7 @@ export class ChainService {
   }
 
   private async isKnown(b: TreeBlock): Promise<boolean> {
-    return this.tree.has(b.hash) || (await this.d.store.numberOf(b.hashBytes)) === b.number;
+    return this.tree.has(b.hash) || (await this.d.store.isCanonical(b.number, b.hashBytes));
   }
 
   /** Two different blocks signed by one author for one slot: logged and counted (the second is not forwarded). */
@@ -327,7 +327,7 @@ export class ChainService {
     if (!a) return true;
     const top = path.at(-1)?.number ?? ancestor;
     if (top < a.number) return true; // not there yet: may still grow into it
-    if (a.number <= ancestor) return (await this.d.store.numberOf(a.hash)) === a.number;
+    if (a.number <= ancestor) return this.d.store.isCanonical(a.number, a.hash);
     return path.some((b) => b.number === a.number && b.hash === hex(a.hash));
   }
 
@@ -505,7 +505,7 @@ export class ChainService {
       if (s.headNumber - (head?.number ?? -1) > this.o.syncBatch) return this.onboard();
       const ahead = !head || isBetter({ number: s.headNumber, hash: s.headHash }, head);
       // Its final block is not in our chain: we are on a branch that lost (e.g. after a partition).
-      const finalElsewhere = s.finalizedHash.some((x) => x !== 0) && (await this.d.store.numberOf(s.finalizedHash)) !== s.finalizedNumber;
+      const finalElsewhere = s.finalizedHash.some((x) => x !== 0) && !(await this.d.store.isCanonical(s.finalizedNumber, s.finalizedHash));
       if (!ahead && !finalElsewhere) return;
       this.queueSync(peer, Math.min(s.headNumber, (head?.number ?? -1) + 1));
       await this.runSync();
@@ -568,7 +568,7 @@ export class ChainService {
     if (!net) return;
     // Never look below our own final block; the last anchor may be on a branch we do not have yet.
     const anchor = this.d.anchor();
-    const floor = anchor && (await this.d.store.numberOf(anchor.hash)) === anchor.number ? anchor.number + 1 : 0;
+    const floor = anchor && (await this.d.store.isCanonical(anchor.number, anchor.hash)) ? anchor.number + 1 : 0;
     let from = Math.max(floor, Math.min(start, (this.d.store.head()?.number ?? -1) + 1));
     let back = 16;
     while (!this.stopped) {
@@ -590,7 +590,7 @@ export class ChainService {
         }
       }
       const first = blocks[0];
-      const connected = first.number === 0 || this.tree.has(first.parent) || (await this.d.store.numberOf(Buffer.from(first.parent, 'hex'))) === first.number - 1;
+      const connected = first.number === 0 || this.tree.has(first.parent) || (await this.d.store.isCanonical(first.number - 1, Buffer.from(first.parent, 'hex')));
       if (!connected) {
         if (from <= floor) {
           this.d.logger.warn({ peer, from }, 'peer chain does not connect above the last anchor');

@@ -201,7 +201,7 @@ export class ParentchainSync {
   private async updateFinality(anchor: { number: number; hash: Uint8Array } | null): Promise<void> {
     if (!anchor || (this.finalized && anchor.number <= this.finalized.number)) return;
     // Final only if the anchored block is the one in our chain.
-    if ((await this.store.numberOf(anchor.hash)) !== anchor.number) {
+    if (!(await this.store.isCanonical(anchor.number, anchor.hash))) {
       this.logger.debug({ number: anchor.number, hash: toHex(anchor.hash) }, 'anchored block is not in the local chain (yet)');
       return;
     }

@@ -148,8 +148,17 @@ export class BlockStore {
   }
 
   async numberOf(hash: Uint8Array): Promise<number | undefined> {
+    // The head is asked for on every import (the parent of the next block): no read for it.
+    const head = this.headCache;
+    if (head && Buffer.from(head.hash).equals(hash)) return head.number;
     const v = await this.db.get(key(HASH, hash));
     return v ? readU64(v) : undefined;
+  }
+
+  /** Whether block `number` with `hash` is canonical; a block above the head costs no read. */
+  async isCanonical(number: number, hash: Uint8Array): Promise<boolean> {
+    if (number > (this.headCache?.number ?? -1)) return false;
+    return (await this.numberOf(hash)) === number;
   }
 
   /** The block number that included a call, if any. */

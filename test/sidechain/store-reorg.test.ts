@@ -90,6 +90,11 @@ test('append, head, lookups and ranges', async () => {
     assert.equal(await store.callBlock(call('shared')), 4);
     assert.equal(await store.numberOf(new Uint8Array(32).fill(9)), undefined);
     assert.equal(await store.blockByNumber(6), undefined);
+    for (const b of main) assert.equal(await store.isCanonical(b.number, b.hash), true, `block ${b.number}`);
+    assert.equal(await store.isCanonical(4, main[5].hash), false, 'the head under another number');
+    assert.equal(await store.isCanonical(6, main[5].hash), false, 'above the head');
+    const side = makeBlock(5, main[4].hash, 'side', []);
+    assert.equal(await store.isCanonical(5, side.hash), false, 'a sibling of the head');
 
     assert.deepEqual(hexes(await store.blockRange(2, 3)), bytesOf(main.slice(2, 5)));
     assert.deepEqual(hexes(await store.blockRange(4, 10)), bytesOf(main.slice(4)), 'stops at the head');
@@ -118,6 +123,9 @@ test('reorg(2, [b3\', b4\']): blocks, indexes, head and snapshots above 2 are sw
     abandoned = await store.reorg(2, fork);
     assert.deepEqual(hexes(abandoned), bytesOf(main.slice(3)), 'the abandoned blocks b3..b5, in order');
     assert.deepEqual(headOf(store), { number: 4, hash: hex(fork[1].hash) });
+    assert.equal(await store.isCanonical(4, fork[1].hash), true, 'the new head');
+    assert.equal(await store.numberOf(main[5].hash), undefined, 'the old head');
+    assert.equal(await store.isCanonical(4, main[4].hash), false);
   } finally {
     await store.close();
   }
