@@ -4,7 +4,7 @@
 // unless the caller says the block has another durable home (see append).
 import { ClassicLevel } from 'classic-level';
 import { ValidateerError } from '../codec/errors.ts';
-import { decodeExact } from '../codec/wire.ts';
+import { bytesView, decodeExact } from '../codec/wire.ts';
 import { SignedBlock, headerHash } from './block.ts';
 
 function blockIndexes(bytes: Uint8Array): { hash: Uint8Array; callHashes: Uint8Array[] } {
@@ -150,7 +150,7 @@ export class BlockStore {
   async numberOf(hash: Uint8Array): Promise<number | undefined> {
     // The head is asked for on every import (the parent of the next block): no read for it.
     const head = this.headCache;
-    if (head && Buffer.from(head.hash).equals(hash)) return head.number;
+    if (head && bytesView(head.hash).equals(hash)) return head.number;
     const v = await this.db.get(key(HASH, hash));
     return v ? readU64(v) : undefined;
   }
