@@ -317,8 +317,8 @@ export class ChainService {
     }
     const first = path[0];
     if (first.number === 0) return this.d.store.head() ? null : { ancestor: -1, path };
-    const n = await this.d.store.numberOf(Buffer.from(first.parent, 'hex'));
-    return n === first.number - 1 ? { ancestor: n, path } : null;
+    const ancestor = first.number - 1;
+    return (await this.d.store.isCanonical(ancestor, Buffer.from(first.parent, 'hex'))) ? { ancestor, path } : null;
   }
 
   /** Whether the chain through `path` above canonical `ancestor` contains the last anchored block. */
