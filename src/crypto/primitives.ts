@@ -99,11 +99,17 @@ function secretKey(key: Uint8Array | KeyObject): KeyObject {
 }
 const gcm = (key: KeyObject) => (key.symmetricKeySize === 16 ? 'aes-128-gcm' : 'aes-256-gcm');
 
-/** AES-GCM seal; returns ciphertext || tag. The key length picks AES-128 or AES-256. */
-export function aesGcmSeal(key: Uint8Array | KeyObject, nonce: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
+/** An AES-GCM cipher for sealing; the key length picks AES-128 or AES-256. */
+function gcmCipher(key: Uint8Array | KeyObject, nonce: Uint8Array, aad?: Uint8Array) {
   const k = secretKey(key);
   const c = createCipheriv(gcm(k), k, nonce);
   if (aad) c.setAAD(aad);
+  return c;
+}
+
+/** AES-GCM seal; returns ciphertext || tag. The key length picks AES-128 or AES-256. */
+export function aesGcmSeal(key: Uint8Array | KeyObject, nonce: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
+  const c = gcmCipher(key, nonce, aad);
   const head = c.update(plaintext);
   const tail = c.final();
   return new Uint8Array(Buffer.concat([head, tail, c.getAuthTag()]));
@@ -114,9 +120,7 @@ export function aesGcmSeal(key: Uint8Array | KeyObject, nonce: Uint8Array, plain
  * the end offset; `out` must have room for the plaintext's length plus the 16-byte tag.
  */
 export async function aesGcmSealParts(key: Uint8Array | KeyObject, nonce: Uint8Array, parts: Uint8Array[], aad: Uint8Array, out: Uint8Array, at: number, pause: () => Promise<void>): Promise<number> {
-  const k = secretKey(key);
-  const c = createCipheriv(gcm(k), k, nonce);
-  c.setAAD(aad);
+  const c = gcmCipher(key, nonce, aad);
   for (let i = 0; i < parts.length; i++) {
     if (i > 0) await pause();
     const ct = c.update(parts[i]);
