@@ -170,6 +170,7 @@ export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'pare
       console.log(`  keep-alive reserve    ${reserve}`);
       console.log(`  shielded on sidechain ${supply}`);
       console.log(`  unpaid withdrawals    ${info.unpaidWithdrawals ?? 0}`);
+      console.log(`  controlled by         ${(info.vaultProxies ?? []).length} enclave account(s), any of which can pay out`);
       console.log(balance - reserve === supply ? '  balanced: vault = reserve + shielded funds' : `  difference ${balance - reserve - supply} (payouts or shields in flight)`);
     }));
 }

@@ -15,6 +15,8 @@ export interface ShardInfo {
   parentchain: { endpoint: string; genesisHash: string; processed: { number: number; hash: string } } | null;
   vault?: string | null;
   vaultReserveFunded?: boolean;
+  /** Enclave accounts that control the vault (proxies of it): any of them can pay out withdrawals. */
+  vaultProxies?: string[];
   shieldedSupply?: string;
   unpaidWithdrawals?: number;
   lastAnchor?: { number: number; hash: string; parentchainNumber: number } | null;

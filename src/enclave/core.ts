@@ -293,6 +293,7 @@ export class EnclaveCore {
       members: d.members.map((m) => ({ ...m, unregisteredAt: m.unregisteredAt ?? null })),
       vault: d.vault?.account ?? null,
       reserveFunded: d.reserveFunded !== undefined,
+      vaultProxies: d.vaultProxies,
       lastAnchor: d.lastAnchor ? { number: Number(d.lastAnchor.number), hash: d.lastAnchor.hash, parentchainNumber: d.lastAnchor.parentchainNumber } : null,
       dutiesInFlight: pc.dutiesInFlight(),
       pendingEffects: pc.effectsAfter(this.head?.parentchainNumber ?? 0).length,

@@ -35,7 +35,12 @@ const RECENT_KEPT = 512;
 const AUTHORIZED_KEPT = 64;
 
 export interface ImportedBlock { header: Uint8Array; extrinsics: Uint8Array[]; relevant: RelevantExtrinsic[] }
-export interface ParentchainInitParams { genesisHash: Uint8Array; checkpoint?: Checkpoint; callIndices: CallIndices; existentialDeposit: bigint }
+/**
+ * proxyDepositFactor comes from the current runtime at every start and is not sealed (a runtime upgrade
+ * may change it). A wrong one from the host makes a proxy duty fail, or moves more of this enclave's
+ * own account into the shard's vault than the deposit takes: nothing leaves the shard.
+ */
+export interface ParentchainInitParams { genesisHash: Uint8Array; checkpoint?: Checkpoint; callIndices: CallIndices; existentialDeposit: bigint; proxyDepositFactor: bigint }
 export interface Duty { key: string; callData: Uint8Array; description: string }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -46,6 +51,8 @@ export class ParentchainView {
   readonly registry: Registry;
   readonly callIndices: CallIndices;
   readonly existentialDeposit: bigint;
+  /** What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams). */
+  private readonly proxyDepositFactor: bigint;
   private pending: Effect[];
   private readonly inFlight: Map<string, InFlight>;
   private readonly recent: Map<string, number>;
@@ -56,13 +63,14 @@ export class ParentchainView {
   private readonly signingKey: Uint8Array;
   private readonly shard: Uint8Array;
 
-  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices }) {
+  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices }, proxyDepositFactor: bigint) {
     this.path = path;
     this.sealer = sealer;
     this.signingKey = signingKey;
     this.shard = ctx.shard;
     this.callIndices = s.callIndices;
     this.existentialDeposit = s.existentialDeposit;
+    this.proxyDepositFactor = proxyDepositFactor;
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
     this.registry = new Registry(ctx, s.registry);
     this.pending = s.pending;
@@ -91,7 +99,7 @@ export class ParentchainView {
     }
     // The sealed indices with the current runtime's account formats (see CallIndices).
     const callIndices: CallIndices = { ...s.callIndices, proxyRealAccountId: init.callIndices.proxyRealAccountId, addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId };
-    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices }, { ...s, callIndices });
+    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices }, { ...s, callIndices }, init.proxyDepositFactor);
     view.persist();
     return view;
   }
@@ -101,7 +109,7 @@ export class ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     if (!existsSync(path)) return null;
     const s = decodeExact(SealedView, sealer.unseal('parentchain', new Uint8Array(readFileSync(path))), 'sealed parentchain view');
-    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s);
+    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n); // offline: no duties
   }
 
   private persist(): void {
@@ -235,11 +243,15 @@ export class ParentchainView {
       offer('reserve', batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]), 'fund the vault keep-alive reserve');
     }
     // Every member's enclave account becomes a proxy of the vault, so any of them can pay out later.
+    // pallet_proxy reserves the proxy's deposit from the vault, which holds only the keep-alive reserve
+    // and shielded funds: this enclave's account pays the deposit into the vault in the same batch.
     for (const m of r.activeAt(number)) {
       const key = `proxy:${hex(m.signingKey)}`;
       if (this.dutyDone(key)) continue;
       const remark = remarkCall(ix, encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }));
-      offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark])), `add validateer ${hex(m.signingKey).slice(0, 8)}… as a vault proxy`);
+      const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
+      const callData = this.proxyDepositFactor > 0n ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add]) : add;
+      offer(key, callData, `add validateer ${hex(m.signingKey).slice(0, 8)}… as a vault proxy`);
     }
     for (const w of input.unpaid) {
       const key = `payout:${w.id}`;

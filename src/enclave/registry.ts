@@ -207,7 +207,10 @@ export class Registry {
         return effect(EFFECT.invoke, { request: m.value.request });
       case 'proxy': {
         const vault = this.data.vault;
-        const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+        // proxy(vault, batchAll[addProxy, remark]), alone or after a transfer that pays the proxy deposit into the vault.
+        const funded = top.method === 'batchAll' && top.calls?.length === 2 && top.calls[0].method === 'transferKeepAlive';
+        const via = funded ? top.calls![1] : top;
+        const batch = via.method === 'proxy' && vault && via.real && same(via.real, vault.account) ? via.calls?.[0] : undefined;
         const adds = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 2 && batch.calls.some((c) => c.pallet === 'proxy' && c.method === 'addProxy');
         if (!signer || !this.isActive(signer, number) || !adds) return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
         if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate))) return void ignore(out, `${where}: addProxy does not match the extrinsic`);

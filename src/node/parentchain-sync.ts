@@ -78,6 +78,7 @@ export class ParentchainSync {
     }
     const info = await this.enclave.call('parentchainInit', {
       genesisHash, callIndices: this.chain.callIndices(), existentialDeposit: this.chain.existentialDeposit(),
+      proxyDepositFactor: this.chain.proxyDepositFactor(),
       ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
     });
     this.apply(info);

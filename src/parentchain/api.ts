@@ -175,6 +175,8 @@ export interface Parentchain {
   encodeCall(call: CallSpec): Uint8Array;
   /** Existential deposit of the native token. */
   existentialDeposit(): bigint;
+  /** pallet_proxy's deposit per proxy of an account (0 when the runtime has none). */
+  proxyDepositFactor(): bigint;
   /**
    * Pallet and call indices of the calls the enclave builds itself, from the current runtime's
    * metadata, and whether proxy.proxy's `real` / proxy.addProxy's `delegate` are bare AccountId32s

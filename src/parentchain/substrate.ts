@@ -107,6 +107,15 @@ export class SubstrateParentchain implements Parentchain {
     return this.#api.consts.balances.existentialDeposit.toBigInt();
   }
 
+  proxyDepositFactor(): bigint {
+    return this.#proxyConst('proxyDepositFactor');
+  }
+
+  #proxyConst(name: 'proxyDepositBase' | 'proxyDepositFactor'): bigint {
+    const consts = this.#api.consts.proxy as unknown as Record<string, { toBigInt(): bigint } | undefined> | undefined;
+    return consts?.[name]?.toBigInt() ?? 0n;
+  }
+
   callIndices() {
     const tx = this.#api.tx;
     const proxy = tx.proxy as unknown as Record<string, { callIndex: Uint8Array } | undefined>;
@@ -431,8 +440,7 @@ export class SubstrateParentchain implements Parentchain {
 
   /** What the call itself takes from the signer's free balance (transfers, proxy deposits). */
   #spends(spec: CallSpec): bigint {
-    const consts = this.#api.consts.proxy as unknown as Record<string, { toBigInt(): bigint } | undefined>;
-    const proxyDeposit = (consts.proxyDepositBase?.toBigInt() ?? 0n) + (consts.proxyDepositFactor?.toBigInt() ?? 0n);
+    const proxyDeposit = this.#proxyConst('proxyDepositBase') + this.#proxyConst('proxyDepositFactor');
     switch (spec.kind) {
       case 'transferKeepAlive': return spec.amount;
       case 'batchAll': return spec.calls.reduce((sum, c) => sum + this.#spends(c), 0n);

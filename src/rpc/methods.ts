@@ -169,6 +169,7 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
         parentchain: { endpoint: d.parentchain.endpoint, genesisHash: toHex(i.genesisHash), processed: { number: i.number, hash: toHex(i.hash) } },
         vault: i.vault ? toHex(i.vault) : null,
         vaultReserveFunded: i.reserveFunded,
+        vaultProxies: i.vaultProxies.map(toHex),
         shieldedSupply: String(i.shieldedSupply),
         unpaidWithdrawals: i.unpaidWithdrawals,
         lastAnchor: i.lastAnchor ? { number: i.lastAnchor.number, hash: toHex(i.lastAnchor.hash), parentchainNumber: i.lastAnchor.parentchainNumber } : null,

@@ -143,6 +143,9 @@ test('four validateers register, take turns and agree on the head and the state 
   t.diagnostic(`all registered after ${Date.now() - t0} ms (nodes ready ${readyMs} ms after start)`);
   const registered = ((await clients[0].shardInfo()).validateers ?? []).map((v) => v.signingKey);
   assert.deepEqual([...registered].sort(), [...keys].sort());
+  // The first member makes every member a proxy of the vault (paying each proxy's deposit), so any can pay out.
+  await waitFor(async () => ((await clients[0].shardInfo()).vaultProxies ?? []).length === N, 'every member a vault proxy', 60_000, 250);
+  assert.deepEqual([...((await clients[0].shardInfo()).vaultProxies ?? [])].sort(), [...keys].sort());
 
   // Every member authors in its Aura slots: the authors of a window of recent blocks cover the set.
   await waitFor(async () => {

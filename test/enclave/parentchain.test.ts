@@ -46,6 +46,8 @@ const IX: CallIndices = {
   proxy: { pallet: 42, call: 0 }, createPure: { pallet: 42, call: 4 }, addProxy: { pallet: 42, call: 1 },
 };
 const ED = 3_333_333n;
+/** pallet_proxy's deposit per proxy: the proxy duty pays it into the vault. */
+const PROXY_FACTOR = 1_234_567n;
 /** Sidechain amounts, above the parentchain's existential deposit like real payouts. */
 const UNIT = 10_000_000n;
 const GENESIS = blake2_256(te.encode('a real-looking parentchain genesis'));
@@ -75,6 +77,7 @@ const transfer = (dest: Uint8Array, amount: bigint): Call => ({
 const batch = (calls: Call[]): Call => ({ tree: { pallet: 'utility', method: 'batchAll', calls: calls.map((c) => c.tree) }, bytes: batchAllCall(IX, calls.map((c) => c.bytes)) });
 const proxy = (real: Uint8Array, call: Call): Call => ({ tree: { pallet: 'proxy', method: 'proxy', real, calls: [call.tree] }, bytes: proxyCall(IX, real, call.bytes) });
 const createPure = (): Call => ({ tree: { pallet: 'proxy', method: 'createPure' }, bytes: createPureCall(IX) });
+const addProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'addProxy' }, bytes: addProxyCall(IX, delegate) });
 const msg = (m: ParentchainMessage): Call => remark(encodeMessage(m));
 
 /** What a host decodes from call bytes the enclave built (a strict parser of the encoders' layouts). */
@@ -588,6 +591,23 @@ test('registry: a payout is proxy(vault, batchAll[transfer, remark(payout)]) by 
   assertIgnored(apply(reg, 6, { signer: m, call: real, tree: claimed.tree }), /payout (not made by a member through the vault|transfer does not match)/);
 });
 
+test('registry: a vault proxy is proxy(vault, batchAll[addProxy, remark(proxy)]) by a member, alone or after a transfer paying its deposit', () => {
+  const { reg, m, vault } = registryWithVault();
+  const adds = (d: Uint8Array, real = vault) => proxy(real, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
+  const [d1, d2, d3] = [key32('delegate 1'), key32('delegate 2'), key32('delegate 3')];
+  assert.deepEqual(apply(reg, 6, { signer: m, call: adds(d1) }).kinds, ['proxy']);
+  assert.deepEqual(apply(reg, 7, { signer: m, call: batch([transfer(vault, 1_000n), adds(d2)]) }).kinds, ['proxy'], 'deposit paid in the same batch');
+  assert.ok(reg.isVaultProxy(d1) && reg.isVaultProxy(d2));
+  assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: batch([transfer(vault, 1_000n), adds(d3)]) }), /vault proxy not added by a member/);
+  assertIgnored(apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), adds(d3, key32('not the vault'))]) }), /vault proxy not added by a member/);
+  // only the deposit's transfer may come before it
+  assertIgnored(apply(reg, 8, { signer: m, call: batch([remark(Uint8Array.of(1)), adds(d3)]) }), /vault proxy not added by a member/);
+  // the delegate named in the remark must be the one the extrinsic's bytes add
+  const mismatched = proxy(vault, batch([addProxy(d1), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d3 } })]));
+  assertIgnored(apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), mismatched]) }), /addProxy does not match the extrinsic/);
+  assert.ok(!reg.isVaultProxy(d3));
+});
+
 // =============================================================================================
 // The view and its duties, through EnclaveCore
 
@@ -623,7 +643,7 @@ class Host {
   }
 
   init(callIndices: CallIndices = IX) {
-    return this.core.parentchainInit({ genesisHash: this.chain.genesis, callIndices, existentialDeposit: ED });
+    return this.core.parentchainInit({ genesisHash: this.chain.genesis, callIndices, existentialDeposit: ED, proxyDepositFactor: PROXY_FACTOR });
   }
 
   info() {
@@ -1097,6 +1117,10 @@ test('two enclaves derive the same registry; only the first member creates the v
     const pd = b.duties().find((d) => d.key.startsWith('proxy:'));
     assert.ok(pd, 'b offers to make a a vault proxy');
     assert.equal(pd.key, `proxy:${hex(a.key)}`);
+    // pallet_proxy reserves the new proxy's deposit from the vault: b pays it in, in the same batch
+    const vault = b.info().vault!;
+    const addA = proxyCall(IX, vault, batchAllCall(IX, [addProxyCall(IX, a.key), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: a.key } }))]));
+    assert.deepEqual(pd.callData, batchAllCall(IX, [transferKeepAliveCall(IX, vault, PROXY_FACTOR), addA]));
     b.sign(pd.callData);
     both(chain.block([{ signer: b.key, call: decodeCall(pd.callData) }]));
     for (const h of [a, b]) assert.ok(h.core['parentchain']!.registry.isVaultProxy(a.key));
@@ -1127,7 +1151,7 @@ test('the view: a bad block stops the import after the verified prefix; another 
     host.import(b2, b3);
     await host.close();
     host = new Host(chain, dataDir);
-    assert.equal(codeOf(() => host.core.parentchainInit({ genesisHash: key32('another chain'), callIndices: IX, existentialDeposit: ED })), 'PARENTCHAIN_GENESIS_MISMATCH');
+    assert.equal(codeOf(() => host.core.parentchainInit({ genesisHash: key32('another chain'), callIndices: IX, existentialDeposit: ED, proxyDepositFactor: PROXY_FACTOR })), 'PARENTCHAIN_GENESIS_MISMATCH');
     assert.equal(host.init().number, 3);
   } finally {
     await host.close();

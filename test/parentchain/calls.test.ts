@@ -44,6 +44,9 @@ let alice: ExtrinsicSigner;
 let bob: Uint8Array;
 let dataDir: string;
 let core: EnclaveCore;
+/** A second enclave that registers after the vault exists: the first member makes it a vault proxy. */
+let core2: EnclaveCore;
+let dataDir2: string;
 let sidechainBob: Account;
 
 
@@ -56,9 +59,11 @@ before(async () => {
   // the enclave's keys exist before the chain so its account can be endowed at genesis
   dataDir = mkdtempSync(join(tmpdir(), 'validateer-calls-'));
   core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 }, authorities: [] });
+  dataDir2 = mkdtempSync(join(tmpdir(), 'validateer-calls-'));
+  core2 = EnclaveCore.open({ dataDir: dataDir2, shard: SHARD, workers: 0, pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 }, authorities: [] });
   chain = await startDevChain({
     blockTimeMs: 500,
-    endowments: [{ publicKey: plain.publicKey, amount: 1_000n * UNIT }, { publicKey: core.info().signingKey, amount: 1_000n * UNIT }],
+    endowments: [plain.publicKey, core.info().signingKey, core2.info().signingKey].map((publicKey) => ({ publicKey, amount: 1_000n * UNIT })),
   });
   pc = await connectParentchain({ endpoint: chain.endpoint, onWarning: () => undefined });
   ix = pc.callIndices();
@@ -68,7 +73,8 @@ after(async () => {
   await pc?.close();
   await chain?.close();
   await core?.close();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  await core2?.close();
+  for (const d of [dataDir, dataDir2]) if (d) rmSync(d, { recursive: true, force: true });
 });
 
 const event = (events: ParentchainEvent[], pallet: string, names: string[]) => events.find((e) => e.pallet === pallet && names.includes(e.name));
@@ -160,7 +166,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   const key = core.info().signingKey;
   const shieldingKey = { keyId: core.info().shieldingKeyId, publicKey: core.info().shieldingKey };
   core.genesis([], Date.now());
-  core.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit() });
+  core.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit(), proxyDepositFactor: pc.proxyDepositFactor() });
   const scanner = pc.scanFinalized(1, (b) => void core.parentchainImport([toImport(b)]), { fromParentHash: pc.genesisHash() });
   const signer: ExtrinsicSigner = { publicKey: key, scheme: 'ed25519', sign: (payload) => core.signExtrinsic(payload) };
   const processed = (r: SubmitResult) => waitFor(() => core.parentchainInfo().number >= r.blockNumber, `parentchain block ${r.blockNumber} imported`, 30_000);
@@ -184,6 +190,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   const keptEffects = () => core['parentchain']!.effectsAfter(0).map((e) => e.kind);
   let slot = 1n;
   const produce = () => {
+    // once the second enclave is a member, every other slot is its own
+    while (hex(core.slotAuthor(slot).author ?? new Uint8Array(0)) !== hex(key)) slot++;
     const p = core.propose({ slot: slot++, timestampMs: Date.now(), maxCalls: 10 });
     core.commit(p.hash);
     return p;
@@ -198,6 +206,24 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     await duty('reserve');
     assert.equal(core.parentchainInfo().reserveFunded, true);
     assert.equal((await pc.balance(vault)).free, pc.existentialDeposit());
+
+    // A second enclave registers; the first makes it a proxy of the vault, paying the proxy deposit
+    // that pallet_proxy reserves from the vault (which holds only the keep-alive reserve).
+    const key2 = core2.info().signingKey;
+    core2.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit(), proxyDepositFactor: pc.proxyDepositFactor() });
+    const [register2] = core2.parentchainDuties({ peerId: 'peer2', p2pAddresses: [] });
+    assert.equal(register2.key, 'register');
+    const signer2: ExtrinsicSigner = { publicKey: key2, scheme: 'ed25519', sign: (payload) => core2.signExtrinsic(payload) };
+    const registered2 = await pc.submit(signer2, { kind: 'raw', callData: register2.callData });
+    assert.equal(registered2.success, true, registered2.error);
+    await processed(registered2);
+    assert.equal(core.parentchainInfo().members.length, 2);
+    assert.ok(pc.proxyDepositFactor() > 0n, 'the runtime charges a deposit per proxy');
+    await duty(`proxy:${hex(key2)}`);
+    assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hex(key), hex(key2)]);
+    const proxies = (await pc.api.query.proxy.proxies(vault)).toJSON() as [{ delegate: string }[], unknown];
+    assert.ok(proxies[0].some((p) => hex(decodeAddress(p.delegate)) === hex(key2)), 'the runtime lists the second enclave as a proxy of the vault');
+    assert.equal((await pc.balance(vault)).free, pc.existentialDeposit(), 'the deposit came from the first enclave, not the reserve');
 
     // //Alice shields 10 ROC to the sidechain account //Bob
     const { enc, ciphertext } = new HpkeSuite(HPKE_INFO_SHIELD).seal(shieldingKey.publicKey, sidechainBob.publicKey, SHARD);
