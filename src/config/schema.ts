@@ -73,6 +73,12 @@ export const configSchema = z.object({
   enclave: z.object({
     /** Threads verifying and decrypting calls inside the enclave; 0 = one per core. */
     workers: z.number().int().min(0).max(64).default(0),
+    /**
+     * Niceness of those threads (0-19, higher yields more). Checking newly submitted calls can wait;
+     * a set's block production and import cannot: with the checks at a lower priority, a loaded set
+     * keeps its slots and does not fork. 0 = the same priority as the rest of the node.
+     */
+    workerNice: z.number().int().min(0).max(19).default(10),
     /** Only simulation is implemented; a DCAP provider plugs in behind the same interface. */
     mode: z.literal('simulation').default('simulation'),
     attestation: z.object({

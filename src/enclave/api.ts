@@ -151,6 +151,7 @@ export const enclaveInit = z.object({
   dataDir: z.string(),
   shard: bytes32,
   workers: z.number().int().min(0),
+  workerNice: z.number().int().min(0).max(19).optional(),
   pool: z.object({ maxPending: z.number().int(), maxNonceAhead: z.number().int(), futureTtlMs: z.number().int() }),
   authorities: z.array(bytes32),
   trustedAuthorities: z.array(bytes32).default([]),

@@ -37,6 +37,8 @@ export interface EnclaveOptions {
   dataDir: string;
   shard: Uint8Array;
   workers: number;
+  /** Niceness of the crypto worker threads (config enclave.workerNice); 0 or absent = unchanged. */
+  workerNice?: number;
   pool: PoolLimits;
   /** Block authors' signing keys when there is no parentchain; empty = this enclave alone. */
   authorities: Uint8Array[];
@@ -141,7 +143,7 @@ export class EnclaveCore {
     this.keys = loadOrCreateKeys(opts.dataDir, this.sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
-    this.crypto = new CryptoPool(key, opts.workers);
+    this.crypto = new CryptoPool(key, opts.workers, opts.workerNice ?? 0);
     this.localVerifier = new CallVerifier(key);
     this.shielding = { secretKey: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     this.pool = new CallPool(opts.pool);
@@ -837,7 +839,7 @@ export class EnclaveCore {
     // Everything that holds a shard key starts over with the new ones.
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     await this.crypto.close();
-    this.crypto = new CryptoPool(key, this.opts.workers);
+    this.crypto = new CryptoPool(key, this.opts.workers, this.opts.workerNice ?? 0);
     this.localVerifier = new CallVerifier(key);
     this.shielding.secretKey = this.keys.shieldingSecret;
     this.shielding.publicKey = this.keys.shieldingPublic;

@@ -17,17 +17,23 @@ export class CryptoPool {
 
   private readonly key: { keyId: number; secret: Uint8Array; publicKey: Uint8Array };
   private readonly size: number;
+  private readonly nice: number;
 
-  /** Threads start on first use: a replay-only process (e.g. `validateer replay`) never pays for them. */
-  constructor(key: { keyId: number; secret: Uint8Array; publicKey: Uint8Array }, threads: number) {
+  /**
+   * Threads start on first use: a replay-only process (e.g. `validateer replay`) never pays for them.
+   * `nice`: their niceness, so that under load the node's other threads (block production and
+   * import) get the CPU first.
+   */
+  constructor(key: { keyId: number; secret: Uint8Array; publicKey: Uint8Array }, threads: number, nice = 0) {
     this.key = key;
     this.size = threads > 0 ? threads : availableParallelism();
+    this.nice = nice;
   }
 
   private spawn(): void {
-    const key = this.key;
+    const workerData = { ...this.key, nice: this.nice };
     for (let i = 0; i < this.size; i++) {
-      const w = new Worker(new URL('./crypto-worker.ts', import.meta.url), { workerData: key });
+      const w = new Worker(new URL('./crypto-worker.ts', import.meta.url), { workerData });
       w.on('message', (m: { id: number; results: unknown[] }) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);

@@ -2,11 +2,15 @@
 // block signatures (onboarding sync), in parallel.
 // It receives the shielding key once from the enclave thread over a private MessagePort.
 import { parentPort, workerData } from 'node:worker_threads';
+import { setPriority } from 'node:os';
 import { CallVerifier, type Verified, type VerifyFailure } from './verifier.ts';
 import { RejectCode } from './errors.ts';
 import { ed25519Verify } from '../crypto/primitives.ts';
 
-const { keyId, secret, publicKey } = workerData as { keyId: number; secret: Uint8Array; publicKey: Uint8Array };
+const { keyId, secret, publicKey, nice } = workerData as { keyId: number; secret: Uint8Array; publicKey: Uint8Array; nice: number };
+// Pid 0 is the calling thread on Linux, where niceness is per thread: only this worker yields.
+// (Elsewhere it would be the whole process.)
+if (nice > 0 && process.platform === 'linux') setPriority(0, nice);
 const verifier = new CallVerifier({ keyId, secret, publicKey });
 
 type Signed = { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Array };

@@ -8,7 +8,7 @@ import { fromHex } from '../codec/wire.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
   return {
-    dataDir, shard: fromHex(config.shard), workers, pool: config.pool, authorities: config.authorities.map(fromHex),
+    dataDir, shard: fromHex(config.shard), workers, workerNice: config.enclave.workerNice, pool: config.pool, authorities: config.authorities.map(fromHex),
     trustedAuthorities: config.enclave.attestation.trustedAuthorities.map(fromHex), allowedMeasurements: config.enclave.allowedMeasurements.map(fromHex),
     slotDurationMs: config.sidechain.slotDurationMs, devShardSecrets: config.enclave.devShardSecrets,
     keyRotationBlocks: config.sidechain.keyRotationBlocks,

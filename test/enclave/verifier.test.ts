@@ -2,7 +2,9 @@
 // (what forwarding re-seals); another shard's or a tampered request is refused with its code.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import { CallVerifier } from '../../src/enclave/verifier.ts';
+import { CryptoPool } from '../../src/enclave/crypto-pool.ts';
 import { buildTransfer } from '../../src/client/calls.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import { TrustedCall } from '../../src/codec/wire.ts';
@@ -29,4 +31,23 @@ test('a shielded transfer verifies to its call, hash and call bytes; tampering a
   assert.equal((verifier.verify(flipped) as { code: string }).code, 'DECRYPT_FAILED');
   const other = buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 5 }, { keyId: 2, publicKey: kp.publicKey }, SHARD);
   assert.equal((verifier.verify(other.request) as { code: string }).code, 'UNKNOWN_SHIELDING_KEY');
+});
+
+test('the crypto pool verifies in worker threads at the niceness it was given (only those threads yield)', async () => {
+  const alice = await devAccount('//Alice');
+  const kp = x25519Generate();
+  const pool = new CryptoPool({ keyId: 1, secret: kp.secretKey, publicKey: kp.publicKey }, 2, 7);
+  // Niceness per thread, from /proc (Linux: `nice` is field 19 of a task's stat, after the command in parentheses).
+  const niceOf = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
+  const threadsAt = (nice: number) => readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === nice).length;
+  try {
+    const before = threadsAt(7);
+    const t = buildTransfer(alice, { to: alice.publicKey, amount: 1n, nonce: 0 }, { keyId: 1, publicKey: kp.publicKey }, SHARD);
+    const [r] = await pool.verify([t.request]); // the threads start on first use
+    assert.ok(r.ok);
+    assert.equal(threadsAt(7) - before, 2, 'both worker threads run at niceness 7');
+    assert.equal(niceOf(String(process.pid)), 0, 'the main thread keeps its priority');
+  } finally {
+    await pool.close();
+  }
 });
