@@ -582,7 +582,7 @@ export class EnclaveCore {
     if (!Buffer.from(lthash.digest()).equals(Buffer.from(h.stateCommitment))) {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
     }
-    const included = b.body.calls.map((c) => Buffer.from(c).toString('hex'));
+    const included = b.body.calls.map((c) => bytesView(c).toString('hex'));
     this.proposal = { hash, signatureHash: received.signatureHash, number: h.number, slot: h.slot, items, known, lthash, included, parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash };
     return { hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
