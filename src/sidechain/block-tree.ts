@@ -1,7 +1,7 @@
 // Blocks known but not in the canonical chain: side branches (which may win later) and blocks whose
 // parent has not arrived yet. Kept in memory, bounded; the canonical chain lives in the BlockStore.
-import { SignedBlock, headerHash } from './block.ts';
-import { decodeExact } from '../codec/wire.ts';
+import { decodeBlock, type SignedBlock } from './block.ts';
+import { sha256 } from '../crypto/primitives.ts';
 
 export interface TreeBlock {
   hash: string; // hex, no 0x
@@ -18,10 +18,11 @@ export interface TreeBlock {
   gossipAtMs: number | null;
 }
 
+/** Strict (exactly one canonical block, else DECODE_FAILED), and without re-encoding the block: it runs for every block gossiped. */
 export function describeBlock(bytes: Uint8Array, from: string | null, gossipAtMs: number | null): { block: TreeBlock; signed: SignedBlock } {
-  const signed = decodeExact(SignedBlock, bytes, 'sidechain block');
+  const { block: signed, headerBytes } = decodeBlock(bytes);
   const h = signed.header;
-  const hashBytes = headerHash(h);
+  const hashBytes = sha256(headerBytes); // = headerHash(h): a header has exactly one encoding
   return {
     signed,
     block: {

@@ -83,15 +83,16 @@ function bodyLength(b: Body): number {
 export interface ReceivedBlock { block: SignedBlock; hash: Uint8Array; signatureHash: Uint8Array; signingPayload: Uint8Array; bodyRoot: Uint8Array }
 
 /**
- * Decodes a received block without re-encoding it (imports are hot): the header's bytes are its one
- * encoding, so they are hashed and signed as received; the body is hashed as received, so any other
- * bytes than the ones its author hashed fail the transitionsRoot check before its decoding is used.
+ * Decodes a block strictly without re-encoding it: the header is fixed-width, so its bytes are its one
+ * encoding; the body must be exactly one canonical encoding (checked by its length). Throws
+ * DECODE_FAILED otherwise. `headerBytes` is a copy; `bodyBytes` a view into `bytes`.
  */
-export function decodeReceivedBlock(bytes: Uint8Array): ReceivedBlock {
+export function decodeBlock(bytes: Uint8Array): { block: SignedBlock; headerBytes: Uint8Array; bodyBytes: Uint8Array } {
   if (bytes.length < HEADER_BYTES + SIGNATURE_BYTES + 1) throw new ValidateerError('DECODE_FAILED', 'malformed block: too short');
-  const headerBytes = bytes.slice(0, HEADER_BYTES);
+  // Copies, not views: scale-ts decodes from offset 0 of the underlying buffer (and a Buffer's slice
+  // is a view). The body gets a padded copy: scale-ts does not bounds-check fixed fields.
+  const headerBytes = new Uint8Array(bytes.subarray(0, HEADER_BYTES));
   const bodyBytes = bytes.subarray(HEADER_BYTES, bytes.length - SIGNATURE_BYTES);
-  // scale-ts reads from offset 0 of the buffer and not past checks on fixed fields: a padded copy.
   const padded = new Uint8Array(bodyBytes.length + 8);
   padded.set(bodyBytes);
   let header: Header;
@@ -104,11 +105,20 @@ export function decodeReceivedBlock(bytes: Uint8Array): ReceivedBlock {
   }
   // Truncated, padded or non-canonical bytes: the decoded body's encoding has another length.
   if (bodyLength(body) !== bodyBytes.length) throw new ValidateerError('DECODE_FAILED', 'malformed block: not exactly one canonical block');
-  const signature = bytes.slice(bytes.length - SIGNATURE_BYTES);
+  return { block: { header, body, signature: new Uint8Array(bytes.subarray(bytes.length - SIGNATURE_BYTES)) }, headerBytes, bodyBytes };
+}
+
+/**
+ * A received block for import (imports are hot): the header's bytes are hashed and signed as
+ * received; the body is hashed as received, so any other bytes than the ones its author hashed fail
+ * the transitionsRoot check before its decoding is used.
+ */
+export function decodeReceivedBlock(bytes: Uint8Array): ReceivedBlock {
+  const { block, headerBytes, bodyBytes } = decodeBlock(bytes);
   return {
-    block: { header, body, signature },
+    block,
     hash: sha256(headerBytes),
-    signatureHash: signatureHash(signature),
+    signatureHash: signatureHash(block.signature),
     signingPayload: concatBytes(HEADER_DOMAIN, headerBytes),
     bodyRoot: sha256(bodyBytes),
   };

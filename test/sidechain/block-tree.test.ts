@@ -51,6 +51,12 @@ test('describeBlock: hash, parent, number, slot, author, calls, origin', () => {
   assert.deepEqual(d.signed.header.number, 7n);
   assert.equal(codeOf(() => describeBlock(new Uint8Array([...b.bytes, 0]), null, null)), 'DECODE_FAILED');
   assert.equal(codeOf(() => describeBlock(b.bytes.subarray(0, 100), null, null)), 'DECODE_FAILED');
+  // Received bytes are often views into a bigger buffer (a Buffer's slice is one too): same result.
+  const inside = Buffer.concat([Buffer.from('prefix'), b.bytes, Buffer.from('suffix')]).subarray(6, 6 + b.bytes.length);
+  const v = describeBlock(inside, null, null);
+  assert.deepEqual([v.block.hash, v.block.number, v.block.author], [b.hash, b.number, b.author]);
+  assert.deepEqual(v.signed.signature, signed.signature);
+  assert.deepEqual(v.block.callHashes, b.callHashes);
 });
 
 test('add, has, get, size, leaves; adding twice is a no-op', () => {
