@@ -63,6 +63,12 @@ const EQUIVOCATION_SLOTS_KEPT = 4096;
 /** Share of its slot an author waits for the previous slot's block; longer when it is known to come late (ParentWait). */
 const PARENT_WAIT_SHARE = 0.12;
 const LATE_PARENT_WAIT_SHARE = 0.45;
+/**
+ * A restarted validateer with a chain does not author until a peer has told it its head, or this long
+ * after the network came up: on a stale head (e.g. killed while onboarding) its block would only
+ * fork, and its onboarding would then start from that block. Alone, it authors after the wait.
+ */
+const STARTUP_STATUS_WAIT_MS = 3_000;
 /** Calls are added to a block until this share of the slot (then it is stored, committed and published). */
 const BUILD_SHARE = 0.5;
 /** A peer that rate-limits our sync requests is asked again after a pause, this many times. */
@@ -90,6 +96,9 @@ export class ChainService {
   /** Peers' reported heads, and the onboarding sync in progress (when far behind). */
   private readonly peerHeads = new Map<string, number>();
   private onboarding: Onboarding | null = null;
+  /** When the network was attached, and whether any peer has reported its chain since (STARTUP_STATUS_WAIT_MS). */
+  private attachedAt = 0;
+  private heardPeerStatus = false;
   /** Number of the newest snapshot; null until read from the store. */
   private lastSnapshot: number | null = null;
 
@@ -101,6 +110,7 @@ export class ChainService {
 
   attach(network: Network): void {
     this.network = network;
+    this.attachedAt = Date.now();
   }
 
   setActive(active: boolean): void {
@@ -150,6 +160,10 @@ export class ChainService {
         return;
       }
       if (!author || !me.equals(Buffer.from(author))) return;
+      if (this.network && !this.heardPeerStatus && Date.now() - this.attachedAt < STARTUP_STATUS_WAIT_MS) {
+        this.d.logger.debug({ slot: String(slot) }, 'slot left empty: no peer has reported its head yet');
+        return;
+      }
       if (!(await this.onAnchoredChain())) return; // a chain that lost to an anchor is not worth extending
       // Too late to reach the others before the next slot: a block now would most likely be orphaned.
       if (Date.now() > start + slotMs * PROPOSAL_SHARE) {
@@ -498,6 +512,7 @@ export class ChainService {
   /** A peer's status: if it is ahead, or final where we are not, fetch its chain. */
   onPeerStatus(peer: string, s: ChainStatus): void {
     if (!this.active) return;
+    this.heardPeerStatus = true;
     void (async () => {
       if (s.headHash.every((x) => x === 0)) return; // the peer has no chain yet
       this.peerHeads.set(peer, s.headNumber);
