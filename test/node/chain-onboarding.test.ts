@@ -1,5 +1,6 @@
-// The chain while an onboarding sync runs: the onboarding owns the head, so a slot that passed its
-// first check before the sync started must not author once it gets the lock.
+// When the chain must not author: while an onboarding sync runs (it owns the head, so a slot that
+// passed its first check before the sync started must not author once it gets the lock), and after a
+// restart until a peer has reported its head (a block on a stale head would only fork).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -62,4 +63,39 @@ test('a slot that waited for the lock while an onboarding sync started does not 
   assert.deepEqual(methods, ['slotAuthor'], 'nothing authored after the sync started');
   await chain.stop();
   pending.resolve([]);
+});
+
+test('a restarted validateer with a chain does not author before a peer has reported its head', async () => {
+  const methods: string[] = [];
+  let hint = true;
+  const enclave = {
+    call: async (method: string) => {
+      methods.push(method);
+      if (method === 'slotAuthor') {
+        // The first question of each slot (the hint) says "not ours", so the slot does not wait for its parent.
+        const author = hint ? OTHER : ME;
+        hint = !hint;
+        return { author, genesisAuthor: null };
+      }
+      if (method === 'propose') throw Object.assign(new Error('not caught up'), { code: 'NOT_CAUGHT_UP' }); // authoring was attempted
+      throw new Error(`unexpected enclave call ${method}`);
+    },
+  } as unknown as Enclave;
+  const head = { number: 5, hash: new Uint8Array(32).fill(1) };
+  const store = { head: () => head, numberOf: async () => undefined } as unknown as BlockStore;
+  const deps: ChainDeps = {
+    enclave, store, logger: createLogger({ level: 'silent' }), metrics: createMetrics(), relay: new CallRelay(enclave), signingKey: ME,
+    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null,
+  };
+  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), syncBatch: 16, treeLimit: 100 });
+  // A peer at our own head: nothing to fetch, but now we know where the set is.
+  const status = { headNumber: head.number, headHash: head.hash, finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
+  chain.attach({ connectedPeers: () => ['peer'], requestStatus: async () => status } as unknown as Network);
+
+  await chain.onSlot(slotAt(Date.now(), SLOT_MS));
+  assert.ok(!methods.includes('propose'), 'no block before any peer status (the network has just come up)');
+  chain.onPeerStatus('peer', status);
+  await chain.onSlot(slotAt(Date.now(), SLOT_MS));
+  assert.ok(methods.includes('propose'), 'it authors once a peer has reported its head');
+  await chain.stop();
 });
