@@ -24,7 +24,7 @@ import { benchOnboarding } from './onboarding.ts';
 import { benchEnclave } from './enclave.ts';
 import { cpuSeconds, sampleRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
-import { NODE_PROCESS_ENV } from '../src/node/process-env.ts';
+import { nodeProcessEnv } from '../src/node/process-env.ts';
 
 const { values: args } = parseArgs({ options: {
   json: { type: 'boolean', default: false },
@@ -255,7 +255,7 @@ async function benchSidechain(dir: string, figures: Record<string, number | stri
 
   log('replaying the whole event log from genesis in a fresh process ...');
   const cfgFile = join(dir, 'config.json');
-  const rep = spawnSync(process.execPath, [new URL('../src/cli/main.ts', import.meta.url).pathname, 'replay', '--config', cfgFile, '--from-genesis', '--json', '--log-level', 'warn'], { encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, ...NODE_PROCESS_ENV } });
+  const rep = spawnSync(process.execPath, [new URL('../src/cli/main.ts', import.meta.url).pathname, 'replay', '--config', cfgFile, '--from-genesis', '--json', '--log-level', 'warn'], { encoding: 'utf8', maxBuffer: 64 << 20, env: nodeProcessEnv() });
   if (rep.status !== 0) throw new Error(`replay failed: ${rep.stderr}`);
   const replay = JSON.parse(rep.stdout.trim().split('\n').pop()!) as { transitions: number; ms: number; accounts: number; rssBytes: number; replayedBlocks: number };
   figures.replay_blocks = replay.replayedBlocks;

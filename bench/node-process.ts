@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NODE_PROCESS_ENV } from '../src/node/process-env.ts';
+import { nodeProcessEnv } from '../src/node/process-env.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -51,7 +51,7 @@ export async function startNodeProcess(dir: string, config: Record<string, unkno
   const prof = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
   // BENCH_NODE_ARGS="--flag ..." passes extra Node/V8 flags to the node under test (for experiments).
   prof.push(...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []));
-  const proc = spawn(process.execPath, [...prof, new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...NODE_PROCESS_ENV } });
+  const proc = spawn(process.execPath, [...prof, new URL('../src/cli/main.ts', import.meta.url).pathname, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: nodeProcessEnv() });
   trackChild(proc);
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });

@@ -35,7 +35,7 @@ import { benchAccount, benchPublicKeys } from './accounts.ts';
 import { freePort, stopProcess, trackChild } from './node-process.ts';
 import { scrapeMetrics } from '../src/metrics/scrape.ts';
 import { cpuSeconds, machineBusySeconds, peakRss } from './proc-stats.ts';
-import { NODE_PROCESS_ENV } from '../src/node/process-env.ts';
+import { nodeProcessEnv } from '../src/node/process-env.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const POOL = { maxPending: 200000, maxNonceAhead: 1024, futureTtlMs: 30000 };
@@ -98,7 +98,7 @@ async function spawnNode(dir: string, name: string, config: Record<string, unkno
   const flags = profile && process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
   flags.push(...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []));
   const spawnedAt = Date.now();
-  const proc = spawn(process.execPath, [...flags, MAIN, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...NODE_PROCESS_ENV } });
+  const proc = spawn(process.execPath, [...flags, MAIN, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: nodeProcessEnv() });
   trackChild(proc);
   const logFile = createWriteStream(join(dir, 'node.log'));
   const lines: LogLine[] = [];

@@ -11,7 +11,7 @@ import { loadConfig } from '../config/load.ts';
 import { enclaveInitFrom } from '../node/from-config.ts';
 import { startDevChain, type DevChain } from '../parentchain/devchain.ts';
 import { ValidateerError } from '../codec/errors.ts';
-import { NODE_PROCESS_ENV } from '../node/process-env.ts';
+import { nodeProcessEnv } from '../node/process-env.ts';
 
 export interface DevnetFlags {
   config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string;
@@ -74,7 +74,7 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
       if (flags.slotMs) args.push('--slot-ms', flags.slotMs);
       if (flags.logLevel) args.push('--log-level', flags.logLevel);
       // Each enclave makes keys of its own; the first registered member's shard secrets reach the others by attested provisioning.
-      const env = { ...process.env, ...NODE_PROCESS_ENV, VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]) };
+      const env = nodeProcessEnv(process.env, { VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]) });
       const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env });
       closeSync(fd);
       const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));

@@ -7,4 +7,9 @@
 // interleaved bench runs: RSS after replaying 100k accounts 234-244 instead of 273-274 MiB (259-264
 // instead of 296-313 for a 4x longer log), peak RSS under load ~100 MiB lower, the same calls/s,
 // replay ~10 % slower (big buffers are mmapped and faulted in anew). No effect with other C libraries.
-export const NODE_PROCESS_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_TRIM_THRESHOLD_: '131072' });
+const NODE_PROCESS_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_TRIM_THRESHOLD_: '131072' });
+
+/** The environment for spawning a validateer node: `base` with NODE_PROCESS_ENV, then `extra`. */
+export function nodeProcessEnv(base: NodeJS.ProcessEnv = process.env, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { ...base, ...NODE_PROCESS_ENV, ...extra };
+}

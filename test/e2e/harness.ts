@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createNetwork, DEFAULT_LIMITS, type Network } from '../../src/p2p/network.ts';
 import { createLogger } from '../../src/node/logger.ts';
-import { NODE_PROCESS_ENV } from '../../src/node/process-env.ts';
+import { nodeProcessEnv } from '../../src/node/process-env.ts';
 
 /** Repository root (the node is started from here so relative imports and config/dev.json resolve). */
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -74,7 +74,7 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
     if (k.startsWith('VALIDATEER_') || k === 'NODE_TEST_CONTEXT') continue;
     env[k] = v;
   }
-  return { ...env, ...NODE_PROCESS_ENV, ...extra }; // as the bin runs a node
+  return nodeProcessEnv(env, extra); // as the bin runs a node
 }
 
 /** Every regular file under `dir`, recursively. */
