@@ -143,7 +143,7 @@ export class EnclaveCore {
     this.keys = loadOrCreateKeys(opts.dataDir, this.sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
-    this.crypto = new CryptoPool(key, opts.workers, opts.workerNice ?? 0);
+    this.crypto = new CryptoPool(key, opts.workers, opts.workerNice);
     this.localVerifier = new CallVerifier(key);
     this.shielding = { secretKey: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     this.pool = new CallPool(opts.pool);
@@ -839,7 +839,7 @@ export class EnclaveCore {
     // Everything that holds a shard key starts over with the new ones.
     const key = { keyId: this.keys.shieldingKeyId, secret: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic };
     await this.crypto.close();
-    this.crypto = new CryptoPool(key, this.opts.workers, this.opts.workerNice ?? 0);
+    this.crypto = new CryptoPool(key, this.opts.workers, this.opts.workerNice);
     this.localVerifier = new CallVerifier(key);
     this.shielding.secretKey = this.keys.shieldingSecret;
     this.shielding.publicKey = this.keys.shieldingPublic;
