@@ -1,23 +1,30 @@
 // When the chain must not author: while an onboarding sync runs (it owns the head, so a slot that
 // passed its first check before the sync started must not author once it gets the lock), and after a
 // restart until a peer has reported its head (a block on a stale head would only fork).
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { ChainService, type ChainDeps } from '../../src/node/chain.ts';
 import { CallRelay } from '../../src/node/call-relay.ts';
 import { createLogger } from '../../src/node/logger.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
-import { slotAt } from '../../src/consensus/aura.ts';
+import { slotAt, slotStartMs } from '../../src/consensus/aura.ts';
 import type { Enclave } from '../../src/enclave/host.ts';
 import type { BlockStore } from '../../src/sidechain/store.ts';
 import type { Network } from '../../src/p2p/network.ts';
 
-const SLOT_MS = 60_000; // one slot for the whole test: never "too late to propose"
+const SLOT_MS = 60_000;
+/** Freezes Date at 1 s into a slot: a wall-clock slot would be "too late to propose" in its last 30%. */
+function earlyInSlot(t: TestContext): bigint {
+  const slot = slotAt(Date.now(), SLOT_MS) + 1n;
+  t.mock.timers.enable({ apis: ['Date'], now: slotStartMs(slot, SLOT_MS) + 1_000 });
+  return slot;
+}
 const ME = new Uint8Array(32).fill(7);
 const OTHER = new Uint8Array(32).fill(9);
 
-test('a slot that waited for the lock while an onboarding sync started does not author', async () => {
+test('a slot that waited for the lock while an onboarding sync started does not author', async (t) => {
+  const slotNow = earlyInSlot(t);
   const methods: string[] = [];
   const firstHint = Promise.withResolvers<void>();
   const hintAsked = Promise.withResolvers<void>();
@@ -52,7 +59,7 @@ test('a slot that waited for the lock while an onboarding sync started does not 
     penalize: () => undefined,
   } as unknown as Network);
 
-  const slot = chain.onSlot(slotAt(Date.now(), SLOT_MS));
+  const slot = chain.onSlot(slotNow);
   await hintAsked.promise; // the slot passed its first check
   chain.onPeerStatus('peer', status); // far ahead: the onboarding sync starts
   const started = () => lines.some((l) => l.includes('onboarding sync started'));
@@ -65,7 +72,8 @@ test('a slot that waited for the lock while an onboarding sync started does not 
   pending.resolve([]);
 });
 
-test('a restarted validateer with a chain does not author before a peer has reported its head', async () => {
+test('a restarted validateer with a chain does not author before a peer has reported its head', async (t) => {
+  const slot = earlyInSlot(t); // also keeps the clock inside the startup wait until the status arrives
   const methods: string[] = [];
   let hint = true;
   const enclave = {
@@ -92,10 +100,10 @@ test('a restarted validateer with a chain does not author before a peer has repo
   const status = { headNumber: head.number, headHash: head.hash, finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
   chain.attach({ connectedPeers: () => ['peer'], requestStatus: async () => status } as unknown as Network);
 
-  await chain.onSlot(slotAt(Date.now(), SLOT_MS));
+  await chain.onSlot(slot);
   assert.ok(!methods.includes('propose'), 'no block before any peer status (the network has just come up)');
   chain.onPeerStatus('peer', status);
-  await chain.onSlot(slotAt(Date.now(), SLOT_MS));
+  await chain.onSlot(slot);
   assert.ok(methods.includes('propose'), 'it authors once a peer has reported its head');
   await chain.stop();
 });
