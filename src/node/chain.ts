@@ -547,6 +547,15 @@ export class ChainService {
     const peers = new Map([...this.peerHeads].filter(([p, n]) => connected.includes(p) && n > head));
     try {
       if (peers.size === 0) return;
+      const best = [...peers].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+      if (!(await this.headOnChainOf(network, best))) {
+        // The ordinary sync steps back to the fork point and switches branches; once on their chain
+        // and still far behind, it hands back to the onboarding sync (runSync).
+        this.d.logger.info({ peer: best, head }, 'our head is not on the chain of the peers ahead: finding the fork point');
+        this.queueSync(best, head);
+        peers.clear();
+        return;
+      }
       const r = await o.run(peers);
       const top = this.d.store.head();
       if (top && r.blocks > 0) {
@@ -564,22 +573,51 @@ export class ChainService {
     await this.runSync();
   }
 
+  /**
+   * Whether our head is on `peer`'s chain: its block at our head's number is ours. A head that is not
+   * (a block we authored or imported that lost, e.g. while cut off) cannot be extended by the
+   * onboarding sync: the first block it fetched would not be a child of ours, and every honest peer
+   * would be dropped for it.
+   */
+  private async headOnChainOf(net: Network, peer: string): Promise<boolean> {
+    const head = this.d.store.head();
+    if (!head) return true;
+    try {
+      const [theirs] = await this.rangeWithBackoff(net, peer, head.number, 1);
+      // Nothing served, or not decodable: the onboarding sync finds out and deals with the peer.
+      return !theirs || describeBlock(theirs, peer, null).block.hash === hex(head.hash);
+    } catch {
+      return true;
+    }
+  }
+
   private async runSync(): Promise<void> {
     if (this.syncing || this.onboarding) return;
     this.syncing = true;
+    let farBehind = false;
     try {
       while (this.syncQueue.size > 0 && !this.stopped) {
         const [peer, from] = this.syncQueue.entries().next().value!;
         this.syncQueue.delete(peer);
-        await this.syncWith(peer, from).catch((err: Error & { code?: string }) => this.d.logger.info({ peer, code: err.code, err: err.message }, 'sync with peer failed'));
+        const r = await this.syncWith(peer, from).catch((err: Error & { code?: string }) => this.d.logger.info({ peer, code: err.code, err: err.message }, 'sync with peer failed'));
+        if (r === 'far_behind') {
+          farBehind = true;
+          break;
+        }
       }
     } finally {
       this.syncing = false;
     }
+    // On the peers' chain again (e.g. after stepping back from a branch that lost), but far behind:
+    // the onboarding sync fetches the rest from every peer at once.
+    if (farBehind && !this.stopped) await this.onboard();
   }
 
-  /** Fetches the peer's canonical blocks above our head; steps back to find the fork point if they do not connect. */
-  private async syncWith(peer: string, start: number): Promise<void> {
+  /**
+   * Fetches the peer's canonical blocks above our head; steps back to find the fork point if they do
+   * not connect. 'far_behind': our head is on the peer's chain, more than a request below its head.
+   */
+  private async syncWith(peer: string, start: number): Promise<'far_behind' | void> {
     const net = this.network;
     if (!net) return;
     // Never look below our own final block; the last anchor may be on a branch we do not have yet.
@@ -618,15 +656,17 @@ export class ChainService {
       }
       const r = await this.exclusive(() => this.ingest(blocks));
       if (r.invalid.length > 0 || bytes.length < this.o.syncBatch) return;
+      const head = this.d.store.head();
+      if (head && blocks.some((b) => b.hash === hex(head.hash)) && (this.peerHeads.get(peer) ?? -1) - head.number > this.o.syncBatch) return 'far_behind';
       from = blocks.at(-1)!.number + 1;
     }
   }
 
   /** blocks-by-range, waiting and asking again while the peer says we ask too often. */
-  private async rangeWithBackoff(net: Network, peer: string, from: number): Promise<Uint8Array[]> {
+  private async rangeWithBackoff(net: Network, peer: string, from: number, count = this.o.syncBatch): Promise<Uint8Array[]> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await net.requestBlocksByRange(peer, from, this.o.syncBatch);
+        return await net.requestBlocksByRange(peer, from, count);
       } catch (err) {
         if ((err as { code?: string }).code !== 'P2P_RATE_LIMITED' || attempt >= RATE_LIMITED_RETRIES || this.stopped) throw err;
         await new Promise((r) => setTimeout(r, RATE_LIMITED_BACKOFF_MS));

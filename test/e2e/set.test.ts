@@ -16,6 +16,8 @@ import { decodeExact, fromHex, toHex } from '../../src/codec/wire.ts';
 import { cleanupTempDirs, createEnclaveKeys, restartNode, scrapeMetrics, startNode, startTestPeer, tempDir, waitFor, type NodeHandle } from './harness.ts';
 
 const SLOT_MS = 300;
+/** Blocks per blocks-by-range request: a node more than this far behind uses the onboarding sync. */
+const SYNC_BATCH = 8;
 const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
 /** A fourth authority no node runs: its slots are skipped, and the test signs forged blocks with it. */
 const ROGUE_SEED = new Uint8Array(32).fill(9);
@@ -29,7 +31,7 @@ function config(i: number, bootstrap: string[]) {
   return {
     slotMs: SLOT_MS,
     dataDir: dataDirs[i],
-    extraConfig: { authorities: [...keys, ROGUE], enclave: { devShardSecrets: true }, p2p: { bootstrap }, sidechain: { snapshotInterval: 20 } },
+    extraConfig: { authorities: [...keys, ROGUE], enclave: { devShardSecrets: true }, p2p: { bootstrap, devControl: true, maxBlocksPerRequest: SYNC_BATCH }, sidechain: { snapshotInterval: 20 } },
   };
 }
 
@@ -180,4 +182,38 @@ test('forged blocks are rejected and their sender penalised: bad signature, wron
   assert.ok(codes.includes('BLOCK_BAD_COMMITMENT'), `bad commitment logged (${codes.join(',')})`);
   // The set is unharmed: it goes on and agrees.
   await sameHead();
+});
+
+test('a validateer restarted after it was cut off on a branch of its own, far behind, steps back to the fork point and onboards the rest, dropping no peer', async () => {
+  await sameHead();
+  const ids = (await Promise.all(clients.map(network))).map((x) => x.peerId);
+  await clients[2].rpc.request('dev_setBlockedPeers', [[ids[0], ids[1]]]);
+  for (const i of [0, 1]) await clients[i].rpc.request('dev_setBlockedPeers', [[ids[2]]]);
+  await waitFor(async () => (await network(clients[2])).peers.length === 0, 'the third validateer cut off', 30_000, 100);
+  const cutAt = (await clients[2].head()).number;
+  // Alone it authors its own slots (1 in 4), the other two 2 in 4: its branch falls behind by about a block a second.
+  await waitFor(async () => {
+    const [a, c] = await Promise.all([clients[0].head(), clients[2].head()]);
+    return c.number > cutAt && a.number - c.number > 2 * SYNC_BATCH;
+  }, 'the lone validateer more than two requests behind, with a block of its own', 90_000, 200);
+  const lone = await clients[2].head(); // above cutAt: a block it authored alone
+  await nodes[2].kill('SIGKILL');
+  assert.notEqual(await clients[0].rpc.request<string>('chain_getBlockHash', [lone.number]), lone.hash, 'its head is on a branch of its own');
+
+  // Back, it asks its peers for their heads first: far ahead, so the onboarding sync, which cannot
+  // extend a head that is not on their chain.
+  for (const i of [0, 1]) await clients[i].rpc.request('dev_setBlockedPeers', [[]]);
+  await clients[2].close().catch(() => undefined);
+  nodes[2] = await restartNode(nodes[2], config(2, (await network(clients[0])).addresses));
+  clients[2] = await ValidateerClient.connect(nodes[2].rpcUrl);
+  await sameHead(60_000);
+  await waitFor(async () => (await clients[0].rpc.request<string>('chain_getBlockHash', [lone.number])) === (await clients[2].rpc.request<string>('chain_getBlockHash', [lone.number])), 'its branch abandoned', 60_000, 100);
+  const logged = () => nodes[2].logs().map((l) => String(l.msg));
+  await waitFor(async () => logged().some((m) => m === 'onboarding sync done' || m === 'onboarding sync stopped'), 'the onboarding sync over', 60_000, 100);
+  const msgs = logged();
+  const seen = `its log: ${[...new Set(msgs)].join(' | ')}`;
+  assert.ok(msgs.includes('reorg'), `it switched branches; ${seen}`);
+  assert.ok(msgs.includes('onboarding sync done'), `the rest came by the onboarding sync; ${seen}`);
+  assert.ok(!msgs.includes('onboarding sync: peer dropped'), `no peer dropped; ${seen}`);
+  assert.equal((await scrapeMetrics(nodes[2].metricsUrl)).get('validateer_p2p_penalties_total') ?? 0, 0, 'no peer penalised');
 });
