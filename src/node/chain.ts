@@ -553,7 +553,7 @@ export class ChainService {
         // and still far behind, it hands back to the onboarding sync (runSync).
         this.d.logger.info({ peer: best, head }, 'our head is not on the chain of the peers ahead: finding the fork point');
         this.queueSync(best, head);
-        peers.clear();
+        peers.clear(); // no other peer's sync queued below: this one finds the fork point
         return;
       }
       const r = await o.run(peers);

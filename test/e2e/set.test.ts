@@ -1,6 +1,7 @@
 // End to end, a validateer set without a parentchain (authorities from config): three real processes
-// over libp2p take turns by Aura, gossip blocks and calls, import each other's blocks, and a node
-// that was killed catches up by blocks-by-range. (The parentchain set is in set-parentchain.test.ts.)
+// over libp2p take turns by Aura, gossip blocks and calls, import each other's blocks, a node that
+// was killed catches up by blocks-by-range, and one that was cut off and fell far behind on a branch
+// of its own steps back to the fork point. (The parentchain set is in set-parentchain.test.ts.)
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
