@@ -112,7 +112,7 @@ export const enclaveApi = {
       genesisHash: bytes32,
       checkpoint: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }).optional(),
       callIndices: z.object({
-        remarkWithEvent: callIndex, transferKeepAlive: callIndex, batchAll: callIndex, proxy: callIndex, createPure: callIndex, addProxy: callIndex,
+        remarkWithEvent: callIndex, transferKeepAlive: callIndex, batchAll: callIndex, proxy: callIndex, createPure: callIndex, addProxy: callIndex, removeProxy: callIndex,
         proxyRealAccountId: z.boolean().optional(), addProxyDelegateAccountId: z.boolean().optional(),
       }),
       existentialDeposit: z.bigint().nonnegative(),

@@ -7,7 +7,8 @@ import { bytesView, concatBytes } from '../codec/wire.ts';
 import { blake2_256 } from './trie.ts';
 
 const index = Struct({ pallet: u8, call: u8 });
-export const CallIndices = Struct({
+/** The sealed indices before removeProxy (data directories of earlier builds; read once, then resealed). */
+export const CallIndicesV1 = Struct({
   remarkWithEvent: index,
   transferKeepAlive: index,
   batchAll: index,
@@ -15,6 +16,17 @@ export const CallIndices = Struct({
   createPure: index,
   addProxy: index,
 });
+export const CallIndices = Struct({
+  remarkWithEvent: index,
+  transferKeepAlive: index,
+  batchAll: index,
+  proxy: index,
+  createPure: index,
+  addProxy: index,
+  removeProxy: index,
+});
+/** pallet_proxy's remove_proxy: call 2 of the pallet (`#[pallet::call_index(2)]` in every pallet_proxy version). */
+export const REMOVE_PROXY_CALL = 2;
 /**
  * The indices (sealed), and how the runtime's pallet_proxy takes accounts: a MultiAddress
  * (AccountIdLookupOf, pallet_proxy since 2022; the default) or a bare AccountId32 (older runtimes,
@@ -58,6 +70,11 @@ export function createPureCall(ix: CallIndices): Uint8Array {
 /** proxy.addProxy(delegate, Any, delay 0) */
 export function addProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
   return concatBytes(head(ix, 'addProxy'), ix.addProxyDelegateAccountId ? delegate : id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
+}
+
+/** proxy.removeProxy(delegate, Any, delay 0): the same arguments as addProxy, in the same account format (one pallet version). */
+export function removeProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
+  return concatBytes(head(ix, 'removeProxy'), ix.addProxyDelegateAccountId ? delegate : id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
 }
 
 /**

@@ -12,7 +12,8 @@ import { MESSAGE_MAGIC, encodeMessage } from '../parentchain/messages.ts';
 import { EnclaveError } from './errors.ts';
 import { LightClient, type Checkpoint } from './light-client.ts';
 import {
-  CallIndices, addProxyCall, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, transferKeepAliveCall,
+  CallIndices, CallIndicesV1, REMOVE_PROXY_CALL, addProxyCall, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, removeProxyCall,
+  transferKeepAliveCall,
 } from './parentchain-calls.ts';
 import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
@@ -20,9 +21,8 @@ import type { Withdrawal } from './state.ts';
 
 const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
 type InFlight = ReturnType<typeof InFlight.dec>;
-const SealedView = Struct({
-  genesisHash: Bytes(32),
-  callIndices: CallIndices,
+/** The sealed fields after the call indices. */
+const viewTail = {
   existentialDeposit: u128,
   head: Struct({ number: u32, hash: Bytes(32) }),
   registry: RegistryData,
@@ -30,7 +30,25 @@ const SealedView = Struct({
   inFlight: Vector(InFlight),
   /** Recent verified block hashes: a duty's birth block is looked up here to know when it dies. */
   recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
-});
+};
+const SealedView = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail });
+/** The layout of earlier builds, whose sealed indices had no removeProxy. */
+const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail });
+
+/** The sealed view, in the current layout or the previous one (removeProxy then taken from pallet_proxy's fixed call index). */
+function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
+  try {
+    return decodeExact(SealedView, bytes, 'sealed parentchain view');
+  } catch (err) {
+    let old: ReturnType<typeof SealedViewV1.dec>;
+    try {
+      old = decodeExact(SealedViewV1, bytes, 'sealed parentchain view');
+    } catch {
+      throw err;
+    }
+    return { ...old, callIndices: { ...old.callIndices, removeProxy: { pallet: old.callIndices.addProxy.pallet, call: REMOVE_PROXY_CALL } } };
+  }
+}
 const RECENT_KEPT = 512;
 const AUTHORIZED_KEPT = 64;
 
@@ -86,7 +104,7 @@ export class ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     let s: ReturnType<typeof SealedView.dec>;
     if (existsSync(path)) {
-      s = decodeExact(SealedView, sealer.unseal('parentchain', new Uint8Array(readFileSync(path))), 'sealed parentchain view');
+      s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
       if (!same(s.genesisHash, init.genesisHash)) {
         throw new EnclaveError('PARENTCHAIN_GENESIS_MISMATCH', `this data directory follows parentchain 0x${hex(s.genesisHash)}, not 0x${hex(init.genesisHash)}`);
       }
@@ -108,7 +126,7 @@ export class ParentchainView {
   static load(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>): ParentchainView | null {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     if (!existsSync(path)) return null;
-    const s = decodeExact(SealedView, sealer.unseal('parentchain', new Uint8Array(readFileSync(path))), 'sealed parentchain view');
+    const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
     return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n); // offline: no duties
   }
 
@@ -181,6 +199,7 @@ export class ParentchainView {
     if (key === 'vault') return r.data.vault !== undefined;
     if (key === 'reserve') return r.data.reserveFunded !== undefined;
     if (key.startsWith('proxy:')) return r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(6), 'hex')));
+    if (key.startsWith('unproxy:')) return !r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(8), 'hex')));
     if (key.startsWith('payout:')) return this.pending.some((e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key);
     return false;
   }
@@ -252,6 +271,19 @@ export class ParentchainView {
       const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
       const callData = this.proxyDepositFactor > 0n ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add]) : add;
       offer(key, callData, `add validateer ${hex(m.signingKey).slice(0, 8)}… as a vault proxy`);
+    }
+    // A member that left no longer controls the vault. Only a proxy can act for the vault, and this
+    // member (never removed itself) stays one, so the vault always keeps a controller. The removal
+    // frees the departed one's deposit in the vault: it goes back to this enclave's account, so the
+    // vault still holds exactly the reserve and the shielded funds.
+    if (r.isVaultProxy(this.signingKey)) {
+      for (const p of r.data.vaultProxies) {
+        const key = `unproxy:${hex(p)}`;
+        if (r.isActive(p, number) || this.dutyDone(key)) continue;
+        const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
+        const refund = transferKeepAliveCall(ix, this.signingKey, this.proxyDepositFactor);
+        offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])), `remove departed validateer ${hex(p).slice(0, 8)}… as a vault proxy`);
+      }
     }
     for (const w of input.unpaid) {
       const key = `payout:${w.id}`;

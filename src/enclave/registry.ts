@@ -8,7 +8,7 @@ import { sha256 } from '../crypto/primitives.ts';
 import { HPKE_INFO_SHIELD, concatBytes } from '../codec/wire.ts';
 import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../parentchain/messages.ts';
 import { verifySimulatedQuote } from './attestation.ts';
-import { addProxyCall, contains, createPureCall, pureProxyAccount, transferKeepAliveCall, type CallIndices } from './parentchain-calls.ts';
+import { addProxyCall, contains, createPureCall, pureProxyAccount, removeProxyCall, transferKeepAliveCall, type CallIndices } from './parentchain-calls.ts';
 
 /** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
 export interface CallTree {
@@ -68,7 +68,7 @@ export interface RegistryContext {
   shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
 }
 
-export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'proxy' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
+export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'proxy' | 'unproxy' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 const empty = new Uint8Array(0);
@@ -216,6 +216,23 @@ export class Registry {
         if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate))) return void ignore(out, `${where}: addProxy does not match the extrinsic`);
         if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate))) this.data.vaultProxies.push(m.value.delegate);
         out.push({ kind: 'proxy', detail: hex(m.value.delegate) });
+        return;
+      }
+      case 'unproxy': {
+        // proxy(vault, batchAll[removeProxy(delegate), transferKeepAlive(signer, deposit), remark]) by a member,
+        // for a delegate that is no longer a member (a member's proxy is never removed: the vault keeps a controller).
+        const vault = this.data.vault;
+        const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+        const calls = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 3 ? batch.calls : undefined;
+        const refund = calls?.[1].method === 'transferKeepAlive' ? calls[1].transfer : undefined;
+        const removes = calls?.[0].pallet === 'proxy' && calls[0].method === 'removeProxy' && refund !== undefined && signer !== undefined && same(refund.dest, signer);
+        if (!signer || !this.isActive(signer, number) || !removes) return void ignore(out, `${where}: vault proxy not removed by a member through the vault`);
+        if (this.isActive(m.value.delegate, number)) return void ignore(out, `${where}: ${hex(m.value.delegate)} is a member; its vault proxy stays`);
+        if (!contains(encoded, removeProxyCall(this.ctx.callIndices, m.value.delegate)) || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, refund!.dest, refund!.amount))) {
+          return void ignore(out, `${where}: removeProxy or the deposit's refund does not match the extrinsic`);
+        }
+        this.data.vaultProxies = this.data.vaultProxies.filter((p) => !same(p, m.value.delegate));
+        out.push({ kind: 'unproxy', detail: hex(m.value.delegate) });
         return;
       }
       case 'payout': {

@@ -69,7 +69,7 @@ export interface Metrics {
   countRpcRequest(method: string, outcome: string): void;
 }
 
-const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'proxy', 'payout', 'anchor'] as const;
+const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'proxy', 'unproxy', 'payout', 'anchor'] as const;
 export const GOSSIP_TOPICS = ['blocks', 'calls'] as const;
 export const GOSSIP_RESULTS = ['accept', 'ignore', 'reject', 'duplicate', 'too_large'] as const;
 /** imported: became canonical; side: valid block on a losing branch; pending: parent or parentchain block not known yet. */

@@ -95,6 +95,7 @@ export type CallSpec =
   /** proxy.createPure (proxy.anonymous on older runtimes) with proxy type 'Any'. */
   | { kind: 'createPure'; delay?: number; index?: number }
   | { kind: 'addProxy'; delegate: Uint8Array; delay?: number }
+  | { kind: 'removeProxy'; delegate: Uint8Array; delay?: number }
   | { kind: 'raw'; callData: Uint8Array };
 
 /**
@@ -182,7 +183,7 @@ export interface Parentchain {
    * metadata, and whether proxy.proxy's `real` / proxy.addProxy's `delegate` are bare AccountId32s
    * (older pallet_proxy) rather than MultiAddresses.
    */
-  callIndices(): Record<'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy', { pallet: number; call: number }>
+  callIndices(): Record<'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy' | 'removeProxy', { pallet: number; call: number }>
     & { proxyRealAccountId?: boolean; addProxyDelegateAccountId?: boolean };
   close(): Promise<void>;
 }

@@ -37,6 +37,12 @@ export const ParentchainMessage = Enum({
   payout: Struct({ shard: H256, withdrawal: u64 }),
   /** Inside `proxy.proxy(vault, batchAll[proxy.addProxy(delegate, Any, 0), remark])` by a member: `delegate` now controls the vault. */
   proxy: Struct({ shard: H256, delegate: H256 }),
+  /**
+   * Inside `proxy.proxy(vault, batchAll[proxy.removeProxy(delegate, Any, 0), transferKeepAlive(signer, deposit), remark])`
+   * by a member: `delegate` (a member that left) no longer controls the vault; the proxy deposit the
+   * removal frees in the vault goes to the signing member (whose enclave accounts paid such deposits in).
+   */
+  unproxy: Struct({ shard: H256, delegate: H256 }),
 });
 export type ParentchainMessage = ReturnType<typeof ParentchainMessage.dec>;
 export type MessageTag = ParentchainMessage['tag'];

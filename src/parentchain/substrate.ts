@@ -130,6 +130,7 @@ export class SubstrateParentchain implements Parentchain {
       proxy: pick(tx.proxy.proxy, 'proxy.proxy'),
       createPure: pick(proxy.createPure ?? proxy.anonymous, 'proxy.createPure'),
       addProxy: pick(tx.proxy.addProxy, 'proxy.addProxy'),
+      removeProxy: pick(tx.proxy.removeProxy, 'proxy.removeProxy'),
       proxyRealAccountId: accountIdArg(tx.proxy.proxy),
       addProxyDelegateAccountId: accountIdArg(tx.proxy.addProxy),
     };
@@ -332,6 +333,8 @@ export class SubstrateParentchain implements Parentchain {
       }
       case 'addProxy':
         return tx.proxy.addProxy(u8aToHex(spec.delegate), 'Any', spec.delay ?? 0);
+      case 'removeProxy':
+        return tx.proxy.removeProxy(u8aToHex(spec.delegate), 'Any', spec.delay ?? 0);
       case 'raw':
         return tx(this.#api.createType('Call', spec.callData));
     }

@@ -412,6 +412,13 @@ test('a validateer that leaves (`validateer leave`, node stopped) is dropped fro
     return seen.size === N - 1 ? seen : undefined;
   }, 'nine blocks by the three remaining members', 60_000, 250);
   assert.ok(!authors.has(keys[i]), 'the departed validateer authors no more');
+  // Its enclave account no longer controls the shard's vault: the first member removed it as a proxy.
+  for (const c of rest) {
+    await waitFor(async () => {
+      const proxies = (await c.shardInfo()).vaultProxies ?? [];
+      return proxies.length === N - 1 && !proxies.includes(keys[i]) ? proxies : undefined;
+    }, 'the departed validateer removed as a vault proxy', 60_000, 250);
+  }
 
   // The first block after the departure began a new epoch on every remaining validateer.
   for (const n of nodes.slice(0, i)) {

@@ -4,13 +4,13 @@
 // checks the encoders and the pure proxy account against the real runtime).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compact, u16, u32, u64 } from 'scale-ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import {
-  addProxyCall, batchAllCall, contains, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall,
+  addProxyCall, batchAllCall, contains, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, removeProxyCall,
   transferKeepAliveCall, type CallIndices, type CallName,
 } from '../../src/enclave/parentchain-calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient, decodeHeader } from '../../src/enclave/light-client.ts';
@@ -43,7 +43,7 @@ const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 /** The real runtime's indices (Rococo Asset Hub genesis); the unit tests only need them consistent. */
 const IX: CallIndices = {
   remarkWithEvent: { pallet: 0, call: 8 }, transferKeepAlive: { pallet: 10, call: 3 }, batchAll: { pallet: 40, call: 2 },
-  proxy: { pallet: 42, call: 0 }, createPure: { pallet: 42, call: 4 }, addProxy: { pallet: 42, call: 1 },
+  proxy: { pallet: 42, call: 0 }, createPure: { pallet: 42, call: 4 }, addProxy: { pallet: 42, call: 1 }, removeProxy: { pallet: 42, call: 2 },
 };
 const ED = 3_333_333n;
 /** pallet_proxy's deposit per proxy: the proxy duty pays it into the vault. */
@@ -78,6 +78,7 @@ const batch = (calls: Call[]): Call => ({ tree: { pallet: 'utility', method: 'ba
 const proxy = (real: Uint8Array, call: Call): Call => ({ tree: { pallet: 'proxy', method: 'proxy', real, calls: [call.tree] }, bytes: proxyCall(IX, real, call.bytes) });
 const createPure = (): Call => ({ tree: { pallet: 'proxy', method: 'createPure' }, bytes: createPureCall(IX) });
 const addProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'addProxy' }, bytes: addProxyCall(IX, delegate) });
+const removeProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'removeProxy' }, bytes: removeProxyCall(IX, delegate) });
 const msg = (m: ParentchainMessage): Call => remark(encodeMessage(m));
 
 /** What a host decodes from call bytes the enclave built (a strict parser of the encoders' layouts). */
@@ -117,11 +118,12 @@ function decodeCall(bytes: Uint8Array): Call {
       case 'createPure':
         assert.deepEqual(take(7), Uint8Array.of(0, 0, 0, 0, 0, 0, 0), 'Any, delay 0, index 0');
         return createPure().tree;
-      case 'addProxy': {
+      case 'addProxy':
+      case 'removeProxy': {
         assert.equal(take(1)[0], 0, 'MultiAddress::Id');
         take(32);
         assert.deepEqual(take(5), Uint8Array.of(0, 0, 0, 0, 0), 'Any, delay 0');
-        return { pallet: 'proxy', method: 'addProxy' };
+        return { pallet: 'proxy', method: name };
       }
       default:
         throw new Error(`unexpected call index ${pallet}/${index}`);
@@ -608,6 +610,28 @@ test('registry: a vault proxy is proxy(vault, batchAll[addProxy, remark(proxy)])
   assert.ok(!reg.isVaultProxy(d3));
 });
 
+test('registry: a departed member\'s vault proxy is removed by proxy(vault, batchAll[removeProxy, refund to the signer, remark(unproxy)]) by a member', () => {
+  const { reg, m, vault } = registryWithVault();
+  const other = key32('member 2');
+  apply(reg, 6, { signer: other, call: msg(registerMessage(other)) });
+  const adds = (d: Uint8Array) => proxy(vault, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
+  apply(reg, 7, { signer: m, call: adds(other) });
+  const removes = (d: Uint8Array, o: { real?: Uint8Array; refundTo?: Uint8Array; named?: Uint8Array } = {}) =>
+    proxy(o.real ?? vault, batch([removeProxy(d), transfer(o.refundTo ?? m, 1_000n), msg({ tag: 'unproxy', value: { shard: SHARD, delegate: o.named ?? d } })]));
+  // a member's proxy stays
+  assertIgnored(apply(reg, 8, { signer: m, call: removes(other) }), /is a member; its vault proxy stays/);
+  assert.ok(reg.isVaultProxy(other));
+  apply(reg, 9, { signer: other, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: other } }) });
+  assertIgnored(apply(reg, 10, { signer: key32('outsider'), call: removes(other, { refundTo: key32('outsider') }) }), /not removed by a member through the vault/);
+  assertIgnored(apply(reg, 10, { signer: m, call: removes(other, { real: key32('not the vault') }) }), /not removed by a member through the vault/);
+  assertIgnored(apply(reg, 10, { signer: m, call: removes(other, { refundTo: key32('someone else') }) }), /not removed by a member through the vault/);
+  // the delegate named in the remark must be the one the extrinsic's bytes remove
+  assertIgnored(apply(reg, 10, { signer: m, call: removes(key32('another'), { named: other }) }), /does not match the extrinsic/);
+  assert.ok(reg.isVaultProxy(other), 'nothing removed by the ignored extrinsics');
+  assert.deepEqual(apply(reg, 10, { signer: m, call: removes(other) }).kinds, ['unproxy']);
+  assert.ok(!reg.isVaultProxy(other) && reg.isVaultProxy(m));
+});
+
 // =============================================================================================
 // The view and its duties, through EnclaveCore
 
@@ -1068,6 +1092,32 @@ test('proxy calls take the current runtime\'s account format, also when the view
   }
 });
 
+test('a view sealed by an earlier build (call indices without removeProxy) opens with pallet_proxy\'s remove_proxy index and is resealed', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init({ ...IX, removeProxy: { pallet: 42, call: 2 } });
+    host.import(chain.block());
+    await host.close();
+    // Rewrite the sealed file in the old layout: the indices end with addProxy (genesis hash, then 7 indices of 2 bytes).
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    const sealer = Sealer.simulated(dataDir, MEASUREMENT);
+    const current = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
+    const old = concatBytes(current.subarray(0, 32 + 12), current.subarray(32 + 14));
+    writeFileSync(path, sealer.seal('signer', 'parentchain', old));
+    host = new Host(chain, dataDir);
+    // The host now names another index: the sealed indices win (the host is not trusted with them).
+    host.init({ ...IX, removeProxy: { pallet: 42, call: 9 } });
+    assert.deepEqual(host.core['parentchain']!.callIndices.removeProxy, { pallet: 42, call: 2 });
+    assert.equal(host.info().number, 1, 'the rest of the view survived');
+    const resealed = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
+    assert.deepEqual(resealed, current, 'resealed in the current layout');
+  } finally {
+    await host.close();
+  }
+});
+
 test('a duty someone else did is no longer signable (the reserve funded by a third party)', async () => {
   const host = new Host(new FakeChain());
   try {
@@ -1129,6 +1179,20 @@ test('two enclaves derive the same registry; only the first member creates the v
     const c = key32('not a member');
     both(chain.block([{ signer: c, call: decodeCall(proxyCall(IX, b.info().vault!, batchAllCall(IX, [addProxyCall(IX, c), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: c } }))]))) }]));
     assert.ok(!a.core['parentchain']!.registry.isVaultProxy(c));
+
+    // a leaves: b removes it as a vault proxy, and takes back the deposit the removal frees in the vault
+    const leave = a.core.unregisterCall();
+    a.sign(leave);
+    both(chain.block([{ signer: a.key, call: decodeCall(leave) }]));
+    const ud = b.duties().find((d) => d.key.startsWith('unproxy:'));
+    assert.ok(ud, 'b offers to remove the departed a');
+    assert.equal(ud.key, `unproxy:${hex(a.key)}`);
+    const unproxyMsg = remarkCall(IX, encodeMessage({ tag: 'unproxy', value: { shard: SHARD, delegate: a.key } }));
+    assert.deepEqual(ud.callData, proxyCall(IX, vault, batchAllCall(IX, [removeProxyCall(IX, a.key), transferKeepAliveCall(IX, b.key, PROXY_FACTOR), unproxyMsg])));
+    b.sign(ud.callData);
+    both(chain.block([{ signer: b.key, call: decodeCall(ud.callData) }]));
+    for (const h of [a, b]) assert.ok(!h.core['parentchain']!.registry.isVaultProxy(a.key) && h.core['parentchain']!.registry.isVaultProxy(b.key));
+    assert.ok(!b.duties().some((d) => d.key.startsWith('unproxy:')), 'done once seen');
   } finally {
     await a.close();
     await b.close();

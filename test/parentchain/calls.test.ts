@@ -2,7 +2,7 @@
 // SCALE encoders equal what polkadot-js builds from the metadata, its pure proxy account is the one
 // the runtime creates, real signing payloads are mortal and name a finalized birth block, the light
 // client follows the real chain, and an enclave performs its duties there (register, vault, reserve,
-// a shield credited and an unshield paid out by the vault).
+// vault proxies added and a departed member's removed, a shield credited and an unshield paid out by the vault).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
 import { encodeMessage, isOurRemark } from '../../src/parentchain/messages.ts';
 import type { CallSpec, ExtrinsicSigner, ParentchainBlock, ParentchainCall, ParentchainEvent, SubmitResult } from '../../src/parentchain/api.ts';
 import {
-  addProxyCall, batchAllCall, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, transferKeepAliveCall, type CallIndices,
+  addProxyCall, batchAllCall, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, removeProxyCall, transferKeepAliveCall, type CallIndices,
 } from '../../src/enclave/parentchain-calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/light-client.ts';
 import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/registry.ts';
@@ -102,6 +102,7 @@ test('call encoders equal what polkadot-js builds for the runtime', () => {
   same(proxyCall(ix, dest, batchAllCall(ix, [tb, rb])), { kind: 'proxy', real: dest, call: { kind: 'batchAll', calls: [t, r] } }, 'payout shape');
   same(createPureCall(ix), { kind: 'createPure' }, 'createPure(Any, 0, 0)');
   same(addProxyCall(ix, dest), { kind: 'addProxy', delegate: dest }, 'addProxy(Any, 0)');
+  same(removeProxyCall(ix, dest), { kind: 'removeProxy', delegate: dest }, 'removeProxy(Any, 0)');
 });
 
 test('pureProxyAccount is the account the runtime gives a pure proxy, alone and in the vault batch', async () => {
@@ -260,6 +261,25 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     assert.deepEqual(keptEffects(), []);
     assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
     assert.equal((await pc.balance(bob)).free - before, 4n * UNIT);
+
+    // The second enclave leaves: the first removes it as a vault proxy. The removal frees its deposit
+    // in the vault, which goes back to the first enclave's account: the vault keeps exactly reserve + shielded.
+    const vaultBefore = (await pc.balance(vault)).free;
+    const scanner2 = pc.scanFinalized(1, (b) => void core2.parentchainImport([toImport(b)]), { fromParentHash: pc.genesisHash() });
+    try {
+      await waitFor(() => core2.parentchainInfo().number >= core.parentchainInfo().number, 'the second enclave follows the chain', 30_000);
+      const left = await pc.submit(signer2, { kind: 'raw', callData: core2.unregisterCall() });
+      assert.equal(left.success, true, left.error);
+      await processed(left);
+    } finally {
+      await scanner2.stop();
+    }
+    await duty(`unproxy:${hex(key2)}`);
+    assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hex(key)]);
+    const after = (await pc.api.query.proxy.proxies(vault)).toJSON() as [{ delegate: string }[], unknown];
+    assert.ok(!after[0].some((p) => hex(decodeAddress(p.delegate)) === hex(key2)), 'the runtime no longer lists the departed enclave');
+    assert.equal((await pc.balance(vault)).free, vaultBefore, 'the freed deposit went back out of the vault');
+    assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
   } finally {
     await scanner.stop();
   }

@@ -12,9 +12,17 @@ const samples: ParentchainMessage[] = [
   { tag: 'invoke', value: { shard: b32(3), request: new Uint8Array(300).fill(9) } },
   { tag: 'shield', value: { shard: b32(3), recipient: new Uint8Array(0) } },
   { tag: 'anchor', value: { shard: b32(4), sidechainNumber: 2n ** 63n + 5n, sidechainHash: b32(5), previousAnchor: b32(0), parentchainProcessed: { number: 4_000_000_000, hash: b32(6) } } },
+  { tag: 'vault', value: { shard: b32(7) } },
+  { tag: 'reserve', value: { shard: b32(7) } },
+  { tag: 'payout', value: { shard: b32(7), withdrawal: 3n } },
+  { tag: 'proxy', value: { shard: b32(7), delegate: b32(8) } },
+  { tag: 'unproxy', value: { shard: b32(7), delegate: b32(8) } },
 ];
+/** One past the last tag of the enum: no message has it. */
+const UNKNOWN_TAG = 10;
 
 test('every message kind round-trips and starts with magic + version', () => {
+  assert.equal(new Set(samples.map((m) => m.tag)).size, UNKNOWN_TAG, 'a sample of every kind');
   for (const m of samples) {
     const bytes = encodeMessage(m);
     assert.deepEqual(bytes.subarray(0, 5), MESSAGE_MAGIC);
@@ -41,7 +49,7 @@ test('our magic with bad encoding is PARENTCHAIN_MESSAGE_MALFORMED; unknown vers
     good.subarray(0, 6), // no body
     good.subarray(0, good.length - 1), // truncated
     Uint8Array.from([...good, 0]), // trailing byte
-    Uint8Array.from([...MESSAGE_MAGIC, MESSAGE_VERSION, 9, ...b32(1), ...b32(2)]), // unknown tag
+    Uint8Array.from([...MESSAGE_MAGIC, MESSAGE_VERSION, UNKNOWN_TAG, ...b32(1), ...b32(2)]), // unknown tag
     Uint8Array.from([...MESSAGE_MAGIC, MESSAGE_VERSION, 1, ...b32(1)]), // unregister without key
   ];
   // invalid UTF-8 in peerId: replace the last peerId byte (before the 32-byte encryption key) with 0xff
