@@ -7,25 +7,18 @@ import { bytesView, concatBytes } from '../codec/wire.ts';
 import { blake2_256 } from './trie.ts';
 
 const index = Struct({ pallet: u8, call: u8 });
+const v1Indices = {
+  remarkWithEvent: index,
+  transferKeepAlive: index,
+  batchAll: index,
+  proxy: index,
+  createPure: index,
+  addProxy: index,
+};
 /** The sealed indices before removeProxy (data directories of earlier builds; read once, then resealed). */
-export const CallIndicesV1 = Struct({
-  remarkWithEvent: index,
-  transferKeepAlive: index,
-  batchAll: index,
-  proxy: index,
-  createPure: index,
-  addProxy: index,
-});
-export const CallIndices = Struct({
-  remarkWithEvent: index,
-  transferKeepAlive: index,
-  batchAll: index,
-  proxy: index,
-  createPure: index,
-  addProxy: index,
-  removeProxy: index,
-});
-/** pallet_proxy's remove_proxy: call 2 of the pallet (`#[pallet::call_index(2)]` in every pallet_proxy version). */
+export const CallIndicesV1 = Struct(v1Indices);
+export const CallIndices = Struct({ ...v1Indices, removeProxy: index });
+/** pallet_proxy's remove_proxy: call 2 of the pallet (third in declaration order, pinned by `#[pallet::call_index(2)]` since). */
 export const REMOVE_PROXY_CALL = 2;
 /**
  * The indices (sealed), and how the runtime's pallet_proxy takes accounts: a MultiAddress
