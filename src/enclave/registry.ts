@@ -206,11 +206,9 @@ export class Registry {
         out.push({ kind: 'invoke', detail: where });
         return effect(EFFECT.invoke, { request: m.value.request });
       case 'proxy': {
-        const vault = this.data.vault;
         // proxy(vault, batchAll[addProxy, remark]), alone or after a transfer that pays the proxy deposit into the vault.
         const funded = top.method === 'batchAll' && top.calls?.length === 2 && top.calls[0].method === 'transferKeepAlive';
-        const via = funded ? top.calls![1] : top;
-        const batch = via.method === 'proxy' && vault && via.real && same(via.real, vault.account) ? via.calls?.[0] : undefined;
+        const batch = this.throughVault(funded ? top.calls![1] : top);
         const adds = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 2 && batch.calls.some((c) => c.pallet === 'proxy' && c.method === 'addProxy');
         if (!signer || !this.isActive(signer, number) || !adds) return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
         if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate))) return void ignore(out, `${where}: addProxy does not match the extrinsic`);
@@ -221,8 +219,7 @@ export class Registry {
       case 'unproxy': {
         // proxy(vault, batchAll[removeProxy(delegate), transferKeepAlive(signer, deposit), remark]) by a member,
         // for a delegate that is no longer a member (a member's proxy is never removed: the vault keeps a controller).
-        const vault = this.data.vault;
-        const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+        const batch = this.throughVault(top);
         const calls = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 3 ? batch.calls : undefined;
         const refund = calls?.[1].method === 'transferKeepAlive' ? calls[1].transfer : undefined;
         const removes = calls?.[0].pallet === 'proxy' && calls[0].method === 'removeProxy' && refund !== undefined && signer !== undefined && same(refund.dest, signer);
@@ -256,11 +253,16 @@ export class Registry {
     }
   }
 
+  /** The call that `call` makes as the vault: `inner` of proxy.proxy(vault, inner), else undefined. */
+  private throughVault(call: CallTree): CallTree | undefined {
+    const vault = this.data.vault;
+    return call.method === 'proxy' && vault && call.real && same(call.real, vault.account) ? call.calls?.[0] : undefined;
+  }
+
   /** The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, bound to the bytes. */
   private payoutTransfer(number: number, x: RelevantExtrinsic, encoded: Uint8Array, parent: CallTree | undefined, top: CallTree): { dest: Uint8Array; amount: bigint } | undefined {
-    const vault = this.data.vault;
     if (!x.signer || !this.isActive(x.signer, number)) return undefined;
-    const batch = top.method === 'proxy' && vault && top.real && same(top.real, vault.account) ? top.calls?.[0] : undefined;
+    const batch = this.throughVault(top);
     const transfer = batch?.method === 'batchAll' && parent === batch ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer : undefined;
     if (!transfer || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return undefined;
     return transfer;
