@@ -4,7 +4,7 @@ import type { Enclave } from '../enclave/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from './logger.ts';
-import type { CallRelay, CallUpdate } from './call-relay.ts';
+import type { CallRelay } from './call-relay.ts';
 import { toHex } from '../codec/wire.ts';
 
 export interface AuthorDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; relay: CallRelay }
@@ -24,9 +24,7 @@ export async function authorBlock(deps: AuthorDeps, opts: AuthorOptions, slot: b
   const seconds = (performance.now() - started) / 1000;
 
   const blockHash = toHex(p.hash);
-  // One update for the whole block (watchers only read it): not an object per call.
-  const inBlock: CallUpdate = Object.freeze({ status: 'inBlock', blockHash, blockNumber: p.number });
-  for (const h of p.included) relay.settle(h, inBlock);
+  relay.settleInBlock(p.included, blockHash, p.number);
   for (const r of p.rejected) relay.settle(r.hash, { status: 'invalid', code: r.code, message: r.message });
   metrics.blockProductionSeconds.observe(seconds);
   metrics.sidechainBlocksProduced.inc();

@@ -109,6 +109,12 @@ export class CallRelay {
     };
   }
 
+  /** Settles a block's calls as included: one update for the whole block (watchers only read it), not an object per call. */
+  settleInBlock(hashes: Iterable<string>, blockHash: string, blockNumber: number): void {
+    const inBlock: CallUpdate = Object.freeze({ status: 'inBlock', blockHash, blockNumber });
+    for (const h of hashes) this.settle(h, inBlock);
+  }
+
   /** Delivers a final update (inBlock or invalid) and forgets the watchers of that call. */
   settle(hash: string, update: CallUpdate): void {
     const set = this.watchers.get(hash);

@@ -13,7 +13,7 @@ import { PROPOSAL_SHARE, slotStartMs } from '../consensus/aura.ts';
 import { ParentWait } from '../consensus/parent-wait.ts';
 import { ed25519Verify } from '../crypto/primitives.ts';
 import type { ChainStatus, Network, Validation } from '../p2p/network.ts';
-import type { CallRelay, CallUpdate } from './call-relay.ts';
+import type { CallRelay } from './call-relay.ts';
 import { authorBlock } from './author.ts';
 import { bootstrap, createGenesis } from './bootstrap.ts';
 import type { Logger } from './logger.ts';
@@ -411,9 +411,7 @@ export class ChainService {
     m.eventLogEntries.set(b.number + 1);
     m.observeState(status);
     m.callPoolSize.set(status.poolSize);
-    // One update for the whole block (watchers only read it): not an object per call.
-    const inBlock: CallUpdate = Object.freeze({ status: 'inBlock', blockHash: '0x' + b.hash, blockNumber: b.number });
-    for (const h of calls) this.d.relay.settle(h, inBlock);
+    this.d.relay.settleInBlock(calls, '0x' + b.hash, b.number);
     this.d.onHeadChanged?.({ number: b.number, authored: false });
     this.parentWait.headIs(b.slot);
     // Authors snapshot after their own blocks (off the propagation path); imports only when no own block came for long.
@@ -657,7 +655,8 @@ export class ChainService {
       const r = await this.exclusive(() => this.ingest(blocks));
       if (r.invalid.length > 0 || bytes.length < this.o.syncBatch) return;
       const head = this.d.store.head();
-      if (head && blocks.some((b) => b.hash === hex(head.hash)) && (this.peerHeads.get(peer) ?? -1) - head.number > this.o.syncBatch) return 'far_behind';
+      const headHex = head && hex(head.hash);
+      if (head && blocks.some((b) => b.hash === headHex) && (this.peerHeads.get(peer) ?? -1) - head.number > this.o.syncBatch) return 'far_behind';
       from = blocks.at(-1)!.number + 1;
     }
   }
