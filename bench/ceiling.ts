@@ -2,7 +2,7 @@
 // with the enclave's own verifier, times the cores.
 import { availableParallelism } from 'node:os';
 import { x25519Generate } from '../src/crypto/primitives.ts';
-import { CallVerifier } from '../src/enclave/verifier.ts';
+import { CallVerifier } from '../src/enclave/calls/call-verifier.ts';
 import { buildTransfer } from '../src/client/calls.ts';
 import { benchAccount } from './accounts.ts';
 

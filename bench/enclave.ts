@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EnclaveCore, type EnclaveOptions } from '../src/enclave/core.ts';
-import { fromHex } from '../src/codec/wire.ts';
+import { fromHex } from '../src/protocol/wire.ts';
 import { benchTransfers } from './transfers.ts';
 import { benchPublicKeys } from './accounts.ts';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { fromHex } from '../src/codec/wire.ts';
+import { fromHex } from '../src/protocol/wire.ts';
 import { connectRpc } from '../src/client/rpc.ts';
 import { genesisBalances } from './accounts.ts';
 import { measureCeiling } from './ceiling.ts';

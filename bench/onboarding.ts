@@ -1,5 +1,5 @@
 // Onboarding: a validateer joins a set whose chain is already long, and fetches, verifies and replays
-// it from three peers at once (src/node/onboarding.ts) before it authors.
+// it from three peers at once (src/sync/onboarding.ts) before it authors.
 //
 // The chain (BENCH_ONBOARDING_BLOCKS, default 20,000 blocks) is generated offline in this process with
 // the enclave core of a fifth authority G (no parentchain, dev shard secrets, static authorities
@@ -23,10 +23,10 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { buildTransfer } from '../src/client/calls.ts';
 import { connectRpc, type RpcClient } from '../src/client/rpc.ts';
-import { fromHex, toHex } from '../src/codec/wire.ts';
+import { fromHex, toHex } from '../src/protocol/wire.ts';
 import { configSchema } from '../src/config/schema.ts';
 import { EnclaveCore } from '../src/enclave/core.ts';
-import { Enclave } from '../src/enclave/host.ts';
+import { Enclave } from '../src/enclave/boundary/host.ts';
 import { createLogger } from '../src/node/logger.ts';
 import { createNetwork } from '../src/p2p/network.ts';
 import { describeBlock } from '../src/sidechain/block-tree.ts';

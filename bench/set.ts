@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { buildTransfer } from '../src/client/calls.ts';
 import { connectRpc, type RpcClient } from '../src/client/rpc.ts';
-import { fromHex, toHex } from '../src/codec/wire.ts';
+import { fromHex, toHex } from '../src/protocol/wire.ts';
 import { configSchema } from '../src/config/schema.ts';
 import { benchAccount, benchPublicKeys, genesisBalances } from './accounts.ts';
 import { runLoad } from './load.ts';

@@ -1,7 +1,7 @@
 // The bench's load: pre-signed, pre-encrypted transfers from `senders` of the genesis accounts, in
 // nonce-major order (consecutive calls come from different senders, as from independent users).
 import { buildTransfer, type ShieldingKey } from '../src/client/calls.ts';
-import { toHex } from '../src/codec/wire.ts';
+import { toHex } from '../src/protocol/wire.ts';
 import { benchAccount, benchPublicKeys } from './accounts.ts';
 
 /** The requests as 0x-hex; their call hashes (hex) are appended to `hashes` when given. */

@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ValidateerClient, DEFAULT_RPC } from '../client/client.ts';
 import { Keystore, resolvePublicKey, signerFor, toAddress } from '../client/accounts.ts';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 import { parentchainCommands } from './parentchain-commands.ts';
 
 interface ClientFlags { rpc: string; keystore: string }

@@ -6,11 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Enclave } from '../enclave/host.ts';
+import { Enclave } from '../enclave/boundary/host.ts';
 import { loadConfig } from '../config/load.ts';
 import { enclaveInitFrom } from '../node/from-config.ts';
 import { startDevChain, type DevChain } from '../parentchain/devchain.ts';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 import { nodeProcessEnv } from '../node/process-env.ts';
 
 export interface DevnetFlags {

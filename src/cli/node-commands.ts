@@ -5,12 +5,12 @@ import { mkdirSync } from 'node:fs';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../node/logger.ts';
-import { Enclave } from '../enclave/host.ts';
+import { Enclave } from '../enclave/boundary/host.ts';
 import { BlockStore } from '../sidechain/store.ts';
-import { bootstrap } from '../node/bootstrap.ts';
+import { bootstrap } from '../chain/bootstrap.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
-import { toHex } from '../codec/wire.ts';
+import { toHex } from '../protocol/wire.ts';
 import type { DevnetFlags } from './devnet.ts';
 import type { JoinFlags } from './membership-commands.ts';
 

@@ -8,9 +8,9 @@ import { cryptoWaitReady, decodeAddress, encodeAddress } from '@polkadot/util-cr
 import { ValidateerClient } from '../client/client.ts';
 import { Keystore, isDevUri, resolvePublicKey, signerFor } from '../client/accounts.ts';
 import { buildTransfer, shieldCall } from '../client/calls.ts';
-import { ValidateerError } from '../codec/errors.ts';
-import { fromHex, toHex } from '../codec/wire.ts';
-import { encodeMessage } from '../parentchain/messages.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { fromHex, toHex } from '../protocol/wire.ts';
+import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { ExtrinsicSigner } from '../parentchain/api.ts';
 import { ed25519Signer, keyringSigner } from '../parentchain/signers.ts';
 import { connectParentchain, type SubstrateParentchain } from '../parentchain/substrate.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { cryptoWaitReady, decodeAddress, ed25519PairFromSeed, encodeAddress, keyExtractSuri, keyFromPath, mnemonicToMiniSecret } from '@polkadot/util-crypto';
 import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign } from '../crypto/primitives.ts';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 import type { Signer } from './calls.ts';
 
 export const SS58_PREFIX = 42;

@@ -6,9 +6,9 @@ import {
   GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, HPKE_INFO_SHIELD, concatBytes, SealedReply, ShieldedRequest, TrustedCallSigned,
   TrustedGetterSigned, callHash, callSigningPayload, decodeExact, getterSigningPayload,
   type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter,
-} from '../codec/wire.ts';
-import { ValidateerError } from '../codec/errors.ts';
-import { encodeMessage } from '../parentchain/messages.ts';
+} from '../protocol/wire.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { CallSpec } from '../parentchain/api.ts';
 
 export interface Signer { publicKey: Uint8Array; sign(message: Uint8Array): Uint8Array }

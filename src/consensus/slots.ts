@@ -1,6 +1,6 @@
 // Wakes up at the start of every slot and hands the slot to the author callback, one slot at a time:
 // if a slot's work overruns, the missed slots are skipped rather than queued.
-import { slotAt, slotStartMs } from './aura.ts';
+import { slotAt, slotStartMs } from '../protocol/aura.ts';
 
 export interface SlotWorkerOptions {
   slotDurationMs: number;

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { genesisBalance, type Config } from '../config/schema.ts';
 import { ConfigError } from '../config/load.ts';
-import type { EnclaveInit } from '../enclave/host.ts';
-import { fromHex } from '../codec/wire.ts';
+import type { EnclaveInit } from '../enclave/boundary/host.ts';
+import { fromHex } from '../protocol/wire.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
   return {

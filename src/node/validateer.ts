@@ -3,26 +3,26 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
-import { Enclave } from '../enclave/host.ts';
+import { Enclave } from '../enclave/boundary/host.ts';
 import { BlockStore } from '../sidechain/store.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import { startMetricsServer } from '../metrics/server.ts';
 import { startRpcServer, type RpcServer } from '../rpc/server.ts';
 import { createMethods } from '../rpc/methods.ts';
 import { SlotWorker } from '../consensus/slots.ts';
-import { fromHex, toHex } from '../codec/wire.ts';
+import { fromHex, toHex } from '../protocol/wire.ts';
 import { createNetwork, type Network } from '../p2p/network.ts';
-import { CallRelay } from './call-relay.ts';
+import { CallRelay } from '../calls/relay.ts';
 import { enclaveInitFrom, genesisBalances } from './from-config.ts';
-import { bootstrap, type BootstrapResult } from './bootstrap.ts';
-import { ChainService } from './chain.ts';
-import { forwardAcceptedCalls, onGossipCalls } from './call-gossip.ts';
+import { bootstrap, type BootstrapResult } from '../chain/bootstrap.ts';
+import { ChainService } from '../chain/chain.ts';
+import { forwardAcceptedCalls, onGossipCalls } from '../calls/gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
-import { ParentchainSync } from './parentchain-sync.ts';
-import { ShardSecrets } from './shard-secrets.ts';
-import { terminalProgress } from './progress.ts';
-import { ValidateerError } from '../codec/errors.ts';
+import { ParentchainSync } from '../parentchain/driver.ts';
+import { ShardSecrets } from '../sync/shard-secrets.ts';
+import { terminalProgress } from '../sync/progress.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 
 export interface Validateer {
   rpcUrl: string;

@@ -3,8 +3,8 @@
 // block frames that follow, or (error) a short UTF-8 reason. Provision answers ok with a bare code byte
 // and the opaque response in the next frame (it can exceed MAX_HEADER_BYTES).
 import { Bytes, Struct, u32, u64 } from 'scale-ts';
-import { ValidateerError } from '../codec/errors.ts';
-import { bytesView, decodeExact } from '../codec/wire.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { bytesView, decodeExact } from '../protocol/wire.ts';
 
 export const PROTOCOL_STATUS = '/validateer/status/1';
 export const PROTOCOL_BLOCKS_BY_RANGE = '/validateer/blocks-by-range/1';

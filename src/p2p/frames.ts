@@ -7,7 +7,7 @@ import { UnexpectedEOFError, byteStream } from '@libp2p/utils';
 import type { Stream } from '@libp2p/interface';
 import { Uint8ArrayList } from 'uint8arraylist';
 import { encode as varint } from 'uint8-varint';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 
 /** The most bytes a varint length prefix may take: 5 bytes encode up to 2^35 - 1. */
 const MAX_LENGTH_BYTES = 5;

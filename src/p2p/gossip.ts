@@ -9,8 +9,8 @@ import { StrictNoSign, TopicValidatorResult } from '@libp2p/gossipsub';
 import type { GossipSub, GossipsubOpts, Message } from '@libp2p/gossipsub';
 import type { PeerScoreParams, PeerScoreThresholds, TopicScoreParams } from '@libp2p/gossipsub/score';
 import type { PeerId } from '@libp2p/interface';
-import { ValidateerError } from '../codec/errors.ts';
-import { bytesView, toHex } from '../codec/wire.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { bytesView, toHex } from '../protocol/wire.ts';
 import type { Logger } from '../node/logger.ts';
 
 export type Validation = 'accept' | 'ignore' | 'reject';

@@ -3,7 +3,7 @@
 // Everything below it is wired here and nowhere else; the node only sees this interface.
 import type { Libp2pEvents, PeerId } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 import type { Logger } from '../node/logger.ts';
 import type { ChainStatus } from './codec.ts';
 import { Dialer } from './dialer.ts';

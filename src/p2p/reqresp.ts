@@ -4,7 +4,7 @@
 // requests with an error code instead of dropping the stream, and never lets one request's failure
 // affect the others.
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 import type { Logger } from '../node/logger.ts';
 import {
   type ChainStatus, type Protocol, HASH_BYTES, MAX_HEADER_BYTES, PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE,

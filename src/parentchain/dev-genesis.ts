@@ -5,8 +5,8 @@
 import { blake2b } from '@noble/hashes/blake2.js';
 import { xxhashAsU8a } from '@polkadot/util-crypto';
 import { Struct, u32, u64, u128 } from 'scale-ts';
-import { ValidateerError } from '../codec/errors.ts';
-import { concatBytes, fromHex, toHex } from '../codec/wire.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { concatBytes, fromHex, toHex } from '../protocol/wire.ts';
 
 export interface RawChainSpec {
   name: string;

@@ -6,8 +6,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
-import { ValidateerError } from '../codec/errors.ts';
-import { toHex } from '../codec/wire.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { toHex } from '../protocol/wire.ts';
 import type { DevChainFailed, DevChainInit, DevChainReady, DevChainReply, DevChainRequest } from './devchain-process.ts';
 
 export const DEV_ACCOUNT_NAMES = ['Alice', 'Bob', 'Charlie', 'Dave', 'Eve', 'Ferdie'] as const;

@@ -3,7 +3,7 @@
 // (the sr25519 dev accounts //Alice ...).
 import { blake2b } from '@noble/hashes/blake2.js';
 import type { KeyringPair } from '@polkadot/keyring/types';
-import { ValidateerError } from '../codec/errors.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign } from '../crypto/primitives.ts';
 import type { ExtrinsicSigner } from './api.ts';
 

@@ -9,8 +9,8 @@ import type { Registry, SignerPayloadRaw, SignerResult } from '@polkadot/types/t
 import type { Call, DispatchError, EventRecord, Extrinsic, Header } from '@polkadot/types/interfaces';
 import { u8aToHex, hexToU8a, u8aConcat, u8aEq } from '@polkadot/util';
 import { blake2AsU8a, decodeAddress, encodeAddress } from '@polkadot/util-crypto';
-import { ValidateerError } from '../codec/errors.ts';
-import { bytesView } from '../codec/wire.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { bytesView } from '../protocol/wire.ts';
 import type {
   Balance, BlockOptions, CallSpec, ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall,
   ParentchainEvent, ParentchainExtrinsic, ParentchainHeader, ScanOptions, SubmitOptions, SubmitResult,

@@ -2,12 +2,12 @@
 // failures map to stable application error codes with the enclave's reason code in `data`.
 import { z } from 'zod';
 import { RpcError, type RpcHandler } from './server.ts';
-import type { Enclave } from '../enclave/host.ts';
+import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
-import type { CallRelay, CallUpdate } from '../node/call-relay.ts';
+import type { CallRelay, CallUpdate } from '../calls/relay.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { SignedBlock, headerHash } from '../sidechain/block.ts';
-import { bytesView, decodeExact, fromHex, parseHex, toHex } from '../codec/wire.ts';
+import { SignedBlock, headerHash } from '../protocol/block.ts';
+import { bytesView, decodeExact, fromHex, parseHex, toHex } from '../protocol/wire.ts';
 
 /** Application error codes (JSON-RPC reserves -32768..-32000 for itself; these are server errors). */
 export const RpcCodes = {

@@ -1,6 +1,6 @@
 // Blocks known but not in the canonical chain: side branches (which may win later) and blocks whose
 // parent has not arrived yet. Kept in memory, bounded; the canonical chain lives in the BlockStore.
-import { decodeBlock, type SignedBlock } from './block.ts';
+import { decodeBlock, type SignedBlock } from '../protocol/block.ts';
 import { sha256 } from '../crypto/primitives.ts';
 
 export interface TreeBlock {

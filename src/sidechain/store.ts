@@ -3,9 +3,9 @@
 // written in one atomic batch: a kill -9 leaves either all of them or none. The batch is synced to disk
 // unless the caller says the block has another durable home (see append).
 import { ClassicLevel } from 'classic-level';
-import { ValidateerError } from '../codec/errors.ts';
-import { bytesView, decodeExact } from '../codec/wire.ts';
-import { SignedBlock, headerHash } from './block.ts';
+import { ValidateerError } from '../protocol/errors.ts';
+import { bytesView, decodeExact } from '../protocol/wire.ts';
+import { SignedBlock, headerHash } from '../protocol/block.ts';
 
 function blockIndexes(bytes: Uint8Array): { hash: Uint8Array; callHashes: Uint8Array[] } {
   const b = decodeExact(SignedBlock, bytes, 'stored block');

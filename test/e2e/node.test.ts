@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { ValidateerClient, type CallUpdate, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount, resolvePublicKey, toAddress, type Account } from '../../src/client/accounts.ts';
 import { buildTransfer } from '../../src/client/calls.ts';
-import { toHex } from '../../src/codec/wire.ts';
-import { Sealer } from '../../src/enclave/sealing.ts';
-import { computeMeasurement } from '../../src/enclave/measurement.ts';
-import { loadOrCreateKeys } from '../../src/enclave/keys.ts';
+import { toHex } from '../../src/protocol/wire.ts';
+import { Sealer } from '../../src/enclave/keys/sealing.ts';
+import { computeMeasurement } from '../../src/enclave/keys/measurement.ts';
+import { loadOrCreateKeys } from '../../src/enclave/keys/keys.ts';
 import {
   GENESIS_AMOUNT, cleanupTempDirs, filesContaining, listFiles, restartNode, runCli, scrapeMetrics, sleep, startNode, tempDir, waitFor,
   type NodeHandle,

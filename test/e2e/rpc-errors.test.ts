@@ -7,7 +7,7 @@ import { WebSocket } from 'ws';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { buildTransfer } from '../../src/client/calls.ts';
-import { ShieldedRequest, fromHex, toHex } from '../../src/codec/wire.ts';
+import { ShieldedRequest, fromHex, toHex } from '../../src/protocol/wire.ts';
 import { GENESIS_AMOUNT, cleanupTempDirs, scrapeMetrics, startNode, waitFor, type NodeHandle } from './harness.ts';
 
 interface Reply { jsonrpc: string; id: number | string | null; result?: unknown; error?: { code: number; message: string; data?: unknown } }

@@ -6,18 +6,18 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { EnclaveCore } from '../../src/enclave/core.ts';
-import { ProvisionRequest, requestBinding } from '../../src/enclave/provisioning.ts';
-import { simulatedProvider } from '../../src/enclave/attestation.ts';
-import { SIM_SIGNER_ID, Sealer } from '../../src/enclave/sealing.ts';
+import { ProvisionRequest, requestBinding } from '../../src/enclave/keys/provisioning.ts';
+import { simulatedProvider } from '../../src/enclave/keys/attestation.ts';
+import { SIM_SIGNER_ID, Sealer } from '../../src/enclave/keys/sealing.ts';
 import { aesGcmOpen, sha256 } from '../../src/crypto/primitives.ts';
-import { loadOrCreateKeys } from '../../src/enclave/keys.ts';
-import { computeMeasurement } from '../../src/enclave/measurement.ts';
-import { SignedBlock, transitionsAad } from '../../src/sidechain/block.ts';
+import { loadOrCreateKeys } from '../../src/enclave/keys/keys.ts';
+import { computeMeasurement } from '../../src/enclave/keys/measurement.ts';
+import { SignedBlock, transitionsAad } from '../../src/protocol/block.ts';
 import { configSchema } from '../../src/config/schema.ts';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { concatBytes, decodeExact, fromHex } from '../../src/codec/wire.ts';
+import { concatBytes, decodeExact, fromHex } from '../../src/protocol/wire.ts';
 import {
   cleanupTempDirs, createEnclaveKeys, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, startTestPeer, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';

@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import type { Network } from '../../src/p2p/network.ts';
-import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, signatureHash, transitionsAad, type Header } from '../../src/sidechain/block.ts';
-import { slotAt } from '../../src/consensus/aura.ts';
+import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, signatureHash, transitionsAad, type Header } from '../../src/protocol/block.ts';
+import { slotAt } from '../../src/protocol/aura.ts';
 import { aesGcmSeal, ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, randomNonce } from '../../src/crypto/primitives.ts';
-import { devShardSecrets } from '../../src/enclave/keys.ts';
-import { joinItems } from '../../src/enclave/state.ts';
-import { decodeExact, fromHex, toHex } from '../../src/codec/wire.ts';
+import { devShardSecrets } from '../../src/enclave/keys/keys.ts';
+import { joinItems } from '../../src/enclave/state/state.ts';
+import { decodeExact, fromHex, toHex } from '../../src/protocol/wire.ts';
 import { cleanupTempDirs, createEnclaveKeys, restartNode, scrapeMetrics, startNode, startTestPeer, tempDir, waitFor, type NodeHandle } from './harness.ts';
 
 const SLOT_MS = 300;

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
-import { ShieldedRequest, TrustedCallSigned, MAX_MEMO_BYTES, type GetterReply, type TrustedCall, type TrustedGetter } from '../../src/codec/wire.ts';
-import { SignedBlock } from '../../src/sidechain/block.ts';
+import { ShieldedRequest, TrustedCallSigned, MAX_MEMO_BYTES, type GetterReply, type TrustedCall, type TrustedGetter } from '../../src/protocol/wire.ts';
+import { SignedBlock } from '../../src/protocol/block.ts';
 import { x25519Generate } from '../../src/crypto/primitives.ts';
 import { codeOf } from '../helpers/errors.ts';
 

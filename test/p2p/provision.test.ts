@@ -12,7 +12,7 @@ import { tcp } from '@libp2p/tcp';
 import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import { ValidateerError } from '../../src/codec/errors.ts';
+import { ValidateerError } from '../../src/protocol/errors.ts';
 import { createLogger } from '../../src/node/logger.ts';
 import { DEFAULT_LIMITS, createNetwork } from '../../src/p2p/network.ts';
 import type { Network, NetworkHandlers, NetworkLimits } from '../../src/p2p/network.ts';

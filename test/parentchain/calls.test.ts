@@ -13,17 +13,17 @@ import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { connectParentchain, createPureProxy, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
-import { encodeMessage, isOurRemark } from '../../src/parentchain/messages.ts';
+import { encodeMessage, isOurRemark } from '../../src/protocol/parentchain-messages.ts';
 import type { CallSpec, ExtrinsicSigner, ParentchainBlock, ParentchainCall, ParentchainEvent, SubmitResult } from '../../src/parentchain/api.ts';
 import {
   addProxyCall, batchAllCall, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, removeProxyCall, transferKeepAliveCall, type CallIndices,
-} from '../../src/enclave/parentchain-calls.ts';
-import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/light-client.ts';
-import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/registry.ts';
-import type { ImportedBlock } from '../../src/enclave/parentchain-view.ts';
+} from '../../src/enclave/parentchain/calls.ts';
+import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/parentchain/light-client.ts';
+import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/parentchain/registry.ts';
+import type { ImportedBlock } from '../../src/enclave/parentchain/view.ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { HpkeSuite } from '../../src/crypto/hpke.ts';
-import { concatBytes } from '../../src/codec/wire.ts';
+import { concatBytes } from '../../src/protocol/wire.ts';
 import { buildGetter, shield, signCall } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { waitFor } from '../e2e/harness.ts';
@@ -143,7 +143,7 @@ function toTree(c: ParentchainCall): CallTree {
   };
 }
 const hasOurRemark = (c: ParentchainCall): boolean => (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
-/** What the node hands the enclave for a block (as src/node/parentchain-sync.ts does). */
+/** What the node hands the enclave for a block (as src/parentchain/driver.ts does). */
 function toImport(b: ParentchainBlock): ImportedBlock {
   return {
     header: b.header.encoded,

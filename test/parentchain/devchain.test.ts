@@ -8,7 +8,7 @@ import { u8aEq } from '@polkadot/util';
 import { startDevChain, DEV_ACCOUNT_BALANCE, type DevChain } from '../../src/parentchain/devchain.ts';
 import { connectParentchain, createPureProxy, proxyTransfer, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
-import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src/parentchain/messages.ts';
+import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src/protocol/parentchain-messages.ts';
 import type { ExtrinsicSigner, ParentchainBlock, ParentchainExtrinsic } from '../../src/parentchain/api.ts';
 import { sleep, waitFor } from '../e2e/harness.ts';
 

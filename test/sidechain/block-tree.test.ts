@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockTree, describeBlock, type TreeBlock } from '../../src/sidechain/block-tree.ts';
-import { isBetter } from '../../src/sidechain/fork-choice.ts';
-import { SignedBlock, headerHash } from '../../src/sidechain/block.ts';
+import { isBetter } from '../../src/chain/fork-choice.ts';
+import { SignedBlock, headerHash } from '../../src/protocol/block.ts';
 import { sha256 } from '../../src/crypto/primitives.ts';
 import { codeOf } from '../helpers/errors.ts';
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore, type StoredBlock } from '../../src/sidechain/store.ts';
-import { SignedBlock, headerHash } from '../../src/sidechain/block.ts';
+import { SignedBlock, headerHash } from '../../src/protocol/block.ts';
 import { sha256 } from '../../src/crypto/primitives.ts';
 
 const SHARD = new Uint8Array(32).fill(0x55);

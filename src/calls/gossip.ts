@@ -1,0 +1,27 @@
+// Encrypted calls between validateers: the enclave re-seals the calls it accepted from local clients
+// in one batch under the shard's forwarding key (src/enclave/calls/forwarding.ts); the batch is gossiped,
+// and peers' enclaves open it and add the calls to their pools, so whichever validateer authors next
+// has them. A batch that does not open under a shard key or does not decode marks its sender.
+import type { Network, Validation } from '../p2p/network.ts';
+import type { CallRelay } from './relay.ts';
+import type { Logger } from '../node/logger.ts';
+
+/** Rejections of a whole batch that no honest validateer forwards: the sender is penalised. */
+const MALICIOUS = new Set(['DECODE_FAILED', 'DECRYPT_FAILED']);
+
+/** Gossips every batch the enclave accepted from local clients. */
+export function forwardAcceptedCalls(relay: CallRelay, network: Network, logger: Logger): void {
+  relay.forwardWanted = () => network.connectedPeers().length > 0;
+  relay.onForward = (envelope) => {
+    network.publishCall(envelope).catch((err: Error) => logger.debug({ err: err.message }, 'calls not gossiped'));
+  };
+}
+
+/** Gossip validation of a forwarded batch: accept if it brought a new call, reject if it is forged or malformed. */
+export async function onGossipCalls(relay: CallRelay, bytes: Uint8Array): Promise<Validation> {
+  try {
+    return (await relay.submitForwarded(bytes)).accepted > 0 ? 'accept' : 'ignore';
+  } catch (err) {
+    return MALICIOUS.has((err as { code?: string }).code ?? '') ? 'reject' : 'ignore';
+  }
+}

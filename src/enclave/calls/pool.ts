@@ -1,0 +1,89 @@
+// The enclave's call pool: verified calls waiting for a block, per sender ordered by nonce (like
+// Substrate's ready/future pool). Senders are served in order of first arrival for fairness.
+import type { TrustedCall } from '../../protocol/wire.ts';
+import { RejectCode } from '../boundary/errors.ts';
+
+export interface PoolEntry {
+  hash: string; // hex call hash
+  sender: string; // the account's key (state.ts accountKey)
+  nonce: number;
+  call: TrustedCall;
+  addedAtMs: number;
+}
+
+export interface PoolLimits { maxPending: number; maxNonceAhead: number; futureTtlMs: number }
+export type AddResult = { status: 'ready' | 'future' } | { status: 'invalid'; code: RejectCode; message: string };
+
+export class CallPool {
+  private readonly bySender = new Map<string, Map<number, PoolEntry>>();
+  private readonly byHash = new Map<string, PoolEntry>();
+  private readonly limits: PoolLimits;
+
+  constructor(limits: PoolLimits) {
+    this.limits = limits;
+  }
+
+  get size(): number {
+    return this.byHash.size;
+  }
+
+  has(hash: string): boolean {
+    return this.byHash.has(hash);
+  }
+
+  /** accountNonce: the sender's nonce in the current state. */
+  add(entry: PoolEntry, accountNonce: number): AddResult {
+    if (this.byHash.has(entry.hash)) return { status: 'invalid', code: RejectCode.DUPLICATE, message: 'call is already in the pool' };
+    if (entry.nonce < accountNonce) return { status: 'invalid', code: RejectCode.STALE_NONCE, message: `nonce ${entry.nonce} already used; account nonce is ${accountNonce}` };
+    if (entry.nonce - accountNonce > this.limits.maxNonceAhead) {
+      return { status: 'invalid', code: RejectCode.NONCE_TOO_FAR, message: `nonce ${entry.nonce} is more than ${this.limits.maxNonceAhead} ahead of account nonce ${accountNonce}` };
+    }
+    let calls = this.bySender.get(entry.sender);
+    if (calls?.has(entry.nonce)) return { status: 'invalid', code: RejectCode.DUPLICATE, message: `a call with nonce ${entry.nonce} from this account is already pending` };
+    if (this.byHash.size >= this.limits.maxPending) return { status: 'invalid', code: RejectCode.POOL_FULL, message: 'call pool is full' };
+    if (!calls) this.bySender.set(entry.sender, (calls = new Map()));
+    calls.set(entry.nonce, entry);
+    this.byHash.set(entry.hash, entry);
+    let n = accountNonce;
+    while (calls.has(n) && n < entry.nonce) n++;
+    return { status: n === entry.nonce ? 'ready' : 'future' };
+  }
+
+  remove(hash: string): PoolEntry | undefined {
+    const e = this.byHash.get(hash);
+    if (!e) return undefined;
+    this.byHash.delete(hash);
+    const calls = this.bySender.get(e.sender)!;
+    calls.delete(e.nonce);
+    if (calls.size === 0) this.bySender.delete(e.sender);
+    return e;
+  }
+
+  /** Senders in arrival order with their pending calls; iteration is safe against removal. */
+  *senders(): Generator<[string, Map<number, PoolEntry>]> {
+    for (const s of [...this.bySender.keys()]) {
+      const calls = this.bySender.get(s);
+      if (calls) yield [s, calls];
+    }
+  }
+
+  /** Drops calls whose nonce can no longer be used or whose gap was not filled in time. */
+  prune(nowMs: number, accountNonce: (sender: string) => number): { entry: PoolEntry; code: RejectCode; message: string }[] {
+    const dropped: { entry: PoolEntry; code: RejectCode; message: string }[] = [];
+    // Walks every pending sender (thousands under load): no copies; the drops are removed after the walk.
+    for (const [sender, calls] of this.bySender) {
+      const n = accountNonce(sender);
+      // Calls in an unbroken run from the account nonce are ready, however long they waited.
+      let runEnd = n;
+      while (calls.has(runEnd)) runEnd++;
+      for (const e of calls.values()) {
+        if (e.nonce < n) dropped.push({ entry: e, code: RejectCode.STALE_NONCE, message: `nonce ${e.nonce} already used; account nonce is ${n}` });
+        else if (e.nonce > runEnd && nowMs - e.addedAtMs > this.limits.futureTtlMs) {
+          dropped.push({ entry: e, code: RejectCode.NONCE_GAP_EXPIRED, message: `nonce gap before ${e.nonce} not filled within ${this.limits.futureTtlMs} ms` });
+        }
+      }
+    }
+    for (const d of dropped) this.remove(d.entry.hash);
+    return dropped;
+  }
+}

@@ -1,0 +1,340 @@
+// Everything the enclave knows of the parentchain, sealed to the data directory after every change:
+// the light client head, the registry, the effects waiting for a sidechain block, and the duties
+// (extrinsics the enclave wants sent) with the ones in flight. A duty is signed at most once per
+// mortality window: its birth block and period are sealed before the signature leaves the enclave,
+// and it is offered again only once the light client has passed its death without seeing it done.
+// That makes payouts exactly-once across crashes of the host or the enclave.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Bytes, Option, Struct, Vector, str, u32, u128 } from 'scale-ts';
+import { decodeExact } from '../../protocol/wire.ts';
+import { MESSAGE_MAGIC, encodeMessage } from '../../protocol/parentchain-messages.ts';
+import { EnclaveError } from '../boundary/errors.ts';
+import { LightClient, type Checkpoint } from './light-client.ts';
+import {
+  CallIndices, CallIndicesV1, REMOVE_PROXY_CALL, addProxyCall, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, removeProxyCall,
+  transferKeepAliveCall,
+} from './calls.ts';
+import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
+import { writeFileAtomic, type Sealer } from '../keys/sealing.ts';
+import type { Withdrawal } from '../state/state.ts';
+
+const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
+type InFlight = ReturnType<typeof InFlight.dec>;
+/** The sealed fields after the call indices. */
+const viewTail = {
+  existentialDeposit: u128,
+  head: Struct({ number: u32, hash: Bytes(32) }),
+  registry: RegistryData,
+  pending: Vector(Effect),
+  inFlight: Vector(InFlight),
+  /** Recent verified block hashes: a duty's birth block is looked up here to know when it dies. */
+  recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
+};
+const SealedView = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail });
+/** The layout of earlier builds, whose sealed indices had no removeProxy. */
+const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail });
+
+/** The sealed view, in the current layout or the previous one (removeProxy then taken from pallet_proxy's fixed call index). */
+function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
+  try {
+    return decodeExact(SealedView, bytes, 'sealed parentchain view');
+  } catch (err) {
+    let old: ReturnType<typeof SealedViewV1.dec>;
+    try {
+      old = decodeExact(SealedViewV1, bytes, 'sealed parentchain view');
+    } catch {
+      throw err;
+    }
+    return { ...old, callIndices: { ...old.callIndices, removeProxy: { pallet: old.callIndices.addProxy.pallet, call: REMOVE_PROXY_CALL } } };
+  }
+}
+const RECENT_KEPT = 512;
+const AUTHORIZED_KEPT = 64;
+
+export interface ImportedBlock { header: Uint8Array; extrinsics: Uint8Array[]; relevant: RelevantExtrinsic[] }
+/**
+ * proxyDepositFactor comes from the current runtime at every start and is not sealed (a runtime upgrade
+ * may change it). A wrong one from the host makes a proxy duty fail, or moves more of this enclave's
+ * own account into the shard's vault than the deposit takes: nothing leaves the shard.
+ */
+export interface ParentchainInitParams { genesisHash: Uint8Array; checkpoint?: Checkpoint; callIndices: CallIndices; existentialDeposit: bigint; proxyDepositFactor: bigint }
+export interface Duty { key: string; callData: Uint8Array; description: string }
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+
+export class ParentchainView {
+  readonly lightClient: LightClient;
+  readonly registry: Registry;
+  readonly callIndices: CallIndices;
+  readonly existentialDeposit: bigint;
+  /** What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams). */
+  private readonly proxyDepositFactor: bigint;
+  private pending: Effect[];
+  private readonly inFlight: Map<string, InFlight>;
+  private readonly recent: Map<string, number>;
+  /** Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors). */
+  private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null }>();
+  private readonly path: string;
+  private readonly sealer: Sealer;
+  private readonly signingKey: Uint8Array;
+  private readonly shard: Uint8Array;
+
+  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices }, proxyDepositFactor: bigint) {
+    this.path = path;
+    this.sealer = sealer;
+    this.signingKey = signingKey;
+    this.shard = ctx.shard;
+    this.callIndices = s.callIndices;
+    this.existentialDeposit = s.existentialDeposit;
+    this.proxyDepositFactor = proxyDepositFactor;
+    this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
+    this.registry = new Registry(ctx, s.registry);
+    this.pending = s.pending;
+    this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
+    this.recent = new Map(s.recent.map((r) => [hex(r.hash), r.number]));
+  }
+
+  /**
+   * Opens the sealed view, or starts one from the trusted genesis (or checkpoint) on first use. A
+   * sealed view for another genesis is refused: the data directory belongs to another parentchain.
+   */
+  static open(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>, init: ParentchainInitParams): ParentchainView {
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    let s: ReturnType<typeof SealedView.dec>;
+    if (existsSync(path)) {
+      s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+      if (!same(s.genesisHash, init.genesisHash)) {
+        throw new EnclaveError('PARENTCHAIN_GENESIS_MISMATCH', `this data directory follows parentchain 0x${hex(s.genesisHash)}, not 0x${hex(init.genesisHash)}`);
+      }
+    } else {
+      const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
+      s = {
+        genesisHash: init.genesisHash, callIndices: init.callIndices, existentialDeposit: init.existentialDeposit, head,
+        registry: new Registry({ ...ctx, callIndices: init.callIndices }).data, pending: [], inFlight: [], recent: [],
+      };
+    }
+    // The sealed indices with the current runtime's account formats (see CallIndices).
+    const callIndices: CallIndices = { ...s.callIndices, proxyRealAccountId: init.callIndices.proxyRealAccountId, addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId };
+    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices }, { ...s, callIndices }, init.proxyDepositFactor);
+    view.persist();
+    return view;
+  }
+
+  /** The sealed view as last written, or null (offline use: replay needs the registry to know the authors). */
+  static load(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>): ParentchainView | null {
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    if (!existsSync(path)) return null;
+    const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n); // offline: no duties
+  }
+
+  private persist(): void {
+    const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
+    const bytes = SealedView.enc({
+      genesisHash: this.lightClient.genesisHash, callIndices: this.callIndices, existentialDeposit: this.existentialDeposit,
+      head: { number: this.lightClient.number, hash: this.lightClient.hash }, registry: this.registry.data,
+      pending: this.pending, inFlight: [...this.inFlight.values()], recent,
+    });
+    writeFileAtomic(this.path, this.sealer.seal('signer', 'parentchain', bytes));
+  }
+
+  /** Verifies and applies finalized blocks in order; persists once at the end. */
+  importBlocks(blocks: ImportedBlock[]): { observations: Observation[]; effects: number } {
+    const observations: Observation[] = [];
+    let effects = 0;
+    try {
+      for (const b of blocks) {
+        // Checked before the header is accepted: a block is applied whole or not at all.
+        const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
+        if (missing) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`);
+        // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
+        // whose bytes carry our magic and our shard id has to be handed over decoded (the registry
+        // then decides). Messages for other shards need not be decoded at all.
+        const listed = new Set(b.relevant.map((x) => x.index));
+        const hidden = b.extrinsics.findIndex((x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard));
+        if (hidden >= 0) throw new EnclaveError('PARENTCHAIN_HIDDEN_EXTRINSIC', `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`);
+        const h = this.lightClient.import(b.header, b.extrinsics);
+        this.remember(h.number, h.hash);
+        for (const x of b.relevant) {
+          const found = this.registry.apply(h.number, x, b.extrinsics[x.index], observations);
+          this.pending.push(...found);
+          effects += found.length;
+        }
+        this.expireDuties(h.number);
+      }
+      // Effects are dropped only once a final block executed them: a reorg of unfinalized blocks
+      // must find them again.
+      if (this.registry.anchoredProcessed !== undefined) this.settledUpTo(this.registry.anchoredProcessed);
+    } finally {
+      this.persist(); // what was verified before a bad block stays verified
+    }
+    return { observations, effects };
+  }
+
+  private remember(number: number, hash: Uint8Array): void {
+    this.recent.set(hex(hash), number);
+    if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
+    for (const f of this.inFlight.values()) {
+      if (f.death === undefined && same(f.birthHash, hash)) f.death = number + f.period;
+    }
+  }
+
+  /**
+   * Duties whose extrinsic can no longer be included (past death) and duties seen done are dropped.
+   * A done duty's call bytes lose their authorization too (done by us or, like the reserve, by
+   * anyone): a payout stops looking done once its effect is settled, and must not be signable then.
+   */
+  private expireDuties(number: number): void {
+    for (const [key, f] of this.inFlight) {
+      if (this.dutyDone(key) || (f.death !== undefined && number >= f.death)) this.inFlight.delete(key);
+    }
+    for (const [h, a] of this.authorized) if (a.duty !== null && this.dutyDone(a.duty)) this.authorized.delete(h);
+  }
+
+  private dutyDone(key: string): boolean {
+    const r = this.registry;
+    if (key === 'register') return r.isActive(this.signingKey, this.lightClient.number);
+    if (key === 'vault') return r.data.vault !== undefined;
+    if (key === 'reserve') return r.data.reserveFunded !== undefined;
+    if (key.startsWith('proxy:')) return r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(6), 'hex')));
+    if (key.startsWith('unproxy:')) return !r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(8), 'hex')));
+    if (key.startsWith('payout:')) return this.pending.some((e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key);
+    return false;
+  }
+
+  // ---------- effects for sidechain blocks ----------
+
+  /** Whether (number, hash) is a verified parentchain block; undefined when it is older than what is remembered. */
+  knowsBlock(number: number, hash: Uint8Array): boolean | undefined {
+    if (number > this.lightClient.number) return false;
+    if (number === this.lightClient.number) return same(hash, this.lightClient.hash);
+    const n = this.recent.get(hex(hash));
+    if (n !== undefined) return n === number;
+    return this.recent.size === 0 || number < Math.min(...this.recent.values()) ? undefined : false;
+  }
+
+  /** Effects from parentchain blocks after `afterNumber` (what the sidechain has not executed yet). */
+  effectsAfter(afterNumber: number): Effect[] {
+    return this.pending.filter((e) => e.parentchainNumber > afterNumber);
+  }
+
+  /** A final sidechain block executed effects up to `number`: drop them. */
+  settledUpTo(number: number): void {
+    const before = this.pending.length;
+    this.pending = this.pending.filter((e) => e.parentchainNumber > number);
+    if (this.pending.length !== before) this.persist();
+  }
+
+  // ---------- duties and signing ----------
+
+  /**
+   * What this enclave should send now. Registration while it is not a member; the first member
+   * creates the vault, funds its keep-alive reserve, makes every member a proxy of the vault, and
+   * pays out withdrawals.
+   */
+  duties(input: { quote: (userData: Uint8Array) => Uint8Array; shard: Uint8Array; peerId: string; p2pAddresses: string[]; encryptionKey: Uint8Array; unpaid: Withdrawal[] }): Duty[] {
+    const out: Duty[] = [];
+    const r = this.registry;
+    const number = this.lightClient.number;
+    const offer = (key: string, callData: Uint8Array, description: string) => {
+      if (this.inFlight.has(key)) return;
+      this.authorize(callData, key);
+      out.push({ key, callData, description });
+    };
+    if (!r.isActive(this.signingKey, number)) {
+      const quote = input.quote(registrationUserData(input.shard, input.peerId, input.p2pAddresses, input.encryptionKey));
+      const message = encodeMessage({ tag: 'register', value: { shard: input.shard, quote, signingKey: this.signingKey, p2pAddresses: input.p2pAddresses, peerId: input.peerId, encryptionKey: input.encryptionKey } });
+      offer('register', remarkCall(this.callIndices, message), 'register this enclave');
+      return out;
+    }
+    const first = r.activeAt(number)[0];
+    if (!first || !same(first.signingKey, this.signingKey)) return out;
+    const ix = this.callIndices;
+    const vault = r.data.vault;
+    if (!vault) {
+      offer('vault', batchAllCall(ix, [createPureCall(ix), remarkCall(ix, encodeMessage({ tag: 'vault', value: { shard: input.shard } }))]), 'create the shard vault');
+      return out;
+    }
+    if (r.data.reserveFunded === undefined) {
+      const remark = remarkCall(ix, encodeMessage({ tag: 'reserve', value: { shard: input.shard } }));
+      offer('reserve', batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]), 'fund the vault keep-alive reserve');
+    }
+    // Every member's enclave account becomes a proxy of the vault, so any of them can pay out later.
+    // pallet_proxy reserves the proxy's deposit from the vault, which holds only the keep-alive reserve
+    // and shielded funds: this enclave's account pays the deposit into the vault in the same batch.
+    for (const m of r.activeAt(number)) {
+      const key = `proxy:${hex(m.signingKey)}`;
+      if (this.dutyDone(key)) continue;
+      const remark = remarkCall(ix, encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }));
+      const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
+      const callData = this.proxyDepositFactor > 0n ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add]) : add;
+      offer(key, callData, `add validateer ${hex(m.signingKey).slice(0, 8)}… as a vault proxy`);
+    }
+    // A member that left no longer controls the vault. Only a proxy can act for the vault, and this
+    // member (never removed itself) stays one, so the vault always keeps a controller. The removal
+    // frees the departed one's deposit in the vault: it goes back to this enclave's account, so the
+    // vault still holds exactly the reserve and the shielded funds.
+    if (r.isVaultProxy(this.signingKey)) {
+      for (const p of r.data.vaultProxies) {
+        const key = `unproxy:${hex(p)}`;
+        if (r.isActive(p, number) || this.dutyDone(key)) continue;
+        const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
+        const refund = transferKeepAliveCall(ix, this.signingKey, this.proxyDepositFactor);
+        offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])), `remove departed validateer ${hex(p).slice(0, 8)}… as a vault proxy`);
+      }
+    }
+    for (const w of input.unpaid) {
+      const key = `payout:${w.id}`;
+      if (this.dutyDone(key)) continue;
+      const remark = remarkCall(ix, encodeMessage({ tag: 'payout', value: { shard: input.shard, withdrawal: w.id } }));
+      offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [transferKeepAliveCall(ix, w.beneficiary, w.amount), remark])), `pay withdrawal ${w.id}`);
+    }
+    return out;
+  }
+
+  /** Call bytes of this enclave's unregistration (the operator's `validateer leave`). */
+  unregisterCall(shard: Uint8Array): Uint8Array {
+    if (!this.registry.isActive(this.signingKey, this.lightClient.number)) throw new EnclaveError('NOT_MEMBER', 'this enclave is not a registered member of the shard');
+    const callData = remarkCall(this.callIndices, encodeMessage({ tag: 'unregister', value: { shard, signingKey: this.signingKey } }));
+    this.authorize(callData, null);
+    return callData;
+  }
+
+  /** Call bytes for an anchor remark (signed without exactly-once tracking: a lost anchor is just re-sent later). */
+  anchorCall(message: Uint8Array): Uint8Array {
+    const callData = remarkCall(this.callIndices, message);
+    this.authorize(callData, null);
+    return callData;
+  }
+
+  private authorize(callData: Uint8Array, duty: string | null): void {
+    this.authorized.set(hex(callData), { callData, duty });
+    if (this.authorized.size > AUTHORIZED_KEPT) this.authorized.delete(this.authorized.keys().next().value!);
+  }
+
+  /**
+   * Checks a signing payload before the enclave signs it: it must start with call bytes this enclave
+   * built. For a duty the payload must be mortal; the duty is sealed as in flight before returning.
+   */
+  admitPayload(payload: Uint8Array): void {
+    for (const { callData, duty } of this.authorized.values()) {
+      if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
+      if (duty === null) return;
+      if (this.inFlight.has(duty)) throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
+      const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
+      if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
+      const birth = this.recent.get(hex(mortality.birthHash));
+      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death: birth === undefined ? undefined : birth + mortality.period });
+      this.persist();
+      return;
+    }
+    throw new EnclaveError('SIGNING_REFUSED', 'the enclave signs only parentchain calls it built itself');
+  }
+
+  /** Duties signed and not yet seen done or expired (for status and tests). */
+  dutiesInFlight(): string[] {
+    return [...this.inFlight.keys()];
+  }
+}

@@ -1,0 +1,311 @@
+// The untrusted half of the parentchain link: scans finalized blocks and hands them to the enclave's
+// light client in batches, sends the extrinsics the enclave asks for (registration, vault, payouts)
+// and the anchors of this validateer's blocks, and tracks sidechain finality from observed anchors.
+// Everything it relays is verified inside the enclave; it only decides when, never what.
+import type { Enclave } from '../enclave/boundary/host.ts';
+import type { CallTreeInput, Params, Result } from '../enclave/boundary/api.ts';
+import type { BlockStore } from '../sidechain/store.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from './api.ts';
+import { MESSAGE_MAGIC, isOurRemark } from '../protocol/parentchain-messages.ts';
+import { toHex } from '../protocol/wire.ts';
+import type { Logger } from '../node/logger.ts';
+
+export interface ParentchainSyncOptions {
+  importBatch: number;
+  prefetch: number;
+  anchorInterval: number;
+  genesisHash: Uint8Array | null;
+  checkpoint: { number: number; hash: Uint8Array } | null;
+  peerId: string;
+  p2pAddresses: string[];
+  shard: Uint8Array;
+}
+
+type ImportParams = Params<'parentchainImport'>['blocks'][number];
+export interface Finality { number: number; hash: Uint8Array }
+
+export class ParentchainSync {
+  private readonly enclave: Enclave;
+  private readonly chain: Parentchain;
+  private readonly store: BlockStore;
+  private readonly metrics: Metrics;
+  private readonly logger: Logger;
+  private readonly opts: ParentchainSyncOptions;
+  private readonly signer: ExtrinsicSigner;
+  private scanner: FinalizedScanner | null = null;
+  private batch: ImportParams[] = [];
+  private importing: Promise<void> = Promise.resolve();
+  private finalizedNumber = 0;
+  private stopped = false;
+  private unsubscribe: (() => void) | null = null;
+  private balanceTimer: NodeJS.Timeout | undefined;
+  private readonly submitting = new Set<string>();
+  private readonly tasks = new Set<Promise<unknown>>();
+  private dutiesAgain = false;
+  private dutiesRunning: Promise<void> | null = null;
+  /** Members as of the light client head, in registration order (hex signing keys). */
+  members: string[] = [];
+  finalized: Finality | null = null;
+  /** Every validateer ever registered (hex signing keys): whose blocks are worth verifying at all. */
+  readonly everMembers = new Set<string>();
+  /** The last anchor seen in a finalized parentchain block (final, though maybe not in our chain yet). */
+  lastAnchor: Finality | null = null;
+  private membersListener: ((m: Result<'parentchainInfo'>['members']) => void) | null = null;
+  private others: Result<'parentchainInfo'>['members'] = [];
+  private importedListener: (() => void) | null = null;
+  processedNumber = 0;
+
+  constructor(deps: { enclave: Enclave; chain: Parentchain; store: BlockStore; metrics: Metrics; logger: Logger; signingKey: Uint8Array }, opts: ParentchainSyncOptions) {
+    this.enclave = deps.enclave;
+    this.chain = deps.chain;
+    this.store = deps.store;
+    this.metrics = deps.metrics;
+    this.logger = deps.logger;
+    this.opts = opts;
+    this.signer = {
+      publicKey: deps.signingKey,
+      scheme: 'ed25519',
+      sign: async (payload) => (await deps.enclave.call('signExtrinsic', { payload })).signature,
+    };
+  }
+
+  /** Opens the enclave's light client on this chain. Must run before the sidechain replay (it names the valid authors). */
+  async init(): Promise<void> {
+    const genesisHash = this.chain.genesisHash();
+    if (this.opts.genesisHash && toHex(this.opts.genesisHash) !== toHex(genesisHash)) {
+      throw Object.assign(new Error(`parentchain genesis ${toHex(genesisHash)} is not the configured ${toHex(this.opts.genesisHash)}`), { code: 'PARENTCHAIN_GENESIS_MISMATCH' });
+    }
+    const info = await this.enclave.call('parentchainInit', {
+      genesisHash, callIndices: this.chain.callIndices(), existentialDeposit: this.chain.existentialDeposit(),
+      proxyDepositFactor: this.chain.proxyDepositFactor(),
+      ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
+    });
+    this.apply(info);
+  }
+
+  /** Starts scanning finalized blocks from the light client head; restarts after any failure. */
+  async start(): Promise<void> {
+    this.unsubscribe = await this.chain.subscribeFinalizedHeads((h) => {
+      this.finalizedNumber = Math.max(this.finalizedNumber, h.number);
+      this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
+    });
+    this.finalizedNumber = (await this.chain.finalizedHead()).number;
+    this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
+    void this.scan();
+    this.kickDuties();
+    const balance = () => this.chain.balance(this.signer.publicKey)
+      .then((b) => this.metrics.parentchainAccountBalance.set(Number(b.free)))
+      .catch(() => undefined); // unreachable: the scan logs that
+    void balance();
+    this.balanceTimer = setInterval(balance, 15_000);
+    this.balanceTimer.unref();
+  }
+
+  private async scan(): Promise<void> {
+    while (!this.stopped) {
+      await this.importing.catch(() => undefined); // a failed import restarts the scan from the verified head
+      const info = await this.enclave.call('parentchainInfo', {});
+      this.batch = [];
+      this.importing = Promise.resolve();
+      this.scanner = this.chain.scanFinalized(info.number + 1, (b) => this.onBlock(b), {
+        // Only extrinsics that name our shard are decoded (and only their blocks' events read).
+        prefetch: this.opts.prefetch, fromParentHash: info.hash, events: 'signed', decodeOnly: this.opts.shard,
+        onError: (err) => this.logger.warn({ err: err.message }, 'parentchain unreachable; scanning resumes when it is back'),
+      });
+      try {
+        await this.scanner.done;
+      } catch (err) {
+        if (this.stopped) return;
+        this.logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'parentchain scan failed; restarting from the verified head');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  private async onBlock(block: ParentchainBlock): Promise<void> {
+    this.batch.push(toImport(block));
+    this.finalizedNumber = Math.max(this.finalizedNumber, block.header.number);
+    if (block.header.number >= this.finalizedNumber) {
+      this.startImport();
+      await this.importing; // caught up: the next block is seconds away
+    } else if (this.batch.length >= this.opts.importBatch) {
+      // Catching up: one batch is imported in the enclave while the next one is fetched.
+      const previous = this.importing;
+      this.startImport();
+      await previous;
+    }
+  }
+
+  /** Hands the collected batch to the enclave after the previous import (imports stay in order). */
+  private startImport(): void {
+    const blocks = this.batch;
+    this.batch = [];
+    if (blocks.length === 0) return;
+    const previous = this.importing;
+    const run = (async () => {
+      await previous;
+      await this.importNow(blocks);
+    })();
+    run.catch(() => undefined); // surfaced to the scan by the awaits in onBlock
+    this.importing = run;
+  }
+
+  private async importNow(blocks: Params<'parentchainImport'>['blocks']): Promise<void> {
+    const r = await this.enclave.call('parentchainImport', { blocks });
+    this.processedNumber = r.number;
+    this.metrics.parentchainProcessedNumber.set(r.number);
+    this.metrics.parentchainBlocksImported.inc(blocks.length);
+    for (const o of r.observations) {
+      this.metrics.parentchainObservations.inc({ kind: o.kind });
+      if (o.kind === 'ignored') this.logger.warn({ detail: o.detail }, 'parentchain message ignored');
+      else this.logger.info({ kind: o.kind, detail: o.detail }, 'parentchain message');
+    }
+    if (r.observations.length > 0) this.apply(await this.enclave.call('parentchainInfo', {}));
+    this.importedListener?.();
+    this.kickDuties();
+  }
+
+  /** The addresses registered for this validateer (known once the network listens). */
+  setP2pAddresses(addrs: string[]): void {
+    this.opts.p2pAddresses = addrs;
+  }
+
+  /** Called with the active members (and their p2p addresses) whenever the registry changes. */
+  onMembers(fn: (members: Result<'parentchainInfo'>['members']) => void): void {
+    this.membersListener = fn;
+    fn(this.others);
+  }
+
+  /** Called after every batch of parentchain blocks the enclave verified. */
+  onImported(fn: () => void): void {
+    this.importedListener = fn;
+  }
+
+  /** Re-checks whether the last anchor is in the local chain (after imports and reorgs). */
+  refreshFinality(): void {
+    void this.updateFinality(this.lastAnchor);
+  }
+
+  private apply(i: Result<'parentchainInfo'>): void {
+    for (const m of i.members) this.everMembers.add(toHex(m.signingKey));
+    const active = i.members.filter((m) => m.unregisteredAt === null);
+    this.members = active.map((m) => toHex(m.signingKey));
+    this.others = active.filter((m) => toHex(m.signingKey) !== toHex(this.signer.publicKey));
+    this.membersListener?.(this.others);
+    this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;
+    this.processedNumber = i.number;
+    this.metrics.parentchainProcessedNumber.set(i.number);
+    void this.updateFinality(i.lastAnchor);
+  }
+
+  private async updateFinality(anchor: { number: number; hash: Uint8Array } | null): Promise<void> {
+    if (!anchor || (this.finalized && anchor.number <= this.finalized.number)) return;
+    // Final only if the anchored block is the one in our chain.
+    if (!(await this.store.isCanonical(anchor.number, anchor.hash))) {
+      this.logger.debug({ number: anchor.number, hash: toHex(anchor.hash) }, 'anchored block is not in the local chain (yet)');
+      return;
+    }
+    this.finalized = { number: anchor.number, hash: anchor.hash };
+    this.metrics.sidechainFinalizedNumber.set(anchor.number);
+  }
+
+  /** Asks the enclave what it wants sent and sends it; one run at a time, re-run when asked meanwhile. */
+  kickDuties(): void {
+    if (this.stopped) return;
+    if (this.dutiesRunning) {
+      this.dutiesAgain = true;
+      return;
+    }
+    this.dutiesRunning = this.runDuties().finally(() => {
+      this.dutiesRunning = null;
+      if (this.dutiesAgain) {
+        this.dutiesAgain = false;
+        this.kickDuties();
+      }
+    });
+  }
+
+  private async runDuties(): Promise<void> {
+    let duties;
+    try {
+      duties = (await this.enclave.call('parentchainDuties', { peerId: this.opts.peerId, p2pAddresses: this.opts.p2pAddresses })).duties;
+    } catch (err) {
+      this.logger.error({ err: (err as Error).message }, 'could not get parentchain duties');
+      return;
+    }
+    for (const d of duties) {
+      if (this.submitting.has(d.key)) continue;
+      this.submitting.add(d.key);
+      const kind = d.key.split(':')[0];
+      this.track(this.send(kind, d.callData, d.description).finally(() => this.submitting.delete(d.key)));
+    }
+  }
+
+  /** Called after this validateer committed block `number`. */
+  blockCommitted(number: number): void {
+    if (number > 0 && number % this.opts.anchorInterval === 0) {
+      this.track((async () => {
+        const { callData } = await this.enclave.call('anchorCall', { number });
+        if (await this.send('anchor', callData, `anchor sidechain block ${number}`)) this.metrics.anchorsSubmitted.inc();
+      })().catch((err) => this.logger.error({ err: (err as Error).message }, 'anchor failed')));
+    }
+    this.kickDuties(); // a new block may carry a withdrawal to pay
+  }
+
+  private async send(kind: string, callData: Uint8Array, description: string): Promise<boolean> {
+    try {
+      const r = await this.chain.submit(this.signer, { kind: 'raw', callData });
+      this.metrics.countParentchainExtrinsic(kind, r.success ? 'success' : 'failed');
+      if (r.success) this.logger.info({ block: r.blockNumber, fee: String(r.estimatedFee) }, `parentchain: ${description}`);
+      else this.logger.error({ block: r.blockNumber, error: r.error }, `parentchain: ${description} failed`);
+      return r.success;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      this.metrics.countParentchainExtrinsic(kind, code === 'PARENTCHAIN_INSUFFICIENT_FUNDS' ? 'insufficient_funds' : 'error');
+      const level = code === 'DUTY_IN_FLIGHT' ? 'debug' : 'error';
+      this.logger[level]({ code, err: (err as Error).message }, `parentchain: ${description} not sent`);
+      return false;
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.tasks.add(p);
+    void p.finally(() => this.tasks.delete(p));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.balanceTimer);
+    this.unsubscribe?.();
+    await this.scanner?.stop();
+    await this.importing.catch(() => undefined);
+    await this.dutiesRunning;
+    await Promise.allSettled([...this.tasks]);
+  }
+}
+
+const MAGIC = Buffer.from(MESSAGE_MAGIC);
+
+function toImport(block: ParentchainBlock): ImportParams {
+  const relevant = [];
+  // Only extrinsics naming our shard are decoded; those carrying our magic all go to the enclave,
+  // which refuses a block where one is missing.
+  for (const x of block.extrinsics) {
+    if (!hasOurRemark(x.call) && Buffer.from(x.encoded).indexOf(MAGIC) < 0) continue;
+    relevant.push({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) });
+  }
+  return { header: block.header.encoded, extrinsics: block.raw, relevant };
+}
+
+function hasOurRemark(c: ParentchainCall): boolean {
+  return (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
+}
+
+function toTree(c: ParentchainCall): CallTreeInput {
+  return {
+    pallet: c.pallet, method: c.method,
+    ...(c.remark ? { remark: c.remark } : {}), ...(c.transfer ? { transfer: c.transfer } : {}), ...(c.real ? { real: c.real } : {}),
+    ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
+  };
+}

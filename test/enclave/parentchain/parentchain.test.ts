@@ -1,0 +1,1487 @@
+// The enclave's side of the parentchain without a chain: the call encoders, the light client over
+// synthetic SCALE headers, the registry over host-decoded extrinsics bound to fake extrinsic bytes,
+// and the sealed view with its duties, driven through EnclaveCore (test/parentchain/calls.test.ts
+// checks the encoders and the pure proxy account against the real runtime).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compact, u16, u32, u64 } from 'scale-ts';
+import { EnclaveCore } from '../../../src/enclave/core.ts';
+import {
+  addProxyCall, batchAllCall, contains, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, removeProxyCall,
+  transferKeepAliveCall, type CallIndices, type CallName,
+} from '../../../src/enclave/parentchain/calls.ts';
+import { CHOPSTICKS_GENESIS, LightClient, decodeHeader } from '../../../src/enclave/parentchain/light-client.ts';
+import {
+  EFFECT, HPKE_INFO_SHIELD, Registry, registrationUserData, type CallTree, type Effect, type Observation, type RegistryContext,
+} from '../../../src/enclave/parentchain/registry.ts';
+import type { ImportedBlock } from '../../../src/enclave/parentchain/view.ts';
+import { blake2_256, orderedTrieRoot } from '../../../src/enclave/parentchain/trie.ts';
+import { DEV_AUTHORITY_PUBLIC, simulatedProvider, verifySimulatedQuote } from '../../../src/enclave/keys/attestation.ts';
+import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
+import { SIM_SIGNER_ID, Sealer } from '../../../src/enclave/keys/sealing.ts';
+import { loadOrCreateKeys } from '../../../src/enclave/keys/keys.ts';
+import { openRotation } from '../../../src/enclave/keys/rotation.ts';
+import { SignedBlock, bodyRoot, headerSigningPayload, transitionsAad, type SignedBlock as SignedBlockT } from '../../../src/protocol/block.ts';
+import type { KeyObject } from 'node:crypto';
+import { HpkeSuite } from '../../../src/crypto/hpke.ts';
+import { aesGcmOpen, ed25519Sign, ed25519Verify, sha256, x25519Generate } from '../../../src/crypto/primitives.ts';
+import { concatBytes, decodeExact } from '../../../src/protocol/wire.ts';
+import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../../src/protocol/parentchain-messages.ts';
+import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../../src/client/calls.ts';
+import { devAccount, type Account } from '../../../src/client/accounts.ts';
+import { codeOf } from '../../helpers/errors.ts';
+import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
+import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
+
+const te = new TextEncoder();
+const SHARD = new Uint8Array(32).fill(0x11);
+const OTHER_SHARD = new Uint8Array(32).fill(0x22);
+const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
+/** The real runtime's indices (Rococo Asset Hub genesis); the unit tests only need them consistent. */
+const IX: CallIndices = {
+  remarkWithEvent: { pallet: 0, call: 8 }, transferKeepAlive: { pallet: 10, call: 3 }, batchAll: { pallet: 40, call: 2 },
+  proxy: { pallet: 42, call: 0 }, createPure: { pallet: 42, call: 4 }, addProxy: { pallet: 42, call: 1 }, removeProxy: { pallet: 42, call: 2 },
+};
+const ED = 3_333_333n;
+/** pallet_proxy's deposit per proxy: the proxy duty pays it into the vault. */
+const PROXY_FACTOR = 1_234_567n;
+/** Sidechain amounts, above the parentchain's existential deposit like real payouts. */
+const UNIT = 10_000_000n;
+const GENESIS = blake2_256(te.encode('a real-looking parentchain genesis'));
+const PEER = '12D3KooWParentchainTestPeer';
+const ADDRS = ['/ip4/127.0.0.1/tcp/30333'];
+const MEASUREMENT = computeMeasurement();
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const key32 = (label: string) => sha256(te.encode(label));
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'validateer-parentchain-'));
+  dirs.push(d);
+  return d;
+}
+
+// ---------- calls: bytes and the tree a host would decode from them ----------
+
+interface Call { tree: CallTree; bytes: Uint8Array }
+const remark = (r: Uint8Array): Call => ({ tree: { pallet: 'system', method: 'remarkWithEvent', remark: r }, bytes: remarkCall(IX, r) });
+const transfer = (dest: Uint8Array, amount: bigint): Call => ({
+  tree: { pallet: 'balances', method: 'transferKeepAlive', transfer: { dest, amount } }, bytes: transferKeepAliveCall(IX, dest, amount),
+});
+const batch = (calls: Call[]): Call => ({ tree: { pallet: 'utility', method: 'batchAll', calls: calls.map((c) => c.tree) }, bytes: batchAllCall(IX, calls.map((c) => c.bytes)) });
+const proxy = (real: Uint8Array, call: Call): Call => ({ tree: { pallet: 'proxy', method: 'proxy', real, calls: [call.tree] }, bytes: proxyCall(IX, real, call.bytes) });
+const createPure = (): Call => ({ tree: { pallet: 'proxy', method: 'createPure' }, bytes: createPureCall(IX) });
+const addProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'addProxy' }, bytes: addProxyCall(IX, delegate) });
+const removeProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'removeProxy' }, bytes: removeProxyCall(IX, delegate) });
+const msg = (m: ParentchainMessage): Call => remark(encodeMessage(m));
+
+/** What a host decodes from call bytes the enclave built (a strict parser of the encoders' layouts). */
+function decodeCall(bytes: Uint8Array): Call {
+  let at = 0;
+  const take = (n: number) => {
+    assert.ok(at + n <= bytes.length, 'call bytes truncated');
+    return bytes.slice(at, (at += n));
+  };
+  const compactAt = (): bigint => {
+    const b = bytes[at];
+    const len = (b & 3) === 0 ? 1 : (b & 3) === 1 ? 2 : (b & 3) === 2 ? 4 : (b >> 2) + 5;
+    return BigInt(compact.dec(take(len)));
+  };
+  const call = (): CallTree => {
+    const [pallet, index] = take(2);
+    const name = (Object.keys(IX) as CallName[]).find((k) => IX[k].pallet === pallet && IX[k].call === index);
+    switch (name) {
+      case 'remarkWithEvent': return remark(take(Number(compactAt()))).tree;
+      case 'transferKeepAlive': {
+        assert.equal(take(1)[0], 0, 'MultiAddress::Id');
+        const dest = take(32);
+        return transfer(dest, compactAt()).tree;
+      }
+      case 'batchAll': {
+        const n = Number(compactAt());
+        const calls: CallTree[] = [];
+        for (let i = 0; i < n; i++) calls.push(call());
+        return { pallet: 'utility', method: 'batchAll', calls };
+      }
+      case 'proxy': {
+        assert.equal(take(1)[0], 0, 'MultiAddress::Id');
+        const real = take(32);
+        assert.equal(take(1)[0], 0, 'force_proxy_type None');
+        return { pallet: 'proxy', method: 'proxy', real, calls: [call()] };
+      }
+      case 'createPure':
+        assert.deepEqual(take(7), Uint8Array.of(0, 0, 0, 0, 0, 0, 0), 'Any, delay 0, index 0');
+        return createPure().tree;
+      case 'addProxy':
+      case 'removeProxy': {
+        assert.equal(take(1)[0], 0, 'MultiAddress::Id');
+        take(32);
+        assert.deepEqual(take(5), Uint8Array.of(0, 0, 0, 0, 0), 'Any, delay 0');
+        return { pallet: 'proxy', method: name };
+      }
+      default:
+        throw new Error(`unexpected call index ${pallet}/${index}`);
+    }
+  };
+  const tree = call();
+  assert.equal(at, bytes.length, 'no bytes after the call');
+  return { tree, bytes };
+}
+
+/** A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions, call. */
+function signedExtrinsic(signer: Uint8Array, call: Uint8Array): Uint8Array {
+  const body = concatBytes(Uint8Array.of(0x84, 0x00), signer, Uint8Array.of(0x00), new Uint8Array(64).fill(0xee), Uint8Array.of(0x00, 0x00, 0x00, 0x00), call);
+  return concatBytes(compact.enc(body.length), body);
+}
+/** An unsigned (inherent) extrinsic, e.g. timestamp.set. */
+function inherent(n: number): Uint8Array {
+  const body = concatBytes(Uint8Array.of(0x04, 0x03, 0x00), compact.enc(BigInt(n) * 12_000n));
+  return concatBytes(compact.enc(body.length), body);
+}
+
+// ---------- signing payloads ----------
+
+/** sp_runtime Era::mortal(period, current) as two bytes. */
+function mortalEra(period: number, current: number): Uint8Array {
+  const quantize = Math.max(period >> 12, 1);
+  const phase = current % period;
+  const encoded = Math.min(15, Math.max(1, Math.log2(period) - 1)) | ((phase / quantize) << 4);
+  return Uint8Array.of(encoded & 0xff, encoded >> 8);
+}
+
+/** call ‖ era ‖ nonce ‖ tip ‖ asset id (None) ‖ spec version ‖ tx version ‖ genesis ‖ birth ‖ trailing. */
+function signingPayload(callData: Uint8Array, o: { genesis: Uint8Array; birth: { number: number; hash: Uint8Array } | null; period?: number; trailing?: Uint8Array }): Uint8Array {
+  const era = o.birth ? mortalEra(o.period ?? 64, o.birth.number) : Uint8Array.of(0);
+  return concatBytes(
+    callData, era, compact.enc(7), compact.enc(0), Uint8Array.of(0), u32.enc(900), u32.enc(6), o.genesis, o.birth?.hash ?? o.genesis, o.trailing ?? new Uint8Array(0),
+  );
+}
+
+// ---------- headers ----------
+
+function encodeHeader(h: { parentHash: Uint8Array; number: number; extrinsicsRoot: Uint8Array; digest?: Uint8Array }): Uint8Array {
+  const stateRoot = blake2_256(te.encode(`state ${h.number}`));
+  return concatBytes(h.parentHash, compact.enc(h.number), stateRoot, h.extrinsicsRoot, h.digest ?? compact.enc(0));
+}
+
+interface Block extends ImportedBlock { number: number; hash: Uint8Array }
+/** A parentchain of synthetic blocks: each holds an inherent at index 0 and then the given extrinsics. */
+class FakeChain {
+  readonly genesis: Uint8Array;
+  head: { number: number; hash: Uint8Array };
+  private readonly root: (extrinsics: Uint8Array[]) => Uint8Array;
+
+  constructor(genesis = GENESIS, checkpoint?: { number: number; hash: Uint8Array }) {
+    this.genesis = genesis;
+    this.head = checkpoint ?? { number: 0, hash: genesis };
+    this.root = genesis === CHOPSTICKS_GENESIS ? (x) => blake2_256(concatBytes(...x)) : (x) => orderedTrieRoot(x, 0);
+  }
+
+  block(signed: { signer?: Uint8Array; call: Call; success?: boolean; claimedSigner?: Uint8Array; tree?: CallTree }[] = []): Block {
+    const number = this.head.number + 1;
+    const extrinsics = [inherent(number), ...signed.map((s) => (s.signer ? signedExtrinsic(s.signer, s.call.bytes) : concatBytes(compact.enc(s.call.bytes.length + 1), Uint8Array.of(4), s.call.bytes)))];
+    const relevant = signed.map((s, i) => ({
+      index: i + 1, ...(s.claimedSigner ?? s.signer ? { signer: s.claimedSigner ?? s.signer } : {}), success: s.success ?? true, call: s.tree ?? s.call.tree,
+    }));
+    const header = encodeHeader({ parentHash: this.head.hash, number, extrinsicsRoot: this.root(extrinsics) });
+    const hash = blake2_256(header);
+    this.head = { number, hash };
+    return { header, extrinsics, relevant, number, hash };
+  }
+
+  blocks(n: number): Block[] {
+    return Array.from({ length: n }, () => this.block());
+  }
+}
+
+// ---------- registry fixtures ----------
+
+const provider = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID);
+const shieldingKeys = x25519Generate();
+const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
+
+function registryCtx(shard = SHARD): RegistryContext {
+  return {
+    shard, callIndices: IX, trustedAuthorities: [DEV_AUTHORITY_PUBLIC], allowedMeasurements: [MEASUREMENT],
+    shielding: { secretKey: shieldingKeys.secretKey, publicKey: shieldingKeys.publicKey },
+  };
+}
+
+const ENC_KEY = key32('encryption key');
+
+function registerMessage(signingKey: Uint8Array, o: { quote?: Uint8Array; shard?: Uint8Array; peerId?: string; addrs?: string[]; encryptionKey?: Uint8Array } = {}): ParentchainMessage {
+  const shard = o.shard ?? SHARD;
+  const peerId = o.peerId ?? PEER;
+  const p2pAddresses = o.addrs ?? ADDRS;
+  const encryptionKey = o.encryptionKey ?? ENC_KEY;
+  const quote = o.quote ?? provider.quote(concatBytes(signingKey, registrationUserData(shard, peerId, p2pAddresses, encryptionKey)));
+  return { tag: 'register', value: { shard, quote, signingKey, p2pAddresses, peerId, encryptionKey } };
+}
+
+function sealRecipient(recipient: Uint8Array, aad = SHARD, to = shieldingKeys.publicKey): Uint8Array {
+  const { enc, ciphertext } = shieldSuite.seal(to, recipient, aad);
+  return concatBytes(enc, ciphertext);
+}
+
+/** One extrinsic applied to a registry, as block `number` index 1. */
+function apply(reg: Registry, number: number, s: { signer?: Uint8Array; call: Call; success?: boolean; claimedSigner?: Uint8Array; tree?: CallTree; encoded?: Uint8Array }) {
+  const out: Observation[] = [];
+  const encoded = s.encoded ?? (s.signer ? signedExtrinsic(s.signer, s.call.bytes) : s.call.bytes);
+  const signer = s.claimedSigner ?? s.signer;
+  const effects: Effect[] = reg.apply(number, { index: 1, ...(signer ? { signer } : {}), success: s.success ?? true, call: s.tree ?? s.call.tree }, encoded, out);
+  return { effects, out, kinds: out.map((o) => o.kind) };
+}
+
+function assertIgnored(r: ReturnType<typeof apply>, detail: RegExp): void {
+  assert.deepEqual(r.kinds, ['ignored'], JSON.stringify(r.out));
+  assert.match(r.out[0].detail, detail);
+  assert.deepEqual(r.effects, []);
+}
+
+// =============================================================================================
+// Encoders
+
+test('encoders: the standard pallets\' call layouts', () => {
+  const dest = key32('dest');
+  assert.deepEqual(remarkCall(IX, Uint8Array.of(1, 2, 3)), Uint8Array.of(0, 8, 0x0c, 1, 2, 3));
+  // a remark over 63 bytes takes a two-byte compact length
+  assert.deepEqual(remarkCall(IX, new Uint8Array(64)).subarray(0, 4), Uint8Array.of(0, 8, 0x01, 0x01));
+  assert.deepEqual(transferKeepAliveCall(IX, dest, 1n), concatBytes(Uint8Array.of(10, 3, 0), dest, Uint8Array.of(0x04)));
+  assert.deepEqual(transferKeepAliveCall(IX, dest, 2n ** 128n - 1n).subarray(35), concatBytes(Uint8Array.of(0x33), new Uint8Array(16).fill(0xff)));
+  const inner = [transferKeepAliveCall(IX, dest, 5n), remarkCall(IX, Uint8Array.of(9))];
+  assert.deepEqual(batchAllCall(IX, inner), concatBytes(Uint8Array.of(40, 2, 0x08), ...inner));
+  assert.deepEqual(batchAllCall(IX, []), Uint8Array.of(40, 2, 0));
+  assert.deepEqual(proxyCall(IX, dest, inner[1]), concatBytes(Uint8Array.of(42, 0, 0), dest, Uint8Array.of(0), inner[1]));
+  assert.deepEqual(createPureCall(IX), Uint8Array.of(42, 4, 0, 0, 0, 0, 0, 0, 0));
+  assert.deepEqual(addProxyCall(IX, dest), concatBytes(Uint8Array.of(42, 1, 0), dest, Uint8Array.of(0, 0, 0, 0, 0)));
+  // older pallet_proxy (the dev chain's runtime) takes bare AccountId32s
+  assert.deepEqual(proxyCall({ ...IX, proxyRealAccountId: true }, dest, inner[1]), concatBytes(Uint8Array.of(42, 0), dest, Uint8Array.of(0), inner[1]));
+  assert.deepEqual(addProxyCall({ ...IX, addProxyDelegateAccountId: true }, dest), concatBytes(Uint8Array.of(42, 1), dest, Uint8Array.of(0, 0, 0, 0, 0)));
+  // the test's decoder (what a host reads) round-trips the nested payout call
+  const payout = proxy(dest, batch([transfer(key32('beneficiary'), 10n ** 15n), msg({ tag: 'payout', value: { shard: SHARD, withdrawal: 3n } })]));
+  assert.deepEqual(decodeCall(payout.bytes).tree, payout.tree);
+});
+
+test('pureProxyAccount: blake2_256 of the pallet\'s entropy, different per spawner, height and extrinsic index', () => {
+  const spawner = key32('spawner');
+  const a = pureProxyAccount(spawner, 7, 2);
+  const entropy = concatBytes(te.encode('modlpy/proxy____'), spawner, u32.enc(7), u32.enc(2), Uint8Array.of(0), u16.enc(0));
+  assert.deepEqual(a, blake2_256(entropy));
+  assert.notDeepEqual(pureProxyAccount(spawner, 8, 2), a);
+  assert.notDeepEqual(pureProxyAccount(spawner, 7, 3), a);
+  assert.notDeepEqual(pureProxyAccount(key32('other'), 7, 2), a);
+});
+
+test('contains: finds call bytes in views at any offset', () => {
+  const hay = concatBytes(new Uint8Array(10).fill(1), Uint8Array.of(5, 6, 7), new Uint8Array(10).fill(2));
+  assert.equal(contains(hay, Uint8Array.of(5, 6, 7)), true);
+  assert.equal(contains(hay, Uint8Array.of(5, 7)), false);
+  // subarrays share a larger buffer: only their own window counts
+  assert.equal(contains(hay.subarray(11), Uint8Array.of(5, 6, 7)), false);
+  assert.equal(contains(hay.subarray(0, 12), Uint8Array.of(5, 6, 7)), false);
+  assert.equal(contains(hay.subarray(10, 13), hay.subarray(10, 13)), true);
+});
+
+test('payloadMortality: period and birth hash of mortal payloads; null for immortal or malformed ones', () => {
+  const call = remarkCall(IX, Uint8Array.of(1, 2, 3));
+  const birth = { number: 1234, hash: key32('birth') };
+  for (const period of [4, 64, 2048, 65536]) {
+    const m = payloadMortality(signingPayload(call, { genesis: GENESIS, birth, period }), call.length, GENESIS);
+    assert.equal(m?.period, period);
+    assert.deepEqual(m?.birthHash, birth.hash);
+  }
+  // with CheckMetadataHash's Option<hash> (None) after the birth hash
+  assert.deepEqual(payloadMortality(signingPayload(call, { genesis: GENESIS, birth, trailing: Uint8Array.of(0) }), call.length, GENESIS)?.birthHash, birth.hash);
+  assert.equal(payloadMortality(signingPayload(call, { genesis: GENESIS, birth: null }), call.length, GENESIS), null, 'immortal');
+  const truncated = signingPayload(call, { genesis: GENESIS, birth }).slice(0, -1);
+  assert.equal(payloadMortality(truncated, call.length, GENESIS), null, 'no room for a birth hash');
+  assert.equal(payloadMortality(signingPayload(call, { genesis: key32('other genesis'), birth }), call.length, GENESIS), null, 'another chain');
+  // the genesis hash inside the call does not count
+  const inCall = remarkCall(IX, concatBytes(GENESIS, birth.hash));
+  assert.equal(payloadMortality(concatBytes(inCall, Uint8Array.of(0x65, 0x00)), inCall.length, GENESIS), null);
+  // chopsticks' genesis 0x4545…45 and a birth hash that starts with 0x45: the overlapping later match is skipped
+  const b45 = { number: 99, hash: concatBytes(Uint8Array.of(0x45, 0x45), key32('x').subarray(2)) };
+  const m = payloadMortality(signingPayload(call, { genesis: CHOPSTICKS_GENESIS, birth: b45 }), call.length, CHOPSTICKS_GENESIS);
+  assert.deepEqual(m?.birthHash, b45.hash);
+});
+
+// =============================================================================================
+// Light client
+
+test('light client: accepts a hash chain whose bodies match their extrinsics roots', () => {
+  const chain = new FakeChain();
+  const lc = new LightClient(GENESIS, { number: 0, hash: GENESIS });
+  const x = [1, 2, 3].map((i) => signedExtrinsic(key32(`s${i}`), remarkCall(IX, new Uint8Array(40 * i).fill(i))));
+  for (const b of [chain.block(), chain.block([{ signer: key32('a'), call: remark(Uint8Array.of(1)) }]), ...chain.blocks(3)]) {
+    const h = lc.import(b.header, b.extrinsics);
+    assert.equal(h.number, b.number);
+    assert.deepEqual(h.hash, b.hash);
+    assert.deepEqual(lc.hash, b.hash);
+  }
+  assert.equal(lc.number, 5);
+  // a block with many extrinsics (keys beyond one byte), and one without any
+  const many = Array.from({ length: 70 }, (_, i) => signedExtrinsic(key32(`m${i}`), remarkCall(IX, Uint8Array.of(i))));
+  const h6 = encodeHeader({ parentHash: lc.hash, number: 6, extrinsicsRoot: orderedTrieRoot(many, 0) });
+  lc.import(h6, many);
+  const h7 = encodeHeader({ parentHash: lc.hash, number: 7, extrinsicsRoot: orderedTrieRoot([], 0), digest: concatBytes(compact.enc(1), Uint8Array.of(6), te.encode('aura'), compact.enc(8), new Uint8Array(8)) });
+  assert.deepEqual(lc.import(h7, []).hash, blake2_256(h7), 'the hash covers the digest too');
+  // a V1 (state version 1) root: long extrinsics stored by hash
+  const h8 = encodeHeader({ parentHash: lc.hash, number: 8, extrinsicsRoot: orderedTrieRoot(x, 1) });
+  assert.equal(lc.import(h8, x).number, 8);
+});
+
+test('light client: rejects a wrong parent, a skipped or repeated number and a tampered body; the head stays', () => {
+  const chain = new FakeChain();
+  const lc = new LightClient(GENESIS, { number: 0, hash: GENESIS });
+  const b1 = chain.block([{ signer: key32('a'), call: remark(Uint8Array.of(1, 2)) }]);
+  lc.import(b1.header, b1.extrinsics);
+  const b2 = chain.block([{ signer: key32('a'), call: remark(Uint8Array.of(3, 4)) }]);
+  const b3 = chain.block();
+  const code = (h: Uint8Array, x: Uint8Array[]) => codeOf(() => lc.import(h, x));
+  assert.equal(code(b3.header, b3.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'skipped number');
+  assert.equal(code(b1.header, b1.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'repeated block');
+  const wrongParent = encodeHeader({ parentHash: key32('elsewhere'), number: 2, extrinsicsRoot: orderedTrieRoot(b2.extrinsics, 0) });
+  assert.equal(code(wrongParent, b2.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'wrong parent');
+  const wrongNumber = encodeHeader({ parentHash: b1.hash, number: 3, extrinsicsRoot: orderedTrieRoot(b2.extrinsics, 0) });
+  assert.equal(code(wrongNumber, b2.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'right parent, wrong number');
+  const tampered = b2.extrinsics.map((x, i) => (i === 1 ? Uint8Array.from(x, (v, j) => (j === x.length - 1 ? v ^ 1 : v)) : x));
+  assert.equal(code(b2.header, tampered), 'PARENTCHAIN_BAD_BODY', 'tampered extrinsic');
+  assert.equal(code(b2.header, b2.extrinsics.slice(0, 1)), 'PARENTCHAIN_BAD_BODY', 'hidden extrinsic');
+  assert.equal(code(b2.header, [...b2.extrinsics, inherent(9)]), 'PARENTCHAIN_BAD_BODY', 'invented extrinsic');
+  assert.equal(code(b2.header, [...b2.extrinsics].reverse()), 'PARENTCHAIN_BAD_BODY', 'reordered extrinsics');
+  assert.equal(code(b2.header, [blake2_256(concatBytes(...b2.extrinsics))]), 'PARENTCHAIN_BAD_BODY');
+  assert.equal(code(b2.header.subarray(0, 60), b2.extrinsics), 'PARENTCHAIN_BAD_HEADER');
+  assert.equal(lc.number, 1);
+  assert.deepEqual(lc.hash, b1.hash);
+  assert.equal(lc.import(b2.header, b2.extrinsics).number, 2, 'the genuine block still imports');
+});
+
+test('light client: chopsticks\' concatenated-extrinsics root only for the 0x4545…45 genesis', () => {
+  const x = [inherent(1), signedExtrinsic(key32('a'), remarkCall(IX, new Uint8Array(50).fill(7)))];
+  const concatRoot = blake2_256(concatBytes(...x));
+  const dev = new LightClient(CHOPSTICKS_GENESIS, { number: 0, hash: CHOPSTICKS_GENESIS });
+  const trieHeader = encodeHeader({ parentHash: CHOPSTICKS_GENESIS, number: 1, extrinsicsRoot: orderedTrieRoot(x, 0) });
+  assert.equal(codeOf(() => dev.import(trieHeader, x)), 'PARENTCHAIN_BAD_BODY');
+  const devHeader = encodeHeader({ parentHash: CHOPSTICKS_GENESIS, number: 1, extrinsicsRoot: concatRoot });
+  assert.equal(codeOf(() => dev.import(devHeader, [x[1], x[0]])), 'PARENTCHAIN_BAD_BODY', 'still bound to the body');
+  assert.equal(dev.import(devHeader, x).number, 1);
+  // any other genesis: the trie root, never the concatenation
+  const real = new LightClient(GENESIS, { number: 0, hash: GENESIS });
+  assert.equal(codeOf(() => real.import(encodeHeader({ parentHash: GENESIS, number: 1, extrinsicsRoot: concatRoot }), x)), 'PARENTCHAIN_BAD_BODY');
+  assert.equal(real.import(encodeHeader({ parentHash: GENESIS, number: 1, extrinsicsRoot: orderedTrieRoot(x, 0) }), x).number, 1);
+});
+
+test('light client: starts from a checkpoint; block numbers with long compact encodings', () => {
+  const checkpoint = { number: 1_073_741_822, hash: key32('checkpoint') };
+  const chain = new FakeChain(GENESIS, checkpoint);
+  const lc = new LightClient(GENESIS, checkpoint);
+  for (const b of chain.blocks(3)) assert.equal(lc.import(b.header, b.extrinsics).number, b.number);
+  assert.equal(lc.number, 1_073_741_825, 'crossed into the big-integer compact mode');
+  assert.equal(decodeHeader(chain.block().header).number, 1_073_741_826);
+});
+
+// =============================================================================================
+// Registry
+
+test('registry: a registration with a valid quote is accepted; forged, mismatched or failed ones are ignored', () => {
+  const reg = new Registry(registryCtx());
+  const k = key32('enclave k');
+  const other = key32('enclave other');
+  const userData = registrationUserData(SHARD, PEER, ADDRS, ENC_KEY);
+  const quoteFor = (p = provider, data = concatBytes(k, userData)) => p.quote(data);
+  const flip = (b: Uint8Array, i: number) => Uint8Array.from(b, (v, j) => (j === (i < 0 ? b.length + i : i) ? v ^ 1 : v));
+
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, key32('rogue authority'))) })) }), /not trusted/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: flip(quoteFor(), -1) })) }), /signature does not verify/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: flip(quoteFor(), 5) })) }), /signature does not verify/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor().subarray(1) })) }), /malformed/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(simulatedProvider(key32('other code'), SIM_SIGNER_ID)) })) }), /measurement is not allowed/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(other, userData)) })) }), /does not bind the signing key/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), addrs: ['/ip4/6.6.6.6/tcp/1'] })) }), /peer id, addresses and encryption key/);
+  // the host swaps in an encryption key of its own: the quote no longer binds it
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), encryptionKey: key32('host key') })) }), /encryption key/);
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(k, registrationUserData(OTHER_SHARD, PEER, ADDRS, ENC_KEY))) })) }), /peer id, addresses and encryption key/);
+  // signed by another account than the key it registers
+  assertIgnored(apply(reg, 3, { signer: other, call: msg(registerMessage(k)) }), /not signed by its signing key/);
+  // the host claims the signer, but the bytes are signed by someone else
+  assertIgnored(apply(reg, 3, { signer: other, claimedSigner: k, call: msg(registerMessage(k)) }), /signer does not match its bytes/);
+  // unsigned
+  assertIgnored(apply(reg, 3, { call: msg(registerMessage(k)) }), /not signed by its signing key/);
+  // failed on the parentchain
+  assertIgnored(apply(reg, 3, { signer: k, success: false, call: msg(registerMessage(k)) }), /failed on the parentchain/);
+  // the host reports a remark that is not in the extrinsic's bytes
+  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k)), encoded: signedExtrinsic(k, remarkCall(IX, Uint8Array.of(1))) }), /not in its bytes/);
+  // for another shard: not ours, silently skipped (a parentchain carries many shards)
+  const elsewhere = apply(reg, 3, { signer: k, call: msg(registerMessage(k, { shard: OTHER_SHARD })) });
+  assert.deepEqual([elsewhere.kinds, elsewhere.effects], [[], []]);
+  // foreign remarks and malformed ones of ours are skipped too
+  assert.deepEqual(apply(reg, 3, { signer: k, call: remark(te.encode('hello')) }).kinds, []);
+  assert.deepEqual(apply(reg, 3, { signer: k, call: remark(concatBytes(te.encode('vldtr'), Uint8Array.of(1, 0xff))) }).kinds, []);
+  assert.equal(reg.data.members.length, 0);
+
+  const ok = apply(reg, 4, { signer: k, call: msg(registerMessage(k)) });
+  assert.deepEqual(ok.kinds, ['registered']);
+  assert.deepEqual(ok.effects, []);
+  const [m] = reg.data.members;
+  assert.deepEqual(m.signingKey, k);
+  assert.deepEqual(m.measurement, MEASUREMENT);
+  assert.deepEqual([m.peerId, m.p2pAddresses, m.registeredAt, m.registeredIndex, m.unregisteredAt], [PEER, ADDRS, 4, 1, undefined]);
+  assert.equal(reg.isActive(k, 3), false);
+  assert.equal(reg.isActive(k, 4), true);
+});
+
+test('registry: registration order, re-registration, unregistration and activeAt', () => {
+  const reg = new Registry(registryCtx());
+  const [a, b, c] = ['a', 'b', 'c'].map((n) => key32(`member ${n}`));
+  const register = (k: Uint8Array, at: number, addrs = ADDRS) => apply(reg, at, { signer: k, call: msg(registerMessage(k, { addrs })) }).kinds;
+  const unregister = (k: Uint8Array, at: number, signer = k) => apply(reg, at, { signer, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: k } }) });
+  const keys = (n: number) => reg.activeAt(n).map((m) => hex(m.signingKey));
+
+  assert.deepEqual(register(b, 3), ['registered']);
+  assert.deepEqual(register(a, 5), ['registered']);
+  assert.deepEqual(keys(2), []);
+  assert.deepEqual(keys(4), [hex(b)]);
+  assert.deepEqual(keys(5), [hex(b), hex(a)], 'registration order, not key order');
+  // a registered key registering again updates its addresses and keeps its place
+  assert.deepEqual(register(b, 6, ['/dns4/b.example/tcp/1']), ['registered']);
+  assert.equal(reg.data.members.length, 2);
+  assert.deepEqual(reg.activeAt(6)[0].p2pAddresses, ['/dns4/b.example/tcp/1']);
+  // unregistering takes someone else's signature: ignored; and a non-member cannot unregister
+  assertIgnored(unregister(b, 7, a), /non-member or by another account/);
+  assertIgnored(unregister(c, 7), /non-member or by another account/);
+  assert.deepEqual(unregister(b, 7).kinds, ['unregistered']);
+  assert.deepEqual(keys(6), [hex(b), hex(a)], 'history stays');
+  assert.deepEqual(keys(7), [hex(a)]);
+  assert.equal(reg.everMember(b), true);
+  assert.equal(reg.everMember(c), false);
+  // coming back puts it at the end
+  assert.deepEqual(register(c, 8), ['registered']);
+  assert.deepEqual(register(b, 9), ['registered']);
+  assert.deepEqual(keys(9), [hex(a), hex(c), hex(b)]);
+  assert.equal(reg.data.members.length, 4);
+});
+
+/** A registry with member `m` (block 2) and its vault (block 3, extrinsic 1). */
+function registryWithVault(): { reg: Registry; m: Uint8Array; vault: Uint8Array } {
+  const reg = new Registry(registryCtx());
+  const m = key32('first member');
+  apply(reg, 2, { signer: m, call: msg(registerMessage(m)) });
+  const r = apply(reg, 3, { signer: m, call: batch([createPure(), msg({ tag: 'vault', value: { shard: SHARD } })]) });
+  assert.deepEqual(r.kinds, ['vault']);
+  return { reg, m, vault: pureProxyAccount(m, 3, 1) };
+}
+
+test('registry: the vault is the pure proxy a member creates in batchAll[createPure, remark(vault)]', () => {
+  const reg = new Registry(registryCtx());
+  const m = key32('first member');
+  const outsider = key32('outsider');
+  const vaultMsg = msg({ tag: 'vault', value: { shard: SHARD } });
+  apply(reg, 2, { signer: m, call: msg(registerMessage(m)) });
+  assertIgnored(apply(reg, 3, { signer: outsider, call: batch([createPure(), vaultMsg]) }), /non-member/);
+  assertIgnored(apply(reg, 3, { signer: m, call: vaultMsg }), /without proxy.createPure/);
+  assertIgnored(apply(reg, 3, { signer: m, call: batch([remark(Uint8Array.of(1)), vaultMsg]) }), /without proxy.createPure/);
+  // the host claims a createPure that is not in the bytes
+  const claimed = batch([createPure(), vaultMsg]);
+  assertIgnored(apply(reg, 3, { signer: m, call: batch([remark(Uint8Array.of(1)), vaultMsg]), tree: claimed.tree }), /without proxy.createPure/);
+  // createPure nested deeper than the top-level batch does not make the signer the spawner
+  assertIgnored(apply(reg, 3, { signer: m, call: proxy(key32('x'), batch([createPure(), vaultMsg])) }), /without proxy.createPure/);
+  assertIgnored(apply(reg, 3, { signer: m, success: false, call: batch([createPure(), vaultMsg]) }), /failed on the parentchain/);
+  assert.equal(reg.data.vault === undefined, true);
+
+  const ok = apply(reg, 4, { signer: m, call: batch([createPure(), vaultMsg]) });
+  assert.deepEqual(ok.kinds, ['vault']);
+  assert.deepEqual(reg.data.vault, { account: pureProxyAccount(m, 4, 1), createdAt: 4 });
+  assertIgnored(apply(reg, 5, { signer: m, call: batch([createPure(), vaultMsg]) }), /already has a vault/);
+  assert.deepEqual(reg.data.vault?.account, pureProxyAccount(m, 4, 1));
+});
+
+test('registry: shields credit the HPKE-sealed recipient only for a transfer to the vault in the same batch', () => {
+  const { reg, vault } = registryWithVault();
+  const alice = key32('parentchain alice');
+  const bob = key32('sidechain bob');
+  const shieldTo = (recipient: Uint8Array) => msg({ tag: 'shield', value: { shard: SHARD, recipient } });
+  // before the reserve: shields are fine (the reserve only keeps the vault alive)
+  const ok = apply(reg, 10, { signer: alice, call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob))]) });
+  assert.deepEqual(ok.kinds, ['shield']);
+  assert.deepEqual(ok.effects, [{ parentchainNumber: 10, kind: EFFECT.shield, account: bob, amount: 5_000n, withdrawal: 0n, request: new Uint8Array(0) }]);
+
+  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(key32('not the vault'), 5_000n), shieldTo(sealRecipient(bob))]) }), /without a transfer to the vault/);
+  assertIgnored(apply(reg, 11, { signer: alice, call: shieldTo(sealRecipient(bob)) }), /without a transfer to the vault/);
+  assertIgnored(apply(reg, 11, { signer: alice, success: false, call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob))]) }), /failed/);
+  // the host inflates the amount: not what the extrinsic's bytes say
+  const real = batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))]);
+  const inflated = batch([transfer(vault, 5_000_000n), shieldTo(sealRecipient(bob))]);
+  assertIgnored(apply(reg, 11, { signer: alice, call: real, tree: { ...inflated.tree, calls: [inflated.tree.calls![0], real.tree.calls![1]] } }), /transfer does not match/);
+  // a transfer outside the batch (proxy-wrapped) does not count
+  assertIgnored(apply(reg, 11, { signer: alice, call: proxy(key32('x'), batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))])) }), /without a transfer to the vault/);
+  // undecryptable recipients: garbage, another shard as AAD, another shielding key, too short
+  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(new Uint8Array(80).fill(3))]) }), /undecryptable/);
+  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob, OTHER_SHARD))]) }), /undecryptable/);
+  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob, SHARD, x25519Generate().publicKey))]) }), /undecryptable/);
+  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(bob)]) }), /undecryptable/);
+  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob.subarray(0, 31)))]) }), /undecryptable/);
+  // one transfer claimed by two shield remarks credits nobody (not twice)
+  const twice = apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob)), shieldTo(sealRecipient(alice))]) });
+  assert.deepEqual(twice.effects, []);
+  assert.deepEqual(twice.kinds, ['ignored', 'ignored']);
+  // no vault yet: nothing to shield into
+  const bare = new Registry(registryCtx());
+  assertIgnored(apply(bare, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))]) }), /without a transfer to the vault/);
+});
+
+test('registry: the reserve, indirect invocations and anchors', () => {
+  const { reg, m, vault } = registryWithVault();
+  const reserve = msg({ tag: 'reserve', value: { shard: SHARD } });
+  assertIgnored(apply(reg, 4, { signer: m, call: batch([transfer(key32('x'), ED), reserve]) }), /without a transfer to the vault/);
+  assert.deepEqual(apply(reg, 5, { signer: m, call: batch([transfer(vault, ED), reserve]) }).kinds, ['reserve']);
+  assert.equal(reg.data.reserveFunded, 5);
+  assert.deepEqual(apply(reg, 6, { signer: m, call: batch([transfer(vault, ED), reserve]) }).kinds, ['reserve']);
+  assert.equal(reg.data.reserveFunded, 5, 'the first one counts');
+
+  // anyone may invoke; the request stays opaque here
+  const inv = apply(reg, 7, { signer: key32('anyone'), call: msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(1, 2, 3) } }) });
+  assert.deepEqual(inv.kinds, ['invoke']);
+  assert.deepEqual(inv.effects.map((e) => [e.kind, e.parentchainNumber, [...e.request]]), [[EFFECT.invoke, 7, [1, 2, 3]]]);
+  // several of ours in one batch: each counts, in order
+  const two = apply(reg, 7, { signer: key32('anyone'), call: batch([1, 2].map((n) => msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(n) } }))) });
+  assert.deepEqual(two.effects.map((e) => e.request[0]), [1, 2]);
+
+  const anchor = (n: bigint, previousAnchor: Uint8Array = new Uint8Array(32), processed = 1): Call => msg({ tag: 'anchor', value: {
+    shard: SHARD, sidechainNumber: n, sidechainHash: key32(`block ${n}`), previousAnchor, parentchainProcessed: { number: processed, hash: key32(`p${processed}`) },
+  } });
+  assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: anchor(10n) }), /anchor by a non-member/);
+  assert.equal(reg.anchoredProcessed, undefined);
+  assert.deepEqual(apply(reg, 8, { signer: m, call: anchor(10n) }).kinds, ['anchor'], 'the first anchor has no previous one to follow');
+  assert.deepEqual(reg.data.lastAnchor, { number: 10n, hash: key32('block 10'), parentchainNumber: 8 });
+  assert.equal(reg.anchoredProcessed, 1, 'effects up to the anchored block\'s parentchain block are executed for good');
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(10n, key32('block 10')) }), /not above 10/);
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(9n, key32('block 10')) }), /not above 10/);
+  // anchors chain: one that does not name the last anchored block as its previous anchor may be on another fork
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(20n) }), /anchor 20 does not follow the last anchor/);
+  assertIgnored(apply(reg, 9, { signer: m, call: anchor(20n, key32('block 9')) }), /does not follow the last anchor/);
+  assert.deepEqual([reg.data.lastAnchor?.number, reg.anchoredProcessed], [10n, 1]);
+  assert.deepEqual(apply(reg, 9, { signer: m, call: anchor(20n, key32('block 10'), 5) }).kinds, ['anchor']);
+  assert.equal(reg.data.lastAnchor?.number, 20n);
+  assert.equal(reg.data.lastAnchor?.parentchainNumber, 9);
+  assert.equal(reg.anchoredProcessed, 5);
+});
+
+test('registry: a payout is proxy(vault, batchAll[transfer, remark(payout)]) by a member', () => {
+  const { reg, m, vault } = registryWithVault();
+  const ben = key32('beneficiary');
+  const payout = (w: bigint) => msg({ tag: 'payout', value: { shard: SHARD, withdrawal: w } });
+  const ok = apply(reg, 6, { signer: m, call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) });
+  assert.deepEqual(ok.kinds, ['payout']);
+  assert.deepEqual(ok.effects, [{ parentchainNumber: 6, kind: EFFECT.payout, account: ben, amount: 2_000n, withdrawal: 4n, request: new Uint8Array(0) }]);
+  assertIgnored(apply(reg, 6, { signer: key32('outsider'), call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) }), /not made by a member through the vault/);
+  assertIgnored(apply(reg, 6, { signer: m, call: proxy(key32('not the vault'), batch([transfer(ben, 2_000n), payout(4n)])) }), /not made by a member through the vault/);
+  assertIgnored(apply(reg, 6, { signer: m, call: batch([transfer(ben, 2_000n), payout(4n)]) }), /not made by a member through the vault/);
+  // included but failed (the vault could not pay): the withdrawal is refunded on the sidechain
+  const failed = apply(reg, 6, { signer: m, success: false, call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) });
+  assert.deepEqual(failed.kinds, ['payout']);
+  assert.match(failed.out[0].detail, /withdrawal 4 failed: refunded/);
+  assert.deepEqual(failed.effects, [{ parentchainNumber: 6, kind: EFFECT.payoutFailed, account: ben, amount: 2_000n, withdrawal: 4n, request: new Uint8Array(0) }]);
+  assertIgnored(apply(reg, 6, { signer: key32('outsider'), success: false, call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) }), /failed on the parentchain/);
+  const real = proxy(vault, batch([transfer(ben, 2n), payout(4n)]));
+  const claimed = proxy(vault, batch([transfer(ben, 2_000n), payout(4n)]));
+  assertIgnored(apply(reg, 6, { signer: m, call: real, tree: claimed.tree }), /payout (not made by a member through the vault|transfer does not match)/);
+});
+
+test('registry: a vault proxy is proxy(vault, batchAll[addProxy, remark(proxy)]) by a member, alone or after a transfer paying its deposit', () => {
+  const { reg, m, vault } = registryWithVault();
+  const adds = (d: Uint8Array, real = vault) => proxy(real, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
+  const [d1, d2, d3] = [key32('delegate 1'), key32('delegate 2'), key32('delegate 3')];
+  assert.deepEqual(apply(reg, 6, { signer: m, call: adds(d1) }).kinds, ['proxy']);
+  assert.deepEqual(apply(reg, 7, { signer: m, call: batch([transfer(vault, 1_000n), adds(d2)]) }).kinds, ['proxy'], 'deposit paid in the same batch');
+  assert.ok(reg.isVaultProxy(d1) && reg.isVaultProxy(d2));
+  assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: batch([transfer(vault, 1_000n), adds(d3)]) }), /vault proxy not added by a member/);
+  assertIgnored(apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), adds(d3, key32('not the vault'))]) }), /vault proxy not added by a member/);
+  // only the deposit's transfer may come before it
+  assertIgnored(apply(reg, 8, { signer: m, call: batch([remark(Uint8Array.of(1)), adds(d3)]) }), /vault proxy not added by a member/);
+  // the delegate named in the remark must be the one the extrinsic's bytes add
+  const mismatched = proxy(vault, batch([addProxy(d1), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d3 } })]));
+  assertIgnored(apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), mismatched]) }), /addProxy does not match the extrinsic/);
+  assert.ok(!reg.isVaultProxy(d3));
+});
+
+test('registry: a departed member\'s vault proxy is removed by proxy(vault, batchAll[removeProxy, refund to the signer, remark(unproxy)]) by a member', () => {
+  const { reg, m, vault } = registryWithVault();
+  const other = key32('member 2');
+  apply(reg, 6, { signer: other, call: msg(registerMessage(other)) });
+  const adds = (d: Uint8Array) => proxy(vault, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
+  apply(reg, 7, { signer: m, call: adds(other) });
+  const removes = (d: Uint8Array, o: { real?: Uint8Array; refundTo?: Uint8Array; named?: Uint8Array } = {}) =>
+    proxy(o.real ?? vault, batch([removeProxy(d), transfer(o.refundTo ?? m, 1_000n), msg({ tag: 'unproxy', value: { shard: SHARD, delegate: o.named ?? d } })]));
+  // a member's proxy stays
+  assertIgnored(apply(reg, 8, { signer: m, call: removes(other) }), /is a member; its vault proxy stays/);
+  assert.ok(reg.isVaultProxy(other));
+  apply(reg, 9, { signer: other, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: other } }) });
+  assertIgnored(apply(reg, 10, { signer: key32('outsider'), call: removes(other, { refundTo: key32('outsider') }) }), /not removed by a member through the vault/);
+  assertIgnored(apply(reg, 10, { signer: m, call: removes(other, { real: key32('not the vault') }) }), /not removed by a member through the vault/);
+  assertIgnored(apply(reg, 10, { signer: m, call: removes(other, { refundTo: key32('someone else') }) }), /not removed by a member through the vault/);
+  // the delegate named in the remark must be the one the extrinsic's bytes remove
+  assertIgnored(apply(reg, 10, { signer: m, call: removes(key32('another'), { named: other }) }), /does not match the extrinsic/);
+  assert.ok(reg.isVaultProxy(other), 'nothing removed by the ignored extrinsics');
+  assert.deepEqual(apply(reg, 10, { signer: m, call: removes(other) }).kinds, ['unproxy']);
+  assert.ok(!reg.isVaultProxy(other) && reg.isVaultProxy(m));
+});
+
+// =============================================================================================
+// The view and its duties, through EnclaveCore
+
+let alice: Account;
+let bob: Account;
+let charlie: Account;
+before(async () => {
+  alice = await devAccount('//Alice');
+  bob = await devAccount('//Bob');
+  charlie = await devAccount('//Charlie');
+});
+
+/** One enclave following a FakeChain as its host would: imports blocks, asks for duties, signs them, includes them. */
+class Host {
+  readonly core: EnclaveCore;
+  readonly chain: FakeChain;
+  readonly dataDir: string;
+  slot = 1n;
+
+  constructor(chain: FakeChain, dataDir = tempDir(), options: { keyRotationBlocks?: number } = {}) {
+    this.chain = chain;
+    this.dataDir = dataDir;
+    this.core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...options });
+  }
+
+  get key(): Uint8Array {
+    return this.core.info().signingKey;
+  }
+
+  get shieldingKey(): ShieldingKey {
+    const i = this.core.info();
+    return { keyId: i.shieldingKeyId, publicKey: i.shieldingKey };
+  }
+
+  init(callIndices: CallIndices = IX) {
+    return this.core.parentchainInit({ genesisHash: this.chain.genesis, callIndices, existentialDeposit: ED, proxyDepositFactor: PROXY_FACTOR });
+  }
+
+  info() {
+    return this.core.parentchainInfo();
+  }
+
+  import(...blocks: Block[]) {
+    return this.core.parentchainImport(blocks);
+  }
+
+  duties() {
+    return this.core.parentchainDuties({ peerId: PEER, p2pAddresses: ADDRS });
+  }
+
+  dutyKeys(): string[] {
+    return this.duties().map((d) => d.key);
+  }
+
+  /** Signs a mortal payload born at the chain head (or `birth`); checks the signature. */
+  sign(callData: Uint8Array, birth: { number: number; hash: Uint8Array } | null = this.chain.head, period = 64): Uint8Array {
+    const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period });
+    const signature = this.core.signExtrinsic(payload);
+    assert.ok(ed25519Verify(this.key, payload.length > 256 ? blake2_256(payload) : payload, signature), 'signature over the payload (its hash when long)');
+    return payload;
+  }
+
+  /** A block with one extrinsic of these call bytes, signed by this enclave (or `signer`). */
+  include(callData: Uint8Array, o: { signer?: Uint8Array; success?: boolean } = {}) {
+    const b = this.chain.block([{ signer: o.signer ?? this.key, call: decodeCall(callData), success: o.success }]);
+    return { block: b, ...this.import(b) };
+  }
+
+  /** Asks for the one duty `key`, signs it and includes it in the next block. */
+  perform(key: string) {
+    const duties = this.duties();
+    assert.deepEqual(duties.map((d) => d.key), [key]);
+    this.sign(duties[0].callData);
+    return this.include(duties[0].callData);
+  }
+
+  /**
+   * Anchors sidechain block `number` (the head by default): the enclave's anchor remark, signed by
+   * this member, in the next parentchain block. The block is final once that block is imported.
+   */
+  anchor(number = this.core.status().headNumber) {
+    const callData = this.core.anchorCall(number);
+    this.sign(callData);
+    const r = this.include(callData);
+    assert.deepEqual(r.observations.map((o) => o.kind), ['anchor']);
+    assert.equal(this.info().lastAnchor?.number, number);
+    return r;
+  }
+
+  /** Parentchain effects the view still keeps, executed or not: they are dropped only by an anchor. */
+  keptEffects(): number {
+    return this.core['parentchain']!.effectsAfter(0).length;
+  }
+
+  produce() {
+    const p = this.core.propose({ slot: this.slot++, timestampMs: Date.now(), maxCalls: 100 });
+    this.core.commit(p.hash);
+    return p;
+  }
+
+  balance(a: Account): bigint {
+    const g = buildGetter(a, { tag: 'balance', value: a.publicKey }, this.shieldingKey, SHARD);
+    const r = g.open(this.core.executeGetter(g.request, Date.now()));
+    assert.equal(r.tag, 'balance');
+    return r.value as bigint;
+  }
+
+  close() {
+    return this.core.close();
+  }
+}
+
+test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout exactly once, invoke, anchor', async () => {
+  const host = new Host(new FakeChain());
+  const core = host.core;
+  try {
+    core.genesis([{ account: alice.publicKey, amount: 1_000n }], Date.now());
+    assert.equal(codeOf(() => host.duties()), 'NO_PARENTCHAIN');
+    const first = host.init();
+    assert.deepEqual([first.number, first.members, first.vault, first.reserveFunded, first.dutiesInFlight], [0, [], null, false, []]);
+    host.import(...host.chain.blocks(2));
+    // nobody is registered: this enclave may not author yet
+    assert.equal(codeOf(() => core.propose({ slot: host.slot, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_AUTHORITY');
+
+    // 1. registration: a remark with a quote binding the signing key, peer id and addresses
+    const [reg] = host.duties();
+    assert.equal(reg.key, 'register');
+    const regMsg = decodeMessage(decodeCall(reg.callData).tree.remark!);
+    assert.equal(regMsg?.tag, 'register');
+    if (regMsg?.tag !== 'register') return;
+    assert.deepEqual([regMsg.value.signingKey, regMsg.value.shard, regMsg.value.peerId, regMsg.value.p2pAddresses], [host.key, SHARD, PEER, ADDRS]);
+    const q = verifySimulatedQuote(regMsg.value.quote, { trustedAuthorities: [DEV_AUTHORITY_PUBLIC], allowedMeasurements: [MEASUREMENT] });
+    assert.deepEqual(q.reportData, concatBytes(host.key, registrationUserData(SHARD, PEER, ADDRS, host.core.info().encryptionKey)));
+    host.sign(reg.callData);
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+    assert.equal(codeOf(() => host.sign(reg.callData)), 'DUTY_IN_FLIGHT');
+    assert.deepEqual(host.dutyKeys(), [], 'not offered while in flight');
+    const registered = host.include(reg.callData);
+    assert.deepEqual(registered.observations.map((o) => o.kind), ['registered']);
+    const afterReg = host.info();
+    assert.deepEqual(afterReg.members.map((m) => [m.signingKey, m.registeredAt, m.registeredIndex, m.unregisteredAt]), [[host.key, 3, 1, null]]);
+    assert.deepEqual(afterReg.dutiesInFlight, [], 'done');
+    assert.equal(codeOf(() => host.sign(reg.callData)), 'SIGNING_REFUSED', 'a done duty\'s bytes are no longer signable');
+
+    // 2. the vault, then 3. its keep-alive reserve
+    const [vaultDuty] = host.duties();
+    assert.equal(vaultDuty.key, 'vault');
+    assert.deepEqual(vaultDuty.callData, batchAllCall(IX, [createPureCall(IX), remarkCall(IX, encodeMessage({ tag: 'vault', value: { shard: SHARD } }))]));
+    const v = host.perform('vault');
+    const vault = pureProxyAccount(host.key, v.block.number, 1);
+    assert.deepEqual(host.info().vault, vault);
+    const [reserveDuty] = host.duties();
+    assert.deepEqual(reserveDuty.callData, batchAllCall(IX, [transferKeepAliveCall(IX, vault, ED), remarkCall(IX, encodeMessage({ tag: 'reserve', value: { shard: SHARD } }))]));
+    host.perform('reserve');
+    assert.equal(host.info().reserveFunded, true);
+    assert.deepEqual(host.dutyKeys(), []);
+    host.produce(); // the first block authored as a registered member
+
+    // 4. a shield from a parentchain account credits the sealed recipient in the next block
+    const payer = key32('parentchain payer');
+    const shieldCall = batch([transfer(vault, 5n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) } })]);
+    const shielded = host.import(host.chain.block([{ signer: payer, call: shieldCall }]));
+    assert.deepEqual([shielded.effects, shielded.observations.map((o) => o.kind)], [1, ['shield']]);
+    assert.equal(host.info().pendingEffects, 1);
+    assert.equal(host.balance(bob), 0n, 'not before a block executes it');
+    const p1 = host.produce();
+    assert.deepEqual(p1.rejected, []);
+    assert.equal(host.balance(bob), 5n * UNIT);
+    assert.deepEqual([host.info().shieldedSupply, host.info().pendingEffects], [5n * UNIT, 0]);
+    assert.equal(host.keptEffects(), 1, 'executed, but kept until an anchor makes the block that executed it final');
+
+    // 5. an unshield burns and records a withdrawal
+    const beneficiary = key32('parentchain beneficiary');
+    const unshield = shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 2n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD);
+    assert.equal((await core.submit([unshield], Date.now()))[0].status, 'ready');
+    assert.equal(host.produce().included.length, 1);
+    const burnBlock = core.status().headNumber;
+    assert.equal(host.balance(bob), 3n * UNIT);
+    assert.deepEqual([host.info().shieldedSupply, host.info().unpaidWithdrawals], [3n * UNIT, 1]);
+    // 6. never paid while the burn's block is not final (a fork could abandon it)
+    assert.equal(host.info().lastAnchor, null);
+    assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not anchored: no payout');
+    // an anchor below the burn does not make it final; it settles the shield its block executed
+    const stale = core.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
+    host.anchor(burnBlock - 1);
+    assert.equal(host.keptEffects(), 0, 'the shield\'s block is final: its effect is dropped');
+    assert.deepEqual(host.dutyKeys(), [], 'anchored below the burn: still no payout');
+    // anchors chain: one that does not follow the last anchor is ignored; the enclave builds none below it
+    host.sign(stale);
+    const unchained = host.include(stale).observations;
+    assert.deepEqual(unchained.map((o) => o.kind), ['ignored']);
+    assert.match(unchained[0].detail, /does not follow the last anchor/);
+    assert.equal(host.info().lastAnchor?.number, burnBlock - 1);
+    assert.equal(codeOf(() => core.anchorCall(burnBlock - 1)), 'ANCHOR_NOT_DESCENDANT');
+    assert.deepEqual(host.dutyKeys(), []);
+    // the burn's block anchored: final, and the payout duty pays it exactly once
+    host.anchor(burnBlock);
+    assert.deepEqual(host.dutyKeys(), ['payout:0']);
+    const [pay] = host.duties();
+    assert.equal(pay.key, 'payout:0');
+    const payoutMsg = remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } }));
+    assert.deepEqual(pay.callData, proxyCall(IX, vault, batchAllCall(IX, [transferKeepAliveCall(IX, beneficiary, 2n * UNIT), payoutMsg])));
+    host.sign(pay.callData);
+    assert.equal(codeOf(() => host.sign(pay.callData)), 'DUTY_IN_FLIGHT');
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.deepEqual(host.include(pay.callData).observations.map((o) => o.kind), ['payout']);
+    assert.deepEqual(host.info().dutiesInFlight, []);
+    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED', 'paid: never signed again');
+    assert.deepEqual(host.dutyKeys(), [], 'seen paid, not yet settled: not offered');
+    host.produce();
+    assert.deepEqual([host.info().unpaidWithdrawals, host.info().pendingEffects], [0, 0]);
+    assert.equal(host.keptEffects(), 1, 'the payout is kept (and looks done) until an anchor');
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
+
+    // 7. an indirect invocation executes the shielded call it carries
+    const t = buildTransfer(bob, { to: charlie.publicKey, amount: 500n, nonce: 1 }, host.shieldingKey, SHARD);
+    const invoked = host.import(host.chain.block([{ signer: payer, call: msg({ tag: 'invoke', value: { shard: SHARD, request: t.request } }) }]));
+    assert.equal(invoked.effects, 1);
+    const p2 = host.produce();
+    assert.deepEqual([p2.included, p2.rejected], [[t.hash], []]);
+    assert.deepEqual([host.balance(bob), host.balance(charlie)], [3n * UNIT - 500n, 500n]);
+
+    // 8. anchors: signed without exactly-once tracking (immortal is fine), observed as the last anchor
+    const head = core.status().headNumber;
+    assert.equal(host.keptEffects(), 2, 'the payout and the invocation');
+    const anchor = core.anchorCall(head);
+    host.sign(anchor, null);
+    host.sign(anchor); // again: a lost anchor may be re-sent
+    assert.deepEqual(host.include(anchor).observations.map((o) => o.kind), ['anchor']);
+    assert.deepEqual(host.info().lastAnchor, { number: head, hash: core.status().headHash, parentchainNumber: host.chain.head.number });
+    assert.equal(host.keptEffects(), 0, 'settled by the anchor');
+    assert.deepEqual(host.dutyKeys(), [], 'the payout settled: still never offered again');
+    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
+    assert.equal(codeOf(() => core.anchorCall(head)), 'ANCHOR_NOT_DESCENDANT', 'not above the last anchor');
+    assert.equal(codeOf(() => core.anchorCall(head + 100)), 'UNKNOWN_BLOCK');
+  } finally {
+    await host.close();
+  }
+});
+
+test('admitPayload: only payloads that start with call bytes the enclave built, mortal for duties', async () => {
+  const host = new Host(new FakeChain());
+  try {
+    assert.equal(codeOf(() => host.core.signExtrinsic(Uint8Array.of(1, 2, 3))), 'NO_PARENTCHAIN');
+    host.init();
+    host.import(...host.chain.blocks(3));
+    const [reg] = host.duties();
+    const refused = (payload: Uint8Array) => codeOf(() => host.core.signExtrinsic(payload));
+    const genesis = host.chain.genesis;
+    const birth = host.chain.head;
+    assert.equal(refused(signingPayload(remarkCall(IX, te.encode('anything')), { genesis, birth })), 'SIGNING_REFUSED');
+    assert.equal(refused(signingPayload(transferKeepAliveCall(IX, host.key, 10n ** 18n), { genesis, birth })), 'SIGNING_REFUSED');
+    assert.equal(refused(reg.callData), 'SIGNING_REFUSED', 'the call alone is not a payload');
+    assert.equal(refused(signingPayload(reg.callData.subarray(0, reg.callData.length - 1), { genesis, birth })), 'SIGNING_REFUSED');
+    const flipped = Uint8Array.from(reg.callData, (v, i) => (i === 40 ? v ^ 1 : v));
+    assert.equal(refused(signingPayload(flipped, { genesis, birth })), 'SIGNING_REFUSED');
+    // immortal, or mortal on another chain (its birth hash cannot be read): not for a duty
+    assert.equal(refused(signingPayload(reg.callData, { genesis, birth: null })), 'DUTY_IMMORTAL');
+    assert.equal(refused(signingPayload(reg.callData, { genesis: key32('other genesis'), birth })), 'DUTY_IMMORTAL');
+    assert.deepEqual(host.info().dutiesInFlight, [], 'refusals leave nothing in flight');
+    host.sign(reg.callData);
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+  } finally {
+    await host.close();
+  }
+});
+
+test('a signed duty is not offered or signed again until the light client passes its death, also across a restart', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    host.import(...chain.blocks(5));
+    // two offers of the registration (the second after an address change): signing one puts the duty in flight
+    const [a] = host.duties();
+    const [b] = host.core.parentchainDuties({ peerId: PEER, p2pAddresses: ['/ip4/10.0.0.7/tcp/30333'] });
+    assert.notDeepEqual(a.callData, b.callData);
+    const birth = chain.head; // #5: the transaction is valid in blocks 5..68
+    host.sign(a.callData);
+    assert.equal(codeOf(() => host.sign(b.callData)), 'DUTY_IN_FLIGHT');
+    assert.equal(codeOf(() => host.sign(a.callData, birth, 128)), 'DUTY_IN_FLIGHT');
+
+    // restart: the in-flight record is sealed; authorizations are not (the host must ask again)
+    await host.close();
+    host = new Host(chain, dataDir);
+    const reopened = host.init();
+    assert.deepEqual(reopened.dutiesInFlight, ['register']);
+    assert.equal(reopened.number, 5);
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.equal(codeOf(() => host.sign(a.callData)), 'SIGNING_REFUSED');
+
+    host.import(...chain.blocks(62)); // #67
+    assert.deepEqual(host.dutyKeys(), [], 'could still be included in #68');
+    host.import(chain.block()); // #68: the last block it could be in
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+    host.import(chain.block()); // #69 = birth + 64
+    assert.deepEqual(host.info().dutiesInFlight, []);
+    const [again] = host.duties();
+    assert.equal(again.key, 'register');
+    // re-signed with a birth the light client has not seen yet: its death is known once it is
+    const ahead = chain.blocks(3); // #70..#72, not imported
+    host.sign(again.callData, ahead[2]);
+    host.import(...ahead, ...chain.blocks(63)); // up to #135 = 72 + 63
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+    host.import(chain.block()); // #136 = 72 + 64
+    assert.deepEqual(host.info().dutiesInFlight, []);
+    // seen done before its death: done, never offered again
+    const [third] = host.duties();
+    host.sign(third.callData);
+    assert.deepEqual(host.include(third.callData).observations.map((o) => o.kind), ['registered']);
+    assert.deepEqual([host.info().dutiesInFlight, host.info().members.length], [[], 1]);
+    assert.equal(codeOf(() => host.sign(third.callData)), 'SIGNING_REFUSED');
+  } finally {
+    await host.close();
+  }
+});
+
+test('a payout signed before a crash is never signed again: in flight after restart, done once seen', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    const beneficiary = key32('beneficiary');
+    await withWithdrawal(host, beneficiary);
+    const snapshot = await host.core.snapshot();
+    const [pay] = host.duties();
+    assert.equal(pay.key, 'payout:0');
+    host.sign(pay.callData);
+
+    // crash and restart: state from the snapshot, the parentchain view from its sealed file
+    const slot = host.slot; // the clock goes on: the next block's slot is after the snapshot head's
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init();
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.equal(host.info().lastAnchor?.number, snapshot.number);
+    assert.equal(host.core['finalNumber'](), BigInt(snapshot.number), 'the sealed anchor: the burn\'s block is still final after the replay');
+    assert.deepEqual([host.info().unpaidWithdrawals, host.info().dutiesInFlight], [1, ['payout:0']]);
+    assert.deepEqual(host.dutyKeys(), [], 'unpaid, but in flight: not offered');
+    // the signed payout lands
+    assert.deepEqual(host.include(pay.callData).observations.map((o) => o.kind), ['payout']);
+    assert.deepEqual(host.dutyKeys(), []);
+    host.produce();
+    assert.equal(host.info().unpaidWithdrawals, 0);
+    host.import(...chain.blocks(70));
+    assert.deepEqual(host.dutyKeys(), [], 'paid: never offered again');
+  } finally {
+    await host.close();
+  }
+});
+
+test('a payout never included is offered again after its death; one the vault could not make is refunded', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.core.genesis([], Date.now());
+    host.init();
+    host.import(chain.block());
+    host.perform('register');
+    const v = host.perform('vault');
+    const vault = pureProxyAccount(host.key, v.block.number, 1);
+    host.perform('reserve');
+    host.import(chain.block([{ signer: key32('payer'), call: batch([transfer(vault, 9n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) } })]) }]));
+    // restart before a block executed the shield: the effect is sealed, still pending
+    const snapshot = await host.core.snapshot();
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.init();
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.equal(host.info().pendingEffects, 1);
+    host.produce();
+    assert.equal(host.balance(bob), 9n * UNIT);
+
+    await host.core.submit([shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary: key32('b'), amount: 4n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD)], Date.now());
+    host.produce();
+    assert.equal(host.balance(bob), 5n * UNIT);
+    assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not final yet: no payout');
+    assert.equal(host.keptEffects(), 1, 'the shield, executed but not yet final');
+    host.anchor();
+    assert.equal(host.keptEffects(), 0);
+    const [pay] = host.duties();
+    assert.equal(pay.key, 'payout:0');
+    const birth = chain.head.number;
+    host.sign(pay.callData);
+    // never included (dropped by the pool, say): offered again once it can no longer be
+    host.import(...chain.blocks(63));
+    assert.deepEqual(host.dutyKeys(), []);
+    host.import(chain.block());
+    assert.equal(chain.head.number, birth + 64);
+    assert.deepEqual(host.dutyKeys(), ['payout:0']);
+    host.sign(pay.callData);
+    // included but failed: done (refunded), neither offered nor signable again
+    const failed = host.include(pay.callData, { success: false });
+    assert.deepEqual(failed.observations.map((o) => o.kind), ['payout']);
+    assert.deepEqual(host.info().dutiesInFlight, []);
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
+    host.produce();
+    assert.equal(host.balance(bob), 9n * UNIT);
+    assert.deepEqual([host.info().unpaidWithdrawals, host.info().shieldedSupply], [0, 9n * UNIT]);
+    assert.deepEqual(host.dutyKeys(), []);
+  } finally {
+    await host.close();
+  }
+});
+
+/**
+ * Registers, creates and funds the vault, shields 9 UNIT to //Bob and unshields 4 UNIT of it
+ * (withdrawal 0), then anchors the burn's block so that the withdrawal is final and payable.
+ */
+async function withWithdrawal(host: Host, beneficiary: Uint8Array): Promise<Uint8Array> {
+  host.core.genesis([], Date.now());
+  host.import(host.chain.block());
+  host.perform('register');
+  const v = host.perform('vault');
+  const vault = pureProxyAccount(host.key, v.block.number, 1);
+  host.perform('reserve');
+  const recipient = sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey);
+  host.import(host.chain.block([{ signer: key32('payer'), call: batch([transfer(vault, 9n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient } })]) }]));
+  host.produce();
+  await host.core.submit([shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 4n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD)], Date.now());
+  host.produce();
+  assert.equal(host.info().unpaidWithdrawals, 1);
+  assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not final yet: no payout');
+  host.anchor();
+  assert.deepEqual(host.dutyKeys(), ['payout:0'], 'final once anchored');
+  return vault;
+}
+
+test('proxy calls take the current runtime\'s account format, also when the view is reopened', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  const old = { ...IX, proxyRealAccountId: true, addProxyDelegateAccountId: true };
+  try {
+    host.init(old);
+    const beneficiary = key32('beneficiary');
+    const vault = await withWithdrawal(host, beneficiary);
+    const inner = batchAllCall(IX, [transferKeepAliveCall(IX, beneficiary, 4n * UNIT), remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } }))]);
+    assert.deepEqual(host.duties()[0].callData, concatBytes(Uint8Array.of(42, 0), vault, Uint8Array.of(0), inner));
+    const snapshot = await host.core.snapshot();
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.init(); // the runtime was upgraded to a pallet_proxy with MultiAddress arguments
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.deepEqual(host.duties()[0].callData, proxyCall(IX, vault, inner));
+    assert.deepEqual(host.duties()[0].callData.subarray(0, 3), Uint8Array.of(42, 0, 0));
+  } finally {
+    await host.close();
+  }
+});
+
+test('a view sealed by an earlier build (call indices without removeProxy) opens with pallet_proxy\'s remove_proxy index and is resealed', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init({ ...IX, removeProxy: { pallet: 42, call: 2 } });
+    host.import(chain.block());
+    await host.close();
+    // Rewrite the sealed file in the old layout: the indices end with addProxy (genesis hash, then 7 indices of 2 bytes).
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    const sealer = Sealer.simulated(dataDir, MEASUREMENT);
+    const current = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
+    const old = concatBytes(current.subarray(0, 32 + 12), current.subarray(32 + 14));
+    writeFileSync(path, sealer.seal('signer', 'parentchain', old));
+    host = new Host(chain, dataDir);
+    // The host now names another index: the sealed indices win (the host is not trusted with them).
+    host.init({ ...IX, removeProxy: { pallet: 42, call: 9 } });
+    assert.deepEqual(host.core['parentchain']!.callIndices.removeProxy, { pallet: 42, call: 2 });
+    assert.equal(host.info().number, 1, 'the rest of the view survived');
+    const resealed = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
+    assert.deepEqual(resealed, current, 'resealed in the current layout');
+  } finally {
+    await host.close();
+  }
+});
+
+test('a duty someone else did is no longer signable (the reserve funded by a third party)', async () => {
+  const host = new Host(new FakeChain());
+  try {
+    host.init();
+    host.import(host.chain.block());
+    host.perform('register');
+    const v = host.perform('vault');
+    const vault = pureProxyAccount(host.key, v.block.number, 1);
+    const [reserve] = host.duties();
+    assert.equal(reserve.key, 'reserve');
+    const funded = host.import(host.chain.block([{ signer: key32('a friend'), call: batch([transfer(vault, ED), msg({ tag: 'reserve', value: { shard: SHARD } })]) }]));
+    assert.deepEqual(funded.observations.map((o) => o.kind), ['reserve']);
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.equal(codeOf(() => host.sign(reserve.callData)), 'SIGNING_REFUSED');
+  } finally {
+    await host.close();
+  }
+});
+
+test('two enclaves derive the same registry; only the first member creates the vault and pays', async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  try {
+    a.init();
+    b.init();
+    const both = (...blocks: Block[]) => [a.import(...blocks), b.import(...blocks)];
+    both(chain.block());
+    const [ra] = a.duties();
+    const [rb] = b.duties();
+    a.sign(ra.callData);
+    b.sign(rb.callData);
+    // both registrations in one block, b's first
+    const blk = chain.block([{ signer: b.key, call: decodeCall(rb.callData) }, { signer: a.key, call: decodeCall(ra.callData) }]);
+    both(blk);
+    for (const h of [a, b]) assert.deepEqual(h.info().members.map((m) => hex(m.signingKey)), [hex(b.key), hex(a.key)]);
+    assert.deepEqual(a.dutyKeys(), [], 'not the first member');
+    const [vd] = b.duties();
+    assert.equal(vd.key, 'vault');
+    b.sign(vd.callData);
+    both(chain.block([{ signer: b.key, call: decodeCall(vd.callData) }]));
+    assert.deepEqual(a.info().vault, pureProxyAccount(b.key, chain.head.number, 1));
+    assert.deepEqual(b.info().vault, a.info().vault);
+    // a member's own bytes do not authorize the other enclave
+    assert.equal(codeOf(() => a.sign(vd.callData)), 'SIGNING_REFUSED');
+    // b (the creator) is the vault's only proxy; it adds a, so a could pay out later
+    const pd = b.duties().find((d) => d.key.startsWith('proxy:'));
+    assert.ok(pd, 'b offers to make a a vault proxy');
+    assert.equal(pd.key, `proxy:${hex(a.key)}`);
+    // pallet_proxy reserves the new proxy's deposit from the vault: b pays it in, in the same batch
+    const vault = b.info().vault!;
+    const addA = proxyCall(IX, vault, batchAllCall(IX, [addProxyCall(IX, a.key), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: a.key } }))]));
+    assert.deepEqual(pd.callData, batchAllCall(IX, [transferKeepAliveCall(IX, vault, PROXY_FACTOR), addA]));
+    b.sign(pd.callData);
+    both(chain.block([{ signer: b.key, call: decodeCall(pd.callData) }]));
+    for (const h of [a, b]) assert.ok(h.core['parentchain']!.registry.isVaultProxy(a.key));
+    assert.ok(!b.duties().some((d) => d.key.startsWith('proxy:')), 'done once seen');
+    // the same extrinsic signed by a non-member is ignored
+    const c = key32('not a member');
+    both(chain.block([{ signer: c, call: decodeCall(proxyCall(IX, b.info().vault!, batchAllCall(IX, [addProxyCall(IX, c), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: c } }))]))) }]));
+    assert.ok(!a.core['parentchain']!.registry.isVaultProxy(c));
+
+    // a leaves: b removes it as a vault proxy, and takes back the deposit the removal frees in the vault
+    const leave = a.core.unregisterCall();
+    a.sign(leave);
+    both(chain.block([{ signer: a.key, call: decodeCall(leave) }]));
+    const ud = b.duties().find((d) => d.key.startsWith('unproxy:'));
+    assert.ok(ud, 'b offers to remove the departed a');
+    assert.equal(ud.key, `unproxy:${hex(a.key)}`);
+    const unproxyMsg = remarkCall(IX, encodeMessage({ tag: 'unproxy', value: { shard: SHARD, delegate: a.key } }));
+    assert.deepEqual(ud.callData, proxyCall(IX, vault, batchAllCall(IX, [removeProxyCall(IX, a.key), transferKeepAliveCall(IX, b.key, PROXY_FACTOR), unproxyMsg])));
+    b.sign(ud.callData);
+    both(chain.block([{ signer: b.key, call: decodeCall(ud.callData) }]));
+    for (const h of [a, b]) assert.ok(!h.core['parentchain']!.registry.isVaultProxy(a.key) && h.core['parentchain']!.registry.isVaultProxy(b.key));
+    assert.ok(!b.duties().some((d) => d.key.startsWith('unproxy:')), 'done once seen');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('the view: a bad block stops the import after the verified prefix; another genesis is refused', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    const [b1, b2, b3] = chain.blocks(3);
+    const forged = { ...b2, extrinsics: [inherent(99)] };
+    assert.equal(codeOf(() => host.import(b1, forged, b3)), 'PARENTCHAIN_BAD_BODY');
+    assert.equal(host.info().number, 1);
+    const noSuch = { ...b2, relevant: [{ index: 5, success: true, call: remark(Uint8Array.of(1)).tree }] };
+    assert.equal(codeOf(() => host.import(noSuch)), 'PARENTCHAIN_BAD_BODY');
+    assert.equal(host.info().number, 1, 'a block is applied whole or not at all');
+    host.import(b2, b3);
+    await host.close();
+    host = new Host(chain, dataDir);
+    assert.equal(codeOf(() => host.core.parentchainInit({ genesisHash: key32('another chain'), callIndices: IX, existentialDeposit: ED, proxyDepositFactor: PROXY_FACTOR })), 'PARENTCHAIN_GENESIS_MISMATCH');
+    assert.equal(host.init().number, 3);
+  } finally {
+    await host.close();
+  }
+});
+
+test('the view: a block whose extrinsic carries a message for our shard but was not handed over decoded is refused', async () => {
+  const chain = new FakeChain();
+  const host = new Host(chain, tempDir());
+  try {
+    host.init();
+    const invoke = msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(1, 2, 3) } });
+    const b1 = chain.block([{ signer: key32('a'), call: invoke }]);
+    const hiding = { ...b1, relevant: [] };
+    assert.equal(codeOf(() => host.import(hiding)), 'PARENTCHAIN_HIDDEN_EXTRINSIC');
+    assert.equal(host.info().number, 0, 'nothing was applied');
+    host.import(b1);
+    assert.equal(host.info().number, 1);
+    // another shard's messages need not be decoded at all
+    const foreign = chain.block([{ signer: key32('a'), call: msg({ tag: 'invoke', value: { shard: OTHER_SHARD, request: Uint8Array.of(1) } }) }]);
+    host.import({ ...foreign, relevant: [] });
+    assert.equal(host.info().number, 2);
+  } finally {
+    await host.close();
+  }
+});
+
+test('offline replay: the sealed registry loads without a chain and names the registered authors', async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  try {
+    a.init();
+    a.perform('register');
+    const other = key32('another member');
+    const m = registerMessage(other);
+    a.import(chain.block([{ signer: other, call: msg(m) }]));
+    assert.equal(a.info().members.length, 2);
+  } finally {
+    await a.close();
+  }
+  const offline = EnclaveCore.open({ dataDir: a.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  const fresh = EnclaveCore.open({ dataDir: tempDir(), shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  try {
+    assert.equal(offline['isKnownAuthor'](key32('another member')), false, 'unknown before loading');
+    assert.equal(offline.parentchainLoad(), true);
+    assert.equal(offline['isKnownAuthor'](key32('another member')), true);
+    assert.equal(offline['isKnownAuthor'](key32('never registered')), false);
+    assert.equal(fresh.parentchainLoad(), false);
+  } finally {
+    await offline.close();
+    await fresh.close();
+  }
+});
+
+test('provisioning: a registered enclave gets the shard secrets from the first member, end to end; every refusal has its code', async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  for (const h of [a, b]) h.init();
+  const ra = a.perform('register');
+  b.import(ra.block);
+  const now = () => Date.now();
+  type Outcome = { ok: boolean; code?: string; verification: string | null };
+  const flip = (x: Uint8Array, i: number) => Uint8Array.from(x, (v, j) => (j === i ? v ^ 1 : v));
+  const refusal = (o: Outcome) => (o.ok ? 'ok' : o.code);
+  assert.equal(a.core.holdsShardSecrets(), true, 'the first member made the shard secrets');
+  assert.equal(b.core.holdsShardSecrets(), false);
+  assert.notDeepEqual(b.core.info().shieldingKey, a.core.info().shieldingKey);
+
+  // B is not registered yet: refused; B cannot serve either (it holds no shard secrets)
+  const early = a.core.provisionServe(b.core.provisionRequest(now()), now());
+  assert.equal(refusal(early), 'PROVISION_UNREGISTERED');
+  assert.equal(early.verification, 'PROVISION_UNREGISTERED');
+  enclaveApi.provisionServe.result.parse(early);
+  assert.equal(refusal(b.core.provisionServe(a.core.provisionRequest(now()), now())), 'PROVISION_NOT_READY');
+
+  const [d] = b.duties().filter((x) => x.key === 'register');
+  b.sign(d.callData);
+  const rb = b.include(d.callData);
+  a.import(rb.block);
+  assert.equal(a.info().members.length, 2);
+
+  // refusals on the provider's side
+  const req = b.core.provisionRequest(now());
+  const r = ProvisionRequest.dec(req);
+  const other = (change: Partial<typeof r>) => ProvisionRequest.enc({ ...r, ...change });
+  assert.equal(refusal(a.core.provisionServe(req.subarray(1), now())), 'PROVISION_MALFORMED');
+  assert.equal(refusal(a.core.provisionServe(other({ shard: OTHER_SHARD }), now())), 'PROVISION_WRONG_SHARD');
+  // the host swaps in its own ephemeral key: the quote no longer binds the request
+  assert.equal(refusal(a.core.provisionServe(other({ ephemeral: x25519Generate().publicKey }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(refusal(a.core.provisionServe(other({ quote: flip(r.quote, 40) }), now())), 'PROVISION_FORGED_QUOTE');
+  const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, key32('rogue authority'));
+  assert.equal(refusal(a.core.provisionServe(other({ quote: rogue.quote(r.quote.subarray(65, 129)) }), now())), 'PROVISION_FORGED_QUOTE');
+  // a quote from other enclave code, correctly bound to B's request
+  const binding = ProvisionRequestBinding(r);
+  const otherCode = simulatedProvider(key32('other enclave code'), SIM_SIGNER_ID);
+  assert.equal(refusal(a.core.provisionServe(other({ quote: otherCode.quote(concatBytes(b.key, binding)) }), now())), 'PROVISION_WRONG_MEASUREMENT');
+  // too old a request (its quote is fresh, the request time is not)
+  assert.equal(refusal(a.core.provisionServe(b.core.provisionRequest(now() - 10 * 60_000), now())), 'PROVISION_STALE');
+
+  // the good request: answered once, refused as a replay after that
+  const served = a.core.provisionServe(req, now());
+  assert.equal(refusal(served), 'ok');
+  assert.equal(served.verification, 'ok');
+  enclaveApi.provisionServe.result.parse(served);
+  assert.equal(refusal(a.core.provisionServe(req, now())), 'PROVISION_REPLAYED');
+  if (!served.ok) return;
+
+  // refusals on the requester's side: an unknown request, a tampered answer
+  const resp = ProvisionResponse.dec(served.response);
+  assert.equal(refusal(await b.core.provisionAccept(a.core.provisionRequest(now()), served.response, now())), 'PROVISION_UNEXPECTED');
+  assert.equal(refusal(await b.core.provisionAccept(req, ProvisionResponse.enc({ ...resp, ciphertext: flip(resp.ciphertext, 3) }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(b.core.holdsShardSecrets(), false, 'nothing installed');
+
+  const accepted = await b.core.provisionAccept(req, served.response, now());
+  assert.equal(refusal(accepted), 'ok');
+  enclaveApi.provisionAccept.result.parse(accepted);
+  assert.deepEqual(b.core.info().shieldingKey, a.core.info().shieldingKey);
+  assert.equal(b.core.info().secretsOrigin, 'provisioned');
+  assert.equal(b.core.holdsShardSecrets(), true);
+  assert.equal(refusal(await b.core.provisionAccept(req, served.response, now())), 'PROVISION_UNEXPECTED', 'one answer per request');
+  // B now decrypts what A's clients send, and the secrets survive a restart (sealed, never in the clear)
+  const t = buildTransfer(bob, { to: charlie.publicKey, amount: 1n, nonce: 0 }, a.shieldingKey, SHARD);
+  assert.equal((await b.core.submit([t.request], now()))[0].code, 'INSUFFICIENT_BALANCE', 'decrypted and verified: only the balance is missing');
+  // Shields B's light client read before this point used B's own shielding key: B authors only once the
+  // chain it follows has executed the parentchain past it (A's blocks did, with the right key).
+  const g = a.core.genesis([{ account: bob.publicKey, amount: 5n }], now());
+  b.core.commit(b.core.importBlock(g.block, now()).hash);
+  assert.equal(codeOf(() => b.core.propose({ slot: 1n, timestampMs: now(), maxCalls: 10 })), 'NOT_CAUGHT_UP');
+  const again = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  assert.deepEqual(again.info().shieldingKey, a.core.info().shieldingKey);
+  assert.equal(again.info().secretsOrigin, 'provisioned');
+  await again.close();
+});
+
+/** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
+function ProvisionRequestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
+  return sha256(concatBytes(te.encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
+}
+
+// =============================================================================================
+// State key epochs (key-rotation.ts), through EnclaveCore
+
+test('state key epochs: a join and a departure each begin one, sealed to the members; the departed enclave holds no key to what follows; schedule; replay', async () => {
+  const chain = new FakeChain();
+  const opts = { keyRotationBlocks: 6 };
+  const [a, b, c] = [new Host(chain, tempDir(), opts), new Host(chain, tempDir(), opts), new Host(chain, tempDir(), opts)];
+  const hosts = [a, b, c];
+  const blocks: Uint8Array[] = [];
+  const epoch = (h: Host) => h.core.status().stateKeyEpoch;
+  const seen = (blk: Block, except: Host) => { for (const h of hosts) if (h !== except) h.import(blk); };
+  const register = (h: Host) => {
+    const [d] = h.duties().filter((x) => x.key === 'register');
+    h.sign(d.callData);
+    seen(h.include(d.callData).block, h);
+  };
+  const provision = async (to: Host) => {
+    const req = to.core.provisionRequest(Date.now());
+    const served = a.core.provisionServe(req, Date.now());
+    assert.ok(served.ok);
+    assert.ok((await to.core.provisionAccept(req, served.response, Date.now())).ok);
+  };
+  /** `author` proposes in its next slot; `importers` import and commit the block. */
+  const produce = (author: Host, importers: Host[]) => {
+    let slot = author.slot;
+    while ( !Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
+    for (const h of hosts) h.slot = slot + 1n;
+    const p = author.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
+    author.core.commit(p.hash);
+    for (const h of importers) h.core.commit(h.core.importBlock(p.block, Date.now()).hash);
+    blocks.push(p.block);
+    return decodeExact(SignedBlock, p.block, 'block');
+  };
+  try {
+    for (const h of hosts) h.init();
+    register(a);
+    const g = a.core.genesis([{ account: alice.publicKey, amount: 1_000n }], Date.now());
+    blocks.push(g.block);
+    assert.equal(epoch(a), 0, 'genesis: epoch 0, the key a made alone');
+    // Block 1 is the first with members: epoch 1, sealed to a alone.
+    const b1 = produce(a, []);
+    assert.deepEqual([epoch(a), b1.body.rotation?.wraps.map((w) => hex(w.member))], [1, [hex(a.key)]]);
+
+    // b joins: registered and provisioned (every epoch so far), it imports the chain; the next block seals epoch 2 to a and b.
+    register(b);
+    await provision(b);
+    for (const blk of blocks) b.core.commit(b.core.importBlock(blk, Date.now()).hash);
+    assert.equal(epoch(b), 1);
+    const b2 = produce(a, [b]);
+    assert.deepEqual([epoch(a), epoch(b)], [2, 2]);
+    assert.deepEqual(b2.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    assert.equal(b.core.info().stateKeyId, b2.body.rotation?.keyId, 'b opened its copy of the new key');
+    const quiet = produce(b, [a]);
+    assert.equal(quiet.body.rotation, undefined, 'no change, not due: no rotation');
+
+    // c joins (epoch 3), then leaves: the next block begins epoch 4 for a and b only.
+    register(c);
+    await provision(c);
+    // Had c missed epoch 2's key (sealed to a and b only), it could not import that block; asked again, it gets what it lacks.
+    const cMemory = (c.core as unknown as { keys: { stateKeys: Map<number, Uint8Array> } }).keys;
+    const epoch2 = b2.body.rotation!.keyId;
+    const held = cMemory.stateKeys.size;
+    cMemory.stateKeys.delete(epoch2);
+    for (const blk of blocks.slice(0, 2)) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
+    assert.equal(codeOf(() => c.core.importBlock(blocks[2], Date.now())), 'STATE_KEY_UNKNOWN');
+    await provision(c);
+    assert.equal((c.core as unknown as { keys: { stateKeys: Map<number, Uint8Array> } }).keys.stateKeys.size, held);
+    for (const blk of blocks.slice(2)) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
+    const b3 = produce(a, [b, c]);
+    assert.deepEqual([epoch(a), epoch(b), epoch(c)], [3, 3, 3]);
+    assert.equal(b3.body.rotation?.wraps.length, 3);
+    const leave = c.core.unregisterCall();
+    c.sign(leave);
+    const left = c.include(leave);
+    a.import(left.block);
+    b.import(left.block);
+    const b4 = produce(a, []);
+    assert.equal(epoch(a), 4);
+    assert.deepEqual(b4.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    // Nothing c's data directory holds opens the new epoch: its state keys, nor its encryption key on the wraps.
+    const cKeys = loadOrCreateKeys(c.dataDir, Sealer.simulated(c.dataDir, MEASUREMENT)).keys;
+    assert.ok(cKeys.stateKeys.size >= 4 && !cKeys.stateKeys.has(b4.body.transitions.keyId));
+    const t = b4.body.transitions;
+    for (const key of cKeys.stateKeys.values()) assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b4.header.number)), null);
+    const relabelled = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.map((w) => ({ ...w, member: c.key })) };
+    assert.throws(() => openRotation(relabelled, SHARD, b4.header.number, { signingKey: c.key, secretKey: cKeys.encryptionSecret, publicKey: cKeys.encryptionPublic }), { code: 'BLOCK_BAD_ROTATION' });
+    // c (had it stayed running) cannot follow: the block's key is not sealed to it
+    assert.equal(codeOf(() => c.core.importBlock(blocks.at(-1)!, Date.now())), 'STATE_KEY_UNKNOWN');
+
+    // Forged blocks (re-signed with a's key, so only the epoch rules can catch them) are refused by b.
+    const aSigning = (a.core as unknown as { keys: { signingKey: KeyObject } }).keys.signingKey;
+    const forge = (blk: SignedBlockT, body: SignedBlockT['body']) => {
+      const header = { ...blk.header, transitionsRoot: bodyRoot(body) };
+      return SignedBlock.enc({ header, body, signature: ed25519Sign(aSigning, headerSigningPayload(header)) });
+    };
+    const importInto = (h: Host, bytes: Uint8Array) => h.core.commit(h.core.importBlock(bytes, Date.now()).hash);
+    assert.equal(codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: undefined }), Date.now())), 'BLOCK_MISSING_ROTATION');
+    const fewer = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.slice(0, 1) };
+    assert.equal(codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: fewer }), Date.now())), 'BLOCK_BAD_ROTATION');
+    importInto(b, blocks.at(-1)!);
+    assert.equal(epoch(b), 4);
+    const quiet2 = produce(a, []);
+    assert.equal(codeOf(() => b.core.importBlock(forge(quiet2, { ...quiet2.body, rotation: b4.body.rotation }), Date.now())), 'BLOCK_UNEXPECTED_ROTATION');
+    importInto(b, blocks.at(-1)!);
+
+    // Schedule: 6 blocks after epoch 4 began, epoch 5 begins with the same members.
+    while (a.core.status().headNumber < Number(b4.header.number) + 5) produce(a, [b]);
+    assert.equal(epoch(a), 4);
+    const scheduled = produce(a, [b]);
+    assert.deepEqual([epoch(a), epoch(b)], [5, 5]);
+    assert.deepEqual(scheduled.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+
+    // Replay from genesis in a restarted b: every epoch's key is in its sealed key file.
+    await b.close();
+    const b2core = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...opts });
+    try {
+      assert.ok(b2core.parentchainLoad());
+      b2core.beginReplay(undefined, true);
+      b2core.replayBlocks(blocks);
+      const r = await b2core.finishReplay();
+      assert.deepEqual([r.headNumber, r.stateKeyEpoch], [a.core.status().headNumber, 5]);
+      assert.deepEqual(r.headHash, a.core.status().headHash);
+    } finally {
+      await b2core.close();
+    }
+  } finally {
+    for (const h of hosts) if (h !== b) await h.close();
+  }
+});
