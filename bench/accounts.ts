@@ -1,7 +1,7 @@
 // Deterministic bench accounts: seed i = sha256("validateer/bench/" + i), so config and load agree.
 import { accountFromSeed, type Account } from '../src/client/accounts.ts';
 import { sha256 } from '../src/crypto/primitives.ts';
-import { toHex } from '../src/protocol/wire.ts';
+import { toHex } from '../src/protocol/bytes.ts';
 
 export function benchAccount(i: number): Account {
   return accountFromSeed(sha256(new TextEncoder().encode(`validateer/bench/${i}`)));

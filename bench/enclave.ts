@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EnclaveCore, type EnclaveOptions } from '../src/enclave/core.ts';
-import { fromHex } from '../src/protocol/wire.ts';
 import { benchTransfers } from './transfers.ts';
 import { benchPublicKeys } from './accounts.ts';
+import { fromHex } from '../src/protocol/bytes.ts';
 
 const SHARD = new Uint8Array(32).fill(0x11);
 const BATCH = 2000;

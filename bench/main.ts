@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { fromHex } from '../src/protocol/wire.ts';
 import { connectRpc } from '../src/client/rpc.ts';
 import { genesisBalances } from './accounts.ts';
 import { measureCeiling } from './ceiling.ts';
@@ -25,6 +24,7 @@ import { benchEnclave } from './enclave.ts';
 import { cpuSeconds, sampleRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
 import { nodeProcessEnv } from '../src/node/process-env.ts';
+import { fromHex } from '../src/protocol/bytes.ts';
 
 const { values: args } = parseArgs({ options: {
   json: { type: 'boolean', default: false },

@@ -23,7 +23,6 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { buildTransfer } from '../src/client/calls.ts';
 import { connectRpc, type RpcClient } from '../src/client/rpc.ts';
-import { fromHex, toHex } from '../src/protocol/wire.ts';
 import { configSchema } from '../src/config/schema.ts';
 import { EnclaveCore } from '../src/enclave/core.ts';
 import { Enclave } from '../src/enclave/boundary/host.ts';
@@ -36,6 +35,7 @@ import { freePort, stopProcess, trackChild } from './node-process.ts';
 import { scrapeMetrics } from '../src/metrics/scrape.ts';
 import { cpuSeconds, machineBusySeconds, peakRss } from './proc-stats.ts';
 import { nodeProcessEnv } from '../src/node/process-env.ts';
+import { fromHex, same, toHex } from '../src/protocol/bytes.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const POOL = { maxPending: 200000, maxNonceAhead: 1024, futureTtlMs: 30000 };
@@ -181,7 +181,7 @@ async function generateChain(o: { dataDir: string; shard: Uint8Array; authoritie
   const g: Generated = { ms: 0, blocks: o.blocks, calls: 0, activeBlocks: 0, buildMs: 0, submitMs: 0, proposeMs: 0, storeMs: 0, lastSlot: 0 };
   try {
     const info = core.info();
-    if (!Buffer.from(info.signingKey).equals(Buffer.from(o.authorities[0]))) throw new Error('the generator is not authorities[0]');
+    if (!same(info.signingKey, o.authorities[0])) throw new Error('the generator is not authorities[0]');
     const key = { keyId: info.shieldingKeyId, publicKey: info.shieldingKey };
     // Slots in the past, G's own (0 mod n): the newest block is ~100 slots old when generation starts.
     let base = Math.floor(Date.now() / o.slotMs) - n * o.blocks - 100;

@@ -14,7 +14,6 @@ import type { KeyringPair } from '@polkadot/keyring/types';
 import { u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 import { configSchema } from '../src/config/schema.ts';
-import { fromHex } from '../src/protocol/wire.ts';
 import { enclaveApi, type Params } from '../src/enclave/boundary/api.ts';
 import { Enclave } from '../src/enclave/boundary/host.ts';
 import { createMetrics } from '../src/metrics/metrics.ts';
@@ -27,6 +26,7 @@ import { DEV_ACCOUNT_NAMES, startDevChain, type DevChain } from '../src/parentch
 import { encodeMessage, isOurRemark } from '../src/protocol/parentchain-messages.ts';
 import { connectParentchain, type SubstrateParentchain } from '../src/parentchain/substrate.ts';
 import { BlockStore } from '../src/sidechain/store.ts';
+import { fromHex } from '../src/protocol/bytes.ts';
 
 export interface ParentchainBenchOptions {
   /** Blocks to build on top of the dev chain's block #1 (the backlog is this + 1). */

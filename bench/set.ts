@@ -27,7 +27,6 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { buildTransfer } from '../src/client/calls.ts';
 import { connectRpc, type RpcClient } from '../src/client/rpc.ts';
-import { fromHex, toHex } from '../src/protocol/wire.ts';
 import { configSchema } from '../src/config/schema.ts';
 import { benchAccount, benchPublicKeys, genesisBalances } from './accounts.ts';
 import { runLoad } from './load.ts';
@@ -35,6 +34,7 @@ import { startNodeProcess, type NodeProcess } from './node-process.ts';
 import { scrapeMetrics } from '../src/metrics/scrape.ts';
 import { cpuSeconds, machineBusySeconds, peakRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
+import { fromHex, toHex } from '../src/protocol/bytes.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const PROBE_SENDERS_PER_NODE = 8;

@@ -1,8 +1,8 @@
 // The bench's load: pre-signed, pre-encrypted transfers from `senders` of the genesis accounts, in
 // nonce-major order (consecutive calls come from different senders, as from independent users).
 import { buildTransfer, type ShieldingKey } from '../src/client/calls.ts';
-import { toHex } from '../src/protocol/wire.ts';
 import { benchAccount, benchPublicKeys } from './accounts.ts';
+import { toHex } from '../src/protocol/bytes.ts';
 
 /** The requests as 0x-hex; their call hashes (hex) are appended to `hashes` when given. */
 export function benchTransfers(o: { calls: number; senders: number; accounts: number; key: ShieldingKey; shard: Uint8Array }, hashes?: string[]): string[] {

@@ -5,7 +5,7 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../node/logger.ts';
 import { EnclaveError } from '../enclave/boundary/host.ts';
-import { fillsItsBuffer } from '../protocol/wire.ts';
+import { fillsItsBuffer, same } from '../protocol/bytes.ts';
 
 type GenesisDeps = { enclave: Enclave; store: BlockStore; logger: Logger };
 
@@ -56,7 +56,7 @@ export async function bootstrap(
         metrics.replayBlocks.inc(blocks.length);
       }
       const done = await enclave.call('finishReplay', {});
-      if (done.headNumber !== head.number || !Buffer.from(done.headHash).equals(Buffer.from(head.hash))) {
+      if (done.headNumber !== head.number || !same(done.headHash, head.hash)) {
         throw new EnclaveError('REPLAY_HEAD_MISMATCH', `replay ended at ${done.headNumber}, store head is ${head.number}`);
       }
       const ms = performance.now() - started;

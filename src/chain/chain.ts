@@ -19,6 +19,7 @@ import { bootstrap, createGenesis } from './bootstrap.ts';
 import type { Logger } from '../node/logger.ts';
 import { Onboarding } from '../sync/onboarding.ts';
 import type { ProgressSink } from '../sync/progress.ts';
+import { hexKey, same } from '../protocol/bytes.ts';
 
 export interface ChainDeps {
   enclave: Enclave;
@@ -75,7 +76,6 @@ const BUILD_SHARE = 0.5;
 const RATE_LIMITED_RETRIES = 20;
 const RATE_LIMITED_BACKOFF_MS = 300;
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 export class ChainService {
   private readonly d: ChainDeps;
@@ -149,7 +149,7 @@ export class ChainService {
     const hint = await this.d.enclave.call('slotAuthor', { slot });
     if (hint.author && me.equals(Buffer.from(hint.author))) {
       const prev = (await this.d.enclave.call('slotAuthor', { slot: slot - 1n })).author;
-      await this.parentWait.until(slot - 1n, prev && hex(prev), start - slotMs, start + slotMs * PARENT_WAIT_SHARE, start + slotMs * LATE_PARENT_WAIT_SHARE);
+      await this.parentWait.until(slot - 1n, prev && hexKey(prev), start - slotMs, start + slotMs * PARENT_WAIT_SHARE, start + slotMs * LATE_PARENT_WAIT_SHARE);
     }
     return this.exclusive(async () => {
       // Checked again under the lock: a sync may have started while this slot waited.
@@ -255,7 +255,7 @@ export class ChainService {
   private async precheck(b: TreeBlock, signed: SignedBlock): Promise<'ok' | 'known' | 'invalid' | 'old'> {
     // 'old' = not for us now (below the last anchor, or by an author we do not know yet): ignored, no penalty.
     const h = signed.header;
-    if (!Buffer.from(h.shard).equals(Buffer.from(this.o.shard))) return 'invalid';
+    if (!same(h.shard, this.o.shard)) return 'invalid';
     // Only authorities' blocks get any further work (a stranger's block could otherwise cost a reorg attempt).
     const authority = this.d.isAuthority('0x' + b.author);
     if (authority === false) return 'invalid';
@@ -265,7 +265,7 @@ export class ChainService {
       return 'known';
     }
     const anchor = this.d.anchor();
-    if (anchor && b.number <= anchor.number && b.hash !== hex(anchor.hash)) {
+    if (anchor && b.number <= anchor.number && b.hash !== hexKey(anchor.hash)) {
       this.d.metrics.countImport('below_finalized');
       return 'old';
     }
@@ -342,7 +342,7 @@ export class ChainService {
     const top = path.at(-1)?.number ?? ancestor;
     if (top < a.number) return true; // not there yet: may still grow into it
     if (a.number <= ancestor) return this.d.store.isCanonical(a.number, a.hash);
-    return path.some((b) => b.number === a.number && b.hash === hex(a.hash));
+    return path.some((b) => b.number === a.number && b.hash === hexKey(a.hash));
   }
 
   private async onAnchoredChain(): Promise<boolean> {
@@ -478,7 +478,7 @@ export class ChainService {
     for (const bytes of abandoned) {
       const { block } = describeBlock(bytes, null, null);
       this.tree.add(block);
-      for (const c of block.callHashes) if (!newCalls.has(hex(c))) lost.push(hex(c));
+      for (const c of block.callHashes) if (!newCalls.has(hexKey(c))) lost.push(hexKey(c));
     }
     const requeued = await this.d.relay.resubmit(lost);
     const depth = old.number - ancestor;
@@ -583,7 +583,7 @@ export class ChainService {
     try {
       const [theirs] = await this.rangeWithBackoff(net, peer, head.number, 1);
       // Nothing served, or not decodable: the onboarding sync finds out and deals with the peer.
-      return !theirs || describeBlock(theirs, peer, null).block.hash === hex(head.hash);
+      return !theirs || describeBlock(theirs, peer, null).block.hash === hexKey(head.hash);
     } catch {
       return true;
     }
@@ -655,7 +655,7 @@ export class ChainService {
       const r = await this.exclusive(() => this.ingest(blocks));
       if (r.invalid.length > 0 || bytes.length < this.o.syncBatch) return;
       const head = this.d.store.head();
-      const headHex = head && hex(head.hash);
+      const headHex = head && hexKey(head.hash);
       if (head && blocks.some((b) => b.hash === headHex) && (this.peerHeads.get(peer) ?? -1) - head.number > this.o.syncBatch) return 'far_behind';
       from = blocks.at(-1)!.number + 1;
     }
@@ -682,7 +682,7 @@ export class ChainService {
   async blocksByHash(hashes: Uint8Array[]): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
     for (const h of hashes) {
-      const side = this.tree.get(hex(h));
+      const side = this.tree.get(hexKey(h));
       if (side) {
         out.push(side.bytes);
         continue;

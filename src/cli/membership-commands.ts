@@ -7,7 +7,6 @@ import { mkdirSync } from 'node:fs';
 import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady, encodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../protocol/errors.ts';
-import { toHex } from '../protocol/wire.ts';
 import { Enclave } from '../enclave/boundary/host.ts';
 import { enclaveInitFrom } from '../node/from-config.ts';
 import type { ExtrinsicSigner } from '../parentchain/api.ts';
@@ -15,6 +14,7 @@ import { keyringSigner } from '../parentchain/signers.ts';
 import { connectParentchain } from '../parentchain/substrate.ts';
 import { BlockStore } from '../sidechain/store.ts';
 import type { Config } from '../config/schema.ts';
+import { toHex } from '../protocol/bytes.ts';
 
 export interface JoinFlags { bootstrap?: string[]; p2pPort?: string; fundFrom?: string; fundAmount: string }
 

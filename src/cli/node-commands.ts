@@ -10,9 +10,9 @@ import { BlockStore } from '../sidechain/store.ts';
 import { bootstrap } from '../chain/bootstrap.ts';
 import { createMetrics } from '../metrics/metrics.ts';
 import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
-import { toHex } from '../protocol/wire.ts';
 import type { DevnetFlags } from './devnet.ts';
 import type { JoinFlags } from './membership-commands.ts';
+import { toHex } from '../protocol/bytes.ts';
 
 export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string; parentchain?: string }
 

@@ -9,11 +9,11 @@ import { ValidateerClient } from '../client/client.ts';
 import { Keystore, isDevUri, resolvePublicKey, signerFor } from '../client/accounts.ts';
 import { buildTransfer, shieldCall } from '../client/calls.ts';
 import { ValidateerError } from '../protocol/errors.ts';
-import { fromHex, toHex } from '../protocol/wire.ts';
 import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { ExtrinsicSigner } from '../parentchain/api.ts';
 import { ed25519Signer, keyringSigner } from '../parentchain/signers.ts';
 import { connectParentchain, type SubstrateParentchain } from '../parentchain/substrate.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
 
 interface Flags { rpc: string; keystore: string; parentchain?: string }
 const DEFAULT_PARENTCHAIN = 'ws://127.0.0.1:9944';

@@ -2,14 +2,11 @@
 // Pure functions over a signer: usable by the CLI, the client library, tests and the benchmark.
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { x25519Generate } from '../crypto/primitives.ts';
-import {
-  GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, HPKE_INFO_SHIELD, concatBytes, SealedReply, ShieldedRequest, TrustedCallSigned,
-  TrustedGetterSigned, callHash, callSigningPayload, decodeExact, getterSigningPayload,
-  type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter,
-} from '../protocol/wire.ts';
+import { GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, HPKE_INFO_SHIELD, SealedReply, ShieldedRequest, TrustedCallSigned, TrustedGetterSigned, callHash, callSigningPayload, decodeExact, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter } from '../protocol/wire.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { CallSpec } from '../parentchain/api.ts';
+import { concatBytes } from '../protocol/bytes.ts';
 
 export interface Signer { publicKey: Uint8Array; sign(message: Uint8Array): Uint8Array }
 export interface ShieldingKey { keyId: number; publicKey: Uint8Array }

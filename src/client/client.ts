@@ -1,8 +1,9 @@
 // The client library: shielded calls and signed getters against a validateer's JSON-RPC endpoint.
 import { RpcClientError, connectRpc, type RpcClient } from './rpc.ts';
 import { buildGetter, buildTransfer, buildUnshield, type ShieldingKey, type Signer } from './calls.ts';
-import { fromHex, toHex, type GetterReply, type Memo, type TrustedGetter } from '../protocol/wire.ts';
+import { type GetterReply, type Memo, type TrustedGetter } from '../protocol/wire.ts';
 import { ValidateerError } from '../protocol/errors.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
 
 export const DEFAULT_RPC = 'ws://127.0.0.1:2000';
 export type CallUpdate =

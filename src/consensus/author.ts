@@ -5,7 +5,7 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../node/logger.ts';
 import type { CallRelay } from '../calls/relay.ts';
-import { toHex } from '../protocol/wire.ts';
+import { toHex } from '../protocol/bytes.ts';
 
 export interface AuthorDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; relay: CallRelay }
 /**

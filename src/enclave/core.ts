@@ -3,10 +3,7 @@
 import { Bytes, Struct, Vector, u8, u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from '../crypto/primitives.ts';
-import {
-  GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned,
-  bytesView, decodeExact, getterAccount, getterSigningPayload, headBeforeLastBytes, type GetterReply as GetterReplyT, type TrustedGetter,
-} from '../protocol/wire.ts';
+import { GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned, decodeExact, getterAccount, getterSigningPayload, headBeforeLastBytes, type GetterReply as GetterReplyT, type TrustedGetter } from '../protocol/wire.ts';
 import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, linksTo, signatureHash, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../protocol/block.ts';
 import { simulatedProvider, type AttestationProvider } from './keys/attestation.ts';
 import { EnclaveError, RejectCode } from './boundary/errors.ts';
@@ -32,6 +29,7 @@ import { ProvisionRefusal, Provisioning } from './keys/provisioning.ts';
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { LRUCache } from 'lru-cache';
+import { bytesView, same } from '../protocol/bytes.ts';
 
 export interface EnclaveOptions {
   dataDir: string;
@@ -97,7 +95,7 @@ const PRUNE_INTERVAL_MS = 1000;
 const REPLAY_WAIT_MS = 30_000;
 
 const sameEpoch = (a: EpochRecord, b: EpochRecord): boolean =>
-  a.epoch === b.epoch && a.keyId === b.keyId && a.startNumber === b.startNumber && Buffer.from(a.membersHash).equals(Buffer.from(b.membersHash));
+  a.epoch === b.epoch && a.keyId === b.keyId && a.startNumber === b.startNumber && same(a.membersHash, b.membersHash);
 
 function decodeSnapshot(bytes: Uint8Array): ReturnType<typeof SnapshotFile.dec> {
   if (bytes[0] !== SNAPSHOT_VERSION) throw new EnclaveError('SNAPSHOT_UNSUPPORTED', `snapshot version ${bytes[0]} is not read by this enclave (${SNAPSHOT_VERSION})`);
@@ -153,7 +151,7 @@ export class EnclaveCore {
       quote: (userData) => this.quote(userData),
       memberMeasurement: (k) => {
         const pc = this.parentchain;
-        return pc?.registry.activeAt(pc.lightClient.number).find((m) => Buffer.from(m.signingKey).equals(Buffer.from(k)))?.measurement;
+        return pc?.registry.activeAt(pc.lightClient.number).find((m) => same(m.signingKey, k))?.measurement;
       },
       onVerification: (result) => { this.lastVerification = result; },
     });
@@ -244,7 +242,7 @@ export class EnclaveCore {
     const a = this.parentchain?.registry.data.lastAnchor;
     if (!a || !this.head || a.number > this.head.number) return -1n;
     const b = this.recentBlocks.get(a.number);
-    if (b) return Buffer.from(b.hash).equals(Buffer.from(a.hash)) ? a.number : -1n;
+    if (b) return same(b.hash, a.hash) ? a.number : -1n;
     return a.number < this.head.number - BigInt(RECENT_BLOCKS_KEPT) ? a.number : -1n;
   }
 
@@ -328,7 +326,7 @@ export class EnclaveCore {
     const last = pc.registry.data.lastAnchor;
     if (last) {
       const anchored = this.recentBlocks.get(last.number);
-      if (last.number >= b.number || (anchored && !Buffer.from(anchored.hash).equals(Buffer.from(last.hash))) || (!anchored && this.finalNumber() < 0n)) {
+      if (last.number >= b.number || (anchored && !same(anchored.hash, last.hash)) || (!anchored && this.finalNumber() < 0n)) {
         throw new EnclaveError('ANCHOR_NOT_DESCENDANT', `block ${number} does not descend from the last anchored block ${last.number}`);
       }
     }
@@ -463,7 +461,7 @@ export class EnclaveCore {
   /** Called once the host has durably stored the proposed block. */
   commit(hash: Uint8Array) {
     const p = this.proposal;
-    if (!p || !Buffer.from(p.hash).equals(Buffer.from(hash))) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
+    if (!p || !same(p.hash, hash)) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
     this.state.apply(p.items, p.lthash, p.known);
     this.setHead({ hash: p.hash, signatureHash: p.signatureHash, number: p.number, slot: p.slot, commitment: p.lthash.digest(), parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash }, p.items);
     for (const h of p.included) this.pool.remove(h);
@@ -579,7 +577,7 @@ export class EnclaveCore {
     }
     const items = this.openBlock(received, signatureChecked, true);
     const { lthash, known } = this.state.previewKnowing(items);
-    if (!Buffer.from(lthash.digest()).equals(Buffer.from(h.stateCommitment))) {
+    if (!same(lthash.digest(), h.stateCommitment)) {
       throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
     }
     const included = b.body.calls.map((c) => bytesView(c).toString('hex'));
@@ -597,7 +595,7 @@ export class EnclaveCore {
     if (!head) throw new EnclaveError('NOT_INITIALISED', 'no head to rewind');
     const target = this.recentBlocks.get(BigInt(number));
     const depth = Number(head.number) - number;
-    if (depth < 0 || !target || !Buffer.from(target.hash).equals(Buffer.from(hash)) || depth > this.state.depth) {
+    if (depth < 0 || !target || !same(target.hash, hash) || depth > this.state.depth) {
       throw new EnclaveError('REWIND_UNAVAILABLE', `block ${number} is not within the ${this.state.depth} blocks the state can rewind`);
     }
     this.proposal = null;
@@ -605,7 +603,7 @@ export class EnclaveCore {
     for (let n = BigInt(number) + 1n; n <= head.number; n++) this.recentBlocks.delete(n);
     for (const [id, n] of this.withdrawalBlocks) if (n > BigInt(number)) this.withdrawalBlocks.delete(id);
     this.head = target;
-    if (!Buffer.from(this.state.commitment()).equals(Buffer.from(target.commitment))) {
+    if (!same(this.state.commitment(), target.commitment)) {
       this.head = null; // cannot happen with intact layers; the host rebuilds from the event log
       throw new EnclaveError('REWIND_COMMITMENT_MISMATCH', `state after rewinding to ${number} does not match its commitment`);
     }
@@ -657,7 +655,7 @@ export class EnclaveCore {
       if (r.verifyEach) {
         const { lthash: lt, known } = this.state.previewKnowing(items);
         this.state.apply(items, lt, known);
-        if (!Buffer.from(lt.digest()).equals(Buffer.from(b.header.stateCommitment))) {
+        if (!same(lt.digest(), b.header.stateCommitment)) {
           throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', `state commitment mismatch at block ${b.header.number}`);
         }
       } else {
@@ -685,7 +683,7 @@ export class EnclaveCore {
     this.replaying = null;
     this.replayEnded.resolve();
     this.replayEnded = Promise.withResolvers<void>();
-    if (this.head && !Buffer.from(this.state.commitment()).equals(Buffer.from(this.head.commitment))) {
+    if (this.head && !same(this.state.commitment(), this.head.commitment)) {
       this.head = null;
       throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
     }
@@ -696,10 +694,10 @@ export class EnclaveCore {
   private openBlock(received: ReceivedBlock, signatureChecked = false, enforce = false): Item[] {
     const b = received.block;
     const h = b.header;
-    if (!Buffer.from(h.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
+    if (!same(h.shard, this.opts.shard)) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
     if (!this.isKnownAuthor(h.author)) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
     if (!signatureChecked && !ed25519Verify(h.author, received.signingPayload, b.signature)) throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
-    if (!Buffer.from(received.bodyRoot).equals(Buffer.from(h.transitionsRoot))) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
+    if (!same(received.bodyRoot, h.transitionsRoot)) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
     const t = b.body.transitions;
     const epoch = h.number === 0n ? undefined : this.currentEpoch();
     const rotation = b.body.rotation;
@@ -752,7 +750,7 @@ export class EnclaveCore {
     if (!due && r) throw new EnclaveError('BLOCK_UNEXPECTED_ROTATION', `block ${h.number} begins a state key epoch that is not due`);
     if (r) {
       checkRecipients(r, members, h.number);
-      if (!members.some((m) => Buffer.from(m.signingKey).equals(Buffer.from(h.author)))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${h.number}: a state key made by a non-member`);
+      if (!members.some((m) => same(m.signingKey, h.author))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${h.number}: a state key made by a non-member`);
     }
     return members;
   }
@@ -775,7 +773,7 @@ export class EnclaveCore {
   private learnStateKey(r: KeyRotation, number: bigint): void {
     const key = openRotation(r, this.opts.shard, number, { signingKey: this.keys.signingPublic, secretKey: this.keys.encryptionSecret, publicKey: this.keys.encryptionPublic });
     const known = this.keys.stateKeys.get(r.keyId);
-    if (known && key && !Buffer.from(known).equals(Buffer.from(key))) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: state key ${r.keyId} differs from the one this enclave holds`);
+    if (known && key && !same(known, key)) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: state key ${r.keyId} differs from the one this enclave holds`);
     if (known) return;
     if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${number} begins state key epoch ${r.keyId}, which is not sealed to this enclave`);
     this.keys = addStateKeys(this.opts.dataDir, this.sealer, this.keys, [{ id: r.keyId, key }], r.keyId);
@@ -792,7 +790,7 @@ export class EnclaveCore {
     const v = this.localVerifier.verify(e.request);
     if (!v.ok) return v;
     const hash = Buffer.from(v.hash).toString('hex');
-    if (!Buffer.from(v.shard).equals(Buffer.from(this.opts.shard))) return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
+    if (!same(v.shard, this.opts.shard)) return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
     const r = execute(overlay, v.call, v.nonce, number, ctx);
     return r.ok ? { ok: true, hash } : { ...r, hash };
   }
@@ -803,7 +801,7 @@ export class EnclaveCore {
   holdsShardSecrets(): boolean {
     if (this.keys.secretsOrigin !== 'generated') return true;
     const first = this.genesisAuthor();
-    return first !== undefined && Buffer.from(first).equals(Buffer.from(this.keys.signingPublic));
+    return first !== undefined && same(first, this.keys.signingPublic);
   }
 
   provisionRequest(nowMs: number): Uint8Array {
@@ -828,7 +826,7 @@ export class EnclaveCore {
     if (!r.ok) return r;
     const { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId } = r;
     if (this.head || this.holdsShardSecrets()) {
-      if (!Buffer.from(shieldingSecret).equals(Buffer.from(this.keys.shieldingSecret))) {
+      if (!same(shieldingSecret, this.keys.shieldingSecret)) {
         return { ok: false, code: 'PROVISION_HAS_CHAIN', message: 'other shard secrets than the ones this enclave\'s chain uses', verification: r.verification };
       }
       const missing = stateKeys.filter((k) => !this.keys.stateKeys.has(k.id));
@@ -986,12 +984,12 @@ export class EnclaveCore {
     } catch {
       throw new EnclaveError(RejectCode.DECODE_FAILED, 'malformed shielded request envelope');
     }
-    if (!Buffer.from(req.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is for another shard');
+    if (!same(req.shard, this.opts.shard)) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is for another shard');
     const plain = getterSuite.open({ secretKey: this.keys.shieldingSecret, publicKey: this.keys.shieldingPublic }, req.enc, req.ciphertext, req.shard);
     if (!plain) throw new EnclaveError(RejectCode.DECRYPT_FAILED, 'getter does not decrypt with the shielding key');
     const g = decodeExact(TrustedGetterSigned, plain, 'trusted getter');
     if (!ed25519Verify(getterAccount(g.getter), getterSigningPayload(g), g.signature)) throw new EnclaveError(RejectCode.BAD_SIGNATURE, 'getter signature does not verify for the account');
-    if (!Buffer.from(g.shard).equals(Buffer.from(this.opts.shard))) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is signed for another shard');
+    if (!same(g.shard, this.opts.shard)) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is signed for another shard');
     if (Math.abs(nowMs - Number(g.issuedAtMs)) > GETTER_MAX_SKEW_MS) throw new EnclaveError(RejectCode.GETTER_EXPIRED, 'getter timestamp is too far from the enclave clock');
     const { enc, ciphertext } = replySuite.seal(g.replyKey, GetterReply.enc(this.answer(g.getter)));
     return SealedReply.enc({ enc, ciphertext });

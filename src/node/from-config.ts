@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { genesisBalance, type Config } from '../config/schema.ts';
 import { ConfigError } from '../config/load.ts';
 import type { EnclaveInit } from '../enclave/boundary/host.ts';
-import { fromHex } from '../protocol/wire.ts';
+import { fromHex } from '../protocol/bytes.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
   return {

@@ -10,7 +10,6 @@ import { startMetricsServer } from '../metrics/server.ts';
 import { startRpcServer, type RpcServer } from '../rpc/server.ts';
 import { createMethods } from '../rpc/methods.ts';
 import { SlotWorker } from '../consensus/slots.ts';
-import { fromHex, toHex } from '../protocol/wire.ts';
 import { createNetwork, type Network } from '../p2p/network.ts';
 import { CallRelay } from '../calls/relay.ts';
 import { enclaveInitFrom, genesisBalances } from './from-config.ts';
@@ -23,6 +22,7 @@ import { ParentchainSync } from '../parentchain/driver.ts';
 import { ShardSecrets } from '../sync/shard-secrets.ts';
 import { terminalProgress } from '../sync/progress.ts';
 import { ValidateerError } from '../protocol/errors.ts';
+import { fromHex, toHex } from '../protocol/bytes.ts';
 
 export interface Validateer {
   rpcUrl: string;

@@ -4,7 +4,8 @@
 // and the opaque response in the next frame (it can exceed MAX_HEADER_BYTES).
 import { Bytes, Struct, u32, u64 } from 'scale-ts';
 import { ValidateerError } from '../protocol/errors.ts';
-import { bytesView, decodeExact } from '../protocol/wire.ts';
+import { decodeExact } from '../protocol/wire.ts';
+import { bytesView } from '../protocol/bytes.ts';
 
 export const PROTOCOL_STATUS = '/validateer/status/1';
 export const PROTOCOL_BLOCKS_BY_RANGE = '/validateer/blocks-by-range/1';

@@ -10,8 +10,8 @@ import type { GossipSub, GossipsubOpts, Message } from '@libp2p/gossipsub';
 import type { PeerScoreParams, PeerScoreThresholds, TopicScoreParams } from '@libp2p/gossipsub/score';
 import type { PeerId } from '@libp2p/interface';
 import { ValidateerError } from '../protocol/errors.ts';
-import { bytesView, toHex } from '../protocol/wire.ts';
 import type { Logger } from '../node/logger.ts';
+import { bytesView, toHex } from '../protocol/bytes.ts';
 
 export type Validation = 'accept' | 'ignore' | 'reject';
 export type GossipKind = 'blocks' | 'calls';

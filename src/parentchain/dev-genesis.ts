@@ -6,7 +6,7 @@ import { blake2b } from '@noble/hashes/blake2.js';
 import { xxhashAsU8a } from '@polkadot/util-crypto';
 import { Struct, u32, u64, u128 } from 'scale-ts';
 import { ValidateerError } from '../protocol/errors.ts';
-import { concatBytes, fromHex, toHex } from '../protocol/wire.ts';
+import { concatBytes, fromHex, toHex } from '../protocol/bytes.ts';
 
 export interface RawChainSpec {
   name: string;

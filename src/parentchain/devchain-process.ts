@@ -8,7 +8,7 @@ import { createServer } from '@acala-network/chopsticks/server';
 import { handler } from '@acala-network/chopsticks/rpc/index';
 import { BuildBlockMode, type Blockchain } from '@acala-network/chopsticks-core';
 import { withDevGenesis, loadRococoAssetHubSpec, type GenesisEndowment } from './dev-genesis.ts';
-import { fromHex } from '../protocol/wire.ts';
+import { fromHex } from '../protocol/bytes.ts';
 
 /** First IPC message from the parent. Amounts are decimal strings (IPC is JSON). */
 export interface DevChainInit {

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../protocol/errors.ts';
-import { toHex } from '../protocol/wire.ts';
 import type { DevChainFailed, DevChainInit, DevChainReady, DevChainReply, DevChainRequest } from './devchain-process.ts';
+import { toHex } from '../protocol/bytes.ts';
 
 export const DEV_ACCOUNT_NAMES = ['Alice', 'Bob', 'Charlie', 'Dave', 'Eve', 'Ferdie'] as const;
 /** 1,000,000 ROC (12 decimals) for each dev account unless an endowment says otherwise. */

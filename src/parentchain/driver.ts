@@ -8,8 +8,8 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from './api.ts';
 import { MESSAGE_MAGIC, isOurRemark } from '../protocol/parentchain-messages.ts';
-import { toHex } from '../protocol/wire.ts';
 import type { Logger } from '../node/logger.ts';
+import { toHex } from '../protocol/bytes.ts';
 
 export interface ParentchainSyncOptions {
   importBatch: number;

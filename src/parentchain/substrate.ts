@@ -10,11 +10,11 @@ import type { Call, DispatchError, EventRecord, Extrinsic, Header } from '@polka
 import { u8aToHex, hexToU8a, u8aConcat, u8aEq } from '@polkadot/util';
 import { blake2AsU8a, decodeAddress, encodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../protocol/errors.ts';
-import { bytesView } from '../protocol/wire.ts';
 import type {
   Balance, BlockOptions, CallSpec, ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall,
   ParentchainEvent, ParentchainExtrinsic, ParentchainHeader, ScanOptions, SubmitOptions, SubmitResult,
 } from './api.ts';
+import { bytesView } from '../protocol/bytes.ts';
 
 export interface SubstrateParentchainOptions {
   /** WebSocket endpoint(s) of a Substrate node (several: WsProvider rotates on reconnection). */

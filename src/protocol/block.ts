@@ -2,8 +2,10 @@
 // call hashes, and a new state key when the block begins an epoch). The header commits to the body through transitionsRoot = sha256(SCALE(body)).
 import { Bytes, Option, Struct, Vector, u32, u64 } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
-import { H256, concatBytes } from './wire.ts';
+import { H256 } from './wire.ts';
+import { concatBytes } from './bytes.ts';
 import { ValidateerError } from './errors.ts';
+import { same } from './bytes.ts';
 
 export const Header = Struct({
   parentHash: H256,
@@ -56,7 +58,7 @@ export function signatureHash(signature: Uint8Array): Uint8Array {
 
 /** Whether `child` names `parent` (its hash and its signature's hash) as its parent; zeros for genesis. */
 export function linksTo(child: Header, parent: { hash: Uint8Array; signatureHash: Uint8Array }): boolean {
-  return Buffer.from(child.parentHash).equals(Buffer.from(parent.hash)) && Buffer.from(child.parentSignatureHash).equals(Buffer.from(parent.signatureHash));
+  return same(child.parentHash, parent.hash) && same(child.parentSignatureHash, parent.signatureHash);
 }
 
 export function bodyRoot(b: Body): Uint8Array {

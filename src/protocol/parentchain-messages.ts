@@ -3,7 +3,8 @@
 // ignored), ours but from a version we do not know, and ours but malformed (both typed errors).
 import { Bytes, Enum, Struct, Vector, str, u32, u64 } from 'scale-ts';
 import { ValidateerError } from './errors.ts';
-import { concatBytes, decodeExact } from './wire.ts';
+import { decodeExact } from './wire.ts';
+import { concatBytes } from './bytes.ts';
 
 const H256 = Bytes(32);
 

@@ -3,6 +3,7 @@
 import { Bytes, Enum, Option, Struct, Vector, compact, createCodec, createDecoder, str, u16, u32, u64, u128, type Codec as ScaleCodec } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { ValidateerError } from './errors.ts';
+import { bytesView, concatBytes, fillsItsBuffer, fromHex, toHex } from './bytes.ts';
 
 export const AccountId = Bytes(32);
 export const H256 = Bytes(32);
@@ -97,32 +98,6 @@ export function callSender(c: TrustedCall): Uint8Array {
 export function headBeforeLastBytes(withEmptyLast: Uint8Array, length: number): Uint8Array {
   if (withEmptyLast.length === 0 || withEmptyLast[withEmptyLast.length - 1] !== 0) throw new RangeError('the last field is not an empty Bytes()');
   return concatBytes(withEmptyLast.subarray(0, withEmptyLast.length - 1), compact.enc(length));
-}
-
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  return new Uint8Array(Buffer.concat(parts));
-}
-/** A Buffer over the same memory: Buffer.from of a Uint8Array copies, and hot paths read bytes many times. */
-export const bytesView = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-
-/** Whether a view spans its whole buffer (and so can be decoded by scale-ts, or handed to another thread, as it is). */
-export const fillsItsBuffer = (b: Uint8Array): boolean => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
-
-export function toHex(b: Uint8Array): string {
-  return '0x' + bytesView(b).toString('hex');
-}
-export function fromHex(s: string): Uint8Array {
-  const b = parseHex(s.startsWith('0x') ? s.slice(2) : s);
-  if (!b) throw new TypeError('invalid hex string');
-  return b;
-}
-
-/** Hex digits to bytes, or null if they are not an even number of hex digits. One pass, no regex (a hot path for RPC). */
-export function parseHex(h: string): Uint8Array | null {
-  if (h.length % 2 !== 0) return null;
-  // Buffer stops at the first pair that is not hex: a shorter result means the input was not hex.
-  const b = Buffer.from(h, 'hex');
-  return b.length * 2 === h.length ? new Uint8Array(b.buffer, b.byteOffset, b.length) : null;
 }
 
 interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }

@@ -7,7 +7,8 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { CallRelay, CallUpdate } from '../calls/relay.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { SignedBlock, headerHash } from '../protocol/block.ts';
-import { bytesView, decodeExact, fromHex, parseHex, toHex } from '../protocol/wire.ts';
+import { decodeExact } from '../protocol/wire.ts';
+import { bytesView, fromHex, parseHex, toHex } from '../protocol/bytes.ts';
 
 /** Application error codes (JSON-RPC reserves -32768..-32000 for itself; these are server errors). */
 export const RpcCodes = {

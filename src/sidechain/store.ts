@@ -4,8 +4,9 @@
 // unless the caller says the block has another durable home (see append).
 import { ClassicLevel } from 'classic-level';
 import { ValidateerError } from '../protocol/errors.ts';
-import { bytesView, decodeExact } from '../protocol/wire.ts';
+import { decodeExact } from '../protocol/wire.ts';
 import { SignedBlock, headerHash } from '../protocol/block.ts';
+import { bytesView } from '../protocol/bytes.ts';
 
 function blockIndexes(bytes: Uint8Array): { hash: Uint8Array; callHashes: Uint8Array[] } {
   const b = decodeExact(SignedBlock, bytes, 'stored block');

@@ -11,6 +11,7 @@ import type { Network } from '../p2p/network.ts';
 import { describeBlock } from '../sidechain/block-tree.ts';
 import type { Logger } from '../node/logger.ts';
 import type { ProgressSink } from './progress.ts';
+import { hexKey } from '../protocol/bytes.ts';
 
 export interface OnboardingDeps {
   enclave: Enclave;
@@ -154,7 +155,7 @@ export class Onboarding {
         const anchor = this.d.anchor();
         let blocks = part.blocks;
         const anchorAt = anchor ? anchor.number - cursor : -1;
-        if (anchor && anchorAt >= 0 && anchorAt < blocks.length && hex(describeBlock(blocks[anchorAt], null, null).block.hashBytes) !== hex(anchor.hash)) {
+        if (anchor && anchorAt >= 0 && anchorAt < blocks.length && hexKey(describeBlock(blocks[anchorAt], null, null).block.hashBytes) !== hexKey(anchor.hash)) {
           requeued.push({ start: cursor, count: blocks.length });
           drop(part.peer, `its block #${anchor.number} is not the anchored one`, true);
           signal();

@@ -7,6 +7,7 @@ import type { Enclave } from '../enclave/boundary/host.ts';
 import type { Network } from '../p2p/network.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../node/logger.ts';
+import { hexKey } from '../protocol/bytes.ts';
 
 export interface ShardSecretsDeps {
   enclave: Enclave;
@@ -87,11 +88,11 @@ export class ShardSecrets {
   private async tryMembers(): Promise<boolean> {
     const pc = await this.d.enclave.call('parentchainInfo', {});
     const active = pc.members.filter((m) => m.registeredAt <= pc.number && (m.unregisteredAt === null || m.unregisteredAt > pc.number));
-    const me = hex(this.d.signingKey);
-    if (!active.some((m) => hex(m.signingKey) === me)) return false; // our registration is not final yet: nobody would answer
+    const me = hexKey(this.d.signingKey);
+    if (!active.some((m) => hexKey(m.signingKey) === me)) return false; // our registration is not final yet: nobody would answer
     const connected = new Set(this.d.network.connectedPeers());
     for (const m of active) {
-      if (hex(m.signingKey) === me || !connected.has(m.peerId) || this.stopped) continue;
+      if (hexKey(m.signingKey) === me || !connected.has(m.peerId) || this.stopped) continue;
       try {
         const { request } = await this.d.enclave.call('provisionRequest', {});
         const response = await this.d.network.requestProvision(m.peerId, request);

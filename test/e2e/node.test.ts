@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { ValidateerClient, type CallUpdate, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount, resolvePublicKey, toAddress, type Account } from '../../src/client/accounts.ts';
 import { buildTransfer } from '../../src/client/calls.ts';
-import { toHex } from '../../src/protocol/wire.ts';
 import { Sealer } from '../../src/enclave/keys/sealing.ts';
 import { computeMeasurement } from '../../src/enclave/keys/measurement.ts';
 import { loadOrCreateKeys } from '../../src/enclave/keys/keys.ts';
@@ -16,6 +15,7 @@ import {
   GENESIS_AMOUNT, cleanupTempDirs, filesContaining, listFiles, restartNode, runCli, scrapeMetrics, sleep, startNode, tempDir, waitFor,
   type NodeHandle,
 } from './harness.ts';
+import { same, toHex } from '../../src/protocol/bytes.ts';
 
 const HASH_RE = /^0x[0-9a-f]{64}$/;
 const SLOT_MS = 200;
@@ -39,7 +39,7 @@ after(async () => {
   cleanupTempDirs();
 });
 
-const eqBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+const eqBytes = (a: Uint8Array, b: Uint8Array) => same(a, b);
 
 async function callBlock(c: ValidateerClient, hash: string): Promise<number | null> {
   return c.rpc.request<number | null>('author_callBlock', [hash]);

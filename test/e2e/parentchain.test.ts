@@ -17,8 +17,8 @@ import { registrationUserData } from '../../src/enclave/parentchain/registry.ts'
 import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import { shieldCall } from '../../src/client/calls.ts';
-import { fromHex, toHex } from '../../src/protocol/wire.ts';
 import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
+import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 
 const UNIT = 10n ** 12n;
 const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');

@@ -7,8 +7,9 @@ import { WebSocket } from 'ws';
 import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { buildTransfer } from '../../src/client/calls.ts';
-import { ShieldedRequest, fromHex, toHex } from '../../src/protocol/wire.ts';
+import { ShieldedRequest } from '../../src/protocol/wire.ts';
 import { GENESIS_AMOUNT, cleanupTempDirs, scrapeMetrics, startNode, waitFor, type NodeHandle } from './harness.ts';
+import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 
 interface Reply { jsonrpc: string; id: number | string | null; result?: unknown; error?: { code: number; message: string; data?: unknown } }
 

@@ -17,10 +17,11 @@ import { configSchema } from '../../src/config/schema.ts';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
-import { concatBytes, decodeExact, fromHex } from '../../src/protocol/wire.ts';
+import { decodeExact } from '../../src/protocol/wire.ts';
 import {
   cleanupTempDirs, createEnclaveKeys, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, startTestPeer, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';
+import { concatBytes, fromHex } from '../../src/protocol/bytes.ts';
 
 const N = 4;
 const SLOT_MS = 400;

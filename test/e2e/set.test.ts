@@ -13,8 +13,9 @@ import { slotAt } from '../../src/protocol/aura.ts';
 import { aesGcmSeal, ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, randomNonce } from '../../src/crypto/primitives.ts';
 import { devShardSecrets } from '../../src/enclave/keys/keys.ts';
 import { joinItems } from '../../src/enclave/state/state.ts';
-import { decodeExact, fromHex, toHex } from '../../src/protocol/wire.ts';
+import { decodeExact } from '../../src/protocol/wire.ts';
 import { cleanupTempDirs, createEnclaveKeys, restartNode, scrapeMetrics, startNode, startTestPeer, tempDir, waitFor, type NodeHandle } from './harness.ts';
+import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 
 const SLOT_MS = 300;
 /** Blocks per blocks-by-range request: a node more than this far behind uses the onboarding sync. */

@@ -23,10 +23,10 @@ import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/paren
 import type { ImportedBlock } from '../../src/enclave/parentchain/view.ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { HpkeSuite } from '../../src/crypto/hpke.ts';
-import { concatBytes } from '../../src/protocol/wire.ts';
 import { buildGetter, shield, signCall } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { waitFor } from '../e2e/harness.ts';
+import { concatBytes, hexKey } from '../../src/protocol/bytes.ts';
 
 const UNIT = 10n ** 12n;
 const SHARD = new Uint8Array(32).fill(0x5c);
@@ -80,7 +80,7 @@ after(async () => {
 const event = (events: ParentchainEvent[], pallet: string, names: string[]) => events.find((e) => e.pallet === pallet && names.includes(e.name));
 
 test('call encoders equal what polkadot-js builds for the runtime', () => {
-  const same = (ours: Uint8Array, spec: CallSpec, what: string) => assert.equal(hex(ours), hex(pc.encodeCall(spec)), what);
+  const same = (ours: Uint8Array, spec: CallSpec, what: string) => assert.equal(hexKey(ours), hexKey(pc.encodeCall(spec)), what);
   const dest = new Uint8Array(32).fill(0xab);
   for (const n of [0, 1, 63, 64, 300, 16_384, 20_000]) {
     const r = Uint8Array.from({ length: n }, (_, i) => (i * 7) & 0xff);
@@ -107,13 +107,13 @@ test('call encoders equal what polkadot-js builds for the runtime', () => {
 
 test('pureProxyAccount is the account the runtime gives a pure proxy, alone and in the vault batch', async () => {
   const { pure, result } = await createPureProxy(pc, enclaveAccount);
-  assert.equal(hex(pureProxyAccount(enclaveAccount.publicKey, result.blockNumber, result.index)), hex(pure));
+  assert.equal(hexKey(pureProxyAccount(enclaveAccount.publicKey, result.blockNumber, result.index)), hexKey(pure));
   const vault = await pc.submit(enclaveAccount, { kind: 'batchAll', calls: [{ kind: 'createPure' }, { kind: 'remark', remark: encodeMessage({ tag: 'vault', value: { shard: SHARD } }) }] });
   assert.equal(vault.success, true, vault.error);
   const created = event(vault.events, 'proxy', ['PureCreated', 'AnonymousCreated']);
   const account = created?.data.pure ?? created?.data.anonymous ?? created?.data['0'];
   assert.equal(typeof account, 'string');
-  assert.equal(hex(pureProxyAccount(enclaveAccount.publicKey, vault.blockNumber, vault.index)), hex(decodeAddress(account as string)));
+  assert.equal(hexKey(pureProxyAccount(enclaveAccount.publicKey, vault.blockNumber, vault.index)), hexKey(decodeAddress(account as string)));
 });
 
 test('a real signing payload starts with the call bytes, is mortal for 64 blocks and names a finalized birth block', async () => {
@@ -123,13 +123,13 @@ test('a real signing payload starts with the call bytes, is mortal for 64 blocks
   assert.equal(result.success, true);
   const payload = recorded.at(-1)!;
   const callData = remarkCall(ix, remark);
-  assert.equal(hex(payload.subarray(0, callData.length)), hex(callData));
+  assert.equal(hexKey(payload.subarray(0, callData.length)), hexKey(callData));
   const m = payloadMortality(payload, callData.length, pc.genesisHash());
   assert.ok(m, 'mortal');
   assert.equal(m.period, 64);
   const birth = await pc.header(m.birthHash);
   assert.ok(birth, 'the birth hash is a block of the chain');
-  assert.equal(hex((await pc.blockHash(birth.number))!), hex(m.birthHash));
+  assert.equal(hexKey((await pc.blockHash(birth.number))!), hexKey(m.birthHash));
   assert.ok(birth.number <= (await pc.finalizedHead()).number, 'finalized');
   assert.ok(birth.number <= result.blockNumber && result.blockNumber < birth.number + m.period, 'included within its mortality window');
 });
@@ -153,12 +153,12 @@ function toImport(b: ParentchainBlock): ImportedBlock {
 }
 
 test('the light client verifies the real chain from chopsticks\' genesis', async () => {
-  assert.equal(hex(pc.genesisHash()), hex(CHOPSTICKS_GENESIS));
+  assert.equal(hexKey(pc.genesisHash()), hexKey(CHOPSTICKS_GENESIS));
   const lc = new LightClient(pc.genesisHash(), { number: 0, hash: pc.genesisHash() });
   const head = (await pc.finalizedHead()).number;
   for (let n = 1; n <= head; n++) {
     const b = await pc.block((await pc.blockHash(n))!);
-    assert.equal(hex(lc.import(b.header.encoded, b.extrinsics.map((x) => x.encoded)).hash), hex(b.header.hash));
+    assert.equal(hexKey(lc.import(b.header.encoded, b.extrinsics.map((x) => x.encoded)).hash), hexKey(b.header.hash));
   }
   assert.equal(lc.number, head);
 });
@@ -192,18 +192,18 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   let slot = 1n;
   const produce = () => {
     // once the second enclave is a member, every other slot is its own
-    while (hex(core.slotAuthor(slot).author ?? new Uint8Array(0)) !== hex(key)) slot++;
+    while (hexKey(core.slotAuthor(slot).author ?? new Uint8Array(0)) !== hexKey(key)) slot++;
     const p = core.propose({ slot: slot++, timestampMs: Date.now(), maxCalls: 10 });
     core.commit(p.hash);
     return p;
   };
   try {
     await duty('register');
-    assert.equal(hex(core.parentchainInfo().members[0].signingKey), hex(key));
+    assert.equal(hexKey(core.parentchainInfo().members[0].signingKey), hexKey(key));
     const vaultTx = await duty('vault');
     const vault = core.parentchainInfo().vault!;
     const created = event(vaultTx.events, 'proxy', ['PureCreated', 'AnonymousCreated']);
-    assert.equal(hex(vault), hex(decodeAddress((created?.data.pure ?? created?.data.anonymous ?? created?.data['0']) as string)), 'the vault is the pure proxy the runtime created');
+    assert.equal(hexKey(vault), hexKey(decodeAddress((created?.data.pure ?? created?.data.anonymous ?? created?.data['0']) as string)), 'the vault is the pure proxy the runtime created');
     await duty('reserve');
     assert.equal(core.parentchainInfo().reserveFunded, true);
     assert.equal((await pc.balance(vault)).free, pc.existentialDeposit());
@@ -220,10 +220,10 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     await processed(registered2);
     assert.equal(core.parentchainInfo().members.length, 2);
     assert.ok(pc.proxyDepositFactor() > 0n, 'the runtime charges a deposit per proxy');
-    await duty(`proxy:${hex(key2)}`);
-    assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hex(key), hex(key2)]);
+    await duty(`proxy:${hexKey(key2)}`);
+    assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hexKey(key), hexKey(key2)]);
     const proxies = (await pc.api.query.proxy.proxies(vault)).toJSON() as [{ delegate: string }[], unknown];
-    assert.ok(proxies[0].some((p) => hex(decodeAddress(p.delegate)) === hex(key2)), 'the runtime lists the second enclave as a proxy of the vault');
+    assert.ok(proxies[0].some((p) => hexKey(decodeAddress(p.delegate)) === hexKey(key2)), 'the runtime lists the second enclave as a proxy of the vault');
     assert.equal((await pc.balance(vault)).free, pc.existentialDeposit(), 'the deposit came from the first enclave, not the reserve');
 
     // //Alice shields 10 ROC to the sidechain account //Bob
@@ -274,10 +274,10 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     } finally {
       await scanner2.stop();
     }
-    await duty(`unproxy:${hex(key2)}`);
-    assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hex(key)]);
+    await duty(`unproxy:${hexKey(key2)}`);
+    assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hexKey(key)]);
     const after = (await pc.api.query.proxy.proxies(vault)).toJSON() as [{ delegate: string }[], unknown];
-    assert.ok(!after[0].some((p) => hex(decodeAddress(p.delegate)) === hex(key2)), 'the runtime no longer lists the departed enclave');
+    assert.ok(!after[0].some((p) => hexKey(decodeAddress(p.delegate)) === hexKey(key2)), 'the runtime no longer lists the departed enclave');
     assert.equal((await pc.balance(vault)).free, vaultBefore, 'the freed deposit went back out of the vault');
     assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
   } finally {

@@ -11,6 +11,7 @@ import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src/protocol/parentchain-messages.ts';
 import type { ExtrinsicSigner, ParentchainBlock, ParentchainExtrinsic } from '../../src/parentchain/api.ts';
 import { sleep, waitFor } from '../e2e/harness.ts';
+import { same } from '../../src/protocol/bytes.ts';
 
 const UNIT = 10n ** 12n; // ROC has 12 decimals
 const enclave = ed25519Signer(new Uint8Array(32).fill(0x11));
@@ -150,7 +151,7 @@ test('an RPC outage: blocks go on, the scanner resumes without missing or repeat
   const message = encodeMessage(invoke(3));
   const scanner = pc.scanFinalized(from, (b) => {
     numbers.push(b.header.number);
-    ours += b.extrinsics.filter((x) => x.call.remark && Buffer.from(x.call.remark).equals(Buffer.from(message))).length;
+    ours += b.extrinsics.filter((x) => x.call.remark && same(x.call.remark, message)).length;
   });
   await waitFor(() => numbers.length >= 2, 'scanner running', 60_000);
   await chain.suspendRpc();

@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Bytes, Struct, Vector, u32 } from 'scale-ts';
-import { TrustedCall, TrustedCallSigned, TrustedCallView, decodeAuthenticated, decodeExact, fromHex, headBeforeLastBytes, parseHex } from '../../src/protocol/wire.ts';
+import { TrustedCall, TrustedCallSigned, TrustedCallView, decodeAuthenticated, decodeExact, headBeforeLastBytes } from '../../src/protocol/wire.ts';
 import { codeOf } from '../helpers/errors.ts';
+import { fromHex, parseHex } from '../../src/protocol/bytes.ts';
 
 const signed = TrustedCallSigned.enc({
   call: { tag: 'transfer', value: { from: randomBytes(32), to: randomBytes(32), amount: 5n, memo: 'hi' } },

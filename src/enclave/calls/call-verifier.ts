@@ -4,6 +4,7 @@ import { HpkeSuite } from '../../crypto/hpke.ts';
 import { ed25519Verify } from '../../crypto/primitives.ts';
 import { HPKE_INFO_CALL, ShieldedRequest, TrustedCallSigned, callHash, callSigningPayload, decodeExact, type TrustedCall } from '../../protocol/wire.ts';
 import { RejectCode } from '../boundary/errors.ts';
+import { same } from '../../protocol/bytes.ts';
 
 export interface ShieldingKeyMaterial { keyId: number; secret: Uint8Array; publicKey: Uint8Array }
 /** callBytes: the call's own encoding within the signed call (forwarding re-seals it without encoding it again). */
@@ -41,7 +42,7 @@ export class CallVerifier {
     if (!ed25519Verify(signed.call.value.from, callSigningPayload(signed), signed.signature)) {
       return { ok: false, code: RejectCode.BAD_SIGNATURE, message: 'signature does not verify for the sender' };
     }
-    if (!Buffer.from(signed.shard).equals(Buffer.from(req.shard))) {
+    if (!same(signed.shard, req.shard)) {
       return { ok: false, code: RejectCode.WRONG_SHARD, message: 'call is signed for another shard' };
     }
     // The encoding is canonical (decodeExact): the call is what precedes nonce, shard and signature.

@@ -3,8 +3,9 @@
 // implements the same two functions.
 import { Bytes, Struct, u8, u64 } from 'scale-ts';
 import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, ed25519Verify, sha256 } from '../../crypto/primitives.ts';
-import { concatBytes, decodeExact } from '../../protocol/wire.ts';
+import { decodeExact } from '../../protocol/wire.ts';
 import { EnclaveError } from '../boundary/errors.ts';
+import { concatBytes, same } from '../../protocol/bytes.ts';
 
 export const Quote = Struct({
   version: u8,
@@ -51,7 +52,6 @@ export function simulatedProvider(measurement: Uint8Array, signer: Uint8Array, a
   };
 }
 
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 export function verifySimulatedQuote(bytes: Uint8Array, policy: VerifyPolicy): VerifiedQuote {
   let q: Quote;

@@ -10,9 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { Bytes, Struct, Vector, u8, u32, u64, type Codec } from 'scale-ts';
 import { HpkeSuite } from '../../crypto/hpke.ts';
 import { sha256, x25519Generate } from '../../crypto/primitives.ts';
-import { concatBytes, decodeExact } from '../../protocol/wire.ts';
+import { decodeExact } from '../../protocol/wire.ts';
 import { verifySimulatedQuote, type VerifiedQuote } from './attestation.ts';
 import { EnclaveError } from '../boundary/errors.ts';
+import { concatBytes, same } from '../../protocol/bytes.ts';
 
 export const ProvisionRequest = Struct({ version: u8, shard: Bytes(32), requester: Bytes(32), ephemeral: Bytes(32), nonce: Bytes(32), timestampMs: u64, quote: Bytes() });
 export const ProvisionResponse = Struct({ version: u8, provider: Bytes(32), quote: Bytes(), enc: Bytes(32), ciphertext: Bytes() });
@@ -58,7 +59,6 @@ export interface ProvisioningDeps {
   onVerification?(result: string): void;
 }
 
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 const refuse = (code: string, message: string) => new EnclaveError(code, message);
 
 /** A request or response of a version we speak, else PROVISION_MALFORMED. */

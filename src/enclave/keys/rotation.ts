@@ -7,10 +7,10 @@
 import { u32, u64 } from 'scale-ts';
 import { HpkeSuite } from '../../crypto/hpke.ts';
 import { sha256 } from '../../crypto/primitives.ts';
-import { concatBytes } from '../../protocol/wire.ts';
 import type { KeyRotation } from '../../protocol/block.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import type { EpochRecord } from '../state/state.ts';
+import { concatBytes, same } from '../../protocol/bytes.ts';
 
 const te = new TextEncoder();
 const suite = new HpkeSuite(te.encode('validateer/state-key/v1'));
@@ -19,7 +19,6 @@ const MEMBERS_DOMAIN = te.encode('validateer/epoch-members/v1');
 export interface Recipient { signingKey: Uint8Array; encryptionKey: Uint8Array }
 export type RotationReason = 'set-changed' | 'schedule';
 
-const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
 
 /** Commits to the members (and their encryption keys) an epoch's key was sealed to. */
 export function membersHash(members: Recipient[]): Uint8Array {

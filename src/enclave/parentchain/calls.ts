@@ -3,8 +3,8 @@
 // start with exactly those bytes. Encodings follow the standard pallets' call layouts; the pallet and
 // call indices come from the chain's metadata (given by the host once, sealed with the light client).
 import { Bytes, Struct, compact, u8, u16, u32 } from 'scale-ts';
-import { bytesView, concatBytes } from '../../protocol/wire.ts';
 import { blake2_256 } from './trie.ts';
+import { bytesView, concatBytes } from '../../protocol/bytes.ts';
 
 const index = Struct({ pallet: u8, call: u8 });
 const v1Indices = {

@@ -7,13 +7,13 @@
 import { Bytes, Struct, compact } from 'scale-ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { blake2_256, verifyExtrinsicsRoot } from './trie.ts';
+import { same } from '../../protocol/bytes.ts';
 
 const HeaderPrefix = Struct({ parentHash: Bytes(32), number: compact, stateRoot: Bytes(32), extrinsicsRoot: Bytes(32) });
 
 export interface VerifiedHeader { number: number; hash: Uint8Array; parentHash: Uint8Array; extrinsicsRoot: Uint8Array }
 export interface Checkpoint { number: number; hash: Uint8Array }
 
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 /** Decodes the fixed part of a Substrate header from its own bytes (the digest is not needed). */
 export function decodeHeader(encoded: Uint8Array): VerifiedHeader {

@@ -5,10 +5,11 @@
 import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
 import { HpkeSuite } from '../../crypto/hpke.ts';
 import { sha256 } from '../../crypto/primitives.ts';
-import { HPKE_INFO_SHIELD, concatBytes } from '../../protocol/wire.ts';
+import { HPKE_INFO_SHIELD } from '../../protocol/wire.ts';
 import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../../protocol/parentchain-messages.ts';
 import { verifySimulatedQuote } from '../keys/attestation.ts';
 import { addProxyCall, contains, createPureCall, pureProxyAccount, removeProxyCall, transferKeepAliveCall, type CallIndices } from './calls.ts';
+import { concatBytes, same, toHex } from '../../protocol/bytes.ts';
 
 /** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
 export interface CallTree {
@@ -70,7 +71,6 @@ export interface RegistryContext {
 
 export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'proxy' | 'unproxy' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
 
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 const empty = new Uint8Array(0);
 
 export class Registry {
@@ -149,25 +149,25 @@ export class Registry {
           if (!same(q.reportData.subarray(32), registrationUserData(this.ctx.shard, v.peerId, v.p2pAddresses, v.encryptionKey))) throw new Error('quote does not bind the peer id, addresses and encryption key');
           measurement = q.measurement;
         } catch (err) {
-          return void ignore(out, `${where}: registration of ${hex(v.signingKey)} ignored: ${(err as Error).message}`);
+          return void ignore(out, `${where}: registration of ${toHex(v.signingKey)} ignored: ${(err as Error).message}`);
         }
         const existing = this.data.members.find((mm) => same(mm.signingKey, v.signingKey) && mm.unregisteredAt === undefined);
         if (existing) {
           existing.peerId = v.peerId;
           existing.p2pAddresses = v.p2pAddresses;
           existing.encryptionKey = v.encryptionKey;
-          out.push({ kind: 'registered', detail: `${hex(v.signingKey)} updated its addresses` });
+          out.push({ kind: 'registered', detail: `${toHex(v.signingKey)} updated its addresses` });
           return;
         }
         this.data.members.push({ signingKey: v.signingKey, measurement, peerId: v.peerId, p2pAddresses: v.p2pAddresses, encryptionKey: v.encryptionKey, registeredAt: number, registeredIndex: x.index, unregisteredAt: undefined });
-        out.push({ kind: 'registered', detail: hex(v.signingKey) });
+        out.push({ kind: 'registered', detail: toHex(v.signingKey) });
         return;
       }
       case 'unregister': {
         const member = this.data.members.find((mm) => same(mm.signingKey, m.value.signingKey) && mm.unregisteredAt === undefined);
         if (!member || !signer || !same(signer, m.value.signingKey)) return void ignore(out, `${where}: unregister of a non-member or by another account`);
         member.unregisteredAt = number;
-        out.push({ kind: 'unregistered', detail: hex(m.value.signingKey) });
+        out.push({ kind: 'unregistered', detail: toHex(m.value.signingKey) });
         return;
       }
       case 'vault': {
@@ -178,7 +178,7 @@ export class Registry {
         const account = pureProxyAccount(signer, number, x.index);
         this.data.vault = { account, createdAt: number };
         this.data.vaultProxies = [signer];
-        out.push({ kind: 'vault', detail: hex(account) });
+        out.push({ kind: 'vault', detail: toHex(account) });
         return;
       }
       case 'reserve':
@@ -213,7 +213,7 @@ export class Registry {
         if (!signer || !this.isActive(signer, number) || !adds) return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
         if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate))) return void ignore(out, `${where}: addProxy does not match the extrinsic`);
         if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate))) this.data.vaultProxies.push(m.value.delegate);
-        out.push({ kind: 'proxy', detail: hex(m.value.delegate) });
+        out.push({ kind: 'proxy', detail: toHex(m.value.delegate) });
         return;
       }
       case 'unproxy': {
@@ -224,12 +224,12 @@ export class Registry {
         const refund = calls?.[1].method === 'transferKeepAlive' ? calls[1].transfer : undefined;
         const removes = calls?.[0].pallet === 'proxy' && calls[0].method === 'removeProxy' && refund !== undefined && signer !== undefined && same(refund.dest, signer);
         if (!signer || !this.isActive(signer, number) || !removes) return void ignore(out, `${where}: vault proxy not removed by a member through the vault`);
-        if (this.isActive(m.value.delegate, number)) return void ignore(out, `${where}: ${hex(m.value.delegate)} is a member; its vault proxy stays`);
+        if (this.isActive(m.value.delegate, number)) return void ignore(out, `${where}: ${toHex(m.value.delegate)} is a member; its vault proxy stays`);
         if (!contains(encoded, removeProxyCall(this.ctx.callIndices, m.value.delegate)) || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, refund!.dest, refund!.amount))) {
           return void ignore(out, `${where}: removeProxy or the deposit's refund does not match the extrinsic`);
         }
         this.data.vaultProxies = this.data.vaultProxies.filter((p) => !same(p, m.value.delegate));
-        out.push({ kind: 'unproxy', detail: hex(m.value.delegate) });
+        out.push({ kind: 'unproxy', detail: toHex(m.value.delegate) });
         return;
       }
       case 'payout': {
@@ -301,4 +301,3 @@ function signedBy(encoded: Uint8Array, signer: Uint8Array): boolean {
   return (encoded[at] & 0x80) !== 0 && encoded[at + 1] === 0 && same(encoded.subarray(at + 2, at + 34), signer);
 }
 
-const hex = (b: Uint8Array) => '0x' + Buffer.from(b).toString('hex');

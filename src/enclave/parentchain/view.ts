@@ -18,6 +18,7 @@ import {
 import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
 import { writeFileAtomic, type Sealer } from '../keys/sealing.ts';
 import type { Withdrawal } from '../state/state.ts';
+import { hexKey, same } from '../../protocol/bytes.ts';
 
 const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
 type InFlight = ReturnType<typeof InFlight.dec>;
@@ -61,8 +62,6 @@ export interface ImportedBlock { header: Uint8Array; extrinsics: Uint8Array[]; r
 export interface ParentchainInitParams { genesisHash: Uint8Array; checkpoint?: Checkpoint; callIndices: CallIndices; existentialDeposit: bigint; proxyDepositFactor: bigint }
 export interface Duty { key: string; callData: Uint8Array; description: string }
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
 
 export class ParentchainView {
   readonly lightClient: LightClient;
@@ -93,7 +92,7 @@ export class ParentchainView {
     this.registry = new Registry(ctx, s.registry);
     this.pending = s.pending;
     this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
-    this.recent = new Map(s.recent.map((r) => [hex(r.hash), r.number]));
+    this.recent = new Map(s.recent.map((r) => [hexKey(r.hash), r.number]));
   }
 
   /**
@@ -106,7 +105,7 @@ export class ParentchainView {
     if (existsSync(path)) {
       s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
       if (!same(s.genesisHash, init.genesisHash)) {
-        throw new EnclaveError('PARENTCHAIN_GENESIS_MISMATCH', `this data directory follows parentchain 0x${hex(s.genesisHash)}, not 0x${hex(init.genesisHash)}`);
+        throw new EnclaveError('PARENTCHAIN_GENESIS_MISMATCH', `this data directory follows parentchain 0x${hexKey(s.genesisHash)}, not 0x${hexKey(init.genesisHash)}`);
       }
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
@@ -174,7 +173,7 @@ export class ParentchainView {
   }
 
   private remember(number: number, hash: Uint8Array): void {
-    this.recent.set(hex(hash), number);
+    this.recent.set(hexKey(hash), number);
     if (this.recent.size > RECENT_KEPT) this.recent.delete(this.recent.keys().next().value!);
     for (const f of this.inFlight.values()) {
       if (f.death === undefined && same(f.birthHash, hash)) f.death = number + f.period;
@@ -210,7 +209,7 @@ export class ParentchainView {
   knowsBlock(number: number, hash: Uint8Array): boolean | undefined {
     if (number > this.lightClient.number) return false;
     if (number === this.lightClient.number) return same(hash, this.lightClient.hash);
-    const n = this.recent.get(hex(hash));
+    const n = this.recent.get(hexKey(hash));
     if (n !== undefined) return n === number;
     return this.recent.size === 0 || number < Math.min(...this.recent.values()) ? undefined : false;
   }
@@ -265,12 +264,12 @@ export class ParentchainView {
     // pallet_proxy reserves the proxy's deposit from the vault, which holds only the keep-alive reserve
     // and shielded funds: this enclave's account pays the deposit into the vault in the same batch.
     for (const m of r.activeAt(number)) {
-      const key = `proxy:${hex(m.signingKey)}`;
+      const key = `proxy:${hexKey(m.signingKey)}`;
       if (this.dutyDone(key)) continue;
       const remark = remarkCall(ix, encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }));
       const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
       const callData = this.proxyDepositFactor > 0n ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add]) : add;
-      offer(key, callData, `add validateer ${hex(m.signingKey).slice(0, 8)}… as a vault proxy`);
+      offer(key, callData, `add validateer ${hexKey(m.signingKey).slice(0, 8)}… as a vault proxy`);
     }
     // A member that left no longer controls the vault. Only a proxy can act for the vault, and this
     // member (never removed itself) stays one, so the vault always keeps a controller. The removal
@@ -278,11 +277,11 @@ export class ParentchainView {
     // vault still holds exactly the reserve and the shielded funds.
     if (r.isVaultProxy(this.signingKey)) {
       for (const p of r.data.vaultProxies) {
-        const key = `unproxy:${hex(p)}`;
+        const key = `unproxy:${hexKey(p)}`;
         if (r.isActive(p, number) || this.dutyDone(key)) continue;
         const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
         const refund = transferKeepAliveCall(ix, this.signingKey, this.proxyDepositFactor);
-        offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])), `remove departed validateer ${hex(p).slice(0, 8)}… as a vault proxy`);
+        offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])), `remove departed validateer ${hexKey(p).slice(0, 8)}… as a vault proxy`);
       }
     }
     for (const w of input.unpaid) {
@@ -310,7 +309,7 @@ export class ParentchainView {
   }
 
   private authorize(callData: Uint8Array, duty: string | null): void {
-    this.authorized.set(hex(callData), { callData, duty });
+    this.authorized.set(hexKey(callData), { callData, duty });
     if (this.authorized.size > AUTHORIZED_KEPT) this.authorized.delete(this.authorized.keys().next().value!);
   }
 
@@ -325,7 +324,7 @@ export class ParentchainView {
       if (this.inFlight.has(duty)) throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
       const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
-      const birth = this.recent.get(hex(mortality.birthHash));
+      const birth = this.recent.get(hexKey(mortality.birthHash));
       this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death: birth === undefined ? undefined : birth + mortality.period });
       this.persist();
       return;

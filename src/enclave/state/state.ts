@@ -3,8 +3,9 @@
 // The same bytes are the element of the LtHash commitment, the entry of a block's transitions and
 // the entry of a snapshot, so replay slices decrypted transitions into items and never re-encodes.
 import { Bytes, Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
-import { AccountId, Memo, bytesView, decodeExact } from '../../protocol/wire.ts';
+import { AccountId, Memo, decodeExact } from '../../protocol/wire.ts';
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
+import { bytesView } from '../../protocol/bytes.ts';
 
 export interface Account { balance: bigint; nonce: number; memoCount: number }
 export interface ShardRecord { shieldedSupply: bigint; nextWithdrawal: bigint }

@@ -5,6 +5,7 @@ import type { TrustedCall } from '../../protocol/wire.ts';
 import { MAX_MEMO_BYTES } from '../../protocol/wire.ts';
 import { RejectCode } from '../boundary/errors.ts';
 import type { Account, Overlay } from './state.ts';
+import { same } from '../../protocol/bytes.ts';
 
 export type StfResult = { ok: true } | { ok: false; code: RejectCode; message: string };
 
@@ -69,7 +70,7 @@ export function creditShield(overlay: Overlay, recipient: Uint8Array, amount: bi
 export function settlePayout(overlay: Overlay, id: bigint, beneficiary: Uint8Array, amount: bigint): StfResult {
   const w = overlay.withdrawal(id);
   if (!w || w.paid) return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `withdrawal ${id} is not pending` };
-  if (w.amount !== amount || !Buffer.from(w.beneficiary).equals(Buffer.from(beneficiary))) {
+  if (w.amount !== amount || !same(w.beneficiary, beneficiary)) {
     return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `payout for withdrawal ${id} does not match it` };
   }
   overlay.setWithdrawal({ ...w, paid: true });

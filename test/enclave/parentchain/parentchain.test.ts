@@ -28,13 +28,14 @@ import { SignedBlock, bodyRoot, headerSigningPayload, transitionsAad, type Signe
 import type { KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../../../src/crypto/hpke.ts';
 import { aesGcmOpen, ed25519Sign, ed25519Verify, sha256, x25519Generate } from '../../../src/crypto/primitives.ts';
-import { concatBytes, decodeExact } from '../../../src/protocol/wire.ts';
+import { decodeExact } from '../../../src/protocol/wire.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../../src/protocol/parentchain-messages.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
 import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
+import { concatBytes, hexKey } from '../../../src/protocol/bytes.ts';
 
 const te = new TextEncoder();
 const SHARD = new Uint8Array(32).fill(0x11);
@@ -441,13 +442,13 @@ test('registry: registration order, re-registration, unregistration and activeAt
   const [a, b, c] = ['a', 'b', 'c'].map((n) => key32(`member ${n}`));
   const register = (k: Uint8Array, at: number, addrs = ADDRS) => apply(reg, at, { signer: k, call: msg(registerMessage(k, { addrs })) }).kinds;
   const unregister = (k: Uint8Array, at: number, signer = k) => apply(reg, at, { signer, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: k } }) });
-  const keys = (n: number) => reg.activeAt(n).map((m) => hex(m.signingKey));
+  const keys = (n: number) => reg.activeAt(n).map((m) => hexKey(m.signingKey));
 
   assert.deepEqual(register(b, 3), ['registered']);
   assert.deepEqual(register(a, 5), ['registered']);
   assert.deepEqual(keys(2), []);
-  assert.deepEqual(keys(4), [hex(b)]);
-  assert.deepEqual(keys(5), [hex(b), hex(a)], 'registration order, not key order');
+  assert.deepEqual(keys(4), [hexKey(b)]);
+  assert.deepEqual(keys(5), [hexKey(b), hexKey(a)], 'registration order, not key order');
   // a registered key registering again updates its addresses and keeps its place
   assert.deepEqual(register(b, 6, ['/dns4/b.example/tcp/1']), ['registered']);
   assert.equal(reg.data.members.length, 2);
@@ -456,14 +457,14 @@ test('registry: registration order, re-registration, unregistration and activeAt
   assertIgnored(unregister(b, 7, a), /non-member or by another account/);
   assertIgnored(unregister(c, 7), /non-member or by another account/);
   assert.deepEqual(unregister(b, 7).kinds, ['unregistered']);
-  assert.deepEqual(keys(6), [hex(b), hex(a)], 'history stays');
-  assert.deepEqual(keys(7), [hex(a)]);
+  assert.deepEqual(keys(6), [hexKey(b), hexKey(a)], 'history stays');
+  assert.deepEqual(keys(7), [hexKey(a)]);
   assert.equal(reg.everMember(b), true);
   assert.equal(reg.everMember(c), false);
   // coming back puts it at the end
   assert.deepEqual(register(c, 8), ['registered']);
   assert.deepEqual(register(b, 9), ['registered']);
-  assert.deepEqual(keys(9), [hex(a), hex(c), hex(b)]);
+  assert.deepEqual(keys(9), [hexKey(a), hexKey(c), hexKey(b)]);
   assert.equal(reg.data.members.length, 4);
 });
 
@@ -1153,7 +1154,7 @@ test('two enclaves derive the same registry; only the first member creates the v
     // both registrations in one block, b's first
     const blk = chain.block([{ signer: b.key, call: decodeCall(rb.callData) }, { signer: a.key, call: decodeCall(ra.callData) }]);
     both(blk);
-    for (const h of [a, b]) assert.deepEqual(h.info().members.map((m) => hex(m.signingKey)), [hex(b.key), hex(a.key)]);
+    for (const h of [a, b]) assert.deepEqual(h.info().members.map((m) => hexKey(m.signingKey)), [hexKey(b.key), hexKey(a.key)]);
     assert.deepEqual(a.dutyKeys(), [], 'not the first member');
     const [vd] = b.duties();
     assert.equal(vd.key, 'vault');
@@ -1166,7 +1167,7 @@ test('two enclaves derive the same registry; only the first member creates the v
     // b (the creator) is the vault's only proxy; it adds a, so a could pay out later
     const pd = b.duties().find((d) => d.key.startsWith('proxy:'));
     assert.ok(pd, 'b offers to make a a vault proxy');
-    assert.equal(pd.key, `proxy:${hex(a.key)}`);
+    assert.equal(pd.key, `proxy:${hexKey(a.key)}`);
     // pallet_proxy reserves the new proxy's deposit from the vault: b pays it in, in the same batch
     const vault = b.info().vault!;
     const addA = proxyCall(IX, vault, batchAllCall(IX, [addProxyCall(IX, a.key), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: a.key } }))]));
@@ -1186,7 +1187,7 @@ test('two enclaves derive the same registry; only the first member creates the v
     both(chain.block([{ signer: a.key, call: decodeCall(leave) }]));
     const ud = b.duties().find((d) => d.key.startsWith('unproxy:'));
     assert.ok(ud, 'b offers to remove the departed a');
-    assert.equal(ud.key, `unproxy:${hex(a.key)}`);
+    assert.equal(ud.key, `unproxy:${hexKey(a.key)}`);
     const unproxyMsg = remarkCall(IX, encodeMessage({ tag: 'unproxy', value: { shard: SHARD, delegate: a.key } }));
     assert.deepEqual(ud.callData, proxyCall(IX, vault, batchAllCall(IX, [removeProxyCall(IX, a.key), transferKeepAliveCall(IX, b.key, PROXY_FACTOR), unproxyMsg])));
     b.sign(ud.callData);
@@ -1397,7 +1398,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     assert.equal(epoch(a), 0, 'genesis: epoch 0, the key a made alone');
     // Block 1 is the first with members: epoch 1, sealed to a alone.
     const b1 = produce(a, []);
-    assert.deepEqual([epoch(a), b1.body.rotation?.wraps.map((w) => hex(w.member))], [1, [hex(a.key)]]);
+    assert.deepEqual([epoch(a), b1.body.rotation?.wraps.map((w) => hexKey(w.member))], [1, [hexKey(a.key)]]);
 
     // b joins: registered and provisioned (every epoch so far), it imports the chain; the next block seals epoch 2 to a and b.
     register(b);
@@ -1406,7 +1407,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     assert.equal(epoch(b), 1);
     const b2 = produce(a, [b]);
     assert.deepEqual([epoch(a), epoch(b)], [2, 2]);
-    assert.deepEqual(b2.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    assert.deepEqual(b2.body.rotation?.wraps.map((w) => hexKey(w.member)), [hexKey(a.key), hexKey(b.key)]);
     assert.equal(b.core.info().stateKeyId, b2.body.rotation?.keyId, 'b opened its copy of the new key');
     const quiet = produce(b, [a]);
     assert.equal(quiet.body.rotation, undefined, 'no change, not due: no rotation');
@@ -1434,7 +1435,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     b.import(left.block);
     const b4 = produce(a, []);
     assert.equal(epoch(a), 4);
-    assert.deepEqual(b4.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    assert.deepEqual(b4.body.rotation?.wraps.map((w) => hexKey(w.member)), [hexKey(a.key), hexKey(b.key)]);
     // Nothing c's data directory holds opens the new epoch: its state keys, nor its encryption key on the wraps.
     const cKeys = loadOrCreateKeys(c.dataDir, Sealer.simulated(c.dataDir, MEASUREMENT)).keys;
     assert.ok(cKeys.stateKeys.size >= 4 && !cKeys.stateKeys.has(b4.body.transitions.keyId));
@@ -1466,7 +1467,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     assert.equal(epoch(a), 4);
     const scheduled = produce(a, [b]);
     assert.deepEqual([epoch(a), epoch(b)], [5, 5]);
-    assert.deepEqual(scheduled.body.rotation?.wraps.map((w) => hex(w.member)), [hex(a.key), hex(b.key)]);
+    assert.deepEqual(scheduled.body.rotation?.wraps.map((w) => hexKey(w.member)), [hexKey(a.key), hexKey(b.key)]);
 
     // Replay from genesis in a restarted b: every epoch's key is in its sealed key file.
     await b.close();

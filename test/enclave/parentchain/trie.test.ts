@@ -12,8 +12,8 @@ import { blake2_256, orderedTrieRoot, verifyExtrinsicsRoot } from '../../../src/
 import { startDevChain, type DevChain } from '../../../src/parentchain/devchain.ts';
 import { connectParentchain, type SubstrateParentchain } from '../../../src/parentchain/substrate.ts';
 import { keyringSigner } from '../../../src/parentchain/signers.ts';
-import { fromHex, toHex } from '../../../src/protocol/wire.ts';
 import type { ExtrinsicSigner, ParentchainBlock } from '../../../src/parentchain/api.ts';
+import { fromHex, toHex } from '../../../src/protocol/bytes.ts';
 
 const EMPTY_TRIE_ROOT = '0x03170a2e7597b7b7e3d84c05391d139a62b157e78786d8c082f29dcf4c111314';
 const CODE_KEY = '0x3a636f6465'; // ':code'
