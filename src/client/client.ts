@@ -2,7 +2,7 @@
 import { RpcClientError, connectRpc, type RpcClient } from './rpc.ts';
 import { buildGetter, buildTransfer, buildUnshield, type ShieldingKey, type Signer } from './calls.ts';
 import { type GetterReply, type Memo, type TrustedGetter } from '../protocol/wire.ts';
-import { ValidateerError } from '../protocol/errors.ts';
+import { ValidateerError, errorCode } from '../protocol/errors.ts';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 
 export const DEFAULT_RPC = 'ws://127.0.0.1:2000';
@@ -118,7 +118,7 @@ export class ValidateerClient {
     } catch (err) {
       // Refused at submission: same error shape as a rejection at block time (code = reason).
       const data = err instanceof RpcClientError ? (err.data as { code?: string } | undefined) : undefined;
-      if (data?.code) throw new ValidateerError(data.code, err instanceof Error ? err.message : String(err));
+      if (data?.code) throw new ValidateerError(errorCode(data.code, 'BAD_REPLY'), err instanceof Error ? err.message : String(err));
       throw err;
     }
     const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -128,7 +128,7 @@ export class ValidateerClient {
       this.rpc.closed.then((e) => { throw new ValidateerError('CONNECTION_CLOSED', `call ${hash} status unknown: ${e.message}`); }),
       new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ValidateerError('TIMEOUT', `call ${hash} not in a block after ${timeoutMs} ms`)), timeoutMs); }),
     ]).finally(() => clearTimeout(timer));
-    if (u.status === 'invalid') throw new ValidateerError(u.code, `call rejected: ${u.message}`);
+    if (u.status === 'invalid') throw new ValidateerError(errorCode(u.code, 'BAD_REPLY'), `call rejected: ${u.message}`);
     if (u.status !== 'inBlock') throw new ValidateerError('BAD_REPLY', 'unexpected call update');
     return { hash, blockHash: u.blockHash, blockNumber: u.blockNumber };
   }

@@ -6,7 +6,8 @@ import { aesGcmOpen, aesGcmSeal, ed25519Sign, ed25519Verify, randomNonce } from 
 import { GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned, decodeExact, getterAccount, getterSigningPayload, headBeforeLastBytes, type GetterReply as GetterReplyT, type TrustedGetter } from '../protocol/wire.ts';
 import { SignedBlock, bodyRoot, decodeReceivedBlock, headerHash, headerSigningPayload, linksTo, signatureHash, transitionsAad, type Header, type KeyRotation, type ReceivedBlock, type SignedBlock as SignedBlockT } from '../protocol/block.ts';
 import { simulatedProvider, type AttestationProvider } from './keys/attestation.ts';
-import { EnclaveError, RejectCode } from './boundary/errors.ts';
+import { EnclaveError } from './boundary/errors.ts';
+import { RejectCode } from '../protocol/errors.ts';
 import { addStateKeys, installShardSecrets, loadOrCreateKeys, shardSecretsOf, type EnclaveKeys } from './keys/keys.ts';
 import { checkRecipients, membersHash, openRotation, rotationDue, sealRotation, type Recipient } from './keys/rotation.ts';
 import type { LtHash } from './state/lthash.ts';

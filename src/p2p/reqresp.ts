@@ -4,7 +4,7 @@
 // requests with an error code instead of dropping the stream, and never lets one request's failure
 // affect the others.
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
-import { ValidateerError } from '../protocol/errors.ts';
+import { ValidateerError, type P2pCode } from '../protocol/errors.ts';
 import type { Logger } from '../node/logger.ts';
 import {
   type ChainStatus, type Protocol, HASH_BYTES, MAX_HEADER_BYTES, PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE,
@@ -147,7 +147,7 @@ export class ReqResp {
       if (header.code !== ResponseCode.ok) {
         // Provision refusals are decisions the caller acts on (e.g. a replay), not malformed requests.
         const refused = protocol === PROTOCOL_PROVISION ? 'P2P_REFUSED' : 'P2P_INVALID_REQUEST';
-        const [code, what] = header.code === ResponseCode.rateLimited ? ['P2P_RATE_LIMITED', 'rate-limited']
+        const [code, what]: [P2pCode, string] = header.code === ResponseCode.rateLimited ? ['P2P_RATE_LIMITED', 'rate-limited']
           : header.code === ResponseCode.invalidRequest ? [refused, 'refused'] : ['P2P_SERVER_ERROR', 'failed'];
         throw new ValidateerError(code, `${peer.toString()} ${what} ${protocol}: ${header.reason}`);
       }

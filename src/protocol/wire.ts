@@ -3,7 +3,7 @@
 import { Bytes, Enum, Option, Struct, Vector, compact, createCodec, createDecoder, str, u16, u32, u64, u128, type Codec as ScaleCodec } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { ValidateerError } from './errors.ts';
-import { bytesView, concatBytes, fillsItsBuffer, fromHex, toHex } from './bytes.ts';
+import { bytesView, concatBytes, fillsItsBuffer } from './bytes.ts';
 
 export const AccountId = Bytes(32);
 export const H256 = Bytes(32);

@@ -42,7 +42,6 @@ export interface OnboardingResult { from: number; to: number; blocks: number; ms
 
 interface Range { start: number; count: number }
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const RATE_LIMITED_BACKOFF_MS = 250;
 
 export class Onboarding {

@@ -2,7 +2,7 @@
 // other validateer registers, then asks a registered member over /validateer/provision/1 (attested
 // and end to end between the enclaves), and serves them to later members once it holds them. Until
 // then the node neither imports nor authors: it could not decrypt a block.
-import { ValidateerError } from '../protocol/errors.ts';
+import { ValidateerError, errorCode } from '../protocol/errors.ts';
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { Network } from '../p2p/network.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -22,7 +22,6 @@ type Outcome = { ok: true; verification: string | null } | { ok: false; code: st
 const RETRY_MS = 1000;
 /** At most one new request for missed epoch keys per this interval. */
 const REFRESH_MS = 2000;
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 export class ShardSecrets {
   private readonly d: ShardSecretsDeps;
@@ -44,7 +43,7 @@ export class ShardSecrets {
       return r.response;
     }
     this.d.logger.warn({ peer: from, code: r.code, reason: r.message }, 'provisioning refused');
-    throw new ValidateerError(r.code, r.message);
+    throw new ValidateerError(errorCode(r.code, 'P2P_SERVER_ERROR'), r.message);
   }
 
   /**

@@ -119,7 +119,7 @@ test('any other handler failure is a server error that costs only that request',
       const text = dec(request);
       if (text === 'boom') throw new Error('database on fire');
       // A ValidateerError with another code is no refusal either.
-      if (text === 'other') throw new ValidateerError('KEYS_LOCKED', 'sealing key unavailable');
+      if (text === 'other') throw new ValidateerError('UNSEAL_FAILED', 'sealing key unavailable');
       if (text === 'huge') return new Uint8Array(PROVISION_MAX_RESPONSE_BYTES + 1);
       return enc(`ok ${text}`);
     },

@@ -3,9 +3,9 @@
 import { Worker } from 'node:worker_threads';
 import { enclaveApi, type EnclaveInit, type EnclaveReply, type Method, type Params, type Result } from './api.ts';
 import { EnclaveError } from './errors.ts';
+import { errorCode } from '../../protocol/errors.ts';
 
 export { EnclaveError } from './errors.ts';
-export { RejectCode } from './errors.ts';
 export type { EnclaveInit } from './api.ts';
 
 export class Enclave {
@@ -20,7 +20,7 @@ export class Enclave {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (!m.ok) return p.reject(new EnclaveError(m.error.code, m.error.message));
+      if (!m.ok) return p.reject(new EnclaveError(errorCode(m.error.code, 'BAD_REPLY'), m.error.message));
       const parsed = enclaveApi[p.method].result.safeParse(m.result);
       if (parsed.success) p.resolve(parsed.data);
       else p.reject(new EnclaveError('BAD_REPLY', `enclave reply to ${p.method} failed validation`));
@@ -40,7 +40,7 @@ export class Enclave {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new EnclaveError('ENCLAVE_EXITED', `enclave thread exited with code ${code} during start`)));
     });
-    if (!ready.ready) throw new EnclaveError(ready.error?.code ?? 'ENCLAVE_START', `enclave failed to start: ${ready.error?.message}`);
+    if (!ready.ready) throw new EnclaveError(errorCode(ready.error?.code, 'ENCLAVE_START'), `enclave failed to start: ${ready.error?.message}`);
     return new Enclave(worker);
   }
 

@@ -3,7 +3,7 @@
 import { HpkeSuite } from '../../crypto/hpke.ts';
 import { ed25519Verify } from '../../crypto/primitives.ts';
 import { HPKE_INFO_CALL, ShieldedRequest, TrustedCallSigned, callHash, callSigningPayload, decodeExact, type TrustedCall } from '../../protocol/wire.ts';
-import { RejectCode } from '../boundary/errors.ts';
+import { RejectCode } from '../../protocol/errors.ts';
 import { same } from '../../protocol/bytes.ts';
 
 export interface ShieldingKeyMaterial { keyId: number; secret: Uint8Array; publicKey: Uint8Array }

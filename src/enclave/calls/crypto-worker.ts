@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { setPriority } from 'node:os';
 import { CallVerifier, type Verified, type VerifyFailure } from './call-verifier.ts';
-import { RejectCode } from '../boundary/errors.ts';
+import { RejectCode } from '../../protocol/errors.ts';
 import { ed25519Verify } from '../../crypto/primitives.ts';
 
 const { keyId, secret, publicKey, nice } = workerData as { keyId: number; secret: Uint8Array; publicKey: Uint8Array; nice: number };

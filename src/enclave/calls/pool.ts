@@ -1,7 +1,7 @@
 // The enclave's call pool: verified calls waiting for a block, per sender ordered by nonce (like
 // Substrate's ready/future pool). Senders are served in order of first arrival for fairness.
 import type { TrustedCall } from '../../protocol/wire.ts';
-import { RejectCode } from '../boundary/errors.ts';
+import { RejectCode } from '../../protocol/errors.ts';
 
 export interface PoolEntry {
   hash: string; // hex call hash

@@ -13,6 +13,7 @@ import { sha256, x25519Generate } from '../../crypto/primitives.ts';
 import { decodeExact } from '../../protocol/wire.ts';
 import { verifySimulatedQuote, type VerifiedQuote } from './attestation.ts';
 import { EnclaveError } from '../boundary/errors.ts';
+import { hasCode, type ProvisionCode } from '../../protocol/errors.ts';
 import { concatBytes, same } from '../../protocol/bytes.ts';
 
 export const ProvisionRequest = Struct({ version: u8, shard: Bytes(32), requester: Bytes(32), ephemeral: Bytes(32), nonce: Bytes(32), timestampMs: u64, quote: Bytes() });
@@ -59,7 +60,7 @@ export interface ProvisioningDeps {
   onVerification?(result: string): void;
 }
 
-const refuse = (code: string, message: string) => new EnclaveError(code, message);
+const refuse = (code: ProvisionCode, message: string) => new EnclaveError(code, message);
 
 /** A request or response of a version we speak, else PROVISION_MALFORMED. */
 function decodeMessage<T extends { version: number }>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
@@ -140,7 +141,7 @@ export class Provisioning {
 
   /** The other side's quote: authority and signature, binding to its key and this exchange, measurement, registration. */
   private checkQuote(quote: Uint8Array, signingKey: Uint8Array, binding: Uint8Array, nowMs: number, who: string): VerifiedQuote {
-    const fail = (code: string, message: string) => {
+    const fail = (code: ProvisionCode, message: string) => {
       this.d.onVerification?.(code);
       return refuse(code, message);
     };
@@ -148,7 +149,7 @@ export class Provisioning {
     try {
       q = verifySimulatedQuote(quote, { trustedAuthorities: this.d.policy.trustedAuthorities, nowMs, maxAgeMs: PROVISION_FRESH_MS });
     } catch (err) {
-      const stale = (err as EnclaveError).code === 'QUOTE_STALE';
+      const stale = hasCode(err, 'QUOTE_STALE');
       throw fail(stale ? ProvisionRefusal.STALE : ProvisionRefusal.FORGED_QUOTE, `${who} quote: ${(err as Error).message}`);
     }
     if (!same(q.reportData.subarray(0, 32), signingKey) || !same(q.reportData.subarray(32), binding)) {

@@ -3,7 +3,7 @@
 // nothing (checks come before writes).
 import type { TrustedCall } from '../../protocol/wire.ts';
 import { MAX_MEMO_BYTES } from '../../protocol/wire.ts';
-import { RejectCode } from '../boundary/errors.ts';
+import { RejectCode } from '../../protocol/errors.ts';
 import type { Account, Overlay } from './state.ts';
 import { same } from '../../protocol/bytes.ts';
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MAX_MEMO_BYTES, type TrustedCall } from '../../../src/protocol/wire.ts';
-import { RejectCode } from '../../../src/enclave/boundary/errors.ts';
+import { RejectCode } from '../../../src/protocol/errors.ts';
 import { CallPool, type PoolEntry } from '../../../src/enclave/calls/pool.ts';
 import { Overlay, State, decodeItem } from '../../../src/enclave/state/state.ts';
 import { execute, precheck } from '../../../src/enclave/state/stf.ts';

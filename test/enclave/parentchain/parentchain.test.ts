@@ -55,7 +55,6 @@ const GENESIS = blake2_256(te.encode('a real-looking parentchain genesis'));
 const PEER = '12D3KooWParentchainTestPeer';
 const ADDRS = ['/ip4/127.0.0.1/tcp/30333'];
 const MEASUREMENT = computeMeasurement();
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const key32 = (label: string) => sha256(te.encode(label));
 
 const dirs: string[] = [];
