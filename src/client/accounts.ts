@@ -1,52 +1,12 @@
-// Accounts: ed25519 keys shown as SS58 (prefix 42). Dev URIs (//Alice …) derive exactly as Substrate's
-// dev accounts do (polkadot-js util-crypto); new accounts live in a local keystore directory.
+// Accounts of the client: new accounts live in a local keystore directory, one seed file per address.
+// Account identifiers (SS58, dev URIs) are crypto/accounts.ts; the client library re-exports them.
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cryptoWaitReady, decodeAddress, ed25519PairFromSeed, encodeAddress, keyExtractSuri, keyFromPath, mnemonicToMiniSecret } from '@polkadot/util-crypto';
-import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign } from '../crypto/primitives.ts';
 import { ValidateerError } from '../protocol/errors.ts';
-import type { Signer } from './calls.ts';
+import { accountFromSeed, devAccount, isDevUri, type Account } from '../crypto/accounts.ts';
 
-export const SS58_PREFIX = 42;
-const DEV_PHRASE = 'bottom drive obey lake curtain smoke basket hold race lonely fit walk';
-
-export interface Account extends Signer { address: string; seed: Uint8Array }
-
-export function accountFromSeed(seed: Uint8Array): Account {
-  const key = ed25519PrivateKey(seed);
-  const publicKey = ed25519PublicFromSeed(seed);
-  return { seed, publicKey, address: encodeAddress(publicKey, SS58_PREFIX), sign: (m) => ed25519Sign(key, m) };
-}
-
-let ready: Promise<boolean> | undefined;
-/** Derives a dev account such as //Alice (ed25519, hard derivation from the dev phrase). */
-export async function devAccount(uri: string): Promise<Account> {
-  await (ready ??= cryptoWaitReady());
-  const { path, phrase, password } = keyExtractSuri(uri.startsWith('//') ? DEV_PHRASE + uri : uri);
-  const seed = mnemonicToMiniSecret(phrase, password ?? '');
-  const pair = keyFromPath(ed25519PairFromSeed(seed), path, 'ed25519');
-  return accountFromSeed(pair.secretKey.subarray(0, 32));
-}
-
-export function isDevUri(s: string): boolean {
-  return s.startsWith('//');
-}
-
-/** Public key of an SS58 address, 0x-hex key, or dev URI. */
-export async function resolvePublicKey(ref: string): Promise<Uint8Array> {
-  if (isDevUri(ref)) return (await devAccount(ref)).publicKey;
-  if (/^0x[0-9a-fA-F]{64}$/.test(ref)) return new Uint8Array(Buffer.from(ref.slice(2), 'hex'));
-  try {
-    return decodeAddress(ref);
-  } catch {
-    throw new ValidateerError('BAD_ACCOUNT', `not an account: ${ref} (expected an SS58 address, 0x-hex public key or //Name)`);
-  }
-}
-
-export function toAddress(publicKey: Uint8Array): string {
-  return encodeAddress(publicKey, SS58_PREFIX);
-}
+export { SS58_PREFIX, accountFromSeed, devAccount, isDevUri, resolvePublicKey, toAddress, type Account } from '../crypto/accounts.ts';
 
 /** A directory of account seeds, one file per SS58 address (mode 0600). */
 export class Keystore {

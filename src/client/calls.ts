@@ -8,7 +8,8 @@ import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { CallSpec } from '../parentchain/api.ts';
 import { concatBytes } from '../protocol/bytes.ts';
 
-export interface Signer { publicKey: Uint8Array; sign(message: Uint8Array): Uint8Array }
+export type { Signer } from '../crypto/accounts.ts';
+import type { Signer } from '../crypto/accounts.ts';
 export interface ShieldingKey { keyId: number; publicKey: Uint8Array }
 
 const callSuite = new HpkeSuite(HPKE_INFO_CALL);

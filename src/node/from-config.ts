@@ -23,7 +23,7 @@ export async function genesisBalances(config: Config): Promise<{ account: Uint8A
   // Hex public keys need no library. polkadot-js util-crypto (for //Dev and SS58) adds ~120 MiB of RSS,
   // so it is loaded only when an entry needs it, and a node only needs genesis on its first start.
   if (entries.every((b) => HEX_KEY.test(b.account))) return entries.map((b) => ({ account: fromHex(b.account), amount: b.amount }));
-  const { resolvePublicKey } = await import('../client/accounts.ts');
+  const { resolvePublicKey } = await import('../crypto/accounts.ts');
   return Promise.all(entries.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount })));
 }
 

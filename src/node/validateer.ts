@@ -8,7 +8,7 @@ import { BlockStore } from '../sidechain/store.ts';
 import { createMetrics, type Metrics } from '../metrics/metrics.ts';
 import { startMetricsServer } from '../metrics/server.ts';
 import { startRpcServer, type RpcServer } from '../rpc/server.ts';
-import { createMethods } from '../rpc/methods.ts';
+import { RPC_METHODS, createMethods } from '../rpc/methods.ts';
 import { SlotWorker } from '../consensus/slots.ts';
 import { createNetwork, type Network } from '../p2p/network.ts';
 import { CallRelay } from '../calls/relay.ts';
@@ -196,8 +196,3 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     throw err;
   }
 }
-
-export const RPC_METHODS = [
-  'author_getShieldingKey', 'author_submitCall', 'author_submitAndWatchCall', 'author_callBlock', 'state_executeGetter',
-  'chain_getHeader', 'chain_getBlockHash', 'chain_getFinalizedHead', 'shard_getInfo', 'system_health', 'system_version', 'system_network', 'dev_setBlockedPeers',
-] as const;

@@ -4,7 +4,7 @@
 // such as a ban running out.
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 
 export interface DialerOptions {
   selfId: string;

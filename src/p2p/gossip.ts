@@ -10,7 +10,7 @@ import type { GossipSub, GossipsubOpts, Message } from '@libp2p/gossipsub';
 import type { PeerScoreParams, PeerScoreThresholds, TopicScoreParams } from '@libp2p/gossipsub/score';
 import type { PeerId } from '@libp2p/interface';
 import { ValidateerError } from '../protocol/errors.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import { bytesView, toHex } from '../protocol/bytes.ts';
 
 export type Validation = 'accept' | 'ignore' | 'reject';

@@ -4,7 +4,7 @@
 import type { Libp2pEvents, PeerId } from '@libp2p/interface';
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import { ValidateerError } from '../protocol/errors.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { ChainStatus } from './codec.ts';
 import { Dialer } from './dialer.ts';
 import { type P2pNode, createP2pNode } from './factory.ts';

@@ -4,8 +4,8 @@
 // requests with an error code instead of dropping the stream, and never lets one request's failure
 // affect the others.
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
-import { ValidateerError, type P2pCode } from '../protocol/errors.ts';
-import type { Logger } from '../node/logger.ts';
+import { ValidateerError, hasCode, type P2pCode } from '../protocol/errors.ts';
+import type { Logger } from 'pino';
 import {
   type ChainStatus, type Protocol, HASH_BYTES, MAX_HEADER_BYTES, PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE,
   PROTOCOL_PROVISION, PROTOCOL_STATUS, PROVISION_MAX_REQUEST_BYTES, PROVISION_MAX_RESPONSE_BYTES, ResponseCode,
@@ -29,9 +29,9 @@ export interface ReqRespHandlers {
   blocksByRange(from: number, count: number): Promise<Uint8Array[]>;
   blocksByHash(hashes: Uint8Array[]): Promise<Uint8Array[]>;
   /**
-   * Opaque provisioning request from peer `from`; returns the opaque response. Throw an error whose
-   * `code` starts with PROVISION_ to refuse (the requester sees `${code}: ${message}`). Without it,
-   * provisioning is answered with a server error.
+   * Opaque provisioning request from peer `from`; returns the opaque response. Throw a P2P_REFUSED
+   * error to refuse (the requester sees its message as the reason); any other error is a server
+   * error. Without the handler, provisioning is answered with a server error.
    */
   provision?(request: Uint8Array, from: string): Promise<Uint8Array>;
 }
@@ -114,7 +114,7 @@ export class ReqResp {
 
   /**
    * At most PROVISION_MAX_REQUEST_BYTES (P2P_INVALID_ARGUMENT otherwise). A refusal by the server throws
-   * P2P_REFUSED whose message carries the server's reason (`PROVISION_...: ...`).
+   * P2P_REFUSED whose message carries the server's reason (for the enclave's refusals `PROVISION_...: ...`).
    */
   async requestProvision(peer: PeerId, request: Uint8Array): Promise<Uint8Array> {
     if (request.length > PROVISION_MAX_REQUEST_BYTES) {
@@ -211,18 +211,17 @@ export class ReqResp {
 
   /** The error header for a failed answer, logged by whose problem it is. */
   private failure(protocol: Protocol, peer: string, err: unknown): { code: 1 | 3; reason: string } {
-    const code = (err as { code?: unknown } | null)?.code;
     const message = err instanceof Error ? err.message : String(err);
     // An invalid request or a provisioning refusal is the peer's problem; a failing handler is ours.
-    if (code === 'DECODE_FAILED' || code === 'P2P_INVALID_REQUEST') {
+    if (hasCode(err, 'DECODE_FAILED', 'P2P_INVALID_REQUEST')) {
       this.log.debug({ peer, protocol, err: message }, 'invalid request');
       return { code: ResponseCode.invalidRequest, reason: message };
     }
-    if (protocol === PROTOCOL_PROVISION && typeof code === 'string' && code.startsWith('PROVISION_')) {
-      this.log.info({ peer, code, err: message }, 'provision refused');
-      return { code: ResponseCode.invalidRequest, reason: `${code}: ${message}` };
+    if (protocol === PROTOCOL_PROVISION && hasCode(err, 'P2P_REFUSED')) {
+      this.log.info({ peer, err: message }, 'provision refused');
+      return { code: ResponseCode.invalidRequest, reason: message };
     }
-    if (code === 'P2P_NOT_SERVED') {
+    if (hasCode(err, 'P2P_NOT_SERVED')) {
       this.log.debug({ peer, protocol }, message);
       return { code: ResponseCode.serverError, reason: message };
     }
@@ -236,7 +235,7 @@ export class ReqResp {
     await frames.closeWrite();
   }
 
-  /** The frames of an ok response. Throws DECODE_FAILED / P2P_INVALID_REQUEST for bad requests, PROVISION_* for refusals. */
+  /** The frames of an ok response. Throws DECODE_FAILED / P2P_INVALID_REQUEST for bad requests, P2P_REFUSED for refusals. */
   private async answer(protocol: Protocol, request: Uint8Array, peer: string): Promise<Uint8Array[]> {
     const handlers = this.handlers;
     if (handlers === undefined) throw new ValidateerError('P2P_NOT_STARTED', 'not serving');

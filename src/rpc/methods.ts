@@ -70,7 +70,19 @@ export function headerJson(bytes: Uint8Array) {
   };
 }
 
-export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
+/** Every method the node serves: the table below is checked against it, and metrics label by it. */
+export const RPC_METHODS = [
+  'author_getShieldingKey', 'author_submitCall', 'author_submitAndWatchCall', 'author_callBlock', 'state_executeGetter',
+  'chain_getHeader', 'chain_getBlockHash', 'chain_getFinalizedHead', 'shard_getInfo', 'system_health', 'system_version',
+  'system_network', 'dev_setBlockedPeers',
+] as const;
+export type RpcMethod = (typeof RPC_METHODS)[number];
+/** Served only with p2p.devControl. */
+type DevMethod = 'dev_setBlockedPeers';
+
+export type RpcMethods = Record<Exclude<RpcMethod, DevMethod>, RpcHandler> & { [M in DevMethod]?: RpcHandler };
+
+export function createMethods(d: MethodDeps): RpcMethods {
   const shardHex = toHex(d.shard);
   const shardBytes = Buffer.from(d.shard);
 
@@ -90,7 +102,7 @@ export function createMethods(d: MethodDeps): Record<string, RpcHandler> {
     return outcome as { hash: string; status: 'ready' | 'future' };
   }
 
-  const methods: Record<string, RpcHandler> = {
+  const methods: RpcMethods = {
     author_getShieldingKey: async () => {
       const info = await d.enclave.call('info', {});
       // A joining validateer's own key is not the shard's until provisioning replaced it.

@@ -2,7 +2,7 @@
 // other validateer registers, then asks a registered member over /validateer/provision/1 (attested
 // and end to end between the enclaves), and serves them to later members once it holds them. Until
 // then the node neither imports nor authors: it could not decrypt a block.
-import { ValidateerError, errorCode } from '../protocol/errors.ts';
+import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { Network } from '../p2p/network.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -43,7 +43,8 @@ export class ShardSecrets {
       return r.response;
     }
     this.d.logger.warn({ peer: from, code: r.code, reason: r.message }, 'provisioning refused');
-    throw new ValidateerError(errorCode(r.code, 'P2P_SERVER_ERROR'), r.message);
+    // The requester sees the enclave's code and reason; p2p/ only knows that this is a refusal.
+    throw new ValidateerError('P2P_REFUSED', `${r.code}: ${r.message}`);
   }
 
   /**
@@ -103,11 +104,12 @@ export class ShardSecrets {
         }
         this.d.logger.warn({ provider: m.peerId, code: r.code, reason: r.message }, 'provisioning answer refused');
       } catch (err) {
-        const e = err as ValidateerError;
+        const message = err instanceof Error ? err.message : String(err);
         // The provider's refusal code travels in the reason text of P2P_REFUSED.
-        const refused = e.code === 'P2P_REFUSED' ? /PROVISION_[A-Z_]+/.exec(e.message)?.[0] : undefined;
-        this.d.metrics.provisioning.inc({ role: 'requester', result: refused ?? e.code ?? 'error' });
-        this.d.logger.warn({ provider: m.peerId, code: refused ?? e.code, err: e.message }, 'provisioning request failed');
+        const refused = hasCode(err, 'P2P_REFUSED') ? /PROVISION_[A-Z_]+/.exec(message)?.[0] : undefined;
+        const code = refused ?? codeOf(err);
+        this.d.metrics.provisioning.inc({ role: 'requester', result: code ?? 'error' });
+        this.d.logger.warn({ provider: m.peerId, code, err: message }, 'provisioning request failed');
       }
     }
     return false;

@@ -1,5 +1,5 @@
 // /validateer/provision/1 between real libp2p nodes over loopback TCP: opaque bytes both ways, refusals
-// (PROVISION_* codes) reach the requester as P2P_REFUSED with the server's reason, anything else the
+// (P2P_REFUSED from the handler, carrying e.g. the enclave's PROVISION_* code) reach the requester as P2P_REFUSED with the server's reason, anything else the
 // handler throws is a server error that costs only that request.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -100,9 +100,9 @@ test('provision round trip: the handler sees the bytes and the requester; bounds
   assert.equal(seen.length, 3);
 });
 
-test('a PROVISION_* refusal reaches the requester as P2P_REFUSED with the code and reason', async (t) => {
+test('a refusal by the handler (P2P_REFUSED carrying a PROVISION_* code) reaches the requester as P2P_REFUSED with the code and reason', async (t) => {
   const server = await startNode(t, {
-    provision: async () => { throw new ValidateerError('PROVISION_REPLAYED', 'nonce 7 already used'); },
+    provision: async () => { throw new ValidateerError('P2P_REFUSED', 'PROVISION_REPLAYED: nonce 7 already used'); },
   });
   const client = await startNode(t);
   await connect(client, server);
@@ -120,20 +120,22 @@ test('any other handler failure is a server error that costs only that request',
       if (text === 'boom') throw new Error('database on fire');
       // A ValidateerError with another code is no refusal either.
       if (text === 'other') throw new ValidateerError('UNSEAL_FAILED', 'sealing key unavailable');
+      // p2p/ knows no enclave codes: a raw PROVISION_* error is a handler failure, not a refusal.
+      if (text === 'raw') throw new ValidateerError('PROVISION_REPLAYED', 'nonce 7 already used');
       if (text === 'huge') return new Uint8Array(PROVISION_MAX_RESPONSE_BYTES + 1);
       return enc(`ok ${text}`);
     },
   });
   const client = await startNode(t);
   await connect(client, server);
-  for (const bad of ['boom', 'other', 'huge']) {
+  for (const bad of ['boom', 'other', 'raw', 'huge']) {
     const err = await errorOf(client.net.requestProvision(server.id, enc(bad)));
     assert.equal(err.code, 'P2P_SERVER_ERROR', bad);
     assert.match(err.message, /internal error/);
-    assert.doesNotMatch(err.message, /database on fire|sealing key/, 'internal details stay on the server');
+    assert.doesNotMatch(err.message, /database on fire|sealing key|nonce 7/, 'internal details stay on the server');
   }
   assert.equal(dec(await client.net.requestProvision(server.id, enc('fine'))), 'ok fine');
-  assert.equal(calls, 4);
+  assert.equal(calls, 5);
 });
 
 test('a request above 16 KiB is refused before the handler: locally by the client, by the server on the wire', async (t) => {
