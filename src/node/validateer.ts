@@ -1,5 +1,6 @@
-// One validateer: wiring and lifecycle. Start order: store, enclave, state (genesis or replay), RPC,
-// metrics, slot worker. Stop order is the reverse, ending with the store (nothing written after it).
+// One validateer: wiring and lifecycle. Start order: store, enclave, network, parentchain, state
+// (genesis or replay), chain, RPC, metrics, slot worker. Stop order is Lifecycle's STOP_ORDER (inputs
+// first, the store last), whatever order the parts started in.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -23,6 +24,7 @@ import { ShardSecrets } from '../sync/shard-secrets.ts';
 import { terminalProgress } from '../sync/progress.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 import { fromHex, toHex } from '../protocol/bytes.ts';
+import { Lifecycle } from './lifecycle.ts';
 
 export interface Validateer {
   rpcUrl: string;
@@ -42,13 +44,12 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
   const shard = fromHex(config.shard);
   const metrics = createMetrics({ buildInfo: { version: VERSION }, rpcMethods: RPC_METHODS });
   const store = await BlockStore.open(join(dataDir, 'chain'));
-  const cleanup: (() => Promise<void>)[] = [() => store.close()];
-  const stopAll = async () => {
-    for (const fn of cleanup.reverse()) await fn().catch((err) => logger.error({ err: (err as Error).message }, 'error during shutdown'));
-  };
+  const life = new Lifecycle(logger);
+  life.add('store', () => store.close());
+  const stopAll = () => life.stop();
   try {
     const enclave = await Enclave.start(enclaveInitFrom(config, dataDir));
-    cleanup.push(() => enclave.close());
+    life.add('enclave', () => enclave.close());
     const info = await enclave.call('info', {});
     const signingKey = toHex(info.signingKey);
     logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads, secretsOrigin: info.secretsOrigin }, 'enclave started (simulation mode)');
@@ -70,9 +71,9 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         onPeers: (n) => metrics.p2pPeers.set(n),
       },
     });
-    cleanup.push(() => network.stop());
+    life.add('network', () => network.stop());
     const secrets = new ShardSecrets({ enclave, network, metrics, logger, signingKey: info.signingKey });
-    cleanup.push(async () => secrets.stop());
+    life.add('provisioning', () => secrets.stop());
 
     // The light client opens before the replay: the registry names which authors' blocks are valid.
     let sync: ParentchainSync | null = null;
@@ -80,7 +81,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       // Loaded on demand: @polkadot/api costs ~230 MB of RSS and a node without a parentchain needs none of it.
       const { connectParentchain } = await import('../parentchain/substrate.ts');
       const pc = await connectParentchain({ endpoint: config.parentchain.endpoint, onWarning: (m) => logger.warn({ detail: m }, 'parentchain connection') });
-      cleanup.push(() => pc.close());
+      life.add('parentchain', () => pc.close());
       const p = config.parentchain;
       sync = new ParentchainSync({ enclave, chain: pc, store, metrics, logger, signingKey: info.signingKey }, {
         importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
@@ -89,7 +90,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         peerId: network.peerId, p2pAddresses: [], shard,
       });
       await sync.init();
-      cleanup.push(() => sync!.stop());
+      life.add('parentchain-driver', () => sync!.stop());
       logger.info({ endpoint: p.endpoint, genesisHash: toHex(pc.genesisHash()), enclaveAccount: pc.address(info.signingKey) }, 'parentchain connected');
     }
 
@@ -122,6 +123,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       slotDurationMs: config.sidechain.slotDurationMs, maxCalls: config.sidechain.blockMaxCalls, snapshotInterval: config.sidechain.snapshotInterval,
       snapshotsKept: config.sidechain.snapshotsKept, shard, syncBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
     });
+    life.add('chain', () => chain.stop());
     chain.attach(network);
     // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to say.
     let secretsReady = (await enclave.call('info', {})).holdsShardSecrets;
@@ -139,13 +141,13 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       onRequest: (method, outcome) => metrics.countRpcRequest(method, outcome),
       onConnections: (open) => metrics.rpcConnections.set(open),
     });
-    cleanup.push(() => rpc.close());
+    life.add('rpc', () => rpc.close());
 
     let metricsUrl: string | null = null;
     if (config.metrics.enabled) {
       const server = await startMetricsServer({ ...config.metrics, registry: metrics.registry, isReady: () => ready });
       metricsUrl = server.url;
-      cleanup.push(() => server.close());
+      life.add('metrics', () => server.close());
     }
 
     // The enclave decides whose slot it is (the registered set as of the parent's parentchain block).
@@ -184,8 +186,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       }, (err: Error) => logger.error({ err: err.message }, 'provisioning stopped'));
     }
     slots.start();
-    cleanup.push(() => slots.stop());
-    cleanup.push(() => chain.stop());
+    life.add('slots', () => slots.stop());
 
     return {
       rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: sync, network,
