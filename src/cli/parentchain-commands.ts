@@ -14,6 +14,7 @@ import type { ExtrinsicSigner } from '../parentchain/api.ts';
 import { ed25519Signer, keyringSigner } from '../parentchain/signers.ts';
 import { connectParentchain, type SubstrateParentchain } from '../parentchain/substrate.ts';
 import { fromHex, toHex } from '../protocol/bytes.ts';
+import { isActiveAt } from '../protocol/membership.ts';
 
 interface Flags { rpc: string; keystore: string; parentchain?: string }
 const DEFAULT_PARENTCHAIN = 'ws://127.0.0.1:9944';
@@ -147,7 +148,8 @@ export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'pare
         const info = await client.shardInfo();
         if (!info.parentchain) throw new ValidateerError('NO_PARENTCHAIN', 'this validateer runs without a parentchain');
         const list = info.validateers ?? [];
-        console.log(`${list.filter((v) => v.unregisteredAt === null).length} registered validateer(s) for shard ${info.shard} (parentchain processed to #${info.parentchain.processed.number})`);
+        const active = list.filter((v) => isActiveAt(v, info.parentchain!.processed.number)).length;
+        console.log(`${active} registered validateer(s) for shard ${info.shard} (parentchain processed to #${info.parentchain.processed.number})`);
         for (const v of list) {
           console.log(`- ${v.signingKey}${v.unregisteredAt !== null ? ` (unregistered at #${v.unregisteredAt})` : ''}`);
           console.log(`    registered at parentchain block #${v.registeredAt}; measurement ${v.measurement}`);

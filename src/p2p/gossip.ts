@@ -201,7 +201,6 @@ export interface GossipOptions {
   ids: MessageIds;
   logger: Logger;
   onResult?(kind: GossipKind, result: GossipResult): void;
-  onPublish?(kind: GossipKind, result: PublishResult): void;
   /** A peer sent a message above maxGossipBytes: a protocol violation the node never sees. */
   onOversized(peer: string, kind: GossipKind): void;
 }
@@ -251,7 +250,6 @@ export class Gossip {
     }
     this.o.ids.markPublished(topic, bytes);
     if (result !== 'sent') this.o.logger.debug({ kind, bytes: bytes.length, result }, 'gossip publish reached no peer');
-    this.o.onPublish?.(kind, result);
     return result;
   }
 

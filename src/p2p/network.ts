@@ -48,8 +48,6 @@ export interface NetworkLimits {
 
 export interface NetworkHooks {
   onGossip?(topic: GossipKind, result: Validation | 'duplicate' | 'too_large'): void;
-  /** Every publishBlock/publishCall: 'no_peers' when nobody was subscribed, 'duplicate' when the bytes were already seen. */
-  onPublish?(topic: GossipKind, result: PublishResult): void;
   onPeers?(count: number): void;
   onPenalty?(peer: string, reason: string): void;
 }
@@ -70,8 +68,8 @@ export interface Network {
   addresses(): string[];
   start(handlers: NetworkHandlers): Promise<void>;
   stop(): Promise<void>;
-  publishBlock(bytes: Uint8Array): Promise<void>;
-  publishCall(bytes: Uint8Array): Promise<void>;
+  publishBlock(bytes: Uint8Array): Promise<PublishResult>;
+  publishCall(bytes: Uint8Array): Promise<PublishResult>;
   setPeers(addrs: string[]): void;
   connectedPeers(): string[];
   requestStatus(peer: string): Promise<ChainStatus>;
@@ -176,7 +174,6 @@ class P2pNetwork implements Network {
       ids: p.ids,
       logger: p.log,
       onResult: (kind, result) => hooks?.onGossip?.(kind, result),
-      onPublish: (kind, result) => hooks?.onPublish?.(kind, result),
       onOversized: (peer, kind) => this.penalize(peer, `oversized ${kind} gossip`),
     });
     this.dialer = new Dialer({
@@ -223,14 +220,15 @@ class P2pNetwork implements Network {
     this.log.info('p2p network stopped');
   }
 
-  async publishBlock(bytes: Uint8Array): Promise<void> {
+  /** 'no_peers' when nobody was subscribed, 'duplicate' when the bytes were already seen. */
+  publishBlock(bytes: Uint8Array): Promise<PublishResult> {
     this.requireStarted();
-    await this.gossip.publish('blocks', bytes);
+    return this.gossip.publish('blocks', bytes);
   }
 
-  async publishCall(bytes: Uint8Array): Promise<void> {
+  publishCall(bytes: Uint8Array): Promise<PublishResult> {
     this.requireStarted();
-    await this.gossip.publish('calls', bytes);
+    return this.gossip.publish('calls', bytes);
   }
 
   setPeers(addrs: string[]): void {

@@ -8,6 +8,7 @@ import type { Network } from '../p2p/network.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../node/logger.ts';
 import { hexKey } from '../protocol/bytes.ts';
+import { isActiveAt } from '../protocol/membership.ts';
 
 export interface ShardSecretsDeps {
   enclave: Enclave;
@@ -87,7 +88,7 @@ export class ShardSecrets {
 
   private async tryMembers(): Promise<boolean> {
     const pc = await this.d.enclave.call('parentchainInfo', {});
-    const active = pc.members.filter((m) => m.registeredAt <= pc.number && (m.unregisteredAt === null || m.unregisteredAt > pc.number));
+    const active = pc.members.filter((m) => isActiveAt(m, pc.number));
     const me = hexKey(this.d.signingKey);
     if (!active.some((m) => hexKey(m.signingKey) === me)) return false; // our registration is not final yet: nobody would answer
     const connected = new Set(this.d.network.connectedPeers());
