@@ -111,6 +111,12 @@ export interface StartNodeOptions {
   extraConfig?: Record<string, unknown>;
   /** Wait for /health/ready (default); false: return once the banner is out (e.g. a node that syncs first). */
   waitReady?: boolean;
+  /** The command: `run` (default) or `join` (a validateer joining a running set). */
+  command?: 'run' | 'join';
+  /** An existing config file used as is, as an operator would (then data dir, ports and slot go as flags; no extraConfig). */
+  configFile?: string;
+  /** More command-line arguments, after the config. */
+  args?: string[];
 }
 
 export interface ExitInfo { code: number | null; signal: NodeJS.Signals | null }
@@ -160,17 +166,25 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
   let metricsPort = opts.metricsPort ?? (await freePort());
   while (metricsPort === rpcPort) metricsPort = await freePort();
   const n = ++starts;
-  const config = deepMerge({
-    dataDir,
-    rpc: { host: '127.0.0.1', port: rpcPort },
-    metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
-    enclave: { workers: 1 },
-    sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
-    genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
-    log: { level: 'info' },
-  }, opts.extraConfig ?? {});
-  const configFile = join(root, `config-${n}.json`);
-  writeFileSync(configFile, JSON.stringify(config, null, 2));
+  const configFile = opts.configFile ?? join(root, `config-${n}.json`);
+  const args = [MAIN, opts.command ?? 'run', '--config', configFile];
+  if (opts.configFile) {
+    if (opts.extraConfig) throw new Error('startNode: extraConfig needs a generated config (no configFile)');
+    args.push('--data-dir', dataDir, '--rpc-port', String(rpcPort), '--metrics-port', String(metricsPort));
+    if (opts.slotMs !== undefined) args.push('--slot-ms', String(opts.slotMs));
+  } else {
+    const config = deepMerge({
+      dataDir,
+      rpc: { host: '127.0.0.1', port: rpcPort },
+      metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+      enclave: { workers: 1 },
+      sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
+      genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
+      log: { level: 'info' },
+    }, opts.extraConfig ?? {});
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+  }
+  args.push(...(opts.args ?? []));
   const logDir = join(root, 'logs');
   mkdirSync(logDir, { recursive: true });
   const logFiles = { stdout: join(logDir, `node-${n}.stdout.log`), stderr: join(logDir, `node-${n}.stderr.log`) };
@@ -178,7 +192,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
   const errFd = openSync(logFiles.stderr, 'w');
   let proc: ChildProcess;
   try {
-    proc = spawn(process.execPath, [MAIN, 'run', '--config', configFile], { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd] });
+    proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd] });
   } finally {
     closeSync(outFd);
     closeSync(errFd);
