@@ -42,9 +42,10 @@ test('an invalid field (rpc.port: 70000) exits non-zero naming rpc.port', async 
 });
 
 test('all problems are reported at once', async () => {
-  const { file } = await configFile({ rpc: { port: -1 }, sidechain: { slotDurationMs: 'fast' }, genesis: { balances: [{ account: '//Alice', amount: '-5' }] } });
+  const { file, dataDir } = await configFile({ rpc: { port: -1 }, sidechain: { slotDurationMs: 'fast' }, genesis: { balances: [{ account: '//Alice', amount: '-5' }] } });
   const r = await runCli(['run', '--config', file], { timeoutMs: 20_000 });
   assertRejected(r, /rpc\.port/, /sidechain\.slotDurationMs/, /genesis\.balances\[0\]\.amount/);
+  assert.ok(!existsSync(dataDir));
 });
 
 test('an unknown key is rejected, by its path', async () => {
@@ -64,7 +65,9 @@ test('a missing config file is a clear error', async () => {
 test('a config file that is not JSON is a clear error', async () => {
   const { file } = await configFile('{ "rpc": { "port": 2000, } ');
   const r = await runCli(['run', '--config', file], { timeoutMs: 20_000 });
-  assertRejected(r, /not valid JSON/);
+  // Clear: the code, the file and where in it the JSON breaks; no stack trace.
+  assertRejected(r, /CONFIG_INVALID/, new RegExp(`file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON`), /line 1 column \d+/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 });
 
 test('VALIDATEER_RPC__PORT=abc is rejected naming rpc.port and the variable', async () => {
@@ -75,15 +78,17 @@ test('VALIDATEER_RPC__PORT=abc is rejected naming rpc.port and the variable', as
 });
 
 test('an unknown VALIDATEER_* variable is rejected', async () => {
-  const { file } = await configFile({});
+  const { file, dataDir } = await configFile({});
   const r = await runCli(['run', '--config', file], { env: { VALIDATEER_RPC__PROT: '1' }, timeoutMs: 20_000 });
   assertRejected(r, /VALIDATEER_RPC__PROT/, /does not match any config field/);
+  assert.ok(!existsSync(dataDir));
 });
 
 test('a bad --rpc-port flag is rejected naming rpc.port', async () => {
-  const { file } = await configFile({});
+  const { file, dataDir } = await configFile({});
   const r = await runCli(['run', '--config', file, '--rpc-port', '99999'], { timeoutMs: 20_000 });
   assertRejected(r, /rpc\.port/);
+  assert.ok(!existsSync(dataDir));
 });
 
 test('`keys --data-dir` prints the enclave keys as JSON, the same on a second run', async () => {
@@ -99,11 +104,16 @@ test('`keys --data-dir` prints the enclave keys as JSON, the same on a second ru
   assert.match(String(first.measurement), /^0x[0-9a-f]{64}$/);
   assert.equal(first.attestation, 'simulated');
   assert.ok(existsSync(join(dataDir, 'enclave', 'keys.sealed')), 'keys sealed in the given data dir');
+  assert.match(String(first.encryptionKey), /^0x[0-9a-f]{64}$/);
+  assert.match(String(first.quote), /^0x[0-9a-f]+$/);
   const second = await run();
   assert.equal(second.signingKey, first.signingKey);
   assert.equal(second.shieldingKey, first.shieldingKey);
   assert.equal(second.shieldingKeyId, first.shieldingKeyId);
   assert.equal(second.measurement, first.measurement);
+  // Every key field, not only some: all but the quote (made fresh on each run) are the enclave's identity.
+  const identity = ({ quote: _quote, ...rest }: Record<string, unknown>) => rest;
+  assert.deepEqual(identity(second), identity(first));
   // A different data dir is a different enclave identity.
   const other = await runCli(['keys', '--data-dir', join(tempDir(), 'other')], { timeoutMs: 30_000 });
   assert.equal(other.code, 0, other.stderr);

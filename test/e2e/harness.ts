@@ -2,6 +2,7 @@
 // free local ports, wait until it is ready, capture its output to files, and stop it reliably.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
+import { readFile } from 'node:fs/promises';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -110,6 +111,12 @@ export interface StartNodeOptions {
   extraConfig?: Record<string, unknown>;
   /** Wait for /health/ready (default); false: return once the banner is out (e.g. a node that syncs first). */
   waitReady?: boolean;
+  /** The command: `run` (default) or `join` (a validateer joining a running set). */
+  command?: 'run' | 'join';
+  /** An existing config file used as is, as an operator would (then data dir, ports and slot go as flags; no extraConfig). */
+  configFile?: string;
+  /** More command-line arguments, after the config. */
+  args?: string[];
 }
 
 export interface ExitInfo { code: number | null; signal: NodeJS.Signals | null }
@@ -159,17 +166,25 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
   let metricsPort = opts.metricsPort ?? (await freePort());
   while (metricsPort === rpcPort) metricsPort = await freePort();
   const n = ++starts;
-  const config = deepMerge({
-    dataDir,
-    rpc: { host: '127.0.0.1', port: rpcPort },
-    metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
-    enclave: { workers: 1 },
-    sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
-    genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
-    log: { level: 'info' },
-  }, opts.extraConfig ?? {});
-  const configFile = join(root, `config-${n}.json`);
-  writeFileSync(configFile, JSON.stringify(config, null, 2));
+  const configFile = opts.configFile ?? join(root, `config-${n}.json`);
+  const args = [MAIN, opts.command ?? 'run', '--config', configFile];
+  if (opts.configFile) {
+    if (opts.extraConfig) throw new Error('startNode: extraConfig needs a generated config (no configFile)');
+    args.push('--data-dir', dataDir, '--rpc-port', String(rpcPort), '--metrics-port', String(metricsPort));
+    if (opts.slotMs !== undefined) args.push('--slot-ms', String(opts.slotMs));
+  } else {
+    const config = deepMerge({
+      dataDir,
+      rpc: { host: '127.0.0.1', port: rpcPort },
+      metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+      enclave: { workers: 1 },
+      sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
+      genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
+      log: { level: 'info' },
+    }, opts.extraConfig ?? {});
+    writeFileSync(configFile, JSON.stringify(config, null, 2));
+  }
+  args.push(...(opts.args ?? []));
   const logDir = join(root, 'logs');
   mkdirSync(logDir, { recursive: true });
   const logFiles = { stdout: join(logDir, `node-${n}.stdout.log`), stderr: join(logDir, `node-${n}.stderr.log`) };
@@ -177,7 +192,7 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
   const errFd = openSync(logFiles.stderr, 'w');
   let proc: ChildProcess;
   try {
-    proc = spawn(process.execPath, [MAIN, 'run', '--config', configFile], { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd] });
+    proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd] });
   } finally {
     closeSync(outFd);
     closeSync(errFd);
@@ -338,4 +353,184 @@ export async function freePorts(count: number): Promise<number[]> {
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
+}
+
+/** `count` consecutive ports on 127.0.0.1 that were all free a moment ago (the devnet counts its ports up from a base). */
+export async function freePortRun(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * (40_000 - count));
+    const servers: Server[] = [];
+    const ok = await (async () => {
+      for (let port = base; port < base + count; port++) {
+        const srv = createServer();
+        const bound = await new Promise<boolean>((resolveBind) => {
+          srv.once('error', () => resolveBind(false));
+          srv.listen(port, '127.0.0.1', () => resolveBind(true));
+        });
+        if (!bound) return false;
+        servers.push(srv);
+      }
+      return true;
+    })();
+    await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+    if (ok) return base;
+  }
+  throw new Error(`no run of ${count} free ports found`);
+}
+
+// ---------- processes ----------
+
+interface ProcStat { pid: number; ppid: number; pgrp: number; state: string }
+
+/** Every live process as /proc shows it (Linux); processes that vanish while being read are skipped. */
+export async function processTable(): Promise<ProcStat[]> {
+  const pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  const rows = await Promise.all(pids.map(async (pid) => {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      // "pid (comm) state ppid pgrp …": comm may contain spaces and parentheses, so split after the last ')'.
+      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return [{ pid: Number(pid), ppid: Number(ppid), pgrp: Number(pgrp), state }];
+    } catch {
+      return [];
+    }
+  }));
+  return rows.flat();
+}
+
+/** Pids of the live (not zombie) processes in process group `pgid`. */
+export async function processGroup(pgid: number): Promise<number[]> {
+  return (await processTable()).filter((p) => p.pgrp === pgid && p.state !== 'Z').map((p) => p.pid);
+}
+
+/** Pids of every live descendant of `pid` (children, their children, …). */
+export async function descendants(pid: number): Promise<number[]> {
+  const table = (await processTable()).filter((p) => p.state !== 'Z');
+  const out: number[] = [];
+  const frontier = [pid];
+  while (frontier.length > 0) {
+    const parent = frontier.pop()!;
+    for (const p of table) {
+      if (p.ppid === parent) {
+        out.push(p.pid);
+        frontier.push(p.pid);
+      }
+    }
+  }
+  return out;
+}
+
+// ---------- the devnet (`validateer devnet`, what `npm start` runs) ----------
+
+export interface StartDevnetOptions {
+  validateers?: number;
+  slotMs?: number;
+  /** Parentchain block time. */
+  blockMs?: number;
+  logLevel?: string;
+}
+
+export interface DevnetValidateer { index: number; rpcUrl: string; metricsUrl: string; p2p: string; log: string }
+
+export interface DevnetHandle {
+  proc: ChildProcess;
+  /** The devnet runs in a process group of its own, led by its pid: everything it starts is in it. */
+  pgid: number;
+  dataDir: string;
+  parentchain: string;
+  validateers: DevnetValidateer[];
+  exited: Promise<ExitInfo>;
+  stdout(): string;
+  stderr(): string;
+  /** Sends a signal to the devnet process (not its group) and waits for it to exit. */
+  kill(signal: NodeJS.Signals): Promise<ExitInfo>;
+  /** SIGINT (as Ctrl-C), then SIGKILL to the whole group if it has not exited in time. Idempotent. */
+  stop(): Promise<ExitInfo>;
+}
+
+const devnetGroups = new Set<number>();
+process.once('exit', () => {
+  for (const pgid of devnetGroups) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** Starts `validateer devnet` on free loopback ports and waits until it has printed its endpoints. */
+export async function startDevnet(opts: StartDevnetOptions = {}): Promise<DevnetHandle> {
+  const n = opts.validateers ?? 3;
+  const root = tempDir('validateer-devnet-');
+  const dataDir = join(root, 'devnet');
+  // One run of ports: rpc (n), metrics (n), p2p (n), then the parentchain.
+  const base = await freePortRun(3 * n + 1);
+  const args = [
+    MAIN, 'devnet', '--validateers', String(n), '--data-dir', dataDir,
+    '--rpc-port', String(base), '--metrics-port', String(base + n), '--p2p-port', String(base + 2 * n), '--parentchain-port', String(base + 3 * n),
+  ];
+  if (opts.slotMs !== undefined) args.push('--slot-ms', String(opts.slotMs));
+  if (opts.blockMs !== undefined) args.push('--block-ms', String(opts.blockMs));
+  if (opts.logLevel !== undefined) args.push('--log-level', opts.logLevel);
+  const logFiles = { stdout: join(root, 'devnet.stdout.log'), stderr: join(root, 'devnet.stderr.log') };
+  const outFd = openSync(logFiles.stdout, 'w');
+  const errFd = openSync(logFiles.stderr, 'w');
+  let proc: ChildProcess;
+  try {
+    // detached: a process group of its own, so the test can tell whether anything it started outlives it.
+    proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd], detached: true });
+  } finally {
+    closeSync(outFd);
+    closeSync(errFd);
+  }
+  const pgid = proc.pid!;
+  devnetGroups.add(pgid);
+  let exitInfo: ExitInfo | undefined;
+  const exited = new Promise<ExitInfo>((resolveExit) => {
+    proc.once('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      resolveExit(exitInfo);
+    });
+  });
+  const stdout = () => readFileSync(logFiles.stdout, 'utf8');
+  const stderr = () => readFileSync(logFiles.stderr, 'utf8');
+  const kill = async (signal: NodeJS.Signals): Promise<ExitInfo> => {
+    if (exitInfo) return exitInfo;
+    proc.kill(signal);
+    return exited;
+  };
+  const stop = async (): Promise<ExitInfo> => {
+    if (!exitInfo) proc.kill('SIGINT');
+    // Generous: the devnet gives each validateer 20 s to stop, then closes the chain.
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-pgid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, 60_000);
+    try {
+      return await exited;
+    } finally {
+      clearTimeout(timer);
+      if ((await processGroup(pgid)).length === 0) devnetGroups.delete(pgid);
+    }
+  };
+
+  try {
+    const validateers = await waitFor(() => {
+      if (exitInfo) throw new Error(`devnet exited early (${JSON.stringify(exitInfo)})`);
+      const text = stdout();
+      if (!text.includes('Press Ctrl-C to stop.')) return undefined;
+      return [...text.matchAll(/^ {2}validateer (\d+) +JSON-RPC (\S+) +metrics (\S+)\/metrics +p2p (\S+) +log (\S+)$/gm)]
+        .map((m): DevnetValidateer => ({ index: Number(m[1]), rpcUrl: m[2], metricsUrl: m[3], p2p: m[4], log: m[5] }));
+    }, 'the devnet to print its endpoints', 180_000, 100);
+    const parentchain = /^ {2}parentchain +(ws:\/\/\S+)/m.exec(stdout())?.[1];
+    if (!parentchain || validateers.length !== n) throw new Error(`unexpected devnet banner:\n${stdout()}`);
+    return { proc, pgid, dataDir, parentchain, validateers, exited, stdout, stderr, kill, stop };
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n--- stdout ---\n${stdout().slice(-2000)}\n--- stderr ---\n${stderr().slice(-4000)}`);
+  }
 }

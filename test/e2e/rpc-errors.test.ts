@@ -255,6 +255,11 @@ test('the metrics count the rejected calls and failed requests', async () => {
 });
 
 test('validateer_rpc_connections counts open connections', async () => {
-  const m = await scrapeMetrics(node.metricsUrl);
-  assert.ok(m.get('validateer_rpc_connections')! >= 2, `two connections are open, gauge says ${m.get('validateer_rpc_connections')}`);
+  const open = async () => (await scrapeMetrics(node.metricsUrl)).get('validateer_rpc_connections');
+  // Exactly this test's two (conn and client) once the oversized-frame test's extra connection has closed.
+  await waitFor(async () => (await open()) === 2, 'two connections open (conn and client)', 10_000);
+  const third = await RawConn.open(node.rpcUrl);
+  await waitFor(async () => (await open()) === 3, 'a third connection counted', 10_000);
+  await third.close();
+  await waitFor(async () => (await open()) === 2, 'the third connection uncounted once closed', 10_000);
 });
