@@ -18,6 +18,7 @@ import { HeadLock } from './head-lock.ts';
 import { SnapshotPolicy } from './snapshots.ts';
 import { BlockImport } from './import.ts';
 import { GossipValidation } from './gossip-validation.ts';
+import type { HeadEvents } from './head-events.ts';
 
 export interface ChainDeps {
   enclave: Enclave;
@@ -35,8 +36,8 @@ export interface ChainDeps {
   isAuthority: (key: string) => boolean | undefined;
   /** The last anchored block (final; possibly not in our chain yet), null before the first anchor. */
   anchor: () => { number: number; hash: Uint8Array } | null;
-  /** Called after a block became part of the canonical chain (authored or imported) and after reorgs. */
-  onHeadChanged?: (e: { number: number; authored: boolean }) => void;
+  /** Emitted to whenever the head moves (authored, imported, reorg, onboarding sync). */
+  heads: HeadEvents;
   /** Onboarding progress bar (a terminal); log lines and metrics are written either way. */
   progress?: ProgressSink;
   /** A block's state key epoch was not sealed to this enclave: ask a member for the shard's keys again. */
@@ -71,6 +72,11 @@ export class ChainService {
   constructor(deps: ChainDeps, options: ChainOptions) {
     this.deps = deps;
     const { lock, parentWait } = this;
+    // The relay settles the head block's calls; the author's wait for its parent learns the head's slot.
+    deps.heads.on((e) => deps.relay.onHead(e));
+    deps.heads.on((e) => {
+      if (e.slot !== null) parentWait.headIs(e.slot);
+    });
     const snapshots = new SnapshotPolicy(deps, options.snapshotsKept);
     const penalize = (peer: string | null, reason: string) => this.penalize(peer, reason);
     // Import asks the range sync for missing ancestry; the range sync imports what it fetched.
@@ -79,12 +85,12 @@ export class ChainService {
       queue: (peer: string, from: number) => this.rangeSync.queue(peer, from),
       fetchQueued: () => this.rangeSync.fetchQueued(),
     };
-    this.blockImport = new BlockImport({ ...deps, lock, parentWait, snapshots, ancestry, penalize }, {
+    this.blockImport = new BlockImport({ ...deps, lock, snapshots, ancestry, penalize }, {
       shard: options.shard, slotDurationMs: options.slotDurationMs, snapshotInterval: options.snapshotInterval, treeLimit: options.treeLimit,
     });
     const isActive = () => this.active;
     this.rangeSync = new RangeSync({
-      ...deps, lock, parentWait, blockImport: this.blockImport, network: () => this.network, isActive, penalize,
+      ...deps, lock, blockImport: this.blockImport, network: () => this.network, isActive, penalize,
     }, options.syncBatch);
     this.gossip = new GossipValidation({
       ...deps, blockImport: this.blockImport, parentWait, isActive, onboarding: () => this.rangeSync.onboarding(), penalize,

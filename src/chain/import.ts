@@ -8,7 +8,6 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../node/logger.ts';
 import type { CallRelay } from '../calls/relay.ts';
-import type { ParentWait } from '../consensus/parent-wait.ts';
 import type { SignedBlock } from '../protocol/block.ts';
 import { BlockTree, type TreeBlock } from '../sidechain/block-tree.ts';
 import { headerSigningPayload } from '../protocol/block.ts';
@@ -19,6 +18,7 @@ import { hexKey, same } from '../protocol/bytes.ts';
 import { anchorVerdict, chooseTip, type Candidate } from './fork-choice.ts';
 import type { HeadLock } from './head-lock.ts';
 import type { SnapshotPolicy } from './snapshots.ts';
+import type { HeadEvents, HeadStatus } from './head-events.ts';
 import { reorgTo, type ImportOutcome } from './reorg.ts';
 
 export type { ImportOutcome };
@@ -39,7 +39,6 @@ export interface BlockImportDeps {
   logger: Logger;
   relay: CallRelay;
   lock: HeadLock;
-  parentWait: ParentWait;
   snapshots: SnapshotPolicy;
   ancestry: AncestryFetcher;
   /** The last anchored block (final; possibly not in our chain yet), null before the first anchor. */
@@ -47,7 +46,7 @@ export interface BlockImportDeps {
   /** Whether a signing key (0x hex) is or was an authority; undefined = cannot tell yet. */
   isAuthority: (key: string) => boolean | undefined;
   penalize: (peer: string | null, reason: string) => void;
-  onHeadChanged?: (e: { number: number; authored: boolean }) => void;
+  heads: HeadEvents;
   onMissingStateKey?: () => Promise<unknown>;
 }
 
@@ -189,7 +188,7 @@ export class BlockImport {
     return {
       ...this.deps, tree: this.tree,
       importFailed: (b: TreeBlock, err: unknown) => this.importFailed(b, err),
-      afterImport: (b: TreeBlock, calls: string[], status: HeadStatus) => this.afterImport(b, calls, status, 0),
+      afterImport: (b: TreeBlock, calls: string[], status: HeadStatus) => this.afterImport(b, calls, status, 0, 'reorg'),
       onAnchoredChain: () => this.onAnchoredChain(),
     };
   }
@@ -205,7 +204,7 @@ export class BlockImport {
         await store.append({ number: r.number, hash: r.hash, bytes: b.bytes, callHashes: b.callHashes }, { sync: false });
         const status = await enclave.call('commit', { hash: r.hash });
         this.tree.delete(b.hash);
-        this.afterImport(b, r.calls, status, performance.now() - started);
+        this.afterImport(b, r.calls, status, performance.now() - started, 'imported');
       } catch (err) {
         return this.importFailed(b, err);
       }
@@ -213,18 +212,12 @@ export class BlockImport {
     return { invalid: [], stalled: false };
   }
 
-  private afterImport(b: TreeBlock, calls: string[], status: HeadStatus, ms: number): void {
+  private afterImport(b: TreeBlock, calls: string[], status: HeadStatus, ms: number, cause: 'imported' | 'reorg'): void {
     const m = this.deps.metrics;
     m.countImport('imported');
     m.blockImportSeconds.observe(ms / 1000);
     if (b.gossipAtMs !== null) m.blockPropagationSeconds.observe(Math.max(0, Date.now() - slotStartMs(b.slot, this.options.slotDurationMs)) / 1000);
-    m.sidechainHeadNumber.set(b.number);
-    m.eventLogEntries.set(b.number + 1);
-    m.observeState(status);
-    m.callPoolSize.set(status.poolSize);
-    this.deps.relay.settleInBlock(calls, '0x' + b.hash, b.number);
-    this.deps.onHeadChanged?.({ number: b.number, authored: false });
-    this.deps.parentWait.headIs(b.slot);
+    this.deps.heads.emit({ number: b.number, hash: b.hashBytes, slot: b.slot, cause, status, calls });
     // Authors snapshot after their own blocks (off the propagation path); imports only when no own block came for long.
     if (b.number > 0) void this.deps.snapshots.maybeSnapshot(b.number, 2 * this.options.snapshotInterval);
   }
@@ -263,5 +256,3 @@ export class BlockImport {
     clearTimeout(this.retryTimer);
   }
 }
-
-export interface HeadStatus { accounts: number; poolSize: number; stateKeyEpoch: number }

@@ -11,6 +11,7 @@ import { describeBlock, type BlockTree, type TreeBlock } from '../sidechain/bloc
 import { hexKey } from '../protocol/bytes.ts';
 import { bootstrap } from './bootstrap.ts';
 import { isBetter } from './fork-choice.ts';
+import type { HeadStatus } from './head-events.ts';
 
 /** Blocks found invalid, and whether a block waits for the parentchain (then the rest is retried later). */
 export interface ImportOutcome { invalid: string[]; stalled: boolean }
@@ -25,7 +26,7 @@ export interface ReorgDeps {
   /** A block of the path failed: drops it (or keeps it to retry) and says which. */
   importFailed: (b: TreeBlock, err: unknown) => ImportOutcome;
   /** A block of the path is canonical now (metrics, watchers, the head's listeners). */
-  afterImport: (b: TreeBlock, calls: string[], status: { accounts: number; poolSize: number; stateKeyEpoch: number }) => void;
+  afterImport: (b: TreeBlock, calls: string[], status: HeadStatus) => void;
   /** Whether the stored head's chain contains the last anchored block. */
   onAnchoredChain: () => Promise<boolean>;
 }

@@ -9,6 +9,7 @@ import type { Logger } from '../node/logger.ts';
 import type { CallRelay } from '../calls/relay.ts';
 import type { HeadLock } from '../chain/head-lock.ts';
 import type { SnapshotPolicy } from '../chain/snapshots.ts';
+import type { HeadEvents } from '../chain/head-events.ts';
 import { createGenesis } from '../chain/bootstrap.ts';
 import { PROPOSAL_SHARE, slotStartMs } from '../protocol/aura.ts';
 import { hexKey, same } from '../protocol/bytes.ts';
@@ -45,7 +46,7 @@ export interface SlotAuthorDeps {
   onAnchoredChain: () => Promise<boolean>;
   /** Sends a block to the set (when a network is attached). */
   publish: (bytes: Uint8Array) => Promise<void>;
-  onHeadChanged?: (e: { number: number; authored: boolean }) => void;
+  heads: HeadEvents;
 }
 
 export interface SlotAuthorOptions { slotDurationMs: number; maxCalls: number; snapshotInterval: number }
@@ -116,8 +117,7 @@ export class SlotAuthor {
         logger.debug({ slot: String(slot), err: err.message }, 'slot left empty: not caught up');
         return;
       }
-      this.deps.parentWait.headIs(slot);
-      this.deps.onHeadChanged?.({ number: block.number, authored: true });
+      this.deps.heads.emit({ number: block.number, hash: block.hash, slot, cause: 'authored', status: block.status, calls: block.included });
       // After the block left, and outside the lock: the next block's import must not wait for a snapshot.
       void this.deps.snapshots.maybeSnapshot(block.number, this.options.snapshotInterval);
     });
@@ -125,7 +125,7 @@ export class SlotAuthor {
 
   private async createGenesis(): Promise<void> {
     const genesis = await createGenesis(this.deps, await this.deps.genesisBalances());
-    this.deps.onHeadChanged?.({ number: 0, authored: true });
+    this.deps.heads.emit({ number: 0, hash: genesis.hash, slot: null, cause: 'authored', status: null, calls: [] });
     await this.deps.publish(genesis.block);
   }
 

@@ -15,6 +15,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { Network } from '../p2p/network.ts';
 import type { Logger } from '../node/logger.ts';
 import type { ProgressSink } from './progress.ts';
+import type { HeadEvents } from '../chain/head-events.ts';
 import { describeBlock } from '../sidechain/block-tree.ts';
 import { hexKey } from '../protocol/bytes.ts';
 import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
@@ -26,6 +27,8 @@ export interface OnboardingDeps {
   metrics: Metrics;
   logger: Logger;
   network: Pick<Network, 'requestBlocksByRange' | 'penalize'>;
+  /** Told of each durable run ('syncing'). */
+  heads: Pick<HeadEvents, 'emit'>;
   /** The last anchored block: the fetched chain must contain it. */
   anchor: () => { number: number; hash: Uint8Array } | null;
   /** Progress sink (a terminal progress bar); log lines are written either way. */
@@ -199,7 +202,7 @@ export class Onboarding {
 
   /** Verifies and applies the batch at the cursor. */
   private async process(batch: Batch): Promise<void> {
-    const { store, logger, metrics } = this.deps;
+    const { store, logger } = this.deps;
     const cursor = this.cursor;
     const peer = this.peers.get(batch.peer!) ?? null;
     const blocks = batch.blocks;
@@ -218,10 +221,7 @@ export class Onboarding {
       this.stopped = true;
       return;
     }
-    if (r.applied.length > 0) {
-      this.cursor += r.applied.length;
-      metrics.observeState(r.status);
-    }
+    this.cursor += r.applied.length;
     batch.processed(r.applied.length);
     if (batch.state === 'done') this.batches.shift();
     if (r.failure) {
@@ -252,11 +252,10 @@ export class Onboarding {
     }));
     // Counted once durable: the sync metrics and the head are what a restart continues from.
     this.storing = store.appendMany(applied).then(() => {
-      if (applied.length === 0) return;
-      const last = applied[applied.length - 1].number;
+      const last = applied.at(-1);
+      if (!last) return;
       metrics.syncBlocks.inc(applied.length);
-      metrics.sidechainHeadNumber.set(last);
-      metrics.eventLogEntries.set(last + 1);
+      this.deps.heads.emit({ number: last.number, hash: last.hash, slot: null, cause: 'syncing', status: res.status, calls: [] });
     });
     this.storing.catch(() => undefined); // awaited (and thrown) by the next step or at the end
     if (applied.length > 0) this.storingThrough = applied[applied.length - 1].number;

@@ -7,9 +7,9 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from '../node/logger.ts';
 import type { ChainStatus, Network } from '../p2p/network.ts';
-import type { ParentWait } from '../consensus/parent-wait.ts';
 import type { BlockImport } from '../chain/import.ts';
 import type { HeadLock } from '../chain/head-lock.ts';
+import type { HeadEvents } from '../chain/head-events.ts';
 import { bootstrap } from '../chain/bootstrap.ts';
 import { isBetter } from '../chain/fork-choice.ts';
 import { describeBlock, type TreeBlock } from '../sidechain/block-tree.ts';
@@ -28,14 +28,13 @@ export interface RangeSyncDeps {
   metrics: Metrics;
   logger: Logger;
   lock: HeadLock;
-  parentWait: ParentWait;
   blockImport: Pick<BlockImport, 'precheck' | 'ingest' | 'tree'>;
   /** The network, once attached. */
   network: () => Network | null;
   anchor: () => { number: number; hash: Uint8Array } | null;
   isActive: () => boolean;
   penalize: (peer: string | null, reason: string) => void;
-  onHeadChanged?: (e: { number: number; authored: boolean }) => void;
+  heads: HeadEvents;
   progress?: ProgressSink;
   onMissingStateKey?: () => Promise<unknown>;
 }
@@ -104,7 +103,7 @@ export class RangeSync {
     if (!network || this.syncing) return; // an ordinary sync is moving the head: it finishes the job
     const onboarding = new Onboarding({
       enclave: this.deps.enclave, store, metrics: this.deps.metrics, logger, network, anchor: this.deps.anchor,
-      progress: this.deps.progress, serialize: (fn) => this.deps.lock.run(fn), onMissingStateKey: this.deps.onMissingStateKey,
+      heads: this.deps.heads, progress: this.deps.progress, serialize: (fn) => this.deps.lock.run(fn), onMissingStateKey: this.deps.onMissingStateKey,
     }, { batch: this.batchSize, perPeer: 2, logEveryMs: 2000 });
     this.onboardingSync = onboarding;
     // Every connected peer's head, fresh: the more peers serve, the faster this goes.
@@ -127,8 +126,8 @@ export class RangeSync {
       const top = store.head();
       if (top && r.blocks > 0) {
         const bytes = await store.blockByNumber(top.number);
-        if (bytes) this.deps.parentWait.headIs(describeBlock(bytes, null, null).block.slot);
-        this.deps.onHeadChanged?.({ number: top.number, authored: false });
+        const slot = bytes ? describeBlock(bytes, null, null).block.slot : null;
+        this.deps.heads.emit({ number: top.number, hash: top.hash, slot, cause: 'synced', status: null, calls: [] });
       }
     } catch (err) {
       logger.error({ err: (err as Error).message }, 'onboarding sync failed');

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Onboarding, type OnboardingDeps } from '../../src/sync/onboarding.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
+import { HeadEvents, headMetrics, type HeadEvent } from '../../src/chain/head-events.ts';
 import { FakeStore, capturingLogger, chainOf, failing, fakeEnclave, fakeNetwork, serveChain, type Serve } from './fakes.ts';
 
 const GENESIS_PARENT = new Uint8Array(32);
@@ -17,15 +18,19 @@ function setup(peers: Record<string, Serve>, opts: { store?: FakeStore; enclave?
   const log = capturingLogger();
   const metrics = createMetrics();
   let lock: Promise<unknown> = Promise.resolve();
+  const heads = new HeadEvents();
+  const events: HeadEvent[] = [];
+  heads.on((e) => events.push(e));
+  heads.on(headMetrics(metrics));
   const deps: OnboardingDeps = {
-    enclave, store: store.asStore(), metrics, logger: log.logger, network, anchor: () => null,
+    enclave, store: store.asStore(), metrics, logger: log.logger, network, anchor: () => null, heads,
     serialize: <T>(fn: () => Promise<T>) => {
       const run = lock.then(fn, fn);
       lock = run.catch(() => undefined);
       return run;
     },
   };
-  return { store, enclave, network, log, metrics, deps };
+  return { store, enclave, network, log, metrics, deps, events };
 }
 
 /** Resolves with the run's result, or rejects if it has not ended within `ms` (the old logic hung here). */
@@ -36,7 +41,7 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 test('fetches from several peers and applies the chain in order up to the highest head', async () => {
-  const { store, deps, network, log } = setup({ a: serveChain(CHAIN), b: serveChain(CHAIN, 30) });
+  const { store, deps, network, log, events, metrics } = setup({ a: serveChain(CHAIN), b: serveChain(CHAIN, 30) });
   const r = await within(new Onboarding(deps, { batch: 4, perPeer: 2, logEveryMs: 60_000 }).run(new Map([['a', 40], ['b', 30]])), 10_000, 'sync');
   assert.deepEqual({ from: r.from, to: r.to, blocks: r.blocks }, { from: 0, to: 40, blocks: 41 });
   assert.equal(store.head()?.number, 40);
@@ -44,6 +49,13 @@ test('fetches from several peers and applies the chain in order up to the highes
   assert.ok(new Set(network.requests.map((q) => q.peer)).size === 2, 'both peers served');
   assert.ok(log.messages().includes('onboarding sync done'));
   assert.deepEqual(network.penalties, []);
+  // Each durable run is one head event, in order, ending at the head; the metrics follow it.
+  assert.ok(events.length > 1 && events.every((e) => e.cause === 'syncing'));
+  assert.deepEqual(events.map((e) => e.number), [...events.map((e) => e.number)].sort((x, y) => x - y));
+  assert.equal(events.at(-1)?.number, 40);
+  const text = await metrics.registry.metrics();
+  assert.match(text, /validateer_sidechain_head_number 40\n/);
+  assert.match(text, /validateer_event_log_entries 41\n/);
 });
 
 test('ends when the only peer left has a head below the next block (it used to wait forever)', async () => {
