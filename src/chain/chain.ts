@@ -51,7 +51,7 @@ export interface ChainOptions {
   snapshotsKept: number;
   shard: Uint8Array;
   /** Blocks asked per blocks-by-range request while syncing. */
-  syncBatch: number;
+  rangeBatch: number;
   /** Side and pending blocks kept in memory. */
   treeLimit: number;
 }
@@ -91,7 +91,7 @@ export class ChainService {
     const isActive = () => this.active;
     this.rangeSync = new RangeSync({
       ...deps, lock, blockImport: this.blockImport, network: () => this.network, isActive, penalize,
-    }, options.syncBatch);
+    }, options.rangeBatch);
     this.gossip = new GossipValidation({
       ...deps, blockImport: this.blockImport, parentWait, isActive, onboarding: () => this.rangeSync.onboarding(), penalize,
     }, options.slotDurationMs);

@@ -200,8 +200,8 @@ export class BlockImport {
       const started = performance.now();
       try {
         const r = await enclave.call('importBlock', { block: b.bytes, nowMs: Date.now() });
-        // Not synced: the author holds it synced already (see BlockStore.append).
-        await store.append({ number: r.number, hash: r.hash, bytes: b.bytes, callHashes: b.callHashes }, { sync: false });
+        // Not fsynced: the author holds it synced already (see BlockStore.append).
+        await store.append({ number: r.number, hash: r.hash, bytes: b.bytes, callHashes: b.callHashes }, { fsync: false });
         const status = await enclave.call('commit', { hash: r.hash });
         this.tree.delete(b.hash);
         this.afterImport(b, r.calls, status, performance.now() - started, 'imported');

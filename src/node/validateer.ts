@@ -116,7 +116,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       onMissingStateKey: () => secrets.refresh(),
     }, {
       slotDurationMs: config.sidechain.slotDurationMs, maxCalls: config.sidechain.blockMaxCalls, snapshotInterval: config.sidechain.snapshotInterval,
-      snapshotsKept: config.sidechain.snapshotsKept, shard, syncBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
+      snapshotsKept: config.sidechain.snapshotsKept, shard, rangeBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
     });
     chain.attach(network);
     heads.on((e) => {

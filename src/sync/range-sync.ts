@@ -43,8 +43,8 @@ export class RangeSync {
   private readonly deps: RangeSyncDeps;
   /** Blocks asked per blocks-by-range request. */
   private readonly batchSize: number;
-  /** A sync with one peer is running. */
-  private syncing = false;
+  /** A range sync with one peer at a time (runRangeSync) is running. */
+  private rangeSyncRunning = false;
   /** Peers to sync with, and the height to start looking at (their chain may be shorter than ours). */
   private readonly queued = new Map<string, number>();
   /** Peers' reported heads. */
@@ -64,7 +64,7 @@ export class RangeSync {
 
   /** Fetching blocks above our head: a block authored now, on a head we know to be behind, would only fork. */
   busy(): boolean {
-    return this.syncing || this.onboardingSync !== null;
+    return this.rangeSyncRunning || this.onboardingSync !== null;
   }
 
   queue(peer: string, from: number): void {
@@ -73,7 +73,7 @@ export class RangeSync {
 
   /** Runs the queued syncs (in the background). */
   fetchQueued(): void {
-    if (this.queued.size > 0) void this.runSync();
+    if (this.queued.size > 0) void this.runRangeSync();
   }
 
   /** A peer's status: if it is ahead, or final where we are not, fetch its chain. */
@@ -89,7 +89,7 @@ export class RangeSync {
       const finalElsewhere = s.finalizedHash.some((x) => x !== 0) && !(await this.deps.store.isCanonical(s.finalizedNumber, s.finalizedHash));
       if (!ahead && !finalElsewhere) return;
       this.queue(peer, Math.min(s.headNumber, (head?.number ?? -1) + 1));
-      await this.runSync();
+      await this.runRangeSync();
     })().catch((err: Error) => this.deps.logger.debug({ peer, err: err.message }, 'status handling failed'));
   }
 
@@ -100,7 +100,7 @@ export class RangeSync {
   private async onboard(): Promise<void> {
     const { store, logger } = this.deps;
     const network = this.deps.network();
-    if (!network || this.syncing) return; // an ordinary sync is moving the head: it finishes the job
+    if (!network || this.rangeSyncRunning) return; // an ordinary sync is moving the head: it finishes the job
     const onboarding = new Onboarding({
       enclave: this.deps.enclave, store, metrics: this.deps.metrics, logger, network, anchor: this.deps.anchor,
       heads: this.deps.heads, progress: this.deps.progress, serialize: (fn) => this.deps.lock.run(fn), onMissingStateKey: this.deps.onMissingStateKey,
@@ -116,7 +116,7 @@ export class RangeSync {
       const best = [...peers].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
       if (!(await this.headOnChainOf(network, best))) {
         // The ordinary sync steps back to the fork point and switches branches; once on their chain
-        // and still far behind, it hands back to the onboarding sync (runSync).
+        // and still far behind, it hands back to the onboarding sync (runRangeSync).
         logger.info({ peer: best, head }, 'our head is not on the chain of the peers ahead: finding the fork point');
         this.queue(best, head);
         peers.clear(); // no other peer's sync queued below: this one finds the fork point
@@ -136,7 +136,7 @@ export class RangeSync {
       this.onboardingSync = null;
     }
     for (const [p] of peers) this.queue(p, (store.head()?.number ?? -1) + 1);
-    await this.runSync();
+    await this.runRangeSync();
   }
 
   /**
@@ -157,9 +157,9 @@ export class RangeSync {
     }
   }
 
-  private async runSync(): Promise<void> {
-    if (this.syncing || this.onboardingSync) return;
-    this.syncing = true;
+  private async runRangeSync(): Promise<void> {
+    if (this.rangeSyncRunning || this.onboardingSync) return;
+    this.rangeSyncRunning = true;
     let farBehind = false;
     try {
       while (this.queued.size > 0 && !this.stopped) {
@@ -173,7 +173,7 @@ export class RangeSync {
         }
       }
     } finally {
-      this.syncing = false;
+      this.rangeSyncRunning = false;
     }
     // On the peers' chain again (e.g. after stepping back from a branch that lost), but far behind:
     // the onboarding sync fetches the rest from every peer at once.
