@@ -78,7 +78,7 @@ export class ChainService {
       if (e.slot !== null) parentWait.headIs(e.slot);
     });
     const snapshots = new SnapshotPolicy(deps, options.snapshotsKept);
-    const penalize = (peer: string | null, reason: string) => this.penalize(peer, reason);
+    const penalize = (peer: string | null, reason: string, code?: string) => this.penalize(peer, reason, code);
     // Import asks the range sync for missing ancestry; the range sync imports what it fetched.
     const ancestry = {
       onboarding: () => this.rangeSync.onboarding(),
@@ -168,10 +168,11 @@ export class ChainService {
     await this.network?.publishBlock(bytes).catch((err: Error) => this.deps.logger.debug({ err: err.message }, 'block not published'));
   }
 
-  private penalize(peer: string | null, reason: string): void {
+  /** `code`: what was wrong with the peer's block (logged, so a penalty can be traced to its cause). */
+  private penalize(peer: string | null, reason: string, code?: string): void {
     if (!peer) return;
     this.deps.metrics.p2pPenalties.inc();
-    this.deps.logger.warn({ peer, reason }, 'peer penalised');
+    this.deps.logger.warn({ peer, reason, code }, 'peer penalised');
     this.network?.penalize(peer, reason);
   }
 

@@ -21,7 +21,7 @@ export interface GossipValidationDeps {
   isActive: () => boolean;
   /** The onboarding sync fetches blocks itself while it runs; the head moves only there. */
   onboarding: () => boolean;
-  penalize: (peer: string | null, reason: string) => void;
+  penalize: (peer: string | null, reason: string, code?: string) => void;
 }
 
 export class GossipValidation {
@@ -46,7 +46,8 @@ export class GossipValidation {
       return this.invalid(from, 'undecodable block');
     }
     const pre = await this.deps.blockImport.precheck(b, signed);
-    if (pre !== 'ok') return pre === 'invalid' ? this.invalid(from, 'bad block signature or shard') : 'ignore';
+    if (typeof pre === 'object') return this.invalid(from, 'bad block signature or shard', pre.invalid);
+    if (pre !== 'ok') return 'ignore';
     if (this.isEquivocation(b)) return 'ignore';
     if (this.deps.onboarding()) return 'ignore'; // onboarding fetches it; the head moves only there meanwhile
     const done = this.deps.parentWait.importing(b.hash, b.slot, b.author, slotStartMs(b.slot, this.slotDurationMs));
@@ -71,9 +72,9 @@ export class GossipValidation {
     return true;
   }
 
-  private invalid(peer: string, reason: string): Validation {
+  private invalid(peer: string, reason: string, code = 'DECODE_FAILED'): Validation {
     this.deps.metrics.countImport('invalid');
-    this.deps.penalize(peer, reason);
+    this.deps.penalize(peer, reason, code);
     return 'reject';
   }
 }

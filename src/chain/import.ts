@@ -45,15 +45,17 @@ export interface BlockImportDeps {
   anchor: () => { number: number; hash: Uint8Array } | null;
   /** Whether a signing key (0x hex) is or was an authority; undefined = cannot tell yet. */
   isAuthority: (key: string) => boolean | undefined;
-  penalize: (peer: string | null, reason: string) => void;
+  penalize: (peer: string | null, reason: string, code?: string) => void;
   heads: HeadEvents;
   onMissingStateKey?: () => Promise<unknown>;
 }
 
 export interface BlockImportOptions { shard: Uint8Array; slotDurationMs: number; snapshotInterval: number; treeLimit: number }
 
+/** A block refused before any import work: the sender is penalised. */
+export type PrecheckCode = 'BLOCK_WRONG_SHARD' | 'NOT_AUTHORITY' | 'BLOCK_BAD_SIGNATURE';
 /** The result of the cheap checks: 'old' = not for us now (below the last anchor, or an author we do not know yet). */
-export type Precheck = 'ok' | 'known' | 'invalid' | 'old';
+export type Precheck = 'ok' | 'known' | 'old' | { invalid: PrecheckCode };
 
 /** Enclave rejections that mean "not yet" rather than "invalid": the block is kept and retried. */
 const TRANSIENT = ['PARENTCHAIN_BLOCK_UNKNOWN', 'BLOCK_FROM_FUTURE', 'STATE_KEY_UNKNOWN'] as const;
@@ -79,10 +81,10 @@ export class BlockImport {
    */
   async precheck(b: TreeBlock, signed: SignedBlock): Promise<Precheck> {
     const h = signed.header;
-    if (!same(h.shard, this.options.shard)) return 'invalid';
+    if (!same(h.shard, this.options.shard)) return { invalid: 'BLOCK_WRONG_SHARD' };
     // Only authorities' blocks get any further work (a stranger's block could otherwise cost a reorg attempt).
     const authority = this.deps.isAuthority('0x' + b.author);
-    if (authority === false) return 'invalid';
+    if (authority === false) return { invalid: 'NOT_AUTHORITY' };
     if (authority === undefined) return 'old';
     if (await this.isKnown(b)) {
       this.deps.metrics.countImport('duplicate');
@@ -93,7 +95,7 @@ export class BlockImport {
       this.deps.metrics.countImport('below_finalized');
       return 'old';
     }
-    if (!ed25519Verify(h.author, headerSigningPayload(h), signed.signature)) return 'invalid';
+    if (!ed25519Verify(h.author, headerSigningPayload(h), signed.signature)) return { invalid: 'BLOCK_BAD_SIGNATURE' };
     return 'ok';
   }
 
@@ -233,7 +235,7 @@ export class BlockImport {
     }
     const dropped = this.tree.deleteWithDescendants(b.hash);
     this.deps.logger.warn({ number: b.number, hash: '0x' + b.hash, code, err: (err as Error).message, dropped: dropped.length }, 'block rejected');
-    if (b.from) this.deps.penalize(b.from, `invalid block: ${code}`);
+    if (b.from) this.deps.penalize(b.from, `invalid block: ${code}`, code);
     this.deps.metrics.countImport('invalid');
     return { invalid: dropped.map((x) => x.hash), stalled: false };
   }

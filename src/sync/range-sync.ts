@@ -33,7 +33,7 @@ export interface RangeSyncDeps {
   network: () => Network | null;
   anchor: () => { number: number; hash: Uint8Array } | null;
   isActive: () => boolean;
-  penalize: (peer: string | null, reason: string) => void;
+  penalize: (peer: string | null, reason: string, code?: string) => void;
   heads: HeadEvents;
   progress?: ProgressSink;
   onMissingStateKey?: () => Promise<unknown>;
@@ -201,13 +201,13 @@ export class RangeSync {
         try {
           const { block, signed } = describeBlock(x, peer, null);
           const pre = await blockImport.precheck(block, signed);
-          if (pre === 'invalid') {
-            this.deps.penalize(peer, 'invalid block in blocks-by-range');
+          if (typeof pre === 'object') {
+            this.deps.penalize(peer, 'invalid block in blocks-by-range', pre.invalid);
             return;
           }
           blocks.push(block);
         } catch {
-          this.deps.penalize(peer, 'undecodable block in blocks-by-range');
+          this.deps.penalize(peer, 'undecodable block in blocks-by-range', 'DECODE_FAILED');
           return;
         }
       }
