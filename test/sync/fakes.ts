@@ -1,9 +1,9 @@
 // Fakes for the host-side chain logic's unit tests: a chain of encoded blocks, an in-memory store, an
 // enclave that accepts every block (or refuses one by hash), and a network whose peers serve slices
 // of a chain. Only the methods the chain logic calls are implemented.
-import { SignedBlock } from '../../src/protocol/block.ts';
+import { SignedBlock, headerSigningPayload } from '../../src/protocol/block.ts';
 import { describeBlock, type TreeBlock } from '../../src/sidechain/block-tree.ts';
-import { sha256 } from '../../src/crypto/primitives.ts';
+import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, sha256 } from '../../src/crypto/primitives.ts';
 import { hexKey, same } from '../../src/protocol/bytes.ts';
 import { createLogger, type Logger } from '../../src/node/logger.ts';
 import { Writable } from 'node:stream';
@@ -13,16 +13,21 @@ import type { Network, ChainStatus } from '../../src/p2p/network.ts';
 
 const ZERO32 = new Uint8Array(32);
 const enc = new TextEncoder();
+const AUTHOR_SEED = new Uint8Array(32).fill(3);
+export const AUTHOR = ed25519PublicFromSeed(AUTHOR_SEED);
 
-/** An encoded block at `number` on `parent` (bytes), by `tag` (tags tell branches apart). */
-export function encodeBlock(number: number, parent: Uint8Array, tag: string, slot = BigInt(number * 4)): Uint8Array {
+/**
+ * A block at `number` on `parent` (bytes) of branch `tag`, validly signed by AUTHOR. Branches whose
+ * tags differ in length modulo 4 have different slots (so they are no equivocation).
+ */
+export function encodeBlock(number: number, parent: Uint8Array, tag: string, slot = BigInt(number * 4 + (tag.length % 4))): Uint8Array {
   const header = {
     parentHash: parent, number: BigInt(number), shard: ZERO32, slot,
-    author: sha256(enc.encode(tag)), stateCommitment: sha256(enc.encode(`${tag}${number}`)), transitionsRoot: ZERO32,
+    author: AUTHOR, stateCommitment: sha256(enc.encode(`${tag}${number}`)), transitionsRoot: ZERO32,
     parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 0n, parentSignatureHash: ZERO32,
   };
   const body = { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) }, calls: [], rotation: undefined };
-  return SignedBlock.enc({ header, body, signature: new Uint8Array(64) });
+  return SignedBlock.enc({ header, body, signature: ed25519Sign(ed25519PrivateKey(AUTHOR_SEED), headerSigningPayload(header)) });
 }
 
 /** Blocks `from`..`from+length-1` of branch `tag`, the first on `parent`. */
