@@ -4,6 +4,8 @@
 // reorganises, submissions are held back so that they are checked against the new head's state.
 import { LRUCache } from 'lru-cache';
 import type { Enclave } from '../enclave/boundary/host.ts';
+import type { HeadEvent } from '../chain/head-events.ts';
+import { toHex } from '../protocol/bytes.ts';
 
 export type SubmitOutcome = { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string };
 export type CallUpdate =
@@ -113,6 +115,11 @@ export class CallRelay {
   settleInBlock(hashes: Iterable<string>, blockHash: string, blockNumber: number): void {
     const inBlock: CallUpdate = Object.freeze({ status: 'inBlock', blockHash, blockNumber });
     for (const h of hashes) this.settle(h, inBlock);
+  }
+
+  /** Head event listener: the calls of the new head block are in a block now. */
+  onHead(e: Pick<HeadEvent, 'number' | 'hash' | 'calls'>): void {
+    if (e.calls.length > 0) this.settleInBlock(e.calls, toHex(e.hash), e.number);
   }
 
   /** Delivers a final update (inBlock or invalid) and forgets the watchers of that call. */

@@ -16,6 +16,7 @@ import { CallRelay } from '../calls/relay.ts';
 import { enclaveInitFrom, genesisBalances } from './from-config.ts';
 import { bootstrap, type BootstrapResult } from '../chain/bootstrap.ts';
 import { ChainService } from '../chain/chain.ts';
+import { HeadEvents, headMetrics } from '../chain/head-events.ts';
 import { forwardAcceptedCalls, onGossipCalls } from '../calls/gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
@@ -98,11 +99,11 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const boot = await bootstrap({ enclave, store, metrics, logger }, null);
     const status = await enclave.call('status', {});
     const head = store.head();
-    if (head) {
-      metrics.sidechainHeadNumber.set(head.number);
-      metrics.eventLogEntries.set(head.number + 1);
-    }
-    metrics.observeState(status);
+    // Every move of the head, from here on, reaches the metrics through this one event.
+    const heads = new HeadEvents();
+    heads.on(headMetrics(metrics));
+    if (head) heads.emit({ number: head.number, hash: head.hash, slot: null, cause: 'bootstrap', status, calls: [] });
+    else metrics.observeState(status);
 
     const relay = new CallRelay(enclave);
     const configured = new Set(config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey]);
@@ -112,19 +113,22 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       anchor: () => sync?.lastAnchor ?? null,
       progress: terminalProgress(),
       isAuthority: (key) => (sync ? sync.everMembers.has(key) || undefined : configured.has(key)),
-      onHeadChanged: (e) => {
-        ready = true;
-        if (e.authored) sync?.blockCommitted(e.number);
-        else sync?.kickDuties();
-        sync?.refreshFinality();
-      },
+      heads,
       onMissingStateKey: () => secrets.refresh(),
     }, {
       slotDurationMs: config.sidechain.slotDurationMs, maxCalls: config.sidechain.blockMaxCalls, snapshotInterval: config.sidechain.snapshotInterval,
-      snapshotsKept: config.sidechain.snapshotsKept, shard, syncBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
+      snapshotsKept: config.sidechain.snapshotsKept, shard, rangeBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
     });
     life.add('chain', () => chain.stop());
     chain.attach(network);
+    heads.on((e) => {
+      // A run of the onboarding sync is not yet a head to serve from or to act on.
+      if (e.cause === 'syncing' || e.cause === 'bootstrap') return;
+      ready = true;
+      if (e.cause === 'authored') sync?.blockCommitted(e.number);
+      else sync?.kickDuties();
+      sync?.refreshFinality();
+    });
     // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to say.
     let secretsReady = (await enclave.call('info', {})).holdsShardSecrets;
     chain.setActive(secretsReady);

@@ -91,9 +91,4 @@ export class BlockTree {
   leaves(): TreeBlock[] {
     return [...this.blocks.values()].filter((b) => !this.children.get(b.hash)?.size);
   }
-
-  /** Drops blocks at or below `number` (they can no longer win). */
-  pruneTo(number: number): void {
-    for (const b of [...this.blocks.values()]) if (b.number <= number) this.delete(b.hash);
-  }
 }

@@ -64,12 +64,12 @@ export class BlockStore {
   }
 
   /**
-   * Appends the next canonical block; only the successor of the head is accepted. sync: false for a
+   * Appends the next canonical block; only the successor of the head is accepted. fsync: false for a
    * block imported from its author, which wrote it synced before it published it: the write
    * is in the OS once this resolves (a kill -9 keeps it), and a power cut can only shorten the log,
    * which the node fetches again from the set. It keeps an fsync off every import's path.
    */
-  async append(b: StoredBlock, opts: { sync: boolean } = { sync: true }): Promise<void> {
+  async append(b: StoredBlock, opts: { fsync: boolean } = { fsync: true }): Promise<void> {
     const expected = this.headCache ? this.headCache.number + 1 : 0;
     if (b.number !== expected) throw new ValidateerError('STORE_NOT_NEXT', `block ${b.number} is not the next block (${expected})`);
     const n = u64be(b.number);
@@ -78,7 +78,7 @@ export class BlockStore {
       .put(key(HASH, b.hash), n)
       .put(META_HEAD, new Uint8Array([...n, ...b.hash]));
     for (const c of b.callHashes) batch.put(key(CALL, c), n);
-    await batch.write({ sync: opts.sync });
+    await batch.write({ sync: opts.fsync });
     this.headCache = { number: b.number, hash: b.hash };
   }
 

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { ChainService, type ChainDeps } from '../../src/chain/chain.ts';
 import { CallRelay } from '../../src/calls/relay.ts';
+import { HeadEvents } from '../../src/chain/head-events.ts';
 import { createLogger } from '../../src/node/logger.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { slotAt, slotStartMs } from '../../src/protocol/aura.ts';
@@ -47,9 +48,9 @@ test('a slot that waited for the lock while an onboarding sync started does not 
   const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }) });
   const deps: ChainDeps = {
     enclave, store, logger, metrics: createMetrics(), relay: new CallRelay(enclave), signingKey: ME,
-    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null,
+    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null, heads: new HeadEvents(),
   };
-  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), syncBatch: 16, treeLimit: 100 });
+  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), rangeBatch: 16, treeLimit: 100 });
   const pending = Promise.withResolvers<Uint8Array[]>(); // blocks-by-range never answers: the sync stays on
   const status = { headNumber: 1000, headHash: new Uint8Array(32).fill(2), finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
   chain.attach({
@@ -94,9 +95,9 @@ test('a restarted validateer with a chain does not author before a peer has repo
   const store = { head: () => head, numberOf: async () => undefined } as unknown as BlockStore;
   const deps: ChainDeps = {
     enclave, store, logger: createLogger({ level: 'silent' }), metrics: createMetrics(), relay: new CallRelay(enclave), signingKey: ME,
-    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null,
+    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null, heads: new HeadEvents(),
   };
-  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), syncBatch: 16, treeLimit: 100 });
+  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), rangeBatch: 16, treeLimit: 100 });
   // A peer at our own head: nothing to fetch, but now we know where the set is.
   const status = { headNumber: head.number, headHash: head.hash, finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
   chain.attach({ connectedPeers: () => ['peer'], requestStatus: async () => status } as unknown as Network);

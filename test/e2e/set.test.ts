@@ -171,7 +171,9 @@ test('forged blocks are rejected and their sender penalised: bad signature, wron
     return true;
   }, 700);
   // 3. A real block with a changed header: its author's signature no longer verifies (checked before any import work).
+  let badSignatureFrom = '';
   await fromRogue('the bad-signature block rejected', async (rogue, headBlock) => {
+    badSignatureFrom = rogue.peerId;
     const b = decodeExact(SignedBlock, await headBlock(), 'block');
     b.header.timestampMs += 1n;
     await rogue.publishBlock(SignedBlock.enc(b));
@@ -179,6 +181,9 @@ test('forged blocks are rejected and their sender penalised: bad signature, wron
   }, 1000);
 
   assert.ok((await metric('validateer_p2p_penalties_total')) >= penalties0 + 3, 'the sender was penalised for each');
+  // The bad signature is refused before import ('block rejected' is the enclave's refusal): the penalty says why, and whom.
+  const penalised = nodes[0].logs().filter((l) => l.msg === 'peer penalised' && l.peer === badSignatureFrom).map((l) => l.code);
+  assert.ok(penalised.includes('BLOCK_BAD_SIGNATURE'), `the bad-signature sender penalised for BLOCK_BAD_SIGNATURE (${penalised.join(',')})`);
   const codes = nodes[0].logs().filter((l) => l.msg === 'block rejected').map((l) => l.code);
   assert.ok(codes.includes('BLOCK_WRONG_AUTHOR'), `wrong author logged (${codes.join(',')})`);
   assert.ok(codes.includes('BLOCK_BAD_COMMITMENT'), `bad commitment logged (${codes.join(',')})`);

@@ -122,22 +122,6 @@ test('delete and deleteWithDescendants', () => {
   assert.equal(tree.size, 1);
 });
 
-test('pruneTo drops blocks at or below a number, whatever branch', () => {
-  const tree = new BlockTree(100);
-  const root = hex(sha256(enc.encode('canonical 0')));
-  const a = branch(1, 5, root, 'a'); // 1..5
-  const b = branch(3, 3, a[1].hash, 'b'); // 3..5 on a2
-  for (const x of [...a, ...b]) tree.add(x);
-  tree.pruneTo(3);
-  assert.deepEqual(hashes([...a, ...b].filter((x) => tree.has(x.hash))), hashes([a[3], a[4], b[1], b[2]]));
-  assert.deepEqual(hashes(tree.leaves()), hashes([a[4], b[2]]));
-  tree.pruneTo(0);
-  assert.equal(tree.size, 4);
-  tree.pruneTo(5);
-  assert.equal(tree.size, 0);
-  assert.deepEqual(tree.leaves(), []);
-});
-
 test('the limit evicts the oldest entries first', () => {
   const tree = new BlockTree(3);
   const root = hex(sha256(enc.encode('canonical 0')));

@@ -282,7 +282,7 @@ test('unsynced appends (imported blocks) survive a kill -9 of the writing proces
     const blocks = ${JSON.stringify(blocks.map((b) => ({ ...b, hash: hex(b.hash), bytes: hex(b.bytes), callHashes: hexes(b.callHashes) })))};
     const h = (x) => Buffer.from(x, 'hex');
     const store = await BlockStore.open(${JSON.stringify(dir)});
-    for (const b of blocks) await store.append({ ...b, hash: h(b.hash), bytes: h(b.bytes), callHashes: b.callHashes.map(h) }, { sync: b.number === 0 });
+    for (const b of blocks) await store.append({ ...b, hash: h(b.hash), bytes: h(b.bytes), callHashes: b.callHashes.map(h) }, { fsync: b.number === 0 });
     process.stdout.write('appended\\n');
     setInterval(() => {}, 1000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', writer], { stdio: ['ignore', 'pipe', 'inherit'] });

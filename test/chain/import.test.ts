@@ -1,0 +1,119 @@
+// Block import, fork choice and reorg decisions, and the range sync, through ChainService with fakes:
+// an in-memory store, an enclave that accepts every block it is not told to refuse, a fake network.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChainService } from '../../src/chain/chain.ts';
+import { CallRelay } from '../../src/calls/relay.ts';
+import { HeadEvents, type HeadEvent } from '../../src/chain/head-events.ts';
+import { createMetrics } from '../../src/metrics/metrics.ts';
+import { FakeStore, capturingLogger, chainOf, fakeEnclave, fakeNetwork, serveChain, statusOf, type Serve } from '../sync/fakes.ts';
+
+const A = chainOf(0, 6, new Uint8Array(32), 'a'); // canonical 0..5
+const B = chainOf(4, 4, A[3].hashBytes, 'bb'); // a fork on a3: 4..7
+
+function setup(opts: { anchor?: { number: number; hash: Uint8Array } | null; refuse?: Set<string>; peers?: Record<string, Serve> } = {}) {
+  const store = new FakeStore(A);
+  const enclave = fakeEnclave({ refuse: opts.refuse });
+  const log = capturingLogger();
+  const heads = new HeadEvents();
+  const events: HeadEvent[] = [];
+  heads.on((e) => events.push(e));
+  const chain = new ChainService({
+    enclave, store: store.asStore(), metrics: createMetrics(), logger: log.logger, relay: new CallRelay(enclave), signingKey: new Uint8Array(32).fill(7),
+    genesisBalances: async () => [], isAuthority: () => true, anchor: () => opts.anchor ?? null, heads,
+  }, { slotDurationMs: 60_000, maxCalls: 10, snapshotInterval: 1000, snapshotsKept: 2, shard: new Uint8Array(32), rangeBatch: 4, treeLimit: 100 });
+  const network = fakeNetwork(opts.peers ?? {});
+  chain.attach(network);
+  return { store, enclave, log, events, chain, network };
+}
+
+const tipOf = (store: FakeStore) => store.blocks.at(-1)!.hash;
+
+test('a gossiped child of the head is imported and moves the head (one head event, cause imported)', async () => {
+  const { store, chain, events } = setup();
+  const next = chainOf(6, 1, A[5].hashBytes, 'a')[0];
+  assert.equal(await chain.onGossipBlock(next.bytes, 'p'), 'accept');
+  assert.equal(tipOf(store), next.hash);
+  assert.deepEqual(events.map((e) => [e.number, e.cause]), [[6, 'imported']]);
+  assert.equal(await chain.onGossipBlock(next.bytes, 'p'), 'ignore', 'known now');
+  await chain.stop();
+});
+
+test('a longer fork wins by a reorg; a shorter or equal one is kept on the side', async () => {
+  const { store, chain, events, log } = setup();
+  for (const b of B.slice(0, 2)) assert.equal(await chain.onGossipBlock(b.bytes, 'p'), 'accept'); // 4, 5: not longer
+  const tieWins = Buffer.compare(B[1].hashBytes, A[5].hashBytes) < 0;
+  assert.equal(tipOf(store), tieWins ? B[1].hash : A[5].hash, 'at equal length the lower hash wins');
+  assert.equal(await chain.onGossipBlock(B[2].bytes, 'p'), 'accept'); // 6: longer
+  assert.equal(tipOf(store), B[2].hash);
+  assert.deepEqual(store.blocks.map((b) => b.hash), [...A.slice(0, 4), ...B.slice(0, 3)].map((b) => b.hash));
+  assert.ok(log.messages().includes('reorg'));
+  // The switch is a reorg (at 5 if the tie went to the fork, else at 6); the head event says so.
+  assert.ok(events.some((e) => e.cause === 'reorg'));
+  assert.equal(events.at(-1)?.number, 6);
+  assert.deepEqual(await chain.blocksByHash([A[5].hashBytes]), [A[5].bytes], 'the abandoned block stays known');
+  await chain.stop();
+});
+
+test('never a reorg below the last anchored block, however long the fork', async () => {
+  const { store, chain, events } = setup({ anchor: { number: 5, hash: A[5].hashBytes } });
+  for (const b of B) await chain.onGossipBlock(b.bytes, 'p');
+  assert.equal(tipOf(store), A[5].hash);
+  assert.deepEqual(events, []);
+  await chain.stop();
+});
+
+test('a block the enclave refuses is rejected, dropped with its descendants, and its sender penalised with the code', async () => {
+  const next = chainOf(6, 2, A[5].hashBytes, 'a');
+  const { store, chain, network, log } = setup({ refuse: new Set([next[0].hash]) });
+  assert.equal(await chain.onGossipBlock(next[0].bytes, 'liar'), 'reject');
+  assert.equal(tipOf(store), A[5].hash);
+  assert.deepEqual(network.penalties.map((p) => p.peer), ['liar']);
+  assert.ok(log.lines.some((l) => l.msg === 'peer penalised' && l.code === 'BLOCK_BAD_COMMITMENT'));
+  await chain.stop();
+});
+
+test('a forged signature is refused before import, with BLOCK_BAD_SIGNATURE', async () => {
+  const { chain, enclave, log } = setup();
+  const forged = new Uint8Array(chainOf(6, 1, A[5].hashBytes, 'a')[0].bytes);
+  forged[forged.length - 1] ^= 1; // the signature's last byte
+  assert.equal(await chain.onGossipBlock(forged, 'rogue'), 'reject');
+  assert.ok(!enclave.calls.includes('importBlock'));
+  assert.ok(log.lines.some((l) => l.msg === 'peer penalised' && l.peer === 'rogue' && l.code === 'BLOCK_BAD_SIGNATURE'));
+  await chain.stop();
+});
+
+test('range sync: a peer a little ahead is asked for its blocks above our head', async () => {
+  const ahead = [...A, ...chainOf(6, 3, A[5].hashBytes, 'a')]; // 0..8
+  const { store, chain, network } = setup({ peers: { p: serveChain(ahead) } });
+  chain.onPeerStatus('p', statusOf(ahead));
+  for (let i = 0; i < 200 && store.head()!.number < 8; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(tipOf(store), ahead[8].hash);
+  assert.equal(network.requests[0].from, 6);
+  await chain.stop();
+});
+
+test('range sync: a gossiped block with a missing parent makes us fetch its chain from the sender', async () => {
+  const ahead = [...A, ...chainOf(6, 3, A[5].hashBytes, 'a')]; // 0..8
+  const { store, chain, network } = setup({ peers: { p: serveChain(ahead) } });
+  assert.equal(await chain.onGossipBlock(ahead[8].bytes, 'p'), 'accept'); // kept: its parent is not here
+  for (let i = 0; i < 200 && store.head()!.number < 8; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(tipOf(store), ahead[8].hash);
+  assert.ok(network.requests.some((q) => q.peer === 'p'));
+  await chain.stop();
+});
+
+test('onboarding that cannot finish (its peer is below the next block) ends, and the chain may author again', async () => {
+  const long = [...A, ...chainOf(6, 20, A[5].hashBytes, 'a')]; // 0..25
+  // The peer says 25 but serves only up to 12.
+  const { store, chain, log } = setup({ peers: { p: serveChain(long, 12) } });
+  chain.onPeerStatus('p', statusOf(long));
+  const over = () => log.messages().some((m) => m === 'onboarding sync stopped' || m === 'onboarding sync done');
+  for (let i = 0; i < 300 && !over(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(log.messages().includes('onboarding sync stopped'), 'the onboarding sync gave up');
+  assert.equal(store.head()?.number, 12, 'with what the peer could serve');
+  // Not stuck: no sync holds the head any more (a slot asks the enclave whose it is).
+  for (let i = 0; i < 300 && (chain as unknown as { rangeSync: { busy(): boolean } }).rangeSync.busy(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal((chain as unknown as { rangeSync: { busy(): boolean } }).rangeSync.busy(), false);
+  await chain.stop();
+});
