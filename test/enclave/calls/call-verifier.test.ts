@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { CallVerifier } from '../../../src/enclave/calls/call-verifier.ts';
-import { CryptoPool } from '../../../src/enclave/calls/crypto-threads.ts';
+import { CryptoThreads } from '../../../src/enclave/calls/crypto-threads.ts';
 import { buildTransfer } from '../../../src/client/calls.ts';
 import { devAccount } from '../../../src/client/accounts.ts';
 import { TrustedCall } from '../../../src/protocol/wire.ts';
@@ -33,10 +33,10 @@ test('a shielded transfer verifies to its call, hash and call bytes; tampering a
   assert.equal((verifier.verify(other.request) as { code: string }).code, 'UNKNOWN_SHIELDING_KEY');
 });
 
-test('the crypto pool verifies in worker threads at the niceness it was given (only those threads yield)', async () => {
+test('the crypto threads verify in worker threads at the niceness it was given (only those threads yield)', async () => {
   const alice = await devAccount('//Alice');
   const kp = x25519Generate();
-  const pool = new CryptoPool({ keyId: 1, secret: kp.secretKey, publicKey: kp.publicKey }, 2, 7);
+  const pool = new CryptoThreads({ keyId: 1, secret: kp.secretKey, publicKey: kp.publicKey }, 2, 7);
   // Niceness per thread, from /proc (Linux: `nice` is field 19 of a task's stat, after the command in parentheses).
   const niceOf = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
   const threadsAt = (nice: number) => readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === nice).length;
