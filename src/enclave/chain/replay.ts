@@ -8,7 +8,7 @@ import { same } from '../../protocol/bytes.ts';
 import { decodeExact, headBeforeLastBytes } from '../../protocol/wire.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { State } from '../state/state.ts';
-import { hashThreads, type HashThreads } from '../state/lthash-threads.ts';
+import { ltHashThreads, type LtHashThreads } from '../state/lthash-threads.ts';
 import { STATE_LAYERS, ZERO32, type EnclaveContext } from '../context.ts';
 import type { BlockVerifier } from './block-verifier.ts';
 import { NO_PARENT } from './block-verifier.ts';
@@ -36,7 +36,7 @@ function decodeSnapshot(bytes: Uint8Array): ReturnType<typeof SnapshotFile.dec> 
 
 /** A replay under way: `finishing` once its final hashing began (no more blocks). */
 export interface ReplayRun {
-  acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: HashThreads;
+  acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: LtHashThreads;
 }
 
 export interface ReplayDeps { ctx: EnclaveContext; head: ChainHead; verifier: BlockVerifier }
@@ -105,7 +105,7 @@ export class Replay {
     }
     void ctx.replaying?.hash.close();
     // A replay ends by hashing the items it touched, on more threads when they are many.
-    const hash = hashThreads(ctx.opts.workers);
+    const hash = ltHashThreads(ctx.opts.workers);
     ctx.replaying = { acc: ctx.state.replay(), verifyEach, blocks: 0, transitions: 0, finishing: false, hash };
     return { fromNumber: this.head.current ? Number(this.head.current.number) : -1 };
   }
