@@ -130,7 +130,7 @@ test('measurement changes when a module reachable from the entry changes, or the
   const extra = join(dir, 'extra.ts');
   writeFileSync(mod, 'export const x = 1;\n');
   writeFileSync(extra, 'export const y = 2;\n');
-  writeFileSync(entry, "import { x } from '../mod.ts';\nexport const z = x;\n");
+  writeFileSync(entry, "import { x } from './mod.ts';\nexport const z = x;\n");
   assert.deepEqual(enclaveSources(entry), [entry, mod].sort());
   const m1 = computeMeasurement(entry);
   assert.deepEqual(computeMeasurement(entry), m1, 'stable');
@@ -143,7 +143,7 @@ test('measurement changes when a module reachable from the entry changes, or the
   assert.deepEqual(computeMeasurement(entry), m1, 'restoring it restores the measurement');
 
   // adding a module to the import graph changes it, even without other edits to the imported code
-  writeFileSync(mod, "import '../extra.ts';\nexport const x = 1;\n");
+  writeFileSync(mod, "import './extra.ts';\nexport const x = 1;\n");
   assert.deepEqual(enclaveSources(entry), [entry, extra, mod].sort());
   const m3 = computeMeasurement(entry);
   assert.notDeepEqual(m3, m1);
