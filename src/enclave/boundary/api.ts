@@ -143,6 +143,15 @@ export type Method = keyof EnclaveApi;
 export type Params<M extends Method> = z.input<EnclaveApi[M]['params']>;
 export type Result<M extends Method> = z.output<EnclaveApi[M]['result']>;
 
+/**
+ * The enclave thread's side: a handler gets its params as the schema parsed them and returns what the
+ * host's result schema accepts. worker.ts checks its table against this (`satisfies`), so a handler
+ * whose result drifts from its schema fails the type check instead of a call at run time.
+ */
+export type EnclaveHandlers = {
+  [M in Method]: (params: z.output<EnclaveApi[M]['params']>) => z.input<EnclaveApi[M]['result']> | Promise<z.input<EnclaveApi[M]['result']>>;
+};
+
 export interface EnclaveRequest { id: number; method: string; params: unknown }
 export type EnclaveReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code: string; message: string } };
 

@@ -9,7 +9,7 @@ type Result = Verified | VerifyFailure;
 interface Pending { resolve: (r: any[]) => void; reject: (e: Error) => void }
 export interface SignedMessage { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Array }
 
-export class CryptoPool {
+export class CryptoThreads {
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;

@@ -14,7 +14,7 @@ import { decodeExact } from '../../protocol/wire.ts';
 import { verifySimulatedQuote, type VerifiedQuote } from './attestation.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { hasCode, type ProvisionCode } from '../../protocol/errors.ts';
-import { concatBytes, same } from '../../protocol/bytes.ts';
+import { concatBytes, hexKey, same } from '../../protocol/bytes.ts';
 
 export const ProvisionRequest = Struct({ version: u8, shard: Bytes(32), requester: Bytes(32), ephemeral: Bytes(32), nonce: Bytes(32), timestampMs: u64, quote: Bytes() });
 export const ProvisionResponse = Struct({ version: u8, provider: Bytes(32), quote: Bytes(), enc: Bytes(32), ciphertext: Bytes() });
@@ -98,7 +98,7 @@ export class Provisioning {
     const nonce = new Uint8Array(randomBytes(32));
     const body = { shard: this.d.shard, ephemeral: eph.publicKey, nonce, timestampMs: BigInt(nowMs) };
     const bytes = ProvisionRequest.enc({ version: VERSION, requester: this.d.signingKey, quote: this.d.quote(requestBinding(body)), ...body });
-    this.pending.set(Buffer.from(sha256(bytes)).toString('hex'), eph);
+    this.pending.set(hexKey(sha256(bytes)), eph);
     if (this.pending.size > PENDING_KEPT) this.pending.delete(this.pending.keys().next().value!);
     return bytes;
   }
@@ -109,7 +109,7 @@ export class Provisioning {
     if (!same(r.shard, this.d.shard)) throw refuse(ProvisionRefusal.WRONG_SHARD, 'request is for another shard');
     this.checkQuote(r.quote, r.requester, requestBinding(r), nowMs, 'requester');
     if (Math.abs(nowMs - Number(r.timestampMs)) > PROVISION_FRESH_MS) throw refuse(ProvisionRefusal.STALE, 'request is not fresh');
-    const nonce = Buffer.from(r.nonce).toString('hex');
+    const nonce = hexKey(r.nonce);
     this.pruneSeen(nowMs);
     if (this.seen.has(nonce)) throw refuse(ProvisionRefusal.REPLAYED, 'request was already answered');
     this.seen.set(nonce, Number(r.timestampMs) + PROVISION_FRESH_MS);
@@ -121,7 +121,7 @@ export class Provisioning {
   /** Requester: checks the provider's answer to one of our requests and returns the secrets. */
   accept(requestBytes: Uint8Array, responseBytes: Uint8Array, nowMs: number): ShardSecrets {
     const requestHash = sha256(requestBytes);
-    const key = Buffer.from(requestHash).toString('hex');
+    const key = hexKey(requestHash);
     const eph = this.pending.get(key);
     if (!eph) throw refuse(ProvisionRefusal.UNEXPECTED, 'no pending provisioning request matches');
     const r = decodeMessage(ProvisionResponse, responseBytes, 'provisioning response');

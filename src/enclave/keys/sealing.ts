@@ -7,6 +7,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { Bytes, Struct, u8 } from 'scale-ts';
 import { AES_GCM_TAG_BYTES, aesGcmOpen, aesGcmSeal, aesGcmSealParts, randomNonce, sha256 } from '../../crypto/primitives.ts';
 import { decodeExact, headBeforeLastBytes } from '../../protocol/wire.ts';
+import { hexKey } from '../../protocol/bytes.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 
 export const SealPolicy = { measurement: 0, signer: 1 } as const;
@@ -36,7 +37,7 @@ export class Sealer {
       secret = new Uint8Array(Buffer.from(hex, 'hex'));
     } else {
       secret = new Uint8Array(randomBytes(32));
-      writeFileAtomic(path, SIM_HEADER + Buffer.from(secret).toString('hex') + '\n');
+      writeFileAtomic(path, SIM_HEADER + hexKey(secret) + '\n');
     }
     return new Sealer(secret, measurement, SIM_SIGNER_ID);
   }

@@ -42,14 +42,14 @@ function sumOnThread(t: HashThread, items: Item[]): Promise<LtHash> {
   });
 }
 
-export interface HashThreads { hasher: ItemHasher; close(): Promise<void> }
+export interface LtHashThreads { hasher: ItemHasher; close(): Promise<void> }
 
 /**
  * `threads` 0 = one per core. The calling thread takes one share itself (one isolate fewer); the
  * others go to worker threads, started on the first sum of at least `minItems`. Concurrent sums may
  * share the threads.
  */
-export function hashThreads(threads: number, minItems = PARALLEL_MIN_ITEMS): HashThreads {
+export function ltHashThreads(threads: number, minItems = PARALLEL_MIN_ITEMS): LtHashThreads {
   const n = threads > 0 ? threads : availableParallelism();
   let workers: HashThread[] = [];
   const spawn = () => {

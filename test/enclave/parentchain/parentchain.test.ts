@@ -1259,10 +1259,10 @@ test('offline replay: the sealed registry loads without a chain and names the re
   const offline = EnclaveCore.open({ dataDir: a.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
   const fresh = EnclaveCore.open({ dataDir: tempDir(), shard: SHARD, workers: 0, pool: POOL, authorities: [] });
   try {
-    assert.equal(offline['isKnownAuthor'](key32('another member')), false, 'unknown before loading');
+    assert.equal(offline['head'].isKnownAuthor(key32('another member')), false, 'unknown before loading');
     assert.equal(offline.parentchainLoad(), true);
-    assert.equal(offline['isKnownAuthor'](key32('another member')), true);
-    assert.equal(offline['isKnownAuthor'](key32('never registered')), false);
+    assert.equal(offline['head'].isKnownAuthor(key32('another member')), true);
+    assert.equal(offline['head'].isKnownAuthor(key32('never registered')), false);
     assert.equal(fresh.parentchainLoad(), false);
   } finally {
     await offline.close();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LTHASH_BYTES, LtHash } from '../../../src/enclave/state/lthash.ts';
-import { hashThreads } from '../../../src/enclave/state/lthash-threads.ts';
+import { ltHashThreads } from '../../../src/enclave/state/lthash-threads.ts';
 import { Overlay, State, StateWrite, accountItem, decodeItem, joinItems, readAccount, splitItems, type Item } from '../../../src/enclave/state/state.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -163,7 +163,7 @@ test('the parallel hasher (worker threads) gives the same sum as the local one',
   const items = Array.from({ length: 25_000 }, (_, i) => accountItem(randomBytes(32), { balance: BigInt(i), nonce: i, memoCount: 0 }));
   const local = new LtHash();
   for (const item of items) local.add(item);
-  const threads = hashThreads(2, 10_000);
+  const threads = ltHashThreads(2, 10_000);
   // two sums at once on the same threads (a tail replay hashes added and removed items together)
   const [parallel, firstHalf] = await Promise.all([threads.hasher(items), threads.hasher(items.slice(0, 20_000))]);
   await threads.close();

@@ -1,0 +1,159 @@
+// The enclave's side of the parentchain: its light client and registry (opened, loaded, fed blocks),
+// the extrinsics it builds and signs (registration, unregistration, anchors, payouts), and the
+// parentchain effects a block executes.
+import { ed25519Sign } from '../../crypto/primitives.ts';
+import { hexKey, same } from '../../protocol/bytes.ts';
+import { RejectCode } from '../../protocol/errors.ts';
+import { encodeMessage } from '../../protocol/parentchain-messages.ts';
+import { EnclaveError } from '../boundary/errors.ts';
+import { DEV_AUTHORITY_PUBLIC } from '../keys/attestation.ts';
+import { creditShield, execute, refundWithdrawal, settlePayout, type StfContext } from '../state/stf.ts';
+import type { Overlay } from '../state/state.ts';
+import { EFFECT, type Effect, type RegistryContext } from './registry.ts';
+import { blake2_256 } from './trie.ts';
+import { ParentchainView, type ImportedBlock, type ParentchainInitParams } from './view.ts';
+import { ZERO32, type EnclaveContext } from '../context.ts';
+import type { ChainHead } from '../chain/head.ts';
+
+/** An effect's outcome; invocations (calls posted on the parentchain) report their call hash. */
+export type EffectResult = { ok: true; hash?: string } | { ok: false; hash?: string; code: string; message: string };
+
+export interface ParentchainDutiesDeps {
+  ctx: EnclaveContext;
+  head: ChainHead;
+  measurement: Uint8Array;
+  /** The shielding key as the registry reads it: provisioning swaps its fields in place. */
+  shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
+  quote: (userData: Uint8Array) => Uint8Array;
+}
+
+export class ParentchainDuties {
+  private readonly ctx: EnclaveContext;
+  private readonly head: ChainHead;
+  private readonly measurement: Uint8Array;
+  private readonly shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
+  private readonly quote: (userData: Uint8Array) => Uint8Array;
+
+  constructor(deps: ParentchainDutiesDeps) {
+    this.ctx = deps.ctx;
+    this.head = deps.head;
+    this.measurement = deps.measurement;
+    this.shielding = deps.shielding;
+    this.quote = deps.quote;
+  }
+
+  /** Roots of trust come from the options or the enclave's own measurement, never from a message. */
+  registryContext(): Omit<RegistryContext, 'callIndices'> {
+    const opts = this.ctx.opts;
+    return {
+      shard: opts.shard,
+      trustedAuthorities: opts.trustedAuthorities?.length ? opts.trustedAuthorities : [DEV_AUTHORITY_PUBLIC],
+      allowedMeasurements: opts.allowedMeasurements?.length ? opts.allowedMeasurements : [this.measurement],
+      shielding: this.shielding,
+    };
+  }
+
+  init(params: ParentchainInitParams) {
+    const { opts, sealer, keys } = this.ctx;
+    this.ctx.parentchain = ParentchainView.open(opts.dataDir, sealer, keys.signingPublic, this.registryContext(), params);
+    return this.info();
+  }
+
+  /** Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one. */
+  load(): boolean {
+    const { opts, sealer, keys } = this.ctx;
+    this.ctx.parentchain = ParentchainView.load(opts.dataDir, sealer, keys.signingPublic, this.registryContext());
+    return this.ctx.parentchain !== null;
+  }
+
+  private view(): ParentchainView {
+    if (!this.ctx.parentchain) throw new EnclaveError('NO_PARENTCHAIN', 'the enclave was not given a parentchain');
+    return this.ctx.parentchain;
+  }
+
+  import(blocks: ImportedBlock[]) {
+    const r = this.view().importBlocks(blocks);
+    return { number: this.view().lightClient.number, hash: this.view().lightClient.hash, effects: r.effects, observations: r.observations };
+  }
+
+  info() {
+    const pc = this.view();
+    const d = pc.registry.data;
+    const state = this.ctx.state;
+    return {
+      number: pc.lightClient.number,
+      hash: pc.lightClient.hash,
+      genesisHash: pc.lightClient.genesisHash,
+      members: d.members.map((m) => ({ ...m, unregisteredAt: m.unregisteredAt ?? null })),
+      vault: d.vault?.account ?? null,
+      reserveFunded: d.reserveFunded !== undefined,
+      vaultProxies: d.vaultProxies,
+      lastAnchor: d.lastAnchor ? { number: Number(d.lastAnchor.number), hash: d.lastAnchor.hash, parentchainNumber: d.lastAnchor.parentchainNumber } : null,
+      dutiesInFlight: pc.dutiesInFlight(),
+      pendingEffects: pc.effectsAfter(this.head.current?.parentchainNumber ?? 0).length,
+      shieldedSupply: state.shard().shieldedSupply,
+      unpaidWithdrawals: state.unpaidWithdrawals().length,
+    };
+  }
+
+  duties(input: { peerId: string; p2pAddresses: string[] }) {
+    if (this.ctx.replaying) return [];
+    const final = this.head.finalNumber();
+    const { withdrawalBlocks, withdrawalBase } = this.head;
+    return this.view().duties({
+      quote: this.quote, shard: this.ctx.opts.shard, peerId: input.peerId, p2pAddresses: input.p2pAddresses,
+      encryptionKey: this.ctx.keys.encryptionPublic,
+      // Only withdrawals of final blocks are paid: a burn in a block that a reorg abandons must not
+      // have been paid out (and its id may name another withdrawal on the chain that wins).
+      unpaid: this.ctx.state.unpaidWithdrawals().filter((w) => (withdrawalBlocks.get(w.id) ?? withdrawalBase) <= final),
+    });
+  }
+
+  unregisterCall(): Uint8Array {
+    return this.view().unregisterCall(this.ctx.opts.shard);
+  }
+
+  /** Call bytes of an anchor for block `number` of this enclave's chain. */
+  anchorCall(number: number): Uint8Array {
+    const pc = this.view();
+    const head = this.head.current;
+    const b = this.head.recentBlocks.get(BigInt(number));
+    // (slot -1: only the hash is known, from a snapshot; not enough to build an anchor)
+    if (!b || !head || b.number > head.number || b.slot < 0n) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    // Only a block that descends from the last anchor: finality never moves to another fork.
+    const last = pc.registry.data.lastAnchor;
+    if (last) {
+      const anchored = this.head.recentBlocks.get(last.number);
+      if (last.number >= b.number || (anchored && !same(anchored.hash, last.hash)) || (!anchored && this.head.finalNumber() < 0n)) {
+        throw new EnclaveError('ANCHOR_NOT_DESCENDANT', `block ${number} does not descend from the last anchored block ${last.number}`);
+      }
+    }
+    const message = encodeMessage({ tag: 'anchor', value: {
+      shard: this.ctx.opts.shard, sidechainNumber: b.number, sidechainHash: b.hash, previousAnchor: last?.hash ?? ZERO32,
+      parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
+    } });
+    return pc.anchorCall(message);
+  }
+
+  /** Signs an extrinsic payload, only for calls this enclave built (Substrate signs blake2_256 of payloads over 256 bytes). */
+  signExtrinsic(payload: Uint8Array): Uint8Array {
+    this.view().admitPayload(payload);
+    return ed25519Sign(this.ctx.keys.signingKey, payload.length > 256 ? blake2_256(payload) : payload);
+  }
+
+  /** Executes one parentchain effect in the block being built; invocations report their call hash. */
+  applyEffect(overlay: Overlay, e: Effect, number: bigint, stf: StfContext): EffectResult {
+    if (e.kind === EFFECT.shield) {
+      creditShield(overlay, e.account, e.amount);
+      return { ok: true };
+    }
+    if (e.kind === EFFECT.payout) return settlePayout(overlay, e.withdrawal, e.account, e.amount);
+    if (e.kind === EFFECT.payoutFailed) return refundWithdrawal(overlay, e.withdrawal);
+    const v = this.ctx.localVerifier.verify(e.request);
+    if (!v.ok) return v;
+    const hash = hexKey(v.hash);
+    if (!same(v.shard, this.ctx.opts.shard)) return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
+    const r = execute(overlay, v.call, v.nonce, number, stf);
+    return r.ok ? { ok: true, hash } : { ...r, hash };
+  }
+}
