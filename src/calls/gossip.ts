@@ -4,7 +4,7 @@
 // has them. A batch that does not open under a shard key or does not decode marks its sender.
 import type { Network, Validation } from '../p2p/network.ts';
 import type { CallRelay } from './relay.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 
 /** Rejections of a whole batch that no honest validateer forwards: the sender is penalised. */
 const MALICIOUS = new Set(['DECODE_FAILED', 'DECRYPT_FAILED']);

@@ -3,7 +3,7 @@
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import { EnclaveError } from '../enclave/boundary/host.ts';
 import { fillsItsBuffer, same } from '../protocol/bytes.ts';
 

@@ -6,7 +6,7 @@
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { ChainStatus, Network, Validation } from '../p2p/network.ts';
 import type { CallRelay } from '../calls/relay.ts';
 import type { ProgressSink } from '../sync/progress.ts';

@@ -2,7 +2,7 @@
 // import. The result decides forwarding: accept (new and imported or kept), ignore (known, not for us
 // now, or a second block of an author's slot), reject (undecodable, forged, or refused by the enclave).
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { Validation } from '../p2p/network.ts';
 import type { ParentWait } from '../consensus/parent-wait.ts';
 import { describeBlock, type TreeBlock } from '../sidechain/block-tree.ts';

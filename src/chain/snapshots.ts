@@ -4,7 +4,7 @@
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 
 export interface SnapshotDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; signingKey: Uint8Array }
 

@@ -4,7 +4,7 @@
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { CallRelay } from '../calls/relay.ts';
 import type { HeadStatus } from '../chain/head-events.ts';
 

@@ -5,7 +5,7 @@
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { CallRelay } from '../calls/relay.ts';
 import type { HeadLock } from '../chain/head-lock.ts';
 import type { SnapshotPolicy } from '../chain/snapshots.ts';

@@ -13,7 +13,7 @@ import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Network } from '../p2p/network.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { ProgressSink } from './progress.ts';
 import type { HeadEvents } from '../chain/head-events.ts';
 import { describeBlock } from '../sidechain/block-tree.ts';

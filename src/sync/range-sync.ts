@@ -5,7 +5,7 @@
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import type { ChainStatus, Network } from '../p2p/network.ts';
 import type { BlockImport } from '../chain/import.ts';
 import type { HeadLock } from '../chain/head-lock.ts';

@@ -6,7 +6,7 @@ import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { Network } from '../p2p/network.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import { hexKey } from '../protocol/bytes.ts';
 import { isActiveAt } from '../protocol/membership.ts';
 

@@ -215,18 +215,17 @@ test('chopsticks headers carry blake2_256 of the concatenated extrinsics, not th
   }
 });
 
-test('throughput on a typical block (timestamp and validation-data inherents, plus a remark)', () => {
+// Its speed is the bench's business (timing targets live in benchmarks, not in tests); here: a typical
+// block verifies every time, and one changed byte of the root never does.
+test('a typical block (timestamp and validation-data inherents, plus a remark) verifies repeatedly; a changed root never', () => {
   const typical = built.find((b) => b.what === 'a short remark')!.block.extrinsics.map((x) => x.encoded);
-  for (const [label, xs] of [['2 extrinsics', typical.slice(0, 2)], ['3 extrinsics', typical]] as const) {
+  for (const xs of [typical.slice(0, 2), typical]) {
     const root = orderedTrieRoot(xs, 0);
-    let n = 0;
-    const start = performance.now();
-    while (performance.now() - start < 200) {
-      for (let i = 0; i < 100; i++) assert.ok(verifyExtrinsicsRoot(root, xs));
-      n += 100;
+    const wrong = Uint8Array.from(root);
+    wrong[31] ^= 1;
+    for (let i = 0; i < 1000; i++) {
+      assert.ok(verifyExtrinsicsRoot(root, xs));
+      assert.equal(verifyExtrinsicsRoot(wrong, xs), false);
     }
-    const perSecond = Math.round(n / ((performance.now() - start) / 1000));
-    console.log(`verifyExtrinsicsRoot, ${label} (${xs.map((x) => x.length).join(' + ')} bytes): ${perSecond} blocks/s`);
-    assert.ok(perSecond > 1000, `${perSecond} blocks/s`);
   }
 });
