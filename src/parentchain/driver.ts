@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from './api.ts';
 import { MESSAGE_MAGIC, isOurRemark } from '../protocol/parentchain-messages.ts';
 import type { Logger } from '../node/logger.ts';
-import { toHex } from '../protocol/bytes.ts';
+import { bytesView, same, toHex } from '../protocol/bytes.ts';
 import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
 
 export interface ParentchainDriverOptions {
@@ -87,7 +87,7 @@ export class ParentchainDriver {
   /** Opens the enclave's light client on this chain. Must run before the sidechain replay (it names the valid authors). */
   async init(): Promise<void> {
     const genesisHash = this.parentchain.genesisHash();
-    if (this.opts.genesisHash && toHex(this.opts.genesisHash) !== toHex(genesisHash)) {
+    if (this.opts.genesisHash && !same(this.opts.genesisHash, genesisHash)) {
       const configured = toHex(this.opts.genesisHash);
       throw new ValidateerError('PARENTCHAIN_GENESIS_MISMATCH', `parentchain genesis ${toHex(genesisHash)} is not the configured ${configured}`);
     }
@@ -205,7 +205,7 @@ export class ParentchainDriver {
   private apply(i: Result<'parentchainInfo'>): void {
     for (const m of i.members) this.everMembers.add(toHex(m.signingKey));
     const active = i.members.filter((m) => m.unregisteredAt === null);
-    this.others = active.filter((m) => toHex(m.signingKey) !== toHex(this.signer.publicKey));
+    this.others = active.filter((m) => !same(m.signingKey, this.signer.publicKey));
     this.membersListener?.(this.others);
     this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;
     this.processedNumber = i.number;
@@ -298,14 +298,14 @@ export class ParentchainDriver {
   }
 }
 
-const MAGIC = Buffer.from(MESSAGE_MAGIC);
+const MAGIC = bytesView(MESSAGE_MAGIC);
 
 function toImport(block: ParentchainBlock): ImportParams {
   const relevant = [];
   // Only extrinsics naming our shard are decoded; those carrying our magic all go to the enclave,
   // which refuses a block where one is missing.
   for (const x of block.extrinsics) {
-    if (!hasOurRemark(x.call) && Buffer.from(x.encoded).indexOf(MAGIC) < 0) continue;
+    if (!hasOurRemark(x.call) && bytesView(x.encoded).indexOf(MAGIC) < 0) continue;
     relevant.push({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) });
   }
   return { header: block.header.encoded, extrinsics: block.raw, relevant };
