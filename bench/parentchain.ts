@@ -1,6 +1,6 @@
 // Parentchain catch-up: a chopsticks dev chain with a backlog of finalized blocks, most of them
 // carrying remarks that are not for this shard (foreign bytes, and our 'vldtr' messages for another
-// shard), then the node's real path over it: ParentchainSync scanning finalized blocks and an
+// shard), then the node's real path over it: ParentchainDriver scanning finalized blocks and an
 // Enclave verifying and importing them in batches. Reports blocks/s end to end, the time spent in
 // the enclave call, and a scan with a no-op consumer to show how much of it is fetching.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { createMetrics } from '../src/metrics/metrics.ts';
 import { bootstrap } from '../src/chain/bootstrap.ts';
 import { enclaveInitFrom } from '../src/node/from-config.ts';
 import { createLogger } from '../src/node/logger.ts';
-import { ParentchainSync } from '../src/parentchain/driver.ts';
+import { ParentchainDriver } from '../src/parentchain/driver.ts';
 import type { ParentchainBlock } from '../src/parentchain/api.ts';
 import { DEV_ACCOUNT_NAMES, startDevChain, type DevChain } from '../src/parentchain/devchain.ts';
 import { encodeMessage, isOurRemark } from '../src/protocol/parentchain-messages.ts';
@@ -114,7 +114,7 @@ async function until(what: string, fn: () => boolean, timeoutMs: number): Promis
   }
 }
 
-/** The node's path: ParentchainSync + Enclave from the light client's genesis to `head`, on a fresh enclave and connection. */
+/** The node's path: ParentchainDriver + Enclave from the light client's genesis to `head`, on a fresh enclave and connection. */
 export async function measureCatchUp(endpoint: string, head: number, dataDir: string, opts: Pick<ParentchainBenchOptions, 'importBatch' | 'prefetch' | 'log'>): Promise<ParentchainFigures> {
   const f: ParentchainFigures = {};
   const closers: (() => Promise<unknown>)[] = [];
@@ -149,7 +149,7 @@ export async function measureCatchUp(endpoint: string, head: number, dataDir: st
     }) as typeof enclave.call;
     const { signingKey } = await call('info', {});
     const rpcs = countRpcs(pc);
-    const sync = new ParentchainSync({ enclave, chain: pc, store, metrics, logger, signingKey }, {
+    const sync = new ParentchainDriver({ enclave, parentchain: pc, store, metrics, logger, signingKey }, {
       importBatch: opts.importBatch, prefetch: opts.prefetch, anchorInterval: 10, genesisHash: null, checkpoint: null, peerId: '', p2pAddresses: [],
       shard: fromHex(config.shard),
     });
@@ -281,7 +281,7 @@ export async function benchParentchain(opts: ParentchainBenchOptions): Promise<P
     // what a freshly started node sees (nothing compiled yet), the later ones show the steady state.
     const runs: ParentchainFigures[] = [], scans: ParentchainFigures[] = [];
     for (let r = 0; r < Math.max(1, opts.repeats); r++) {
-      log(`parentchain: catch-up ${r + 1}/${opts.repeats} of ${head} finalized blocks with ParentchainSync + enclave, then a fetch-only scan ...`);
+      log(`parentchain: catch-up ${r + 1}/${opts.repeats} of ${head} finalized blocks with ParentchainDriver + enclave, then a fetch-only scan ...`);
       runs.push(await measureCatchUp(chain.endpoint, head, join(dir, `node-${r}`), { ...opts, log: r === 0 ? log : () => undefined }));
       scans.push(await measureFetch(chain.endpoint, head, opts.prefetch));
       log(`  catch-up ${runs[r].pc_sync_blocks_per_s} blocks/s (enclave import ${runs[r].pc_enclave_blocks_per_s} blocks/s), fetch-only ${scans[r].pc_fetch_blocks_per_s} blocks/s`);

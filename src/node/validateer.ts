@@ -20,7 +20,7 @@ import { HeadEvents, headMetrics } from '../chain/head-events.ts';
 import { forwardAcceptedCalls, onGossipCalls } from '../calls/gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
-import { ParentchainSync } from '../parentchain/driver.ts';
+import { ParentchainDriver } from '../parentchain/driver.ts';
 import { ShardSecrets } from '../sync/shard-secrets.ts';
 import { terminalProgress } from '../sync/progress.ts';
 import { ValidateerError } from '../protocol/errors.ts';
@@ -34,7 +34,7 @@ export interface Validateer {
   measurement: string;
   bootstrap: BootstrapResult;
   metrics: Metrics;
-  parentchain: ParentchainSync | null;
+  parentchain: ParentchainDriver | null;
   network: Network;
   stop(): Promise<void>;
 }
@@ -77,14 +77,14 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     life.add('provisioning', () => secrets.stop());
 
     // The light client opens before the replay: the registry names which authors' blocks are valid.
-    let sync: ParentchainSync | null = null;
+    let sync: ParentchainDriver | null = null;
     if (config.parentchain.endpoint) {
       // Loaded on demand: @polkadot/api costs ~230 MB of RSS and a node without a parentchain needs none of it.
       const { connectParentchain } = await import('../parentchain/substrate.ts');
       const pc = await connectParentchain({ endpoint: config.parentchain.endpoint, onWarning: (m) => logger.warn({ detail: m }, 'parentchain connection') });
       life.add('parentchain', () => pc.close());
       const p = config.parentchain;
-      sync = new ParentchainSync({ enclave, chain: pc, store, metrics, logger, signingKey: info.signingKey }, {
+      sync = new ParentchainDriver({ enclave, parentchain: pc, store, metrics, logger, signingKey: info.signingKey }, {
         importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
         genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
         checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,

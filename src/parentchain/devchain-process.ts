@@ -19,7 +19,7 @@ export interface DevChainInit {
   genesisTimestampMs: number;
   dbPath?: string;
 }
-export type DevChainRequest = { id: number; op: 'newBlock' | 'suspendRpc' | 'resumeRpc' | 'close' };
+export type DevChainRequest = { id: number; op: 'newBlock' | 'suspendRpc' | 'resumeRpc' | 'pauseBlocks' | 'resumeBlocks' | 'close' };
 export type DevChainReply = { id: number; ok: true; head?: number } | { id: number; ok: false; error: string };
 export type DevChainReady = { ready: true; port: number; genesisHash: string; head: number; startupMs: number };
 export type DevChainFailed = { failed: string };
@@ -49,6 +49,9 @@ async function main(init: DevChainInit): Promise<void> {
   const port = await front.listen(init.port, init.host);
 
   let closing = false;
+  /** Timer blocks paused (a test hook: submitted extrinsics wait in the pool); newBlock still builds. */
+  let paused = false;
+  let ticking = false;
   let timer: NodeJS.Timeout | undefined;
   const building = { current: Promise.resolve() as Promise<unknown> };
   const build = (): Promise<Blockchain['head']> => {
@@ -58,10 +61,13 @@ async function main(init: DevChainInit): Promise<void> {
   };
   const tick = (): void => {
     const t0 = Date.now();
+    timer = undefined;
+    ticking = true;
     build()
       .catch((err: unknown) => console.error(`devchain: block production failed: ${(err as Error).message}`))
       .finally(() => {
-        if (!closing) timer = setTimeout(tick, Math.max(0, init.blockTimeMs - (Date.now() - t0)));
+        ticking = false;
+        if (!closing && !paused) timer = setTimeout(tick, Math.max(0, init.blockTimeMs - (Date.now() - t0)));
       });
   };
   if (init.blockTimeMs > 0) timer = setTimeout(tick, init.blockTimeMs);
@@ -83,6 +89,17 @@ async function main(init: DevChainInit): Promise<void> {
             return send({ id: m.id, ok: true });
           case 'resumeRpc':
             await front.listen(port, init.host);
+            return send({ id: m.id, ok: true });
+          case 'pauseBlocks':
+            // Replies once a timer block in progress is built: no block comes after the reply.
+            paused = true;
+            clearTimeout(timer);
+            timer = undefined;
+            await building.current;
+            return send({ id: m.id, ok: true, head: chain.head.number });
+          case 'resumeBlocks':
+            paused = false;
+            if (init.blockTimeMs > 0 && !ticking && timer === undefined && !closing) timer = setTimeout(tick, init.blockTimeMs);
             return send({ id: m.id, ok: true });
           case 'close':
             closing = true;

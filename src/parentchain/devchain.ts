@@ -46,6 +46,13 @@ export interface DevChain {
   suspendRpc(): Promise<void>;
   /** Listens again on the same port. */
   resumeRpc(): Promise<void>;
+  /**
+   * Test hook: stops building blocks on the timer (newBlock() still builds), so submitted extrinsics
+   * wait in the pool; resolves with the head once no further block is coming.
+   */
+  pauseBlocks(): Promise<number>;
+  /** Builds blocks on the timer again. */
+  resumeBlocks(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -149,6 +156,8 @@ function handle(child: ChildProcess, exited: Promise<void>, ready: DevChainReady
     newBlock: async () => (await request('newBlock')).head!,
     suspendRpc: async () => void (await request('suspendRpc')),
     resumeRpc: async () => void (await request('resumeRpc')),
+    pauseBlocks: async () => (await request('pauseBlocks')).head!,
+    resumeBlocks: async () => void (await request('resumeBlocks')),
     close: () => {
       closing ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;

@@ -2,16 +2,16 @@
 // light client in batches, sends the extrinsics the enclave asks for (registration, vault, payouts)
 // and the anchors of this validateer's blocks, and tracks sidechain finality from observed anchors.
 // Everything it relays is verified inside the enclave; it only decides when, never what.
-import type { Enclave } from '../enclave/boundary/host.ts';
-import type { CallTreeInput, Params, Result } from '../enclave/boundary/api.ts';
+import type { CallTreeInput, Method, Params, Result } from '../enclave/boundary/api.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from './api.ts';
 import { MESSAGE_MAGIC, isOurRemark } from '../protocol/parentchain-messages.ts';
 import type { Logger } from '../node/logger.ts';
-import { toHex } from '../protocol/bytes.ts';
+import { bytesView, same, toHex } from '../protocol/bytes.ts';
+import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
 
-export interface ParentchainSyncOptions {
+export interface ParentchainDriverOptions {
   importBatch: number;
   prefetch: number;
   anchorInterval: number;
@@ -25,13 +25,29 @@ export interface ParentchainSyncOptions {
 type ImportParams = Params<'parentchainImport'>['blocks'][number];
 export interface Finality { number: number; hash: Uint8Array }
 
-export class ParentchainSync {
-  private readonly enclave: Enclave;
-  private readonly chain: Parentchain;
-  private readonly store: BlockStore;
+/** The enclave as the driver uses it: its message API (the Enclave class, or a fake in tests). */
+export interface EnclaveCalls {
+  call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>>;
+}
+
+export interface ParentchainDriverDeps {
+  enclave: EnclaveCalls;
+  parentchain: Parentchain;
+  /** Asked whether an anchored block is in the local chain. */
+  store: Pick<BlockStore, 'isCanonical'>;
+  metrics: Metrics;
+  logger: Logger;
+  /** The enclave's signing key: its parentchain account. */
+  signingKey: Uint8Array;
+}
+
+export class ParentchainDriver {
+  private readonly enclave: EnclaveCalls;
+  private readonly parentchain: Parentchain;
+  private readonly store: Pick<BlockStore, 'isCanonical'>;
   private readonly metrics: Metrics;
   private readonly logger: Logger;
-  private readonly opts: ParentchainSyncOptions;
+  private readonly opts: ParentchainDriverOptions;
   private readonly signer: ExtrinsicSigner;
   private scanner: FinalizedScanner | null = null;
   private batch: ImportParams[] = [];
@@ -44,8 +60,6 @@ export class ParentchainSync {
   private readonly tasks = new Set<Promise<unknown>>();
   private dutiesAgain = false;
   private dutiesRunning: Promise<void> | null = null;
-  /** Members as of the light client head, in registration order (hex signing keys). */
-  members: string[] = [];
   finalized: Finality | null = null;
   /** Every validateer ever registered (hex signing keys): whose blocks are worth verifying at all. */
   readonly everMembers = new Set<string>();
@@ -56,9 +70,9 @@ export class ParentchainSync {
   private importedListener: (() => void) | null = null;
   processedNumber = 0;
 
-  constructor(deps: { enclave: Enclave; chain: Parentchain; store: BlockStore; metrics: Metrics; logger: Logger; signingKey: Uint8Array }, opts: ParentchainSyncOptions) {
+  constructor(deps: ParentchainDriverDeps, opts: ParentchainDriverOptions) {
     this.enclave = deps.enclave;
-    this.chain = deps.chain;
+    this.parentchain = deps.parentchain;
     this.store = deps.store;
     this.metrics = deps.metrics;
     this.logger = deps.logger;
@@ -72,13 +86,14 @@ export class ParentchainSync {
 
   /** Opens the enclave's light client on this chain. Must run before the sidechain replay (it names the valid authors). */
   async init(): Promise<void> {
-    const genesisHash = this.chain.genesisHash();
-    if (this.opts.genesisHash && toHex(this.opts.genesisHash) !== toHex(genesisHash)) {
-      throw Object.assign(new Error(`parentchain genesis ${toHex(genesisHash)} is not the configured ${toHex(this.opts.genesisHash)}`), { code: 'PARENTCHAIN_GENESIS_MISMATCH' });
+    const genesisHash = this.parentchain.genesisHash();
+    if (this.opts.genesisHash && !same(this.opts.genesisHash, genesisHash)) {
+      const configured = toHex(this.opts.genesisHash);
+      throw new ValidateerError('PARENTCHAIN_GENESIS_MISMATCH', `parentchain genesis ${toHex(genesisHash)} is not the configured ${configured}`);
     }
     const info = await this.enclave.call('parentchainInit', {
-      genesisHash, callIndices: this.chain.callIndices(), existentialDeposit: this.chain.existentialDeposit(),
-      proxyDepositFactor: this.chain.proxyDepositFactor(),
+      genesisHash, callIndices: this.parentchain.callIndices(), existentialDeposit: this.parentchain.existentialDeposit(),
+      proxyDepositFactor: this.parentchain.proxyDepositFactor(),
       ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
     });
     this.apply(info);
@@ -86,15 +101,15 @@ export class ParentchainSync {
 
   /** Starts scanning finalized blocks from the light client head; restarts after any failure. */
   async start(): Promise<void> {
-    this.unsubscribe = await this.chain.subscribeFinalizedHeads((h) => {
+    this.unsubscribe = await this.parentchain.subscribeFinalizedHeads((h) => {
       this.finalizedNumber = Math.max(this.finalizedNumber, h.number);
       this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
     });
-    this.finalizedNumber = (await this.chain.finalizedHead()).number;
+    this.finalizedNumber = (await this.parentchain.finalizedHead()).number;
     this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
     void this.scan();
     this.kickDuties();
-    const balance = () => this.chain.balance(this.signer.publicKey)
+    const balance = () => this.parentchain.balance(this.signer.publicKey)
       .then((b) => this.metrics.parentchainAccountBalance.set(Number(b.free)))
       .catch(() => undefined); // unreachable: the scan logs that
     void balance();
@@ -108,7 +123,7 @@ export class ParentchainSync {
       const info = await this.enclave.call('parentchainInfo', {});
       this.batch = [];
       this.importing = Promise.resolve();
-      this.scanner = this.chain.scanFinalized(info.number + 1, (b) => this.onBlock(b), {
+      this.scanner = this.parentchain.scanFinalized(info.number + 1, (b) => this.onBlock(b), {
         // Only extrinsics that name our shard are decoded (and only their blocks' events read).
         prefetch: this.opts.prefetch, fromParentHash: info.hash, events: 'signed', decodeOnly: this.opts.shard,
         onError: (err) => this.logger.warn({ err: err.message }, 'parentchain unreachable; scanning resumes when it is back'),
@@ -117,7 +132,7 @@ export class ParentchainSync {
         await this.scanner.done;
       } catch (err) {
         if (this.stopped) return;
-        this.logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'parentchain scan failed; restarting from the verified head');
+        this.logger.error({ code: codeOf(err), err: (err as Error).message }, 'parentchain scan failed; restarting from the verified head');
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
@@ -190,8 +205,7 @@ export class ParentchainSync {
   private apply(i: Result<'parentchainInfo'>): void {
     for (const m of i.members) this.everMembers.add(toHex(m.signingKey));
     const active = i.members.filter((m) => m.unregisteredAt === null);
-    this.members = active.map((m) => toHex(m.signingKey));
-    this.others = active.filter((m) => toHex(m.signingKey) !== toHex(this.signer.publicKey));
+    this.others = active.filter((m) => !same(m.signingKey, this.signer.publicKey));
     this.membersListener?.(this.others);
     this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;
     this.processedNumber = i.number;
@@ -255,16 +269,15 @@ export class ParentchainSync {
 
   private async send(kind: string, callData: Uint8Array, description: string): Promise<boolean> {
     try {
-      const r = await this.chain.submit(this.signer, { kind: 'raw', callData });
+      const r = await this.parentchain.submit(this.signer, { kind: 'raw', callData });
       this.metrics.countParentchainExtrinsic(kind, r.success ? 'success' : 'failed');
       if (r.success) this.logger.info({ block: r.blockNumber, fee: String(r.estimatedFee) }, `parentchain: ${description}`);
       else this.logger.error({ block: r.blockNumber, error: r.error }, `parentchain: ${description} failed`);
       return r.success;
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      this.metrics.countParentchainExtrinsic(kind, code === 'PARENTCHAIN_INSUFFICIENT_FUNDS' ? 'insufficient_funds' : 'error');
-      const level = code === 'DUTY_IN_FLIGHT' ? 'debug' : 'error';
-      this.logger[level]({ code, err: (err as Error).message }, `parentchain: ${description} not sent`);
+      this.metrics.countParentchainExtrinsic(kind, hasCode(err, 'PARENTCHAIN_INSUFFICIENT_FUNDS') ? 'insufficient_funds' : 'error');
+      const level = hasCode(err, 'DUTY_IN_FLIGHT') ? 'debug' : 'error';
+      this.logger[level]({ code: codeOf(err), err: (err as Error).message }, `parentchain: ${description} not sent`);
       return false;
     }
   }
@@ -285,14 +298,14 @@ export class ParentchainSync {
   }
 }
 
-const MAGIC = Buffer.from(MESSAGE_MAGIC);
+const MAGIC = bytesView(MESSAGE_MAGIC);
 
 function toImport(block: ParentchainBlock): ImportParams {
   const relevant = [];
   // Only extrinsics naming our shard are decoded; those carrying our magic all go to the enclave,
   // which refuses a block where one is missing.
   for (const x of block.extrinsics) {
-    if (!hasOurRemark(x.call) && Buffer.from(x.encoded).indexOf(MAGIC) < 0) continue;
+    if (!hasOurRemark(x.call) && bytesView(x.encoded).indexOf(MAGIC) < 0) continue;
     relevant.push({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) });
   }
   return { header: block.header.encoded, extrinsics: block.raw, relevant };

@@ -1,6 +1,6 @@
 // End to end on the chopsticks devnet (a real Substrate runtime): a validateer process registers,
 // creates the vault, anchors, and executes shields, indirect invocations and unshields; a parentchain
-// RPC outage and a kill -9 between a burn and its payout lose nothing and do nothing twice.
+// RPC outage and a kill -9 between a signed payout and its inclusion lose nothing and do nothing twice.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import { shieldCall } from '../../src/client/calls.ts';
 import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
-import { fromHex, toHex } from '../../src/protocol/bytes.ts';
+import { bytesView, fromHex, same, toHex } from '../../src/protocol/bytes.ts';
 
 const UNIT = 10n ** 12n;
 const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
@@ -38,6 +38,23 @@ async function info(): Promise<ShardInfo> {
 /** Waits until the sidechain head builds on parentchain block `n` (its effects are executed). */
 async function processed(n: number): Promise<void> {
   await waitFor(async () => (await client.head()).parentchain.number >= n, `sidechain at parentchain #${n}`, 90_000, 200);
+}
+
+/** The node's log lines saying it lost the parentchain connection (the adapter's retries, the scan's outage). */
+function connectionWarnings(): number {
+  return node.logs().filter((l) => l.msg === 'parentchain connection' || l.msg === 'parentchain unreachable; scanning resumes when it is back').length;
+}
+
+/** Payouts to `beneficiary` waiting in the parentchain's pool: proxy.proxy calls signed by the enclave account that name it. */
+async function pooledPayouts(beneficiary: Uint8Array): Promise<string[]> {
+  const pending = await pc.api.rpc.author.pendingExtrinsics();
+  return pending
+    .filter((x) => x.isSigned && same(x.signer.toU8a().slice(-32), signingKey) && x.method.section === 'proxy' && bytesView(x.toU8a()).includes(bytesView(beneficiary)))
+    .map((x) => x.hash.toHex());
+}
+
+async function processedNumber(): Promise<number> {
+  return (await scrapeMetrics(node.metricsUrl)).get('validateer_parentchain_processed_number') ?? 0;
 }
 
 async function connectClient(): Promise<void> {
@@ -170,26 +187,52 @@ test('a parentchain RPC outage in the middle of activity loses nothing and does 
   const vault = fromHex((await info()).vault!);
   const r = await pc.submit(alice, shieldCall(key, SHARD, vault, 2n * UNIT, eve.publicKey), { waitFor: 'inBlock' });
   assert.ok(r.success);
+  const headBefore = (await pc.finalizedHead()).number;
+  const warningsBefore = connectionWarnings();
   await chain.suspendRpc(); // blocks go on being built while nobody can read them
-  const outageFrom = Date.now();
   await new Promise((res) => setTimeout(res, 6000));
   await chain.resumeRpc();
   const head = (await pc.finalizedHead()).number;
   await processed(head);
-  assert.ok(Date.now() - outageFrom >= 6000);
+  assert.ok(head > headBefore, `parentchain blocks were built during the outage (#${headBefore} -> #${head})`);
+  assert.ok(connectionWarnings() > warningsBefore, 'the node lost the parentchain connection (and said so) and recovered');
   assert.equal(await client.balance(eve), before + 2n * UNIT, 'credited exactly once');
   assert.equal(BigInt((await info()).shieldedSupply!), 6n * UNIT);
 });
 
-test('a kill -9 between a burn and its payout leads to exactly one payout', async () => {
+test('a kill -9 after the payout is signed and sent, before it is included, leads to exactly one payout', async () => {
   const bob = await devAccount('//Bob');
   const ferdie = new Keyring({ type: 'sr25519' }).addFromUri('//Ferdie').publicKey;
   const before = (await pc.balance(ferdie)).free;
   await client.unshield(bob, ferdie, UNIT / 2n, {});
-  // The burn is durable in a block; the payout duty runs right after: kill now.
-  await node.kill('SIGKILL');
-  node = await restartNode(node, { slotMs: 300, extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } } });
-  await connectClient();
+  // From here parentchain blocks are built only on demand. A withdrawal is paid once its burn's block
+  // is final (anchored in a finalized parentchain block), so build blocks one at a time (they carry the
+  // node's anchors), each time letting the node import it, until the payout it signs waits in the pool.
+  await chain.pauseBlocks();
+  try {
+    const pooled = await waitFor(async () => {
+      // Look for the payout before building a block: a block built while it is in the pool would include it.
+      const found = await waitFor(async () => {
+        const p = await pooledPayouts(ferdie);
+        return p.length > 0 ? p : undefined;
+      }, 'a payout in the pool', 5_000, 100).catch(() => undefined);
+      if (found) return found;
+      const n = await chain.newBlock();
+      await waitFor(async () => (await processedNumber()) >= n, `the node at parentchain #${n}`, 30_000, 100);
+      return undefined;
+    }, 'the payout signed and waiting in the pool', 120_000, 0);
+    await node.kill('SIGKILL');
+    // Where the kill landed: the payout is signed and submitted, and not in any block.
+    assert.equal(pooled.length, 1, 'one payout signed');
+    assert.deepEqual(await pooledPayouts(ferdie), pooled, 'the payout still waits in the pool after the kill');
+    assert.equal((await pc.balance(ferdie)).free, before, 'not paid yet');
+    node = await restartNode(node, { slotMs: 300, extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } } });
+    await connectClient();
+    assert.equal((await info()).unpaidWithdrawals, 1, 'the restarted node still owes the withdrawal');
+    assert.deepEqual(await pooledPayouts(ferdie), pooled, 'the restarted node did not sign another payout');
+  } finally {
+    await chain.resumeBlocks();
+  }
   await waitFor(async () => (await pc.balance(ferdie)).free > before, 'the payout', 180_000, 500);
   await waitFor(async () => (await info()).unpaidWithdrawals === 0, 'withdrawal settled', 60_000, 250);
   // Give a duplicate every chance to show up: a few more parentchain blocks.

@@ -21,7 +21,7 @@ import { decodeExact } from '../../src/protocol/wire.ts';
 import {
   cleanupTempDirs, createEnclaveKeys, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, startTestPeer, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';
-import { concatBytes, fromHex } from '../../src/protocol/bytes.ts';
+import { concatBytes, fromHex, toHex } from '../../src/protocol/bytes.ts';
 
 const N = 4;
 const SLOT_MS = 400;
@@ -440,6 +440,20 @@ test('a validateer that leaves (`validateer leave`, node stopped) is dropped fro
     for (const key of departed.stateKeys.values()) {
       assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b.header.number)), null, 'no key of the departed enclave opens the transitions');
     }
+    // The node was stopped before the epoch began, so its key file proves little by itself: the block
+    // that began the epoch wraps the new key for the remaining members only.
+    const rotation = await waitFor(async () => {
+      for (let n = head.number; n > Math.max(0, head.number - 200); n -= 16) {
+        const from = Math.max(1, n - 15);
+        const blocks = (await peer.requestBlocksByRange(target.peerId, from, n - from + 1)).map((x) => decodeExact(SignedBlock, x, 'block'));
+        const found = blocks.find((x) => x.body.rotation?.keyId === t.keyId);
+        if (found) return found.body.rotation!;
+      }
+      return undefined;
+    }, `the block that began epoch ${t.keyId}`, 30_000, 500);
+    const recipients = rotation.wraps.map((w) => toHex(w.member));
+    assert.ok(!recipients.includes(keys[i].toLowerCase()), 'the departed member is not a recipient of the new key');
+    assert.deepEqual([...recipients].sort(), keys.slice(0, i).map((k) => k.toLowerCase()).sort(), 'every remaining member is');
   } finally {
     await peer.stop();
   }

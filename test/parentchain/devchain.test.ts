@@ -169,3 +169,19 @@ test('an RPC outage: blocks go on, the scanner resumes without missing or repeat
   assert.ok(numbers.includes(headDuringOutage));
   assert.equal(ours, 1, 'the remark was included exactly once');
 });
+
+test('paused block production keeps a submitted extrinsic in the pool until a block is built', async () => {
+  const head = await chain.pauseBlocks();
+  try {
+    const submitted = pc.submit(alice, { kind: 'remark', remark: Uint8Array.of(7, 7, 7) });
+    await waitFor(async () => (await pc.api.rpc.author.pendingExtrinsics()).length === 1, 'the extrinsic in the pool', 30_000, 100);
+    assert.equal((await pc.finalizedHead()).number, head, 'no block was built while paused');
+    assert.equal(await chain.newBlock(), head + 1);
+    const r = await submitted;
+    assert.equal(r.blockNumber, head + 1);
+    assert.equal((await pc.api.rpc.author.pendingExtrinsics()).length, 0);
+  } finally {
+    await chain.resumeBlocks();
+  }
+  await waitFor(async () => (await pc.finalizedHead()).number > head + 1, 'blocks on the timer again', 30_000, 100);
+});

@@ -1,0 +1,307 @@
+// The parentchain driver against a fake Parentchain port and a fake enclave (both in memory): it hands
+// finalized blocks to the enclave in batches and in order, restarts from the enclave's verified head
+// after a failed import, sends the extrinsics the enclave asks for (signed by the enclave) once, and
+// anchors every anchorInterval-th block.
+import { afterEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ParentchainDriver, type EnclaveCalls, type ParentchainDriverOptions } from '../../src/parentchain/driver.ts';
+import type {
+  CallSpec, ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainHeader, ScanOptions, SubmitResult,
+} from '../../src/parentchain/api.ts';
+import type { Method, Params, Result } from '../../src/enclave/boundary/api.ts';
+import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
+import { createLogger } from '../../src/node/logger.ts';
+import { MESSAGE_MAGIC } from '../../src/protocol/parentchain-messages.ts';
+import { concatBytes, same } from '../../src/protocol/bytes.ts';
+import { ValidateerError, hasCode } from '../../src/protocol/errors.ts';
+
+const SHARD = new Uint8Array(32).fill(0x5a);
+const SIGNING_KEY = new Uint8Array(32).fill(0xe1);
+const SIGNATURE = new Uint8Array(64).fill(0x51);
+
+/** A header whose encoding is just its number (4 bytes LE), so the fake enclave can read it back. */
+function header(number: number): ParentchainHeader {
+  const encoded = new Uint8Array(4);
+  new DataView(encoded.buffer).setUint32(0, number, true);
+  return {
+    number, hash: new Uint8Array(32).fill(number + 1), parentHash: new Uint8Array(32).fill(number),
+    stateRoot: new Uint8Array(32), extrinsicsRoot: new Uint8Array(32), encoded,
+  };
+}
+const numberOf = (encoded: Uint8Array) => new DataView(encoded.buffer, encoded.byteOffset).getUint32(0, true);
+
+/** Block n; `remark` puts one signed extrinsic in it (a system.remark with these bytes). */
+function block(number: number, remark?: Uint8Array): ParentchainBlock {
+  const raw = remark ? [concatBytes(Uint8Array.of(0xaa), remark)] : [];
+  const extrinsics = remark
+    ? [{ index: 0, hash: new Uint8Array(32), encoded: raw[0], signer: new Uint8Array(32).fill(3), success: true, events: [],
+      call: { pallet: 'system', method: 'remarkWithEvent', args: {}, remark } }]
+    : [];
+  return { header: header(number), raw, extrinsics, events: [] };
+}
+
+/** A chain of finalized blocks 0..head; new ones are appended by finalize(). Scans deliver in order. */
+class FakeParentchain implements Parentchain {
+  readonly blocks: ParentchainBlock[] = [block(0)];
+  readonly scans: { from: number; fromParentHash?: Uint8Array }[] = [];
+  readonly submitted: { signer: ExtrinsicSigner; callData: Uint8Array; signature: Uint8Array }[] = [];
+  /** While set, submissions wait for it (an extrinsic sitting in the pool). */
+  hold: Promise<void> | null = null;
+  readonly #waiters = new Set<() => void>();
+  readonly #headListeners = new Set<(h: ParentchainHeader) => void>();
+
+  finalize(b: ParentchainBlock): void {
+    assert.equal(b.header.number, this.blocks.length);
+    this.blocks.push(b);
+    for (const wake of this.#waiters) wake();
+    for (const cb of this.#headListeners) cb(b.header);
+  }
+
+  genesisHash() { return this.blocks[0].header.hash; }
+  ss58Prefix() { return 42; }
+  async finalizedHead() { return this.blocks.at(-1)!.header; }
+  async subscribeFinalizedHeads(cb: (h: ParentchainHeader) => void) {
+    this.#headListeners.add(cb);
+    return () => void this.#headListeners.delete(cb);
+  }
+  async header(at: number | Uint8Array) {
+    return typeof at === 'number' ? this.blocks[at]?.header : this.blocks.find((b) => same(b.header.hash, at))?.header;
+  }
+  async blockHash(number: number) { return this.blocks[number]?.header.hash; }
+  async block(hash: Uint8Array) {
+    const found = this.blocks.find((b) => same(b.header.hash, hash));
+    if (!found) throw new ValidateerError('PARENTCHAIN_MISSING_BLOCK', 'no such block');
+    return found;
+  }
+
+  scanFinalized(fromNumber: number, onBlock: (b: ParentchainBlock) => Promise<void> | void, options: ScanOptions = {}): FinalizedScanner {
+    this.scans.push({ from: fromNumber, ...(options.fromParentHash ? { fromParentHash: options.fromParentHash } : {}) });
+    let next = fromNumber;
+    let stopped = false;
+    let wake: (() => void) | undefined;
+    const done = (async () => {
+      while (!stopped) {
+        const b = this.blocks[next];
+        if (b) {
+          await onBlock(b); // a throw ends the scan: done rejects, as the real scanner's does
+          next++;
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          this.#waiters.add(resolve);
+        });
+        this.#waiters.delete(wake!);
+      }
+    })();
+    return {
+      get next() { return next; },
+      done,
+      stop: async () => {
+        stopped = true;
+        wake?.();
+        await done.catch(() => undefined);
+      },
+    };
+  }
+
+  async submit(signer: ExtrinsicSigner, call: CallSpec): Promise<SubmitResult> {
+    assert.equal(call.kind, 'raw');
+    const callData = call.kind === 'raw' ? call.callData : new Uint8Array();
+    // The payload a real chain would sign: the call bytes, then the signed extensions.
+    const signature = await signer.sign(concatBytes(callData, Uint8Array.of(0, 1, 2)));
+    await this.hold;
+    this.submitted.push({ signer, callData, signature });
+    return {
+      extrinsicHash: new Uint8Array(32), blockHash: this.blocks.at(-1)!.header.hash, blockNumber: this.blocks.length - 1, index: 1,
+      nonce: this.submitted.length - 1, success: true, events: [], estimatedFee: 1n,
+    };
+  }
+
+  async estimateFee() { return 1n; }
+  async balance() { return { free: 1000n, reserved: 0n, frozen: 0n }; }
+  encodeCall(): Uint8Array { throw new Error('not used by the driver'); }
+  existentialDeposit() { return 10n; }
+  proxyDepositFactor() { return 0n; }
+  callIndices() {
+    const ix = { pallet: 0, call: 0 };
+    return { remarkWithEvent: ix, transferKeepAlive: ix, batchAll: ix, proxy: ix, createPure: ix, addProxy: ix, removeProxy: ix };
+  }
+  async close() {}
+}
+
+type Duty = Result<'parentchainDuties'>['duties'][number];
+
+/** The enclave's parentchain API: a light client that accepts only the next block, and a list of duties. */
+class FakeEnclave implements EnclaveCalls {
+  verified = { number: 0, hash: header(0).hash };
+  /** Every batch the driver handed over, as block numbers. */
+  readonly batches: number[][] = [];
+  /** Relevant extrinsics handed over, by block number. */
+  readonly relevant = new Map<number, number>();
+  readonly signed: Uint8Array[] = [];
+  /** An import that contains this block fails once (e.g. the enclave thread was busy restarting). */
+  failOnceAt: number | null = null;
+  duties: Duty[] = [];
+  anchorsAsked: number[] = [];
+
+  async call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>> {
+    return this.#handle(method, params as never) as Promise<Result<M>>;
+  }
+
+  async #handle(method: Method, params: Record<string, unknown>): Promise<unknown> {
+    switch (method) {
+      case 'parentchainInit':
+      case 'parentchainInfo':
+        return this.#info();
+      case 'parentchainImport': {
+        const blocks = (params as Params<'parentchainImport'>).blocks;
+        const numbers = blocks.map((b) => numberOf(b.header));
+        this.batches.push(numbers);
+        if (this.failOnceAt !== null && numbers.includes(this.failOnceAt)) {
+          this.failOnceAt = null;
+          throw new ValidateerError('PARENTCHAIN_BAD_HEADER', 'import failed');
+        }
+        // A light client: only the block after the verified head extends it.
+        for (const [k, b] of blocks.entries()) {
+          assert.equal(numbers[k], this.verified.number + 1, 'imports continue the verified head');
+          this.verified = { number: numbers[k], hash: header(numbers[k]).hash };
+          if (b.relevant.length > 0) this.relevant.set(numbers[k], b.relevant.length);
+        }
+        return { number: this.verified.number, hash: this.verified.hash, effects: 0, observations: [] };
+      }
+      case 'parentchainDuties':
+        return { duties: this.duties };
+      case 'signExtrinsic':
+        this.signed.push((params as Params<'signExtrinsic'>).payload);
+        return { signature: SIGNATURE };
+      case 'anchorCall': {
+        const n = (params as Params<'anchorCall'>).number;
+        this.anchorsAsked.push(n);
+        return { callData: Uint8Array.of(0xac, n) };
+      }
+      default:
+        throw new Error(`unexpected enclave call ${method}`);
+    }
+  }
+
+  #info(): Result<'parentchainInfo'> {
+    return {
+      number: this.verified.number, hash: this.verified.hash, genesisHash: header(0).hash, members: [], vault: null, reserveFunded: false,
+      vaultProxies: [], lastAnchor: null, dutiesInFlight: [], pendingEffects: 0, shieldedSupply: 0n, unpaidWithdrawals: 0,
+    };
+  }
+}
+
+const OPTIONS: ParentchainDriverOptions = {
+  importBatch: 4, prefetch: 8, anchorInterval: 5, genesisHash: null, checkpoint: null, peerId: 'peer', p2pAddresses: [], shard: SHARD,
+};
+
+let running: ParentchainDriver[] = [];
+afterEach(async () => {
+  await Promise.all(running.map((d) => d.stop()));
+  running = [];
+});
+
+async function startDriver(chain: FakeParentchain, enclave: FakeEnclave, options: Partial<ParentchainDriverOptions> = {}) {
+  const metrics = createMetrics();
+  const driver = new ParentchainDriver({
+    enclave, parentchain: chain, store: { isCanonical: async () => true }, metrics, logger: createLogger({ level: 'silent' }),
+    signingKey: SIGNING_KEY,
+  }, { ...OPTIONS, ...options });
+  running.push(driver);
+  await driver.init();
+  await driver.start();
+  return { driver, metrics };
+}
+
+async function until(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function counter(metrics: Metrics, labels: string): Promise<number> {
+  const line = (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`validateer_parentchain_extrinsics_total{${labels}}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+test('a backlog of finalized blocks goes to the enclave in batches of importBatch, in order; a new head alone', async () => {
+  const chain = new FakeParentchain();
+  for (let n = 1; n <= 20; n++) chain.finalize(block(n, n === 7 ? concatBytes(MESSAGE_MAGIC, Uint8Array.of(1, 2)) : n === 9 ? Uint8Array.of(1, 2) : undefined));
+  const enclave = new FakeEnclave();
+  const { driver } = await startDriver(chain, enclave);
+  await until('block 20 imported', () => enclave.verified.number === 20);
+  assert.deepEqual(chain.scans.map((s) => s.from), [1], 'one scan, from the verified head + 1');
+  assert.ok(same(chain.scans[0].fromParentHash!, header(0).hash), 'the scan checks it continues the verified head');
+  assert.deepEqual(enclave.batches, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]);
+  // Only the extrinsic carrying our message magic is decoded for the enclave; a foreign remark is not.
+  assert.deepEqual([...enclave.relevant], [[7, 1]]);
+  assert.equal(driver.processedNumber, 20);
+
+  chain.finalize(block(21));
+  await until('block 21 imported', () => enclave.verified.number === 21);
+  assert.deepEqual(enclave.batches.at(-1), [21], 'caught up: a new finalized block is imported at once');
+});
+
+test('after a failed import the scan restarts from the enclave\'s verified head; no block is lost or imported twice', async () => {
+  const chain = new FakeParentchain();
+  for (let n = 1; n <= 20; n++) chain.finalize(block(n));
+  const enclave = new FakeEnclave();
+  enclave.failOnceAt = 10;
+  await startDriver(chain, enclave);
+  await until('block 20 imported', () => enclave.verified.number === 20);
+  assert.deepEqual(chain.scans.map((s) => s.from), [1, 9], 'restarted after block 8, the last verified one');
+  assert.ok(same(chain.scans[1].fromParentHash!, header(8).hash));
+  const failed = enclave.batches.findIndex((b) => b.includes(10));
+  assert.deepEqual(enclave.batches[failed], [9, 10, 11, 12], 'the batch that failed');
+  // Everything that was accepted, in order, each once (the light client asserts continuity too).
+  const accepted = enclave.batches.filter((_, i) => i !== failed).flat();
+  assert.deepEqual(accepted, Array.from({ length: 20 }, (_, i) => i + 1));
+});
+
+test('the extrinsics the enclave asks for are signed by the enclave and sent once, also when asked again meanwhile', async () => {
+  const chain = new FakeParentchain();
+  const enclave = new FakeEnclave();
+  const payout: Duty = { key: 'payout:7', callData: Uint8Array.of(9, 9, 9), description: 'pay withdrawal 7' };
+  let release!: () => void;
+  chain.hold = new Promise((r) => (release = r));
+  enclave.duties = [payout];
+  const { driver, metrics } = await startDriver(chain, enclave);
+  await until('the payout signed', () => enclave.signed.length === 1);
+  // The enclave still offers it while the extrinsic waits for inclusion: it must not be sent again.
+  for (let i = 0; i < 5; i++) driver.kickDuties();
+  chain.finalize(block(1)); // an import asks for duties too
+  await until('block 1 imported', () => enclave.verified.number === 1);
+  enclave.duties = []; // from here on the light client has seen it done
+  release();
+  await until('the payout counted', async () => (await counter(metrics, 'call="payout",result="success"')) === 1);
+  driver.kickDuties();
+  assert.equal(chain.submitted.length, 1);
+  assert.equal(enclave.signed.length, 1, 'signed once');
+  const [sent] = chain.submitted;
+  assert.deepEqual(sent.callData, payout.callData, 'the call bytes the enclave built');
+  assert.ok(same(sent.signer.publicKey, SIGNING_KEY), 'sent from the enclave account');
+  assert.ok(same(sent.signature, SIGNATURE), 'with the enclave\'s signature');
+  assert.ok(same(enclave.signed[0].subarray(0, payout.callData.length), payout.callData), 'the enclave signed a payload of its call');
+});
+
+test('every anchorInterval-th committed block is anchored with the call the enclave built', async () => {
+  const chain = new FakeParentchain();
+  const enclave = new FakeEnclave();
+  const { driver, metrics } = await startDriver(chain, enclave);
+  for (let n = 1; n <= 11; n++) driver.blockCommitted(n);
+  await until('two anchors counted', async () => (await counter(metrics, 'call="anchor",result="success"')) === 2);
+  assert.deepEqual(enclave.anchorsAsked, [5, 10]);
+  assert.deepEqual(chain.submitted.map((s) => [...s.callData]), [[0xac, 5], [0xac, 10]]);
+});
+
+test('a parentchain with another genesis than configured is refused with PARENTCHAIN_GENESIS_MISMATCH', async () => {
+  const driver = new ParentchainDriver({
+    enclave: new FakeEnclave(), parentchain: new FakeParentchain(), store: { isCanonical: async () => true }, metrics: createMetrics(),
+    logger: createLogger({ level: 'silent' }), signingKey: SIGNING_KEY,
+  }, { ...OPTIONS, genesisHash: new Uint8Array(32).fill(0xff) });
+  await assert.rejects(driver.init(), (err: unknown) => hasCode(err, 'PARENTCHAIN_GENESIS_MISMATCH'));
+});
