@@ -23,7 +23,7 @@ import { VERSION } from './version.ts';
 import { ParentchainDriver } from '../parentchain/driver.ts';
 import { ShardSecrets } from '../sync/shard-secrets.ts';
 import { terminalProgress } from '../sync/progress.ts';
-import { ValidateerError } from '../protocol/errors.ts';
+import { ValidateerError, codeOf } from '../protocol/errors.ts';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { Lifecycle } from './lifecycle.ts';
 
@@ -77,21 +77,21 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     life.add('provisioning', () => secrets.stop());
 
     // The light client opens before the replay: the registry names which authors' blocks are valid.
-    let sync: ParentchainDriver | null = null;
+    let driver: ParentchainDriver | null = null;
     if (config.parentchain.endpoint) {
       // Loaded on demand: @polkadot/api costs ~230 MB of RSS and a node without a parentchain needs none of it.
       const { connectParentchain } = await import('../parentchain/substrate.ts');
       const pc = await connectParentchain({ endpoint: config.parentchain.endpoint, onWarning: (m) => logger.warn({ detail: m }, 'parentchain connection') });
       life.add('parentchain', () => pc.close());
       const p = config.parentchain;
-      sync = new ParentchainDriver({ enclave, parentchain: pc, store, metrics, logger, signingKey: info.signingKey }, {
+      driver = new ParentchainDriver({ enclave, parentchain: pc, store, metrics, logger, signingKey: info.signingKey }, {
         importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
         genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
         checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
         peerId: network.peerId, p2pAddresses: [], shard,
       });
-      await sync.init();
-      life.add('parentchain-driver', () => sync!.stop());
+      await driver.init();
+      life.add('parentchain-driver', () => driver!.stop());
       logger.info({ endpoint: p.endpoint, genesisHash: toHex(pc.genesisHash()), enclaveAccount: pc.address(info.signingKey) }, 'parentchain connected');
     }
 
@@ -110,9 +110,9 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const chain = new ChainService({
       enclave, store, metrics, logger, relay, signingKey: info.signingKey,
       genesisBalances: () => genesisBalances(config),
-      anchor: () => sync?.lastAnchor ?? null,
+      anchor: () => driver?.lastAnchor ?? null,
       progress: terminalProgress(),
-      isAuthority: (key) => (sync ? sync.everMembers.has(key) || undefined : configured.has(key)),
+      isAuthority: (key) => (driver ? driver.everMembers.has(key) || undefined : configured.has(key)),
       heads,
       onMissingStateKey: () => secrets.refresh(),
     }, {
@@ -125,21 +125,21 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       // A run of the onboarding sync is not yet a head to serve from or to act on.
       if (e.cause === 'syncing' || e.cause === 'bootstrap') return;
       ready = true;
-      if (e.cause === 'authored') sync?.blockCommitted(e.number);
-      else sync?.kickDuties();
-      sync?.refreshFinality();
+      if (e.cause === 'authored') driver?.blockCommitted(e.number);
+      else driver?.kickDuties();
+      driver?.refreshFinality();
     });
     // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to say.
     let secretsReady = (await enclave.call('info', {})).holdsShardSecrets;
     chain.setActive(secretsReady);
-    sync?.onImported(() => chain.parentchainAdvanced());
+    driver?.onImported(() => chain.parentchainAdvanced());
     let ready = false;
     const rpc: RpcServer = await startRpcServer({
       ...config.rpc,
       methods: createMethods({
         enclave, store, relay, metrics, shard, version: `validateer/${VERSION}`, isReady: () => ready,
         network: { peerId: network.peerId, addresses: () => network.addresses(), connectedPeers: () => network.connectedPeers(), ...(config.p2p.devControl ? { setBlocked: (ids: string[]) => network.setBlocked(ids) } : {}) },
-        ...(sync && config.parentchain.endpoint ? { parentchain: { finalized: () => sync.finalized, endpoint: config.parentchain.endpoint } } : {}),
+        ...(driver && config.parentchain.endpoint ? { parentchain: { finalized: () => driver.finalized, endpoint: config.parentchain.endpoint } } : {}),
       }),
       logger,
       onRequest: (method, outcome) => metrics.countRpcRequest(method, outcome),
@@ -158,7 +158,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const slots = new SlotWorker({
       slotDurationMs: config.sidechain.slotDurationMs,
       onSlot: (slot) => chain.onSlot(slot),
-      onError: (err) => logger.error({ code: (err as { code?: string }).code, err: (err as Error).message }, 'slot failed'),
+      onError: (err) => logger.error({ code: codeOf(err), err: err instanceof Error ? err.message : String(err) }, 'slot failed'),
     });
     forwardAcceptedCalls(relay, network, logger);
     await network.start({
@@ -172,10 +172,10 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       blocksByHash: (hashes) => chain.blocksByHash(hashes),
     });
     logger.info({ peerId: network.peerId, addresses: network.addresses() }, 'p2p started');
-    if (sync) {
-      sync.setP2pAddresses(network.addresses());
-      sync.onMembers((members) => network.setPeers(members.flatMap((m) => m.p2pAddresses)));
-      await sync.start();
+    if (driver) {
+      driver.setP2pAddresses(network.addresses());
+      driver.onMembers((members) => network.setPeers(members.flatMap((m) => m.p2pAddresses)));
+      await driver.start();
     }
     if (!secretsReady) {
       // Registration runs as a parentchain duty; provisioning follows once it is final. Then the chain
@@ -193,7 +193,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     life.add('slots', () => slots.stop());
 
     return {
-      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: sync, network,
+      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: driver, network,
       stop: stopAll,
     };
   } catch (err) {

@@ -7,9 +7,10 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from './api.ts';
 import { MESSAGE_MAGIC, isOurRemark } from '../protocol/parentchain-messages.ts';
-import type { Logger } from '../node/logger.ts';
+import type { Logger } from 'pino';
 import { bytesView, same, toHex } from '../protocol/bytes.ts';
 import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
+import { isActiveAt } from '../protocol/membership.ts';
 
 export interface ParentchainDriverOptions {
   importBatch: number;
@@ -204,7 +205,7 @@ export class ParentchainDriver {
 
   private apply(i: Result<'parentchainInfo'>): void {
     for (const m of i.members) this.everMembers.add(toHex(m.signingKey));
-    const active = i.members.filter((m) => m.unregisteredAt === null);
+    const active = i.members.filter((m) => isActiveAt(m, i.number));
     this.others = active.filter((m) => !same(m.signingKey, this.signer.publicKey));
     this.membersListener?.(this.others);
     this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;

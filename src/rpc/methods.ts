@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import { SignedBlock, headerHash } from '../protocol/block.ts';
 import { decodeExact } from '../protocol/wire.ts';
 import { bytesView, fromHex, parseHex, toHex } from '../protocol/bytes.ts';
+import { codeOf } from '../protocol/errors.ts';
 
 /** Application error codes (JSON-RPC reserves -32768..-32000 for itself; these are server errors). */
 export const RpcCodes = {
@@ -145,7 +146,7 @@ export function createMethods(d: MethodDeps): RpcMethods {
         const { reply } = await d.enclave.call('getter', { request });
         return toHex(reply);
       } catch (err) {
-        const code = (err as { code?: string }).code ?? 'INTERNAL';
+        const code = codeOf(err) ?? 'INTERNAL';
         throw new RpcError(RpcCodes.GETTER_FAILED, `getter failed: ${(err as Error).message}`, { code });
       }
     },

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import { genesisBalances } from '../../src/node/from-config.ts';
+import { codeOf } from '../../src/protocol/errors.ts';
 
 test('genesis.balancesFile adds endowments; a bad file is a CONFIG_INVALID naming the file and entry', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'validateer-genesis-'));
@@ -19,7 +20,7 @@ test('genesis.balancesFile adds endowments; a bad file is a CONFIG_INVALID namin
   const bad = join(dir, 'bad.json');
   writeFileSync(bad, JSON.stringify([{ account: key, amount: '42' }, { account: key, amount: '-1' }]));
   const err = await genesisBalances(loadConfig({ env: {}, overrides: { 'genesis.balancesFile': bad } })).catch((e: Error & { code?: string }) => e);
-  assert.equal((err as { code?: string }).code, 'CONFIG_INVALID');
+  assert.equal(codeOf(err), 'CONFIG_INVALID');
   assert.match((err as Error).message, /bad\.json/);
   assert.match((err as Error).message, /1\.amount/);
 

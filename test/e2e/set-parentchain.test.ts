@@ -22,6 +22,7 @@ import {
   cleanupTempDirs, createEnclaveKeys, freePorts, restartNode, runCli, scrapeMetrics, sleep, startNodes, startTestPeer, tempDir, waitFor, type NodeHandle, type StartNodeOptions,
 } from './harness.ts';
 import { concatBytes, fromHex, toHex } from '../../src/protocol/bytes.ts';
+import { codeOf } from '../../src/protocol/errors.ts';
 
 const N = 4;
 const SLOT_MS = 400;
@@ -197,7 +198,7 @@ test('provisioning refusals over libp2p: an unregistered enclave, a forged quote
         await peer.requestProvision(target.peerId, request);
         return 'answered';
       } catch (err) {
-        assert.equal((err as { code?: string }).code, 'P2P_REFUSED', (err as Error).message);
+        assert.equal(codeOf(err), 'P2P_REFUSED', (err as Error).message);
         return /PROVISION_[A-Z_]+/.exec((err as Error).message)?.[0];
       }
     };

@@ -19,6 +19,7 @@ import type { ChainStatus, GossipKind, Network, NetworkLimits, Validation } from
 import { PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE, PROTOCOL_STATUS, ResponseCode, encodeRangeRequest } from '../../src/p2p/codec.ts';
 import { peerKeyPath } from '../../src/p2p/peer-key.ts';
 import type { P2pNode } from '../../src/p2p/factory.ts';
+import { codeOf } from '../../src/protocol/errors.ts';
 
 const SHARD = new Uint8Array(32).fill(0xab);
 const LIMITS: NetworkLimits = { ...DEFAULT_LIMITS, requestTimeoutMs: 3_000 };
@@ -148,7 +149,7 @@ async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
   try {
     await p;
   } catch (err) {
-    return (err as { code?: string }).code;
+    return codeOf(err);
   }
   return undefined;
 }
@@ -362,11 +363,11 @@ test('response frames are cut from any chunking of the bytes; an oversized or cu
   assert.deepEqual((await client.net.requestBlocksByRange(rawId, 0, 3)).map(hex), blocks.map(hex));
   mode = 'oversized';
   const oversized = await client.net.requestBlocksByRange(rawId, 0, 3).catch((e: Error & { code?: string }) => e);
-  assert.equal((oversized as { code?: string }).code, 'P2P_BAD_RESPONSE');
+  assert.equal(codeOf(oversized), 'P2P_BAD_RESPONSE');
   assert.match((oversized as Error).message, /exceeds the limit/);
   mode = 'cut';
   const cut = await client.net.requestBlocksByRange(rawId, 0, 3).catch((e: Error & { code?: string }) => e);
-  assert.equal((cut as { code?: string }).code, 'P2P_BAD_RESPONSE');
+  assert.equal(codeOf(cut), 'P2P_BAD_RESPONSE');
   assert.match((cut as Error).message, /stream closed/);
 });
 

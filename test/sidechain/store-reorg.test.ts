@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { BlockStore, type StoredBlock } from '../../src/sidechain/store.ts';
 import { SignedBlock, headerHash } from '../../src/protocol/block.ts';
 import { sha256 } from '../../src/crypto/primitives.ts';
+import { codeOf } from '../../src/protocol/errors.ts';
 
 const SHARD = new Uint8Array(32).fill(0x55);
 const ZERO32 = new Uint8Array(32);
@@ -260,7 +261,7 @@ test('reorg above no ancestor (-1, replacing genesis) is refused, or leaves no s
       await store.reorg(-1, other);
     } catch (err) {
       accepted = false;
-      assert.equal((err as { code?: string }).code, 'STORE_BAD_REORG');
+      assert.equal(codeOf(err), 'STORE_BAD_REORG');
     }
     if (accepted) {
       await store.append(makeBlock(2, other[1].hash, 'other', []));

@@ -10,6 +10,7 @@ import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../../pr
 import { verifySimulatedQuote } from '../keys/attestation.ts';
 import { addProxyCall, contains, createPureCall, pureProxyAccount, removeProxyCall, transferKeepAliveCall, type CallIndices } from './calls.ts';
 import { concatBytes, same, toHex } from '../../protocol/bytes.ts';
+import { isActiveAt } from '../../protocol/membership.ts';
 
 /** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
 export interface CallTree {
@@ -86,7 +87,7 @@ export class Registry {
 
   /** Members active as of parentchain block `number`, in registration order. */
   activeAt(number: number): Member[] {
-    return this.data.members.filter((m) => m.registeredAt <= number && (m.unregisteredAt === undefined || m.unregisteredAt > number));
+    return this.data.members.filter((m) => isActiveAt(m, number));
   }
 
   isActive(key: Uint8Array, number: number): boolean {

@@ -14,6 +14,7 @@ import { ed25519Generate, ed25519Sign } from '../../../src/crypto/primitives.ts'
 import { slotAt } from '../../../src/protocol/aura.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import type { KeyObject } from 'node:crypto';
+import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
 
 const SHARD = new Uint8Array(32).fill(0x33);
 const OTHER_SHARD = new Uint8Array(32).fill(0x44);
@@ -417,7 +418,7 @@ async function rejectionCode(p: Promise<unknown>): Promise<string | undefined> {
     await p;
     return undefined;
   } catch (err) {
-    return (err as { code?: string }).code;
+    return codeOfError(err);
   }
 }
 
