@@ -12,7 +12,11 @@ export function measureCeiling(n = 6000): { perCore: number; cores: number } {
   const shielding = { keyId: 1, publicKey: key.publicKey };
   const reqs: Uint8Array[] = [];
   // Distinct senders, as in the load.
-  for (let i = 0; i < n; i++) reqs.push(buildTransfer(benchAccount(i), { to: benchAccount(i + 1).publicKey, amount: 1n, nonce: 0 }, shielding, shard).request);
+  for (let i = 0; i < n; i++)
+    reqs.push(
+      buildTransfer(benchAccount(i), { to: benchAccount(i + 1).publicKey, amount: 1n, nonce: 0 }, shielding, shard)
+        .request,
+    );
   const verifier = new CallVerifier({ keyId: 1, secret: key.secretKey, publicKey: key.publicKey });
   for (let i = 0; i < 200; i++) verifier.verify(reqs[i]); // warm up
   const t0 = performance.now();

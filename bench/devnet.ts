@@ -12,15 +12,39 @@ export async function benchDevnetStart(dir: string, log: (s: string) => void): P
   const [rpc, metrics, parentchain] = [await freePort(), await freePort(), await freePort()];
   log('devnet: starting `validateer devnet` and waiting for its first anchored block ...');
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [MAIN, 'devnet', '--data-dir', join(dir, 'devnet'), '--rpc-port', String(rpc), '--metrics-port', String(metrics), '--parentchain-port', String(parentchain), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(
+    process.execPath,
+    [
+      MAIN,
+      'devnet',
+      '--data-dir',
+      join(dir, 'devnet'),
+      '--rpc-port',
+      String(rpc),
+      '--metrics-port',
+      String(metrics),
+      '--parentchain-port',
+      String(parentchain),
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   trackChild(proc);
   let out = '';
-  proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   try {
     const figures = await new Promise<Record<string, number>>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no anchored block within 180 s:\n${out.slice(-2000)}`)), 180_000);
+      const timer = setTimeout(
+        () => reject(new Error(`no anchored block within 180 s:\n${out.slice(-2000)}`)),
+        180_000,
+      );
       let runningAt = 0;
       proc.stdout.on('data', () => {
         if (!runningAt && out.includes('validateer devnet running')) runningAt = performance.now();

@@ -15,10 +15,19 @@ import { fromHex } from '../src/protocol/bytes.ts';
 const SHARD = new Uint8Array(32).fill(0x11);
 const BATCH = 2000;
 
-export async function benchEnclave(o: { accounts: number; calls: number; log: (m: string) => void }): Promise<Record<string, number>> {
+export async function benchEnclave(o: {
+  accounts: number;
+  calls: number;
+  log: (m: string) => void;
+}): Promise<Record<string, number>> {
   const dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'validateer-bench-enclave-')));
   const init = (dataDir: string, authorities: Uint8Array[]): EnclaveOptions => ({
-    dataDir, shard: SHARD, workers: 2, pool: { maxPending: 200_000, maxNonceAhead: 1024, futureTtlMs: 60_000 }, authorities, devShardSecrets: true,
+    dataDir,
+    shard: SHARD,
+    workers: 2,
+    pool: { maxPending: 200_000, maxNonceAhead: 1024, futureTtlMs: 60_000 },
+    authorities,
+    devShardSecrets: true,
   });
   // The signing keys are made by a first open; then both open knowing the set (slot s is authorities[s mod 2]'s).
   const keys: Uint8Array[] = [];
@@ -31,16 +40,29 @@ export async function benchEnclave(o: { accounts: number; calls: number; log: (m
   // The crypto threads are unref'd: keep the process alive while waiting for them.
   const keepAlive = setInterval(() => {}, 1000);
   try {
-    const genesis = author.genesis(benchPublicKeys(o.accounts).map((account) => ({ account, amount: 1_000_000_000n })), Date.now());
+    const genesis = author.genesis(
+      benchPublicKeys(o.accounts).map((account) => ({ account, amount: 1_000_000_000n })),
+      Date.now(),
+    );
     other.commit(other.importBlock(genesis.block, Date.now()).hash);
     const info = author.info();
     o.log(`enclave: pre-signing ${o.calls} transfers ...`);
-    const requests = benchTransfers({ calls: o.calls, senders: Math.max(1, Math.floor(o.calls / 20)), accounts: o.accounts, key: { keyId: info.shieldingKeyId, publicKey: info.shieldingKey }, shard: SHARD }).map(fromHex);
-    const threadUs = () => { const u = process.threadCpuUsage(); return u.user + u.system; };
+    const requests = benchTransfers({
+      calls: o.calls,
+      senders: Math.max(1, Math.floor(o.calls / 20)),
+      accounts: o.accounts,
+      key: { keyId: info.shieldingKeyId, publicKey: info.shieldingKey },
+      shard: SHARD,
+    }).map(fromHex);
+    const threadUs = () => {
+      const u = process.threadCpuUsage();
+      return u.user + u.system;
+    };
     // The first quarter warms the JIT up; the rest is measured.
     const warm = Math.floor(requests.length / 4);
     const us = { admit: 0, block: 0, forwarded: 0, import: 0 };
-    let calls = 0, slot = 0n;
+    let calls = 0,
+      slot = 0n;
     for (let k = 0; k < requests.length; k += BATCH) {
       const measured = k >= warm;
       const batch = requests.slice(k, k + BATCH);
@@ -56,8 +78,15 @@ export async function benchEnclave(o: { accounts: number; calls: number; log: (m
       other.commit(other.importBlock(p.block, Date.now()).hash);
       const t4 = threadUs();
       const admitted = results.filter((r) => r.status !== 'invalid').length;
-      const ok = admitted === results.length && p.included.length === admitted && accepted.every((r) => r.status !== 'invalid') && other.status().poolSize === 0;
-      if (!ok) throw new Error(`enclave bench: ${admitted} of ${results.length} admitted, ${p.included.length} included, other pool ${other.status().poolSize}`);
+      const ok =
+        admitted === results.length &&
+        p.included.length === admitted &&
+        accepted.every((r) => r.status !== 'invalid') &&
+        other.status().poolSize === 0;
+      if (!ok)
+        throw new Error(
+          `enclave bench: ${admitted} of ${results.length} admitted, ${p.included.length} included, other pool ${other.status().poolSize}`,
+        );
       if (!measured) continue;
       us.admit += t1 - t0;
       us.forwarded += t2 - t1;

@@ -4,12 +4,32 @@
 // connection i goes to urls[i % urls.length]; every connection takes the next batch as its window frees.
 import WebSocket from 'ws';
 
-export interface LoadResult { submittedPerUrl: number[]; invalidCodes: Map<string, number>; submitted: number; included: number; invalid: number; rpcErrors: number; seconds: number; callsPerSecond: number; latencyMs: { p50: number; p99: number }; cpuSeconds: number }
+export interface LoadResult {
+  submittedPerUrl: number[];
+  invalidCodes: Map<string, number>;
+  submitted: number;
+  included: number;
+  invalid: number;
+  rpcErrors: number;
+  seconds: number;
+  callsPerSecond: number;
+  latencyMs: { p50: number; p99: number };
+  cpuSeconds: number;
+}
 
-export async function runLoad(url: string | string[], requests: string[], opts: { connections: number; batch: number; window: number; timeoutMs: number }): Promise<LoadResult> {
+export async function runLoad(
+  url: string | string[],
+  requests: string[],
+  opts: { connections: number; batch: number; window: number; timeoutMs: number },
+): Promise<LoadResult> {
   const sentAt = new Map<string, number>();
   const latencies: number[] = [];
-  let included = 0, invalid = 0, rpcErrors = 0, next = 0, firstSend = 0, lastInclusion = 0;
+  let included = 0,
+    invalid = 0,
+    rpcErrors = 0,
+    next = 0,
+    firstSend = 0,
+    lastInclusion = 0;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   const settled = () => included + invalid + rpcErrors >= requests.length && resolveDone();
@@ -17,11 +37,17 @@ export async function runLoad(url: string | string[], requests: string[], opts: 
   const invalidCodes = new Map<string, number>();
   const urls = Array.isArray(url) ? url : [url];
   const submittedPerUrl = urls.map(() => 0);
-  const sockets = await Promise.all(Array.from({ length: opts.connections }, (_, c) => new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(urls[c % urls.length], { maxPayload: 64 << 20 });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  })));
+  const sockets = await Promise.all(
+    Array.from(
+      { length: opts.connections },
+      (_, c) =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(urls[c % urls.length], { maxPayload: 64 << 20 });
+          ws.once('open', () => resolve(ws));
+          ws.once('error', reject);
+        }),
+    ),
+  );
 
   let id = 0;
   const sendBatch = (ws: WebSocket, inflight: { n: number }, u: number) => {
@@ -32,7 +58,15 @@ export async function runLoad(url: string | string[], requests: string[], opts: 
       const now = performance.now();
       if (!firstSend) firstSend = now;
       const ids = chunk.map(() => ++id);
-      ws.send('[' + chunk.map((hex, i) => `{"jsonrpc":"2.0","id":${ids[i]},"method":"author_submitAndWatchCall","params":["${hex}"]}`).join(',') + ']');
+      ws.send(
+        '[' +
+          chunk
+            .map(
+              (hex, i) => `{"jsonrpc":"2.0","id":${ids[i]},"method":"author_submitAndWatchCall","params":["${hex}"]}`,
+            )
+            .join(',') +
+          ']',
+      );
       for (let i = 0; i < chunk.length; i++) sentAt.set(String(ids[i]), now);
       inflight.n++;
     }
@@ -89,7 +123,19 @@ export async function runLoad(url: string | string[], requests: string[], opts: 
   const cpu = process.cpuUsage(cpuStart);
   for (const ws of sockets) ws.terminate();
   latencies.sort((a, b) => a - b);
-  const pct = (q: number) => latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN;
+  const pct = (q: number) =>
+    latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : NaN;
   const seconds = (lastInclusion - firstSend) / 1000;
-  return { submittedPerUrl, invalidCodes, submitted: next, included, invalid, rpcErrors, seconds, callsPerSecond: included / seconds, latencyMs: { p50: pct(0.5), p99: pct(0.99) }, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+  return {
+    submittedPerUrl,
+    invalidCodes,
+    submitted: next,
+    included,
+    invalid,
+    rpcErrors,
+    seconds,
+    callsPerSecond: included / seconds,
+    latencyMs: { p50: pct(0.5), p99: pct(0.99) },
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
 }

@@ -89,16 +89,25 @@ interface NodeProc {
   stop(): Promise<void>;
 }
 
-async function spawnNode(dir: string, name: string, config: Record<string, unknown>, profile: boolean): Promise<NodeProc> {
+async function spawnNode(
+  dir: string,
+  name: string,
+  config: Record<string, unknown>,
+  profile: boolean,
+): Promise<NodeProc> {
   mkdirSync(dir, { recursive: true });
   const rpcPort = await freePort();
   const metricsPort = await freePort();
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({ ...config, rpc: { port: rpcPort }, metrics: { port: metricsPort } }));
-  const flags = profile && process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  const flags =
+    profile && process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
   flags.push(...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []));
   const spawnedAt = Date.now();
-  const proc = spawn(process.execPath, [...flags, MAIN, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: nodeProcessEnv() });
+  const proc = spawn(process.execPath, [...flags, MAIN, 'run', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: nodeProcessEnv(),
+  });
   trackChild(proc);
   const logFile = createWriteStream(join(dir, 'node.log'));
   const lines: LogLine[] = [];
@@ -123,34 +132,65 @@ async function spawnNode(dir: string, name: string, config: Record<string, unkno
   });
   proc.once('exit', () => logFile.end());
   return {
-    name, proc, rpcUrl: `ws://127.0.0.1:${rpcPort}`, metricsUrl: `http://127.0.0.1:${metricsPort}`, spawnedAt, lines, warnings,
+    name,
+    proc,
+    rpcUrl: `ws://127.0.0.1:${rpcPort}`,
+    metricsUrl: `http://127.0.0.1:${metricsPort}`,
+    spawnedAt,
+    lines,
+    warnings,
     stop: () => stopProcess(proc),
   };
 }
 
-const tail = (n: NodeProc) => n.lines.slice(-6).map((l) => JSON.stringify(l)).join('\n');
+const tail = (n: NodeProc) =>
+  n.lines
+    .slice(-6)
+    .map((l) => JSON.stringify(l))
+    .join('\n');
 
 async function waitReady(n: NodeProc, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (n.proc.exitCode !== null || n.proc.signalCode !== null) throw new Error(`${n.name} exited during start:\n${tail(n)}`);
+    if (n.proc.exitCode !== null || n.proc.signalCode !== null)
+      throw new Error(`${n.name} exited during start:\n${tail(n)}`);
     if (Date.now() > deadline) throw new Error(`${n.name} not ready after ${timeoutMs} ms:\n${tail(n)}`);
     try {
       if ((await fetch(`${n.metricsUrl}/health/ready`)).status === 200) return;
-    } catch { /* not listening yet */ }
+    } catch {
+      /* not listening yet */
+    }
     await sleep(200);
   }
 }
 
 const findLine = (n: NodeProc, msg: string) => n.lines.find((l) => l.msg === msg);
 
-interface CpuCut { at: number; joiner: number; servers: number[]; self: number; busy: number }
+interface CpuCut {
+  at: number;
+  joiner: number;
+  servers: number[];
+  self: number;
+  busy: number;
+}
 function cpuCut(j: NodeProc, servers: NodeProc[]): CpuCut {
   const u = process.cpuUsage();
-  return { at: performance.now(), joiner: cpuSeconds(j.proc.pid!), servers: servers.map((s) => cpuSeconds(s.proc.pid!)), self: (u.user + u.system) / 1e6, busy: machineBusySeconds() };
+  return {
+    at: performance.now(),
+    joiner: cpuSeconds(j.proc.pid!),
+    servers: servers.map((s) => cpuSeconds(s.proc.pid!)),
+    self: (u.user + u.system) / 1e6,
+    busy: machineBusySeconds(),
+  };
 }
 
-interface Header { hash: string; number: number; slot: number; author: string; timestampMs: number }
+interface Header {
+  hash: string;
+  number: number;
+  slot: number;
+  author: string;
+  timestampMs: number;
+}
 
 /** All servers meshed, and the same block at the lowest head. */
 async function converged(rpcs: RpcClient[], timeoutMs: number): Promise<Header> {
@@ -170,15 +210,50 @@ async function converged(rpcs: RpcClient[], timeoutMs: number): Promise<Header> 
 
 // ---------- the chain, generated offline ----------
 
-interface Generated { ms: number; blocks: number; calls: number; activeBlocks: number; buildMs: number; submitMs: number; proposeMs: number; storeMs: number; lastSlot: number }
+interface Generated {
+  ms: number;
+  blocks: number;
+  calls: number;
+  activeBlocks: number;
+  buildMs: number;
+  submitMs: number;
+  proposeMs: number;
+  storeMs: number;
+  lastSlot: number;
+}
 
 /** Genesis plus `blocks` blocks by G in its slots, in the past, stored in G's block store. */
-async function generateChain(o: { dataDir: string; shard: Uint8Array; authorities: Uint8Array[]; slotMs: number; blocks: number; log: (s: string) => void }): Promise<Generated> {
+async function generateChain(o: {
+  dataDir: string;
+  shard: Uint8Array;
+  authorities: Uint8Array[];
+  slotMs: number;
+  blocks: number;
+  log: (s: string) => void;
+}): Promise<Generated> {
   const started = performance.now();
   const n = o.authorities.length;
-  const core = EnclaveCore.open({ dataDir: o.dataDir, shard: o.shard, workers: availableParallelism(), pool: POOL, authorities: o.authorities, devShardSecrets: true, slotDurationMs: o.slotMs });
+  const core = EnclaveCore.open({
+    dataDir: o.dataDir,
+    shard: o.shard,
+    workers: availableParallelism(),
+    pool: POOL,
+    authorities: o.authorities,
+    devShardSecrets: true,
+    slotDurationMs: o.slotMs,
+  });
   const store = await BlockStore.open(join(o.dataDir, 'chain'));
-  const g: Generated = { ms: 0, blocks: o.blocks, calls: 0, activeBlocks: 0, buildMs: 0, submitMs: 0, proposeMs: 0, storeMs: 0, lastSlot: 0 };
+  const g: Generated = {
+    ms: 0,
+    blocks: o.blocks,
+    calls: 0,
+    activeBlocks: 0,
+    buildMs: 0,
+    submitMs: 0,
+    proposeMs: 0,
+    storeMs: 0,
+    lastSlot: 0,
+  };
   try {
     const info = core.info();
     if (!same(info.signingKey, o.authorities[0])) throw new Error('the generator is not authorities[0]');
@@ -187,7 +262,10 @@ async function generateChain(o: { dataDir: string; shard: Uint8Array; authoritie
     let base = Math.floor(Date.now() / o.slotMs) - n * o.blocks - 100;
     base -= base % n;
     const recipients = benchPublicKeys(ACCOUNTS);
-    const genesis = core.genesis(recipients.map((account) => ({ account, amount: 1_000_000_000n })), base * o.slotMs);
+    const genesis = core.genesis(
+      recipients.map((account) => ({ account, amount: 1_000_000_000n })),
+      base * o.slotMs,
+    );
     await store.append({ number: 0, hash: genesis.hash, bytes: genesis.block, callHashes: [] });
     const senders = Array.from({ length: ACCOUNTS }, (_, i) => benchAccount(i));
     const nonces = new Array<number>(ACCOUNTS).fill(0);
@@ -200,7 +278,8 @@ async function generateChain(o: { dataDir: string; shard: Uint8Array; authoritie
       pending = [];
     };
     for (let i = 1; i <= o.blocks; i++) {
-      const slot = base + n * i, ts = slot * o.slotMs;
+      const slot = base + n * i,
+        ts = slot * o.slotMs;
       let expected = 0;
       if (i % ACTIVE_EVERY === 0) {
         let t = performance.now();
@@ -220,10 +299,18 @@ async function generateChain(o: { dataDir: string; shard: Uint8Array; authoritie
       }
       const t = performance.now();
       const p = core.propose({ slot: BigInt(slot), timestampMs: ts, maxCalls: 20000 });
-      if (p.included.length !== expected || p.rejected.length > 0) throw new Error(`block ${p.number}: ${p.included.length} of ${expected} calls included, ${p.rejected.length} rejected`);
+      if (p.included.length !== expected || p.rejected.length > 0)
+        throw new Error(
+          `block ${p.number}: ${p.included.length} of ${expected} calls included, ${p.rejected.length} rejected`,
+        );
       core.commit(p.hash);
       g.proposeMs += performance.now() - t;
-      pending.push({ number: p.number, hash: p.hash, bytes: p.block, callHashes: p.included.map((h) => Buffer.from(h, 'hex')) });
+      pending.push({
+        number: p.number,
+        hash: p.hash,
+        bytes: p.block,
+        callHashes: p.included.map((h) => Buffer.from(h, 'hex')),
+      });
       g.calls += expected;
       if (expected > 0) g.activeBlocks++;
       g.lastSlot = slot;
@@ -242,20 +329,45 @@ async function generateChain(o: { dataDir: string; shard: Uint8Array; authoritie
 // ---------- the breakdown ----------
 
 /** The whole chain from the servers, by one in-process libp2p node: blocks-by-range, `perPeer` requests in flight per server, nothing applied. */
-async function fetchAlone(dir: string, shard: Uint8Array, bootstrap: string[], servers: number, target: number, batch: number, perPeer: number): Promise<{ ms: number; blocks: number; peers: number }> {
+async function fetchAlone(
+  dir: string,
+  shard: Uint8Array,
+  bootstrap: string[],
+  servers: number,
+  target: number,
+  batch: number,
+  perPeer: number,
+): Promise<{ ms: number; blocks: number; peers: number }> {
   const network = await createNetwork({
-    dataDir: dir, shard, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, logger: createLogger({ level: 'silent' }),
-    limits: { maxConnections: 64, maxGossipBytes: 8 << 20, maxRequestBytes: 4096, maxResponseBytes: 32 << 20, maxBlocksPerRequest: batch, requestTimeoutMs: 10_000, requestsPerSecond: 50 },
+    dataDir: dir,
+    shard,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap,
+    logger: createLogger({ level: 'silent' }),
+    limits: {
+      maxConnections: 64,
+      maxGossipBytes: 8 << 20,
+      maxRequestBytes: 4096,
+      maxResponseBytes: 32 << 20,
+      maxBlocksPerRequest: batch,
+      requestTimeoutMs: 10_000,
+      requestsPerSecond: 50,
+    },
   });
   const zero = new Uint8Array(32);
   await network.start({
-    onBlock: async () => 'ignore', onCall: async () => 'ignore', status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
-    onPeerStatus: () => undefined, blocksByRange: async () => [], blocksByHash: async () => [],
+    onBlock: async () => 'ignore',
+    onCall: async () => 'ignore',
+    status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
+    onPeerStatus: () => undefined,
+    blocksByRange: async () => [],
+    blocksByHash: async () => [],
   });
   try {
     const deadline = Date.now() + 30_000;
     while (network.connectedPeers().length < servers) {
-      if (Date.now() > deadline) throw new Error(`fetch probe: ${network.connectedPeers().length} of ${servers} servers connected after 30 s`);
+      if (Date.now() > deadline)
+        throw new Error(`fetch probe: ${network.connectedPeers().length} of ${servers} servers connected after 30 s`);
       await sleep(100);
     }
     const peers = network.connectedPeers();
@@ -263,27 +375,47 @@ async function fetchAlone(dir: string, shard: Uint8Array, bootstrap: string[], s
     for (let s = 0; s <= target; s += batch) ranges.push({ start: s, count: Math.min(batch, target - s + 1) });
     let blocks = 0;
     const started = performance.now();
-    await Promise.all(peers.flatMap((peer) => Array.from({ length: perPeer }, async () => {
-      for (let r = ranges.shift(); r; r = ranges.shift()) {
-        const got = await network.requestBlocksByRange(peer, r.start, r.count);
-        if (got.length !== r.count) throw new Error(`fetch probe: ${got.length} blocks for #${r.start}+${r.count}`);
-        blocks += got.length;
-      }
-    })));
+    await Promise.all(
+      peers.flatMap((peer) =>
+        Array.from({ length: perPeer }, async () => {
+          for (let r = ranges.shift(); r; r = ranges.shift()) {
+            const got = await network.requestBlocksByRange(peer, r.start, r.count);
+            if (got.length !== r.count) throw new Error(`fetch probe: ${got.length} blocks for #${r.start}+${r.count}`);
+            blocks += got.length;
+          }
+        }),
+      ),
+    );
     return { ms: performance.now() - started, blocks, peers: peers.length };
   } finally {
     await network.stop();
   }
 }
 
-interface ApplyAlone { batches: number; blocks: number; importMs: number; importMaxMs: number; describeMs: number; appendMs: number; appendMaxMs: number; coreMs: number }
+interface ApplyAlone {
+  batches: number;
+  blocks: number;
+  importMs: number;
+  importMaxMs: number;
+  describeMs: number;
+  appendMs: number;
+  appendMaxMs: number;
+  coreMs: number;
+}
 
 /**
  * The onboarding applier's work without the network: G's blocks, batch by batch, through the enclave
  * host (worker thread, zod-checked messages, as in the node) and into a fresh block store. Then the
  * same blocks through an EnclaveCore in this thread (no messaging), for the enclave's own share.
  */
-async function applyAlone(dir: string, source: string, shard: Uint8Array, authorities: Uint8Array[], slotMs: number, batch: number): Promise<ApplyAlone> {
+async function applyAlone(
+  dir: string,
+  source: string,
+  shard: Uint8Array,
+  authorities: Uint8Array[],
+  slotMs: number,
+  batch: number,
+): Promise<ApplyAlone> {
   const src = await BlockStore.open(join(source, 'chain'));
   const chunks: Uint8Array[][] = [];
   try {
@@ -291,10 +423,25 @@ async function applyAlone(dir: string, source: string, shard: Uint8Array, author
   } finally {
     await src.close();
   }
-  const r: ApplyAlone = { batches: chunks.length, blocks: sum(chunks.map((c) => c.length)), importMs: 0, importMaxMs: 0, describeMs: 0, appendMs: 0, appendMaxMs: 0, coreMs: 0 };
+  const r: ApplyAlone = {
+    batches: chunks.length,
+    blocks: sum(chunks.map((c) => c.length)),
+    importMs: 0,
+    importMaxMs: 0,
+    describeMs: 0,
+    appendMs: 0,
+    appendMaxMs: 0,
+    coreMs: 0,
+  };
   const hostDir = join(dir, 'host');
   const enclave = await Enclave.start({
-    dataDir: hostDir, shard, workers: configSchema.parse({}).enclave.workers, pool: POOL, authorities, slotDurationMs: slotMs, devShardSecrets: true,
+    dataDir: hostDir,
+    shard,
+    workers: configSchema.parse({}).enclave.workers,
+    pool: POOL,
+    authorities,
+    slotDurationMs: slotMs,
+    devShardSecrets: true,
   });
   const store = await BlockStore.open(join(hostDir, 'chain'));
   try {
@@ -302,9 +449,15 @@ async function applyAlone(dir: string, source: string, shard: Uint8Array, author
       let t = performance.now();
       const res = await enclave.call('importBlocks', { blocks, nowMs: Date.now() });
       const importMs = performance.now() - t;
-      if (res.failure || res.imported.length !== blocks.length) throw new Error(`apply probe: importBlocks failed: ${JSON.stringify(res.failure)}`);
+      if (res.failure || res.imported.length !== blocks.length)
+        throw new Error(`apply probe: importBlocks failed: ${JSON.stringify(res.failure)}`);
       t = performance.now();
-      const applied = blocks.map((bytes, i) => ({ number: res.imported[i].number, hash: res.imported[i].hash, bytes, callHashes: describeBlock(bytes, null, null).block.callHashes }));
+      const applied = blocks.map((bytes, i) => ({
+        number: res.imported[i].number,
+        hash: res.imported[i].hash,
+        bytes,
+        callHashes: describeBlock(bytes, null, null).block.callHashes,
+      }));
       r.describeMs += performance.now() - t;
       t = performance.now();
       await store.appendMany(applied);
@@ -318,7 +471,15 @@ async function applyAlone(dir: string, source: string, shard: Uint8Array, author
     await store.close();
     await enclave.close();
   }
-  const core = EnclaveCore.open({ dataDir: join(dir, 'core'), shard, workers: availableParallelism(), pool: POOL, authorities, slotDurationMs: slotMs, devShardSecrets: true });
+  const core = EnclaveCore.open({
+    dataDir: join(dir, 'core'),
+    shard,
+    workers: availableParallelism(),
+    pool: POOL,
+    authorities,
+    slotDurationMs: slotMs,
+    devShardSecrets: true,
+  });
   try {
     const t = performance.now();
     for (const blocks of chunks) {
@@ -356,17 +517,35 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
   const dataDir = (name: string) => join(root, name, 'data');
 
   log('onboarding: enclave keys of G (generator), S1..S3 (servers) and J (joiner), dev shard secrets ...');
-  const keys = await Promise.all(names.map(async (name) => {
-    const core = EnclaveCore.open({ dataDir: dataDir(name), shard, workers: 1, pool: POOL, authorities: [], devShardSecrets: true });
-    const k = core.info().signingKey;
-    await core.close();
-    return k;
-  }));
+  const keys = await Promise.all(
+    names.map(async (name) => {
+      const core = EnclaveCore.open({
+        dataDir: dataDir(name),
+        shard,
+        workers: 1,
+        pool: POOL,
+        authorities: [],
+        devShardSecrets: true,
+      });
+      const k = core.info().signingKey;
+      await core.close();
+      return k;
+    }),
+  );
   const authorities = keys.map(toHex);
   const joinerKey = authorities[4].toLowerCase();
 
-  log(`onboarding: generating ${o.blocks} blocks by G in its past slots (${o.slotMs} ms), ${CALLS_PER_ACTIVE_BLOCK} transfers in every ${ACTIVE_EVERY}th ...`);
-  const gen = await generateChain({ dataDir: dataDir('G'), shard, authorities: keys, slotMs: o.slotMs, blocks: o.blocks, log });
+  log(
+    `onboarding: generating ${o.blocks} blocks by G in its past slots (${o.slotMs} ms), ${CALLS_PER_ACTIVE_BLOCK} transfers in every ${ACTIVE_EVERY}th ...`,
+  );
+  const gen = await generateChain({
+    dataDir: dataDir('G'),
+    shard,
+    authorities: keys,
+    slotMs: o.slotMs,
+    blocks: o.blocks,
+    log,
+  });
   f.onb_blocks_generated = gen.blocks;
   f.onb_gen_s = r1(gen.ms / 1000);
   f.onb_gen_calls = gen.calls;
@@ -378,7 +557,8 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
   f.onb_chain_bytes = dirBytes(join(dataDir('G'), 'chain'));
   f.onb_last_generated_block_age_s = r1((Date.now() - gen.lastSlot * o.slotMs) / 1000);
   log(`onboarding: generated in ${f.onb_gen_s} s (${gen.calls} transfers); copying G's block store to S1..S3 ...`);
-  for (const s of ['S1', 'S2', 'S3']) cpSync(join(dataDir('G'), 'chain'), join(dataDir(s), 'chain'), { recursive: true });
+  for (const s of ['S1', 'S2', 'S3'])
+    cpSync(join(dataDir('G'), 'chain'), join(dataDir(s), 'chain'), { recursive: true });
 
   const servers: NodeProc[] = [];
   const rpcs: RpcClient[] = [];
@@ -391,10 +571,19 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
     for (const [i, name] of ['S1', 'S2', 'S3'].entries()) {
       log(`onboarding: starting server ${name} (replays #0..#${o.blocks} at start) ...`);
       const t = performance.now();
-      const s = await spawnNode(join(root, name), name, {
-        dataDir: dataDir(name), authorities, enclave: { devShardSecrets: true, workers: 1 }, p2p: { bootstrap: [...addresses] },
-        sidechain: { slotDurationMs: o.slotMs }, log: { level: 'info' },
-      }, false);
+      const s = await spawnNode(
+        join(root, name),
+        name,
+        {
+          dataDir: dataDir(name),
+          authorities,
+          enclave: { devShardSecrets: true, workers: 1 },
+          p2p: { bootstrap: [...addresses] },
+          sidechain: { slotDurationMs: o.slotMs },
+          log: { level: 'info' },
+        },
+        false,
+      );
       servers.push(s);
       await waitReady(s, 300_000);
       startMs.push(performance.now() - t);
@@ -406,23 +595,38 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
     f.onb_server_replay_ms = replays.map((l) => String(l?.ms ?? '?')).join(' ');
     f.onb_server_replay_from_snapshot = replays.map((l) => String(l?.fromSnapshot ?? 'none')).join(' ');
     f.onb_server_start_s = startMs.map((x) => (x / 1000).toFixed(1)).join(' ');
-    log(`onboarding: servers meshed at #${top.number} (replays ${f.onb_server_replay_ms} ms); starting the joiner J ...`);
+    log(
+      `onboarding: servers meshed at #${top.number} (replays ${f.onb_server_replay_ms} ms); starting the joiner J ...`,
+    );
 
     // ---- the joiner ----
     const t0 = performance.now();
-    joiner = await spawnNode(join(root, 'J'), 'J', {
-      dataDir: dataDir('J'), authorities, enclave: { devShardSecrets: true }, p2p: { bootstrap: addresses },
-      sidechain: { slotDurationMs: o.slotMs }, log: { level: 'info' },
-    }, true);
+    joiner = await spawnNode(
+      join(root, 'J'),
+      'J',
+      {
+        dataDir: dataDir('J'),
+        authorities,
+        enclave: { devShardSecrets: true },
+        p2p: { bootstrap: addresses },
+        sidechain: { slotDurationMs: o.slotMs },
+        log: { level: 'info' },
+      },
+      true,
+    );
     const j = joiner;
-    let syncPeersMax = 0, producedAt: number | null = null, polls = 0;
+    let syncPeersMax = 0,
+      producedAt: number | null = null,
+      polls = 0;
     // CPU of the joiner, the servers, this process and the whole machine when the sync's first and last
     // log lines arrive (polled every 50 ms): who used the machine's cores meanwhile.
-    let cpuAtStart: CpuCut | null = null, cpuAtDone: CpuCut | null = null;
+    let cpuAtStart: CpuCut | null = null,
+      cpuAtDone: CpuCut | null = null;
     const deadline = Date.now() + 120_000 + o.blocks * 5;
     while (producedAt === null) {
       if (j.proc.exitCode !== null || j.proc.signalCode !== null) throw new Error(`the joiner exited:\n${tail(j)}`);
-      if (Date.now() > deadline) throw new Error(`the joiner authored no block within ${Math.round((Date.now() - t0) / 1000)} s:\n${tail(j)}`);
+      if (Date.now() > deadline)
+        throw new Error(`the joiner authored no block within ${Math.round((Date.now() - t0) / 1000)} s:\n${tail(j)}`);
       if (!cpuAtStart && findLine(j, 'onboarding sync started')) {
         cpuAtStart = cpuCut(j, servers);
         f.onb_joiner_peak_rss_before_sync_bytes = peakRss(j.proc.pid!);
@@ -437,19 +641,26 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
       }
       if (producedAt === null) await sleep(50);
     }
-    const started = findLine(j, 'onboarding sync started'), done = findLine(j, 'onboarding sync done');
-    if (!started || !done) throw new Error(`the joiner authored, but logged no onboarding sync ${started ? 'end' : 'start'}:\n${tail(j)}`);
+    const started = findLine(j, 'onboarding sync started'),
+      done = findLine(j, 'onboarding sync done');
+    if (!started || !done)
+      throw new Error(`the joiner authored, but logged no onboarding sync ${started ? 'end' : 'start'}:\n${tail(j)}`);
     f.onb_joiner_peak_rss_bytes = peakRss(j.proc.pid!);
     f.onb_server_peak_rss_bytes = Math.max(...servers.map((x) => peakRss(x.proc.pid!)));
     if (cpuAtStart && cpuAtDone) {
-      const s = (cpuAtDone.at - cpuAtStart.at) / 1000, cores = availableParallelism();
-      const joinerCpu = cpuAtDone.joiner - cpuAtStart.joiner, serversCpu = sum(cpuAtDone.servers) - sum(cpuAtStart.servers), self = cpuAtDone.self - cpuAtStart.self;
+      const s = (cpuAtDone.at - cpuAtStart.at) / 1000,
+        cores = availableParallelism();
+      const joinerCpu = cpuAtDone.joiner - cpuAtStart.joiner,
+        serversCpu = sum(cpuAtDone.servers) - sum(cpuAtStart.servers),
+        self = cpuAtDone.self - cpuAtStart.self;
       f.onb_sync_cpu_window_s = r2(s);
       f.onb_sync_joiner_cpu_s = r2(joinerCpu);
       f.onb_sync_servers_cpu_s = cpuAtDone.servers.map((x, i) => (x - cpuAtStart!.servers[i]).toFixed(2)).join(' ');
       f.onb_sync_cpu_share_joiner = r2(joinerCpu / (s * cores));
       f.onb_sync_cpu_share_servers = r2(serversCpu / (s * cores));
-      f.onb_sync_cpu_share_other = r2(Math.max(0, (cpuAtDone.busy - cpuAtStart.busy - joinerCpu - serversCpu - self) / (s * cores)));
+      f.onb_sync_cpu_share_other = r2(
+        Math.max(0, (cpuAtDone.busy - cpuAtStart.busy - joinerCpu - serversCpu - self) / (s * cores)),
+      );
     }
     f.onb_joiner_cpu_s = r1(cpuSeconds(j.proc.pid!));
 
@@ -457,9 +668,17 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
     jrpc = await connectRpc(j.rpcUrl);
     const head = (await jrpc.request<Header>('chain_getHeader')).number;
     const from = Number(done.to) + 1;
-    const replies = await jrpc.batch(Array.from({ length: Math.max(0, head - from + 1) }, (_, k) => ({ method: 'chain_getHeader', params: [from + k] })));
-    const first = replies.map((x) => ('result' in x ? (x.result as Header | null) : null)).find((h) => h?.author.toLowerCase() === joinerKey);
-    if (!first) throw new Error(`the joiner's metrics count an authored block, but none is in its chain #${from}..#${head}`);
+    const replies = await jrpc.batch(
+      Array.from({ length: Math.max(0, head - from + 1) }, (_, k) => ({
+        method: 'chain_getHeader',
+        params: [from + k],
+      })),
+    );
+    const first = replies
+      .map((x) => ('result' in x ? (x.result as Header | null) : null))
+      .find((h) => h?.author.toLowerCase() === joinerKey);
+    if (!first)
+      throw new Error(`the joiner's metrics count an authored block, but none is in its chain #${from}..#${head}`);
     let inServers = false;
     for (let k = 0; k < 40 && !inServers; k++) {
       const hs = await Promise.all(rpcs.map((r) => r.request<Header | null>('chain_getHeader', [first.number])));
@@ -467,7 +686,9 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
       if (!inServers) await sleep(o.slotMs);
     }
 
-    const progress = j.lines.filter((l) => l.msg === 'onboarding sync' && typeof l.blocksPerSecond === 'number').map((l) => Number(l.blocksPerSecond));
+    const progress = j.lines
+      .filter((l) => l.msg === 'onboarding sync' && typeof l.blocksPerSecond === 'number')
+      .map((l) => Number(l.blocksPerSecond));
     const sorted = [...progress].sort((a, b) => a - b);
     const at = (l: LogLine) => (Number(l.time) - j.spawnedAt) / 1000;
     const syncBlocks = Number(done.blocks);
@@ -487,8 +708,11 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
     f.onb_sync_peers_metric_max = syncPeersMax;
     f.onb_sync_dropped = (done.dropped as string[] | undefined)?.length ?? 0;
     f.onb_progress_lines = progress.length;
-    f.onb_progress_blocks_per_s = progress.length ? `${sorted[0]} / ${sorted[Math.floor(sorted.length / 2)]} / ${sorted.at(-1)}` : 'none';
-    const enclaveUp = j.lines.find((l) => l.msg?.startsWith('enclave started')), p2pUp = findLine(j, 'p2p started');
+    f.onb_progress_blocks_per_s = progress.length
+      ? `${sorted[0]} / ${sorted[Math.floor(sorted.length / 2)]} / ${sorted.at(-1)}`
+      : 'none';
+    const enclaveUp = j.lines.find((l) => l.msg?.startsWith('enclave started')),
+      p2pUp = findLine(j, 'p2p started');
     f.onb_spawn_to_enclave_s = enclaveUp ? r2(at(enclaveUp)) : 'n/a';
     f.onb_spawn_to_p2p_s = p2pUp ? r2(at(p2pUp)) : 'n/a';
     f.onb_spawn_to_sync_start_s = r2(at(started));
@@ -498,9 +722,18 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
     f.onb_first_block_number = first.number;
     f.onb_first_block_after_sync_s = r2((first.timestampMs - Number(done.time)) / 1000);
     f.onb_first_block_in_servers = inServers ? 'yes' : 'no';
-    f.onb_joiner_log = JSON.stringify({ started: pick(started, ['from', 'target', 'peers']), done: pick(done, ['from', 'to', 'blocks', 'ms', 'blocksPerSecond', 'dropped']) });
-    f.onb_log_warnings = [...servers, j].map((n) => [...n.warnings].map(([m, k]) => `${n.name} ${m} x${k}`).join('; ')).filter(Boolean).join('; ') || 'none';
-    log(`onboarding: J synced ${syncBlocks} blocks at ${f.onb_sync_blocks_per_s} blocks/s, first own block #${first.number} after ${f.onb_first_block_s} s; breakdown ...`);
+    f.onb_joiner_log = JSON.stringify({
+      started: pick(started, ['from', 'target', 'peers']),
+      done: pick(done, ['from', 'to', 'blocks', 'ms', 'blocksPerSecond', 'dropped']),
+    });
+    f.onb_log_warnings =
+      [...servers, j]
+        .map((n) => [...n.warnings].map(([m, k]) => `${n.name} ${m} x${k}`).join('; '))
+        .filter(Boolean)
+        .join('; ') || 'none';
+    log(
+      `onboarding: J synced ${syncBlocks} blocks at ${f.onb_sync_blocks_per_s} blocks/s, first own block #${first.number} after ${f.onb_first_block_s} s; breakdown ...`,
+    );
 
     // ---- breakdown: fetch alone, from the same servers (the joiner stopped) ----
     await jrpc.close().catch(() => undefined);

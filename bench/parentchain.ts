@@ -60,31 +60,61 @@ function pseudoRandom(seed: number): (n: number) => Uint8Array {
  * ~290 ms an empty block takes, so blocks carry one or two): a cycle of
  * empty | foreign remark | batch of [foreign remark, invoke + anchor for another shard] | two signed remarks (shield for another shard, foreign).
  */
-function backlogTxs(api: SubstrateParentchain['api'], signers: KeyringPair[], nonces: number[], i: number, bytes: (n: number) => Uint8Array): string[] {
+function backlogTxs(
+  api: SubstrateParentchain['api'],
+  signers: KeyringPair[],
+  nonces: number[],
+  i: number,
+  bytes: (n: number) => Uint8Array,
+): string[] {
   const kind = i % 4;
   if (kind === 0) return [];
   const hex = u8aToHex;
   const sign = (s: number, tx: ReturnType<typeof api.tx.system.remark>): string => {
     // Immortal era, so nothing depends on a recent block: the whole backlog can be signed up front.
     tx.sign(signers[s], {
-      nonce: nonces[s]++, blockHash: api.genesisHash, genesisHash: api.genesisHash, runtimeVersion: api.runtimeVersion,
-      signedExtensions: api.registry.signedExtensions, version: api.extrinsicVersion,
+      nonce: nonces[s]++,
+      blockHash: api.genesisHash,
+      genesisHash: api.genesisHash,
+      runtimeVersion: api.runtimeVersion,
+      signedExtensions: api.registry.signedExtensions,
+      version: api.extrinsicVersion,
     } as unknown as Parameters<typeof tx.sign>[1]);
     return tx.toHex();
   };
   const s = i % signers.length;
   const foreign = () => hex(bytes(32 + (bytes(1)[0] % 200)));
   const invoke = hex(encodeMessage({ tag: 'invoke', value: { shard: OTHER_SHARD, request: bytes(160) } }));
-  const anchor = hex(encodeMessage({
-    tag: 'anchor',
-    value: { shard: OTHER_SHARD, sidechainNumber: BigInt(i), sidechainHash: bytes(32), previousAnchor: bytes(32), parentchainProcessed: { number: i, hash: bytes(32) } },
-  }));
+  const anchor = hex(
+    encodeMessage({
+      tag: 'anchor',
+      value: {
+        shard: OTHER_SHARD,
+        sidechainNumber: BigInt(i),
+        sidechainHash: bytes(32),
+        previousAnchor: bytes(32),
+        parentchainProcessed: { number: i, hash: bytes(32) },
+      },
+    }),
+  );
   const shield = hex(encodeMessage({ tag: 'shield', value: { shard: OTHER_SHARD, recipient: bytes(120) } }));
   if (kind === 1) return [sign(s, api.tx.system.remark(foreign()))];
   if (kind === 2) {
-    return [sign(s, api.tx.utility.batch([api.tx.system.remark(foreign()), api.tx.system.remarkWithEvent(invoke), api.tx.system.remarkWithEvent(anchor)]))];
+    return [
+      sign(
+        s,
+        api.tx.utility.batch([
+          api.tx.system.remark(foreign()),
+          api.tx.system.remarkWithEvent(invoke),
+          api.tx.system.remarkWithEvent(anchor),
+        ]),
+      ),
+    ];
   }
-  return [sign(s, api.tx.system.remarkWithEvent(shield)), sign((s + 1) % signers.length, api.tx.system.remark(foreign()))];
+  return [
+    sign(s, api.tx.system.remarkWithEvent(shield)),
+    sign((s + 1) % signers.length, api.tx.system.remark(foreign())),
+  ];
 }
 
 /** Counts JSON-RPC requests by method on the adapter's own provider (diagnostic only). */
@@ -115,7 +145,12 @@ async function until(what: string, fn: () => boolean, timeoutMs: number): Promis
 }
 
 /** The node's path: ParentchainDriver + Enclave from the light client's genesis to `head`, on a fresh enclave and connection. */
-export async function measureCatchUp(endpoint: string, head: number, dataDir: string, opts: Pick<ParentchainBenchOptions, 'importBatch' | 'prefetch' | 'log'>): Promise<ParentchainFigures> {
+export async function measureCatchUp(
+  endpoint: string,
+  head: number,
+  dataDir: string,
+  opts: Pick<ParentchainBenchOptions, 'importBatch' | 'prefetch' | 'log'>,
+): Promise<ParentchainFigures> {
   const f: ParentchainFigures = {};
   const closers: (() => Promise<unknown>)[] = [];
   try {
@@ -128,12 +163,19 @@ export async function measureCatchUp(endpoint: string, head: number, dataDir: st
     closers.push(() => store.close());
     const logLines: string[] = [];
     const logger = createLogger({
-      level: 'warn', name: 'bench',
-      destination: new Writable({ write(chunk: Buffer, _enc, cb) { logLines.push(chunk.toString().trim()); cb(); } }),
+      level: 'warn',
+      name: 'bench',
+      destination: new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          logLines.push(chunk.toString().trim());
+          cb();
+        },
+      }),
     });
     const metrics = createMetrics();
     // Time spent in the enclave's import call (structured clone and zod on both sides included).
-    let importMs = 0, importCalls = 0;
+    let importMs = 0,
+      importCalls = 0;
     const recorded: Params<'parentchainImport'>[] = [];
     const call = enclave.call.bind(enclave);
     enclave.call = (async (method, params) => {
@@ -149,10 +191,19 @@ export async function measureCatchUp(endpoint: string, head: number, dataDir: st
     }) as typeof enclave.call;
     const { signingKey } = await call('info', {});
     const rpcs = countRpcs(pc);
-    const sync = new ParentchainDriver({ enclave, parentchain: pc, store, metrics, logger, signingKey }, {
-      importBatch: opts.importBatch, prefetch: opts.prefetch, anchorInterval: 10, genesisHash: null, checkpoint: null, peerId: '', p2pAddresses: [],
-      shard: fromHex(config.shard),
-    });
+    const sync = new ParentchainDriver(
+      { enclave, parentchain: pc, store, metrics, logger, signingKey },
+      {
+        importBatch: opts.importBatch,
+        prefetch: opts.prefetch,
+        anchorInterval: 10,
+        genesisHash: null,
+        checkpoint: null,
+        peerId: '',
+        p2pAddresses: [],
+        shard: fromHex(config.shard),
+      },
+    );
     await sync.init();
     await bootstrap({ enclave, store, metrics, logger }, async () => []); // as the node does between init and start
     rpcs.counts.clear();
@@ -172,7 +223,12 @@ export async function measureCatchUp(endpoint: string, head: number, dataDir: st
     f.pc_enclave_blocks_per_s = Math.round(head / (importMs / 1000));
     f.pc_sync_rpcs_per_block = Number(([...syncRpcs.values()].reduce((a, b) => a + b, 0) / head).toFixed(2));
     f.pc_log_lines = logLines.length;
-    opts.log(`  RPCs: ${[...syncRpcs].sort((a, b) => b[1] - a[1]).map(([m, n]) => `${m} ${n}`).join(', ')}`);
+    opts.log(
+      `  RPCs: ${[...syncRpcs]
+        .sort((a, b) => b[1] - a[1])
+        .map(([m, n]) => `${m} ${n}`)
+        .join(', ')}`,
+    );
     for (const line of new Set(logLines.map(logSummary))) opts.log(`  node log: ${line}`);
 
     // Where the enclave call's time goes, on this thread: zod validation of the params (the worker
@@ -203,20 +259,34 @@ export async function measureFetch(endpoint: string, head: number, prefetch: num
   const pc = await connectParentchain({ endpoint });
   try {
     const rpcs = countRpcs(pc);
-    let extrinsics = 0, signed = 0, failed = 0, remarks = 0, ours = 0;
+    let extrinsics = 0,
+      signed = 0,
+      failed = 0,
+      remarks = 0,
+      ours = 0;
     const countRemarks = (c: ParentchainBlock['extrinsics'][number]['call']): void => {
-      if (c.remark) { remarks++; if (isOurRemark(c.remark)) ours++; }
+      if (c.remark) {
+        remarks++;
+        if (isOurRemark(c.remark)) ours++;
+      }
       c.calls?.forEach(countRemarks);
     };
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    const scanner = pc.scanFinalized(1, (b) => {
-      for (const x of b.extrinsics) {
-        extrinsics++;
-        if (x.signer) { signed++; if (x.success === false) failed++; }
-        countRemarks(x.call);
-      }
-    }, { prefetch, events: 'signed' });
+    const scanner = pc.scanFinalized(
+      1,
+      (b) => {
+        for (const x of b.extrinsics) {
+          extrinsics++;
+          if (x.signer) {
+            signed++;
+            if (x.success === false) failed++;
+          }
+          countRemarks(x.call);
+        }
+      },
+      { prefetch, events: 'signed' },
+    );
     await until('the scan to reach the finalized head', () => scanner.next > head, 600_000);
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
@@ -226,7 +296,11 @@ export async function measureFetch(endpoint: string, head: number, prefetch: num
       pc_fetch_ms: Math.round(ms),
       pc_fetch_cpu_us_per_block: Math.round((cpu.user + cpu.system) / head),
       pc_fetch_rpcs_per_block: Number(([...rpcs.counts.values()].reduce((a, b) => a + b, 0) / head).toFixed(2)),
-      pc_extrinsics: extrinsics, pc_signed_extrinsics: signed, pc_failed_extrinsics: failed, pc_remarks: remarks, pc_vldtr_remarks_other_shard: ours,
+      pc_extrinsics: extrinsics,
+      pc_signed_extrinsics: signed,
+      pc_failed_extrinsics: failed,
+      pc_remarks: remarks,
+      pc_vldtr_remarks_other_shard: ours,
     };
   } finally {
     await pc.close();
@@ -239,7 +313,9 @@ export async function benchParentchain(opts: ParentchainBenchOptions): Promise<P
   const dir = mkdtempSync(join(tmpdir(), 'validateer-bench-pc-'));
   f.pc_bench_rss_at_start_bytes = process.memoryUsage.rss();
   let peakRss = f.pc_bench_rss_at_start_bytes;
-  const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 100);
+  const rssTimer = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  }, 100);
   let chain: DevChain | undefined;
   try {
     await cryptoWaitReady();
@@ -257,14 +333,17 @@ export async function benchParentchain(opts: ParentchainBenchOptions): Promise<P
     const plan: string[][] = [];
     for (let i = 0; i < opts.blocks; i++) plan.push(backlogTxs(api, signers, nonces, i, bytes));
     const signed = plan.reduce((n, txs) => n + txs.length, 0);
-    log(`parentchain: building ${opts.blocks} blocks (${signed} signed extrinsics, ${plan.filter((t) => t.length > 0).length} blocks with remarks) ...`);
+    log(
+      `parentchain: building ${opts.blocks} blocks (${signed} signed extrinsics, ${plan.filter((t) => t.length > 0).length} blocks with remarks) ...`,
+    );
     // dev_newBlock with the signed extrinsics themselves: no pool, one block each; runs of empty blocks at once.
     const builder = new WsProvider(chain.endpoint, false);
     await builder.connect();
     await builder.isReady;
     const buildStart = performance.now();
     for (let i = 0, logged = 0; i < plan.length;) {
-      if (i - logged >= 100) log(`  ${(logged = i)}/${plan.length} blocks, ${Math.round(performance.now() - buildStart)} ms`);
+      if (i - logged >= 100)
+        log(`  ${(logged = i)}/${plan.length} blocks, ${Math.round(performance.now() - buildStart)} ms`);
       let run = 0;
       while (i + run < plan.length && plan[i + run].length === 0) run++;
       await builder.send('dev_newBlock', [run > 0 ? { count: run } : { transactions: plan[i] }]);
@@ -279,12 +358,22 @@ export async function benchParentchain(opts: ParentchainBenchOptions): Promise<P
 
     // Each catch-up starts from genesis with a fresh enclave, store and connection; the first one is
     // what a freshly started node sees (nothing compiled yet), the later ones show the steady state.
-    const runs: ParentchainFigures[] = [], scans: ParentchainFigures[] = [];
+    const runs: ParentchainFigures[] = [],
+      scans: ParentchainFigures[] = [];
     for (let r = 0; r < Math.max(1, opts.repeats); r++) {
-      log(`parentchain: catch-up ${r + 1}/${opts.repeats} of ${head} finalized blocks with ParentchainDriver + enclave, then a fetch-only scan ...`);
-      runs.push(await measureCatchUp(chain.endpoint, head, join(dir, `node-${r}`), { ...opts, log: r === 0 ? log : () => undefined }));
+      log(
+        `parentchain: catch-up ${r + 1}/${opts.repeats} of ${head} finalized blocks with ParentchainDriver + enclave, then a fetch-only scan ...`,
+      );
+      runs.push(
+        await measureCatchUp(chain.endpoint, head, join(dir, `node-${r}`), {
+          ...opts,
+          log: r === 0 ? log : () => undefined,
+        }),
+      );
       scans.push(await measureFetch(chain.endpoint, head, opts.prefetch));
-      log(`  catch-up ${runs[r].pc_sync_blocks_per_s} blocks/s (enclave import ${runs[r].pc_enclave_blocks_per_s} blocks/s), fetch-only ${scans[r].pc_fetch_blocks_per_s} blocks/s`);
+      log(
+        `  catch-up ${runs[r].pc_sync_blocks_per_s} blocks/s (enclave import ${runs[r].pc_enclave_blocks_per_s} blocks/s), fetch-only ${scans[r].pc_fetch_blocks_per_s} blocks/s`,
+      );
     }
     const median = (xs: ParentchainFigures[], k: string) => xs.map((x) => x[k]).sort((a, b) => a - b)[xs.length >> 1];
     Object.assign(f, runs[0]);
@@ -294,8 +383,12 @@ export async function benchParentchain(opts: ParentchainBenchOptions): Promise<P
     Object.assign(f, scans[0]); // the first scan runs after the first catch-up: already warm
     f.pc_fetch_median_blocks_per_s = median(scans, 'pc_fetch_blocks_per_s');
     const scan = scans[0];
-    if (scan.pc_signed_extrinsics !== signed) throw new Error(`parentchain bench: ${signed} extrinsics were signed but the chain holds ${scan.pc_signed_extrinsics}`);
-    if (scan.pc_failed_extrinsics !== 0) throw new Error(`parentchain bench: ${scan.pc_failed_extrinsics} backlog extrinsics failed`);
+    if (scan.pc_signed_extrinsics !== signed)
+      throw new Error(
+        `parentchain bench: ${signed} extrinsics were signed but the chain holds ${scan.pc_signed_extrinsics}`,
+      );
+    if (scan.pc_failed_extrinsics !== 0)
+      throw new Error(`parentchain bench: ${scan.pc_failed_extrinsics} backlog extrinsics failed`);
   } finally {
     clearInterval(rssTimer);
     await chain?.close();

@@ -63,9 +63,23 @@ export interface SetBenchOptions {
 
 type Figures = Record<string, number | string>;
 type Metrics = Map<string, number>;
-interface Header { hash: string; parentHash: string; number: number; slot: number; author: string; calls: number }
+interface Header {
+  hash: string;
+  parentHash: string;
+  number: number;
+  slot: number;
+  author: string;
+  calls: number;
+}
 /** A consistent cut: slot, every node's metrics and CPU, the machine's busy CPU and this process's own. */
-interface Boundary { slot: number; metrics: Metrics[]; cpu: number[]; at: number; busy: number; self: number }
+interface Boundary {
+  slot: number;
+  metrics: Metrics[];
+  cpu: number[];
+  at: number;
+  busy: number;
+  self: number;
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // The wall clock, as the nodes use it for slots (Date.now(), not the monotonic clock, which may drift from it).
@@ -73,7 +87,8 @@ const nowMs = () => Date.now();
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 const metric = (m: Metrics, name: string) => m.get(name) ?? 0;
-const delta = (a: Boundary, b: Boundary, name: string) => b.metrics.map((m, i) => metric(m, name) - metric(a.metrics[i], name));
+const delta = (a: Boundary, b: Boundary, name: string) =>
+  b.metrics.map((m, i) => metric(m, name) - metric(a.metrics[i], name));
 
 /** Cumulative bucket counts (le -> count) of a histogram, summed over nodes, between two boundaries. */
 function histogramDelta(a: Boundary, b: Boundary, name: string): { le: number; count: number }[] {
@@ -112,9 +127,17 @@ function quantile(sorted: number[], q: number): number {
  */
 async function boundary(nodes: NodeProcess[], slotMs: number): Promise<Boundary> {
   for (let attempt = 0; ; attempt++) {
-    const now = Date.now(), slot = Math.floor(now / slotMs), into = now - slot * slotMs;
-    if (into < 0.8 * slotMs) { await sleep(0.8 * slotMs - into); continue; }
-    if (into > 0.9 * slotMs && attempt < 20) { await sleep(slotMs - into + 0.8 * slotMs); continue; }
+    const now = Date.now(),
+      slot = Math.floor(now / slotMs),
+      into = now - slot * slotMs;
+    if (into < 0.8 * slotMs) {
+      await sleep(0.8 * slotMs - into);
+      continue;
+    }
+    if (into > 0.9 * slotMs && attempt < 20) {
+      await sleep(slotMs - into + 0.8 * slotMs);
+      continue;
+    }
     const metrics = await Promise.all(nodes.map((n) => scrapeMetrics(n.metricsUrl)));
     const cpu = nodes.map((n) => cpuSeconds(n.proc.pid!));
     if (Math.floor(Date.now() / slotMs) !== slot && attempt < 20) continue; // scraped across a slot start
@@ -145,7 +168,9 @@ async function convergedPast(rpcs: RpcClient[], slot: number, slotMs: number, ti
 async function countOnChain(rpc: RpcClient, hashes: string[]): Promise<number> {
   let found = 0;
   for (let i = 0; i < hashes.length; i += 1000) {
-    const replies = await rpc.batch(hashes.slice(i, i + 1000).map((h) => ({ method: 'author_callBlock', params: ['0x' + h] })));
+    const replies = await rpc.batch(
+      hashes.slice(i, i + 1000).map((h) => ({ method: 'author_callBlock', params: ['0x' + h] })),
+    );
     for (const r of replies) if ('result' in r && typeof r.result === 'number') found++;
   }
   return found;
@@ -161,44 +186,79 @@ async function canonicalHeaders(rpc: RpcClient, to: number): Promise<Header[]> {
       out.push(r.result as Header);
     }
   }
-  for (let i = 1; i < out.length; i++) if (out[i].parentHash !== out[i - 1].hash) throw new Error(`canonical chain broken at #${i}`);
+  for (let i = 1; i < out.length; i++)
+    if (out[i].parentHash !== out[i - 1].hash) throw new Error(`canonical chain broken at #${i}`);
   return out;
 }
 
-interface ProbeResult { sent: number; included: number; invalid: number; errors: number; unsettled: number; codes: Map<string, number>; seen: Map<string, number>[] }
+interface ProbeResult {
+  sent: number;
+  included: number;
+  invalid: number;
+  errors: number;
+  unsettled: number;
+  codes: Map<string, number>;
+  seen: Map<string, number>[];
+}
 
 /**
  * Every `intervalMs`, one pre-signed call to every node (author_submitAndWatchCall); records, per node
  * and block hash, when that node first reported one of its calls inBlock in the block.
  */
-async function runProbes(urls: string[], probes: string[][], durationMs: number, intervalMs: number, progress: (s: ProbeResult) => void): Promise<ProbeResult> {
-  const res: ProbeResult = { sent: 0, included: 0, invalid: 0, errors: 0, unsettled: 0, codes: new Map(), seen: urls.map(() => new Map()) };
+async function runProbes(
+  urls: string[],
+  probes: string[][],
+  durationMs: number,
+  intervalMs: number,
+  progress: (s: ProbeResult) => void,
+): Promise<ProbeResult> {
+  const res: ProbeResult = {
+    sent: 0,
+    included: 0,
+    invalid: 0,
+    errors: 0,
+    unsettled: 0,
+    codes: new Map(),
+    seen: urls.map(() => new Map()),
+  };
   const code = (c: string | undefined) => res.codes.set(c ?? '?', (res.codes.get(c ?? '?') ?? 0) + 1);
-  const sockets = await Promise.all(urls.map((u) => new Promise<WebSocket>((resolve, reject) => {
-    const ws = new WebSocket(u, { perMessageDeflate: false });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  })));
-  sockets.forEach((ws, k) => ws.on('message', (data) => {
-    const t = nowMs();
-    const msg = JSON.parse(data.toString()) as { id?: number; error?: { data?: { code?: string } }; params?: { result?: { status: string; blockHash?: string; code?: string } } };
-    if (msg.id !== undefined) {
-      if (msg.error) {
-        res.errors++;
-        code(msg.error.data?.code);
+  const sockets = await Promise.all(
+    urls.map(
+      (u) =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(u, { perMessageDeflate: false });
+          ws.once('open', () => resolve(ws));
+          ws.once('error', reject);
+        }),
+    ),
+  );
+  sockets.forEach((ws, k) =>
+    ws.on('message', (data) => {
+      const t = nowMs();
+      const msg = JSON.parse(data.toString()) as {
+        id?: number;
+        error?: { data?: { code?: string } };
+        params?: { result?: { status: string; blockHash?: string; code?: string } };
+      };
+      if (msg.id !== undefined) {
+        if (msg.error) {
+          res.errors++;
+          code(msg.error.data?.code);
+        }
+        return;
       }
-      return;
-    }
-    const r = msg.params?.result;
-    if (r?.status === 'inBlock') {
-      res.included++;
-      if (!res.seen[k].has(r.blockHash!)) res.seen[k].set(r.blockHash!, t);
-    } else if (r?.status === 'invalid') {
-      res.invalid++;
-      code(r.code);
-    }
-  }));
-  let i = 0, id = 0;
+      const r = msg.params?.result;
+      if (r?.status === 'inBlock') {
+        res.included++;
+        if (!res.seen[k].has(r.blockHash!)) res.seen[k].set(r.blockHash!, t);
+      } else if (r?.status === 'invalid') {
+        res.invalid++;
+        code(r.code);
+      }
+    }),
+  );
+  let i = 0,
+    id = 0;
   const end = Date.now() + durationMs;
   let nextProgress = Date.now() + 30_000;
   await new Promise<void>((resolve) => {
@@ -227,14 +287,28 @@ async function runProbes(urls: string[], probes: string[][], durationMs: number,
 }
 
 /** Pre-signed probe calls for each node, from senders of its own (so nonces never race between nodes). */
-function probeRequests(nodes: number, perNode: number, accounts: number, key: { keyId: number; publicKey: Uint8Array }, shard: Uint8Array, hashes: string[][]): string[][] {
+function probeRequests(
+  nodes: number,
+  perNode: number,
+  accounts: number,
+  key: { keyId: number; publicKey: Uint8Array },
+  shard: Uint8Array,
+  hashes: string[][],
+): string[][] {
   const recipients = benchPublicKeys(accounts);
   return Array.from({ length: nodes }, (_, k) => {
     hashes.push([]);
-    const senders = Array.from({ length: PROBE_SENDERS_PER_NODE }, (_, j) => benchAccount(accounts - 1 - (k * PROBE_SENDERS_PER_NODE + j)));
+    const senders = Array.from({ length: PROBE_SENDERS_PER_NODE }, (_, j) =>
+      benchAccount(accounts - 1 - (k * PROBE_SENDERS_PER_NODE + j)),
+    );
     return Array.from({ length: perNode }, (_, i) => {
       const to = recipients[(i * 7919 + k) % accounts];
-      const t = buildTransfer(senders[i % senders.length], { to, amount: 1n, nonce: Math.floor(i / senders.length) }, key, shard);
+      const t = buildTransfer(
+        senders[i % senders.length],
+        { to, amount: 1n, nonce: Math.floor(i / senders.length) },
+        key,
+        shard,
+      );
       hashes[k].push(t.hash);
       return toHex(t.request);
     });
@@ -255,7 +329,9 @@ function countWarnings(node: NodeProcess, file: string): Map<string, number> {
       try {
         const j = JSON.parse(line) as { level?: number; msg?: string };
         if ((j.level ?? 0) >= 40) counts.set(j.msg ?? '?', (counts.get(j.msg ?? '?') ?? 0) + 1);
-      } catch { /* not a log line */ }
+      } catch {
+        /* not a log line */
+      }
     }
   });
   return counts;
@@ -263,7 +339,8 @@ function countWarnings(node: NodeProcess, file: string): Map<string, number> {
 
 export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures> {
   const f: Figures = {};
-  const n = o.validateers, log = o.log;
+  const n = o.validateers,
+    log = o.log;
   const root = join(dir, 'set');
   mkdirSync(root, { recursive: true });
   const shard = fromHex(configSchema.parse({}).shard);
@@ -271,11 +348,19 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
   log(`set: enclave keys for ${n} validateers (dev shard secrets) ...`);
   const dataDirs = Array.from({ length: n }, (_, i) => join(root, `v${i}`, 'data'));
   const keys = dataDirs.map((d) => {
-    const r = spawnSync(process.execPath, [MAIN, 'keys', '--data-dir', d, '--log-level', 'warn'], { encoding: 'utf8', env: { ...process.env, VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } });
+    const r = spawnSync(process.execPath, [MAIN, 'keys', '--data-dir', d, '--log-level', 'warn'], {
+      encoding: 'utf8',
+      env: { ...process.env, VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' },
+    });
     if (r.status !== 0) throw new Error(`validateer keys failed: ${r.stderr}`);
-    return JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { signingKey: string; shieldingKey: string; shieldingKeyId: number };
+    return JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as {
+      signingKey: string;
+      shieldingKey: string;
+      shieldingKeyId: number;
+    };
   });
-  if (new Set(keys.map((k) => k.shieldingKey)).size !== 1) throw new Error('dev shard secrets: the nodes do not share a shielding key');
+  if (new Set(keys.map((k) => k.shieldingKey)).size !== 1)
+    throw new Error('dev shard secrets: the nodes do not share a shielding key');
   const key = { keyId: keys[0].shieldingKeyId, publicKey: fromHex(keys[0].shieldingKey) };
   const authorities = keys.map((k) => k.signingKey);
   const nodeOf = new Map(authorities.map((a, i) => [a.toLowerCase(), i]));
@@ -283,7 +368,8 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
   log(`set: genesis with ${o.accounts} accounts; pre-signing ${o.calls} transfers and the probe calls ...`);
   const balancesFile = join(dir, 'set-genesis-balances.json');
   writeFileSync(balancesFile, JSON.stringify(genesisBalances(o.accounts, 1_000_000_000n)));
-  const callHashes: string[] = [], probeHashes: string[][] = [];
+  const callHashes: string[] = [],
+    probeHashes: string[][] = [];
   const requests = benchTransfers({ calls: o.calls, senders: o.senders, accounts: o.accounts, key, shard }, callHashes);
   const probes = probeRequests(n, Math.ceil((o.seconds * 1000) / o.probeMs) + 10, o.accounts, key, shard, probeHashes);
 
@@ -313,23 +399,34 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     }
     const urls = nodes.map((x) => x.rpcUrl);
     const k = await rpcs[0].request<{ shard: string; publicKey: string }>('author_getShieldingKey');
-    if (k.shard !== toHex(shard) || k.publicKey !== keys[0].shieldingKey) throw new Error('the node\'s shard or shielding key is not the one the calls were built for');
+    if (k.shard !== toHex(shard) || k.publicKey !== keys[0].shieldingKey)
+      throw new Error("the node's shard or shielding key is not the one the calls were built for");
     const deadline = Date.now() + 30_000;
     for (;;) {
       const peers = await Promise.all(rpcs.map((r) => r.request<{ peers: string[] }>('system_network')));
       if (peers.every((p) => p.peers.length >= n - 1)) break;
-      if (Date.now() > deadline) throw new Error(`set not meshed after 30 s: peers ${peers.map((p) => p.peers.length).join(', ')}`);
+      if (Date.now() > deadline)
+        throw new Error(`set not meshed after 30 s: peers ${peers.map((p) => p.peers.length).join(', ')}`);
       await sleep(200);
     }
     await convergedPast(rpcs, Math.floor(Date.now() / o.slotMs), o.slotMs);
 
-    log(`set: steady phase, ${o.seconds} s at ${o.slotMs} ms slots; a probe call to each node every ${o.probeMs} ms ...`);
+    log(
+      `set: steady phase, ${o.seconds} s at ${o.slotMs} ms slots; a probe call to each node every ${o.probeMs} ms ...`,
+    );
     const a = await boundary(nodes, o.slotMs);
-    const probe = await runProbes(urls, probes, o.seconds * 1000, o.probeMs, (p) => log(`  ... ${p.sent} probes sent, ${p.included} inBlock, ${p.invalid} invalid`));
+    const probe = await runProbes(urls, probes, o.seconds * 1000, o.probeMs, (p) =>
+      log(`  ... ${p.sent} probes sent, ${p.included} inBlock, ${p.invalid} invalid`),
+    );
     const b = await boundary(nodes, o.slotMs);
 
     log(`set: load phase, ${o.calls} transfers over ${o.connections} connections to ${n} nodes ...`);
-    const load = await runLoad(urls, requests, { connections: o.connections, batch: 250, window: 4, timeoutMs: 300_000 });
+    const load = await runLoad(urls, requests, {
+      connections: o.connections,
+      batch: 250,
+      window: 4,
+      timeoutMs: 300_000,
+    });
     const c = await boundary(nodes, o.slotMs);
     // Calls of abandoned blocks go back to the pools: give them a few slots to land again.
     await sleep(10 * o.slotMs);
@@ -340,13 +437,19 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
 
     // ---- propagation (steady phase) ----
     const steady = headers.filter((h) => h.number > 0 && h.slot > a.slot && h.slot <= b.slot);
-    const prop: number[] = [], authored: number[] = [];
+    const prop: number[] = [],
+      authored: number[] = [];
     const perBlock: { number: number; slot: number; author: number; calls: number; ms: (number | null)[] }[] = [];
     for (const h of steady) {
-      const start = h.slot * o.slotMs, author = nodeOf.get(h.author.toLowerCase())!;
-      const ms = probe.seen.map((seen) => seen.get(h.hash) ?? null).map((t) => (t === null ? null : Number((t - start).toFixed(1))));
+      const start = h.slot * o.slotMs,
+        author = nodeOf.get(h.author.toLowerCase())!;
+      const ms = probe.seen
+        .map((seen) => seen.get(h.hash) ?? null)
+        .map((t) => (t === null ? null : Number((t - start).toFixed(1))));
       perBlock.push({ number: h.number, slot: h.slot, author, calls: h.calls, ms });
-      ms.forEach((x, i) => { if (x !== null) (i === author ? authored : prop).push(x); });
+      ms.forEach((x, i) => {
+        if (x !== null) (i === author ? authored : prop).push(x);
+      });
     }
     // Per block and node, for diagnosis (kept with BENCH_KEEP_DIR=1).
     writeFileSync(join(root, 'propagation.json'), JSON.stringify(perBlock));
@@ -372,7 +475,10 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     f.set_propagation_hist_p50_le_ms = bucketQuantileMs(hist, 0.5);
     f.set_propagation_hist_p99_le_ms = bucketQuantileMs(hist, 0.99);
     // Where the time goes on the nodes, steady phase: producing a block (author) and importing one (others).
-    for (const [key, name] of [['production', 'validateer_block_production_seconds'], ['import', 'validateer_block_import_seconds']] as const) {
+    for (const [key, name] of [
+      ['production', 'validateer_block_production_seconds'],
+      ['import', 'validateer_block_import_seconds'],
+    ] as const) {
       const hh = histogramDelta(a, b, name);
       f[`set_${key}_p50_le_ms`] = bucketQuantileMs(hh, 0.5);
       f[`set_${key}_p99_le_ms`] = bucketQuantileMs(hh, 0.99);
@@ -381,7 +487,10 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     f.set_probes_included = probe.included;
     f.set_probes_invalid = probe.invalid + probe.errors;
     f.set_probes_unsettled = probe.unsettled;
-    const probesOnChain = await countOnChain(rpcs[0], probeHashes.flatMap((h) => h.slice(0, probe.sent / n)));
+    const probesOnChain = await countOnChain(
+      rpcs[0],
+      probeHashes.flatMap((h) => h.slice(0, probe.sent / n)),
+    );
     f.set_probes_on_chain = probesOnChain;
     f.set_probes_lost = probe.sent - probe.invalid - probe.errors - probesOnChain;
     f.set_probes_invalid_codes = [...probe.codes].map(([c, k]) => `${c} x${k}`).join(', ') || 'none';
@@ -398,7 +507,9 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
       f[`set_${tag}_orphans`] = orphans;
       f[`set_${tag}_orphans_per_1000`] = Number(((orphans * 1000) / Math.max(1, sum(produced))).toFixed(2));
       f[`set_${tag}_orphans_per_node`] = produced.map((p, i) => p - byNode[i]).join(' ');
-      f[`set_${tag}_empty_slots_per_1000`] = Number((((y.slot - x.slot - canon.length) * 1000) / Math.max(1, y.slot - x.slot)).toFixed(1));
+      f[`set_${tag}_empty_slots_per_1000`] = Number(
+        (((y.slot - x.slot - canon.length) * 1000) / Math.max(1, y.slot - x.slot)).toFixed(1),
+      );
       f[`set_${tag}_reorgs`] = sum(delta(x, y, 'validateer_sidechain_reorgs_total'));
       f[`set_${tag}_reorg_depth_sum`] = sum(delta(x, y, 'validateer_sidechain_reorg_depth_sum'));
       f[`set_${tag}_side_blocks`] = sum(delta(x, y, 'validateer_sidechain_blocks_imported_total{result="side"}'));
@@ -431,7 +542,11 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     const loadCpu = c.cpu.map((v, i) => v - b.cpu[i]);
     f.set_node_cpu_us_per_call = Math.round((sum(loadCpu) * 1e6) / Math.max(1, canonicalCalls));
     f.set_loadgen_cpu_us_per_call = Math.round((load.cpuSeconds * 1e6) / Math.max(1, canonicalCalls));
-    f.set_log_warnings = warnings.map((w, i) => [...w].map(([m, k]) => `v${i + 1} ${m} x${k}`).join('; ')).filter(Boolean).join('; ') || 'none';
+    f.set_log_warnings =
+      warnings
+        .map((w, i) => [...w].map(([m, k]) => `v${i + 1} ${m} x${k}`).join('; '))
+        .filter(Boolean)
+        .join('; ') || 'none';
   } finally {
     await Promise.all(rpcs.map((r) => r.close().catch(() => undefined)));
     await Promise.all(nodes.map((x) => x.stop()));
@@ -454,7 +569,12 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     });
     try {
       const cpu0 = cpuSeconds(node.proc.pid!);
-      const r = await runLoad(node.rpcUrl, requests, { connections: o.singleConnections, batch: 250, window: 4, timeoutMs: 300_000 });
+      const r = await runLoad(node.rpcUrl, requests, {
+        connections: o.singleConnections,
+        batch: 250,
+        window: 4,
+        timeoutMs: 300_000,
+      });
       single = Math.round(r.callsPerSecond);
       f.set_single_latency_p50_ms = Math.round(r.latencyMs.p50);
       f.set_single_latency_p99_ms = Math.round(r.latencyMs.p99);

@@ -23,7 +23,12 @@ const UNWATCHED_FINAL_KEPT = 65_536;
 
 export class CallRelay {
   private readonly enclave: Enclave;
-  private queue: { request: Uint8Array; local: boolean; resolve: (o: SubmitOutcome) => void; reject: (e: Error) => void }[] = [];
+  private queue: {
+    request: Uint8Array;
+    local: boolean;
+    resolve: (o: SubmitOutcome) => void;
+    reject: (e: Error) => void;
+  }[] = [];
   private scheduled = false;
   private readonly watchers = new Map<string, Set<(u: CallUpdate) => void>>();
   private readonly unwatchedFinal = new LRUCache<string, CallUpdate>({ max: UNWATCHED_FINAL_KEPT });

@@ -10,7 +10,10 @@ import { fillsItsBuffer, same } from '../protocol/bytes.ts';
 type GenesisDeps = { enclave: Enclave; store: BlockStore; logger: Logger };
 
 /** Creates block 0 from the genesis endowments and stores it (the enclave state becomes the genesis state). */
-export async function createGenesis({ enclave, store, logger }: GenesisDeps, balances: { account: Uint8Array; amount: bigint }[]): Promise<{ block: Uint8Array; hash: Uint8Array }> {
+export async function createGenesis(
+  { enclave, store, logger }: GenesisDeps,
+  balances: { account: Uint8Array; amount: bigint }[],
+): Promise<{ block: Uint8Array; hash: Uint8Array }> {
   const g = await enclave.call('genesis', { balances, timestampMs: Date.now() });
   await store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
   logger.info({ hash: '0x' + Buffer.from(g.hash).toString('hex') }, 'genesis block created');
@@ -23,7 +26,14 @@ async function blockHashAt(store: BlockStore, n: number): Promise<Uint8Array> {
   return hash;
 }
 
-export interface BootstrapResult { mode: 'genesis' | 'replay' | 'empty'; headNumber: number; replayedBlocks: number; transitions: number; fromSnapshot: number | null; ms: number }
+export interface BootstrapResult {
+  mode: 'genesis' | 'replay' | 'empty';
+  headNumber: number;
+  replayedBlocks: number;
+  transitions: number;
+  fromSnapshot: number | null;
+  ms: number;
+}
 
 export async function bootstrap(
   deps: { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger },
@@ -34,17 +44,27 @@ export async function bootstrap(
   const { enclave, store, metrics, logger } = deps;
   const started = performance.now();
   const stored = store.head();
-  const head = stored && opts.upTo !== undefined && opts.upTo < stored.number
-    ? { number: opts.upTo, hash: await blockHashAt(store, opts.upTo) }
-    : stored;
-  if (!head && !genesisBalances) return { mode: 'empty', headNumber: -1, replayedBlocks: 0, transitions: 0, fromSnapshot: null, ms: 0 };
+  const head =
+    stored && opts.upTo !== undefined && opts.upTo < stored.number
+      ? { number: opts.upTo, hash: await blockHashAt(store, opts.upTo) }
+      : stored;
+  if (!head && !genesisBalances)
+    return { mode: 'empty', headNumber: -1, replayedBlocks: 0, transitions: 0, fromSnapshot: null, ms: 0 };
   if (!head) {
     await createGenesis(deps, await genesisBalances!());
-    return { mode: 'genesis', headNumber: 0, replayedBlocks: 1, transitions: 0, fromSnapshot: null, ms: performance.now() - started };
+    return {
+      mode: 'genesis',
+      headNumber: 0,
+      replayedBlocks: 1,
+      transitions: 0,
+      fromSnapshot: null,
+      ms: performance.now() - started,
+    };
   }
 
   const snapshots = (await store.snapshots()).filter((s) => s.number <= head.number);
-  const candidates: ({ number: number; sealed: Uint8Array } | null)[] = opts.verifyEach || opts.ignoreSnapshots ? [null] : [...snapshots, null];
+  const candidates: ({ number: number; sealed: Uint8Array } | null)[] =
+    opts.verifyEach || opts.ignoreSnapshots ? [null] : [...snapshots, null];
   for (const snap of candidates) {
     try {
       await enclave.call('beginReplay', { snapshot: snap?.sealed, verifyEach: opts.verifyEach ?? false });
@@ -57,14 +77,36 @@ export async function bootstrap(
       }
       const done = await enclave.call('finishReplay', {});
       if (done.headNumber !== head.number || !same(done.headHash, head.hash)) {
-        throw new EnclaveError('REPLAY_HEAD_MISMATCH', `replay ended at ${done.headNumber}, store head is ${head.number}`);
+        throw new EnclaveError(
+          'REPLAY_HEAD_MISMATCH',
+          `replay ended at ${done.headNumber}, store head is ${head.number}`,
+        );
       }
       const ms = performance.now() - started;
-      logger.info({ head: head.number, fromSnapshot: snap?.number ?? null, replayed, transitions: done.transitions, ms: Math.round(ms) }, 'state rebuilt from the event log');
-      return { mode: 'replay', headNumber: head.number, replayedBlocks: replayed, transitions: done.transitions, fromSnapshot: snap?.number ?? null, ms };
+      logger.info(
+        {
+          head: head.number,
+          fromSnapshot: snap?.number ?? null,
+          replayed,
+          transitions: done.transitions,
+          ms: Math.round(ms),
+        },
+        'state rebuilt from the event log',
+      );
+      return {
+        mode: 'replay',
+        headNumber: head.number,
+        replayedBlocks: replayed,
+        transitions: done.transitions,
+        fromSnapshot: snap?.number ?? null,
+        ms,
+      };
     } catch (err) {
       if (!snap) throw err;
-      logger.warn({ snapshot: snap.number, code: (err as EnclaveError).code, err: (err as Error).message }, 'snapshot unusable, trying an older one');
+      logger.warn(
+        { snapshot: snap.number, code: (err as EnclaveError).code, err: (err as Error).message },
+        'snapshot unusable, trying an older one',
+      );
     }
   }
   throw new Error('unreachable');

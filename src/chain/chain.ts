@@ -85,22 +85,54 @@ export class ChainService {
       queue: (peer: string, from: number) => this.rangeSync.queue(peer, from),
       fetchQueued: () => this.rangeSync.fetchQueued(),
     };
-    this.blockImport = new BlockImport({ ...deps, lock, snapshots, ancestry, penalize }, {
-      shard: options.shard, slotDurationMs: options.slotDurationMs, snapshotInterval: options.snapshotInterval, treeLimit: options.treeLimit,
-    });
+    this.blockImport = new BlockImport(
+      { ...deps, lock, snapshots, ancestry, penalize },
+      {
+        shard: options.shard,
+        slotDurationMs: options.slotDurationMs,
+        snapshotInterval: options.snapshotInterval,
+        treeLimit: options.treeLimit,
+      },
+    );
     const isActive = () => this.active;
-    this.rangeSync = new RangeSync({
-      ...deps, lock, blockImport: this.blockImport, network: () => this.network, isActive, penalize,
-    }, options.rangeBatch);
-    this.gossip = new GossipValidation({
-      ...deps, blockImport: this.blockImport, parentWait, isActive, onboarding: () => this.rangeSync.onboarding(), penalize,
-    }, options.slotDurationMs);
-    this.author = new SlotAuthor({
-      ...deps, lock, parentWait, snapshots,
-      mayAuthor: () => this.active && !this.rangeSync.busy(),
-      onAnchoredChain: () => this.blockImport.onAnchoredChain(),
-      publish: (bytes) => this.publish(bytes),
-    }, { slotDurationMs: options.slotDurationMs, maxCalls: options.maxCalls, snapshotInterval: options.snapshotInterval });
+    this.rangeSync = new RangeSync(
+      {
+        ...deps,
+        lock,
+        blockImport: this.blockImport,
+        network: () => this.network,
+        isActive,
+        penalize,
+      },
+      options.rangeBatch,
+    );
+    this.gossip = new GossipValidation(
+      {
+        ...deps,
+        blockImport: this.blockImport,
+        parentWait,
+        isActive,
+        onboarding: () => this.rangeSync.onboarding(),
+        penalize,
+      },
+      options.slotDurationMs,
+    );
+    this.author = new SlotAuthor(
+      {
+        ...deps,
+        lock,
+        parentWait,
+        snapshots,
+        mayAuthor: () => this.active && !this.rangeSync.busy(),
+        onAnchoredChain: () => this.blockImport.onAnchoredChain(),
+        publish: (bytes) => this.publish(bytes),
+      },
+      {
+        slotDurationMs: options.slotDurationMs,
+        maxCalls: options.maxCalls,
+        snapshotInterval: options.snapshotInterval,
+      },
+    );
   }
 
   attach(network: Network): void {
@@ -117,8 +149,10 @@ export class ChainService {
     const anchor = this.deps.anchor();
     // No head yet (or no anchor yet): number 0 with the zero hash.
     return {
-      headNumber: head?.number ?? 0, headHash: head?.hash ?? new Uint8Array(32),
-      finalizedNumber: anchor?.number ?? 0, finalizedHash: anchor?.hash ?? new Uint8Array(32),
+      headNumber: head?.number ?? 0,
+      headHash: head?.hash ?? new Uint8Array(32),
+      finalizedNumber: anchor?.number ?? 0,
+      finalizedHash: anchor?.hash ?? new Uint8Array(32),
     };
   }
 
@@ -165,7 +199,9 @@ export class ChainService {
   }
 
   private async publish(bytes: Uint8Array): Promise<void> {
-    await this.network?.publishBlock(bytes).catch((err: Error) => this.deps.logger.debug({ err: err.message }, 'block not published'));
+    await this.network
+      ?.publishBlock(bytes)
+      .catch((err: Error) => this.deps.logger.debug({ err: err.message }, 'block not published'));
   }
 
   /** `code`: what was wrong with the peer's block (logged, so a penalty can be traced to its cause). */

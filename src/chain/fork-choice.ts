@@ -1,7 +1,10 @@
 // Fork choice, as pure functions: the longest chain wins, ties go to the lowest head hash, and a chain
 // that does not contain the last anchored block never wins (anchors are final). Import (chain/import.ts)
 // gathers the candidates and asks the store what these functions cannot know.
-export interface ChainTip { number: number; hash: Uint8Array }
+export interface ChainTip {
+  number: number;
+  hash: Uint8Array;
+}
 
 /** Whether tip `a` is preferred over tip `b`. */
 export function isBetter(a: ChainTip, b: ChainTip | null): boolean {
@@ -29,14 +32,21 @@ export function anchorVerdict(
 }
 
 /** A chain that could become canonical: its tip, and whether it contains the last anchored block. */
-export interface Candidate<T> { tip: ChainTip; onAnchoredChain: boolean; value: T }
+export interface Candidate<T> {
+  tip: ChainTip;
+  onAnchoredChain: boolean;
+  value: T;
+}
 
 /**
  * The candidate to switch to, or null to keep the head: the best tip among those on the anchored
  * chain, if it beats the head. A head that is not on the anchored chain does not count (any anchored
  * candidate beats it), and candidates are never compared against it.
  */
-export function chooseTip<T>(head: { tip: ChainTip; onAnchoredChain: boolean } | null, candidates: Iterable<Candidate<T>>): Candidate<T> | null {
+export function chooseTip<T>(
+  head: { tip: ChainTip; onAnchoredChain: boolean } | null,
+  candidates: Iterable<Candidate<T>>,
+): Candidate<T> | null {
   let best: Candidate<T> | null = null;
   for (const c of candidates) {
     if (!c.onAnchoredChain) continue;

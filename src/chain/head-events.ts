@@ -11,7 +11,11 @@ import type { Metrics } from '../metrics/metrics.ts';
 export type HeadCause = 'authored' | 'imported' | 'reorg' | 'syncing' | 'synced' | 'bootstrap';
 
 /** The enclave's state after the block, as its status reports it. */
-export interface HeadStatus { accounts: number; poolSize: number; stateKeyEpoch: number }
+export interface HeadStatus {
+  accounts: number;
+  poolSize: number;
+  stateKeyEpoch: number;
+}
 
 export interface HeadEvent {
   number: number;

@@ -50,7 +50,12 @@ export interface BlockImportDeps {
   onMissingStateKey?: () => Promise<unknown>;
 }
 
-export interface BlockImportOptions { shard: Uint8Array; slotDurationMs: number; snapshotInterval: number; treeLimit: number }
+export interface BlockImportOptions {
+  shard: Uint8Array;
+  slotDurationMs: number;
+  snapshotInterval: number;
+  treeLimit: number;
+}
 
 /** A block refused before any import work: the sender is penalised. */
 export type PrecheckCode = 'BLOCK_WRONG_SHARD' | 'NOT_AUTHORITY' | 'BLOCK_BAD_SIGNATURE';
@@ -160,16 +165,21 @@ export class BlockImport {
       for (const leaf of this.tree.leaves()) {
         const p = await this.pathTo(leaf);
         if (!p) continue;
-        candidates.push({ tip: { number: leaf.number, hash: leaf.hashBytes }, onAnchoredChain: await this.containsAnchor(p.ancestor, p.path), value: p });
+        candidates.push({
+          tip: { number: leaf.number, hash: leaf.hashBytes },
+          onAnchoredChain: await this.containsAnchor(p.ancestor, p.path),
+          value: p,
+        });
       }
       const best = chooseTip(head && { tip: head, onAnchoredChain: headOnAnchoredChain }, candidates)?.value;
       if (!best) {
         await this.fetchMissingAncestry(head?.number ?? -1);
         return invalid;
       }
-      const r = best.ancestor === (head?.number ?? -1)
-        ? await this.extend(best.path)
-        : await this.deps.relay.hold(() => reorgTo(this.reorgDeps(), best.ancestor, best.path));
+      const r =
+        best.ancestor === (head?.number ?? -1)
+          ? await this.extend(best.path)
+          : await this.deps.relay.hold(() => reorgTo(this.reorgDeps(), best.ancestor, best.path));
       invalid.push(...r.invalid);
       if (r.stalled) return invalid; // a block waits for the parentchain: retried later
     }
@@ -188,9 +198,11 @@ export class BlockImport {
 
   private reorgDeps() {
     return {
-      ...this.deps, tree: this.tree,
+      ...this.deps,
+      tree: this.tree,
       importFailed: (b: TreeBlock, err: unknown) => this.importFailed(b, err),
-      afterImport: (b: TreeBlock, calls: string[], status: HeadStatus) => this.afterImport(b, calls, status, 0, 'reorg'),
+      afterImport: (b: TreeBlock, calls: string[], status: HeadStatus) =>
+        this.afterImport(b, calls, status, 0, 'reorg'),
       onAnchoredChain: () => this.onAnchoredChain(),
     };
   }
@@ -203,7 +215,10 @@ export class BlockImport {
       try {
         const r = await enclave.call('importBlock', { block: b.bytes, nowMs: Date.now() });
         // Not fsynced: the author holds it synced already (see BlockStore.append).
-        await store.append({ number: r.number, hash: r.hash, bytes: b.bytes, callHashes: b.callHashes }, { fsync: false });
+        await store.append(
+          { number: r.number, hash: r.hash, bytes: b.bytes, callHashes: b.callHashes },
+          { fsync: false },
+        );
         const status = await enclave.call('commit', { hash: r.hash });
         this.tree.delete(b.hash);
         this.afterImport(b, r.calls, status, performance.now() - started, 'imported');
@@ -214,11 +229,20 @@ export class BlockImport {
     return { invalid: [], stalled: false };
   }
 
-  private afterImport(b: TreeBlock, calls: string[], status: HeadStatus, ms: number, cause: 'imported' | 'reorg'): void {
+  private afterImport(
+    b: TreeBlock,
+    calls: string[],
+    status: HeadStatus,
+    ms: number,
+    cause: 'imported' | 'reorg',
+  ): void {
     const m = this.deps.metrics;
     m.countImport('imported');
     m.blockImportSeconds.observe(ms / 1000);
-    if (b.gossipAtMs !== null) m.blockPropagationSeconds.observe(Math.max(0, Date.now() - slotStartMs(b.slot, this.options.slotDurationMs)) / 1000);
+    if (b.gossipAtMs !== null)
+      m.blockPropagationSeconds.observe(
+        Math.max(0, Date.now() - slotStartMs(b.slot, this.options.slotDurationMs)) / 1000,
+      );
     this.deps.heads.emit({ number: b.number, hash: b.hashBytes, slot: b.slot, cause, status, calls });
     // Authors snapshot after their own blocks (off the propagation path); imports only when no own block came for long.
     if (b.number > 0) void this.deps.snapshots.maybeSnapshot(b.number, 2 * this.options.snapshotInterval);
@@ -234,7 +258,10 @@ export class BlockImport {
       return { invalid: [], stalled: true };
     }
     const dropped = this.tree.deleteWithDescendants(b.hash);
-    this.deps.logger.warn({ number: b.number, hash: '0x' + b.hash, code, err: (err as Error).message, dropped: dropped.length }, 'block rejected');
+    this.deps.logger.warn(
+      { number: b.number, hash: '0x' + b.hash, code, err: (err as Error).message, dropped: dropped.length },
+      'block rejected',
+    );
     if (b.from) this.deps.penalize(b.from, `invalid block: ${code}`, code);
     this.deps.metrics.countImport('invalid');
     return { invalid: dropped.map((x) => x.hash), stalled: false };
@@ -244,7 +271,9 @@ export class BlockImport {
     if (this.retryTimer || this.stopped) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      void this.deps.lock.run(() => this.chooseHead()).catch((err: Error) => this.deps.logger.error({ err: err.message }, 'retry of pending blocks failed'));
+      void this.deps.lock
+        .run(() => this.chooseHead())
+        .catch((err: Error) => this.deps.logger.error({ err: err.message }, 'retry of pending blocks failed'));
     }, RETRY_MS);
   }
 

@@ -14,7 +14,10 @@ import { isBetter } from './fork-choice.ts';
 import type { HeadStatus } from './head-events.ts';
 
 /** Blocks found invalid, and whether a block waits for the parentchain (then the rest is retried later). */
-export interface ImportOutcome { invalid: string[]; stalled: boolean }
+export interface ImportOutcome {
+  invalid: string[];
+  stalled: boolean;
+}
 
 export interface ReorgDeps {
   enclave: Enclave;
@@ -37,8 +40,12 @@ export async function reorgTo(deps: ReorgDeps, ancestor: number, path: TreeBlock
   const started = performance.now();
   // A shallow reorg drops the enclave's newest state layers; a deeper one rebuilds from the event log.
   const ancestorHash = await store.hashAt(ancestor);
-  const rewound = ancestorHash !== undefined
-    && (await enclave.call('rewind', { number: ancestor, hash: ancestorHash }).then(() => true, () => false));
+  const rewound =
+    ancestorHash !== undefined &&
+    (await enclave.call('rewind', { number: ancestor, hash: ancestorHash }).then(
+      () => true,
+      () => false,
+    ));
   if (!rewound) await bootstrap(deps, null, { upTo: ancestor });
   const applied: { b: TreeBlock; calls: string[] }[] = [];
   let failure: ImportOutcome | null = null;
@@ -57,7 +64,12 @@ export async function reorgTo(deps: ReorgDeps, ancestor: number, path: TreeBlock
     await bootstrap(deps, null); // back to the stored chain
     return failure ?? { invalid: [], stalled: false };
   }
-  const stored = applied.map(({ b }) => ({ number: b.number, hash: b.hashBytes, bytes: b.bytes, callHashes: b.callHashes }));
+  const stored = applied.map(({ b }) => ({
+    number: b.number,
+    hash: b.hashBytes,
+    bytes: b.bytes,
+    callHashes: b.callHashes,
+  }));
   const abandoned = await store.reorg(ancestor, stored);
   const newCalls = new Set<string>();
   const status = await enclave.call('status', {}); // one state for the whole swap
@@ -79,6 +91,9 @@ export async function reorgTo(deps: ReorgDeps, ancestor: number, path: TreeBlock
   metrics.reorgs.inc();
   metrics.reorgDepth.observe(depth);
   const ms = Math.round(performance.now() - started);
-  logger.warn({ from: old.number, to: tip.number, ancestor, depth, rewound, requeued, lostCalls: lost.length, ms }, 'reorg');
+  logger.warn(
+    { from: old.number, to: tip.number, ancestor, depth, rewound, requeued, lostCalls: lost.length, ms },
+    'reorg',
+  );
   return failure ?? { invalid: [], stalled: false };
 }

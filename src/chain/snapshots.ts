@@ -6,7 +6,13 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from 'pino';
 
-export interface SnapshotDeps { enclave: Enclave; store: BlockStore; metrics: Metrics; logger: Logger; signingKey: Uint8Array }
+export interface SnapshotDeps {
+  enclave: Enclave;
+  store: BlockStore;
+  metrics: Metrics;
+  logger: Logger;
+  signingKey: Uint8Array;
+}
 
 export class SnapshotPolicy {
   private readonly deps: SnapshotDeps;

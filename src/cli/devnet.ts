@@ -14,8 +14,16 @@ import { ValidateerError } from '../protocol/errors.ts';
 import { nodeProcessEnv } from '../node/process-env.ts';
 
 export interface DevnetFlags {
-  config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string;
-  validateers?: string; parentchainPort?: string; blockMs?: string; p2pPort?: string;
+  config?: string;
+  dataDir?: string;
+  rpcPort?: string;
+  metricsPort?: string;
+  slotMs?: string;
+  logLevel?: string;
+  validateers?: string;
+  parentchainPort?: string;
+  blockMs?: string;
+  p2pPort?: string;
 }
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -23,12 +31,20 @@ const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const ENCLAVE_ENDOWMENT = 10_000n * 10n ** 12n;
 const START_TIMEOUT_MS = 90_000;
 
-interface Child { index: number; proc: ChildProcess; log: string; rpc?: string; metrics?: string; exited: Promise<number | null> }
+interface Child {
+  index: number;
+  proc: ChildProcess;
+  log: string;
+  rpc?: string;
+  metrics?: string;
+  exited: Promise<number | null>;
+}
 
 const int = (v: string | undefined, fallback: number, name: string, min = 0): number => {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new ValidateerError('BAD_FLAG', `--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new ValidateerError('BAD_FLAG', `--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
   return n;
 };
 
@@ -54,7 +70,9 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
   }
 
   const chain: DevChain = await startDevChain({
-    host: '127.0.0.1', port: int(flags.parentchainPort, 9944, 'parentchain-port'), blockTimeMs: int(flags.blockMs, 2000, 'block-ms', 100),
+    host: '127.0.0.1',
+    port: int(flags.parentchainPort, 9944, 'parentchain-port'),
+    blockTimeMs: int(flags.blockMs, 2000, 'block-ms', 100),
     endowments: accounts.map((publicKey) => ({ publicKey, amount: ENCLAVE_ENDOWMENT })),
   });
   const children: Child[] = [];
@@ -62,7 +80,11 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
   const stopAll = async (): Promise<void> => {
     stopping = true;
     for (const c of children) c.proc.kill('SIGTERM');
-    await Promise.all(children.map((c) => Promise.race([c.exited, new Promise((r) => setTimeout(r, 20_000)).then(() => c.proc.kill('SIGKILL'))])));
+    await Promise.all(
+      children.map((c) =>
+        Promise.race([c.exited, new Promise((r) => setTimeout(r, 20_000)).then(() => c.proc.kill('SIGKILL'))]),
+      ),
+    );
     await chain.close();
   };
 
@@ -70,11 +92,26 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
     for (let i = 0; i < n; i++) {
       const log = join(dirs[i], 'node.log');
       const fd = openSync(log, 'a');
-      const args = [MAIN, 'run', '--config', configFile, '--data-dir', dirs[i], '--rpc-port', String(rpcBase + i), '--metrics-port', String(metricsBase + i), '--parentchain', chain.endpoint];
+      const args = [
+        MAIN,
+        'run',
+        '--config',
+        configFile,
+        '--data-dir',
+        dirs[i],
+        '--rpc-port',
+        String(rpcBase + i),
+        '--metrics-port',
+        String(metricsBase + i),
+        '--parentchain',
+        chain.endpoint,
+      ];
       if (flags.slotMs) args.push('--slot-ms', flags.slotMs);
       if (flags.logLevel) args.push('--log-level', flags.logLevel);
       // Each enclave makes keys of its own; the first registered member's shard secrets reach the others by attested provisioning.
-      const env = nodeProcessEnv(process.env, { VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]) });
+      const env = nodeProcessEnv(process.env, {
+        VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]),
+      });
       const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env });
       closeSync(fd);
       const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
@@ -93,7 +130,8 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
         c.rpc = /JSON-RPC\s+(ws:\/\/\S+)/.exec(text)?.[1];
         c.metrics = /metrics\s+(http:\/\/\S+)\/metrics/.exec(text)?.[1];
         if (c.rpc) break;
-        if (Date.now() > deadline || stopping) throw new ValidateerError('DEVNET_START', `validateer ${c.index} did not start; see ${c.log}`);
+        if (Date.now() > deadline || stopping)
+          throw new ValidateerError('DEVNET_START', `validateer ${c.index} did not start; see ${c.log}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -102,20 +140,28 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
     throw err;
   }
 
-  console.log([
-    `validateer devnet running (${n} validateer${n > 1 ? 's' : ''}; data in ${root}, reset on every start)`,
-    `  parentchain   ${chain.endpoint}  (chopsticks, Rococo Asset Hub runtime, a block every ${int(flags.blockMs, 2000, 'block-ms')} ms; //Alice..//Ferdie funded)`,
-    ...children.map((c) => `  validateer ${c.index}  JSON-RPC ${c.rpc}  metrics ${c.metrics ?? 'disabled'}/metrics  p2p /ip4/127.0.0.1/tcp/${p2pBase + c.index - 1}  log ${c.log}`),
-    `  try           npx validateer client shield //Alice //Bob 1000000000000`,
-    'Press Ctrl-C to stop.',
-  ].join('\n'));
+  console.log(
+    [
+      `validateer devnet running (${n} validateer${n > 1 ? 's' : ''}; data in ${root}, reset on every start)`,
+      `  parentchain   ${chain.endpoint}  (chopsticks, Rococo Asset Hub runtime, a block every ${int(flags.blockMs, 2000, 'block-ms')} ms; //Alice..//Ferdie funded)`,
+      ...children.map(
+        (c) =>
+          `  validateer ${c.index}  JSON-RPC ${c.rpc}  metrics ${c.metrics ?? 'disabled'}/metrics  p2p /ip4/127.0.0.1/tcp/${p2pBase + c.index - 1}  log ${c.log}`,
+      ),
+      `  try           npx validateer client shield //Alice //Bob 1000000000000`,
+      'Press Ctrl-C to stop.',
+    ].join('\n'),
+  );
   void reportFirstAnchor(children[0], started);
 
   await new Promise<void>((resolveStop) => {
     const stop = () => {
       if (stopping) return;
       console.log('stopping the devnet');
-      void stopAll().then(() => { console.log('stopped cleanly'); resolveStop(); });
+      void stopAll().then(() => {
+        console.log('stopped cleanly');
+        resolveStop();
+      });
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
@@ -131,7 +177,9 @@ async function reportFirstAnchor(c: Child, startedMs: number): Promise<void> {
       const text = await (await fetch(`${c.metrics}/metrics`)).text();
       const m = /^validateer_sidechain_finalized_number (\d+)/m.exec(text);
       if (m && Number(m[1]) > 0) {
-        console.log(`first anchored (final) sidechain block #${m[1]} after ${((performance.now() - startedMs) / 1000).toFixed(1)} s`);
+        console.log(
+          `first anchored (final) sidechain block #${m[1]} after ${((performance.now() - startedMs) / 1000).toFixed(1)} s`,
+        );
         return;
       }
     } catch {

@@ -14,7 +14,15 @@ import type { DevnetFlags } from './devnet.ts';
 import type { JoinFlags } from './membership-commands.ts';
 import { toHex } from '../protocol/bytes.ts';
 
-export interface NodeFlags { config?: string; dataDir?: string; rpcPort?: string; metricsPort?: string; slotMs?: string; logLevel?: string; parentchain?: string }
+export interface NodeFlags {
+  config?: string;
+  dataDir?: string;
+  rpcPort?: string;
+  metricsPort?: string;
+  slotMs?: string;
+  logLevel?: string;
+  parentchain?: string;
+}
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const DEV_CONFIG = join(ROOT, 'config', 'dev.json');
@@ -22,7 +30,14 @@ export const DEV_CONFIG = join(ROOT, 'config', 'dev.json');
 function configFrom(flags: NodeFlags, defaultFile?: string): Config {
   return loadConfig({
     file: flags.config ?? defaultFile,
-    overrides: { dataDir: flags.dataDir, 'rpc.port': flags.rpcPort, 'metrics.port': flags.metricsPort, 'sidechain.slotDurationMs': flags.slotMs, 'log.level': flags.logLevel, 'parentchain.endpoint': flags.parentchain },
+    overrides: {
+      dataDir: flags.dataDir,
+      'rpc.port': flags.rpcPort,
+      'metrics.port': flags.metricsPort,
+      'sidechain.slotDurationMs': flags.slotMs,
+      'log.level': flags.logLevel,
+      'parentchain.endpoint': flags.parentchain,
+    },
   });
 }
 
@@ -31,25 +46,32 @@ async function runUntilSignal(config: Config, banner: string): Promise<void> {
   // Loaded here: libp2p, the RPC server and the rest of a running node cost memory that `replay` and `keys` do not need.
   const { startValidateer } = await import('../node/validateer.ts');
   const node = await startValidateer(config, logger);
-  console.log([
-    banner,
-    `  data dir      ${resolve(config.dataDir)}`,
-    `  JSON-RPC      ${node.rpcUrl}`,
-    node.metricsUrl ? `  metrics       ${node.metricsUrl}/metrics` : '  metrics       disabled',
-    node.metricsUrl ? `  health        ${node.metricsUrl}/health/ready` : '',
-    `  signing key   ${node.signingKey}`,
-    `  measurement   ${node.measurement}`,
-    `  state         ${node.bootstrap.mode === 'empty' ? 'empty: block 0 comes from the first authority (this node or a peer)' : `replayed to #${node.bootstrap.headNumber} in ${Math.round(node.bootstrap.ms)} ms`}`,
-    `  p2p           ${node.network.addresses().join(' ') || '(not listening)'}`,
-    'Press Ctrl-C to stop.',
-  ].filter(Boolean).join('\n'));
+  console.log(
+    [
+      banner,
+      `  data dir      ${resolve(config.dataDir)}`,
+      `  JSON-RPC      ${node.rpcUrl}`,
+      node.metricsUrl ? `  metrics       ${node.metricsUrl}/metrics` : '  metrics       disabled',
+      node.metricsUrl ? `  health        ${node.metricsUrl}/health/ready` : '',
+      `  signing key   ${node.signingKey}`,
+      `  measurement   ${node.measurement}`,
+      `  state         ${node.bootstrap.mode === 'empty' ? 'empty: block 0 comes from the first authority (this node or a peer)' : `replayed to #${node.bootstrap.headNumber} in ${Math.round(node.bootstrap.ms)} ms`}`,
+      `  p2p           ${node.network.addresses().join(' ') || '(not listening)'}`,
+      'Press Ctrl-C to stop.',
+    ]
+      .filter(Boolean)
+      .join('\n'),
+  );
   await new Promise<void>((resolveStop) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'stopping');
-      node.stop().then(() => { console.log('stopped cleanly'); resolveStop(); });
+      node.stop().then(() => {
+        console.log('stopped cleanly');
+        resolveStop();
+      });
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -62,8 +84,13 @@ export async function joinCommand(flags: NodeFlags & JoinFlags): Promise<void> {
   const config = loadConfig({
     file: flags.config,
     overrides: {
-      dataDir: flags.dataDir, 'rpc.port': flags.rpcPort, 'metrics.port': flags.metricsPort, 'sidechain.slotDurationMs': flags.slotMs, 'log.level': flags.logLevel,
-      'parentchain.endpoint': flags.parentchain, 'p2p.bootstrap': flags.bootstrap,
+      dataDir: flags.dataDir,
+      'rpc.port': flags.rpcPort,
+      'metrics.port': flags.metricsPort,
+      'sidechain.slotDurationMs': flags.slotMs,
+      'log.level': flags.logLevel,
+      'parentchain.endpoint': flags.parentchain,
+      'p2p.bootstrap': flags.bootstrap,
       'p2p.listen': flags.p2pPort ? [`/ip4/127.0.0.1/tcp/${flags.p2pPort}`] : undefined,
     },
   });
@@ -74,7 +101,9 @@ export async function joinCommand(flags: NodeFlags & JoinFlags): Promise<void> {
 export async function leaveCommand(flags: NodeFlags): Promise<void> {
   const { leave } = await import('./membership-commands.ts');
   const r = await leave(configFrom(flags));
-  console.log(`unregistered ${r.address} in parentchain block #${r.blockNumber} (finalized): the set no longer counts this validateer from that block on`);
+  console.log(
+    `unregistered ${r.address} in parentchain block #${r.blockNumber} (finalized): the set no longer counts this validateer from that block on`,
+  );
   process.exit(0); // polkadot-js can leave idle handles behind
 }
 
@@ -98,17 +127,31 @@ export async function keysCommand(flags: NodeFlags): Promise<void> {
   try {
     const info = await enclave.call('info', {});
     const { quote } = await enclave.call('quote', { userData: new Uint8Array(32) });
-    console.log(JSON.stringify({
-      signingKey: toHex(info.signingKey), shieldingKey: toHex(info.shieldingKey), shieldingKeyId: info.shieldingKeyId,
-      stateKeyId: info.stateKeyId, encryptionKey: toHex(info.encryptionKey), measurement: toHex(info.measurement), signer: toHex(info.signer),
-      attestation: info.attestation, quote: toHex(quote),
-    }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          signingKey: toHex(info.signingKey),
+          shieldingKey: toHex(info.shieldingKey),
+          shieldingKeyId: info.shieldingKeyId,
+          stateKeyId: info.stateKeyId,
+          encryptionKey: toHex(info.encryptionKey),
+          measurement: toHex(info.measurement),
+          signer: toHex(info.signer),
+          attestation: info.attestation,
+          quote: toHex(quote),
+        },
+        null,
+        2,
+      ),
+    );
   } finally {
     await enclave.close();
   }
 }
 
-export async function replayCommand(flags: NodeFlags & { verify?: boolean; fromGenesis?: boolean; json?: boolean }): Promise<void> {
+export async function replayCommand(
+  flags: NodeFlags & { verify?: boolean; fromGenesis?: boolean; json?: boolean },
+): Promise<void> {
   const config = configFrom(flags, flags.config ? undefined : DEV_CONFIG);
   const dataDir = resolve(config.dataDir);
   const logger = createLogger({ level: config.log.level, name: 'replay' });
@@ -121,15 +164,28 @@ export async function replayCommand(flags: NodeFlags & { verify?: boolean; fromG
   try {
     // Blocks of other registered validateers are valid: the sealed registry names them.
     await enclave.call('parentchainLoad', {});
-    const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, () => genesisBalances(config), { verifyEach: flags.verify, ignoreSnapshots: flags.fromGenesis });
+    const r = await bootstrap({ enclave, store, metrics: createMetrics(), logger }, () => genesisBalances(config), {
+      verifyEach: flags.verify,
+      ignoreSnapshots: flags.fromGenesis,
+    });
     const s = await enclave.call('status', {});
     if (flags.json) {
       const rssBytes = process.memoryUsage().rss;
-      console.log(JSON.stringify({ ...r, accounts: s.accounts, transitionsPerSecond: r.transitions / (r.ms / 1000), rssBytes, verifiedEachBlock: !!flags.verify }));
+      console.log(
+        JSON.stringify({
+          ...r,
+          accounts: s.accounts,
+          transitionsPerSecond: r.transitions / (r.ms / 1000),
+          rssBytes,
+          verifiedEachBlock: !!flags.verify,
+        }),
+      );
       return;
     }
-    console.log(`replayed ${r.replayedBlocks} blocks to #${r.headNumber} in ${Math.round(r.ms)} ms${r.fromSnapshot !== null ? ` from snapshot #${r.fromSnapshot}` : ' from genesis'}; ` +
-      `${s.accounts} accounts; state commitment ${flags.verify ? 'of every block' : 'of the head'} verified`);
+    console.log(
+      `replayed ${r.replayedBlocks} blocks to #${r.headNumber} in ${Math.round(r.ms)} ms${r.fromSnapshot !== null ? ` from snapshot #${r.fromSnapshot}` : ' from genesis'}; ` +
+        `${s.accounts} accounts; state commitment ${flags.verify ? 'of every block' : 'of the head'} verified`,
+    );
   } finally {
     await enclave.close();
     await store.close();

@@ -16,12 +16,20 @@ import { connectParentchain, type SubstrateParentchain } from '../parentchain/su
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { isActiveAt } from '../protocol/membership.ts';
 
-interface Flags { rpc: string; keystore: string; parentchain?: string }
+interface Flags {
+  rpc: string;
+  keystore: string;
+  parentchain?: string;
+}
 const DEFAULT_PARENTCHAIN = 'ws://127.0.0.1:9944';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function parseAmount(s: string): bigint {
-  if (!/^[0-9]+$/.test(s)) throw new ValidateerError('BAD_AMOUNT', `amount must be a non-negative integer in base units, got ${JSON.stringify(s)}`);
+  if (!/^[0-9]+$/.test(s))
+    throw new ValidateerError(
+      'BAD_AMOUNT',
+      `amount must be a non-negative integer in base units, got ${JSON.stringify(s)}`,
+    );
   return BigInt(s);
 }
 
@@ -42,11 +50,18 @@ async function parentchainAccount(ref: string): Promise<Uint8Array> {
   try {
     return decodeAddress(ref);
   } catch {
-    throw new ValidateerError('BAD_ACCOUNT', `not a parentchain account: ${ref} (expected an SS58 address, 0x-hex public key or //Name)`);
+    throw new ValidateerError(
+      'BAD_ACCOUNT',
+      `not a parentchain account: ${ref} (expected an SS58 address, 0x-hex public key or //Name)`,
+    );
   }
 }
 
-interface Session { client: ValidateerClient; pc: SubstrateParentchain; keystore: Keystore }
+interface Session {
+  client: ValidateerClient;
+  pc: SubstrateParentchain;
+  keystore: Keystore;
+}
 
 async function withSession<T>(flags: Flags, fn: (s: Session) => Promise<T>): Promise<T> {
   const client = await ValidateerClient.connect(flags.rpc);
@@ -64,7 +79,11 @@ async function withSession<T>(flags: Flags, fn: (s: Session) => Promise<T>): Pro
 async function vaultOf(client: ValidateerClient): Promise<Uint8Array> {
   const info = await client.shardInfo();
   if (!info.parentchain) throw new ValidateerError('NO_PARENTCHAIN', 'this validateer runs without a parentchain');
-  if (!info.vault) throw new ValidateerError('NO_VAULT', 'the shard has no vault yet (its first validateer creates it after registering)');
+  if (!info.vault)
+    throw new ValidateerError(
+      'NO_VAULT',
+      'the shard has no vault yet (its first validateer creates it after registering)',
+    );
   return fromHex(info.vault);
 }
 
@@ -75,104 +94,158 @@ async function waitProcessed(client: ValidateerClient, number: number, timeoutMs
     if ((await client.head()).parentchain.number >= number) return;
     await sleep(500);
   }
-  throw new ValidateerError('TIMEOUT', `the sidechain did not reach parentchain block ${number} within ${timeoutMs} ms`);
+  throw new ValidateerError(
+    'TIMEOUT',
+    `the sidechain did not reach parentchain block ${number} within ${timeoutMs} ms`,
+  );
 }
 
 export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'parentchain'>): void {
   const pcFlags = (o: { parentchain?: string }): Flags => ({ ...flags(), parentchain: o.parentchain });
-  const withParentchain = (c: Command) => c.option('--parentchain <url>', `parentchain endpoint (default: the validateer's, else ${DEFAULT_PARENTCHAIN})`);
+  const withParentchain = (c: Command) =>
+    c.option('--parentchain <url>', `parentchain endpoint (default: the validateer's, else ${DEFAULT_PARENTCHAIN})`);
 
   withParentchain(cmd.command('shield <from> <to> <amount>'))
     .description('move AMOUNT from parentchain account FROM into the shard vault, credited to sidechain account TO')
-    .action((from: string, to: string, amount: string, o: { parentchain?: string }) => withSession(pcFlags(o), async ({ client, pc, keystore }) => {
-      const vault = await vaultOf(client);
-      const key = await client.shieldingKey();
-      const call = shieldCall(key, key.shard, vault, parseAmount(amount), await resolvePublicKey(to));
-      const r = await pc.submit(await parentchainSigner(from, keystore), call, { waitFor: 'finalized' });
-      if (!r.success) throw new ValidateerError('PARENTCHAIN_DISPATCH_FAILED', `shield failed on the parentchain: ${r.error}`);
-      console.log(`shield of ${amount} in parentchain block #${r.blockNumber} ${toHex(r.blockHash)} (finalized)`);
-      await waitProcessed(client, r.blockNumber);
-      console.log('credited on the sidechain');
-    }));
+    .action((from: string, to: string, amount: string, o: { parentchain?: string }) =>
+      withSession(pcFlags(o), async ({ client, pc, keystore }) => {
+        const vault = await vaultOf(client);
+        const key = await client.shieldingKey();
+        const call = shieldCall(key, key.shard, vault, parseAmount(amount), await resolvePublicKey(to));
+        const r = await pc.submit(await parentchainSigner(from, keystore), call, { waitFor: 'finalized' });
+        if (!r.success)
+          throw new ValidateerError('PARENTCHAIN_DISPATCH_FAILED', `shield failed on the parentchain: ${r.error}`);
+        console.log(`shield of ${amount} in parentchain block #${r.blockNumber} ${toHex(r.blockHash)} (finalized)`);
+        await waitProcessed(client, r.blockNumber);
+        console.log('credited on the sidechain');
+      }),
+    );
 
   withParentchain(cmd.command('unshield <from> <beneficiary> <amount>'))
     .description('burn AMOUNT of sidechain account FROM; the vault pays parentchain account BENEFICIARY')
     .option('--no-wait', 'do not wait for the payout on the parentchain')
-    .action((from: string, beneficiary: string, amount: string, o: { parentchain?: string; wait: boolean }) => withSession(pcFlags(o), async ({ client, pc, keystore }) => {
-      const dest = await parentchainAccount(beneficiary);
-      const before = (await pc.balance(dest)).free;
-      const r = await client.unshield(await signerFor(from, keystore), dest, parseAmount(amount));
-      console.log(`unshield ${r.hash} burned in sidechain block #${r.blockNumber} ${r.blockHash}`);
-      if (!o.wait) return;
-      const deadline = Date.now() + 180_000;
-      while ((await pc.balance(dest)).free - before < parseAmount(amount)) {
-        if (Date.now() > deadline) throw new ValidateerError('TIMEOUT', 'payout not seen on the parentchain within 180 s (it is retried until it lands)');
-        await sleep(1000);
-      }
-      console.log(`paid ${amount} to ${encodeAddress(dest, pc.ss58Prefix())} on the parentchain`);
-    }));
+    .action((from: string, beneficiary: string, amount: string, o: { parentchain?: string; wait: boolean }) =>
+      withSession(pcFlags(o), async ({ client, pc, keystore }) => {
+        const dest = await parentchainAccount(beneficiary);
+        const before = (await pc.balance(dest)).free;
+        const r = await client.unshield(await signerFor(from, keystore), dest, parseAmount(amount));
+        console.log(`unshield ${r.hash} burned in sidechain block #${r.blockNumber} ${r.blockHash}`);
+        if (!o.wait) return;
+        const deadline = Date.now() + 180_000;
+        while ((await pc.balance(dest)).free - before < parseAmount(amount)) {
+          if (Date.now() > deadline)
+            throw new ValidateerError(
+              'TIMEOUT',
+              'payout not seen on the parentchain within 180 s (it is retried until it lands)',
+            );
+          await sleep(1000);
+        }
+        console.log(`paid ${amount} to ${encodeAddress(dest, pc.ss58Prefix())} on the parentchain`);
+      }),
+    );
 
   withParentchain(cmd.command('invoke <from> <to> <amount>'))
-    .description('a sidechain transfer sent through the parentchain (indirect invocation) instead of RPC; FROM pays the parentchain fee')
+    .description(
+      'a sidechain transfer sent through the parentchain (indirect invocation) instead of RPC; FROM pays the parentchain fee',
+    )
     .option('--memo <text>', 'memo stored for the recipient')
-    .action((from: string, to: string, amount: string, o: { parentchain?: string; memo?: string }) => withSession(pcFlags(o), async ({ client, pc, keystore }) => {
-      const signer = await signerFor(from, keystore);
-      const key = await client.shieldingKey();
-      const t = buildTransfer(signer, { to: await resolvePublicKey(to), amount: parseAmount(amount), memo: o.memo, nonce: await client.nonce(signer) }, key, key.shard);
-      const remark = encodeMessage({ tag: 'invoke', value: { shard: key.shard, request: t.request } });
-      const r = await pc.submit(await parentchainSigner(from, keystore), { kind: 'remark', remark }, { waitFor: 'finalized' });
-      if (!r.success) throw new ValidateerError('PARENTCHAIN_DISPATCH_FAILED', `remark failed on the parentchain: ${r.error}`);
-      console.log(`invocation in parentchain block #${r.blockNumber} ${toHex(r.blockHash)} (finalized)`);
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const n = await client.callBlock(t.hash);
-        if (n !== null) {
-          console.log(`transfer 0x${t.hash} included in sidechain block #${n}`);
-          return;
+    .action((from: string, to: string, amount: string, o: { parentchain?: string; memo?: string }) =>
+      withSession(pcFlags(o), async ({ client, pc, keystore }) => {
+        const signer = await signerFor(from, keystore);
+        const key = await client.shieldingKey();
+        const t = buildTransfer(
+          signer,
+          {
+            to: await resolvePublicKey(to),
+            amount: parseAmount(amount),
+            memo: o.memo,
+            nonce: await client.nonce(signer),
+          },
+          key,
+          key.shard,
+        );
+        const remark = encodeMessage({ tag: 'invoke', value: { shard: key.shard, request: t.request } });
+        const r = await pc.submit(
+          await parentchainSigner(from, keystore),
+          { kind: 'remark', remark },
+          { waitFor: 'finalized' },
+        );
+        if (!r.success)
+          throw new ValidateerError('PARENTCHAIN_DISPATCH_FAILED', `remark failed on the parentchain: ${r.error}`);
+        console.log(`invocation in parentchain block #${r.blockNumber} ${toHex(r.blockHash)} (finalized)`);
+        const deadline = Date.now() + 120_000;
+        for (;;) {
+          const n = await client.callBlock(t.hash);
+          if (n !== null) {
+            console.log(`transfer 0x${t.hash} included in sidechain block #${n}`);
+            return;
+          }
+          if (Date.now() > deadline)
+            throw new ValidateerError(
+              'TIMEOUT',
+              `call 0x${t.hash} not in a sidechain block within 120 s (rejected? check the validateer log)`,
+            );
+          await sleep(500);
         }
-        if (Date.now() > deadline) throw new ValidateerError('TIMEOUT', `call 0x${t.hash} not in a sidechain block within 120 s (rejected? check the validateer log)`);
-        await sleep(500);
-      }
-    }));
+      }),
+    );
 
   withParentchain(cmd.command('parentchain-balance <account>'))
     .description('free balance of a parentchain account (//Name = the sr25519 dev account)')
-    .action((account: string, o: { parentchain?: string }) => withSession(pcFlags(o), async ({ pc }) => {
-      console.log(String((await pc.balance(await parentchainAccount(account))).free));
-    }));
+    .action((account: string, o: { parentchain?: string }) =>
+      withSession(pcFlags(o), async ({ pc }) => {
+        console.log(String((await pc.balance(await parentchainAccount(account))).free));
+      }),
+    );
 
-  cmd.command('validateers').description('the validateers registered for the shard on the parentchain')
+  cmd
+    .command('validateers')
+    .description('the validateers registered for the shard on the parentchain')
     .action(async () => {
       const client = await ValidateerClient.connect(flags().rpc);
       try {
         const info = await client.shardInfo();
-        if (!info.parentchain) throw new ValidateerError('NO_PARENTCHAIN', 'this validateer runs without a parentchain');
+        if (!info.parentchain)
+          throw new ValidateerError('NO_PARENTCHAIN', 'this validateer runs without a parentchain');
         const list = info.validateers ?? [];
         const active = list.filter((v) => isActiveAt(v, info.parentchain!.processed.number)).length;
-        console.log(`${active} registered validateer(s) for shard ${info.shard} (parentchain processed to #${info.parentchain.processed.number})`);
+        console.log(
+          `${active} registered validateer(s) for shard ${info.shard} (parentchain processed to #${info.parentchain.processed.number})`,
+        );
         for (const v of list) {
           console.log(`- ${v.signingKey}${v.unregisteredAt !== null ? ` (unregistered at #${v.unregisteredAt})` : ''}`);
           console.log(`    registered at parentchain block #${v.registeredAt}; measurement ${v.measurement}`);
-          console.log(`    peer ${v.peerId || '-'} ${v.p2pAddresses.length ? v.p2pAddresses.join(' ') : '(no p2p addresses)'}`);
+          console.log(
+            `    peer ${v.peerId || '-'} ${v.p2pAddresses.length ? v.p2pAddresses.join(' ') : '(no p2p addresses)'}`,
+          );
         }
       } finally {
         await client.close();
       }
     });
 
-  withParentchain(cmd.command('vault')).description('the shard vault: its parentchain balance against the shielded funds on the sidechain')
-    .action((o: { parentchain?: string }) => withSession(pcFlags(o), async ({ client, pc }) => {
-      const info = await client.shardInfo();
-      const vault = await vaultOf(client);
-      const balance = (await pc.balance(vault)).free;
-      const reserve = info.vaultReserveFunded ? pc.existentialDeposit() : 0n;
-      const supply = BigInt(info.shieldedSupply ?? '0');
-      console.log(`vault ${encodeAddress(vault, pc.ss58Prefix())}`);
-      console.log(`  parentchain balance   ${balance}`);
-      console.log(`  keep-alive reserve    ${reserve}`);
-      console.log(`  shielded on sidechain ${supply}`);
-      console.log(`  unpaid withdrawals    ${info.unpaidWithdrawals ?? 0}`);
-      console.log(`  controlled by         ${(info.vaultProxies ?? []).length} enclave account(s), any of which can pay out`);
-      console.log(balance - reserve === supply ? '  balanced: vault = reserve + shielded funds' : `  difference ${balance - reserve - supply} (payouts or shields in flight)`);
-    }));
+  withParentchain(cmd.command('vault'))
+    .description('the shard vault: its parentchain balance against the shielded funds on the sidechain')
+    .action((o: { parentchain?: string }) =>
+      withSession(pcFlags(o), async ({ client, pc }) => {
+        const info = await client.shardInfo();
+        const vault = await vaultOf(client);
+        const balance = (await pc.balance(vault)).free;
+        const reserve = info.vaultReserveFunded ? pc.existentialDeposit() : 0n;
+        const supply = BigInt(info.shieldedSupply ?? '0');
+        console.log(`vault ${encodeAddress(vault, pc.ss58Prefix())}`);
+        console.log(`  parentchain balance   ${balance}`);
+        console.log(`  keep-alive reserve    ${reserve}`);
+        console.log(`  shielded on sidechain ${supply}`);
+        console.log(`  unpaid withdrawals    ${info.unpaidWithdrawals ?? 0}`);
+        console.log(
+          `  controlled by         ${(info.vaultProxies ?? []).length} enclave account(s), any of which can pay out`,
+        );
+        console.log(
+          balance - reserve === supply
+            ? '  balanced: vault = reserve + shielded funds'
+            : `  difference ${balance - reserve - supply} (payouts or shields in flight)`,
+        );
+      }),
+    );
 }

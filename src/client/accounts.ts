@@ -6,7 +6,15 @@ import { randomBytes } from 'node:crypto';
 import { ValidateerError } from '../protocol/errors.ts';
 import { accountFromSeed, devAccount, isDevUri, type Account } from '../crypto/accounts.ts';
 
-export { SS58_PREFIX, accountFromSeed, devAccount, isDevUri, resolvePublicKey, toAddress, type Account } from '../crypto/accounts.ts';
+export {
+  SS58_PREFIX,
+  accountFromSeed,
+  devAccount,
+  isDevUri,
+  resolvePublicKey,
+  toAddress,
+  type Account,
+} from '../crypto/accounts.ts';
 
 /** A directory of account seeds, one file per SS58 address (mode 0600). */
 export class Keystore {
@@ -18,7 +26,11 @@ export class Keystore {
   create(): Account {
     const account = accountFromSeed(new Uint8Array(randomBytes(32)));
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    writeFileSync(join(this.dir, account.address), JSON.stringify({ address: account.address, seed: Buffer.from(account.seed).toString('hex') }) + '\n', { mode: 0o600 });
+    writeFileSync(
+      join(this.dir, account.address),
+      JSON.stringify({ address: account.address, seed: Buffer.from(account.seed).toString('hex') }) + '\n',
+      { mode: 0o600 },
+    );
     return account;
   }
 
@@ -38,6 +50,10 @@ export class Keystore {
 export async function signerFor(ref: string, keystore: Keystore): Promise<Account> {
   if (isDevUri(ref)) return devAccount(ref);
   const a = keystore.get(ref);
-  if (!a) throw new ValidateerError('NO_KEY', `no key for ${ref} in keystore ${keystore['dir']} (create one with: validateer client new-account)`);
+  if (!a)
+    throw new ValidateerError(
+      'NO_KEY',
+      `no key for ${ref} in keystore ${keystore['dir']} (create one with: validateer client new-account)`,
+    );
   return a;
 }

@@ -2,7 +2,24 @@
 // Pure functions over a signer: usable by the CLI, the client library, tests and the benchmark.
 import { HpkeSuite } from '../crypto/hpke.ts';
 import { x25519Generate } from '../crypto/primitives.ts';
-import { GetterReply, HPKE_INFO_CALL, HPKE_INFO_GETTER, HPKE_INFO_REPLY, HPKE_INFO_SHIELD, SealedReply, ShieldedRequest, TrustedCallSigned, TrustedGetterSigned, callHash, callSigningPayload, decodeExact, getterSigningPayload, type GetterReply as GetterReplyT, type TrustedCall, type TrustedGetter } from '../protocol/wire.ts';
+import {
+  GetterReply,
+  HPKE_INFO_CALL,
+  HPKE_INFO_GETTER,
+  HPKE_INFO_REPLY,
+  HPKE_INFO_SHIELD,
+  SealedReply,
+  ShieldedRequest,
+  TrustedCallSigned,
+  TrustedGetterSigned,
+  callHash,
+  callSigningPayload,
+  decodeExact,
+  getterSigningPayload,
+  type GetterReply as GetterReplyT,
+  type TrustedCall,
+  type TrustedGetter,
+} from '../protocol/wire.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { CallSpec } from '../parentchain/api.ts';
@@ -10,7 +27,10 @@ import { concatBytes } from '../protocol/bytes.ts';
 
 export type { Signer } from '../crypto/accounts.ts';
 import type { Signer } from '../crypto/accounts.ts';
-export interface ShieldingKey { keyId: number; publicKey: Uint8Array }
+export interface ShieldingKey {
+  keyId: number;
+  publicKey: Uint8Array;
+}
 
 const callSuite = new HpkeSuite(HPKE_INFO_CALL);
 const getterSuite = new HpkeSuite(HPKE_INFO_GETTER);
@@ -23,24 +43,50 @@ export function signCall(signer: Signer, call: TrustedCall, nonce: number, shard
 }
 
 /** Encrypts signed bytes to the shard's shielding key; the envelope shard is bound as AAD. */
-export function shield(signed: Uint8Array, key: ShieldingKey, shard: Uint8Array, kind: 'call' | 'getter' = 'call'): Uint8Array {
+export function shield(
+  signed: Uint8Array,
+  key: ShieldingKey,
+  shard: Uint8Array,
+  kind: 'call' | 'getter' = 'call',
+): Uint8Array {
   const suite = kind === 'call' ? callSuite : getterSuite;
   const { enc, ciphertext } = suite.seal(key.publicKey, signed, shard);
   return ShieldedRequest.enc({ shard, keyId: key.keyId, enc, ciphertext });
 }
 
-export interface TransferArgs { to: Uint8Array; amount: bigint; memo?: string; nonce: number }
+export interface TransferArgs {
+  to: Uint8Array;
+  amount: bigint;
+  memo?: string;
+  nonce: number;
+}
 
 /** A ready-to-submit transfer: the envelope bytes and the hash the node will report it under. */
-export function buildTransfer(signer: Signer, args: TransferArgs, key: ShieldingKey, shard: Uint8Array): { request: Uint8Array; hash: string } {
-  const call: TrustedCall = { tag: 'transfer', value: { from: signer.publicKey, to: args.to, amount: args.amount, memo: args.memo } };
+export function buildTransfer(
+  signer: Signer,
+  args: TransferArgs,
+  key: ShieldingKey,
+  shard: Uint8Array,
+): { request: Uint8Array; hash: string } {
+  const call: TrustedCall = {
+    tag: 'transfer',
+    value: { from: signer.publicKey, to: args.to, amount: args.amount, memo: args.memo },
+  };
   const signed = signCall(signer, call, args.nonce, shard);
   return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
 }
 
 /** An unshield: burns `amount` here; the shard's vault pays `beneficiary` (a parentchain AccountId32). */
-export function buildUnshield(signer: Signer, args: { beneficiary: Uint8Array; amount: bigint; nonce: number }, key: ShieldingKey, shard: Uint8Array): { request: Uint8Array; hash: string } {
-  const call: TrustedCall = { tag: 'unshield', value: { from: signer.publicKey, beneficiary: args.beneficiary, amount: args.amount } };
+export function buildUnshield(
+  signer: Signer,
+  args: { beneficiary: Uint8Array; amount: bigint; nonce: number },
+  key: ShieldingKey,
+  shard: Uint8Array,
+): { request: Uint8Array; hash: string } {
+  const call: TrustedCall = {
+    tag: 'unshield',
+    value: { from: signer.publicKey, beneficiary: args.beneficiary, amount: args.amount },
+  };
   const signed = signCall(signer, call, args.nonce, shard);
   return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
 }
@@ -52,13 +98,31 @@ export function shieldRecipient(key: ShieldingKey, shard: Uint8Array, recipient:
 }
 
 /** The parentchain call of a shield: `batchAll[transferKeepAlive(vault, amount), remark(shield message)]`. */
-export function shieldCall(key: ShieldingKey, shard: Uint8Array, vault: Uint8Array, amount: bigint, recipient: Uint8Array): CallSpec {
+export function shieldCall(
+  key: ShieldingKey,
+  shard: Uint8Array,
+  vault: Uint8Array,
+  amount: bigint,
+  recipient: Uint8Array,
+): CallSpec {
   const remark = encodeMessage({ tag: 'shield', value: { shard, recipient: shieldRecipient(key, shard, recipient) } });
-  return { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: vault, amount }, { kind: 'remark', remark }] };
+  return {
+    kind: 'batchAll',
+    calls: [
+      { kind: 'transferKeepAlive', dest: vault, amount },
+      { kind: 'remark', remark },
+    ],
+  };
 }
 
 /** A getter request plus the one-time key that opens its reply. */
-export function buildGetter(signer: Signer, getter: TrustedGetter, key: ShieldingKey, shard: Uint8Array, nowMs = Date.now()): { request: Uint8Array; open(reply: Uint8Array): GetterReplyT } {
+export function buildGetter(
+  signer: Signer,
+  getter: TrustedGetter,
+  key: ShieldingKey,
+  shard: Uint8Array,
+  nowMs = Date.now(),
+): { request: Uint8Array; open(reply: Uint8Array): GetterReplyT } {
   const reply = x25519Generate();
   const payload = { getter, shard, replyKey: reply.publicKey, issuedAtMs: BigInt(nowMs) };
   const signed = TrustedGetterSigned.enc({ ...payload, signature: signer.sign(getterSigningPayload(payload)) });

@@ -22,11 +22,25 @@ export interface ShardInfo {
   unpaidWithdrawals?: number;
   lastAnchor?: { number: number; hash: string; parentchainNumber: number } | null;
   finalized?: { number: number; hash: string } | null;
-  validateers?: { signingKey: string; measurement: string; peerId: string; p2pAddresses: string[]; registeredAt: number; unregisteredAt: number | null }[];
+  validateers?: {
+    signingKey: string;
+    measurement: string;
+    peerId: string;
+    p2pAddresses: string[];
+    registeredAt: number;
+    unregisteredAt: number | null;
+  }[];
 }
 
 export interface HeaderJson {
-  hash: string; parentHash: string; number: number; slot: number; author: string; stateCommitment: string; timestampMs: number; calls: number;
+  hash: string;
+  parentHash: string;
+  number: number;
+  slot: number;
+  author: string;
+  stateCommitment: string;
+  timestampMs: number;
+  calls: number;
   /** The parentchain block this sidechain block builds on (its effects are executed up to there). */
   parentchain: { number: number; hash: string };
 }
@@ -77,7 +91,12 @@ export class ValidateerClient {
   }
 
   /** Sends a transfer and resolves once it is in a block (or rejects with the enclave's reason). */
-  async transfer(signer: Signer, to: Uint8Array, amount: bigint, opts: { memo?: string; nonce?: number; onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
+  async transfer(
+    signer: Signer,
+    to: Uint8Array,
+    amount: bigint,
+    opts: { memo?: string; nonce?: number; onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {},
+  ): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
     const key = await this.shieldingKey();
     const nonce = opts.nonce ?? (await this.nonce(signer));
     const { request } = buildTransfer(signer, { to, amount, memo: opts.memo, nonce }, key, key.shard);
@@ -85,7 +104,12 @@ export class ValidateerClient {
   }
 
   /** Burns `amount` on the sidechain; resolves once the burn is in a block (the payout follows on the parentchain). */
-  async unshield(signer: Signer, beneficiary: Uint8Array, amount: bigint, opts: { nonce?: number; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
+  async unshield(
+    signer: Signer,
+    beneficiary: Uint8Array,
+    amount: bigint,
+    opts: { nonce?: number; timeoutMs?: number } = {},
+  ): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
     const key = await this.shieldingKey();
     const nonce = opts.nonce ?? (await this.nonce(signer));
     const { request } = buildUnshield(signer, { beneficiary, amount, nonce }, key, key.shard);
@@ -105,7 +129,10 @@ export class ValidateerClient {
     return this.rpc.request<number | null>('author_callBlock', [hash.startsWith('0x') ? hash : '0x' + hash]);
   }
 
-  async submitAndWatch(request: Uint8Array, opts: { onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {}): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
+  async submitAndWatch(
+    request: Uint8Array,
+    opts: { onUpdate?: (u: CallUpdate) => void; timeoutMs?: number } = {},
+  ): Promise<{ hash: string; blockHash: string; blockNumber: number }> {
     let settle!: (u: CallUpdate) => void;
     const final = new Promise<CallUpdate>((resolve) => (settle = resolve));
     let hash: string;
@@ -118,17 +145,26 @@ export class ValidateerClient {
     } catch (err) {
       // Refused at submission: same error shape as a rejection at block time (code = reason).
       const data = err instanceof RpcClientError ? (err.data as { code?: string } | undefined) : undefined;
-      if (data?.code) throw new ValidateerError(errorCode(data.code, 'BAD_REPLY'), err instanceof Error ? err.message : String(err));
+      if (data?.code)
+        throw new ValidateerError(errorCode(data.code, 'BAD_REPLY'), err instanceof Error ? err.message : String(err));
       throw err;
     }
     const timeoutMs = opts.timeoutMs ?? 60_000;
     let timer: NodeJS.Timeout | undefined;
     const u = await Promise.race([
       final,
-      this.rpc.closed.then((e) => { throw new ValidateerError('CONNECTION_CLOSED', `call ${hash} status unknown: ${e.message}`); }),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new ValidateerError('TIMEOUT', `call ${hash} not in a block after ${timeoutMs} ms`)), timeoutMs); }),
+      this.rpc.closed.then((e) => {
+        throw new ValidateerError('CONNECTION_CLOSED', `call ${hash} status unknown: ${e.message}`);
+      }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new ValidateerError('TIMEOUT', `call ${hash} not in a block after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
     ]).finally(() => clearTimeout(timer));
-    if (u.status === 'invalid') throw new ValidateerError(errorCode(u.code, 'BAD_REPLY'), `call rejected: ${u.message}`);
+    if (u.status === 'invalid')
+      throw new ValidateerError(errorCode(u.code, 'BAD_REPLY'), `call rejected: ${u.message}`);
     if (u.status !== 'inBlock') throw new ValidateerError('BAD_REPLY', 'unexpected call update');
     return { hash, blockHash: u.blockHash, blockNumber: u.blockNumber };
   }

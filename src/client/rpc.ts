@@ -136,7 +136,13 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
   }
 
   /** Registers ids, sends the frame, and rejects everything on timeout or send failure. */
-  function call<T>(ids: number[], frame: string, label: string, timeoutMs: number, onReplies: (replies: Reply[]) => T): Promise<T> {
+  function call<T>(
+    ids: number[],
+    frame: string,
+    label: string,
+    timeoutMs: number,
+    onReplies: (replies: Reply[]) => T,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       ensureOpen();
       const replies = new Map<number, Reply>();
@@ -153,7 +159,10 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
           reject(e as Error);
         }
       };
-      const timer = setTimeout(() => finish(new Error(`${label} to ${url} timed out after ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => finish(new Error(`${label} to ${url} timed out after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       const entry: Pending = {
         settle(reply) {
           replies.set(reply.id as number, reply);
@@ -171,16 +180,10 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
   function request<T = unknown>(method: string, params?: unknown, timeoutMs = defaultTimeout): Promise<T> {
     const id = nextId++;
     const frame = JSON.stringify({ jsonrpc: '2.0', id, method, params });
-    return call(
-      [id],
-      frame,
-      `request ${method}`,
-      timeoutMs,
-      ([reply]) => {
-        if (reply.error) throw new RpcClientError(reply.error.code, reply.error.message, reply.error.data);
-        return reply.result as T;
-      },
-    );
+    return call([id], frame, `request ${method}`, timeoutMs, ([reply]) => {
+      if (reply.error) throw new RpcClientError(reply.error.code, reply.error.message, reply.error.data);
+      return reply.result as T;
+    });
   }
 
   return {
@@ -189,7 +192,9 @@ export async function connectRpc(url: string, opts: { timeoutMs?: number } = {})
     batch(calls, timeoutMs = defaultTimeout) {
       if (calls.length === 0) return Promise.resolve([]);
       const ids = calls.map(() => nextId++);
-      const frame = JSON.stringify(calls.map((c, i) => ({ jsonrpc: '2.0', id: ids[i], method: c.method, params: c.params })));
+      const frame = JSON.stringify(
+        calls.map((c, i) => ({ jsonrpc: '2.0', id: ids[i], method: c.method, params: c.params })),
+      );
       return call(ids, frame, `batch of ${calls.length}`, timeoutMs, (replies) =>
         replies.map((r): BatchEntry => (r.error ? { error: r.error } : { result: r.result })),
       );

@@ -51,13 +51,17 @@ interface Leaf {
 
 type PlainObject = Record<string, unknown>;
 
-const isPlainObject = (v: unknown): v is PlainObject =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is PlainObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Strips default/prefault/optional wrappers to reach the structural type. */
 function unwrap(schema: z.ZodType): z.ZodType {
   let s = schema;
-  while (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional || s instanceof z.ZodNullable) {
+  while (
+    s instanceof z.ZodDefault ||
+    s instanceof z.ZodPrefault ||
+    s instanceof z.ZodOptional ||
+    s instanceof z.ZodNullable
+  ) {
     s = s.unwrap() as z.ZodType;
   }
   return s;
@@ -138,7 +142,10 @@ function setLeaf(root: PlainObject, segments: readonly string[], value: unknown)
 
 function stripLineComments(text: string): string {
   // Comment lines become empty lines so JSON.parse positions still match the file.
-  return text.split('\n').map((line) => (line.trimStart().startsWith('//') ? '' : line)).join('\n');
+  return text
+    .split('\n')
+    .map((line) => (line.trimStart().startsWith('//') ? '' : line))
+    .join('\n');
 }
 
 function readConfigFile(file: string): PlainObject {

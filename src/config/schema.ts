@@ -6,7 +6,8 @@ const port = z.number().int().min(0).max(65535);
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'expected 0x followed by 64 hex digits');
 /** An account: SS58 address, 0x-hex public key, or a dev URI such as //Alice. */
 const accountRef = z.string().min(2);
-const amount = z.union([z.string().regex(/^[0-9]+$/, 'expected a decimal integer'), z.number().int().nonnegative()])
+const amount = z
+  .union([z.string().regex(/^[0-9]+$/, 'expected a decimal integer'), z.number().int().nonnegative()])
   .transform((v) => BigInt(v));
 
 export const genesisBalance = z.object({ account: accountRef, amount });
@@ -16,109 +17,141 @@ export const configSchema = z.object({
   dataDir: z.string().min(1).default('data/dev'),
   /** Shard id (32 bytes, hex). The dev shard is sha256("validateer/dev-shard"). */
   shard: hex32.default('0x' + '1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9'),
-  rpc: z.object({
-    host: z.string().default('127.0.0.1'),
-    port: port.default(2000),
-    /** Frames larger than this get a JSON-RPC error; the connection stays open. */
-    maxFrameBytes: z.number().int().positive().default(1 << 20),
-    /** Most requests in one JSON-RPC batch. */
-    maxBatch: z.number().int().positive().default(1000),
-    maxConnections: z.number().int().positive().default(256),
-  }).prefault({}),
-  metrics: z.object({
-    enabled: z.boolean().default(true),
-    host: z.string().default('127.0.0.1'),
-    port: port.default(8787),
-  }).prefault({}),
-  sidechain: z.object({
-    /** Aura slot length; a block is proposed within 70% of it. */
-    slotDurationMs: z.number().int().min(50).default(1000),
-    /** Most calls executed in one block. */
-    blockMaxCalls: z.number().int().positive().default(20000),
-    /** A sealed state snapshot every this many blocks, so restart replays only the tail. */
-    snapshotInterval: z.number().int().positive().default(200),
-    /**
-     * A new state key epoch after this many blocks (besides every change of the validateer set);
-     * 0 = only on set changes. A shard-wide rule: every validateer of the shard must use the same value.
-     */
-    keyRotationBlocks: z.number().int().min(0).default(14_400),
-    /** Snapshots kept on disk (older ones are pruned). */
-    snapshotsKept: z.number().int().positive().default(2),
-  }).prefault({}),
-  p2p: z.object({
-    /** libp2p listen multiaddrs; port 0 picks a free port (the registry publishes the bound addresses). */
-    listen: z.array(z.string().startsWith('/')).default(['/ip4/127.0.0.1/tcp/0']),
-    /** Multiaddrs with /p2p/<peer id> kept dialled besides the registered set (e.g. observers, or a set without a parentchain). */
-    bootstrap: z.array(z.string().startsWith('/')).default([]),
-    maxConnections: z.number().int().positive().default(64),
-    /** Largest gossip message (a block with all its encrypted transitions). */
-    maxGossipBytes: z.number().int().positive().default(8 * 1024 * 1024),
-    /** Blocks served per blocks-by-range request, and asked for while syncing. */
-    maxBlocksPerRequest: z.number().int().positive().max(4096).default(512),
-    /** Timeout of every read and write of a request/response exchange. */
-    requestTimeoutMs: z.number().int().positive().default(10_000),
-    /** Requests a peer may make per second per protocol (burst: twice that). */
-    requestsPerSecond: z.number().positive().default(50),
-    /** Enables the dev_setBlockedPeers RPC (tests partition the set with it); never in production. */
-    devControl: z.boolean().default(false),
-  }).prefault({}),
-  pool: z.object({
-    /** Most pending calls held by the enclave. */
-    maxPending: z.number().int().positive().default(200000),
-    /** Calls with a nonce gap are dropped after this long. */
-    futureTtlMs: z.number().int().positive().default(30000),
-    /** Furthest a call's nonce may be ahead of the account nonce. */
-    maxNonceAhead: z.number().int().positive().default(1024),
-  }).prefault({}),
-  enclave: z.object({
-    /** Threads verifying and decrypting calls inside the enclave; 0 = one per core. */
-    workers: z.number().int().min(0).max(64).default(0),
-    /**
-     * Niceness of those threads (0-19, higher yields more). Checking newly submitted calls can wait;
-     * a set's block production and import cannot: with the checks at a lower priority, a loaded set
-     * keeps its slots and does not fork. 0 = the same priority as the rest of the node.
-     */
-    workerNice: z.number().int().min(0).max(19).default(10),
-    /** Only simulation is implemented; a DCAP provider plugs in behind the same interface. */
-    mode: z.literal('simulation').default('simulation'),
-    attestation: z.object({
-      provider: z.literal('simulated').default('simulated'),
-      /** Public keys (hex) of attestation authorities whose quotes are trusted; empty = the dev authority. */
-      trustedAuthorities: z.array(hex32).default([]),
-    }).prefault({}),
-    /** Enclave measurements (hex) a registered validateer may run; empty = this build's own measurement. */
-    allowedMeasurements: z.array(hex32).default([]),
-    /**
-     * Derive the shard secrets (shielding and state key) from the shard id, so that a dev set shares
-     * them without provisioning. Insecure by construction: for devnets and tests only.
-     */
-    devShardSecrets: z.boolean().default(false),
-  }).prefault({}),
-  parentchain: z.object({
-    /** WebSocket endpoint of a Substrate node; null = no parentchain (authorities and funds from this file). */
-    endpoint: z.string().regex(/^wss?:\/\//, 'expected a ws:// or wss:// URL').nullable().default(null),
-    /** Trusted genesis hash of the parentchain; null = trust the endpoint's on first start (then sealed). */
-    genesisHash: hex32.nullable().default(null),
-    /** Start the light client at this finalized block instead of genesis (for long-lived chains). */
-    checkpoint: z.object({ number: z.number().int().nonnegative(), hash: hex32 }).nullable().default(null),
-    /** Anchor every this many sidechain blocks. */
-    anchorInterval: z.number().int().positive().default(10),
-    /** Most parentchain blocks handed to the enclave in one message while catching up. */
-    importBatch: z.number().int().min(1).max(4096).default(256),
-    /** Blocks fetched ahead while scanning. */
-    prefetch: z.number().int().min(1).max(512).default(64),
-  }).prefault({}),
+  rpc: z
+    .object({
+      host: z.string().default('127.0.0.1'),
+      port: port.default(2000),
+      /** Frames larger than this get a JSON-RPC error; the connection stays open. */
+      maxFrameBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1 << 20),
+      /** Most requests in one JSON-RPC batch. */
+      maxBatch: z.number().int().positive().default(1000),
+      maxConnections: z.number().int().positive().default(256),
+    })
+    .prefault({}),
+  metrics: z
+    .object({
+      enabled: z.boolean().default(true),
+      host: z.string().default('127.0.0.1'),
+      port: port.default(8787),
+    })
+    .prefault({}),
+  sidechain: z
+    .object({
+      /** Aura slot length; a block is proposed within 70% of it. */
+      slotDurationMs: z.number().int().min(50).default(1000),
+      /** Most calls executed in one block. */
+      blockMaxCalls: z.number().int().positive().default(20000),
+      /** A sealed state snapshot every this many blocks, so restart replays only the tail. */
+      snapshotInterval: z.number().int().positive().default(200),
+      /**
+       * A new state key epoch after this many blocks (besides every change of the validateer set);
+       * 0 = only on set changes. A shard-wide rule: every validateer of the shard must use the same value.
+       */
+      keyRotationBlocks: z.number().int().min(0).default(14_400),
+      /** Snapshots kept on disk (older ones are pruned). */
+      snapshotsKept: z.number().int().positive().default(2),
+    })
+    .prefault({}),
+  p2p: z
+    .object({
+      /** libp2p listen multiaddrs; port 0 picks a free port (the registry publishes the bound addresses). */
+      listen: z.array(z.string().startsWith('/')).default(['/ip4/127.0.0.1/tcp/0']),
+      /** Multiaddrs with /p2p/<peer id> kept dialled besides the registered set (e.g. observers, or a set without a parentchain). */
+      bootstrap: z.array(z.string().startsWith('/')).default([]),
+      maxConnections: z.number().int().positive().default(64),
+      /** Largest gossip message (a block with all its encrypted transitions). */
+      maxGossipBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Blocks served per blocks-by-range request, and asked for while syncing. */
+      maxBlocksPerRequest: z.number().int().positive().max(4096).default(512),
+      /** Timeout of every read and write of a request/response exchange. */
+      requestTimeoutMs: z.number().int().positive().default(10_000),
+      /** Requests a peer may make per second per protocol (burst: twice that). */
+      requestsPerSecond: z.number().positive().default(50),
+      /** Enables the dev_setBlockedPeers RPC (tests partition the set with it); never in production. */
+      devControl: z.boolean().default(false),
+    })
+    .prefault({}),
+  pool: z
+    .object({
+      /** Most pending calls held by the enclave. */
+      maxPending: z.number().int().positive().default(200000),
+      /** Calls with a nonce gap are dropped after this long. */
+      futureTtlMs: z.number().int().positive().default(30000),
+      /** Furthest a call's nonce may be ahead of the account nonce. */
+      maxNonceAhead: z.number().int().positive().default(1024),
+    })
+    .prefault({}),
+  enclave: z
+    .object({
+      /** Threads verifying and decrypting calls inside the enclave; 0 = one per core. */
+      workers: z.number().int().min(0).max(64).default(0),
+      /**
+       * Niceness of those threads (0-19, higher yields more). Checking newly submitted calls can wait;
+       * a set's block production and import cannot: with the checks at a lower priority, a loaded set
+       * keeps its slots and does not fork. 0 = the same priority as the rest of the node.
+       */
+      workerNice: z.number().int().min(0).max(19).default(10),
+      /** Only simulation is implemented; a DCAP provider plugs in behind the same interface. */
+      mode: z.literal('simulation').default('simulation'),
+      attestation: z
+        .object({
+          provider: z.literal('simulated').default('simulated'),
+          /** Public keys (hex) of attestation authorities whose quotes are trusted; empty = the dev authority. */
+          trustedAuthorities: z.array(hex32).default([]),
+        })
+        .prefault({}),
+      /** Enclave measurements (hex) a registered validateer may run; empty = this build's own measurement. */
+      allowedMeasurements: z.array(hex32).default([]),
+      /**
+       * Derive the shard secrets (shielding and state key) from the shard id, so that a dev set shares
+       * them without provisioning. Insecure by construction: for devnets and tests only.
+       */
+      devShardSecrets: z.boolean().default(false),
+    })
+    .prefault({}),
+  parentchain: z
+    .object({
+      /** WebSocket endpoint of a Substrate node; null = no parentchain (authorities and funds from this file). */
+      endpoint: z
+        .string()
+        .regex(/^wss?:\/\//, 'expected a ws:// or wss:// URL')
+        .nullable()
+        .default(null),
+      /** Trusted genesis hash of the parentchain; null = trust the endpoint's on first start (then sealed). */
+      genesisHash: hex32.nullable().default(null),
+      /** Start the light client at this finalized block instead of genesis (for long-lived chains). */
+      checkpoint: z.object({ number: z.number().int().nonnegative(), hash: hex32 }).nullable().default(null),
+      /** Anchor every this many sidechain blocks. */
+      anchorInterval: z.number().int().positive().default(10),
+      /** Most parentchain blocks handed to the enclave in one message while catching up. */
+      importBatch: z.number().int().min(1).max(4096).default(256),
+      /** Blocks fetched ahead while scanning. */
+      prefetch: z.number().int().min(1).max(512).default(64),
+    })
+    .prefault({}),
   /** Block authors (enclave signing keys, hex) until the parentchain registry provides them; empty = this enclave alone. */
   authorities: z.array(hex32).default([]),
-  genesis: z.object({
-    /** Endowed accounts of the shard's genesis block. */
-    balances: z.array(genesisBalance).default([]),
-    /** A JSON file with more endowments (same shape as `balances`), read only when genesis is created. */
-    balancesFile: z.string().min(1).nullable().default(null),
-  }).prefault({}),
-  log: z.object({
-    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
-  }).prefault({}),
+  genesis: z
+    .object({
+      /** Endowed accounts of the shard's genesis block. */
+      balances: z.array(genesisBalance).default([]),
+      /** A JSON file with more endowments (same shape as `balances`), read only when genesis is created. */
+      balancesFile: z.string().min(1).nullable().default(null),
+    })
+    .prefault({}),
+  log: z
+    .object({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

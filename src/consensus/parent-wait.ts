@@ -47,15 +47,27 @@ export class ParentWait {
    * `author`, hex, if known), at `shortDeadlineMs`, or at `longDeadlineMs` when that block is known to
    * come late (see above).
    */
-  async until(slot: bigint, author: string | null, slotStartMs: number, shortDeadlineMs: number, longDeadlineMs: number): Promise<void> {
+  async until(
+    slot: bigint,
+    author: string | null,
+    slotStartMs: number,
+    shortDeadlineMs: number,
+    longDeadlineMs: number,
+  ): Promise<void> {
     const last = author === null ? undefined : this.lastOf.get(author);
-    const late = last !== undefined && last.slot >= slot - RECENT_SLOTS && last.doneAfterMs > shortDeadlineMs - slotStartMs;
+    const late =
+      last !== undefined && last.slot >= slot - RECENT_SLOTS && last.doneAfterMs > shortDeadlineMs - slotStartMs;
     while (this.headSlot < slot && !this.stopped) {
       const long = late || this.isArriving(slot);
       const left = (long ? Math.max(shortDeadlineMs, longDeadlineMs) : shortDeadlineMs) - Date.now();
       if (left <= 0) return;
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.changed.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
+      await Promise.race([
+        this.changed.promise,
+        new Promise((r) => {
+          timer = setTimeout(r, left);
+        }),
+      ]);
       clearTimeout(timer);
     }
   }

@@ -49,7 +49,11 @@ export interface SlotAuthorDeps {
   heads: HeadEvents;
 }
 
-export interface SlotAuthorOptions { slotDurationMs: number; maxCalls: number; snapshotInterval: number }
+export interface SlotAuthorOptions {
+  slotDurationMs: number;
+  maxCalls: number;
+  snapshotInterval: number;
+}
 
 export class SlotAuthor {
   private readonly deps: SlotAuthorDeps;
@@ -85,7 +89,13 @@ export class SlotAuthor {
     const hint = await enclave.call('slotAuthor', { slot });
     if (hint.author && same(signingKey, hint.author)) {
       const prev = (await enclave.call('slotAuthor', { slot: slot - 1n })).author;
-      await this.deps.parentWait.until(slot - 1n, prev && hexKey(prev), start - slotMs, start + slotMs * PARENT_WAIT_SHARE, start + slotMs * LATE_PARENT_WAIT_SHARE);
+      await this.deps.parentWait.until(
+        slot - 1n,
+        prev && hexKey(prev),
+        start - slotMs,
+        start + slotMs * PARENT_WAIT_SHARE,
+        start + slotMs * LATE_PARENT_WAIT_SHARE,
+      );
     }
     return this.deps.lock.run(async () => {
       // Checked again under the lock: a sync may have started while this slot waited.
@@ -110,14 +120,25 @@ export class SlotAuthor {
       let block: Awaited<ReturnType<typeof authorBlock>>;
       try {
         // Published once stored, while the enclave commits: the others' import is on the critical path, our bookkeeping is not.
-        const opts = { maxCalls: this.options.maxCalls, deadlineMs: start + slotMs * BUILD_SHARE, onStored: (bytes: Uint8Array) => void this.deps.publish(bytes) };
+        const opts = {
+          maxCalls: this.options.maxCalls,
+          deadlineMs: start + slotMs * BUILD_SHARE,
+          onStored: (bytes: Uint8Array) => void this.deps.publish(bytes),
+        };
         block = await authorBlock(this.deps, opts, slot);
       } catch (err) {
         if (!hasCode(err, 'NOT_CAUGHT_UP')) throw err;
         logger.debug({ slot: String(slot), err: err.message }, 'slot left empty: not caught up');
         return;
       }
-      this.deps.heads.emit({ number: block.number, hash: block.hash, slot, cause: 'authored', status: block.status, calls: block.included });
+      this.deps.heads.emit({
+        number: block.number,
+        hash: block.hash,
+        slot,
+        cause: 'authored',
+        status: block.status,
+        calls: block.included,
+      });
       // After the block left, and outside the lock: the next block's import must not wait for a snapshot.
       void this.deps.snapshots.maybeSnapshot(block.number, this.options.snapshotInterval);
     });

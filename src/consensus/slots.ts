@@ -37,7 +37,10 @@ export class SlotWorker {
     const slot = slotAt(now, this.opts.slotDurationMs);
     if (slot > this.lastSlot) {
       this.lastSlot = slot;
-      this.current = this.opts.onSlot(slot, slotStartMs(slot, this.opts.slotDurationMs)).catch(this.opts.onError).finally(() => this.schedule());
+      this.current = this.opts
+        .onSlot(slot, slotStartMs(slot, this.opts.slotDurationMs))
+        .catch(this.opts.onError)
+        .finally(() => this.schedule());
     } else {
       this.schedule();
     }

@@ -1,17 +1,31 @@
 // Account identifiers: ed25519 keys shown as SS58 (prefix 42). Dev URIs (//Alice …) derive exactly as
 // Substrate's dev accounts do (polkadot-js util-crypto). Shared by the client, the CLI and the node's
 // genesis config; keystores live in client/accounts.ts.
-import { cryptoWaitReady, decodeAddress, ed25519PairFromSeed, encodeAddress, keyExtractSuri, keyFromPath, mnemonicToMiniSecret } from '@polkadot/util-crypto';
+import {
+  cryptoWaitReady,
+  decodeAddress,
+  ed25519PairFromSeed,
+  encodeAddress,
+  keyExtractSuri,
+  keyFromPath,
+  mnemonicToMiniSecret,
+} from '@polkadot/util-crypto';
 import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign } from './primitives.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 
 /** Signs with one ed25519 key: what a call or getter needs of an account. */
-export interface Signer { publicKey: Uint8Array; sign(message: Uint8Array): Uint8Array }
+export interface Signer {
+  publicKey: Uint8Array;
+  sign(message: Uint8Array): Uint8Array;
+}
 
 export const SS58_PREFIX = 42;
 const DEV_PHRASE = 'bottom drive obey lake curtain smoke basket hold race lonely fit walk';
 
-export interface Account extends Signer { address: string; seed: Uint8Array }
+export interface Account extends Signer {
+  address: string;
+  seed: Uint8Array;
+}
 
 export function accountFromSeed(seed: Uint8Array): Account {
   const key = ed25519PrivateKey(seed);
@@ -40,11 +54,13 @@ export async function resolvePublicKey(ref: string): Promise<Uint8Array> {
   try {
     return decodeAddress(ref);
   } catch {
-    throw new ValidateerError('BAD_ACCOUNT', `not an account: ${ref} (expected an SS58 address, 0x-hex public key or //Name)`);
+    throw new ValidateerError(
+      'BAD_ACCOUNT',
+      `not an account: ${ref} (expected an SS58 address, 0x-hex public key or //Name)`,
+    );
   }
 }
 
 export function toAddress(publicKey: Uint8Array): string {
   return encodeAddress(publicKey, SS58_PREFIX);
 }
-

@@ -68,7 +68,12 @@ export class HpkeSuite {
   }
 
   /** Encrypts to recipientPublic. `ephemeral` is for test vectors only. */
-  seal(recipientPublic: Uint8Array, plaintext: Uint8Array, aad: Uint8Array = EMPTY, ephemeral?: { publicKey: Uint8Array; secretKey: Uint8Array }): { enc: Uint8Array; ciphertext: Uint8Array } {
+  seal(
+    recipientPublic: Uint8Array,
+    plaintext: Uint8Array,
+    aad: Uint8Array = EMPTY,
+    ephemeral?: { publicKey: Uint8Array; secretKey: Uint8Array },
+  ): { enc: Uint8Array; ciphertext: Uint8Array } {
     const eph = ephemeral ?? x25519Generate();
     const dh = x25519(eph.secretKey, recipientPublic);
     const shared = extractAndExpand(dh, concat(eph.publicKey, recipientPublic));
@@ -77,7 +82,12 @@ export class HpkeSuite {
   }
 
   /** Decrypts; null when the ciphertext or enc is invalid (never throws on bad input). */
-  open(recipient: { secretKey: Uint8Array; publicKey: Uint8Array }, enc: Uint8Array, ciphertext: Uint8Array, aad: Uint8Array = EMPTY): Uint8Array | null {
+  open(
+    recipient: { secretKey: Uint8Array; publicKey: Uint8Array },
+    enc: Uint8Array,
+    ciphertext: Uint8Array,
+    aad: Uint8Array = EMPTY,
+  ): Uint8Array | null {
     if (enc.length !== 32) return null;
     let dh: Uint8Array;
     try {
@@ -95,4 +105,3 @@ function extractAndExpand(dh: Uint8Array, kemContext: Uint8Array): Uint8Array {
   const prk = labeledExtract(KEM_SUITE, EMPTY, 'eae_prk', dh);
   return labeledExpand(KEM_SUITE, prk, 'shared_secret', kemContext, 32);
 }
-

@@ -2,7 +2,11 @@
 // @types/sodium-native describes version 2 (Buffer-only arguments); version 5 takes any typed array.
 declare module 'sodium-native' {
   /** Throws when the arguments have the wrong lengths. */
-  export function crypto_sign_verify_detached(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean;
+  export function crypto_sign_verify_detached(
+    signature: Uint8Array,
+    message: Uint8Array,
+    publicKey: Uint8Array,
+  ): boolean;
   export function crypto_scalarmult_base(publicKey: Uint8Array, secretKey: Uint8Array): void;
   /** Throws when the shared secret is all zero (a low-order peer point). */
   export function crypto_scalarmult(sharedSecret: Uint8Array, secretKey: Uint8Array, remotePublicKey: Uint8Array): void;

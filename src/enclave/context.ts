@@ -37,8 +37,16 @@ export interface EnclaveOptions {
 
 /** A block proposed or verified and not applied yet: `commit` applies it once the host has stored it. */
 export interface StagedBlock {
-  hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; items: Item[]; known: Known; lthash: LtHash;
-  included: string[]; parentchainNumber: number; parentchainHash: Uint8Array;
+  hash: Uint8Array;
+  signatureHash: Uint8Array;
+  number: bigint;
+  slot: bigint;
+  items: Item[];
+  known: Known;
+  lthash: LtHash;
+  included: string[];
+  parentchainNumber: number;
+  parentchainHash: Uint8Array;
 }
 
 export interface EnclaveContext {

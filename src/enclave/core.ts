@@ -48,20 +48,37 @@ export class EnclaveCore {
     const keys = loadOrCreateKeys(opts.dataDir, sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: keys.shieldingKeyId, secret: keys.shieldingSecret, publicKey: keys.shieldingPublic };
-    const ctx: EnclaveContext = this.ctx = {
-      opts, sealer, keys, state: new State(STATE_LAYERS), parentchain: null, replaying: null, staged: null,
-      crypto: new CryptoThreads(key, opts.workers, opts.workerNice), localVerifier: new CallVerifier(key),
-    };
+    const ctx: EnclaveContext = (this.ctx = {
+      opts,
+      sealer,
+      keys,
+      state: new State(STATE_LAYERS),
+      parentchain: null,
+      replaying: null,
+      staged: null,
+      crypto: new CryptoThreads(key, opts.workers, opts.workerNice),
+      localVerifier: new CallVerifier(key),
+    });
     // One object the registry reads the shielding key from: provisioning swaps its fields in place.
     const shielding = { secretKey: keys.shieldingSecret, publicKey: keys.shieldingPublic };
     const quote = (userData: Uint8Array) => this.quote(userData);
     this.pool = new CallPool(opts.pool);
-    const head = this.head = new ChainHead(ctx);
-    const keyring = this.keyring = new StateKeyring(ctx);
+    const head = (this.head = new ChainHead(ctx));
+    const keyring = (this.keyring = new StateKeyring(ctx));
     this.duties = new ParentchainDuties({ ctx, head, measurement: this.measurement, shielding, quote });
-    this.secrets = new ShardSecretsExchange({ ctx, head, keyring, policy: this.duties.registryContext(), shielding, quote });
+    this.secrets = new ShardSecretsExchange({
+      ctx,
+      head,
+      keyring,
+      policy: this.duties.registryContext(),
+      shielding,
+      quote,
+    });
     this.builder = new BlockBuilder({
-      ctx, head, pool: this.pool, keyring,
+      ctx,
+      head,
+      pool: this.pool,
+      keyring,
       applyEffect: (overlay, e, number, stf) => this.duties.applyEffect(overlay, e, number, stf),
     });
     this.verifier = new BlockVerifier({ ctx, head, keyring, commit: (hash) => this.builder.commit(hash) });
@@ -75,11 +92,21 @@ export class EnclaveCore {
   }
 
   // Read by tests through the facade: the parts' shared state, not an API.
-  private get keys() { return this.ctx.keys; }
-  private get state(): State { return this.ctx.state; }
-  private get parentchain(): ParentchainView | null { return this.ctx.parentchain; }
-  private get crypto(): CryptoThreads { return this.ctx.crypto; }
-  private finalNumber(): bigint { return this.head.finalNumber(); }
+  private get keys() {
+    return this.ctx.keys;
+  }
+  private get state(): State {
+    return this.ctx.state;
+  }
+  private get parentchain(): ParentchainView | null {
+    return this.ctx.parentchain;
+  }
+  private get crypto(): CryptoThreads {
+    return this.ctx.crypto;
+  }
+  private finalNumber(): bigint {
+    return this.head.finalNumber();
+  }
 
   info() {
     const keys = this.ctx.keys;
@@ -213,7 +240,11 @@ export class EnclaveCore {
     return this.secrets.serve(request, nowMs);
   }
 
-  provisionAccept(request: Uint8Array, response: Uint8Array, nowMs: number): Promise<ProvisionOutcome<{ stateKeyId: number }>> {
+  provisionAccept(
+    request: Uint8Array,
+    response: Uint8Array,
+    nowMs: number,
+  ): Promise<ProvisionOutcome<{ stateKeyId: number }>> {
     return this.secrets.accept(request, response, nowMs);
   }
 

@@ -8,9 +8,16 @@ import { fromHex } from '../protocol/bytes.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
   return {
-    dataDir, shard: fromHex(config.shard), workers, workerNice: config.enclave.workerNice, pool: config.pool, authorities: config.authorities.map(fromHex),
-    trustedAuthorities: config.enclave.attestation.trustedAuthorities.map(fromHex), allowedMeasurements: config.enclave.allowedMeasurements.map(fromHex),
-    slotDurationMs: config.sidechain.slotDurationMs, devShardSecrets: config.enclave.devShardSecrets,
+    dataDir,
+    shard: fromHex(config.shard),
+    workers,
+    workerNice: config.enclave.workerNice,
+    pool: config.pool,
+    authorities: config.authorities.map(fromHex),
+    trustedAuthorities: config.enclave.attestation.trustedAuthorities.map(fromHex),
+    allowedMeasurements: config.enclave.allowedMeasurements.map(fromHex),
+    slotDurationMs: config.sidechain.slotDurationMs,
+    devShardSecrets: config.enclave.devShardSecrets,
     keyRotationBlocks: config.sidechain.keyRotationBlocks,
   };
 }
@@ -19,10 +26,14 @@ const HEX_KEY = /^0x[0-9a-fA-F]{64}$/;
 
 /** Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key. */
 export async function genesisBalances(config: Config): Promise<{ account: Uint8Array; amount: bigint }[]> {
-  const entries = [...config.genesis.balances, ...(config.genesis.balancesFile ? readBalancesFile(config.genesis.balancesFile) : [])];
+  const entries = [
+    ...config.genesis.balances,
+    ...(config.genesis.balancesFile ? readBalancesFile(config.genesis.balancesFile) : []),
+  ];
   // Hex public keys need no library. polkadot-js util-crypto (for //Dev and SS58) adds ~120 MiB of RSS,
   // so it is loaded only when an entry needs it, and a node only needs genesis on its first start.
-  if (entries.every((b) => HEX_KEY.test(b.account))) return entries.map((b) => ({ account: fromHex(b.account), amount: b.amount }));
+  if (entries.every((b) => HEX_KEY.test(b.account)))
+    return entries.map((b) => ({ account: fromHex(b.account), amount: b.amount }));
   const { resolvePublicKey } = await import('../crypto/accounts.ts');
   return Promise.all(entries.map(async (b) => ({ account: await resolvePublicKey(b.account), amount: b.amount })));
 }
@@ -36,6 +47,7 @@ function readBalancesFile(file: string): z.infer<typeof genesisBalance>[] {
     throw new ConfigError([{ path: '', source, message: `cannot read: ${(err as Error).message}` }]);
   }
   const r = z.array(genesisBalance).safeParse(data);
-  if (!r.success) throw new ConfigError(r.error.issues.map((i) => ({ path: i.path.join('.'), source, message: i.message })));
+  if (!r.success)
+    throw new ConfigError(r.error.issues.map((i) => ({ path: i.path.join('.'), source, message: i.message })));
   return r.data;
 }

@@ -6,7 +6,16 @@
 import type { Logger } from 'pino';
 
 export const STOP_ORDER = [
-  'rpc', 'metrics', 'network', 'slots', 'provisioning', 'parentchain-driver', 'chain', 'parentchain', 'enclave', 'store',
+  'rpc',
+  'metrics',
+  'network',
+  'slots',
+  'provisioning',
+  'parentchain-driver',
+  'chain',
+  'parentchain',
+  'enclave',
+  'store',
 ] as const;
 export type Stage = (typeof STOP_ORDER)[number];
 

@@ -10,6 +10,9 @@
 const NODE_PROCESS_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_TRIM_THRESHOLD_: '131072' });
 
 /** The environment for spawning a validateer node: `base` with NODE_PROCESS_ENV, then `extra`. */
-export function nodeProcessEnv(base: NodeJS.ProcessEnv = process.env, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+export function nodeProcessEnv(
+  base: NodeJS.ProcessEnv = process.env,
+  extra: Record<string, string> = {},
+): NodeJS.ProcessEnv {
   return { ...base, ...NODE_PROCESS_ENV, ...extra };
 }

@@ -53,19 +53,39 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     life.add('enclave', () => enclave.close());
     const info = await enclave.call('info', {});
     const signingKey = toHex(info.signingKey);
-    logger.info({ signingKey, measurement: toHex(info.measurement), attestation: info.attestation, cryptoThreads: info.cryptoThreads, secretsOrigin: info.secretsOrigin }, 'enclave started (simulation mode)');
+    logger.info(
+      {
+        signingKey,
+        measurement: toHex(info.measurement),
+        attestation: info.attestation,
+        cryptoThreads: info.cryptoThreads,
+        secretsOrigin: info.secretsOrigin,
+      },
+      'enclave started (simulation mode)',
+    );
     if (!config.parentchain.endpoint && !info.holdsShardSecrets) {
       // Provisioning checks the requester's registration on the parentchain: without one there is nobody to ask.
-      throw new ValidateerError('CONFIG_NO_SHARD_SECRETS', 'this enclave is not the first configured authority and holds no shard secrets: a set without a parentchain needs enclave.devShardSecrets');
+      throw new ValidateerError(
+        'CONFIG_NO_SHARD_SECRETS',
+        'this enclave is not the first configured authority and holds no shard secrets: a set without a parentchain needs enclave.devShardSecrets',
+      );
     }
 
     // The network starts first: the registration publishes its peer id and addresses.
     const network = await createNetwork({
-      dataDir, shard, listen: config.p2p.listen, bootstrap: config.p2p.bootstrap, logger,
+      dataDir,
+      shard,
+      listen: config.p2p.listen,
+      bootstrap: config.p2p.bootstrap,
+      logger,
       limits: {
-        maxConnections: config.p2p.maxConnections, maxGossipBytes: config.p2p.maxGossipBytes, maxRequestBytes: 4096,
-        maxResponseBytes: config.p2p.maxGossipBytes * 4, maxBlocksPerRequest: config.p2p.maxBlocksPerRequest,
-        requestTimeoutMs: config.p2p.requestTimeoutMs, requestsPerSecond: config.p2p.requestsPerSecond,
+        maxConnections: config.p2p.maxConnections,
+        maxGossipBytes: config.p2p.maxGossipBytes,
+        maxRequestBytes: 4096,
+        maxResponseBytes: config.p2p.maxGossipBytes * 4,
+        maxBlocksPerRequest: config.p2p.maxBlocksPerRequest,
+        requestTimeoutMs: config.p2p.requestTimeoutMs,
+        requestsPerSecond: config.p2p.requestsPerSecond,
       },
       hooks: {
         onGossip: (topic, result) => metrics.countGossip(topic, result),
@@ -81,18 +101,31 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     if (config.parentchain.endpoint) {
       // Loaded on demand: @polkadot/api costs ~230 MB of RSS and a node without a parentchain needs none of it.
       const { connectParentchain } = await import('../parentchain/substrate.ts');
-      const pc = await connectParentchain({ endpoint: config.parentchain.endpoint, onWarning: (m) => logger.warn({ detail: m }, 'parentchain connection') });
+      const pc = await connectParentchain({
+        endpoint: config.parentchain.endpoint,
+        onWarning: (m) => logger.warn({ detail: m }, 'parentchain connection'),
+      });
       life.add('parentchain', () => pc.close());
       const p = config.parentchain;
-      driver = new ParentchainDriver({ enclave, parentchain: pc, store, metrics, logger, signingKey: info.signingKey }, {
-        importBatch: p.importBatch, prefetch: p.prefetch, anchorInterval: p.anchorInterval,
-        genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
-        checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
-        peerId: network.peerId, p2pAddresses: [], shard,
-      });
+      driver = new ParentchainDriver(
+        { enclave, parentchain: pc, store, metrics, logger, signingKey: info.signingKey },
+        {
+          importBatch: p.importBatch,
+          prefetch: p.prefetch,
+          anchorInterval: p.anchorInterval,
+          genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
+          checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
+          peerId: network.peerId,
+          p2pAddresses: [],
+          shard,
+        },
+      );
       await driver.init();
       life.add('parentchain-driver', () => driver!.stop());
-      logger.info({ endpoint: p.endpoint, genesisHash: toHex(pc.genesisHash()), enclaveAccount: pc.address(info.signingKey) }, 'parentchain connected');
+      logger.info(
+        { endpoint: p.endpoint, genesisHash: toHex(pc.genesisHash()), enclaveAccount: pc.address(info.signingKey) },
+        'parentchain connected',
+      );
     }
 
     // An empty store waits for block 0: the set's first authority creates it, the others fetch it.
@@ -106,19 +139,34 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     else metrics.observeState(status);
 
     const relay = new CallRelay(enclave);
-    const configured = new Set(config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey]);
-    const chain = new ChainService({
-      enclave, store, metrics, logger, relay, signingKey: info.signingKey,
-      genesisBalances: () => genesisBalances(config),
-      anchor: () => driver?.lastAnchor ?? null,
-      progress: terminalProgress(),
-      isAuthority: (key) => (driver ? driver.everMembers.has(key) || undefined : configured.has(key)),
-      heads,
-      onMissingStateKey: () => secrets.refresh(),
-    }, {
-      slotDurationMs: config.sidechain.slotDurationMs, maxCalls: config.sidechain.blockMaxCalls, snapshotInterval: config.sidechain.snapshotInterval,
-      snapshotsKept: config.sidechain.snapshotsKept, shard, rangeBatch: config.p2p.maxBlocksPerRequest, treeLimit: 4096,
-    });
+    const configured = new Set(
+      config.authorities.length > 0 ? config.authorities.map((a) => a.toLowerCase()) : [signingKey],
+    );
+    const chain = new ChainService(
+      {
+        enclave,
+        store,
+        metrics,
+        logger,
+        relay,
+        signingKey: info.signingKey,
+        genesisBalances: () => genesisBalances(config),
+        anchor: () => driver?.lastAnchor ?? null,
+        progress: terminalProgress(),
+        isAuthority: (key) => (driver ? driver.everMembers.has(key) || undefined : configured.has(key)),
+        heads,
+        onMissingStateKey: () => secrets.refresh(),
+      },
+      {
+        slotDurationMs: config.sidechain.slotDurationMs,
+        maxCalls: config.sidechain.blockMaxCalls,
+        snapshotInterval: config.sidechain.snapshotInterval,
+        snapshotsKept: config.sidechain.snapshotsKept,
+        shard,
+        rangeBatch: config.p2p.maxBlocksPerRequest,
+        treeLimit: 4096,
+      },
+    );
     life.add('chain', () => chain.stop());
     chain.attach(network);
     heads.on((e) => {
@@ -137,9 +185,22 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const rpc: RpcServer = await startRpcServer({
       ...config.rpc,
       methods: createMethods({
-        enclave, store, relay, metrics, shard, version: `validateer/${VERSION}`, isReady: () => ready,
-        network: { peerId: network.peerId, addresses: () => network.addresses(), connectedPeers: () => network.connectedPeers(), ...(config.p2p.devControl ? { setBlocked: (ids: string[]) => network.setBlocked(ids) } : {}) },
-        ...(driver && config.parentchain.endpoint ? { parentchain: { finalized: () => driver.finalized, endpoint: config.parentchain.endpoint } } : {}),
+        enclave,
+        store,
+        relay,
+        metrics,
+        shard,
+        version: `validateer/${VERSION}`,
+        isReady: () => ready,
+        network: {
+          peerId: network.peerId,
+          addresses: () => network.addresses(),
+          connectedPeers: () => network.connectedPeers(),
+          ...(config.p2p.devControl ? { setBlocked: (ids: string[]) => network.setBlocked(ids) } : {}),
+        },
+        ...(driver && config.parentchain.endpoint
+          ? { parentchain: { finalized: () => driver.finalized, endpoint: config.parentchain.endpoint } }
+          : {}),
       }),
       logger,
       onRequest: (method, outcome) => metrics.countRpcRequest(method, outcome),
@@ -158,7 +219,8 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     const slots = new SlotWorker({
       slotDurationMs: config.sidechain.slotDurationMs,
       onSlot: (slot) => chain.onSlot(slot),
-      onError: (err) => logger.error({ code: codeOf(err), err: err instanceof Error ? err.message : String(err) }, 'slot failed'),
+      onError: (err) =>
+        logger.error({ code: codeOf(err), err: err instanceof Error ? err.message : String(err) }, 'slot failed'),
     });
     forwardAcceptedCalls(relay, network, logger);
     await network.start({
@@ -180,20 +242,33 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     if (!secretsReady) {
       // Registration runs as a parentchain duty; provisioning follows once it is final. Then the chain
       // starts: fetch the set's blocks from every connected peer.
-      void secrets.ensure().then((ok) => {
-        if (!ok) return;
-        secretsReady = true;
-        chain.setActive(true);
-        for (const peer of network.connectedPeers()) {
-          network.requestStatus(peer).then((st) => chain.onPeerStatus(peer, st), () => undefined);
-        }
-      }, (err: Error) => logger.error({ err: err.message }, 'provisioning stopped'));
+      void secrets.ensure().then(
+        (ok) => {
+          if (!ok) return;
+          secretsReady = true;
+          chain.setActive(true);
+          for (const peer of network.connectedPeers()) {
+            network.requestStatus(peer).then(
+              (st) => chain.onPeerStatus(peer, st),
+              () => undefined,
+            );
+          }
+        },
+        (err: Error) => logger.error({ err: err.message }, 'provisioning stopped'),
+      );
     }
     slots.start();
     life.add('slots', () => slots.stop());
 
     return {
-      rpcUrl: rpc.url, metricsUrl, signingKey, measurement: toHex(info.measurement), bootstrap: boot, metrics, parentchain: driver, network,
+      rpcUrl: rpc.url,
+      metricsUrl,
+      signingKey,
+      measurement: toHex(info.measurement),
+      bootstrap: boot,
+      metrics,
+      parentchain: driver,
+      network,
       stop: stopAll,
     };
   } catch (err) {

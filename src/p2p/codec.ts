@@ -11,7 +11,8 @@ export const PROTOCOL_STATUS = '/validateer/status/1';
 export const PROTOCOL_BLOCKS_BY_RANGE = '/validateer/blocks-by-range/1';
 export const PROTOCOL_BLOCKS_BY_HASH = '/validateer/blocks-by-hash/1';
 export const PROTOCOL_PROVISION = '/validateer/provision/1';
-export type Protocol = typeof PROTOCOL_STATUS | typeof PROTOCOL_BLOCKS_BY_RANGE | typeof PROTOCOL_BLOCKS_BY_HASH | typeof PROTOCOL_PROVISION;
+export type Protocol =
+  typeof PROTOCOL_STATUS | typeof PROTOCOL_BLOCKS_BY_RANGE | typeof PROTOCOL_BLOCKS_BY_HASH | typeof PROTOCOL_PROVISION;
 
 /** Provision bounds are part of the protocol, not node config, so every peer agrees on them. */
 export const PROVISION_MAX_REQUEST_BYTES = 16 * 1024;
@@ -26,23 +27,48 @@ export const MAX_REASON_BYTES = 256;
 export const MAX_HEADER_BYTES = 1 + MAX_REASON_BYTES;
 export const HASH_BYTES = 32;
 
-export interface ChainStatus { headNumber: number; headHash: Uint8Array; finalizedNumber: number; finalizedHash: Uint8Array }
+export interface ChainStatus {
+  headNumber: number;
+  headHash: Uint8Array;
+  finalizedNumber: number;
+  finalizedHash: Uint8Array;
+}
 
-const ChainStatusCodec = Struct({ headNumber: u64, headHash: Bytes(32), finalizedNumber: u64, finalizedHash: Bytes(32) });
+const ChainStatusCodec = Struct({
+  headNumber: u64,
+  headHash: Bytes(32),
+  finalizedNumber: u64,
+  finalizedHash: Bytes(32),
+});
 const BlocksByRangeCodec = Struct({ from: u64, count: u32 });
 
 export function encodeStatus(s: ChainStatus): Uint8Array {
-  if (!isBlockNumber(s.headNumber) || !isBlockNumber(s.finalizedNumber)) throw new ValidateerError('P2P_BAD_STATUS', 'status block numbers must be non-negative safe integers');
-  if (s.headHash.length !== HASH_BYTES || s.finalizedHash.length !== HASH_BYTES) throw new ValidateerError('P2P_BAD_STATUS', 'status hashes must be 32 bytes');
-  return ChainStatusCodec.enc({ headNumber: BigInt(s.headNumber), headHash: s.headHash, finalizedNumber: BigInt(s.finalizedNumber), finalizedHash: s.finalizedHash });
+  if (!isBlockNumber(s.headNumber) || !isBlockNumber(s.finalizedNumber))
+    throw new ValidateerError('P2P_BAD_STATUS', 'status block numbers must be non-negative safe integers');
+  if (s.headHash.length !== HASH_BYTES || s.finalizedHash.length !== HASH_BYTES)
+    throw new ValidateerError('P2P_BAD_STATUS', 'status hashes must be 32 bytes');
+  return ChainStatusCodec.enc({
+    headNumber: BigInt(s.headNumber),
+    headHash: s.headHash,
+    finalizedNumber: BigInt(s.finalizedNumber),
+    finalizedHash: s.finalizedHash,
+  });
 }
 
 export function decodeStatus(bytes: Uint8Array): ChainStatus {
   const v = decodeExact(ChainStatusCodec, bytes, 'status');
-  return { headNumber: toSafeNumber(v.headNumber, 'head number'), headHash: v.headHash, finalizedNumber: toSafeNumber(v.finalizedNumber, 'finalized number'), finalizedHash: v.finalizedHash };
+  return {
+    headNumber: toSafeNumber(v.headNumber, 'head number'),
+    headHash: v.headHash,
+    finalizedNumber: toSafeNumber(v.finalizedNumber, 'finalized number'),
+    finalizedHash: v.finalizedHash,
+  };
 }
 
-export interface RangeRequest { from: number; count: number }
+export interface RangeRequest {
+  from: number;
+  count: number;
+}
 
 export function encodeRangeRequest(r: RangeRequest): Uint8Array {
   return BlocksByRangeCodec.enc({ from: BigInt(r.from), count: r.count });
@@ -64,7 +90,8 @@ export function encodeHashRequest(hashes: Uint8Array[]): Uint8Array {
 }
 
 export function decodeHashRequest(bytes: Uint8Array): Uint8Array[] {
-  if (bytes.length === 0 || bytes.length % HASH_BYTES !== 0) throw new ValidateerError('DECODE_FAILED', 'malformed blocks-by-hash request');
+  if (bytes.length === 0 || bytes.length % HASH_BYTES !== 0)
+    throw new ValidateerError('DECODE_FAILED', 'malformed blocks-by-hash request');
   const hashes: Uint8Array[] = [];
   for (let i = 0; i < bytes.length; i += HASH_BYTES) hashes.push(bytes.slice(i, i + HASH_BYTES));
   return hashes;

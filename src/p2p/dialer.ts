@@ -19,7 +19,12 @@ export interface DialerOptions {
   sweepMs?: number;
 }
 
-interface DialState { attempt: number; timer?: NodeJS.Timeout; dialing: boolean; connectedAt?: number }
+interface DialState {
+  attempt: number;
+  timer?: NodeJS.Timeout;
+  dialing: boolean;
+  connectedAt?: number;
+}
 
 export class Dialer {
   private readonly opts: Required<DialerOptions>;

@@ -103,7 +103,14 @@ export async function createP2pNode(o: NodeFactoryOptions): Promise<P2pNode> {
     connectionGater: connectionGater(o.isDenied),
     peerDiscovery: [],
     services: {
-      identify: identify({ timeout: 5_000, maxMessageSize: 8_192, maxInboundStreams: 1, maxOutboundStreams: 1, runOnConnectionOpen: true, runOnLimitedConnection: false }),
+      identify: identify({
+        timeout: 5_000,
+        maxMessageSize: 8_192,
+        maxInboundStreams: 1,
+        maxOutboundStreams: 1,
+        runOnConnectionOpen: true,
+        runOnLimitedConnection: false,
+      }),
       ping: ping({ maxInboundStreams: 2, maxOutboundStreams: 2, timeout: 10_000, runOnLimitedConnection: false }),
       pubsub: gossipsub(o.gossipsub),
     },

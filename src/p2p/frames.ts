@@ -42,7 +42,8 @@ function frameLength(buf: Uint8ArrayList, limit: number): { length: number; pref
     const b = buf.get(i);
     value += (b & 0x7f) * scale;
     if (b < 0x80) {
-      if (value > limit) throw new ValidateerError('P2P_FRAME_TOO_LARGE', `frame of ${value} bytes exceeds the limit of ${limit}`);
+      if (value > limit)
+        throw new ValidateerError('P2P_FRAME_TOO_LARGE', `frame of ${value} bytes exceeds the limit of ${limit}`);
       return { length: value, prefix: i + 1 };
     }
     scale *= 128;
@@ -71,12 +72,14 @@ export function frameStream(stream: Stream, opts: FrameStreamOptions): FrameStre
     } catch (err) {
       if (signal.aborted) throw new ValidateerError('P2P_TIMEOUT', `${what} timed out after ${opts.timeoutMs} ms`);
       if (err instanceof ValidateerError) throw err;
-      if (err instanceof UnexpectedEOFError) throw new ValidateerError('P2P_STREAM_CLOSED', `stream closed during ${what}`);
+      if (err instanceof UnexpectedEOFError)
+        throw new ValidateerError('P2P_STREAM_CLOSED', `stream closed during ${what}`);
       throw new ValidateerError('P2P_STREAM_ERROR', `${what} failed: ${(err as Error).message}`);
     }
   };
 
-  const encodeFrames = (frames: Uint8Array[]): Uint8ArrayList => new Uint8ArrayList(...frames.flatMap((f) => [varint(f.byteLength), f]));
+  const encodeFrames = (frames: Uint8Array[]): Uint8ArrayList =>
+    new Uint8ArrayList(...frames.flatMap((f) => [varint(f.byteLength), f]));
 
   return {
     read(maxBytes) {
@@ -90,7 +93,11 @@ export function frameStream(stream: Stream, opts: FrameStreamOptions): FrameStre
       return guarded('read', async (signal) => {
         for (;;) {
           const chunk = await bytes.read({ signal });
-          if (chunk == null) throw new ValidateerError('P2P_STREAM_CLOSED', `stream closed during read (${pending.byteLength} bytes of a frame)`);
+          if (chunk == null)
+            throw new ValidateerError(
+              'P2P_STREAM_CLOSED',
+              `stream closed during read (${pending.byteLength} bytes of a frame)`,
+            );
           pending.append(chunk);
           const frame = take(maxBytes);
           if (frame) return frame;

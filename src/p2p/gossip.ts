@@ -134,7 +134,12 @@ export const SCORE_THRESHOLDS: PeerScoreThresholds = {
 };
 
 /** Every gossipsub knob we rely on, explicit. */
-export function gossipsubOptions(o: { topics: string[]; maxGossipBytes: number; ids: MessageIds; appScore(peer: string): number }): Partial<GossipsubOpts> {
+export function gossipsubOptions(o: {
+  topics: string[];
+  maxGossipBytes: number;
+  ids: MessageIds;
+  appScore(peer: string): number;
+}): Partial<GossipsubOpts> {
   return {
     // Small sets (3..20 validateers): every peer fits in the mesh, and we flood our own messages.
     D: 8,
@@ -236,7 +241,10 @@ export class Gossip {
 
   async publish(kind: GossipKind, bytes: Uint8Array): Promise<PublishResult> {
     if (bytes.length > this.o.maxGossipBytes) {
-      throw new ValidateerError('P2P_TOO_LARGE', `${kind} message of ${bytes.length} bytes exceeds maxGossipBytes ${this.o.maxGossipBytes}`);
+      throw new ValidateerError(
+        'P2P_TOO_LARGE',
+        `${kind} message of ${bytes.length} bytes exceeds maxGossipBytes ${this.o.maxGossipBytes}`,
+      );
     }
     const topic = this.topics[kind];
     let result: PublishResult;
@@ -245,7 +253,8 @@ export class Gossip {
       result = recipients.length > 0 ? 'sent' : 'no_peers';
     } catch (err) {
       // Seen before (published already, or received from a peer first): it is on the network.
-      if ((err as Error).message !== 'PublishError.Duplicate') throw new ValidateerError('P2P_PUBLISH_FAILED', `publishing ${kind}: ${(err as Error).message}`);
+      if ((err as Error).message !== 'PublishError.Duplicate')
+        throw new ValidateerError('P2P_PUBLISH_FAILED', `publishing ${kind}: ${(err as Error).message}`);
       result = 'duplicate';
     }
     this.o.ids.markPublished(topic, bytes);
@@ -253,7 +262,12 @@ export class Gossip {
     return result;
   }
 
-  private async validate(kind: GossipKind, peer: PeerId, msg: Message, handler: (bytes: Uint8Array, from: string) => Promise<Validation>): Promise<TopicValidatorResult> {
+  private async validate(
+    kind: GossipKind,
+    peer: PeerId,
+    msg: Message,
+    handler: (bytes: Uint8Array, from: string) => Promise<Validation>,
+  ): Promise<TopicValidatorResult> {
     const from = peer.toString();
     if (msg.data.length > this.o.maxGossipBytes) {
       this.o.onResult?.(kind, 'too_large');

@@ -8,7 +8,15 @@ import type { Logger } from 'pino';
 import type { ChainStatus } from './codec.ts';
 import { Dialer } from './dialer.ts';
 import { type P2pNode, createP2pNode } from './factory.ts';
-import { Gossip, type GossipKind, MessageIds, type PublishResult, type Validation, gossipsubOptions, topicName } from './gossip.ts';
+import {
+  Gossip,
+  type GossipKind,
+  MessageIds,
+  type PublishResult,
+  type Validation,
+  gossipsubOptions,
+  topicName,
+} from './gossip.ts';
 import { loadOrCreatePeerKey } from './peer-key.ts';
 import { ReqResp } from './reqresp.ts';
 import { AppScores } from './scores.ts';
@@ -114,14 +122,21 @@ export async function createNetwork(opts: NetworkOptions): Promise<Network> {
   const isDenied = (peer: string): boolean => blocked.has(peer) || scores.isBanned(peer);
   const blocksTopic = topicName(opts.shard, 'blocks');
   const callsTopic = topicName(opts.shard, 'calls');
-  const ids = new MessageIds((topic) => opts.hooks?.onGossip?.(topic === blocksTopic ? 'blocks' : 'calls', 'duplicate'));
+  const ids = new MessageIds((topic) =>
+    opts.hooks?.onGossip?.(topic === blocksTopic ? 'blocks' : 'calls', 'duplicate'),
+  );
   const topics = [blocksTopic, callsTopic];
   const node = await createP2pNode({
     privateKey,
     listen: opts.listen,
     limits: opts.limits,
     isDenied,
-    gossipsub: gossipsubOptions({ topics, maxGossipBytes: opts.limits.maxGossipBytes, ids, appScore: (peer) => scores.score(peer) }),
+    gossipsub: gossipsubOptions({
+      topics,
+      maxGossipBytes: opts.limits.maxGossipBytes,
+      ids,
+      appScore: (peer) => scores.score(peer),
+    }),
   });
   return new P2pNetwork({ opts, log, node, peerId, scores, blocked, ids });
 }
@@ -129,7 +144,8 @@ export async function createNetwork(opts: NetworkOptions): Promise<Network> {
 function validateOptions(opts: NetworkOptions): void {
   if (opts.shard.length !== 32) throw new ValidateerError('P2P_INVALID_OPTIONS', 'shard must be 32 bytes');
   for (const [name, value] of Object.entries(opts.limits)) {
-    if (!(typeof value === 'number' && value > 0 && Number.isFinite(value))) throw new ValidateerError('P2P_INVALID_OPTIONS', `limits.${name} must be a positive number`);
+    if (!(typeof value === 'number' && value > 0 && Number.isFinite(value)))
+      throw new ValidateerError('P2P_INVALID_OPTIONS', `limits.${name} must be a positive number`);
   }
 }
 
@@ -179,7 +195,9 @@ class P2pNetwork implements Network {
     this.dialer = new Dialer({
       selfId: p.peerId,
       logger: p.log,
-      dial: async (addrs) => { await p.node.dial(addrs); },
+      dial: async (addrs) => {
+        await p.node.dial(addrs);
+      },
       isConnected: (peer) => p.node.getConnections(peerIdFromString(peer)).length > 0,
       isDenied: (peer) => this.isDenied(peer),
     });
@@ -191,7 +209,8 @@ class P2pNetwork implements Network {
   }
 
   async start(handlers: NetworkHandlers): Promise<void> {
-    if (this.handlers !== undefined || this.stopped) throw new ValidateerError('P2P_ALREADY_STARTED', 'network already started (or stopped: create a new one)');
+    if (this.handlers !== undefined || this.stopped)
+      throw new ValidateerError('P2P_ALREADY_STARTED', 'network already started (or stopped: create a new one)');
     this.handlers = handlers;
     this.listen('peer:connect', (evt) => this.onConnect(evt.detail));
     this.listen('peer:disconnect', (evt) => this.onDisconnect(evt.detail));
@@ -215,7 +234,9 @@ class P2pNetwork implements Network {
     await this.node.stop();
     if (this.handlers === undefined) return;
     this.gossip.stop();
-    await this.reqresp.stop().catch((err: Error) => this.log.debug({ err: err.message }, 'unregistering protocols failed'));
+    await this.reqresp
+      .stop()
+      .catch((err: Error) => this.log.debug({ err: err.message }, 'unregistering protocols failed'));
     this.handlers = undefined;
     this.log.info('p2p network stopped');
   }
@@ -240,7 +261,8 @@ class P2pNetwork implements Network {
     ];
     this.tagged = next;
     for (const [peer, tag] of changes) {
-      this.node.peerStore.merge(peerIdFromString(peer), { tags: { [SET_TAG]: tag } })
+      this.node.peerStore
+        .merge(peerIdFromString(peer), { tags: { [SET_TAG]: tag } })
         .catch((err: Error) => this.log.debug({ peer, err: err.message }, 'tagging peer failed'));
     }
   }

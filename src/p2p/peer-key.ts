@@ -28,7 +28,10 @@ export async function loadOrCreatePeerKey(dataDir: string): Promise<PrivateKey> 
   try {
     return privateKeyFromProtobuf(new Uint8Array(bytes));
   } catch (err) {
-    throw new ValidateerError('P2P_PEER_KEY_CORRUPT', `peer key file ${path} is not a protobuf-encoded libp2p private key (${(err as Error).message}); restore it from a backup or delete it to get a new peer id`);
+    throw new ValidateerError(
+      'P2P_PEER_KEY_CORRUPT',
+      `peer key file ${path} is not a protobuf-encoded libp2p private key (${(err as Error).message}); restore it from a backup or delete it to get a new peer id`,
+    );
   }
 }
 

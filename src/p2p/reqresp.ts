@@ -7,9 +7,27 @@ import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface';
 import { ValidateerError, hasCode, type P2pCode } from '../protocol/errors.ts';
 import type { Logger } from 'pino';
 import {
-  type ChainStatus, type Protocol, HASH_BYTES, MAX_HEADER_BYTES, PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE,
-  PROTOCOL_PROVISION, PROTOCOL_STATUS, PROVISION_MAX_REQUEST_BYTES, PROVISION_MAX_RESPONSE_BYTES, ResponseCode,
-  decodeBlockCount, decodeHashRequest, decodeHeader, decodeRangeRequest, decodeStatus, encodeBlockCountHeader, encodeErrorHeader, encodeHashRequest, encodeOkHeader, encodeRangeRequest,
+  type ChainStatus,
+  type Protocol,
+  HASH_BYTES,
+  MAX_HEADER_BYTES,
+  PROTOCOL_BLOCKS_BY_HASH,
+  PROTOCOL_BLOCKS_BY_RANGE,
+  PROTOCOL_PROVISION,
+  PROTOCOL_STATUS,
+  PROVISION_MAX_REQUEST_BYTES,
+  PROVISION_MAX_RESPONSE_BYTES,
+  ResponseCode,
+  decodeBlockCount,
+  decodeHashRequest,
+  decodeHeader,
+  decodeRangeRequest,
+  decodeStatus,
+  encodeBlockCountHeader,
+  encodeErrorHeader,
+  encodeHashRequest,
+  encodeOkHeader,
+  encodeRangeRequest,
   encodeStatus,
 } from './codec.ts';
 import { type FrameStream, frameStream } from './frames.ts';
@@ -66,7 +84,9 @@ export class ReqResp {
     this.node = deps.node;
     this.limits = deps.limits;
     this.log = deps.logger;
-    this.limiter = deps.limiter ?? new RateLimiter({ rate: deps.limits.requestsPerSecond, burst: 2 * deps.limits.requestsPerSecond });
+    this.limiter =
+      deps.limiter ??
+      new RateLimiter({ rate: deps.limits.requestsPerSecond, burst: 2 * deps.limits.requestsPerSecond });
   }
 
   /** Largest number of hashes one blocks-by-hash request may carry (request size and block count bounds). */
@@ -77,7 +97,11 @@ export class ReqResp {
   async start(handlers: ReqRespHandlers): Promise<void> {
     this.handlers = handlers;
     for (const protocol of PROTOCOLS) {
-      await this.node.handle(protocol, (stream, connection) => this.serve(protocol, stream, connection), STREAM_LIMITS[protocol]);
+      await this.node.handle(
+        protocol,
+        (stream, connection) => this.serve(protocol, stream, connection),
+        STREAM_LIMITS[protocol],
+      );
     }
   }
 
@@ -99,17 +123,27 @@ export class ReqResp {
     }
     const clamped = Math.min(count, this.limits.maxBlocksPerRequest);
     if (clamped === 0) return [];
-    return this.request(peer, PROTOCOL_BLOCKS_BY_RANGE, encodeRangeRequest({ from, count: clamped }), (frames, payload) => this.readBlocks(frames, payload, clamped));
+    return this.request(
+      peer,
+      PROTOCOL_BLOCKS_BY_RANGE,
+      encodeRangeRequest({ from, count: clamped }),
+      (frames, payload) => this.readBlocks(frames, payload, clamped),
+    );
   }
 
   /** At most maxHashesPerRequest hashes (P2P_INVALID_ARGUMENT otherwise): split larger lookups. */
   async requestBlocksByHash(peer: PeerId, hashes: Uint8Array[]): Promise<Uint8Array[]> {
     if (hashes.length === 0) return [];
     if (hashes.length > this.maxHashesPerRequest) {
-      throw new ValidateerError('P2P_INVALID_ARGUMENT', `at most ${this.maxHashesPerRequest} hashes per request, got ${hashes.length}`);
+      throw new ValidateerError(
+        'P2P_INVALID_ARGUMENT',
+        `at most ${this.maxHashesPerRequest} hashes per request, got ${hashes.length}`,
+      );
     }
     const body = encodeHashRequest(hashes);
-    return this.request(peer, PROTOCOL_BLOCKS_BY_HASH, body, (frames, payload) => this.readBlocks(frames, payload, hashes.length));
+    return this.request(peer, PROTOCOL_BLOCKS_BY_HASH, body, (frames, payload) =>
+      this.readBlocks(frames, payload, hashes.length),
+    );
   }
 
   /**
@@ -118,7 +152,10 @@ export class ReqResp {
    */
   async requestProvision(peer: PeerId, request: Uint8Array): Promise<Uint8Array> {
     if (request.length > PROVISION_MAX_REQUEST_BYTES) {
-      throw new ValidateerError('P2P_INVALID_ARGUMENT', `provision request of ${request.length} bytes exceeds ${PROVISION_MAX_REQUEST_BYTES}`);
+      throw new ValidateerError(
+        'P2P_INVALID_ARGUMENT',
+        `provision request of ${request.length} bytes exceeds ${PROVISION_MAX_REQUEST_BYTES}`,
+      );
     }
     return this.request(peer, PROTOCOL_PROVISION, request, async (frames, payload) => {
       if (payload.length !== 0) throw new ValidateerError('P2P_BAD_RESPONSE', 'provision ok header must be bare');
@@ -126,7 +163,12 @@ export class ReqResp {
     });
   }
 
-  private async request<T>(peer: PeerId, protocol: Protocol, body: Uint8Array, readOk: (frames: FrameStream, payload: Uint8Array) => Promise<T>): Promise<T> {
+  private async request<T>(
+    peer: PeerId,
+    protocol: Protocol,
+    body: Uint8Array,
+    readOk: (frames: FrameStream, payload: Uint8Array) => Promise<T>,
+  ): Promise<T> {
     // Only over an existing connection: requests never dial (dialling and gating belong to the peer manager).
     const connection = this.node.getConnections(peer).find((c) => c.status === 'open');
     if (connection === undefined) throw new ValidateerError('P2P_NO_PEER', `not connected to ${peer.toString()}`);
@@ -137,18 +179,29 @@ export class ReqResp {
         stream = await connection.newStream(protocol, { signal, ...STREAM_LIMITS[protocol] });
       } catch (err) {
         if (signal.aborted) throw new ValidateerError('P2P_TIMEOUT', `opening ${protocol} timed out`);
-        throw new ValidateerError('P2P_REQUEST_FAILED', `cannot open ${protocol} to ${peer.toString()}: ${(err as Error).message}`);
+        throw new ValidateerError(
+          'P2P_REQUEST_FAILED',
+          `cannot open ${protocol} to ${peer.toString()}: ${(err as Error).message}`,
+        );
       }
-      const maxResponseBytes = protocol === PROTOCOL_PROVISION ? PROVISION_MAX_RESPONSE_BYTES : this.limits.maxResponseBytes;
-      const frames = frameStream(stream, { timeoutMs: this.limits.requestTimeoutMs, maxBufferBytes: maxResponseBytes + BUFFER_SLACK });
+      const maxResponseBytes =
+        protocol === PROTOCOL_PROVISION ? PROVISION_MAX_RESPONSE_BYTES : this.limits.maxResponseBytes;
+      const frames = frameStream(stream, {
+        timeoutMs: this.limits.requestTimeoutMs,
+        maxBufferBytes: maxResponseBytes + BUFFER_SLACK,
+      });
       await frames.write(body);
       await frames.closeWrite();
       const header = decodeHeader(await frames.read(MAX_HEADER_BYTES));
       if (header.code !== ResponseCode.ok) {
         // Provision refusals are decisions the caller acts on (e.g. a replay), not malformed requests.
         const refused = protocol === PROTOCOL_PROVISION ? 'P2P_REFUSED' : 'P2P_INVALID_REQUEST';
-        const [code, what]: [P2pCode, string] = header.code === ResponseCode.rateLimited ? ['P2P_RATE_LIMITED', 'rate-limited']
-          : header.code === ResponseCode.invalidRequest ? [refused, 'refused'] : ['P2P_SERVER_ERROR', 'failed'];
+        const [code, what]: [P2pCode, string] =
+          header.code === ResponseCode.rateLimited
+            ? ['P2P_RATE_LIMITED', 'rate-limited']
+            : header.code === ResponseCode.invalidRequest
+              ? [refused, 'refused']
+              : ['P2P_SERVER_ERROR', 'failed'];
         throw new ValidateerError(code, `${peer.toString()} ${what} ${protocol}: ${header.reason}`);
       }
       // Our side is closed already; the stream ends when the server closes its side after the last frame.
@@ -161,7 +214,8 @@ export class ReqResp {
 
   private async readBlocks(frames: FrameStream, payload: Uint8Array, maxCount: number): Promise<Uint8Array[]> {
     const count = decodeBlockCount(payload);
-    if (count > maxCount) throw new ValidateerError('P2P_BAD_RESPONSE', `peer announced ${count} blocks, asked for at most ${maxCount}`);
+    if (count > maxCount)
+      throw new ValidateerError('P2P_BAD_RESPONSE', `peer announced ${count} blocks, asked for at most ${maxCount}`);
     const blocks: Uint8Array[] = [];
     let budget = this.limits.maxResponseBytes;
     for (let i = 0; i < count; i++) {
@@ -177,7 +231,10 @@ export class ReqResp {
   private async serve(protocol: Protocol, stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString();
     const maxRequestBytes = protocol === PROTOCOL_PROVISION ? PROVISION_MAX_REQUEST_BYTES : this.limits.maxRequestBytes;
-    const frames = frameStream(stream, { timeoutMs: this.limits.requestTimeoutMs, maxBufferBytes: maxRequestBytes + BUFFER_SLACK });
+    const frames = frameStream(stream, {
+      timeoutMs: this.limits.requestTimeoutMs,
+      maxBufferBytes: maxRequestBytes + BUFFER_SLACK,
+    });
     try {
       if (!this.limiter.tryTake(peer, protocol)) {
         this.log.debug({ peer, protocol }, 'request rate-limited');
@@ -253,14 +310,19 @@ export class ReqResp {
     if (protocol === PROTOCOL_PROVISION) {
       if (handlers.provision === undefined) throw new ValidateerError('P2P_NOT_SERVED', 'provisioning not served');
       const response = await this.withTimeout(handlers.provision(request, peer));
-      if (!(response instanceof Uint8Array)) throw new ValidateerError('P2P_BAD_HANDLER_RESULT', 'provision handler returned no bytes');
+      if (!(response instanceof Uint8Array))
+        throw new ValidateerError('P2P_BAD_HANDLER_RESULT', 'provision handler returned no bytes');
       if (response.length > PROVISION_MAX_RESPONSE_BYTES) {
-        throw new ValidateerError('P2P_RESPONSE_TOO_LARGE', `provision response of ${response.length} bytes exceeds ${PROVISION_MAX_RESPONSE_BYTES}`);
+        throw new ValidateerError(
+          'P2P_RESPONSE_TOO_LARGE',
+          `provision response of ${response.length} bytes exceeds ${PROVISION_MAX_RESPONSE_BYTES}`,
+        );
       }
       return [encodeOkHeader(new Uint8Array(0)), response];
     }
     const hashes = decodeHashRequest(request);
-    if (hashes.length > this.limits.maxBlocksPerRequest) throw new ValidateerError('P2P_INVALID_REQUEST', `at most ${this.limits.maxBlocksPerRequest} hashes per request`);
+    if (hashes.length > this.limits.maxBlocksPerRequest)
+      throw new ValidateerError('P2P_INVALID_REQUEST', `at most ${this.limits.maxBlocksPerRequest} hashes per request`);
     return this.blockFrames(await this.withTimeout(handlers.blocksByHash(hashes)), hashes.length);
   }
 
@@ -279,7 +341,10 @@ export class ReqResp {
   private async withTimeout<T>(p: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ValidateerError('P2P_TIMEOUT', 'request handler timed out')), this.limits.requestTimeoutMs);
+      timer = setTimeout(
+        () => reject(new ValidateerError('P2P_TIMEOUT', 'request handler timed out')),
+        this.limits.requestTimeoutMs,
+      );
     });
     try {
       return await Promise.race([p, timeout]);
@@ -291,7 +356,8 @@ export class ReqResp {
 
 /** Client-side errors: stream/frame failures become the stable codes callers match on. */
 function clientError(err: unknown, protocol: string): ValidateerError {
-  if (!(err instanceof ValidateerError)) return new ValidateerError('P2P_REQUEST_FAILED', `${protocol}: ${(err as Error).message}`);
+  if (!(err instanceof ValidateerError))
+    return new ValidateerError('P2P_REQUEST_FAILED', `${protocol}: ${(err as Error).message}`);
   switch (err.code) {
     case 'P2P_FRAME_TOO_LARGE':
     case 'P2P_STREAM_CLOSED':

@@ -13,7 +13,11 @@ export interface AppScoreOptions {
   now?: () => number;
 }
 
-interface Entry { score: number; at: number; bannedUntil: number }
+interface Entry {
+  score: number;
+  at: number;
+  bannedUntil: number;
+}
 
 export class AppScores {
   private readonly entries = new Map<string, Entry>();

@@ -132,7 +132,11 @@ export interface SubmitResult {
   estimatedFee: bigint;
 }
 
-export interface Balance { free: bigint; reserved: bigint; frozen: bigint }
+export interface Balance {
+  free: bigint;
+  reserved: bigint;
+  frozen: bigint;
+}
 
 /** A running scan of finalized blocks; see Parentchain.scanFinalized. */
 export interface FinalizedScanner {
@@ -167,7 +171,11 @@ export interface Parentchain {
    * onBlock before the next. Walks by number up to the finalized head, so heads skipped by the
    * subscription or produced during an RPC outage are delivered after reconnection.
    */
-  scanFinalized(fromNumber: number, onBlock: (block: ParentchainBlock) => Promise<void> | void, options?: ScanOptions): FinalizedScanner;
+  scanFinalized(
+    fromNumber: number,
+    onBlock: (block: ParentchainBlock) => Promise<void> | void,
+    options?: ScanOptions,
+  ): FinalizedScanner;
   /** Signs with `signer`, submits and waits; throws PARENTCHAIN_INSUFFICIENT_FUNDS when fees cannot be paid. */
   submit(signer: ExtrinsicSigner, call: CallSpec, options?: SubmitOptions): Promise<SubmitResult>;
   estimateFee(signer: ExtrinsicSigner, call: CallSpec): Promise<bigint>;
@@ -183,7 +191,9 @@ export interface Parentchain {
    * metadata, and whether proxy.proxy's `real` / proxy.addProxy's `delegate` are bare AccountId32s
    * (older pallet_proxy) rather than MultiAddresses.
    */
-  callIndices(): Record<'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy' | 'removeProxy', { pallet: number; call: number }>
-    & { proxyRealAccountId?: boolean; addProxyDelegateAccountId?: boolean };
+  callIndices(): Record<
+    'remarkWithEvent' | 'transferKeepAlive' | 'batchAll' | 'proxy' | 'createPure' | 'addProxy' | 'removeProxy',
+    { pallet: number; call: number }
+  > & { proxyRealAccountId?: boolean; addProxyDelegateAccountId?: boolean };
   close(): Promise<void>;
 }

@@ -17,12 +17,18 @@ export interface RawChainSpec {
 }
 
 /** A balance to put at genesis; the account is an AccountId32 (sr25519 or ed25519 public key). */
-export interface GenesisEndowment { account: Uint8Array; amount: bigint }
+export interface GenesisEndowment {
+  account: Uint8Array;
+  amount: bigint;
+}
 
 // AccountInfo of the genesis runtime (statemine spec 900): 4 counters + AccountData of four u128
 // (free, reserved, miscFrozen, feeFrozen). Newer runtimes keep the same 80-byte shape (frozen, flags).
 const AccountInfo = Struct({
-  nonce: u32, consumers: u32, providers: u32, sufficients: u32,
+  nonce: u32,
+  consumers: u32,
+  providers: u32,
+  sufficients: u32,
   data: Struct({ free: u128, reserved: u128, miscFrozen: u128, feeFrozen: u128 }),
 });
 
@@ -50,17 +56,23 @@ export function withDevGenesis(spec: RawChainSpec, endowments: GenesisEndowment[
   let issuance = top[TOTAL_ISSUANCE_KEY] ? u128.dec(fromHex(top[TOTAL_ISSUANCE_KEY])) : 0n;
   const byKey = new Map<string, bigint>();
   for (const e of endowments) {
-    if (e.account.length !== 32) throw new ValidateerError('PARENTCHAIN_BAD_ACCOUNT', 'endowment account must be 32 bytes');
+    if (e.account.length !== 32)
+      throw new ValidateerError('PARENTCHAIN_BAD_ACCOUNT', 'endowment account must be 32 bytes');
     if (e.amount < 0n) throw new ValidateerError('PARENTCHAIN_BAD_AMOUNT', 'endowment amount must not be negative');
     byKey.set(accountKey(e.account), e.amount);
   }
   for (const [key, amount] of byKey) {
     const previous = top[key] ? AccountInfo.dec(fromHex(top[key])) : undefined;
     if (previous) issuance -= previous.data.free + previous.data.reserved;
-    top[key] = toHex(AccountInfo.enc({
-      nonce: previous?.nonce ?? 0, consumers: previous?.consumers ?? 0, providers: Math.max(previous?.providers ?? 0, 1), sufficients: previous?.sufficients ?? 0,
-      data: { free: amount, reserved: previous?.data.reserved ?? 0n, miscFrozen: 0n, feeFrozen: 0n },
-    }));
+    top[key] = toHex(
+      AccountInfo.enc({
+        nonce: previous?.nonce ?? 0,
+        consumers: previous?.consumers ?? 0,
+        providers: Math.max(previous?.providers ?? 0, 1),
+        sufficients: previous?.sufficients ?? 0,
+        data: { free: amount, reserved: previous?.data.reserved ?? 0n, miscFrozen: 0n, feeFrozen: 0n },
+      }),
+    );
     issuance += amount + (previous?.data.reserved ?? 0n);
   }
   top[TOTAL_ISSUANCE_KEY] = toHex(u128.enc(issuance));

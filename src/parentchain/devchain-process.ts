@@ -19,7 +19,10 @@ export interface DevChainInit {
   genesisTimestampMs: number;
   dbPath?: string;
 }
-export type DevChainRequest = { id: number; op: 'newBlock' | 'suspendRpc' | 'resumeRpc' | 'pauseBlocks' | 'resumeBlocks' | 'close' };
+export type DevChainRequest = {
+  id: number;
+  op: 'newBlock' | 'suspendRpc' | 'resumeRpc' | 'pauseBlocks' | 'resumeBlocks' | 'close';
+};
 export type DevChainReply = { id: number; ok: true; head?: number } | { id: number; ok: false; error: string };
 export type DevChainReady = { ready: true; port: number; genesisHash: string; head: number; startupMs: number };
 export type DevChainFailed = { failed: string };
@@ -99,7 +102,8 @@ async function main(init: DevChainInit): Promise<void> {
             return send({ id: m.id, ok: true, head: chain.head.number });
           case 'resumeBlocks':
             paused = false;
-            if (init.blockTimeMs > 0 && !ticking && timer === undefined && !closing) timer = setTimeout(tick, init.blockTimeMs);
+            if (init.blockTimeMs > 0 && !ticking && timer === undefined && !closing)
+              timer = setTimeout(tick, init.blockTimeMs);
             return send({ id: m.id, ok: true });
           case 'close':
             closing = true;
@@ -117,7 +121,13 @@ async function main(init: DevChainInit): Promise<void> {
       }
     })();
   });
-  send({ ready: true, port, genesisHash: (await chain.getBlockAt(0))!.hash, head: chain.head.number, startupMs: Math.round(performance.now() - started) });
+  send({
+    ready: true,
+    port,
+    genesisHash: (await chain.getBlockAt(0))!.hash,
+    head: chain.head.number,
+    startupMs: Math.round(performance.now() - started),
+  });
 }
 
 /** A TCP relay from the public port to chopsticks' server that can drop all connections at once. */

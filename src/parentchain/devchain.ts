@@ -7,7 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../protocol/errors.ts';
-import type { DevChainFailed, DevChainInit, DevChainReady, DevChainReply, DevChainRequest } from './devchain-process.ts';
+import type {
+  DevChainFailed,
+  DevChainInit,
+  DevChainReady,
+  DevChainReply,
+  DevChainRequest,
+} from './devchain-process.ts';
 import { toHex } from '../protocol/bytes.ts';
 
 export const DEV_ACCOUNT_NAMES = ['Alice', 'Bob', 'Charlie', 'Dave', 'Eve', 'Ferdie'] as const;
@@ -100,9 +106,17 @@ export async function startDevChain(options: DevChainOptions = {}): Promise<DevC
   return handle(child, exited, ready, Math.round(performance.now() - started), init.host);
 }
 
-function waitReady(child: ChildProcess, init: DevChainInit, exited: Promise<void>, timeoutMs: number): Promise<DevChainReady> {
+function waitReady(
+  child: ChildProcess,
+  init: DevChainInit,
+  exited: Promise<void>,
+  timeoutMs: number,
+): Promise<DevChainReady> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new ValidateerError('PARENTCHAIN_DEVCHAIN_START', `dev chain not ready after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new ValidateerError('PARENTCHAIN_DEVCHAIN_START', `dev chain not ready after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     child.on('message', (m: Partial<DevChainReady & DevChainFailed>) => {
       if (m?.ready) {
         clearTimeout(timer);
@@ -114,13 +128,21 @@ function waitReady(child: ChildProcess, init: DevChainInit, exited: Promise<void
     });
     void exited.then(() => {
       clearTimeout(timer);
-      reject(new ValidateerError('PARENTCHAIN_DEVCHAIN_START', `dev chain exited during startup (code ${child.exitCode})`));
+      reject(
+        new ValidateerError('PARENTCHAIN_DEVCHAIN_START', `dev chain exited during startup (code ${child.exitCode})`),
+      );
     });
     child.send(init);
   });
 }
 
-function handle(child: ChildProcess, exited: Promise<void>, ready: DevChainReady, startupMs: number, host: string): DevChain {
+function handle(
+  child: ChildProcess,
+  exited: Promise<void>,
+  ready: DevChainReady,
+  startupMs: number,
+  host: string,
+): DevChain {
   let nextId = 1;
   const pending = new Map<number, { resolve: (r: DevChainReply) => void; reject: (e: Error) => void }>();
   child.on('message', (m: DevChainReply) => {
@@ -130,7 +152,8 @@ function handle(child: ChildProcess, exited: Promise<void>, ready: DevChainReady
     p.resolve(m);
   });
   void exited.then(() => {
-    for (const p of pending.values()) p.reject(new ValidateerError('PARENTCHAIN_DEVCHAIN_EXITED', 'dev chain process exited'));
+    for (const p of pending.values())
+      p.reject(new ValidateerError('PARENTCHAIN_DEVCHAIN_EXITED', 'dev chain process exited'));
     pending.clear();
   });
   const request = (op: DevChainRequest['op']): Promise<DevChainReply & { ok: true }> => {
@@ -140,7 +163,8 @@ function handle(child: ChildProcess, exited: Promise<void>, ready: DevChainReady
     const id = nextId++;
     return new Promise((resolve, reject) => {
       pending.set(id, {
-        resolve: (r) => (r.ok ? resolve(r) : reject(new ValidateerError('PARENTCHAIN_DEVCHAIN', `${op} failed: ${r.error}`))),
+        resolve: (r) =>
+          r.ok ? resolve(r) : reject(new ValidateerError('PARENTCHAIN_DEVCHAIN', `${op} failed: ${r.error}`)),
         reject,
       });
       child.send({ id, op } satisfies DevChainRequest);

@@ -24,7 +24,10 @@ export interface ParentchainDriverOptions {
 }
 
 type ImportParams = Params<'parentchainImport'>['blocks'][number];
-export interface Finality { number: number; hash: Uint8Array }
+export interface Finality {
+  number: number;
+  hash: Uint8Array;
+}
 
 /** The enclave as the driver uses it: its message API (the Enclave class, or a fake in tests). */
 export interface EnclaveCalls {
@@ -90,10 +93,15 @@ export class ParentchainDriver {
     const genesisHash = this.parentchain.genesisHash();
     if (this.opts.genesisHash && !same(this.opts.genesisHash, genesisHash)) {
       const configured = toHex(this.opts.genesisHash);
-      throw new ValidateerError('PARENTCHAIN_GENESIS_MISMATCH', `parentchain genesis ${toHex(genesisHash)} is not the configured ${configured}`);
+      throw new ValidateerError(
+        'PARENTCHAIN_GENESIS_MISMATCH',
+        `parentchain genesis ${toHex(genesisHash)} is not the configured ${configured}`,
+      );
     }
     const info = await this.enclave.call('parentchainInit', {
-      genesisHash, callIndices: this.parentchain.callIndices(), existentialDeposit: this.parentchain.existentialDeposit(),
+      genesisHash,
+      callIndices: this.parentchain.callIndices(),
+      existentialDeposit: this.parentchain.existentialDeposit(),
       proxyDepositFactor: this.parentchain.proxyDepositFactor(),
       ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
     });
@@ -110,9 +118,11 @@ export class ParentchainDriver {
     this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
     void this.scan();
     this.kickDuties();
-    const balance = () => this.parentchain.balance(this.signer.publicKey)
-      .then((b) => this.metrics.parentchainAccountBalance.set(Number(b.free)))
-      .catch(() => undefined); // unreachable: the scan logs that
+    const balance = () =>
+      this.parentchain
+        .balance(this.signer.publicKey)
+        .then((b) => this.metrics.parentchainAccountBalance.set(Number(b.free)))
+        .catch(() => undefined); // unreachable: the scan logs that
     void balance();
     this.balanceTimer = setInterval(balance, 15_000);
     this.balanceTimer.unref();
@@ -126,14 +136,21 @@ export class ParentchainDriver {
       this.importing = Promise.resolve();
       this.scanner = this.parentchain.scanFinalized(info.number + 1, (b) => this.onBlock(b), {
         // Only extrinsics that name our shard are decoded (and only their blocks' events read).
-        prefetch: this.opts.prefetch, fromParentHash: info.hash, events: 'signed', decodeOnly: this.opts.shard,
-        onError: (err) => this.logger.warn({ err: err.message }, 'parentchain unreachable; scanning resumes when it is back'),
+        prefetch: this.opts.prefetch,
+        fromParentHash: info.hash,
+        events: 'signed',
+        decodeOnly: this.opts.shard,
+        onError: (err) =>
+          this.logger.warn({ err: err.message }, 'parentchain unreachable; scanning resumes when it is back'),
       });
       try {
         await this.scanner.done;
       } catch (err) {
         if (this.stopped) return;
-        this.logger.error({ code: codeOf(err), err: (err as Error).message }, 'parentchain scan failed; restarting from the verified head');
+        this.logger.error(
+          { code: codeOf(err), err: (err as Error).message },
+          'parentchain scan failed; restarting from the verified head',
+        );
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
@@ -218,7 +235,10 @@ export class ParentchainDriver {
     if (!anchor || (this.finalized && anchor.number <= this.finalized.number)) return;
     // Final only if the anchored block is the one in our chain.
     if (!(await this.store.isCanonical(anchor.number, anchor.hash))) {
-      this.logger.debug({ number: anchor.number, hash: toHex(anchor.hash) }, 'anchored block is not in the local chain (yet)');
+      this.logger.debug(
+        { number: anchor.number, hash: toHex(anchor.hash) },
+        'anchored block is not in the local chain (yet)',
+      );
       return;
     }
     this.finalized = { number: anchor.number, hash: anchor.hash };
@@ -244,7 +264,9 @@ export class ParentchainDriver {
   private async runDuties(): Promise<void> {
     let duties;
     try {
-      duties = (await this.enclave.call('parentchainDuties', { peerId: this.opts.peerId, p2pAddresses: this.opts.p2pAddresses })).duties;
+      duties = (
+        await this.enclave.call('parentchainDuties', { peerId: this.opts.peerId, p2pAddresses: this.opts.p2pAddresses })
+      ).duties;
     } catch (err) {
       this.logger.error({ err: (err as Error).message }, 'could not get parentchain duties');
       return;
@@ -260,10 +282,13 @@ export class ParentchainDriver {
   /** Called after this validateer committed block `number`. */
   blockCommitted(number: number): void {
     if (number > 0 && number % this.opts.anchorInterval === 0) {
-      this.track((async () => {
-        const { callData } = await this.enclave.call('anchorCall', { number });
-        if (await this.send('anchor', callData, `anchor sidechain block ${number}`)) this.metrics.anchorsSubmitted.inc();
-      })().catch((err) => this.logger.error({ err: (err as Error).message }, 'anchor failed')));
+      this.track(
+        (async () => {
+          const { callData } = await this.enclave.call('anchorCall', { number });
+          if (await this.send('anchor', callData, `anchor sidechain block ${number}`))
+            this.metrics.anchorsSubmitted.inc();
+        })().catch((err) => this.logger.error({ err: (err as Error).message }, 'anchor failed')),
+      );
     }
     this.kickDuties(); // a new block may carry a withdrawal to pay
   }
@@ -272,11 +297,15 @@ export class ParentchainDriver {
     try {
       const r = await this.parentchain.submit(this.signer, { kind: 'raw', callData });
       this.metrics.countParentchainExtrinsic(kind, r.success ? 'success' : 'failed');
-      if (r.success) this.logger.info({ block: r.blockNumber, fee: String(r.estimatedFee) }, `parentchain: ${description}`);
+      if (r.success)
+        this.logger.info({ block: r.blockNumber, fee: String(r.estimatedFee) }, `parentchain: ${description}`);
       else this.logger.error({ block: r.blockNumber, error: r.error }, `parentchain: ${description} failed`);
       return r.success;
     } catch (err) {
-      this.metrics.countParentchainExtrinsic(kind, hasCode(err, 'PARENTCHAIN_INSUFFICIENT_FUNDS') ? 'insufficient_funds' : 'error');
+      this.metrics.countParentchainExtrinsic(
+        kind,
+        hasCode(err, 'PARENTCHAIN_INSUFFICIENT_FUNDS') ? 'insufficient_funds' : 'error',
+      );
       const level = hasCode(err, 'DUTY_IN_FLIGHT') ? 'debug' : 'error';
       this.logger[level]({ code: codeOf(err), err: (err as Error).message }, `parentchain: ${description} not sent`);
       return false;
@@ -307,7 +336,12 @@ function toImport(block: ParentchainBlock): ImportParams {
   // which refuses a block where one is missing.
   for (const x of block.extrinsics) {
     if (!hasOurRemark(x.call) && bytesView(x.encoded).indexOf(MAGIC) < 0) continue;
-    relevant.push({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) });
+    relevant.push({
+      index: x.index,
+      ...(x.signer ? { signer: x.signer } : {}),
+      success: x.success ?? false,
+      call: toTree(x.call),
+    });
   }
   return { header: block.header.encoded, extrinsics: block.raw, relevant };
 }
@@ -318,8 +352,11 @@ function hasOurRemark(c: ParentchainCall): boolean {
 
 function toTree(c: ParentchainCall): CallTreeInput {
   return {
-    pallet: c.pallet, method: c.method,
-    ...(c.remark ? { remark: c.remark } : {}), ...(c.transfer ? { transfer: c.transfer } : {}), ...(c.real ? { real: c.real } : {}),
+    pallet: c.pallet,
+    method: c.method,
+    ...(c.remark ? { remark: c.remark } : {}),
+    ...(c.transfer ? { transfer: c.transfer } : {}),
+    ...(c.real ? { real: c.real } : {}),
     ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
   };
 }

@@ -15,11 +15,16 @@ export function signingMessage(payload: Uint8Array): Uint8Array {
 export function ed25519Signer(seed: Uint8Array): ExtrinsicSigner {
   if (seed.length !== 32) throw new ValidateerError('PARENTCHAIN_BAD_SEED', 'an ed25519 seed is 32 bytes');
   const key = ed25519PrivateKey(seed);
-  return { publicKey: ed25519PublicFromSeed(seed), scheme: 'ed25519', sign: (payload) => ed25519Sign(key, signingMessage(payload)) };
+  return {
+    publicKey: ed25519PublicFromSeed(seed),
+    scheme: 'ed25519',
+    sign: (payload) => ed25519Sign(key, signingMessage(payload)),
+  };
 }
 
 /** Wraps a polkadot-js keyring pair (sr25519 or ed25519). */
 export function keyringSigner(pair: KeyringPair): ExtrinsicSigner {
-  if (pair.type !== 'sr25519' && pair.type !== 'ed25519') throw new ValidateerError('PARENTCHAIN_BAD_SIGNER', `unsupported key type ${pair.type}`);
+  if (pair.type !== 'sr25519' && pair.type !== 'ed25519')
+    throw new ValidateerError('PARENTCHAIN_BAD_SIGNER', `unsupported key type ${pair.type}`);
   return { publicKey: pair.publicKey, scheme: pair.type, sign: (payload) => pair.sign(signingMessage(payload)) };
 }

@@ -10,8 +10,17 @@ import { u8aToHex } from '@polkadot/util';
 import { encodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../protocol/errors.ts';
 import type {
-  Balance, BlockOptions, CallSpec, ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainHeader,
-  ScanOptions, SubmitOptions, SubmitResult,
+  Balance,
+  BlockOptions,
+  CallSpec,
+  ExtrinsicSigner,
+  FinalizedScanner,
+  Parentchain,
+  ParentchainBlock,
+  ParentchainHeader,
+  ScanOptions,
+  SubmitOptions,
+  SubmitResult,
 } from './api.ts';
 import { RpcConnection } from './substrate/connection.ts';
 import { BlockReader } from './substrate/blocks.ts';
@@ -47,12 +56,26 @@ export async function connectParentchain(options: SubstrateParentchainOptions): 
     await Promise.race([
       api.isReadyOrError,
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new ValidateerError('PARENTCHAIN_UNREACHABLE', `no parentchain at ${String(options.endpoint)} within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () =>
+            reject(
+              new ValidateerError(
+                'PARENTCHAIN_UNREACHABLE',
+                `no parentchain at ${String(options.endpoint)} within ${timeoutMs} ms`,
+              ),
+            ),
+          timeoutMs,
+        );
       }),
     ]);
   } catch (err) {
     await api.disconnect().catch(() => undefined);
-    throw err instanceof ValidateerError ? err : new ValidateerError('PARENTCHAIN_UNREACHABLE', `cannot connect to ${String(options.endpoint)}: ${(err as Error).message}`);
+    throw err instanceof ValidateerError
+      ? err
+      : new ValidateerError(
+          'PARENTCHAIN_UNREACHABLE',
+          `cannot connect to ${String(options.endpoint)}: ${(err as Error).message}`,
+        );
   } finally {
     clearTimeout(timer);
   }
@@ -130,11 +153,16 @@ export class SubstrateParentchain implements Parentchain {
   async balance(account: Uint8Array): Promise<Balance> {
     const info = await this.#connection.retry('balance', () => this.#api.query.system.account(u8aToHex(account)));
     const data = info.data as unknown as Record<string, { toBigInt(): bigint } | undefined>;
-    const frozen = data.frozen?.toBigInt() ?? bigMax(data.miscFrozen?.toBigInt() ?? 0n, data.feeFrozen?.toBigInt() ?? 0n);
+    const frozen =
+      data.frozen?.toBigInt() ?? bigMax(data.miscFrozen?.toBigInt() ?? 0n, data.feeFrozen?.toBigInt() ?? 0n);
     return { free: data.free!.toBigInt(), reserved: data.reserved!.toBigInt(), frozen };
   }
 
-  scanFinalized(fromNumber: number, onBlock: (block: ParentchainBlock) => Promise<void> | void, options: ScanOptions = {}): FinalizedScanner {
+  scanFinalized(
+    fromNumber: number,
+    onBlock: (block: ParentchainBlock) => Promise<void> | void,
+    options: ScanOptions = {},
+  ): FinalizedScanner {
     const reader = this.#reader;
     const connection = this.#connection;
     const source = {

@@ -35,7 +35,10 @@ export type EncryptedPayload = ReturnType<typeof EncryptedPayload.dec>;
  * A new state key epoch begun by this block (its transitions are already under `keyId`): the key
  * HPKE-sealed to each member's registered encryption key, in registration order.
  */
-export const KeyRotation = Struct({ keyId: u32, wraps: Vector(Struct({ member: Bytes(32), enc: Bytes(32), ciphertext: Bytes() })) });
+export const KeyRotation = Struct({
+  keyId: u32,
+  wraps: Vector(Struct({ member: Bytes(32), enc: Bytes(32), ciphertext: Bytes() })),
+});
 export type KeyRotation = ReturnType<typeof KeyRotation.dec>;
 
 export const Body = Struct({ transitions: EncryptedPayload, calls: Vector(H256), rotation: Option(KeyRotation) });
@@ -69,12 +72,20 @@ export const HEADER_BYTES = 252;
 const SIGNATURE_BYTES = 64;
 
 /** SCALE compact length prefix size of `n` in its canonical (shortest) form. */
-const compactSize = (n: number): number => (n < 1 << 6 ? 1 : n < 1 << 14 ? 2 : n < 2 ** 30 ? 4 : 5 + Math.ceil(Math.log2(n + 1) / 8) - 4);
+const compactSize = (n: number): number =>
+  n < 1 << 6 ? 1 : n < 1 << 14 ? 2 : n < 2 ** 30 ? 4 : 5 + Math.ceil(Math.log2(n + 1) / 8) - 4;
 
 /** Bytes of a body's canonical encoding, computed from the decoded value (no encoding). */
 function bodyLength(b: Body): number {
   const t = b.transitions;
-  let n = 4 + 12 + compactSize(t.ciphertext.length) + t.ciphertext.length + compactSize(b.calls.length) + 32 * b.calls.length + 1;
+  let n =
+    4 +
+    12 +
+    compactSize(t.ciphertext.length) +
+    t.ciphertext.length +
+    compactSize(b.calls.length) +
+    32 * b.calls.length +
+    1;
   if (b.rotation) {
     n += 4 + compactSize(b.rotation.wraps.length);
     for (const w of b.rotation.wraps) n += 64 + compactSize(w.ciphertext.length) + w.ciphertext.length;
@@ -82,7 +93,13 @@ function bodyLength(b: Body): number {
   return n;
 }
 
-export interface ReceivedBlock { block: SignedBlock; hash: Uint8Array; signatureHash: Uint8Array; signingPayload: Uint8Array; bodyRoot: Uint8Array }
+export interface ReceivedBlock {
+  block: SignedBlock;
+  hash: Uint8Array;
+  signatureHash: Uint8Array;
+  signingPayload: Uint8Array;
+  bodyRoot: Uint8Array;
+}
 
 /**
  * Decodes a block strictly without re-encoding it: the header is fixed-width, so its bytes are its one
@@ -90,7 +107,8 @@ export interface ReceivedBlock { block: SignedBlock; hash: Uint8Array; signature
  * DECODE_FAILED otherwise. `headerBytes` is a copy; `bodyBytes` a view into `bytes`.
  */
 export function decodeBlock(bytes: Uint8Array): { block: SignedBlock; headerBytes: Uint8Array; bodyBytes: Uint8Array } {
-  if (bytes.length < HEADER_BYTES + SIGNATURE_BYTES + 1) throw new ValidateerError('DECODE_FAILED', 'malformed block: too short');
+  if (bytes.length < HEADER_BYTES + SIGNATURE_BYTES + 1)
+    throw new ValidateerError('DECODE_FAILED', 'malformed block: too short');
   // Copies, not views: scale-ts decodes from offset 0 of the underlying buffer (and a Buffer's slice
   // is a view). The body gets a padded copy: scale-ts does not bounds-check fixed fields.
   const headerBytes = new Uint8Array(bytes.subarray(0, HEADER_BYTES));
@@ -106,8 +124,13 @@ export function decodeBlock(bytes: Uint8Array): { block: SignedBlock; headerByte
     throw new ValidateerError('DECODE_FAILED', 'malformed block');
   }
   // Truncated, padded or non-canonical bytes: the decoded body's encoding has another length.
-  if (bodyLength(body) !== bodyBytes.length) throw new ValidateerError('DECODE_FAILED', 'malformed block: not exactly one canonical block');
-  return { block: { header, body, signature: new Uint8Array(bytes.subarray(bytes.length - SIGNATURE_BYTES)) }, headerBytes, bodyBytes };
+  if (bodyLength(body) !== bodyBytes.length)
+    throw new ValidateerError('DECODE_FAILED', 'malformed block: not exactly one canonical block');
+  return {
+    block: { header, body, signature: new Uint8Array(bytes.subarray(bytes.length - SIGNATURE_BYTES)) },
+    headerBytes,
+    bodyBytes,
+  };
 }
 
 /**

@@ -2,7 +2,8 @@
 // users and logs, bare for map keys). One copy of each, so that no two modules disagree on a form.
 
 /** A Buffer over the same memory: Buffer.from of a Uint8Array copies, and hot paths read bytes many times. */
-export const bytesView = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+export const bytesView = (b: Uint8Array): Buffer =>
+  Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 /** Whether a view spans its whole buffer (and so can be decoded by scale-ts, or handed to another thread, as it is). */
 export const fillsItsBuffer = (b: Uint8Array): boolean => b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;

@@ -8,5 +8,8 @@ export interface MembershipSpan {
 }
 
 export function isActiveAt(m: MembershipSpan, number: number): boolean {
-  return m.registeredAt <= number && (m.unregisteredAt === null || m.unregisteredAt === undefined || m.unregisteredAt > number);
+  return (
+    m.registeredAt <= number &&
+    (m.unregisteredAt === null || m.unregisteredAt === undefined || m.unregisteredAt > number)
+  );
 }

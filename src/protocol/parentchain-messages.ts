@@ -16,7 +16,14 @@ export const ParentchainMessage = Enum({
    * An enclave announces itself for a shard; `quote` binds `signingKey` to a measurement, and the
    * rest (with `encryptionKey`, the X25519 key other enclaves seal new state keys to) to the quote.
    */
-  register: Struct({ shard: H256, quote: Bytes(), signingKey: H256, p2pAddresses: Vector(str), peerId: str, encryptionKey: H256 }),
+  register: Struct({
+    shard: H256,
+    quote: Bytes(),
+    signingKey: H256,
+    p2pAddresses: Vector(str),
+    peerId: str,
+    encryptionKey: H256,
+  }),
   unregister: Struct({ shard: H256, signingKey: H256 }),
   /** Indirect invocation: a shielded trusted call (opaque HPKE ciphertext here). */
   invoke: Struct({ shard: H256, request: Bytes() }),
@@ -66,15 +73,20 @@ export function encodeMessage(message: ParentchainMessage): Uint8Array {
  */
 export function decodeMessage(remark: Uint8Array): ParentchainMessage | null {
   if (!isOurRemark(remark)) return null;
-  if (remark.length === MESSAGE_MAGIC.length) throw new ValidateerError('PARENTCHAIN_MESSAGE_MALFORMED', 'remark has our magic but no version');
+  if (remark.length === MESSAGE_MAGIC.length)
+    throw new ValidateerError('PARENTCHAIN_MESSAGE_MALFORMED', 'remark has our magic but no version');
   const version = remark[MESSAGE_MAGIC.length];
-  if (version !== MESSAGE_VERSION) throw new ValidateerError('PARENTCHAIN_MESSAGE_VERSION', `unsupported message version ${version}`);
+  if (version !== MESSAGE_VERSION)
+    throw new ValidateerError('PARENTCHAIN_MESSAGE_VERSION', `unsupported message version ${version}`);
   const body = remark.subarray(MESSAGE_MAGIC.length + 1);
   try {
     return decodeExact(ParentchainMessage, body, 'parentchain message');
   } catch (err) {
     // decodeExact re-encodes outside its own try: an unknown enum tag surfaces as a TypeError there.
-    throw new ValidateerError('PARENTCHAIN_MESSAGE_MALFORMED', `malformed parentchain message: ${(err as Error).message}`);
+    throw new ValidateerError(
+      'PARENTCHAIN_MESSAGE_MALFORMED',
+      `malformed parentchain message: ${(err as Error).message}`,
+    );
   }
 }
 

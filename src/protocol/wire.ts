@@ -1,6 +1,21 @@
 // Wire types shared by clients and the enclave: trusted calls, getters, and the shielded envelope.
 // Everything hashed or signed is SCALE (scale-ts), never JSON, so encodings are deterministic.
-import { Bytes, Enum, Option, Struct, Vector, compact, createCodec, createDecoder, str, u16, u32, u64, u128, type Codec as ScaleCodec } from 'scale-ts';
+import {
+  Bytes,
+  Enum,
+  Option,
+  Struct,
+  Vector,
+  compact,
+  createCodec,
+  createDecoder,
+  str,
+  u16,
+  u32,
+  u64,
+  u128,
+  type Codec as ScaleCodec,
+} from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { ValidateerError } from './errors.ts';
 import { bytesView, concatBytes, fillsItsBuffer } from './bytes.ts';
@@ -15,18 +30,22 @@ export const MAX_MEMO_BYTES = 256;
  * whose buffer is not reused afterwards (the view keeps all of it alive).
  */
 export const BytesView = (n: number): ScaleCodec<Uint8Array> =>
-  createCodec(Bytes(n).enc, createDecoder((input) => {
-    const b = input as Uint8Array & { i: number }; // scale-ts's reader: its offset is `i`
-    const view = new Uint8Array(b.buffer, b.byteOffset + b.i, n); // throws RangeError past the end
-    b.i += n;
-    return view;
-  }));
+  createCodec(
+    Bytes(n).enc,
+    createDecoder((input) => {
+      const b = input as Uint8Array & { i: number }; // scale-ts's reader: its offset is `i`
+      const view = new Uint8Array(b.buffer, b.byteOffset + b.i, n); // throws RangeError past the end
+      b.i += n;
+      return view;
+    }),
+  );
 
-const trustedCall = (id: ScaleCodec<Uint8Array>) => Enum({
-  transfer: Struct({ from: id, to: id, amount: u128, memo: Option(str) }),
-  /** Burns `amount` on the sidechain; the shard's vault pays it to `beneficiary` on the parentchain. */
-  unshield: Struct({ from: id, beneficiary: id, amount: u128 }),
-});
+const trustedCall = (id: ScaleCodec<Uint8Array>) =>
+  Enum({
+    transfer: Struct({ from: id, to: id, amount: u128, memo: Option(str) }),
+    /** Burns `amount` on the sidechain; the shard's vault pays it to `beneficiary` on the parentchain. */
+    unshield: Struct({ from: id, beneficiary: id, amount: u128 }),
+  });
 export const TrustedCall = trustedCall(AccountId);
 export type TrustedCall = ReturnType<typeof TrustedCall.dec>;
 /** The same encoding; decoded account ids are views into the input (see BytesView). */
@@ -45,7 +64,13 @@ export const TrustedGetter = Enum({
 export type TrustedGetter = ReturnType<typeof TrustedGetter.dec>;
 /** Signed by the account queried; the reply is HPKE-sealed to replyKey. */
 export const GetterPayload = Struct({ getter: TrustedGetter, shard: H256, replyKey: Bytes(32), issuedAtMs: u64 });
-export const TrustedGetterSigned = Struct({ getter: TrustedGetter, shard: H256, replyKey: Bytes(32), issuedAtMs: u64, signature: Bytes(64) });
+export const TrustedGetterSigned = Struct({
+  getter: TrustedGetter,
+  shard: H256,
+  replyKey: Bytes(32),
+  issuedAtMs: u64,
+  signature: Bytes(64),
+});
 export type TrustedGetterSigned = ReturnType<typeof TrustedGetterSigned.dec>;
 
 export const Memo = Struct({ from: AccountId, amount: u128, text: str, block: u64 });
@@ -76,7 +101,12 @@ export const HPKE_INFO_SHIELD = te.encode('validateer/hpke/shield/v1');
 export function callSigningPayload(c: { call: TrustedCall; nonce: number; shard: Uint8Array }): Uint8Array {
   return concatBytes(CALL_DOMAIN, CallPayload.enc(c));
 }
-export function getterSigningPayload(g: { getter: TrustedGetter; shard: Uint8Array; replyKey: Uint8Array; issuedAtMs: bigint }): Uint8Array {
+export function getterSigningPayload(g: {
+  getter: TrustedGetter;
+  shard: Uint8Array;
+  replyKey: Uint8Array;
+  issuedAtMs: bigint;
+}): Uint8Array {
   return concatBytes(GETTER_DOMAIN, GetterPayload.enc(g));
 }
 /** The call hash clients track: over the signed call, so it cannot be guessed without the signature. */
@@ -96,11 +126,15 @@ export function callSender(c: TrustedCall): Uint8Array {
  * empty, so it ends in compact(0), which is replaced by compact(`length`).
  */
 export function headBeforeLastBytes(withEmptyLast: Uint8Array, length: number): Uint8Array {
-  if (withEmptyLast.length === 0 || withEmptyLast[withEmptyLast.length - 1] !== 0) throw new RangeError('the last field is not an empty Bytes()');
+  if (withEmptyLast.length === 0 || withEmptyLast[withEmptyLast.length - 1] !== 0)
+    throw new RangeError('the last field is not an empty Bytes()');
   return concatBytes(withEmptyLast.subarray(0, withEmptyLast.length - 1), compact.enc(length));
 }
 
-interface Codec<T> { enc(v: T): Uint8Array; dec(b: Uint8Array): T }
+interface Codec<T> {
+  enc(v: T): Uint8Array;
+  dec(b: Uint8Array): T;
+}
 /**
  * Decodes bytes that only trusted code can have written (authenticated under a shard key, e.g. calls
  * another enclave forwarded): no canonical re-encoding, which doubled the cost. Anything from a

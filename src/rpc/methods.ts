@@ -24,16 +24,24 @@ export const CALL_UPDATE_METHOD = 'author_callUpdate';
 const MAX_REQUEST_BYTES = 64 * 1024;
 
 /** 0x-prefixed hex, decoded while validated (requests are the hot path: one pass, no regex). */
-const hexBytes = z.string().max(2 + MAX_REQUEST_BYTES * 2, 'request too large').transform((s, ctx) => {
-  const b = s.startsWith('0x') ? parseHex(s.slice(2)) : null;
-  if (!b) {
-    ctx.addIssue({ code: 'custom', message: 'expected 0x-prefixed hex bytes' });
-    return z.NEVER;
-  }
-  return b;
-});
+const hexBytes = z
+  .string()
+  .max(2 + MAX_REQUEST_BYTES * 2, 'request too large')
+  .transform((s, ctx) => {
+    const b = s.startsWith('0x') ? parseHex(s.slice(2)) : null;
+    if (!b) {
+      ctx.addIssue({ code: 'custom', message: 'expected 0x-prefixed hex bytes' });
+      return z.NEVER;
+    }
+    return b;
+  });
 const oneHex = z.tuple([hexBytes]);
-const blockRef = z.union([z.tuple([]), z.tuple([z.null()]), z.tuple([z.number().int().nonnegative()]), z.tuple([z.string().regex(/^0x[0-9a-fA-F]{64}$/)])]);
+const blockRef = z.union([
+  z.tuple([]),
+  z.tuple([z.null()]),
+  z.tuple([z.number().int().nonnegative()]),
+  z.tuple([z.string().regex(/^0x[0-9a-fA-F]{64}$/)]),
+]);
 const optNumber = z.union([z.tuple([]), z.tuple([z.null()]), z.tuple([z.number().int().nonnegative()])]);
 const params = <T>(schema: z.ZodType<T>, p: unknown): T => schema.parse(p ?? []);
 
@@ -46,7 +54,12 @@ export interface MethodDeps {
   version: string;
   isReady: () => boolean;
   /** The p2p network (peer id, addresses, peers); `setBlocked` only when dev control is enabled. */
-  network?: { peerId: string; addresses(): string[]; connectedPeers(): string[]; setBlocked?: (peerIds: string[]) => void };
+  network?: {
+    peerId: string;
+    addresses(): string[];
+    connectedPeers(): string[];
+    setBlocked?: (peerIds: string[]) => void;
+  };
   /** Sidechain finality and the shard's parentchain view; absent when running without a parentchain. */
   parentchain?: { finalized(): { number: number; hash: Uint8Array } | null; endpoint: string };
 }
@@ -73,9 +86,19 @@ export function headerJson(bytes: Uint8Array) {
 
 /** Every method the node serves: the table below is checked against it, and metrics label by it. */
 export const RPC_METHODS = [
-  'author_getShieldingKey', 'author_submitCall', 'author_submitAndWatchCall', 'author_callBlock', 'state_executeGetter',
-  'chain_getHeader', 'chain_getBlockHash', 'chain_getFinalizedHead', 'shard_getInfo', 'system_health', 'system_version',
-  'system_network', 'dev_setBlockedPeers',
+  'author_getShieldingKey',
+  'author_submitCall',
+  'author_submitAndWatchCall',
+  'author_callBlock',
+  'state_executeGetter',
+  'chain_getHeader',
+  'chain_getBlockHash',
+  'chain_getFinalizedHead',
+  'shard_getInfo',
+  'system_health',
+  'system_version',
+  'system_network',
+  'dev_setBlockedPeers',
 ] as const;
 export type RpcMethod = (typeof RPC_METHODS)[number];
 /** Served only with p2p.devControl. */
@@ -98,7 +121,10 @@ export function createMethods(d: MethodDeps): RpcMethods {
     const outcome = await d.relay.submit(request);
     if (outcome.status === 'invalid') {
       d.metrics.countCall(outcome.code === 'DUPLICATE' ? 'duplicate' : 'invalid');
-      throw new RpcError(RpcCodes.INVALID_CALL, `invalid call: ${outcome.message}`, { code: outcome.code, hash: outcome.hash && '0x' + outcome.hash });
+      throw new RpcError(RpcCodes.INVALID_CALL, `invalid call: ${outcome.message}`, {
+        code: outcome.code,
+        hash: outcome.hash && '0x' + outcome.hash,
+      });
     }
     return outcome as { hash: string; status: 'ready' | 'future' };
   }
@@ -107,8 +133,16 @@ export function createMethods(d: MethodDeps): RpcMethods {
     author_getShieldingKey: async () => {
       const info = await d.enclave.call('info', {});
       // A joining validateer's own key is not the shard's until provisioning replaced it.
-      if (!info.holdsShardSecrets) throw new RpcError(RpcCodes.NOT_READY, 'this validateer has not received the shard secrets yet');
-      return { shard: shardHex, keyId: info.shieldingKeyId, publicKey: toHex(info.shieldingKey), kem: 'DHKEM(X25519, HKDF-SHA256)', kdf: 'HKDF-SHA256', aead: 'AES-256-GCM' };
+      if (!info.holdsShardSecrets)
+        throw new RpcError(RpcCodes.NOT_READY, 'this validateer has not received the shard secrets yet');
+      return {
+        shard: shardHex,
+        keyId: info.shieldingKeyId,
+        publicKey: toHex(info.shieldingKey),
+        kem: 'DHKEM(X25519, HKDF-SHA256)',
+        kdf: 'HKDF-SHA256',
+        aead: 'AES-256-GCM',
+      };
     },
     author_submitCall: async (p) => '0x' + (await submit(p)).hash,
     author_submitAndWatchCall: async (p, ctx) => {
@@ -154,7 +188,12 @@ export function createMethods(d: MethodDeps): RpcMethods {
       const [ref] = params(blockRef, p);
       const head = d.store.head();
       if (!head) return null;
-      const n = ref === undefined || ref === null ? head.number : typeof ref === 'number' ? ref : await d.store.numberOf(fromHex(ref));
+      const n =
+        ref === undefined || ref === null
+          ? head.number
+          : typeof ref === 'number'
+            ? ref
+            : await d.store.numberOf(fromHex(ref));
       if (n === undefined) return null;
       const bytes = await d.store.blockByNumber(n);
       return bytes ? headerJson(bytes) : null;
@@ -180,27 +219,49 @@ export function createMethods(d: MethodDeps): RpcMethods {
       const f = d.parentchain.finalized();
       return {
         shard: shardHex,
-        parentchain: { endpoint: d.parentchain.endpoint, genesisHash: toHex(i.genesisHash), processed: { number: i.number, hash: toHex(i.hash) } },
+        parentchain: {
+          endpoint: d.parentchain.endpoint,
+          genesisHash: toHex(i.genesisHash),
+          processed: { number: i.number, hash: toHex(i.hash) },
+        },
         vault: i.vault ? toHex(i.vault) : null,
         vaultReserveFunded: i.reserveFunded,
         vaultProxies: i.vaultProxies.map(toHex),
         shieldedSupply: String(i.shieldedSupply),
         unpaidWithdrawals: i.unpaidWithdrawals,
-        lastAnchor: i.lastAnchor ? { number: i.lastAnchor.number, hash: toHex(i.lastAnchor.hash), parentchainNumber: i.lastAnchor.parentchainNumber } : null,
+        lastAnchor: i.lastAnchor
+          ? {
+              number: i.lastAnchor.number,
+              hash: toHex(i.lastAnchor.hash),
+              parentchainNumber: i.lastAnchor.parentchainNumber,
+            }
+          : null,
         finalized: f ? { number: f.number, hash: toHex(f.hash) } : null,
         validateers: i.members.map((m) => ({
-          signingKey: toHex(m.signingKey), measurement: toHex(m.measurement), peerId: m.peerId, p2pAddresses: m.p2pAddresses,
-          registeredAt: m.registeredAt, unregisteredAt: m.unregisteredAt,
+          signingKey: toHex(m.signingKey),
+          measurement: toHex(m.measurement),
+          peerId: m.peerId,
+          p2pAddresses: m.p2pAddresses,
+          registeredAt: m.registeredAt,
+          unregisteredAt: m.unregisteredAt,
         })),
       };
     },
     system_health: async () => {
       const s = await d.enclave.call('status', {});
-      return { ready: d.isReady(), headNumber: d.store.head()?.number ?? null, poolSize: s.poolSize, accounts: s.accounts, peers: d.network?.connectedPeers().length ?? 0 };
+      return {
+        ready: d.isReady(),
+        headNumber: d.store.head()?.number ?? null,
+        poolSize: s.poolSize,
+        accounts: s.accounts,
+        peers: d.network?.connectedPeers().length ?? 0,
+      };
     },
     system_network: () => {
       const n = d.network;
-      return n ? { peerId: n.peerId, addresses: n.addresses(), peers: n.connectedPeers() } : { peerId: null, addresses: [], peers: [] };
+      return n
+        ? { peerId: n.peerId, addresses: n.addresses(), peers: n.connectedPeers() }
+        : { peerId: null, addresses: [], peers: [] };
     },
     system_version: () => d.version,
   };

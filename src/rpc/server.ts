@@ -86,7 +86,10 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   wss.on('connection', (socket, req) => {
     if (connections.size >= opts.maxConnections) {
       // debug, not warn: a connection flood must not become a log flood.
-      logger?.debug?.({ remote: req.socket.remoteAddress, max: opts.maxConnections }, 'rpc connection rejected: too many connections');
+      logger?.debug?.(
+        { remote: req.socket.remoteAddress, max: opts.maxConnections },
+        'rpc connection rejected: too many connections',
+      );
       socket.on('error', () => {});
       socket.close(1013, 'too many connections');
       return;
@@ -188,7 +191,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     }
     if (Array.isArray(payload)) {
       if (payload.length === 0) return reply(socket, invalidRequest(null, 'Invalid Request'));
-      if (payload.length > maxBatch) return reply(socket, invalidRequest(null, `batch too large (${payload.length} > ${maxBatch})`));
+      if (payload.length > maxBatch)
+        return reply(socket, invalidRequest(null, `batch too large (${payload.length} > ${maxBatch})`));
       Promise.all(payload.map((entry) => dispatch(entry, ctx))).then(
         (responses) => {
           const replies = responses.filter((r) => r !== null);
@@ -313,7 +317,12 @@ function mapError(id: JSONRPCID, err: unknown): ReturnType<typeof createJSONRPCE
     const issues = err.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
     const shown = issues.slice(0, MAX_ISSUES_IN_MESSAGE).map((i) => `${i.path}: ${i.message}`);
     if (issues.length > MAX_ISSUES_IN_MESSAGE) shown.push(`and ${issues.length - MAX_ISSUES_IN_MESSAGE} more`);
-    return createJSONRPCErrorResponse(id, JSONRPCErrorCode.InvalidParams, `Invalid params: ${shown.join('; ')}`, issues);
+    return createJSONRPCErrorResponse(
+      id,
+      JSONRPCErrorCode.InvalidParams,
+      `Invalid params: ${shown.join('; ')}`,
+      issues,
+    );
   }
   // Never echo internal messages or stacks to callers; errorListener has logged it.
   return createJSONRPCErrorResponse(id, JSONRPCErrorCode.InternalError, 'Internal error');
@@ -330,11 +339,13 @@ function invalidRequest(id: JSONRPCID, message: string): JSONRPCResponse {
 
 /** Returns an error response if `entry` is not a well-formed request object, else null. */
 function checkRequest(entry: unknown): JSONRPCResponse | null {
-  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return invalidRequest(null, 'Invalid Request');
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+    return invalidRequest(null, 'Invalid Request');
   const r = entry as Record<string, unknown>;
   const idOk = r.id === undefined || r.id === null || typeof r.id === 'string' || typeof r.id === 'number';
   const id = idOk && r.id !== undefined ? (r.id as JSONRPCID) : null;
   if (!idOk || r.jsonrpc !== '2.0' || typeof r.method !== 'string') return invalidRequest(id, 'Invalid Request');
-  if (r.params !== undefined && (typeof r.params !== 'object' || r.params === null)) return invalidRequest(id, 'Invalid Request');
+  if (r.params !== undefined && (typeof r.params !== 'object' || r.params === null))
+    return invalidRequest(id, 'Invalid Request');
   return null;
 }

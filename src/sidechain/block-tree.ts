@@ -19,15 +19,27 @@ export interface TreeBlock {
 }
 
 /** Strict (exactly one canonical block, else DECODE_FAILED), and without re-encoding the block: it runs for every block gossiped. */
-export function describeBlock(bytes: Uint8Array, from: string | null, gossipAtMs: number | null): { block: TreeBlock; signed: SignedBlock } {
+export function describeBlock(
+  bytes: Uint8Array,
+  from: string | null,
+  gossipAtMs: number | null,
+): { block: TreeBlock; signed: SignedBlock } {
   const { block: signed, headerBytes } = decodeBlock(bytes);
   const h = signed.header;
   const hashBytes = sha256(headerBytes); // = headerHash(h): a header has exactly one encoding
   return {
     signed,
     block: {
-      hash: Buffer.from(hashBytes).toString('hex'), hashBytes, parent: Buffer.from(h.parentHash).toString('hex'),
-      number: Number(h.number), slot: h.slot, author: Buffer.from(h.author).toString('hex'), bytes, callHashes: signed.body.calls, from, gossipAtMs,
+      hash: Buffer.from(hashBytes).toString('hex'),
+      hashBytes,
+      parent: Buffer.from(h.parentHash).toString('hex'),
+      number: Number(h.number),
+      slot: h.slot,
+      author: Buffer.from(h.author).toString('hex'),
+      bytes,
+      callHashes: signed.body.calls,
+      from,
+      gossipAtMs,
     },
   };
 }

@@ -34,8 +34,16 @@ function readU64(b: Uint8Array, offset = 0): number {
   return Number(new DataView(b.buffer, b.byteOffset, b.byteLength).getBigUint64(offset));
 }
 
-export interface Head { number: number; hash: Uint8Array }
-export interface StoredBlock { number: number; hash: Uint8Array; bytes: Uint8Array; callHashes: Uint8Array[] }
+export interface Head {
+  number: number;
+  hash: Uint8Array;
+}
+export interface StoredBlock {
+  number: number;
+  hash: Uint8Array;
+  bytes: Uint8Array;
+  callHashes: Uint8Array[];
+}
 
 export class BlockStore {
   private readonly db: ClassicLevel<Uint8Array, Uint8Array>;
@@ -47,11 +55,18 @@ export class BlockStore {
 
   static async open(path: string): Promise<BlockStore> {
     // No compression: the payloads are ciphertext, and plaintext scans of the files stay meaningful.
-    const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view', compression: false });
+    const db = new ClassicLevel<Uint8Array, Uint8Array>(path, {
+      keyEncoding: 'view',
+      valueEncoding: 'view',
+      compression: false,
+    });
     try {
       await db.open();
     } catch (err) {
-      throw new ValidateerError('STORE_OPEN_FAILED', `cannot open block store at ${path}: ${(err as Error).cause ?? (err as Error).message}`);
+      throw new ValidateerError(
+        'STORE_OPEN_FAILED',
+        `cannot open block store at ${path}: ${(err as Error).cause ?? (err as Error).message}`,
+      );
     }
     const store = new BlockStore(db);
     const head = await db.get(META_HEAD);
@@ -71,9 +86,11 @@ export class BlockStore {
    */
   async append(b: StoredBlock, opts: { fsync: boolean } = { fsync: true }): Promise<void> {
     const expected = this.headCache ? this.headCache.number + 1 : 0;
-    if (b.number !== expected) throw new ValidateerError('STORE_NOT_NEXT', `block ${b.number} is not the next block (${expected})`);
+    if (b.number !== expected)
+      throw new ValidateerError('STORE_NOT_NEXT', `block ${b.number} is not the next block (${expected})`);
     const n = u64be(b.number);
-    const batch = this.db.batch()
+    const batch = this.db
+      .batch()
       .put(key(BLOCK, n), b.bytes)
       .put(key(HASH, b.hash), n)
       .put(META_HEAD, new Uint8Array([...n, ...b.hash]));
@@ -102,9 +119,11 @@ export class BlockStore {
   async reorg(ancestor: number, blocks: StoredBlock[]): Promise<Uint8Array[]> {
     const head = this.headCache;
     // Block 0 is never replaced: a set has one genesis (and -1 would wrap in the key encoding).
-    if (!head || !Number.isInteger(ancestor) || ancestor < 0 || ancestor > head.number) throw new ValidateerError('STORE_BAD_REORG', `ancestor ${ancestor} is not in the chain`);
+    if (!head || !Number.isInteger(ancestor) || ancestor < 0 || ancestor > head.number)
+      throw new ValidateerError('STORE_BAD_REORG', `ancestor ${ancestor} is not in the chain`);
     blocks.forEach((b, i) => {
-      if (b.number !== ancestor + 1 + i) throw new ValidateerError('STORE_BAD_REORG', `block ${b.number} is not at height ${ancestor + 1 + i}`);
+      if (b.number !== ancestor + 1 + i)
+        throw new ValidateerError('STORE_BAD_REORG', `block ${b.number} is not at height ${ancestor + 1 + i}`);
     });
     const batch = this.db.batch();
     const abandoned: Uint8Array[] = [];
@@ -116,14 +135,20 @@ export class BlockStore {
       batch.del(key(BLOCK, u64be(n))).del(key(HASH, hash));
       for (const c of callHashes) batch.del(key(CALL, c));
     }
-    for await (const k of this.db.keys({ gt: key(SNAPSHOT, u64be(ancestor)), lt: key(SNAPSHOT + 1, new Uint8Array(0)) })) batch.del(k);
+    for await (const k of this.db.keys({
+      gt: key(SNAPSHOT, u64be(ancestor)),
+      lt: key(SNAPSHOT + 1, new Uint8Array(0)),
+    }))
+      batch.del(k);
     for (const b of blocks) {
       const n = u64be(b.number);
       batch.put(key(BLOCK, n), b.bytes).put(key(HASH, b.hash), n);
       for (const c of b.callHashes) batch.put(key(CALL, c), n);
     }
     const last = blocks.at(-1);
-    const newHead = last ? { number: last.number, hash: last.hash } : { number: ancestor, hash: (await this.hashAt(ancestor))! };
+    const newHead = last
+      ? { number: last.number, hash: last.hash }
+      : { number: ancestor, hash: (await this.hashAt(ancestor))! };
     batch.put(META_HEAD, new Uint8Array([...u64be(newHead.number), ...newHead.hash]));
     await batch.write({ sync: true });
     this.headCache = newHead;
@@ -134,7 +159,8 @@ export class BlockStore {
   async blockRange(from: number, count: number): Promise<Uint8Array[]> {
     const out: Uint8Array[] = [];
     if (count <= 0) return out;
-    for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: key(BLOCK, u64be(from + count)) })) out.push(value);
+    for await (const value of this.db.values({ gte: key(BLOCK, u64be(from)), lt: key(BLOCK, u64be(from + count)) }))
+      out.push(value);
     return out;
   }
 
@@ -191,16 +217,26 @@ export class BlockStore {
   async putSnapshot(number: number, sealed: Uint8Array, keep: number): Promise<void> {
     await this.db.put(key(SNAPSHOT, u64be(number)), sealed, { sync: true });
     const numbers: number[] = [];
-    for await (const k of this.db.keys({ gte: key(SNAPSHOT, new Uint8Array(0)), lt: key(SNAPSHOT + 1, new Uint8Array(0)), reverse: true })) numbers.push(readU64(k, 1));
+    for await (const k of this.db.keys({
+      gte: key(SNAPSHOT, new Uint8Array(0)),
+      lt: key(SNAPSHOT + 1, new Uint8Array(0)),
+      reverse: true,
+    }))
+      numbers.push(readU64(k, 1));
     const stale = numbers.slice(keep);
-    if (stale.length > 0) await this.db.batch(stale.map((s) => ({ type: 'del' as const, key: key(SNAPSHOT, u64be(s)) })));
+    if (stale.length > 0)
+      await this.db.batch(stale.map((s) => ({ type: 'del' as const, key: key(SNAPSHOT, u64be(s)) })));
   }
 
   /** Newest snapshots first, at or below the head. */
   async snapshots(): Promise<{ number: number; sealed: Uint8Array }[]> {
     const out: { number: number; sealed: Uint8Array }[] = [];
     const head = this.headCache?.number ?? -1;
-    for await (const [k, v] of this.db.iterator({ gte: key(SNAPSHOT, new Uint8Array(0)), lt: key(SNAPSHOT + 1, new Uint8Array(0)), reverse: true })) {
+    for await (const [k, v] of this.db.iterator({
+      gte: key(SNAPSHOT, new Uint8Array(0)),
+      lt: key(SNAPSHOT + 1, new Uint8Array(0)),
+      reverse: true,
+    })) {
       const n = readU64(k, 1);
       if (n <= head) out.push({ number: n, sealed: v });
     }
@@ -210,7 +246,13 @@ export class BlockStore {
   /** Number of the newest snapshot at or below the head (keys only: the sealed states are not read). */
   async newestSnapshotNumber(): Promise<number | undefined> {
     const head = this.headCache?.number ?? -1;
-    for await (const k of this.db.keys({ gte: key(SNAPSHOT, new Uint8Array(0)), lte: key(SNAPSHOT, u64be(Math.max(0, head))), reverse: true, limit: 1 })) return readU64(k, 1);
+    for await (const k of this.db.keys({
+      gte: key(SNAPSHOT, new Uint8Array(0)),
+      lte: key(SNAPSHOT, u64be(Math.max(0, head))),
+      reverse: true,
+      limit: 1,
+    }))
+      return readU64(k, 1);
     return undefined;
   }
 

@@ -49,7 +49,14 @@ export interface OnboardingOptions {
 }
 
 /** `reason`: why the sync stopped before the target (null when done). */
-export interface OnboardingResult { from: number; to: number; blocks: number; ms: number; peersDropped: string[]; reason: string | null }
+export interface OnboardingResult {
+  from: number;
+  to: number;
+  blocks: number;
+  ms: number;
+  peersDropped: string[];
+  reason: string | null;
+}
 
 const RATE_LIMITED_BACKOFF_MS = 250;
 
@@ -125,9 +132,19 @@ export class Onboarding {
     }
     const ms = performance.now() - started;
     const done = this.cursor - from;
-    const reason = this.cursor > this.target ? null : this.stopReason ?? 'stopped';
-    const fields = { from, to: this.cursor - 1, blocks: done, ms: Math.round(ms), blocksPerSecond: Math.round((done * 1000) / Math.max(1, ms)), dropped: this.droppedPeers };
-    logger.info(reason === null ? fields : { ...fields, reason }, reason === null ? 'onboarding sync done' : 'onboarding sync stopped');
+    const reason = this.cursor > this.target ? null : (this.stopReason ?? 'stopped');
+    const fields = {
+      from,
+      to: this.cursor - 1,
+      blocks: done,
+      ms: Math.round(ms),
+      blocksPerSecond: Math.round((done * 1000) / Math.max(1, ms)),
+      dropped: this.droppedPeers,
+    };
+    logger.info(
+      reason === null ? fields : { ...fields, reason },
+      reason === null ? 'onboarding sync done' : 'onboarding sync stopped',
+    );
     return { from, to: this.cursor - 1, blocks: done, ms, peersDropped: [...this.droppedPeers], reason };
   }
 
@@ -179,7 +196,8 @@ export class Onboarding {
       const blocks = (await this.deps.network.requestBlocksByRange(peer.id, start, count)).slice(0, count);
       if (this.finished) return;
       const first = blocks.length > 0 ? describeBlock(blocks[0], peer.id, null).block.number : -1;
-      if (blocks.length === 0 || first !== start) throw new ValidateerError('BAD_RANGE', `served ${blocks.length} blocks from #${first} for #${start}`);
+      if (blocks.length === 0 || first !== start)
+        throw new ValidateerError('BAD_RANGE', `served ${blocks.length} blocks from #${first} for #${start}`);
       const rest = batch.downloaded(blocks);
       if (rest) this.batches.splice(this.batches.indexOf(batch) + 1, 0, rest);
     } catch (err) {
@@ -193,7 +211,11 @@ export class Onboarding {
       }
       batch.retry();
       const code = codeOf(err);
-      this.drop(peer, `blocks-by-range ${start}+${count} failed: ${code ?? (err as Error).message}`, hasCode(err, 'BAD_RANGE', 'P2P_BAD_RESPONSE'));
+      this.drop(
+        peer,
+        `blocks-by-range ${start}+${count} failed: ${code ?? (err as Error).message}`,
+        hasCode(err, 'BAD_RANGE', 'P2P_BAD_RESPONSE'),
+      );
     } finally {
       peer.inFlight--;
       this.wake();
@@ -209,14 +231,22 @@ export class Onboarding {
     batch.startProcessing();
     const anchor = this.deps.anchor();
     const anchorAt = anchor ? anchor.number - cursor : -1;
-    if (anchor && anchorAt >= 0 && anchorAt < blocks.length && hexKey(describeBlock(blocks[anchorAt], null, null).block.hashBytes) !== hexKey(anchor.hash)) {
+    if (
+      anchor &&
+      anchorAt >= 0 &&
+      anchorAt < blocks.length &&
+      hexKey(describeBlock(blocks[anchorAt], null, null).block.hashBytes) !== hexKey(anchor.hash)
+    ) {
       batch.processed(0);
       if (peer) this.drop(peer, `its block #${anchor.number} is not the anchored one`, true);
       return;
     }
     const r = await this.deps.serialize(() => this.importAndStore(cursor, blocks));
     if (!r) {
-      logger.warn({ expected: cursor - 1, head: store.head()?.number ?? -1 }, 'onboarding sync: the head moved elsewhere; stopping');
+      logger.warn(
+        { expected: cursor - 1, head: store.head()?.number ?? -1 },
+        'onboarding sync: the head moved elsewhere; stopping',
+      );
       this.stopReason = 'the head moved elsewhere';
       this.stopped = true;
       return;
@@ -248,14 +278,24 @@ export class Onboarding {
     const res = await imported;
     // The enclave returns each block's call hashes: no second decode here.
     const applied = blocks.slice(0, res.imported.length).map((bytes, i) => ({
-      number: res.imported[i].number, hash: res.imported[i].hash, bytes, callHashes: res.imported[i].calls.map((c) => Buffer.from(c, 'hex')),
+      number: res.imported[i].number,
+      hash: res.imported[i].hash,
+      bytes,
+      callHashes: res.imported[i].calls.map((c) => Buffer.from(c, 'hex')),
     }));
     // Counted once durable: the sync metrics and the head are what a restart continues from.
     this.storing = store.appendMany(applied).then(() => {
       const last = applied.at(-1);
       if (!last) return;
       metrics.syncBlocks.inc(applied.length);
-      this.deps.heads.emit({ number: last.number, hash: last.hash, slot: null, cause: 'syncing', status: res.status, calls: [] });
+      this.deps.heads.emit({
+        number: last.number,
+        hash: last.hash,
+        slot: null,
+        cause: 'syncing',
+        status: res.status,
+        calls: [],
+      });
     });
     this.storing.catch(() => undefined); // awaited (and thrown) by the next step or at the end
     if (applied.length > 0) this.storingThrough = applied[applied.length - 1].number;
@@ -267,7 +307,13 @@ export class Onboarding {
     if (now - this.lastLog.at < this.options.logEveryMs && this.cursor <= this.target) return;
     const rate = ((this.cursor - this.lastLog.cursor) * 1000) / Math.max(1, now - this.lastLog.at);
     const eta = rate > 0 ? Math.round((this.target + 1 - this.cursor) / rate) : null;
-    const fields = { head: this.cursor - 1, target: this.target, blocksPerSecond: Math.round(rate), etaSeconds: eta, peers: this.activePeers() };
+    const fields = {
+      head: this.cursor - 1,
+      target: this.target,
+      blocksPerSecond: Math.round(rate),
+      etaSeconds: eta,
+      peers: this.activePeers(),
+    };
     this.deps.logger.info(fields, 'onboarding sync');
     this.deps.progress?.update(this.cursor, rate);
     this.lastLog = { at: now, cursor: this.cursor };

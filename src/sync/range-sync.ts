@@ -86,7 +86,9 @@ export class RangeSync {
       if (s.headNumber - (head?.number ?? -1) > this.batchSize) return this.onboard();
       const ahead = !head || isBetter({ number: s.headNumber, hash: s.headHash }, head);
       // Its final block is not in our chain: we are on a branch that lost (e.g. after a partition).
-      const finalElsewhere = s.finalizedHash.some((x) => x !== 0) && !(await this.deps.store.isCanonical(s.finalizedNumber, s.finalizedHash));
+      const finalElsewhere =
+        s.finalizedHash.some((x) => x !== 0) &&
+        !(await this.deps.store.isCanonical(s.finalizedNumber, s.finalizedHash));
       if (!ahead && !finalElsewhere) return;
       this.queue(peer, Math.min(s.headNumber, (head?.number ?? -1) + 1));
       await this.runRangeSync();
@@ -101,14 +103,27 @@ export class RangeSync {
     const { store, logger } = this.deps;
     const network = this.deps.network();
     if (!network || this.rangeSyncRunning) return; // an ordinary sync is moving the head: it finishes the job
-    const onboarding = new Onboarding({
-      enclave: this.deps.enclave, store, metrics: this.deps.metrics, logger, network, anchor: this.deps.anchor,
-      heads: this.deps.heads, progress: this.deps.progress, serialize: (fn) => this.deps.lock.run(fn), onMissingStateKey: this.deps.onMissingStateKey,
-    }, { batch: this.batchSize, perPeer: 2, logEveryMs: 2000 });
+    const onboarding = new Onboarding(
+      {
+        enclave: this.deps.enclave,
+        store,
+        metrics: this.deps.metrics,
+        logger,
+        network,
+        anchor: this.deps.anchor,
+        heads: this.deps.heads,
+        progress: this.deps.progress,
+        serialize: (fn) => this.deps.lock.run(fn),
+        onMissingStateKey: this.deps.onMissingStateKey,
+      },
+      { batch: this.batchSize, perPeer: 2, logEveryMs: 2000 },
+    );
     this.onboardingSync = onboarding;
     // Every connected peer's head, fresh: the more peers serve, the faster this goes.
     const connected = network.connectedPeers();
-    await Promise.allSettled(connected.map((p) => network.requestStatus(p).then((st) => this.peerHeads.set(p, st.headNumber))));
+    await Promise.allSettled(
+      connected.map((p) => network.requestStatus(p).then((st) => this.peerHeads.set(p, st.headNumber))),
+    );
     const head = store.head()?.number ?? -1;
     const peers = new Map([...this.peerHeads].filter(([p, n]) => connected.includes(p) && n > head));
     try {
@@ -165,8 +180,9 @@ export class RangeSync {
       while (this.queued.size > 0 && !this.stopped) {
         const [peer, from] = this.queued.entries().next().value!;
         this.queued.delete(peer);
-        const r = await this.syncWith(peer, from)
-          .catch((err: Error) => this.deps.logger.info({ peer, code: codeOf(err), err: err.message }, 'sync with peer failed'));
+        const r = await this.syncWith(peer, from).catch((err: Error) =>
+          this.deps.logger.info({ peer, code: codeOf(err), err: err.message }, 'sync with peer failed'),
+        );
         if (r === 'far_behind') {
           farBehind = true;
           break;
@@ -212,8 +228,10 @@ export class RangeSync {
         }
       }
       const first = blocks[0];
-      const connected = first.number === 0 || blockImport.tree.has(first.parent)
-        || (await store.isCanonical(first.number - 1, Buffer.from(first.parent, 'hex')));
+      const connected =
+        first.number === 0 ||
+        blockImport.tree.has(first.parent) ||
+        (await store.isCanonical(first.number - 1, Buffer.from(first.parent, 'hex')));
       if (!connected) {
         if (from <= floor) {
           this.deps.logger.warn({ peer, from }, 'peer chain does not connect above the last anchor');
@@ -228,13 +246,19 @@ export class RangeSync {
       const head = store.head();
       const headHex = head && hexKey(head.hash);
       const peerHead = this.peerHeads.get(peer) ?? -1;
-      if (head && blocks.some((b) => b.hash === headHex) && peerHead - head.number > this.batchSize) return 'far_behind';
+      if (head && blocks.some((b) => b.hash === headHex) && peerHead - head.number > this.batchSize)
+        return 'far_behind';
       from = blocks.at(-1)!.number + 1;
     }
   }
 
   /** blocks-by-range, waiting and asking again while the peer says we ask too often. */
-  private async rangeWithBackoff(net: Network, peer: string, from: number, count = this.batchSize): Promise<Uint8Array[]> {
+  private async rangeWithBackoff(
+    net: Network,
+    peer: string,
+    from: number,
+    count = this.batchSize,
+  ): Promise<Uint8Array[]> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await net.requestBlocksByRange(peer, from, count);

@@ -18,7 +18,8 @@ export interface ShardSecretsDeps {
   signingKey: Uint8Array;
 }
 
-type Outcome = { ok: true; verification: string | null } | { ok: false; code: string; message: string; verification: string | null };
+type Outcome =
+  { ok: true; verification: string | null } | { ok: false; code: string; message: string; verification: string | null };
 
 const RETRY_MS = 1000;
 /** At most one new request for missed epoch keys per this interval. */
@@ -59,12 +60,18 @@ export class ShardSecrets {
       if (info.holdsShardSecrets) return true;
       if (!waiting) {
         waiting = true;
-        this.d.logger.info({}, 'waiting for the shard secrets: registration on the parentchain, then provisioning from a member');
+        this.d.logger.info(
+          {},
+          'waiting for the shard secrets: registration on the parentchain, then provisioning from a member',
+        );
       }
       if (await this.tryMembers()) return true;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, RETRY_MS);
-        this.wake = () => { clearTimeout(timer); resolve(); };
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
       this.wake = null;
     }
@@ -78,11 +85,18 @@ export class ShardSecrets {
   refresh(): Promise<boolean> {
     if (this.refreshing) return this.refreshing;
     const wait = Math.max(0, this.lastRefreshMs + REFRESH_MS - performance.now());
-    this.refreshing = new Promise<void>((r) => setTimeout(r, wait)).then(async () => {
-      this.lastRefreshMs = performance.now();
-      this.d.logger.info({}, 'a block uses a state key not sealed to this enclave: asking a member for the shard keys again');
-      return this.stopped ? false : this.tryMembers();
-    }).finally(() => { this.refreshing = null; });
+    this.refreshing = new Promise<void>((r) => setTimeout(r, wait))
+      .then(async () => {
+        this.lastRefreshMs = performance.now();
+        this.d.logger.info(
+          {},
+          'a block uses a state key not sealed to this enclave: asking a member for the shard keys again',
+        );
+        return this.stopped ? false : this.tryMembers();
+      })
+      .finally(() => {
+        this.refreshing = null;
+      });
     return this.refreshing;
   }
 

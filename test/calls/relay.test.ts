@@ -37,7 +37,9 @@ test('a watcher registered after its call was settled gets the final update, onc
 
 test('a kept update of a call whose block a reorg abandoned is dropped when the call goes back to the pool', async () => {
   const requeued: string[][] = [];
-  const relay = new CallRelay({ call: async (_m: string, p: { hashes: string[] }) => (requeued.push(p.hashes), { requeued: p.hashes.length }) } as unknown as Enclave);
+  const relay = new CallRelay({
+    call: async (_m: string, p: { hashes: string[] }) => (requeued.push(p.hashes), { requeued: p.hashes.length }),
+  } as unknown as Enclave);
   relay.settle(HASH, inBlock);
   assert.equal(await relay.resubmit([HASH]), 1);
   assert.deepEqual(requeued, [[HASH]]);
@@ -68,7 +70,15 @@ function watchedSubmission() {
   const { enclave, answer } = slowEnclave();
   const relay = new CallRelay(enclave);
   const shard = new Uint8Array(32).fill(3);
-  const methods = createMethods({ enclave, relay, shard, metrics: createMetrics(), version: 'test', isReady: () => true, store: {} } as unknown as MethodDeps);
+  const methods = createMethods({
+    enclave,
+    relay,
+    shard,
+    metrics: createMetrics(),
+    version: 'test',
+    isReady: () => true,
+    store: {},
+  } as unknown as MethodDeps);
   const notes: { sub: string; result: unknown }[] = [];
   const cleanups = new Set<() => void>();
   const ctx: RpcContext = {
@@ -93,7 +103,10 @@ test('author_submitAndWatchCall: a call in a block before its submission was ans
   assert.equal(await pending, '0x' + HASH);
   assert.deepEqual(notes, [], 'nothing before the reply');
   await twoNotes();
-  assert.deepEqual(notes, [{ sub: '0x' + HASH, result: { status: 'ready' } }, { sub: '0x' + HASH, result: inBlock }]);
+  assert.deepEqual(notes, [
+    { sub: '0x' + HASH, result: { status: 'ready' } },
+    { sub: '0x' + HASH, result: inBlock },
+  ]);
   assert.equal(cleanups.size, 0, 'an ended subscription leaves nothing on its connection');
 });
 
@@ -105,5 +118,8 @@ test('author_submitAndWatchCall: the subscription drops its connection cleanup w
   relay.settle(HASH, inBlock);
   assert.equal(cleanups.size, 0);
   await twoNotes();
-  assert.deepEqual(notes.map((n) => n.result), [{ status: 'ready' }, inBlock]);
+  assert.deepEqual(
+    notes.map((n) => n.result),
+    [{ status: 'ready' }, inBlock],
+  );
 });

@@ -45,19 +45,49 @@ test('a slot that waited for the lock while an onboarding sync started does not 
   const head = { number: 5, hash: new Uint8Array(32).fill(1) };
   const store = { head: () => head, numberOf: async () => undefined } as unknown as BlockStore;
   const lines: string[] = [];
-  const logger = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { lines.push(String(c)); cb(); } }) });
+  const logger = createLogger({
+    level: 'info',
+    destination: new Writable({
+      write(c, _e, cb) {
+        lines.push(String(c));
+        cb();
+      },
+    }),
+  });
   const deps: ChainDeps = {
-    enclave, store, logger, metrics: createMetrics(), relay: new CallRelay(enclave), signingKey: ME,
-    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null, heads: new HeadEvents(),
+    enclave,
+    store,
+    logger,
+    metrics: createMetrics(),
+    relay: new CallRelay(enclave),
+    signingKey: ME,
+    genesisBalances: async () => [],
+    isAuthority: () => true,
+    anchor: () => null,
+    heads: new HeadEvents(),
   };
-  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), rangeBatch: 16, treeLimit: 100 });
+  const chain = new ChainService(deps, {
+    slotDurationMs: SLOT_MS,
+    maxCalls: 10,
+    snapshotInterval: 100,
+    snapshotsKept: 2,
+    shard: new Uint8Array(32),
+    rangeBatch: 16,
+    treeLimit: 100,
+  });
   const pending = Promise.withResolvers<Uint8Array[]>(); // blocks-by-range never answers: the sync stays on
-  const status = { headNumber: 1000, headHash: new Uint8Array(32).fill(2), finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
+  const status = {
+    headNumber: 1000,
+    headHash: new Uint8Array(32).fill(2),
+    finalizedNumber: 0,
+    finalizedHash: new Uint8Array(32),
+  };
   chain.attach({
     connectedPeers: () => ['peer'],
     requestStatus: async () => status,
     // The one-block check of our head (nothing served: taken as on their chain), then the sync's ranges.
-    requestBlocksByRange: (_peer: string, _from: number, count: number) => (count === 1 ? Promise.resolve([]) : pending.promise),
+    requestBlocksByRange: (_peer: string, _from: number, count: number) =>
+      count === 1 ? Promise.resolve([]) : pending.promise,
     penalize: () => undefined,
   } as unknown as Network);
 
@@ -94,12 +124,33 @@ test('a restarted validateer with a chain does not author before a peer has repo
   const head = { number: 5, hash: new Uint8Array(32).fill(1) };
   const store = { head: () => head, numberOf: async () => undefined } as unknown as BlockStore;
   const deps: ChainDeps = {
-    enclave, store, logger: createLogger({ level: 'silent' }), metrics: createMetrics(), relay: new CallRelay(enclave), signingKey: ME,
-    genesisBalances: async () => [], isAuthority: () => true, anchor: () => null, heads: new HeadEvents(),
+    enclave,
+    store,
+    logger: createLogger({ level: 'silent' }),
+    metrics: createMetrics(),
+    relay: new CallRelay(enclave),
+    signingKey: ME,
+    genesisBalances: async () => [],
+    isAuthority: () => true,
+    anchor: () => null,
+    heads: new HeadEvents(),
   };
-  const chain = new ChainService(deps, { slotDurationMs: SLOT_MS, maxCalls: 10, snapshotInterval: 100, snapshotsKept: 2, shard: new Uint8Array(32), rangeBatch: 16, treeLimit: 100 });
+  const chain = new ChainService(deps, {
+    slotDurationMs: SLOT_MS,
+    maxCalls: 10,
+    snapshotInterval: 100,
+    snapshotsKept: 2,
+    shard: new Uint8Array(32),
+    rangeBatch: 16,
+    treeLimit: 100,
+  });
   // A peer at our own head: nothing to fetch, but now we know where the set is.
-  const status = { headNumber: head.number, headHash: head.hash, finalizedNumber: 0, finalizedHash: new Uint8Array(32) };
+  const status = {
+    headNumber: head.number,
+    headHash: head.hash,
+    finalizedNumber: 0,
+    finalizedHash: new Uint8Array(32),
+  };
   chain.attach({ connectedPeers: () => ['peer'], requestStatus: async () => status } as unknown as Network);
 
   await chain.onSlot(slot);

@@ -6,22 +6,56 @@ import { ChainService } from '../../src/chain/chain.ts';
 import { CallRelay } from '../../src/calls/relay.ts';
 import { HeadEvents, type HeadEvent } from '../../src/chain/head-events.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
-import { FakeStore, capturingLogger, chainOf, fakeEnclave, fakeNetwork, serveChain, statusOf, type Serve } from '../sync/fakes.ts';
+import {
+  FakeStore,
+  capturingLogger,
+  chainOf,
+  fakeEnclave,
+  fakeNetwork,
+  serveChain,
+  statusOf,
+  type Serve,
+} from '../sync/fakes.ts';
 
 const A = chainOf(0, 6, new Uint8Array(32), 'a'); // canonical 0..5
 const B = chainOf(4, 4, A[3].hashBytes, 'bb'); // a fork on a3: 4..7
 
-function setup(opts: { anchor?: { number: number; hash: Uint8Array } | null; refuse?: Set<string>; peers?: Record<string, Serve> } = {}) {
+function setup(
+  opts: {
+    anchor?: { number: number; hash: Uint8Array } | null;
+    refuse?: Set<string>;
+    peers?: Record<string, Serve>;
+  } = {},
+) {
   const store = new FakeStore(A);
   const enclave = fakeEnclave({ refuse: opts.refuse });
   const log = capturingLogger();
   const heads = new HeadEvents();
   const events: HeadEvent[] = [];
   heads.on((e) => events.push(e));
-  const chain = new ChainService({
-    enclave, store: store.asStore(), metrics: createMetrics(), logger: log.logger, relay: new CallRelay(enclave), signingKey: new Uint8Array(32).fill(7),
-    genesisBalances: async () => [], isAuthority: () => true, anchor: () => opts.anchor ?? null, heads,
-  }, { slotDurationMs: 60_000, maxCalls: 10, snapshotInterval: 1000, snapshotsKept: 2, shard: new Uint8Array(32), rangeBatch: 4, treeLimit: 100 });
+  const chain = new ChainService(
+    {
+      enclave,
+      store: store.asStore(),
+      metrics: createMetrics(),
+      logger: log.logger,
+      relay: new CallRelay(enclave),
+      signingKey: new Uint8Array(32).fill(7),
+      genesisBalances: async () => [],
+      isAuthority: () => true,
+      anchor: () => opts.anchor ?? null,
+      heads,
+    },
+    {
+      slotDurationMs: 60_000,
+      maxCalls: 10,
+      snapshotInterval: 1000,
+      snapshotsKept: 2,
+      shard: new Uint8Array(32),
+      rangeBatch: 4,
+      treeLimit: 100,
+    },
+  );
   const network = fakeNetwork(opts.peers ?? {});
   chain.attach(network);
   return { store, enclave, log, events, chain, network };
@@ -34,7 +68,10 @@ test('a gossiped child of the head is imported and moves the head (one head even
   const next = chainOf(6, 1, A[5].hashBytes, 'a')[0];
   assert.equal(await chain.onGossipBlock(next.bytes, 'p'), 'accept');
   assert.equal(tipOf(store), next.hash);
-  assert.deepEqual(events.map((e) => [e.number, e.cause]), [[6, 'imported']]);
+  assert.deepEqual(
+    events.map((e) => [e.number, e.cause]),
+    [[6, 'imported']],
+  );
   assert.equal(await chain.onGossipBlock(next.bytes, 'p'), 'ignore', 'known now');
   await chain.stop();
 });
@@ -46,7 +83,10 @@ test('a longer fork wins by a reorg; a shorter or equal one is kept on the side'
   assert.equal(tipOf(store), tieWins ? B[1].hash : A[5].hash, 'at equal length the lower hash wins');
   assert.equal(await chain.onGossipBlock(B[2].bytes, 'p'), 'accept'); // 6: longer
   assert.equal(tipOf(store), B[2].hash);
-  assert.deepEqual(store.blocks.map((b) => b.hash), [...A.slice(0, 4), ...B.slice(0, 3)].map((b) => b.hash));
+  assert.deepEqual(
+    store.blocks.map((b) => b.hash),
+    [...A.slice(0, 4), ...B.slice(0, 3)].map((b) => b.hash),
+  );
   assert.ok(log.messages().includes('reorg'));
   // The switch is a reorg (at 5 if the tie went to the fork, else at 6); the head event says so.
   assert.ok(events.some((e) => e.cause === 'reorg'));
@@ -68,7 +108,10 @@ test('a block the enclave refuses is rejected, dropped with its descendants, and
   const { store, chain, network, log } = setup({ refuse: new Set([next[0].hash]) });
   assert.equal(await chain.onGossipBlock(next[0].bytes, 'liar'), 'reject');
   assert.equal(tipOf(store), A[5].hash);
-  assert.deepEqual(network.penalties.map((p) => p.peer), ['liar']);
+  assert.deepEqual(
+    network.penalties.map((p) => p.peer),
+    ['liar'],
+  );
   assert.ok(log.lines.some((l) => l.msg === 'peer penalised' && l.code === 'BLOCK_BAD_COMMITMENT'));
   await chain.stop();
 });
@@ -79,7 +122,9 @@ test('a forged signature is refused before import, with BLOCK_BAD_SIGNATURE', as
   forged[forged.length - 1] ^= 1; // the signature's last byte
   assert.equal(await chain.onGossipBlock(forged, 'rogue'), 'reject');
   assert.ok(!enclave.calls.includes('importBlock'));
-  assert.ok(log.lines.some((l) => l.msg === 'peer penalised' && l.peer === 'rogue' && l.code === 'BLOCK_BAD_SIGNATURE'));
+  assert.ok(
+    log.lines.some((l) => l.msg === 'peer penalised' && l.peer === 'rogue' && l.code === 'BLOCK_BAD_SIGNATURE'),
+  );
   await chain.stop();
 });
 
@@ -113,7 +158,8 @@ test('onboarding that cannot finish (its peer is below the next block) ends, and
   assert.ok(log.messages().includes('onboarding sync stopped'), 'the onboarding sync gave up');
   assert.equal(store.head()?.number, 12, 'with what the peer could serve');
   // Not stuck: no sync holds the head any more (a slot asks the enclave whose it is).
-  for (let i = 0; i < 300 && (chain as unknown as { rangeSync: { busy(): boolean } }).rangeSync.busy(); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 300 && (chain as unknown as { rangeSync: { busy(): boolean } }).rangeSync.busy(); i++)
+    await new Promise((r) => setTimeout(r, 10));
   assert.equal((chain as unknown as { rangeSync: { busy(): boolean } }).rangeSync.busy(), false);
   await chain.stop();
 });

@@ -28,7 +28,8 @@ function assertConfigError(fn: () => unknown, ...fragments: string[]): ConfigErr
   }
   assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${String(caught)}`);
   assert.equal(caught.code, 'CONFIG_INVALID');
-  for (const fragment of fragments) assert.ok(caught.message.includes(fragment), `${JSON.stringify(caught.message)} lacks ${JSON.stringify(fragment)}`);
+  for (const fragment of fragments)
+    assert.ok(caught.message.includes(fragment), `${JSON.stringify(caught.message)} lacks ${JSON.stringify(fragment)}`);
   return caught;
 }
 
@@ -53,19 +54,22 @@ test('file values override defaults, with // comment lines allowed', () => {
 });
 
 test('precedence: defaults < file < env < overrides', () => {
-  withFile('{ "rpc": { "port": 3000, "maxBatch": 7 }, "metrics": { "port": 9000 }, "dataDir": "from-file" }', (file) => {
-    const config = loadConfig({
-      file,
-      env: { VALIDATEER_RPC__PORT: '3001', VALIDATEER_METRICS__PORT: '9001', PATH: '/bin' },
-      overrides: { 'rpc.port': 3002, 'log.level': 'debug', 'sidechain.slotDurationMs': undefined },
-    });
-    assert.equal(config.rpc.port, 3002, 'override beats env and file');
-    assert.equal(config.metrics.port, 9001, 'env beats file');
-    assert.equal(config.rpc.maxBatch, 7, 'file beats default');
-    assert.equal(config.dataDir, 'from-file');
-    assert.equal(config.log.level, 'debug');
-    assert.equal(config.sidechain.slotDurationMs, 1000, 'undefined overrides are ignored');
-  });
+  withFile(
+    '{ "rpc": { "port": 3000, "maxBatch": 7 }, "metrics": { "port": 9000 }, "dataDir": "from-file" }',
+    (file) => {
+      const config = loadConfig({
+        file,
+        env: { VALIDATEER_RPC__PORT: '3001', VALIDATEER_METRICS__PORT: '9001', PATH: '/bin' },
+        overrides: { 'rpc.port': 3002, 'log.level': 'debug', 'sidechain.slotDurationMs': undefined },
+      });
+      assert.equal(config.rpc.port, 3002, 'override beats env and file');
+      assert.equal(config.metrics.port, 9001, 'env beats file');
+      assert.equal(config.rpc.maxBatch, 7, 'file beats default');
+      assert.equal(config.dataDir, 'from-file');
+      assert.equal(config.log.level, 'debug');
+      assert.equal(config.sidechain.slotDurationMs, 1000, 'undefined overrides are ignored');
+    },
+  );
 });
 
 test('env values: JSON when they parse, else strings', () => {
@@ -101,27 +105,47 @@ test('string overrides (raw CLI flag values) are parsed like env values', () => 
 });
 
 test('an invalid value names the field, the problem and its source', () => {
-  assertConfigError(() => loadConfig({ env: { VALIDATEER_RPC__PORT: '70000' } }),
-    'invalid config: rpc.port: Too big: expected number to be <=65535', 'env VALIDATEER_RPC__PORT');
-  assertConfigError(() => loadConfig({ env: {}, overrides: { 'sidechain.slotDurationMs': 10 } }),
-    'sidechain.slotDurationMs: ', 'override sidechain.slotDurationMs');
+  assertConfigError(
+    () => loadConfig({ env: { VALIDATEER_RPC__PORT: '70000' } }),
+    'invalid config: rpc.port: Too big: expected number to be <=65535',
+    'env VALIDATEER_RPC__PORT',
+  );
+  assertConfigError(
+    () => loadConfig({ env: {}, overrides: { 'sidechain.slotDurationMs': 10 } }),
+    'sidechain.slotDurationMs: ',
+    'override sidechain.slotDurationMs',
+  );
   withFile('{ "genesis": { "balances": [{ "account": "//Alice", "amount": "lots" }] } }', (file) => {
     const err = assertConfigError(() => loadConfig({ file, env: {} }), 'genesis.balances[0].amount: ', `file ${file}`);
-    assert.deepEqual(err.issues.map((i) => i.path), ['genesis.balances[0].amount']);
+    assert.deepEqual(
+      err.issues.map((i) => i.path),
+      ['genesis.balances[0].amount'],
+    );
   });
 });
 
 test('every problem is reported at once', () => {
-  const err = assertConfigError(() => loadConfig({ env: { VALIDATEER_RPC__PORT: '-1', VALIDATEER_LOG__LEVEL: 'loud' } }),
-    'rpc.port', 'log.level');
+  const err = assertConfigError(
+    () => loadConfig({ env: { VALIDATEER_RPC__PORT: '-1', VALIDATEER_LOG__LEVEL: 'loud' } }),
+    'rpc.port',
+    'log.level',
+  );
   assert.equal(err.issues.length, 2);
 });
 
 test('unknown keys in the file are rejected', () => {
-  withFile('{ "rpc": { "prot": 1 }, "bogus": true, "genesis": { "balances": [{ "account": "//Bob", "amount": "1", "x": 0 }] } }', (file) => {
-    const err = assertConfigError(() => loadConfig({ file, env: {} }), 'rpc.prot: unknown key', 'bogus: unknown key', 'genesis.balances[0].x: unknown key');
-    assert.equal(err.issues.length, 3);
-  });
+  withFile(
+    '{ "rpc": { "prot": 1 }, "bogus": true, "genesis": { "balances": [{ "account": "//Bob", "amount": "1", "x": 0 }] } }',
+    (file) => {
+      const err = assertConfigError(
+        () => loadConfig({ file, env: {} }),
+        'rpc.prot: unknown key',
+        'bogus: unknown key',
+        'genesis.balances[0].x: unknown key',
+      );
+      assert.equal(err.issues.length, 3);
+    },
+  );
   withFile('{ "__proto__": { "polluted": true } }', (file) => {
     assertConfigError(() => loadConfig({ file, env: {} }), '__proto__: unknown key');
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
@@ -129,15 +153,23 @@ test('unknown keys in the file are rejected', () => {
 });
 
 test('unknown VALIDATEER_ env vars and override keys are rejected by name', () => {
-  assertConfigError(() => loadConfig({ env: { VALIDATEER_RPC__PROT: '1', VALIDATEER_RPC: '{}', OTHER_VAR: 'x' } }),
-    'env VALIDATEER_RPC__PROT: does not match any config field', 'env VALIDATEER_RPC:');
-  assertConfigError(() => loadConfig({ env: {}, overrides: { 'rpc.prot': 1 } }), 'override rpc.prot: does not match any config field');
+  assertConfigError(
+    () => loadConfig({ env: { VALIDATEER_RPC__PROT: '1', VALIDATEER_RPC: '{}', OTHER_VAR: 'x' } }),
+    'env VALIDATEER_RPC__PROT: does not match any config field',
+    'env VALIDATEER_RPC:',
+  );
+  assertConfigError(
+    () => loadConfig({ env: {}, overrides: { 'rpc.prot': 1 } }),
+    'override rpc.prot: does not match any config field',
+  );
 });
 
 test('a missing or unparsable file is an error naming the file', () => {
   const missing = join(tmpdir(), 'validateer-no-such-dir', 'missing.json');
   assertConfigError(() => loadConfig({ file: missing, env: {} }), `file ${missing}`, 'cannot read');
-  withFile('{ "rpc": ', (file) => assertConfigError(() => loadConfig({ file, env: {} }), `file ${file}`, 'not valid JSON'));
+  withFile('{ "rpc": ', (file) =>
+    assertConfigError(() => loadConfig({ file, env: {} }), `file ${file}`, 'not valid JSON'),
+  );
   withFile('[1, 2]', (file) => assertConfigError(() => loadConfig({ file, env: {} }), `file ${file}`, 'JSON object'));
 });
 
@@ -145,7 +177,10 @@ test('config/dev.json loads', () => {
   const config = loadConfig({ file: repoFile('dev.json'), env: {} });
   assert.equal(config.dataDir, 'data/dev');
   assert.equal(config.sidechain.slotDurationMs, 1000);
-  assert.deepEqual(config.genesis.balances.map((b) => b.account), ['//Alice', '//Bob', '//Charlie', '//Dave', '//Eve', '//Ferdie']);
+  assert.deepEqual(
+    config.genesis.balances.map((b) => b.account),
+    ['//Alice', '//Bob', '//Charlie', '//Dave', '//Eve', '//Ferdie'],
+  );
   assert.ok(config.genesis.balances.every((b) => b.amount === 1_000_000_000_000n));
 });
 
@@ -162,6 +197,7 @@ test('config/example.jsonc loads, equals the defaults and documents every field'
     assert.notEqual(node, undefined, `example.jsonc lacks ${path}`);
   }
   lines.forEach((line, i) => {
-    if (/^\s*"\w+":/.test(line)) assert.ok(lines[i - 1].trimStart().startsWith('//'), `example.jsonc: no comment above ${line.trim()}`);
+    if (/^\s*"\w+":/.test(line))
+      assert.ok(lines[i - 1].trimStart().startsWith('//'), `example.jsonc: no comment above ${line.trim()}`);
   });
 });

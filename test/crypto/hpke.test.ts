@@ -12,11 +12,17 @@ test('hmacSha256 matches node createHmac for short and long keys', () => {
   for (const keyLen of [0, 16, 32, 64, 65, 100]) {
     const key = new Uint8Array(keyLen).fill(7);
     const msg = te.encode('message ' + keyLen);
-    assert.deepEqual(Buffer.from(hmacSha256(key, msg.subarray(0, 3), msg.subarray(3))), createHmac('sha256', key).update(msg).digest());
+    assert.deepEqual(
+      Buffer.from(hmacSha256(key, msg.subarray(0, 3), msg.subarray(3))),
+      createHmac('sha256', key).update(msg).digest(),
+    );
   }
 });
 
-for (const [aeadId, Aead] of [[0x0001, Aes128Gcm], [0x0002, Aes256Gcm]] as const) {
+for (const [aeadId, Aead] of [
+  [0x0001, Aes128Gcm],
+  [0x0002, Aes256Gcm],
+] as const) {
   const lib = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aead() });
   const info = te.encode('validateer/test');
   const ours = new HpkeSuite(info, aeadId);
@@ -35,7 +41,8 @@ for (const [aeadId, Aead] of [[0x0001, Aes128Gcm], [0x0002, Aes256Gcm]] as const
     const { enc, ct } = await lib.seal({ recipientPublicKey, info: ab(info) }, ab(te.encode('from the client')));
     const opened = ours.open(kp, new Uint8Array(enc), new Uint8Array(ct));
     assert.equal(new TextDecoder().decode(opened!), 'from the client');
-    const bad = new Uint8Array(ct); bad[0] ^= 1;
+    const bad = new Uint8Array(ct);
+    bad[0] ^= 1;
     assert.equal(ours.open(kp, new Uint8Array(enc), bad), null);
     assert.equal(ours.open(kp, new Uint8Array(31), new Uint8Array(ct)), null);
     assert.equal(ours.open(kp, new Uint8Array(32), new Uint8Array(ct)), null, 'all-zero (low order) enc is refused');

@@ -14,7 +14,10 @@ async function configFile(content: unknown): Promise<{ file: string; dataDir: st
   const dataDir = join(dir, 'data');
   const file = join(dir, 'config.json');
   const base = { dataDir, rpc: { port: await freePort() }, metrics: { port: await freePort() } };
-  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(merge(base, content as Record<string, unknown>), null, 2));
+  writeFileSync(
+    file,
+    typeof content === 'string' ? content : JSON.stringify(merge(base, content as Record<string, unknown>), null, 2),
+  );
   return { file, dataDir };
 }
 
@@ -22,7 +25,10 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
   const out = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k];
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object' ? merge(cur as Record<string, unknown>, v as Record<string, unknown>) : v;
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && cur && typeof cur === 'object'
+        ? merge(cur as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
   }
   return out;
 }
@@ -42,7 +48,11 @@ test('an invalid field (rpc.port: 70000) exits non-zero naming rpc.port', async 
 });
 
 test('all problems are reported at once', async () => {
-  const { file, dataDir } = await configFile({ rpc: { port: -1 }, sidechain: { slotDurationMs: 'fast' }, genesis: { balances: [{ account: '//Alice', amount: '-5' }] } });
+  const { file, dataDir } = await configFile({
+    rpc: { port: -1 },
+    sidechain: { slotDurationMs: 'fast' },
+    genesis: { balances: [{ account: '//Alice', amount: '-5' }] },
+  });
   const r = await runCli(['run', '--config', file], { timeoutMs: 20_000 });
   assertRejected(r, /rpc\.port/, /sidechain\.slotDurationMs/, /genesis\.balances\[0\]\.amount/);
   assert.ok(!existsSync(dataDir));
@@ -66,7 +76,12 @@ test('a config file that is not JSON is a clear error', async () => {
   const { file } = await configFile('{ "rpc": { "port": 2000, } ');
   const r = await runCli(['run', '--config', file], { timeoutMs: 20_000 });
   // Clear: the code, the file and where in it the JSON breaks; no stack trace.
-  assertRejected(r, /CONFIG_INVALID/, new RegExp(`file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON`), /line 1 column \d+/);
+  assertRejected(
+    r,
+    /CONFIG_INVALID/,
+    new RegExp(`file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON`),
+    /line 1 column \d+/,
+  );
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 });
 

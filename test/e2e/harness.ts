@@ -3,7 +3,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +37,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `fn` until it returns a value other than undefined/false; throws with `what` on timeout. */
-export async function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 30_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 30_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
@@ -38,7 +53,9 @@ export async function waitFor<T>(fn: () => T | undefined | false | Promise<T | u
       lastErr = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`,
+      );
     }
     await sleep(intervalMs);
   }
@@ -119,7 +136,10 @@ export interface StartNodeOptions {
   args?: string[];
 }
 
-export interface ExitInfo { code: number | null; signal: NodeJS.Signals | null }
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
 
 export interface NodeHandle {
   rpcUrl: string;
@@ -155,7 +175,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
+  for (const [k, v] of Object.entries(b))
+    out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
   return out;
 }
 
@@ -173,15 +194,18 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
     args.push('--data-dir', dataDir, '--rpc-port', String(rpcPort), '--metrics-port', String(metricsPort));
     if (opts.slotMs !== undefined) args.push('--slot-ms', String(opts.slotMs));
   } else {
-    const config = deepMerge({
-      dataDir,
-      rpc: { host: '127.0.0.1', port: rpcPort },
-      metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
-      enclave: { workers: 1 },
-      sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
-      genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
-      log: { level: 'info' },
-    }, opts.extraConfig ?? {});
+    const config = deepMerge(
+      {
+        dataDir,
+        rpc: { host: '127.0.0.1', port: rpcPort },
+        metrics: { enabled: true, host: '127.0.0.1', port: metricsPort },
+        enclave: { workers: 1 },
+        sidechain: { slotDurationMs: opts.slotMs ?? 200, snapshotInterval: 10 },
+        genesis: { balances: GENESIS_ACCOUNTS.map((account) => ({ account, amount: GENESIS_AMOUNT.toString() })) },
+        log: { level: 'info' },
+      },
+      opts.extraConfig ?? {},
+    );
     writeFileSync(configFile, JSON.stringify(config, null, 2));
   }
   args.push(...(opts.args ?? []));
@@ -209,14 +233,17 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
 
   const stdout = () => readFileSync(logFiles.stdout, 'utf8');
   const stderr = () => readFileSync(logFiles.stderr, 'utf8');
-  const logs = () => stderr().split('\n').flatMap((line) => {
-    if (!line.startsWith('{')) return [];
-    try {
-      return [JSON.parse(line) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
+  const logs = () =>
+    stderr()
+      .split('\n')
+      .flatMap((line) => {
+        if (!line.startsWith('{')) return [];
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
   const kill = async (signal: NodeJS.Signals): Promise<ExitInfo> => {
     if (exitInfo) return exitInfo;
     proc.kill(signal);
@@ -235,41 +262,82 @@ export async function startNode(opts: StartNodeOptions = {}): Promise<NodeHandle
 
   try {
     // The banner names the endpoints; readiness means the node has authored a block.
-    const banner = await waitFor(() => {
-      if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)}): ${stderr().slice(-2000)}`);
-      const text = stdout();
-      const rpc = /JSON-RPC\s+(ws:\/\/\S+)/.exec(text)?.[1];
-      const metrics = /metrics\s+(http:\/\/\S+)\/metrics/.exec(text)?.[1];
-      return rpc && metrics ? { rpc, metrics } : undefined;
-    }, 'the node banner', READY_TIMEOUT_MS, 50).catch((err: Error) => {
-      if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)}); stderr: ${stderr().slice(-2000)}`, { cause: err });
+    const banner = await waitFor(
+      () => {
+        if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)}): ${stderr().slice(-2000)}`);
+        const text = stdout();
+        const rpc = /JSON-RPC\s+(ws:\/\/\S+)/.exec(text)?.[1];
+        const metrics = /metrics\s+(http:\/\/\S+)\/metrics/.exec(text)?.[1];
+        return rpc && metrics ? { rpc, metrics } : undefined;
+      },
+      'the node banner',
+      READY_TIMEOUT_MS,
+      50,
+    ).catch((err: Error) => {
+      if (exitInfo)
+        throw new Error(`node exited early (${JSON.stringify(exitInfo)}); stderr: ${stderr().slice(-2000)}`, {
+          cause: err,
+        });
       throw err;
     });
-    if (opts.waitReady !== false) await waitFor(async () => {
-      if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)})`);
-      const res = await fetch(`${banner.metrics}/health/ready`);
-      await res.arrayBuffer();
-      return res.status === 200;
-    }, '/health/ready to answer 200', READY_TIMEOUT_MS, 50);
+    if (opts.waitReady !== false)
+      await waitFor(
+        async () => {
+          if (exitInfo) throw new Error(`node exited early (${JSON.stringify(exitInfo)})`);
+          const res = await fetch(`${banner.metrics}/health/ready`);
+          await res.arrayBuffer();
+          return res.status === 200;
+        },
+        '/health/ready to answer 200',
+        READY_TIMEOUT_MS,
+        50,
+      );
     return {
-      rpcUrl: banner.rpc, metricsUrl: banner.metrics, rpcPort, metricsPort, dataDir, root, configFile, proc, logFiles, exited,
-      stdout, stderr, logs, kill, stop,
+      rpcUrl: banner.rpc,
+      metricsUrl: banner.metrics,
+      rpcPort,
+      metricsPort,
+      dataDir,
+      root,
+      configFile,
+      proc,
+      logFiles,
+      exited,
+      stdout,
+      stderr,
+      logs,
+      kill,
+      stop,
     };
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n--- stdout ---\n${stdout().slice(-2000)}\n--- stderr ---\n${stderr().slice(-4000)}`);
+    throw new Error(
+      `${(err as Error).message}\n--- stdout ---\n${stdout().slice(-2000)}\n--- stderr ---\n${stderr().slice(-4000)}`,
+    );
   }
 }
 
 /** Restarts a node on the same data dir and ports (the previous process must have exited). */
-export function restartNode(prev: NodeHandle, opts: Omit<StartNodeOptions, 'dataDir' | 'root' | 'rpcPort' | 'metricsPort'> = {}): Promise<NodeHandle> {
-  return startNode({ ...opts, dataDir: prev.dataDir, root: prev.root, rpcPort: prev.rpcPort, metricsPort: prev.metricsPort });
+export function restartNode(
+  prev: NodeHandle,
+  opts: Omit<StartNodeOptions, 'dataDir' | 'root' | 'rpcPort' | 'metricsPort'> = {},
+): Promise<NodeHandle> {
+  return startNode({
+    ...opts,
+    dataDir: prev.dataDir,
+    root: prev.root,
+    rpcPort: prev.rpcPort,
+    metricsPort: prev.metricsPort,
+  });
 }
 
 // ---------- the CLI ----------
 
 /** `validateer keys` for each data dir (creating its enclave keys): their signing keys, in order. */
-export async function createEnclaveKeys(dataDirs: string[], opts: { devShardSecrets?: boolean } = {}): Promise<string[]> {
+export async function createEnclaveKeys(
+  dataDirs: string[],
+  opts: { devShardSecrets?: boolean } = {},
+): Promise<string[]> {
   const env = opts.devShardSecrets ? { VALIDATEER_ENCLAVE__DEV_SHARD_SECRETS: 'true' } : undefined;
   const out = await Promise.all(dataDirs.map((d) => runCli(['keys', '--data-dir', d], { env })));
   return out.map((r, i) => {
@@ -278,12 +346,24 @@ export async function createEnclaveKeys(dataDirs: string[], opts: { devShardSecr
   });
 }
 
-export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs `node src/cli/main.ts ...args` to completion (killed after timeoutMs). */
-export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolveRun, reject) => {
-    const proc = spawn(process.execPath, [MAIN, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [MAIN, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: childEnv(opts.env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     running.add(proc);
     let stdout = '';
     let stderr = '';
@@ -316,13 +396,20 @@ export { scrapeMetrics } from '../../src/metrics/scrape.ts';
 export async function startTestPeer(shard: Uint8Array, bootstrap: string[]): Promise<Network> {
   const zero = new Uint8Array(32);
   const peer = await createNetwork({
-    dataDir: tempDir('validateer-test-peer-'), shard, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, limits: DEFAULT_LIMITS,
+    dataDir: tempDir('validateer-test-peer-'),
+    shard,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap,
+    limits: DEFAULT_LIMITS,
     logger: createLogger({ level: 'silent' }),
   });
   await peer.start({
-    onBlock: async () => 'ignore', onCall: async () => 'ignore', onPeerStatus: () => undefined,
+    onBlock: async () => 'ignore',
+    onCall: async () => 'ignore',
+    onPeerStatus: () => undefined,
     status: () => ({ headNumber: 0, headHash: zero, finalizedNumber: 0, finalizedHash: zero }),
-    blocksByRange: async () => [], blocksByHash: async () => [],
+    blocksByRange: async () => [],
+    blocksByHash: async () => [],
   });
   return peer;
 }
@@ -344,12 +431,18 @@ export async function startNodes(opts: StartNodeOptions[]): Promise<NodeHandle[]
 
 /** `count` distinct ports that were free a moment ago (all held open at once while picking, so no two are the same). */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<Server>((resolveServer, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolveServer(srv));
-  })));
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Server>((resolveServer, reject) => {
+          const srv = createServer();
+          srv.unref();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolveServer(srv));
+        }),
+    ),
+  );
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
@@ -380,21 +473,28 @@ export async function freePortRun(count: number): Promise<number> {
 
 // ---------- processes ----------
 
-interface ProcStat { pid: number; ppid: number; pgrp: number; state: string }
+interface ProcStat {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  state: string;
+}
 
 /** Every live process as /proc shows it (Linux); processes that vanish while being read are skipped. */
 export async function processTable(): Promise<ProcStat[]> {
   const pids = readdirSync('/proc').filter((name) => /^\d+$/.test(name));
-  const rows = await Promise.all(pids.map(async (pid) => {
-    try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      // "pid (comm) state ppid pgrp …": comm may contain spaces and parentheses, so split after the last ')'.
-      const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return [{ pid: Number(pid), ppid: Number(ppid), pgrp: Number(pgrp), state }];
-    } catch {
-      return [];
-    }
-  }));
+  const rows = await Promise.all(
+    pids.map(async (pid) => {
+      try {
+        const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+        // "pid (comm) state ppid pgrp …": comm may contain spaces and parentheses, so split after the last ')'.
+        const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return [{ pid: Number(pid), ppid: Number(ppid), pgrp: Number(pgrp), state }];
+      } catch {
+        return [];
+      }
+    }),
+  );
   return rows.flat();
 }
 
@@ -430,7 +530,13 @@ export interface StartDevnetOptions {
   logLevel?: string;
 }
 
-export interface DevnetValidateer { index: number; rpcUrl: string; metricsUrl: string; p2p: string; log: string }
+export interface DevnetValidateer {
+  index: number;
+  rpcUrl: string;
+  metricsUrl: string;
+  p2p: string;
+  log: string;
+}
 
 export interface DevnetHandle {
   proc: ChildProcess;
@@ -467,8 +573,20 @@ export async function startDevnet(opts: StartDevnetOptions = {}): Promise<Devnet
   // One run of ports: rpc (n), metrics (n), p2p (n), then the parentchain.
   const base = await freePortRun(3 * n + 1);
   const args = [
-    MAIN, 'devnet', '--validateers', String(n), '--data-dir', dataDir,
-    '--rpc-port', String(base), '--metrics-port', String(base + n), '--p2p-port', String(base + 2 * n), '--parentchain-port', String(base + 3 * n),
+    MAIN,
+    'devnet',
+    '--validateers',
+    String(n),
+    '--data-dir',
+    dataDir,
+    '--rpc-port',
+    String(base),
+    '--metrics-port',
+    String(base + n),
+    '--p2p-port',
+    String(base + 2 * n),
+    '--parentchain-port',
+    String(base + 3 * n),
   ];
   if (opts.slotMs !== undefined) args.push('--slot-ms', String(opts.slotMs));
   if (opts.blockMs !== undefined) args.push('--block-ms', String(opts.blockMs));
@@ -479,7 +597,12 @@ export async function startDevnet(opts: StartDevnetOptions = {}): Promise<Devnet
   let proc: ChildProcess;
   try {
     // detached: a process group of its own, so the test can tell whether anything it started outlives it.
-    proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv(), stdio: ['ignore', outFd, errFd], detached: true });
+    proc = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: childEnv(),
+      stdio: ['ignore', outFd, errFd],
+      detached: true,
+    });
   } finally {
     closeSync(outFd);
     closeSync(errFd);
@@ -519,18 +642,26 @@ export async function startDevnet(opts: StartDevnetOptions = {}): Promise<Devnet
   };
 
   try {
-    const validateers = await waitFor(() => {
-      if (exitInfo) throw new Error(`devnet exited early (${JSON.stringify(exitInfo)})`);
-      const text = stdout();
-      if (!text.includes('Press Ctrl-C to stop.')) return undefined;
-      return [...text.matchAll(/^ {2}validateer (\d+) +JSON-RPC (\S+) +metrics (\S+)\/metrics +p2p (\S+) +log (\S+)$/gm)]
-        .map((m): DevnetValidateer => ({ index: Number(m[1]), rpcUrl: m[2], metricsUrl: m[3], p2p: m[4], log: m[5] }));
-    }, 'the devnet to print its endpoints', 180_000, 100);
+    const validateers = await waitFor(
+      () => {
+        if (exitInfo) throw new Error(`devnet exited early (${JSON.stringify(exitInfo)})`);
+        const text = stdout();
+        if (!text.includes('Press Ctrl-C to stop.')) return undefined;
+        return [
+          ...text.matchAll(/^ {2}validateer (\d+) +JSON-RPC (\S+) +metrics (\S+)\/metrics +p2p (\S+) +log (\S+)$/gm),
+        ].map((m): DevnetValidateer => ({ index: Number(m[1]), rpcUrl: m[2], metricsUrl: m[3], p2p: m[4], log: m[5] }));
+      },
+      'the devnet to print its endpoints',
+      180_000,
+      100,
+    );
     const parentchain = /^ {2}parentchain +(ws:\/\/\S+)/m.exec(stdout())?.[1];
     if (!parentchain || validateers.length !== n) throw new Error(`unexpected devnet banner:\n${stdout()}`);
     return { proc, pgid, dataDir, parentchain, validateers, exited, stdout, stderr, kill, stop };
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n--- stdout ---\n${stdout().slice(-2000)}\n--- stderr ---\n${stderr().slice(-4000)}`);
+    throw new Error(
+      `${(err as Error).message}\n--- stdout ---\n${stdout().slice(-2000)}\n--- stderr ---\n${stderr().slice(-4000)}`,
+    );
   }
 }

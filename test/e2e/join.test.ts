@@ -7,7 +7,16 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { ValidateerClient, type HeaderJson } from '../../src/client/client.ts';
 import {
-  cleanupTempDirs, freePort, ROOT, scrapeMetrics, startDevnet, startNode, tempDir, waitFor, type DevnetHandle, type NodeHandle,
+  cleanupTempDirs,
+  freePort,
+  ROOT,
+  scrapeMetrics,
+  startDevnet,
+  startNode,
+  tempDir,
+  waitFor,
+  type DevnetHandle,
+  type NodeHandle,
 } from './harness.ts';
 
 const SLOT_MS = 500;
@@ -36,7 +45,8 @@ before(async () => {
   devnet = await startDevnet({ validateers: 3, slotMs: SLOT_MS, blockMs: BLOCK_MS });
   for (const v of devnet.validateers) members.push(await ValidateerClient.connect(v.rpcUrl));
   // As an operator would: join a set that is up, i.e. all three registered and producing.
-  for (const c of members) await waitFor(async () => (await activeMembers(c)).length === 3, 'the devnet\'s three registered', 120_000, 250);
+  for (const c of members)
+    await waitFor(async () => (await activeMembers(c)).length === 3, "the devnet's three registered", 120_000, 250);
   await waitFor(async () => (await members[0].head()).number >= 3, 'the devnet producing blocks', 120_000, 250);
 });
 
@@ -51,7 +61,12 @@ test('validateer join --fund-from //Alice funds its enclave account and register
   assert.ok(devnet);
   const root = tempDir('validateer-join-');
   joiner = await startNode({
-    command: 'join', configFile: DEV_CONFIG, root, dataDir: join(root, 'validateer-4'), slotMs: SLOT_MS, waitReady: false,
+    command: 'join',
+    configFile: DEV_CONFIG,
+    root,
+    dataDir: join(root, 'validateer-4'),
+    slotMs: SLOT_MS,
+    waitReady: false,
     args: ['--parentchain', devnet.parentchain, '--p2p-port', String(await freePort()), '--fund-from', '//Alice'],
   });
   joinerClient = await ValidateerClient.connect(joiner.rpcUrl);
@@ -61,10 +76,15 @@ test('validateer join --fund-from //Alice funds its enclave account and register
   assert.ok(joinerKey, `the joiner's banner names its signing key:\n${out}`);
   const started = Date.now();
   for (const c of [...members, joinerClient]) {
-    const set = await waitFor(async () => {
-      const active = await activeMembers(c);
-      return active.length === 4 ? active : undefined;
-    }, 'four registered, as every validateer sees it', 120_000, 250);
+    const set = await waitFor(
+      async () => {
+        const active = await activeMembers(c);
+        return active.length === 4 ? active : undefined;
+      },
+      'four registered, as every validateer sees it',
+      120_000,
+      250,
+    );
     assert.ok(set.includes(joinerKey), 'the joiner is one of them');
   }
   t.diagnostic(`registered (seen by all) ${Date.now() - started} ms after the join banner`);
@@ -73,46 +93,76 @@ test('validateer join --fund-from //Alice funds its enclave account and register
 test('the joiner gets the shard secrets from a member (attested provisioning)', async () => {
   assert.ok(joiner && joinerClient && devnet);
   // At least once: a joiner asks again if a block names an epoch sealed before its registration counted.
-  await waitFor(async () => (await metric(joiner!.metricsUrl, 'validateer_provisioning_total{role="requester",result="ok"}')) >= 1,
-    'the joiner provisioned', 120_000, 250);
-  assert.ok((await metric(joiner.metricsUrl, 'validateer_attestation_verifications_total{result="ok"}')) >= 1, 'it checked its provider\'s quote');
+  await waitFor(
+    async () => (await metric(joiner!.metricsUrl, 'validateer_provisioning_total{role="requester",result="ok"}')) >= 1,
+    'the joiner provisioned',
+    120_000,
+    250,
+  );
+  assert.ok(
+    (await metric(joiner.metricsUrl, 'validateer_attestation_verifications_total{result="ok"}')) >= 1,
+    "it checked its provider's quote",
+  );
   // One shielding key for the shard: the joiner made keys of its own, so it holds the shard's only if handed over.
   const keyOf = (c: ValidateerClient) => c.rpc.request<{ publicKey: string }>('author_getShieldingKey');
   const shard = (await keyOf(members[0])).publicKey;
-  assert.equal((await waitFor(() => keyOf(joinerClient!), 'the joiner\'s shielding key', 60_000, 250)).publicKey, shard);
+  assert.equal((await waitFor(() => keyOf(joinerClient!), "the joiner's shielding key", 60_000, 250)).publicKey, shard);
   let served = 0;
-  for (const v of devnet.validateers) served += await metric(v.metricsUrl, 'validateer_provisioning_total{role="provider",result="ok"}');
+  for (const v of devnet.validateers)
+    served += await metric(v.metricsUrl, 'validateer_provisioning_total{role="provider",result="ok"}');
   // The devnet's second and third members were provisioned by a member too; the joiner's handover comes on top.
   assert.ok(served >= 3, `the members served the secrets ${served} times: two devnet members and the joiner`);
 });
 
-test('the joiner onboards: its head reaches the others\' and it is on their chain', async () => {
+test("the joiner onboards: its head reaches the others' and it is on their chain", async () => {
   assert.ok(joinerClient);
   const target = (await members[0].head()).number;
-  const n = await waitFor(async () => {
-    const heads = await Promise.all([...members, joinerClient!].map(async (c) => (await c.head()).number));
-    const common = Math.min(...heads);
-    if (common < target) return undefined;
-    const hashes = await Promise.all([...members, joinerClient!].map((c) => blockHash(c, common)));
-    return hashes.every((h) => h !== null && h === hashes[0]) ? common : undefined;
-  }, `the joiner at the devnet's head #${target} or above, on the same chain`, 120_000, 250);
-  const [ours, theirs] = await Promise.all([joinerClient, members[0]].map((c) => c.rpc.request<HeaderJson>('chain_getHeader', [n])));
+  const n = await waitFor(
+    async () => {
+      const heads = await Promise.all([...members, joinerClient!].map(async (c) => (await c.head()).number));
+      const common = Math.min(...heads);
+      if (common < target) return undefined;
+      const hashes = await Promise.all([...members, joinerClient!].map((c) => blockHash(c, common)));
+      return hashes.every((h) => h !== null && h === hashes[0]) ? common : undefined;
+    },
+    `the joiner at the devnet's head #${target} or above, on the same chain`,
+    120_000,
+    250,
+  );
+  const [ours, theirs] = await Promise.all(
+    [joinerClient, members[0]].map((c) => c.rpc.request<HeaderJson>('chain_getHeader', [n])),
+  );
   assert.equal(ours.stateCommitment, theirs.stateCommitment, `the same state at #${n}`);
 });
 
 test('the joiner authors blocks in its slots, and the others import them', async () => {
   assert.ok(joiner);
-  await waitFor(async () => (await metric(joiner!.metricsUrl, 'validateer_sidechain_blocks_produced_total')) > 0, 'a block produced by the joiner', 120_000, 250);
+  await waitFor(
+    async () => (await metric(joiner!.metricsUrl, 'validateer_sidechain_blocks_produced_total')) > 0,
+    'a block produced by the joiner',
+    120_000,
+    250,
+  );
   // One of its blocks on the devnet's chain, as the first member serves it.
-  const authored = await waitFor(async () => {
-    const head = (await members[0].head()).number;
-    for (let n = head; n > Math.max(0, head - 16); n--) {
-      const h = await members[0].rpc.request<HeaderJson | null>('chain_getHeader', [n]);
-      if (h?.author === joinerKey) return h;
-    }
-    return undefined;
-  }, 'a block by the joiner on the first member\'s chain', 120_000, 500);
+  const authored = await waitFor(
+    async () => {
+      const head = (await members[0].head()).number;
+      for (let n = head; n > Math.max(0, head - 16); n--) {
+        const h = await members[0].rpc.request<HeaderJson | null>('chain_getHeader', [n]);
+        if (h?.author === joinerKey) return h;
+      }
+      return undefined;
+    },
+    "a block by the joiner on the first member's chain",
+    120_000,
+    500,
+  );
   for (const c of members) {
-    await waitFor(async () => (await blockHash(c, authored.number)) === authored.hash, `the joiner's block #${authored.number} on every member`, 30_000, 250);
+    await waitFor(
+      async () => (await blockHash(c, authored.number)) === authored.hash,
+      `the joiner's block #${authored.number} on every member`,
+      30_000,
+      250,
+    );
   }
 });

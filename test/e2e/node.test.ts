@@ -12,7 +12,17 @@ import { Sealer } from '../../src/enclave/keys/sealing.ts';
 import { computeMeasurement } from '../../src/enclave/keys/measurement.ts';
 import { loadOrCreateKeys } from '../../src/enclave/keys/keys.ts';
 import {
-  GENESIS_AMOUNT, cleanupTempDirs, filesContaining, listFiles, restartNode, runCli, scrapeMetrics, sleep, startNode, tempDir, waitFor,
+  GENESIS_AMOUNT,
+  cleanupTempDirs,
+  filesContaining,
+  listFiles,
+  restartNode,
+  runCli,
+  scrapeMetrics,
+  sleep,
+  startNode,
+  tempDir,
+  waitFor,
   type NodeHandle,
 } from './harness.ts';
 import { same, toHex } from '../../src/protocol/bytes.ts';
@@ -66,10 +76,14 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     const results: { hash: string; blockHash: string; blockNumber: number }[] = [];
     for (let i = 0; i < amounts.length; i++) {
       const updates: CallUpdate[] = [];
-      const r = await c1.transfer(alice, bob.publicKey, amounts[i], { memo: `hello bob #${i}`, onUpdate: (u) => updates.push(u) });
+      const r = await c1.transfer(alice, bob.publicKey, amounts[i], {
+        memo: `hello bob #${i}`,
+        onUpdate: (u) => updates.push(u),
+      });
       assert.match(r.hash, HASH_RE);
       assert.match(r.blockHash, HASH_RE);
-      if (results.length > 0) assert.ok(r.blockNumber > results[results.length - 1].blockNumber, 'a later transfer lands in a later block');
+      if (results.length > 0)
+        assert.ok(r.blockNumber > results[results.length - 1].blockNumber, 'a later transfer lands in a later block');
       assert.equal(updates[0]?.status, 'ready', `first update is ready: ${JSON.stringify(updates)}`);
       assert.equal(updates[updates.length - 1].status, 'inBlock');
       assert.equal(await c1.nonce(alice), i + 1, 'nonce increments per included call');
@@ -87,13 +101,25 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     // Memos: newest first, with sender, amount and the block that included them.
     const memos = await c1.memos(bob);
     assert.equal(memos.total, 3);
-    assert.deepEqual(memos.items.map((m) => m.text), ['hello bob #2', 'hello bob #1', 'hello bob #0']);
-    assert.deepEqual(memos.items.map((m) => m.amount), [7n, 25_000n, 1_000n]);
-    assert.deepEqual(memos.items.map((m) => Number(m.block)), results.map((r) => r.blockNumber).reverse());
+    assert.deepEqual(
+      memos.items.map((m) => m.text),
+      ['hello bob #2', 'hello bob #1', 'hello bob #0'],
+    );
+    assert.deepEqual(
+      memos.items.map((m) => m.amount),
+      [7n, 25_000n, 1_000n],
+    );
+    assert.deepEqual(
+      memos.items.map((m) => Number(m.block)),
+      results.map((r) => r.blockNumber).reverse(),
+    );
     for (const m of memos.items) assert.ok(eqBytes(m.from, alice.publicKey), 'memo sender is Alice');
     const page = await c1.memos(bob, 1, 1);
     assert.equal(page.total, 3);
-    assert.deepEqual(page.items.map((m) => m.text), ['hello bob #1']);
+    assert.deepEqual(
+      page.items.map((m) => m.text),
+      ['hello bob #1'],
+    );
 
     // A transfer without a memo stores none; Bob's nonce starts at 0.
     const back = await c1.transfer(bob, alice.publicKey, 500n);
@@ -106,10 +132,14 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
 
     // The head keeps growing (empty blocks every slot) and links to its parent.
     const h1 = await c1.head();
-    const h2 = await waitFor(async () => {
-      const h = await c1.head();
-      return h.number >= h1.number + 3 ? h : undefined;
-    }, 'the head to grow by 3 blocks', 20_000);
+    const h2 = await waitFor(
+      async () => {
+        const h = await c1.head();
+        return h.number >= h1.number + 3 ? h : undefined;
+      },
+      'the head to grow by 3 blocks',
+      20_000,
+    );
     const parent = await c1.rpc.request<HeaderJson>('chain_getHeader', [h2.number - 1]);
     assert.equal(h2.parentHash, parent.hash);
     assert.ok(h2.slot > parent.slot);
@@ -186,7 +216,14 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     const senders = await Promise.all(['//Alice', '//Bob', '//Charlie'].map(devAccount));
     // A cycle: everyone sends and receives, so the totals must add up across all three.
     const recipients = [senders[1], senders[2], senders[0]];
-    interface Sent { sender: number; to: number; nonce: number; amount: bigint; hash: string; included?: { blockNumber: number; blockHash: string } }
+    interface Sent {
+      sender: number;
+      to: number;
+      nonce: number;
+      amount: bigint;
+      hash: string;
+      included?: { blockNumber: number; blockHash: string };
+    }
     const log: Sent[] = [];
     let aborted = false;
     let abort!: () => void;
@@ -195,14 +232,17 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
 
     // One in-flight call: resolves with its block, or 'aborted' once the node is being killed.
     // (Not client.transfer(): its watch ignores a dropped connection, see test e.)
-    const watch = (c: ValidateerClient, request: Uint8Array) => new Promise<{ blockNumber: number; blockHash: string } | 'aborted'>((resolve, reject) => {
-      void abortSignal.then(() => resolve('aborted'));
-      c.rpc.subscribe('author_submitAndWatchCall', [toHex(request)], (u) => {
-        const up = u as CallUpdate;
-        if (up.status === 'inBlock') resolve({ blockNumber: up.blockNumber, blockHash: up.blockHash });
-        else if (up.status === 'invalid') reject(new Error(`call rejected: ${up.code} ${up.message}`));
-      }).catch(reject);
-    });
+    const watch = (c: ValidateerClient, request: Uint8Array) =>
+      new Promise<{ blockNumber: number; blockHash: string } | 'aborted'>((resolve, reject) => {
+        void abortSignal.then(() => resolve('aborted'));
+        c.rpc
+          .subscribe('author_submitAndWatchCall', [toHex(request)], (u) => {
+            const up = u as CallUpdate;
+            if (up.status === 'inBlock') resolve({ blockNumber: up.blockNumber, blockHash: up.blockHash });
+            else if (up.status === 'invalid') reject(new Error(`call rejected: ${up.code} ${up.message}`));
+          })
+          .catch(reject);
+      });
 
     const loop = async (i: number) => {
       const c = await connect(n.rpcUrl);
@@ -210,7 +250,12 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
       let nonce = await c.nonce(senders[i]);
       while (!aborted) {
         const amount = BigInt(1_000 + 100 * i + nonce);
-        const { request, hash } = buildTransfer(senders[i], { to: recipients[i].publicKey, amount, memo: `load ${i}/${nonce}`, nonce }, key, key.shard);
+        const { request, hash } = buildTransfer(
+          senders[i],
+          { to: recipients[i].publicKey, amount, memo: `load ${i}/${nonce}`, nonce },
+          key,
+          key.shard,
+        );
         const rec: Sent = { sender: i, to: (i + 1) % 3, nonce, amount, hash: '0x' + hash };
         log.push(rec);
         let r;
@@ -230,7 +275,12 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     const loopsDone = Promise.all(loops);
     await Promise.race([
       // >= 20 calls, and past block 11 so the snapshot at #10 is on disk and the restart can use it.
-      waitFor(() => includedCount >= 20 && log.some((s) => s.included && s.included.blockNumber >= 12), 'at least 20 included calls before the kill', 60_000, 10),
+      waitFor(
+        () => includedCount >= 20 && log.some((s) => s.included && s.included.blockNumber >= 12),
+        'at least 20 included calls before the kill',
+        60_000,
+        10,
+      ),
       loopsDone.then(() => assert.fail('senders stopped before the kill')),
     ]);
     // Aim the kill at block production: slots start at multiples of the slot duration (wall clock),
@@ -247,7 +297,11 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     const maxReported = Math.max(...reported.map((s) => s.included!.blockNumber));
     for (let i = 0; i < 3; i++) {
       const mine = log.filter((s) => s.sender === i);
-      assert.deepEqual(mine.filter((s) => s.included).map((s) => s.nonce), [...Array(mine.filter((s) => s.included).length).keys()], 'reported nonces are contiguous from 0');
+      assert.deepEqual(
+        mine.filter((s) => s.included).map((s) => s.nonce),
+        [...Array(mine.filter((s) => s.included).length).keys()],
+        'reported nonces are contiguous from 0',
+      );
       assert.ok(mine.filter((s) => !s.included).length <= 1, 'at most one call in flight per sender');
     }
 
@@ -255,16 +309,29 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     nodes.push(n2);
     const c = await connect(n2.rpcUrl);
     const head0 = await c.head();
-    assert.ok(head0.number >= maxReported, `head #${head0.number} after restart is at least the highest reported block #${maxReported}`);
+    assert.ok(
+      head0.number >= maxReported,
+      `head #${head0.number} after restart is at least the highest reported block #${maxReported}`,
+    );
 
     // Every call reported in a block is still there, in that very block.
-    const checks = await c.rpc.batch(reported.flatMap((s) => [
-      { method: 'author_callBlock', params: [s.hash] },
-      { method: 'chain_getBlockHash', params: [s.included!.blockNumber] },
-    ]));
+    const checks = await c.rpc.batch(
+      reported.flatMap((s) => [
+        { method: 'author_callBlock', params: [s.hash] },
+        { method: 'chain_getBlockHash', params: [s.included!.blockNumber] },
+      ]),
+    );
     reported.forEach((s, k) => {
-      assert.deepEqual(checks[2 * k], { result: s.included!.blockNumber }, `call ${s.hash} still in block #${s.included!.blockNumber}`);
-      assert.deepEqual(checks[2 * k + 1], { result: s.included!.blockHash }, `block #${s.included!.blockNumber} hash unchanged`);
+      assert.deepEqual(
+        checks[2 * k],
+        { result: s.included!.blockNumber },
+        `call ${s.hash} still in block #${s.included!.blockNumber}`,
+      );
+      assert.deepEqual(
+        checks[2 * k + 1],
+        { result: s.included!.blockHash },
+        `block #${s.included!.blockNumber} hash unchanged`,
+      );
     });
 
     // In-flight calls may or may not have made it; the sender's nonce says which, and the index agrees.
@@ -276,15 +343,20 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
       const where = inflight ? await callBlock(c, inflight.hash) : null;
       if (nonce === done + 1) {
         assert.ok(inflight, `sender ${i}: nonce ${nonce} but no call in flight`);
-        assert.ok(where !== null && where <= head0.number, `sender ${i}: in-flight call counted by the nonce is indexed`);
+        assert.ok(
+          where !== null && where <= head0.number,
+          `sender ${i}: in-flight call counted by the nonce is indexed`,
+        );
         included.push(inflight);
       } else {
         assert.equal(nonce, done, `sender ${i}: nonce equals the number of included calls`);
         assert.equal(where, null, `sender ${i}: in-flight call not counted by the nonce is not indexed either`);
       }
     }
-    t.diagnostic(`killed with ${reported.length} calls reported in blocks (up to #${maxReported}), ${log.length - reported.length} in flight of which ` +
-      `${included.length - reported.length} made it; head after restart #${head0.number}`);
+    t.diagnostic(
+      `killed with ${reported.length} calls reported in blocks (up to #${maxReported}), ${log.length - reported.length} in flight of which ` +
+        `${included.length - reported.length} made it; head after restart #${head0.number}`,
+    );
     for (let i = 0; i < 3; i++) {
       const out = included.filter((s) => s.sender === i).reduce((a, s) => a + s.amount, 0n);
       const into = included.filter((s) => s.to === i).reduce((a, s) => a + s.amount, 0n);
@@ -316,9 +388,14 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     assert.match(n2.stdout(), /stopped cleanly/);
     // (One at a time: the block store is locked by whoever has it open.)
     const verify = await runCli(['replay', '--config', n2.configFile, '--verify'], { timeoutMs: 60_000 });
-    const fromGenesis = await runCli(['replay', '--config', n2.configFile, '--from-genesis', '--json'], { timeoutMs: 60_000 });
+    const fromGenesis = await runCli(['replay', '--config', n2.configFile, '--from-genesis', '--json'], {
+      timeoutMs: 60_000,
+    });
     assert.equal(verify.code, 0, verify.stderr);
-    const rm = /replayed (\d+) blocks to #(\d+) in \d+ ms from genesis; 3 accounts; state commitment of every block verified/.exec(verify.stdout);
+    const rm =
+      /replayed (\d+) blocks to #(\d+) in \d+ ms from genesis; 3 accounts; state commitment of every block verified/.exec(
+        verify.stdout,
+      );
     assert.ok(rm, verify.stdout);
     assert.ok(Number(rm[2]) >= head0.number + 3);
     // The fast path (no per-block check, whole log) reaches the same head and state.
@@ -337,12 +414,19 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     const locked = await runCli(['replay', '--config', n3.configFile], { timeoutMs: 30_000 });
     assert.notEqual(locked.code, 0);
     assert.match(locked.stderr, /STORE_OPEN_FAILED/);
-    assert.equal(await c3.balance(senders[0]), await (async () => {
-      const out = included.filter((s) => s.sender === 0).reduce((a, s) => a + s.amount, 0n) + 1n;
-      const into = included.filter((s) => s.to === 0).reduce((a, s) => a + s.amount, 0n) + 1n;
-      return GENESIS_AMOUNT - out + into;
-    })());
-    await waitFor(async () => (await c3.head()).number > Number(rm[2]) + 2, 'production after the second restart', 20_000);
+    assert.equal(
+      await c3.balance(senders[0]),
+      await (async () => {
+        const out = included.filter((s) => s.sender === 0).reduce((a, s) => a + s.amount, 0n) + 1n;
+        const into = included.filter((s) => s.to === 0).reduce((a, s) => a + s.amount, 0n) + 1n;
+        return GENESIS_AMOUNT - out + into;
+      })(),
+    );
+    await waitFor(
+      async () => (await c3.head()).number > Number(rm[2]) + 2,
+      'production after the second restart',
+      20_000,
+    );
     const sigint = await n3.kill('SIGINT');
     assert.equal(sigint.code, 0, 'SIGINT stops cleanly too');
     assert.match(n3.stdout(), /stopped cleanly/);
@@ -359,12 +443,19 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     // Failure paths too: a rejected call (Dave has nothing) and a replay of an included one.
     // The client reports a refusal at submission like a rejection at block time: code = the reason.
     const rejectedWith = (code: string) => (err: { code?: unknown }) => err.code === code;
-    await assert.rejects(c.transfer(dave, b.publicKey, 5n, { memo: `${memo} rejected` }), rejectedWith('INSUFFICIENT_BALANCE'));
+    await assert.rejects(
+      c.transfer(dave, b.publicKey, 5n, { memo: `${memo} rejected` }),
+      rejectedWith('INSUFFICIENT_BALANCE'),
+    );
     const key = await c.shieldingKey();
     const replay = buildTransfer(a, { to: b.publicKey, amount: 11n, memo, nonce: 0 }, key, key.shard);
     await assert.rejects(c.submitAndWatch(replay.request), rejectedWith('STALE_NONCE'));
     const m = await c.memos(b);
-    assert.deepEqual(m.items.map((x) => x.text), [`${memo} again`, memo], 'the memo is stored (readable through the getter)');
+    assert.deepEqual(
+      m.items.map((x) => x.text),
+      [`${memo} again`, memo],
+      'the memo is stored (readable through the getter)',
+    );
     const shard = (await c.rpc.request<{ shard: string }>('author_getShieldingKey')).shard;
     // Wait past the next snapshot so a sealed snapshot holding the memos is on disk too.
     const snapAt = Math.ceil((r2.blockNumber + 1) / 10) * 10;
@@ -379,7 +470,10 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     assert.ok(existsSync(join(n.dataDir, 'enclave', 'sim-platform-secret')));
     const { keys, created } = loadOrCreateKeys(n.dataDir, Sealer.simulated(n.dataDir, computeMeasurement()));
     assert.equal(created, false);
-    assert.ok(n.stdout().includes(`signing key   ${toHex(keys.signingPublic)}`), 'these are the keys the node ran with');
+    assert.ok(
+      n.stdout().includes(`signing key   ${toHex(keys.signingPublic)}`),
+      'these are the keys the node ran with',
+    );
 
     const secrets: [string, Uint8Array][] = [
       ['Alice seed', a.seed],
@@ -409,7 +503,10 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     // The scan can find things: public data in the store and logs, and every needle in a canary file.
     const shardRaw = Buffer.from(shard.slice(2), 'hex');
     assert.ok(filesContaining(files, shardRaw).length > 0, 'the shard id (raw) is in the block store');
-    assert.ok(filesContaining(files, Buffer.from(r1.blockHash.slice(2), 'hex')).length > 0, 'a block hash (raw) is in the block store');
+    assert.ok(
+      filesContaining(files, Buffer.from(r1.blockHash.slice(2), 'hex')).length > 0,
+      'a block hash (raw) is in the block store',
+    );
     const genesis = n.logs().find((l) => l.msg === 'genesis block created');
     assert.ok(genesis && typeof genesis.hash === 'string');
     assert.ok(filesContaining(files, genesis.hash).includes(n.logFiles.stderr), 'the genesis hash (hex) is in the log');
@@ -422,7 +519,9 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     for (const [name, needle] of needles) {
       assert.deepEqual(filesContaining(files, needle), [], `${name} appears in no file`);
     }
-    t.diagnostic(`scanned ${files.length} files (${files.reduce((a, f) => a + statSync(f).size, 0)} bytes) for ${needles.length} needles`);
+    t.diagnostic(
+      `scanned ${files.length} files (${files.reduce((a, f) => a + statSync(f).size, 0)} bytes) for ${needles.length} needles`,
+    );
   });
 
   test('e. a pending client.transfer() fails promptly when the node dies', async () => {
@@ -431,15 +530,27 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
     const [dave, bob] = await Promise.all(['//Dave', '//Bob'].map(devAccount));
     let subscribed = false;
     // A nonce gap keeps the call pending in the pool ('future'), so it is in flight when the node dies.
-    const pending = c.transfer(dave, bob.publicKey, 0n, { nonce: 5, timeoutMs: 5_000, onUpdate: (u) => { if (u.status === 'future') subscribed = true; } });
-    const outcome = pending.then(() => 'resolved', (err: Error) => err);
+    const pending = c.transfer(dave, bob.publicKey, 0n, {
+      nonce: 5,
+      timeoutMs: 5_000,
+      onUpdate: (u) => {
+        if (u.status === 'future') subscribed = true;
+      },
+    });
+    const outcome = pending.then(
+      () => 'resolved',
+      (err: Error) => err,
+    );
     await waitFor(() => subscribed, 'the call to be pending', 10_000, 10);
     const killedAt = Date.now();
     await n.kill('SIGKILL');
     const err = await outcome;
     const elapsed = Date.now() - killedAt;
     assert.ok(err instanceof Error);
-    assert.ok(elapsed < 2_000, `transfer() should reject soon after the connection drops, took ${elapsed} ms: ${err.message}`);
+    assert.ok(
+      elapsed < 2_000,
+      `transfer() should reject soon after the connection drops, took ${elapsed} ms: ${err.message}`,
+    );
     assert.match(err.message, /clos/);
   });
 });

@@ -17,7 +17,16 @@ import { registrationUserData } from '../../src/enclave/parentchain/registry.ts'
 import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
 import { shieldCall } from '../../src/client/calls.ts';
-import { cleanupTempDirs, restartNode, runCli, scrapeMetrics, startNode, tempDir, waitFor, type NodeHandle } from './harness.ts';
+import {
+  cleanupTempDirs,
+  restartNode,
+  runCli,
+  scrapeMetrics,
+  startNode,
+  tempDir,
+  waitFor,
+  type NodeHandle,
+} from './harness.ts';
 import { bytesView, fromHex, same, toHex } from '../../src/protocol/bytes.ts';
 
 const UNIT = 10n ** 12n;
@@ -37,19 +46,35 @@ async function info(): Promise<ShardInfo> {
 
 /** Waits until the sidechain head builds on parentchain block `n` (its effects are executed). */
 async function processed(n: number): Promise<void> {
-  await waitFor(async () => (await client.head()).parentchain.number >= n, `sidechain at parentchain #${n}`, 90_000, 200);
+  await waitFor(
+    async () => (await client.head()).parentchain.number >= n,
+    `sidechain at parentchain #${n}`,
+    90_000,
+    200,
+  );
 }
 
 /** The node's log lines saying it lost the parentchain connection (the adapter's retries, the scan's outage). */
 function connectionWarnings(): number {
-  return node.logs().filter((l) => l.msg === 'parentchain connection' || l.msg === 'parentchain unreachable; scanning resumes when it is back').length;
+  return node
+    .logs()
+    .filter(
+      (l) =>
+        l.msg === 'parentchain connection' || l.msg === 'parentchain unreachable; scanning resumes when it is back',
+    ).length;
 }
 
 /** Payouts to `beneficiary` waiting in the parentchain's pool: proxy.proxy calls signed by the enclave account that name it. */
 async function pooledPayouts(beneficiary: Uint8Array): Promise<string[]> {
   const pending = await pc.api.rpc.author.pendingExtrinsics();
   return pending
-    .filter((x) => x.isSigned && same(x.signer.toU8a().slice(-32), signingKey) && x.method.section === 'proxy' && bytesView(x.toU8a()).includes(bytesView(beneficiary)))
+    .filter(
+      (x) =>
+        x.isSigned &&
+        same(x.signer.toU8a().slice(-32), signingKey) &&
+        x.method.section === 'proxy' &&
+        bytesView(x.toU8a()).includes(bytesView(beneficiary)),
+    )
     .map((x) => x.hash.toHex());
 }
 
@@ -70,15 +95,30 @@ before(async () => {
   // The enclave account must be funded at parentchain genesis: create its keys first.
   const root = tempDir();
   const dataDir = join(root, 'data');
-  const enclave = await Enclave.start({ dataDir, shard: SHARD, workers: 1, pool: { maxPending: 100, maxNonceAhead: 10, futureTtlMs: 1000 }, authorities: [] });
+  const enclave = await Enclave.start({
+    dataDir,
+    shard: SHARD,
+    workers: 1,
+    pool: { maxPending: 100, maxNonceAhead: 10, futureTtlMs: 1000 },
+    authorities: [],
+  });
   signingKey = (await enclave.call('info', {})).signingKey;
   await enclave.close();
   chain = await startDevChain({
-    host: '127.0.0.1', blockTimeMs: 1000,
-    endowments: [{ publicKey: signingKey, amount: 1_000n * UNIT }, { publicKey: forger.publicKey, amount: 1_000n * UNIT }],
+    host: '127.0.0.1',
+    blockTimeMs: 1000,
+    endowments: [
+      { publicKey: signingKey, amount: 1_000n * UNIT },
+      { publicKey: forger.publicKey, amount: 1_000n * UNIT },
+    ],
   });
   pc = await connectParentchain({ endpoint: chain.endpoint, onWarning: () => undefined });
-  node = await startNode({ root, dataDir, slotMs: 300, extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } } });
+  node = await startNode({
+    root,
+    dataDir,
+    slotMs: 300,
+    extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } },
+  });
   await connectClient();
 });
 
@@ -91,11 +131,19 @@ after(async () => {
 });
 
 test('the validateer registers itself; the registered set and the vault are derived from finalized blocks', async () => {
-  const i = await waitFor(async () => {
-    const s = await info();
-    return s.vault && s.vaultReserveFunded ? s : undefined;
-  }, 'registration, vault and reserve', 90_000, 250);
-  assert.deepEqual(i.validateers?.map((v) => v.signingKey), [toHex(signingKey)]);
+  const i = await waitFor(
+    async () => {
+      const s = await info();
+      return s.vault && s.vaultReserveFunded ? s : undefined;
+    },
+    'registration, vault and reserve',
+    90_000,
+    250,
+  );
+  assert.deepEqual(
+    i.validateers?.map((v) => v.signingKey),
+    [toHex(signingKey)],
+  );
   assert.equal((await pc.balance(fromHex(i.vault!))).free, pc.existentialDeposit());
   const out = await runCli(['client', '--rpc', node.rpcUrl, 'validateers']);
   assert.equal(out.code, 0, out.stderr);
@@ -109,13 +157,29 @@ test('a registration with a forged quote is ignored', async () => {
   const peerId = 'forged';
   const userData = registrationUserData(SHARD, peerId, [], ENCRYPTION_KEY);
   // A quote signed by an attestation authority nobody trusts, binding the forger's key.
-  const quote = simulatedProvider(new Uint8Array(32).fill(1), new Uint8Array(32).fill(2), new Uint8Array(32).fill(9))
-    .quote(new Uint8Array([...forger.publicKey, ...userData]));
-  const remark = encodeMessage({ tag: 'register', value: { shard: SHARD, quote, signingKey: forger.publicKey, p2pAddresses: [], peerId, encryptionKey: ENCRYPTION_KEY } });
+  const quote = simulatedProvider(
+    new Uint8Array(32).fill(1),
+    new Uint8Array(32).fill(2),
+    new Uint8Array(32).fill(9),
+  ).quote(new Uint8Array([...forger.publicKey, ...userData]));
+  const remark = encodeMessage({
+    tag: 'register',
+    value: {
+      shard: SHARD,
+      quote,
+      signingKey: forger.publicKey,
+      p2pAddresses: [],
+      peerId,
+      encryptionKey: ENCRYPTION_KEY,
+    },
+  });
   const r = await pc.submit(forger, { kind: 'remark', remark }, { waitFor: 'finalized' });
   assert.ok(r.success);
   await processed(r.blockNumber);
-  assert.deepEqual((await info()).validateers?.map((v) => v.signingKey), [toHex(signingKey)]);
+  assert.deepEqual(
+    (await info()).validateers?.map((v) => v.signingKey),
+    [toHex(signingKey)],
+  );
   const m = await scrapeMetrics(node.metricsUrl);
   assert.ok((m.get('validateer_parentchain_messages_total{kind="ignored"}') ?? 0) >= 1);
 });
@@ -138,7 +202,10 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
   const bob = await devAccount('//Bob');
   const dave = await devAccount('//Dave');
   const [bobBefore, daveBefore] = [await client.balance(bob), await client.balance(dave)];
-  const out = await runCli(['client', '--rpc', node.rpcUrl, 'invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'], { timeoutMs: 120_000 });
+  const out = await runCli(
+    ['client', '--rpc', node.rpcUrl, 'invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    { timeoutMs: 120_000 },
+  );
   assert.equal(out.code, 0, out.stderr);
   assert.match(out.stdout, /included in sidechain block #\d+/);
   const m = /parentchain block #(\d+)/.exec(out.stdout)!;
@@ -149,7 +216,9 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
 
 test('unshield burns on the sidechain and the vault pays the beneficiary exactly once (CLI)', async () => {
   const before = (await pc.balance(charlieParent)).free;
-  const out = await runCli(['client', '--rpc', node.rpcUrl, 'unshield', '//Bob', '//Charlie', String(UNIT)], { timeoutMs: 200_000 });
+  const out = await runCli(['client', '--rpc', node.rpcUrl, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
+    timeoutMs: 200_000,
+  });
   assert.equal(out.code, 0, out.stderr);
   assert.match(out.stdout, /paid \d+ to/);
   assert.equal((await pc.balance(charlieParent)).free, before + UNIT);
@@ -161,7 +230,12 @@ test('unshield burns on the sidechain and the vault pays the beneficiary exactly
 });
 
 test('anchors on the parentchain match the sidechain block hashes and make blocks final', async () => {
-  const f = await waitFor(async () => (await info()).finalized ?? undefined, 'a finalized sidechain block', 90_000, 250);
+  const f = await waitFor(
+    async () => (await info()).finalized ?? undefined,
+    'a finalized sidechain block',
+    90_000,
+    250,
+  );
   assert.equal(f.number % 5, 0);
   assert.equal(await client.rpc.request('chain_getFinalizedHead', []), f.hash);
   const anchored = (await info()).lastAnchor!;
@@ -195,7 +269,10 @@ test('a parentchain RPC outage in the middle of activity loses nothing and does 
   const head = (await pc.finalizedHead()).number;
   await processed(head);
   assert.ok(head > headBefore, `parentchain blocks were built during the outage (#${headBefore} -> #${head})`);
-  assert.ok(connectionWarnings() > warningsBefore, 'the node lost the parentchain connection (and said so) and recovered');
+  assert.ok(
+    connectionWarnings() > warningsBefore,
+    'the node lost the parentchain connection (and said so) and recovered',
+  );
   assert.equal(await client.balance(eve), before + 2n * UNIT, 'credited exactly once');
   assert.equal(BigInt((await info()).shieldedSupply!), 6n * UNIT);
 });
@@ -210,23 +287,36 @@ test('a kill -9 after the payout is signed and sent, before it is included, lead
   // node's anchors), each time letting the node import it, until the payout it signs waits in the pool.
   await chain.pauseBlocks();
   try {
-    const pooled = await waitFor(async () => {
-      // Look for the payout before building a block: a block built while it is in the pool would include it.
-      const found = await waitFor(async () => {
-        const p = await pooledPayouts(ferdie);
-        return p.length > 0 ? p : undefined;
-      }, 'a payout in the pool', 5_000, 100).catch(() => undefined);
-      if (found) return found;
-      const n = await chain.newBlock();
-      await waitFor(async () => (await processedNumber()) >= n, `the node at parentchain #${n}`, 30_000, 100);
-      return undefined;
-    }, 'the payout signed and waiting in the pool', 120_000, 0);
+    const pooled = await waitFor(
+      async () => {
+        // Look for the payout before building a block: a block built while it is in the pool would include it.
+        const found = await waitFor(
+          async () => {
+            const p = await pooledPayouts(ferdie);
+            return p.length > 0 ? p : undefined;
+          },
+          'a payout in the pool',
+          5_000,
+          100,
+        ).catch(() => undefined);
+        if (found) return found;
+        const n = await chain.newBlock();
+        await waitFor(async () => (await processedNumber()) >= n, `the node at parentchain #${n}`, 30_000, 100);
+        return undefined;
+      },
+      'the payout signed and waiting in the pool',
+      120_000,
+      0,
+    );
     await node.kill('SIGKILL');
     // Where the kill landed: the payout is signed and submitted, and not in any block.
     assert.equal(pooled.length, 1, 'one payout signed');
     assert.deepEqual(await pooledPayouts(ferdie), pooled, 'the payout still waits in the pool after the kill');
     assert.equal((await pc.balance(ferdie)).free, before, 'not paid yet');
-    node = await restartNode(node, { slotMs: 300, extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } } });
+    node = await restartNode(node, {
+      slotMs: 300,
+      extraConfig: { parentchain: { endpoint: chain.endpoint, anchorInterval: 5 } },
+    });
     await connectClient();
     assert.equal((await info()).unpaidWithdrawals, 1, 'the restarted node still owes the withdrawal');
     assert.deepEqual(await pooledPayouts(ferdie), pooled, 'the restarted node did not sign another payout');

@@ -11,7 +11,12 @@ import { ShieldedRequest } from '../../src/protocol/wire.ts';
 import { GENESIS_AMOUNT, cleanupTempDirs, scrapeMetrics, startNode, waitFor, type NodeHandle } from './harness.ts';
 import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 
-interface Reply { jsonrpc: string; id: number | string | null; result?: unknown; error?: { code: number; message: string; data?: unknown } }
+interface Reply {
+  jsonrpc: string;
+  id: number | string | null;
+  result?: unknown;
+  error?: { code: number; message: string; data?: unknown };
+}
 
 /** One raw WebSocket with its replies queued, so each test can wait for the one it expects. */
 class RawConn {
@@ -56,7 +61,9 @@ class RawConn {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`no matching reply within ${timeoutMs} ms; inbox: ${JSON.stringify(this.inbox).slice(0, 500)}`));
+        reject(
+          new Error(`no matching reply within ${timeoutMs} ms; inbox: ${JSON.stringify(this.inbox).slice(0, 500)}`),
+        );
       }, timeoutMs);
       const done = () => {
         clearTimeout(timer);
@@ -158,7 +165,12 @@ test('bad params -> -32602', async () => {
 });
 
 test('an oversized frame (> 1 MiB) -> -32600, and the node keeps serving', async () => {
-  const big = JSON.stringify({ jsonrpc: '2.0', id: 'big', method: 'author_submitCall', params: ['0x' + 'ab'.repeat(600 * 1024)] });
+  const big = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 'big',
+    method: 'author_submitCall',
+    params: ['0x' + 'ab'.repeat(600 * 1024)],
+  });
   assert.ok(Buffer.byteLength(big) > 1 << 20);
   conn.sendText(big);
   const r = await conn.next((x) => x.id === null);
@@ -187,12 +199,19 @@ test('garbage for our shard -> -32010 DECODE_FAILED / DECRYPT_FAILED; another sh
   const keyIdLe = Buffer.alloc(4);
   keyIdLe.writeUInt32LE(keyId);
   for (const len of [40, 64, 100, 333]) {
-    e = await conn.error('author_submitCall', ['0x' + shardHex + keyIdLe.toString('hex') + randomBytes(len).toString('hex')]);
+    e = await conn.error('author_submitCall', [
+      '0x' + shardHex + keyIdLe.toString('hex') + randomBytes(len).toString('hex'),
+    ]);
     assert.equal(e.code, -32010, e.message);
     assert.ok(['DECODE_FAILED', 'DECRYPT_FAILED'].includes((e.data as { code: string }).code), JSON.stringify(e));
   }
   // A well-formed envelope whose ciphertext is random: decryption fails.
-  const envelope = ShieldedRequest.enc({ shard: fromHex(shard), keyId, enc: new Uint8Array(randomBytes(32)), ciphertext: new Uint8Array(randomBytes(120)) });
+  const envelope = ShieldedRequest.enc({
+    shard: fromHex(shard),
+    keyId,
+    enc: new Uint8Array(randomBytes(32)),
+    ciphertext: new Uint8Array(randomBytes(120)),
+  });
   e = await conn.error('author_submitCall', [toHex(envelope)]);
   assert.equal(e.code, -32010, e.message);
   assert.equal((e.data as { code: string }).code, 'DECRYPT_FAILED');
@@ -209,7 +228,12 @@ test('garbage for our shard -> -32010 DECODE_FAILED / DECRYPT_FAILED; another sh
 test('a replayed call -> -32010 STALE_NONCE or DUPLICATE; it executes exactly once; balances otherwise unchanged', async () => {
   const key = await client.shieldingKey();
   const nonce = await client.nonce(alice);
-  const { request, hash } = buildTransfer(alice, { to: bob.publicKey, amount: 4_242n, memo: 'once', nonce }, key, key.shard);
+  const { request, hash } = buildTransfer(
+    alice,
+    { to: bob.publicKey, amount: 4_242n, memo: 'once', nonce },
+    key,
+    key.shard,
+  );
   const hex = toHex(request);
   const first = await conn.call('author_submitCall', [hex]);
   assert.equal(first.result, '0x' + hash);
@@ -217,10 +241,14 @@ test('a replayed call -> -32010 STALE_NONCE or DUPLICATE; it executes exactly on
   let e = await conn.error('author_submitCall', [hex]);
   assert.equal(e.code, -32010);
   assert.ok(['DUPLICATE', 'STALE_NONCE'].includes((e.data as { code: string }).code), JSON.stringify(e));
-  const block = await waitFor(async () => {
-    const r = await conn.call('author_callBlock', ['0x' + hash]);
-    return typeof r.result === 'number' ? r.result : undefined;
-  }, 'the call to be included', 20_000);
+  const block = await waitFor(
+    async () => {
+      const r = await conn.call('author_callBlock', ['0x' + hash]);
+      return typeof r.result === 'number' ? r.result : undefined;
+    },
+    'the call to be included',
+    20_000,
+  );
   assert.ok(block > 0);
   // After inclusion: the exact same bytes again.
   e = await conn.error('author_submitCall', [hex]);
@@ -251,7 +279,10 @@ test('the metrics count the rejected calls and failed requests', async () => {
   assert.ok(m.get('validateer_calls_total{result="invalid"}')! >= 7, 'garbage and replayed calls');
   assert.equal(m.get('validateer_calls_total{result="included"}'), 1);
   assert.ok(m.get('validateer_rpc_requests_total{method="author_submitCall",outcome="error"}')! >= 10);
-  assert.ok(m.get('validateer_rpc_requests_total{method="other",outcome="error"}')! >= 1, 'unknown methods, under a bounded label');
+  assert.ok(
+    m.get('validateer_rpc_requests_total{method="other",outcome="error"}')! >= 1,
+    'unknown methods, under a bounded label',
+  );
 });
 
 test('validateer_rpc_connections counts open connections', async () => {

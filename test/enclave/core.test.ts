@@ -7,7 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
-import { ShieldedRequest, TrustedCallSigned, MAX_MEMO_BYTES, type GetterReply, type TrustedCall, type TrustedGetter } from '../../src/protocol/wire.ts';
+import {
+  ShieldedRequest,
+  TrustedCallSigned,
+  MAX_MEMO_BYTES,
+  type GetterReply,
+  type TrustedCall,
+  type TrustedGetter,
+} from '../../src/protocol/wire.ts';
 import { SignedBlock } from '../../src/protocol/block.ts';
 import { x25519Generate } from '../../src/crypto/primitives.ts';
 import { codeOf } from '../helpers/errors.ts';
@@ -49,11 +56,23 @@ const ALICE_START = 1000n;
 const BOB_START = 500n;
 
 /** A started chain: core with genesis of //Alice and //Bob; `blocks` collects every committed block. */
-interface Chain { core: EnclaveCore; key: ShieldingKey; blocks: Uint8Array[]; dataDir: string; slot: bigint }
+interface Chain {
+  core: EnclaveCore;
+  key: ShieldingKey;
+  blocks: Uint8Array[];
+  dataDir: string;
+  slot: bigint;
+}
 
 function startChain(dataDir = tempDir()): Chain {
   const core = open(dataDir);
-  const g = core.genesis([{ account: alice.publicKey, amount: ALICE_START }, { account: bob.publicKey, amount: BOB_START }], Date.now());
+  const g = core.genesis(
+    [
+      { account: alice.publicKey, amount: ALICE_START },
+      { account: bob.publicKey, amount: BOB_START },
+    ],
+    Date.now(),
+  );
   return { core, key: keyOf(core), blocks: [g.block], dataDir, slot: 1n };
 }
 
@@ -107,7 +126,6 @@ function assertStateUnchanged(c: Chain, before: { balance: bigint; nonce: number
   assert.deepEqual(snapshotOf(c.core, accounts), before);
 }
 
-
 function flip(b: Uint8Array, i: number): Uint8Array {
   const out = new Uint8Array(b);
   out[i < 0 ? out.length + i : i] ^= 0x01;
@@ -135,20 +153,36 @@ test('info and genesis: keys, endowments, block 0', async () => {
     assert.equal(balance(c.core, bob), BOB_START);
     assert.equal(balance(c.core, charlie), 0n);
     assert.equal(nonce(c.core, alice), 0);
-    assert.equal(codeOf(() => c.core.genesis([], Date.now())), 'ALREADY_INITIALISED');
+    assert.equal(
+      codeOf(() => c.core.genesis([], Date.now())),
+      'ALREADY_INITIALISED',
+    );
   });
 });
 
 test('propose before genesis fails NOT_INITIALISED; commit of an unknown hash fails NO_SUCH_PROPOSAL', async () => {
   const core = open(tempDir());
   try {
-    assert.equal(codeOf(() => core.propose({ slot: 1n, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_INITIALISED');
+    assert.equal(
+      codeOf(() => core.propose({ slot: 1n, timestampMs: Date.now(), maxCalls: 10 })),
+      'NOT_INITIALISED',
+    );
     core.genesis([{ account: alice.publicKey, amount: 1n }], Date.now());
-    assert.equal(codeOf(() => core.commit(new Uint8Array(32))), 'NO_SUCH_PROPOSAL');
+    assert.equal(
+      codeOf(() => core.commit(new Uint8Array(32))),
+      'NO_SUCH_PROPOSAL',
+    );
     const p = core.propose({ slot: 1n, timestampMs: Date.now(), maxCalls: 10 });
-    assert.equal(codeOf(() => core.commit(new Uint8Array(32))), 'NO_SUCH_PROPOSAL');
+    assert.equal(
+      codeOf(() => core.commit(new Uint8Array(32))),
+      'NO_SUCH_PROPOSAL',
+    );
     core.commit(p.hash);
-    assert.equal(codeOf(() => core.commit(p.hash)), 'NO_SUCH_PROPOSAL', 'a proposal commits once');
+    assert.equal(
+      codeOf(() => core.commit(p.hash)),
+      'NO_SUCH_PROPOSAL',
+      'a proposal commits once',
+    );
   } finally {
     await core.close();
   }
@@ -160,7 +194,11 @@ test('transfers are submitted, proposed, committed; getters read balance, nonce 
     const t2 = transfer(c, alice, bob, 50n, 1, 'm2');
     const t3 = transfer(c, bob, charlie, 25n, 0);
     const res = await c.core.submit([t1.request, t2.request, t3.request], Date.now());
-    assert.deepEqual(res, [{ hash: t1.hash, status: 'ready' }, { hash: t2.hash, status: 'ready' }, { hash: t3.hash, status: 'ready' }]);
+    assert.deepEqual(res, [
+      { hash: t1.hash, status: 'ready' },
+      { hash: t2.hash, status: 'ready' },
+      { hash: t3.hash, status: 'ready' },
+    ]);
     assert.equal(c.core.status().poolSize, 3);
 
     // not applied before commit
@@ -189,12 +227,27 @@ test('transfers are submitted, proposed, committed; getters read balance, nonce 
     produce(c);
     const m = memos(c.core, bob);
     assert.equal(m.total, 3);
-    assert.deepEqual(m.items.map((x) => x.text), ['m3', 'm2', 'm1']);
-    assert.deepEqual(m.items.map((x) => x.amount), [7n, 50n, 100n]);
-    assert.deepEqual(m.items.map((x) => x.block), [2n, 1n, 1n]);
+    assert.deepEqual(
+      m.items.map((x) => x.text),
+      ['m3', 'm2', 'm1'],
+    );
+    assert.deepEqual(
+      m.items.map((x) => x.amount),
+      [7n, 50n, 100n],
+    );
+    assert.deepEqual(
+      m.items.map((x) => x.block),
+      [2n, 1n, 1n],
+    );
     assert.ok(m.items.every((x) => hex(x.from) === hex(alice.publicKey)));
-    assert.deepEqual(memos(c.core, bob, 1, 1).items.map((x) => x.text), ['m2']);
-    assert.deepEqual(memos(c.core, bob, 2, 5).items.map((x) => x.text), ['m1']);
+    assert.deepEqual(
+      memos(c.core, bob, 1, 1).items.map((x) => x.text),
+      ['m2'],
+    );
+    assert.deepEqual(
+      memos(c.core, bob, 2, 5).items.map((x) => x.text),
+      ['m1'],
+    );
     assert.deepEqual(memos(c.core, bob, 3, 5).items, []);
     assert.equal(memos(c.core, alice).total, 0);
     assert.equal(memos(c.core, charlie).total, 0, 'a transfer without memo stores none');
@@ -207,7 +260,10 @@ test('self-transfer with memo via the enclave', async () => {
     assert.equal(produce(c).included.length, 1);
     assert.equal(balance(c.core, alice), ALICE_START);
     assert.equal(nonce(c.core, alice), 1);
-    assert.deepEqual(memos(c.core, alice).items.map((x) => x.text), ['self']);
+    assert.deepEqual(
+      memos(c.core, alice).items.map((x) => x.text),
+      ['self'],
+    );
   });
 });
 
@@ -227,8 +283,14 @@ test('future calls wait for the gap to be filled', async () => {
 test('maxCalls limits the calls per block; the rest stays pending', async () => {
   await withChain(async (c) => {
     const ts = [0, 1, 2, 3].map((n) => transfer(c, alice, bob, 1n, n));
-    await c.core.submit(ts.map((t) => t.request), Date.now());
-    assert.deepEqual(produce(c, 3).included, ts.slice(0, 3).map((t) => t.hash));
+    await c.core.submit(
+      ts.map((t) => t.request),
+      Date.now(),
+    );
+    assert.deepEqual(
+      produce(c, 3).included,
+      ts.slice(0, 3).map((t) => t.hash),
+    );
     assert.equal(c.core.status().poolSize, 1);
     assert.deepEqual(produce(c, 3).included, [ts[3].hash]);
     assert.equal(nonce(c.core, alice), 4);
@@ -239,13 +301,25 @@ test('a contiguous run of ready calls is not dropped as NONCE_GAP_EXPIRED when b
   await withChain(async (c) => {
     const t0 = Date.now();
     const ts = [0, 1, 2].map((n) => transfer(c, alice, bob, 1n, n));
-    const res = await c.core.submit(ts.map((t) => t.request), t0);
-    assert.deepEqual(res.map((r) => r.status), ['ready', 'ready', 'ready']);
+    const res = await c.core.submit(
+      ts.map((t) => t.request),
+      t0,
+    );
+    assert.deepEqual(
+      res.map((r) => r.status),
+      ['ready', 'ready', 'ready'],
+    );
     // the next block comes later than futureTtlMs (e.g. a slow slot or a backlog): nothing has a gap
     const p = c.core.propose({ slot: c.slot++, timestampMs: t0 + POOL.futureTtlMs + 1, maxCalls: 100 });
     c.core.commit(p.hash);
-    assert.deepEqual(p.rejected.map((r) => r.code), []);
-    assert.deepEqual(p.included, ts.map((t) => t.hash));
+    assert.deepEqual(
+      p.rejected.map((r) => r.code),
+      [],
+    );
+    assert.deepEqual(
+      p.included,
+      ts.map((t) => t.hash),
+    );
     assert.equal(nonce(c.core, alice), 3);
   });
 });
@@ -265,7 +339,10 @@ test('a future call whose gap is not filled within futureTtlMs is dropped with N
     assert.deepEqual(p.rejected, []);
     p = c.core.propose({ slot: c.slot++, timestampMs: t0 + POOL.futureTtlMs + 1000, maxCalls: 100 });
     c.core.commit(p.hash);
-    assert.deepEqual(p.rejected.map((r) => [r.hash, r.code]), [[gap.hash, 'NONCE_GAP_EXPIRED']]);
+    assert.deepEqual(
+      p.rejected.map((r) => [r.hash, r.code]),
+      [[gap.hash, 'NONCE_GAP_EXPIRED']],
+    );
     assert.equal(c.core.status().poolSize, 0);
     assert.equal(nonce(c.core, alice), 0);
   });
@@ -276,7 +353,10 @@ test('a future call whose gap is not filled within futureTtlMs is dropped with N
 test('rejection: bad signature (flipped signature byte, or call altered after signing)', async () => {
   await withChain(async (c) => {
     const before = snapshotOf(c.core, [alice, bob]);
-    const call: TrustedCall = { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 10n, memo: undefined } };
+    const call: TrustedCall = {
+      tag: 'transfer',
+      value: { from: alice.publicKey, to: bob.publicKey, amount: 10n, memo: undefined },
+    };
     const signed = signCall(alice, call, 0, SHARD);
     const badSig = shield(flip(signed, -1), c.key, SHARD);
     const badSig2 = shield(flip(signed, signed.length - 40), c.key, SHARD);
@@ -285,7 +365,10 @@ test('rejection: bad signature (flipped signature byte, or call altered after si
     const altered = TrustedCallSigned.enc({ ...dec, call: { ...call, value: { ...call.value, amount: 999n } } });
     // a call claiming to be from bob signed by alice
     const impostor = signCall(alice, { tag: 'transfer', value: { ...call.value, from: bob.publicKey } }, 0, SHARD);
-    const res = await c.core.submit([badSig, badSig2, shield(altered, c.key, SHARD), shield(impostor, c.key, SHARD)], Date.now());
+    const res = await c.core.submit(
+      [badSig, badSig2, shield(altered, c.key, SHARD), shield(impostor, c.key, SHARD)],
+      Date.now(),
+    );
     for (const r of res) {
       assert.equal(r.status, 'invalid');
       assert.equal(r.code, 'BAD_SIGNATURE');
@@ -304,7 +387,13 @@ test('rejection: stale nonce after inclusion (also an exact replay of the includ
     assert.deepEqual(before[0], { balance: ALICE_START - 10n, nonce: 1 });
     const again = transfer(c, alice, bob, 20n, 0);
     const res = await c.core.submit([again.request, t.request], Date.now());
-    assert.deepEqual(res.map((r) => [r.status, r.code]), [['invalid', 'STALE_NONCE'], ['invalid', 'STALE_NONCE']]);
+    assert.deepEqual(
+      res.map((r) => [r.status, r.code]),
+      [
+        ['invalid', 'STALE_NONCE'],
+        ['invalid', 'STALE_NONCE'],
+      ],
+    );
     assert.equal(res[0].hash, again.hash);
     assertStateUnchanged(c, before, [alice, bob]);
   });
@@ -318,7 +407,10 @@ test('rejection: nonce too far ahead', async () => {
     assert.deepEqual(res, [{ hash: far.hash, status: 'invalid', code: 'NONCE_TOO_FAR', message: res[0].message }]);
     assert.equal(c.core.status().poolSize, 0);
     // the limit itself is accepted (as future) and not executed
-    assert.equal((await c.core.submit([transfer(c, alice, bob, 10n, POOL.maxNonceAhead).request], Date.now()))[0].status, 'future');
+    assert.equal(
+      (await c.core.submit([transfer(c, alice, bob, 10n, POOL.maxNonceAhead).request], Date.now()))[0].status,
+      'future',
+    );
     assertStateUnchanged(c, before, [alice, bob]);
   });
 });
@@ -329,7 +421,13 @@ test('rejection: overdraft at submission (INSUFFICIENT_BALANCE), including an un
     const over = transfer(c, alice, bob, ALICE_START + 1n, 0);
     const unfunded = transfer(c, charlie, bob, 1n, 0);
     const res = await c.core.submit([over.request, unfunded.request], Date.now());
-    assert.deepEqual(res.map((r) => [r.hash, r.status, r.code]), [[over.hash, 'invalid', 'INSUFFICIENT_BALANCE'], [unfunded.hash, 'invalid', 'INSUFFICIENT_BALANCE']]);
+    assert.deepEqual(
+      res.map((r) => [r.hash, r.status, r.code]),
+      [
+        [over.hash, 'invalid', 'INSUFFICIENT_BALANCE'],
+        [unfunded.hash, 'invalid', 'INSUFFICIENT_BALANCE'],
+      ],
+    );
     assertStateUnchanged(c, before, [alice, bob, charlie]);
   });
 });
@@ -339,7 +437,10 @@ test('rejection: overdraft at execution (two calls each fit, not both): second r
     const a = transfer(c, alice, bob, 600n, 0, 'first');
     const b = transfer(c, alice, charlie, 600n, 1, 'second');
     const res = await c.core.submit([a.request, b.request], Date.now());
-    assert.deepEqual(res.map((r) => r.status), ['ready', 'ready']);
+    assert.deepEqual(
+      res.map((r) => r.status),
+      ['ready', 'ready'],
+    );
     const p = produce(c);
     assert.deepEqual(p.included, [a.hash]);
     assert.equal(p.rejected.length, 1);
@@ -362,7 +463,10 @@ test('rejection: overdraft at execution (two calls each fit, not both): second r
 test('rejection: memo too long', async () => {
   await withChain(async (c) => {
     const before = snapshotOf(c.core, [alice, bob]);
-    const res = await c.core.submit([transfer(c, alice, bob, 1n, 0, 'x'.repeat(MAX_MEMO_BYTES + 1)).request], Date.now());
+    const res = await c.core.submit(
+      [transfer(c, alice, bob, 1n, 0, 'x'.repeat(MAX_MEMO_BYTES + 1)).request],
+      Date.now(),
+    );
     assert.equal(res[0].status, 'invalid');
     assert.equal(res[0].code, 'MEMO_TOO_LONG');
     assertStateUnchanged(c, before, [alice, bob]);
@@ -372,7 +476,10 @@ test('rejection: memo too long', async () => {
 test('rejection: wrong shard (signed for another shard in our envelope; or envelope for another shard)', async () => {
   await withChain(async (c) => {
     const before = snapshotOf(c.core, [alice, bob]);
-    const call: TrustedCall = { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 10n, memo: undefined } };
+    const call: TrustedCall = {
+      tag: 'transfer',
+      value: { from: alice.publicKey, to: bob.publicKey, amount: 10n, memo: undefined },
+    };
     const signedOther = signCall(alice, call, 0, OTHER_SHARD);
     const inOurEnvelope = shield(signedOther, c.key, SHARD);
     const otherEnvelope = buildTransfer(alice, { to: bob.publicKey, amount: 10n, nonce: 0 }, c.key, OTHER_SHARD);
@@ -381,7 +488,14 @@ test('rejection: wrong shard (signed for another shard in our envelope; or envel
     const env = ShieldedRequest.dec(ours.request);
     const rerouted = ShieldedRequest.enc({ ...env, shard: OTHER_SHARD });
     const res = await c.core.submit([inOurEnvelope, otherEnvelope.request, rerouted], Date.now());
-    assert.deepEqual(res.map((r) => [r.status, r.code]), [['invalid', 'WRONG_SHARD'], ['invalid', 'WRONG_SHARD'], ['invalid', 'DECRYPT_FAILED']]);
+    assert.deepEqual(
+      res.map((r) => [r.status, r.code]),
+      [
+        ['invalid', 'WRONG_SHARD'],
+        ['invalid', 'WRONG_SHARD'],
+        ['invalid', 'DECRYPT_FAILED'],
+      ],
+    );
     assert.equal(res[1].hash, otherEnvelope.hash);
     assertStateUnchanged(c, before, [alice, bob]);
   });
@@ -390,27 +504,53 @@ test('rejection: wrong shard (signed for another shard in our envelope; or envel
 test('rejection: undecryptable or malformed payloads', async () => {
   await withChain(async (c) => {
     const before = snapshotOf(c.core, [alice, bob]);
-    const randomCt = ShieldedRequest.enc({ shard: SHARD, keyId: c.key.keyId, enc: new Uint8Array(randomBytes(32)), ciphertext: new Uint8Array(randomBytes(120)) });
+    const randomCt = ShieldedRequest.enc({
+      shard: SHARD,
+      keyId: c.key.keyId,
+      enc: new Uint8Array(randomBytes(32)),
+      ciphertext: new Uint8Array(randomBytes(120)),
+    });
     const garbage = new Uint8Array(randomBytes(50));
     const trailing = new Uint8Array([...transfer(c, alice, bob, 1n, 0).request, 0]);
-    const unknownKey = ShieldedRequest.enc({ ...ShieldedRequest.dec(transfer(c, alice, bob, 1n, 0).request), keyId: c.key.keyId + 7 });
+    const unknownKey = ShieldedRequest.enc({
+      ...ShieldedRequest.dec(transfer(c, alice, bob, 1n, 0).request),
+      keyId: c.key.keyId + 7,
+    });
     // decrypts fine but is not a trusted call
     const notACall = shield(new Uint8Array(randomBytes(40)), c.key, SHARD);
     // encrypted to another key (same key id)
-    const wrongKey = shield(signCall(alice, { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 1n, memo: undefined } }, 0, SHARD), { keyId: c.key.keyId, publicKey: x25519Generate().publicKey }, SHARD);
+    const wrongKey = shield(
+      signCall(
+        alice,
+        { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 1n, memo: undefined } },
+        0,
+        SHARD,
+      ),
+      { keyId: c.key.keyId, publicKey: x25519Generate().publicKey },
+      SHARD,
+    );
     const tamperedCt = flip(transfer(c, alice, bob, 1n, 0).request, -3);
-    const res = await c.core.submit([randomCt, garbage, trailing, unknownKey, notACall, wrongKey, tamperedCt, new Uint8Array(0)], Date.now());
-    assert.deepEqual(res.map((r) => [r.status, r.code]), [
-      ['invalid', 'DECRYPT_FAILED'],
-      ['invalid', 'DECODE_FAILED'],
-      ['invalid', 'DECODE_FAILED'],
-      ['invalid', 'UNKNOWN_SHIELDING_KEY'],
-      ['invalid', 'DECODE_FAILED'],
-      ['invalid', 'DECRYPT_FAILED'],
-      ['invalid', 'DECRYPT_FAILED'],
-      ['invalid', 'DECODE_FAILED'],
-    ]);
-    assert.ok(res.every((r) => r.hash === undefined), 'no call hash for requests that did not open');
+    const res = await c.core.submit(
+      [randomCt, garbage, trailing, unknownKey, notACall, wrongKey, tamperedCt, new Uint8Array(0)],
+      Date.now(),
+    );
+    assert.deepEqual(
+      res.map((r) => [r.status, r.code]),
+      [
+        ['invalid', 'DECRYPT_FAILED'],
+        ['invalid', 'DECODE_FAILED'],
+        ['invalid', 'DECODE_FAILED'],
+        ['invalid', 'UNKNOWN_SHIELDING_KEY'],
+        ['invalid', 'DECODE_FAILED'],
+        ['invalid', 'DECRYPT_FAILED'],
+        ['invalid', 'DECRYPT_FAILED'],
+        ['invalid', 'DECODE_FAILED'],
+      ],
+    );
+    assert.ok(
+      res.every((r) => r.hash === undefined),
+      'no call hash for requests that did not open',
+    );
     assertStateUnchanged(c, before, [alice, bob]);
   });
 });
@@ -421,11 +561,23 @@ test('rejection: duplicate submission (separately and within one batch); same no
     const t = transfer(c, alice, bob, 10n, 0);
     assert.equal((await c.core.submit([t.request], Date.now()))[0].status, 'ready');
     const res = await c.core.submit([t.request, transfer(c, alice, bob, 11n, 0).request], Date.now());
-    assert.deepEqual(res.map((r) => [r.status, r.code]), [['invalid', 'DUPLICATE'], ['invalid', 'DUPLICATE']]);
+    assert.deepEqual(
+      res.map((r) => [r.status, r.code]),
+      [
+        ['invalid', 'DUPLICATE'],
+        ['invalid', 'DUPLICATE'],
+      ],
+    );
     assert.equal(res[0].hash, t.hash);
     const u = transfer(c, bob, alice, 1n, 0);
     const res2 = await c.core.submit([u.request, u.request], Date.now());
-    assert.deepEqual(res2.map((r) => [r.status, r.code]), [['ready', undefined], ['invalid', 'DUPLICATE']]);
+    assert.deepEqual(
+      res2.map((r) => [r.status, r.code]),
+      [
+        ['ready', undefined],
+        ['invalid', 'DUPLICATE'],
+      ],
+    );
     assert.equal(c.core.status().poolSize, 2);
     // the pool holds exactly the two originals; executing them changes the state by exactly them
     const p = produce(c);
@@ -442,27 +594,56 @@ test('getters: signed by another account -> BAD_SIGNATURE; expired; other shard;
     const key = c.key;
     // bob asks for alice's balance
     const g = buildGetter(bob, { tag: 'balance', value: alice.publicKey }, key, SHARD);
-    assert.throws(() => c.core.executeGetter(g.request, Date.now()), (e: Error & { code?: string }) => e.code === 'BAD_SIGNATURE');
-    const gm = buildGetter(bob, { tag: 'memos', value: { account: alice.publicKey, offset: 0, limit: 10 } }, key, SHARD);
-    assert.equal(codeOf(() => c.core.executeGetter(gm.request, Date.now())), 'BAD_SIGNATURE');
+    assert.throws(
+      () => c.core.executeGetter(g.request, Date.now()),
+      (e: Error & { code?: string }) => e.code === 'BAD_SIGNATURE',
+    );
+    const gm = buildGetter(
+      bob,
+      { tag: 'memos', value: { account: alice.publicKey, offset: 0, limit: 10 } },
+      key,
+      SHARD,
+    );
+    assert.equal(
+      codeOf(() => c.core.executeGetter(gm.request, Date.now())),
+      'BAD_SIGNATURE',
+    );
     // too old / too far in the future
     const now = Date.now();
     const old = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD, now - 10 * 60_000);
-    assert.equal(codeOf(() => c.core.executeGetter(old.request, now)), 'GETTER_EXPIRED');
+    assert.equal(
+      codeOf(() => c.core.executeGetter(old.request, now)),
+      'GETTER_EXPIRED',
+    );
     const future = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD, now + 10 * 60_000);
-    assert.equal(codeOf(() => c.core.executeGetter(future.request, now)), 'GETTER_EXPIRED');
+    assert.equal(
+      codeOf(() => c.core.executeGetter(future.request, now)),
+      'GETTER_EXPIRED',
+    );
     // another shard
     const other = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, OTHER_SHARD);
-    assert.equal(codeOf(() => c.core.executeGetter(other.request, Date.now())), 'WRONG_SHARD');
-    assert.equal(codeOf(() => c.core.executeGetter(new Uint8Array(randomBytes(20)), Date.now())), 'DECODE_FAILED');
+    assert.equal(
+      codeOf(() => c.core.executeGetter(other.request, Date.now())),
+      'WRONG_SHARD',
+    );
+    assert.equal(
+      codeOf(() => c.core.executeGetter(new Uint8Array(randomBytes(20)), Date.now())),
+      'DECODE_FAILED',
+    );
     // a shielded call is not a getter (different HPKE info)
-    assert.equal(codeOf(() => c.core.executeGetter(transfer(c, alice, bob, 1n, 0).request, Date.now())), 'DECRYPT_FAILED');
+    assert.equal(
+      codeOf(() => c.core.executeGetter(transfer(c, alice, bob, 1n, 0).request, Date.now())),
+      'DECRYPT_FAILED',
+    );
     // the reply opens only with the requester's one-time key
     const mine = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD);
     const theirs = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD);
     const reply = c.core.executeGetter(mine.request, Date.now());
     assert.deepEqual(mine.open(reply), { tag: 'balance', value: ALICE_START });
-    assert.throws(() => theirs.open(reply), (e: Error & { code?: string }) => e.code === 'REPLY_UNREADABLE');
+    assert.throws(
+      () => theirs.open(reply),
+      (e: Error & { code?: string }) => e.code === 'REPLY_UNREADABLE',
+    );
   });
 });
 
@@ -481,24 +662,40 @@ test('a batch of 20 requests goes through the crypto worker threads with correct
       ...Array.from({ length: 9 }, (_, n) => transfer(c, alice, bob, 10n, n, `a${n}`)),
       ...Array.from({ length: 8 }, (_, n) => transfer(c, bob, charlie, 5n, n)),
     ];
-    const call: TrustedCall = { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 1n, memo: undefined } };
+    const call: TrustedCall = {
+      tag: 'transfer',
+      value: { from: alice.publicKey, to: bob.publicKey, amount: 1n, memo: undefined },
+    };
     const bad = [
       shield(flip(signCall(alice, call, 9, SHARD), -1), c.key, SHARD),
       new Uint8Array(randomBytes(30)),
       transfer(c, alice, bob, 10n, POOL.maxNonceAhead + 5).request,
     ];
-    const requests = [...good.slice(0, 5).map((t) => t.request), bad[0], ...good.slice(5, 12).map((t) => t.request), bad[1], ...good.slice(12).map((t) => t.request), bad[2]];
+    const requests = [
+      ...good.slice(0, 5).map((t) => t.request),
+      bad[0],
+      ...good.slice(5, 12).map((t) => t.request),
+      bad[1],
+      ...good.slice(12).map((t) => t.request),
+      bad[2],
+    ];
     assert.equal(requests.length, 20);
     const res = await c.core.submit(requests, Date.now());
     assert.equal(batched, 20, 'verified by the crypto worker pool');
     assert.equal(res.length, 20);
     assert.deepEqual([res[5].code, res[13].code, res[19].code], ['BAD_SIGNATURE', 'DECODE_FAILED', 'NONCE_TOO_FAR']);
     const goodResults = res.filter((_, i) => ![5, 13, 19].includes(i));
-    assert.deepEqual(goodResults.map((r) => r.hash), good.map((t) => t.hash));
+    assert.deepEqual(
+      goodResults.map((r) => r.hash),
+      good.map((t) => t.hash),
+    );
     assert.ok(goodResults.every((r) => r.status === 'ready'));
 
     // a batch of only duplicates goes through the workers too and is rejected
-    const dups = await c.core.submit(good.slice(0, 10).map((t) => t.request), Date.now());
+    const dups = await c.core.submit(
+      good.slice(0, 10).map((t) => t.request),
+      Date.now(),
+    );
     assert.ok(dups.every((r) => r.code === 'DUPLICATE'));
 
     const p = produce(c);
@@ -508,7 +705,10 @@ test('a batch of 20 requests goes through the crypto worker threads with correct
     assert.equal(balance(c.core, charlie), 40n);
     assert.equal(nonce(c.core, alice), 9);
     assert.equal(nonce(c.core, bob), 8);
-    assert.deepEqual(memos(c.core, bob, 0, 3).items.map((m) => m.text), ['a8', 'a7', 'a6']);
+    assert.deepEqual(
+      memos(c.core, bob, 0, 3).items.map((m) => m.text),
+      ['a8', 'a7', 'a6'],
+    );
   });
 });
 
@@ -526,7 +726,10 @@ async function buildHistory() {
       ];
       if (round % 2 === 1) reqs.push(transfer(c, charlie, alice, 1n, (round - 1) / 2, `back ${round}`).request);
       const res = await c.core.submit(reqs, Date.now());
-      assert.ok(res.every((r) => r.status === 'ready'), JSON.stringify(res));
+      assert.ok(
+        res.every((r) => r.status === 'ready'),
+        JSON.stringify(res),
+      );
       produce(c);
       if (round === 2) snapshot = await c.core.snapshot();
     }
@@ -553,10 +756,22 @@ const getHistory = (): Promise<History> => (historyPromise ??= buildHistory());
 function assertSameView(history: History, core: EnclaveCore, commitment: Uint8Array) {
   const v = history.view;
   assert.deepEqual(commitment, v.commitment);
-  assert.deepEqual([alice, bob, charlie].map((a) => balance(core, a)), v.balances);
-  assert.deepEqual([alice, bob, charlie].map((a) => nonce(core, a)), v.nonces);
-  assert.deepEqual(memos(core, bob).items.map((m) => m.text), v.memoTexts);
-  assert.deepEqual(memos(core, alice).items.map((m) => m.text), v.aliceMemos);
+  assert.deepEqual(
+    [alice, bob, charlie].map((a) => balance(core, a)),
+    v.balances,
+  );
+  assert.deepEqual(
+    [alice, bob, charlie].map((a) => nonce(core, a)),
+    v.nonces,
+  );
+  assert.deepEqual(
+    memos(core, bob).items.map((m) => m.text),
+    v.memoTexts,
+  );
+  assert.deepEqual(
+    memos(core, alice).items.map((m) => m.text),
+    v.aliceMemos,
+  );
   const st = core.status();
   assert.equal(st.headNumber, v.status.headNumber);
   assert.deepEqual(st.headHash, v.status.headHash);
@@ -577,7 +792,13 @@ test('replay on the same data dir rebuilds the same state (accumulated and verif
       assert.equal(fin.blocks, 8);
       assertSameView(history, core, fin.commitment);
       // the chain continues from the replayed head
-      await core.submit([buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: history.view.nonces[0] }, keyOf(core), SHARD).request], Date.now());
+      await core.submit(
+        [
+          buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: history.view.nonces[0] }, keyOf(core), SHARD)
+            .request,
+        ],
+        Date.now(),
+      );
       const p = core.propose({ slot: 100n, timestampMs: Date.now(), maxCalls: 10 });
       assert.equal(p.number, 8);
       assert.equal(p.included.length, 1);
@@ -596,13 +817,24 @@ test('replay: a tampered block is refused', async () => {
     const b = SignedBlock.dec(history.blocks[target]);
     const ct = new Uint8Array(b.body.transitions.ciphertext);
     ct[Math.floor(ct.length / 2)] ^= 0x01;
-    const tamperedBody = SignedBlock.enc({ ...b, body: { ...b.body, transitions: { ...b.body.transitions, ciphertext: ct } } });
+    const tamperedBody = SignedBlock.enc({
+      ...b,
+      body: { ...b.body, transitions: { ...b.body.transitions, ciphertext: ct } },
+    });
     assert.equal(tamperedBody.length, history.blocks[target].length);
     const cases: [string, Uint8Array, string[]][] = [
       ['transitions ciphertext', tamperedBody, ['BLOCK_BAD_BODY']],
       // Inside a run, the next block no longer names the tampered one (hash or signature hash); last in a run, its own signature fails.
-      ['header commitment', SignedBlock.enc({ ...b, header: { ...b.header, stateCommitment: new Uint8Array(32) } }), ['BLOCK_BAD_SIGNATURE', 'REPLAY_BROKEN_CHAIN']],
-      ['signature', SignedBlock.enc({ ...b, signature: flip(b.signature, 0) }), ['BLOCK_BAD_SIGNATURE', 'REPLAY_BROKEN_CHAIN']],
+      [
+        'header commitment',
+        SignedBlock.enc({ ...b, header: { ...b.header, stateCommitment: new Uint8Array(32) } }),
+        ['BLOCK_BAD_SIGNATURE', 'REPLAY_BROKEN_CHAIN'],
+      ],
+      [
+        'signature',
+        SignedBlock.enc({ ...b, signature: flip(b.signature, 0) }),
+        ['BLOCK_BAD_SIGNATURE', 'REPLAY_BROKEN_CHAIN'],
+      ],
       ['included call list', SignedBlock.enc({ ...b, body: { ...b.body, calls: [] } }), ['BLOCK_BAD_BODY']],
       ['trailing byte', new Uint8Array([...history.blocks[target], 0]), ['DECODE_FAILED']],
     ];
@@ -615,14 +847,23 @@ test('replay: a tampered block is refused', async () => {
         core.beginReplay(undefined, verifyEach);
         core.replayBlocks(history.blocks.slice(0, target));
         const last = codeOf(() => core.replayBlocks([bytes]));
-        assert.ok(last !== undefined && codes.filter((c) => c !== 'REPLAY_BROKEN_CHAIN').includes(last), `${what}, last of its run (verifyEach=${verifyEach}): got ${last}`);
+        assert.ok(
+          last !== undefined && codes.filter((c) => c !== 'REPLAY_BROKEN_CHAIN').includes(last),
+          `${what}, last of its run (verifyEach=${verifyEach}): got ${last}`,
+        );
       }
     }
     // out of order / missing block
     core.beginReplay(undefined, false);
-    assert.equal(codeOf(() => core.replayBlocks([history.blocks[0], history.blocks[2]])), 'REPLAY_BROKEN_CHAIN');
+    assert.equal(
+      codeOf(() => core.replayBlocks([history.blocks[0], history.blocks[2]])),
+      'REPLAY_BROKEN_CHAIN',
+    );
     core.beginReplay(undefined, false);
-    assert.equal(codeOf(() => core.replayBlocks([history.blocks[1]])), 'REPLAY_BROKEN_CHAIN');
+    assert.equal(
+      codeOf(() => core.replayBlocks([history.blocks[1]])),
+      'REPLAY_BROKEN_CHAIN',
+    );
   } finally {
     await core.close();
   }
@@ -633,7 +874,10 @@ test('replay with another enclave identity (another data dir) refuses the blocks
   const core = open(tempDir());
   try {
     core.beginReplay(undefined, false);
-    assert.equal(codeOf(() => core.replayBlocks(history.blocks)), 'BLOCK_UNKNOWN_AUTHOR');
+    assert.equal(
+      codeOf(() => core.replayBlocks(history.blocks)),
+      'BLOCK_UNKNOWN_AUTHOR',
+    );
   } finally {
     await core.close();
   }
@@ -662,7 +906,10 @@ test('a proposal made before beginReplay cannot be committed after the replay', 
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks.slice(0, 3));
     await core.finishReplay();
-    assert.equal(codeOf(() => core.commit(p.hash)), 'NO_SUCH_PROPOSAL');
+    assert.equal(
+      codeOf(() => core.commit(p.hash)),
+      'NO_SUCH_PROPOSAL',
+    );
     assert.equal(core.status().headNumber, 2);
   } finally {
     await core.close();
@@ -688,7 +935,10 @@ test('snapshot + tail replay equals full replay', async () => {
 
     // the tail must start right after the snapshot
     core.beginReplay(snap.sealed, false);
-    assert.equal(codeOf(() => core.replayBlocks(history.blocks.slice(snap.number))), 'REPLAY_BROKEN_CHAIN');
+    assert.equal(
+      codeOf(() => core.replayBlocks(history.blocks.slice(snap.number))),
+      'REPLAY_BROKEN_CHAIN',
+    );
 
     // a snapshot taken now equals the replayed state
     core.beginReplay(undefined, false);
@@ -700,14 +950,20 @@ test('snapshot + tail replay equals full replay', async () => {
     assertSameView(history, core, (await core.finishReplay()).commitment);
 
     // a tampered sealed snapshot is refused
-    assert.equal(codeOf(() => core.beginReplay(flip(snap.sealed, -1), false)), 'UNSEAL_FAILED');
+    assert.equal(
+      codeOf(() => core.beginReplay(flip(snap.sealed, -1), false)),
+      'UNSEAL_FAILED',
+    );
   } finally {
     await core.close();
   }
   // and another platform cannot open it
   const foreign = open(tempDir());
   try {
-    assert.equal(codeOf(() => foreign.beginReplay(history.snapshot.sealed, false)), 'UNSEAL_FAILED');
+    assert.equal(
+      codeOf(() => foreign.beginReplay(history.snapshot.sealed, false)),
+      'UNSEAL_FAILED',
+    );
   } finally {
     await foreign.close();
   }

@@ -17,9 +17,17 @@ const refused: [string, string, RegExp][] = [
   ['src/enclave/core.ts', "import { ChainService } from '../chain/chain.ts';", /enclave\/ imports only/],
   ['src/enclave/keys/keys.ts', "import { createLogger } from '../../node/logger.ts';", /enclave\/ imports only/],
   ['src/protocol/block.ts', "import { BlockStore } from '../sidechain/store.ts';", /protocol\/ is pure/],
-  ['src/p2p/network.ts', "import type { Enclave } from '../enclave/boundary/host.ts';", /p2p\/ knows neither chain nor enclave/],
+  [
+    'src/p2p/network.ts',
+    "import type { Enclave } from '../enclave/boundary/host.ts';",
+    /p2p\/ knows neither chain nor enclave/,
+  ],
   ['src/p2p/gossip.ts', "import { isBetter } from '../chain/fork-choice.ts';", /p2p\/ knows neither chain nor enclave/],
-  ['src/rpc/methods.ts', "import { startValidateer } from '../node/validateer.ts';", /only cli\/ and node\/ import node\//],
+  [
+    'src/rpc/methods.ts',
+    "import { startValidateer } from '../node/validateer.ts';",
+    /only cli\/ and node\/ import node\//,
+  ],
   ['src/chain/chain.ts', "import { State } from '../enclave/state/state.ts';", /only enclave\/boundary/],
 ];
 
@@ -32,7 +40,19 @@ for (const [file, line, reason] of refused) {
 }
 
 test('lint allows what the layering allows', async () => {
-  assert.deepEqual(await layeringErrors('src/enclave/core.ts', "import { toHex } from '../protocol/bytes.ts';\nimport { sha256 } from '../crypto/primitives.ts';\n"), []);
-  assert.deepEqual(await layeringErrors('src/chain/chain.ts', "import type { Enclave } from '../enclave/boundary/host.ts';\n"), []);
-  assert.deepEqual(await layeringErrors('src/node/validateer.ts', "import { createMethods } from '../rpc/methods.ts';\n"), []);
+  assert.deepEqual(
+    await layeringErrors(
+      'src/enclave/core.ts',
+      "import { toHex } from '../protocol/bytes.ts';\nimport { sha256 } from '../crypto/primitives.ts';\n",
+    ),
+    [],
+  );
+  assert.deepEqual(
+    await layeringErrors('src/chain/chain.ts', "import type { Enclave } from '../enclave/boundary/host.ts';\n"),
+    [],
+  );
+  assert.deepEqual(
+    await layeringErrors('src/node/validateer.ts', "import { createMethods } from '../rpc/methods.ts';\n"),
+    [],
+  );
 });

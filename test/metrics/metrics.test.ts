@@ -29,7 +29,11 @@ before(async () => {
 });
 after(() => server.close());
 
-interface Reply { status: number; contentType: string | undefined; body: string }
+interface Reply {
+  status: number;
+  contentType: string | undefined;
+  body: string;
+}
 
 function fetchPath(path: string, method = 'GET'): Promise<Reply> {
   return new Promise((resolve, reject) => {
@@ -57,26 +61,29 @@ function expositionProblems(text: string): string[] {
   const type = new RegExp(`^# TYPE (${name}) (counter|gauge|histogram|summary|untyped)$`);
   const types = new Map<string, string>();
   if (!text.endsWith('\n')) problems.push('output does not end with a newline');
-  text.split('\n').slice(0, -1).forEach((line, i) => {
-    const where = `line ${i + 1}: ${line}`;
-    if (line.startsWith('# HELP ')) {
-      if (!help.test(line)) problems.push(`bad HELP ${where}`);
-    } else if (line.startsWith('# TYPE ')) {
-      const m = type.exec(line);
-      if (!m) problems.push(`bad TYPE ${where}`);
-      else if (types.has(m[1])) problems.push(`duplicate TYPE ${where}`);
-      else types.set(m[1], m[2]);
-    } else if (line.startsWith('#') || line.trim() === '') {
-      // other comments and empty lines are allowed
-    } else {
-      const m = sample.exec(line);
-      if (!m) problems.push(`bad sample ${where}`);
-      else {
-        const family = [m[1], m[1].replace(/_(bucket|sum|count)$/, '')].find((n) => types.has(n));
-        if (!family) problems.push(`sample without TYPE ${where}`);
+  text
+    .split('\n')
+    .slice(0, -1)
+    .forEach((line, i) => {
+      const where = `line ${i + 1}: ${line}`;
+      if (line.startsWith('# HELP ')) {
+        if (!help.test(line)) problems.push(`bad HELP ${where}`);
+      } else if (line.startsWith('# TYPE ')) {
+        const m = type.exec(line);
+        if (!m) problems.push(`bad TYPE ${where}`);
+        else if (types.has(m[1])) problems.push(`duplicate TYPE ${where}`);
+        else types.set(m[1], m[2]);
+      } else if (line.startsWith('#') || line.trim() === '') {
+        // other comments and empty lines are allowed
+      } else {
+        const m = sample.exec(line);
+        if (!m) problems.push(`bad sample ${where}`);
+        else {
+          const family = [m[1], m[1].replace(/_(bucket|sum|count)$/, '')].find((n) => types.has(n));
+          if (!family) problems.push(`sample without TYPE ${where}`);
+        }
       }
-    }
-  });
+    });
   return problems;
 }
 
@@ -113,7 +120,9 @@ test('/metrics output is valid exposition format', async () => {
   // The real parser is the authority; without it this test must not pass on the fallback alone.
   const res = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
   if ((res.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    assert.fail('promtool is not installed: npm test needs it to check /metrics (apt-get install prometheus; .ci/run does)');
+    assert.fail(
+      'promtool is not installed: npm test needs it to check /metrics (apt-get install prometheus; .ci/run does)',
+    );
   }
   assert.equal(res.error, undefined, `promtool could not run: ${res.error?.message}`);
   const output = `${res.stdout}${res.stderr}`;
@@ -121,11 +130,23 @@ test('/metrics output is valid exposition format', async () => {
 });
 
 test('health endpoints', async () => {
-  assert.deepEqual(await fetchPath('/health/live'), { status: 200, contentType: 'application/json', body: '{"status":"live"}' });
+  assert.deepEqual(await fetchPath('/health/live'), {
+    status: 200,
+    contentType: 'application/json',
+    body: '{"status":"live"}',
+  });
   ready = false;
-  assert.deepEqual(await fetchPath('/health/ready'), { status: 503, contentType: 'application/json', body: '{"status":"not ready"}' });
+  assert.deepEqual(await fetchPath('/health/ready'), {
+    status: 503,
+    contentType: 'application/json',
+    body: '{"status":"not ready"}',
+  });
   ready = true;
-  assert.deepEqual(await fetchPath('/health/ready'), { status: 200, contentType: 'application/json', body: '{"status":"ready"}' });
+  assert.deepEqual(await fetchPath('/health/ready'), {
+    status: 200,
+    contentType: 'application/json',
+    body: '{"status":"ready"}',
+  });
   assert.equal((await fetchPath('/health/live?probe=1')).status, 200, 'query strings are ignored');
 });
 
@@ -139,7 +160,12 @@ test('unknown paths are 404, other methods 405', async () => {
 test('each instance has its own registry and port 0 picks a port', async () => {
   const other = createMetrics();
   assert.notEqual(other.registry, metrics.registry);
-  const second = await startMetricsServer({ host: '127.0.0.1', port: 0, registry: other.registry, isReady: () => true });
+  const second = await startMetricsServer({
+    host: '127.0.0.1',
+    port: 0,
+    registry: other.registry,
+    isReady: () => true,
+  });
   try {
     assert.ok(second.port > 0 && second.port !== server.port);
     assert.equal(second.url, `http://127.0.0.1:${second.port}`);

@@ -16,7 +16,13 @@ import { createLibp2p } from 'libp2p';
 import { createLogger } from '../../src/node/logger.ts';
 import { BAN_THRESHOLD, DEFAULT_LIMITS, PENALTY_POINTS, createNetwork } from '../../src/p2p/network.ts';
 import type { ChainStatus, GossipKind, Network, NetworkLimits, Validation } from '../../src/p2p/network.ts';
-import { PROTOCOL_BLOCKS_BY_HASH, PROTOCOL_BLOCKS_BY_RANGE, PROTOCOL_STATUS, ResponseCode, encodeRangeRequest } from '../../src/p2p/codec.ts';
+import {
+  PROTOCOL_BLOCKS_BY_HASH,
+  PROTOCOL_BLOCKS_BY_RANGE,
+  PROTOCOL_STATUS,
+  ResponseCode,
+  encodeRangeRequest,
+} from '../../src/p2p/codec.ts';
 import { peerKeyPath } from '../../src/p2p/peer-key.ts';
 import type { P2pNode } from '../../src/p2p/factory.ts';
 import { codeOf } from '../../src/protocol/errors.ts';
@@ -50,7 +56,12 @@ interface NodeOptions {
   dataDir?: string;
 }
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000, everyMs = 25): Promise<void> {
+async function waitFor(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -77,7 +88,11 @@ async function startNode(t: TestContext, o: NodeOptions = {}): Promise<TestNode>
   const chain = o.chain ?? [];
   const byHash = new Map(chain.map((b) => [hex(sha(b)), b]));
   const n: Partial<TestNode> & Pick<TestNode, 'blocks' | 'calls' | 'gossip' | 'penalties' | 'statuses'> = {
-    blocks: [], calls: [], gossip: [], penalties: [], statuses: new Map(),
+    blocks: [],
+    calls: [],
+    gossip: [],
+    penalties: [],
+    statuses: new Map(),
   };
   const net = await createNetwork({
     dataDir: o.dataDir ?? tempDir(t),
@@ -103,7 +118,12 @@ async function startNode(t: TestContext, o: NodeOptions = {}): Promise<TestNode>
       n.calls.push(dec(bytes));
       return 'accept';
     },
-    status: () => ({ headNumber: head, headHash: new Uint8Array(32).fill(head % 256), finalizedNumber: Math.max(0, head - 2), finalizedHash: new Uint8Array(32).fill(1) }),
+    status: () => ({
+      headNumber: head,
+      headHash: new Uint8Array(32).fill(head % 256),
+      finalizedNumber: Math.max(0, head - 2),
+      finalizedHash: new Uint8Array(32).fill(1),
+    }),
     onPeerStatus: (peer, status) => n.statuses.set(peer, status),
     blocksByRange: async (from, count) => {
       const out: Uint8Array[] = [];
@@ -127,10 +147,15 @@ function received(n: TestNode, text: string): number {
 async function gossipReady(from: TestNode, to: TestNode[]): Promise<void> {
   let i = 0;
   const prefix = `probe ${from.id} `;
-  await waitFor(`gossip from ${from.id} to reach ${to.length} peers`, async () => {
-    await from.net.publishBlock(enc(prefix + i++));
-    return to.every((n) => n.blocks.some((b) => b.text.startsWith(prefix)));
-  }, 10_000, 100);
+  await waitFor(
+    `gossip from ${from.id} to reach ${to.length} peers`,
+    async () => {
+      await from.net.publishBlock(enc(prefix + i++));
+      return to.every((n) => n.blocks.some((b) => b.text.startsWith(prefix)));
+    },
+    10_000,
+    100,
+  );
 }
 
 async function fullMesh(nodes: TestNode[]): Promise<void> {
@@ -141,7 +166,9 @@ async function fullMesh(nodes: TestNode[]): Promise<void> {
 
 /** Test-only peek at gossipsub's score of `peer` as seen by `n` (not part of the Network interface). */
 function gossipScore(n: TestNode, peer: TestNode): number {
-  const pubsub = (n.net as unknown as { node: P2pNode }).node.services.pubsub as unknown as { getScore(id: string): number };
+  const pubsub = (n.net as unknown as { node: P2pNode }).node.services.pubsub as unknown as {
+    getScore(id: string): number;
+  };
   return pubsub.getScore(peer.id);
 }
 
@@ -156,26 +183,49 @@ async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
 
 test('peer key: persisted with mode 0600, same peer id after restart; a corrupt file is an error and kept', async (t) => {
   const dataDir = tempDir(t);
-  const first = await createNetwork({ dataDir, shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], limits: LIMITS, logger });
+  const first = await createNetwork({
+    dataDir,
+    shard: SHARD,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: [],
+    limits: LIMITS,
+    logger,
+  });
   await first.stop();
   const path = peerKeyPath(dataDir);
   assert.equal(statSync(path).mode & 0o777, 0o600);
-  const second = await createNetwork({ dataDir, shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], limits: LIMITS, logger });
+  const second = await createNetwork({
+    dataDir,
+    shard: SHARD,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: [],
+    limits: LIMITS,
+    logger,
+  });
   await second.stop();
   assert.equal(second.peerId, first.peerId);
 
   writeFileSync(path, 'not a key');
-  const code = await codeOfAsync(createNetwork({ dataDir, shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], limits: LIMITS, logger }));
+  const code = await codeOfAsync(
+    createNetwork({ dataDir, shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], limits: LIMITS, logger }),
+  );
   assert.equal(code, 'P2P_PEER_KEY_CORRUPT');
   assert.equal(readFileSync(path, 'utf8'), 'not a key');
 });
 
 test('three nodes via setPeers: each gets a block once, duplicates are dropped, status exchanged on connect', async (t) => {
-  const [a, b, c] = await Promise.all([startNode(t, { head: 10 }), startNode(t, { head: 20 }), startNode(t, { head: 30 })]);
+  const [a, b, c] = await Promise.all([
+    startNode(t, { head: 10 }),
+    startNode(t, { head: 20 }),
+    startNode(t, { head: 30 }),
+  ]);
   // Unparsable and id-less addresses are skipped with a warning, not fatal.
   a.net.setPeers(['not a multiaddr', '/ip4/127.0.0.1/tcp/1']);
   await fullMesh([a, b, c]);
-  await waitFor('status on connect', () => a.statuses.get(c.id)?.headNumber === 30 && c.statuses.get(a.id)?.headNumber === 10 && b.statuses.size === 2);
+  await waitFor(
+    'status on connect',
+    () => a.statuses.get(c.id)?.headNumber === 30 && c.statuses.get(a.id)?.headNumber === 10 && b.statuses.size === 2,
+  );
   assert.equal(a.statuses.get(b.id)?.finalizedNumber, 18);
   await gossipReady(a, [b, c]);
   await gossipReady(b, [a, c]);
@@ -260,7 +310,15 @@ test('blocks by range and by hash: round trip, clamping, gaps and response bound
   const byHash = await client.net.requestBlocksByHash(server.id, [sha(chain[7]), unknown, sha(chain[3])]);
   assert.deepEqual(byHash.map(dec), [dec(chain[7]), dec(chain[3])]);
   // 4 KiB requests hold at most 128 hashes: more is refused locally.
-  assert.equal(await codeOfAsync(client.net.requestBlocksByHash(server.id, Array.from({ length: 129 }, () => unknown))), 'P2P_INVALID_ARGUMENT');
+  assert.equal(
+    await codeOfAsync(
+      client.net.requestBlocksByHash(
+        server.id,
+        Array.from({ length: 129 }, () => unknown),
+      ),
+    ),
+    'P2P_INVALID_ARGUMENT',
+  );
   // A response above the client's maxResponseBytes (10 x 300 bytes > 1 KiB) is a bad response.
   assert.equal(await codeOfAsync(small.net.requestBlocksByRange(server.id, 0, 10)), 'P2P_BAD_RESPONSE');
   assert.equal((await small.net.requestBlocksByRange(server.id, 0, 3)).length, 3);
@@ -276,11 +334,19 @@ test('rate limiting per peer and protocol yields P2P_RATE_LIMITED, and recovers'
   await waitFor('connected', () => connectedTo(client, server));
   const codes: (string | undefined)[] = [];
   for (let i = 0; i < 8; i++) codes.push(await codeOfAsync(client.net.requestBlocksByRange(server.id, 0, 1)));
-  assert.ok(codes.slice(0, 3).every((c) => c === undefined), `first requests served: ${codes}`);
+  assert.ok(
+    codes.slice(0, 3).every((c) => c === undefined),
+    `first requests served: ${codes}`,
+  );
   assert.ok(codes.includes('P2P_RATE_LIMITED'), `later requests limited: ${codes}`);
   // Another protocol has its own bucket.
   assert.equal((await client.net.requestStatus(server.id)).headNumber, 0);
-  await waitFor('bucket refilled', async () => (await codeOfAsync(client.net.requestBlocksByRange(server.id, 0, 1))) === undefined, 5_000, 200);
+  await waitFor(
+    'bucket refilled',
+    async () => (await codeOfAsync(client.net.requestBlocksByRange(server.id, 0, 1))) === undefined,
+    5_000,
+    200,
+  );
 });
 
 test('malformed and over-limit requests get an error code, and the server keeps serving', async (t) => {
@@ -296,10 +362,16 @@ test('malformed and over-limit requests get an error code, and the server keeps 
     return header[0];
   };
   assert.equal(await ask(PROTOCOL_BLOCKS_BY_RANGE, enc('garbage')), ResponseCode.invalidRequest);
-  assert.equal(await ask(PROTOCOL_BLOCKS_BY_RANGE, encodeRangeRequest({ from: 0, count: 0 })), ResponseCode.invalidRequest);
+  assert.equal(
+    await ask(PROTOCOL_BLOCKS_BY_RANGE, encodeRangeRequest({ from: 0, count: 0 })),
+    ResponseCode.invalidRequest,
+  );
   assert.equal(await ask(PROTOCOL_BLOCKS_BY_HASH, new Uint8Array(33)), ResponseCode.invalidRequest);
   assert.equal(await ask(PROTOCOL_STATUS, enc('x')), ResponseCode.invalidRequest);
-  assert.equal(await ask(PROTOCOL_BLOCKS_BY_HASH, new Uint8Array(LIMITS.maxRequestBytes + 32)), ResponseCode.invalidRequest);
+  assert.equal(
+    await ask(PROTOCOL_BLOCKS_BY_HASH, new Uint8Array(LIMITS.maxRequestBytes + 32)),
+    ResponseCode.invalidRequest,
+  );
   assert.equal(await ask(PROTOCOL_BLOCKS_BY_RANGE, encodeRangeRequest({ from: 0, count: 1 })), ResponseCode.ok);
   // A stream that sends nothing and stalls only costs its own timeout; others are served meanwhile.
   const stalled = await raw.dialProtocol(multiaddr(server.addr), PROTOCOL_STATUS);
@@ -311,7 +383,12 @@ test('malformed and over-limit requests get an error code, and the server keeps 
 });
 
 test('client errors are typed: a peer that never answers times out, a lying one is a bad response', async (t) => {
-  const raw = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] });
+  const raw = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+  });
   t.after(() => raw.stop());
   await raw.handle(PROTOCOL_STATUS, () => undefined); // reads nothing, writes nothing
   await raw.handle(PROTOCOL_BLOCKS_BY_RANGE, async (stream) => {
@@ -336,21 +413,41 @@ test('client errors are typed: a peer that never answers times out, a lying one 
 });
 
 test('response frames are cut from any chunking of the bytes; an oversized or cut-off frame is a bad response', async (t) => {
-  const raw = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] });
+  const raw = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+  });
   t.after(() => raw.stop());
-  const frame = (b: Uint8Array) => Uint8Array.from([...(b.length < 128 ? [b.length] : [(b.length & 0x7f) | 0x80, b.length >> 7]), ...b]);
+  const frame = (b: Uint8Array) =>
+    Uint8Array.from([...(b.length < 128 ? [b.length] : [(b.length & 0x7f) | 0x80, b.length >> 7]), ...b]);
   const blocks = [enc('a'), new Uint8Array(300).fill(7), enc('ccc')];
-  const answer = Uint8Array.from([...frame(Uint8Array.of(ResponseCode.ok, 3, 0, 0, 0)), ...blocks.flatMap((b) => [...frame(b)])]);
+  const answer = Uint8Array.from([
+    ...frame(Uint8Array.of(ResponseCode.ok, 3, 0, 0, 0)),
+    ...blocks.flatMap((b) => [...frame(b)]),
+  ]);
   let mode: 'dribble' | 'oversized' | 'cut' = 'dribble';
   await raw.handle(PROTOCOL_BLOCKS_BY_RANGE, async (stream) => {
     await lpStream(stream).read();
     if (mode === 'dribble') {
       // one byte at a time up into the second block's two-byte prefix, then the rest at once
-      for (let i = 0; i < 9; i++) { stream.send(answer.subarray(i, i + 1)); await new Promise((r) => setTimeout(r, 5)); }
+      for (let i = 0; i < 9; i++) {
+        stream.send(answer.subarray(i, i + 1));
+        await new Promise((r) => setTimeout(r, 5));
+      }
       stream.send(answer.subarray(9));
     } else if (mode === 'oversized') {
       const big = LIMITS.maxResponseBytes + 1;
-      stream.send(Uint8Array.from([...frame(Uint8Array.of(ResponseCode.ok, 1, 0, 0, 0)), 0x80 | (big & 0x7f), 0x80 | ((big >> 7) & 0x7f), 0x80 | ((big >> 14) & 0x7f), big >> 21]));
+      stream.send(
+        Uint8Array.from([
+          ...frame(Uint8Array.of(ResponseCode.ok, 1, 0, 0, 0)),
+          0x80 | (big & 0x7f),
+          0x80 | ((big >> 7) & 0x7f),
+          0x80 | ((big >> 14) & 0x7f),
+          big >> 21,
+        ]),
+      );
     } else {
       stream.send(answer.subarray(0, answer.length - 2));
     }

@@ -17,7 +17,11 @@ import { createLogger } from '../../src/node/logger.ts';
 import { DEFAULT_LIMITS, createNetwork } from '../../src/p2p/network.ts';
 import type { Network, NetworkHandlers, NetworkLimits } from '../../src/p2p/network.ts';
 import {
-  PROTOCOL_PROVISION, PROVISION_MAX_REQUEST_BYTES, PROVISION_MAX_RESPONSE_BYTES, ResponseCode, decodeHeader,
+  PROTOCOL_PROVISION,
+  PROVISION_MAX_REQUEST_BYTES,
+  PROVISION_MAX_RESPONSE_BYTES,
+  ResponseCode,
+  decodeHeader,
 } from '../../src/p2p/codec.ts';
 
 const SHARD = new Uint8Array(32).fill(0xcd);
@@ -26,9 +30,18 @@ const logger = createLogger({ level: process.env.P2P_TEST_LOG ?? 'silent' });
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
 
-interface TestNode { net: Network; id: string; addr: string }
+interface TestNode {
+  net: Network;
+  id: string;
+  addr: string;
+}
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000, everyMs = 25): Promise<void> {
+async function waitFor(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -42,15 +55,28 @@ function tempDir(t: TestContext): string {
   return dir;
 }
 
-async function startNode(t: TestContext, o: { provision?: NetworkHandlers['provision']; limits?: Partial<NetworkLimits> } = {}): Promise<TestNode> {
+async function startNode(
+  t: TestContext,
+  o: { provision?: NetworkHandlers['provision']; limits?: Partial<NetworkLimits> } = {},
+): Promise<TestNode> {
   const net = await createNetwork({
-    dataDir: tempDir(t), shard: SHARD, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], limits: { ...LIMITS, ...o.limits }, logger,
+    dataDir: tempDir(t),
+    shard: SHARD,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: [],
+    limits: { ...LIMITS, ...o.limits },
+    logger,
   });
   t.after(() => net.stop());
   await net.start({
     onBlock: async () => 'accept',
     onCall: async () => 'accept',
-    status: () => ({ headNumber: 0, headHash: new Uint8Array(32), finalizedNumber: 0, finalizedHash: new Uint8Array(32) }),
+    status: () => ({
+      headNumber: 0,
+      headHash: new Uint8Array(32),
+      finalizedNumber: 0,
+      finalizedHash: new Uint8Array(32),
+    }),
     onPeerStatus: () => undefined,
     blocksByRange: async () => [],
     blocksByHash: async () => [],
@@ -102,7 +128,9 @@ test('provision round trip: the handler sees the bytes and the requester; bounds
 
 test('a refusal by the handler (P2P_REFUSED carrying a PROVISION_* code) reaches the requester as P2P_REFUSED with the code and reason', async (t) => {
   const server = await startNode(t, {
-    provision: async () => { throw new ValidateerError('P2P_REFUSED', 'PROVISION_REPLAYED: nonce 7 already used'); },
+    provision: async () => {
+      throw new ValidateerError('P2P_REFUSED', 'PROVISION_REPLAYED: nonce 7 already used');
+    },
   });
   const client = await startNode(t);
   await connect(client, server);
@@ -140,7 +168,12 @@ test('any other handler failure is a server error that costs only that request',
 
 test('a request above 16 KiB is refused before the handler: locally by the client, by the server on the wire', async (t) => {
   let calls = 0;
-  const server = await startNode(t, { provision: async () => { calls++; return enc('never'); } });
+  const server = await startNode(t, {
+    provision: async () => {
+      calls++;
+      return enc('never');
+    },
+  });
   const client = await startNode(t);
   await connect(client, server);
   const tooBig = new Uint8Array(PROVISION_MAX_REQUEST_BYTES + 1);
@@ -176,7 +209,13 @@ test('provision requests are rate-limited per peer in their own bucket', async (
   const client = await startNode(t);
   await connect(client, server);
   const codes: (string | undefined)[] = [];
-  for (let i = 0; i < 4; i++) codes.push(await client.net.requestProvision(server.id, enc('x')).then(() => undefined, (err: ValidateerError) => err.code));
+  for (let i = 0; i < 4; i++)
+    codes.push(
+      await client.net.requestProvision(server.id, enc('x')).then(
+        () => undefined,
+        (err: ValidateerError) => err.code,
+      ),
+    );
   assert.equal(codes[0], undefined, `first request served: ${codes}`);
   assert.ok(codes.includes('P2P_RATE_LIMITED'), `later requests limited: ${codes}`);
   assert.equal((await client.net.requestStatus(server.id)).headNumber, 0, 'status has its own bucket');

@@ -3,36 +3,78 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { codeOf } from '../helpers/errors.ts';
 import {
-  ResponseCode, decodeBlockCount, decodeHashRequest, decodeHeader, decodeRangeRequest, decodeStatus,
-  encodeBlockCountHeader, encodeErrorHeader, encodeHashRequest, encodeRangeRequest, encodeStatus,
+  ResponseCode,
+  decodeBlockCount,
+  decodeHashRequest,
+  decodeHeader,
+  decodeRangeRequest,
+  decodeStatus,
+  encodeBlockCountHeader,
+  encodeErrorHeader,
+  encodeHashRequest,
+  encodeRangeRequest,
+  encodeStatus,
 } from '../../src/p2p/codec.ts';
 import { MessageIds, topicName } from '../../src/p2p/gossip.ts';
 import { RateLimiter } from '../../src/p2p/rate-limiter.ts';
 import { AppScores } from '../../src/p2p/scores.ts';
 
-const status = { headNumber: 2 ** 40, headHash: new Uint8Array(32).fill(1), finalizedNumber: 7, finalizedHash: new Uint8Array(32).fill(2) };
+const status = {
+  headNumber: 2 ** 40,
+  headHash: new Uint8Array(32).fill(1),
+  finalizedNumber: 7,
+  finalizedHash: new Uint8Array(32).fill(2),
+};
 
 test('codec: status and requests round trip; anything else is DECODE_FAILED', () => {
   assert.deepEqual(decodeStatus(encodeStatus(status)), status);
-  assert.equal(codeOf(() => decodeStatus(encodeStatus(status).subarray(1))), 'DECODE_FAILED');
-  assert.equal(codeOf(() => decodeStatus(new Uint8Array([...encodeStatus(status), 0]))), 'DECODE_FAILED');
-  assert.equal(codeOf(() => encodeStatus({ ...status, headNumber: -1 })), 'P2P_BAD_STATUS');
+  assert.equal(
+    codeOf(() => decodeStatus(encodeStatus(status).subarray(1))),
+    'DECODE_FAILED',
+  );
+  assert.equal(
+    codeOf(() => decodeStatus(new Uint8Array([...encodeStatus(status), 0]))),
+    'DECODE_FAILED',
+  );
+  assert.equal(
+    codeOf(() => encodeStatus({ ...status, headNumber: -1 })),
+    'P2P_BAD_STATUS',
+  );
   assert.deepEqual(decodeRangeRequest(encodeRangeRequest({ from: 5, count: 9 })), { from: 5, count: 9 });
-  assert.equal(codeOf(() => decodeRangeRequest(new Uint8Array(11))), 'DECODE_FAILED');
+  assert.equal(
+    codeOf(() => decodeRangeRequest(new Uint8Array(11))),
+    'DECODE_FAILED',
+  );
   const hashes = [new Uint8Array(32).fill(3), new Uint8Array(32).fill(4)];
   assert.deepEqual(decodeHashRequest(encodeHashRequest(hashes)), hashes);
-  for (const len of [0, 31, 33]) assert.equal(codeOf(() => decodeHashRequest(new Uint8Array(len))), 'DECODE_FAILED');
-  assert.equal(codeOf(() => encodeHashRequest([new Uint8Array(31)])), 'P2P_INVALID_ARGUMENT');
+  for (const len of [0, 31, 33])
+    assert.equal(
+      codeOf(() => decodeHashRequest(new Uint8Array(len))),
+      'DECODE_FAILED',
+    );
+  assert.equal(
+    codeOf(() => encodeHashRequest([new Uint8Array(31)])),
+    'P2P_INVALID_ARGUMENT',
+  );
 });
 
 test('codec: response headers', () => {
   const ok = decodeHeader(encodeBlockCountHeader(3));
   assert.equal(ok.code, ResponseCode.ok);
   assert.equal(decodeBlockCount((ok as { payload: Uint8Array }).payload), 3);
-  assert.deepEqual(decodeHeader(encodeErrorHeader(ResponseCode.rateLimited, 'slow down')), { code: 2, reason: 'slow down' });
+  assert.deepEqual(decodeHeader(encodeErrorHeader(ResponseCode.rateLimited, 'slow down')), {
+    code: 2,
+    reason: 'slow down',
+  });
   assert.equal(encodeErrorHeader(ResponseCode.serverError, 'x'.repeat(1000)).length, 1 + 256);
-  assert.equal(codeOf(() => decodeHeader(Uint8Array.of(9))), 'DECODE_FAILED');
-  assert.equal(codeOf(() => decodeHeader(new Uint8Array(0))), 'DECODE_FAILED');
+  assert.equal(
+    codeOf(() => decodeHeader(Uint8Array.of(9))),
+    'DECODE_FAILED',
+  );
+  assert.equal(
+    codeOf(() => decodeHeader(new Uint8Array(0))),
+    'DECODE_FAILED',
+  );
 });
 
 test('rate limiter: burst, refill, separate buckets per peer and protocol', () => {

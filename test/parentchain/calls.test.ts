@@ -14,9 +14,25 @@ import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts'
 import { connectParentchain, createPureProxy, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
 import { encodeMessage, isOurRemark } from '../../src/protocol/parentchain-messages.ts';
-import type { CallSpec, ExtrinsicSigner, ParentchainBlock, ParentchainCall, ParentchainEvent, SubmitResult } from '../../src/parentchain/api.ts';
+import type {
+  CallSpec,
+  ExtrinsicSigner,
+  ParentchainBlock,
+  ParentchainCall,
+  ParentchainEvent,
+  SubmitResult,
+} from '../../src/parentchain/api.ts';
 import {
-  addProxyCall, batchAllCall, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, removeProxyCall, transferKeepAliveCall, type CallIndices,
+  addProxyCall,
+  batchAllCall,
+  createPureCall,
+  payloadMortality,
+  proxyCall,
+  pureProxyAccount,
+  remarkCall,
+  removeProxyCall,
+  transferKeepAliveCall,
+  type CallIndices,
 } from '../../src/enclave/parentchain/calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/parentchain/light-client.ts';
 import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/parentchain/registry.ts';
@@ -36,7 +52,11 @@ const recorded: Uint8Array[] = [];
 const seed = new Uint8Array(32).fill(0x21);
 const plain = ed25519Signer(seed);
 /** The ed25519 test account, recording every payload it is asked to sign. */
-const enclaveAccount: ExtrinsicSigner = { publicKey: plain.publicKey, scheme: 'ed25519', sign: (p) => (recorded.push(p), plain.sign(p)) };
+const enclaveAccount: ExtrinsicSigner = {
+  publicKey: plain.publicKey,
+  scheme: 'ed25519',
+  sign: (p) => (recorded.push(p), plain.sign(p)),
+};
 let chain: DevChain;
 let pc: SubstrateParentchain;
 let ix: CallIndices;
@@ -49,7 +69,6 @@ let core2: EnclaveCore;
 let dataDir2: string;
 let sidechainBob: Account;
 
-
 before(async () => {
   await cryptoWaitReady();
   const keyring = new Keyring({ type: 'sr25519' });
@@ -58,12 +77,27 @@ before(async () => {
   sidechainBob = await devAccount('//Bob');
   // the enclave's keys exist before the chain so its account can be endowed at genesis
   dataDir = mkdtempSync(join(tmpdir(), 'validateer-calls-'));
-  core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 }, authorities: [] });
+  core = EnclaveCore.open({
+    dataDir,
+    shard: SHARD,
+    workers: 0,
+    pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 },
+    authorities: [],
+  });
   dataDir2 = mkdtempSync(join(tmpdir(), 'validateer-calls-'));
-  core2 = EnclaveCore.open({ dataDir: dataDir2, shard: SHARD, workers: 0, pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 }, authorities: [] });
+  core2 = EnclaveCore.open({
+    dataDir: dataDir2,
+    shard: SHARD,
+    workers: 0,
+    pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 },
+    authorities: [],
+  });
   chain = await startDevChain({
     blockTimeMs: 500,
-    endowments: [plain.publicKey, core.info().signingKey, core2.info().signingKey].map((publicKey) => ({ publicKey, amount: 1_000n * UNIT })),
+    endowments: [plain.publicKey, core.info().signingKey, core2.info().signingKey].map((publicKey) => ({
+      publicKey,
+      amount: 1_000n * UNIT,
+    })),
   });
   pc = await connectParentchain({ endpoint: chain.endpoint, onWarning: () => undefined });
   ix = pc.callIndices();
@@ -77,10 +111,12 @@ after(async () => {
   for (const d of [dataDir, dataDir2]) if (d) rmSync(d, { recursive: true, force: true });
 });
 
-const event = (events: ParentchainEvent[], pallet: string, names: string[]) => events.find((e) => e.pallet === pallet && names.includes(e.name));
+const event = (events: ParentchainEvent[], pallet: string, names: string[]) =>
+  events.find((e) => e.pallet === pallet && names.includes(e.name));
 
 test('call encoders equal what polkadot-js builds for the runtime', () => {
-  const same = (ours: Uint8Array, spec: CallSpec, what: string) => assert.equal(hexKey(ours), hexKey(pc.encodeCall(spec)), what);
+  const same = (ours: Uint8Array, spec: CallSpec, what: string) =>
+    assert.equal(hexKey(ours), hexKey(pc.encodeCall(spec)), what);
   const dest = new Uint8Array(32).fill(0xab);
   for (const n of [0, 1, 63, 64, 300, 16_384, 20_000]) {
     const r = Uint8Array.from({ length: n }, (_, i) => (i * 7) & 0xff);
@@ -88,8 +124,24 @@ test('call encoders equal what polkadot-js builds for the runtime', () => {
   }
   const message = encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 7n } });
   same(remarkCall(ix, message), { kind: 'remark', remark: message }, 'a protocol message');
-  for (const amount of [0n, 1n, 63n, 64n, 16_383n, 16_384n, 2n ** 30n - 1n, 2n ** 30n, 2n ** 32n, 2n ** 64n, 2n ** 128n - 1n]) {
-    same(transferKeepAliveCall(ix, dest, amount), { kind: 'transferKeepAlive', dest, amount }, `transferKeepAlive ${amount}`);
+  for (const amount of [
+    0n,
+    1n,
+    63n,
+    64n,
+    16_383n,
+    16_384n,
+    2n ** 30n - 1n,
+    2n ** 30n,
+    2n ** 32n,
+    2n ** 64n,
+    2n ** 128n - 1n,
+  ]) {
+    same(
+      transferKeepAliveCall(ix, dest, amount),
+      { kind: 'transferKeepAlive', dest, amount },
+      `transferKeepAlive ${amount}`,
+    );
   }
   const t = { kind: 'transferKeepAlive', dest: bob, amount: 12_345n * UNIT } as const;
   const r = { kind: 'remark', remark: message } as const;
@@ -97,9 +149,17 @@ test('call encoders equal what polkadot-js builds for the runtime', () => {
   const rb = remarkCall(ix, message);
   same(batchAllCall(ix, []), { kind: 'batchAll', calls: [] }, 'empty batchAll');
   same(batchAllCall(ix, [tb, rb]), { kind: 'batchAll', calls: [t, r] }, 'shield / reserve shape');
-  same(batchAllCall(ix, [createPureCall(ix), rb]), { kind: 'batchAll', calls: [{ kind: 'createPure' }, r] }, 'vault shape');
+  same(
+    batchAllCall(ix, [createPureCall(ix), rb]),
+    { kind: 'batchAll', calls: [{ kind: 'createPure' }, r] },
+    'vault shape',
+  );
   same(proxyCall(ix, dest, tb), { kind: 'proxy', real: dest, call: t }, 'proxy(transfer)');
-  same(proxyCall(ix, dest, batchAllCall(ix, [tb, rb])), { kind: 'proxy', real: dest, call: { kind: 'batchAll', calls: [t, r] } }, 'payout shape');
+  same(
+    proxyCall(ix, dest, batchAllCall(ix, [tb, rb])),
+    { kind: 'proxy', real: dest, call: { kind: 'batchAll', calls: [t, r] } },
+    'payout shape',
+  );
   same(createPureCall(ix), { kind: 'createPure' }, 'createPure(Any, 0, 0)');
   same(addProxyCall(ix, dest), { kind: 'addProxy', delegate: dest }, 'addProxy(Any, 0)');
   same(removeProxyCall(ix, dest), { kind: 'removeProxy', delegate: dest }, 'removeProxy(Any, 0)');
@@ -108,12 +168,21 @@ test('call encoders equal what polkadot-js builds for the runtime', () => {
 test('pureProxyAccount is the account the runtime gives a pure proxy, alone and in the vault batch', async () => {
   const { pure, result } = await createPureProxy(pc, enclaveAccount);
   assert.equal(hexKey(pureProxyAccount(enclaveAccount.publicKey, result.blockNumber, result.index)), hexKey(pure));
-  const vault = await pc.submit(enclaveAccount, { kind: 'batchAll', calls: [{ kind: 'createPure' }, { kind: 'remark', remark: encodeMessage({ tag: 'vault', value: { shard: SHARD } }) }] });
+  const vault = await pc.submit(enclaveAccount, {
+    kind: 'batchAll',
+    calls: [
+      { kind: 'createPure' },
+      { kind: 'remark', remark: encodeMessage({ tag: 'vault', value: { shard: SHARD } }) },
+    ],
+  });
   assert.equal(vault.success, true, vault.error);
   const created = event(vault.events, 'proxy', ['PureCreated', 'AnonymousCreated']);
   const account = created?.data.pure ?? created?.data.anonymous ?? created?.data['0'];
   assert.equal(typeof account, 'string');
-  assert.equal(hexKey(pureProxyAccount(enclaveAccount.publicKey, vault.blockNumber, vault.index)), hexKey(decodeAddress(account as string)));
+  assert.equal(
+    hexKey(pureProxyAccount(enclaveAccount.publicKey, vault.blockNumber, vault.index)),
+    hexKey(decodeAddress(account as string)),
+  );
 });
 
 test('a real signing payload starts with the call bytes, is mortal for 64 blocks and names a finalized birth block', async () => {
@@ -131,34 +200,57 @@ test('a real signing payload starts with the call bytes, is mortal for 64 blocks
   assert.ok(birth, 'the birth hash is a block of the chain');
   assert.equal(hexKey((await pc.blockHash(birth.number))!), hexKey(m.birthHash));
   assert.ok(birth.number <= (await pc.finalizedHead()).number, 'finalized');
-  assert.ok(birth.number <= result.blockNumber && result.blockNumber < birth.number + m.period, 'included within its mortality window');
+  assert.ok(
+    birth.number <= result.blockNumber && result.blockNumber < birth.number + m.period,
+    'included within its mortality window',
+  );
 });
 
 // ---------- the enclave itself on the real chain ----------
 
 function toTree(c: ParentchainCall): CallTree {
   return {
-    pallet: c.pallet, method: c.method, ...(c.remark ? { remark: c.remark } : {}), ...(c.transfer ? { transfer: c.transfer } : {}),
-    ...(c.real ? { real: c.real } : {}), ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
+    pallet: c.pallet,
+    method: c.method,
+    ...(c.remark ? { remark: c.remark } : {}),
+    ...(c.transfer ? { transfer: c.transfer } : {}),
+    ...(c.real ? { real: c.real } : {}),
+    ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
   };
 }
-const hasOurRemark = (c: ParentchainCall): boolean => (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
+const hasOurRemark = (c: ParentchainCall): boolean =>
+  (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
 /** What the node hands the enclave for a block (as src/parentchain/driver.ts does). */
 function toImport(b: ParentchainBlock): ImportedBlock {
   return {
     header: b.header.encoded,
     extrinsics: b.extrinsics.map((x) => x.encoded),
-    relevant: b.extrinsics.filter((x) => hasOurRemark(x.call)).map((x) => ({ index: x.index, ...(x.signer ? { signer: x.signer } : {}), success: x.success ?? false, call: toTree(x.call) })),
+    relevant: b.extrinsics
+      .filter((x) => hasOurRemark(x.call))
+      .map((x) => ({
+        index: x.index,
+        ...(x.signer ? { signer: x.signer } : {}),
+        success: x.success ?? false,
+        call: toTree(x.call),
+      })),
   };
 }
 
-test('the light client verifies the real chain from chopsticks\' genesis', async () => {
+test("the light client verifies the real chain from chopsticks' genesis", async () => {
   assert.equal(hexKey(pc.genesisHash()), hexKey(CHOPSTICKS_GENESIS));
   const lc = new LightClient(pc.genesisHash(), { number: 0, hash: pc.genesisHash() });
   const head = (await pc.finalizedHead()).number;
   for (let n = 1; n <= head; n++) {
     const b = await pc.block((await pc.blockHash(n))!);
-    assert.equal(hexKey(lc.import(b.header.encoded, b.extrinsics.map((x) => x.encoded)).hash), hexKey(b.header.hash));
+    assert.equal(
+      hexKey(
+        lc.import(
+          b.header.encoded,
+          b.extrinsics.map((x) => x.encoded),
+        ).hash,
+      ),
+      hexKey(b.header.hash),
+    );
   }
   assert.equal(lc.number, head);
 });
@@ -167,13 +259,28 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   const key = core.info().signingKey;
   const shieldingKey = { keyId: core.info().shieldingKeyId, publicKey: core.info().shieldingKey };
   core.genesis([], Date.now());
-  core.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit(), proxyDepositFactor: pc.proxyDepositFactor() });
-  const scanner = pc.scanFinalized(1, (b) => void core.parentchainImport([toImport(b)]), { fromParentHash: pc.genesisHash() });
+  core.parentchainInit({
+    genesisHash: pc.genesisHash(),
+    callIndices: ix,
+    existentialDeposit: pc.existentialDeposit(),
+    proxyDepositFactor: pc.proxyDepositFactor(),
+  });
+  const scanner = pc.scanFinalized(1, (b) => void core.parentchainImport([toImport(b)]), {
+    fromParentHash: pc.genesisHash(),
+  });
   const signer: ExtrinsicSigner = { publicKey: key, scheme: 'ed25519', sign: (payload) => core.signExtrinsic(payload) };
-  const processed = (r: SubmitResult) => waitFor(() => core.parentchainInfo().number >= r.blockNumber, `parentchain block ${r.blockNumber} imported`, 30_000);
+  const processed = (r: SubmitResult) =>
+    waitFor(
+      () => core.parentchainInfo().number >= r.blockNumber,
+      `parentchain block ${r.blockNumber} imported`,
+      30_000,
+    );
   const duty = async (expected: string) => {
     const duties = core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] });
-    assert.deepEqual(duties.map((d) => d.key), [expected]);
+    assert.deepEqual(
+      duties.map((d) => d.key),
+      [expected],
+    );
     const r = await pc.submit(signer, { kind: 'raw', callData: duties[0].callData });
     assert.equal(r.success, true, r.error);
     await processed(r);
@@ -185,7 +292,11 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     const r = await pc.submit(signer, { kind: 'raw', callData: core.anchorCall(headNumber) });
     assert.equal(r.success, true, r.error);
     await processed(r);
-    assert.deepEqual(core.parentchainInfo().lastAnchor, { number: headNumber, hash: headHash, parentchainNumber: r.blockNumber });
+    assert.deepEqual(core.parentchainInfo().lastAnchor, {
+      number: headNumber,
+      hash: headHash,
+      parentchainNumber: r.blockNumber,
+    });
   };
   /** Kinds of the parentchain effects the enclave still keeps, executed or not: only an anchor drops them. */
   const keptEffects = () => core['parentchain']!.effectsAfter(0).map((e) => e.kind);
@@ -203,7 +314,11 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     const vaultTx = await duty('vault');
     const vault = core.parentchainInfo().vault!;
     const created = event(vaultTx.events, 'proxy', ['PureCreated', 'AnonymousCreated']);
-    assert.equal(hexKey(vault), hexKey(decodeAddress((created?.data.pure ?? created?.data.anonymous ?? created?.data['0']) as string)), 'the vault is the pure proxy the runtime created');
+    assert.equal(
+      hexKey(vault),
+      hexKey(decodeAddress((created?.data.pure ?? created?.data.anonymous ?? created?.data['0']) as string)),
+      'the vault is the pure proxy the runtime created',
+    );
     await duty('reserve');
     assert.equal(core.parentchainInfo().reserveFunded, true);
     assert.equal((await pc.balance(vault)).free, pc.existentialDeposit());
@@ -211,10 +326,19 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     // A second enclave registers; the first makes it a proxy of the vault, paying the proxy deposit
     // that pallet_proxy reserves from the vault (which holds only the keep-alive reserve).
     const key2 = core2.info().signingKey;
-    core2.parentchainInit({ genesisHash: pc.genesisHash(), callIndices: ix, existentialDeposit: pc.existentialDeposit(), proxyDepositFactor: pc.proxyDepositFactor() });
+    core2.parentchainInit({
+      genesisHash: pc.genesisHash(),
+      callIndices: ix,
+      existentialDeposit: pc.existentialDeposit(),
+      proxyDepositFactor: pc.proxyDepositFactor(),
+    });
     const [register2] = core2.parentchainDuties({ peerId: 'peer2', p2pAddresses: [] });
     assert.equal(register2.key, 'register');
-    const signer2: ExtrinsicSigner = { publicKey: key2, scheme: 'ed25519', sign: (payload) => core2.signExtrinsic(payload) };
+    const signer2: ExtrinsicSigner = {
+      publicKey: key2,
+      scheme: 'ed25519',
+      sign: (payload) => core2.signExtrinsic(payload),
+    };
     const registered2 = await pc.submit(signer2, { kind: 'raw', callData: register2.callData });
     assert.equal(registered2.success, true, registered2.error);
     await processed(registered2);
@@ -223,15 +347,32 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     await duty(`proxy:${hexKey(key2)}`);
     assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hexKey(key), hexKey(key2)]);
     const proxies = (await pc.api.query.proxy.proxies(vault)).toJSON() as [{ delegate: string }[], unknown];
-    assert.ok(proxies[0].some((p) => hexKey(decodeAddress(p.delegate)) === hexKey(key2)), 'the runtime lists the second enclave as a proxy of the vault');
-    assert.equal((await pc.balance(vault)).free, pc.existentialDeposit(), 'the deposit came from the first enclave, not the reserve');
+    assert.ok(
+      proxies[0].some((p) => hexKey(decodeAddress(p.delegate)) === hexKey(key2)),
+      'the runtime lists the second enclave as a proxy of the vault',
+    );
+    assert.equal(
+      (await pc.balance(vault)).free,
+      pc.existentialDeposit(),
+      'the deposit came from the first enclave, not the reserve',
+    );
 
     // //Alice shields 10 ROC to the sidechain account //Bob
-    const { enc, ciphertext } = new HpkeSuite(HPKE_INFO_SHIELD).seal(shieldingKey.publicKey, sidechainBob.publicKey, SHARD);
-    const shieldTx = await pc.submit(alice, { kind: 'batchAll', calls: [
-      { kind: 'transferKeepAlive', dest: vault, amount: 10n * UNIT },
-      { kind: 'remark', remark: encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: concatBytes(enc, ciphertext) } }) },
-    ] });
+    const { enc, ciphertext } = new HpkeSuite(HPKE_INFO_SHIELD).seal(
+      shieldingKey.publicKey,
+      sidechainBob.publicKey,
+      SHARD,
+    );
+    const shieldTx = await pc.submit(alice, {
+      kind: 'batchAll',
+      calls: [
+        { kind: 'transferKeepAlive', dest: vault, amount: 10n * UNIT },
+        {
+          kind: 'remark',
+          remark: encodeMessage({ tag: 'shield', value: { shard: SHARD, recipient: concatBytes(enc, ciphertext) } }),
+        },
+      ],
+    });
     assert.equal(shieldTx.success, true, shieldTx.error);
     await processed(shieldTx);
     produce();
@@ -240,7 +381,16 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
 
     // //Bob unshields 4 ROC to the parentchain account //Bob: the vault pays it, exactly once
     const before = (await pc.balance(bob)).free;
-    const unshield = shield(signCall(sidechainBob, { tag: 'unshield', value: { from: sidechainBob.publicKey, beneficiary: bob, amount: 4n * UNIT } }, 0, SHARD), shieldingKey, SHARD);
+    const unshield = shield(
+      signCall(
+        sidechainBob,
+        { tag: 'unshield', value: { from: sidechainBob.publicKey, beneficiary: bob, amount: 4n * UNIT } },
+        0,
+        SHARD,
+      ),
+      shieldingKey,
+      SHARD,
+    );
     assert.equal((await core.submit([unshield], Date.now()))[0].status, 'ready');
     produce();
     assert.equal(core.parentchainInfo().unpaidWithdrawals, 1);
@@ -265,9 +415,15 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     // The second enclave leaves: the first removes it as a vault proxy. The removal frees its deposit
     // in the vault, which goes back to the first enclave's account: the vault keeps exactly reserve + shielded.
     const vaultBefore = (await pc.balance(vault)).free;
-    const scanner2 = pc.scanFinalized(1, (b) => void core2.parentchainImport([toImport(b)]), { fromParentHash: pc.genesisHash() });
+    const scanner2 = pc.scanFinalized(1, (b) => void core2.parentchainImport([toImport(b)]), {
+      fromParentHash: pc.genesisHash(),
+    });
     try {
-      await waitFor(() => core2.parentchainInfo().number >= core.parentchainInfo().number, 'the second enclave follows the chain', 30_000);
+      await waitFor(
+        () => core2.parentchainInfo().number >= core.parentchainInfo().number,
+        'the second enclave follows the chain',
+        30_000,
+      );
       const left = await pc.submit(signer2, { kind: 'raw', callData: core2.unregisterCall() });
       assert.equal(left.success, true, left.error);
       await processed(left);
@@ -277,7 +433,10 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     await duty(`unproxy:${hexKey(key2)}`);
     assert.deepEqual(core.parentchainInfo().vaultProxies.map(hex), [hexKey(key)]);
     const after = (await pc.api.query.proxy.proxies(vault)).toJSON() as [{ delegate: string }[], unknown];
-    assert.ok(!after[0].some((p) => hexKey(decodeAddress(p.delegate)) === hexKey(key2)), 'the runtime no longer lists the departed enclave');
+    assert.ok(
+      !after[0].some((p) => hexKey(decodeAddress(p.delegate)) === hexKey(key2)),
+      'the runtime no longer lists the departed enclave',
+    );
     assert.equal((await pc.balance(vault)).free, vaultBefore, 'the freed deposit went back out of the vault');
     assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
   } finally {

@@ -6,7 +6,12 @@ import { Keyring } from '@polkadot/keyring';
 import { blake2AsU8a, cryptoWaitReady } from '@polkadot/util-crypto';
 import { u8aEq } from '@polkadot/util';
 import { startDevChain, DEV_ACCOUNT_BALANCE, type DevChain } from '../../src/parentchain/devchain.ts';
-import { connectParentchain, createPureProxy, proxyTransfer, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
+import {
+  connectParentchain,
+  createPureProxy,
+  proxyTransfer,
+  type SubstrateParentchain,
+} from '../../src/parentchain/substrate.ts';
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../src/protocol/parentchain-messages.ts';
 import type { ExtrinsicSigner, ParentchainBlock, ParentchainExtrinsic } from '../../src/parentchain/api.ts';
@@ -22,7 +27,10 @@ let bob: Uint8Array;
 let charlie: Uint8Array;
 
 const shard = new Uint8Array(32).fill(0x5a);
-const invoke = (n: number): ParentchainMessage => ({ tag: 'invoke', value: { shard, request: Uint8Array.of(n, n, n) } });
+const invoke = (n: number): ParentchainMessage => ({
+  tag: 'invoke',
+  value: { shard, request: Uint8Array.of(n, n, n) },
+});
 
 /** Scans finalized blocks [from, to] and returns them (in order, as delivered). */
 async function scanRange(from: number, to: number): Promise<ParentchainBlock[]> {
@@ -39,7 +47,11 @@ before(async () => {
   alice = keyringSigner(keyring.addFromUri('//Alice'));
   bob = keyring.addFromUri('//Bob').publicKey;
   charlie = keyring.addFromUri('//Charlie').publicKey;
-  chain = await startDevChain({ host: '127.0.0.1', blockTimeMs: 1000, endowments: [{ publicKey: enclave.publicKey, amount: 1_000n * UNIT }] });
+  chain = await startDevChain({
+    host: '127.0.0.1',
+    blockTimeMs: 1000,
+    endowments: [{ publicKey: enclave.publicKey, amount: 1_000n * UNIT }],
+  });
   console.log(`dev chain ready at ${chain.endpoint} after ${chain.startupMs} ms`);
   pc = await connectParentchain({ endpoint: chain.endpoint, onWarning: () => undefined });
 });
@@ -70,14 +82,18 @@ test('finalized heads advance on the timer and the subscription reports them', a
 test('headers hash to their block hash with blake2_256 and link to their parents', async () => {
   const head = (await pc.finalizedHead()).number;
   const blocks = await scanRange(0, head);
-  assert.deepEqual(blocks.map((b) => b.header.number), [...Array(head + 1).keys()]);
+  assert.deepEqual(
+    blocks.map((b) => b.header.number),
+    [...Array(head + 1).keys()],
+  );
   // chopsticks reports the genesis block under the pseudo hash 0x4545..; the chain of real hashes starts at #1
   assert.ok(u8aEq(blocks[1].header.parentHash, pc.genesisHash()));
   for (const b of blocks.slice(1)) {
     assert.ok(u8aEq(blake2AsU8a(b.header.encoded, 256), b.header.hash), `hash of #${b.header.number}`);
     assert.ok(u8aEq((await pc.header(b.header.number))!.encoded, b.header.encoded));
   }
-  for (let i = 2; i < blocks.length; i++) assert.ok(u8aEq(blocks[i].header.parentHash, blocks[i - 1].header.hash), `parent of #${i}`);
+  for (let i = 2; i < blocks.length; i++)
+    assert.ok(u8aEq(blocks[i].header.parentHash, blocks[i - 1].header.hash), `parent of #${i}`);
 });
 
 test('a remark from the funded ed25519 account is found by scanning, with its signer and message', async () => {
@@ -86,7 +102,9 @@ test('a remark from the funded ed25519 account is found by scanning, with its si
   assert.equal(result.success, true);
   assert.ok(result.estimatedFee > 0n);
   const blocks = await scanRange(from, result.blockNumber);
-  const found: ParentchainExtrinsic[] = blocks.flatMap((b) => b.extrinsics.filter((x) => x.signer && u8aEq(x.signer, enclave.publicKey)));
+  const found: ParentchainExtrinsic[] = blocks.flatMap((b) =>
+    b.extrinsics.filter((x) => x.signer && u8aEq(x.signer, enclave.publicKey)),
+  );
   assert.equal(found.length, 1);
   const [x] = found;
   assert.ok(u8aEq(x.hash, result.extrinsicHash));
@@ -102,7 +120,17 @@ test('utility.batchAll[transferKeepAlive, remarkWithEvent] by //Alice is decoded
   const before = (await pc.balance(bob)).free;
   const amount = 12_345n * 10n ** 9n;
   const shield: ParentchainMessage = { tag: 'shield', value: { shard, recipient: Uint8Array.of(9, 8, 7) } };
-  const result = await pc.submit(alice, { kind: 'batchAll', calls: [{ kind: 'transferKeepAlive', dest: bob, amount }, { kind: 'remark', remark: encodeMessage(shield) }] }, { waitFor: 'finalized' });
+  const result = await pc.submit(
+    alice,
+    {
+      kind: 'batchAll',
+      calls: [
+        { kind: 'transferKeepAlive', dest: bob, amount },
+        { kind: 'remark', remark: encodeMessage(shield) },
+      ],
+    },
+    { waitFor: 'finalized' },
+  );
   assert.equal(result.success, true, result.error);
   const x = (await pc.block(result.blockHash)).extrinsics[result.index];
   assert.ok(u8aEq(x.signer!, alice.publicKey));
@@ -118,9 +146,15 @@ test('utility.batchAll[transferKeepAlive, remarkWithEvent] by //Alice is decoded
 
 test('an unfunded ed25519 account gets PARENTCHAIN_INSUFFICIENT_FUNDS', async () => {
   const poor = ed25519Signer(new Uint8Array(32).fill(0x99));
-  await assert.rejects(pc.submit(poor, { kind: 'remark', remark: encodeMessage(invoke(2)) }), (err: { code?: string }) => err.code === 'PARENTCHAIN_INSUFFICIENT_FUNDS');
+  await assert.rejects(
+    pc.submit(poor, { kind: 'remark', remark: encodeMessage(invoke(2)) }),
+    (err: { code?: string }) => err.code === 'PARENTCHAIN_INSUFFICIENT_FUNDS',
+  );
   // and a funded one asking to move more than it has
-  await assert.rejects(pc.submit(enclave, { kind: 'transferKeepAlive', dest: bob, amount: 10_000n * UNIT }), (err: { code?: string }) => err.code === 'PARENTCHAIN_INSUFFICIENT_FUNDS');
+  await assert.rejects(
+    pc.submit(enclave, { kind: 'transferKeepAlive', dest: bob, amount: 10_000n * UNIT }),
+    (err: { code?: string }) => err.code === 'PARENTCHAIN_INSUFFICIENT_FUNDS',
+  );
 });
 
 test('a pure proxy (the shard vault) pays out through proxy.proxy by its controller', async () => {
@@ -162,10 +196,14 @@ test('an RPC outage: blocks go on, the scanner resumes without missing or repeat
   await chain.resumeRpc();
   const result = await pending;
   assert.equal(result.success, true);
-  assert.ok(result.blockNumber > headDuringOutage, "submitted after the endpoint came back");
+  assert.ok(result.blockNumber > headDuringOutage, 'submitted after the endpoint came back');
   await waitFor(() => scanner.next > result.blockNumber + 1, 'scanner caught up', 60_000);
   await scanner.stop();
-  assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => from + i), 'every block exactly once, in order');
+  assert.deepEqual(
+    numbers,
+    Array.from({ length: numbers.length }, (_, i) => from + i),
+    'every block exactly once, in order',
+  );
   assert.ok(numbers.includes(headDuringOutage));
   assert.equal(ours, 1, 'the remark was included exactly once');
 });
@@ -174,7 +212,12 @@ test('paused block production keeps a submitted extrinsic in the pool until a bl
   const head = await chain.pauseBlocks();
   try {
     const submitted = pc.submit(alice, { kind: 'remark', remark: Uint8Array.of(7, 7, 7) });
-    await waitFor(async () => (await pc.api.rpc.author.pendingExtrinsics()).length === 1, 'the extrinsic in the pool', 30_000, 100);
+    await waitFor(
+      async () => (await pc.api.rpc.author.pendingExtrinsics()).length === 1,
+      'the extrinsic in the pool',
+      30_000,
+      100,
+    );
     assert.equal((await pc.finalizedHead()).number, head, 'no block was built while paused');
     assert.equal(await chain.newBlock(), head + 1);
     const r = await submitted;

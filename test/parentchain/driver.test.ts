@@ -6,7 +6,14 @@ import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ParentchainDriver, type EnclaveCalls, type ParentchainDriverOptions } from '../../src/parentchain/driver.ts';
 import type {
-  CallSpec, ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainHeader, ScanOptions, SubmitResult,
+  CallSpec,
+  ExtrinsicSigner,
+  FinalizedScanner,
+  Parentchain,
+  ParentchainBlock,
+  ParentchainHeader,
+  ScanOptions,
+  SubmitResult,
 } from '../../src/parentchain/api.ts';
 import type { Method, Params, Result } from '../../src/enclave/boundary/api.ts';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
@@ -24,8 +31,12 @@ function header(number: number): ParentchainHeader {
   const encoded = new Uint8Array(4);
   new DataView(encoded.buffer).setUint32(0, number, true);
   return {
-    number, hash: new Uint8Array(32).fill(number + 1), parentHash: new Uint8Array(32).fill(number),
-    stateRoot: new Uint8Array(32), extrinsicsRoot: new Uint8Array(32), encoded,
+    number,
+    hash: new Uint8Array(32).fill(number + 1),
+    parentHash: new Uint8Array(32).fill(number),
+    stateRoot: new Uint8Array(32),
+    extrinsicsRoot: new Uint8Array(32),
+    encoded,
   };
 }
 const numberOf = (encoded: Uint8Array) => new DataView(encoded.buffer, encoded.byteOffset).getUint32(0, true);
@@ -34,8 +45,17 @@ const numberOf = (encoded: Uint8Array) => new DataView(encoded.buffer, encoded.b
 function block(number: number, remark?: Uint8Array): ParentchainBlock {
   const raw = remark ? [concatBytes(Uint8Array.of(0xaa), remark)] : [];
   const extrinsics = remark
-    ? [{ index: 0, hash: new Uint8Array(32), encoded: raw[0], signer: new Uint8Array(32).fill(3), success: true, events: [],
-      call: { pallet: 'system', method: 'remarkWithEvent', args: {}, remark } }]
+    ? [
+        {
+          index: 0,
+          hash: new Uint8Array(32),
+          encoded: raw[0],
+          signer: new Uint8Array(32).fill(3),
+          success: true,
+          events: [],
+          call: { pallet: 'system', method: 'remarkWithEvent', args: {}, remark },
+        },
+      ]
     : [];
   return { header: header(number), raw, extrinsics, events: [] };
 }
@@ -57,9 +77,15 @@ class FakeParentchain implements Parentchain {
     for (const cb of this.#headListeners) cb(b.header);
   }
 
-  genesisHash() { return this.blocks[0].header.hash; }
-  ss58Prefix() { return 42; }
-  async finalizedHead() { return this.blocks.at(-1)!.header; }
+  genesisHash() {
+    return this.blocks[0].header.hash;
+  }
+  ss58Prefix() {
+    return 42;
+  }
+  async finalizedHead() {
+    return this.blocks.at(-1)!.header;
+  }
   async subscribeFinalizedHeads(cb: (h: ParentchainHeader) => void) {
     this.#headListeners.add(cb);
     return () => void this.#headListeners.delete(cb);
@@ -67,15 +93,24 @@ class FakeParentchain implements Parentchain {
   async header(at: number | Uint8Array) {
     return typeof at === 'number' ? this.blocks[at]?.header : this.blocks.find((b) => same(b.header.hash, at))?.header;
   }
-  async blockHash(number: number) { return this.blocks[number]?.header.hash; }
+  async blockHash(number: number) {
+    return this.blocks[number]?.header.hash;
+  }
   async block(hash: Uint8Array) {
     const found = this.blocks.find((b) => same(b.header.hash, hash));
     if (!found) throw new ValidateerError('PARENTCHAIN_MISSING_BLOCK', 'no such block');
     return found;
   }
 
-  scanFinalized(fromNumber: number, onBlock: (b: ParentchainBlock) => Promise<void> | void, options: ScanOptions = {}): FinalizedScanner {
-    this.scans.push({ from: fromNumber, ...(options.fromParentHash ? { fromParentHash: options.fromParentHash } : {}) });
+  scanFinalized(
+    fromNumber: number,
+    onBlock: (b: ParentchainBlock) => Promise<void> | void,
+    options: ScanOptions = {},
+  ): FinalizedScanner {
+    this.scans.push({
+      from: fromNumber,
+      ...(options.fromParentHash ? { fromParentHash: options.fromParentHash } : {}),
+    });
     let next = fromNumber;
     let stopped = false;
     let wake: (() => void) | undefined;
@@ -95,7 +130,9 @@ class FakeParentchain implements Parentchain {
       }
     })();
     return {
-      get next() { return next; },
+      get next() {
+        return next;
+      },
       done,
       stop: async () => {
         stopped = true;
@@ -113,19 +150,43 @@ class FakeParentchain implements Parentchain {
     await this.hold;
     this.submitted.push({ signer, callData, signature });
     return {
-      extrinsicHash: new Uint8Array(32), blockHash: this.blocks.at(-1)!.header.hash, blockNumber: this.blocks.length - 1, index: 1,
-      nonce: this.submitted.length - 1, success: true, events: [], estimatedFee: 1n,
+      extrinsicHash: new Uint8Array(32),
+      blockHash: this.blocks.at(-1)!.header.hash,
+      blockNumber: this.blocks.length - 1,
+      index: 1,
+      nonce: this.submitted.length - 1,
+      success: true,
+      events: [],
+      estimatedFee: 1n,
     };
   }
 
-  async estimateFee() { return 1n; }
-  async balance() { return { free: 1000n, reserved: 0n, frozen: 0n }; }
-  encodeCall(): Uint8Array { throw new Error('not used by the driver'); }
-  existentialDeposit() { return 10n; }
-  proxyDepositFactor() { return 0n; }
+  async estimateFee() {
+    return 1n;
+  }
+  async balance() {
+    return { free: 1000n, reserved: 0n, frozen: 0n };
+  }
+  encodeCall(): Uint8Array {
+    throw new Error('not used by the driver');
+  }
+  existentialDeposit() {
+    return 10n;
+  }
+  proxyDepositFactor() {
+    return 0n;
+  }
   callIndices() {
     const ix = { pallet: 0, call: 0 };
-    return { remarkWithEvent: ix, transferKeepAlive: ix, batchAll: ix, proxy: ix, createPure: ix, addProxy: ix, removeProxy: ix };
+    return {
+      remarkWithEvent: ix,
+      transferKeepAlive: ix,
+      batchAll: ix,
+      proxy: ix,
+      createPure: ix,
+      addProxy: ix,
+      removeProxy: ix,
+    };
   }
   async close() {}
 }
@@ -187,14 +248,31 @@ class FakeEnclave implements EnclaveCalls {
 
   #info(): Result<'parentchainInfo'> {
     return {
-      number: this.verified.number, hash: this.verified.hash, genesisHash: header(0).hash, members: [], vault: null, reserveFunded: false,
-      vaultProxies: [], lastAnchor: null, dutiesInFlight: [], pendingEffects: 0, shieldedSupply: 0n, unpaidWithdrawals: 0,
+      number: this.verified.number,
+      hash: this.verified.hash,
+      genesisHash: header(0).hash,
+      members: [],
+      vault: null,
+      reserveFunded: false,
+      vaultProxies: [],
+      lastAnchor: null,
+      dutiesInFlight: [],
+      pendingEffects: 0,
+      shieldedSupply: 0n,
+      unpaidWithdrawals: 0,
     };
   }
 }
 
 const OPTIONS: ParentchainDriverOptions = {
-  importBatch: 4, prefetch: 8, anchorInterval: 5, genesisHash: null, checkpoint: null, peerId: 'peer', p2pAddresses: [], shard: SHARD,
+  importBatch: 4,
+  prefetch: 8,
+  anchorInterval: 5,
+  genesisHash: null,
+  checkpoint: null,
+  peerId: 'peer',
+  p2pAddresses: [],
+  shard: SHARD,
 };
 
 let running: ParentchainDriver[] = [];
@@ -203,12 +281,23 @@ afterEach(async () => {
   running = [];
 });
 
-async function startDriver(chain: FakeParentchain, enclave: FakeEnclave, options: Partial<ParentchainDriverOptions> = {}) {
+async function startDriver(
+  chain: FakeParentchain,
+  enclave: FakeEnclave,
+  options: Partial<ParentchainDriverOptions> = {},
+) {
   const metrics = createMetrics();
-  const driver = new ParentchainDriver({
-    enclave, parentchain: chain, store: { isCanonical: async () => true }, metrics, logger: createLogger({ level: 'silent' }),
-    signingKey: SIGNING_KEY,
-  }, { ...OPTIONS, ...options });
+  const driver = new ParentchainDriver(
+    {
+      enclave,
+      parentchain: chain,
+      store: { isCanonical: async () => true },
+      metrics,
+      logger: createLogger({ level: 'silent' }),
+      signingKey: SIGNING_KEY,
+    },
+    { ...OPTIONS, ...options },
+  );
   running.push(driver);
   await driver.init();
   await driver.start();
@@ -224,19 +313,34 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, timeout
 }
 
 async function counter(metrics: Metrics, labels: string): Promise<number> {
-  const line = (await metrics.registry.metrics()).split('\n').find((l) => l.startsWith(`validateer_parentchain_extrinsics_total{${labels}}`));
+  const line = (await metrics.registry.metrics())
+    .split('\n')
+    .find((l) => l.startsWith(`validateer_parentchain_extrinsics_total{${labels}}`));
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
 test('a backlog of finalized blocks goes to the enclave in batches of importBatch, in order; a new head alone', async () => {
   const chain = new FakeParentchain();
-  for (let n = 1; n <= 20; n++) chain.finalize(block(n, n === 7 ? concatBytes(MESSAGE_MAGIC, Uint8Array.of(1, 2)) : n === 9 ? Uint8Array.of(1, 2) : undefined));
+  for (let n = 1; n <= 20; n++)
+    chain.finalize(
+      block(n, n === 7 ? concatBytes(MESSAGE_MAGIC, Uint8Array.of(1, 2)) : n === 9 ? Uint8Array.of(1, 2) : undefined),
+    );
   const enclave = new FakeEnclave();
   const { driver } = await startDriver(chain, enclave);
   await until('block 20 imported', () => enclave.verified.number === 20);
-  assert.deepEqual(chain.scans.map((s) => s.from), [1], 'one scan, from the verified head + 1');
+  assert.deepEqual(
+    chain.scans.map((s) => s.from),
+    [1],
+    'one scan, from the verified head + 1',
+  );
   assert.ok(same(chain.scans[0].fromParentHash!, header(0).hash), 'the scan checks it continues the verified head');
-  assert.deepEqual(enclave.batches, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]);
+  assert.deepEqual(enclave.batches, [
+    [1, 2, 3, 4],
+    [5, 6, 7, 8],
+    [9, 10, 11, 12],
+    [13, 14, 15, 16],
+    [17, 18, 19, 20],
+  ]);
   // Only the extrinsic carrying our message magic is decoded for the enclave; a foreign remark is not.
   assert.deepEqual([...enclave.relevant], [[7, 1]]);
   assert.equal(driver.processedNumber, 20);
@@ -246,20 +350,27 @@ test('a backlog of finalized blocks goes to the enclave in batches of importBatc
   assert.deepEqual(enclave.batches.at(-1), [21], 'caught up: a new finalized block is imported at once');
 });
 
-test('after a failed import the scan restarts from the enclave\'s verified head; no block is lost or imported twice', async () => {
+test("after a failed import the scan restarts from the enclave's verified head; no block is lost or imported twice", async () => {
   const chain = new FakeParentchain();
   for (let n = 1; n <= 20; n++) chain.finalize(block(n));
   const enclave = new FakeEnclave();
   enclave.failOnceAt = 10;
   await startDriver(chain, enclave);
   await until('block 20 imported', () => enclave.verified.number === 20);
-  assert.deepEqual(chain.scans.map((s) => s.from), [1, 9], 'restarted after block 8, the last verified one');
+  assert.deepEqual(
+    chain.scans.map((s) => s.from),
+    [1, 9],
+    'restarted after block 8, the last verified one',
+  );
   assert.ok(same(chain.scans[1].fromParentHash!, header(8).hash));
   const failed = enclave.batches.findIndex((b) => b.includes(10));
   assert.deepEqual(enclave.batches[failed], [9, 10, 11, 12], 'the batch that failed');
   // Everything that was accepted, in order, each once (the light client asserts continuity too).
   const accepted = enclave.batches.filter((_, i) => i !== failed).flat();
-  assert.deepEqual(accepted, Array.from({ length: 20 }, (_, i) => i + 1));
+  assert.deepEqual(
+    accepted,
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
 });
 
 test('the extrinsics the enclave asks for are signed by the enclave and sent once, also when asked again meanwhile', async () => {
@@ -284,8 +395,11 @@ test('the extrinsics the enclave asks for are signed by the enclave and sent onc
   const [sent] = chain.submitted;
   assert.deepEqual(sent.callData, payout.callData, 'the call bytes the enclave built');
   assert.ok(same(sent.signer.publicKey, SIGNING_KEY), 'sent from the enclave account');
-  assert.ok(same(sent.signature, SIGNATURE), 'with the enclave\'s signature');
-  assert.ok(same(enclave.signed[0].subarray(0, payout.callData.length), payout.callData), 'the enclave signed a payload of its call');
+  assert.ok(same(sent.signature, SIGNATURE), "with the enclave's signature");
+  assert.ok(
+    same(enclave.signed[0].subarray(0, payout.callData.length), payout.callData),
+    'the enclave signed a payload of its call',
+  );
 });
 
 test('every anchorInterval-th committed block is anchored with the call the enclave built', async () => {
@@ -295,13 +409,26 @@ test('every anchorInterval-th committed block is anchored with the call the encl
   for (let n = 1; n <= 11; n++) driver.blockCommitted(n);
   await until('two anchors counted', async () => (await counter(metrics, 'call="anchor",result="success"')) === 2);
   assert.deepEqual(enclave.anchorsAsked, [5, 10]);
-  assert.deepEqual(chain.submitted.map((s) => [...s.callData]), [[0xac, 5], [0xac, 10]]);
+  assert.deepEqual(
+    chain.submitted.map((s) => [...s.callData]),
+    [
+      [0xac, 5],
+      [0xac, 10],
+    ],
+  );
 });
 
 test('a parentchain with another genesis than configured is refused with PARENTCHAIN_GENESIS_MISMATCH', async () => {
-  const driver = new ParentchainDriver({
-    enclave: new FakeEnclave(), parentchain: new FakeParentchain(), store: { isCanonical: async () => true }, metrics: createMetrics(),
-    logger: createLogger({ level: 'silent' }), signingKey: SIGNING_KEY,
-  }, { ...OPTIONS, genesisHash: new Uint8Array(32).fill(0xff) });
+  const driver = new ParentchainDriver(
+    {
+      enclave: new FakeEnclave(),
+      parentchain: new FakeParentchain(),
+      store: { isCanonical: async () => true },
+      metrics: createMetrics(),
+      logger: createLogger({ level: 'silent' }),
+      signingKey: SIGNING_KEY,
+    },
+    { ...OPTIONS, genesisHash: new Uint8Array(32).fill(0xff) },
+  );
   await assert.rejects(driver.init(), (err: unknown) => hasCode(err, 'PARENTCHAIN_GENESIS_MISMATCH'));
 });

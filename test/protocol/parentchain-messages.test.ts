@@ -1,17 +1,44 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeMessage, encodeMessage, isOurRemark, tryDecodeMessage, MESSAGE_MAGIC, MESSAGE_VERSION, type ParentchainMessage } from '../../src/protocol/parentchain-messages.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  isOurRemark,
+  tryDecodeMessage,
+  MESSAGE_MAGIC,
+  MESSAGE_VERSION,
+  type ParentchainMessage,
+} from '../../src/protocol/parentchain-messages.ts';
 import { codeOf } from '../helpers/errors.ts';
 
 const b32 = (n: number) => new Uint8Array(32).fill(n);
 const te = new TextEncoder();
 
 const samples: ParentchainMessage[] = [
-  { tag: 'register', value: { shard: b32(1), quote: Uint8Array.of(1, 2, 3, 4), signingKey: b32(2), p2pAddresses: ['/ip4/127.0.0.1/tcp/2001', '/dns/x.example/tcp/1/ws'], peerId: '12D3KooWpeer', encryptionKey: b32(3) } },
+  {
+    tag: 'register',
+    value: {
+      shard: b32(1),
+      quote: Uint8Array.of(1, 2, 3, 4),
+      signingKey: b32(2),
+      p2pAddresses: ['/ip4/127.0.0.1/tcp/2001', '/dns/x.example/tcp/1/ws'],
+      peerId: '12D3KooWpeer',
+      encryptionKey: b32(3),
+    },
+  },
   { tag: 'unregister', value: { shard: b32(1), signingKey: b32(2) } },
   { tag: 'invoke', value: { shard: b32(3), request: new Uint8Array(300).fill(9) } },
   { tag: 'shield', value: { shard: b32(3), recipient: new Uint8Array(0) } },
-  { tag: 'anchor', value: { shard: b32(4), sidechainNumber: 2n ** 63n + 5n, sidechainHash: b32(5), previousAnchor: b32(0), parentchainProcessed: { number: 4_000_000_000, hash: b32(6) } } },
+  {
+    tag: 'anchor',
+    value: {
+      shard: b32(4),
+      sidechainNumber: 2n ** 63n + 5n,
+      sidechainHash: b32(5),
+      previousAnchor: b32(0),
+      parentchainProcessed: { number: 4_000_000_000, hash: b32(6) },
+    },
+  },
   { tag: 'vault', value: { shard: b32(7) } },
   { tag: 'reserve', value: { shard: b32(7) } },
   { tag: 'payout', value: { shard: b32(7), withdrawal: 3n } },
@@ -30,13 +57,20 @@ test('every message kind round-trips and starts with magic + version', () => {
     assert.ok(isOurRemark(bytes));
     assert.deepEqual(decodeMessage(bytes), m);
     // a view into a larger buffer decodes the same
-    const big = new Uint8Array(bytes.length + 10); big.set(bytes, 7);
+    const big = new Uint8Array(bytes.length + 10);
+    big.set(bytes, 7);
     assert.deepEqual(decodeMessage(big.subarray(7, 7 + bytes.length)), m);
   }
 });
 
 test('foreign remarks are ignored (null), not errors', () => {
-  for (const r of [new Uint8Array(0), te.encode('hello'), te.encode('vldt'), te.encode('VLDTR\x01'), Uint8Array.of(0x76)]) {
+  for (const r of [
+    new Uint8Array(0),
+    te.encode('hello'),
+    te.encode('vldt'),
+    te.encode('VLDTR\x01'),
+    Uint8Array.of(0x76),
+  ]) {
     assert.equal(decodeMessage(r), null);
     assert.deepEqual(tryDecodeMessage(r), { message: null });
   }
@@ -53,14 +87,23 @@ test('our magic with bad encoding is PARENTCHAIN_MESSAGE_MALFORMED; unknown vers
     Uint8Array.from([...MESSAGE_MAGIC, MESSAGE_VERSION, 1, ...b32(1)]), // unregister without key
   ];
   // invalid UTF-8 in peerId: replace the last peerId byte (before the 32-byte encryption key) with 0xff
-  const badUtf8 = Uint8Array.from(good); badUtf8[badUtf8.length - 33] = 0xff;
+  const badUtf8 = Uint8Array.from(good);
+  badUtf8[badUtf8.length - 33] = 0xff;
   cases.push(badUtf8);
   for (const c of cases) {
-    assert.equal(codeOf(() => decodeMessage(c)), 'PARENTCHAIN_MESSAGE_MALFORMED', `case ${Buffer.from(c).toString('hex').slice(0, 40)}`);
+    assert.equal(
+      codeOf(() => decodeMessage(c)),
+      'PARENTCHAIN_MESSAGE_MALFORMED',
+      `case ${Buffer.from(c).toString('hex').slice(0, 40)}`,
+    );
     assert.equal(tryDecodeMessage(c).error?.code, 'PARENTCHAIN_MESSAGE_MALFORMED');
   }
-  const v2 = Uint8Array.from(good); v2[5] = MESSAGE_VERSION + 1;
-  assert.equal(codeOf(() => decodeMessage(v2)), 'PARENTCHAIN_MESSAGE_VERSION');
+  const v2 = Uint8Array.from(good);
+  v2[5] = MESSAGE_VERSION + 1;
+  assert.equal(
+    codeOf(() => decodeMessage(v2)),
+    'PARENTCHAIN_MESSAGE_VERSION',
+  );
 });
 
 test('encoding is fixed: an anchor has a stable byte layout', () => {

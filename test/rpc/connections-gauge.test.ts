@@ -17,11 +17,20 @@ let metricsServer: MetricsServer;
 
 before(async () => {
   rpc = await startRpcServer({
-    host: '127.0.0.1', port: 0, maxFrameBytes: 1024, maxBatch: 5, maxConnections: MAX_CONNECTIONS,
+    host: '127.0.0.1',
+    port: 0,
+    maxFrameBytes: 1024,
+    maxBatch: 5,
+    maxConnections: MAX_CONNECTIONS,
     methods: { echo: (params) => params },
     onConnections: (open) => metrics.rpcConnections.set(open),
   });
-  metricsServer = await startMetricsServer({ host: '127.0.0.1', port: 0, registry: metrics.registry, isReady: () => true });
+  metricsServer = await startMetricsServer({
+    host: '127.0.0.1',
+    port: 0,
+    registry: metrics.registry,
+    isReady: () => true,
+  });
 });
 
 after(async () => {

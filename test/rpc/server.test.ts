@@ -114,10 +114,12 @@ test('batch', async () => {
 test('batch reply is an array even with one response, and notifications get no reply', async () => {
   const raw = await rawSocket();
   try {
-    raw.ws.send(JSON.stringify([
-      { jsonrpc: '2.0', method: 'echo', params: [1] },
-      { jsonrpc: '2.0', id: 9, method: 'echo', params: [2] },
-    ]));
+    raw.ws.send(
+      JSON.stringify([
+        { jsonrpc: '2.0', method: 'echo', params: [1] },
+        { jsonrpc: '2.0', id: 9, method: 'echo', params: [2] },
+      ]),
+    );
     assert.deepEqual(await raw.next(), [{ jsonrpc: '2.0', id: 9, result: [2] }]);
     raw.ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'echo', params: [3] }));
     raw.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 10, method: 'echo', params: [4] }));
@@ -148,9 +150,22 @@ test('non-object payloads and bad entries give -32600', async () => {
       assert.equal(reply.error.code, -32600, text);
       assert.equal(reply.id, null);
     }
-    raw.ws.send(JSON.stringify([null, { jsonrpc: '2.0', id: 3, method: 7 }, { jsonrpc: '2.0', id: 4, method: 'echo', params: 'no' }]));
+    raw.ws.send(
+      JSON.stringify([
+        null,
+        { jsonrpc: '2.0', id: 3, method: 7 },
+        { jsonrpc: '2.0', id: 4, method: 'echo', params: 'no' },
+      ]),
+    );
     const replies = (await raw.next()) as { id: unknown; error: { code: number } }[];
-    assert.deepEqual(replies.map((r) => [r.id, r.error.code]), [[null, -32600], [3, -32600], [4, -32600]]);
+    assert.deepEqual(
+      replies.map((r) => [r.id, r.error.code]),
+      [
+        [null, -32600],
+        [3, -32600],
+        [4, -32600],
+      ],
+    );
     raw.ws.send(Buffer.from('{}'), { binary: true });
     assert.equal(((await raw.next()) as { error: { code: number } }).error.code, -32600);
   } finally {
@@ -195,7 +210,10 @@ test('RpcError passes through; other errors become a generic -32603', async () =
     assert.equal(err.data, undefined);
     return true;
   });
-  assert.ok(warnings.some((w) => w.msg.includes('boom')), 'unexpected errors are logged');
+  assert.ok(
+    warnings.some((w) => w.msg.includes('boom')),
+    'unexpected errors are logged',
+  );
   assert.ok(!warnings.some((w) => w.msg.includes('"fail"')), 'RpcError is not logged');
 });
 
@@ -227,7 +245,11 @@ test('batch larger than maxBatch gives a single -32600', async () => {
   try {
     const calls = Array.from({ length: 6 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'echo', params: [i] }));
     raw.ws.send(JSON.stringify(calls));
-    assert.deepEqual(await raw.next(), { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'batch too large (6 > 5)' } });
+    assert.deepEqual(await raw.next(), {
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32600, message: 'batch too large (6 > 5)' },
+    });
   } finally {
     raw.ws.close();
   }
@@ -259,7 +281,11 @@ test('subscription notifications reach the client, cleanup runs on close', async
 test('connections beyond maxConnections are closed with 1013', async () => {
   // Own server, so sockets still closing from other tests do not count against the limit.
   const small = await startRpcServer({
-    host: '127.0.0.1', port: 0, maxFrameBytes: MAX_FRAME, maxBatch: 5, maxConnections: 2,
+    host: '127.0.0.1',
+    port: 0,
+    maxFrameBytes: MAX_FRAME,
+    maxBatch: 5,
+    maxConnections: 2,
     methods: { echo: (params) => params },
   });
   try {
@@ -279,12 +305,18 @@ test('connections beyond maxConnections are closed with 1013', async () => {
 
 test('client rejects pending requests when the connection drops, naming the url', async () => {
   const other = await startRpcServer({
-    host: '127.0.0.1', port: 0, maxFrameBytes: MAX_FRAME, maxBatch: 5, maxConnections: 2,
+    host: '127.0.0.1',
+    port: 0,
+    maxFrameBytes: MAX_FRAME,
+    maxBatch: 5,
+    maxConnections: 2,
     methods: { hang: () => new Promise(() => {}) },
   });
   try {
     const c = await connectRpc(other.url);
-    const failed = assert.rejects(c.request('hang'), (err: Error) => err.message.includes(`connection to ${other.url} closed`));
+    const failed = assert.rejects(c.request('hang'), (err: Error) =>
+      err.message.includes(`connection to ${other.url} closed`),
+    );
     await new Promise((r) => setTimeout(r, 20));
     await other.close();
     await failed;

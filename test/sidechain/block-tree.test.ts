@@ -15,11 +15,27 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 /** A block of branch `tag` at `number` on `parent` (hex), as a TreeBlock (built through describeBlock). */
 function block(number: number, parent: string, tag: string): TreeBlock {
   const header = {
-    parentHash: Buffer.from(parent, 'hex'), number: BigInt(number), shard: ZERO32, slot: BigInt(number * 10 + tag.length),
-    author: sha256(enc.encode(tag)), stateCommitment: sha256(enc.encode(`${tag}${number}`)), transitionsRoot: ZERO32,
-    parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 0n, parentSignatureHash: ZERO32,
+    parentHash: Buffer.from(parent, 'hex'),
+    number: BigInt(number),
+    shard: ZERO32,
+    slot: BigInt(number * 10 + tag.length),
+    author: sha256(enc.encode(tag)),
+    stateCommitment: sha256(enc.encode(`${tag}${number}`)),
+    transitionsRoot: ZERO32,
+    parentchainNumber: 0,
+    parentchainHash: ZERO32,
+    timestampMs: 0n,
+    parentSignatureHash: ZERO32,
   };
-  const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) }, calls: [sha256(enc.encode(`call ${tag}${number}`))], rotation: undefined }, signature: new Uint8Array(64) });
+  const bytes = SignedBlock.enc({
+    header,
+    body: {
+      transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) },
+      calls: [sha256(enc.encode(`call ${tag}${number}`))],
+      rotation: undefined,
+    },
+    signature: new Uint8Array(64),
+  });
   return describeBlock(bytes, `peer-${tag}`, null).block;
 }
 
@@ -49,8 +65,14 @@ test('describeBlock: hash, parent, number, slot, author, calls, origin', () => {
   assert.equal(d.block.from, null);
   assert.equal(d.block.gossipAtMs, 1234);
   assert.deepEqual(d.signed.header.number, 7n);
-  assert.equal(codeOf(() => describeBlock(new Uint8Array([...b.bytes, 0]), null, null)), 'DECODE_FAILED');
-  assert.equal(codeOf(() => describeBlock(b.bytes.subarray(0, 100), null, null)), 'DECODE_FAILED');
+  assert.equal(
+    codeOf(() => describeBlock(new Uint8Array([...b.bytes, 0]), null, null)),
+    'DECODE_FAILED',
+  );
+  assert.equal(
+    codeOf(() => describeBlock(b.bytes.subarray(0, 100), null, null)),
+    'DECODE_FAILED',
+  );
   // Received bytes are often views into a bigger buffer (a Buffer's slice is one too): same result.
   const inside = Buffer.concat([Buffer.from('prefix'), b.bytes, Buffer.from('suffix')]).subarray(6, 6 + b.bytes.length);
   const v = describeBlock(inside, null, null);
@@ -159,22 +181,39 @@ test('isBetter: the longer chain wins, a tie goes to the lower hash, anything be
   assert.equal(isBetter({ number: 5, hash: low }, { number: 5, hash: high }), true);
   assert.equal(isBetter({ number: 5, hash: high }, { number: 5, hash: low }), false);
   assert.equal(isBetter({ number: 5, hash: low }, { number: 5, hash: highFirst }), true);
-  assert.equal(isBetter({ number: 5, hash: highFirst }, { number: 5, hash: low }), false, 'compared bytewise, first byte first');
-  assert.equal(isBetter({ number: 5, hash: low }, { number: 5, hash: new Uint8Array(low) }), false, 'the same tip is not better than itself');
+  assert.equal(
+    isBetter({ number: 5, hash: highFirst }, { number: 5, hash: low }),
+    false,
+    'compared bytewise, first byte first',
+  );
+  assert.equal(
+    isBetter({ number: 5, hash: low }, { number: 5, hash: new Uint8Array(low) }),
+    false,
+    'the same tip is not better than itself',
+  );
   assert.equal(isBetter({ number: 0, hash: high }, null), true);
   // a strict order: of two different tips exactly one is better
   const tips = [
-    { number: 3, hash: low }, { number: 3, hash: high }, { number: 4, hash: low }, { number: 4, hash: high },
-    { number: 4, hash: highFirst }, { number: 10, hash: high },
+    { number: 3, hash: low },
+    { number: 3, hash: high },
+    { number: 4, hash: low },
+    { number: 4, hash: high },
+    { number: 4, hash: highFirst },
+    { number: 10, hash: high },
   ];
   for (const x of tips) {
     for (const y of tips) {
       if (x === y) continue;
-      assert.notEqual(isBetter(x, y), isBetter(y, x), `${x.number}/${hex(x.hash).slice(0, 2)} vs ${y.number}/${hex(y.hash).slice(0, 2)}`);
+      assert.notEqual(
+        isBetter(x, y),
+        isBetter(y, x),
+        `${x.number}/${hex(x.hash).slice(0, 2)} vs ${y.number}/${hex(y.hash).slice(0, 2)}`,
+      );
     }
   }
   // the best of a set by repeated isBetter does not depend on the order
-  const best = (list: typeof tips) => list.reduce<(typeof tips)[number] | null>((acc, t) => (isBetter(t, acc) ? t : acc), null);
+  const best = (list: typeof tips) =>
+    list.reduce<(typeof tips)[number] | null>((acc, t) => (isBetter(t, acc) ? t : acc), null);
   assert.equal(best(tips), tips[5]);
   assert.equal(best([...tips].reverse()), tips[5]);
   assert.equal(best(tips.slice(0, 5)), tips[2]);

@@ -15,7 +15,8 @@ const SHARD = new Uint8Array(32).fill(0x55);
 const ZERO32 = new Uint8Array(32);
 const enc = new TextEncoder();
 // LevelDB hands back Buffers: compare bytes as hex
-const hex = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : Buffer.from(b).toString('hex'));
+const hex = (b: Uint8Array | undefined): string | undefined =>
+  b === undefined ? undefined : Buffer.from(b).toString('hex');
 const hexes = (bs: Uint8Array[]): (string | undefined)[] => bs.map(hex);
 const bytesOf = (bs: StoredBlock[]): (string | undefined)[] => bs.map((b) => hex(b.bytes));
 const headOf = (s: BlockStore) => {
@@ -43,16 +44,38 @@ const call = (label: string): Uint8Array => sha256(enc.encode(`call ${label}`));
  */
 function makeBlock(number: number, parentHash: Uint8Array, fork: string, calls: Uint8Array[]): StoredBlock {
   const header = {
-    parentHash, number: BigInt(number), shard: SHARD, slot: BigInt(number * 2 + (fork === 'main' ? 0 : 1)),
-    author: sha256(enc.encode(`author ${fork}`)), stateCommitment: sha256(enc.encode(`state ${fork} ${number}`)),
-    transitionsRoot: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 1000n * BigInt(number), parentSignatureHash: ZERO32,
+    parentHash,
+    number: BigInt(number),
+    shard: SHARD,
+    slot: BigInt(number * 2 + (fork === 'main' ? 0 : 1)),
+    author: sha256(enc.encode(`author ${fork}`)),
+    stateCommitment: sha256(enc.encode(`state ${fork} ${number}`)),
+    transitionsRoot: ZERO32,
+    parentchainNumber: 0,
+    parentchainHash: ZERO32,
+    timestampMs: 1000n * BigInt(number),
+    parentSignatureHash: ZERO32,
   };
-  const bytes = SignedBlock.enc({ header, body: { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(`${fork} ${number}`) }, calls, rotation: undefined }, signature: new Uint8Array(64).fill(number) });
+  const bytes = SignedBlock.enc({
+    header,
+    body: {
+      transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(`${fork} ${number}`) },
+      calls,
+      rotation: undefined,
+    },
+    signature: new Uint8Array(64).fill(number),
+  });
   return { number, hash: headerHash(header), bytes, callHashes: calls };
 }
 
 /** Blocks `from`..`to` of branch `fork` above `parent`; block n includes call `${fork}${n}` (and any extras). */
-function chain(from: number, to: number, parent: Uint8Array, fork: string, extra: Record<number, Uint8Array[]> = {}): StoredBlock[] {
+function chain(
+  from: number,
+  to: number,
+  parent: Uint8Array,
+  fork: string,
+  extra: Record<number, Uint8Array[]> = {},
+): StoredBlock[] {
   const out: StoredBlock[] = [];
   for (let n = from; n <= to; n++) {
     const b = makeBlock(n, out.at(-1)?.hash ?? parent, fork, [call(`${fork}${n}`), ...(extra[n] ?? [])]);
@@ -108,14 +131,18 @@ test('append, head, lookups and ranges', async () => {
     assert.deepEqual(await collect(store.blocksFrom(3, 512, 3)), [bytesOf([main[3]])]);
     assert.deepEqual(await collect(store.blocksFrom(6)), []);
 
-    assert.deepEqual((await store.snapshots()).map((s) => s.number), [4, 2], 'newest first');
+    assert.deepEqual(
+      (await store.snapshots()).map((s) => s.number),
+      [4, 2],
+      'newest first',
+    );
     assert.equal(await store.newestSnapshotNumber(), 4);
   } finally {
     await store.close();
   }
 });
 
-test('reorg(2, [b3\', b4\']): blocks, indexes, head and snapshots above 2 are swapped; durable', async () => {
+test("reorg(2, [b3', b4']): blocks, indexes, head and snapshots above 2 are swapped; durable", async () => {
   const { store, main, path } = await mainStore();
   // the fork re-includes call 'main4' (in b3') and 'shared' (in b4'): their index must point at the fork
   const fork = chain(3, 4, main[2].hash, 'fork', { 3: [call('main4')], 4: [call('shared')] });
@@ -136,7 +163,8 @@ test('reorg(2, [b3\', b4\']): blocks, indexes, head and snapshots above 2 are sw
   try {
     assert.deepEqual(headOf(reopened), { number: 4, hash: hex(fork[1].hash) });
     for (const b of main.slice(0, 3)) assert.equal(await reopened.numberOf(b.hash), b.number, `main ${b.number} kept`);
-    for (const b of main.slice(3)) assert.equal(await reopened.numberOf(b.hash), undefined, `main ${b.number} no longer canonical`);
+    for (const b of main.slice(3))
+      assert.equal(await reopened.numberOf(b.hash), undefined, `main ${b.number} no longer canonical`);
     for (const b of fork) assert.equal(await reopened.numberOf(b.hash), b.number);
     assert.equal(hex(await reopened.blockByNumber(3)), hex(fork[0].bytes));
     assert.equal(hex(await reopened.blockByNumber(4)), hex(fork[1].bytes));
@@ -145,12 +173,16 @@ test('reorg(2, [b3\', b4\']): blocks, indexes, head and snapshots above 2 are sw
     for (const n of [0, 1, 2]) assert.equal(await reopened.callBlock(call(`main${n}`)), n);
     assert.equal(await reopened.callBlock(call('main3')), undefined, 'only in an abandoned block');
     assert.equal(await reopened.callBlock(call('main5')), undefined, 'only in an abandoned block');
-    assert.equal(await reopened.callBlock(call('main4')), 3, 'abandoned in b4, included again in b3\'');
-    assert.equal(await reopened.callBlock(call('shared')), 4, 'abandoned in b4, included again in b4\'');
+    assert.equal(await reopened.callBlock(call('main4')), 3, "abandoned in b4, included again in b3'");
+    assert.equal(await reopened.callBlock(call('shared')), 4, "abandoned in b4, included again in b4'");
     assert.equal(await reopened.callBlock(call('fork3')), 3);
     assert.equal(await reopened.callBlock(call('fork4')), 4);
 
-    assert.deepEqual((await reopened.snapshots()).map((s) => [s.number, Buffer.from(s.sealed).toString()]), [[2, 'snap 2']], 'the snapshot at 4 was of the abandoned chain');
+    assert.deepEqual(
+      (await reopened.snapshots()).map((s) => [s.number, Buffer.from(s.sealed).toString()]),
+      [[2, 'snap 2']],
+      'the snapshot at 4 was of the abandoned chain',
+    );
     assert.equal(await reopened.newestSnapshotNumber(), 2);
     assert.deepEqual(hexes(await reopened.blockRange(0, 10)), bytesOf([...main.slice(0, 3), ...fork]));
     assert.deepEqual((await collect(reopened.blocksFrom(2, 512))).flat(), bytesOf([main[2], ...fork]));
@@ -245,7 +277,10 @@ test('bad reorg arguments fail STORE_BAD_REORG and change nothing', async () => 
     assert.deepEqual(headOf(reopened), { number: 5, hash: hex(main[5].hash) });
     assert.deepEqual(hexes(await reopened.blockRange(0, 10)), bytesOf(main));
     for (const b of main) assert.equal(await reopened.callBlock(call(`main${b.number}`)), b.number);
-    assert.deepEqual((await reopened.snapshots()).map((s) => s.number), [4, 2]);
+    assert.deepEqual(
+      (await reopened.snapshots()).map((s) => s.number),
+      [4, 2],
+    );
   } finally {
     await reopened.close();
   }
@@ -286,10 +321,14 @@ test('unsynced appends (imported blocks) survive a kill -9 of the writing proces
     for (const b of blocks) await store.append({ ...b, hash: h(b.hash), bytes: h(b.bytes), callHashes: b.callHashes.map(h) }, { fsync: b.number === 0 });
     process.stdout.write('appended\\n');
     setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', writer], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', writer], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
     await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('appended')) resolve(); });
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('appended')) resolve();
+      });
       child.once('exit', (code) => reject(new Error(`writer exited early (${code})`)));
     });
   } finally {

@@ -20,14 +20,35 @@ export const AUTHOR = ed25519PublicFromSeed(AUTHOR_SEED);
  * A block at `number` on `parent` (bytes) of branch `tag`, validly signed by AUTHOR. Branches whose
  * tags differ in length modulo 4 have different slots (so they are no equivocation).
  */
-export function encodeBlock(number: number, parent: Uint8Array, tag: string, slot = BigInt(number * 4 + (tag.length % 4))): Uint8Array {
+export function encodeBlock(
+  number: number,
+  parent: Uint8Array,
+  tag: string,
+  slot = BigInt(number * 4 + (tag.length % 4)),
+): Uint8Array {
   const header = {
-    parentHash: parent, number: BigInt(number), shard: ZERO32, slot,
-    author: AUTHOR, stateCommitment: sha256(enc.encode(`${tag}${number}`)), transitionsRoot: ZERO32,
-    parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: 0n, parentSignatureHash: ZERO32,
+    parentHash: parent,
+    number: BigInt(number),
+    shard: ZERO32,
+    slot,
+    author: AUTHOR,
+    stateCommitment: sha256(enc.encode(`${tag}${number}`)),
+    transitionsRoot: ZERO32,
+    parentchainNumber: 0,
+    parentchainHash: ZERO32,
+    timestampMs: 0n,
+    parentSignatureHash: ZERO32,
   };
-  const body = { transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) }, calls: [], rotation: undefined };
-  return SignedBlock.enc({ header, body, signature: ed25519Sign(ed25519PrivateKey(AUTHOR_SEED), headerSigningPayload(header)) });
+  const body = {
+    transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) },
+    calls: [],
+    rotation: undefined,
+  };
+  return SignedBlock.enc({
+    header,
+    body,
+    signature: ed25519Sign(ed25519PrivateKey(AUTHOR_SEED), headerSigningPayload(header)),
+  });
 }
 
 /** Blocks `from`..`from+length-1` of branch `tag`, the first on `parent`. */
@@ -94,7 +115,9 @@ export const STATUS = { headNumber: 0, headHash: ZERO32, accounts: 3, poolSize: 
  * An enclave that imports every block except those whose hash is in `refuse` (code BLOCK_BAD_COMMITMENT).
  * Records the methods called.
  */
-export function fakeEnclave(opts: { refuse?: Set<string>; onCall?: (method: string, params: unknown) => unknown } = {}): Enclave & { calls: string[] } {
+export function fakeEnclave(
+  opts: { refuse?: Set<string>; onCall?: (method: string, params: unknown) => unknown } = {},
+): Enclave & { calls: string[] } {
   const calls: string[] = [];
   const enclave = {
     calls,
@@ -131,12 +154,15 @@ export type Serve = (from: number, count: number) => Promise<Uint8Array[]>;
 
 /** A peer that serves its chain `blocks` (by number), up to `head`. */
 export function serveChain(blocks: TreeBlock[], head = blocks.length - 1): Serve {
-  return async (from, count) => blocks.filter((b) => b.number >= from && b.number < from + count && b.number <= head).map((b) => b.bytes);
+  return async (from, count) =>
+    blocks.filter((b) => b.number >= from && b.number < from + count && b.number <= head).map((b) => b.bytes);
 }
 
-export const failing = (code: string): Serve => async () => {
-  throw Object.assign(new Error(`fake failure ${code}`), { code });
-};
+export const failing =
+  (code: string): Serve =>
+  async () => {
+    throw Object.assign(new Error(`fake failure ${code}`), { code });
+  };
 
 /** A network of fake peers: peer id -> how it serves; records requests and penalties. */
 export function fakeNetwork(peers: Record<string, Serve>, statuses: Record<string, ChainStatus> = {}) {
@@ -144,7 +170,9 @@ export function fakeNetwork(peers: Record<string, Serve>, statuses: Record<strin
   const penalties: { peer: string; reason: string }[] = [];
   const published: Uint8Array[] = [];
   const network = {
-    requests, penalties, published,
+    requests,
+    penalties,
+    published,
     connectedPeers: () => Object.keys(peers),
     requestStatus: async (peer: string) => {
       const s = statuses[peer];
@@ -180,7 +208,11 @@ export function capturingLogger(): { logger: Logger; lines: Record<string, unkno
       cb();
     },
   });
-  return { logger: createLogger({ level: 'debug', destination }), lines, messages: () => lines.map((l) => String(l.msg)) };
+  return {
+    logger: createLogger({ level: 'debug', destination }),
+    lines,
+    messages: () => lines.map((l) => String(l.msg)),
+  };
 }
 
 export { hexKey };

@@ -4,8 +4,21 @@ import { z } from 'zod';
 
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
-const status = z.object({ headNumber: z.number().int(), headHash: bytes32, accounts: z.number().int(), poolSize: z.number().int(), stateKeyEpoch: z.number().int() });
-const submitResults = z.array(z.object({ hash: z.string().optional(), status: z.enum(['ready', 'future', 'invalid']), code: z.string().optional(), message: z.string().optional() }));
+const status = z.object({
+  headNumber: z.number().int(),
+  headHash: bytes32,
+  accounts: z.number().int(),
+  poolSize: z.number().int(),
+  stateKeyEpoch: z.number().int(),
+});
+const submitResults = z.array(
+  z.object({
+    hash: z.string().optional(),
+    status: z.enum(['ready', 'future', 'invalid']),
+    code: z.string().optional(),
+    message: z.string().optional(),
+  }),
+);
 /** A provisioning step: its result, or a refusal; `verification` = the peer's quote check ('ok', a refusal code, null = not reached). */
 function provisionOutcome<T extends z.ZodRawShape>(ok: T) {
   return z.discriminatedUnion('ok', [
@@ -16,25 +29,53 @@ function provisionOutcome<T extends z.ZodRawShape>(ok: T) {
 const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });
 
 export interface CallTreeInput {
-  pallet: string; method: string; remark?: Uint8Array; transfer?: { dest: Uint8Array; amount: bigint }; real?: Uint8Array; calls?: CallTreeInput[];
+  pallet: string;
+  method: string;
+  remark?: Uint8Array;
+  transfer?: { dest: Uint8Array; amount: bigint };
+  real?: Uint8Array;
+  calls?: CallTreeInput[];
 }
-const callTree: z.ZodType<CallTreeInput> = z.lazy(() => z.object({
-  pallet: z.string().max(64), method: z.string().max(64), remark: bytes.optional(),
-  transfer: z.object({ dest: bytes32, amount: z.bigint().nonnegative() }).optional(), real: bytes32.optional(),
-  calls: z.array(callTree).max(256).optional(),
-}));
+const callTree: z.ZodType<CallTreeInput> = z.lazy(() =>
+  z.object({
+    pallet: z.string().max(64),
+    method: z.string().max(64),
+    remark: bytes.optional(),
+    transfer: z.object({ dest: bytes32, amount: z.bigint().nonnegative() }).optional(),
+    real: bytes32.optional(),
+    calls: z.array(callTree).max(256).optional(),
+  }),
+);
 const importedBlock = z.object({
   header: bytes.refine((b) => b.length <= 64 * 1024, 'header larger than 64 KiB'),
   extrinsics: z.array(bytes).max(100_000),
-  relevant: z.array(z.object({ index: z.number().int().nonnegative(), signer: bytes32.optional(), success: z.boolean(), call: callTree })).max(10_000),
+  relevant: z
+    .array(
+      z.object({
+        index: z.number().int().nonnegative(),
+        signer: bytes32.optional(),
+        success: z.boolean(),
+        call: callTree,
+      }),
+    )
+    .max(10_000),
 });
 const callIndex = z.object({ pallet: z.number().int().min(0).max(255), call: z.number().int().min(0).max(255) });
 const parentchainInfo = z.object({
-  number: z.number().int(), hash: bytes32, genesisHash: bytes32,
-  members: z.array(z.object({
-    signingKey: bytes32, measurement: bytes32, peerId: z.string(), p2pAddresses: z.array(z.string()),
-    registeredAt: z.number().int(), registeredIndex: z.number().int(), unregisteredAt: z.number().int().nullable(),
-  })),
+  number: z.number().int(),
+  hash: bytes32,
+  genesisHash: bytes32,
+  members: z.array(
+    z.object({
+      signingKey: bytes32,
+      measurement: bytes32,
+      peerId: z.string(),
+      p2pAddresses: z.array(z.string()),
+      registeredAt: z.number().int(),
+      registeredIndex: z.number().int(),
+      unregisteredAt: z.number().int().nullable(),
+    }),
+  ),
   vault: bytes32.nullable(),
   reserveFunded: z.boolean(),
   vaultProxies: z.array(bytes32),
@@ -49,19 +90,39 @@ export const enclaveApi = {
   info: {
     params: z.object({}),
     result: z.object({
-      signingKey: bytes32, shieldingKey: bytes32, shieldingKeyId: z.number().int(), stateKeyId: z.number().int(),
-      encryptionKey: bytes32, measurement: bytes32, signer: bytes32, attestation: z.string(), cryptoThreads: z.number().int(),
-      secretsOrigin: z.enum(['generated', 'dev', 'provisioned']), holdsShardSecrets: z.boolean(),
+      signingKey: bytes32,
+      shieldingKey: bytes32,
+      shieldingKeyId: z.number().int(),
+      stateKeyId: z.number().int(),
+      encryptionKey: bytes32,
+      measurement: bytes32,
+      signer: bytes32,
+      attestation: z.string(),
+      cryptoThreads: z.number().int(),
+      secretsOrigin: z.enum(['generated', 'dev', 'provisioned']),
+      holdsShardSecrets: z.boolean(),
     }),
   },
   status: { params: z.object({}), result: status },
   genesis: {
-    params: z.object({ balances: z.array(z.object({ account: bytes32, amount: z.bigint().nonnegative() })).max(1_000_000), timestampMs: z.number().int() }),
+    params: z.object({
+      balances: z.array(z.object({ account: bytes32, amount: z.bigint().nonnegative() })).max(1_000_000),
+      timestampMs: z.number().int(),
+    }),
     result: z.object({ block: bytes, hash: bytes32 }),
   },
-  beginReplay: { params: z.object({ snapshot: bytes.optional(), verifyEach: z.boolean() }), result: z.object({ fromNumber: z.number().int() }) },
-  replayBlocks: { params: z.object({ blocks: z.array(bytes).max(100_000) }), result: z.object({ headNumber: z.number().int() }) },
-  finishReplay: { params: z.object({}), result: status.extend({ blocks: z.number().int(), transitions: z.number().int(), commitment: bytes32 }) },
+  beginReplay: {
+    params: z.object({ snapshot: bytes.optional(), verifyEach: z.boolean() }),
+    result: z.object({ fromNumber: z.number().int() }),
+  },
+  replayBlocks: {
+    params: z.object({ blocks: z.array(bytes).max(100_000) }),
+    result: z.object({ headNumber: z.number().int() }),
+  },
+  finishReplay: {
+    params: z.object({}),
+    result: status.extend({ blocks: z.number().int(), transitions: z.number().int(), commitment: bytes32 }),
+  },
   submit: {
     params: z.object({
       requests: z.array(bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB')).max(20_000),
@@ -75,16 +136,39 @@ export const enclaveApi = {
     // Counts, not one result per call: a batch holds thousands, and the host only needs to know whether any was new.
     result: z.object({ accepted: z.number().int(), invalid: z.number().int() }),
   },
-  requeue: { params: z.object({ hashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(100_000) }), result: z.object({ requeued: z.number().int() }) },
+  requeue: {
+    params: z.object({ hashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(100_000) }),
+    result: z.object({ requeued: z.number().int() }),
+  },
   propose: {
-    params: z.object({ slot: z.bigint().nonnegative(), timestampMs: z.number().int(), maxCalls: z.number().int().positive(), deadlineMs: z.number().int().optional() }),
-    result: z.object({ block: bytes, hash: bytes32, number: z.number().int(), included: z.array(z.string()), rejected: z.array(rejection) }),
+    params: z.object({
+      slot: z.bigint().nonnegative(),
+      timestampMs: z.number().int(),
+      maxCalls: z.number().int().positive(),
+      deadlineMs: z.number().int().optional(),
+    }),
+    result: z.object({
+      block: bytes,
+      hash: bytes32,
+      number: z.number().int(),
+      included: z.array(z.string()),
+      rejected: z.array(rejection),
+    }),
   },
   commit: { params: z.object({ hash: bytes32 }), result: status },
   rewind: { params: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }), result: status },
   importBlock: {
-    params: z.object({ block: bytes.refine((b) => b.length <= 64 * 1024 * 1024, 'block larger than 64 MiB'), nowMs: z.number().int() }),
-    result: z.object({ hash: bytes32, number: z.number().int(), slot: z.bigint(), author: bytes32, calls: z.array(z.string()) }),
+    params: z.object({
+      block: bytes.refine((b) => b.length <= 64 * 1024 * 1024, 'block larger than 64 MiB'),
+      nowMs: z.number().int(),
+    }),
+    result: z.object({
+      hash: bytes32,
+      number: z.number().int(),
+      slot: z.bigint(),
+      author: bytes32,
+      calls: z.array(z.string()),
+    }),
   },
   importBlocks: {
     params: z.object({ blocks: z.array(bytes).max(4096), nowMs: z.number().int() }),
@@ -94,8 +178,14 @@ export const enclaveApi = {
       status,
     }),
   },
-  slotAuthor: { params: z.object({ slot: z.bigint().nonnegative() }), result: z.object({ author: bytes32.nullable(), genesisAuthor: bytes32.nullable() }) },
-  getter: { params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }), result: z.object({ reply: bytes }) },
+  slotAuthor: {
+    params: z.object({ slot: z.bigint().nonnegative() }),
+    result: z.object({ author: bytes32.nullable(), genesisAuthor: bytes32.nullable() }),
+  },
+  getter: {
+    params: z.object({ request: bytes.refine((b) => b.length <= 64 * 1024, 'request larger than 64 KiB') }),
+    result: z.object({ reply: bytes }),
+  },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
   quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
   provisionRequest: { params: z.object({}), result: z.object({ request: bytes }) },
@@ -104,7 +194,10 @@ export const enclaveApi = {
     result: provisionOutcome({ response: bytes }),
   },
   provisionAccept: {
-    params: z.object({ request: bytes.refine((b) => b.length <= 16 * 1024, 'request larger than 16 KiB'), response: bytes.refine((b) => b.length <= 64 * 1024, 'response larger than 64 KiB') }),
+    params: z.object({
+      request: bytes.refine((b) => b.length <= 16 * 1024, 'request larger than 16 KiB'),
+      response: bytes.refine((b) => b.length <= 64 * 1024, 'response larger than 64 KiB'),
+    }),
     result: provisionOutcome({ stateKeyId: z.number().int() }),
   },
   parentchainInit: {
@@ -112,8 +205,15 @@ export const enclaveApi = {
       genesisHash: bytes32,
       checkpoint: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }).optional(),
       callIndices: z.object({
-        remarkWithEvent: callIndex, transferKeepAlive: callIndex, batchAll: callIndex, proxy: callIndex, createPure: callIndex, addProxy: callIndex, removeProxy: callIndex,
-        proxyRealAccountId: z.boolean().optional(), addProxyDelegateAccountId: z.boolean().optional(),
+        remarkWithEvent: callIndex,
+        transferKeepAlive: callIndex,
+        batchAll: callIndex,
+        proxy: callIndex,
+        createPure: callIndex,
+        addProxy: callIndex,
+        removeProxy: callIndex,
+        proxyRealAccountId: z.boolean().optional(),
+        addProxyDelegateAccountId: z.boolean().optional(),
       }),
       existentialDeposit: z.bigint().nonnegative(),
       proxyDepositFactor: z.bigint().nonnegative(),
@@ -122,7 +222,12 @@ export const enclaveApi = {
   },
   parentchainImport: {
     params: z.object({ blocks: z.array(importedBlock).max(4096) }),
-    result: z.object({ number: z.number().int(), hash: bytes32, effects: z.number().int(), observations: z.array(z.object({ kind: z.string(), detail: z.string() })) }),
+    result: z.object({
+      number: z.number().int(),
+      hash: bytes32,
+      effects: z.number().int(),
+      observations: z.array(z.object({ kind: z.string(), detail: z.string() })),
+    }),
   },
   parentchainInfo: { params: z.object({}), result: parentchainInfo },
   parentchainLoad: { params: z.object({}), result: z.object({ loaded: z.boolean() }) },
@@ -133,7 +238,9 @@ export const enclaveApi = {
   unregisterCall: { params: z.object({}), result: z.object({ callData: bytes }) },
   anchorCall: { params: z.object({ number: z.number().int().nonnegative() }), result: z.object({ callData: bytes }) },
   signExtrinsic: {
-    params: z.object({ payload: bytes.refine((b) => b.length > 0 && b.length <= 64 * 1024, 'payload must be 1 byte to 64 KiB') }),
+    params: z.object({
+      payload: bytes.refine((b) => b.length > 0 && b.length <= 64 * 1024, 'payload must be 1 byte to 64 KiB'),
+    }),
     result: z.object({ signature: bytes.refine((b) => b.length === 64, 'expected 64 bytes') }),
   },
 } as const;
@@ -149,11 +256,18 @@ export type Result<M extends Method> = z.output<EnclaveApi[M]['result']>;
  * whose result drifts from its schema fails the type check instead of a call at run time.
  */
 export type EnclaveHandlers = {
-  [M in Method]: (params: z.output<EnclaveApi[M]['params']>) => z.input<EnclaveApi[M]['result']> | Promise<z.input<EnclaveApi[M]['result']>>;
+  [M in Method]: (
+    params: z.output<EnclaveApi[M]['params']>,
+  ) => z.input<EnclaveApi[M]['result']> | Promise<z.input<EnclaveApi[M]['result']>>;
 };
 
-export interface EnclaveRequest { id: number; method: string; params: unknown }
-export type EnclaveReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code: string; message: string } };
+export interface EnclaveRequest {
+  id: number;
+  method: string;
+  params: unknown;
+}
+export type EnclaveReply =
+  { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code: string; message: string } };
 
 /** Serializable start options of an enclave (workerData). */
 export const enclaveInit = z.object({

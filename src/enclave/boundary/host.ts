@@ -10,7 +10,10 @@ export type { EnclaveInit } from './api.ts';
 
 export class Enclave {
   private readonly worker: Worker;
-  private readonly pending = new Map<number, { method: Method; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { method: Method; resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
   private nextId = 1;
   private closed = false;
 
@@ -26,7 +29,9 @@ export class Enclave {
       else p.reject(new EnclaveError('BAD_REPLY', `enclave reply to ${p.method} failed validation`));
     });
     worker.on('error', (err) => this.failAll(err));
-    worker.on('exit', (code) => this.failAll(new EnclaveError('ENCLAVE_EXITED', `enclave thread exited with code ${code}`)));
+    worker.on('exit', (code) =>
+      this.failAll(new EnclaveError('ENCLAVE_EXITED', `enclave thread exited with code ${code}`)),
+    );
   }
 
   static async start(init: EnclaveInit): Promise<Enclave> {
@@ -34,13 +39,24 @@ export class Enclave {
     // replaying 100k accounts. Not too small either: pooled calls live for a slot or two, and with
     // 6 MB each enclave of a 4-validateer set under load paid ~190 scavenges and 1.4-1.7 s of pauses
     // copying them; 32 MB: ~20 scavenges, 0.4 s (RSS after replay unchanged, 283-288 MB).
-    const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 32 } });
-    const ready = await new Promise<{ ready: boolean; error?: { code: string; message: string } }>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new EnclaveError('ENCLAVE_EXITED', `enclave thread exited with code ${code} during start`)));
+    const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+      workerData: init,
+      resourceLimits: { maxYoungGenerationSizeMb: 32 },
     });
-    if (!ready.ready) throw new EnclaveError(errorCode(ready.error?.code, 'ENCLAVE_START'), `enclave failed to start: ${ready.error?.message}`);
+    const ready = await new Promise<{ ready: boolean; error?: { code: string; message: string } }>(
+      (resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        worker.once('exit', (code) =>
+          reject(new EnclaveError('ENCLAVE_EXITED', `enclave thread exited with code ${code} during start`)),
+        );
+      },
+    );
+    if (!ready.ready)
+      throw new EnclaveError(
+        errorCode(ready.error?.code, 'ENCLAVE_START'),
+        `enclave failed to start: ${ready.error?.message}`,
+      );
     return new Enclave(worker);
   }
 
@@ -64,7 +80,12 @@ export class Enclave {
     this.closed = true;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 5000);
-      this.worker.on('message', (m: { closed?: boolean }) => { if (m.closed) { clearTimeout(t); resolve(); } });
+      this.worker.on('message', (m: { closed?: boolean }) => {
+        if (m.closed) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
       this.worker.postMessage({ close: true });
     });
     await this.worker.terminate();

@@ -2,7 +2,14 @@
 // validated messages (api.ts). In production this is what a TEE runtime (e.g. Gramine) hosts.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ZodError } from 'zod';
-import { enclaveApi, enclaveInit, type EnclaveHandlers, type EnclaveReply, type EnclaveRequest, type Method } from './api.ts';
+import {
+  enclaveApi,
+  enclaveInit,
+  type EnclaveHandlers,
+  type EnclaveReply,
+  type EnclaveRequest,
+  type Method,
+} from './api.ts';
 import { EnclaveCore } from '../core.ts';
 import { EnclaveError } from './errors.ts';
 import { hasCode } from '../../protocol/errors.ts';
@@ -55,7 +62,8 @@ const handlers = {
 
 function errorOf(err: unknown): { code: string; message: string } {
   if (hasCode(err)) return { code: err.code, message: err.message };
-  if (err instanceof ZodError) return { code: 'BAD_REQUEST', message: err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+  if (err instanceof ZodError)
+    return { code: 'BAD_REQUEST', message: err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
   // Unexpected errors: no message, it could carry enclave data.
   return { code: 'INTERNAL', message: 'internal enclave error' };
 }

@@ -13,7 +13,12 @@ import type { CallPool } from './pool.ts';
 import type { StateKeyring } from '../keys/state-keys.ts';
 import { currentEpoch, stfContext, type EnclaveContext } from '../context.ts';
 
-export interface SubmitResult { hash?: string; status: 'ready' | 'future' | 'invalid'; code?: string; message?: string }
+export interface SubmitResult {
+  hash?: string;
+  status: 'ready' | 'future' | 'invalid';
+  code?: string;
+  message?: string;
+}
 
 /** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
 const RECENT_CALLS_KEPT = 65_536;
@@ -54,20 +59,37 @@ export class Admission {
   }
 
   /** As submit; the accepted calls whose index is in `forward` come back re-sealed for the shard's other enclaves (forwarding.ts). */
-  async submitAndForward(requests: Uint8Array[], nowMs: number, forward: ReadonlySet<number>): Promise<{ results: SubmitResult[]; forwarded: Uint8Array | null }> {
+  async submitAndForward(
+    requests: Uint8Array[],
+    nowMs: number,
+    forward: ReadonlySet<number>,
+  ): Promise<{ results: SubmitResult[]; forwarded: Uint8Array | null }> {
     await this.replayDone();
     const ctx = this.ctx;
-    const verified = requests.length >= THREADED_BATCH ? await ctx.crypto.verify(requests) : requests.map((r) => ctx.localVerifier.verify(r));
+    const verified =
+      requests.length >= THREADED_BATCH
+        ? await ctx.crypto.verify(requests)
+        : requests.map((r) => ctx.localVerifier.verify(r));
     const toForward: ForwardedCall[] = [];
     const results = await this.admitInTurns(verified, (v, i): SubmitResult => {
       if (!v.ok) return { status: 'invalid', code: v.code, message: v.message };
-      if (!same(v.shard, this.shardBytes)) return { hash: hexKey(v.hash), status: 'invalid', code: RejectCode.WRONG_SHARD, message: 'call is for another shard' };
+      if (!same(v.shard, this.shardBytes))
+        return {
+          hash: hexKey(v.hash),
+          status: 'invalid',
+          code: RejectCode.WRONG_SHARD,
+          message: 'call is for another shard',
+        };
       const r = this.admit({ hash: v.hash, nonce: v.nonce, call: v.call }, nowMs);
-      if (r.status !== 'invalid' && forward.has(i)) toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call, callBytes: v.callBytes });
+      if (r.status !== 'invalid' && forward.has(i))
+        toForward.push({ hash: v.hash, nonce: v.nonce, call: v.call, callBytes: v.callBytes });
       return r;
     });
     const key = currentEpoch(ctx).keyId;
-    const forwarded = toForward.length > 0 ? sealForwarded({ id: key, key: this.keyring.forwardKey(key)! }, ctx.opts.shard, toForward) : null;
+    const forwarded =
+      toForward.length > 0
+        ? sealForwarded({ id: key, key: this.keyring.forwardKey(key)! }, ctx.opts.shard, toForward)
+        : null;
     return { results, forwarded };
   }
 

@@ -2,13 +2,32 @@
 // Pure and synchronous so it runs unchanged on the enclave thread and in the crypto worker threads.
 import { HpkeSuite } from '../../crypto/hpke.ts';
 import { ed25519Verify } from '../../crypto/primitives.ts';
-import { HPKE_INFO_CALL, ShieldedRequest, TrustedCallSigned, callHash, callSigningPayload, decodeExact, type TrustedCall } from '../../protocol/wire.ts';
+import {
+  HPKE_INFO_CALL,
+  ShieldedRequest,
+  TrustedCallSigned,
+  callHash,
+  callSigningPayload,
+  decodeExact,
+  type TrustedCall,
+} from '../../protocol/wire.ts';
 import { RejectCode } from '../../protocol/errors.ts';
 import { same } from '../../protocol/bytes.ts';
 
-export interface ShieldingKeyMaterial { keyId: number; secret: Uint8Array; publicKey: Uint8Array }
+export interface ShieldingKeyMaterial {
+  keyId: number;
+  secret: Uint8Array;
+  publicKey: Uint8Array;
+}
 /** callBytes: the call's own encoding within the signed call (forwarding re-seals it without encoding it again). */
-export type Verified = { ok: true; hash: Uint8Array; shard: Uint8Array; nonce: number; call: TrustedCall; callBytes: Uint8Array };
+export type Verified = {
+  ok: true;
+  hash: Uint8Array;
+  shard: Uint8Array;
+  nonce: number;
+  call: TrustedCall;
+  callBytes: Uint8Array;
+};
 export type VerifyFailure = { ok: false; code: RejectCode; message: string };
 
 const suite = new HpkeSuite(HPKE_INFO_CALL);
@@ -29,10 +48,17 @@ export class CallVerifier {
     } catch {
       return { ok: false, code: RejectCode.DECODE_FAILED, message: 'malformed shielded request envelope' };
     }
-    if (req.keyId !== this.key.keyId) return { ok: false, code: RejectCode.UNKNOWN_SHIELDING_KEY, message: `unknown shielding key id ${req.keyId}` };
+    if (req.keyId !== this.key.keyId)
+      return { ok: false, code: RejectCode.UNKNOWN_SHIELDING_KEY, message: `unknown shielding key id ${req.keyId}` };
     // The envelope's shard is bound as AAD: a host cannot re-route a call to another shard.
-    const plain = suite.open({ secretKey: this.key.secret, publicKey: this.key.publicKey }, req.enc, req.ciphertext, req.shard);
-    if (!plain) return { ok: false, code: RejectCode.DECRYPT_FAILED, message: 'payload does not decrypt with the shielding key' };
+    const plain = suite.open(
+      { secretKey: this.key.secret, publicKey: this.key.publicKey },
+      req.enc,
+      req.ciphertext,
+      req.shard,
+    );
+    if (!plain)
+      return { ok: false, code: RejectCode.DECRYPT_FAILED, message: 'payload does not decrypt with the shielding key' };
     let signed: TrustedCallSigned;
     try {
       signed = decodeExact(TrustedCallSigned, plain, 'trusted call');

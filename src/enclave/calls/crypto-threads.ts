@@ -6,8 +6,15 @@ import type { Verified, VerifyFailure } from './call-verifier.ts';
 
 type Result = Verified | VerifyFailure;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table for both kinds of batch
-interface Pending { resolve: (r: any[]) => void; reject: (e: Error) => void }
-export interface SignedMessage { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Array }
+interface Pending {
+  resolve: (r: any[]) => void;
+  reject: (e: Error) => void;
+}
+export interface SignedMessage {
+  publicKey: Uint8Array;
+  message: Uint8Array;
+  signature: Uint8Array;
+}
 
 export class CryptoThreads {
   private readonly workers: Worker[] = [];
@@ -70,10 +77,12 @@ export class CryptoThreads {
     for (let i = 0; i < items.length; i += size) {
       const id = this.nextId++;
       const w = this.workers[this.next++ % this.workers.length];
-      parts.push(new Promise((resolve, reject) => {
-        this.pending.set(id, { resolve, reject });
-        w.postMessage({ id, ...message(items.slice(i, i + size)) });
-      }));
+      parts.push(
+        new Promise((resolve, reject) => {
+          this.pending.set(id, { resolve, reject });
+          w.postMessage({ id, ...message(items.slice(i, i + size)) });
+        }),
+      );
     }
     return (await Promise.all(parts)).flat();
   }

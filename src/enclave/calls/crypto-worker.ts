@@ -7,7 +7,12 @@ import { CallVerifier, type Verified, type VerifyFailure } from './call-verifier
 import { RejectCode } from '../../protocol/errors.ts';
 import { ed25519Verify } from '../../crypto/primitives.ts';
 
-const { keyId, secret, publicKey, nice } = workerData as { keyId: number; secret: Uint8Array; publicKey: Uint8Array; nice: number };
+const { keyId, secret, publicKey, nice } = workerData as {
+  keyId: number;
+  secret: Uint8Array;
+  publicKey: Uint8Array;
+  nice: number;
+};
 // Pid 0 is the calling thread on Linux, where niceness is per thread: only this worker yields.
 // (Elsewhere it would be the whole process.)
 if (nice > 0 && process.platform === 'linux') setPriority(0, nice);
@@ -17,7 +22,10 @@ type Signed = { publicKey: Uint8Array; message: Uint8Array; signature: Uint8Arra
 
 parentPort!.on('message', (msg: { id: number; requests: Uint8Array[] } | { id: number; signatures: Signed[] }) => {
   if ('signatures' in msg) {
-    parentPort!.postMessage({ id: msg.id, results: msg.signatures.map((s) => ed25519Verify(s.publicKey, s.message, s.signature)) });
+    parentPort!.postMessage({
+      id: msg.id,
+      results: msg.signatures.map((s) => ed25519Verify(s.publicKey, s.message, s.signature)),
+    });
     return;
   }
   const results = msg.requests.map((r): Verified | VerifyFailure => {

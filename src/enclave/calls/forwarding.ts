@@ -5,11 +5,23 @@
 // call, so a call is verified once in the whole set, not once per validateer.
 import { hkdfSync } from 'node:crypto';
 import { Bytes, Struct, Vector, compact, u32 } from 'scale-ts';
-import { BytesView, TrustedCall, TrustedCallView, decodeAuthenticated, decodeExact, type TrustedCall as TrustedCallT } from '../../protocol/wire.ts';
+import {
+  BytesView,
+  TrustedCall,
+  TrustedCallView,
+  decodeAuthenticated,
+  decodeExact,
+  type TrustedCall as TrustedCallT,
+} from '../../protocol/wire.ts';
 import { aesGcmOpen, aesGcmSeal, randomNonce } from '../../crypto/primitives.ts';
 
 /** callBytes: the call's encoding when at hand (a verified client call): sealing then copies it instead of encoding the call. */
-export interface ForwardedCall { hash: Uint8Array; nonce: number; call: TrustedCallT; callBytes?: Uint8Array }
+export interface ForwardedCall {
+  hash: Uint8Array;
+  nonce: number;
+  call: TrustedCallT;
+  callBytes?: Uint8Array;
+}
 
 const Envelope = Struct({ keyId: u32, nonce: Bytes(12), ciphertext: Bytes() });
 // Views into the opened batch (each batch's plaintext is a buffer of its own): no copy per field.
@@ -23,7 +35,11 @@ export function forwardKey(stateKey: Uint8Array): Uint8Array {
 
 const aad = (shard: Uint8Array) => new Uint8Array([...DOMAIN, ...shard]);
 
-export function sealForwarded(key: { id: number; key: Uint8Array }, shard: Uint8Array, calls: ForwardedCall[]): Uint8Array {
+export function sealForwarded(
+  key: { id: number; key: Uint8Array },
+  shard: Uint8Array,
+  calls: ForwardedCall[],
+): Uint8Array {
   const nonce = randomNonce();
   return Envelope.enc({ keyId: key.id, nonce, ciphertext: aesGcmSeal(key.key, nonce, encodeCalls(calls), aad(shard)) });
 }
@@ -47,10 +63,16 @@ function encodeCalls(calls: ForwardedCall[]): Uint8Array {
   return out;
 }
 
-export type OpenResult = { ok: true; calls: ForwardedCall[] } | { ok: false; code: 'DECODE_FAILED' | 'UNKNOWN_STATE_KEY' | 'DECRYPT_FAILED'; message: string };
+export type OpenResult =
+  | { ok: true; calls: ForwardedCall[] }
+  | { ok: false; code: 'DECODE_FAILED' | 'UNKNOWN_STATE_KEY' | 'DECRYPT_FAILED'; message: string };
 
 /** Opens a forwarded batch; `keyFor` returns the forward key of a state key id (undefined if unknown). */
-export function openForwarded(bytes: Uint8Array, shard: Uint8Array, keyFor: (id: number) => Uint8Array | undefined): OpenResult {
+export function openForwarded(
+  bytes: Uint8Array,
+  shard: Uint8Array,
+  keyFor: (id: number) => Uint8Array | undefined,
+): OpenResult {
   let env: ReturnType<typeof Envelope.dec>;
   try {
     env = decodeExact(Envelope, bytes, 'forwarded calls');
@@ -58,9 +80,11 @@ export function openForwarded(bytes: Uint8Array, shard: Uint8Array, keyFor: (id:
     return { ok: false, code: 'DECODE_FAILED', message: 'malformed forwarded-calls envelope' };
   }
   const key = keyFor(env.keyId);
-  if (!key) return { ok: false, code: 'UNKNOWN_STATE_KEY', message: `forwarded calls sealed under unknown key ${env.keyId}` };
+  if (!key)
+    return { ok: false, code: 'UNKNOWN_STATE_KEY', message: `forwarded calls sealed under unknown key ${env.keyId}` };
   const plain = aesGcmOpen(key, env.nonce, env.ciphertext, aad(shard));
-  if (!plain) return { ok: false, code: 'DECRYPT_FAILED', message: 'forwarded calls do not decrypt with the shard key' };
+  if (!plain)
+    return { ok: false, code: 'DECRYPT_FAILED', message: 'forwarded calls do not decrypt with the shard key' };
   try {
     // Authenticated under the shard's forward key: only an enclave of the shard wrote these bytes.
     return { ok: true, calls: decodeAuthenticated(Calls, plain, 'forwarded calls') };

@@ -5,8 +5,17 @@ import { ed25519Verify } from '../../crypto/primitives.ts';
 import { same } from '../../protocol/bytes.ts';
 import { RejectCode } from '../../protocol/errors.ts';
 import {
-  GetterReply, HPKE_INFO_GETTER, HPKE_INFO_REPLY, SealedReply, ShieldedRequest, TrustedGetterSigned, decodeExact, getterAccount,
-  getterSigningPayload, type GetterReply as GetterReplyT, type TrustedGetter,
+  GetterReply,
+  HPKE_INFO_GETTER,
+  HPKE_INFO_REPLY,
+  SealedReply,
+  ShieldedRequest,
+  TrustedGetterSigned,
+  decodeExact,
+  getterAccount,
+  getterSigningPayload,
+  type GetterReply as GetterReplyT,
+  type TrustedGetter,
 } from '../../protocol/wire.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import type { EnclaveContext } from '../context.ts';
@@ -33,13 +42,19 @@ export class Getters {
       throw new EnclaveError(RejectCode.DECODE_FAILED, 'malformed shielded request envelope');
     }
     if (!same(req.shard, opts.shard)) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is for another shard');
-    const plain = getterSuite.open({ secretKey: keys.shieldingSecret, publicKey: keys.shieldingPublic }, req.enc, req.ciphertext, req.shard);
+    const plain = getterSuite.open(
+      { secretKey: keys.shieldingSecret, publicKey: keys.shieldingPublic },
+      req.enc,
+      req.ciphertext,
+      req.shard,
+    );
     if (!plain) throw new EnclaveError(RejectCode.DECRYPT_FAILED, 'getter does not decrypt with the shielding key');
     const g = decodeExact(TrustedGetterSigned, plain, 'trusted getter');
     if (!ed25519Verify(getterAccount(g.getter), getterSigningPayload(g), g.signature)) {
       throw new EnclaveError(RejectCode.BAD_SIGNATURE, 'getter signature does not verify for the account');
     }
-    if (!same(g.shard, opts.shard)) throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is signed for another shard');
+    if (!same(g.shard, opts.shard))
+      throw new EnclaveError(RejectCode.WRONG_SHARD, 'getter is signed for another shard');
     if (Math.abs(nowMs - Number(g.issuedAtMs)) > GETTER_MAX_SKEW_MS) {
       throw new EnclaveError(RejectCode.GETTER_EXPIRED, 'getter timestamp is too far from the enclave clock');
     }

@@ -11,7 +11,11 @@ export interface PoolEntry {
   addedAtMs: number;
 }
 
-export interface PoolLimits { maxPending: number; maxNonceAhead: number; futureTtlMs: number }
+export interface PoolLimits {
+  maxPending: number;
+  maxNonceAhead: number;
+  futureTtlMs: number;
+}
 export type AddResult = { status: 'ready' | 'future' } | { status: 'invalid'; code: RejectCode; message: string };
 
 export class CallPool {
@@ -33,14 +37,30 @@ export class CallPool {
 
   /** accountNonce: the sender's nonce in the current state. */
   add(entry: PoolEntry, accountNonce: number): AddResult {
-    if (this.byHash.has(entry.hash)) return { status: 'invalid', code: RejectCode.DUPLICATE, message: 'call is already in the pool' };
-    if (entry.nonce < accountNonce) return { status: 'invalid', code: RejectCode.STALE_NONCE, message: `nonce ${entry.nonce} already used; account nonce is ${accountNonce}` };
+    if (this.byHash.has(entry.hash))
+      return { status: 'invalid', code: RejectCode.DUPLICATE, message: 'call is already in the pool' };
+    if (entry.nonce < accountNonce)
+      return {
+        status: 'invalid',
+        code: RejectCode.STALE_NONCE,
+        message: `nonce ${entry.nonce} already used; account nonce is ${accountNonce}`,
+      };
     if (entry.nonce - accountNonce > this.limits.maxNonceAhead) {
-      return { status: 'invalid', code: RejectCode.NONCE_TOO_FAR, message: `nonce ${entry.nonce} is more than ${this.limits.maxNonceAhead} ahead of account nonce ${accountNonce}` };
+      return {
+        status: 'invalid',
+        code: RejectCode.NONCE_TOO_FAR,
+        message: `nonce ${entry.nonce} is more than ${this.limits.maxNonceAhead} ahead of account nonce ${accountNonce}`,
+      };
     }
     let calls = this.bySender.get(entry.sender);
-    if (calls?.has(entry.nonce)) return { status: 'invalid', code: RejectCode.DUPLICATE, message: `a call with nonce ${entry.nonce} from this account is already pending` };
-    if (this.byHash.size >= this.limits.maxPending) return { status: 'invalid', code: RejectCode.POOL_FULL, message: 'call pool is full' };
+    if (calls?.has(entry.nonce))
+      return {
+        status: 'invalid',
+        code: RejectCode.DUPLICATE,
+        message: `a call with nonce ${entry.nonce} from this account is already pending`,
+      };
+    if (this.byHash.size >= this.limits.maxPending)
+      return { status: 'invalid', code: RejectCode.POOL_FULL, message: 'call pool is full' };
     if (!calls) this.bySender.set(entry.sender, (calls = new Map()));
     calls.set(entry.nonce, entry);
     this.byHash.set(entry.hash, entry);
@@ -68,7 +88,10 @@ export class CallPool {
   }
 
   /** Drops calls whose nonce can no longer be used or whose gap was not filled in time. */
-  prune(nowMs: number, accountNonce: (sender: string) => number): { entry: PoolEntry; code: RejectCode; message: string }[] {
+  prune(
+    nowMs: number,
+    accountNonce: (sender: string) => number,
+  ): { entry: PoolEntry; code: RejectCode; message: string }[] {
     const dropped: { entry: PoolEntry; code: RejectCode; message: string }[] = [];
     // Walks every pending sender (thousands under load): no copies; the drops are removed after the walk.
     for (const [sender, calls] of this.bySender) {
@@ -77,9 +100,18 @@ export class CallPool {
       let runEnd = n;
       while (calls.has(runEnd)) runEnd++;
       for (const e of calls.values()) {
-        if (e.nonce < n) dropped.push({ entry: e, code: RejectCode.STALE_NONCE, message: `nonce ${e.nonce} already used; account nonce is ${n}` });
+        if (e.nonce < n)
+          dropped.push({
+            entry: e,
+            code: RejectCode.STALE_NONCE,
+            message: `nonce ${e.nonce} already used; account nonce is ${n}`,
+          });
         else if (e.nonce > runEnd && nowMs - e.addedAtMs > this.limits.futureTtlMs) {
-          dropped.push({ entry: e, code: RejectCode.NONCE_GAP_EXPIRED, message: `nonce gap before ${e.nonce} not filled within ${this.limits.futureTtlMs} ms` });
+          dropped.push({
+            entry: e,
+            code: RejectCode.NONCE_GAP_EXPIRED,
+            message: `nonce gap before ${e.nonce} not filled within ${this.limits.futureTtlMs} ms`,
+          });
         }
       }
     }

@@ -4,7 +4,16 @@
 import { randomBytes } from 'node:crypto';
 import { aesGcmSeal, ed25519Sign, randomNonce } from '../../crypto/primitives.ts';
 import { slotAuthor } from '../../protocol/aura.ts';
-import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, signatureHash, transitionsAad, type Header, type KeyRotation } from '../../protocol/block.ts';
+import {
+  SignedBlock,
+  bodyRoot,
+  headerHash,
+  headerSigningPayload,
+  signatureHash,
+  transitionsAad,
+  type Header,
+  type KeyRotation,
+} from '../../protocol/block.ts';
 import { same } from '../../protocol/bytes.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { membersHash, rotationDue, sealRotation, type Recipient } from '../keys/rotation.ts';
@@ -17,8 +26,17 @@ import type { EffectResult } from '../parentchain/duties.ts';
 import { ZERO32, currentEpoch, stfContext, type EnclaveContext } from '../context.ts';
 import type { ChainHead, Head } from './head.ts';
 
-export interface Rejection { hash: string; code: string; message: string }
-export interface ProposeInput { slot: bigint; timestampMs: number; maxCalls: number; deadlineMs?: number }
+export interface Rejection {
+  hash: string;
+  code: string;
+  message: string;
+}
+export interface ProposeInput {
+  slot: bigint;
+  timestampMs: number;
+  maxCalls: number;
+  deadlineMs?: number;
+}
 
 /** How often proposing also drops the pool's stale and expired calls (and reports them invalid). */
 const PRUNE_INTERVAL_MS = 1000;
@@ -49,7 +67,10 @@ export class BlockBuilder {
   }
 
   /** Creates block 0 from the genesis endowments; the state becomes the genesis state. */
-  genesis(balances: { account: Uint8Array; amount: bigint }[], timestampMs: number): { block: Uint8Array; hash: Uint8Array } {
+  genesis(
+    balances: { account: Uint8Array; amount: bigint }[],
+    timestampMs: number,
+  ): { block: Uint8Array; hash: Uint8Array } {
     if (this.head.current) throw new EnclaveError('ALREADY_INITIALISED', 'state already has a head');
     const { state, keys } = this.ctx;
     const overlay = new Overlay(state);
@@ -63,14 +84,31 @@ export class BlockBuilder {
     const items = overlay.items();
     const lthash = state.preview(items);
     const header = {
-      parentHash: ZERO32, parentSignatureHash: ZERO32, number: 0n, shard: this.ctx.opts.shard, slot: 0n, author: keys.signingPublic,
-      stateCommitment: lthash.digest(), parentchainNumber: 0, parentchainHash: ZERO32, timestampMs: BigInt(timestampMs),
+      parentHash: ZERO32,
+      parentSignatureHash: ZERO32,
+      number: 0n,
+      shard: this.ctx.opts.shard,
+      slot: 0n,
+      author: keys.signingPublic,
+      stateCommitment: lthash.digest(),
+      parentchainNumber: 0,
+      parentchainHash: ZERO32,
+      timestampMs: BigInt(timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, [], keyId);
     state.apply(items, lthash);
-    this.head.set({
-      hash, signatureHash: sigHash, number: 0n, slot: 0n, commitment: header.stateCommitment, parentchainNumber: 0, parentchainHash: ZERO32,
-    }, items);
+    this.head.set(
+      {
+        hash,
+        signatureHash: sigHash,
+        number: 0n,
+        slot: 0n,
+        commitment: header.stateCommitment,
+        parentchainNumber: 0,
+        parentchainHash: ZERO32,
+      },
+      items,
+    );
     return { block: bytes, hash };
   }
 
@@ -88,7 +126,10 @@ export class BlockBuilder {
     const rotate = rotationDue(epoch, members, number, this.ctx.opts.keyRotationBlocks ?? 0) !== null;
     // Only a member makes a new epoch's key: one that is leaving must not know it.
     if (rotate && !members.some((m) => same(m.signingKey, this.ctx.keys.signingPublic))) {
-      throw new EnclaveError('NOT_RECIPIENT', 'a new state key epoch is due and this enclave is no longer among the members it is sealed to');
+      throw new EnclaveError(
+        'NOT_RECIPIENT',
+        'a new state key epoch is due and this enclave is no longer among the members it is sealed to',
+      );
     }
     const stf = stfContext(this.ctx);
     const rejected: Rejection[] = [];
@@ -99,8 +140,12 @@ export class BlockBuilder {
     // Parentchain effects first, in parentchain order: they happened before anything in the pool.
     for (const e of pc?.effectsAfter(head.parentchainNumber) ?? []) {
       const r = this.applyEffect(overlay, e, number, stf);
-      if (r.hash && r.ok) { included.push(r.hash); callHashes.push(Buffer.from(r.hash, 'hex')); }
-      if (!r.ok) rejected.push({ hash: r.hash ?? `parentchain:${e.parentchainNumber}`, code: r.code, message: r.message });
+      if (r.hash && r.ok) {
+        included.push(r.hash);
+        callHashes.push(Buffer.from(r.hash, 'hex'));
+      }
+      if (!r.ok)
+        rejected.push({ hash: r.hash ?? `parentchain:${e.parentchainNumber}`, code: r.code, message: r.message });
     }
     this.addPoolCalls(overlay, number, stf, input, included, callHashes, rejected);
     const rotation = rotate ? this.rotateKey(overlay, epoch, number, members) : undefined;
@@ -108,12 +153,30 @@ export class BlockBuilder {
     const { items, known } = overlay.changes();
     const lthash = this.ctx.state.preview(items, known);
     const header = {
-      parentHash: head.hash, parentSignatureHash: head.signatureHash, number, shard: this.ctx.opts.shard, slot: input.slot,
-      author: this.ctx.keys.signingPublic, stateCommitment: lthash.digest(), parentchainNumber, parentchainHash,
+      parentHash: head.hash,
+      parentSignatureHash: head.signatureHash,
+      number,
+      shard: this.ctx.opts.shard,
+      slot: input.slot,
+      author: this.ctx.keys.signingPublic,
+      stateCommitment: lthash.digest(),
+      parentchainNumber,
+      parentchainHash,
       timestampMs: BigInt(input.timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, callHashes, keyId, rotation);
-    this.ctx.staged = { hash, signatureHash: sigHash, number, slot: input.slot, items, known, lthash, included, parentchainNumber, parentchainHash };
+    this.ctx.staged = {
+      hash,
+      signatureHash: sigHash,
+      number,
+      slot: input.slot,
+      items,
+      known,
+      lthash,
+      included,
+      parentchainNumber,
+      parentchainHash,
+    };
     return { block: bytes, hash, number: Number(number), included, rejected };
   }
 
@@ -127,13 +190,19 @@ export class BlockBuilder {
   private checkAuthoring(head: Head, slot: bigint, parentchainNumber: number): void {
     const set = this.head.authoritiesAfter(head, parentchainNumber);
     const me = this.ctx.keys.signingPublic;
-    if (!set.some((k) => same(me, k))) throw new EnclaveError('NOT_AUTHORITY', 'this enclave is not in the shard\'s validateer set');
+    if (!set.some((k) => same(me, k)))
+      throw new EnclaveError('NOT_AUTHORITY', "this enclave is not in the shard's validateer set");
     // One block per slot, and only in our own slots: an enclave never equivocates.
-    if (!same(me, slotAuthor(slot, set)!)) throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${slot} belongs to another authority`);
-    if (slot <= head.slot) throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${slot} is not after the head's slot ${head.slot}`);
+    if (!same(me, slotAuthor(slot, set)!))
+      throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${slot} belongs to another authority`);
+    if (slot <= head.slot)
+      throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${slot} is not after the head's slot ${head.slot}`);
     const from = this.ctx.keys.provisionedAt;
     if (head.parentchainNumber < from) {
-      throw new EnclaveError('NOT_CAUGHT_UP', `the chain has executed the parentchain to #${head.parentchainNumber}; this enclave authors from #${from}, where its shard secrets arrived`);
+      throw new EnclaveError(
+        'NOT_CAUGHT_UP',
+        `the chain has executed the parentchain to #${head.parentchainNumber}; this enclave authors from #${from}, where its shard secrets arrived`,
+      );
     }
   }
 
@@ -152,8 +221,13 @@ export class BlockBuilder {
 
   /** Each sender's calls from its account nonce on, until a call fails, the block is full or the deadline passes. */
   private addPoolCalls(
-    overlay: Overlay, number: bigint, stf: StfContext, input: ProposeInput,
-    included: string[], callHashes: Uint8Array[], rejected: Rejection[],
+    overlay: Overlay,
+    number: bigint,
+    stf: StfContext,
+    input: ProposeInput,
+    included: string[],
+    callHashes: Uint8Array[],
+    rejected: Rejection[],
   ): void {
     for (const [, calls] of this.pool.senders()) {
       const first = calls.values().next().value!;
@@ -185,13 +259,28 @@ export class BlockBuilder {
     return rotation;
   }
 
-  private sealBlock(header: Omit<Header, 'transitionsRoot'>, items: Item[], calls: Uint8Array[], keyId: number, rotation?: KeyRotation) {
+  private sealBlock(
+    header: Omit<Header, 'transitionsRoot'>,
+    items: Item[],
+    calls: Uint8Array[],
+    keyId: number,
+    rotation?: KeyRotation,
+  ) {
     const keys = this.ctx.keys;
     const nonce = randomNonce();
-    const ciphertext = aesGcmSeal(keys.stateKeys.get(keyId)!, nonce, joinItems(items), transitionsAad(this.ctx.opts.shard, header.number));
+    const ciphertext = aesGcmSeal(
+      keys.stateKeys.get(keyId)!,
+      nonce,
+      joinItems(items),
+      transitionsAad(this.ctx.opts.shard, header.number),
+    );
     const body = { transitions: { keyId, nonce, ciphertext }, calls, rotation };
     const full: Header = { ...header, transitionsRoot: bodyRoot(body) };
     const signature = ed25519Sign(keys.signingKey, headerSigningPayload(full));
-    return { bytes: SignedBlock.enc({ header: full, body, signature }), hash: headerHash(full), signatureHash: signatureHash(signature) };
+    return {
+      bytes: SignedBlock.enc({ header: full, body, signature }),
+      hash: headerHash(full),
+      signatureHash: signatureHash(signature),
+    };
   }
 }

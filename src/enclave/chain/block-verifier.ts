@@ -3,7 +3,14 @@
 // block is refused with a code unless every check passes, in the order below.
 import { aesGcmOpen, ed25519Verify } from '../../crypto/primitives.ts';
 import { slotAt, slotAuthor } from '../../protocol/aura.ts';
-import { decodeReceivedBlock, linksTo, transitionsAad, type Header, type ReceivedBlock, type SignedBlock } from '../../protocol/block.ts';
+import {
+  decodeReceivedBlock,
+  linksTo,
+  transitionsAad,
+  type Header,
+  type ReceivedBlock,
+  type SignedBlock,
+} from '../../protocol/block.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import { codeOf } from '../../protocol/errors.ts';
 import { EnclaveError } from '../boundary/errors.ts';
@@ -18,14 +25,25 @@ const SIGNATURE_CHUNK = 128;
 /** What genesis names as its parent. */
 export const NO_PARENT = { hash: ZERO32, signatureHash: ZERO32 };
 
-export interface ImportFailure { index: number; code: string; message: string }
-export interface ImportedRef { hash: Uint8Array; number: number; calls: string[] }
+export interface ImportFailure {
+  index: number;
+  code: string;
+  message: string;
+}
+export interface ImportedRef {
+  hash: Uint8Array;
+  number: number;
+  calls: string[];
+}
 
 const sameEpoch = (a: EpochRecord, b: EpochRecord): boolean =>
   a.epoch === b.epoch && a.keyId === b.keyId && a.startNumber === b.startNumber && same(a.membersHash, b.membersHash);
 
-const failureOf = (index: number, err: unknown, fallback: string): ImportFailure =>
-  ({ index, code: codeOf(err) ?? fallback, message: (err as Error).message });
+const failureOf = (index: number, err: unknown, fallback: string): ImportFailure => ({
+  index,
+  code: codeOf(err) ?? fallback,
+  message: (err as Error).message,
+});
 
 export interface BlockVerifierDeps {
   ctx: EnclaveContext;
@@ -71,7 +89,10 @@ export class BlockVerifier {
    * state commitment. A run whose last signature fails is checked block by block (on the crypto
    * threads) to find the bad one.
    */
-  async importBlocks(blocks: Uint8Array[], nowMs: number): Promise<{ imported: ImportedRef[]; failure?: ImportFailure }> {
+  async importBlocks(
+    blocks: Uint8Array[],
+    nowMs: number,
+  ): Promise<{ imported: ImportedRef[]; failure?: ImportFailure }> {
     if (this.ctx.replaying) throw new EnclaveError('REPLAYING', 'cannot import during a replay');
     const imported: ImportedRef[] = [];
     const decoded: ReceivedBlock[] = [];
@@ -136,7 +157,8 @@ export class BlockVerifier {
   }
 
   private verifyChunk(decoded: ReceivedBlock[], from: number): Promise<boolean[]> {
-    const chunk = decoded.slice(from, from + SIGNATURE_CHUNK)
+    const chunk = decoded
+      .slice(from, from + SIGNATURE_CHUNK)
       .map((r) => ({ publicKey: r.block.header.author, message: r.signingPayload, signature: r.block.signature }));
     const p = this.ctx.crypto.verifySignatures(chunk);
     void p.catch(() => undefined); // a chunk after a failure is never awaited
@@ -151,21 +173,34 @@ export class BlockVerifier {
     const items = this.openBlock(received, signatureChecked, true);
     const { lthash, known } = this.ctx.state.previewKnowing(items);
     if (!same(lthash.digest(), h.stateCommitment)) {
-      throw new EnclaveError('BLOCK_BAD_COMMITMENT', `block ${h.number} state commitment does not match its transitions`);
+      throw new EnclaveError(
+        'BLOCK_BAD_COMMITMENT',
+        `block ${h.number} state commitment does not match its transitions`,
+      );
     }
     const included = received.block.body.calls.map(hexKey);
     this.ctx.staged = {
-      hash: received.hash, signatureHash: received.signatureHash, number: h.number, slot: h.slot, items, known, lthash, included,
-      parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash,
+      hash: received.hash,
+      signatureHash: received.signatureHash,
+      number: h.number,
+      slot: h.slot,
+      items,
+      known,
+      lthash,
+      included,
+      parentchainNumber: h.parentchainNumber,
+      parentchainHash: h.parentchainHash,
     };
     return { hash: received.hash, number: Number(h.number), slot: h.slot, author: h.author, calls: included };
   }
 
   private checkGenesis(h: Header): void {
     if (this.head.current) throw new EnclaveError('BLOCK_NOT_CHILD', 'a genesis block cannot extend a chain');
-    if (!linksTo(h, NO_PARENT) || h.slot !== 0n) throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
+    if (!linksTo(h, NO_PARENT) || h.slot !== 0n)
+      throw new EnclaveError('BLOCK_BAD_GENESIS', 'genesis must have no parent and slot 0');
     const g = this.head.genesisAuthor();
-    if (!g || !same(h.author, g)) throw new EnclaveError('BLOCK_WRONG_AUTHOR', 'genesis is not by the shard\'s first authority');
+    if (!g || !same(h.author, g))
+      throw new EnclaveError('BLOCK_WRONG_AUTHOR', "genesis is not by the shard's first authority");
   }
 
   /** The header checks of a block after genesis, as the head's child. */
@@ -176,40 +211,60 @@ export class BlockVerifier {
       throw new EnclaveError('BLOCK_NOT_CHILD', `block ${h.number} does not extend the head ${parent.number}`);
     }
     if (h.slot <= parent.slot) {
-      throw new EnclaveError('BLOCK_SLOT_NOT_INCREASING', `block ${h.number} slot ${h.slot} is not after its parent's ${parent.slot}`);
+      throw new EnclaveError(
+        'BLOCK_SLOT_NOT_INCREASING',
+        `block ${h.number} slot ${h.slot} is not after its parent's ${parent.slot}`,
+      );
     }
     const slotMs = this.ctx.opts.slotDurationMs ?? 1000;
     if (h.slot > slotAt(nowMs + (this.ctx.opts.maxDriftMs ?? slotMs), slotMs)) {
       throw new EnclaveError('BLOCK_FROM_FUTURE', `block ${h.number} slot ${h.slot} is ahead of the clock`);
     }
     if (h.parentchainNumber < parent.parentchainNumber) {
-      throw new EnclaveError('BLOCK_PARENTCHAIN_BACKWARDS', `block ${h.number} builds on an older parentchain block than its parent`);
+      throw new EnclaveError(
+        'BLOCK_PARENTCHAIN_BACKWARDS',
+        `block ${h.number} builds on an older parentchain block than its parent`,
+      );
     }
     const pc = this.ctx.parentchain;
     if (pc) {
       const known = pc.knowsBlock(h.parentchainNumber, h.parentchainHash);
       if (h.parentchainNumber > pc.lightClient.number) {
         const at = pc.lightClient.number;
-        throw new EnclaveError('PARENTCHAIN_BLOCK_UNKNOWN', `block ${h.number} builds on parentchain #${h.parentchainNumber}, the light client is at #${at}`);
+        throw new EnclaveError(
+          'PARENTCHAIN_BLOCK_UNKNOWN',
+          `block ${h.number} builds on parentchain #${h.parentchainNumber}, the light client is at #${at}`,
+        );
       }
-      if (known === false) throw new EnclaveError('BLOCK_BAD_PARENTCHAIN', `block ${h.number} names a parentchain block the light client did not verify`);
+      if (known === false)
+        throw new EnclaveError(
+          'BLOCK_BAD_PARENTCHAIN',
+          `block ${h.number} names a parentchain block the light client did not verify`,
+        );
     } else if (h.parentchainNumber !== parent.parentchainNumber) {
-      throw new EnclaveError('BLOCK_BAD_PARENTCHAIN', `block ${h.number} names a parentchain block without a parentchain`);
+      throw new EnclaveError(
+        'BLOCK_BAD_PARENTCHAIN',
+        `block ${h.number} names a parentchain block without a parentchain`,
+      );
     }
     const expected = slotAuthor(h.slot, this.head.authoritiesAfter(parent, h.parentchainNumber));
-    if (!expected || !same(h.author, expected)) throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
+    if (!expected || !same(h.author, expected))
+      throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
   }
 
   /** Decrypts a block's transitions (learning a new epoch's key from it); `enforce`: imports check the epoch rules too. */
   openBlock(received: ReceivedBlock, signatureChecked = false, enforce = false): Item[] {
     const b = received.block;
     const h = b.header;
-    if (!same(h.shard, this.ctx.opts.shard)) throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
-    if (!this.head.isKnownAuthor(h.author)) throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
+    if (!same(h.shard, this.ctx.opts.shard))
+      throw new EnclaveError('BLOCK_WRONG_SHARD', `block ${h.number} is for another shard`);
+    if (!this.head.isKnownAuthor(h.author))
+      throw new EnclaveError('BLOCK_UNKNOWN_AUTHOR', `block ${h.number} author is not an authority`);
     if (!signatureChecked && !ed25519Verify(h.author, received.signingPayload, b.signature)) {
       throw new EnclaveError('BLOCK_BAD_SIGNATURE', `block ${h.number} signature does not verify`);
     }
-    if (!same(received.bodyRoot, h.transitionsRoot)) throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
+    if (!same(received.bodyRoot, h.transitionsRoot))
+      throw new EnclaveError('BLOCK_BAD_BODY', `block ${h.number} body does not match its header`);
     const t = b.body.transitions;
     const epoch = h.number === 0n ? undefined : currentEpoch(this.ctx);
     const rotation = b.body.rotation;
@@ -218,7 +273,10 @@ export class BlockVerifier {
     // Each epoch's transitions are under its key and no other: older keys open nothing newer.
     const expected = rotation?.keyId ?? epoch?.keyId;
     if (expected !== undefined && t.keyId !== expected) {
-      throw new EnclaveError('BLOCK_WRONG_STATE_KEY', `block ${h.number} transitions are under key ${t.keyId}, not the epoch's key ${expected}`);
+      throw new EnclaveError(
+        'BLOCK_WRONG_STATE_KEY',
+        `block ${h.number} transitions are under key ${t.keyId}, not the epoch's key ${expected}`,
+      );
     }
     const key = this.keyring.keyObject(t.keyId);
     if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${h.number} uses unknown state key ${t.keyId}`);
@@ -242,8 +300,10 @@ export class BlockVerifier {
     const members = this.head.recipientsAt(h.parentchainNumber);
     const due = rotationDue(epoch, members, h.number, this.ctx.opts.keyRotationBlocks ?? 0);
     const r = b.body.rotation;
-    if (due && !r) throw new EnclaveError('BLOCK_MISSING_ROTATION', `block ${h.number} must begin a new state key epoch (${due})`);
-    if (!due && r) throw new EnclaveError('BLOCK_UNEXPECTED_ROTATION', `block ${h.number} begins a state key epoch that is not due`);
+    if (due && !r)
+      throw new EnclaveError('BLOCK_MISSING_ROTATION', `block ${h.number} must begin a new state key epoch (${due})`);
+    if (!due && r)
+      throw new EnclaveError('BLOCK_UNEXPECTED_ROTATION', `block ${h.number} begins a state key epoch that is not due`);
     if (r) {
       checkRecipients(r, members, h.number);
       if (!members.some((m) => same(m.signingKey, h.author))) {
@@ -254,16 +314,20 @@ export class BlockVerifier {
   }
 
   /** The epoch record the block writes: epoch 0 in genesis, the next epoch in a rotating block, nothing otherwise. */
-  private checkEpochRecord(b: SignedBlock, items: Item[], before: EpochRecord | undefined, members: Recipient[] | undefined): void {
+  private checkEpochRecord(
+    b: SignedBlock,
+    items: Item[],
+    before: EpochRecord | undefined,
+    members: Recipient[] | undefined,
+  ): void {
     const h = b.header;
     const written = items.flatMap((i) => epochOf(i) ?? []);
     const r = b.body.rotation;
     let expected: EpochRecord | undefined;
     if (h.number === 0n) expected = { epoch: 0, keyId: b.body.transitions.keyId, startNumber: 0n, membersHash: ZERO32 };
-    else if (r && before && members) expected = { epoch: before.epoch + 1, keyId: r.keyId, startNumber: h.number, membersHash: membersHash(members) };
-    const ok = expected
-      ? written.length === 1 && sameEpoch(written[0], expected)
-      : written.length === 0;
+    else if (r && before && members)
+      expected = { epoch: before.epoch + 1, keyId: r.keyId, startNumber: h.number, membersHash: membersHash(members) };
+    const ok = expected ? written.length === 1 && sameEpoch(written[0], expected) : written.length === 0;
     if (!ok) throw new EnclaveError('BLOCK_BAD_EPOCH', `block ${h.number} writes the wrong state key epoch record`);
   }
 }

@@ -9,8 +9,13 @@ import type { EnclaveContext, StagedBlock } from '../context.ts';
 
 /** signatureHash: of the block's signature, which its child's header names. */
 export interface Head {
-  hash: Uint8Array; signatureHash: Uint8Array; number: bigint; slot: bigint; commitment: Uint8Array;
-  parentchainNumber: number; parentchainHash: Uint8Array;
+  hash: Uint8Array;
+  signatureHash: Uint8Array;
+  number: bigint;
+  slot: bigint;
+  commitment: Uint8Array;
+  parentchainNumber: number;
+  parentchainHash: Uint8Array;
 }
 export const RECENT_BLOCKS_KEPT = 256;
 
@@ -42,12 +47,21 @@ export class ChainHead {
   /** Applies the staged block once the host has stored it, and returns it. */
   commit(hash: Uint8Array): StagedBlock {
     const p = this.ctx.staged;
-    if (!p || !same(p.hash, hash)) throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
+    if (!p || !same(p.hash, hash))
+      throw new EnclaveError('NO_SUCH_PROPOSAL', 'commit does not match the pending proposal');
     this.ctx.state.apply(p.items, p.lthash, p.known);
-    this.set({
-      hash: p.hash, signatureHash: p.signatureHash, number: p.number, slot: p.slot, commitment: p.lthash.digest(),
-      parentchainNumber: p.parentchainNumber, parentchainHash: p.parentchainHash,
-    }, p.items);
+    this.set(
+      {
+        hash: p.hash,
+        signatureHash: p.signatureHash,
+        number: p.number,
+        slot: p.slot,
+        commitment: p.lthash.digest(),
+        parentchainNumber: p.parentchainNumber,
+        parentchainHash: p.parentchainHash,
+      },
+      p.items,
+    );
     this.ctx.staged = null;
     return p;
   }
@@ -97,11 +111,18 @@ export class ChainHead {
     const genesisAuthor = this.genesisAuthor() ?? null;
     const head = this.current;
     if (!head || this.ctx.replaying) return { author: null, genesisAuthor };
-    return { author: slotAuthor(slot, this.authoritiesAfter(head, this.nextParentchainNumber(head))) ?? null, genesisAuthor };
+    return {
+      author: slotAuthor(slot, this.authoritiesAfter(head, this.nextParentchainNumber(head))) ?? null,
+      genesisAuthor,
+    };
   }
 
   /** Members as of parentchain block `n` with the keys rotated state keys are sealed to; none without a parentchain. */
   recipientsAt(n: number): Recipient[] {
-    return this.ctx.parentchain?.registry.activeAt(n).map((m) => ({ signingKey: m.signingKey, encryptionKey: m.encryptionKey })) ?? [];
+    return (
+      this.ctx.parentchain?.registry
+        .activeAt(n)
+        .map((m) => ({ signingKey: m.signingKey, encryptionKey: m.encryptionKey })) ?? []
+    );
   }
 }

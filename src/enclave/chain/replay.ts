@@ -23,23 +23,44 @@ import type { ChainHead } from './head.ts';
  */
 const RecentHashes = Vector(Struct({ number: u64, hash: Bytes(32) }));
 const SnapshotFile = Struct({
-  version: u8, number: u64, hash: Bytes(32), signatureHash: Bytes(32), parentchainNumber: u32, parentchainHash: Bytes(32), slot: u64, recent: RecentHashes, state: Bytes(),
+  version: u8,
+  number: u64,
+  hash: Bytes(32),
+  signatureHash: Bytes(32),
+  parentchainNumber: u32,
+  parentchainHash: Bytes(32),
+  slot: u64,
+  recent: RecentHashes,
+  state: Bytes(),
 });
 const SNAPSHOT_VERSION = 5; // 5: element hashes of the state commitment by ChaCha20 (4: SHAKE128)
 /** How long a submission waits for a replay (a reorg's rebuild) before it is refused. */
 const REPLAY_WAIT_MS = 30_000;
 
 function decodeSnapshot(bytes: Uint8Array): ReturnType<typeof SnapshotFile.dec> {
-  if (bytes[0] !== SNAPSHOT_VERSION) throw new EnclaveError('SNAPSHOT_UNSUPPORTED', `snapshot version ${bytes[0]} is not read by this enclave (${SNAPSHOT_VERSION})`);
+  if (bytes[0] !== SNAPSHOT_VERSION)
+    throw new EnclaveError(
+      'SNAPSHOT_UNSUPPORTED',
+      `snapshot version ${bytes[0]} is not read by this enclave (${SNAPSHOT_VERSION})`,
+    );
   return decodeExact(SnapshotFile, bytes, 'snapshot');
 }
 
 /** A replay under way: `finishing` once its final hashing began (no more blocks). */
 export interface ReplayRun {
-  acc: ReturnType<State['replay']>; verifyEach: boolean; blocks: number; transitions: number; finishing: boolean; hash: LtHashThreads;
+  acc: ReturnType<State['replay']>;
+  verifyEach: boolean;
+  blocks: number;
+  transitions: number;
+  finishing: boolean;
+  hash: LtHashThreads;
 }
 
-export interface ReplayDeps { ctx: EnclaveContext; head: ChainHead; verifier: BlockVerifier }
+export interface ReplayDeps {
+  ctx: EnclaveContext;
+  head: ChainHead;
+  verifier: BlockVerifier;
+}
 
 export class Replay {
   private readonly ctx: EnclaveContext;
@@ -65,7 +86,10 @@ export class Replay {
     const target = this.head.recentBlocks.get(BigInt(number));
     const depth = Number(head.number) - number;
     if (depth < 0 || !target || !same(target.hash, hash) || depth > ctx.state.depth) {
-      throw new EnclaveError('REWIND_UNAVAILABLE', `block ${number} is not within the ${ctx.state.depth} blocks the state can rewind`);
+      throw new EnclaveError(
+        'REWIND_UNAVAILABLE',
+        `block ${number} is not within the ${ctx.state.depth} blocks the state can rewind`,
+      );
     }
     ctx.staged = null;
     ctx.state.rewind(depth);
@@ -74,7 +98,10 @@ export class Replay {
     this.head.current = target;
     if (!same(ctx.state.commitment(), target.commitment)) {
       this.head.current = null; // cannot happen with intact layers; the host rebuilds from the event log
-      throw new EnclaveError('REWIND_COMMITMENT_MISMATCH', `state after rewinding to ${number} does not match its commitment`);
+      throw new EnclaveError(
+        'REWIND_COMMITMENT_MISMATCH',
+        `state after rewinding to ${number} does not match its commitment`,
+      );
     }
   }
 
@@ -89,12 +116,23 @@ export class Replay {
       // Only number and hash are known of the blocks before the snapshot: enough for anchors.
       for (const r of snap.recent) {
         this.head.recentBlocks.set(r.number, {
-          hash: r.hash, signatureHash: ZERO32, number: r.number, slot: -1n, commitment: ZERO32, parentchainNumber: 0, parentchainHash: ZERO32,
+          hash: r.hash,
+          signatureHash: ZERO32,
+          number: r.number,
+          slot: -1n,
+          commitment: ZERO32,
+          parentchainNumber: 0,
+          parentchainHash: ZERO32,
         });
       }
       this.head.set({
-        hash: snap.hash, signatureHash: snap.signatureHash, number: snap.number, slot: snap.slot, commitment: ctx.state.commitment(),
-        parentchainNumber: snap.parentchainNumber, parentchainHash: snap.parentchainHash,
+        hash: snap.hash,
+        signatureHash: snap.signatureHash,
+        number: snap.number,
+        slot: snap.slot,
+        commitment: ctx.state.commitment(),
+        parentchainNumber: snap.parentchainNumber,
+        parentchainHash: snap.parentchainHash,
       });
       this.head.withdrawalBase = snap.number;
     } else {
@@ -138,10 +176,18 @@ export class Replay {
       }
       r.blocks++;
       r.transitions += items.length;
-      this.head.set({
-        hash: received.hash, signatureHash: received.signatureHash, number: h.number, slot: h.slot, commitment: h.stateCommitment,
-        parentchainNumber: h.parentchainNumber, parentchainHash: h.parentchainHash,
-      }, items);
+      this.head.set(
+        {
+          hash: received.hash,
+          signatureHash: received.signatureHash,
+          number: h.number,
+          slot: h.slot,
+          commitment: h.stateCommitment,
+          parentchainNumber: h.parentchainNumber,
+          parentchainHash: h.parentchainHash,
+        },
+        items,
+      );
     }
     return { headNumber: Number(this.head.current?.number ?? -1) };
   }
@@ -157,14 +203,18 @@ export class Replay {
     } finally {
       await r.hash.close();
     }
-    if (this.ctx.replaying !== r) throw new EnclaveError('REPLAY_ABORTED', 'a new replay began before this one finished');
+    if (this.ctx.replaying !== r)
+      throw new EnclaveError('REPLAY_ABORTED', 'a new replay began before this one finished');
     this.ctx.replaying = null;
     this.ended.resolve();
     this.ended = Promise.withResolvers<void>();
     const head = this.head.current;
     if (head && !same(this.ctx.state.commitment(), head.commitment)) {
       this.head.current = null;
-      throw new EnclaveError('REPLAY_COMMITMENT_MISMATCH', 'replayed state does not match the head block state commitment');
+      throw new EnclaveError(
+        'REPLAY_COMMITMENT_MISMATCH',
+        'replayed state does not match the head block state commitment',
+      );
     }
     return { blocks: r.blocks, transitions: r.transitions, commitment: this.ctx.state.commitment() };
   }
@@ -176,7 +226,12 @@ export class Replay {
       const left = deadline - Date.now();
       if (left <= 0) throw new EnclaveError('REPLAYING', 'the state is being rebuilt; try again');
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.ended.promise, new Promise((r) => { timer = setTimeout(r, left); })]);
+      await Promise.race([
+        this.ended.promise,
+        new Promise((r) => {
+          timer = setTimeout(r, left);
+        }),
+      ]);
       clearTimeout(timer);
     }
   }
@@ -189,15 +244,33 @@ export class Replay {
     if (this.ctx.replaying) throw new EnclaveError('REPLAYING', 'cannot snapshot during a replay');
     const h = this.head.current;
     if (!h) throw new EnclaveError('NOT_INITIALISED', 'no head to snapshot');
-    const recent = [...this.head.recentBlocks.values()].filter((b) => b.number < h.number).map((b) => ({ number: b.number, hash: b.hash }));
+    const recent = [...this.head.recentBlocks.values()]
+      .filter((b) => b.number < h.number)
+      .map((b) => ({ number: b.number, hash: b.hash }));
     const state = await this.ctx.state.encodeSnapshotInPieces(() => nextTurn());
     // The state is SnapshotFile's last field: the other fields, then the state's parts, sealed a part at a time.
     const fields = SnapshotFile.enc({
-      version: SNAPSHOT_VERSION, number: h.number, hash: h.hash, signatureHash: h.signatureHash, parentchainNumber: h.parentchainNumber,
-      parentchainHash: h.parentchainHash, slot: h.slot, recent, state: new Uint8Array(0),
+      version: SNAPSHOT_VERSION,
+      number: h.number,
+      hash: h.hash,
+      signatureHash: h.signatureHash,
+      parentchainNumber: h.parentchainNumber,
+      parentchainHash: h.parentchainHash,
+      slot: h.slot,
+      recent,
+      state: new Uint8Array(0),
     });
-    const parts = [headBeforeLastBytes(fields, state.reduce((n, p) => n + p.length, 0)), ...state];
-    return { sealed: await this.ctx.sealer.sealParts('signer', 'snapshot', parts, () => nextTurn()), number: Number(h.number) };
+    const parts = [
+      headBeforeLastBytes(
+        fields,
+        state.reduce((n, p) => n + p.length, 0),
+      ),
+      ...state,
+    ];
+    return {
+      sealed: await this.ctx.sealer.sealParts('signer', 'snapshot', parts, () => nextTurn()),
+      number: Number(h.number),
+    };
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,13 @@
 // simulated attestation authority whose public key verifiers configure as trusted. A DCAP provider
 // implements the same two functions.
 import { Bytes, Struct, u8, u64 } from 'scale-ts';
-import { ed25519PrivateKey, ed25519PublicFromSeed, ed25519Sign, ed25519Verify, sha256 } from '../../crypto/primitives.ts';
+import {
+  ed25519PrivateKey,
+  ed25519PublicFromSeed,
+  ed25519Sign,
+  ed25519Verify,
+  sha256,
+} from '../../crypto/primitives.ts';
 import { decodeExact } from '../../protocol/wire.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { concatBytes, same } from '../../protocol/bytes.ts';
@@ -17,7 +23,14 @@ export const Quote = Struct({
   signature: Bytes(64),
 });
 export type Quote = ReturnType<typeof Quote.dec>;
-const QuoteBody = Struct({ version: u8, measurement: Bytes(32), signer: Bytes(32), reportData: Bytes(64), timestampMs: u64, authority: Bytes(32) });
+const QuoteBody = Struct({
+  version: u8,
+  measurement: Bytes(32),
+  signer: Bytes(32),
+  reportData: Bytes(64),
+  timestampMs: u64,
+  authority: Bytes(32),
+});
 const QUOTE_DOMAIN = new TextEncoder().encode('validateer/sim-quote/v1');
 
 /** The dev authority: deterministic so every simulated enclave of a devnet trusts the same one. */
@@ -37,9 +50,18 @@ export interface VerifyPolicy {
   maxAgeMs?: number;
 }
 
-export interface VerifiedQuote { measurement: Uint8Array; signer: Uint8Array; reportData: Uint8Array; timestampMs: bigint }
+export interface VerifiedQuote {
+  measurement: Uint8Array;
+  signer: Uint8Array;
+  reportData: Uint8Array;
+  timestampMs: bigint;
+}
 
-export function simulatedProvider(measurement: Uint8Array, signer: Uint8Array, authoritySeed = DEV_AUTHORITY_SEED): AttestationProvider {
+export function simulatedProvider(
+  measurement: Uint8Array,
+  signer: Uint8Array,
+  authoritySeed = DEV_AUTHORITY_SEED,
+): AttestationProvider {
   const key = ed25519PrivateKey(authoritySeed);
   const authority = ed25519PublicFromSeed(authoritySeed);
   return {
@@ -52,7 +74,6 @@ export function simulatedProvider(measurement: Uint8Array, signer: Uint8Array, a
   };
 }
 
-
 export function verifySimulatedQuote(bytes: Uint8Array, policy: VerifyPolicy): VerifiedQuote {
   let q: Quote;
   try {
@@ -61,9 +82,11 @@ export function verifySimulatedQuote(bytes: Uint8Array, policy: VerifyPolicy): V
     throw new EnclaveError('QUOTE_MALFORMED', 'quote is malformed');
   }
   if (q.version !== 1) throw new EnclaveError('QUOTE_MALFORMED', `unsupported quote version ${q.version}`);
-  if (!policy.trustedAuthorities.some((a) => same(a, q.authority))) throw new EnclaveError('QUOTE_UNTRUSTED_AUTHORITY', 'quote is signed by an authority that is not trusted');
+  if (!policy.trustedAuthorities.some((a) => same(a, q.authority)))
+    throw new EnclaveError('QUOTE_UNTRUSTED_AUTHORITY', 'quote is signed by an authority that is not trusted');
   const { signature, ...body } = q;
-  if (!ed25519Verify(q.authority, concatBytes(QUOTE_DOMAIN, QuoteBody.enc(body)), signature)) throw new EnclaveError('QUOTE_BAD_SIGNATURE', 'quote signature does not verify');
+  if (!ed25519Verify(q.authority, concatBytes(QUOTE_DOMAIN, QuoteBody.enc(body)), signature))
+    throw new EnclaveError('QUOTE_BAD_SIGNATURE', 'quote signature does not verify');
   if (policy.allowedMeasurements?.length && !policy.allowedMeasurements.some((m) => same(m, q.measurement))) {
     throw new EnclaveError('QUOTE_MEASUREMENT_NOT_ALLOWED', 'quote measurement is not allowed');
   }

@@ -6,7 +6,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { Bytes, Struct, Vector, u8, u32 } from 'scale-ts';
-import { ed25519PrivateKey, ed25519PublicFromSeed, x25519Generate, x25519PublicFromSecret } from '../../crypto/primitives.ts';
+import {
+  ed25519PrivateKey,
+  ed25519PublicFromSeed,
+  x25519Generate,
+  x25519PublicFromSecret,
+} from '../../crypto/primitives.ts';
 import { decodeExact } from '../../protocol/wire.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 
@@ -73,7 +78,8 @@ export interface EnclaveKeys {
  * anyone who knows the shard id knows these keys, so it is refused outside simulation mode.
  */
 export function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Array; stateKey: Uint8Array } {
-  const derive = (label: string) => new Uint8Array(hkdfSync('sha256', shard, new Uint8Array(0), `validateer/dev-shard-secrets/v1/${label}`, 32));
+  const derive = (label: string) =>
+    new Uint8Array(hkdfSync('sha256', shard, new Uint8Array(0), `validateer/dev-shard-secrets/v1/${label}`, 32));
   return { shieldingSecret: derive('shielding'), stateKey: derive('state') };
 }
 
@@ -81,23 +87,35 @@ type KeyFileT = ReturnType<typeof KeyFileV3.dec>;
 
 /** Older files get an encryption key on load (`upgraded`: the caller seals the v3 file before using it). */
 function decodeKeyFile(bytes: Uint8Array): { file: KeyFileT; upgraded: boolean } {
-  const withEncryption = (f: Omit<KeyFileT, 'version' | 'encryptionSecret'>) => ({ file: { ...f, version: KEY_FILE_V3, encryptionSecret: x25519Generate().secretKey }, upgraded: true });
+  const withEncryption = (f: Omit<KeyFileT, 'version' | 'encryptionSecret'>) => ({
+    file: { ...f, version: KEY_FILE_V3, encryptionSecret: x25519Generate().secretKey },
+    upgraded: true,
+  });
   // A v1 file's first byte is its random seed's: a version byte counts only if the length fits.
   if (bytes[0] === KEY_FILE_V3) {
     try {
       return { file: decodeExact(KeyFileV3, bytes, 'key file'), upgraded: false };
-    } catch { /* not v3 */ }
+    } catch {
+      /* not v3 */
+    }
   }
   if (bytes[0] === KEY_FILE_V2) {
     try {
       return withEncryption(decodeExact(KeyFileV2, bytes, 'key file'));
-    } catch { /* not v2 */ }
+    } catch {
+      /* not v2 */
+    }
   }
-  return withEncryption({ ...decodeExact(KeyFileV1, bytes, 'key file'), origin: SecretsOrigin.generated, provisionedAt: 0 });
+  return withEncryption({
+    ...decodeExact(KeyFileV1, bytes, 'key file'),
+    origin: SecretsOrigin.generated,
+    provisionedAt: 0,
+  });
 }
 
 function keysOf(file: KeyFileT): EnclaveKeys {
-  const origin = (Object.keys(SecretsOrigin) as SecretsOrigin[]).find((o) => SecretsOrigin[o] === file.origin) ?? 'generated';
+  const origin =
+    (Object.keys(SecretsOrigin) as SecretsOrigin[]).find((o) => SecretsOrigin[o] === file.origin) ?? 'generated';
   return {
     signingSeed: file.signingSeed,
     signingKey: ed25519PrivateKey(file.signingSeed),
@@ -123,18 +141,28 @@ function writeKeyFile(dataDir: string, sealer: Sealer, file: KeyFileT): EnclaveK
 
 function fileOf(keys: EnclaveKeys): KeyFileT {
   return {
-    version: KEY_FILE_V3, signingSeed: keys.signingSeed, encryptionSecret: keys.encryptionSecret, ...shardSecretsOf(keys),
-    origin: SecretsOrigin[keys.secretsOrigin], provisionedAt: keys.provisionedAt,
+    version: KEY_FILE_V3,
+    signingSeed: keys.signingSeed,
+    encryptionSecret: keys.encryptionSecret,
+    ...shardSecretsOf(keys),
+    origin: SecretsOrigin[keys.secretsOrigin],
+    provisionedAt: keys.provisionedAt,
   };
 }
 
-export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uint8Array): { keys: EnclaveKeys; created: boolean } {
+export function loadOrCreateKeys(
+  dataDir: string,
+  sealer: Sealer,
+  devShard?: Uint8Array,
+): { keys: EnclaveKeys; created: boolean } {
   const path = keyPath(dataDir);
   if (existsSync(path)) {
     const { file, upgraded } = decodeKeyFile(sealer.unseal('keys', new Uint8Array(readFileSync(path))));
     return { created: false, keys: upgraded ? writeKeyFile(dataDir, sealer, file) : keysOf(file) };
   }
-  const shared = devShard ? devShardSecrets(devShard) : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
+  const shared = devShard
+    ? devShardSecrets(devShard)
+    : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
   const file: KeyFileT = {
     version: KEY_FILE_V3,
     signingSeed: new Uint8Array(randomBytes(32)),
@@ -150,23 +178,47 @@ export function loadOrCreateKeys(dataDir: string, sealer: Sealer, devShard?: Uin
 }
 
 /** The shard secrets this enclave holds, as provisioning hands them over. */
-export function shardSecretsOf(keys: EnclaveKeys): { shieldingKeyId: number; shieldingSecret: Uint8Array; stateKeys: { id: number; key: Uint8Array }[]; currentStateKeyId: number } {
+export function shardSecretsOf(keys: EnclaveKeys): {
+  shieldingKeyId: number;
+  shieldingSecret: Uint8Array;
+  stateKeys: { id: number; key: Uint8Array }[];
+  currentStateKeyId: number;
+} {
   return {
-    shieldingKeyId: keys.shieldingKeyId, shieldingSecret: keys.shieldingSecret,
-    stateKeys: [...keys.stateKeys].map(([id, key]) => ({ id, key })), currentStateKeyId: keys.currentStateKeyId,
+    shieldingKeyId: keys.shieldingKeyId,
+    shieldingSecret: keys.shieldingSecret,
+    stateKeys: [...keys.stateKeys].map(([id, key]) => ({ id, key })),
+    currentStateKeyId: keys.currentStateKeyId,
   };
 }
 
 /** Replaces the shard secrets with provisioned ones (the signing key stays); sealed before they are used. */
-export function installShardSecrets(dataDir: string, sealer: Sealer, keys: EnclaveKeys, secrets: ReturnType<typeof shardSecretsOf>, provisionedAt: number): EnclaveKeys {
-  return writeKeyFile(dataDir, sealer, { ...fileOf(keys), ...secrets, origin: SecretsOrigin.provisioned, provisionedAt });
+export function installShardSecrets(
+  dataDir: string,
+  sealer: Sealer,
+  keys: EnclaveKeys,
+  secrets: ReturnType<typeof shardSecretsOf>,
+  provisionedAt: number,
+): EnclaveKeys {
+  return writeKeyFile(dataDir, sealer, {
+    ...fileOf(keys),
+    ...secrets,
+    origin: SecretsOrigin.provisioned,
+    provisionedAt,
+  });
 }
 
 /**
  * Adds state keys of new epochs (made here, received in a block, or provisioned again), sealed before
  * any block that uses them is stored: replay from the event log needs them. Earlier epochs' keys stay.
  */
-export function addStateKeys(dataDir: string, sealer: Sealer, keys: EnclaveKeys, added: { id: number; key: Uint8Array }[], currentStateKeyId = keys.currentStateKeyId): EnclaveKeys {
+export function addStateKeys(
+  dataDir: string,
+  sealer: Sealer,
+  keys: EnclaveKeys,
+  added: { id: number; key: Uint8Array }[],
+  currentStateKeyId = keys.currentStateKeyId,
+): EnclaveKeys {
   const ids = new Set(added.map((k) => k.id));
   const stateKeys = [...shardSecretsOf(keys).stateKeys.filter((k) => !ids.has(k.id)), ...added];
   return writeKeyFile(dataDir, sealer, { ...fileOf(keys), stateKeys, currentStateKeyId });

@@ -16,9 +16,28 @@ import { EnclaveError } from '../boundary/errors.ts';
 import { hasCode, type ProvisionCode } from '../../protocol/errors.ts';
 import { concatBytes, hexKey, same } from '../../protocol/bytes.ts';
 
-export const ProvisionRequest = Struct({ version: u8, shard: Bytes(32), requester: Bytes(32), ephemeral: Bytes(32), nonce: Bytes(32), timestampMs: u64, quote: Bytes() });
-export const ProvisionResponse = Struct({ version: u8, provider: Bytes(32), quote: Bytes(), enc: Bytes(32), ciphertext: Bytes() });
-export const ShardSecrets = Struct({ shieldingKeyId: u32, shieldingSecret: Bytes(32), stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })), currentStateKeyId: u32 });
+export const ProvisionRequest = Struct({
+  version: u8,
+  shard: Bytes(32),
+  requester: Bytes(32),
+  ephemeral: Bytes(32),
+  nonce: Bytes(32),
+  timestampMs: u64,
+  quote: Bytes(),
+});
+export const ProvisionResponse = Struct({
+  version: u8,
+  provider: Bytes(32),
+  quote: Bytes(),
+  enc: Bytes(32),
+  ciphertext: Bytes(),
+});
+export const ShardSecrets = Struct({
+  shieldingKeyId: u32,
+  shieldingSecret: Bytes(32),
+  stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
+  currentStateKeyId: u32,
+});
 export type ShardSecrets = ReturnType<typeof ShardSecrets.dec>;
 
 const VERSION = 1;
@@ -47,7 +66,10 @@ export const ProvisionRefusal = {
   DECRYPT_FAILED: 'PROVISION_DECRYPT_FAILED',
 } as const;
 
-export interface AttestationPolicy { trustedAuthorities: Uint8Array[]; allowedMeasurements: Uint8Array[] }
+export interface AttestationPolicy {
+  trustedAuthorities: Uint8Array[];
+  allowedMeasurements: Uint8Array[];
+}
 export interface ProvisioningDeps {
   shard: Uint8Array;
   signingKey: Uint8Array;
@@ -75,7 +97,12 @@ function decodeMessage<T extends { version: number }>(codec: Codec<T>, bytes: Ui
 }
 
 /** What a request's quote binds besides the requester's signing key. */
-export function requestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
+export function requestBinding(r: {
+  shard: Uint8Array;
+  ephemeral: Uint8Array;
+  nonce: Uint8Array;
+  timestampMs: bigint;
+}): Uint8Array {
   return sha256(concatBytes(REQUEST_DOMAIN, r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
 }
 
@@ -97,7 +124,12 @@ export class Provisioning {
     const eph = x25519Generate();
     const nonce = new Uint8Array(randomBytes(32));
     const body = { shard: this.d.shard, ephemeral: eph.publicKey, nonce, timestampMs: BigInt(nowMs) };
-    const bytes = ProvisionRequest.enc({ version: VERSION, requester: this.d.signingKey, quote: this.d.quote(requestBinding(body)), ...body });
+    const bytes = ProvisionRequest.enc({
+      version: VERSION,
+      requester: this.d.signingKey,
+      quote: this.d.quote(requestBinding(body)),
+      ...body,
+    });
     this.pending.set(hexKey(sha256(bytes)), eph);
     if (this.pending.size > PENDING_KEPT) this.pending.delete(this.pending.keys().next().value!);
     return bytes;
@@ -108,14 +140,21 @@ export class Provisioning {
     const r = decodeMessage(ProvisionRequest, bytes, 'provisioning request');
     if (!same(r.shard, this.d.shard)) throw refuse(ProvisionRefusal.WRONG_SHARD, 'request is for another shard');
     this.checkQuote(r.quote, r.requester, requestBinding(r), nowMs, 'requester');
-    if (Math.abs(nowMs - Number(r.timestampMs)) > PROVISION_FRESH_MS) throw refuse(ProvisionRefusal.STALE, 'request is not fresh');
+    if (Math.abs(nowMs - Number(r.timestampMs)) > PROVISION_FRESH_MS)
+      throw refuse(ProvisionRefusal.STALE, 'request is not fresh');
     const nonce = hexKey(r.nonce);
     this.pruneSeen(nowMs);
     if (this.seen.has(nonce)) throw refuse(ProvisionRefusal.REPLAYED, 'request was already answered');
     this.seen.set(nonce, Number(r.timestampMs) + PROVISION_FRESH_MS);
     const requestHash = sha256(bytes);
     const { enc, ciphertext } = suite.seal(r.ephemeral, ShardSecrets.enc(secrets), requestHash);
-    return ProvisionResponse.enc({ version: VERSION, provider: this.d.signingKey, quote: this.d.quote(responseBinding(requestHash, enc, ciphertext)), enc, ciphertext });
+    return ProvisionResponse.enc({
+      version: VERSION,
+      provider: this.d.signingKey,
+      quote: this.d.quote(responseBinding(requestHash, enc, ciphertext)),
+      enc,
+      ciphertext,
+    });
   }
 
   /** Requester: checks the provider's answer to one of our requests and returns the secrets. */
@@ -127,38 +166,58 @@ export class Provisioning {
     const r = decodeMessage(ProvisionResponse, responseBytes, 'provisioning response');
     this.checkQuote(r.quote, r.provider, responseBinding(requestHash, r.enc, r.ciphertext), nowMs, 'provider');
     const plain = suite.open(eph, r.enc, r.ciphertext, requestHash);
-    if (!plain) throw refuse(ProvisionRefusal.DECRYPT_FAILED, 'secrets do not decrypt with the request\'s ephemeral key');
+    if (!plain)
+      throw refuse(ProvisionRefusal.DECRYPT_FAILED, "secrets do not decrypt with the request's ephemeral key");
     let secrets: ShardSecrets;
     try {
       secrets = decodeExact(ShardSecrets, plain, 'shard secrets');
     } catch {
       throw refuse(ProvisionRefusal.MALFORMED, 'shard secrets do not decode');
     }
-    if (!secrets.stateKeys.some((k) => k.id === secrets.currentStateKeyId)) throw refuse(ProvisionRefusal.MALFORMED, 'shard secrets lack the current state key');
+    if (!secrets.stateKeys.some((k) => k.id === secrets.currentStateKeyId))
+      throw refuse(ProvisionRefusal.MALFORMED, 'shard secrets lack the current state key');
     this.pending.delete(key); // one answer per request
     return secrets;
   }
 
   /** The other side's quote: authority and signature, binding to its key and this exchange, measurement, registration. */
-  private checkQuote(quote: Uint8Array, signingKey: Uint8Array, binding: Uint8Array, nowMs: number, who: string): VerifiedQuote {
+  private checkQuote(
+    quote: Uint8Array,
+    signingKey: Uint8Array,
+    binding: Uint8Array,
+    nowMs: number,
+    who: string,
+  ): VerifiedQuote {
     const fail = (code: ProvisionCode, message: string) => {
       this.d.onVerification?.(code);
       return refuse(code, message);
     };
     let q: VerifiedQuote;
     try {
-      q = verifySimulatedQuote(quote, { trustedAuthorities: this.d.policy.trustedAuthorities, nowMs, maxAgeMs: PROVISION_FRESH_MS });
+      q = verifySimulatedQuote(quote, {
+        trustedAuthorities: this.d.policy.trustedAuthorities,
+        nowMs,
+        maxAgeMs: PROVISION_FRESH_MS,
+      });
     } catch (err) {
       const stale = hasCode(err, 'QUOTE_STALE');
-      throw fail(stale ? ProvisionRefusal.STALE : ProvisionRefusal.FORGED_QUOTE, `${who} quote: ${(err as Error).message}`);
+      throw fail(
+        stale ? ProvisionRefusal.STALE : ProvisionRefusal.FORGED_QUOTE,
+        `${who} quote: ${(err as Error).message}`,
+      );
     }
     if (!same(q.reportData.subarray(0, 32), signingKey) || !same(q.reportData.subarray(32), binding)) {
-      throw fail(ProvisionRefusal.FORGED_QUOTE, `${who} quote does not bind this ${who === 'requester' ? 'request' : 'response'}`);
+      throw fail(
+        ProvisionRefusal.FORGED_QUOTE,
+        `${who} quote does not bind this ${who === 'requester' ? 'request' : 'response'}`,
+      );
     }
-    if (!this.d.policy.allowedMeasurements.some((m) => same(m, q.measurement))) throw fail(ProvisionRefusal.WRONG_MEASUREMENT, `${who} runs enclave code that is not allowed`);
+    if (!this.d.policy.allowedMeasurements.some((m) => same(m, q.measurement)))
+      throw fail(ProvisionRefusal.WRONG_MEASUREMENT, `${who} runs enclave code that is not allowed`);
     const registered = this.d.memberMeasurement(signingKey);
     if (!registered) throw fail(ProvisionRefusal.UNREGISTERED, `${who} is not a registered member of the shard`);
-    if (!same(registered, q.measurement)) throw fail(ProvisionRefusal.WRONG_MEASUREMENT, `${who} quote measurement differs from its registration`);
+    if (!same(registered, q.measurement))
+      throw fail(ProvisionRefusal.WRONG_MEASUREMENT, `${who} quote measurement differs from its registration`);
     this.d.onVerification?.('ok');
     return q;
   }

@@ -16,9 +16,11 @@ const te = new TextEncoder();
 const suite = new HpkeSuite(te.encode('validateer/state-key/v1'));
 const MEMBERS_DOMAIN = te.encode('validateer/epoch-members/v1');
 
-export interface Recipient { signingKey: Uint8Array; encryptionKey: Uint8Array }
+export interface Recipient {
+  signingKey: Uint8Array;
+  encryptionKey: Uint8Array;
+}
 export type RotationReason = 'set-changed' | 'schedule';
-
 
 /** Commits to the members (and their encryption keys) an epoch's key was sealed to. */
 export function membersHash(members: Recipient[]): Uint8Array {
@@ -26,20 +28,35 @@ export function membersHash(members: Recipient[]): Uint8Array {
 }
 
 /** Why block `number` must begin a new epoch, or null. Nobody to seal to: no rotation. */
-export function rotationDue(epoch: EpochRecord, members: Recipient[], number: bigint, intervalBlocks: number): RotationReason | null {
+export function rotationDue(
+  epoch: EpochRecord,
+  members: Recipient[],
+  number: bigint,
+  intervalBlocks: number,
+): RotationReason | null {
   if (members.length === 0) return null;
   if (!same(membersHash(members), epoch.membersHash)) return 'set-changed';
   if (intervalBlocks > 0 && number - epoch.startNumber >= BigInt(intervalBlocks)) return 'schedule';
   return null;
 }
 
-const wrapAad = (shard: Uint8Array, number: bigint, keyId: number, member: Uint8Array): Uint8Array => concatBytes(shard, u64.enc(number), u32.enc(keyId), member);
+const wrapAad = (shard: Uint8Array, number: bigint, keyId: number, member: Uint8Array): Uint8Array =>
+  concatBytes(shard, u64.enc(number), u32.enc(keyId), member);
 
 /** The new key sealed to each member, for block `number`. */
-export function sealRotation(shard: Uint8Array, number: bigint, keyId: number, key: Uint8Array, members: Recipient[]): KeyRotation {
+export function sealRotation(
+  shard: Uint8Array,
+  number: bigint,
+  keyId: number,
+  key: Uint8Array,
+  members: Recipient[],
+): KeyRotation {
   return {
     keyId,
-    wraps: members.map((m) => ({ member: m.signingKey, ...suite.seal(m.encryptionKey, key, wrapAad(shard, number, keyId, m.signingKey)) })),
+    wraps: members.map((m) => ({
+      member: m.signingKey,
+      ...suite.seal(m.encryptionKey, key, wrapAad(shard, number, keyId, m.signingKey)),
+    })),
   };
 }
 
@@ -47,17 +64,34 @@ export function sealRotation(shard: Uint8Array, number: bigint, keyId: number, k
  * Checks a block's rotation against the members it must be sealed to (exactly them, in order) and
  * opens this enclave's copy of the key: undefined when this enclave is not a recipient.
  */
-export function openRotation(r: KeyRotation, shard: Uint8Array, number: bigint, me: { signingKey: Uint8Array; secretKey: Uint8Array; publicKey: Uint8Array }): Uint8Array | undefined {
+export function openRotation(
+  r: KeyRotation,
+  shard: Uint8Array,
+  number: bigint,
+  me: { signingKey: Uint8Array; secretKey: Uint8Array; publicKey: Uint8Array },
+): Uint8Array | undefined {
   const mine = r.wraps.find((w) => same(w.member, me.signingKey));
   if (!mine) return undefined;
-  const key = suite.open({ secretKey: me.secretKey, publicKey: me.publicKey }, mine.enc, mine.ciphertext, wrapAad(shard, number, r.keyId, me.signingKey));
-  if (!key || key.length !== 32) throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: the new state key sealed to this enclave does not open`);
+  const key = suite.open(
+    { secretKey: me.secretKey, publicKey: me.publicKey },
+    mine.enc,
+    mine.ciphertext,
+    wrapAad(shard, number, r.keyId, me.signingKey),
+  );
+  if (!key || key.length !== 32)
+    throw new EnclaveError(
+      'BLOCK_BAD_ROTATION',
+      `block ${number}: the new state key sealed to this enclave does not open`,
+    );
   return key;
 }
 
 /** The recipients must be exactly the members, in registration order. */
 export function checkRecipients(r: KeyRotation, members: Recipient[], number: bigint): void {
   if (r.wraps.length !== members.length || r.wraps.some((w, i) => !same(w.member, members[i].signingKey))) {
-    throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: the new state key is not sealed to exactly the shard's members`);
+    throw new EnclaveError(
+      'BLOCK_BAD_ROTATION',
+      `block ${number}: the new state key is not sealed to exactly the shard's members`,
+    );
   }
 }

@@ -42,12 +42,17 @@ export class ShardSecretsExchange {
     this.shielding = deps.shielding;
     const ctx = deps.ctx;
     this.provisioning = new Provisioning({
-      shard: ctx.opts.shard, signingKey: ctx.keys.signingPublic, policy: deps.policy, quote: deps.quote,
+      shard: ctx.opts.shard,
+      signingKey: ctx.keys.signingPublic,
+      policy: deps.policy,
+      quote: deps.quote,
       memberMeasurement: (k) => {
         const pc = ctx.parentchain;
         return pc?.registry.activeAt(pc.lightClient.number).find((m) => same(m.signingKey, k))?.measurement;
       },
-      onVerification: (result) => { this.lastVerification = result; },
+      onVerification: (result) => {
+        this.lastVerification = result;
+      },
     });
   }
 
@@ -65,7 +70,8 @@ export class ShardSecretsExchange {
   /** Provider side; a refusal is a result (with the quote check's outcome), not an error, so the host can count both. */
   serve(request: Uint8Array, nowMs: number): ProvisionOutcome<{ response: Uint8Array }> {
     return this.step(() => {
-      if (!this.holds()) throw new EnclaveError(ProvisionRefusal.NOT_READY, 'this enclave does not hold the shard secrets yet');
+      if (!this.holds())
+        throw new EnclaveError(ProvisionRefusal.NOT_READY, 'this enclave does not hold the shard secrets yet');
       return { response: this.provisioning.serve(request, shardSecretsOf(this.ctx.keys), nowMs) };
     });
   }
@@ -75,21 +81,36 @@ export class ShardSecretsExchange {
    * imported). An enclave that holds them already asks again for an epoch's key it missed (a rotation
    * sealed before its registration counted): only state keys it lacks are added.
    */
-  async accept(request: Uint8Array, response: Uint8Array, nowMs: number): Promise<ProvisionOutcome<{ stateKeyId: number }>> {
+  async accept(
+    request: Uint8Array,
+    response: Uint8Array,
+    nowMs: number,
+  ): Promise<ProvisionOutcome<{ stateKeyId: number }>> {
     const r = this.step(() => this.provisioning.accept(request, response, nowMs));
     if (!r.ok) return r;
     const ctx = this.ctx;
     const { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId } = r;
     if (this.head.current || this.holds()) {
       if (!same(shieldingSecret, ctx.keys.shieldingSecret)) {
-        return { ok: false, code: 'PROVISION_HAS_CHAIN', message: 'other shard secrets than the ones this enclave\'s chain uses', verification: r.verification };
+        return {
+          ok: false,
+          code: 'PROVISION_HAS_CHAIN',
+          message: "other shard secrets than the ones this enclave's chain uses",
+          verification: r.verification,
+        };
       }
       const missing = stateKeys.filter((k) => !ctx.keys.stateKeys.has(k.id));
       if (missing.length > 0) this.keyring.add(missing);
       return { ok: true, stateKeyId: currentEpoch(ctx).keyId, verification: r.verification };
     }
     const secrets = { shieldingKeyId, shieldingSecret, stateKeys, currentStateKeyId };
-    ctx.keys = installShardSecrets(ctx.opts.dataDir, ctx.sealer, ctx.keys, secrets, ctx.parentchain?.lightClient.number ?? 0);
+    ctx.keys = installShardSecrets(
+      ctx.opts.dataDir,
+      ctx.sealer,
+      ctx.keys,
+      secrets,
+      ctx.parentchain?.lightClient.number ?? 0,
+    );
     await this.restartWithShieldingKey();
     return { ok: true, stateKeyId: ctx.keys.currentStateKeyId, verification: r.verification };
   }
@@ -97,7 +118,11 @@ export class ShardSecretsExchange {
   /** Everything that holds a shard key starts over with the new ones. */
   private async restartWithShieldingKey(): Promise<void> {
     const ctx = this.ctx;
-    const key = { keyId: ctx.keys.shieldingKeyId, secret: ctx.keys.shieldingSecret, publicKey: ctx.keys.shieldingPublic };
+    const key = {
+      keyId: ctx.keys.shieldingKeyId,
+      secret: ctx.keys.shieldingSecret,
+      publicKey: ctx.keys.shieldingPublic,
+    };
     await ctx.crypto.close();
     ctx.crypto = new CryptoThreads(key, ctx.opts.workers, ctx.opts.workerNice);
     ctx.localVerifier = new CallVerifier(key);

@@ -53,10 +53,17 @@ export class StateKeyring {
     const key = openRotation(r, this.ctx.opts.shard, number, own);
     const known = keys.stateKeys.get(r.keyId);
     if (known && key && !same(known, key)) {
-      throw new EnclaveError('BLOCK_BAD_ROTATION', `block ${number}: state key ${r.keyId} differs from the one this enclave holds`);
+      throw new EnclaveError(
+        'BLOCK_BAD_ROTATION',
+        `block ${number}: state key ${r.keyId} differs from the one this enclave holds`,
+      );
     }
     if (known) return;
-    if (!key) throw new EnclaveError('STATE_KEY_UNKNOWN', `block ${number} begins state key epoch ${r.keyId}, which is not sealed to this enclave`);
+    if (!key)
+      throw new EnclaveError(
+        'STATE_KEY_UNKNOWN',
+        `block ${number} begins state key epoch ${r.keyId}, which is not sealed to this enclave`,
+      );
     this.add([{ id: r.keyId, key }], r.keyId);
   }
 

@@ -26,7 +26,10 @@ export const REMOVE_PROXY_CALL = 2;
  * such as the dev chain's Rococo Asset Hub genesis runtime). The formats come from the current
  * runtime's metadata at every start and are not sealed: a wrong one only makes calls that fail.
  */
-export type CallIndices = ReturnType<typeof CallIndices.dec> & { proxyRealAccountId?: boolean; addProxyDelegateAccountId?: boolean };
+export type CallIndices = ReturnType<typeof CallIndices.dec> & {
+  proxyRealAccountId?: boolean;
+  addProxyDelegateAccountId?: boolean;
+};
 export type CallName = keyof ReturnType<typeof CallIndices.dec>;
 
 /** pallet_proxy's ProxyType::Any (variant 0 on the standard runtimes). */
@@ -62,12 +65,22 @@ export function createPureCall(ix: CallIndices): Uint8Array {
 
 /** proxy.addProxy(delegate, Any, delay 0) */
 export function addProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
-  return concatBytes(head(ix, 'addProxy'), ix.addProxyDelegateAccountId ? delegate : id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
+  return concatBytes(
+    head(ix, 'addProxy'),
+    ix.addProxyDelegateAccountId ? delegate : id(delegate),
+    Uint8Array.of(PROXY_TYPE_ANY),
+    u32.enc(0),
+  );
 }
 
 /** proxy.removeProxy(delegate, Any, delay 0): the same arguments as addProxy, in the same account format (one pallet version). */
 export function removeProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
-  return concatBytes(head(ix, 'removeProxy'), ix.addProxyDelegateAccountId ? delegate : id(delegate), Uint8Array.of(PROXY_TYPE_ANY), u32.enc(0));
+  return concatBytes(
+    head(ix, 'removeProxy'),
+    ix.addProxyDelegateAccountId ? delegate : id(delegate),
+    Uint8Array.of(PROXY_TYPE_ANY),
+    u32.enc(0),
+  );
 }
 
 /**
@@ -77,7 +90,12 @@ export function removeProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Arr
  */
 export function pureProxyAccount(spawner: Uint8Array, height: number, extrinsicIndex: number): Uint8Array {
   const entropy = concatBytes(
-    new TextEncoder().encode('modlpy/proxy____'), spawner, u32.enc(height), u32.enc(extrinsicIndex), Uint8Array.of(PROXY_TYPE_ANY), u16.enc(0),
+    new TextEncoder().encode('modlpy/proxy____'),
+    spawner,
+    u32.enc(height),
+    u32.enc(extrinsicIndex),
+    Uint8Array.of(PROXY_TYPE_ANY),
+    u16.enc(0),
   );
   return blake2_256(entropy);
 }
@@ -93,7 +111,11 @@ export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
  * by the era's birth block hash. Returns null for immortal transactions (the enclave refuses those
  * for duties: it could never tell that one has expired).
  */
-export function payloadMortality(payload: Uint8Array, callLength: number, genesisHash: Uint8Array): { period: number; birthHash: Uint8Array } | null {
+export function payloadMortality(
+  payload: Uint8Array,
+  callLength: number,
+  genesisHash: Uint8Array,
+): { period: number; birthHash: Uint8Array } | null {
   const first = payload[callLength];
   if (first === undefined || first === 0) return null;
   const encoded = first + (payload[callLength + 1] << 8);

@@ -55,7 +55,13 @@ export class ParentchainDuties {
 
   init(params: ParentchainInitParams) {
     const { opts, sealer, keys } = this.ctx;
-    this.ctx.parentchain = ParentchainView.open(opts.dataDir, sealer, keys.signingPublic, this.registryContext(), params);
+    this.ctx.parentchain = ParentchainView.open(
+      opts.dataDir,
+      sealer,
+      keys.signingPublic,
+      this.registryContext(),
+      params,
+    );
     return this.info();
   }
 
@@ -73,7 +79,12 @@ export class ParentchainDuties {
 
   import(blocks: ImportedBlock[]) {
     const r = this.view().importBlocks(blocks);
-    return { number: this.view().lightClient.number, hash: this.view().lightClient.hash, effects: r.effects, observations: r.observations };
+    return {
+      number: this.view().lightClient.number,
+      hash: this.view().lightClient.hash,
+      effects: r.effects,
+      observations: r.observations,
+    };
   }
 
   info() {
@@ -88,7 +99,13 @@ export class ParentchainDuties {
       vault: d.vault?.account ?? null,
       reserveFunded: d.reserveFunded !== undefined,
       vaultProxies: d.vaultProxies,
-      lastAnchor: d.lastAnchor ? { number: Number(d.lastAnchor.number), hash: d.lastAnchor.hash, parentchainNumber: d.lastAnchor.parentchainNumber } : null,
+      lastAnchor: d.lastAnchor
+        ? {
+            number: Number(d.lastAnchor.number),
+            hash: d.lastAnchor.hash,
+            parentchainNumber: d.lastAnchor.parentchainNumber,
+          }
+        : null,
       dutiesInFlight: pc.dutiesInFlight(),
       pendingEffects: pc.effectsAfter(this.head.current?.parentchainNumber ?? 0).length,
       shieldedSupply: state.shard().shieldedSupply,
@@ -101,7 +118,10 @@ export class ParentchainDuties {
     const final = this.head.finalNumber();
     const { withdrawalBlocks, withdrawalBase } = this.head;
     return this.view().duties({
-      quote: this.quote, shard: this.ctx.opts.shard, peerId: input.peerId, p2pAddresses: input.p2pAddresses,
+      quote: this.quote,
+      shard: this.ctx.opts.shard,
+      peerId: input.peerId,
+      p2pAddresses: input.p2pAddresses,
       encryptionKey: this.ctx.keys.encryptionPublic,
       // Only withdrawals of final blocks are paid: a burn in a block that a reorg abandons must not
       // have been paid out (and its id may name another withdrawal on the chain that wins).
@@ -119,19 +139,33 @@ export class ParentchainDuties {
     const head = this.head.current;
     const b = this.head.recentBlocks.get(BigInt(number));
     // (slot -1: only the hash is known, from a snapshot; not enough to build an anchor)
-    if (!b || !head || b.number > head.number || b.slot < 0n) throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    if (!b || !head || b.number > head.number || b.slot < 0n)
+      throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
     // Only a block that descends from the last anchor: finality never moves to another fork.
     const last = pc.registry.data.lastAnchor;
     if (last) {
       const anchored = this.head.recentBlocks.get(last.number);
-      if (last.number >= b.number || (anchored && !same(anchored.hash, last.hash)) || (!anchored && this.head.finalNumber() < 0n)) {
-        throw new EnclaveError('ANCHOR_NOT_DESCENDANT', `block ${number} does not descend from the last anchored block ${last.number}`);
+      if (
+        last.number >= b.number ||
+        (anchored && !same(anchored.hash, last.hash)) ||
+        (!anchored && this.head.finalNumber() < 0n)
+      ) {
+        throw new EnclaveError(
+          'ANCHOR_NOT_DESCENDANT',
+          `block ${number} does not descend from the last anchored block ${last.number}`,
+        );
       }
     }
-    const message = encodeMessage({ tag: 'anchor', value: {
-      shard: this.ctx.opts.shard, sidechainNumber: b.number, sidechainHash: b.hash, previousAnchor: last?.hash ?? ZERO32,
-      parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
-    } });
+    const message = encodeMessage({
+      tag: 'anchor',
+      value: {
+        shard: this.ctx.opts.shard,
+        sidechainNumber: b.number,
+        sidechainHash: b.hash,
+        previousAnchor: last?.hash ?? ZERO32,
+        parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
+      },
+    });
     return pc.anchorCall(message);
   }
 
@@ -152,7 +186,8 @@ export class ParentchainDuties {
     const v = this.ctx.localVerifier.verify(e.request);
     if (!v.ok) return v;
     const hash = hexKey(v.hash);
-    if (!same(v.shard, this.ctx.opts.shard)) return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
+    if (!same(v.shard, this.ctx.opts.shard))
+      return { ok: false, hash, code: RejectCode.WRONG_SHARD, message: 'invoked call is for another shard' };
     const r = execute(overlay, v.call, v.nonce, number, stf);
     return r.ok ? { ok: true, hash } : { ...r, hash };
   }

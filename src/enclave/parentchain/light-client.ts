@@ -9,18 +9,35 @@ import { EnclaveError } from '../boundary/errors.ts';
 import { blake2_256, verifyExtrinsicsRoot } from './trie.ts';
 import { same } from '../../protocol/bytes.ts';
 
-const HeaderPrefix = Struct({ parentHash: Bytes(32), number: compact, stateRoot: Bytes(32), extrinsicsRoot: Bytes(32) });
+const HeaderPrefix = Struct({
+  parentHash: Bytes(32),
+  number: compact,
+  stateRoot: Bytes(32),
+  extrinsicsRoot: Bytes(32),
+});
 
-export interface VerifiedHeader { number: number; hash: Uint8Array; parentHash: Uint8Array; extrinsicsRoot: Uint8Array }
-export interface Checkpoint { number: number; hash: Uint8Array }
-
+export interface VerifiedHeader {
+  number: number;
+  hash: Uint8Array;
+  parentHash: Uint8Array;
+  extrinsicsRoot: Uint8Array;
+}
+export interface Checkpoint {
+  number: number;
+  hash: Uint8Array;
+}
 
 /** Decodes the fixed part of a Substrate header from its own bytes (the digest is not needed). */
 export function decodeHeader(encoded: Uint8Array): VerifiedHeader {
   if (encoded.length < 32 + 1 + 64) throw new EnclaveError('PARENTCHAIN_BAD_HEADER', 'header is too short');
   const copy = new Uint8Array(encoded); // scale-ts decodes from offset 0 of the underlying buffer
   const h = HeaderPrefix.dec(copy);
-  return { number: Number(h.number), hash: blake2_256(encoded), parentHash: h.parentHash, extrinsicsRoot: h.extrinsicsRoot };
+  return {
+    number: Number(h.number),
+    hash: blake2_256(encoded),
+    parentHash: h.parentHash,
+    extrinsicsRoot: h.extrinsicsRoot,
+  };
 }
 
 /**
@@ -55,10 +72,16 @@ export class LightClient {
   import(encodedHeader: Uint8Array, extrinsics: Uint8Array[]): VerifiedHeader {
     const h = decodeHeader(encodedHeader);
     if (h.number !== this.head.number + 1 || !same(h.parentHash, this.head.hash)) {
-      throw new EnclaveError('PARENTCHAIN_BROKEN_CHAIN', `parentchain block ${h.number} does not extend the verified head #${this.head.number}`);
+      throw new EnclaveError(
+        'PARENTCHAIN_BROKEN_CHAIN',
+        `parentchain block ${h.number} does not extend the verified head #${this.head.number}`,
+      );
     }
     if (!this.checkBody(h.extrinsicsRoot, extrinsics)) {
-      throw new EnclaveError('PARENTCHAIN_BAD_BODY', `extrinsics of parentchain block ${h.number} do not match its extrinsics root`);
+      throw new EnclaveError(
+        'PARENTCHAIN_BAD_BODY',
+        `extrinsics of parentchain block ${h.number} do not match its extrinsics root`,
+      );
     }
     this.head = { number: h.number, hash: h.hash };
     return h;

@@ -2,75 +2,38 @@
 // the registered validateer set (in registration order), the vault, the last anchor, and the effects
 // that sidechain blocks must execute (shields, indirect invocations, payouts). Every enclave that
 // reads the same blocks derives the same registry.
-import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
 import { HpkeSuite } from '../../crypto/hpke.ts';
-import { sha256 } from '../../crypto/primitives.ts';
 import { HPKE_INFO_SHIELD } from '../../protocol/wire.ts';
 import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../../protocol/parentchain-messages.ts';
 import { verifySimulatedQuote } from '../keys/attestation.ts';
-import { addProxyCall, contains, createPureCall, pureProxyAccount, removeProxyCall, transferKeepAliveCall, type CallIndices } from './calls.ts';
-import { concatBytes, same, toHex } from '../../protocol/bytes.ts';
+import {
+  addProxyCall,
+  contains,
+  createPureCall,
+  pureProxyAccount,
+  removeProxyCall,
+  transferKeepAliveCall,
+} from './calls.ts';
+import { same, toHex } from '../../protocol/bytes.ts';
 import { isActiveAt } from '../../protocol/membership.ts';
 
-/** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
-export interface CallTree {
-  pallet: string;
-  method: string;
-  remark?: Uint8Array;
-  transfer?: { dest: Uint8Array; amount: bigint };
-  real?: Uint8Array;
-  calls?: CallTree[];
-}
-export interface RelevantExtrinsic { index: number; signer?: Uint8Array; success: boolean; call: CallTree }
-
-export const Member = Struct({
-  signingKey: Bytes(32), measurement: Bytes(32), peerId: str, p2pAddresses: Vector(str),
-  /** X25519: rotated state keys are sealed to it (key-rotation.ts). */
-  encryptionKey: Bytes(32),
-  registeredAt: u32, registeredIndex: u32, unregisteredAt: Option(u32),
-});
-export type Member = ReturnType<typeof Member.dec>;
-
-export const Effect = Struct({
-  parentchainNumber: u32,
-  kind: u8,
-  /** shield: recipient; payout: beneficiary; invoke: empty */
-  account: Bytes(),
-  amount: u128,
-  withdrawal: u64,
-  /** invoke: the shielded request */
-  request: Bytes(),
-});
-export type Effect = ReturnType<typeof Effect.dec>;
-export const EFFECT = { shield: 1, invoke: 2, payout: 3, payoutFailed: 4 } as const;
-
-export const RegistryData = Struct({
-  members: Vector(Member),
-  vault: Option(Struct({ account: Bytes(32), createdAt: u32 })),
-  /** Enclave accounts that are proxies of the vault (its creator, then members it added). */
-  vaultProxies: Vector(Bytes(32)),
-  reserveFunded: Option(u32),
-  lastAnchor: Option(Struct({ number: u64, hash: Bytes(32), parentchainNumber: u32 })),
-});
-export type RegistryData = ReturnType<typeof RegistryData.dec>;
+import {
+  EFFECT,
+  Effect,
+  Member,
+  RegistryData,
+  registrationUserData,
+  type CallTree,
+  type Observation,
+  type RegistryContext,
+  type RelevantExtrinsic,
+} from './registry-data.ts';
 
 export { HPKE_INFO_SHIELD };
 const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
-
-/** What a registration's quote binds besides the signing key: shard, peer id, addresses and encryption key. */
-export function registrationUserData(shard: Uint8Array, peerId: string, p2pAddresses: string[], encryptionKey: Uint8Array): Uint8Array {
-  return sha256(concatBytes(new TextEncoder().encode('validateer/register/v2'), shard, str.enc(peerId), Vector(str).enc(p2pAddresses), encryptionKey));
-}
-
-export interface RegistryContext {
-  shard: Uint8Array;
-  callIndices: CallIndices;
-  trustedAuthorities: Uint8Array[];
-  allowedMeasurements: Uint8Array[];
-  shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
-}
-
-export interface Observation { kind: 'registered' | 'unregistered' | 'ignored' | 'vault' | 'proxy' | 'unproxy' | 'reserve' | 'anchor' | 'shield' | 'invoke' | 'payout'; detail: string }
+// Its data types are registry-data.ts's; importers name them from here, beside the Registry that applies them.
+export { EFFECT, Effect, Member, RegistryData, registrationUserData } from './registry-data.ts';
+export type { CallTree, Observation, RegistryContext, RelevantExtrinsic } from './registry-data.ts';
 
 const empty = new Uint8Array(0);
 
@@ -82,7 +45,13 @@ export class Registry {
 
   constructor(ctx: RegistryContext, data?: RegistryData) {
     this.ctx = ctx;
-    this.data = data ?? { members: [], vault: undefined, vaultProxies: [], reserveFunded: undefined, lastAnchor: undefined };
+    this.data = data ?? {
+      members: [],
+      vault: undefined,
+      vaultProxies: [],
+      reserveFunded: undefined,
+      lastAnchor: undefined,
+    };
   }
 
   /** Members active as of parentchain block `number`, in registration order. */
@@ -108,10 +77,12 @@ export class Registry {
    * remarks and transfers the host reports must occur in them. Returns effects for the sidechain.
    */
   apply(number: number, x: RelevantExtrinsic, encoded: Uint8Array, out: Observation[]): Effect[] {
-    if (x.signer && !signedBy(encoded, x.signer)) return ignore(out, `extrinsic ${number}-${x.index}: signer does not match its bytes`);
+    if (x.signer && !signedBy(encoded, x.signer))
+      return ignore(out, `extrinsic ${number}-${x.index}: signer does not match its bytes`);
     const top = x.call;
     const messages = collectMessages(top, encoded, this.ctx.shard);
-    if (messages === null) return ignore(out, `extrinsic ${number}-${x.index}: a remark the host reported is not in its bytes`);
+    if (messages === null)
+      return ignore(out, `extrinsic ${number}-${x.index}: a remark the host reported is not in its bytes`);
     if (messages.length === 0) return [];
     const effects: Effect[] = [];
     if (!x.success) {
@@ -122,7 +93,14 @@ export class Registry {
         const p = this.payoutTransfer(number, x, encoded, parent, top);
         if (p) {
           out.push({ kind: 'payout', detail: `withdrawal ${message.value.withdrawal} failed: refunded` });
-          effects.push({ parentchainNumber: number, kind: EFFECT.payoutFailed, account: p.dest, amount: p.amount, withdrawal: message.value.withdrawal, request: empty });
+          effects.push({
+            parentchainNumber: number,
+            kind: EFFECT.payoutFailed,
+            account: p.dest,
+            amount: p.amount,
+            withdrawal: message.value.withdrawal,
+            request: empty,
+          });
         }
       }
       if (effects.length === 0) ignore(out, `extrinsic ${number}-${x.index}: failed on the parentchain`);
@@ -135,24 +113,55 @@ export class Registry {
     return effects;
   }
 
-  private applyMessage(number: number, x: RelevantExtrinsic, encoded: Uint8Array, m: ParentchainMessage, parent: CallTree | undefined, top: CallTree, out: Observation[]): Effect | undefined {
+  private applyMessage(
+    number: number,
+    x: RelevantExtrinsic,
+    encoded: Uint8Array,
+    m: ParentchainMessage,
+    parent: CallTree | undefined,
+    top: CallTree,
+    out: Observation[],
+  ): Effect | undefined {
     const where = `extrinsic ${number}-${x.index}`;
     const signer = x.signer;
-    const effect = (kind: number, fields: Partial<Effect>): Effect => ({ parentchainNumber: number, kind, account: empty, amount: 0n, withdrawal: 0n, request: empty, ...fields });
+    const effect = (kind: number, fields: Partial<Effect>): Effect => ({
+      parentchainNumber: number,
+      kind,
+      account: empty,
+      amount: 0n,
+      withdrawal: 0n,
+      request: empty,
+      ...fields,
+    });
     switch (m.tag) {
       case 'register': {
         const v = m.value;
-        if (!signer || !same(signer, v.signingKey)) return void ignore(out, `${where}: registration not signed by its signing key`);
+        if (!signer || !same(signer, v.signingKey))
+          return void ignore(out, `${where}: registration not signed by its signing key`);
         let measurement: Uint8Array;
         try {
-          const q = verifySimulatedQuote(v.quote, { trustedAuthorities: this.ctx.trustedAuthorities, allowedMeasurements: this.ctx.allowedMeasurements });
+          const q = verifySimulatedQuote(v.quote, {
+            trustedAuthorities: this.ctx.trustedAuthorities,
+            allowedMeasurements: this.ctx.allowedMeasurements,
+          });
           if (!same(q.reportData.subarray(0, 32), v.signingKey)) throw new Error('quote does not bind the signing key');
-          if (!same(q.reportData.subarray(32), registrationUserData(this.ctx.shard, v.peerId, v.p2pAddresses, v.encryptionKey))) throw new Error('quote does not bind the peer id, addresses and encryption key');
+          if (
+            !same(
+              q.reportData.subarray(32),
+              registrationUserData(this.ctx.shard, v.peerId, v.p2pAddresses, v.encryptionKey),
+            )
+          )
+            throw new Error('quote does not bind the peer id, addresses and encryption key');
           measurement = q.measurement;
         } catch (err) {
-          return void ignore(out, `${where}: registration of ${toHex(v.signingKey)} ignored: ${(err as Error).message}`);
+          return void ignore(
+            out,
+            `${where}: registration of ${toHex(v.signingKey)} ignored: ${(err as Error).message}`,
+          );
         }
-        const existing = this.data.members.find((mm) => same(mm.signingKey, v.signingKey) && mm.unregisteredAt === undefined);
+        const existing = this.data.members.find(
+          (mm) => same(mm.signingKey, v.signingKey) && mm.unregisteredAt === undefined,
+        );
         if (existing) {
           existing.peerId = v.peerId;
           existing.p2pAddresses = v.p2pAddresses;
@@ -160,22 +169,39 @@ export class Registry {
           out.push({ kind: 'registered', detail: `${toHex(v.signingKey)} updated its addresses` });
           return;
         }
-        this.data.members.push({ signingKey: v.signingKey, measurement, peerId: v.peerId, p2pAddresses: v.p2pAddresses, encryptionKey: v.encryptionKey, registeredAt: number, registeredIndex: x.index, unregisteredAt: undefined });
+        this.data.members.push({
+          signingKey: v.signingKey,
+          measurement,
+          peerId: v.peerId,
+          p2pAddresses: v.p2pAddresses,
+          encryptionKey: v.encryptionKey,
+          registeredAt: number,
+          registeredIndex: x.index,
+          unregisteredAt: undefined,
+        });
         out.push({ kind: 'registered', detail: toHex(v.signingKey) });
         return;
       }
       case 'unregister': {
-        const member = this.data.members.find((mm) => same(mm.signingKey, m.value.signingKey) && mm.unregisteredAt === undefined);
-        if (!member || !signer || !same(signer, m.value.signingKey)) return void ignore(out, `${where}: unregister of a non-member or by another account`);
+        const member = this.data.members.find(
+          (mm) => same(mm.signingKey, m.value.signingKey) && mm.unregisteredAt === undefined,
+        );
+        if (!member || !signer || !same(signer, m.value.signingKey))
+          return void ignore(out, `${where}: unregister of a non-member or by another account`);
         member.unregisteredAt = number;
         out.push({ kind: 'unregistered', detail: toHex(m.value.signingKey) });
         return;
       }
       case 'vault': {
         if (this.data.vault) return void ignore(out, `${where}: the shard already has a vault`);
-        if (!signer || !this.isActive(signer, number)) return void ignore(out, `${where}: vault created by a non-member`);
-        const creates = parent?.method === 'batchAll' && parent === top && parent.calls?.some((c) => c.pallet === 'proxy' && (c.method === 'createPure' || c.method === 'anonymous'));
-        if (!creates || !contains(encoded, createPureCall(this.ctx.callIndices))) return void ignore(out, `${where}: vault remark without proxy.createPure(Any, 0, 0)`);
+        if (!signer || !this.isActive(signer, number))
+          return void ignore(out, `${where}: vault created by a non-member`);
+        const creates =
+          parent?.method === 'batchAll' &&
+          parent === top &&
+          parent.calls?.some((c) => c.pallet === 'proxy' && (c.method === 'createPure' || c.method === 'anonymous'));
+        if (!creates || !contains(encoded, createPureCall(this.ctx.callIndices)))
+          return void ignore(out, `${where}: vault remark without proxy.createPure(Any, 0, 0)`);
         const account = pureProxyAccount(signer, number, x.index);
         this.data.vault = { account, createdAt: number };
         this.data.vaultProxies = [signer];
@@ -186,16 +212,24 @@ export class Registry {
       case 'shield': {
         const vault = this.data.vault;
         // Exactly [transfer, remark]: with more calls one transfer could be claimed by several remarks.
-        const transfer = parent === top && parent?.method === 'batchAll' && parent.calls?.length === 2 ? parent.calls.find((c) => c.transfer && c.method === 'transferKeepAlive')?.transfer : undefined;
-        if (!vault || !transfer || !same(transfer.dest, vault.account)) return void ignore(out, `${where}: ${m.tag} without a transfer to the vault in the same batch`);
-        if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return void ignore(out, `${where}: transfer does not match the extrinsic`);
+        const transfer =
+          parent === top && parent?.method === 'batchAll' && parent.calls?.length === 2
+            ? parent.calls.find((c) => c.transfer && c.method === 'transferKeepAlive')?.transfer
+            : undefined;
+        if (!vault || !transfer || !same(transfer.dest, vault.account))
+          return void ignore(out, `${where}: ${m.tag} without a transfer to the vault in the same batch`);
+        if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount)))
+          return void ignore(out, `${where}: transfer does not match the extrinsic`);
         if (m.tag === 'reserve') {
           this.data.reserveFunded ??= number;
           out.push({ kind: 'reserve', detail: String(transfer.amount) });
           return;
         }
         const r = m.value.recipient;
-        const recipient = r.length > 32 ? shieldSuite.open(this.ctx.shielding, r.subarray(0, 32), r.subarray(32), this.ctx.shard) : null;
+        const recipient =
+          r.length > 32
+            ? shieldSuite.open(this.ctx.shielding, r.subarray(0, 32), r.subarray(32), this.ctx.shard)
+            : null;
         if (!recipient || recipient.length !== 32) {
           // The funds are in the vault but nobody can be credited: reported, never guessed.
           return void ignore(out, `${where}: shield of ${transfer.amount} to an undecryptable recipient`);
@@ -208,12 +242,20 @@ export class Registry {
         return effect(EFFECT.invoke, { request: m.value.request });
       case 'proxy': {
         // proxy(vault, batchAll[addProxy, remark]), alone or after a transfer that pays the proxy deposit into the vault.
-        const funded = top.method === 'batchAll' && top.calls?.length === 2 && top.calls[0].method === 'transferKeepAlive';
+        const funded =
+          top.method === 'batchAll' && top.calls?.length === 2 && top.calls[0].method === 'transferKeepAlive';
         const batch = this.throughVault(funded ? top.calls![1] : top);
-        const adds = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 2 && batch.calls.some((c) => c.pallet === 'proxy' && c.method === 'addProxy');
-        if (!signer || !this.isActive(signer, number) || !adds) return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
-        if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate))) return void ignore(out, `${where}: addProxy does not match the extrinsic`);
-        if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate))) this.data.vaultProxies.push(m.value.delegate);
+        const adds =
+          batch?.method === 'batchAll' &&
+          parent === batch &&
+          batch.calls?.length === 2 &&
+          batch.calls.some((c) => c.pallet === 'proxy' && c.method === 'addProxy');
+        if (!signer || !this.isActive(signer, number) || !adds)
+          return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
+        if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate)))
+          return void ignore(out, `${where}: addProxy does not match the extrinsic`);
+        if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate)))
+          this.data.vaultProxies.push(m.value.delegate);
         out.push({ kind: 'proxy', detail: toHex(m.value.delegate) });
         return;
       }
@@ -221,12 +263,23 @@ export class Registry {
         // proxy(vault, batchAll[removeProxy(delegate), transferKeepAlive(signer, deposit), remark]) by a member,
         // for a delegate that is no longer a member (a member's proxy is never removed: the vault keeps a controller).
         const batch = this.throughVault(top);
-        const calls = batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 3 ? batch.calls : undefined;
+        const calls =
+          batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 3 ? batch.calls : undefined;
         const refund = calls?.[1].method === 'transferKeepAlive' ? calls[1].transfer : undefined;
-        const removes = calls?.[0].pallet === 'proxy' && calls[0].method === 'removeProxy' && refund !== undefined && signer !== undefined && same(refund.dest, signer);
-        if (!signer || !this.isActive(signer, number) || !removes) return void ignore(out, `${where}: vault proxy not removed by a member through the vault`);
-        if (this.isActive(m.value.delegate, number)) return void ignore(out, `${where}: ${toHex(m.value.delegate)} is a member; its vault proxy stays`);
-        if (!contains(encoded, removeProxyCall(this.ctx.callIndices, m.value.delegate)) || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, refund!.dest, refund!.amount))) {
+        const removes =
+          calls?.[0].pallet === 'proxy' &&
+          calls[0].method === 'removeProxy' &&
+          refund !== undefined &&
+          signer !== undefined &&
+          same(refund.dest, signer);
+        if (!signer || !this.isActive(signer, number) || !removes)
+          return void ignore(out, `${where}: vault proxy not removed by a member through the vault`);
+        if (this.isActive(m.value.delegate, number))
+          return void ignore(out, `${where}: ${toHex(m.value.delegate)} is a member; its vault proxy stays`);
+        if (
+          !contains(encoded, removeProxyCall(this.ctx.callIndices, m.value.delegate)) ||
+          !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, refund!.dest, refund!.amount))
+        ) {
           return void ignore(out, `${where}: removeProxy or the deposit's refund does not match the extrinsic`);
         }
         this.data.vaultProxies = this.data.vaultProxies.filter((p) => !same(p, m.value.delegate));
@@ -237,16 +290,26 @@ export class Registry {
         const transfer = this.payoutTransfer(number, x, encoded, parent, top);
         if (!transfer) return void ignore(out, `${where}: payout not made by a member through the vault`);
         out.push({ kind: 'payout', detail: `withdrawal ${m.value.withdrawal}` });
-        return effect(EFFECT.payout, { account: transfer.dest, amount: transfer.amount, withdrawal: m.value.withdrawal });
+        return effect(EFFECT.payout, {
+          account: transfer.dest,
+          amount: transfer.amount,
+          withdrawal: m.value.withdrawal,
+        });
       }
       case 'anchor': {
         if (!signer || !this.isActive(signer, number)) return void ignore(out, `${where}: anchor by a non-member`);
         const last = this.data.lastAnchor;
-        if (last && m.value.sidechainNumber <= last.number) return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} is not above ${last.number}`);
+        if (last && m.value.sidechainNumber <= last.number)
+          return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} is not above ${last.number}`);
         // Anchors chain: one made without knowing the last anchor may be on another fork, and
         // finality must never jump between forks.
-        if (last && !same(m.value.previousAnchor, last.hash)) return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} does not follow the last anchor`);
-        this.data.lastAnchor = { number: m.value.sidechainNumber, hash: m.value.sidechainHash, parentchainNumber: number };
+        if (last && !same(m.value.previousAnchor, last.hash))
+          return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} does not follow the last anchor`);
+        this.data.lastAnchor = {
+          number: m.value.sidechainNumber,
+          hash: m.value.sidechainHash,
+          parentchainNumber: number,
+        };
         this.anchoredProcessed = Math.max(this.anchoredProcessed ?? 0, m.value.parentchainProcessed.number);
         out.push({ kind: 'anchor', detail: String(m.value.sidechainNumber) });
         return;
@@ -257,15 +320,27 @@ export class Registry {
   /** The call that `call` makes as the vault: `inner` of proxy.proxy(vault, inner), else undefined. */
   private throughVault(call: CallTree): CallTree | undefined {
     const vault = this.data.vault;
-    return call.method === 'proxy' && vault && call.real && same(call.real, vault.account) ? call.calls?.[0] : undefined;
+    return call.method === 'proxy' && vault && call.real && same(call.real, vault.account)
+      ? call.calls?.[0]
+      : undefined;
   }
 
   /** The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, bound to the bytes. */
-  private payoutTransfer(number: number, x: RelevantExtrinsic, encoded: Uint8Array, parent: CallTree | undefined, top: CallTree): { dest: Uint8Array; amount: bigint } | undefined {
+  private payoutTransfer(
+    number: number,
+    x: RelevantExtrinsic,
+    encoded: Uint8Array,
+    parent: CallTree | undefined,
+    top: CallTree,
+  ): { dest: Uint8Array; amount: bigint } | undefined {
     if (!x.signer || !this.isActive(x.signer, number)) return undefined;
     const batch = this.throughVault(top);
-    const transfer = batch?.method === 'batchAll' && parent === batch ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer : undefined;
-    if (!transfer || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount))) return undefined;
+    const transfer =
+      batch?.method === 'batchAll' && parent === batch
+        ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer
+        : undefined;
+    if (!transfer || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount)))
+      return undefined;
     return transfer;
   }
 }
@@ -279,7 +354,11 @@ function ignore(out: Observation[], detail: string): [] {
  * Our messages for this shard anywhere in the call tree, with the call that contains each remark;
  * null when the host reported a remark of ours that is not in the extrinsic's bytes.
  */
-function collectMessages(root: CallTree, encoded: Uint8Array, shard: Uint8Array): { message: ParentchainMessage; parent: CallTree | undefined }[] | null {
+function collectMessages(
+  root: CallTree,
+  encoded: Uint8Array,
+  shard: Uint8Array,
+): { message: ParentchainMessage; parent: CallTree | undefined }[] | null {
   const found: { message: ParentchainMessage; parent: CallTree | undefined }[] = [];
   let unbound = false;
   const walk = (c: CallTree, parent: CallTree | undefined) => {
@@ -301,4 +380,3 @@ function signedBy(encoded: Uint8Array, signer: Uint8Array): boolean {
   if (at < 0 || encoded.length < at + 34) return false;
   return (encoded[at] & 0x80) !== 0 && encoded[at + 1] === 0 && same(encoded.subarray(at + 2, at + 34), signer);
 }
-

@@ -55,7 +55,9 @@ interface Parts {
  */
 export function orderedTrieRoot(values: Uint8Array[], stateVersion: 0 | 1): Uint8Array {
   if (values.length === 0) return EMPTY_ROOT.slice();
-  return hashParts(encodeNode(sortedEntries(values), 0, values.length, 0, stateVersion === 1 ? V1_HASHED_VALUE_MIN : Infinity));
+  return hashParts(
+    encodeNode(sortedEntries(values), 0, values.length, 0, stateVersion === 1 ? V1_HASHED_VALUE_MIN : Infinity),
+  );
 }
 
 /**
@@ -81,7 +83,9 @@ export function orderedTrieRoot(values: Uint8Array[], stateVersion: 0 | 1): Uint
 export function verifyExtrinsicsRoot(extrinsicsRoot: Uint8Array, extrinsics: Uint8Array[]): boolean {
   if (extrinsicsRoot.length !== 32) return false;
   if (equal32(orderedTrieRoot(extrinsics, 0), extrinsicsRoot)) return true;
-  return extrinsics.some((x) => x.length >= V1_HASHED_VALUE_MIN) && equal32(orderedTrieRoot(extrinsics, 1), extrinsicsRoot);
+  return (
+    extrinsics.some((x) => x.length >= V1_HASHED_VALUE_MIN) && equal32(orderedTrieRoot(extrinsics, 1), extrinsicsRoot)
+  );
 }
 
 function equal32(a: Uint8Array, b: Uint8Array): boolean {
@@ -146,7 +150,7 @@ function encodeNode(entries: Entry[], lo: number, hi: number, depth: number, has
   push(parts, bitmap);
   if (value !== undefined) pushValue(parts, value, hashed);
   let bits = 0;
-  for (let i = lo; i < hi; ) {
+  for (let i = lo; i < hi;) {
     const nibble = entries[i].key[end];
     let j = i + 1;
     while (j < hi && entries[j].key[end] === nibble) j++;

@@ -6,62 +6,38 @@
 // That makes payouts exactly-once across crashes of the host or the enclave.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Bytes, Option, Struct, Vector, str, u32, u128 } from 'scale-ts';
-import { decodeExact } from '../../protocol/wire.ts';
 import { MESSAGE_MAGIC, encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
-import { LightClient, type Checkpoint } from './light-client.ts';
+import { LightClient } from './light-client.ts';
 import {
-  CallIndices, CallIndicesV1, REMOVE_PROXY_CALL, addProxyCall, contains, batchAllCall, createPureCall, payloadMortality, proxyCall, remarkCall, removeProxyCall,
+  CallIndices,
+  addProxyCall,
+  contains,
+  batchAllCall,
+  createPureCall,
+  payloadMortality,
+  proxyCall,
+  remarkCall,
+  removeProxyCall,
   transferKeepAliveCall,
 } from './calls.ts';
-import { EFFECT, Effect, Registry, RegistryData, registrationUserData, type Observation, type RegistryContext, type RelevantExtrinsic } from './registry.ts';
+import { EFFECT, Effect, Registry, registrationUserData, type Observation, type RegistryContext } from './registry.ts';
 import { writeFileAtomic, type Sealer } from '../keys/sealing.ts';
 import type { Withdrawal } from '../state/state.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
+import {
+  InFlight,
+  SealedView,
+  decodeSealedView,
+  type Duty,
+  type ImportedBlock,
+  type ParentchainInitParams,
+} from './view-format.ts';
 
-const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
-type InFlight = ReturnType<typeof InFlight.dec>;
-/** The sealed fields after the call indices. */
-const viewTail = {
-  existentialDeposit: u128,
-  head: Struct({ number: u32, hash: Bytes(32) }),
-  registry: RegistryData,
-  pending: Vector(Effect),
-  inFlight: Vector(InFlight),
-  /** Recent verified block hashes: a duty's birth block is looked up here to know when it dies. */
-  recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
-};
-const SealedView = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail });
-/** The layout of earlier builds, whose sealed indices had no removeProxy. */
-const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail });
+export type { Duty, ImportedBlock, ParentchainInitParams } from './view-format.ts';
 
-/** The sealed view, in the current layout or the previous one (removeProxy then taken from pallet_proxy's fixed call index). */
-function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
-  try {
-    return decodeExact(SealedView, bytes, 'sealed parentchain view');
-  } catch (err) {
-    let old: ReturnType<typeof SealedViewV1.dec>;
-    try {
-      old = decodeExact(SealedViewV1, bytes, 'sealed parentchain view');
-    } catch {
-      throw err;
-    }
-    return { ...old, callIndices: { ...old.callIndices, removeProxy: { pallet: old.callIndices.addProxy.pallet, call: REMOVE_PROXY_CALL } } };
-  }
-}
 const RECENT_KEPT = 512;
 const AUTHORIZED_KEPT = 64;
-
-export interface ImportedBlock { header: Uint8Array; extrinsics: Uint8Array[]; relevant: RelevantExtrinsic[] }
-/**
- * proxyDepositFactor comes from the current runtime at every start and is not sealed (a runtime upgrade
- * may change it). A wrong one from the host makes a proxy duty fail, or moves more of this enclave's
- * own account into the shard's vault than the deposit takes: nothing leaves the shard.
- */
-export interface ParentchainInitParams { genesisHash: Uint8Array; checkpoint?: Checkpoint; callIndices: CallIndices; existentialDeposit: bigint; proxyDepositFactor: bigint }
-export interface Duty { key: string; callData: Uint8Array; description: string }
-
 
 export class ParentchainView {
   readonly lightClient: LightClient;
@@ -80,7 +56,14 @@ export class ParentchainView {
   private readonly signingKey: Uint8Array;
   private readonly shard: Uint8Array;
 
-  private constructor(path: string, sealer: Sealer, signingKey: Uint8Array, ctx: RegistryContext, s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices }, proxyDepositFactor: bigint) {
+  private constructor(
+    path: string,
+    sealer: Sealer,
+    signingKey: Uint8Array,
+    ctx: RegistryContext,
+    s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices },
+    proxyDepositFactor: bigint,
+  ) {
     this.path = path;
     this.sealer = sealer;
     this.signingKey = signingKey;
@@ -99,30 +82,61 @@ export class ParentchainView {
    * Opens the sealed view, or starts one from the trusted genesis (or checkpoint) on first use. A
    * sealed view for another genesis is refused: the data directory belongs to another parentchain.
    */
-  static open(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>, init: ParentchainInitParams): ParentchainView {
+  static open(
+    dataDir: string,
+    sealer: Sealer,
+    signingKey: Uint8Array,
+    ctx: Omit<RegistryContext, 'callIndices'>,
+    init: ParentchainInitParams,
+  ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     let s: ReturnType<typeof SealedView.dec>;
     if (existsSync(path)) {
       s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
       if (!same(s.genesisHash, init.genesisHash)) {
-        throw new EnclaveError('PARENTCHAIN_GENESIS_MISMATCH', `this data directory follows parentchain 0x${hexKey(s.genesisHash)}, not 0x${hexKey(init.genesisHash)}`);
+        throw new EnclaveError(
+          'PARENTCHAIN_GENESIS_MISMATCH',
+          `this data directory follows parentchain 0x${hexKey(s.genesisHash)}, not 0x${hexKey(init.genesisHash)}`,
+        );
       }
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
       s = {
-        genesisHash: init.genesisHash, callIndices: init.callIndices, existentialDeposit: init.existentialDeposit, head,
-        registry: new Registry({ ...ctx, callIndices: init.callIndices }).data, pending: [], inFlight: [], recent: [],
+        genesisHash: init.genesisHash,
+        callIndices: init.callIndices,
+        existentialDeposit: init.existentialDeposit,
+        head,
+        registry: new Registry({ ...ctx, callIndices: init.callIndices }).data,
+        pending: [],
+        inFlight: [],
+        recent: [],
       };
     }
     // The sealed indices with the current runtime's account formats (see CallIndices).
-    const callIndices: CallIndices = { ...s.callIndices, proxyRealAccountId: init.callIndices.proxyRealAccountId, addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId };
-    const view = new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices }, { ...s, callIndices }, init.proxyDepositFactor);
+    const callIndices: CallIndices = {
+      ...s.callIndices,
+      proxyRealAccountId: init.callIndices.proxyRealAccountId,
+      addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId,
+    };
+    const view = new ParentchainView(
+      path,
+      sealer,
+      signingKey,
+      { ...ctx, callIndices },
+      { ...s, callIndices },
+      init.proxyDepositFactor,
+    );
     view.persist();
     return view;
   }
 
   /** The sealed view as last written, or null (offline use: replay needs the registry to know the authors). */
-  static load(dataDir: string, sealer: Sealer, signingKey: Uint8Array, ctx: Omit<RegistryContext, 'callIndices'>): ParentchainView | null {
+  static load(
+    dataDir: string,
+    sealer: Sealer,
+    signingKey: Uint8Array,
+    ctx: Omit<RegistryContext, 'callIndices'>,
+  ): ParentchainView | null {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     if (!existsSync(path)) return null;
     const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
@@ -132,9 +146,14 @@ export class ParentchainView {
   private persist(): void {
     const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
     const bytes = SealedView.enc({
-      genesisHash: this.lightClient.genesisHash, callIndices: this.callIndices, existentialDeposit: this.existentialDeposit,
-      head: { number: this.lightClient.number, hash: this.lightClient.hash }, registry: this.registry.data,
-      pending: this.pending, inFlight: [...this.inFlight.values()], recent,
+      genesisHash: this.lightClient.genesisHash,
+      callIndices: this.callIndices,
+      existentialDeposit: this.existentialDeposit,
+      head: { number: this.lightClient.number, hash: this.lightClient.hash },
+      registry: this.registry.data,
+      pending: this.pending,
+      inFlight: [...this.inFlight.values()],
+      recent,
     });
     writeFileAtomic(this.path, this.sealer.seal('signer', 'parentchain', bytes));
   }
@@ -147,13 +166,23 @@ export class ParentchainView {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
         const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
-        if (missing) throw new EnclaveError('PARENTCHAIN_BAD_BODY', `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`);
+        if (missing)
+          throw new EnclaveError(
+            'PARENTCHAIN_BAD_BODY',
+            `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`,
+          );
         // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
         // whose bytes carry our magic and our shard id has to be handed over decoded (the registry
         // then decides). Messages for other shards need not be decoded at all.
         const listed = new Set(b.relevant.map((x) => x.index));
-        const hidden = b.extrinsics.findIndex((x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard));
-        if (hidden >= 0) throw new EnclaveError('PARENTCHAIN_HIDDEN_EXTRINSIC', `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`);
+        const hidden = b.extrinsics.findIndex(
+          (x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard),
+        );
+        if (hidden >= 0)
+          throw new EnclaveError(
+            'PARENTCHAIN_HIDDEN_EXTRINSIC',
+            `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`,
+          );
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
         for (const x of b.relevant) {
@@ -199,7 +228,10 @@ export class ParentchainView {
     if (key === 'reserve') return r.data.reserveFunded !== undefined;
     if (key.startsWith('proxy:')) return r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(6), 'hex')));
     if (key.startsWith('unproxy:')) return !r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(8), 'hex')));
-    if (key.startsWith('payout:')) return this.pending.some((e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key);
+    if (key.startsWith('payout:'))
+      return this.pending.some(
+        (e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key,
+      );
     return false;
   }
 
@@ -233,7 +265,14 @@ export class ParentchainView {
    * creates the vault, funds its keep-alive reserve, makes every member a proxy of the vault, and
    * pays out withdrawals.
    */
-  duties(input: { quote: (userData: Uint8Array) => Uint8Array; shard: Uint8Array; peerId: string; p2pAddresses: string[]; encryptionKey: Uint8Array; unpaid: Withdrawal[] }): Duty[] {
+  duties(input: {
+    quote: (userData: Uint8Array) => Uint8Array;
+    shard: Uint8Array;
+    peerId: string;
+    p2pAddresses: string[];
+    encryptionKey: Uint8Array;
+    unpaid: Withdrawal[];
+  }): Duty[] {
     const out: Duty[] = [];
     const r = this.registry;
     const number = this.lightClient.number;
@@ -243,8 +282,20 @@ export class ParentchainView {
       out.push({ key, callData, description });
     };
     if (!r.isActive(this.signingKey, number)) {
-      const quote = input.quote(registrationUserData(input.shard, input.peerId, input.p2pAddresses, input.encryptionKey));
-      const message = encodeMessage({ tag: 'register', value: { shard: input.shard, quote, signingKey: this.signingKey, p2pAddresses: input.p2pAddresses, peerId: input.peerId, encryptionKey: input.encryptionKey } });
+      const quote = input.quote(
+        registrationUserData(input.shard, input.peerId, input.p2pAddresses, input.encryptionKey),
+      );
+      const message = encodeMessage({
+        tag: 'register',
+        value: {
+          shard: input.shard,
+          quote,
+          signingKey: this.signingKey,
+          p2pAddresses: input.p2pAddresses,
+          peerId: input.peerId,
+          encryptionKey: input.encryptionKey,
+        },
+      });
       offer('register', remarkCall(this.callIndices, message), 'register this enclave');
       return out;
     }
@@ -253,12 +304,23 @@ export class ParentchainView {
     const ix = this.callIndices;
     const vault = r.data.vault;
     if (!vault) {
-      offer('vault', batchAllCall(ix, [createPureCall(ix), remarkCall(ix, encodeMessage({ tag: 'vault', value: { shard: input.shard } }))]), 'create the shard vault');
+      offer(
+        'vault',
+        batchAllCall(ix, [
+          createPureCall(ix),
+          remarkCall(ix, encodeMessage({ tag: 'vault', value: { shard: input.shard } })),
+        ]),
+        'create the shard vault',
+      );
       return out;
     }
     if (r.data.reserveFunded === undefined) {
       const remark = remarkCall(ix, encodeMessage({ tag: 'reserve', value: { shard: input.shard } }));
-      offer('reserve', batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]), 'fund the vault keep-alive reserve');
+      offer(
+        'reserve',
+        batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]),
+        'fund the vault keep-alive reserve',
+      );
     }
     // Every member's enclave account becomes a proxy of the vault, so any of them can pay out later.
     // pallet_proxy reserves the proxy's deposit from the vault, which holds only the keep-alive reserve
@@ -266,9 +328,15 @@ export class ParentchainView {
     for (const m of r.activeAt(number)) {
       const key = `proxy:${hexKey(m.signingKey)}`;
       if (this.dutyDone(key)) continue;
-      const remark = remarkCall(ix, encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }));
+      const remark = remarkCall(
+        ix,
+        encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }),
+      );
       const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
-      const callData = this.proxyDepositFactor > 0n ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add]) : add;
+      const callData =
+        this.proxyDepositFactor > 0n
+          ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add])
+          : add;
       offer(key, callData, `add validateer ${hexKey(m.signingKey).slice(0, 8)}… as a vault proxy`);
     }
     // A member that left no longer controls the vault. Only a proxy can act for the vault, and this
@@ -281,22 +349,34 @@ export class ParentchainView {
         if (r.isActive(p, number) || this.dutyDone(key)) continue;
         const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
         const refund = transferKeepAliveCall(ix, this.signingKey, this.proxyDepositFactor);
-        offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])), `remove departed validateer ${hexKey(p).slice(0, 8)}… as a vault proxy`);
+        offer(
+          key,
+          proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])),
+          `remove departed validateer ${hexKey(p).slice(0, 8)}… as a vault proxy`,
+        );
       }
     }
     for (const w of input.unpaid) {
       const key = `payout:${w.id}`;
       if (this.dutyDone(key)) continue;
       const remark = remarkCall(ix, encodeMessage({ tag: 'payout', value: { shard: input.shard, withdrawal: w.id } }));
-      offer(key, proxyCall(ix, vault.account, batchAllCall(ix, [transferKeepAliveCall(ix, w.beneficiary, w.amount), remark])), `pay withdrawal ${w.id}`);
+      offer(
+        key,
+        proxyCall(ix, vault.account, batchAllCall(ix, [transferKeepAliveCall(ix, w.beneficiary, w.amount), remark])),
+        `pay withdrawal ${w.id}`,
+      );
     }
     return out;
   }
 
   /** Call bytes of this enclave's unregistration (the operator's `validateer leave`). */
   unregisterCall(shard: Uint8Array): Uint8Array {
-    if (!this.registry.isActive(this.signingKey, this.lightClient.number)) throw new EnclaveError('NOT_MEMBER', 'this enclave is not a registered member of the shard');
-    const callData = remarkCall(this.callIndices, encodeMessage({ tag: 'unregister', value: { shard, signingKey: this.signingKey } }));
+    if (!this.registry.isActive(this.signingKey, this.lightClient.number))
+      throw new EnclaveError('NOT_MEMBER', 'this enclave is not a registered member of the shard');
+    const callData = remarkCall(
+      this.callIndices,
+      encodeMessage({ tag: 'unregister', value: { shard, signingKey: this.signingKey } }),
+    );
     this.authorize(callData, null);
     return callData;
   }
@@ -321,11 +401,17 @@ export class ParentchainView {
     for (const { callData, duty } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
       if (duty === null) return;
-      if (this.inFlight.has(duty)) throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
+      if (this.inFlight.has(duty))
+        throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
       const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
       const birth = this.recent.get(hexKey(mortality.birthHash));
-      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death: birth === undefined ? undefined : birth + mortality.period });
+      this.inFlight.set(duty, {
+        duty,
+        birthHash: mortality.birthHash,
+        period: mortality.period,
+        death: birth === undefined ? undefined : birth + mortality.period,
+      });
       this.persist();
       return;
     }

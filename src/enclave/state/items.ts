@@ -6,11 +6,29 @@ import { Bytes, Enum, Struct, bool, u32, u64, u128 } from 'scale-ts';
 import { AccountId, Memo, decodeExact } from '../../protocol/wire.ts';
 import { bytesView } from '../../protocol/bytes.ts';
 
-export interface Account { balance: bigint; nonce: number; memoCount: number }
-export interface ShardRecord { shieldedSupply: bigint; nextWithdrawal: bigint }
-export interface Withdrawal { id: bigint; from: Uint8Array; beneficiary: Uint8Array; amount: bigint; paid: boolean }
+export interface Account {
+  balance: bigint;
+  nonce: number;
+  memoCount: number;
+}
+export interface ShardRecord {
+  shieldedSupply: bigint;
+  nextWithdrawal: bigint;
+}
+export interface Withdrawal {
+  id: bigint;
+  from: Uint8Array;
+  beneficiary: Uint8Array;
+  amount: bigint;
+  paid: boolean;
+}
 /** The state key epoch: its key id, the block that began it, and the hash of the members it was sealed to (key-rotation.ts). */
-export interface EpochRecord { epoch: number; keyId: number; startNumber: bigint; membersHash: Uint8Array }
+export interface EpochRecord {
+  epoch: number;
+  keyId: number;
+  startNumber: bigint;
+  membersHash: Uint8Array;
+}
 export const StateWrite = Enum({
   account: Struct({ id: AccountId, balance: u128, nonce: u32, memoCount: u32 }),
   memo: Struct({ id: AccountId, index: u32, memo: Memo }),
@@ -32,7 +50,12 @@ export const TAG_WITHDRAWAL = 3;
 export const TAG_EPOCH = 4;
 const ACCOUNT_ITEM_BYTES = 57; // tag, id 32, balance u128, nonce u32, memoCount u32
 const MEMO_FIXED_BYTES = 85; // tag, id 32, index u32, from 32, amount u128 (then text, block u64)
-const FIXED_BYTES: Record<number, number> = { [TAG_ACCOUNT]: ACCOUNT_ITEM_BYTES, [TAG_SHARD]: 25, [TAG_WITHDRAWAL]: 90, [TAG_EPOCH]: 49 };
+const FIXED_BYTES: Record<number, number> = {
+  [TAG_ACCOUNT]: ACCOUNT_ITEM_BYTES,
+  [TAG_SHARD]: 25,
+  [TAG_WITHDRAWAL]: 90,
+  [TAG_EPOCH]: 49,
+};
 export const SHARD_KEY = 'shard';
 export const EPOCH_KEY = 'epoch';
 export const EMPTY_SHARD: ShardRecord = Object.freeze({ shieldedSupply: 0n, nextWithdrawal: 0n });
@@ -67,7 +90,8 @@ export function accountItem(id: Uint8Array, a: Account): Item {
 
 export function readAccount(item: Item): Account {
   const b = bytesView(item);
-  const lo = b.readUInt32LE(33), mid = b.readUInt32LE(37);
+  const lo = b.readUInt32LE(33),
+    mid = b.readUInt32LE(37);
   // Below 2^53 (as accountItem writes it): one BigInt from an exact double.
   const small = mid < 0x20_0000 && b.readUInt32LE(41) === 0 && b.readUInt32LE(45) === 0;
   const balance = small ? BigInt(lo + mid * 0x1_0000_0000) : b.readBigUInt64LE(33) | (b.readBigUInt64LE(41) << 64n);
@@ -109,7 +133,8 @@ export function decodeItem(item: Item): StateWrite {
 }
 
 /** Accounts, memos and shard records (the shard record and withdrawals) live in separate maps. */
-export const mapOf = (item: Item): 'accounts' | 'memos' | 'records' => (item[0] === TAG_ACCOUNT ? 'accounts' : item[0] === TAG_MEMO ? 'memos' : 'records');
+export const mapOf = (item: Item): 'accounts' | 'memos' | 'records' =>
+  item[0] === TAG_ACCOUNT ? 'accounts' : item[0] === TAG_MEMO ? 'memos' : 'records';
 export const withdrawalKey = (id: bigint): string => `w:${id}`;
 export function itemKey(item: Item): string {
   const b = bytesView(item);
@@ -131,8 +156,16 @@ function readCompact(b: Buffer, at: number): [value: number, size: number] {
 
 export function writeCompact(n: number): Buffer {
   if (n < 1 << 6) return Buffer.from([n << 2]);
-  if (n < 1 << 14) { const b = Buffer.allocUnsafe(2); b.writeUInt16LE((n << 2) | 1); return b; }
-  if (n < 1 << 30) { const b = Buffer.allocUnsafe(4); b.writeUInt32LE(((n << 2) | 2) >>> 0); return b; }
+  if (n < 1 << 14) {
+    const b = Buffer.allocUnsafe(2);
+    b.writeUInt16LE((n << 2) | 1);
+    return b;
+  }
+  if (n < 1 << 30) {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(((n << 2) | 2) >>> 0);
+    return b;
+  }
   throw new RangeError('too many items');
 }
 

@@ -15,19 +15,30 @@ const PARALLEL_MIN_ITEMS = 250_000;
 function pack(items: Item[]): { packed: Uint8Array; ends: Uint32Array } {
   const ends = new Uint32Array(items.length);
   let total = 0;
-  items.forEach((item, i) => { total += item.length; ends[i] = total; });
+  items.forEach((item, i) => {
+    total += item.length;
+    ends[i] = total;
+  });
   const packed = new Uint8Array(total);
   let at = 0;
-  for (const item of items) { packed.set(item, at); at += item.length; }
+  for (const item of items) {
+    packed.set(item, at);
+    at += item.length;
+  }
   return { packed, ends };
 }
 
-interface HashThread { worker: Worker; waiting: { resolve: (lt: LtHash) => void; reject: (e: Error) => void }[] }
+interface HashThread {
+  worker: Worker;
+  waiting: { resolve: (lt: LtHash) => void; reject: (e: Error) => void }[];
+}
 
 /** A worker answers its messages in order, so replies match the FIFO of waiting sums. */
 function startThread(): HashThread {
   const t: HashThread = { worker: new Worker(new URL('./lthash-worker.ts', import.meta.url)), waiting: [] };
-  const failAll = (err: Error) => { for (const w of t.waiting.splice(0)) w.reject(err); };
+  const failAll = (err: Error) => {
+    for (const w of t.waiting.splice(0)) w.reject(err);
+  };
   t.worker.on('message', (bytes: Uint8Array) => t.waiting.shift()?.resolve(new LtHash(bytes)));
   t.worker.on('error', failAll);
   t.worker.on('exit', (code) => failAll(new Error(`lthash thread exited with ${code}`)));
@@ -42,7 +53,10 @@ function sumOnThread(t: HashThread, items: Item[]): Promise<LtHash> {
   });
 }
 
-export interface LtHashThreads { hasher: ItemHasher; close(): Promise<void> }
+export interface LtHashThreads {
+  hasher: ItemHasher;
+  close(): Promise<void>;
+}
 
 /**
  * `threads` 0 = one per core. The calling thread takes one share itself (one isolate fewer); the

@@ -2,14 +2,33 @@
 // state, writes collect per item so the block carries each touched item's final value once.
 import type { Memo } from '../../protocol/wire.ts';
 import {
-  EMPTY, EMPTY_SHARD, EPOCH_KEY, SHARD_KEY, accountItem, accountKey, decodeItem, epochItem, memoItem, readAccount, shardItem,
-  withdrawalItem, withdrawalKey, type Account, type EpochRecord, type Item, type ShardRecord, type Withdrawal,
+  EMPTY,
+  EMPTY_SHARD,
+  EPOCH_KEY,
+  SHARD_KEY,
+  accountItem,
+  accountKey,
+  decodeItem,
+  epochItem,
+  memoItem,
+  readAccount,
+  shardItem,
+  withdrawalItem,
+  withdrawalKey,
+  type Account,
+  type EpochRecord,
+  type Item,
+  type ShardRecord,
+  type Withdrawal,
 } from './items.ts';
 import type { Known, State } from './state.ts';
 
 export class Overlay {
   /** Accounts read or written, with the item each had in the base state (handed to preview and apply). */
-  private readonly accounts = new Map<string, { id: Uint8Array; account: Account; base: Item | undefined; written: boolean }>();
+  private readonly accounts = new Map<
+    string,
+    { id: Uint8Array; account: Account; base: Item | undefined; written: boolean }
+  >();
   private readonly memos: Item[] = [];
   private readonly records = new Map<string, Item>();
   private readonly base: State;

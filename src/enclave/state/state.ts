@@ -2,17 +2,52 @@
 // Items and their encoding are in items.ts; the copy-on-write view a block is built in, overlay.ts.
 import { LtHash, LTHASH_BYTES } from './lthash.ts';
 import {
-  EMPTY, EMPTY_SHARD, EPOCH_KEY, SHARD_KEY, TAG_ACCOUNT, TAG_WITHDRAWAL, accountKey, decodeItem, epochOf, itemKey, joinItems,
-  mapOf, memoKey, readAccount, splitItems, withdrawalKey, writeCompact,
-  type Account, type EpochRecord, type Item, type ShardRecord, type Withdrawal,
+  EMPTY,
+  EMPTY_SHARD,
+  EPOCH_KEY,
+  SHARD_KEY,
+  TAG_ACCOUNT,
+  TAG_WITHDRAWAL,
+  accountKey,
+  decodeItem,
+  epochOf,
+  itemKey,
+  joinItems,
+  mapOf,
+  memoKey,
+  readAccount,
+  splitItems,
+  withdrawalKey,
+  writeCompact,
+  type Account,
+  type EpochRecord,
+  type Item,
+  type ShardRecord,
+  type Withdrawal,
 } from './items.ts';
 import type { Memo } from '../../protocol/wire.ts';
 
 // What state.ts exported before the split, so that its users keep one import.
 export {
-  StateWrite, TAG_EPOCH, accountItem, accountKey, decodeItem, epochItem, epochOf, joinItems, memoItem, readAccount, shardItem,
-  splitItems, unpaidWithdrawalId, withdrawalItem,
-  type Account, type EpochRecord, type Item, type ShardRecord, type Withdrawal,
+  StateWrite,
+  TAG_EPOCH,
+  accountItem,
+  accountKey,
+  decodeItem,
+  epochItem,
+  epochOf,
+  joinItems,
+  memoItem,
+  readAccount,
+  shardItem,
+  splitItems,
+  unpaidWithdrawalId,
+  withdrawalItem,
+  type Account,
+  type EpochRecord,
+  type Item,
+  type ShardRecord,
+  type Withdrawal,
 } from './items.ts';
 export { Overlay } from './overlay.ts';
 
@@ -29,10 +64,17 @@ export const localHasher: ItemHasher = async (items) => {
  * (`bases[i]`, undefined for none), or an undefined key where the state must look it up itself. Each
  * key appears once in such a block (Overlay writes each account once).
  */
-export interface Known { keys: (string | undefined)[]; bases: (Item | undefined)[] }
+export interface Known {
+  keys: (string | undefined)[];
+  bases: (Item | undefined)[];
+}
 
 /** One block's writes; `newAccounts` counts the account keys it wrote that nothing below it held. */
-interface Layer { items: Map<string, Item>; lthashBefore: LtHash; newAccounts: number }
+interface Layer {
+  items: Map<string, Item>;
+  lthashBefore: LtHash;
+  newAccounts: number;
+}
 
 /**
  * The shard state: item maps plus, when `layersKept` > 0, the newest blocks' writes as layers above
@@ -195,7 +237,12 @@ export class State {
         const item = items[i];
         const knownKey = known?.keys[i];
         const k = knownKey ?? itemKey(item);
-        if (item[0] === TAG_ACCOUNT && !layer.items.has(k) && !(knownKey === undefined ? this.lookup(k, this.accounts) : known!.bases[i])) layer.newAccounts++;
+        if (
+          item[0] === TAG_ACCOUNT &&
+          !layer.items.has(k) &&
+          !(knownKey === undefined ? this.lookup(k, this.accounts) : known!.bases[i])
+        )
+          layer.newAccounts++;
         layer.items.set(k, item);
       }
       // forEach, not for-of: a Map's for-of allocates an entry array per item (per call, on this path).

@@ -10,30 +10,52 @@ import { same } from '../../protocol/bytes.ts';
 export type StfResult = { ok: true } | { ok: false; code: RejectCode; message: string };
 
 /** What the STF knows of the parentchain: unshielding needs a vault. */
-export interface StfContext { vault: boolean }
+export interface StfContext {
+  vault: boolean;
+}
 export const NO_PARENTCHAIN: StfContext = { vault: false };
 
 /** Checks that do not depend on execution order (run at submission and again at execution). */
 export function precheck(call: TrustedCall, sender: Account, ctx: StfContext = NO_PARENTCHAIN): StfResult {
   const c = call.value;
-  if (call.tag === 'transfer' && call.value.memo !== undefined && Buffer.byteLength(call.value.memo, 'utf8') > MAX_MEMO_BYTES) {
+  if (
+    call.tag === 'transfer' &&
+    call.value.memo !== undefined &&
+    Buffer.byteLength(call.value.memo, 'utf8') > MAX_MEMO_BYTES
+  ) {
     return { ok: false, code: RejectCode.MEMO_TOO_LONG, message: `memo is longer than ${MAX_MEMO_BYTES} bytes` };
   }
   if (call.tag === 'unshield') {
-    if (!ctx.vault) return { ok: false, code: RejectCode.NO_VAULT, message: 'the shard has no vault on the parentchain (yet)' };
-    if (c.amount === 0n) return { ok: false, code: RejectCode.AMOUNT_TOO_SMALL, message: 'unshield amount must be positive' };
+    if (!ctx.vault)
+      return { ok: false, code: RejectCode.NO_VAULT, message: 'the shard has no vault on the parentchain (yet)' };
+    if (c.amount === 0n)
+      return { ok: false, code: RejectCode.AMOUNT_TOO_SMALL, message: 'unshield amount must be positive' };
   }
   if (c.amount > sender.balance) {
-    return { ok: false, code: RejectCode.INSUFFICIENT_BALANCE, message: `insufficient balance: ${sender.balance} < ${c.amount}` };
+    return {
+      ok: false,
+      code: RejectCode.INSUFFICIENT_BALANCE,
+      message: `insufficient balance: ${sender.balance} < ${c.amount}`,
+    };
   }
   return { ok: true };
 }
 
-export function execute(overlay: Overlay, call: TrustedCall, nonce: number, blockNumber: bigint, ctx: StfContext = NO_PARENTCHAIN): StfResult {
+export function execute(
+  overlay: Overlay,
+  call: TrustedCall,
+  nonce: number,
+  blockNumber: bigint,
+  ctx: StfContext = NO_PARENTCHAIN,
+): StfResult {
   const { from, amount } = call.value;
   const sender = overlay.account(from);
   if (nonce !== sender.nonce) {
-    return { ok: false, code: RejectCode.STALE_NONCE, message: `nonce ${nonce} is not the account nonce ${sender.nonce}` };
+    return {
+      ok: false,
+      code: RejectCode.STALE_NONCE,
+      message: `nonce ${nonce} is not the account nonce ${sender.nonce}`,
+    };
   }
   const pre = precheck(call, sender, ctx);
   if (!pre.ok) return pre;
@@ -41,7 +63,11 @@ export function execute(overlay: Overlay, call: TrustedCall, nonce: number, bloc
     const shard = overlay.shard();
     // Only funds that came in through the vault can go out through it.
     if (amount > shard.shieldedSupply) {
-      return { ok: false, code: RejectCode.EXCEEDS_SHIELDED_SUPPLY, message: `only ${shard.shieldedSupply} is shielded in the vault` };
+      return {
+        ok: false,
+        code: RejectCode.EXCEEDS_SHIELDED_SUPPLY,
+        message: `only ${shard.shieldedSupply} is shielded in the vault`,
+      };
     }
     overlay.setAccount(from, { ...sender, balance: sender.balance - amount, nonce: sender.nonce + 1 });
     overlay.setWithdrawal({ id: shard.nextWithdrawal, from, beneficiary: call.value.beneficiary, amount, paid: false });
@@ -69,7 +95,8 @@ export function creditShield(overlay: Overlay, recipient: Uint8Array, amount: bi
 /** A payout seen on the parentchain: the withdrawal it names is settled, if it matches. */
 export function settlePayout(overlay: Overlay, id: bigint, beneficiary: Uint8Array, amount: bigint): StfResult {
   const w = overlay.withdrawal(id);
-  if (!w || w.paid) return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `withdrawal ${id} is not pending` };
+  if (!w || w.paid)
+    return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `withdrawal ${id} is not pending` };
   if (w.amount !== amount || !same(w.beneficiary, beneficiary)) {
     return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `payout for withdrawal ${id} does not match it` };
   }
@@ -83,7 +110,8 @@ export function settlePayout(overlay: Overlay, id: bigint, beneficiary: Uint8Arr
  */
 export function refundWithdrawal(overlay: Overlay, id: bigint): StfResult {
   const w = overlay.withdrawal(id);
-  if (!w || w.paid) return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `withdrawal ${id} is not pending` };
+  if (!w || w.paid)
+    return { ok: false, code: RejectCode.UNKNOWN_WITHDRAWAL, message: `withdrawal ${id} is not pending` };
   const a = overlay.account(w.from);
   overlay.setAccount(w.from, { ...a, balance: a.balance + w.amount });
   const shard = overlay.shard();

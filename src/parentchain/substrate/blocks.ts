@@ -37,7 +37,9 @@ export class BlockReader {
 
   async subscribeFinalizedHeads(cb: (header: ParentchainHeader) => void): Promise<() => void> {
     // polkadot-js re-subscribes by itself after a reconnection.
-    const unsub = await this.#connection.retry('subscribeFinalizedHeads', () => this.#api.rpc.chain.subscribeFinalizedHeads((h) => cb(toHeader(h))));
+    const unsub = await this.#connection.retry('subscribeFinalizedHeads', () =>
+      this.#api.rpc.chain.subscribeFinalizedHeads((h) => cb(toHeader(h))),
+    );
     return () => unsub();
   }
 
@@ -89,7 +91,7 @@ export class BlockReader {
 
   async #events(registry: Registry, blockHashHex: string): Promise<EventRecord[]> {
     const raw = await this.#connection.rpc<string | null>('state_getStorage', [this.#eventsKey, blockHashHex]);
-    return raw ? [...registry.createType('Vec<EventRecord>', raw)] as EventRecord[] : [];
+    return raw ? ([...registry.createType('Vec<EventRecord>', raw)] as EventRecord[]) : [];
   }
 
   /**
@@ -112,9 +114,10 @@ export class BlockReader {
     const parentHex = header.parentHash.toHex();
     // No await when the parent is known: sequential reads stay synchronous here.
     const parent = this.#decoded.get(parentHex) ?? (await this.#decoding.get(parentHex)?.catch(() => undefined));
-    const registry = parent && !parent.upgraded
-      ? parent.registry
-      : (await this.#connection.retry('registry', () => this.#api.getBlockRegistry(hexToU8a(hashHex)))).registry;
+    const registry =
+      parent && !parent.upgraded
+        ? parent.registry
+        : (await this.#connection.retry('registry', () => this.#api.getBlockRegistry(hexToU8a(hashHex)))).registry;
     const decoded = { registry, upgraded: header.digest.logs.some((l) => l.isRuntimeEnvironmentUpdated) };
     this.#decoded.set(hashHex, decoded);
     if (this.#decoded.size > 256) this.#decoded.delete(this.#decoded.keys().next().value!);

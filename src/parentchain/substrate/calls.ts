@@ -22,7 +22,8 @@ export function buildCall(api: ApiPromise, spec: CallSpec): SubmittableExtrinsic
       return tx.proxy.proxy(u8aToHex(spec.real), null, buildCall(api, spec.call));
     case 'createPure': {
       // Renamed from proxy.anonymous (same arguments) in 2022; the Rococo Asset Hub genesis runtime has the old name.
-      const create = tx.proxy.createPure ?? (tx.proxy as unknown as Record<string, typeof tx.proxy.createPure>).anonymous;
+      const create =
+        tx.proxy.createPure ?? (tx.proxy as unknown as Record<string, typeof tx.proxy.createPure>).anonymous;
       if (!create) throw new ValidateerError('PARENTCHAIN_UNSUPPORTED', 'the runtime has no proxy.createPure');
       return create('Any', spec.delay ?? 0, spec.index ?? 0);
     }
@@ -70,9 +71,14 @@ export function proxyConst(api: ApiPromise, name: 'proxyDepositBase' | 'proxyDep
 export function spends(api: ApiPromise, spec: CallSpec): bigint {
   const proxyDeposit = proxyConst(api, 'proxyDepositBase') + proxyConst(api, 'proxyDepositFactor');
   switch (spec.kind) {
-    case 'transferKeepAlive': return spec.amount;
-    case 'batchAll': return spec.calls.reduce((sum, c) => sum + spends(api, c), 0n);
-    case 'createPure': case 'addProxy': return proxyDeposit;
-    default: return 0n;
+    case 'transferKeepAlive':
+      return spec.amount;
+    case 'batchAll':
+      return spec.calls.reduce((sum, c) => sum + spends(api, c), 0n);
+    case 'createPure':
+    case 'addProxy':
+      return proxyDeposit;
+    default:
+      return 0n;
   }
 }

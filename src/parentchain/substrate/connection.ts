@@ -3,7 +3,8 @@
 import type { WsProvider } from '@polkadot/api';
 import { ValidateerError } from '../../protocol/errors.ts';
 
-const CONNECTION_ERROR = /disconnected|not connected|Abnormal Closure|ECONNREFUSED|ECONNRESET|socket hang up|No response received|WebSocket is closed|timeout/i;
+const CONNECTION_ERROR =
+  /disconnected|not connected|Abnormal Closure|ECONNREFUSED|ECONNRESET|socket hang up|No response received|WebSocket is closed|timeout/i;
 
 export function isConnectionError(err: unknown): boolean {
   return CONNECTION_ERROR.test((err as Error)?.message ?? String(err));
@@ -47,7 +48,10 @@ export class RpcConnection {
       } catch (err) {
         if (!isConnectionError(err)) throw err;
         if (Date.now() > deadline) {
-          throw new ValidateerError('PARENTCHAIN_UNAVAILABLE', `${what}: parentchain unreachable for ${this.#retryMs} ms: ${(err as Error).message}`);
+          throw new ValidateerError(
+            'PARENTCHAIN_UNAVAILABLE',
+            `${what}: parentchain unreachable for ${this.#retryMs} ms: ${(err as Error).message}`,
+          );
         }
         if (attempt === 0) this.warn(`${what}: ${(err as Error).message}; retrying`);
         await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));

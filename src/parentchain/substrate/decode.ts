@@ -18,10 +18,12 @@ export function toHeader(h: Header, hash?: Uint8Array): ParentchainHeader {
 }
 
 function accountBytes(value: unknown): Uint8Array | undefined {
-  const v = value as { type?: string; value?: { toU8a(): Uint8Array }; toU8a?(): Uint8Array; isEmpty?: boolean } | undefined;
+  const v = value as
+    { type?: string; value?: { toU8a(): Uint8Array }; toU8a?(): Uint8Array; isEmpty?: boolean } | undefined;
   if (!v) return undefined;
   // MultiAddress: only the AccountId32 forms name an account directly.
-  if (typeof v.type === 'string' && v.value) return v.type === 'Id' || v.type === 'Address32' ? v.value.toU8a() : undefined;
+  if (typeof v.type === 'string' && v.value)
+    return v.type === 'Id' || v.type === 'Address32' ? v.value.toU8a() : undefined;
   const bytes = v.toU8a?.();
   return bytes?.length === 32 ? bytes : undefined;
 }
@@ -35,8 +37,18 @@ function isCall(value: unknown): value is Call {
  * toJSON of polkadot-js values is a large part of decoding a block, and scanning rarely needs it.
  */
 function lazily<T extends object>(obj: T, key: keyof T & string, compute: () => unknown): T {
-  const set = (value: unknown) => Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
-  return Object.defineProperty(obj, key, { get: () => { const value = compute(); set(value); return value; }, set, enumerable: true, configurable: true });
+  const set = (value: unknown) =>
+    Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  return Object.defineProperty(obj, key, {
+    get: () => {
+      const value = compute();
+      set(value);
+      return value;
+    },
+    set,
+    enumerable: true,
+    configurable: true,
+  });
 }
 
 function toCall(registry: Registry, call: Call): ParentchainCall {
@@ -69,7 +81,12 @@ function toCall(registry: Registry, call: Call): ParentchainCall {
 
 export function toEvent(record: EventRecord): ParentchainEvent {
   const { event, phase } = record;
-  const out = { pallet: event.section, name: event.method, data: {}, extrinsicIndex: phase.isApplyExtrinsic ? phase.asApplyExtrinsic.toNumber() : null };
+  const out = {
+    pallet: event.section,
+    name: event.method,
+    data: {},
+    extrinsicIndex: phase.isApplyExtrinsic ? phase.asApplyExtrinsic.toNumber() : null,
+  };
   return lazily(out, 'data', () => {
     const names = event.data.names;
     const data: Record<string, unknown> = {};
@@ -80,7 +97,14 @@ export function toEvent(record: EventRecord): ParentchainEvent {
   });
 }
 
-export function toExtrinsic(registry: Registry, x: Extrinsic, index: number, encoded: Uint8Array, records: EventRecord[] | undefined, events: ParentchainEvent[] | undefined): ParentchainExtrinsic {
+export function toExtrinsic(
+  registry: Registry,
+  x: Extrinsic,
+  index: number,
+  encoded: Uint8Array,
+  records: EventRecord[] | undefined,
+  events: ParentchainEvent[] | undefined,
+): ParentchainExtrinsic {
   const mine = events?.flatMap((e, k) => (e.extrinsicIndex === index ? [k] : []));
   const own = mine?.map((k) => records![k]);
   const out: ParentchainExtrinsic = {
@@ -114,7 +138,8 @@ function dispatchFailure(registry: Registry, records: EventRecord[]): string | u
     if (key === 'utility.BatchInterrupted') return dispatchErrorText(registry, event.data[1] as DispatchError);
     if (key === 'utility.ItemFailed') return dispatchErrorText(registry, event.data[0] as DispatchError);
   }
-  if (!records.some(({ event }) => event.section === 'system' && event.method === 'ExtrinsicSuccess')) return 'NoOutcome';
+  if (!records.some(({ event }) => event.section === 'system' && event.method === 'ExtrinsicSuccess'))
+    return 'NoOutcome';
   return undefined;
 }
 

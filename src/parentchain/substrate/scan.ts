@@ -26,19 +26,29 @@ class ScanFatal extends Error {
 
 /** Starts a scan; `onStopped` is told once stop() has finished (the adapter stops tracking it). */
 export function startScan(
-  source: ScanSource, fromNumber: number, onBlock: (block: ParentchainBlock) => Promise<void> | void,
-  options: ScanOptions, onStopped: (scanner: FinalizedScanner) => void,
+  source: ScanSource,
+  fromNumber: number,
+  onBlock: (block: ParentchainBlock) => Promise<void> | void,
+  options: ScanOptions,
+  onStopped: (scanner: FinalizedScanner) => void,
 ): FinalizedScanner {
   const prefetch = Math.max(1, options.prefetch ?? 32);
-  const blockOptions: BlockOptions = { events: options.events ?? 'signed', ...(options.decodeOnly ? { decodeOnly: options.decodeOnly } : {}) };
+  const blockOptions: BlockOptions = {
+    events: options.events ?? 'signed',
+    ...(options.decodeOnly ? { decodeOnly: options.decodeOnly } : {}),
+  };
   let next = fromNumber;
   let previous = options.fromParentHash;
   let stopped = false;
   let wake: (() => void) | undefined;
-  const waitForHead = (ms: number) => new Promise<void>((r) => {
-    const t = setTimeout(r, ms);
-    wake = () => { clearTimeout(t); r(); };
-  });
+  const waitForHead = (ms: number) =>
+    new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
   const unsub = source.subscribeFinalizedHeads(() => wake?.()).catch(() => undefined);
 
   const run = async (): Promise<void> => {
@@ -58,7 +68,12 @@ export function startScan(
           const block = await fetches.shift()!;
           if (stopped) return;
           if (previous && !u8aEq(block.header.parentHash, previous)) {
-            throw new ScanFatal(new ValidateerError('PARENTCHAIN_BROKEN_CHAIN', `block ${block.header.number} does not extend the previous block`));
+            throw new ScanFatal(
+              new ValidateerError(
+                'PARENTCHAIN_BROKEN_CHAIN',
+                `block ${block.header.number} does not extend the previous block`,
+              ),
+            );
           }
           try {
             await onBlock(block);

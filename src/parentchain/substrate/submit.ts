@@ -20,7 +20,13 @@ export interface AccountQueries {
   existentialDeposit(): bigint;
 }
 
-interface Sent { hash: Uint8Array; nonce: number; fee: bigint; fromNumber: number; deathNumber: number }
+interface Sent {
+  hash: Uint8Array;
+  nonce: number;
+  fee: bigint;
+  fromNumber: number;
+  deathNumber: number;
+}
 
 export class ExtrinsicSubmitter {
   readonly #api: ApiPromise;
@@ -31,7 +37,10 @@ export class ExtrinsicSubmitter {
   readonly #nonces = new Map<string, number>();
   readonly #locks = new Map<string, Promise<unknown>>();
 
-  constructor(deps: { api: ApiPromise; connection: RpcConnection; reader: BlockReader; accounts: AccountQueries }, mortalityBlocks: number) {
+  constructor(
+    deps: { api: ApiPromise; connection: RpcConnection; reader: BlockReader; accounts: AccountQueries },
+    mortalityBlocks: number,
+  ) {
     this.#api = deps.api;
     this.#connection = deps.connection;
     this.#reader = deps.reader;
@@ -72,20 +81,30 @@ export class ExtrinsicSubmitter {
     const account = u8aToHex(signer.publicKey);
     const address = this.#accounts.address(signer.publicKey);
     for (let nonceRetry = 0; ; nonceRetry++) {
-      const nonce = this.#nonces.get(account) ?? await this.#chainNonce(address);
+      const nonce = this.#nonces.get(account) ?? (await this.#chainNonce(address));
       const birth = await this.#reader.finalizedHead();
       const tx = buildCall(this.#api, spec);
-      await this.#connection.retry('sign', () => tx.signAsync(address, {
-        nonce,
-        tip: options.tip ?? 0n,
-        blockHash: birth.hash,
-        era: this.#api.createType('ExtrinsicEra', { current: birth.number, period: this.#mortality }),
-        signer: { signRaw: (raw: SignerPayloadRaw) => signRaw(signer, raw) },
-      }));
-      const info = await this.#connection.retry('paymentInfo', () => this.#api.call.transactionPaymentApi.queryInfo(tx.toU8a(), tx.encodedLength));
+      await this.#connection.retry('sign', () =>
+        tx.signAsync(address, {
+          nonce,
+          tip: options.tip ?? 0n,
+          blockHash: birth.hash,
+          era: this.#api.createType('ExtrinsicEra', { current: birth.number, period: this.#mortality }),
+          signer: { signRaw: (raw: SignerPayloadRaw) => signRaw(signer, raw) },
+        }),
+      );
+      const info = await this.#connection.retry('paymentInfo', () =>
+        this.#api.call.transactionPaymentApi.queryInfo(tx.toU8a(), tx.encodedLength),
+      );
       const fee = info.partialFee.toBigInt();
       await this.#checkFunds(signer.publicKey, spec, fee + (options.tip ?? 0n));
-      const sent: Sent = { hash: tx.hash.toU8a(), nonce, fee, fromNumber: birth.number, deathNumber: birth.number + this.#mortality };
+      const sent: Sent = {
+        hash: tx.hash.toU8a(),
+        nonce,
+        fee,
+        fromNumber: birth.number,
+        deathNumber: birth.number + this.#mortality,
+      };
       const outcome = await this.#send(tx.toHex(), address, fee, deadline);
       if (outcome === 'nonceRejected') {
         this.#nonces.delete(account);
@@ -103,7 +122,12 @@ export class ExtrinsicSubmitter {
    * the nonce is now used, and an earlier copy that reached the node before the connection dropped
    * may be what used it, so the caller must look for it rather than sign again.
    */
-  async #send(hex: string, address: string, fee: bigint, deadline: number): Promise<'accepted' | 'maybeIncluded' | 'nonceRejected'> {
+  async #send(
+    hex: string,
+    address: string,
+    fee: bigint,
+    deadline: number,
+  ): Promise<'accepted' | 'maybeIncluded' | 'nonceRejected'> {
     let mayHaveArrived = false;
     for (;;) {
       try {
@@ -112,7 +136,8 @@ export class ExtrinsicSubmitter {
       } catch (err) {
         const message = (err as Error).message ?? String(err);
         if (isConnectionError(err)) {
-          if (Date.now() > deadline) throw new ValidateerError('PARENTCHAIN_SUBMIT_TIMEOUT', `could not submit within the timeout: ${message}`);
+          if (Date.now() > deadline)
+            throw new ValidateerError('PARENTCHAIN_SUBMIT_TIMEOUT', `could not submit within the timeout: ${message}`);
           mayHaveArrived = true;
           this.#connection.warn(`submit: ${message}; retrying`);
           await sleep(500);
@@ -120,9 +145,13 @@ export class ExtrinsicSubmitter {
         }
         if (/already imported|1013/i.test(message)) return 'accepted'; // an earlier copy is in the pool
         if (/payment|Inability to pay/i.test(message)) {
-          throw new ValidateerError('PARENTCHAIN_INSUFFICIENT_FUNDS', `${address} cannot pay the fee of ${fee}: ${message}`);
+          throw new ValidateerError(
+            'PARENTCHAIN_INSUFFICIENT_FUNDS',
+            `${address} cannot pay the fee of ${fee}: ${message}`,
+          );
         }
-        if (/stale|outdated|Priority is too low|1014|future/i.test(message)) return mayHaveArrived ? 'maybeIncluded' : 'nonceRejected';
+        if (/stale|outdated|Priority is too low|1014|future/i.test(message))
+          return mayHaveArrived ? 'maybeIncluded' : 'nonceRejected';
         throw new ValidateerError('PARENTCHAIN_SUBMIT_REJECTED', `extrinsic rejected: ${message}`);
       }
     }
@@ -138,7 +167,10 @@ export class ExtrinsicSubmitter {
     const need = fee + spends(this.#api, spec) + this.#accounts.existentialDeposit(); // fees are withdrawn keep-alive
     if (free - frozen < need) {
       const address = this.#accounts.address(account);
-      throw new ValidateerError('PARENTCHAIN_INSUFFICIENT_FUNDS', `${address} has ${free - frozen} spendable but needs ${need} (fee ${fee})`);
+      throw new ValidateerError(
+        'PARENTCHAIN_INSUFFICIENT_FUNDS',
+        `${address} has ${free - frozen} spendable but needs ${need} (fee ${fee})`,
+      );
     }
   }
 
@@ -152,7 +184,10 @@ export class ExtrinsicSubmitter {
     let next = sent.fromNumber + 1;
     for (;;) {
       if (Date.now() > deadline) {
-        throw new ValidateerError('PARENTCHAIN_SUBMIT_TIMEOUT', `extrinsic ${u8aToHex(sent.hash)} not included in time (it may still be until block ${sent.deathNumber})`);
+        throw new ValidateerError(
+          'PARENTCHAIN_SUBMIT_TIMEOUT',
+          `extrinsic ${u8aToHex(sent.hash)} not included in time (it may still be until block ${sent.deathNumber})`,
+        );
       }
       try {
         const top = finalizedOnly ? (await this.#reader.finalizedHead()).number : await this.#reader.bestNumber();
@@ -161,14 +196,24 @@ export class ExtrinsicSubmitter {
           const found = block.extrinsics.find((x) => u8aEq(x.hash, sent.hash));
           if (found) {
             return {
-              extrinsicHash: sent.hash, blockHash: block.header.hash, blockNumber: block.header.number, index: found.index,
-              nonce: sent.nonce, success: found.success ?? false, error: found.error, events: found.events, estimatedFee: sent.fee,
+              extrinsicHash: sent.hash,
+              blockHash: block.header.hash,
+              blockNumber: block.header.number,
+              index: found.index,
+              nonce: sent.nonce,
+              success: found.success ?? false,
+              error: found.error,
+              events: found.events,
+              estimatedFee: sent.fee,
             };
           }
         }
         if (next > sent.deathNumber) {
           if (finalizedOnly) {
-            throw new ValidateerError('PARENTCHAIN_TX_DROPPED', `extrinsic ${u8aToHex(sent.hash)} expired at block ${sent.deathNumber} without inclusion`);
+            throw new ValidateerError(
+              'PARENTCHAIN_TX_DROPPED',
+              `extrinsic ${u8aToHex(sent.hash)} expired at block ${sent.deathNumber} without inclusion`,
+            );
           }
           finalizedOnly = true;
           next = sent.fromNumber + 1;

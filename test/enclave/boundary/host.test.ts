@@ -73,7 +73,13 @@ test('info through the enclave thread', async () => {
 
 test('genesis, submit, propose, commit and getters end to end', async () => {
   const e = enclave!;
-  const g = await e.call('genesis', { balances: [{ account: alice.publicKey, amount: 1000n }, { account: bob.publicKey, amount: 10n }], timestampMs: Date.now() });
+  const g = await e.call('genesis', {
+    balances: [
+      { account: alice.publicKey, amount: 1000n },
+      { account: bob.publicKey, amount: 10n },
+    ],
+    timestampMs: Date.now(),
+  });
   assert.equal(SignedBlock.dec(g.block).header.number, 0n);
   assert.equal(g.hash.length, 32);
   blocks.push(g.block);
@@ -81,11 +87,14 @@ test('genesis, submit, propose, commit and getters end to end', async () => {
   const t1 = buildTransfer(alice, { to: bob.publicKey, amount: 250n, nonce: 0, memo: 'hi bob' }, key, SHARD);
   const t2 = buildTransfer(alice, { to: bob.publicKey, amount: 5000n, nonce: 1 }, key, SHARD);
   const { results } = await e.call('submit', { requests: [t1.request, t2.request, Buffer.from('junk')] });
-  assert.deepEqual(results.map((r) => [r.hash, r.status, r.code]), [
-    [t1.hash, 'ready', undefined],
-    [t2.hash, 'invalid', 'INSUFFICIENT_BALANCE'],
-    [undefined, 'invalid', 'DECODE_FAILED'],
-  ]);
+  assert.deepEqual(
+    results.map((r) => [r.hash, r.status, r.code]),
+    [
+      [t1.hash, 'ready', undefined],
+      [t2.hash, 'invalid', 'INSUFFICIENT_BALANCE'],
+      [undefined, 'invalid', 'DECODE_FAILED'],
+    ],
+  );
 
   const p = await e.call('propose', { slot: 1n, timestampMs: Date.now(), maxCalls: 10 });
   assert.equal(p.number, 1);
@@ -103,7 +112,10 @@ test('genesis, submit, propose, commit and getters end to end', async () => {
   const mg = buildGetter(bob, { tag: 'memos', value: { account: bob.publicKey, offset: 0, limit: 5 } }, key, SHARD);
   const m = mg.open((await e.call('getter', { request: mg.request })).reply);
   assert.equal(m.tag, 'memos');
-  assert.deepEqual((m.value as { items: { text: string }[] }).items.map((x) => x.text), ['hi bob']);
+  assert.deepEqual(
+    (m.value as { items: { text: string }[] }).items.map((x) => x.text),
+    ['hi bob'],
+  );
 
   // enclave-side errors keep their codes across the thread boundary
   assert.equal((await rejection(e.call('commit', { hash: p.hash }))).code, 'NO_SUCH_PROPOSAL');
@@ -114,11 +126,19 @@ test('genesis, submit, propose, commit and getters end to end', async () => {
 
 test('a batch through the crypto worker inside the enclave thread', async () => {
   const e = enclave!;
-  const ts = Array.from({ length: 10 }, (_, n) => buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 1 + n }, key, SHARD));
+  const ts = Array.from({ length: 10 }, (_, n) =>
+    buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 1 + n }, key, SHARD),
+  );
   const { results } = await e.call('submit', { requests: ts.map((t) => t.request) });
-  assert.deepEqual(results.map((r) => r.status), Array(10).fill('ready'));
+  assert.deepEqual(
+    results.map((r) => r.status),
+    Array(10).fill('ready'),
+  );
   const p = await e.call('propose', { slot: 2n, timestampMs: Date.now(), maxCalls: 100 });
-  assert.deepEqual(p.included, ts.map((t) => t.hash));
+  assert.deepEqual(
+    p.included,
+    ts.map((t) => t.hash),
+  );
   await e.call('commit', { hash: p.hash });
   blocks.push(p.block);
   assert.equal(await balanceOf(e, bob), 270n);
@@ -129,7 +149,10 @@ test('quote and snapshot through the enclave thread', async () => {
   const info = await e.call('info', {});
   const userData = new Uint8Array(32).fill(5);
   const { quote } = await e.call('quote', { userData });
-  const v = verifySimulatedQuote(quote, { trustedAuthorities: [DEV_AUTHORITY_PUBLIC], allowedMeasurements: [info.measurement] });
+  const v = verifySimulatedQuote(quote, {
+    trustedAuthorities: [DEV_AUTHORITY_PUBLIC],
+    allowedMeasurements: [info.measurement],
+  });
   assert.deepEqual(Buffer.from(v.reportData), Buffer.concat([info.signingKey, userData]));
   const snap = await e.call('snapshot', {});
   assert.equal(snap.number, 2);
@@ -153,7 +176,11 @@ test('invalid params reject with BAD_REQUEST', async () => {
   ];
   for (const [method, params] of bad) {
     const err = await rejection(e.call(method as 'submit', params as never));
-    assert.equal(err.code, 'BAD_REQUEST', `${method} ${String(JSON.stringify(params, (_, v) => (typeof v === 'bigint' ? String(v) : v)))?.slice(0, 60)}: ${err.code} ${err.message}`);
+    assert.equal(
+      err.code,
+      'BAD_REQUEST',
+      `${method} ${String(JSON.stringify(params, (_, v) => (typeof v === 'bigint' ? String(v) : v)))?.slice(0, 60)}: ${err.code} ${err.message}`,
+    );
   }
   // the enclave keeps serving after bad requests
   assert.equal((await e.call('status', {})).headNumber, 2);
@@ -210,6 +237,9 @@ test('a restarted enclave on the same data dir has the same keys and replays the
   const b = SignedBlock.dec(blocks[1]);
   const ct = new Uint8Array(b.body.transitions.ciphertext);
   ct[0] ^= 1;
-  const tampered = SignedBlock.enc({ ...b, body: { ...b.body, transitions: { ...b.body.transitions, ciphertext: ct } } });
+  const tampered = SignedBlock.enc({
+    ...b,
+    body: { ...b.body, transitions: { ...b.body.transitions, ciphertext: ct } },
+  });
   assert.equal((await rejection(e2.call('replayBlocks', { blocks: [blocks[0], tampered] }))).code, 'BLOCK_BAD_BODY');
 });

@@ -10,17 +10,37 @@ const SHARD = new Uint8Array(32).fill(7);
 const key = { id: 3, key: forwardKey(new Uint8Array(randomBytes(32))) };
 const keyFor = (id: number) => (id === key.id ? key.key : undefined);
 
-const transfer = (memo?: string): TrustedCallT => ({ tag: 'transfer', value: { from: randomBytes(32), to: randomBytes(32), amount: 12345678901234567890n, memo } });
-const unshield: TrustedCallT = { tag: 'unshield', value: { from: randomBytes(32), beneficiary: randomBytes(32), amount: 5n } };
+const transfer = (memo?: string): TrustedCallT => ({
+  tag: 'transfer',
+  value: { from: randomBytes(32), to: randomBytes(32), amount: 12345678901234567890n, memo },
+});
+const unshield: TrustedCallT = {
+  tag: 'unshield',
+  value: { from: randomBytes(32), beneficiary: randomBytes(32), amount: 5n },
+};
 
-test('a batch opens to the sealed calls, with or without the calls\' own bytes at hand', () => {
-  const calls: ForwardedCall[] = [transfer('hi'), transfer(), unshield].map((call, i) => ({ hash: randomBytes(32), nonce: 2 ** 32 - 1 - i, call }));
+test("a batch opens to the sealed calls, with or without the calls' own bytes at hand", () => {
+  const calls: ForwardedCall[] = [transfer('hi'), transfer(), unshield].map((call, i) => ({
+    hash: randomBytes(32),
+    nonce: 2 ** 32 - 1 - i,
+    call,
+  }));
   const withBytes = calls.map((c, i) => (i === 1 ? c : { ...c, callBytes: TrustedCall.enc(c.call) }));
   for (const batch of [calls, withBytes, []]) {
     const opened = openForwarded(sealForwarded(key, SHARD, batch), SHARD, keyFor);
     assert.ok(opened.ok);
-    assert.deepEqual(opened.calls.map((c) => [Buffer.from(c.hash).toString('hex'), c.nonce, Buffer.from(TrustedCall.enc(c.call)).toString('hex')]),
-      batch.map((c) => [Buffer.from(c.hash).toString('hex'), c.nonce, Buffer.from(TrustedCall.enc(c.call)).toString('hex')]));
+    assert.deepEqual(
+      opened.calls.map((c) => [
+        Buffer.from(c.hash).toString('hex'),
+        c.nonce,
+        Buffer.from(TrustedCall.enc(c.call)).toString('hex'),
+      ]),
+      batch.map((c) => [
+        Buffer.from(c.hash).toString('hex'),
+        c.nonce,
+        Buffer.from(TrustedCall.enc(c.call)).toString('hex'),
+      ]),
+    );
   }
 });
 

@@ -26,14 +26,23 @@ function stateWith(balances: [Uint8Array, bigint][]): State {
 }
 
 test('transfer moves balance, increments sender nonce, leaves recipient nonce', () => {
-  const s = stateWith([[alice, 100n], [bob, 5n]]);
+  const s = stateWith([
+    [alice, 100n],
+    [bob, 5n],
+  ]);
   const o = new Overlay(s);
   assert.deepEqual(execute(o, transfer(alice, bob, 30n), 0, 1n), { ok: true });
   assert.deepEqual(o.account(alice), { balance: 70n, nonce: 1, memoCount: 0 });
   assert.equal(o.account(bob).balance, 35n);
   assert.equal(o.account(bob).nonce, 0);
   assert.equal(o.account(bob).memoCount, 0);
-  assert.equal(o.items().map(decodeItem).filter((x) => x.tag === 'memo').length, 0);
+  assert.equal(
+    o
+      .items()
+      .map(decodeItem)
+      .filter((x) => x.tag === 'memo').length,
+    0,
+  );
   // second transfer with the next nonce
   assert.deepEqual(execute(o, transfer(alice, carol, 70n), 1, 1n), { ok: true });
   assert.equal(o.account(alice).balance, 0n);
@@ -214,6 +223,9 @@ test('pool: prune does not expire calls whose nonce gap is filled (a contiguous 
   const chain = [entry(alice, 0, 0), entry(alice, 1, 0), entry(alice, 2, 0)];
   for (const e of chain) assert.equal(p.add(e, 0).status, 'ready');
   const dropped = p.prune(limits.futureTtlMs + 1, () => 0);
-  assert.deepEqual(dropped.map((d) => `${d.entry.nonce}:${d.code}`), []);
+  assert.deepEqual(
+    dropped.map((d) => `${d.entry.nonce}:${d.code}`),
+    [],
+  );
   assert.equal(p.size, 3);
 });

@@ -38,7 +38,14 @@ async function chainOf3() {
   // The keys are made by a first open of each data directory (sealed there), then both reopen knowing the set.
   const keys: Uint8Array[] = [];
   for (const d of dataDirs) {
-    const c = EnclaveCore.open({ dataDir: d, shard: SHARD, workers: 1, pool: POOL, authorities: [], devShardSecrets: true });
+    const c = EnclaveCore.open({
+      dataDir: d,
+      shard: SHARD,
+      workers: 1,
+      pool: POOL,
+      authorities: [],
+      devShardSecrets: true,
+    });
     keys.push(c.info().signingKey);
     await c.close();
   }
@@ -69,7 +76,10 @@ test('a run imported again is refused as not extending the head, which stays', a
   const { b, blocks } = await chainOf3();
   const first = await b.importBlocks(blocks, Date.now());
   assert.equal(first.failure, undefined);
-  assert.deepEqual(first.imported.map((i) => i.number), [1, 2, 3]);
+  assert.deepEqual(
+    first.imported.map((i) => i.number),
+    [1, 2, 3],
+  );
   const again = await b.importBlocks(blocks, Date.now());
   assert.deepEqual(again.imported, []);
   assert.deepEqual(again.failure && [again.failure.index, again.failure.code], [0, 'BLOCK_NOT_CHILD']);
@@ -82,16 +92,22 @@ test('a forged signature inside a run: the blocks before it are applied, it is r
   const signature = new Uint8Array(forged.signature);
   signature[0] ^= 1;
   const r = await b.importBlocks([blocks[0], SignedBlock.enc({ ...forged, signature }), blocks[2]], Date.now());
-  assert.deepEqual(r.imported.map((i) => i.number), [1]);
+  assert.deepEqual(
+    r.imported.map((i) => i.number),
+    [1],
+  );
   assert.deepEqual(r.failure && [r.failure.index, r.failure.code], [1, 'BLOCK_BAD_SIGNATURE']);
   assert.equal(headOf(b), 1);
-  assert.equal(r.status.headNumber, 1, 'the reply\'s status is the head after the run');
+  assert.equal(r.status.headNumber, 1, "the reply's status is the head after the run");
 });
 
 test('bytes that do not decode end the run where they are; the blocks before them are applied', async () => {
   const { b, blocks } = await chainOf3();
   const r = await b.importBlocks([blocks[0], new Uint8Array([1, 2, 3]), blocks[2]], Date.now());
-  assert.deepEqual(r.imported.map((i) => i.number), [1]);
+  assert.deepEqual(
+    r.imported.map((i) => i.number),
+    [1],
+  );
   assert.deepEqual(r.failure && [r.failure.index, r.failure.code], [1, 'DECODE_FAILED']);
   assert.equal(headOf(b), 1);
 });
@@ -99,8 +115,14 @@ test('bytes that do not decode end the run where they are; the blocks before the
 test('no import during a replay: one block or a run is refused with REPLAYING', async () => {
   const { b, blocks } = await chainOf3();
   b.beginReplay(undefined, true);
-  assert.equal(codeOf(() => b.importBlock(blocks[0], Date.now())), 'REPLAYING');
-  await assert.rejects(b.importBlocks(blocks, Date.now()), (err: Error & { code?: string }) => err.code === 'REPLAYING');
+  assert.equal(
+    codeOf(() => b.importBlock(blocks[0], Date.now())),
+    'REPLAYING',
+  );
+  await assert.rejects(
+    b.importBlocks(blocks, Date.now()),
+    (err: Error & { code?: string }) => err.code === 'REPLAYING',
+  );
 });
 
 test('a block that writes an epoch record no rotation began is refused with BLOCK_BAD_EPOCH', async () => {
@@ -113,11 +135,21 @@ test('a block that writes an epoch record no rotation began is refused with BLOC
   const items = splitItems(aesGcmOpen(stateKey, t.nonce, t.ciphertext, transitionsAad(SHARD, h.number))!);
   items.push(epochItem({ epoch: 1, keyId: t.keyId, startNumber: h.number, membersHash: new Uint8Array(32) }));
   const nonce = randomNonce();
-  const body = { ...signed.body, transitions: { keyId: t.keyId, nonce, ciphertext: aesGcmSeal(stateKey, nonce, joinItems(items), transitionsAad(SHARD, h.number)) } };
+  const body = {
+    ...signed.body,
+    transitions: {
+      keyId: t.keyId,
+      nonce,
+      ciphertext: aesGcmSeal(stateKey, nonce, joinItems(items), transitionsAad(SHARD, h.number)),
+    },
+  };
   const header = { ...h, transitionsRoot: bodyRoot(body) };
   const signingKey = (a as unknown as { keys: { signingKey: Parameters<typeof ed25519Sign>[0] } }).keys.signingKey;
   const forged = SignedBlock.enc({ header, body, signature: ed25519Sign(signingKey, headerSigningPayload(header)) });
-  assert.equal(codeOf(() => b.importBlock(forged, Date.now())), 'BLOCK_BAD_EPOCH');
+  assert.equal(
+    codeOf(() => b.importBlock(forged, Date.now())),
+    'BLOCK_BAD_EPOCH',
+  );
   assert.equal(headOf(b), 0);
   // The block as built imports.
   assert.equal(b.importBlock(blocks[0], Date.now()).number, 1);

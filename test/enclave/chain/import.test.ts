@@ -56,7 +56,14 @@ async function openSet(n: number): Promise<EnclaveCore[]> {
   const dataDirs = Array.from({ length: n }, tempDir);
   const keys: Uint8Array[] = [];
   for (const d of dataDirs) {
-    const c = EnclaveCore.open({ dataDir: d, shard: SHARD, workers: 1, pool: POOL, authorities: [], devShardSecrets: true });
+    const c = EnclaveCore.open({
+      dataDir: d,
+      shard: SHARD,
+      workers: 1,
+      pool: POOL,
+      authorities: [],
+      devShardSecrets: true,
+    });
     keys.push(c.info().signingKey);
     await c.close();
   }
@@ -73,7 +80,10 @@ function keyOf(core: EnclaveCore): ShieldingKey {
 
 const ALICE_START = 1000n;
 const BOB_START = 500n;
-const ENDOWMENTS = () => [{ account: alice.publicKey, amount: ALICE_START }, { account: bob.publicKey, amount: BOB_START }];
+const ENDOWMENTS = () => [
+  { account: alice.publicKey, amount: ALICE_START },
+  { account: bob.publicKey, amount: BOB_START },
+];
 
 function balance(core: EnclaveCore, a: Account): bigint {
   const g = buildGetter(a, { tag: 'balance', value: a.publicKey }, keyOf(core), SHARD);
@@ -92,8 +102,12 @@ function nonce(core: EnclaveCore, a: Account): number {
 function view(core: EnclaveCore) {
   const { headNumber, headHash, accounts } = core.status();
   return {
-    headNumber, headHash: hex(headHash), accounts, commitment: hex(commitment(core)),
-    balances: [balance(core, alice), balance(core, bob)], nonces: [nonce(core, alice), nonce(core, bob)],
+    headNumber,
+    headHash: hex(headHash),
+    accounts,
+    commitment: hex(commitment(core)),
+    balances: [balance(core, alice), balance(core, bob)],
+    nonces: [nonce(core, alice), nonce(core, bob)],
   };
 }
 
@@ -105,7 +119,12 @@ function slotOf(index: number, n: number, after: bigint): bigint {
 }
 
 /** Re-encodes a block with a changed header (and/or body), signed by `key`. */
-function forge(bytes: Uint8Array, key: KeyObject | Uint8Array, change: (h: Header) => Header, changeBody?: (b: SignedBlock['body']) => SignedBlock['body']): Uint8Array {
+function forge(
+  bytes: Uint8Array,
+  key: KeyObject | Uint8Array,
+  change: (h: Header) => Header,
+  changeBody?: (b: SignedBlock['body']) => SignedBlock['body'],
+): Uint8Array {
   const b = SignedBlock.dec(bytes);
   const body = changeBody ? changeBody(b.body) : b.body;
   const header = change({ ...b.header, transitionsRoot: changeBody ? bodyRoot(body) : b.header.transitionsRoot });
@@ -139,7 +158,11 @@ function produce(author: EnclaveCore, others: EnclaveCore[], slot: bigint) {
 test('genesis: by the first authority only; the others import it and end in the same state', async () => {
   const [a, b, c] = await openSet(3);
   const keys = [a, b, c].map((x) => x.info().signingKey);
-  assert.deepEqual(c.slotAuthor(5n), { author: null, genesisAuthor: keys[0] }, 'no head: only the genesis author is known');
+  assert.deepEqual(
+    c.slotAuthor(5n),
+    { author: null, genesisAuthor: keys[0] },
+    'no head: only the genesis author is known',
+  );
   // the dev shard secrets are shared, the signing keys are not
   assert.deepEqual(a.info().shieldingKey, b.info().shieldingKey);
   assert.deepEqual(a.info().stateKeyId, c.info().stateKeyId);
@@ -147,23 +170,64 @@ test('genesis: by the first authority only; the others import it and end in the 
 
   // B creates a genesis of its own: C refuses it, B being the second authority
   const rogue = b.genesis(ENDOWMENTS(), Date.now());
-  assert.equal(codeOf(() => c.importBlock(rogue.block, Date.now())), 'BLOCK_WRONG_AUTHOR');
+  assert.equal(
+    codeOf(() => c.importBlock(rogue.block, Date.now())),
+    'BLOCK_WRONG_AUTHOR',
+  );
   assert.equal(c.status().headNumber, -1);
 
   const g = a.genesis(ENDOWMENTS(), Date.now());
   // forged geneses by the right author are refused too
   const ak = signingKey(a);
-  assert.equal(codeOf(() => c.importBlock(forge(g.block, ak, (h) => ({ ...h, slot: 1n })), Date.now())), 'BLOCK_BAD_GENESIS');
-  assert.equal(codeOf(() => c.importBlock(forge(g.block, ak, (h) => ({ ...h, parentHash: new Uint8Array(32).fill(1) })), Date.now())), 'BLOCK_BAD_GENESIS');
-  assert.equal(codeOf(() => c.importBlock(forge(g.block, ak, (h) => ({ ...h, stateCommitment: new Uint8Array(32) })), Date.now())), 'BLOCK_BAD_COMMITMENT');
-  assert.equal(codeOf(() => c.importBlock(flip(g.block, -1), Date.now())), 'BLOCK_BAD_SIGNATURE');
+  assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(g.block, ak, (h) => ({ ...h, slot: 1n })),
+        Date.now(),
+      ),
+    ),
+    'BLOCK_BAD_GENESIS',
+  );
+  assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(g.block, ak, (h) => ({ ...h, parentHash: new Uint8Array(32).fill(1) })),
+        Date.now(),
+      ),
+    ),
+    'BLOCK_BAD_GENESIS',
+  );
+  assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(g.block, ak, (h) => ({ ...h, stateCommitment: new Uint8Array(32) })),
+        Date.now(),
+      ),
+    ),
+    'BLOCK_BAD_COMMITMENT',
+  );
+  assert.equal(
+    codeOf(() => c.importBlock(flip(g.block, -1), Date.now())),
+    'BLOCK_BAD_SIGNATURE',
+  );
   const stranger = ed25519Generate();
-  assert.equal(codeOf(() => c.importBlock(forge(g.block, stranger.secretKey, (h) => ({ ...h, author: stranger.publicKey })), Date.now())), 'BLOCK_WRONG_AUTHOR');
+  assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(g.block, stranger.secretKey, (h) => ({ ...h, author: stranger.publicKey })),
+        Date.now(),
+      ),
+    ),
+    'BLOCK_WRONG_AUTHOR',
+  );
   assert.equal(c.status().headNumber, -1);
 
   // a block above genesis cannot come first
   const p1 = a.propose({ slot: 3n, timestampMs: Date.now(), maxCalls: 10 });
-  assert.equal(codeOf(() => c.importBlock(p1.block, Date.now())), 'NOT_INITIALISED');
+  assert.equal(
+    codeOf(() => c.importBlock(p1.block, Date.now())),
+    'NOT_INITIALISED',
+  );
 
   const r = c.importBlock(g.block, Date.now());
   assert.deepEqual(r.hash, g.hash);
@@ -173,12 +237,19 @@ test('genesis: by the first authority only; the others import it and end in the 
   assert.deepEqual(view(c), view(a));
   assert.equal(view(c).balances[0], ALICE_START);
   // B is on its own genesis: A's is not a child of it
-  assert.equal(codeOf(() => b.importBlock(g.block, Date.now())), 'BLOCK_NOT_CHILD');
+  assert.equal(
+    codeOf(() => b.importBlock(g.block, Date.now())),
+    'BLOCK_NOT_CHILD',
+  );
   // genesis again on C: not a child either
-  assert.equal(codeOf(() => c.importBlock(g.block, Date.now())), 'BLOCK_NOT_CHILD');
+  assert.equal(
+    codeOf(() => c.importBlock(g.block, Date.now())),
+    'BLOCK_NOT_CHILD',
+  );
 
   // slot authors on top of the head: authorities[slot mod 3]
-  for (const s of [1n, 2n, 3n, 4n, 5n, 6n]) assert.deepEqual(c.slotAuthor(s), { author: keys[Number(s % 3n)], genesisAuthor: keys[0] });
+  for (const s of [1n, 2n, 3n, 4n, 5n, 6n])
+    assert.deepEqual(c.slotAuthor(s), { author: keys[Number(s % 3n)], genesisAuthor: keys[0] });
 
   // A's block 1 (slot 3 is A's) imports on C
   a.commit(p1.hash);
@@ -208,7 +279,8 @@ test('two enclaves take turns: every block imports and both stay identical; pool
 
   // a transfer submitted to both: A includes it in its slot, B's import drops it from B's pool
   const t = buildTransfer(alice, { to: bob.publicKey, amount: 100n, nonce: 0, memo: 'both' }, keyOf(a), SHARD);
-  for (const core of [a, b]) assert.deepEqual(await core.submit([t.request], Date.now()), [{ hash: t.hash, status: 'ready' }]);
+  for (const core of [a, b])
+    assert.deepEqual(await core.submit([t.request], Date.now()), [{ hash: t.hash, status: 'ready' }]);
   // the next nonce only reaches B (ready there after nonce 0 in its pool)
   const t1 = buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 1 }, keyOf(b), SHARD);
   assert.deepEqual(await b.submit([t1.request], Date.now()), [{ hash: t1.hash, status: 'ready' }]);
@@ -217,7 +289,7 @@ test('two enclaves take turns: every block imports and both stay identical; pool
   const p = produce(a, [b], slot);
   assert.deepEqual(p.included, [t.hash]);
   assert.equal(a.status().poolSize, 0);
-  assert.equal(b.status().poolSize, 1, 'the imported call left B\'s pool; the next nonce stays');
+  assert.equal(b.status().poolSize, 1, "the imported call left B's pool; the next nonce stays");
   assert.deepEqual(view(b), view(a));
   assert.deepEqual(view(b).balances, [ALICE_START - 100n, BOB_START + 100n]);
   assert.deepEqual(view(b).nonces, [1, 0]);
@@ -236,38 +308,65 @@ test('two enclaves take turns: every block imports and both stay identical; pool
   assert.deepEqual(headerHash(SignedBlock.dec(q.block).header), q.hash);
 });
 
-test('propose only in this enclave\'s slots, after the head\'s slot; a non-member cannot propose', async () => {
+test("propose only in this enclave's slots, after the head's slot; a non-member cannot propose", async () => {
   const [a, b] = await openSet(2);
   const g = a.genesis(ENDOWMENTS(), Date.now());
   b.commit(b.importBlock(g.block, Date.now()).hash);
-  assert.equal(codeOf(() => a.propose({ slot: 1n, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_SLOT_AUTHOR');
-  assert.equal(codeOf(() => b.propose({ slot: 2n, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_SLOT_AUTHOR');
+  assert.equal(
+    codeOf(() => a.propose({ slot: 1n, timestampMs: Date.now(), maxCalls: 10 })),
+    'NOT_SLOT_AUTHOR',
+  );
+  assert.equal(
+    codeOf(() => b.propose({ slot: 2n, timestampMs: Date.now(), maxCalls: 10 })),
+    'NOT_SLOT_AUTHOR',
+  );
   produce(a, [b], 4n);
-  assert.equal(codeOf(() => a.propose({ slot: 4n, timestampMs: Date.now(), maxCalls: 10 })), 'SLOT_NOT_AFTER_PARENT');
-  assert.equal(codeOf(() => a.propose({ slot: 2n, timestampMs: Date.now(), maxCalls: 10 })), 'SLOT_NOT_AFTER_PARENT');
-  assert.equal(codeOf(() => b.propose({ slot: 3n, timestampMs: Date.now(), maxCalls: 10 })), 'SLOT_NOT_AFTER_PARENT');
-  assert.equal(codeOf(() => b.propose({ slot: 4n, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_SLOT_AUTHOR');
+  assert.equal(
+    codeOf(() => a.propose({ slot: 4n, timestampMs: Date.now(), maxCalls: 10 })),
+    'SLOT_NOT_AFTER_PARENT',
+  );
+  assert.equal(
+    codeOf(() => a.propose({ slot: 2n, timestampMs: Date.now(), maxCalls: 10 })),
+    'SLOT_NOT_AFTER_PARENT',
+  );
+  assert.equal(
+    codeOf(() => b.propose({ slot: 3n, timestampMs: Date.now(), maxCalls: 10 })),
+    'SLOT_NOT_AFTER_PARENT',
+  );
+  assert.equal(
+    codeOf(() => b.propose({ slot: 4n, timestampMs: Date.now(), maxCalls: 10 })),
+    'NOT_SLOT_AUTHOR',
+  );
   produce(b, [a], 5n);
   assert.deepEqual(view(a), view(b));
 
   // an enclave that follows the shard without being in the set imports, but never proposes
   const d = openCore(tempDir(), [a.info().signingKey, b.info().signingKey]);
   d.commit(d.importBlock(g.block, Date.now()).hash);
-  assert.equal(codeOf(() => d.propose({ slot: 7n, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_AUTHORITY');
+  assert.equal(
+    codeOf(() => d.propose({ slot: 7n, timestampMs: Date.now(), maxCalls: 10 })),
+    'NOT_AUTHORITY',
+  );
 });
 
-test('propose and import agree on block 1\'s slot: slot 0 (the genesis slot) is refused by both', async () => {
+test("propose and import agree on block 1's slot: slot 0 (the genesis slot) is refused by both", async () => {
   const [a, b] = await openSet(2);
   const g = a.genesis(ENDOWMENTS(), Date.now());
   b.commit(b.importBlock(g.block, Date.now()).hash);
   // Authoring side: A owns slot 0 (0 mod 2) but may not reuse the genesis slot.
-  assert.equal(codeOf(() => a.propose({ slot: 0n, timestampMs: Date.now(), maxCalls: 10 })), 'SLOT_NOT_AFTER_PARENT');
+  assert.equal(
+    codeOf(() => a.propose({ slot: 0n, timestampMs: Date.now(), maxCalls: 10 })),
+    'SLOT_NOT_AFTER_PARENT',
+  );
   // Import side: the same block as a misbehaving A would make it (built in A's next slot, then moved
   // to slot 0 and signed with A's own key), so only its slot is wrong.
   const p = a.propose({ slot: 2n, timestampMs: Date.now(), maxCalls: 10 });
   const inSlot0 = forge(p.block, signingKey(a), (h) => ({ ...h, slot: 0n }));
   const before = view(b);
-  assert.equal(codeOf(() => b.importBlock(inSlot0, Date.now())), 'BLOCK_SLOT_NOT_INCREASING');
+  assert.equal(
+    codeOf(() => b.importBlock(inSlot0, Date.now())),
+    'BLOCK_SLOT_NOT_INCREASING',
+  );
   assert.deepEqual(view(b), before, 'the refused block changed nothing');
   // The unchanged block in slot 2 imports: the refusal was for the slot alone.
   assert.equal(b.importBlock(p.block, Date.now()).number, 1);
@@ -295,48 +394,120 @@ test('import rejections: each with its code, the head unchanged, a valid block s
   const futureSlot = slotOf(0, 2, nowSlot + 100n);
   const cases: [string, Uint8Array, string][] = [
     ['flipped signature byte', flip(p.block, -1), 'BLOCK_BAD_SIGNATURE'],
-    ['header changed after signing', SignedBlock.enc({ ...SignedBlock.dec(p.block), header: { ...SignedBlock.dec(p.block).header, timestampMs: 1n } }), 'BLOCK_BAD_SIGNATURE'],
-    ['B named as author, signed by A', forge(p.block, ak, (h) => ({ ...h, slot: 5n, author: bKey })), 'BLOCK_BAD_SIGNATURE'],
-    ['A signs for B\'s slot', forge(p.block, ak, (h) => ({ ...h, slot: 5n })), 'BLOCK_WRONG_AUTHOR'],
+    [
+      'header changed after signing',
+      SignedBlock.enc({ ...SignedBlock.dec(p.block), header: { ...SignedBlock.dec(p.block).header, timestampMs: 1n } }),
+      'BLOCK_BAD_SIGNATURE',
+    ],
+    [
+      'B named as author, signed by A',
+      forge(p.block, ak, (h) => ({ ...h, slot: 5n, author: bKey })),
+      'BLOCK_BAD_SIGNATURE',
+    ],
+    ["A signs for B's slot", forge(p.block, ak, (h) => ({ ...h, slot: 5n })), 'BLOCK_WRONG_AUTHOR'],
     // the slot author is checked before the author's membership: a stranger is a wrong author
-    ['stranger in A\'s slot', forge(p.block, stranger.secretKey, (h) => ({ ...h, author: stranger.publicKey })), 'BLOCK_WRONG_AUTHOR'],
-    ['stranger in B\'s slot', forge(p.block, stranger.secretKey, (h) => ({ ...h, slot: 5n, author: stranger.publicKey })), 'BLOCK_WRONG_AUTHOR'],
-    ['wrong state commitment', forge(p.block, ak, (h) => ({ ...h, stateCommitment: new Uint8Array(randomBytes(32)) })), 'BLOCK_BAD_COMMITMENT'],
-    ['the parent\'s commitment', forge(p.block, ak, (h) => ({ ...h, stateCommitment: SignedBlock.dec(first.block).header.stateCommitment })), 'BLOCK_BAD_COMMITMENT'],
-    ['slot equal to the parent\'s', forge(p.block, ak, (h) => ({ ...h, slot: 2n })), 'BLOCK_SLOT_NOT_INCREASING'],
-    ['slot before the parent\'s', forge(p.block, ak, (h) => ({ ...h, slot: 0n })), 'BLOCK_SLOT_NOT_INCREASING'],
+    [
+      "stranger in A's slot",
+      forge(p.block, stranger.secretKey, (h) => ({ ...h, author: stranger.publicKey })),
+      'BLOCK_WRONG_AUTHOR',
+    ],
+    [
+      "stranger in B's slot",
+      forge(p.block, stranger.secretKey, (h) => ({ ...h, slot: 5n, author: stranger.publicKey })),
+      'BLOCK_WRONG_AUTHOR',
+    ],
+    [
+      'wrong state commitment',
+      forge(p.block, ak, (h) => ({ ...h, stateCommitment: new Uint8Array(randomBytes(32)) })),
+      'BLOCK_BAD_COMMITMENT',
+    ],
+    [
+      "the parent's commitment",
+      forge(p.block, ak, (h) => ({ ...h, stateCommitment: SignedBlock.dec(first.block).header.stateCommitment })),
+      'BLOCK_BAD_COMMITMENT',
+    ],
+    ["slot equal to the parent's", forge(p.block, ak, (h) => ({ ...h, slot: 2n })), 'BLOCK_SLOT_NOT_INCREASING'],
+    ["slot before the parent's", forge(p.block, ak, (h) => ({ ...h, slot: 0n })), 'BLOCK_SLOT_NOT_INCREASING'],
     ['slot far in the future', forge(p.block, ak, (h) => ({ ...h, slot: futureSlot })), 'BLOCK_FROM_FUTURE'],
-    ['unknown parent', forge(p.block, ak, (h) => ({ ...h, parentHash: new Uint8Array(randomBytes(32)) })), 'BLOCK_NOT_CHILD'],
+    [
+      'unknown parent',
+      forge(p.block, ak, (h) => ({ ...h, parentHash: new Uint8Array(randomBytes(32)) })),
+      'BLOCK_NOT_CHILD',
+    ],
     ['number skips one', forge(p.block, ak, (h) => ({ ...h, number: h.number + 1n })), 'BLOCK_NOT_CHILD'],
     ['the head again', first.block, 'BLOCK_NOT_CHILD'],
     ['genesis again', g.block, 'BLOCK_NOT_CHILD'],
     ['another shard', forge(p.block, ak, (h) => ({ ...h, shard: OTHER_SHARD })), 'BLOCK_WRONG_SHARD'],
-    ['parentchain block without a parentchain', forge(p.block, ak, (h) => ({ ...h, parentchainNumber: 1 })), 'BLOCK_BAD_PARENTCHAIN'],
-    ['included calls changed', SignedBlock.enc({ ...SignedBlock.dec(p.block), body: { ...SignedBlock.dec(p.block).body, calls: [] } }), 'BLOCK_BAD_BODY'],
-    ['transitions tampered (root and signature redone)', forge(p.block, ak, (h) => h, (body) => ({ ...body, transitions: { ...body.transitions, ciphertext: flip(body.transitions.ciphertext, 0) } })), 'BLOCK_BAD_TRANSITIONS'],
-    ['transitions under another key than the epoch\'s', forge(p.block, ak, (h) => h, (body) => ({ ...body, transitions: { ...body.transitions, keyId: 9 } })), 'BLOCK_WRONG_STATE_KEY'],
+    [
+      'parentchain block without a parentchain',
+      forge(p.block, ak, (h) => ({ ...h, parentchainNumber: 1 })),
+      'BLOCK_BAD_PARENTCHAIN',
+    ],
+    [
+      'included calls changed',
+      SignedBlock.enc({ ...SignedBlock.dec(p.block), body: { ...SignedBlock.dec(p.block).body, calls: [] } }),
+      'BLOCK_BAD_BODY',
+    ],
+    [
+      'transitions tampered (root and signature redone)',
+      forge(
+        p.block,
+        ak,
+        (h) => h,
+        (body) => ({ ...body, transitions: { ...body.transitions, ciphertext: flip(body.transitions.ciphertext, 0) } }),
+      ),
+      'BLOCK_BAD_TRANSITIONS',
+    ],
+    [
+      "transitions under another key than the epoch's",
+      forge(
+        p.block,
+        ak,
+        (h) => h,
+        (body) => ({ ...body, transitions: { ...body.transitions, keyId: 9 } }),
+      ),
+      'BLOCK_WRONG_STATE_KEY',
+    ],
     ['random bytes', new Uint8Array(randomBytes(200)), 'DECODE_FAILED'],
     ['truncated', p.block.subarray(0, p.block.length - 1), 'DECODE_FAILED'],
     ['trailing byte', new Uint8Array([...p.block, 0]), 'DECODE_FAILED'],
     ['empty', new Uint8Array(0), 'DECODE_FAILED'],
   ];
   for (const [what, bytes, expected] of cases) {
-    assert.equal(codeOf(() => b.importBlock(bytes, Date.now())), expected, what);
+    assert.equal(
+      codeOf(() => b.importBlock(bytes, Date.now())),
+      expected,
+      what,
+    );
     assert.deepEqual(view(b), before, `${what}: B's head and state unchanged`);
     assert.equal(b.status().poolSize, poolBefore, `${what}: B's pool unchanged`);
-    assert.equal(codeOf(() => b.commit(p.hash)), 'NO_SUCH_PROPOSAL', `${what}: nothing staged`);
+    assert.equal(
+      codeOf(() => b.commit(p.hash)),
+      'NO_SUCH_PROPOSAL',
+      `${what}: nothing staged`,
+    );
   }
 
   // drift: a slot may be at most one slot duration ahead of the clock (default maxDriftMs)
   const slotStart = 4 * SLOT_MS;
-  assert.equal(codeOf(() => b.importBlock(p.block, slotStart - SLOT_MS - 1)), 'BLOCK_FROM_FUTURE');
-  assert.equal(codeOf(() => b.importBlock(p.block, slotStart - SLOT_MS)), undefined, 'exactly at the drift limit');
+  assert.equal(
+    codeOf(() => b.importBlock(p.block, slotStart - SLOT_MS - 1)),
+    'BLOCK_FROM_FUTURE',
+  );
+  assert.equal(
+    codeOf(() => b.importBlock(p.block, slotStart - SLOT_MS)),
+    undefined,
+    'exactly at the drift limit',
+  );
   assert.deepEqual(view(b), before, 'staged, not applied');
 
   // the valid block imports after all of that; a failed import meanwhile leaves it staged
   a.commit(p.hash);
   const r = b.importBlock(p.block, Date.now());
-  assert.equal(codeOf(() => b.importBlock(flip(p.block, -1), Date.now())), 'BLOCK_BAD_SIGNATURE');
+  assert.equal(
+    codeOf(() => b.importBlock(flip(p.block, -1), Date.now())),
+    'BLOCK_BAD_SIGNATURE',
+  );
   assert.deepEqual(view(b), before, 'staged, not applied');
   assert.deepEqual(r.calls, [t.hash]);
   b.commit(r.hash);
@@ -348,24 +519,48 @@ test('import rejections: each with its code, the head unchanged, a valid block s
   assert.deepEqual(view(a), view(b));
 });
 
-test('a block A made in B\'s slot by re-signing its own proposal is refused; B\'s real block in that slot imports', async () => {
+test("a block A made in B's slot by re-signing its own proposal is refused; B's real block in that slot imports", async () => {
   const [a, b, c] = await openSet(3);
   const g = a.genesis(ENDOWMENTS(), Date.now());
   for (const x of [b, c]) x.commit(x.importBlock(g.block, Date.now()).hash);
   const p = a.propose({ slot: 3n, timestampMs: Date.now(), maxCalls: 10 });
   // slot 4 is B's, slot 5 is C's
-  for (const s of [4n, 5n]) assert.equal(codeOf(() => c.importBlock(forge(p.block, signingKey(a), (h) => ({ ...h, slot: s })), Date.now())), 'BLOCK_WRONG_AUTHOR');
+  for (const s of [4n, 5n])
+    assert.equal(
+      codeOf(() =>
+        c.importBlock(
+          forge(p.block, signingKey(a), (h) => ({ ...h, slot: s })),
+          Date.now(),
+        ),
+      ),
+      'BLOCK_WRONG_AUTHOR',
+    );
   // B signs A's block as its own in A's slot: wrong author too
-  assert.equal(codeOf(() => c.importBlock(forge(p.block, signingKey(b), (h) => ({ ...h, author: b.info().signingKey })), Date.now())), 'BLOCK_WRONG_AUTHOR');
+  assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(p.block, signingKey(b), (h) => ({ ...h, author: b.info().signingKey })),
+        Date.now(),
+      ),
+    ),
+    'BLOCK_WRONG_AUTHOR',
+  );
   // B's block in slot 4, with A's proposal abandoned
   const q = b.propose({ slot: 4n, timestampMs: Date.now(), maxCalls: 10 });
   b.commit(q.hash);
   for (const x of [a, c]) x.commit(x.importBlock(q.block, Date.now()).hash);
-  assert.equal(codeOf(() => a.commit(p.hash)), 'NO_SUCH_PROPOSAL', 'the import replaced A\'s own proposal');
+  assert.equal(
+    codeOf(() => a.commit(p.hash)),
+    'NO_SUCH_PROPOSAL',
+    "the import replaced A's own proposal",
+  );
   assert.deepEqual(view(a), view(b));
   assert.deepEqual(view(c), view(b));
   // A's old proposal no longer extends the head
-  assert.equal(codeOf(() => c.importBlock(p.block, Date.now())), 'BLOCK_NOT_CHILD');
+  assert.equal(
+    codeOf(() => c.importBlock(p.block, Date.now())),
+    'BLOCK_NOT_CHILD',
+  );
 });
 
 test('forwarded calls: verified once by the receiving enclave, opened by the others under the shard key; forged batches refused', async () => {
@@ -377,7 +572,10 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   const bad = buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 2 }, keyOf(a), OTHER_SHARD);
   // only the accepted calls among the ones asked for are forwarded (t1 is not asked for, bad is invalid)
   const r = await a.submitAndForward([t0.request, t1.request, bad.request], Date.now(), new Set([0, 2]));
-  assert.deepEqual(r.results.map((x) => x.status), ['ready', 'ready', 'invalid']);
+  assert.deepEqual(
+    r.results.map((x) => x.status),
+    ['ready', 'ready', 'invalid'],
+  );
   assert.ok(r.forwarded);
   assert.deepEqual(await b.submitForwarded(r.forwarded, Date.now()), [{ hash: t0.hash, status: 'ready' }]);
   assert.equal(b.status().poolSize, 1);
@@ -387,10 +585,21 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   // tampered, truncated, or sealed by an enclave of another shard: refused whole with a stable code
   assert.equal(await rejectionCode(b.submitForwarded(flip(r.forwarded, -1), Date.now())), 'DECRYPT_FAILED');
   assert.equal(await rejectionCode(b.submitForwarded(r.forwarded.subarray(0, 10), Date.now())), 'DECODE_FAILED');
-  const stranger = EnclaveCore.open({ dataDir: tempDir(), shard: OTHER_SHARD, workers: 1, pool: POOL, authorities: [], devShardSecrets: true });
+  const stranger = EnclaveCore.open({
+    dataDir: tempDir(),
+    shard: OTHER_SHARD,
+    workers: 1,
+    pool: POOL,
+    authorities: [],
+    devShardSecrets: true,
+  });
   opened.push(stranger);
   stranger.genesis(ENDOWMENTS(), Date.now());
-  const foreign = await stranger.submitAndForward([buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 0 }, keyOf(stranger), OTHER_SHARD).request], Date.now(), new Set([0]));
+  const foreign = await stranger.submitAndForward(
+    [buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 0 }, keyOf(stranger), OTHER_SHARD).request],
+    Date.now(),
+    new Set([0]),
+  );
   assert.equal(await rejectionCode(b.submitForwarded(foreign.forwarded!, Date.now())), 'DECRYPT_FAILED');
   assert.equal(b.status().poolSize, 1);
 
@@ -438,8 +647,14 @@ test('rewind: back to an ancestor within the state layers, then the other branch
   b.commit(pb.hash);
   assert.equal(balance(a, bob), BOB_START + 9n);
   // unknown hash, or a number above the head: refused, nothing changes
-  assert.equal(codeOf(() => a.rewind(3, new Uint8Array(32))), 'REWIND_UNAVAILABLE');
-  assert.equal(codeOf(() => a.rewind(9, pa.hash)), 'REWIND_UNAVAILABLE');
+  assert.equal(
+    codeOf(() => a.rewind(3, new Uint8Array(32))),
+    'REWIND_UNAVAILABLE',
+  );
+  assert.equal(
+    codeOf(() => a.rewind(9, pa.hash)),
+    'REWIND_UNAVAILABLE',
+  );
   assert.equal(a.status().headNumber, 4);
   // A rewinds to block 3 and takes B's branch: the transfer is undone, B's block imports on top
   a.rewind(3, Buffer.from(ancestor.headHash, 'hex'));
@@ -452,8 +667,14 @@ test('rewind: back to an ancestor within the state layers, then the other branch
     const [author, other] = i % 2 === 0 ? [a, b] : [b, a];
     produce(author, [other], (slot = slotOf(i % 2, 2, slot)));
   }
-  assert.equal(codeOf(() => a.rewind(0, g.hash)), 'REWIND_UNAVAILABLE');
-  assert.equal(codeOf(() => a.rewind(3, Buffer.from(ancestor.headHash, 'hex'))), 'REWIND_UNAVAILABLE');
+  assert.equal(
+    codeOf(() => a.rewind(0, g.hash)),
+    'REWIND_UNAVAILABLE',
+  );
+  assert.equal(
+    codeOf(() => a.rewind(3, Buffer.from(ancestor.headHash, 'hex'))),
+    'REWIND_UNAVAILABLE',
+  );
 });
 
 test('importBlocks: a linked run is authenticated by its last signature; a run with a forged signature or a break stops at the bad block, the prefix applied', async () => {
@@ -465,7 +686,11 @@ test('importBlocks: a linked run is authenticated by its last signature; a run w
   for (let i = 0; i < 40; i++) {
     const author = i % 2 === 0 ? a : b;
     slot = slotOf(i % 2, 2, slot);
-    if (i % 5 === 0) await author.submit([buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: i / 5 }, keyOf(author), SHARD).request], Date.now());
+    if (i % 5 === 0)
+      await author.submit(
+        [buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: i / 5 }, keyOf(author), SHARD).request],
+        Date.now(),
+      );
     chain.push(produce(author, [author === a ? b : a], slot).block);
   }
   const joiner = () => openCore(tempDir(), [a.info().signingKey, b.info().signingKey]);

@@ -4,7 +4,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { DEV_AUTHORITY_PUBLIC, Quote, simulatedProvider, verifySimulatedQuote, type VerifyPolicy } from '../../../src/enclave/keys/attestation.ts';
+import {
+  DEV_AUTHORITY_PUBLIC,
+  Quote,
+  simulatedProvider,
+  verifySimulatedQuote,
+  type VerifyPolicy,
+} from '../../../src/enclave/keys/attestation.ts';
 import { computeMeasurement, enclaveSources } from '../../../src/enclave/keys/measurement.ts';
 import { ed25519PublicFromSeed } from '../../../src/crypto/primitives.ts';
 import { SIM_SIGNER_ID } from '../../../src/enclave/keys/sealing.ts';
@@ -19,7 +25,6 @@ const measurement = new Uint8Array(randomBytes(32));
 const reportData = new Uint8Array(randomBytes(64));
 const trusted: VerifyPolicy = { trustedAuthorities: [DEV_AUTHORITY_PUBLIC] };
 
-
 test('simulated quote verifies with DEV_AUTHORITY_PUBLIC trusted and returns its fields', () => {
   const before = Date.now();
   const q = simulatedProvider(measurement, SIM_SIGNER_ID).quote(reportData);
@@ -30,17 +35,28 @@ test('simulated quote verifies with DEV_AUTHORITY_PUBLIC trusted and returns its
   assert.ok(Number(v.timestampMs) >= before && Number(v.timestampMs) <= Date.now());
   assert.equal(simulatedProvider(measurement, SIM_SIGNER_ID).kind, 'simulated');
   // allowed measurement list containing it passes
-  assert.doesNotThrow(() => verifySimulatedQuote(q, { ...trusted, allowedMeasurements: [new Uint8Array(32), measurement] }));
+  assert.doesNotThrow(() =>
+    verifySimulatedQuote(q, { ...trusted, allowedMeasurements: [new Uint8Array(32), measurement] }),
+  );
 });
 
 test('quote fails with QUOTE_UNTRUSTED_AUTHORITY when the authority is not trusted', () => {
   const q = simulatedProvider(measurement, SIM_SIGNER_ID).quote(reportData);
-  assert.equal(codeOf(() => verifySimulatedQuote(q, { trustedAuthorities: [] })), 'QUOTE_UNTRUSTED_AUTHORITY');
-  assert.equal(codeOf(() => verifySimulatedQuote(q, { trustedAuthorities: [new Uint8Array(randomBytes(32))] })), 'QUOTE_UNTRUSTED_AUTHORITY');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q, { trustedAuthorities: [] })),
+    'QUOTE_UNTRUSTED_AUTHORITY',
+  );
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q, { trustedAuthorities: [new Uint8Array(randomBytes(32))] })),
+    'QUOTE_UNTRUSTED_AUTHORITY',
+  );
   // a quote from another authority is not accepted by a verifier trusting only the dev authority
   const otherSeed = new Uint8Array(randomBytes(32));
   const q2 = simulatedProvider(measurement, SIM_SIGNER_ID, otherSeed).quote(reportData);
-  assert.equal(codeOf(() => verifySimulatedQuote(q2, trusted)), 'QUOTE_UNTRUSTED_AUTHORITY');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q2, trusted)),
+    'QUOTE_UNTRUSTED_AUTHORITY',
+  );
   assert.doesNotThrow(() => verifySimulatedQuote(q2, { trustedAuthorities: [ed25519PublicFromSeed(otherSeed)] }));
 });
 
@@ -48,7 +64,10 @@ test('a quote re-labelled with a trusted authority but signed by another key fai
   const otherSeed = new Uint8Array(randomBytes(32));
   const q = Quote.dec(simulatedProvider(measurement, SIM_SIGNER_ID, otherSeed).quote(reportData));
   const forged = Quote.enc({ ...q, authority: DEV_AUTHORITY_PUBLIC });
-  assert.equal(codeOf(() => verifySimulatedQuote(forged, trusted)), 'QUOTE_BAD_SIGNATURE');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(forged, trusted)),
+    'QUOTE_BAD_SIGNATURE',
+  );
 });
 
 test('any flipped byte in the quote makes verification fail', () => {
@@ -57,8 +76,13 @@ test('any flipped byte in the quote makes verification fail', () => {
   assert.equal(q.length, 1 + 32 + 32 + 64 + 8 + 32 + 64);
   // field offsets in the SCALE encoding
   const ranges: [string, number, number][] = [
-    ['version', 0, 1], ['measurement', 1, 33], ['signer', 33, 65], ['reportData', 65, 129],
-    ['timestampMs', 129, 137], ['authority', 137, 169], ['signature', 169, 233],
+    ['version', 0, 1],
+    ['measurement', 1, 33],
+    ['signer', 33, 65],
+    ['reportData', 65, 129],
+    ['timestampMs', 129, 137],
+    ['authority', 137, 169],
+    ['signature', 169, 233],
   ];
   assert.deepEqual(q.subarray(1, 33), decoded.measurement);
   assert.deepEqual(q.subarray(65, 129), decoded.reportData);
@@ -69,7 +93,8 @@ test('any flipped byte in the quote makes verification fail', () => {
         const bad = new Uint8Array(q);
         bad[i] ^= bit;
         const code = codeOf(() => verifySimulatedQuote(bad, trusted));
-        const expected = field === 'authority' ? ['QUOTE_UNTRUSTED_AUTHORITY'] : ['QUOTE_BAD_SIGNATURE', 'QUOTE_MALFORMED'];
+        const expected =
+          field === 'authority' ? ['QUOTE_UNTRUSTED_AUTHORITY'] : ['QUOTE_BAD_SIGNATURE', 'QUOTE_MALFORMED'];
         assert.ok(code !== undefined && expected.includes(code), `${field} byte ${i} bit ${bit}: got ${code}`);
       }
     }
@@ -78,23 +103,42 @@ test('any flipped byte in the quote makes verification fail', () => {
   for (const i of [1, 32, 65, 128, 169, 232]) {
     const bad = new Uint8Array(q);
     bad[i] ^= 0xff;
-    assert.equal(codeOf(() => verifySimulatedQuote(bad, trusted)), 'QUOTE_BAD_SIGNATURE', `byte ${i}`);
+    assert.equal(
+      codeOf(() => verifySimulatedQuote(bad, trusted)),
+      'QUOTE_BAD_SIGNATURE',
+      `byte ${i}`,
+    );
   }
 });
 
 test('malformed quotes (truncated, extended, wrong version) fail with QUOTE_MALFORMED', () => {
   const q = simulatedProvider(measurement, SIM_SIGNER_ID).quote(reportData);
-  assert.equal(codeOf(() => verifySimulatedQuote(q.subarray(0, q.length - 1), trusted)), 'QUOTE_MALFORMED');
-  assert.equal(codeOf(() => verifySimulatedQuote(new Uint8Array([...q, 0]), trusted)), 'QUOTE_MALFORMED');
-  assert.equal(codeOf(() => verifySimulatedQuote(new Uint8Array(0), trusted)), 'QUOTE_MALFORMED');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q.subarray(0, q.length - 1), trusted)),
+    'QUOTE_MALFORMED',
+  );
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(new Uint8Array([...q, 0]), trusted)),
+    'QUOTE_MALFORMED',
+  );
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(new Uint8Array(0), trusted)),
+    'QUOTE_MALFORMED',
+  );
   const v2 = new Uint8Array(q);
   v2[0] = 2;
-  assert.equal(codeOf(() => verifySimulatedQuote(v2, trusted)), 'QUOTE_MALFORMED');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(v2, trusted)),
+    'QUOTE_MALFORMED',
+  );
 });
 
 test('allowedMeasurements mismatch -> QUOTE_MEASUREMENT_NOT_ALLOWED; empty list allows any', () => {
   const q = simulatedProvider(measurement, SIM_SIGNER_ID).quote(reportData);
-  assert.equal(codeOf(() => verifySimulatedQuote(q, { ...trusted, allowedMeasurements: [new Uint8Array(randomBytes(32))] })), 'QUOTE_MEASUREMENT_NOT_ALLOWED');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q, { ...trusted, allowedMeasurements: [new Uint8Array(randomBytes(32))] })),
+    'QUOTE_MEASUREMENT_NOT_ALLOWED',
+  );
   assert.doesNotThrow(() => verifySimulatedQuote(q, { ...trusted, allowedMeasurements: [] }));
 });
 
@@ -102,15 +146,24 @@ test('maxAgeMs -> QUOTE_STALE when older than the limit', () => {
   const q = simulatedProvider(measurement, SIM_SIGNER_ID).quote(reportData);
   const ts = Number(Quote.dec(q).timestampMs);
   assert.doesNotThrow(() => verifySimulatedQuote(q, { ...trusted, maxAgeMs: 1000, nowMs: ts + 1000 }));
-  assert.equal(codeOf(() => verifySimulatedQuote(q, { ...trusted, maxAgeMs: 1000, nowMs: ts + 1001 })), 'QUOTE_STALE');
-  assert.equal(codeOf(() => verifySimulatedQuote(q, { ...trusted, maxAgeMs: 0, nowMs: ts + 60_000 })), 'QUOTE_STALE');
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q, { ...trusted, maxAgeMs: 1000, nowMs: ts + 1001 })),
+    'QUOTE_STALE',
+  );
+  assert.equal(
+    codeOf(() => verifySimulatedQuote(q, { ...trusted, maxAgeMs: 0, nowMs: ts + 60_000 })),
+    'QUOTE_STALE',
+  );
   // without maxAgeMs age is not checked
   assert.doesNotThrow(() => verifySimulatedQuote(q, { ...trusted, nowMs: ts + 10 ** 12 }));
 });
 
 test('quote requires 64 bytes of report data', () => {
   const p = simulatedProvider(measurement, SIM_SIGNER_ID);
-  assert.equal(codeOf(() => p.quote(new Uint8Array(32))), 'QUOTE_REPORT_DATA');
+  assert.equal(
+    codeOf(() => p.quote(new Uint8Array(32))),
+    'QUOTE_REPORT_DATA',
+  );
 });
 
 // ---------------- measurement ----------------
@@ -153,10 +206,24 @@ test('measurement changes when a module reachable from the entry changes, or the
 
 test('the enclave measurement covers the enclave modules, including the crypto worker threads', () => {
   const files = enclaveSources().map((f) => f.replace(/\\/g, '/'));
-  for (const m of ['enclave/boundary/worker.ts', 'enclave/core.ts', 'enclave/calls/call-verifier.ts', 'enclave/keys/keys.ts', 'enclave/keys/sealing.ts', 'crypto/hpke.ts', 'protocol/wire.ts']) {
-    assert.ok(files.some((f) => f.endsWith('/src/' + m)), `${m} is measured`);
+  for (const m of [
+    'enclave/boundary/worker.ts',
+    'enclave/core.ts',
+    'enclave/calls/call-verifier.ts',
+    'enclave/keys/keys.ts',
+    'enclave/keys/sealing.ts',
+    'crypto/hpke.ts',
+    'protocol/wire.ts',
+  ]) {
+    assert.ok(
+      files.some((f) => f.endsWith('/src/' + m)),
+      `${m} is measured`,
+    );
   }
   // crypto-worker.ts runs inside the enclave boundary with the shielding secret (started by
   // crypto-threads.ts via new URL('./crypto-worker.ts', import.meta.url)); it must be measured too.
-  assert.ok(files.some((f) => f.endsWith('/src/enclave/calls/crypto-worker.ts')), 'enclave/calls/crypto-worker.ts is measured');
+  assert.ok(
+    files.some((f) => f.endsWith('/src/enclave/calls/crypto-worker.ts')),
+    'enclave/calls/crypto-worker.ts is measured',
+  );
 });

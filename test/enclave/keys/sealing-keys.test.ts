@@ -6,7 +6,12 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/enclave/keys/sealing.ts';
 import { loadOrCreateKeys } from '../../../src/enclave/keys/keys.ts';
-import { ed25519PublicFromSeed, ed25519Sign, ed25519Verify, x25519PublicFromSecret } from '../../../src/crypto/primitives.ts';
+import {
+  ed25519PublicFromSeed,
+  ed25519Sign,
+  ed25519Verify,
+  x25519PublicFromSecret,
+} from '../../../src/crypto/primitives.ts';
 import { codeOf } from '../../helpers/errors.ts';
 
 const dirs: string[] = [];
@@ -22,7 +27,6 @@ after(() => {
 const te = new TextEncoder();
 const measurementA = new Uint8Array(randomBytes(32));
 const measurementB = new Uint8Array(randomBytes(32));
-
 
 test('seal/unseal round trip under both policies, across Sealer instances of the same platform', () => {
   const dir = tempDir();
@@ -45,14 +49,22 @@ test('sealParts: parts sealed one at a time open as their concatenation; pauses 
   const s = Sealer.simulated(tempDir(), measurementA);
   const parts = [randomBytes(3), new Uint8Array(0), randomBytes(200_000), randomBytes(70)];
   let pauses = 0;
-  const sealed = await s.sealParts('signer', 'snapshot', parts, async () => { pauses++; });
+  const sealed = await s.sealParts('signer', 'snapshot', parts, async () => {
+    pauses++;
+  });
   assert.equal(pauses, parts.length - 1);
   assert.deepEqual(Buffer.from(s.unseal('snapshot', sealed)), Buffer.concat(parts));
   assert.equal(sealed.length, s.seal('signer', 'snapshot', Buffer.concat(parts)).length, 'the same envelope as seal()');
-  assert.equal(codeOf(() => s.unseal('other label', sealed)), 'UNSEAL_FAILED');
+  assert.equal(
+    codeOf(() => s.unseal('other label', sealed)),
+    'UNSEAL_FAILED',
+  );
   const flipped = sealed.slice();
   flipped[flipped.length - 20] ^= 1;
-  assert.equal(codeOf(() => s.unseal('snapshot', flipped)), 'UNSEAL_FAILED');
+  assert.equal(
+    codeOf(() => s.unseal('snapshot', flipped)),
+    'UNSEAL_FAILED',
+  );
   assert.equal(s.unseal('empty', await s.sealParts('signer', 'empty', [], async () => undefined)).length, 0);
 });
 
@@ -62,20 +74,29 @@ test('signer policy survives a measurement change; measurement policy does not',
   const b = Sealer.simulated(dir, measurementB);
   const pt = te.encode('keys');
   assert.deepEqual(b.unseal('k', a.seal('signer', 'k', pt)), pt);
-  assert.equal(codeOf(() => b.unseal('k', a.seal('measurement', 'k', pt))), 'UNSEAL_FAILED');
+  assert.equal(
+    codeOf(() => b.unseal('k', a.seal('measurement', 'k', pt))),
+    'UNSEAL_FAILED',
+  );
 });
 
 test('unseal with another platform secret (another data dir) fails with UNSEAL_FAILED', () => {
   const a = Sealer.simulated(tempDir(), measurementA);
   const b = Sealer.simulated(tempDir(), measurementA);
   const sealed = a.seal('signer', 'keys', te.encode('secret'));
-  assert.throws(() => b.unseal('keys', sealed), (e: Error & { code?: string }) => e.name === 'EnclaveError' && e.code === 'UNSEAL_FAILED');
+  assert.throws(
+    () => b.unseal('keys', sealed),
+    (e: Error & { code?: string }) => e.name === 'EnclaveError' && e.code === 'UNSEAL_FAILED',
+  );
 });
 
 test('unseal under another label fails with UNSEAL_FAILED', () => {
   const a = Sealer.simulated(tempDir(), measurementA);
   const sealed = a.seal('signer', 'keys', te.encode('secret'));
-  assert.equal(codeOf(() => a.unseal('snapshot', sealed)), 'UNSEAL_FAILED');
+  assert.equal(
+    codeOf(() => a.unseal('snapshot', sealed)),
+    'UNSEAL_FAILED',
+  );
 });
 
 test('tampered sealed blob fails (every byte position)', () => {
@@ -90,10 +111,19 @@ test('tampered sealed blob fails (every byte position)', () => {
   // ciphertext bytes (after the header) specifically fail authentication
   const bad = new Uint8Array(sealed);
   bad[bad.length - 1] ^= 0x80;
-  assert.equal(codeOf(() => a.unseal('x', bad)), 'UNSEAL_FAILED');
+  assert.equal(
+    codeOf(() => a.unseal('x', bad)),
+    'UNSEAL_FAILED',
+  );
   // truncated and extended blobs fail too
-  assert.notEqual(codeOf(() => a.unseal('x', sealed.subarray(0, sealed.length - 1))), undefined);
-  assert.notEqual(codeOf(() => a.unseal('x', new Uint8Array([...sealed, 0]))), undefined);
+  assert.notEqual(
+    codeOf(() => a.unseal('x', sealed.subarray(0, sealed.length - 1))),
+    undefined,
+  );
+  assert.notEqual(
+    codeOf(() => a.unseal('x', new Uint8Array([...sealed, 0]))),
+    undefined,
+  );
 });
 
 test('corrupt simulated platform secret file -> PLATFORM_SECRET_CORRUPT', () => {
@@ -112,7 +142,11 @@ test('corrupt simulated platform secret file -> PLATFORM_SECRET_CORRUPT', () => 
   ];
   for (const v of variants) {
     writeFileSync(path, v);
-    assert.throws(() => Sealer.simulated(dir, measurementA), (e: Error & { code?: string }) => e.code === 'PLATFORM_SECRET_CORRUPT', JSON.stringify(v.slice(0, 40)));
+    assert.throws(
+      () => Sealer.simulated(dir, measurementA),
+      (e: Error & { code?: string }) => e.code === 'PLATFORM_SECRET_CORRUPT',
+      JSON.stringify(v.slice(0, 40)),
+    );
   }
   writeFileSync(path, text);
   assert.doesNotThrow(() => Sealer.simulated(dir, measurementA));
@@ -120,7 +154,13 @@ test('corrupt simulated platform secret file -> PLATFORM_SECRET_CORRUPT', () => 
 
 function encodings(b: Uint8Array): Buffer[] {
   const buf = Buffer.from(b);
-  return [buf, Buffer.from(buf.toString('hex')), Buffer.from(buf.toString('hex').toUpperCase()), Buffer.from(buf.toString('base64')), Buffer.from(buf.toString('base64url'))];
+  return [
+    buf,
+    Buffer.from(buf.toString('hex')),
+    Buffer.from(buf.toString('hex').toUpperCase()),
+    Buffer.from(buf.toString('base64')),
+    Buffer.from(buf.toString('base64url')),
+  ];
 }
 
 test('loadOrCreateKeys: same public keys after reload; key file holds no secret bytes', () => {
@@ -166,5 +206,8 @@ test('loadOrCreateKeys with another platform secret fails with UNSEAL_FAILED (ke
   const dir = tempDir();
   loadOrCreateKeys(dir, Sealer.simulated(dir, measurementA));
   const foreign = Sealer.simulated(tempDir(), measurementA);
-  assert.equal(codeOf(() => loadOrCreateKeys(dir, foreign)), 'UNSEAL_FAILED');
+  assert.equal(
+    codeOf(() => loadOrCreateKeys(dir, foreign)),
+    'UNSEAL_FAILED',
+  );
 });

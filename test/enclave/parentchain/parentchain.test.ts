@@ -10,21 +10,48 @@ import { join } from 'node:path';
 import { compact, u16, u32, u64 } from 'scale-ts';
 import { EnclaveCore } from '../../../src/enclave/core.ts';
 import {
-  addProxyCall, batchAllCall, contains, createPureCall, payloadMortality, proxyCall, pureProxyAccount, remarkCall, removeProxyCall,
-  transferKeepAliveCall, type CallIndices, type CallName,
+  addProxyCall,
+  batchAllCall,
+  contains,
+  createPureCall,
+  payloadMortality,
+  proxyCall,
+  pureProxyAccount,
+  remarkCall,
+  removeProxyCall,
+  transferKeepAliveCall,
+  type CallIndices,
+  type CallName,
 } from '../../../src/enclave/parentchain/calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient, decodeHeader } from '../../../src/enclave/parentchain/light-client.ts';
 import {
-  EFFECT, HPKE_INFO_SHIELD, Registry, registrationUserData, type CallTree, type Effect, type Observation, type RegistryContext,
+  EFFECT,
+  HPKE_INFO_SHIELD,
+  Registry,
+  registrationUserData,
+  type CallTree,
+  type Effect,
+  type Observation,
+  type RegistryContext,
 } from '../../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../../src/enclave/parentchain/view.ts';
 import { blake2_256, orderedTrieRoot } from '../../../src/enclave/parentchain/trie.ts';
-import { DEV_AUTHORITY_PUBLIC, simulatedProvider, verifySimulatedQuote } from '../../../src/enclave/keys/attestation.ts';
+import {
+  DEV_AUTHORITY_PUBLIC,
+  simulatedProvider,
+  verifySimulatedQuote,
+} from '../../../src/enclave/keys/attestation.ts';
 import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
 import { SIM_SIGNER_ID, Sealer } from '../../../src/enclave/keys/sealing.ts';
 import { loadOrCreateKeys } from '../../../src/enclave/keys/keys.ts';
 import { openRotation } from '../../../src/enclave/keys/rotation.ts';
-import { SignedBlock, bodyRoot, headerSigningPayload, transitionsAad, type SignedBlock as SignedBlockT } from '../../../src/protocol/block.ts';
+import {
+  SignedBlock,
+  bodyRoot,
+  headerSigningPayload,
+  transitionsAad,
+  type SignedBlock as SignedBlockT,
+} from '../../../src/protocol/block.ts';
 import type { KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../../../src/crypto/hpke.ts';
 import { aesGcmOpen, ed25519Sign, ed25519Verify, sha256, x25519Generate } from '../../../src/crypto/primitives.ts';
@@ -43,8 +70,13 @@ const OTHER_SHARD = new Uint8Array(32).fill(0x22);
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 /** The real runtime's indices (Rococo Asset Hub genesis); the unit tests only need them consistent. */
 const IX: CallIndices = {
-  remarkWithEvent: { pallet: 0, call: 8 }, transferKeepAlive: { pallet: 10, call: 3 }, batchAll: { pallet: 40, call: 2 },
-  proxy: { pallet: 42, call: 0 }, createPure: { pallet: 42, call: 4 }, addProxy: { pallet: 42, call: 1 }, removeProxy: { pallet: 42, call: 2 },
+  remarkWithEvent: { pallet: 0, call: 8 },
+  transferKeepAlive: { pallet: 10, call: 3 },
+  batchAll: { pallet: 40, call: 2 },
+  proxy: { pallet: 42, call: 0 },
+  createPure: { pallet: 42, call: 4 },
+  addProxy: { pallet: 42, call: 1 },
+  removeProxy: { pallet: 42, call: 2 },
 };
 const ED = 3_333_333n;
 /** pallet_proxy's deposit per proxy: the proxy duty pays it into the vault. */
@@ -69,16 +101,38 @@ function tempDir(): string {
 
 // ---------- calls: bytes and the tree a host would decode from them ----------
 
-interface Call { tree: CallTree; bytes: Uint8Array }
-const remark = (r: Uint8Array): Call => ({ tree: { pallet: 'system', method: 'remarkWithEvent', remark: r }, bytes: remarkCall(IX, r) });
-const transfer = (dest: Uint8Array, amount: bigint): Call => ({
-  tree: { pallet: 'balances', method: 'transferKeepAlive', transfer: { dest, amount } }, bytes: transferKeepAliveCall(IX, dest, amount),
+interface Call {
+  tree: CallTree;
+  bytes: Uint8Array;
+}
+const remark = (r: Uint8Array): Call => ({
+  tree: { pallet: 'system', method: 'remarkWithEvent', remark: r },
+  bytes: remarkCall(IX, r),
 });
-const batch = (calls: Call[]): Call => ({ tree: { pallet: 'utility', method: 'batchAll', calls: calls.map((c) => c.tree) }, bytes: batchAllCall(IX, calls.map((c) => c.bytes)) });
-const proxy = (real: Uint8Array, call: Call): Call => ({ tree: { pallet: 'proxy', method: 'proxy', real, calls: [call.tree] }, bytes: proxyCall(IX, real, call.bytes) });
+const transfer = (dest: Uint8Array, amount: bigint): Call => ({
+  tree: { pallet: 'balances', method: 'transferKeepAlive', transfer: { dest, amount } },
+  bytes: transferKeepAliveCall(IX, dest, amount),
+});
+const batch = (calls: Call[]): Call => ({
+  tree: { pallet: 'utility', method: 'batchAll', calls: calls.map((c) => c.tree) },
+  bytes: batchAllCall(
+    IX,
+    calls.map((c) => c.bytes),
+  ),
+});
+const proxy = (real: Uint8Array, call: Call): Call => ({
+  tree: { pallet: 'proxy', method: 'proxy', real, calls: [call.tree] },
+  bytes: proxyCall(IX, real, call.bytes),
+});
 const createPure = (): Call => ({ tree: { pallet: 'proxy', method: 'createPure' }, bytes: createPureCall(IX) });
-const addProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'addProxy' }, bytes: addProxyCall(IX, delegate) });
-const removeProxy = (delegate: Uint8Array): Call => ({ tree: { pallet: 'proxy', method: 'removeProxy' }, bytes: removeProxyCall(IX, delegate) });
+const addProxy = (delegate: Uint8Array): Call => ({
+  tree: { pallet: 'proxy', method: 'addProxy' },
+  bytes: addProxyCall(IX, delegate),
+});
+const removeProxy = (delegate: Uint8Array): Call => ({
+  tree: { pallet: 'proxy', method: 'removeProxy' },
+  bytes: removeProxyCall(IX, delegate),
+});
 const msg = (m: ParentchainMessage): Call => remark(encodeMessage(m));
 
 /** What a host decodes from call bytes the enclave built (a strict parser of the encoders' layouts). */
@@ -97,7 +151,8 @@ function decodeCall(bytes: Uint8Array): Call {
     const [pallet, index] = take(2);
     const name = (Object.keys(IX) as CallName[]).find((k) => IX[k].pallet === pallet && IX[k].call === index);
     switch (name) {
-      case 'remarkWithEvent': return remark(take(Number(compactAt()))).tree;
+      case 'remarkWithEvent':
+        return remark(take(Number(compactAt()))).tree;
       case 'transferKeepAlive': {
         assert.equal(take(1)[0], 0, 'MultiAddress::Id');
         const dest = take(32);
@@ -136,7 +191,14 @@ function decodeCall(bytes: Uint8Array): Call {
 
 /** A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions, call. */
 function signedExtrinsic(signer: Uint8Array, call: Uint8Array): Uint8Array {
-  const body = concatBytes(Uint8Array.of(0x84, 0x00), signer, Uint8Array.of(0x00), new Uint8Array(64).fill(0xee), Uint8Array.of(0x00, 0x00, 0x00, 0x00), call);
+  const body = concatBytes(
+    Uint8Array.of(0x84, 0x00),
+    signer,
+    Uint8Array.of(0x00),
+    new Uint8Array(64).fill(0xee),
+    Uint8Array.of(0x00, 0x00, 0x00, 0x00),
+    call,
+  );
   return concatBytes(compact.enc(body.length), body);
 }
 /** An unsigned (inherent) extrinsic, e.g. timestamp.set. */
@@ -156,21 +218,46 @@ function mortalEra(period: number, current: number): Uint8Array {
 }
 
 /** call ‖ era ‖ nonce ‖ tip ‖ asset id (None) ‖ spec version ‖ tx version ‖ genesis ‖ birth ‖ trailing. */
-function signingPayload(callData: Uint8Array, o: { genesis: Uint8Array; birth: { number: number; hash: Uint8Array } | null; period?: number; trailing?: Uint8Array }): Uint8Array {
+function signingPayload(
+  callData: Uint8Array,
+  o: {
+    genesis: Uint8Array;
+    birth: { number: number; hash: Uint8Array } | null;
+    period?: number;
+    trailing?: Uint8Array;
+  },
+): Uint8Array {
   const era = o.birth ? mortalEra(o.period ?? 64, o.birth.number) : Uint8Array.of(0);
   return concatBytes(
-    callData, era, compact.enc(7), compact.enc(0), Uint8Array.of(0), u32.enc(900), u32.enc(6), o.genesis, o.birth?.hash ?? o.genesis, o.trailing ?? new Uint8Array(0),
+    callData,
+    era,
+    compact.enc(7),
+    compact.enc(0),
+    Uint8Array.of(0),
+    u32.enc(900),
+    u32.enc(6),
+    o.genesis,
+    o.birth?.hash ?? o.genesis,
+    o.trailing ?? new Uint8Array(0),
   );
 }
 
 // ---------- headers ----------
 
-function encodeHeader(h: { parentHash: Uint8Array; number: number; extrinsicsRoot: Uint8Array; digest?: Uint8Array }): Uint8Array {
+function encodeHeader(h: {
+  parentHash: Uint8Array;
+  number: number;
+  extrinsicsRoot: Uint8Array;
+  digest?: Uint8Array;
+}): Uint8Array {
   const stateRoot = blake2_256(te.encode(`state ${h.number}`));
   return concatBytes(h.parentHash, compact.enc(h.number), stateRoot, h.extrinsicsRoot, h.digest ?? compact.enc(0));
 }
 
-interface Block extends ImportedBlock { number: number; hash: Uint8Array }
+interface Block extends ImportedBlock {
+  number: number;
+  hash: Uint8Array;
+}
 /** A parentchain of synthetic blocks: each holds an inherent at index 0 and then the given extrinsics. */
 class FakeChain {
   readonly genesis: Uint8Array;
@@ -183,11 +270,23 @@ class FakeChain {
     this.root = genesis === CHOPSTICKS_GENESIS ? (x) => blake2_256(concatBytes(...x)) : (x) => orderedTrieRoot(x, 0);
   }
 
-  block(signed: { signer?: Uint8Array; call: Call; success?: boolean; claimedSigner?: Uint8Array; tree?: CallTree }[] = []): Block {
+  block(
+    signed: { signer?: Uint8Array; call: Call; success?: boolean; claimedSigner?: Uint8Array; tree?: CallTree }[] = [],
+  ): Block {
     const number = this.head.number + 1;
-    const extrinsics = [inherent(number), ...signed.map((s) => (s.signer ? signedExtrinsic(s.signer, s.call.bytes) : concatBytes(compact.enc(s.call.bytes.length + 1), Uint8Array.of(4), s.call.bytes)))];
+    const extrinsics = [
+      inherent(number),
+      ...signed.map((s) =>
+        s.signer
+          ? signedExtrinsic(s.signer, s.call.bytes)
+          : concatBytes(compact.enc(s.call.bytes.length + 1), Uint8Array.of(4), s.call.bytes),
+      ),
+    ];
     const relevant = signed.map((s, i) => ({
-      index: i + 1, ...(s.claimedSigner ?? s.signer ? { signer: s.claimedSigner ?? s.signer } : {}), success: s.success ?? true, call: s.tree ?? s.call.tree,
+      index: i + 1,
+      ...((s.claimedSigner ?? s.signer) ? { signer: s.claimedSigner ?? s.signer } : {}),
+      success: s.success ?? true,
+      call: s.tree ?? s.call.tree,
     }));
     const header = encodeHeader({ parentHash: this.head.hash, number, extrinsicsRoot: this.root(extrinsics) });
     const hash = blake2_256(header);
@@ -208,19 +307,27 @@ const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
 
 function registryCtx(shard = SHARD): RegistryContext {
   return {
-    shard, callIndices: IX, trustedAuthorities: [DEV_AUTHORITY_PUBLIC], allowedMeasurements: [MEASUREMENT],
+    shard,
+    callIndices: IX,
+    trustedAuthorities: [DEV_AUTHORITY_PUBLIC],
+    allowedMeasurements: [MEASUREMENT],
     shielding: { secretKey: shieldingKeys.secretKey, publicKey: shieldingKeys.publicKey },
   };
 }
 
 const ENC_KEY = key32('encryption key');
 
-function registerMessage(signingKey: Uint8Array, o: { quote?: Uint8Array; shard?: Uint8Array; peerId?: string; addrs?: string[]; encryptionKey?: Uint8Array } = {}): ParentchainMessage {
+function registerMessage(
+  signingKey: Uint8Array,
+  o: { quote?: Uint8Array; shard?: Uint8Array; peerId?: string; addrs?: string[]; encryptionKey?: Uint8Array } = {},
+): ParentchainMessage {
   const shard = o.shard ?? SHARD;
   const peerId = o.peerId ?? PEER;
   const p2pAddresses = o.addrs ?? ADDRS;
   const encryptionKey = o.encryptionKey ?? ENC_KEY;
-  const quote = o.quote ?? provider.quote(concatBytes(signingKey, registrationUserData(shard, peerId, p2pAddresses, encryptionKey)));
+  const quote =
+    o.quote ??
+    provider.quote(concatBytes(signingKey, registrationUserData(shard, peerId, p2pAddresses, encryptionKey)));
   return { tag: 'register', value: { shard, quote, signingKey, p2pAddresses, peerId, encryptionKey } };
 }
 
@@ -230,11 +337,27 @@ function sealRecipient(recipient: Uint8Array, aad = SHARD, to = shieldingKeys.pu
 }
 
 /** One extrinsic applied to a registry, as block `number` index 1. */
-function apply(reg: Registry, number: number, s: { signer?: Uint8Array; call: Call; success?: boolean; claimedSigner?: Uint8Array; tree?: CallTree; encoded?: Uint8Array }) {
+function apply(
+  reg: Registry,
+  number: number,
+  s: {
+    signer?: Uint8Array;
+    call: Call;
+    success?: boolean;
+    claimedSigner?: Uint8Array;
+    tree?: CallTree;
+    encoded?: Uint8Array;
+  },
+) {
   const out: Observation[] = [];
   const encoded = s.encoded ?? (s.signer ? signedExtrinsic(s.signer, s.call.bytes) : s.call.bytes);
   const signer = s.claimedSigner ?? s.signer;
-  const effects: Effect[] = reg.apply(number, { index: 1, ...(signer ? { signer } : {}), success: s.success ?? true, call: s.tree ?? s.call.tree }, encoded, out);
+  const effects: Effect[] = reg.apply(
+    number,
+    { index: 1, ...(signer ? { signer } : {}), success: s.success ?? true, call: s.tree ?? s.call.tree },
+    encoded,
+    out,
+  );
   return { effects, out, kinds: out.map((o) => o.kind) };
 }
 
@@ -247,31 +370,59 @@ function assertIgnored(r: ReturnType<typeof apply>, detail: RegExp): void {
 // =============================================================================================
 // Encoders
 
-test('encoders: the standard pallets\' call layouts', () => {
+test("encoders: the standard pallets' call layouts", () => {
   const dest = key32('dest');
   assert.deepEqual(remarkCall(IX, Uint8Array.of(1, 2, 3)), Uint8Array.of(0, 8, 0x0c, 1, 2, 3));
   // a remark over 63 bytes takes a two-byte compact length
   assert.deepEqual(remarkCall(IX, new Uint8Array(64)).subarray(0, 4), Uint8Array.of(0, 8, 0x01, 0x01));
-  assert.deepEqual(transferKeepAliveCall(IX, dest, 1n), concatBytes(Uint8Array.of(10, 3, 0), dest, Uint8Array.of(0x04)));
-  assert.deepEqual(transferKeepAliveCall(IX, dest, 2n ** 128n - 1n).subarray(35), concatBytes(Uint8Array.of(0x33), new Uint8Array(16).fill(0xff)));
+  assert.deepEqual(
+    transferKeepAliveCall(IX, dest, 1n),
+    concatBytes(Uint8Array.of(10, 3, 0), dest, Uint8Array.of(0x04)),
+  );
+  assert.deepEqual(
+    transferKeepAliveCall(IX, dest, 2n ** 128n - 1n).subarray(35),
+    concatBytes(Uint8Array.of(0x33), new Uint8Array(16).fill(0xff)),
+  );
   const inner = [transferKeepAliveCall(IX, dest, 5n), remarkCall(IX, Uint8Array.of(9))];
   assert.deepEqual(batchAllCall(IX, inner), concatBytes(Uint8Array.of(40, 2, 0x08), ...inner));
   assert.deepEqual(batchAllCall(IX, []), Uint8Array.of(40, 2, 0));
-  assert.deepEqual(proxyCall(IX, dest, inner[1]), concatBytes(Uint8Array.of(42, 0, 0), dest, Uint8Array.of(0), inner[1]));
+  assert.deepEqual(
+    proxyCall(IX, dest, inner[1]),
+    concatBytes(Uint8Array.of(42, 0, 0), dest, Uint8Array.of(0), inner[1]),
+  );
   assert.deepEqual(createPureCall(IX), Uint8Array.of(42, 4, 0, 0, 0, 0, 0, 0, 0));
   assert.deepEqual(addProxyCall(IX, dest), concatBytes(Uint8Array.of(42, 1, 0), dest, Uint8Array.of(0, 0, 0, 0, 0)));
   // older pallet_proxy (the dev chain's runtime) takes bare AccountId32s
-  assert.deepEqual(proxyCall({ ...IX, proxyRealAccountId: true }, dest, inner[1]), concatBytes(Uint8Array.of(42, 0), dest, Uint8Array.of(0), inner[1]));
-  assert.deepEqual(addProxyCall({ ...IX, addProxyDelegateAccountId: true }, dest), concatBytes(Uint8Array.of(42, 1), dest, Uint8Array.of(0, 0, 0, 0, 0)));
+  assert.deepEqual(
+    proxyCall({ ...IX, proxyRealAccountId: true }, dest, inner[1]),
+    concatBytes(Uint8Array.of(42, 0), dest, Uint8Array.of(0), inner[1]),
+  );
+  assert.deepEqual(
+    addProxyCall({ ...IX, addProxyDelegateAccountId: true }, dest),
+    concatBytes(Uint8Array.of(42, 1), dest, Uint8Array.of(0, 0, 0, 0, 0)),
+  );
   // the test's decoder (what a host reads) round-trips the nested payout call
-  const payout = proxy(dest, batch([transfer(key32('beneficiary'), 10n ** 15n), msg({ tag: 'payout', value: { shard: SHARD, withdrawal: 3n } })]));
+  const payout = proxy(
+    dest,
+    batch([
+      transfer(key32('beneficiary'), 10n ** 15n),
+      msg({ tag: 'payout', value: { shard: SHARD, withdrawal: 3n } }),
+    ]),
+  );
   assert.deepEqual(decodeCall(payout.bytes).tree, payout.tree);
 });
 
-test('pureProxyAccount: blake2_256 of the pallet\'s entropy, different per spawner, height and extrinsic index', () => {
+test("pureProxyAccount: blake2_256 of the pallet's entropy, different per spawner, height and extrinsic index", () => {
   const spawner = key32('spawner');
   const a = pureProxyAccount(spawner, 7, 2);
-  const entropy = concatBytes(te.encode('modlpy/proxy____'), spawner, u32.enc(7), u32.enc(2), Uint8Array.of(0), u16.enc(0));
+  const entropy = concatBytes(
+    te.encode('modlpy/proxy____'),
+    spawner,
+    u32.enc(7),
+    u32.enc(2),
+    Uint8Array.of(0),
+    u16.enc(0),
+  );
   assert.deepEqual(a, blake2_256(entropy));
   assert.notDeepEqual(pureProxyAccount(spawner, 8, 2), a);
   assert.notDeepEqual(pureProxyAccount(spawner, 7, 3), a);
@@ -297,17 +448,36 @@ test('payloadMortality: period and birth hash of mortal payloads; null for immor
     assert.deepEqual(m?.birthHash, birth.hash);
   }
   // with CheckMetadataHash's Option<hash> (None) after the birth hash
-  assert.deepEqual(payloadMortality(signingPayload(call, { genesis: GENESIS, birth, trailing: Uint8Array.of(0) }), call.length, GENESIS)?.birthHash, birth.hash);
-  assert.equal(payloadMortality(signingPayload(call, { genesis: GENESIS, birth: null }), call.length, GENESIS), null, 'immortal');
+  assert.deepEqual(
+    payloadMortality(
+      signingPayload(call, { genesis: GENESIS, birth, trailing: Uint8Array.of(0) }),
+      call.length,
+      GENESIS,
+    )?.birthHash,
+    birth.hash,
+  );
+  assert.equal(
+    payloadMortality(signingPayload(call, { genesis: GENESIS, birth: null }), call.length, GENESIS),
+    null,
+    'immortal',
+  );
   const truncated = signingPayload(call, { genesis: GENESIS, birth }).slice(0, -1);
   assert.equal(payloadMortality(truncated, call.length, GENESIS), null, 'no room for a birth hash');
-  assert.equal(payloadMortality(signingPayload(call, { genesis: key32('other genesis'), birth }), call.length, GENESIS), null, 'another chain');
+  assert.equal(
+    payloadMortality(signingPayload(call, { genesis: key32('other genesis'), birth }), call.length, GENESIS),
+    null,
+    'another chain',
+  );
   // the genesis hash inside the call does not count
   const inCall = remarkCall(IX, concatBytes(GENESIS, birth.hash));
   assert.equal(payloadMortality(concatBytes(inCall, Uint8Array.of(0x65, 0x00)), inCall.length, GENESIS), null);
   // chopsticks' genesis 0x4545…45 and a birth hash that starts with 0x45: the overlapping later match is skipped
   const b45 = { number: 99, hash: concatBytes(Uint8Array.of(0x45, 0x45), key32('x').subarray(2)) };
-  const m = payloadMortality(signingPayload(call, { genesis: CHOPSTICKS_GENESIS, birth: b45 }), call.length, CHOPSTICKS_GENESIS);
+  const m = payloadMortality(
+    signingPayload(call, { genesis: CHOPSTICKS_GENESIS, birth: b45 }),
+    call.length,
+    CHOPSTICKS_GENESIS,
+  );
   assert.deepEqual(m?.birthHash, b45.hash);
 });
 
@@ -318,7 +488,11 @@ test('light client: accepts a hash chain whose bodies match their extrinsics roo
   const chain = new FakeChain();
   const lc = new LightClient(GENESIS, { number: 0, hash: GENESIS });
   const x = [1, 2, 3].map((i) => signedExtrinsic(key32(`s${i}`), remarkCall(IX, new Uint8Array(40 * i).fill(i))));
-  for (const b of [chain.block(), chain.block([{ signer: key32('a'), call: remark(Uint8Array.of(1)) }]), ...chain.blocks(3)]) {
+  for (const b of [
+    chain.block(),
+    chain.block([{ signer: key32('a'), call: remark(Uint8Array.of(1)) }]),
+    ...chain.blocks(3),
+  ]) {
     const h = lc.import(b.header, b.extrinsics);
     assert.equal(h.number, b.number);
     assert.deepEqual(h.hash, b.hash);
@@ -329,7 +503,12 @@ test('light client: accepts a hash chain whose bodies match their extrinsics roo
   const many = Array.from({ length: 70 }, (_, i) => signedExtrinsic(key32(`m${i}`), remarkCall(IX, Uint8Array.of(i))));
   const h6 = encodeHeader({ parentHash: lc.hash, number: 6, extrinsicsRoot: orderedTrieRoot(many, 0) });
   lc.import(h6, many);
-  const h7 = encodeHeader({ parentHash: lc.hash, number: 7, extrinsicsRoot: orderedTrieRoot([], 0), digest: concatBytes(compact.enc(1), Uint8Array.of(6), te.encode('aura'), compact.enc(8), new Uint8Array(8)) });
+  const h7 = encodeHeader({
+    parentHash: lc.hash,
+    number: 7,
+    extrinsicsRoot: orderedTrieRoot([], 0),
+    digest: concatBytes(compact.enc(1), Uint8Array.of(6), te.encode('aura'), compact.enc(8), new Uint8Array(8)),
+  });
   assert.deepEqual(lc.import(h7, []).hash, blake2_256(h7), 'the hash covers the digest too');
   // a V1 (state version 1) root: long extrinsics stored by hash
   const h8 = encodeHeader({ parentHash: lc.hash, number: 8, extrinsicsRoot: orderedTrieRoot(x, 1) });
@@ -346,11 +525,21 @@ test('light client: rejects a wrong parent, a skipped or repeated number and a t
   const code = (h: Uint8Array, x: Uint8Array[]) => codeOf(() => lc.import(h, x));
   assert.equal(code(b3.header, b3.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'skipped number');
   assert.equal(code(b1.header, b1.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'repeated block');
-  const wrongParent = encodeHeader({ parentHash: key32('elsewhere'), number: 2, extrinsicsRoot: orderedTrieRoot(b2.extrinsics, 0) });
+  const wrongParent = encodeHeader({
+    parentHash: key32('elsewhere'),
+    number: 2,
+    extrinsicsRoot: orderedTrieRoot(b2.extrinsics, 0),
+  });
   assert.equal(code(wrongParent, b2.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'wrong parent');
-  const wrongNumber = encodeHeader({ parentHash: b1.hash, number: 3, extrinsicsRoot: orderedTrieRoot(b2.extrinsics, 0) });
+  const wrongNumber = encodeHeader({
+    parentHash: b1.hash,
+    number: 3,
+    extrinsicsRoot: orderedTrieRoot(b2.extrinsics, 0),
+  });
   assert.equal(code(wrongNumber, b2.extrinsics), 'PARENTCHAIN_BROKEN_CHAIN', 'right parent, wrong number');
-  const tampered = b2.extrinsics.map((x, i) => (i === 1 ? Uint8Array.from(x, (v, j) => (j === x.length - 1 ? v ^ 1 : v)) : x));
+  const tampered = b2.extrinsics.map((x, i) =>
+    i === 1 ? Uint8Array.from(x, (v, j) => (j === x.length - 1 ? v ^ 1 : v)) : x,
+  );
   assert.equal(code(b2.header, tampered), 'PARENTCHAIN_BAD_BODY', 'tampered extrinsic');
   assert.equal(code(b2.header, b2.extrinsics.slice(0, 1)), 'PARENTCHAIN_BAD_BODY', 'hidden extrinsic');
   assert.equal(code(b2.header, [...b2.extrinsics, inherent(9)]), 'PARENTCHAIN_BAD_BODY', 'invented extrinsic');
@@ -362,19 +551,32 @@ test('light client: rejects a wrong parent, a skipped or repeated number and a t
   assert.equal(lc.import(b2.header, b2.extrinsics).number, 2, 'the genuine block still imports');
 });
 
-test('light client: chopsticks\' concatenated-extrinsics root only for the 0x4545…45 genesis', () => {
+test("light client: chopsticks' concatenated-extrinsics root only for the 0x4545…45 genesis", () => {
   const x = [inherent(1), signedExtrinsic(key32('a'), remarkCall(IX, new Uint8Array(50).fill(7)))];
   const concatRoot = blake2_256(concatBytes(...x));
   const dev = new LightClient(CHOPSTICKS_GENESIS, { number: 0, hash: CHOPSTICKS_GENESIS });
   const trieHeader = encodeHeader({ parentHash: CHOPSTICKS_GENESIS, number: 1, extrinsicsRoot: orderedTrieRoot(x, 0) });
-  assert.equal(codeOf(() => dev.import(trieHeader, x)), 'PARENTCHAIN_BAD_BODY');
+  assert.equal(
+    codeOf(() => dev.import(trieHeader, x)),
+    'PARENTCHAIN_BAD_BODY',
+  );
   const devHeader = encodeHeader({ parentHash: CHOPSTICKS_GENESIS, number: 1, extrinsicsRoot: concatRoot });
-  assert.equal(codeOf(() => dev.import(devHeader, [x[1], x[0]])), 'PARENTCHAIN_BAD_BODY', 'still bound to the body');
+  assert.equal(
+    codeOf(() => dev.import(devHeader, [x[1], x[0]])),
+    'PARENTCHAIN_BAD_BODY',
+    'still bound to the body',
+  );
   assert.equal(dev.import(devHeader, x).number, 1);
   // any other genesis: the trie root, never the concatenation
   const real = new LightClient(GENESIS, { number: 0, hash: GENESIS });
-  assert.equal(codeOf(() => real.import(encodeHeader({ parentHash: GENESIS, number: 1, extrinsicsRoot: concatRoot }), x)), 'PARENTCHAIN_BAD_BODY');
-  assert.equal(real.import(encodeHeader({ parentHash: GENESIS, number: 1, extrinsicsRoot: orderedTrieRoot(x, 0) }), x).number, 1);
+  assert.equal(
+    codeOf(() => real.import(encodeHeader({ parentHash: GENESIS, number: 1, extrinsicsRoot: concatRoot }), x)),
+    'PARENTCHAIN_BAD_BODY',
+  );
+  assert.equal(
+    real.import(encodeHeader({ parentHash: GENESIS, number: 1, extrinsicsRoot: orderedTrieRoot(x, 0) }), x).number,
+    1,
+  );
 });
 
 test('light client: starts from a checkpoint; block numbers with long compact encodings', () => {
@@ -395,34 +597,101 @@ test('registry: a registration with a valid quote is accepted; forged, mismatche
   const other = key32('enclave other');
   const userData = registrationUserData(SHARD, PEER, ADDRS, ENC_KEY);
   const quoteFor = (p = provider, data = concatBytes(k, userData)) => p.quote(data);
-  const flip = (b: Uint8Array, i: number) => Uint8Array.from(b, (v, j) => (j === (i < 0 ? b.length + i : i) ? v ^ 1 : v));
+  const flip = (b: Uint8Array, i: number) =>
+    Uint8Array.from(b, (v, j) => (j === (i < 0 ? b.length + i : i) ? v ^ 1 : v));
 
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, key32('rogue authority'))) })) }), /not trusted/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: flip(quoteFor(), -1) })) }), /signature does not verify/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: flip(quoteFor(), 5) })) }), /signature does not verify/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor().subarray(1) })) }), /malformed/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(simulatedProvider(key32('other code'), SIM_SIGNER_ID)) })) }), /measurement is not allowed/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(other, userData)) })) }), /does not bind the signing key/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), addrs: ['/ip4/6.6.6.6/tcp/1'] })) }), /peer id, addresses and encryption key/);
+  assertIgnored(
+    apply(reg, 3, {
+      signer: k,
+      call: msg(
+        registerMessage(k, {
+          quote: quoteFor(simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, key32('rogue authority'))),
+        }),
+      ),
+    }),
+    /not trusted/,
+  );
+  assertIgnored(
+    apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: flip(quoteFor(), -1) })) }),
+    /signature does not verify/,
+  );
+  assertIgnored(
+    apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: flip(quoteFor(), 5) })) }),
+    /signature does not verify/,
+  );
+  assertIgnored(
+    apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor().subarray(1) })) }),
+    /malformed/,
+  );
+  assertIgnored(
+    apply(reg, 3, {
+      signer: k,
+      call: msg(registerMessage(k, { quote: quoteFor(simulatedProvider(key32('other code'), SIM_SIGNER_ID)) })),
+    }),
+    /measurement is not allowed/,
+  );
+  assertIgnored(
+    apply(reg, 3, {
+      signer: k,
+      call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(other, userData)) })),
+    }),
+    /does not bind the signing key/,
+  );
+  assertIgnored(
+    apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), addrs: ['/ip4/6.6.6.6/tcp/1'] })) }),
+    /peer id, addresses and encryption key/,
+  );
   // the host swaps in an encryption key of its own: the quote no longer binds it
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(), encryptionKey: key32('host key') })) }), /encryption key/);
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k, { quote: quoteFor(provider, concatBytes(k, registrationUserData(OTHER_SHARD, PEER, ADDRS, ENC_KEY))) })) }), /peer id, addresses and encryption key/);
+  assertIgnored(
+    apply(reg, 3, {
+      signer: k,
+      call: msg(registerMessage(k, { quote: quoteFor(), encryptionKey: key32('host key') })),
+    }),
+    /encryption key/,
+  );
+  assertIgnored(
+    apply(reg, 3, {
+      signer: k,
+      call: msg(
+        registerMessage(k, {
+          quote: quoteFor(provider, concatBytes(k, registrationUserData(OTHER_SHARD, PEER, ADDRS, ENC_KEY))),
+        }),
+      ),
+    }),
+    /peer id, addresses and encryption key/,
+  );
   // signed by another account than the key it registers
   assertIgnored(apply(reg, 3, { signer: other, call: msg(registerMessage(k)) }), /not signed by its signing key/);
   // the host claims the signer, but the bytes are signed by someone else
-  assertIgnored(apply(reg, 3, { signer: other, claimedSigner: k, call: msg(registerMessage(k)) }), /signer does not match its bytes/);
+  assertIgnored(
+    apply(reg, 3, { signer: other, claimedSigner: k, call: msg(registerMessage(k)) }),
+    /signer does not match its bytes/,
+  );
   // unsigned
   assertIgnored(apply(reg, 3, { call: msg(registerMessage(k)) }), /not signed by its signing key/);
   // failed on the parentchain
-  assertIgnored(apply(reg, 3, { signer: k, success: false, call: msg(registerMessage(k)) }), /failed on the parentchain/);
+  assertIgnored(
+    apply(reg, 3, { signer: k, success: false, call: msg(registerMessage(k)) }),
+    /failed on the parentchain/,
+  );
   // the host reports a remark that is not in the extrinsic's bytes
-  assertIgnored(apply(reg, 3, { signer: k, call: msg(registerMessage(k)), encoded: signedExtrinsic(k, remarkCall(IX, Uint8Array.of(1))) }), /not in its bytes/);
+  assertIgnored(
+    apply(reg, 3, {
+      signer: k,
+      call: msg(registerMessage(k)),
+      encoded: signedExtrinsic(k, remarkCall(IX, Uint8Array.of(1))),
+    }),
+    /not in its bytes/,
+  );
   // for another shard: not ours, silently skipped (a parentchain carries many shards)
   const elsewhere = apply(reg, 3, { signer: k, call: msg(registerMessage(k, { shard: OTHER_SHARD })) });
   assert.deepEqual([elsewhere.kinds, elsewhere.effects], [[], []]);
   // foreign remarks and malformed ones of ours are skipped too
   assert.deepEqual(apply(reg, 3, { signer: k, call: remark(te.encode('hello')) }).kinds, []);
-  assert.deepEqual(apply(reg, 3, { signer: k, call: remark(concatBytes(te.encode('vldtr'), Uint8Array.of(1, 0xff))) }).kinds, []);
+  assert.deepEqual(
+    apply(reg, 3, { signer: k, call: remark(concatBytes(te.encode('vldtr'), Uint8Array.of(1, 0xff))) }).kinds,
+    [],
+  );
   assert.equal(reg.data.members.length, 0);
 
   const ok = apply(reg, 4, { signer: k, call: msg(registerMessage(k)) });
@@ -431,7 +700,10 @@ test('registry: a registration with a valid quote is accepted; forged, mismatche
   const [m] = reg.data.members;
   assert.deepEqual(m.signingKey, k);
   assert.deepEqual(m.measurement, MEASUREMENT);
-  assert.deepEqual([m.peerId, m.p2pAddresses, m.registeredAt, m.registeredIndex, m.unregisteredAt], [PEER, ADDRS, 4, 1, undefined]);
+  assert.deepEqual(
+    [m.peerId, m.p2pAddresses, m.registeredAt, m.registeredIndex, m.unregisteredAt],
+    [PEER, ADDRS, 4, 1, undefined],
+  );
   assert.equal(reg.isActive(k, 3), false);
   assert.equal(reg.isActive(k, 4), true);
 });
@@ -439,8 +711,10 @@ test('registry: a registration with a valid quote is accepted; forged, mismatche
 test('registry: registration order, re-registration, unregistration and activeAt', () => {
   const reg = new Registry(registryCtx());
   const [a, b, c] = ['a', 'b', 'c'].map((n) => key32(`member ${n}`));
-  const register = (k: Uint8Array, at: number, addrs = ADDRS) => apply(reg, at, { signer: k, call: msg(registerMessage(k, { addrs })) }).kinds;
-  const unregister = (k: Uint8Array, at: number, signer = k) => apply(reg, at, { signer, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: k } }) });
+  const register = (k: Uint8Array, at: number, addrs = ADDRS) =>
+    apply(reg, at, { signer: k, call: msg(registerMessage(k, { addrs })) }).kinds;
+  const unregister = (k: Uint8Array, at: number, signer = k) =>
+    apply(reg, at, { signer, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: k } }) });
   const keys = (n: number) => reg.activeAt(n).map((m) => hexKey(m.signingKey));
 
   assert.deepEqual(register(b, 3), ['registered']);
@@ -485,13 +759,25 @@ test('registry: the vault is the pure proxy a member creates in batchAll[createP
   apply(reg, 2, { signer: m, call: msg(registerMessage(m)) });
   assertIgnored(apply(reg, 3, { signer: outsider, call: batch([createPure(), vaultMsg]) }), /non-member/);
   assertIgnored(apply(reg, 3, { signer: m, call: vaultMsg }), /without proxy.createPure/);
-  assertIgnored(apply(reg, 3, { signer: m, call: batch([remark(Uint8Array.of(1)), vaultMsg]) }), /without proxy.createPure/);
+  assertIgnored(
+    apply(reg, 3, { signer: m, call: batch([remark(Uint8Array.of(1)), vaultMsg]) }),
+    /without proxy.createPure/,
+  );
   // the host claims a createPure that is not in the bytes
   const claimed = batch([createPure(), vaultMsg]);
-  assertIgnored(apply(reg, 3, { signer: m, call: batch([remark(Uint8Array.of(1)), vaultMsg]), tree: claimed.tree }), /without proxy.createPure/);
+  assertIgnored(
+    apply(reg, 3, { signer: m, call: batch([remark(Uint8Array.of(1)), vaultMsg]), tree: claimed.tree }),
+    /without proxy.createPure/,
+  );
   // createPure nested deeper than the top-level batch does not make the signer the spawner
-  assertIgnored(apply(reg, 3, { signer: m, call: proxy(key32('x'), batch([createPure(), vaultMsg])) }), /without proxy.createPure/);
-  assertIgnored(apply(reg, 3, { signer: m, success: false, call: batch([createPure(), vaultMsg]) }), /failed on the parentchain/);
+  assertIgnored(
+    apply(reg, 3, { signer: m, call: proxy(key32('x'), batch([createPure(), vaultMsg])) }),
+    /without proxy.createPure/,
+  );
+  assertIgnored(
+    apply(reg, 3, { signer: m, success: false, call: batch([createPure(), vaultMsg]) }),
+    /failed on the parentchain/,
+  );
   assert.equal(reg.data.vault === undefined, true);
 
   const ok = apply(reg, 4, { signer: m, call: batch([createPure(), vaultMsg]) });
@@ -509,57 +795,143 @@ test('registry: shields credit the HPKE-sealed recipient only for a transfer to 
   // before the reserve: shields are fine (the reserve only keeps the vault alive)
   const ok = apply(reg, 10, { signer: alice, call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob))]) });
   assert.deepEqual(ok.kinds, ['shield']);
-  assert.deepEqual(ok.effects, [{ parentchainNumber: 10, kind: EFFECT.shield, account: bob, amount: 5_000n, withdrawal: 0n, request: new Uint8Array(0) }]);
+  assert.deepEqual(ok.effects, [
+    {
+      parentchainNumber: 10,
+      kind: EFFECT.shield,
+      account: bob,
+      amount: 5_000n,
+      withdrawal: 0n,
+      request: new Uint8Array(0),
+    },
+  ]);
 
-  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(key32('not the vault'), 5_000n), shieldTo(sealRecipient(bob))]) }), /without a transfer to the vault/);
-  assertIgnored(apply(reg, 11, { signer: alice, call: shieldTo(sealRecipient(bob)) }), /without a transfer to the vault/);
-  assertIgnored(apply(reg, 11, { signer: alice, success: false, call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob))]) }), /failed/);
+  assertIgnored(
+    apply(reg, 11, {
+      signer: alice,
+      call: batch([transfer(key32('not the vault'), 5_000n), shieldTo(sealRecipient(bob))]),
+    }),
+    /without a transfer to the vault/,
+  );
+  assertIgnored(
+    apply(reg, 11, { signer: alice, call: shieldTo(sealRecipient(bob)) }),
+    /without a transfer to the vault/,
+  );
+  assertIgnored(
+    apply(reg, 11, {
+      signer: alice,
+      success: false,
+      call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob))]),
+    }),
+    /failed/,
+  );
   // the host inflates the amount: not what the extrinsic's bytes say
   const real = batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))]);
   const inflated = batch([transfer(vault, 5_000_000n), shieldTo(sealRecipient(bob))]);
-  assertIgnored(apply(reg, 11, { signer: alice, call: real, tree: { ...inflated.tree, calls: [inflated.tree.calls![0], real.tree.calls![1]] } }), /transfer does not match/);
+  assertIgnored(
+    apply(reg, 11, {
+      signer: alice,
+      call: real,
+      tree: { ...inflated.tree, calls: [inflated.tree.calls![0], real.tree.calls![1]] },
+    }),
+    /transfer does not match/,
+  );
   // a transfer outside the batch (proxy-wrapped) does not count
-  assertIgnored(apply(reg, 11, { signer: alice, call: proxy(key32('x'), batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))])) }), /without a transfer to the vault/);
+  assertIgnored(
+    apply(reg, 11, {
+      signer: alice,
+      call: proxy(key32('x'), batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))])),
+    }),
+    /without a transfer to the vault/,
+  );
   // undecryptable recipients: garbage, another shard as AAD, another shielding key, too short
-  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(new Uint8Array(80).fill(3))]) }), /undecryptable/);
-  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob, OTHER_SHARD))]) }), /undecryptable/);
-  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob, SHARD, x25519Generate().publicKey))]) }), /undecryptable/);
+  assertIgnored(
+    apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(new Uint8Array(80).fill(3))]) }),
+    /undecryptable/,
+  );
+  assertIgnored(
+    apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob, OTHER_SHARD))]) }),
+    /undecryptable/,
+  );
+  assertIgnored(
+    apply(reg, 11, {
+      signer: alice,
+      call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob, SHARD, x25519Generate().publicKey))]),
+    }),
+    /undecryptable/,
+  );
   assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(bob)]) }), /undecryptable/);
-  assertIgnored(apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob.subarray(0, 31)))]) }), /undecryptable/);
+  assertIgnored(
+    apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob.subarray(0, 31)))]) }),
+    /undecryptable/,
+  );
   // one transfer claimed by two shield remarks credits nobody (not twice)
-  const twice = apply(reg, 11, { signer: alice, call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob)), shieldTo(sealRecipient(alice))]) });
+  const twice = apply(reg, 11, {
+    signer: alice,
+    call: batch([transfer(vault, 5_000n), shieldTo(sealRecipient(bob)), shieldTo(sealRecipient(alice))]),
+  });
   assert.deepEqual(twice.effects, []);
   assert.deepEqual(twice.kinds, ['ignored', 'ignored']);
   // no vault yet: nothing to shield into
   const bare = new Registry(registryCtx());
-  assertIgnored(apply(bare, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))]) }), /without a transfer to the vault/);
+  assertIgnored(
+    apply(bare, 11, { signer: alice, call: batch([transfer(vault, 5n), shieldTo(sealRecipient(bob))]) }),
+    /without a transfer to the vault/,
+  );
 });
 
 test('registry: the reserve, indirect invocations and anchors', () => {
   const { reg, m, vault } = registryWithVault();
   const reserve = msg({ tag: 'reserve', value: { shard: SHARD } });
-  assertIgnored(apply(reg, 4, { signer: m, call: batch([transfer(key32('x'), ED), reserve]) }), /without a transfer to the vault/);
+  assertIgnored(
+    apply(reg, 4, { signer: m, call: batch([transfer(key32('x'), ED), reserve]) }),
+    /without a transfer to the vault/,
+  );
   assert.deepEqual(apply(reg, 5, { signer: m, call: batch([transfer(vault, ED), reserve]) }).kinds, ['reserve']);
   assert.equal(reg.data.reserveFunded, 5);
   assert.deepEqual(apply(reg, 6, { signer: m, call: batch([transfer(vault, ED), reserve]) }).kinds, ['reserve']);
   assert.equal(reg.data.reserveFunded, 5, 'the first one counts');
 
   // anyone may invoke; the request stays opaque here
-  const inv = apply(reg, 7, { signer: key32('anyone'), call: msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(1, 2, 3) } }) });
+  const inv = apply(reg, 7, {
+    signer: key32('anyone'),
+    call: msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(1, 2, 3) } }),
+  });
   assert.deepEqual(inv.kinds, ['invoke']);
-  assert.deepEqual(inv.effects.map((e) => [e.kind, e.parentchainNumber, [...e.request]]), [[EFFECT.invoke, 7, [1, 2, 3]]]);
+  assert.deepEqual(
+    inv.effects.map((e) => [e.kind, e.parentchainNumber, [...e.request]]),
+    [[EFFECT.invoke, 7, [1, 2, 3]]],
+  );
   // several of ours in one batch: each counts, in order
-  const two = apply(reg, 7, { signer: key32('anyone'), call: batch([1, 2].map((n) => msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(n) } }))) });
-  assert.deepEqual(two.effects.map((e) => e.request[0]), [1, 2]);
+  const two = apply(reg, 7, {
+    signer: key32('anyone'),
+    call: batch([1, 2].map((n) => msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(n) } }))),
+  });
+  assert.deepEqual(
+    two.effects.map((e) => e.request[0]),
+    [1, 2],
+  );
 
-  const anchor = (n: bigint, previousAnchor: Uint8Array = new Uint8Array(32), processed = 1): Call => msg({ tag: 'anchor', value: {
-    shard: SHARD, sidechainNumber: n, sidechainHash: key32(`block ${n}`), previousAnchor, parentchainProcessed: { number: processed, hash: key32(`p${processed}`) },
-  } });
+  const anchor = (n: bigint, previousAnchor: Uint8Array = new Uint8Array(32), processed = 1): Call =>
+    msg({
+      tag: 'anchor',
+      value: {
+        shard: SHARD,
+        sidechainNumber: n,
+        sidechainHash: key32(`block ${n}`),
+        previousAnchor,
+        parentchainProcessed: { number: processed, hash: key32(`p${processed}`) },
+      },
+    });
   assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: anchor(10n) }), /anchor by a non-member/);
   assert.equal(reg.anchoredProcessed, undefined);
-  assert.deepEqual(apply(reg, 8, { signer: m, call: anchor(10n) }).kinds, ['anchor'], 'the first anchor has no previous one to follow');
+  assert.deepEqual(
+    apply(reg, 8, { signer: m, call: anchor(10n) }).kinds,
+    ['anchor'],
+    'the first anchor has no previous one to follow',
+  );
   assert.deepEqual(reg.data.lastAnchor, { number: 10n, hash: key32('block 10'), parentchainNumber: 8 });
-  assert.equal(reg.anchoredProcessed, 1, 'effects up to the anchored block\'s parentchain block are executed for good');
+  assert.equal(reg.anchoredProcessed, 1, "effects up to the anchored block's parentchain block are executed for good");
   assertIgnored(apply(reg, 9, { signer: m, call: anchor(10n, key32('block 10')) }), /not above 10/);
   assertIgnored(apply(reg, 9, { signer: m, call: anchor(9n, key32('block 10')) }), /not above 10/);
   // anchors chain: one that does not name the last anchored block as its previous anchor may be on another fork
@@ -578,55 +950,133 @@ test('registry: a payout is proxy(vault, batchAll[transfer, remark(payout)]) by 
   const payout = (w: bigint) => msg({ tag: 'payout', value: { shard: SHARD, withdrawal: w } });
   const ok = apply(reg, 6, { signer: m, call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) });
   assert.deepEqual(ok.kinds, ['payout']);
-  assert.deepEqual(ok.effects, [{ parentchainNumber: 6, kind: EFFECT.payout, account: ben, amount: 2_000n, withdrawal: 4n, request: new Uint8Array(0) }]);
-  assertIgnored(apply(reg, 6, { signer: key32('outsider'), call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) }), /not made by a member through the vault/);
-  assertIgnored(apply(reg, 6, { signer: m, call: proxy(key32('not the vault'), batch([transfer(ben, 2_000n), payout(4n)])) }), /not made by a member through the vault/);
-  assertIgnored(apply(reg, 6, { signer: m, call: batch([transfer(ben, 2_000n), payout(4n)]) }), /not made by a member through the vault/);
+  assert.deepEqual(ok.effects, [
+    {
+      parentchainNumber: 6,
+      kind: EFFECT.payout,
+      account: ben,
+      amount: 2_000n,
+      withdrawal: 4n,
+      request: new Uint8Array(0),
+    },
+  ]);
+  assertIgnored(
+    apply(reg, 6, { signer: key32('outsider'), call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) }),
+    /not made by a member through the vault/,
+  );
+  assertIgnored(
+    apply(reg, 6, { signer: m, call: proxy(key32('not the vault'), batch([transfer(ben, 2_000n), payout(4n)])) }),
+    /not made by a member through the vault/,
+  );
+  assertIgnored(
+    apply(reg, 6, { signer: m, call: batch([transfer(ben, 2_000n), payout(4n)]) }),
+    /not made by a member through the vault/,
+  );
   // included but failed (the vault could not pay): the withdrawal is refunded on the sidechain
-  const failed = apply(reg, 6, { signer: m, success: false, call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) });
+  const failed = apply(reg, 6, {
+    signer: m,
+    success: false,
+    call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])),
+  });
   assert.deepEqual(failed.kinds, ['payout']);
   assert.match(failed.out[0].detail, /withdrawal 4 failed: refunded/);
-  assert.deepEqual(failed.effects, [{ parentchainNumber: 6, kind: EFFECT.payoutFailed, account: ben, amount: 2_000n, withdrawal: 4n, request: new Uint8Array(0) }]);
-  assertIgnored(apply(reg, 6, { signer: key32('outsider'), success: false, call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])) }), /failed on the parentchain/);
+  assert.deepEqual(failed.effects, [
+    {
+      parentchainNumber: 6,
+      kind: EFFECT.payoutFailed,
+      account: ben,
+      amount: 2_000n,
+      withdrawal: 4n,
+      request: new Uint8Array(0),
+    },
+  ]);
+  assertIgnored(
+    apply(reg, 6, {
+      signer: key32('outsider'),
+      success: false,
+      call: proxy(vault, batch([transfer(ben, 2_000n), payout(4n)])),
+    }),
+    /failed on the parentchain/,
+  );
   const real = proxy(vault, batch([transfer(ben, 2n), payout(4n)]));
   const claimed = proxy(vault, batch([transfer(ben, 2_000n), payout(4n)]));
-  assertIgnored(apply(reg, 6, { signer: m, call: real, tree: claimed.tree }), /payout (not made by a member through the vault|transfer does not match)/);
+  assertIgnored(
+    apply(reg, 6, { signer: m, call: real, tree: claimed.tree }),
+    /payout (not made by a member through the vault|transfer does not match)/,
+  );
 });
 
 test('registry: a vault proxy is proxy(vault, batchAll[addProxy, remark(proxy)]) by a member, alone or after a transfer paying its deposit', () => {
   const { reg, m, vault } = registryWithVault();
-  const adds = (d: Uint8Array, real = vault) => proxy(real, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
+  const adds = (d: Uint8Array, real = vault) =>
+    proxy(real, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
   const [d1, d2, d3] = [key32('delegate 1'), key32('delegate 2'), key32('delegate 3')];
   assert.deepEqual(apply(reg, 6, { signer: m, call: adds(d1) }).kinds, ['proxy']);
-  assert.deepEqual(apply(reg, 7, { signer: m, call: batch([transfer(vault, 1_000n), adds(d2)]) }).kinds, ['proxy'], 'deposit paid in the same batch');
+  assert.deepEqual(
+    apply(reg, 7, { signer: m, call: batch([transfer(vault, 1_000n), adds(d2)]) }).kinds,
+    ['proxy'],
+    'deposit paid in the same batch',
+  );
   assert.ok(reg.isVaultProxy(d1) && reg.isVaultProxy(d2));
-  assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: batch([transfer(vault, 1_000n), adds(d3)]) }), /vault proxy not added by a member/);
-  assertIgnored(apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), adds(d3, key32('not the vault'))]) }), /vault proxy not added by a member/);
+  assertIgnored(
+    apply(reg, 8, { signer: key32('outsider'), call: batch([transfer(vault, 1_000n), adds(d3)]) }),
+    /vault proxy not added by a member/,
+  );
+  assertIgnored(
+    apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), adds(d3, key32('not the vault'))]) }),
+    /vault proxy not added by a member/,
+  );
   // only the deposit's transfer may come before it
-  assertIgnored(apply(reg, 8, { signer: m, call: batch([remark(Uint8Array.of(1)), adds(d3)]) }), /vault proxy not added by a member/);
+  assertIgnored(
+    apply(reg, 8, { signer: m, call: batch([remark(Uint8Array.of(1)), adds(d3)]) }),
+    /vault proxy not added by a member/,
+  );
   // the delegate named in the remark must be the one the extrinsic's bytes add
   const mismatched = proxy(vault, batch([addProxy(d1), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d3 } })]));
-  assertIgnored(apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), mismatched]) }), /addProxy does not match the extrinsic/);
+  assertIgnored(
+    apply(reg, 8, { signer: m, call: batch([transfer(vault, 1_000n), mismatched]) }),
+    /addProxy does not match the extrinsic/,
+  );
   assert.ok(!reg.isVaultProxy(d3));
 });
 
-test('registry: a departed member\'s vault proxy is removed by proxy(vault, batchAll[removeProxy, refund to the signer, remark(unproxy)]) by a member', () => {
+test("registry: a departed member's vault proxy is removed by proxy(vault, batchAll[removeProxy, refund to the signer, remark(unproxy)]) by a member", () => {
   const { reg, m, vault } = registryWithVault();
   const other = key32('member 2');
   apply(reg, 6, { signer: other, call: msg(registerMessage(other)) });
-  const adds = (d: Uint8Array) => proxy(vault, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
+  const adds = (d: Uint8Array) =>
+    proxy(vault, batch([addProxy(d), msg({ tag: 'proxy', value: { shard: SHARD, delegate: d } })]));
   apply(reg, 7, { signer: m, call: adds(other) });
   const removes = (d: Uint8Array, o: { real?: Uint8Array; refundTo?: Uint8Array; named?: Uint8Array } = {}) =>
-    proxy(o.real ?? vault, batch([removeProxy(d), transfer(o.refundTo ?? m, 1_000n), msg({ tag: 'unproxy', value: { shard: SHARD, delegate: o.named ?? d } })]));
+    proxy(
+      o.real ?? vault,
+      batch([
+        removeProxy(d),
+        transfer(o.refundTo ?? m, 1_000n),
+        msg({ tag: 'unproxy', value: { shard: SHARD, delegate: o.named ?? d } }),
+      ]),
+    );
   // a member's proxy stays
   assertIgnored(apply(reg, 8, { signer: m, call: removes(other) }), /is a member; its vault proxy stays/);
   assert.ok(reg.isVaultProxy(other));
   apply(reg, 9, { signer: other, call: msg({ tag: 'unregister', value: { shard: SHARD, signingKey: other } }) });
-  assertIgnored(apply(reg, 10, { signer: key32('outsider'), call: removes(other, { refundTo: key32('outsider') }) }), /not removed by a member through the vault/);
-  assertIgnored(apply(reg, 10, { signer: m, call: removes(other, { real: key32('not the vault') }) }), /not removed by a member through the vault/);
-  assertIgnored(apply(reg, 10, { signer: m, call: removes(other, { refundTo: key32('someone else') }) }), /not removed by a member through the vault/);
+  assertIgnored(
+    apply(reg, 10, { signer: key32('outsider'), call: removes(other, { refundTo: key32('outsider') }) }),
+    /not removed by a member through the vault/,
+  );
+  assertIgnored(
+    apply(reg, 10, { signer: m, call: removes(other, { real: key32('not the vault') }) }),
+    /not removed by a member through the vault/,
+  );
+  assertIgnored(
+    apply(reg, 10, { signer: m, call: removes(other, { refundTo: key32('someone else') }) }),
+    /not removed by a member through the vault/,
+  );
   // the delegate named in the remark must be the one the extrinsic's bytes remove
-  assertIgnored(apply(reg, 10, { signer: m, call: removes(key32('another'), { named: other }) }), /does not match the extrinsic/);
+  assertIgnored(
+    apply(reg, 10, { signer: m, call: removes(key32('another'), { named: other }) }),
+    /does not match the extrinsic/,
+  );
   assert.ok(reg.isVaultProxy(other), 'nothing removed by the ignored extrinsics');
   assert.deepEqual(apply(reg, 10, { signer: m, call: removes(other) }).kinds, ['unproxy']);
   assert.ok(!reg.isVaultProxy(other) && reg.isVaultProxy(m));
@@ -667,7 +1117,12 @@ class Host {
   }
 
   init(callIndices: CallIndices = IX) {
-    return this.core.parentchainInit({ genesisHash: this.chain.genesis, callIndices, existentialDeposit: ED, proxyDepositFactor: PROXY_FACTOR });
+    return this.core.parentchainInit({
+      genesisHash: this.chain.genesis,
+      callIndices,
+      existentialDeposit: ED,
+      proxyDepositFactor: PROXY_FACTOR,
+    });
   }
 
   info() {
@@ -687,10 +1142,17 @@ class Host {
   }
 
   /** Signs a mortal payload born at the chain head (or `birth`); checks the signature. */
-  sign(callData: Uint8Array, birth: { number: number; hash: Uint8Array } | null = this.chain.head, period = 64): Uint8Array {
+  sign(
+    callData: Uint8Array,
+    birth: { number: number; hash: Uint8Array } | null = this.chain.head,
+    period = 64,
+  ): Uint8Array {
     const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period });
     const signature = this.core.signExtrinsic(payload);
-    assert.ok(ed25519Verify(this.key, payload.length > 256 ? blake2_256(payload) : payload, signature), 'signature over the payload (its hash when long)');
+    assert.ok(
+      ed25519Verify(this.key, payload.length > 256 ? blake2_256(payload) : payload, signature),
+      'signature over the payload (its hash when long)',
+    );
     return payload;
   }
 
@@ -703,7 +1165,10 @@ class Host {
   /** Asks for the one duty `key`, signs it and includes it in the next block. */
   perform(key: string) {
     const duties = this.duties();
-    assert.deepEqual(duties.map((d) => d.key), [key]);
+    assert.deepEqual(
+      duties.map((d) => d.key),
+      [key],
+    );
     this.sign(duties[0].callData);
     return this.include(duties[0].callData);
   }
@@ -716,7 +1181,10 @@ class Host {
     const callData = this.core.anchorCall(number);
     this.sign(callData);
     const r = this.include(callData);
-    assert.deepEqual(r.observations.map((o) => o.kind), ['anchor']);
+    assert.deepEqual(
+      r.observations.map((o) => o.kind),
+      ['anchor'],
+    );
     assert.equal(this.info().lastAnchor?.number, number);
     return r;
   }
@@ -749,12 +1217,21 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
   const core = host.core;
   try {
     core.genesis([{ account: alice.publicKey, amount: 1_000n }], Date.now());
-    assert.equal(codeOf(() => host.duties()), 'NO_PARENTCHAIN');
+    assert.equal(
+      codeOf(() => host.duties()),
+      'NO_PARENTCHAIN',
+    );
     const first = host.init();
-    assert.deepEqual([first.number, first.members, first.vault, first.reserveFunded, first.dutiesInFlight], [0, [], null, false, []]);
+    assert.deepEqual(
+      [first.number, first.members, first.vault, first.reserveFunded, first.dutiesInFlight],
+      [0, [], null, false, []],
+    );
     host.import(...host.chain.blocks(2));
     // nobody is registered: this enclave may not author yet
-    assert.equal(codeOf(() => core.propose({ slot: host.slot, timestampMs: Date.now(), maxCalls: 10 })), 'NOT_AUTHORITY');
+    assert.equal(
+      codeOf(() => core.propose({ slot: host.slot, timestampMs: Date.now(), maxCalls: 10 })),
+      'NOT_AUTHORITY',
+    );
 
     // 1. registration: a remark with a quote binding the signing key, peer id and addresses
     const [reg] = host.duties();
@@ -762,29 +1239,60 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     const regMsg = decodeMessage(decodeCall(reg.callData).tree.remark!);
     assert.equal(regMsg?.tag, 'register');
     if (regMsg?.tag !== 'register') return;
-    assert.deepEqual([regMsg.value.signingKey, regMsg.value.shard, regMsg.value.peerId, regMsg.value.p2pAddresses], [host.key, SHARD, PEER, ADDRS]);
-    const q = verifySimulatedQuote(regMsg.value.quote, { trustedAuthorities: [DEV_AUTHORITY_PUBLIC], allowedMeasurements: [MEASUREMENT] });
-    assert.deepEqual(q.reportData, concatBytes(host.key, registrationUserData(SHARD, PEER, ADDRS, host.core.info().encryptionKey)));
+    assert.deepEqual(
+      [regMsg.value.signingKey, regMsg.value.shard, regMsg.value.peerId, regMsg.value.p2pAddresses],
+      [host.key, SHARD, PEER, ADDRS],
+    );
+    const q = verifySimulatedQuote(regMsg.value.quote, {
+      trustedAuthorities: [DEV_AUTHORITY_PUBLIC],
+      allowedMeasurements: [MEASUREMENT],
+    });
+    assert.deepEqual(
+      q.reportData,
+      concatBytes(host.key, registrationUserData(SHARD, PEER, ADDRS, host.core.info().encryptionKey)),
+    );
     host.sign(reg.callData);
     assert.deepEqual(host.info().dutiesInFlight, ['register']);
-    assert.equal(codeOf(() => host.sign(reg.callData)), 'DUTY_IN_FLIGHT');
+    assert.equal(
+      codeOf(() => host.sign(reg.callData)),
+      'DUTY_IN_FLIGHT',
+    );
     assert.deepEqual(host.dutyKeys(), [], 'not offered while in flight');
     const registered = host.include(reg.callData);
-    assert.deepEqual(registered.observations.map((o) => o.kind), ['registered']);
+    assert.deepEqual(
+      registered.observations.map((o) => o.kind),
+      ['registered'],
+    );
     const afterReg = host.info();
-    assert.deepEqual(afterReg.members.map((m) => [m.signingKey, m.registeredAt, m.registeredIndex, m.unregisteredAt]), [[host.key, 3, 1, null]]);
+    assert.deepEqual(
+      afterReg.members.map((m) => [m.signingKey, m.registeredAt, m.registeredIndex, m.unregisteredAt]),
+      [[host.key, 3, 1, null]],
+    );
     assert.deepEqual(afterReg.dutiesInFlight, [], 'done');
-    assert.equal(codeOf(() => host.sign(reg.callData)), 'SIGNING_REFUSED', 'a done duty\'s bytes are no longer signable');
+    assert.equal(
+      codeOf(() => host.sign(reg.callData)),
+      'SIGNING_REFUSED',
+      "a done duty's bytes are no longer signable",
+    );
 
     // 2. the vault, then 3. its keep-alive reserve
     const [vaultDuty] = host.duties();
     assert.equal(vaultDuty.key, 'vault');
-    assert.deepEqual(vaultDuty.callData, batchAllCall(IX, [createPureCall(IX), remarkCall(IX, encodeMessage({ tag: 'vault', value: { shard: SHARD } }))]));
+    assert.deepEqual(
+      vaultDuty.callData,
+      batchAllCall(IX, [createPureCall(IX), remarkCall(IX, encodeMessage({ tag: 'vault', value: { shard: SHARD } }))]),
+    );
     const v = host.perform('vault');
     const vault = pureProxyAccount(host.key, v.block.number, 1);
     assert.deepEqual(host.info().vault, vault);
     const [reserveDuty] = host.duties();
-    assert.deepEqual(reserveDuty.callData, batchAllCall(IX, [transferKeepAliveCall(IX, vault, ED), remarkCall(IX, encodeMessage({ tag: 'reserve', value: { shard: SHARD } }))]));
+    assert.deepEqual(
+      reserveDuty.callData,
+      batchAllCall(IX, [
+        transferKeepAliveCall(IX, vault, ED),
+        remarkCall(IX, encodeMessage({ tag: 'reserve', value: { shard: SHARD } })),
+      ]),
+    );
     host.perform('reserve');
     assert.equal(host.info().reserveFunded, true);
     assert.deepEqual(host.dutyKeys(), []);
@@ -792,7 +1300,13 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
 
     // 4. a shield from a parentchain account credits the sealed recipient in the next block
     const payer = key32('parentchain payer');
-    const shieldCall = batch([transfer(vault, 5n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) } })]);
+    const shieldCall = batch([
+      transfer(vault, 5n * UNIT),
+      msg({
+        tag: 'shield',
+        value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) },
+      }),
+    ]);
     const shielded = host.import(host.chain.block([{ signer: payer, call: shieldCall }]));
     assert.deepEqual([shielded.effects, shielded.observations.map((o) => o.kind)], [1, ['shield']]);
     assert.equal(host.info().pendingEffects, 1);
@@ -805,7 +1319,11 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
 
     // 5. an unshield burns and records a withdrawal
     const beneficiary = key32('parentchain beneficiary');
-    const unshield = shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 2n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD);
+    const unshield = shield(
+      signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 2n * UNIT } }, 0, SHARD),
+      host.shieldingKey,
+      SHARD,
+    );
     assert.equal((await core.submit([unshield], Date.now()))[0].status, 'ready');
     assert.equal(host.produce().included.length, 1);
     const burnBlock = core.status().headNumber;
@@ -813,19 +1331,25 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.deepEqual([host.info().shieldedSupply, host.info().unpaidWithdrawals], [3n * UNIT, 1]);
     // 6. never paid while the burn's block is not final (a fork could abandon it)
     assert.equal(host.info().lastAnchor, null);
-    assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not anchored: no payout');
+    assert.deepEqual(host.dutyKeys(), [], "the burn's block is not anchored: no payout");
     // an anchor below the burn does not make it final; it settles the shield its block executed
     const stale = core.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
     host.anchor(burnBlock - 1);
-    assert.equal(host.keptEffects(), 0, 'the shield\'s block is final: its effect is dropped');
+    assert.equal(host.keptEffects(), 0, "the shield's block is final: its effect is dropped");
     assert.deepEqual(host.dutyKeys(), [], 'anchored below the burn: still no payout');
     // anchors chain: one that does not follow the last anchor is ignored; the enclave builds none below it
     host.sign(stale);
     const unchained = host.include(stale).observations;
-    assert.deepEqual(unchained.map((o) => o.kind), ['ignored']);
+    assert.deepEqual(
+      unchained.map((o) => o.kind),
+      ['ignored'],
+    );
     assert.match(unchained[0].detail, /does not follow the last anchor/);
     assert.equal(host.info().lastAnchor?.number, burnBlock - 1);
-    assert.equal(codeOf(() => core.anchorCall(burnBlock - 1)), 'ANCHOR_NOT_DESCENDANT');
+    assert.equal(
+      codeOf(() => core.anchorCall(burnBlock - 1)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
     assert.deepEqual(host.dutyKeys(), []);
     // the burn's block anchored: final, and the payout duty pays it exactly once
     host.anchor(burnBlock);
@@ -833,23 +1357,41 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     const [pay] = host.duties();
     assert.equal(pay.key, 'payout:0');
     const payoutMsg = remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } }));
-    assert.deepEqual(pay.callData, proxyCall(IX, vault, batchAllCall(IX, [transferKeepAliveCall(IX, beneficiary, 2n * UNIT), payoutMsg])));
+    assert.deepEqual(
+      pay.callData,
+      proxyCall(IX, vault, batchAllCall(IX, [transferKeepAliveCall(IX, beneficiary, 2n * UNIT), payoutMsg])),
+    );
     host.sign(pay.callData);
-    assert.equal(codeOf(() => host.sign(pay.callData)), 'DUTY_IN_FLIGHT');
+    assert.equal(
+      codeOf(() => host.sign(pay.callData)),
+      'DUTY_IN_FLIGHT',
+    );
     assert.deepEqual(host.dutyKeys(), []);
-    assert.deepEqual(host.include(pay.callData).observations.map((o) => o.kind), ['payout']);
+    assert.deepEqual(
+      host.include(pay.callData).observations.map((o) => o.kind),
+      ['payout'],
+    );
     assert.deepEqual(host.info().dutiesInFlight, []);
-    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED', 'paid: never signed again');
+    assert.equal(
+      codeOf(() => host.sign(pay.callData)),
+      'SIGNING_REFUSED',
+      'paid: never signed again',
+    );
     assert.deepEqual(host.dutyKeys(), [], 'seen paid, not yet settled: not offered');
     host.produce();
     assert.deepEqual([host.info().unpaidWithdrawals, host.info().pendingEffects], [0, 0]);
     assert.equal(host.keptEffects(), 1, 'the payout is kept (and looks done) until an anchor');
     assert.deepEqual(host.dutyKeys(), []);
-    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
+    assert.equal(
+      codeOf(() => host.sign(pay.callData)),
+      'SIGNING_REFUSED',
+    );
 
     // 7. an indirect invocation executes the shielded call it carries
     const t = buildTransfer(bob, { to: charlie.publicKey, amount: 500n, nonce: 1 }, host.shieldingKey, SHARD);
-    const invoked = host.import(host.chain.block([{ signer: payer, call: msg({ tag: 'invoke', value: { shard: SHARD, request: t.request } }) }]));
+    const invoked = host.import(
+      host.chain.block([{ signer: payer, call: msg({ tag: 'invoke', value: { shard: SHARD, request: t.request } }) }]),
+    );
     assert.equal(invoked.effects, 1);
     const p2 = host.produce();
     assert.deepEqual([p2.included, p2.rejected], [[t.hash], []]);
@@ -861,13 +1403,30 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     const anchor = core.anchorCall(head);
     host.sign(anchor, null);
     host.sign(anchor); // again: a lost anchor may be re-sent
-    assert.deepEqual(host.include(anchor).observations.map((o) => o.kind), ['anchor']);
-    assert.deepEqual(host.info().lastAnchor, { number: head, hash: core.status().headHash, parentchainNumber: host.chain.head.number });
+    assert.deepEqual(
+      host.include(anchor).observations.map((o) => o.kind),
+      ['anchor'],
+    );
+    assert.deepEqual(host.info().lastAnchor, {
+      number: head,
+      hash: core.status().headHash,
+      parentchainNumber: host.chain.head.number,
+    });
     assert.equal(host.keptEffects(), 0, 'settled by the anchor');
     assert.deepEqual(host.dutyKeys(), [], 'the payout settled: still never offered again');
-    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
-    assert.equal(codeOf(() => core.anchorCall(head)), 'ANCHOR_NOT_DESCENDANT', 'not above the last anchor');
-    assert.equal(codeOf(() => core.anchorCall(head + 100)), 'UNKNOWN_BLOCK');
+    assert.equal(
+      codeOf(() => host.sign(pay.callData)),
+      'SIGNING_REFUSED',
+    );
+    assert.equal(
+      codeOf(() => core.anchorCall(head)),
+      'ANCHOR_NOT_DESCENDANT',
+      'not above the last anchor',
+    );
+    assert.equal(
+      codeOf(() => core.anchorCall(head + 100)),
+      'UNKNOWN_BLOCK',
+    );
   } finally {
     await host.close();
   }
@@ -876,7 +1435,10 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
 test('admitPayload: only payloads that start with call bytes the enclave built, mortal for duties', async () => {
   const host = new Host(new FakeChain());
   try {
-    assert.equal(codeOf(() => host.core.signExtrinsic(Uint8Array.of(1, 2, 3))), 'NO_PARENTCHAIN');
+    assert.equal(
+      codeOf(() => host.core.signExtrinsic(Uint8Array.of(1, 2, 3))),
+      'NO_PARENTCHAIN',
+    );
     host.init();
     host.import(...host.chain.blocks(3));
     const [reg] = host.duties();
@@ -884,9 +1446,15 @@ test('admitPayload: only payloads that start with call bytes the enclave built, 
     const genesis = host.chain.genesis;
     const birth = host.chain.head;
     assert.equal(refused(signingPayload(remarkCall(IX, te.encode('anything')), { genesis, birth })), 'SIGNING_REFUSED');
-    assert.equal(refused(signingPayload(transferKeepAliveCall(IX, host.key, 10n ** 18n), { genesis, birth })), 'SIGNING_REFUSED');
+    assert.equal(
+      refused(signingPayload(transferKeepAliveCall(IX, host.key, 10n ** 18n), { genesis, birth })),
+      'SIGNING_REFUSED',
+    );
     assert.equal(refused(reg.callData), 'SIGNING_REFUSED', 'the call alone is not a payload');
-    assert.equal(refused(signingPayload(reg.callData.subarray(0, reg.callData.length - 1), { genesis, birth })), 'SIGNING_REFUSED');
+    assert.equal(
+      refused(signingPayload(reg.callData.subarray(0, reg.callData.length - 1), { genesis, birth })),
+      'SIGNING_REFUSED',
+    );
     const flipped = Uint8Array.from(reg.callData, (v, i) => (i === 40 ? v ^ 1 : v));
     assert.equal(refused(signingPayload(flipped, { genesis, birth })), 'SIGNING_REFUSED');
     // immortal, or mortal on another chain (its birth hash cannot be read): not for a duty
@@ -913,8 +1481,14 @@ test('a signed duty is not offered or signed again until the light client passes
     assert.notDeepEqual(a.callData, b.callData);
     const birth = chain.head; // #5: the transaction is valid in blocks 5..68
     host.sign(a.callData);
-    assert.equal(codeOf(() => host.sign(b.callData)), 'DUTY_IN_FLIGHT');
-    assert.equal(codeOf(() => host.sign(a.callData, birth, 128)), 'DUTY_IN_FLIGHT');
+    assert.equal(
+      codeOf(() => host.sign(b.callData)),
+      'DUTY_IN_FLIGHT',
+    );
+    assert.equal(
+      codeOf(() => host.sign(a.callData, birth, 128)),
+      'DUTY_IN_FLIGHT',
+    );
 
     // restart: the in-flight record is sealed; authorizations are not (the host must ask again)
     await host.close();
@@ -923,7 +1497,10 @@ test('a signed duty is not offered or signed again until the light client passes
     assert.deepEqual(reopened.dutiesInFlight, ['register']);
     assert.equal(reopened.number, 5);
     assert.deepEqual(host.dutyKeys(), []);
-    assert.equal(codeOf(() => host.sign(a.callData)), 'SIGNING_REFUSED');
+    assert.equal(
+      codeOf(() => host.sign(a.callData)),
+      'SIGNING_REFUSED',
+    );
 
     host.import(...chain.blocks(62)); // #67
     assert.deepEqual(host.dutyKeys(), [], 'could still be included in #68');
@@ -943,9 +1520,15 @@ test('a signed duty is not offered or signed again until the light client passes
     // seen done before its death: done, never offered again
     const [third] = host.duties();
     host.sign(third.callData);
-    assert.deepEqual(host.include(third.callData).observations.map((o) => o.kind), ['registered']);
+    assert.deepEqual(
+      host.include(third.callData).observations.map((o) => o.kind),
+      ['registered'],
+    );
     assert.deepEqual([host.info().dutiesInFlight, host.info().members.length], [[], 1]);
-    assert.equal(codeOf(() => host.sign(third.callData)), 'SIGNING_REFUSED');
+    assert.equal(
+      codeOf(() => host.sign(third.callData)),
+      'SIGNING_REFUSED',
+    );
   } finally {
     await host.close();
   }
@@ -973,11 +1556,18 @@ test('a payout signed before a crash is never signed again: in flight after rest
     host.core.beginReplay(snapshot.sealed, false);
     await host.core.finishReplay();
     assert.equal(host.info().lastAnchor?.number, snapshot.number);
-    assert.equal(host.core['finalNumber'](), BigInt(snapshot.number), 'the sealed anchor: the burn\'s block is still final after the replay');
+    assert.equal(
+      host.core['finalNumber'](),
+      BigInt(snapshot.number),
+      "the sealed anchor: the burn's block is still final after the replay",
+    );
     assert.deepEqual([host.info().unpaidWithdrawals, host.info().dutiesInFlight], [1, ['payout:0']]);
     assert.deepEqual(host.dutyKeys(), [], 'unpaid, but in flight: not offered');
     // the signed payout lands
-    assert.deepEqual(host.include(pay.callData).observations.map((o) => o.kind), ['payout']);
+    assert.deepEqual(
+      host.include(pay.callData).observations.map((o) => o.kind),
+      ['payout'],
+    );
     assert.deepEqual(host.dutyKeys(), []);
     host.produce();
     assert.equal(host.info().unpaidWithdrawals, 0);
@@ -1000,7 +1590,20 @@ test('a payout never included is offered again after its death; one the vault co
     const v = host.perform('vault');
     const vault = pureProxyAccount(host.key, v.block.number, 1);
     host.perform('reserve');
-    host.import(chain.block([{ signer: key32('payer'), call: batch([transfer(vault, 9n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) } })]) }]));
+    host.import(
+      chain.block([
+        {
+          signer: key32('payer'),
+          call: batch([
+            transfer(vault, 9n * UNIT),
+            msg({
+              tag: 'shield',
+              value: { shard: SHARD, recipient: sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey) },
+            }),
+          ]),
+        },
+      ]),
+    );
     // restart before a block executed the shield: the effect is sealed, still pending
     const snapshot = await host.core.snapshot();
     await host.close();
@@ -1012,10 +1615,24 @@ test('a payout never included is offered again after its death; one the vault co
     host.produce();
     assert.equal(host.balance(bob), 9n * UNIT);
 
-    await host.core.submit([shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary: key32('b'), amount: 4n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD)], Date.now());
+    await host.core.submit(
+      [
+        shield(
+          signCall(
+            bob,
+            { tag: 'unshield', value: { from: bob.publicKey, beneficiary: key32('b'), amount: 4n * UNIT } },
+            0,
+            SHARD,
+          ),
+          host.shieldingKey,
+          SHARD,
+        ),
+      ],
+      Date.now(),
+    );
     host.produce();
     assert.equal(host.balance(bob), 5n * UNIT);
-    assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not final yet: no payout');
+    assert.deepEqual(host.dutyKeys(), [], "the burn's block is not final yet: no payout");
     assert.equal(host.keptEffects(), 1, 'the shield, executed but not yet final');
     host.anchor();
     assert.equal(host.keptEffects(), 0);
@@ -1032,10 +1649,16 @@ test('a payout never included is offered again after its death; one the vault co
     host.sign(pay.callData);
     // included but failed: done (refunded), neither offered nor signable again
     const failed = host.include(pay.callData, { success: false });
-    assert.deepEqual(failed.observations.map((o) => o.kind), ['payout']);
+    assert.deepEqual(
+      failed.observations.map((o) => o.kind),
+      ['payout'],
+    );
     assert.deepEqual(host.info().dutiesInFlight, []);
     assert.deepEqual(host.dutyKeys(), []);
-    assert.equal(codeOf(() => host.sign(pay.callData)), 'SIGNING_REFUSED');
+    assert.equal(
+      codeOf(() => host.sign(pay.callData)),
+      'SIGNING_REFUSED',
+    );
     host.produce();
     assert.equal(host.balance(bob), 9n * UNIT);
     assert.deepEqual([host.info().unpaidWithdrawals, host.info().shieldedSupply], [0, 9n * UNIT]);
@@ -1057,18 +1680,34 @@ async function withWithdrawal(host: Host, beneficiary: Uint8Array): Promise<Uint
   const vault = pureProxyAccount(host.key, v.block.number, 1);
   host.perform('reserve');
   const recipient = sealRecipient(bob.publicKey, SHARD, host.shieldingKey.publicKey);
-  host.import(host.chain.block([{ signer: key32('payer'), call: batch([transfer(vault, 9n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient } })]) }]));
+  host.import(
+    host.chain.block([
+      {
+        signer: key32('payer'),
+        call: batch([transfer(vault, 9n * UNIT), msg({ tag: 'shield', value: { shard: SHARD, recipient } })]),
+      },
+    ]),
+  );
   host.produce();
-  await host.core.submit([shield(signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 4n * UNIT } }, 0, SHARD), host.shieldingKey, SHARD)], Date.now());
+  await host.core.submit(
+    [
+      shield(
+        signCall(bob, { tag: 'unshield', value: { from: bob.publicKey, beneficiary, amount: 4n * UNIT } }, 0, SHARD),
+        host.shieldingKey,
+        SHARD,
+      ),
+    ],
+    Date.now(),
+  );
   host.produce();
   assert.equal(host.info().unpaidWithdrawals, 1);
-  assert.deepEqual(host.dutyKeys(), [], 'the burn\'s block is not final yet: no payout');
+  assert.deepEqual(host.dutyKeys(), [], "the burn's block is not final yet: no payout");
   host.anchor();
   assert.deepEqual(host.dutyKeys(), ['payout:0'], 'final once anchored');
   return vault;
 }
 
-test('proxy calls take the current runtime\'s account format, also when the view is reopened', async () => {
+test("proxy calls take the current runtime's account format, also when the view is reopened", async () => {
   const chain = new FakeChain();
   const dataDir = tempDir();
   let host = new Host(chain, dataDir);
@@ -1077,7 +1716,10 @@ test('proxy calls take the current runtime\'s account format, also when the view
     host.init(old);
     const beneficiary = key32('beneficiary');
     const vault = await withWithdrawal(host, beneficiary);
-    const inner = batchAllCall(IX, [transferKeepAliveCall(IX, beneficiary, 4n * UNIT), remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } }))]);
+    const inner = batchAllCall(IX, [
+      transferKeepAliveCall(IX, beneficiary, 4n * UNIT),
+      remarkCall(IX, encodeMessage({ tag: 'payout', value: { shard: SHARD, withdrawal: 0n } })),
+    ]);
     assert.deepEqual(host.duties()[0].callData, concatBytes(Uint8Array.of(42, 0), vault, Uint8Array.of(0), inner));
     const snapshot = await host.core.snapshot();
     await host.close();
@@ -1092,7 +1734,7 @@ test('proxy calls take the current runtime\'s account format, also when the view
   }
 });
 
-test('a view sealed by an earlier build (call indices without removeProxy) opens with pallet_proxy\'s remove_proxy index and is resealed', async () => {
+test("a view sealed by an earlier build (call indices without removeProxy) opens with pallet_proxy's remove_proxy index and is resealed", async () => {
   const chain = new FakeChain();
   const dataDir = tempDir();
   let host = new Host(chain, dataDir);
@@ -1128,10 +1770,23 @@ test('a duty someone else did is no longer signable (the reserve funded by a thi
     const vault = pureProxyAccount(host.key, v.block.number, 1);
     const [reserve] = host.duties();
     assert.equal(reserve.key, 'reserve');
-    const funded = host.import(host.chain.block([{ signer: key32('a friend'), call: batch([transfer(vault, ED), msg({ tag: 'reserve', value: { shard: SHARD } })]) }]));
-    assert.deepEqual(funded.observations.map((o) => o.kind), ['reserve']);
+    const funded = host.import(
+      host.chain.block([
+        {
+          signer: key32('a friend'),
+          call: batch([transfer(vault, ED), msg({ tag: 'reserve', value: { shard: SHARD } })]),
+        },
+      ]),
+    );
+    assert.deepEqual(
+      funded.observations.map((o) => o.kind),
+      ['reserve'],
+    );
     assert.deepEqual(host.dutyKeys(), []);
-    assert.equal(codeOf(() => host.sign(reserve.callData)), 'SIGNING_REFUSED');
+    assert.equal(
+      codeOf(() => host.sign(reserve.callData)),
+      'SIGNING_REFUSED',
+    );
   } finally {
     await host.close();
   }
@@ -1151,9 +1806,16 @@ test('two enclaves derive the same registry; only the first member creates the v
     a.sign(ra.callData);
     b.sign(rb.callData);
     // both registrations in one block, b's first
-    const blk = chain.block([{ signer: b.key, call: decodeCall(rb.callData) }, { signer: a.key, call: decodeCall(ra.callData) }]);
+    const blk = chain.block([
+      { signer: b.key, call: decodeCall(rb.callData) },
+      { signer: a.key, call: decodeCall(ra.callData) },
+    ]);
     both(blk);
-    for (const h of [a, b]) assert.deepEqual(h.info().members.map((m) => hexKey(m.signingKey)), [hexKey(b.key), hexKey(a.key)]);
+    for (const h of [a, b])
+      assert.deepEqual(
+        h.info().members.map((m) => hexKey(m.signingKey)),
+        [hexKey(b.key), hexKey(a.key)],
+      );
     assert.deepEqual(a.dutyKeys(), [], 'not the first member');
     const [vd] = b.duties();
     assert.equal(vd.key, 'vault');
@@ -1162,14 +1824,24 @@ test('two enclaves derive the same registry; only the first member creates the v
     assert.deepEqual(a.info().vault, pureProxyAccount(b.key, chain.head.number, 1));
     assert.deepEqual(b.info().vault, a.info().vault);
     // a member's own bytes do not authorize the other enclave
-    assert.equal(codeOf(() => a.sign(vd.callData)), 'SIGNING_REFUSED');
+    assert.equal(
+      codeOf(() => a.sign(vd.callData)),
+      'SIGNING_REFUSED',
+    );
     // b (the creator) is the vault's only proxy; it adds a, so a could pay out later
     const pd = b.duties().find((d) => d.key.startsWith('proxy:'));
     assert.ok(pd, 'b offers to make a a vault proxy');
     assert.equal(pd.key, `proxy:${hexKey(a.key)}`);
     // pallet_proxy reserves the new proxy's deposit from the vault: b pays it in, in the same batch
     const vault = b.info().vault!;
-    const addA = proxyCall(IX, vault, batchAllCall(IX, [addProxyCall(IX, a.key), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: a.key } }))]));
+    const addA = proxyCall(
+      IX,
+      vault,
+      batchAllCall(IX, [
+        addProxyCall(IX, a.key),
+        remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: a.key } })),
+      ]),
+    );
     assert.deepEqual(pd.callData, batchAllCall(IX, [transferKeepAliveCall(IX, vault, PROXY_FACTOR), addA]));
     b.sign(pd.callData);
     both(chain.block([{ signer: b.key, call: decodeCall(pd.callData) }]));
@@ -1177,7 +1849,23 @@ test('two enclaves derive the same registry; only the first member creates the v
     assert.ok(!b.duties().some((d) => d.key.startsWith('proxy:')), 'done once seen');
     // the same extrinsic signed by a non-member is ignored
     const c = key32('not a member');
-    both(chain.block([{ signer: c, call: decodeCall(proxyCall(IX, b.info().vault!, batchAllCall(IX, [addProxyCall(IX, c), remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: c } }))]))) }]));
+    both(
+      chain.block([
+        {
+          signer: c,
+          call: decodeCall(
+            proxyCall(
+              IX,
+              b.info().vault!,
+              batchAllCall(IX, [
+                addProxyCall(IX, c),
+                remarkCall(IX, encodeMessage({ tag: 'proxy', value: { shard: SHARD, delegate: c } })),
+              ]),
+            ),
+          ),
+        },
+      ]),
+    );
     assert.ok(!a.core['parentchain']!.registry.isVaultProxy(c));
 
     // a leaves: b removes it as a vault proxy, and takes back the deposit the removal frees in the vault
@@ -1188,10 +1876,20 @@ test('two enclaves derive the same registry; only the first member creates the v
     assert.ok(ud, 'b offers to remove the departed a');
     assert.equal(ud.key, `unproxy:${hexKey(a.key)}`);
     const unproxyMsg = remarkCall(IX, encodeMessage({ tag: 'unproxy', value: { shard: SHARD, delegate: a.key } }));
-    assert.deepEqual(ud.callData, proxyCall(IX, vault, batchAllCall(IX, [removeProxyCall(IX, a.key), transferKeepAliveCall(IX, b.key, PROXY_FACTOR), unproxyMsg])));
+    assert.deepEqual(
+      ud.callData,
+      proxyCall(
+        IX,
+        vault,
+        batchAllCall(IX, [removeProxyCall(IX, a.key), transferKeepAliveCall(IX, b.key, PROXY_FACTOR), unproxyMsg]),
+      ),
+    );
     b.sign(ud.callData);
     both(chain.block([{ signer: b.key, call: decodeCall(ud.callData) }]));
-    for (const h of [a, b]) assert.ok(!h.core['parentchain']!.registry.isVaultProxy(a.key) && h.core['parentchain']!.registry.isVaultProxy(b.key));
+    for (const h of [a, b])
+      assert.ok(
+        !h.core['parentchain']!.registry.isVaultProxy(a.key) && h.core['parentchain']!.registry.isVaultProxy(b.key),
+      );
     assert.ok(!b.duties().some((d) => d.key.startsWith('unproxy:')), 'done once seen');
   } finally {
     await a.close();
@@ -1207,15 +1905,31 @@ test('the view: a bad block stops the import after the verified prefix; another 
     host.init();
     const [b1, b2, b3] = chain.blocks(3);
     const forged = { ...b2, extrinsics: [inherent(99)] };
-    assert.equal(codeOf(() => host.import(b1, forged, b3)), 'PARENTCHAIN_BAD_BODY');
+    assert.equal(
+      codeOf(() => host.import(b1, forged, b3)),
+      'PARENTCHAIN_BAD_BODY',
+    );
     assert.equal(host.info().number, 1);
     const noSuch = { ...b2, relevant: [{ index: 5, success: true, call: remark(Uint8Array.of(1)).tree }] };
-    assert.equal(codeOf(() => host.import(noSuch)), 'PARENTCHAIN_BAD_BODY');
+    assert.equal(
+      codeOf(() => host.import(noSuch)),
+      'PARENTCHAIN_BAD_BODY',
+    );
     assert.equal(host.info().number, 1, 'a block is applied whole or not at all');
     host.import(b2, b3);
     await host.close();
     host = new Host(chain, dataDir);
-    assert.equal(codeOf(() => host.core.parentchainInit({ genesisHash: key32('another chain'), callIndices: IX, existentialDeposit: ED, proxyDepositFactor: PROXY_FACTOR })), 'PARENTCHAIN_GENESIS_MISMATCH');
+    assert.equal(
+      codeOf(() =>
+        host.core.parentchainInit({
+          genesisHash: key32('another chain'),
+          callIndices: IX,
+          existentialDeposit: ED,
+          proxyDepositFactor: PROXY_FACTOR,
+        }),
+      ),
+      'PARENTCHAIN_GENESIS_MISMATCH',
+    );
     assert.equal(host.init().number, 3);
   } finally {
     await host.close();
@@ -1230,12 +1944,17 @@ test('the view: a block whose extrinsic carries a message for our shard but was 
     const invoke = msg({ tag: 'invoke', value: { shard: SHARD, request: Uint8Array.of(1, 2, 3) } });
     const b1 = chain.block([{ signer: key32('a'), call: invoke }]);
     const hiding = { ...b1, relevant: [] };
-    assert.equal(codeOf(() => host.import(hiding)), 'PARENTCHAIN_HIDDEN_EXTRINSIC');
+    assert.equal(
+      codeOf(() => host.import(hiding)),
+      'PARENTCHAIN_HIDDEN_EXTRINSIC',
+    );
     assert.equal(host.info().number, 0, 'nothing was applied');
     host.import(b1);
     assert.equal(host.info().number, 1);
     // another shard's messages need not be decoded at all
-    const foreign = chain.block([{ signer: key32('a'), call: msg({ tag: 'invoke', value: { shard: OTHER_SHARD, request: Uint8Array.of(1) } }) }]);
+    const foreign = chain.block([
+      { signer: key32('a'), call: msg({ tag: 'invoke', value: { shard: OTHER_SHARD, request: Uint8Array.of(1) } }) },
+    ]);
     host.import({ ...foreign, relevant: [] });
     assert.equal(host.info().number, 2);
   } finally {
@@ -1305,14 +2024,23 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
   assert.equal(refusal(a.core.provisionServe(req.subarray(1), now())), 'PROVISION_MALFORMED');
   assert.equal(refusal(a.core.provisionServe(other({ shard: OTHER_SHARD }), now())), 'PROVISION_WRONG_SHARD');
   // the host swaps in its own ephemeral key: the quote no longer binds the request
-  assert.equal(refusal(a.core.provisionServe(other({ ephemeral: x25519Generate().publicKey }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(
+    refusal(a.core.provisionServe(other({ ephemeral: x25519Generate().publicKey }), now())),
+    'PROVISION_FORGED_QUOTE',
+  );
   assert.equal(refusal(a.core.provisionServe(other({ quote: flip(r.quote, 40) }), now())), 'PROVISION_FORGED_QUOTE');
   const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, key32('rogue authority'));
-  assert.equal(refusal(a.core.provisionServe(other({ quote: rogue.quote(r.quote.subarray(65, 129)) }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(
+    refusal(a.core.provisionServe(other({ quote: rogue.quote(r.quote.subarray(65, 129)) }), now())),
+    'PROVISION_FORGED_QUOTE',
+  );
   // a quote from other enclave code, correctly bound to B's request
   const binding = ProvisionRequestBinding(r);
   const otherCode = simulatedProvider(key32('other enclave code'), SIM_SIGNER_ID);
-  assert.equal(refusal(a.core.provisionServe(other({ quote: otherCode.quote(concatBytes(b.key, binding)) }), now())), 'PROVISION_WRONG_MEASUREMENT');
+  assert.equal(
+    refusal(a.core.provisionServe(other({ quote: otherCode.quote(concatBytes(b.key, binding)) }), now())),
+    'PROVISION_WRONG_MEASUREMENT',
+  );
   // too old a request (its quote is fresh, the request time is not)
   assert.equal(refusal(a.core.provisionServe(b.core.provisionRequest(now() - 10 * 60_000), now())), 'PROVISION_STALE');
 
@@ -1326,8 +2054,20 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
 
   // refusals on the requester's side: an unknown request, a tampered answer
   const resp = ProvisionResponse.dec(served.response);
-  assert.equal(refusal(await b.core.provisionAccept(a.core.provisionRequest(now()), served.response, now())), 'PROVISION_UNEXPECTED');
-  assert.equal(refusal(await b.core.provisionAccept(req, ProvisionResponse.enc({ ...resp, ciphertext: flip(resp.ciphertext, 3) }), now())), 'PROVISION_FORGED_QUOTE');
+  assert.equal(
+    refusal(await b.core.provisionAccept(a.core.provisionRequest(now()), served.response, now())),
+    'PROVISION_UNEXPECTED',
+  );
+  assert.equal(
+    refusal(
+      await b.core.provisionAccept(
+        req,
+        ProvisionResponse.enc({ ...resp, ciphertext: flip(resp.ciphertext, 3) }),
+        now(),
+      ),
+    ),
+    'PROVISION_FORGED_QUOTE',
+  );
   assert.equal(b.core.holdsShardSecrets(), false, 'nothing installed');
 
   const accepted = await b.core.provisionAccept(req, served.response, now());
@@ -1336,15 +2076,26 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
   assert.deepEqual(b.core.info().shieldingKey, a.core.info().shieldingKey);
   assert.equal(b.core.info().secretsOrigin, 'provisioned');
   assert.equal(b.core.holdsShardSecrets(), true);
-  assert.equal(refusal(await b.core.provisionAccept(req, served.response, now())), 'PROVISION_UNEXPECTED', 'one answer per request');
+  assert.equal(
+    refusal(await b.core.provisionAccept(req, served.response, now())),
+    'PROVISION_UNEXPECTED',
+    'one answer per request',
+  );
   // B now decrypts what A's clients send, and the secrets survive a restart (sealed, never in the clear)
   const t = buildTransfer(bob, { to: charlie.publicKey, amount: 1n, nonce: 0 }, a.shieldingKey, SHARD);
-  assert.equal((await b.core.submit([t.request], now()))[0].code, 'INSUFFICIENT_BALANCE', 'decrypted and verified: only the balance is missing');
+  assert.equal(
+    (await b.core.submit([t.request], now()))[0].code,
+    'INSUFFICIENT_BALANCE',
+    'decrypted and verified: only the balance is missing',
+  );
   // Shields B's light client read before this point used B's own shielding key: B authors only once the
   // chain it follows has executed the parentchain past it (A's blocks did, with the right key).
   const g = a.core.genesis([{ account: bob.publicKey, amount: 5n }], now());
   b.core.commit(b.core.importBlock(g.block, now()).hash);
-  assert.equal(codeOf(() => b.core.propose({ slot: 1n, timestampMs: now(), maxCalls: 10 })), 'NOT_CAUGHT_UP');
+  assert.equal(
+    codeOf(() => b.core.propose({ slot: 1n, timestampMs: now(), maxCalls: 10 })),
+    'NOT_CAUGHT_UP',
+  );
   const again = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
   assert.deepEqual(again.info().shieldingKey, a.core.info().shieldingKey);
   assert.equal(again.info().secretsOrigin, 'provisioned');
@@ -1352,8 +2103,15 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
 });
 
 /** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
-function ProvisionRequestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; nonce: Uint8Array; timestampMs: bigint }): Uint8Array {
-  return sha256(concatBytes(te.encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)));
+function ProvisionRequestBinding(r: {
+  shard: Uint8Array;
+  ephemeral: Uint8Array;
+  nonce: Uint8Array;
+  timestampMs: bigint;
+}): Uint8Array {
+  return sha256(
+    concatBytes(te.encode('validateer/provision/request/v1'), r.shard, r.ephemeral, r.nonce, u64.enc(r.timestampMs)),
+  );
 }
 
 // =============================================================================================
@@ -1362,11 +2120,17 @@ function ProvisionRequestBinding(r: { shard: Uint8Array; ephemeral: Uint8Array; 
 test('state key epochs: a join and a departure each begin one, sealed to the members; the departed enclave holds no key to what follows; schedule; replay', async () => {
   const chain = new FakeChain();
   const opts = { keyRotationBlocks: 6 };
-  const [a, b, c] = [new Host(chain, tempDir(), opts), new Host(chain, tempDir(), opts), new Host(chain, tempDir(), opts)];
+  const [a, b, c] = [
+    new Host(chain, tempDir(), opts),
+    new Host(chain, tempDir(), opts),
+    new Host(chain, tempDir(), opts),
+  ];
   const hosts = [a, b, c];
   const blocks: Uint8Array[] = [];
   const epoch = (h: Host) => h.core.status().stateKeyEpoch;
-  const seen = (blk: Block, except: Host) => { for (const h of hosts) if (h !== except) h.import(blk); };
+  const seen = (blk: Block, except: Host) => {
+    for (const h of hosts) if (h !== except) h.import(blk);
+  };
   const register = (h: Host) => {
     const [d] = h.duties().filter((x) => x.key === 'register');
     h.sign(d.callData);
@@ -1381,7 +2145,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
   /** `author` proposes in its next slot; `importers` import and commit the block. */
   const produce = (author: Host, importers: Host[]) => {
     let slot = author.slot;
-    while ( !Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
+    while (!Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
     for (const h of hosts) h.slot = slot + 1n;
     const p = author.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
     author.core.commit(p.hash);
@@ -1406,7 +2170,10 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     assert.equal(epoch(b), 1);
     const b2 = produce(a, [b]);
     assert.deepEqual([epoch(a), epoch(b)], [2, 2]);
-    assert.deepEqual(b2.body.rotation?.wraps.map((w) => hexKey(w.member)), [hexKey(a.key), hexKey(b.key)]);
+    assert.deepEqual(
+      b2.body.rotation?.wraps.map((w) => hexKey(w.member)),
+      [hexKey(a.key), hexKey(b.key)],
+    );
     assert.equal(b.core.info().stateKeyId, b2.body.rotation?.keyId, 'b opened its copy of the new key');
     const quiet = produce(b, [a]);
     assert.equal(quiet.body.rotation, undefined, 'no change, not due: no rotation');
@@ -1420,7 +2187,10 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const held = cMemory.stateKeys.size;
     cMemory.stateKeys.delete(epoch2);
     for (const blk of blocks.slice(0, 2)) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
-    assert.equal(codeOf(() => c.core.importBlock(blocks[2], Date.now())), 'STATE_KEY_UNKNOWN');
+    assert.equal(
+      codeOf(() => c.core.importBlock(blocks[2], Date.now())),
+      'STATE_KEY_UNKNOWN',
+    );
     await provision(c);
     assert.equal((c.core as unknown as { keys: { stateKeys: Map<number, Uint8Array> } }).keys.stateKeys.size, held);
     for (const blk of blocks.slice(2)) c.core.commit(c.core.importBlock(blk, Date.now()).hash);
@@ -1434,16 +2204,31 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     b.import(left.block);
     const b4 = produce(a, []);
     assert.equal(epoch(a), 4);
-    assert.deepEqual(b4.body.rotation?.wraps.map((w) => hexKey(w.member)), [hexKey(a.key), hexKey(b.key)]);
+    assert.deepEqual(
+      b4.body.rotation?.wraps.map((w) => hexKey(w.member)),
+      [hexKey(a.key), hexKey(b.key)],
+    );
     // Nothing c's data directory holds opens the new epoch: its state keys, nor its encryption key on the wraps.
     const cKeys = loadOrCreateKeys(c.dataDir, Sealer.simulated(c.dataDir, MEASUREMENT)).keys;
     assert.ok(cKeys.stateKeys.size >= 4 && !cKeys.stateKeys.has(b4.body.transitions.keyId));
     const t = b4.body.transitions;
-    for (const key of cKeys.stateKeys.values()) assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b4.header.number)), null);
+    for (const key of cKeys.stateKeys.values())
+      assert.equal(aesGcmOpen(key, t.nonce, t.ciphertext, transitionsAad(SHARD, b4.header.number)), null);
     const relabelled = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.map((w) => ({ ...w, member: c.key })) };
-    assert.throws(() => openRotation(relabelled, SHARD, b4.header.number, { signingKey: c.key, secretKey: cKeys.encryptionSecret, publicKey: cKeys.encryptionPublic }), { code: 'BLOCK_BAD_ROTATION' });
+    assert.throws(
+      () =>
+        openRotation(relabelled, SHARD, b4.header.number, {
+          signingKey: c.key,
+          secretKey: cKeys.encryptionSecret,
+          publicKey: cKeys.encryptionPublic,
+        }),
+      { code: 'BLOCK_BAD_ROTATION' },
+    );
     // c (had it stayed running) cannot follow: the block's key is not sealed to it
-    assert.equal(codeOf(() => c.core.importBlock(blocks.at(-1)!, Date.now())), 'STATE_KEY_UNKNOWN');
+    assert.equal(
+      codeOf(() => c.core.importBlock(blocks.at(-1)!, Date.now())),
+      'STATE_KEY_UNKNOWN',
+    );
 
     // Forged blocks (re-signed with a's key, so only the epoch rules can catch them) are refused by b.
     const aSigning = (a.core as unknown as { keys: { signingKey: KeyObject } }).keys.signingKey;
@@ -1452,13 +2237,22 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
       return SignedBlock.enc({ header, body, signature: ed25519Sign(aSigning, headerSigningPayload(header)) });
     };
     const importInto = (h: Host, bytes: Uint8Array) => h.core.commit(h.core.importBlock(bytes, Date.now()).hash);
-    assert.equal(codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: undefined }), Date.now())), 'BLOCK_MISSING_ROTATION');
+    assert.equal(
+      codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: undefined }), Date.now())),
+      'BLOCK_MISSING_ROTATION',
+    );
     const fewer = { ...b4.body.rotation!, wraps: b4.body.rotation!.wraps.slice(0, 1) };
-    assert.equal(codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: fewer }), Date.now())), 'BLOCK_BAD_ROTATION');
+    assert.equal(
+      codeOf(() => b.core.importBlock(forge(b4, { ...b4.body, rotation: fewer }), Date.now())),
+      'BLOCK_BAD_ROTATION',
+    );
     importInto(b, blocks.at(-1)!);
     assert.equal(epoch(b), 4);
     const quiet2 = produce(a, []);
-    assert.equal(codeOf(() => b.core.importBlock(forge(quiet2, { ...quiet2.body, rotation: b4.body.rotation }), Date.now())), 'BLOCK_UNEXPECTED_ROTATION');
+    assert.equal(
+      codeOf(() => b.core.importBlock(forge(quiet2, { ...quiet2.body, rotation: b4.body.rotation }), Date.now())),
+      'BLOCK_UNEXPECTED_ROTATION',
+    );
     importInto(b, blocks.at(-1)!);
 
     // Schedule: 6 blocks after epoch 4 began, epoch 5 begins with the same members.
@@ -1466,11 +2260,21 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     assert.equal(epoch(a), 4);
     const scheduled = produce(a, [b]);
     assert.deepEqual([epoch(a), epoch(b)], [5, 5]);
-    assert.deepEqual(scheduled.body.rotation?.wraps.map((w) => hexKey(w.member)), [hexKey(a.key), hexKey(b.key)]);
+    assert.deepEqual(
+      scheduled.body.rotation?.wraps.map((w) => hexKey(w.member)),
+      [hexKey(a.key), hexKey(b.key)],
+    );
 
     // Replay from genesis in a restarted b: every epoch's key is in its sealed key file.
     await b.close();
-    const b2core = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...opts });
+    const b2core = EnclaveCore.open({
+      dataDir: b.dataDir,
+      shard: SHARD,
+      workers: 0,
+      pool: POOL,
+      authorities: [],
+      ...opts,
+    });
     try {
       assert.ok(b2core.parentchainLoad());
       b2core.beginReplay(undefined, true);

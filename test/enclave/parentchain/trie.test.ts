@@ -39,7 +39,10 @@ function withoutLengthPrefix(x: Uint8Array): Uint8Array {
 
 /** smoldot's root of the trie {compact(i) -> values[i]}. */
 async function smoldotRoot(values: Uint8Array[], version: 0 | 1): Promise<string> {
-  return calculate_state_root(values.map((v, i) => [toHex(compact(i)), toHex(v)]), version) as Promise<string>;
+  return calculate_state_root(
+    values.map((v, i) => [toHex(compact(i)), toHex(v)]),
+    version,
+  ) as Promise<string>;
 }
 
 /**
@@ -70,7 +73,15 @@ async function replay(block: ParentchainBlock): Promise<Uint8Array> {
     ['BlockBuilder_finalize_block', []],
   ];
   const wasm = await raw.send<string>('state_getStorage', [CODE_KEY, at]);
-  const task = { id: block.header.number, wasm, calls, mockSignatureHost: 0, allowUnresolvedImports: false, runtimeLogLevel: 0, storageProofSize: 0 };
+  const task = {
+    id: block.header.number,
+    wasm,
+    calls,
+    mockSignatureHost: 0,
+    allowUnresolvedImports: false,
+    runtimeLogLevel: 0,
+    storageProofSize: 0,
+  };
   const result = (await run_task(task, storage)) as { Call?: { result: string }; Error?: string };
   assert.ok(result.Call, `replaying #${block.header.number}: ${result.Error}`);
   return pc.api.registry.createType('Header', result.Call.result).extrinsicsRoot.toU8a();
@@ -90,7 +101,10 @@ async function blockWith(what: string, remarks: [ExtrinsicSigner, Uint8Array][])
   await waitForPool(remarks.length);
   const number = await chain.newBlock();
   const included = await Promise.all(results);
-  assert.ok(included.every((r) => r.blockNumber === number && r.success), `${what}: all in #${number}`);
+  assert.ok(
+    included.every((r) => r.blockNumber === number && r.success),
+    `${what}: all in #${number}`,
+  );
   built.push({ what, block: await pc.block((await pc.blockHash(number))!) });
 }
 
@@ -109,7 +123,11 @@ before(async () => {
   }
   await blockWith('a short remark', [[alice, Uint8Array.of(1, 2, 3)]]);
   await blockWith('a 200-byte remark', [[alice, bytes(200, 7)]]);
-  await blockWith('remarks by three accounts', [[alice, bytes(5, 1)], [bob, bytes(40, 2)], [charlie, bytes(120, 3)]]);
+  await blockWith('remarks by three accounts', [
+    [alice, bytes(5, 1)],
+    [bob, bytes(40, 2)],
+    [charlie, bytes(120, 3)],
+  ]);
 });
 
 after(async () => {
@@ -135,10 +153,16 @@ test('small tries match their node encodings written out by hand', () => {
   // nibbles 0 and 4 (bitmap 0x0011 LE), each a leaf with no partial key, inlined as compact(len) ‖ node
   const leaf = (v: number[]) => [0x40, v.length << 2, ...v];
   const inline = (node: number[]) => [node.length << 2, ...node];
-  assert.equal(hexRoot([Uint8Array.of(1, 2), Uint8Array.of(3)], 0), h([0x81, 0x00, 0x11, 0x00], inline(leaf([1, 2])), inline(leaf([3]))));
+  assert.equal(
+    hexRoot([Uint8Array.of(1, 2), Uint8Array.of(3)], 0),
+    h([0x81, 0x00, 0x11, 0x00], inline(leaf([1, 2])), inline(leaf([3]))),
+  );
   // a child node of 32 bytes or more is referenced by compact(32) ‖ its hash
   const big = [...bytes(40, 9)];
-  assert.equal(hexRoot([Uint8Array.of(3), Uint8Array.from(big)], 0), h([0x81, 0x00, 0x11, 0x00], inline(leaf([3])), [0x80], fromHex(h(leaf(big)))));
+  assert.equal(
+    hexRoot([Uint8Array.of(3), Uint8Array.from(big)], 0),
+    h([0x81, 0x00, 0x11, 0x00], inline(leaf([3])), [0x80], fromHex(h(leaf(big)))),
+  );
   // 32 bytes stay inline in V1; from 33 on a leaf is 0b001 (3 prefix bits) with the value's hash
   const v32 = bytes(32, 5);
   const v33 = bytes(33, 5);
@@ -155,7 +179,11 @@ test("matches smoldot's trie for both layouts, one- and two-byte keys, around th
       // lengths vary by index so siblings differ and some nodes straddle the 32-byte inline limit
       const values = Array.from({ length: count }, (_, i) => bytes(length + (i % 3), i & 0xff));
       for (const version of [0, 1] as const) {
-        assert.equal(hexRoot(values, version), await smoldotRoot(values, version), `${count} values of ~${length} bytes, V${version}`);
+        assert.equal(
+          hexRoot(values, version),
+          await smoldotRoot(values, version),
+          `${count} values of ~${length} bytes, V${version}`,
+        );
         checked++;
       }
     }
@@ -168,15 +196,37 @@ test("matches smoldot's trie for both layouts, one- and two-byte keys, around th
 // parachain validation-data inherent (over 1 KB), so V1 gives a different root for every block and
 // the comparison below tells the layouts apart.
 test('real blocks: the runtime computes the V0 root of the extrinsics, length prefixes included', async () => {
-  const { specName, specVersion, stateVersion } = (await pc.api.rpc.state.getRuntimeVersion()).toJSON() as Record<string, unknown>;
-  assert.deepEqual({ specName, specVersion, stateVersion }, { specName: 'statemine', specVersion: 900, stateVersion: 0 });
-  const expected = ['inherents only', 'inherents only', 'a short remark', 'a 200-byte remark', 'remarks by three accounts'];
-  assert.deepEqual(built.map((b) => b.what.replace(/ \(#\d+\)$/, '')), expected);
+  const { specName, specVersion, stateVersion } = (await pc.api.rpc.state.getRuntimeVersion()).toJSON() as Record<
+    string,
+    unknown
+  >;
+  assert.deepEqual(
+    { specName, specVersion, stateVersion },
+    { specName: 'statemine', specVersion: 900, stateVersion: 0 },
+  );
+  const expected = [
+    'inherents only',
+    'inherents only',
+    'a short remark',
+    'a 200-byte remark',
+    'remarks by three accounts',
+  ];
+  assert.deepEqual(
+    built.map((b) => b.what.replace(/ \(#\d+\)$/, '')),
+    expected,
+  );
   for (const { what, block } of built) {
     const xs = block.extrinsics.map((x) => x.encoded);
     const signed = block.extrinsics.filter((x) => x.signer).length;
-    assert.equal(signed, { 'a short remark': 1, 'a 200-byte remark': 1, 'remarks by three accounts': 3 }[what] ?? 0, what);
-    assert.ok(xs.some((x) => x.length >= 33), `${what}: V0 and V1 differ`);
+    assert.equal(
+      signed,
+      { 'a short remark': 1, 'a 200-byte remark': 1, 'remarks by three accounts': 3 }[what] ?? 0,
+      what,
+    );
+    assert.ok(
+      xs.some((x) => x.length >= 33),
+      `${what}: V0 and V1 differ`,
+    );
     const root = await runtimeExtrinsicsRoot(block);
     assert.equal(toHex(root), hexRoot(xs, 0), `${what}: V0`);
     assert.notEqual(toHex(root), hexRoot(xs, 1), `${what}: not V1`);
@@ -196,7 +246,14 @@ test('real blocks: a flipped byte, a dropped, reordered or added extrinsic is re
         flipped[i][at] ^= 0x01;
         assert.equal(verifyExtrinsicsRoot(root, flipped), false, `${what}: byte ${at} of #${i}`);
       }
-      assert.equal(verifyExtrinsicsRoot(root, xs.filter((_, j) => j !== i)), false, `${what}: without #${i}`);
+      assert.equal(
+        verifyExtrinsicsRoot(
+          root,
+          xs.filter((_, j) => j !== i),
+        ),
+        false,
+        `${what}: without #${i}`,
+      );
     }
     assert.equal(verifyExtrinsicsRoot(root, [...xs].reverse()), false, `${what}: reversed`);
     assert.equal(verifyExtrinsicsRoot(root, [...xs, xs[0]]), false, `${what}: duplicate appended`);

@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { LTHASH_BYTES, LtHash } from '../../../src/enclave/state/lthash.ts';
 import { ltHashThreads } from '../../../src/enclave/state/lthash-threads.ts';
-import { Overlay, State, StateWrite, accountItem, decodeItem, joinItems, readAccount, splitItems, type Item } from '../../../src/enclave/state/state.ts';
+import {
+  Overlay,
+  State,
+  StateWrite,
+  accountItem,
+  decodeItem,
+  joinItems,
+  readAccount,
+  splitItems,
+  type Item,
+} from '../../../src/enclave/state/state.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const ids = Array.from({ length: 12 }, () => new Uint8Array(randomBytes(32)));
@@ -24,7 +34,12 @@ function randomBlock(base: State, n: number): Item[] {
     const id = ids[(seq * 7 + i) % ids.length];
     const a = o.account(id);
     if (seq % 3 === 0) {
-      o.addMemo(id, a.memoCount, { from: ids[seq % ids.length], amount: BigInt(seq), text: `memo ${seq} ${'é'.repeat(seq % 40)}`, block: BigInt(seq) });
+      o.addMemo(id, a.memoCount, {
+        from: ids[seq % ids.length],
+        amount: BigInt(seq),
+        text: `memo ${seq} ${'é'.repeat(seq % 40)}`,
+        block: BigInt(seq),
+      });
       o.setAccount(id, { ...a, memoCount: a.memoCount + 1 });
     } else {
       o.setAccount(id, { balance: a.balance + BigInt(seq) * 10n ** 30n, nonce: a.nonce + 1, memoCount: a.memoCount });
@@ -46,7 +61,20 @@ function blocks(count: number): Item[][] {
 }
 
 test('hand-encoded account items equal the scale-ts encoding and read back (u128 balances)', () => {
-  for (const balance of [0n, 1n, (1n << 32n) - 1n, 1n << 32n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 64n) - 1n, 1n << 64n, (1n << 96n) + 3n, (1n << 64n) + (1n << 32n), (1n << 128n) - 1n]) {
+  for (const balance of [
+    0n,
+    1n,
+    (1n << 32n) - 1n,
+    1n << 32n,
+    (1n << 53n) - 1n,
+    1n << 53n,
+    (1n << 53n) + 1n,
+    (1n << 64n) - 1n,
+    1n << 64n,
+    (1n << 96n) + 3n,
+    (1n << 64n) + (1n << 32n),
+    (1n << 128n) - 1n,
+  ]) {
     const a = { balance, nonce: 4294967295, memoCount: 7 };
     const item = accountItem(ids[0], a);
     assert.equal(hex(item), hex(StateWrite.enc({ tag: 'account', value: { id: ids[0], ...a } })));
@@ -59,7 +87,10 @@ test('joinItems/splitItems round trip equals the Vector(StateWrite) codec; malfo
   const joined = joinItems(items);
   const split = splitItems(joined);
   assert.deepEqual(split.map(hex), items.map(hex));
-  assert.deepEqual(split.map((i) => decodeItem(i)), items.map((i) => decodeItem(i)));
+  assert.deepEqual(
+    split.map((i) => decodeItem(i)),
+    items.map((i) => decodeItem(i)),
+  );
   assert.throws(() => splitItems(joined.subarray(0, joined.length - 1)), RangeError);
   assert.throws(() => splitItems(Buffer.concat([joined, Buffer.from([0])])), RangeError);
   const badTag = Buffer.from(joined);
@@ -83,7 +114,7 @@ test('preview + apply equals a full recomputation of the commitment after every 
   assert.ok(s.accounts.size > 5 && s.memos.size > 3);
 });
 
-test('a block builder\'s reads (Overlay.changes) give preview and apply what lookups would', () => {
+test("a block builder's reads (Overlay.changes) give preview and apply what lookups would", () => {
   // Layered states, as a validateer keeps them: apply counts new accounts per layer.
   const viaKnown = new State(3);
   const viaLookup = new State(3);
@@ -160,7 +191,9 @@ test('replay accumulator on top of an existing state (tail replay)', async () =>
 });
 
 test('the parallel hasher (worker threads) gives the same sum as the local one', async () => {
-  const items = Array.from({ length: 25_000 }, (_, i) => accountItem(randomBytes(32), { balance: BigInt(i), nonce: i, memoCount: 0 }));
+  const items = Array.from({ length: 25_000 }, (_, i) =>
+    accountItem(randomBytes(32), { balance: BigInt(i), nonce: i, memoCount: 0 }),
+  );
   const local = new LtHash();
   for (const item of items) local.add(item);
   const threads = ltHashThreads(2, 10_000);
@@ -221,10 +254,13 @@ test('layers: reads see the newest block, rewind returns to an ancestor exactly,
   const kept = 4;
   const layered = new State(kept);
   const history: { commitment: string; snapshot: string[]; accounts: number; balances: bigint[] }[] = [];
-  const record = () => history.push({
-    commitment: hex(layered.commitment()), snapshot: contents(layered), accounts: layered.accountCount,
-    balances: ids.map((id) => layered.account(id).balance),
-  });
+  const record = () =>
+    history.push({
+      commitment: hex(layered.commitment()),
+      snapshot: contents(layered),
+      accounts: layered.accountCount,
+      balances: ids.map((id) => layered.account(id).balance),
+    });
   record();
   const flat = new State();
   for (const items of blocks(10)) {
@@ -234,7 +270,10 @@ test('layers: reads see the newest block, rewind returns to an ancestor exactly,
     // the layered state reads, counts and encodes exactly like a flat one
     assert.equal(hex(layered.commitment()), hex(flat.commitment()));
     assert.equal(layered.accountCount, flat.accounts.size);
-    assert.deepEqual(ids.map((id) => layered.account(id)), ids.map((id) => flat.account(id)));
+    assert.deepEqual(
+      ids.map((id) => layered.account(id)),
+      ids.map((id) => flat.account(id)),
+    );
     assert.equal(hex(State.fromSnapshot(layered.encodeSnapshot()).commitment()), hex(flat.commitment()));
   }
   assert.equal(layered.depth, kept);
@@ -246,7 +285,10 @@ test('layers: reads see the newest block, rewind returns to an ancestor exactly,
   assert.equal(layered.depth, kept - 3);
   const at7 = history[7];
   assert.equal(hex(layered.commitment()), at7.commitment);
-  assert.deepEqual(ids.map((id) => layered.account(id).balance), at7.balances);
+  assert.deepEqual(
+    ids.map((id) => layered.account(id).balance),
+    at7.balances,
+  );
   assert.equal(layered.accountCount, at7.accounts);
   assert.deepEqual(contents(layered), at7.snapshot);
   const rebuilt = State.fromSnapshot(layered.encodeSnapshot());
@@ -264,16 +306,24 @@ function contents(s: State): string[] {
 
 test('a snapshot read in pieces is of the state when it began, while blocks go on being applied; layers fold after it', async () => {
   const s = new State(4);
-  const many = Array.from({ length: 20_000 }, (_, i) => accountItem(new Uint8Array(randomBytes(32)), { balance: BigInt(i), nonce: 0, memoCount: 0 }));
+  const many = Array.from({ length: 20_000 }, (_, i) =>
+    accountItem(new Uint8Array(randomBytes(32)), { balance: BigInt(i), nonce: 0, memoCount: 0 }),
+  );
   s.apply(many, s.preview(many));
-  for (let i = 0; i < 6; i++) { const b = randomBlock(s, 5); s.apply(b, s.preview(b)); }
+  for (let i = 0; i < 6; i++) {
+    const b = randomBlock(s, 5);
+    s.apply(b, s.preview(b));
+  }
   const before = hex(s.commitment());
   const whole = s.encodeSnapshot();
   let pauses = 0;
   const pieces = await s.encodeSnapshotInPieces(async () => {
     pauses++;
     // blocks applied while the snapshot is being read
-    for (let i = 0; i < 3; i++) { const b = randomBlock(s, 7); s.apply(b, s.preview(b)); }
+    for (let i = 0; i < 3; i++) {
+      const b = randomBlock(s, 7);
+      s.apply(b, s.preview(b));
+    }
   }, 1000);
   assert.ok(pauses >= 20);
   assert.ok(pieces.length > 20, 'parts of a piece each, not one buffer');
@@ -284,5 +334,9 @@ test('a snapshot read in pieces is of the state when it began, while blocks go o
   assert.equal(s.depth, 4, 'the layers that piled up meanwhile are folded into the item maps');
   const recomputed = new LtHash();
   for (const item of splitItems(s.encodeSnapshot().subarray(LTHASH_BYTES))) recomputed.add(item);
-  assert.equal(hex(recomputed.digest()), hex(s.commitment()), 'every item once, newest values: the commitment recomputed from scratch');
+  assert.equal(
+    hex(recomputed.digest()),
+    hex(s.commitment()),
+    'every item once, newest values: the commitment recomputed from scratch',
+  );
 });

@@ -1,0 +1,101 @@
+// The registry's data and its formats: members, effects, the sealed registry record, what the host
+// hands in for an extrinsic, and the report data a registration's quote binds. Split from registry.ts,
+// which applies verified extrinsics to them.
+import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
+import { sha256 } from '../../crypto/primitives.ts';
+import { concatBytes } from '../../protocol/bytes.ts';
+import type { CallIndices } from './calls.ts';
+
+/** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
+export interface CallTree {
+  pallet: string;
+  method: string;
+  remark?: Uint8Array;
+  transfer?: { dest: Uint8Array; amount: bigint };
+  real?: Uint8Array;
+  calls?: CallTree[];
+}
+export interface RelevantExtrinsic {
+  index: number;
+  signer?: Uint8Array;
+  success: boolean;
+  call: CallTree;
+}
+
+export const Member = Struct({
+  signingKey: Bytes(32),
+  measurement: Bytes(32),
+  peerId: str,
+  p2pAddresses: Vector(str),
+  /** X25519: rotated state keys are sealed to it (key-rotation.ts). */
+  encryptionKey: Bytes(32),
+  registeredAt: u32,
+  registeredIndex: u32,
+  unregisteredAt: Option(u32),
+});
+export type Member = ReturnType<typeof Member.dec>;
+
+export const Effect = Struct({
+  parentchainNumber: u32,
+  kind: u8,
+  /** shield: recipient; payout: beneficiary; invoke: empty */
+  account: Bytes(),
+  amount: u128,
+  withdrawal: u64,
+  /** invoke: the shielded request */
+  request: Bytes(),
+});
+export type Effect = ReturnType<typeof Effect.dec>;
+export const EFFECT = { shield: 1, invoke: 2, payout: 3, payoutFailed: 4 } as const;
+
+export const RegistryData = Struct({
+  members: Vector(Member),
+  vault: Option(Struct({ account: Bytes(32), createdAt: u32 })),
+  /** Enclave accounts that are proxies of the vault (its creator, then members it added). */
+  vaultProxies: Vector(Bytes(32)),
+  reserveFunded: Option(u32),
+  lastAnchor: Option(Struct({ number: u64, hash: Bytes(32), parentchainNumber: u32 })),
+});
+export type RegistryData = ReturnType<typeof RegistryData.dec>;
+
+/** What a registration's quote binds besides the signing key: shard, peer id, addresses and encryption key. */
+export function registrationUserData(
+  shard: Uint8Array,
+  peerId: string,
+  p2pAddresses: string[],
+  encryptionKey: Uint8Array,
+): Uint8Array {
+  return sha256(
+    concatBytes(
+      new TextEncoder().encode('validateer/register/v2'),
+      shard,
+      str.enc(peerId),
+      Vector(str).enc(p2pAddresses),
+      encryptionKey,
+    ),
+  );
+}
+
+export interface RegistryContext {
+  shard: Uint8Array;
+  callIndices: CallIndices;
+  trustedAuthorities: Uint8Array[];
+  allowedMeasurements: Uint8Array[];
+  shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
+}
+
+export interface Observation {
+  kind:
+    | 'registered'
+    | 'unregistered'
+    | 'ignored'
+    | 'vault'
+    | 'proxy'
+    | 'unproxy'
+    | 'reserve'
+    | 'anchor'
+    | 'shield'
+    | 'invoke'
+    | 'payout';
+  detail: string;
+}
