@@ -5,8 +5,8 @@ import { availableParallelism } from 'node:os';
 import type { Verified, VerifyFailure } from './call-verifier.ts';
 
 type Result = Verified | VerifyFailure;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table for both kinds of batch
 interface Pending {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table for both kinds of batch
   resolve: (r: any[]) => void;
   reject: (e: Error) => void;
 }
