@@ -5,6 +5,7 @@
 import type { Network, Validation } from '../p2p/network.ts';
 import type { CallRelay } from './relay.ts';
 import type { Logger } from 'pino';
+import { codeOf } from '../protocol/errors.ts';
 
 /** Rejections of a whole batch that no honest validateer forwards: the sender is penalised. */
 const MALICIOUS = new Set(['DECODE_FAILED', 'DECRYPT_FAILED']);
@@ -22,6 +23,6 @@ export async function onGossipCalls(relay: CallRelay, bytes: Uint8Array): Promis
   try {
     return (await relay.submitForwarded(bytes)).accepted > 0 ? 'accept' : 'ignore';
   } catch (err) {
-    return MALICIOUS.has((err as { code?: string }).code ?? '') ? 'reject' : 'ignore';
+    return MALICIOUS.has(codeOf(err) ?? '') ? 'reject' : 'ignore';
   }
 }

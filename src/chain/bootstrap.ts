@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from 'pino';
 import { EnclaveError } from '../enclave/boundary/host.ts';
 import { fillsItsBuffer, same } from '../protocol/bytes.ts';
+import { codeOf } from '../protocol/errors.ts';
 
 type GenesisDeps = { enclave: Enclave; store: BlockStore; logger: Logger };
 
@@ -104,7 +105,7 @@ export async function bootstrap(
     } catch (err) {
       if (!snap) throw err;
       logger.warn(
-        { snapshot: snap.number, code: (err as EnclaveError).code, err: (err as Error).message },
+        { snapshot: snap.number, code: codeOf(err), err: err instanceof Error ? err.message : String(err) },
         'snapshot unusable, trying an older one',
       );
     }

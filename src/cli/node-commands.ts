@@ -13,6 +13,7 @@ import { enclaveInitFrom, genesisBalances } from '../node/from-config.ts';
 import type { DevnetFlags } from './devnet.ts';
 import type { JoinFlags } from './membership-commands.ts';
 import { toHex } from '../protocol/bytes.ts';
+import { ValidateerError } from '../protocol/errors.ts';
 
 export interface NodeFlags {
   config?: string;
@@ -158,7 +159,7 @@ export async function replayCommand(
   const store = await BlockStore.open(join(dataDir, 'chain'));
   if (!store.head()) {
     await store.close();
-    throw Object.assign(new Error(`no chain in ${dataDir}`), { code: 'NO_CHAIN' });
+    throw new ValidateerError('NO_CHAIN', `no chain in ${dataDir}`);
   }
   const enclave = await Enclave.start(enclaveInitFrom(config, dataDir));
   try {

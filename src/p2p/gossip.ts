@@ -217,17 +217,17 @@ const TO_GOSSIPSUB: Record<Validation, TopicValidatorResult> = {
 };
 
 export class Gossip {
-  private readonly o: GossipOptions;
+  private readonly options: GossipOptions;
   readonly topics: Record<GossipKind, string>;
 
   constructor(o: GossipOptions) {
-    this.o = o;
+    this.options = o;
     this.topics = { blocks: topicName(o.shard, 'blocks'), calls: topicName(o.shard, 'calls') };
   }
 
   /** After libp2p started (gossipsub refuses subscriptions before). */
   start(handlers: GossipHandlers): void {
-    const { pubsub } = this.o;
+    const { pubsub } = this.options;
     pubsub.topicValidators.set(this.topics.blocks, (peer, msg) => this.validate('blocks', peer, msg, handlers.onBlock));
     pubsub.topicValidators.set(this.topics.calls, (peer, msg) => this.validate('calls', peer, msg, handlers.onCall));
     pubsub.subscribe(this.topics.blocks);
@@ -235,21 +235,21 @@ export class Gossip {
   }
 
   stop(): void {
-    this.o.pubsub.topicValidators.delete(this.topics.blocks);
-    this.o.pubsub.topicValidators.delete(this.topics.calls);
+    this.options.pubsub.topicValidators.delete(this.topics.blocks);
+    this.options.pubsub.topicValidators.delete(this.topics.calls);
   }
 
   async publish(kind: GossipKind, bytes: Uint8Array): Promise<PublishResult> {
-    if (bytes.length > this.o.maxGossipBytes) {
+    if (bytes.length > this.options.maxGossipBytes) {
       throw new ValidateerError(
         'P2P_TOO_LARGE',
-        `${kind} message of ${bytes.length} bytes exceeds maxGossipBytes ${this.o.maxGossipBytes}`,
+        `${kind} message of ${bytes.length} bytes exceeds maxGossipBytes ${this.options.maxGossipBytes}`,
       );
     }
     const topic = this.topics[kind];
     let result: PublishResult;
     try {
-      const { recipients } = await this.o.pubsub.publish(topic, bytes);
+      const { recipients } = await this.options.pubsub.publish(topic, bytes);
       result = recipients.length > 0 ? 'sent' : 'no_peers';
     } catch (err) {
       // Seen before (published already, or received from a peer first): it is on the network.
@@ -257,8 +257,9 @@ export class Gossip {
         throw new ValidateerError('P2P_PUBLISH_FAILED', `publishing ${kind}: ${(err as Error).message}`);
       result = 'duplicate';
     }
-    this.o.ids.markPublished(topic, bytes);
-    if (result !== 'sent') this.o.logger.debug({ kind, bytes: bytes.length, result }, 'gossip publish reached no peer');
+    this.options.ids.markPublished(topic, bytes);
+    if (result !== 'sent')
+      this.options.logger.debug({ kind, bytes: bytes.length, result }, 'gossip publish reached no peer');
     return result;
   }
 
@@ -269,9 +270,9 @@ export class Gossip {
     handler: (bytes: Uint8Array, from: string) => Promise<Validation>,
   ): Promise<TopicValidatorResult> {
     const from = peer.toString();
-    if (msg.data.length > this.o.maxGossipBytes) {
-      this.o.onResult?.(kind, 'too_large');
-      this.o.onOversized(from, kind);
+    if (msg.data.length > this.options.maxGossipBytes) {
+      this.options.onResult?.(kind, 'too_large');
+      this.options.onOversized(from, kind);
       return TopicValidatorResult.Reject;
     }
     let result: Validation;
@@ -280,10 +281,13 @@ export class Gossip {
       if (TO_GOSSIPSUB[result] === undefined) throw new TypeError(`handler returned ${String(result)}`);
     } catch (err) {
       // A handler bug must not punish the sender nor forward an unvalidated message.
-      this.o.logger.warn({ kind, peer: from, err: (err as Error).message }, 'gossip handler failed; ignoring message');
+      this.options.logger.warn(
+        { kind, peer: from, err: (err as Error).message },
+        'gossip handler failed; ignoring message',
+      );
       result = 'ignore';
     }
-    this.o.onResult?.(kind, result);
+    this.options.onResult?.(kind, result);
     return TO_GOSSIPSUB[result];
   }
 }

@@ -245,7 +245,7 @@ export class ReqResp {
       try {
         request = await frames.read(maxRequestBytes);
       } catch (err) {
-        if ((err as ValidateerError).code !== 'P2P_FRAME_TOO_LARGE') throw err;
+        if (!hasCode(err, 'P2P_FRAME_TOO_LARGE')) throw err;
         await this.refuse(frames, ResponseCode.invalidRequest, 'request too large');
         return;
       }

@@ -26,25 +26,25 @@ const RETRY_MS = 1000;
 const REFRESH_MS = 2000;
 
 export class ShardSecrets {
-  private readonly d: ShardSecretsDeps;
+  private readonly deps: ShardSecretsDeps;
   private stopped = false;
   private wake: (() => void) | null = null;
   private refreshing: Promise<boolean> | null = null;
   private lastRefreshMs = -Infinity;
 
   constructor(deps: ShardSecretsDeps) {
-    this.d = deps;
+    this.deps = deps;
   }
 
   /** Provider: the sealed secrets for a peer's request, or a refusal carrying its PROVISION_* code. */
   async serve(request: Uint8Array, from: string): Promise<Uint8Array> {
-    const r = await this.d.enclave.call('provisionServe', { request });
+    const r = await this.deps.enclave.call('provisionServe', { request });
     this.count('provider', r);
     if (r.ok) {
-      this.d.logger.info({ peer: from }, 'shard secrets provisioned to a member');
+      this.deps.logger.info({ peer: from }, 'shard secrets provisioned to a member');
       return r.response;
     }
-    this.d.logger.warn({ peer: from, code: r.code, reason: r.message }, 'provisioning refused');
+    this.deps.logger.warn({ peer: from, code: r.code, reason: r.message }, 'provisioning refused');
     // The requester sees the enclave's code and reason; p2p/ only knows that this is a refusal.
     throw new ValidateerError('P2P_REFUSED', `${r.code}: ${r.message}`);
   }
@@ -56,11 +56,11 @@ export class ShardSecrets {
   async ensure(): Promise<boolean> {
     let waiting = false;
     while (!this.stopped) {
-      const info = await this.d.enclave.call('info', {});
+      const info = await this.deps.enclave.call('info', {});
       if (info.holdsShardSecrets) return true;
       if (!waiting) {
         waiting = true;
-        this.d.logger.info(
+        this.deps.logger.info(
           {},
           'waiting for the shard secrets: registration on the parentchain, then provisioning from a member',
         );
@@ -88,7 +88,7 @@ export class ShardSecrets {
     this.refreshing = new Promise<void>((r) => setTimeout(r, wait))
       .then(async () => {
         this.lastRefreshMs = performance.now();
-        this.d.logger.info(
+        this.deps.logger.info(
           {},
           'a block uses a state key not sealed to this enclave: asking a member for the shard keys again',
         );
@@ -101,38 +101,38 @@ export class ShardSecrets {
   }
 
   private async tryMembers(): Promise<boolean> {
-    const pc = await this.d.enclave.call('parentchainInfo', {});
+    const pc = await this.deps.enclave.call('parentchainInfo', {});
     const active = pc.members.filter((m) => isActiveAt(m, pc.number));
-    const me = hexKey(this.d.signingKey);
+    const me = hexKey(this.deps.signingKey);
     if (!active.some((m) => hexKey(m.signingKey) === me)) return false; // our registration is not final yet: nobody would answer
-    const connected = new Set(this.d.network.connectedPeers());
+    const connected = new Set(this.deps.network.connectedPeers());
     for (const m of active) {
       if (hexKey(m.signingKey) === me || !connected.has(m.peerId) || this.stopped) continue;
       try {
-        const { request } = await this.d.enclave.call('provisionRequest', {});
-        const response = await this.d.network.requestProvision(m.peerId, request);
-        const r = await this.d.enclave.call('provisionAccept', { request, response });
+        const { request } = await this.deps.enclave.call('provisionRequest', {});
+        const response = await this.deps.network.requestProvision(m.peerId, request);
+        const r = await this.deps.enclave.call('provisionAccept', { request, response });
         this.count('requester', r);
         if (r.ok) {
-          this.d.logger.info({ provider: m.peerId, stateKeyId: r.stateKeyId }, 'shard secrets received');
+          this.deps.logger.info({ provider: m.peerId, stateKeyId: r.stateKeyId }, 'shard secrets received');
           return true;
         }
-        this.d.logger.warn({ provider: m.peerId, code: r.code, reason: r.message }, 'provisioning answer refused');
+        this.deps.logger.warn({ provider: m.peerId, code: r.code, reason: r.message }, 'provisioning answer refused');
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         // The provider's refusal code travels in the reason text of P2P_REFUSED.
         const refused = hasCode(err, 'P2P_REFUSED') ? /PROVISION_[A-Z_]+/.exec(message)?.[0] : undefined;
         const code = refused ?? codeOf(err);
-        this.d.metrics.provisioning.inc({ role: 'requester', result: code ?? 'error' });
-        this.d.logger.warn({ provider: m.peerId, code, err: message }, 'provisioning request failed');
+        this.deps.metrics.provisioning.inc({ role: 'requester', result: code ?? 'error' });
+        this.deps.logger.warn({ provider: m.peerId, code, err: message }, 'provisioning request failed');
       }
     }
     return false;
   }
 
   private count(role: 'provider' | 'requester', r: Outcome): void {
-    this.d.metrics.provisioning.inc({ role, result: r.ok ? 'ok' : r.code });
-    if (r.verification) this.d.metrics.attestationVerifications.inc({ result: r.verification });
+    this.deps.metrics.provisioning.inc({ role, result: r.ok ? 'ok' : r.code });
+    if (r.verification) this.deps.metrics.attestationVerifications.inc({ result: r.verification });
   }
 
   stop(): void {

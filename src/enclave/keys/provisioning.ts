@@ -111,23 +111,23 @@ function responseBinding(requestHash: Uint8Array, enc: Uint8Array, ciphertext: U
 }
 
 export class Provisioning {
-  private readonly d: ProvisioningDeps;
+  private readonly deps: ProvisioningDeps;
   private readonly pending = new Map<string, { secretKey: Uint8Array; publicKey: Uint8Array }>();
   private readonly seen = new Map<string, number>();
 
   constructor(deps: ProvisioningDeps) {
-    this.d = deps;
+    this.deps = deps;
   }
 
   /** Requester: a fresh request; its ephemeral secret stays here until the answer comes. */
   request(nowMs: number): Uint8Array {
     const eph = x25519Generate();
     const nonce = new Uint8Array(randomBytes(32));
-    const body = { shard: this.d.shard, ephemeral: eph.publicKey, nonce, timestampMs: BigInt(nowMs) };
+    const body = { shard: this.deps.shard, ephemeral: eph.publicKey, nonce, timestampMs: BigInt(nowMs) };
     const bytes = ProvisionRequest.enc({
       version: VERSION,
-      requester: this.d.signingKey,
-      quote: this.d.quote(requestBinding(body)),
+      requester: this.deps.signingKey,
+      quote: this.deps.quote(requestBinding(body)),
       ...body,
     });
     this.pending.set(hexKey(sha256(bytes)), eph);
@@ -138,7 +138,7 @@ export class Provisioning {
   /** Provider: checks a request; returns the secrets sealed to its ephemeral key with our quote, or throws a refusal. */
   serve(bytes: Uint8Array, secrets: ShardSecrets, nowMs: number): Uint8Array {
     const r = decodeMessage(ProvisionRequest, bytes, 'provisioning request');
-    if (!same(r.shard, this.d.shard)) throw refuse(ProvisionRefusal.WRONG_SHARD, 'request is for another shard');
+    if (!same(r.shard, this.deps.shard)) throw refuse(ProvisionRefusal.WRONG_SHARD, 'request is for another shard');
     this.checkQuote(r.quote, r.requester, requestBinding(r), nowMs, 'requester');
     if (Math.abs(nowMs - Number(r.timestampMs)) > PROVISION_FRESH_MS)
       throw refuse(ProvisionRefusal.STALE, 'request is not fresh');
@@ -150,8 +150,8 @@ export class Provisioning {
     const { enc, ciphertext } = suite.seal(r.ephemeral, ShardSecrets.enc(secrets), requestHash);
     return ProvisionResponse.enc({
       version: VERSION,
-      provider: this.d.signingKey,
-      quote: this.d.quote(responseBinding(requestHash, enc, ciphertext)),
+      provider: this.deps.signingKey,
+      quote: this.deps.quote(responseBinding(requestHash, enc, ciphertext)),
       enc,
       ciphertext,
     });
@@ -189,13 +189,13 @@ export class Provisioning {
     who: string,
   ): VerifiedQuote {
     const fail = (code: ProvisionCode, message: string) => {
-      this.d.onVerification?.(code);
+      this.deps.onVerification?.(code);
       return refuse(code, message);
     };
     let q: VerifiedQuote;
     try {
       q = verifySimulatedQuote(quote, {
-        trustedAuthorities: this.d.policy.trustedAuthorities,
+        trustedAuthorities: this.deps.policy.trustedAuthorities,
         nowMs,
         maxAgeMs: PROVISION_FRESH_MS,
       });
@@ -212,13 +212,13 @@ export class Provisioning {
         `${who} quote does not bind this ${who === 'requester' ? 'request' : 'response'}`,
       );
     }
-    if (!this.d.policy.allowedMeasurements.some((m) => same(m, q.measurement)))
+    if (!this.deps.policy.allowedMeasurements.some((m) => same(m, q.measurement)))
       throw fail(ProvisionRefusal.WRONG_MEASUREMENT, `${who} runs enclave code that is not allowed`);
-    const registered = this.d.memberMeasurement(signingKey);
+    const registered = this.deps.memberMeasurement(signingKey);
     if (!registered) throw fail(ProvisionRefusal.UNREGISTERED, `${who} is not a registered member of the shard`);
     if (!same(registered, q.measurement))
       throw fail(ProvisionRefusal.WRONG_MEASUREMENT, `${who} quote measurement differs from its registration`);
-    this.d.onVerification?.('ok');
+    this.deps.onVerification?.('ok');
     return q;
   }
 
