@@ -68,6 +68,8 @@ export class ChainService {
   private network: Network | null = null;
   /** Off until the enclave holds the shard secrets (a joining validateer could not decrypt a block). */
   private active = true;
+  /** Set by stop(): nothing is imported, authored or synced after it. */
+  private stopped = false;
 
   constructor(deps: ChainDeps, options: ChainOptions) {
     this.deps = deps;
@@ -94,7 +96,7 @@ export class ChainService {
         treeLimit: options.treeLimit,
       },
     );
-    const isActive = () => this.active;
+    const isActive = () => this.active && !this.stopped;
     this.rangeSync = new RangeSync(
       {
         ...deps,
@@ -213,6 +215,7 @@ export class ChainService {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.author.stop();
     this.rangeSync.stop();
     this.parentWait.stop();

@@ -114,6 +114,8 @@ export class BlockImport {
    */
   ingest(blocks: TreeBlock[]): Promise<{ known: string[]; invalid: string[] }> {
     return this.deps.lock.run(async () => {
+      // Queued before stop() and run after it: the blocks are dropped, not imported into a stopping store.
+      if (this.stopped) return { known: blocks.map((b) => b.hash), invalid: [] };
       const known: string[] = [];
       for (const b of blocks) {
         if (await this.isKnown(b)) known.push(b.hash);

@@ -163,3 +163,20 @@ test('onboarding that cannot finish (its peer is below the next block) ends, and
   assert.equal((chain as unknown as { rangeSync: { busy(): boolean } }).rangeSync.busy(), false);
   await chain.stop();
 });
+
+test('after stop() nothing is imported or written: a block in flight when the chain stops and one gossiped after are dropped', async () => {
+  const { store, chain, events, enclave } = setup();
+  const [b6, b7] = chainOf(6, 2, A[5].hashBytes, 'a');
+  // In flight: it passed the gossip's first check and waits for its precheck when stop() is called.
+  const inFlight = chain.onGossipBlock(b6.bytes, 'p');
+  await chain.stop();
+  assert.equal(await inFlight, 'ignore');
+  assert.equal(await chain.onGossipBlock(b7.bytes, 'p'), 'ignore');
+  assert.equal(tipOf(store), A[5].hash, 'the store did not move');
+  assert.equal(store.blocks.length, A.length);
+  assert.deepEqual(events, []);
+  assert.ok(
+    !enclave.calls.includes('importBlock') && !enclave.calls.includes('importBlocks'),
+    'the enclave imported nothing',
+  );
+});
