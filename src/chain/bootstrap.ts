@@ -5,7 +5,7 @@ import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from 'pino';
 import { EnclaveError } from '../enclave/boundary/host.ts';
-import { fillsItsBuffer, same } from '../protocol/bytes.ts';
+import { fillsItsBuffer, same, toHex } from '../protocol/bytes.ts';
 import { codeOf } from '../protocol/errors.ts';
 
 type GenesisDeps = { enclave: Enclave; store: BlockStore; logger: Logger };
@@ -17,7 +17,7 @@ export async function createGenesis(
 ): Promise<{ block: Uint8Array; hash: Uint8Array }> {
   const g = await enclave.call('genesis', { balances, timestampMs: Date.now() });
   await store.append({ number: 0, hash: g.hash, bytes: g.block, callHashes: [] });
-  logger.info({ hash: '0x' + Buffer.from(g.hash).toString('hex') }, 'genesis block created');
+  logger.info({ hash: toHex(g.hash) }, 'genesis block created');
   return g;
 }
 

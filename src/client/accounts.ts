@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ValidateerError } from '../protocol/errors.ts';
 import { accountFromSeed, devAccount, isDevUri, type Account } from '../crypto/accounts.ts';
+import { hexKey } from '../protocol/bytes.ts';
 
 export {
   SS58_PREFIX,
@@ -28,7 +29,7 @@ export class Keystore {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     writeFileSync(
       join(this.dir, account.address),
-      JSON.stringify({ address: account.address, seed: Buffer.from(account.seed).toString('hex') }) + '\n',
+      JSON.stringify({ address: account.address, seed: hexKey(account.seed) }) + '\n',
       { mode: 0o600 },
     );
     return account;

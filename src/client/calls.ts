@@ -23,7 +23,7 @@ import {
 import { ValidateerError } from '../protocol/errors.ts';
 import { encodeMessage } from '../protocol/parentchain-messages.ts';
 import type { CallSpec } from '../parentchain/api.ts';
-import { concatBytes } from '../protocol/bytes.ts';
+import { concatBytes, hexKey } from '../protocol/bytes.ts';
 
 export type { Signer } from '../crypto/accounts.ts';
 import type { Signer } from '../crypto/accounts.ts';
@@ -73,7 +73,7 @@ export function buildTransfer(
     value: { from: signer.publicKey, to: args.to, amount: args.amount, memo: args.memo },
   };
   const signed = signCall(signer, call, args.nonce, shard);
-  return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
+  return { request: shield(signed, key, shard), hash: hexKey(callHash(signed)) };
 }
 
 /** An unshield: burns `amount` here; the shard's vault pays `beneficiary` (a parentchain AccountId32). */
@@ -88,7 +88,7 @@ export function buildUnshield(
     value: { from: signer.publicKey, beneficiary: args.beneficiary, amount: args.amount },
   };
   const signed = signCall(signer, call, args.nonce, shard);
-  return { request: shield(signed, key, shard), hash: Buffer.from(callHash(signed)).toString('hex') };
+  return { request: shield(signed, key, shard), hash: hexKey(callHash(signed)) };
 }
 
 /** The recipient of a shield, encrypted so the parentchain does not learn who receives the funds. */

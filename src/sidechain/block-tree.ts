@@ -2,6 +2,7 @@
 // parent has not arrived yet. Kept in memory, bounded; the canonical chain lives in the BlockStore.
 import { decodeBlock, type SignedBlock } from '../protocol/block.ts';
 import { sha256 } from '../crypto/primitives.ts';
+import { hexKey } from '../protocol/bytes.ts';
 
 export interface TreeBlock {
   hash: string; // hex, no 0x
@@ -30,12 +31,12 @@ export function describeBlock(
   return {
     signed,
     block: {
-      hash: Buffer.from(hashBytes).toString('hex'),
+      hash: hexKey(hashBytes),
       hashBytes,
-      parent: Buffer.from(h.parentHash).toString('hex'),
+      parent: hexKey(h.parentHash),
       number: Number(h.number),
       slot: h.slot,
-      author: Buffer.from(h.author).toString('hex'),
+      author: hexKey(h.author),
       bytes,
       callHashes: signed.body.calls,
       from,
