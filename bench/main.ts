@@ -1,5 +1,7 @@
-// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|enclave|parentchain|devnet|set|onboarding]`: throughput,
-// latency, ceiling, replay speed and RSS (sidechain), the enclave thread's CPU per call (enclave), parentchain catch-up speed (parentchain), the
+// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|enclave|parentchain|devnet|set|onboarding]`:
+// throughput,
+// latency, ceiling, replay speed and RSS (sidechain), the enclave thread's CPU per call (enclave), parentchain catch-up
+// speed (parentchain), the
 // time from starting the devnet to its first anchored block (devnet), and a set of validateers over
 // libp2p: block propagation, orphaned blocks, throughput with calls spread over the set (set;
 // BENCH_SET_SECONDS sets its steady phase, default 180), and a validateer joining a set with a long
@@ -34,7 +36,11 @@ const { values: args } = parseArgs({
     senders: { type: 'string', default: '6000' },
     connections: { type: 'string', default: '4' },
     'slot-ms': { type: 'string', default: '250' },
-    /** Run one part only: 'sidechain' (ceiling, load, replay), 'enclave' (the enclave thread's CPU per call, in-process), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set) or 'onboarding' (a joiner syncing a long chain). Default: all. */
+    /**
+     * Run one part only: 'sidechain' (ceiling, load, replay), 'enclave' (the enclave thread's CPU per call,
+     * in-process), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set) or 'onboarding'
+     * (a joiner syncing a long chain). Default: all.
+     */
     only: { type: 'string' },
     'pc-blocks': { type: 'string', default: '600' },
     'pc-prefetch': { type: 'string', default: '64' },

@@ -328,7 +328,10 @@ async function generateChain(o: {
 
 // ---------- the breakdown ----------
 
-/** The whole chain from the servers, by one in-process libp2p node: blocks-by-range, `perPeer` requests in flight per server, nothing applied. */
+/**
+ * The whole chain from the servers, by one in-process libp2p node: blocks-by-range, `perPeer` requests in flight per
+ * server, nothing applied.
+ */
 async function fetchAlone(
   dir: string,
   shard: Uint8Array,

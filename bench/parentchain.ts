@@ -58,7 +58,8 @@ function pseudoRandom(seed: number): (n: number) => Uint8Array {
 /**
  * What block i of the backlog carries (one signed extrinsic costs chopsticks ~80 ms on top of the
  * ~290 ms an empty block takes, so blocks carry one or two): a cycle of
- * empty | foreign remark | batch of [foreign remark, invoke + anchor for another shard] | two signed remarks (shield for another shard, foreign).
+ * empty | foreign remark | batch of [foreign remark, invoke + anchor for another shard] | two signed remarks (shield
+ * for another shard, foreign).
  */
 function backlogTxs(
   api: SubstrateParentchain['api'],
@@ -144,7 +145,10 @@ async function until(what: string, fn: () => boolean, timeoutMs: number): Promis
   }
 }
 
-/** The node's path: ParentchainDriver + Enclave from the light client's genesis to `head`, on a fresh enclave and connection. */
+/**
+ * The node's path: ParentchainDriver + Enclave from the light client's genesis to `head`, on a fresh enclave and
+ * connection.
+ */
 export async function measureCatchUp(
   endpoint: string,
   head: number,

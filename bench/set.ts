@@ -315,7 +315,9 @@ function probeRequests(
   });
 }
 
-/** Counts warn/error log lines of a node by message (reorgs, rejected blocks, penalties ...); keeps the log in `file`. */
+/**
+ * Counts warn/error log lines of a node by message (reorgs, rejected blocks, penalties ...); keeps the log in `file`.
+ */
 function countWarnings(node: NodeProcess, file: string): Map<string, number> {
   const counts = new Map<string, number>();
   let buf = '';
@@ -532,7 +534,8 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
     f.set_calls_canonical = canonicalCalls;
     f.set_calls_invalid = load.invalid + load.rpcErrors;
     f.set_calls_invalid_codes = [...load.invalidCodes].map(([c, k]) => `${c} x${k}`).join(', ') || 'none';
-    // Valid calls not on the canonical chain after the set converged (notified inBlock in an abandoned block, or never).
+    // Valid calls not on the canonical chain after the set converged (notified inBlock in an abandoned block, or
+    // never).
     f.set_calls_lost = load.submitted - load.invalid - load.rpcErrors - canonicalCalls;
     f.set_load_s = Number(load.seconds.toFixed(2));
     f.set_calls_per_s = Math.round(canonicalCalls / load.seconds);

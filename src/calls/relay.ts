@@ -55,7 +55,10 @@ export class CallRelay {
     });
   }
 
-  /** Submits a batch of calls another validateer's enclave verified and forwarded; how many were new and valid, how many not. */
+  /**
+   * Submits a batch of calls another validateer's enclave verified and forwarded; how many were new and valid, how many
+   * not.
+   */
   async submitForwarded(envelope: Uint8Array): Promise<{ accepted: number; invalid: number }> {
     while (this.holds > 0) await this.released.promise;
     return this.enclave.call('submitForwarded', { envelope });
@@ -91,7 +94,9 @@ export class CallRelay {
     }
   }
 
-  /** Puts the calls of abandoned blocks back into the pool (the enclave keeps recent verified calls); returns how many. */
+  /**
+   * Puts the calls of abandoned blocks back into the pool (the enclave keeps recent verified calls); returns how many.
+   */
   async resubmit(hashes: string[]): Promise<number> {
     if (hashes.length === 0) return 0;
     // Their kept 'inBlock' names a block that is no longer on the chain: a later watcher waits for the new one.
@@ -116,7 +121,10 @@ export class CallRelay {
     };
   }
 
-  /** Settles a block's calls as included: one update for the whole block (watchers only read it), not an object per call. */
+  /**
+   * Settles a block's calls as included: one update for the whole block (watchers only read it), not an object per
+   * call.
+   */
   settleInBlock(hashes: Iterable<string>, blockHash: string, blockNumber: number): void {
     const inBlock: CallUpdate = Object.freeze({ status: 'inBlock', blockHash, blockNumber });
     for (const h of hashes) this.settle(h, inBlock);

@@ -149,7 +149,9 @@ export class BlockImport {
     return verdict === 'ask_store' ? this.deps.store.isCanonical(anchor!.number, anchor!.hash) : verdict;
   }
 
-  /** Whether the stored head's chain contains the last anchored block (a chain that lost to an anchor is not extended). */
+  /**
+   * Whether the stored head's chain contains the last anchored block (a chain that lost to an anchor is not extended).
+   */
   async onAnchoredChain(): Promise<boolean> {
     const head = this.deps.store.head();
     return head ? this.containsAnchor(head.number, []) : true;
@@ -187,7 +189,10 @@ export class BlockImport {
     }
   }
 
-  /** Blocks whose ancestry is missing (e.g. we were cut off, or joined before block 0 existed): fetch their chain from whoever sent them. */
+  /**
+   * Blocks whose ancestry is missing (e.g. we were cut off, or joined before block 0 existed): fetch their chain from
+   * whoever sent them.
+   */
   private async fetchMissingAncestry(headNumber: number): Promise<void> {
     for (const leaf of this.tree.leaves()) {
       if (leaf.number > headNumber && !(await this.pathTo(leaf))) {

@@ -108,7 +108,8 @@ export async function runDevnet(flags: DevnetFlags, devConfig: string): Promise<
       ];
       if (flags.slotMs) args.push('--slot-ms', flags.slotMs);
       if (flags.logLevel) args.push('--log-level', flags.logLevel);
-      // Each enclave makes keys of its own; the first registered member's shard secrets reach the others by attested provisioning.
+      // Each enclave makes keys of its own; the first registered member's shard secrets reach the others by attested
+      // provisioning.
       const env = nodeProcessEnv(process.env, {
         VALIDATEER_P2P__LISTEN: JSON.stringify([`/ip4/127.0.0.1/tcp/${p2pBase + i}`]),
       });

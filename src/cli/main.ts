@@ -1,4 +1,5 @@
-// The `validateer` command: run a node, join or leave a set, a dev network, inspect keys, replay, and the client commands.
+// The `validateer` command: run a node, join or leave a set, a dev network, inspect keys, replay, and the client
+// commands.
 import { Command, Option } from 'commander';
 import {
   runNodeCommand,

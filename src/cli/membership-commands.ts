@@ -23,7 +23,10 @@ export interface JoinFlags {
   fundAmount: string;
 }
 
-/** What an enclave account needs to register and keep anchoring for a while (base units of the dev chain: 10^12 per unit). */
+/**
+ * What an enclave account needs to register and keep anchoring for a while (base units of the dev chain: 10^12 per
+ * unit).
+ */
 const MIN_BALANCE = 10n ** 12n;
 
 function enclaveSigner(enclave: Enclave, publicKey: Uint8Array): ExtrinsicSigner {

@@ -44,7 +44,8 @@ function configFrom(flags: NodeFlags, defaultFile?: string): Config {
 
 async function runUntilSignal(config: Config, banner: string): Promise<void> {
   const logger = createLogger({ level: config.log.level, name: 'validateer' });
-  // Loaded here: libp2p, the RPC server and the rest of a running node cost memory that `replay` and `keys` do not need.
+  // Loaded here: libp2p, the RPC server and the rest of a running node cost memory that `replay` and `keys` do not
+  // need.
   const { startValidateer } = await import('../node/validateer.ts');
   const node = await startValidateer(config, logger);
   console.log(

@@ -18,7 +18,10 @@ export type BatchEntry = { result: unknown } | { error: { code: number; message:
 export interface RpcClient {
   request<T = unknown>(method: string, params?: unknown, timeoutMs?: number): Promise<T>;
   batch(calls: { method: string; params?: unknown }[], timeoutMs?: number): Promise<BatchEntry[]>;
-  /** call a subscribe method; returns the subscription id; onNotification receives each `result` whose params.subscription matches */
+  /**
+   * call a subscribe method; returns the subscription id; onNotification receives each `result` whose
+   * params.subscription matches
+   */
   subscribe(method: string, params: unknown, onNotification: (result: unknown) => void): Promise<string>;
   sendRaw(text: string): void;
   /** Resolves with the reason once the connection is gone (closed by either side or lost). */

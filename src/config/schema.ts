@@ -60,7 +60,10 @@ export const configSchema = z.object({
     .object({
       /** libp2p listen multiaddrs; port 0 picks a free port (the registry publishes the bound addresses). */
       listen: z.array(z.string().startsWith('/')).default(['/ip4/127.0.0.1/tcp/0']),
-      /** Multiaddrs with /p2p/<peer id> kept dialled besides the registered set (e.g. observers, or a set without a parentchain). */
+      /**
+       * Multiaddrs with /p2p/<peer id> kept dialled besides the registered set (e.g. observers, or a set without a
+       * parentchain).
+       */
       bootstrap: z.array(z.string().startsWith('/')).default([]),
       maxConnections: z.number().int().positive().default(64),
       /** Largest gossip message (a block with all its encrypted transitions). */
@@ -137,7 +140,9 @@ export const configSchema = z.object({
       prefetch: z.number().int().min(1).max(512).default(64),
     })
     .prefault({}),
-  /** Block authors (enclave signing keys, hex) until the parentchain registry provides them; empty = this enclave alone. */
+  /**
+   * Block authors (enclave signing keys, hex) until the parentchain registry provides them; empty = this enclave alone.
+   */
   authorities: z.array(hex32).default([]),
   genesis: z
     .object({

@@ -17,7 +17,9 @@ import { hasCode } from '../protocol/errors.ts';
 import { authorBlock } from './author.ts';
 import type { ParentWait } from './parent-wait.ts';
 
-/** Share of its slot an author waits for the previous slot's block; longer when it is known to come late (ParentWait). */
+/**
+ * Share of its slot an author waits for the previous slot's block; longer when it is known to come late (ParentWait).
+ */
 const PARENT_WAIT_SHARE = 0.12;
 const LATE_PARENT_WAIT_SHARE = 0.45;
 /**
@@ -119,7 +121,8 @@ export class SlotAuthor {
       }
       let block: Awaited<ReturnType<typeof authorBlock>>;
       try {
-        // Published once stored, while the enclave commits: the others' import is on the critical path, our bookkeeping is not.
+        // Published once stored, while the enclave commits: the others' import is on the critical path, our bookkeeping
+        // is not.
         const opts = {
           maxCalls: this.options.maxCalls,
           deadlineMs: start + slotMs * BUILD_SHARE,

@@ -1,5 +1,6 @@
 // HPKE (RFC 9180) base mode, single-shot, for DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-GCM.
-// Written on the synchronous primitives (libsodium, node:crypto) because @hpke/core's WebCrypto path opens ~3.4k messages/s on
+// Written on the synchronous primitives (libsodium, node:crypto) because @hpke/core's WebCrypto path opens ~3.4k
+// messages/s on
 // this hardware against ~10k/s here; test/crypto/hpke.test.ts checks interop with @hpke/core both ways.
 import { aesGcmOpen, aesGcmSeal, hmacSha256, x25519, x25519Generate } from './primitives.ts';
 

@@ -24,7 +24,9 @@ export function enclaveInitFrom(config: Config, dataDir: string, workers = confi
 
 const HEX_KEY = /^0x[0-9a-fA-F]{64}$/;
 
-/** Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key. */
+/**
+ * Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key.
+ */
 export async function genesisBalances(config: Config): Promise<{ account: Uint8Array; amount: bigint }[]> {
   const entries = [
     ...config.genesis.balances,

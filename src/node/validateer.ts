@@ -177,7 +177,8 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       else driver?.kickDuties();
       driver?.refreshFinality();
     });
-    // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to say.
+    // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to
+    // say.
     let secretsReady = (await enclave.call('info', {})).holdsShardSecrets;
     chain.setActive(secretsReady);
     driver?.onImported(() => chain.parentchainAdvanced());

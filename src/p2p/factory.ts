@@ -52,7 +52,8 @@ export async function createP2pNode(o: NodeFactoryOptions): Promise<P2pNode> {
     addresses: { listen: o.listen },
     transports: [
       tcp({
-        maxConnections: limits.maxConnections + 16, // socket cap, above the connection manager's limit so it prunes first
+        // Socket cap, above the connection manager's limit so it prunes first.
+        maxConnections: limits.maxConnections + 16,
         backlog: 64,
         inboundSocketInactivityTimeout: 5 * 60_000,
         outboundSocketInactivityTimeout: 5 * 60_000,

@@ -24,7 +24,10 @@ import { AppScores } from './scores.ts';
 export type { ChainStatus, GossipKind, PublishResult, Validation };
 
 export interface NetworkHandlers {
-  /** A gossiped block (raw bytes). Result decides propagation: accept = forward, ignore = drop silently, reject = drop and penalise sender. */
+  /**
+   * A gossiped block (raw bytes). Result decides propagation: accept = forward, ignore = drop silently, reject = drop
+   * and penalise sender.
+   */
   onBlock(bytes: Uint8Array, from: string): Promise<Validation>;
   /** A gossiped encrypted call (raw bytes). Same semantics. */
   onCall(bytes: Uint8Array, from: string): Promise<Validation>;

@@ -292,7 +292,10 @@ export class ReqResp {
     await frames.closeWrite();
   }
 
-  /** The frames of an ok response. Throws DECODE_FAILED / P2P_INVALID_REQUEST for bad requests, P2P_REFUSED for refusals. */
+  /**
+   * The frames of an ok response. Throws DECODE_FAILED / P2P_INVALID_REQUEST for bad requests, P2P_REFUSED for
+   * refusals.
+   */
   private async answer(protocol: Protocol, request: Uint8Array, peer: string): Promise<Uint8Array[]> {
     const handlers = this.handlers;
     if (handlers === undefined) throw new ValidateerError('P2P_NOT_STARTED', 'not serving');

@@ -66,7 +66,9 @@ export interface ParentchainBlock {
   header: ParentchainHeader;
   /** Every extrinsic's bytes, in block order (what the extrinsics root commits to). */
   raw: Uint8Array[];
-  /** Decoded extrinsics (all of them, or those matching BlockOptions.decodeOnly); `index` names their place in `raw`. */
+  /**
+   * Decoded extrinsics (all of them, or those matching BlockOptions.decodeOnly); `index` names their place in `raw`.
+   */
   extrinsics: ParentchainExtrinsic[];
   /** All events of the block (empty when fetched with events: 'signed' and nothing was signed). */
   events: ParentchainEvent[];

@@ -88,7 +88,9 @@ export class ParentchainDriver {
     };
   }
 
-  /** Opens the enclave's light client on this chain. Must run before the sidechain replay (it names the valid authors). */
+  /**
+   * Opens the enclave's light client on this chain. Must run before the sidechain replay (it names the valid authors).
+   */
   async init(): Promise<void> {
     const genesisHash = this.parentchain.genesisHash();
     if (this.opts.genesisHash && !same(this.opts.genesisHash, genesisHash)) {

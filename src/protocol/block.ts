@@ -1,5 +1,6 @@
 // Sidechain block: header (signed by the author's enclave) and body (encrypted transitions + included
-// call hashes, and a new state key when the block begins an epoch). The header commits to the body through transitionsRoot = sha256(SCALE(body)).
+// call hashes, and a new state key when the block begins an epoch). The header commits to the body through
+// transitionsRoot = sha256(SCALE(body)).
 import { Bytes, Option, Struct, Vector, u32, u64 } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { H256 } from './wire.ts';

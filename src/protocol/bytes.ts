@@ -28,7 +28,9 @@ export function fromHex(s: string): Uint8Array {
   return b;
 }
 
-/** Hex digits to bytes, or null if they are not an even number of hex digits. One pass, no regex (a hot path for RPC). */
+/**
+ * Hex digits to bytes, or null if they are not an even number of hex digits. One pass, no regex (a hot path for RPC).
+ */
 export function parseHex(h: string): Uint8Array | null {
   if (h.length % 2 !== 0) return null;
   // Buffer stops at the first pair that is not hex: a shorter result means the input was not hex.

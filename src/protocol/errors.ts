@@ -211,7 +211,9 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<string>([
   ...OPERATOR_CODES,
 ]);
 
-/** A code read off the wire (an enclave reply, a peer's refusal, an RPC error's data) as a listed code, or `fallback`. */
+/**
+ * A code read off the wire (an enclave reply, a peer's refusal, an RPC error's data) as a listed code, or `fallback`.
+ */
 export function errorCode(code: string | undefined, fallback: ErrorCode): ErrorCode {
   return code !== undefined && KNOWN_CODES.has(code) ? (code as ErrorCode) : fallback;
 }

@@ -37,16 +37,27 @@ export const ParentchainMessage = Enum({
     previousAnchor: H256,
     parentchainProcessed: Struct({ number: u32, hash: H256 }),
   }),
-  /** Second half of `batchAll[proxy.createPure(Any, 0, 0), remark]` by a member: that pure proxy is the shard's vault. */
+  /**
+   * Second half of `batchAll[proxy.createPure(Any, 0, 0), remark]` by a member: that pure proxy is the shard's vault.
+   */
   vault: Struct({ shard: H256 }),
-  /** Second half of `batchAll[transferKeepAlive(vault, existential deposit), remark]`: the vault's keep-alive reserve. */
+  /**
+   * Second half of `batchAll[transferKeepAlive(vault, existential deposit), remark]`: the vault's keep-alive reserve.
+   */
   reserve: Struct({ shard: H256 }),
-  /** Inside `proxy.proxy(vault, batchAll[transferKeepAlive(beneficiary, amount), remark])`: withdrawal `withdrawal` paid. */
+  /**
+   * Inside `proxy.proxy(vault, batchAll[transferKeepAlive(beneficiary, amount), remark])`: withdrawal `withdrawal`
+   * paid.
+   */
   payout: Struct({ shard: H256, withdrawal: u64 }),
-  /** Inside `proxy.proxy(vault, batchAll[proxy.addProxy(delegate, Any, 0), remark])` by a member: `delegate` now controls the vault. */
+  /**
+   * Inside `proxy.proxy(vault, batchAll[proxy.addProxy(delegate, Any, 0), remark])` by a member: `delegate` now
+   * controls the vault.
+   */
   proxy: Struct({ shard: H256, delegate: H256 }),
   /**
-   * Inside `proxy.proxy(vault, batchAll[proxy.removeProxy(delegate, Any, 0), transferKeepAlive(signer, deposit), remark])`
+   * Inside `proxy.proxy(vault, batchAll[proxy.removeProxy(delegate, Any, 0), transferKeepAlive(signer, deposit),
+   * remark])`
    * by a member: `delegate` (a member that left) no longer controls the vault; the proxy deposit the
    * removal frees in the vault goes to the signing member (whose enclave accounts paid such deposits in).
    */

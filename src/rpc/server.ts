@@ -10,9 +10,15 @@ import { $ZodError } from 'zod/v4/core';
 export interface RpcContext {
   /** id of the connection, for per-connection subscription bookkeeping */
   connectionId: number;
-  /** send a JSON-RPC notification {jsonrpc:'2.0', method, params:{subscription, result}} on this connection; returns false if the socket is closed */
+  /**
+   * send a JSON-RPC notification {jsonrpc:'2.0', method, params:{subscription, result}} on this connection; returns
+   * false if the socket is closed
+   */
   notify(method: string, subscription: string, result: unknown): boolean;
-  /** register a cleanup callback run when this connection closes; the returned function unregisters it (the subscription ended first) */
+  /**
+   * register a cleanup callback run when this connection closes; the returned function unregisters it (the subscription
+   * ended first)
+   */
   onClose(fn: () => void): () => void;
 }
 

@@ -19,7 +19,10 @@ export interface TreeBlock {
   gossipAtMs: number | null;
 }
 
-/** Strict (exactly one canonical block, else DECODE_FAILED), and without re-encoding the block: it runs for every block gossiped. */
+/**
+ * Strict (exactly one canonical block, else DECODE_FAILED), and without re-encoding the block: it runs for every block
+ * gossiped.
+ */
 export function describeBlock(
   bytes: Uint8Array,
   from: string | null,

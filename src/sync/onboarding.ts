@@ -268,7 +268,8 @@ export class Onboarding {
    */
   private async importAndStore(cursor: number, blocks: Uint8Array[]) {
     const { store, metrics } = this.deps;
-    if ((this.storingThrough ?? store.head()?.number ?? -1) !== cursor - 1) return null; // the ordinary sync moved the head meanwhile
+    // the ordinary sync moved the head meanwhile
+    if ((this.storingThrough ?? store.head()?.number ?? -1) !== cursor - 1) return null;
     const imported = this.deps.enclave.call('importBlocks', { blocks, nowMs: Date.now() });
     try {
       await this.storing;

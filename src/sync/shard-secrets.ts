@@ -104,7 +104,8 @@ export class ShardSecrets {
     const pc = await this.deps.enclave.call('parentchainInfo', {});
     const active = pc.members.filter((m) => isActiveAt(m, pc.number));
     const me = hexKey(this.deps.signingKey);
-    if (!active.some((m) => hexKey(m.signingKey) === me)) return false; // our registration is not final yet: nobody would answer
+    // our registration is not final yet: nobody would answer
+    if (!active.some((m) => hexKey(m.signingKey) === me)) return false;
     const connected = new Set(this.deps.network.connectedPeers());
     for (const m of active) {
       if (hexKey(m.signingKey) === me || !connected.has(m.peerId) || this.stopped) continue;

@@ -117,7 +117,8 @@ test('a restarted validateer with a chain does not author before a peer has repo
         hint = !hint;
         return { author, genesisAuthor: null };
       }
-      if (method === 'propose') throw Object.assign(new Error('not caught up'), { code: 'NOT_CAUGHT_UP' }); // authoring was attempted
+      // authoring was attempted
+      if (method === 'propose') throw Object.assign(new Error('not caught up'), { code: 'NOT_CAUGHT_UP' });
       throw new Error(`unexpected enclave call ${method}`);
     },
   } as unknown as Enclave;

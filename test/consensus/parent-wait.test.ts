@@ -41,7 +41,8 @@ test('waits up to the long deadline for an author whose last block came late', a
   const ms = await elapsed(() => w.until(9n, 'aa', now, now + 30, now + 250));
   assert.ok(ms >= 230 && ms < 1_500, `waited ${ms} ms`);
   const start = Date.now();
-  const onTime = await elapsed(() => w.until(9n, 'aa', start - 1_000, start + 30, start + 250)); // 300 ms is on time for a slot that began 1 s back
+  // 300 ms is on time for a slot that began 1 s back
+  const onTime = await elapsed(() => w.until(9n, 'aa', start - 1_000, start + 30, start + 250));
   assert.ok(onTime < 200, `waited ${onTime} ms`);
 });
 

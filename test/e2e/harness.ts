@@ -130,7 +130,10 @@ export interface StartNodeOptions {
   waitReady?: boolean;
   /** The command: `run` (default) or `join` (a validateer joining a running set). */
   command?: 'run' | 'join';
-  /** An existing config file used as is, as an operator would (then data dir, ports and slot go as flags; no extraConfig). */
+  /**
+   * An existing config file used as is, as an operator would (then data dir, ports and slot go as flags; no
+   * extraConfig).
+   */
   configFile?: string;
   /** More command-line arguments, after the config. */
   args?: string[];
@@ -448,7 +451,9 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-/** `count` consecutive ports on 127.0.0.1 that were all free a moment ago (the devnet counts its ports up from a base). */
+/**
+ * `count` consecutive ports on 127.0.0.1 that were all free a moment ago (the devnet counts its ports up from a base).
+ */
 export async function freePortRun(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * (40_000 - count));

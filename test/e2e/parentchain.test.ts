@@ -64,7 +64,10 @@ function connectionWarnings(): number {
     ).length;
 }
 
-/** Payouts to `beneficiary` waiting in the parentchain's pool: proxy.proxy calls signed by the enclave account that name it. */
+/**
+ * Payouts to `beneficiary` waiting in the parentchain's pool: proxy.proxy calls signed by the enclave account that name
+ * it.
+ */
 async function pooledPayouts(beneficiary: Uint8Array): Promise<string[]> {
   const pending = await pc.api.rpc.author.pendingExtrinsics();
   return pending

@@ -115,7 +115,10 @@ async function metric(node: NodeHandle, name: string): Promise<number> {
   return (await scrapeMetrics(node.metricsUrl)).get(name) ?? 0;
 }
 
-/** Each node's warnings and errors, one line per distinct message with its count and last instance (for failure messages). */
+/**
+ * Each node's warnings and errors, one line per distinct message with its count and last instance (for failure
+ * messages).
+ */
 function warnings(): string {
   return nodes
     .map((node, i) => {
@@ -412,7 +415,10 @@ test('a partition 2+2 heals into one chain: final calls kept, abandoned calls in
     );
     sent.push(s);
   };
-  /** Marks calls reported final: in a block at or below the finalized head of the node that reported them, on its finalized chain. */
+  /**
+   * Marks calls reported final: in a block at or below the finalized head of the node that reported them, on its
+   * finalized chain.
+   */
   const markFinal = async (): Promise<void> => {
     for (const s of sent) {
       if (!s.inBlock || s.final) continue;

@@ -278,7 +278,8 @@ test('forged blocks are rejected and their sender penalised: bad signature, wron
   );
 
   assert.ok((await metric('validateer_p2p_penalties_total')) >= penalties0 + 3, 'the sender was penalised for each');
-  // The bad signature is refused before import ('block rejected' is the enclave's refusal): the penalty says why, and whom.
+  // The bad signature is refused before import ('block rejected' is the enclave's refusal): the penalty says why, and
+  // whom.
   const penalised = nodes[0]
     .logs()
     .filter((l) => l.msg === 'peer penalised' && l.peer === badSignatureFrom)

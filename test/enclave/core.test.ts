@@ -824,7 +824,8 @@ test('replay: a tampered block is refused', async () => {
     assert.equal(tamperedBody.length, history.blocks[target].length);
     const cases: [string, Uint8Array, string[]][] = [
       ['transitions ciphertext', tamperedBody, ['BLOCK_BAD_BODY']],
-      // Inside a run, the next block no longer names the tampered one (hash or signature hash); last in a run, its own signature fails.
+      // Inside a run, the next block no longer names the tampered one (hash or signature hash); last in a run, its own
+      // signature fails.
       [
         'header commitment',
         SignedBlock.enc({ ...b, header: { ...b.header, stateCommitment: new Uint8Array(32) } }),

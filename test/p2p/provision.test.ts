@@ -1,5 +1,6 @@
 // /validateer/provision/1 between real libp2p nodes over loopback TCP: opaque bytes both ways, refusals
-// (P2P_REFUSED from the handler, carrying e.g. the enclave's PROVISION_* code) reach the requester as P2P_REFUSED with the server's reason, anything else the
+// (P2P_REFUSED from the handler, carrying e.g. the enclave's PROVISION_* code) reach the requester as P2P_REFUSED with
+// the server's reason, anything else the
 // handler throws is a server error that costs only that request.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';

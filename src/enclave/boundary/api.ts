@@ -19,7 +19,10 @@ const submitResults = z.array(
     message: z.string().optional(),
   }),
 );
-/** A provisioning step: its result, or a refusal; `verification` = the peer's quote check ('ok', a refusal code, null = not reached). */
+/**
+ * A provisioning step: its result, or a refusal; `verification` = the peer's quote check ('ok', a refusal code, null =
+ * not reached).
+ */
 function provisionOutcome<T extends z.ZodRawShape>(ok: T) {
   return z.discriminatedUnion('ok', [
     z.object({ ok: z.literal(true), verification: z.string().nullable(), ...ok }),

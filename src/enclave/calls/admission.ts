@@ -40,7 +40,9 @@ export class Admission {
   private readonly pool: CallPool;
   private readonly keyring: StateKeyring;
   private readonly replayDone: () => Promise<void>;
-  /** An LRU, not a Map trimmed from its front: a Map's first key is found past every deleted slot, ~30 us at this size. */
+  /**
+   * An LRU, not a Map trimmed from its front: a Map's first key is found past every deleted slot, ~30 us at this size.
+   */
   private readonly recentCalls = new LRUCache<string, ForwardedCall>({ max: RECENT_CALLS_KEPT });
   /** The shard as a Buffer once: compared with every call's. */
   private readonly shardBytes: Buffer;
@@ -58,7 +60,10 @@ export class Admission {
     return (await this.submitAndForward(requests, nowMs, new Set())).results;
   }
 
-  /** As submit; the accepted calls whose index is in `forward` come back re-sealed for the shard's other enclaves (forwarding.ts). */
+  /**
+   * As submit; the accepted calls whose index is in `forward` come back re-sealed for the shard's other enclaves
+   * (forwarding.ts).
+   */
   async submitAndForward(
     requests: Uint8Array[],
     nowMs: number,

@@ -15,7 +15,10 @@ import {
 } from '../../protocol/wire.ts';
 import { aesGcmOpen, aesGcmSeal, randomNonce } from '../../crypto/primitives.ts';
 
-/** callBytes: the call's encoding when at hand (a verified client call): sealing then copies it instead of encoding the call. */
+/**
+ * callBytes: the call's encoding when at hand (a verified client call): sealing then copies it instead of encoding the
+ * call.
+ */
 export interface ForwardedCall {
   hash: Uint8Array;
   nonce: number;

@@ -249,7 +249,9 @@ export class BlockBuilder {
     }
   }
 
-  /** A new epoch's key, sealed to the members and to disk before the block exists (replay of our own store needs it). */
+  /**
+   * A new epoch's key, sealed to the members and to disk before the block exists (replay of our own store needs it).
+   */
   private rotateKey(overlay: Overlay, epoch: EpochRecord, number: bigint, members: Recipient[]): KeyRotation {
     const keyId = this.keyring.freshId();
     const key = new Uint8Array(randomBytes(32));

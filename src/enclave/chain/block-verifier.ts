@@ -99,7 +99,8 @@ export class BlockVerifier {
     let failure = this.decodeAll(blocks, decoded);
     const linked = this.linkedLength(decoded);
     const runSigned = this.signsRun(decoded[linked - 1]);
-    // Otherwise, block by block: the next chunk's signatures on the crypto threads while this thread applies the current one.
+    // Otherwise, block by block: the next chunk's signatures on the crypto threads while this thread applies the
+    // current one.
     let pending = runSigned ? null : this.verifyChunk(decoded, 0);
     let signed: boolean[] = [];
     const count = runSigned ? linked : decoded.length;
@@ -252,7 +253,9 @@ export class BlockVerifier {
       throw new EnclaveError('BLOCK_WRONG_AUTHOR', `block ${h.number} is not by the author of slot ${h.slot}`);
   }
 
-  /** Decrypts a block's transitions (learning a new epoch's key from it); `enforce`: imports check the epoch rules too. */
+  /**
+   * Decrypts a block's transitions (learning a new epoch's key from it); `enforce`: imports check the epoch rules too.
+   */
   openBlock(received: ReceivedBlock, signatureChecked = false, enforce = false): Item[] {
     const b = received.block;
     const h = b.header;

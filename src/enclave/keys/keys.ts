@@ -53,7 +53,10 @@ const KeyFileV3 = Struct({
 });
 const KEY_FILE_V3 = 3;
 
-/** generated: made here at first start (the shard's if this enclave is its first member); dev: derived from the shard id; provisioned: received from a member enclave. */
+/**
+ * generated: made here at first start (the shard's if this enclave is its first member); dev: derived from the shard
+ * id; provisioned: received from a member enclave.
+ */
 export const SecretsOrigin = { generated: 0, dev: 1, provisioned: 2 } as const;
 export type SecretsOrigin = keyof typeof SecretsOrigin;
 

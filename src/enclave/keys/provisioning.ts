@@ -135,7 +135,9 @@ export class Provisioning {
     return bytes;
   }
 
-  /** Provider: checks a request; returns the secrets sealed to its ephemeral key with our quote, or throws a refusal. */
+  /**
+   * Provider: checks a request; returns the secrets sealed to its ephemeral key with our quote, or throws a refusal.
+   */
   serve(bytes: Uint8Array, secrets: ShardSecrets, nowMs: number): Uint8Array {
     const r = decodeMessage(ProvisionRequest, bytes, 'provisioning request');
     if (!same(r.shard, this.deps.shard)) throw refuse(ProvisionRefusal.WRONG_SHARD, 'request is for another shard');
@@ -180,7 +182,9 @@ export class Provisioning {
     return secrets;
   }
 
-  /** The other side's quote: authority and signature, binding to its key and this exchange, measurement, registration. */
+  /**
+   * The other side's quote: authority and signature, binding to its key and this exchange, measurement, registration.
+   */
   private checkQuote(
     quote: Uint8Array,
     signingKey: Uint8Array,

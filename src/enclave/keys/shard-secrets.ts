@@ -67,7 +67,9 @@ export class ShardSecretsExchange {
     return this.provisioning.request(nowMs);
   }
 
-  /** Provider side; a refusal is a result (with the quote check's outcome), not an error, so the host can count both. */
+  /**
+   * Provider side; a refusal is a result (with the quote check's outcome), not an error, so the host can count both.
+   */
   serve(request: Uint8Array, nowMs: number): ProvisionOutcome<{ response: Uint8Array }> {
     return this.step(() => {
       if (!this.holds())

@@ -18,7 +18,10 @@ const v1Indices = {
 /** The sealed indices before removeProxy (data directories of earlier builds; read once, then resealed). */
 export const CallIndicesV1 = Struct(v1Indices);
 export const CallIndices = Struct({ ...v1Indices, removeProxy: index });
-/** pallet_proxy's remove_proxy: call 2 of the pallet (third in declaration order, pinned by `#[pallet::call_index(2)]` since). */
+/**
+ * pallet_proxy's remove_proxy: call 2 of the pallet (third in declaration order, pinned by `#[pallet::call_index(2)]`
+ * since).
+ */
 export const REMOVE_PROXY_CALL = 2;
 /**
  * The indices (sealed), and how the runtime's pallet_proxy takes accounts: a MultiAddress
@@ -73,7 +76,10 @@ export function addProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array 
   );
 }
 
-/** proxy.removeProxy(delegate, Any, delay 0): the same arguments as addProxy, in the same account format (one pallet version). */
+/**
+ * proxy.removeProxy(delegate, Any, delay 0): the same arguments as addProxy, in the same account format (one pallet
+ * version).
+ */
 export function removeProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Array {
   return concatBytes(
     head(ix, 'removeProxy'),

@@ -65,7 +65,9 @@ export class ParentchainDuties {
     return this.info();
   }
 
-  /** Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one. */
+  /**
+   * Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one.
+   */
   load(): boolean {
     const { opts, sealer, keys } = this.ctx;
     this.ctx.parentchain = ParentchainView.load(opts.dataDir, sealer, keys.signingPublic, this.registryContext());
@@ -169,7 +171,10 @@ export class ParentchainDuties {
     return pc.anchorCall(message);
   }
 
-  /** Signs an extrinsic payload, only for calls this enclave built (Substrate signs blake2_256 of payloads over 256 bytes). */
+  /**
+   * Signs an extrinsic payload, only for calls this enclave built (Substrate signs blake2_256 of payloads over 256
+   * bytes).
+   */
   signExtrinsic(payload: Uint8Array): Uint8Array {
     this.view().admitPayload(payload);
     return ed25519Sign(this.ctx.keys.signingKey, payload.length > 256 ? blake2_256(payload) : payload);

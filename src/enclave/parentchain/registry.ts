@@ -39,7 +39,10 @@ const empty = new Uint8Array(0);
 
 export class Registry {
   data: RegistryData;
-  /** Parentchain block processed by the last anchored (so final) sidechain block seen since start: its effects are executed for good. */
+  /**
+   * Parentchain block processed by the last anchored (so final) sidechain block seen since start: its effects are
+   * executed for good.
+   */
   anchoredProcessed: number | undefined;
   private readonly ctx: RegistryContext;
 
@@ -241,7 +244,8 @@ export class Registry {
         out.push({ kind: 'invoke', detail: where });
         return effect(EFFECT.invoke, { request: m.value.request });
       case 'proxy': {
-        // proxy(vault, batchAll[addProxy, remark]), alone or after a transfer that pays the proxy deposit into the vault.
+        // proxy(vault, batchAll[addProxy, remark]), alone or after a transfer that pays the proxy deposit into the
+        // vault.
         const funded =
           top.method === 'batchAll' && top.calls?.length === 2 && top.calls[0].method === 'transferKeepAlive';
         const batch = this.throughVault(funded ? top.calls![1] : top);
@@ -325,7 +329,9 @@ export class Registry {
       : undefined;
   }
 
-  /** The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, bound to the bytes. */
+  /**
+   * The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, bound to the bytes.
+   */
   private payoutTransfer(
     number: number,
     x: RelevantExtrinsic,

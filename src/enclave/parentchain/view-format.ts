@@ -22,7 +22,10 @@ export const SealedView = Struct({ genesisHash: Bytes(32), callIndices: CallIndi
 /** The layout of earlier builds, whose sealed indices had no removeProxy. */
 const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail });
 
-/** The sealed view, in the current layout or the previous one (removeProxy then taken from pallet_proxy's fixed call index). */
+/**
+ * The sealed view, in the current layout or the previous one (removeProxy then taken from pallet_proxy's fixed call
+ * index).
+ */
 export function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
   try {
     return decodeExact(SealedView, bytes, 'sealed parentchain view');

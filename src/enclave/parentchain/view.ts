@@ -140,7 +140,8 @@ export class ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     if (!existsSync(path)) return null;
     const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
-    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n); // offline: no duties
+    // offline: no duties
+    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
   }
 
   private persist(): void {

@@ -22,7 +22,10 @@ export interface Withdrawal {
   amount: bigint;
   paid: boolean;
 }
-/** The state key epoch: its key id, the block that began it, and the hash of the members it was sealed to (key-rotation.ts). */
+/**
+ * The state key epoch: its key id, the block that began it, and the hash of the members it was sealed to
+ * (key-rotation.ts).
+ */
 export interface EpochRecord {
   epoch: number;
   keyId: number;
@@ -32,7 +35,9 @@ export interface EpochRecord {
 export const StateWrite = Enum({
   account: Struct({ id: AccountId, balance: u128, nonce: u32, memoCount: u32 }),
   memo: Struct({ id: AccountId, index: u32, memo: Memo }),
-  /** The one shard-wide record: funds shielded from the parentchain and not yet unshielded, and the next withdrawal id. */
+  /**
+   * The one shard-wide record: funds shielded from the parentchain and not yet unshielded, and the next withdrawal id.
+   */
   shard: Struct({ shieldedSupply: u128, nextWithdrawal: u64 }),
   /** An unshield: burned here, paid from the vault on the parentchain (paid once the payout is seen there). */
   withdrawal: Struct({ id: u64, from: AccountId, beneficiary: AccountId, amount: u128, paid: bool }),
@@ -65,7 +70,8 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 export const EMPTY: Account = Object.freeze({ balance: 0n, nonce: 0, memoCount: 0 });
 /** An account's map key: its 32 bytes as a latin1 string (half the length of hex, and no hex encoding per read). */
 export const accountKey = (id: Uint8Array): string => bytesView(id).toString('latin1');
-export const memoKey = (id: string, index: number): string => `${id}:${index}`; // an id key is 32 characters: unambiguous
+// an id key is 32 characters: unambiguous
+export const memoKey = (id: string, index: number): string => `${id}:${index}`;
 
 export function accountItem(id: Uint8Array, a: Account): Item {
   const b = Buffer.allocUnsafe(ACCOUNT_ITEM_BYTES);

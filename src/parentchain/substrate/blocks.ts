@@ -19,7 +19,10 @@ export class BlockReader {
   readonly #eventsKey: string;
   /** Registry and runtime-upgrade flag of recently decoded blocks, so sequential reads need no lookups. */
   readonly #decoded = new Map<string, Decoded>();
-  /** Registry lookups in flight: a block fetched in parallel with its parent waits for the parent's instead of asking too. */
+  /**
+   * Registry lookups in flight: a block fetched in parallel with its parent waits for the parent's instead of asking
+   * too.
+   */
   readonly #decoding = new Map<string, Promise<Decoded>>();
 
   constructor(api: ApiPromise, connection: RpcConnection) {

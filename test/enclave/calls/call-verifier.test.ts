@@ -80,7 +80,8 @@ test(
           buildTransfer(alice, { to: alice.publicKey, amount: 1n, nonce }, { keyId: 1, publicKey: kp.publicKey }, SHARD)
             .request,
       );
-      // The threads start on first use; small batches go to the threads in turn, so after two both have run their setup.
+      // The threads start on first use; small batches go to the threads in turn, so after two both have run their
+      // setup.
       for (const r of requests) assert.ok((await threads.verify([r]))[0].ok);
       assert.equal(threadsAt(threadNice) - before, 2, `both worker threads run at niceness ${threadNice}`);
       assert.equal(niceOf(String(process.pid)), baseNice, 'the main thread keeps its priority');

@@ -709,7 +709,8 @@ test('importBlocks: a linked run is authenticated by its last signature; a run w
   assert.deepEqual([r2.imported.length, r2.failure?.index, r2.failure?.code], [17, 17, 'BLOCK_BAD_SIGNATURE']);
   assert.equal(j2.status().headNumber, 16);
 
-  // A block of another chain in the middle (a's block 20 re-signed on another parent): BLOCK_NOT_CHILD after the run before it.
+  // A block of another chain in the middle (a's block 20 re-signed on another parent): BLOCK_NOT_CHILD after the run
+  // before it.
   const stray = forge(chain[20], signingKey(a), (h) => ({ ...h, parentHash: new Uint8Array(32).fill(9) }));
   const j3 = joiner();
   const r3 = await j3.importBlocks([...chain.slice(0, 20), stray, ...chain.slice(21)], Date.now());

@@ -1742,7 +1742,8 @@ test("a view sealed by an earlier build (call indices without removeProxy) opens
     host.init({ ...IX, removeProxy: { pallet: 42, call: 2 } });
     host.import(chain.block());
     await host.close();
-    // Rewrite the sealed file in the old layout: the indices end with addProxy (genesis hash, then 7 indices of 2 bytes).
+    // Rewrite the sealed file in the old layout: the indices end with addProxy (genesis hash, then 7 indices of 2
+    // bytes).
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     const sealer = Sealer.simulated(dataDir, MEASUREMENT);
     const current = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
@@ -2163,7 +2164,8 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const b1 = produce(a, []);
     assert.deepEqual([epoch(a), b1.body.rotation?.wraps.map((w) => hexKey(w.member))], [1, [hexKey(a.key)]]);
 
-    // b joins: registered and provisioned (every epoch so far), it imports the chain; the next block seals epoch 2 to a and b.
+    // b joins: registered and provisioned (every epoch so far), it imports the chain; the next block seals epoch 2 to a
+    // and b.
     register(b);
     await provision(b);
     for (const blk of blocks) b.core.commit(b.core.importBlock(blk, Date.now()).hash);
@@ -2181,7 +2183,8 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     // c joins (epoch 3), then leaves: the next block begins epoch 4 for a and b only.
     register(c);
     await provision(c);
-    // Had c missed epoch 2's key (sealed to a and b only), it could not import that block; asked again, it gets what it lacks.
+    // Had c missed epoch 2's key (sealed to a and b only), it could not import that block; asked again, it gets what it
+    // lacks.
     const cMemory = (c.core as unknown as { keys: { stateKeys: Map<number, Uint8Array> } }).keys;
     const epoch2 = b2.body.rotation!.keyId;
     const held = cMemory.stateKeys.size;
