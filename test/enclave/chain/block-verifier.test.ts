@@ -4,52 +4,20 @@
 // leaves the head where it was (or after the last good block of a run).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { EnclaveCore } from '../../../src/enclave/core.ts';
 import { SignedBlock, bodyRoot, headerSigningPayload, transitionsAad } from '../../../src/protocol/block.ts';
 import { aesGcmOpen, aesGcmSeal, ed25519Sign, randomNonce } from '../../../src/crypto/primitives.ts';
 import { epochItem, joinItems, splitItems } from '../../../src/enclave/state/state.ts';
 import { codeOf } from '../../helpers/errors.ts';
+import { enclaveSet } from '../../helpers/enclave-set.ts';
 
 const SHARD = new Uint8Array(32).fill(0x35);
-const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
-const dirs: string[] = [];
-const opened: EnclaveCore[] = [];
-after(async () => {
-  for (const c of opened) await c.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function openCore(dataDir: string, authorities: Uint8Array[]): EnclaveCore {
-  const core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 1, pool: POOL, authorities, devShardSecrets: true });
-  opened.push(core);
-  return core;
-}
+const { openSet, close } = enclaveSet(SHARD, 'verifier');
+after(close);
 
 /** Author A (authority 0 of 2) with blocks 0..3 built and committed, and B, which imported genesis only. */
 async function chainOf3() {
-  const dataDirs = [0, 1].map(() => {
-    const d = mkdtempSync(join(tmpdir(), 'validateer-verifier-'));
-    dirs.push(d);
-    return d;
-  });
-  // The keys are made by a first open of each data directory (sealed there), then both reopen knowing the set.
-  const keys: Uint8Array[] = [];
-  for (const d of dataDirs) {
-    const c = EnclaveCore.open({
-      dataDir: d,
-      shard: SHARD,
-      workers: 1,
-      pool: POOL,
-      authorities: [],
-      devShardSecrets: true,
-    });
-    keys.push(c.info().signingKey);
-    await c.close();
-  }
-  const [a, b] = dataDirs.map((d) => openCore(d, keys));
+  const [a, b] = await openSet(2);
   const g = a.genesis([], Date.now());
   b.commit(b.importBlock(g.block, Date.now()).hash);
   const blocks: Uint8Array[] = [];

@@ -2,9 +2,6 @@
 // signing keys, authorities[0] creates genesis, and slot s belongs to authorities[s mod n].
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EnclaveCore } from '../../../src/enclave/core.ts';
 import { buildGetter, buildTransfer, type ShieldingKey } from '../../../src/client/calls.ts';
@@ -13,62 +10,23 @@ import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, type Header } 
 import { ed25519Generate, ed25519Sign } from '../../../src/crypto/primitives.ts';
 import { slotAt } from '../../../src/protocol/aura.ts';
 import { codeOf } from '../../helpers/errors.ts';
+import { TEST_POOL, enclaveSet } from '../../helpers/enclave-set.ts';
+import { hexKey } from '../../../src/protocol/bytes.ts';
 import type { KeyObject } from 'node:crypto';
 import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
 
 const SHARD = new Uint8Array(32).fill(0x33);
 const OTHER_SHARD = new Uint8Array(32).fill(0x44);
-const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 const SLOT_MS = 1000; // the default slot duration (and drift) of EnclaveCore
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 let alice: Account;
 let bob: Account;
-const dirs: string[] = [];
-const opened: EnclaveCore[] = [];
+const { tempDir, openCore, openSet, adopt, close } = enclaveSet(SHARD, 'import');
 before(async () => {
   alice = await devAccount('//Alice');
   bob = await devAccount('//Bob');
 });
-after(async () => {
-  for (const c of opened) await c.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'validateer-import-'));
-  dirs.push(d);
-  return d;
-}
-
-function openCore(dataDir: string, authorities: Uint8Array[]): EnclaveCore {
-  const core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 1, pool: POOL, authorities, devShardSecrets: true });
-  opened.push(core);
-  return core;
-}
-
-/**
- * `n` enclaves of the shard whose authorities are their signing keys, in order. The keys are created
- * by a first open of each data directory (they are sealed there), then every enclave is reopened
- * knowing the whole set.
- */
-async function openSet(n: number): Promise<EnclaveCore[]> {
-  const dataDirs = Array.from({ length: n }, tempDir);
-  const keys: Uint8Array[] = [];
-  for (const d of dataDirs) {
-    const c = EnclaveCore.open({
-      dataDir: d,
-      shard: SHARD,
-      workers: 1,
-      pool: POOL,
-      authorities: [],
-      devShardSecrets: true,
-    });
-    keys.push(c.info().signingKey);
-    await c.close();
-  }
-  return dataDirs.map((d) => openCore(d, keys));
-}
+after(close);
 
 const signingKey = (core: EnclaveCore): KeyObject => core['keys'].signingKey;
 const commitment = (core: EnclaveCore): Uint8Array => core['state'].commitment();
@@ -103,9 +61,9 @@ function view(core: EnclaveCore) {
   const { headNumber, headHash, accounts } = core.status();
   return {
     headNumber,
-    headHash: hex(headHash),
+    headHash: hexKey(headHash),
     accounts,
-    commitment: hex(commitment(core)),
+    commitment: hexKey(commitment(core)),
     balances: [balance(core, alice), balance(core, bob)],
     nonces: [nonce(core, alice), nonce(core, bob)],
   };
@@ -304,7 +262,7 @@ test('two enclaves take turns: every block imports and both stay identical; pool
   for (const core of [a, b]) assert.equal((await core.submit([t.request], Date.now()))[0].code, 'STALE_NONCE');
 
   // import returns the header's slot and author, and the hashes of the included calls
-  assert.deepEqual(SignedBlock.dec(q.block).body.calls.map(hex), [t1.hash]);
+  assert.deepEqual(SignedBlock.dec(q.block).body.calls.map(hexKey), [t1.hash]);
   assert.deepEqual(headerHash(SignedBlock.dec(q.block).header), q.hash);
 });
 
@@ -585,15 +543,16 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   // tampered, truncated, or sealed by an enclave of another shard: refused whole with a stable code
   assert.equal(await rejectionCode(b.submitForwarded(flip(r.forwarded, -1), Date.now())), 'DECRYPT_FAILED');
   assert.equal(await rejectionCode(b.submitForwarded(r.forwarded.subarray(0, 10), Date.now())), 'DECODE_FAILED');
-  const stranger = EnclaveCore.open({
-    dataDir: tempDir(),
-    shard: OTHER_SHARD,
-    workers: 1,
-    pool: POOL,
-    authorities: [],
-    devShardSecrets: true,
-  });
-  opened.push(stranger);
+  const stranger = adopt(
+    EnclaveCore.open({
+      dataDir: tempDir(),
+      shard: OTHER_SHARD,
+      workers: 1,
+      pool: TEST_POOL,
+      authorities: [],
+      devShardSecrets: true,
+    }),
+  );
   stranger.genesis(ENDOWMENTS(), Date.now());
   const foreign = await stranger.submitAndForward(
     [buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce: 0 }, keyOf(stranger), OTHER_SHARD).request],
@@ -614,11 +573,15 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   await c.submit([t0.request], Date.now());
   c.commit(c.importBlock(p.block, Date.now()).hash);
   assert.equal(c.status().poolSize, 0, 'included: left the pool');
-  assert.equal(await c.requeue([t0.hash, hex(randomBytes(32))], Date.now()), 0, 'stale after the block: not requeued');
+  assert.equal(
+    await c.requeue([t0.hash, hexKey(randomBytes(32))], Date.now()),
+    0,
+    'stale after the block: not requeued',
+  );
   c.beginReplay(undefined, false);
   c.replayBlocks([g.block]);
   await c.finishReplay(); // back at genesis, as a reorg does
-  assert.equal(await c.requeue([t0.hash, hex(randomBytes(32))], Date.now()), 1);
+  assert.equal(await c.requeue([t0.hash, hexKey(randomBytes(32))], Date.now()), 1);
   assert.equal(c.status().poolSize, 1);
 });
 
