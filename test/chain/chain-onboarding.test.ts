@@ -13,6 +13,7 @@ import { slotAt, slotStartMs } from '../../src/protocol/aura.ts';
 import type { Enclave } from '../../src/enclave/boundary/host.ts';
 import type { BlockStore } from '../../src/sidechain/store.ts';
 import type { Network } from '../../src/p2p/network.ts';
+import type { Logger } from 'pino';
 
 const SLOT_MS = 60_000;
 /** Freezes Date at 1 s into a slot: a wall-clock slot would be "too late to propose" in its last 30%. */
@@ -23,6 +24,31 @@ function earlyInSlot(t: TestContext): bigint {
 }
 const ME = new Uint8Array(32).fill(7);
 const OTHER = new Uint8Array(32).fill(9);
+
+/** The chain under test: one validateer of a set whose enclave and store the test fakes. */
+function chainWith(enclave: Enclave, store: BlockStore, logger: Logger): ChainService {
+  const deps: ChainDeps = {
+    enclave,
+    store,
+    logger,
+    metrics: createMetrics(),
+    relay: new CallRelay(enclave),
+    signingKey: ME,
+    genesisBalances: async () => [],
+    isAuthority: () => true,
+    anchor: () => null,
+    heads: new HeadEvents(),
+  };
+  return new ChainService(deps, {
+    slotDurationMs: SLOT_MS,
+    maxCalls: 10,
+    snapshotInterval: 100,
+    snapshotsKept: 2,
+    shard: new Uint8Array(32),
+    rangeBatch: 16,
+    treeLimit: 100,
+  });
+}
 
 test('a slot that waited for the lock while an onboarding sync started does not author', async (t) => {
   const slotNow = earlyInSlot(t);
@@ -54,27 +80,7 @@ test('a slot that waited for the lock while an onboarding sync started does not 
       },
     }),
   });
-  const deps: ChainDeps = {
-    enclave,
-    store,
-    logger,
-    metrics: createMetrics(),
-    relay: new CallRelay(enclave),
-    signingKey: ME,
-    genesisBalances: async () => [],
-    isAuthority: () => true,
-    anchor: () => null,
-    heads: new HeadEvents(),
-  };
-  const chain = new ChainService(deps, {
-    slotDurationMs: SLOT_MS,
-    maxCalls: 10,
-    snapshotInterval: 100,
-    snapshotsKept: 2,
-    shard: new Uint8Array(32),
-    rangeBatch: 16,
-    treeLimit: 100,
-  });
+  const chain = chainWith(enclave, store, logger);
   const pending = Promise.withResolvers<Uint8Array[]>(); // blocks-by-range never answers: the sync stays on
   const status = {
     headNumber: 1000,
@@ -124,27 +130,7 @@ test('a restarted validateer with a chain does not author before a peer has repo
   } as unknown as Enclave;
   const head = { number: 5, hash: new Uint8Array(32).fill(1) };
   const store = { head: () => head, numberOf: async () => undefined } as unknown as BlockStore;
-  const deps: ChainDeps = {
-    enclave,
-    store,
-    logger: createLogger({ level: 'silent' }),
-    metrics: createMetrics(),
-    relay: new CallRelay(enclave),
-    signingKey: ME,
-    genesisBalances: async () => [],
-    isAuthority: () => true,
-    anchor: () => null,
-    heads: new HeadEvents(),
-  };
-  const chain = new ChainService(deps, {
-    slotDurationMs: SLOT_MS,
-    maxCalls: 10,
-    snapshotInterval: 100,
-    snapshotsKept: 2,
-    shard: new Uint8Array(32),
-    rangeBatch: 16,
-    treeLimit: 100,
-  });
+  const chain = chainWith(enclave, store, createLogger({ level: 'silent' }));
   // A peer at our own head: nothing to fetch, but now we know where the set is.
   const status = {
     headNumber: head.number,
