@@ -28,10 +28,12 @@ export interface NodeFlags {
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const DEV_CONFIG = join(ROOT, 'config', 'dev.json');
 
-function configFrom(flags: NodeFlags, defaultFile?: string): Config {
+/** The config from the file, with the flags every node command takes (and `extra` ones) on top. */
+function configFrom(flags: NodeFlags, defaultFile?: string, extra: Record<string, unknown> = {}): Config {
   return loadConfig({
     file: flags.config ?? defaultFile,
     overrides: {
+      ...extra,
       dataDir: flags.dataDir,
       'rpc.port': flags.rpcPort,
       'metrics.port': flags.metricsPort,
@@ -83,18 +85,9 @@ async function runUntilSignal(config: Config, banner: string): Promise<void> {
 export async function joinCommand(flags: NodeFlags & JoinFlags): Promise<void> {
   // Loaded on demand: funding and unregistering use polkadot-js.
   const { prepareJoin } = await import('./membership-commands.ts');
-  const config = loadConfig({
-    file: flags.config,
-    overrides: {
-      dataDir: flags.dataDir,
-      'rpc.port': flags.rpcPort,
-      'metrics.port': flags.metricsPort,
-      'sidechain.slotDurationMs': flags.slotMs,
-      'log.level': flags.logLevel,
-      'parentchain.endpoint': flags.parentchain,
-      'p2p.bootstrap': flags.bootstrap,
-      'p2p.listen': flags.p2pPort ? [`/ip4/127.0.0.1/tcp/${flags.p2pPort}`] : undefined,
-    },
+  const config = configFrom(flags, undefined, {
+    'p2p.bootstrap': flags.bootstrap,
+    'p2p.listen': flags.p2pPort ? [`/ip4/127.0.0.1/tcp/${flags.p2pPort}`] : undefined,
   });
   await prepareJoin(config, flags);
   await runUntilSignal(config, 'validateer joining: registration, provisioning by a member, sync, then authoring');
