@@ -23,7 +23,9 @@ export class Enclave {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (!m.ok) return p.reject(new EnclaveError(errorCode(m.error.code, 'BAD_REPLY'), m.error.message));
+      // A code outside the lists (a Node system error's, e.g. ENOENT) is an internal failure of the enclave,
+      // not a malformed reply: the reply itself was well formed.
+      if (!m.ok) return p.reject(new EnclaveError(errorCode(m.error.code, 'INTERNAL'), m.error.message));
       const parsed = enclaveApi[p.method].result.safeParse(m.result);
       if (parsed.success) p.resolve(parsed.data);
       else p.reject(new EnclaveError('BAD_REPLY', `enclave reply to ${p.method} failed validation`));
