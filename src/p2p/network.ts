@@ -244,13 +244,16 @@ class P2pNetwork implements Network {
     this.log.info('p2p network stopped');
   }
 
-  /** 'no_peers' when nobody was subscribed, 'duplicate' when the bytes were already seen. */
-  publishBlock(bytes: Uint8Array): Promise<PublishResult> {
+  /**
+   * 'no_peers' when nobody was subscribed, 'duplicate' when the bytes were already seen. Async, so that a
+   * publish after stop() is a rejected promise (its callers catch those), never a synchronous throw.
+   */
+  async publishBlock(bytes: Uint8Array): Promise<PublishResult> {
     this.requireStarted();
     return this.gossip.publish('blocks', bytes);
   }
 
-  publishCall(bytes: Uint8Array): Promise<PublishResult> {
+  async publishCall(bytes: Uint8Array): Promise<PublishResult> {
     this.requireStarted();
     return this.gossip.publish('calls', bytes);
   }

@@ -252,6 +252,19 @@ test('publishing without peers does not throw; an oversized publish does', async
   assert.equal(await codeOfAsync(a.net.publishBlock(new Uint8Array(LIMITS.maxGossipBytes + 1))), 'P2P_TOO_LARGE');
 });
 
+test('a publish after stop() is a rejected promise, never a synchronous throw (a block stored as the node stops)', async (t) => {
+  const a = await startNode(t);
+  await a.net.stop();
+  let block: Promise<unknown> | undefined;
+  let call: Promise<unknown> | undefined;
+  assert.doesNotThrow(() => {
+    block = a.net.publishBlock(enc('late block'));
+    call = a.net.publishCall(enc('late call'));
+  });
+  assert.equal(await codeOfAsync(block!), 'P2P_NOT_STARTED');
+  assert.equal(await codeOfAsync(call!), 'P2P_NOT_STARTED');
+});
+
 test('line A-B-C: a block B rejects is not forwarded to C; B counts it and its gossipsub score of A drops', async (t) => {
   const [a, c] = await Promise.all([startNode(t), startNode(t)]);
   const b = await startNode(t, { verdict: (text) => (text === 'bad block' ? 'reject' : 'accept') });
