@@ -121,7 +121,7 @@ export async function keysCommand(flags: NodeFlags): Promise<void> {
   const enclave = await Enclave.start(enclaveInitFrom(config, dataDir, 1));
   try {
     const info = await enclave.call('info', {});
-    const { quote } = await enclave.call('quote', { userData: new Uint8Array(32) });
+    const { quote } = await enclave.call('keysQuote', {});
     console.log(
       JSON.stringify(
         {

@@ -190,7 +190,8 @@ export const enclaveApi = {
     result: z.object({ reply: bytes }),
   },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
-  quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
+  /** A quote over the enclave's own public keys (no caller-chosen report data: see keysQuoteBinding). */
+  keysQuote: { params: z.object({}), result: z.object({ quote: bytes }) },
   provisionRequest: { params: z.object({}), result: z.object({ request: bytes }) },
   provisionServe: {
     params: z.object({ request: bytes.refine((b) => b.length <= 16 * 1024, 'request larger than 16 KiB') }),

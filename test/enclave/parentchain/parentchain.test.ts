@@ -2103,6 +2103,54 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
   await again.close();
 });
 
+test("provisioning: a member's host with its own ephemeral key finds no quote that makes a peer answer it", async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  for (const h of [a, b]) h.init();
+  b.import(a.perform('register').block);
+  const [reg] = b.duties().filter((x) => x.key === 'register');
+  const registration = decodeMessage(decodeCall(reg.callData).tree.remark!);
+  assert.equal(registration?.tag, 'register');
+  b.sign(reg.callData);
+  a.import(b.include(reg.callData).block);
+  const now = () => Date.now();
+  // B's host makes its own X25519 key and a request body around it, then collects every quote it can make
+  // B's enclave produce: the quote API of today's boundary (if any), genuine requests, the registration,
+  // the quote shown by `validateer keys`, and A's answer to a genuine request of B.
+  const own = x25519Generate();
+  const body = {
+    shard: SHARD,
+    ephemeral: own.publicKey,
+    nonce: new Uint8Array(32).fill(9),
+    timestampMs: BigInt(now()),
+  };
+  const quotes: [string, Uint8Array][] = [];
+  const api = b.core as unknown as Record<string, ((...args: unknown[]) => unknown) | undefined>;
+  if (typeof api.quote === 'function')
+    quotes.push(['quote API', api.quote.call(b.core, ProvisionRequestBinding(body)) as Uint8Array]);
+  if (typeof api.keysQuote === 'function') quotes.push(['keys quote', api.keysQuote.call(b.core) as Uint8Array]);
+  const genuine = b.core.provisionRequest(now());
+  quotes.push(['genuine request', ProvisionRequest.dec(genuine).quote]);
+  quotes.push(['registration', (registration!.value as { quote: Uint8Array }).quote]);
+  const answered = a.core.provisionServe(genuine, now());
+  assert.ok(answered.ok);
+  quotes.push(['response', ProvisionResponse.dec(answered.response).quote]);
+  const suite = new HpkeSuite(te.encode('validateer/hpke/provision/v1'));
+  for (const [what, quote] of quotes) {
+    const request = ProvisionRequest.enc({ version: 1, requester: b.key, quote, ...body });
+    const o = a.core.provisionServe(request, now());
+    if (o.ok) {
+      const r = ProvisionResponse.dec(o.response);
+      const plain = suite.open(own, r.enc, r.ciphertext, sha256(request));
+      assert.fail(`with the ${what}'s quote the host read ${plain?.length ?? 0} bytes of the shard secrets`);
+    }
+    assert.equal(o.code, 'PROVISION_FORGED_QUOTE', what);
+  }
+  await a.close();
+  await b.close();
+});
+
 /** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
 function ProvisionRequestBinding(r: {
   shard: Uint8Array;
