@@ -5,6 +5,7 @@ import { keysQuoteBinding, simulatedProvider, type AttestationProvider } from '.
 import { EnclaveError } from './boundary/errors.ts';
 import { loadOrCreateKeys } from './keys/keys.ts';
 import { computeMeasurement } from './keys/measurement.ts';
+import { openTrustRoots } from './keys/trust-roots.ts';
 import { CallPool } from './calls/pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './keys/sealing.ts';
 import { State } from './state/state.ts';
@@ -44,6 +45,8 @@ export class EnclaveCore {
 
   private constructor(opts: EnclaveOptions) {
     this.measurement = computeMeasurement();
+    // First, before any key is made or unsealed: the policy must be the one the shard id names.
+    const roots = openTrustRoots(opts, this.measurement);
     const sealer = Sealer.simulated(opts.dataDir, this.measurement);
     const keys = loadOrCreateKeys(opts.dataDir, sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
@@ -67,7 +70,7 @@ export class EnclaveCore {
     this.pool = new CallPool(opts.pool);
     const head = (this.head = new ChainHead(ctx));
     const keyring = (this.keyring = new StateKeyring(ctx));
-    this.duties = new ParentchainDuties({ ctx, head, measurement: this.measurement, shielding, quote });
+    this.duties = new ParentchainDuties({ ctx, head, roots, shielding, quote });
     this.secrets = new ShardSecretsExchange({
       ctx,
       head,

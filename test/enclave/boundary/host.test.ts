@@ -10,8 +10,9 @@ import { SignedBlock } from '../../../src/protocol/block.ts';
 import { DEV_AUTHORITY_PUBLIC, verifySimulatedQuote } from '../../../src/enclave/keys/attestation.ts';
 import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
 import { sha256 } from '../../../src/crypto/primitives.ts';
+import { testShard } from '../../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x33);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('host test shard');
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 const dirs: string[] = [];
 function tempDir(): string {
@@ -20,7 +21,7 @@ function tempDir(): string {
   return d;
 }
 function init(dataDir: string): EnclaveInit {
-  return { dataDir, shard: SHARD, workers: 1, pool: POOL, authorities: [] };
+  return { dataDir, shard: SHARD, shardPolicy: POLICY, workers: 1, pool: POOL, authorities: [] };
 }
 
 let alice: Account;

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compact, u16, u32, u64 } from 'scale-ts';
-import { EnclaveCore } from '../../../src/enclave/core.ts';
+import { EnclaveCore, type EnclaveOptions } from '../../../src/enclave/core.ts';
 import {
   addProxyCall,
   batchAllCall,
@@ -54,18 +54,27 @@ import {
 } from '../../../src/protocol/block.ts';
 import type { KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../../../src/crypto/hpke.ts';
-import { aesGcmOpen, ed25519Sign, ed25519Verify, sha256, x25519Generate } from '../../../src/crypto/primitives.ts';
+import {
+  aesGcmOpen,
+  ed25519PublicFromSeed,
+  ed25519Sign,
+  ed25519Verify,
+  sha256,
+  x25519Generate,
+} from '../../../src/crypto/primitives.ts';
 import { decodeExact } from '../../../src/protocol/wire.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../../src/protocol/parentchain-messages.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
+import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
 import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
 import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
-import { concatBytes, hexKey } from '../../../src/protocol/bytes.ts';
+import { concatBytes, hexKey, same } from '../../../src/protocol/bytes.ts';
+import { testShard } from '../../helpers/shard.ts';
 
 const te = new TextEncoder();
-const SHARD = new Uint8Array(32).fill(0x11);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('parentchain test shard');
 const OTHER_SHARD = new Uint8Array(32).fill(0x22);
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 /** The real runtime's indices (Rococo Asset Hub genesis); the unit tests only need them consistent. */
@@ -1101,10 +1110,18 @@ class Host {
   readonly dataDir: string;
   slot = 1n;
 
-  constructor(chain: FakeChain, dataDir = tempDir(), options: { keyRotationBlocks?: number } = {}) {
+  constructor(chain: FakeChain, dataDir = tempDir(), options: Partial<EnclaveOptions> = {}) {
     this.chain = chain;
     this.dataDir = dataDir;
-    this.core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...options });
+    this.core = EnclaveCore.open({
+      dataDir,
+      shard: SHARD,
+      shardPolicy: POLICY,
+      workers: 0,
+      pool: POOL,
+      authorities: [],
+      ...options,
+    });
   }
 
   get key(): Uint8Array {
@@ -1976,8 +1993,22 @@ test('offline replay: the sealed registry loads without a chain and names the re
   } finally {
     await a.close();
   }
-  const offline = EnclaveCore.open({ dataDir: a.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
-  const fresh = EnclaveCore.open({ dataDir: tempDir(), shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  const offline = EnclaveCore.open({
+    dataDir: a.dataDir,
+    shard: SHARD,
+    shardPolicy: POLICY,
+    workers: 0,
+    pool: POOL,
+    authorities: [],
+  });
+  const fresh = EnclaveCore.open({
+    dataDir: tempDir(),
+    shard: SHARD,
+    shardPolicy: POLICY,
+    workers: 0,
+    pool: POOL,
+    authorities: [],
+  });
   try {
     assert.equal(offline['head'].isKnownAuthor(key32('another member')), false, 'unknown before loading');
     assert.equal(offline.parentchainLoad(), true);
@@ -2097,7 +2128,14 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
     codeOf(() => b.core.propose({ slot: 1n, timestampMs: now(), maxCalls: 10 })),
     'NOT_CAUGHT_UP',
   );
-  const again = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  const again = EnclaveCore.open({
+    dataDir: b.dataDir,
+    shard: SHARD,
+    shardPolicy: POLICY,
+    workers: 0,
+    pool: POOL,
+    authorities: [],
+  });
   assert.deepEqual(again.info().shieldingKey, a.core.info().shieldingKey);
   assert.equal(again.info().secretsOrigin, 'provisioned');
   await again.close();
@@ -2149,6 +2187,55 @@ test("provisioning: a member's host with its own ephemeral key finds no quote th
   }
   await a.close();
   await b.close();
+});
+
+test('roots of trust: a host naming its own attestation authority gets no forged member admitted or provisioned', async () => {
+  // The host holds the key of an authority of its own, and a member key with no enclave behind it.
+  const rogueSeed = key32('host-chosen authority');
+  const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, rogueSeed);
+  const rogueKey = ed25519PublicFromSeed(rogueSeed);
+  const forged = key32('forged member');
+  const attempts: [string, Partial<EnclaveOptions>, string][] = [
+    ['config trusting its own authority', { trustedAuthorities: [rogueKey] }, 'POLICY_WIDENED'],
+    ["config adding it to the policy's", { trustedAuthorities: [DEV_AUTHORITY_PUBLIC, rogueKey] }, 'POLICY_WIDENED'],
+    [
+      'a policy of its own under this shard id',
+      {
+        shardPolicy: testShard('parentchain test shard', { authorities: [DEV_AUTHORITY_PUBLIC, rogueKey] }).shardPolicy,
+      },
+      'POLICY_SHARD_MISMATCH',
+    ],
+    ['the shard policy itself', {}, 'opened'],
+  ];
+  for (const [what, options, expected] of attempts) {
+    const chain = new FakeChain();
+    let a: Host;
+    try {
+      a = new Host(chain, tempDir(), options);
+    } catch (err) {
+      assert.equal(codeOfError(err), expected, what);
+      continue;
+    }
+    a.init();
+    a.perform('register');
+    const userData = registrationUserData(SHARD, PEER, ADDRS, ENC_KEY);
+    const quote = rogue.quote(concatBytes(forged, userData));
+    a.import(chain.block([{ signer: forged, call: msg(registerMessage(forged, { quote })) }]));
+    assert.ok(!a.info().members.some((m) => same(m.signingKey, forged)), `${what}: the forged member was admitted`);
+    const own = x25519Generate();
+    const body = { shard: SHARD, ephemeral: own.publicKey, nonce: key32(what), timestampMs: BigInt(Date.now()) };
+    const request = ProvisionRequest.enc({
+      version: 1,
+      requester: forged,
+      quote: rogue.quote(concatBytes(forged, ProvisionRequestBinding(body))),
+      ...body,
+    });
+    const served = a.core.provisionServe(request, Date.now());
+    assert.ok(!served.ok, `${what}: the forged member was provisioned`);
+    assert.equal(served.code, 'PROVISION_FORGED_QUOTE', what);
+    await a.close();
+    assert.equal(expected, 'opened', `${what}: the enclave opened`);
+  }
 });
 
 /** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
@@ -2321,6 +2408,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const b2core = EnclaveCore.open({
       dataDir: b.dataDir,
       shard: SHARD,
+      shardPolicy: POLICY,
       workers: 0,
       pool: POOL,
       authorities: [],
