@@ -23,6 +23,7 @@ export interface NodeFlags {
   slotMs?: string;
   logLevel?: string;
   parentchain?: string;
+  dev?: boolean;
 }
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -40,6 +41,7 @@ function configFrom(flags: NodeFlags, defaultFile?: string, extra: Record<string
       'sidechain.slotDurationMs': flags.slotMs,
       'log.level': flags.logLevel,
       'parentchain.endpoint': flags.parentchain,
+      dev: flags.dev,
     },
   });
 }

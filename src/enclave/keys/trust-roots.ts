@@ -4,15 +4,15 @@
 // authority or measurement names another shard, whose members and secrets are not this one's.
 import { same, toHex } from '../../protocol/bytes.ts';
 import { hasCode } from '../../protocol/errors.ts';
-import { DEV_SHARD_POLICY, decodeShardPolicy, shardIdOf } from '../../protocol/shard-policy.ts';
+import { DEV_AUTHORITY_PUBLIC, decodeShardPolicy, shardIdOf } from '../../protocol/shard-policy.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { CHOPSTICKS_GENESIS } from '../parentchain/light-client.ts';
 
 export interface TrustRoots {
   trustedAuthorities: Uint8Array[];
   allowedMeasurements: Uint8Array[];
-  /** The built-in dev policy (dev authority): only on the embedded dev chain or with an explicit dev flag. */
-  devPolicy: boolean;
+  /** Trusts the simulated dev authority (the dev policy does): only on the embedded dev chain or with `dev`. */
+  devAuthority: boolean;
 }
 
 export interface TrustRootsOptions {
@@ -38,10 +38,11 @@ export function openTrustRoots(opts: TrustRootsOptions, ownMeasurement: Uint8Arr
     throw err;
   }
   const measurements = policy.measurements.length > 0 ? policy.measurements : [ownMeasurement];
+  const trustedAuthorities = narrow('authorities', policy.authorities, opts.trustedAuthorities);
   return {
-    trustedAuthorities: narrow('authorities', policy.authorities, opts.trustedAuthorities),
+    trustedAuthorities,
     allowedMeasurements: narrow('measurements', measurements, opts.allowedMeasurements),
-    devPolicy: same(opts.shardPolicy, DEV_SHARD_POLICY),
+    devAuthority: trustedAuthorities.some((a) => same(a, DEV_AUTHORITY_PUBLIC)),
   };
 }
 
@@ -54,9 +55,10 @@ function narrow(what: string, policy: Uint8Array[], config: Uint8Array[] | undef
 }
 
 /**
- * Before a parentchain is taken: the dev policy only on the embedded dev chain (its genesis is one no
- * real chain has, and the light client holds the host to it) or with `dev`; dev shard secrets, derived
- * from the public shard id, never with a parentchain.
+ * Before a parentchain is taken: a policy that trusts the dev authority (whose key derives from a public
+ * string, so anyone can sign its quotes), as the dev policy does, only on the embedded dev chain (its
+ * genesis is one no real chain has, and the light client holds the host to it) or with `dev`; dev shard
+ * secrets, derived from the public shard id, never with a parentchain.
  */
 export function checkParentchainAllowed(
   roots: TrustRoots,
@@ -68,9 +70,9 @@ export function checkParentchainAllowed(
       'DEV_SECRETS_WITH_PARENTCHAIN',
       'dev shard secrets (derived from the public shard id) are refused with a parentchain',
     );
-  if (roots.devPolicy && !opts.dev && !same(genesisHash, CHOPSTICKS_GENESIS))
+  if (roots.devAuthority && !opts.dev && !same(genesisHash, CHOPSTICKS_GENESIS))
     throw new EnclaveError(
       'POLICY_DEV_ONLY',
-      `the dev shard policy trusts the dev attestation authority, whose key is public: refused on parentchain ${toHex(genesisHash)} (not the embedded dev chain) without --dev`,
+      `the shard policy trusts the dev attestation authority, whose key is public: refused on parentchain ${toHex(genesisHash)} (not the embedded dev chain) without --dev`,
     );
 }

@@ -179,7 +179,7 @@ test('config may narrow the policy, never widen it: an extra authority or measur
   await closing(open({ ...ownCode, allowedMeasurements: [own] }), () => undefined);
 });
 
-test('the dev policy is refused on a parentchain that is not the embedded dev chain, unless dev is set', async () => {
+test('the dev policy (any trusting the dev authority) is refused on a parentchain that is not the embedded dev chain, unless dev is set', async () => {
   const dev = { shard: DEV_SHARD, shardPolicy: DEV_SHARD_POLICY };
   const dir = tempDir();
   await closing(open(dev, dir), (core) =>
@@ -200,8 +200,19 @@ test('the dev policy is refused on a parentchain that is not the embedded dev ch
     ),
   );
   await closing(open({ ...dev, dev: true }, dir), (core) => assert.equal(core.parentchainLoad(), true));
-  // any other policy takes any chain
-  await closing(open(testShard('a real shard')), (core) =>
+  // so does any policy that trusts the dev authority; one that does not takes any chain
+  const withDev = testShard('a shard', { authorities: [key32('an authority'), DEV_AUTHORITY_PUBLIC] });
+  await closing(open(withDev), (core) =>
+    assert.equal(
+      codeOf(() => core.parentchainInit(initParams(REAL_GENESIS))),
+      'POLICY_DEV_ONLY',
+    ),
+  );
+  // narrowed to the other authority it is a real shard's policy again
+  await closing(open({ ...withDev, trustedAuthorities: [key32('an authority')] }), (core) =>
+    assert.equal(core.parentchainInit(initParams(REAL_GENESIS)).number, 0),
+  );
+  await closing(open(testShard('a real shard', { authorities: [key32('an authority')] })), (core) =>
     assert.equal(core.parentchainInit(initParams(REAL_GENESIS)).number, 0),
   );
 });

@@ -1117,6 +1117,7 @@ class Host {
       dataDir,
       shard: SHARD,
       shardPolicy: POLICY,
+      dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
       workers: 0,
       pool: POOL,
       authorities: [],
@@ -1997,6 +1998,7 @@ test('offline replay: the sealed registry loads without a chain and names the re
     dataDir: a.dataDir,
     shard: SHARD,
     shardPolicy: POLICY,
+    dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
     workers: 0,
     pool: POOL,
     authorities: [],
@@ -2005,6 +2007,7 @@ test('offline replay: the sealed registry loads without a chain and names the re
     dataDir: tempDir(),
     shard: SHARD,
     shardPolicy: POLICY,
+    dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
     workers: 0,
     pool: POOL,
     authorities: [],
@@ -2132,6 +2135,7 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
     dataDir: b.dataDir,
     shard: SHARD,
     shardPolicy: POLICY,
+    dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
     workers: 0,
     pool: POOL,
     authorities: [],
@@ -2409,6 +2413,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
       dataDir: b.dataDir,
       shard: SHARD,
       shardPolicy: POLICY,
+      dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
       workers: 0,
       pool: POOL,
       authorities: [],
