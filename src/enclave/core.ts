@@ -48,7 +48,8 @@ export class EnclaveCore {
     // First, before any key is made or unsealed: the policy must be the one the shard id names.
     const roots = openTrustRoots(opts, this.measurement);
     const sealer = Sealer.simulated(opts.dataDir, this.measurement);
-    const keys = loadOrCreateKeys(opts.dataDir, sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
+    const devShard = opts.devShardSecrets ? opts.shard : undefined;
+    const keys = loadOrCreateKeys(opts.dataDir, sealer, { shard: opts.shard, devShard }).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: keys.shieldingKeyId, secret: keys.shieldingSecret, publicKey: keys.shieldingPublic };
     const ctx: EnclaveContext = (this.ctx = {

@@ -2242,6 +2242,64 @@ test('roots of trust: a host naming its own attestation authority gets no forged
   }
 });
 
+test("roots of trust: a member's data directory opens for no other shard, so its secrets never serve a policy the host chose", async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  for (const h of [a, b]) h.init();
+  b.import(a.perform('register').block);
+  const [reg] = b.duties().filter((x) => x.key === 'register');
+  b.sign(reg.callData);
+  a.import(b.include(reg.callData).block);
+  const now = () => Date.now();
+  const req = b.core.provisionRequest(now());
+  const served = a.core.provisionServe(req, now());
+  assert.ok(served.ok);
+  assert.ok((await b.core.provisionAccept(req, served.response, now())).ok);
+  const shardKey = b.core.info().shieldingKey;
+  await b.close();
+  // B's host reopens B's data directory for a shard of its own, whose policy trusts its authority too
+  const rogueSeed = key32('host-chosen authority');
+  const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, rogueSeed);
+  const hostShard = testShard('host shard', { authorities: [DEV_AUTHORITY_PUBLIC, ed25519PublicFromSeed(rogueSeed)] });
+  const options = { dataDir: b.dataDir, ...hostShard, dev: true, workers: 0, pool: POOL, authorities: [] };
+  let hostile: EnclaveCore;
+  try {
+    hostile = EnclaveCore.open(options);
+  } catch (err) {
+    assert.equal(codeOfError(err), 'POLICY_SHARD_MISMATCH');
+    await a.close();
+    return;
+  }
+  // It opened: the forged member registers in the host's shard and asks B's enclave for its secrets.
+  hostile.parentchainInit({
+    genesisHash: chain.genesis,
+    callIndices: IX,
+    existentialDeposit: ED,
+    proxyDepositFactor: PROXY_FACTOR,
+  });
+  const forged = key32('forged member');
+  const userData = registrationUserData(hostShard.shard, PEER, ADDRS, ENC_KEY);
+  const quote = rogue.quote(concatBytes(forged, userData));
+  hostile.parentchainImport([
+    chain.block([{ signer: forged, call: msg(registerMessage(forged, { shard: hostShard.shard, quote })) }]),
+  ]);
+  const own = x25519Generate();
+  const body = { shard: hostShard.shard, ephemeral: own.publicKey, nonce: key32('nonce'), timestampMs: BigInt(now()) };
+  const request = ProvisionRequest.enc({
+    version: 1,
+    requester: forged,
+    quote: rogue.quote(concatBytes(forged, ProvisionRequestBinding(body))),
+    ...body,
+  });
+  const stolen = hostile.provisionServe(request, now());
+  const sameKey = same(hostile.info().shieldingKey, shardKey);
+  await hostile.close();
+  await a.close();
+  assert.ok(!stolen.ok, `the forged member got the secrets of the enclave's shard (its own shielding key: ${sameKey})`);
+  assert.fail("the enclave opened its shard's keys for another shard");
+});
+
 /** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
 function ProvisionRequestBinding(r: {
   shard: Uint8Array;
