@@ -57,22 +57,23 @@ function narrow(what: string, policy: Uint8Array[], config: Uint8Array[] | undef
 /**
  * Before a parentchain is taken: a policy that trusts the dev authority (whose key derives from a public
  * string, so anyone can sign its quotes), as the dev policy does, only on the embedded dev chain (its
- * genesis is one no real chain has, and the light client holds the host to it) or with `dev`; dev shard
- * secrets, derived from the public shard id, never with a parentchain.
+ * genesis is one no real chain has, and the light client, starting there and not at a checkpoint, holds
+ * the host to it) or with `dev`; dev shard secrets, derived from the public shard id, never with a parentchain.
  */
 export function checkParentchainAllowed(
   roots: TrustRoots,
   opts: { dev?: boolean; devShardSecrets?: boolean },
-  genesisHash: Uint8Array,
+  chain: { genesisHash: Uint8Array; checkpoint?: unknown },
 ): void {
+  const devChain = same(chain.genesisHash, CHOPSTICKS_GENESIS) && chain.checkpoint === undefined;
   if (opts.devShardSecrets)
     throw new EnclaveError(
       'DEV_SECRETS_WITH_PARENTCHAIN',
       'dev shard secrets (derived from the public shard id) are refused with a parentchain',
     );
-  if (roots.devAuthority && !opts.dev && !same(genesisHash, CHOPSTICKS_GENESIS))
+  if (roots.devAuthority && !opts.dev && !devChain)
     throw new EnclaveError(
       'POLICY_DEV_ONLY',
-      `the shard policy trusts the dev attestation authority, whose key is public: refused on parentchain ${toHex(genesisHash)} (not the embedded dev chain) without --dev`,
+      `the shard policy trusts the dev attestation authority, whose key is public: refused on parentchain ${toHex(chain.genesisHash)} (not the embedded dev chain) without --dev`,
     );
 }

@@ -55,7 +55,7 @@ export class ParentchainDuties {
 
   init(params: ParentchainInitParams) {
     const { opts, sealer, keys } = this.ctx;
-    checkParentchainAllowed(this.roots, opts, params.genesisHash);
+    checkParentchainAllowed(this.roots, opts, params);
     this.ctx.parentchain = ParentchainView.open(
       opts.dataDir,
       sealer,
@@ -72,7 +72,7 @@ export class ParentchainDuties {
   load(): boolean {
     const { opts, sealer, keys } = this.ctx;
     const view = ParentchainView.load(opts.dataDir, sealer, keys.signingPublic, this.registryContext());
-    if (view) checkParentchainAllowed(this.roots, opts, view.lightClient.genesisHash);
+    if (view) checkParentchainAllowed(this.roots, opts, { genesisHash: view.lightClient.genesisHash });
     this.ctx.parentchain = view;
     return view !== null;
   }

@@ -189,6 +189,14 @@ test('the dev policy (any trusting the dev authority) is refused on a parentchai
     ),
   );
   await closing(open(dev), (core) => assert.equal(core.parentchainInit(initParams(CHOPSTICKS_GENESIS)).number, 0));
+  // the dev chain's genesis as a label on a checkpoint of another chain is not the dev chain
+  const checkpoint = { number: 5, hash: key32('a block of another chain') };
+  await closing(open(dev), (core) =>
+    assert.equal(
+      codeOf(() => core.parentchainInit({ ...initParams(CHOPSTICKS_GENESIS), checkpoint })),
+      'POLICY_DEV_ONLY',
+    ),
+  );
   // with dev set the operator takes it on any chain; the sealed view it leaves is refused again without dev
   await closing(open({ ...dev, dev: true }, dir), (core) =>
     assert.equal(core.parentchainInit(initParams(REAL_GENESIS)).number, 0),
