@@ -4,6 +4,7 @@
 // and keep no copies, so no part can act on a stale key or state.
 import type { EnclaveKeys } from './keys/keys.ts';
 import type { Sealer } from './keys/sealing.ts';
+import type { SigningGuard } from './keys/signing-guard.ts';
 import type { State, EpochRecord, Item, Known } from './state/state.ts';
 import type { LtHash } from './state/lthash.ts';
 import type { ParentchainView } from './parentchain/view.ts';
@@ -52,6 +53,8 @@ export interface StagedBlock {
 export interface EnclaveContext {
   readonly opts: EnclaveOptions;
   readonly sealer: Sealer;
+  /** What this enclave signed and must not sign again; vouches for the sealed parentchain view. */
+  readonly guard: SigningGuard;
   keys: EnclaveKeys;
   state: State;
   /** The light client and registry, once the host gave a parentchain (null: a dev set without one). */

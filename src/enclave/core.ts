@@ -7,6 +7,7 @@ import { loadOrCreateKeys } from './keys/keys.ts';
 import { computeMeasurement } from './keys/measurement.ts';
 import { CallPool } from './calls/pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './keys/sealing.ts';
+import { SigningGuard } from './keys/signing-guard.ts';
 import { State } from './state/state.ts';
 import { CryptoThreads } from './calls/crypto-threads.ts';
 import { CallVerifier } from './calls/call-verifier.ts';
@@ -51,6 +52,7 @@ export class EnclaveCore {
     const ctx: EnclaveContext = (this.ctx = {
       opts,
       sealer,
+      guard: SigningGuard.open(opts.dataDir, sealer),
       keys,
       state: new State(STATE_LAYERS),
       parentchain: null,

@@ -45,6 +45,7 @@ export const BLOCK_CODES = [
   'BLOCK_WRONG_SHARD',
   'BLOCK_WRONG_STATE_KEY',
   'SLOT_NOT_AFTER_PARENT',
+  'SLOT_ALREADY_SIGNED',
   'NOT_SLOT_AUTHOR',
   'NOT_AUTHORITY',
   'NO_SUCH_PROPOSAL',
@@ -162,6 +163,7 @@ export const PARENTCHAIN_CODES = [
   'DUTY_IMMORTAL',
   'DUTY_IN_FLIGHT',
   'SIGNING_REFUSED',
+  'SEALED_STATE_ROLLED_BACK',
 ] as const;
 export type ParentchainCode = (typeof PARENTCHAIN_CODES)[number];
 

@@ -1,6 +1,7 @@
 // Builds this enclave's blocks: genesis, and a proposal for one of its slots (parentchain effects
 // first, then pool calls in nonce order, then a new state key epoch when one is due), sealed and
-// signed, staged until the host has stored it. An enclave signs at most one block per slot.
+// signed, staged until the host has stored it. An enclave signs at most one block per slot, across
+// rewinds and restarts: the slot is sealed in the signing guard before the block is signed.
 import { randomBytes } from 'node:crypto';
 import { aesGcmSeal, ed25519Sign, randomNonce } from '../../crypto/primitives.ts';
 import { slotAuthor } from '../../protocol/aura.ts';
@@ -197,6 +198,8 @@ export class BlockBuilder {
       throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${slot} belongs to another authority`);
     if (slot <= head.slot)
       throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${slot} is not after the head's slot ${head.slot}`);
+    // After a rewind, a restart or a proposal the host threw away, the head says nothing of what was signed.
+    this.ctx.guard.checkBlock(slot);
     const from = this.ctx.keys.provisionedAt;
     if (head.parentchainNumber < from) {
       throw new EnclaveError(
@@ -278,6 +281,7 @@ export class BlockBuilder {
     );
     const body = { transitions: { keyId, nonce, ciphertext }, calls, rotation };
     const full: Header = { ...header, transitionsRoot: bodyRoot(body) };
+    this.ctx.guard.signBlock(full.slot); // sealed and fsynced before the signature exists
     const signature = ed25519Sign(keys.signingKey, headerSigningPayload(full));
     return {
       bytes: SignedBlock.enc({ header: full, body, signature }),
