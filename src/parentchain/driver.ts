@@ -107,6 +107,12 @@ export class ParentchainDriver {
       proxyDepositFactor: this.parentchain.proxyDepositFactor(),
       ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
     });
+    const rollback = info.sealedRollback;
+    if (rollback.lastRollback)
+      this.logger.error(
+        { rollbacks: rollback.rollbacks, dutiesRefusedUntil: rollback.dutiesRefusedUntil },
+        `sealed enclave state was rolled back: ${rollback.lastRollback}`,
+      );
     this.apply(info);
   }
 
@@ -230,6 +236,7 @@ export class ParentchainDriver {
     this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;
     this.processedNumber = i.number;
     this.metrics.parentchainProcessedNumber.set(i.number);
+    this.metrics.sealedStateRollbacks.set(i.sealedRollback.rollbacks);
     void this.updateFinality(i.lastAnchor);
   }
 

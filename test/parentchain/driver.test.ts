@@ -260,6 +260,7 @@ class FakeEnclave implements EnclaveCalls {
       pendingEffects: 0,
       shieldedSupply: 0n,
       unpaidWithdrawals: 0,
+      sealedRollback: { rollbacks: 0, dutiesRefusedUntil: 0, lastRollback: null },
     };
   }
 }

@@ -87,6 +87,12 @@ const parentchainInfo = z.object({
   pendingEffects: z.number().int(),
   shieldedSupply: z.bigint(),
   unpaidWithdrawals: z.number().int(),
+  /** Rollbacks of sealed state detected (keys/signing-guard.ts), and until when duties are refused for one. */
+  sealedRollback: z.object({
+    rollbacks: z.number().int(),
+    dutiesRefusedUntil: z.number().int(),
+    lastRollback: z.string().nullable(),
+  }),
 });
 
 export const enclaveApi = {

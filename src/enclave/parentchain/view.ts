@@ -3,8 +3,8 @@
 // (extrinsics the enclave wants sent) with the ones in flight. A duty is signed at most once per
 // mortality window: its birth block and period are sealed before the signature leaves the enclave,
 // and it is offered again only once the light client has passed its death without seeing it done.
-// That makes payouts exactly-once across crashes of the host or the enclave.
-import { existsSync, readFileSync } from 'node:fs';
+// That makes payouts exactly-once across crashes of the host or the enclave. The signing guard numbers
+// every sealed write, so a view the host puts back older is detected (keys/signing-guard.ts).
 import { join } from 'node:path';
 import { MESSAGE_MAGIC, encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
@@ -22,7 +22,7 @@ import {
   transferKeepAliveCall,
 } from './calls.ts';
 import { EFFECT, Effect, Registry, registrationUserData, type Observation, type RegistryContext } from './registry.ts';
-import { writeFileAtomic, type Sealer } from '../keys/sealing.ts';
+import type { SigningGuard } from '../keys/signing-guard.ts';
 import type { Withdrawal } from '../state/state.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import {
@@ -52,20 +52,21 @@ export class ParentchainView {
   /** Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors). */
   private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null }>();
   private readonly path: string;
-  private readonly sealer: Sealer;
+  /** Seals this view with a sequence number it records, and refuses duties after a rollback of it. */
+  private readonly guard: SigningGuard;
   private readonly signingKey: Uint8Array;
   private readonly shard: Uint8Array;
 
   private constructor(
     path: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: RegistryContext,
     s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices },
     proxyDepositFactor: bigint,
   ) {
     this.path = path;
-    this.sealer = sealer;
+    this.guard = guard;
     this.signingKey = signingKey;
     this.shard = ctx.shard;
     this.callIndices = s.callIndices;
@@ -84,15 +85,16 @@ export class ParentchainView {
    */
   static open(
     dataDir: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: Omit<RegistryContext, 'callIndices'>,
     init: ParentchainInitParams,
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     let s: ReturnType<typeof SealedView.dec>;
-    if (existsSync(path)) {
-      s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const sealed = guard.readView(path);
+    if (sealed) {
+      s = decodeSealedView(sealed);
       if (!same(s.genesisHash, init.genesisHash)) {
         throw new EnclaveError(
           'PARENTCHAIN_GENESIS_MISMATCH',
@@ -120,7 +122,7 @@ export class ParentchainView {
     };
     const view = new ParentchainView(
       path,
-      sealer,
+      guard,
       signingKey,
       { ...ctx, callIndices },
       { ...s, callIndices },
@@ -133,15 +135,16 @@ export class ParentchainView {
   /** The sealed view as last written, or null (offline use: replay needs the registry to know the authors). */
   static load(
     dataDir: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: Omit<RegistryContext, 'callIndices'>,
   ): ParentchainView | null {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
-    if (!existsSync(path)) return null;
-    const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const sealed = guard.readView(path);
+    if (!sealed) return null;
+    const s = decodeSealedView(sealed);
     // offline: no duties
-    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
+    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
   }
 
   private persist(): void {
@@ -156,7 +159,7 @@ export class ParentchainView {
       inFlight: [...this.inFlight.values()],
       recent,
     });
-    writeFileAtomic(this.path, this.sealer.seal('signer', 'parentchain', bytes));
+    this.guard.writeView(this.path, bytes, this.lightClient.number);
   }
 
   /** Verifies and applies finalized blocks in order; persists once at the end. */
@@ -402,17 +405,17 @@ export class ParentchainView {
     for (const { callData, duty } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
       if (duty === null) return;
+      this.guard.checkDuties(this.lightClient.number);
       if (this.inFlight.has(duty))
         throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
       const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
       const birth = this.recent.get(hexKey(mortality.birthHash));
-      this.inFlight.set(duty, {
-        duty,
-        birthHash: mortality.birthHash,
-        period: mortality.period,
-        death: birth === undefined ? undefined : birth + mortality.period,
-      });
+      const death = birth === undefined ? undefined : birth + mortality.period;
+      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death });
+      // A birth not among the recent verified blocks is older (then dead sooner) or not final yet (assumed
+      // within RECENT_KEPT blocks of the verified head).
+      this.guard.noteDuty(death ?? this.lightClient.number + RECENT_KEPT + mortality.period);
       this.persist();
       return;
     }

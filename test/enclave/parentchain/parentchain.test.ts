@@ -44,6 +44,7 @@ import {
 import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
 import { SIM_SIGNER_ID, Sealer } from '../../../src/enclave/keys/sealing.ts';
 import { loadOrCreateKeys } from '../../../src/enclave/keys/keys.ts';
+import { VIEW_LABEL, ViewEnvelope } from '../../../src/enclave/keys/signing-guard.ts';
 import { openRotation } from '../../../src/enclave/keys/rotation.ts';
 import {
   SignedBlock,
@@ -1746,16 +1747,20 @@ test("a view sealed by an earlier build (call indices without removeProxy) opens
     // bytes).
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     const sealer = Sealer.simulated(dataDir, MEASUREMENT);
-    const current = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
+    const viewOf = (sealed: Uint8Array) => ViewEnvelope.dec(sealer.unseal(VIEW_LABEL, sealed)).view;
+    const current = viewOf(new Uint8Array(readFileSync(path)));
     const old = concatBytes(current.subarray(0, 32 + 12), current.subarray(32 + 14));
+    // An earlier build sealed the bare view, and had no signing guard.
     writeFileSync(path, sealer.seal('signer', 'parentchain', old));
+    rmSync(join(dataDir, 'enclave', 'signing-guard.sealed'));
     host = new Host(chain, dataDir);
     // The host now names another index: the sealed indices win (the host is not trusted with them).
     host.init({ ...IX, removeProxy: { pallet: 42, call: 9 } });
     assert.deepEqual(host.core['parentchain']!.callIndices.removeProxy, { pallet: 42, call: 2 });
     assert.equal(host.info().number, 1, 'the rest of the view survived');
-    const resealed = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
+    const resealed = viewOf(new Uint8Array(readFileSync(path)));
     assert.deepEqual(resealed, current, 'resealed in the current layout');
+    assert.equal(host.info().sealedRollback.rollbacks, 0, 'an upgrade is not a rollback');
   } finally {
     await host.close();
   }
@@ -2290,5 +2295,129 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     }
   } finally {
     for (const h of hosts) if (h !== b) await h.close();
+  }
+});
+
+// ---------- sealed state rolled back by the host (keys/signing-guard.ts) ----------
+
+test('a parentchain.sealed put back by the host is detected: duties are refused until every one signed before is dead', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  const path = join(dataDir, 'enclave', 'parentchain.sealed');
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    host.import(chain.block());
+    const [register] = host.duties();
+    assert.equal(register.key, 'register');
+    const before = readFileSync(path); // the view without the duty in flight
+    const death = chain.head.number + 64; // Host.sign: born at the head, period 64
+    host.sign(register.callData);
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+    assert.equal(host.info().sealedRollback.rollbacks, 0);
+    await host.close();
+
+    writeFileSync(path, before);
+    host = new Host(chain, dataDir);
+    host.init();
+    assert.deepEqual(host.info().dutiesInFlight, [], 'the old view has no record of the signed duty');
+    assert.deepEqual(host.info().sealedRollback, {
+      rollbacks: 1,
+      dutiesRefusedUntil: death,
+      lastRollback: host.info().sealedRollback.lastRollback,
+    });
+    assert.match(host.info().sealedRollback.lastRollback ?? '', /older than/);
+    // Offered again, as the view knows nothing of it, but not signed: the first signature may still be included.
+    const offered = () => {
+      const duties = host.duties();
+      assert.deepEqual(
+        duties.map((d) => d.key),
+        ['register'],
+      );
+      return duties[0].callData;
+    };
+    assert.equal(
+      codeOf(() => host.sign(offered())),
+      'SEALED_STATE_ROLLED_BACK',
+    );
+    // A restart does not clear it.
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.init();
+    assert.equal(host.info().sealedRollback.rollbacks, 1);
+    assert.equal(
+      codeOf(() => host.sign(offered())),
+      'SEALED_STATE_ROLLED_BACK',
+    );
+    // Once the light client has passed the first signature's death without seeing it, it is signed again.
+    host.import(...chain.blocks(death - 1 - chain.head.number));
+    assert.equal(
+      codeOf(() => host.sign(offered())),
+      'SEALED_STATE_ROLLED_BACK',
+    );
+    host.import(chain.block());
+    host.sign(offered());
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+  } finally {
+    await host.close();
+  }
+});
+
+test('a parentchain.sealed deleted by the host is a rollback too', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    const first = chain.block();
+    host.import(first);
+    host.sign(host.duties()[0].callData);
+    await host.close();
+    rmSync(join(dataDir, 'enclave', 'parentchain.sealed'));
+    host = new Host(chain, dataDir);
+    host.init();
+    assert.equal(host.info().number, 0, 'started again from the genesis');
+    assert.equal(host.info().sealedRollback.rollbacks, 1);
+    host.import(first); // the light client follows the chain again from genesis
+    assert.equal(
+      codeOf(() => host.sign(host.duties()[0].callData)),
+      'SEALED_STATE_ROLLED_BACK',
+    );
+  } finally {
+    await host.close();
+  }
+});
+
+test('a signing guard put back older is detected by the view sealed after it, which restores its block record', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  const guardPath = join(dataDir, 'enclave', 'signing-guard.sealed');
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    const genesis = host.core.genesis([], Date.now());
+    host.import(chain.block());
+    host.perform('register');
+    const before = readFileSync(guardPath); // before slot 1 was signed
+    assert.equal(host.produce().number, 1);
+    host.import(chain.block()); // the view, sealed after the block, carries the guard's block record
+    await host.close();
+
+    writeFileSync(guardPath, before);
+    host = new Host(chain, dataDir);
+    host.init();
+    assert.equal(host.info().sealedRollback.rollbacks, 1);
+    assert.match(host.info().sealedRollback.lastRollback ?? '', /signing guard/);
+    // The host withholds block 1 (it replays genesis only) and asks for slot 1 again.
+    host.core.beginReplay(undefined, false);
+    host.core.replayBlocks([genesis.block]);
+    await host.core.finishReplay();
+    assert.equal(
+      codeOf(() => host.core.propose({ slot: 1n, timestampMs: Date.now(), maxCalls: 10 })),
+      'SLOT_ALREADY_SIGNED',
+    );
+    assert.equal(host.core.propose({ slot: 2n, timestampMs: Date.now(), maxCalls: 10 }).number, 1);
+  } finally {
+    await host.close();
   }
 });
