@@ -51,6 +51,8 @@ function decodeGuard(bytes: Uint8Array): GuardRecord {
   return decodeExact(GuardV1, bytes, 'sealed signing guard');
 }
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+/** One past the largest slot a block may be signed for: the next signable slot must still fit a u64. */
+const MAX_SLOT = 2n ** 64n - 1n;
 
 /** The sealed view with its sequence number and a copy of the guard's record at the time of writing. */
 export const ViewEnvelope = Struct({ seq: u64, guard: Bytes(), view: Bytes() });
@@ -97,6 +99,9 @@ export class SigningGuard {
 
   /** Refuses a slot this enclave may already have signed a block for (checked again by signBlock). */
   checkBlock(slot: bigint): void {
+    // A header's slot is a u64, and so is the record of the next one: a larger slot would wrap when encoded
+    // (a block for an old slot, and a record of 0 that allows every slot again).
+    if (slot < 0n || slot >= MAX_SLOT) throw new EnclaveError('BAD_REQUEST', `slot ${slot} is out of range`);
     if (slot < this.r.blockSlot)
       throw new EnclaveError(
         'SLOT_ALREADY_SIGNED',

@@ -76,3 +76,23 @@ test('a second genesis after a restart is refused: block 0 is signed once', asyn
     'SLOT_ALREADY_SIGNED',
   );
 });
+
+test('a slot beyond u64 is refused: encoded, it would wrap to a slot already signed and reset the record', async () => {
+  const { dataDir, core, genesis } = alone();
+  core.commit(propose(core, 5n).hash);
+  core.rewind(0, genesis.hash);
+  for (const slot of [2n ** 64n + 5n, 2n ** 64n - 1n])
+    assert.equal(
+      codeOf(() => propose(core, slot)),
+      'BAD_REQUEST',
+    );
+  await core.close();
+  const again = openCore(dataDir, []);
+  again.beginReplay(undefined, false);
+  again.replayBlocks([genesis.block]);
+  await again.finishReplay();
+  assert.equal(
+    codeOf(() => propose(again, 5n)),
+    'SLOT_ALREADY_SIGNED',
+  );
+});
