@@ -1,18 +1,22 @@
 // The signing guard: one small sealed record of what this enclave has signed and must never sign again
 // (a block per slot; the next record kind is finality votes), written and fsynced before a signature
-// leaves the enclave. It also vouches for the sealed parentchain view, which carries a write sequence
-// number: a view older than the guard's record was put back by the host (a rollback that would drop
-// the duties sealed in flight), and a view newer than the guard by more than one write shows the guard
-// itself was put back. Each file vouches for the other, so either one rolled back alone is detected.
+// leaves the enclave. The sealed parentchain view is written through it and the two vouch for each
+// other: each view write carries a sequence number and a copy of the guard's record, and the guard
+// records that number after it. A view older than the guard's number was put back by the host (a
+// rollback that drops the duties sealed in flight); a view more than one write ahead of the guard, or
+// with a newer record, shows the guard itself was put back.
 //
-// Residual risk (simulation mode, and any TEE without a hardware monotonic counter): the host can put
-// back BOTH files together, as a consistent older pair; nothing inside the enclave can tell that from
-// the real latest state. Likewise a guard put back to a state after the view's last write (the host
-// controls when the view is written, by when it feeds parentchain blocks) is not seen. A rolled-back
-// guard re-allows the slots signed since: the enclave then still refuses any slot not after its head's,
-// so a double signature needs a rewind on top. Closing this takes a monotonic counter bound into every
-// sealed write (SGX's were withdrawn; a TPM NV counter or a quorum of peers holding the last sequence
-// number are the options).
+// Residual risk (simulation mode, and any TEE without a hardware monotonic counter), for the threat model:
+// - the host can put back BOTH files together, as a consistent older pair (or delete both): nothing
+//   inside the enclave tells that from the real latest state;
+// - a guard put back to a state after the view's last write is not seen (the host decides when the view
+//   is written, by when it feeds parentchain blocks), nor any guard rollback in a set without a parentchain;
+// - the host can run two enclave instances from copies of one data directory (a fork of the sealed
+//   state): each signs as if it were the only one;
+// - rolling back the guard re-allows the slots signed since; the enclave still refuses a slot not after its
+//   head's, so a second block for a slot also needs the head rewound (a rewind, or a replay the host cuts short).
+// Closing these takes a monotonic counter bound into every sealed write (SGX's platform counters were
+// withdrawn; a TPM NV counter, or a quorum of peers that remember the last sequence number, are options).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bytes, Struct, u8, u32, u64 } from 'scale-ts';
@@ -194,6 +198,11 @@ export class SigningGuard {
   status(): RollbackStatus {
     const { rollbacks, dutiesRefusedUntil } = this.r;
     return { rollbacks, dutiesRefusedUntil, lastRollback: this.lastRollback };
+  }
+
+  /** Another detector saw the view rolled back (e.g. the verified chain shows a duty it has no record of). */
+  viewRolledBack(why: string): void {
+    this.rolledBack('view', why);
   }
 
   private rolledBack(what: 'view' | 'guard', why: string): void {
