@@ -85,7 +85,7 @@ export class SigningGuard {
     this.r = r;
   }
 
-  /** Opens the sealed record under dataDir, or starts an empty one (first start; see viewRead for a deleted one). */
+  /** Opens the sealed record under dataDir, or starts an empty one (first start, or deleted: readView may tell). */
   static open(dataDir: string, sealer: Sealer): SigningGuard {
     const path = join(dataDir, 'enclave', 'signing-guard.sealed');
     if (!existsSync(path)) {
