@@ -24,6 +24,7 @@ import {
   tempDir,
   waitFor,
   type NodeHandle,
+  OWN_NODES,
 } from './harness.ts';
 import { same, toHex } from '../../src/protocol/bytes.ts';
 
@@ -38,7 +39,7 @@ async function node(opts: Parameters<typeof startNode>[0] = {}): Promise<NodeHan
   return n;
 }
 async function connect(url: string): Promise<ValidateerClient> {
-  const c = await ValidateerClient.connect(url);
+  const c = await ValidateerClient.connect(url, OWN_NODES);
   clients.push(c);
   return c;
 }

@@ -16,6 +16,7 @@ import { simulatedProvider } from '../../src/enclave/keys/attestation.ts';
 import { registrationUserData } from '../../src/enclave/parentchain/registry.ts';
 import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
+import { registryLookup } from '../../src/client/registry.ts';
 import { shieldCall } from '../../src/client/calls.ts';
 import {
   cleanupTempDirs,
@@ -87,7 +88,8 @@ async function processedNumber(): Promise<number> {
 
 async function connectClient(): Promise<void> {
   await client?.close().catch(() => undefined);
-  client = await ValidateerClient.connect(node.rpcUrl);
+  // The honest path of the client's trust: the enclave is found in the shard's registry on the parentchain.
+  client = await ValidateerClient.connect(node.rpcUrl, { shard: SHARD, member: registryLookup(pc) });
 }
 
 before(async () => {

@@ -122,7 +122,7 @@ test('the STF names no nonce, balance or shielded supply in its rejections', () 
     ({ tag: 'unshield', value: { from: alice.publicKey, beneficiary: bob.publicKey, amount } }) as const;
   const stale = execute(
     o,
-    { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 1n } },
+    { tag: 'transfer', value: { from: alice.publicKey, to: bob.publicKey, amount: 1n, memo: undefined } },
     35,
     1n,
   );
