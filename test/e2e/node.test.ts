@@ -160,7 +160,8 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
 
   test('b. the CLI against the running node', async () => {
     assert.ok(n1, 'needs the node from test a');
-    const rpc = ['client', '--rpc', n1.rpcUrl];
+    // Without a parentchain the CLI trusts the enclave signing key it is given (here: the node's own).
+    const rpc = ['client', '--rpc', n1.rpcUrl, '--pin-signer', toHex((await c1.shieldingKey()).signer)];
     const charlieBefore = await c1.balance(charlie);
     const aliceNonce = await c1.nonce(alice);
 

@@ -208,7 +208,10 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
   const dave = await devAccount('//Dave');
   const [bobBefore, daveBefore] = [await client.balance(bob), await client.balance(dave)];
   const out = await runCli(
-    ['client', '--rpc', node.rpcUrl, 'invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    [
+      ...['client', '--rpc', node.rpcUrl, '--trust-parentchain', chain.endpoint],
+      ...['invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    ],
     { timeoutMs: 120_000 },
   );
   assert.equal(out.code, 0, out.stderr);
@@ -221,7 +224,8 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
 
 test('unshield burns on the sidechain and the vault pays the beneficiary exactly once (CLI)', async () => {
   const before = (await pc.balance(charlieParent)).free;
-  const out = await runCli(['client', '--rpc', node.rpcUrl, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
+  const cli = ['client', '--rpc', node.rpcUrl, '--trust-parentchain', chain.endpoint];
+  const out = await runCli([...cli, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
     timeoutMs: 200_000,
   });
   assert.equal(out.code, 0, out.stderr);
