@@ -3,7 +3,7 @@
 // names (never the one a validateer names: that would be the endpoint vouching for itself).
 import type { Command } from 'commander';
 import type { ClientTrust } from '../client/client.ts';
-import { registryLookup, type MembershipCheck } from '../client/registry.ts';
+import { registryLookup } from '../client/registry.ts';
 import { connectParentchain, type SubstrateParentchain } from '../parentchain/substrate.ts';
 import { parseHex } from '../protocol/bytes.ts';
 import { ValidateerError } from '../protocol/errors.ts';
@@ -51,11 +51,12 @@ export function cliTrust(f: TrustFlags): { trust: ClientTrust; close(): Promise<
     throw new ValidateerError('BAD_FLAG', '--registry-from expects a block number');
   // Connected on first use: commands that need no key (head, vault) need no parentchain.
   let pc: Promise<SubstrateParentchain> | undefined;
-  let lookup: MembershipCheck | undefined;
-  trust.member = async (shard, signer) => {
+  let lookup: ReturnType<typeof registryLookup> | undefined;
+  const registry = async () => {
     pc ??= connectParentchain({ endpoint: f.trustParentchain, connectTimeoutMs: 30_000 });
-    lookup ??= registryLookup(await pc, { fromBlock });
-    return lookup(shard, signer);
+    return (lookup ??= registryLookup(await pc, { fromBlock }));
   };
+  trust.member = async (shard, signer) => (await registry())(shard, signer);
+  trust.vault = async (shard) => (await registry()).vault(shard);
   return { trust, close: async () => void (await pc?.then((p) => p.close()).catch(() => undefined)) };
 }

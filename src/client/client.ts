@@ -148,6 +148,18 @@ export class ValidateerClient {
     return this.submitAndWatch(request, opts);
   }
 
+  /** The shard's vault from the client's own registry lookup: the endpoint's `shard_getInfo` could name any account. */
+  async vault(): Promise<Uint8Array> {
+    if (!this.trust.vault)
+      throw new ValidateerError(
+        'UNTRUSTED_ENCLAVE',
+        'the vault is known only through a registry lookup on the parentchain',
+      );
+    const vault = await this.trust.vault((await this.shieldingKey()).shard);
+    if (!vault) throw new ValidateerError('NO_VAULT', 'the shard has no vault yet (its first validateer creates it)');
+    return vault;
+  }
+
   shardInfo(): Promise<ShardInfo> {
     return this.rpc.request<ShardInfo>('shard_getInfo', []);
   }

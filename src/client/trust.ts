@@ -7,7 +7,7 @@ import { ed25519Verify } from '../crypto/primitives.ts';
 import { shieldingKeyDigest } from '../protocol/enclave-proofs.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 import { hexKey, parseHex, same } from '../protocol/bytes.ts';
-import type { MembershipCheck } from './registry.ts';
+import type { MembershipCheck, VaultLookup } from './registry.ts';
 
 export interface ClientTrust {
   /** Enclave signing keys pinned as members of the shard (e.g. a fixed set's configured authorities). */
@@ -21,6 +21,8 @@ export interface ClientTrust {
   shard?: Uint8Array;
   /** Whether a signing key is an attested member of the shard: registryLookup() on the client's parentchain. */
   member?: MembershipCheck;
+  /** The shard's vault as the client found it on the parentchain (registryLookup().vault): where shields go. */
+  vault?: VaultLookup;
 }
 
 /** author_getShieldingKey's reply. */

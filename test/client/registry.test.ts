@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { registryLookup, type RegistryChain } from '../../src/client/registry.ts';
 import { simulatedProvider } from '../../src/enclave/keys/attestation.ts';
 import { registrationUserData } from '../../src/enclave/parentchain/registry.ts';
+import { pureProxyAccount } from '../../src/enclave/parentchain/calls.ts';
 import { encodeMessage } from '../../src/protocol/parentchain-messages.ts';
 import { concatBytes } from '../../src/protocol/bytes.ts';
 import { ed25519Generate, ed25519PublicFromSeed, sha256 } from '../../src/crypto/primitives.ts';
@@ -139,4 +140,25 @@ test('a lookup that would scan more than maxBlocks refuses instead of trusting',
   chain.add([{ signer: a, call: remark(registration(a)) }]);
   await assert.rejects(registryLookup(chain, { maxBlocks: 10 })(SHARD, a), { code: 'REGISTRY_SCAN_LIMIT' });
   await registryLookup(chain, { maxBlocks: 10, fromBlock: 15 })(SHARD, a);
+});
+
+test('the vault is the pure proxy of the first vault batch by a member, whoever else posts one', async () => {
+  const chain = new FakeChain();
+  const a = ed25519Generate().publicKey;
+  const outsider = ed25519Generate().publicKey;
+  const vaultBatch = batch([
+    { pallet: 'proxy', method: 'createPure', args: {} },
+    remark(encodeMessage({ tag: 'vault', value: { shard: SHARD } })),
+  ]);
+  const lookup = registryLookup(chain);
+  chain.add([{ signer: outsider, call: vaultBatch }]); // block 1: not a member
+  chain.add([{ signer: a, call: remark(registration(a)) }]); // block 2
+  assert.equal(await lookup.vault(SHARD), null);
+  chain.add([
+    { signer: a, call: remark(new Uint8Array(1)) },
+    { signer: a, call: vaultBatch },
+  ]); // block 3, index 1
+  chain.add([{ signer: a, call: vaultBatch }]); // a second vault is not the vault
+  assert.deepEqual(await lookup.vault(SHARD), pureProxyAccount(a, 3, 1));
+  assert.equal(await lookup.vault(OTHER_SHARD), null);
 });
