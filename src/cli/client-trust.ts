@@ -14,7 +14,9 @@ export interface TrustFlags {
   pinSigner?: string;
   pinShieldingKey?: string;
   shard?: string;
-  trustParentchain: string;
+  trustParentchain?: string;
+  /** A command's own --parentchain: the registry is read there unless --trust-parentchain names another. */
+  parentchain?: string;
   registryFrom: string;
 }
 
@@ -25,8 +27,7 @@ export function trustOptions(cmd: Command): Command {
     .option('--shard <hex>', 'the shard the client means (default: the one the endpoint serves)')
     .option(
       '--trust-parentchain <url>',
-      'parentchain whose registry vouches for the enclave (ws:// or wss://)',
-      DEFAULT_TRUST_PARENTCHAIN,
+      `parentchain whose registry vouches for the enclave (default: the command's --parentchain, else ${DEFAULT_TRUST_PARENTCHAIN})`,
     )
     .option('--registry-from <n>', 'first parentchain block the registry lookup scans', '0');
 }
@@ -53,7 +54,8 @@ export function cliTrust(f: TrustFlags): { trust: ClientTrust; close(): Promise<
   let pc: Promise<SubstrateParentchain> | undefined;
   let lookup: ReturnType<typeof registryLookup> | undefined;
   const registry = async () => {
-    pc ??= connectParentchain({ endpoint: f.trustParentchain, connectTimeoutMs: 30_000 });
+    const endpoint = f.trustParentchain ?? f.parentchain ?? DEFAULT_TRUST_PARENTCHAIN;
+    pc ??= connectParentchain({ endpoint, connectTimeoutMs: 30_000 });
     return (lookup ??= registryLookup(await pc, { fromBlock }));
   };
   trust.member = async (shard, signer) => (await registry())(shard, signer);
