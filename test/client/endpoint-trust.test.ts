@@ -24,6 +24,7 @@ import {
   decodeExact,
 } from '../../src/protocol/wire.ts';
 import { fromHex, toHex } from '../../src/protocol/bytes.ts';
+import { runCli } from '../e2e/harness.ts';
 
 const SHARD = new Uint8Array(32).fill(0x44);
 const POOL = { maxPending: 100, maxNonceAhead: 8, futureTtlMs: 30000 };
@@ -207,4 +208,25 @@ test('a getter reply from an enclave the client does not trust, or re-signed, is
   // The same endpoint relaying A answers A's state.
   const honest = await endpoint({ author_getShieldingKey: () => keyReply(a), state_executeGetter: honestGetter(a) });
   assert.equal(await (await connect(honest.url, trust)).balance(alice), ALICE_START);
+});
+
+test('the CLI refuses a hostile endpoint and serves through a pinned enclave', async () => {
+  const a = enclave(false);
+  const honest = await endpoint({ author_getShieldingKey: () => keyReply(a), state_executeGetter: honestGetter(a) });
+  const hostile = await endpoint(hostileHost('own-key'));
+  const pin = ['--pin-signer', toHex(a.info().signingKey)];
+  const cli = (args: string[]) => runCli(['client', ...args], { timeoutMs: 180_000 }); // a loaded machine starts slowly
+  const [ok, refused, unanchored] = await Promise.all([
+    cli(['--rpc', honest.url, ...pin, 'balance', '//Alice']),
+    cli(['--rpc', hostile.url, ...pin, 'balance', '//Alice']),
+    // No pin: the registry lookup on a parentchain that is not there refuses rather than trusts.
+    cli(['--rpc', hostile.url, '--trust-parentchain', 'ws://127.0.0.1:1', 'balance', '//Alice']),
+  ]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), String(ALICE_START));
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /UNTRUSTED_SHIELDING_KEY/);
+  assert.notEqual(unanchored.code, 0);
+  assert.ok(!unanchored.stdout.includes(String(FORGED)), unanchored.stdout);
+  assert.equal(hostile.getters(), 0);
 });
