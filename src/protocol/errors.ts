@@ -178,6 +178,11 @@ export const RPC_CODES = [
   'BAD_REQUEST',
   'BAD_REPLY',
   'REPLY_UNREADABLE',
+  /** The client's own trust checks (client/trust.ts): an endpoint's key, reply or enclave it cannot vouch for. */
+  'UNTRUSTED_SHIELDING_KEY',
+  'UNTRUSTED_REPLY',
+  'UNTRUSTED_ENCLAVE',
+  'REGISTRY_SCAN_LIMIT',
   'CONNECTION_CLOSED',
   'TIMEOUT',
   'INTERNAL',

@@ -16,6 +16,7 @@ import { simulatedProvider } from '../../src/enclave/keys/attestation.ts';
 import { registrationUserData } from '../../src/enclave/parentchain/registry.ts';
 import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
+import { registryLookup } from '../../src/client/registry.ts';
 import { shieldCall } from '../../src/client/calls.ts';
 import {
   cleanupTempDirs,
@@ -87,7 +88,8 @@ async function processedNumber(): Promise<number> {
 
 async function connectClient(): Promise<void> {
   await client?.close().catch(() => undefined);
-  client = await ValidateerClient.connect(node.rpcUrl);
+  // The honest path of the client's trust: the enclave is found in the shard's registry on the parentchain.
+  client = await ValidateerClient.connect(node.rpcUrl, { shard: SHARD, member: registryLookup(pc) });
 }
 
 before(async () => {
@@ -206,7 +208,10 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
   const dave = await devAccount('//Dave');
   const [bobBefore, daveBefore] = [await client.balance(bob), await client.balance(dave)];
   const out = await runCli(
-    ['client', '--rpc', node.rpcUrl, 'invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    [
+      ...['client', '--rpc', node.rpcUrl, '--trust-parentchain', chain.endpoint],
+      ...['invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    ],
     { timeoutMs: 120_000 },
   );
   assert.equal(out.code, 0, out.stderr);
@@ -219,7 +224,8 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
 
 test('unshield burns on the sidechain and the vault pays the beneficiary exactly once (CLI)', async () => {
   const before = (await pc.balance(charlieParent)).free;
-  const out = await runCli(['client', '--rpc', node.rpcUrl, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
+  const cli = ['client', '--rpc', node.rpcUrl, '--trust-parentchain', chain.endpoint];
+  const out = await runCli([...cli, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
     timeoutMs: 200_000,
   });
   assert.equal(out.code, 0, out.stderr);

@@ -635,14 +635,14 @@ test('getters: signed by another account -> BAD_SIGNATURE; expired; other shard;
       codeOf(() => c.core.executeGetter(transfer(c, alice, bob, 1n, 0).request, Date.now())),
       'DECRYPT_FAILED',
     );
-    // the reply opens only with the requester's one-time key
+    // the reply opens only for the request it answers (the enclave signs it over that request)
     const mine = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD);
     const theirs = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD);
     const reply = c.core.executeGetter(mine.request, Date.now());
     assert.deepEqual(mine.open(reply), { tag: 'balance', value: ALICE_START });
     assert.throws(
       () => theirs.open(reply),
-      (e: Error & { code?: string }) => e.code === 'REPLY_UNREADABLE',
+      (e: Error & { code?: string }) => e.code === 'UNTRUSTED_REPLY',
     );
   });
 });

@@ -102,6 +102,8 @@ export const enclaveApi = {
       signingKey: bytes32,
       shieldingKey: bytes32,
       shieldingKeyId: z.number().int(),
+      /** Signature of shieldingKeyDigest (protocol/enclave-proofs.ts) for clients; null until it holds the shard's. */
+      shieldingKeySignature: bytes.refine((b) => b.length === 64, 'expected 64 bytes').nullable(),
       stateKeyId: z.number().int(),
       encryptionKey: bytes32,
       measurement: bytes32,
