@@ -53,6 +53,7 @@ function makeBlock(number: number, parentHash: Uint8Array, fork: string, calls: 
     transitionsRoot: ZERO32,
     parentchainNumber: 0,
     parentchainHash: ZERO32,
+    effectsRoot: ZERO32,
     timestampMs: 1000n * BigInt(number),
     parentSignatureHash: ZERO32,
   };
