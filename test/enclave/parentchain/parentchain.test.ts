@@ -2605,3 +2605,31 @@ test('effects read before the shard secrets arrived: a member provisioned after 
     await b.close();
   }
 });
+
+test('effects: an honest pair takes turns over shields, an invocation and anchors; every block imports on the other', async () => {
+  const chain = new FakeChain();
+  const { a, b, vault } = await memberPair(chain);
+  const both = (blk: Block) => (a.import(blk), b.import(blk));
+  try {
+    for (let i = 0; i < 8; i++) {
+      if (i % 2 === 0) both(shieldBlock(chain, a, vault, bob.publicKey, UNIT));
+      if (i === 3) {
+        const t = buildTransfer(bob, { to: charlie.publicKey, amount: 7n, nonce: 0 }, a.shieldingKey, SHARD);
+        both(
+          chain.block([
+            { signer: key32('payer'), call: msg({ tag: 'invoke', value: { shard: SHARD, request: t.request } }) },
+          ]),
+        );
+      }
+      if (i === 5) b.import(a.anchor().block);
+      const [author, other] = i % 2 === 0 ? [a, b] : [b, a];
+      importInto(other, authored(author, other).block);
+    }
+    assert.deepEqual(a.core.status().headHash, b.core.status().headHash);
+    assert.ok(b.core['parentchain']!.effectsSettled > 0, 'an anchor settled effects on the way');
+    for (const h of [a, b]) assert.deepEqual([h.balance(bob), h.balance(charlie)], [4n * UNIT - 7n, 7n]);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
