@@ -77,6 +77,7 @@ export function headerJson(bytes: Uint8Array) {
     stateCommitment: toHex(h.stateCommitment),
     transitionsRoot: toHex(h.transitionsRoot),
     parentchain: { number: h.parentchainNumber, hash: toHex(h.parentchainHash) },
+    effectsRoot: toHex(h.effectsRoot),
     timestampMs: Number(h.timestampMs),
     calls: b.body.calls.length,
     stateKeyId: b.body.transitions.keyId,

@@ -26,6 +26,7 @@ import type { Effect } from '../parentchain/registry.ts';
 import type { EffectResult } from '../parentchain/duties.ts';
 import { ZERO32, currentEpoch, stfContext, type EnclaveContext } from '../context.ts';
 import type { ChainHead, Head } from './head.ts';
+import { NO_EFFECTS_ROOT, effectsBetween, effectsRoot } from './effects.ts';
 
 export interface Rejection {
   hash: string;
@@ -94,6 +95,7 @@ export class BlockBuilder {
       stateCommitment: lthash.digest(),
       parentchainNumber: 0,
       parentchainHash: ZERO32,
+      effectsRoot: NO_EFFECTS_ROOT,
       timestampMs: BigInt(timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, [], keyId);
@@ -138,8 +140,10 @@ export class BlockBuilder {
     const overlay = new Overlay(this.ctx.state);
     const included: string[] = [];
     const callHashes: Uint8Array[] = [];
-    // Parentchain effects first, in parentchain order: they happened before anything in the pool.
-    for (const e of pc?.effectsAfter(head.parentchainNumber) ?? []) {
+    // Parentchain effects first, in parentchain order: they happened before anything in the pool. The header
+    // commits to exactly these (importers derive them from their own light client).
+    const effects = effectsBetween(this.ctx, head.parentchainNumber, parentchainNumber);
+    for (const e of effects) {
       const r = this.applyEffect(overlay, e, number, stf);
       if (r.hash && r.ok) {
         included.push(r.hash);
@@ -163,6 +167,7 @@ export class BlockBuilder {
       stateCommitment: lthash.digest(),
       parentchainNumber,
       parentchainHash,
+      effectsRoot: effectsRoot(effects),
       timestampMs: BigInt(input.timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, callHashes, keyId, rotation);

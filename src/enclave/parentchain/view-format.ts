@@ -17,6 +17,8 @@ const viewTail = {
   inFlight: Vector(InFlight),
   /** Recent verified block hashes: a duty's birth block is looked up here to know when it dies. */
   recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
+  /** Effects of parentchain blocks up to here were executed by an anchored sidechain block and dropped. */
+  settled: u32,
 };
 export const SealedView = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail });
 /** The layout of earlier builds, whose sealed indices had no removeProxy. */

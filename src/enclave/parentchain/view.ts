@@ -47,6 +47,8 @@ export class ParentchainView {
   /** What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams). */
   private readonly proxyDepositFactor: bigint;
   private pending: Effect[];
+  /** Parentchain block up to which effects were settled (dropped): see effectsSettled. */
+  private settled: number;
   private readonly inFlight: Map<string, InFlight>;
   private readonly recent: Map<string, number>;
   /** Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors). */
@@ -75,6 +77,7 @@ export class ParentchainView {
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
     this.registry = new Registry(ctx, s.registry);
     this.pending = s.pending;
+    this.settled = s.settled;
     this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
     this.recent = new Map(s.recent.map((r) => [hexKey(r.hash), r.number]));
   }
@@ -112,6 +115,7 @@ export class ParentchainView {
         pending: [],
         inFlight: [],
         recent: [],
+        settled: 0,
       };
     }
     // The sealed indices with the current runtime's account formats (see CallIndices).
@@ -158,6 +162,7 @@ export class ParentchainView {
       pending: this.pending,
       inFlight: [...this.inFlight.values()],
       recent,
+      settled: this.settled,
     });
     this.guard.writeView(this.path, bytes, this.lightClient.number);
   }
@@ -255,11 +260,23 @@ export class ParentchainView {
     return this.pending.filter((e) => e.parentchainNumber > afterNumber);
   }
 
+  /** Effects of parentchain blocks in (afterNumber, upTo], in order; complete only from effectsSettled on. */
+  effectsBetween(afterNumber: number, upTo: number): Effect[] {
+    return this.pending.filter((e) => e.parentchainNumber > afterNumber && e.parentchainNumber <= upTo);
+  }
+
+  /** Effects of parentchain blocks up to here were executed by an anchored block and dropped (chain/effects.ts). */
+  get effectsSettled(): number {
+    return this.settled;
+  }
+
   /** A final sidechain block executed effects up to `number`: drop them. */
   settledUpTo(number: number): void {
     const before = this.pending.length;
     this.pending = this.pending.filter((e) => e.parentchainNumber > number);
-    if (this.pending.length !== before) this.persist();
+    const moved = number > this.settled;
+    if (moved) this.settled = number;
+    if (moved || this.pending.length !== before) this.persist();
   }
 
   // ---------- duties and signing ----------

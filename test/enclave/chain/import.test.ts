@@ -165,6 +165,16 @@ test('genesis: by the first authority only; the others import it and end in the 
     'BLOCK_BAD_COMMITMENT',
   );
   assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(g.block, ak, (h) => ({ ...h, effectsRoot: new Uint8Array(32) })),
+        Date.now(),
+      ),
+    ),
+    'EFFECTS_MISMATCH',
+    'genesis executes no parentchain effects',
+  );
+  assert.equal(
     codeOf(() => c.importBlock(flip(g.block, -1), Date.now())),
     'BLOCK_BAD_SIGNATURE',
   );
@@ -383,6 +393,11 @@ test('import rejections: each with its code, the head unchanged, a valid block s
       "the parent's commitment",
       forge(p.block, ak, (h) => ({ ...h, stateCommitment: SignedBlock.dec(first.block).header.stateCommitment })),
       'BLOCK_BAD_COMMITMENT',
+    ],
+    [
+      'parentchain effects without a parentchain',
+      forge(p.block, ak, (h) => ({ ...h, effectsRoot: new Uint8Array(randomBytes(32)) })),
+      'EFFECTS_MISMATCH',
     ],
     ["slot equal to the parent's", forge(p.block, ak, (h) => ({ ...h, slot: 2n })), 'BLOCK_SLOT_NOT_INCREASING'],
     ["slot before the parent's", forge(p.block, ak, (h) => ({ ...h, slot: 0n })), 'BLOCK_SLOT_NOT_INCREASING'],

@@ -2421,3 +2421,215 @@ test('a signing guard put back older is detected by the view sealed after it, wh
     await host.close();
   }
 });
+
+// =============================================================================================
+// Parentchain effects in sidechain headers (chain/effects.ts), through EnclaveCore
+
+/**
+ * What a host hands its enclave for `block`, with every relevant extrinsic's outcome (its events) as this host reports
+ * it: the one place to adapt when the importBlocks input changes.
+ */
+function reportedAs(block: Block, success: boolean): Block {
+  return { ...block, relevant: block.relevant.map((x) => ({ ...x, success })) };
+}
+
+/** The parentchain block of a shield of `amount` to `recipient` (sealed to `to`'s shielding key) into `vault`. */
+function shieldBlock(chain: FakeChain, to: Host, vault: Uint8Array, recipient: Uint8Array, amount: bigint): Block {
+  const sealed = sealRecipient(recipient, SHARD, to.shieldingKey.publicKey);
+  const call = batch([transfer(vault, amount), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealed } })]);
+  return chain.block([{ signer: key32('parentchain payer'), call }]);
+}
+
+/**
+ * A (the first member: shard secrets, vault, genesis) and B (registered, provisioned by A, following A's genesis),
+ * both reading `chain`. `before` runs after B's registration and before its provisioning.
+ */
+async function memberPair(chain: FakeChain, before?: (a: Host, b: Host) => void) {
+  const a = new Host(chain);
+  const b = new Host(chain);
+  a.init();
+  b.init();
+  b.import(a.perform('register').block);
+  b.import(a.perform('vault').block);
+  const [d] = b.duties().filter((x) => x.key === 'register');
+  b.sign(d.callData);
+  a.import(b.include(d.callData).block);
+  before?.(a, b);
+  const req = b.core.provisionRequest(Date.now());
+  const served = a.core.provisionServe(req, Date.now());
+  assert.ok(served.ok);
+  assert.ok((await b.core.provisionAccept(req, served.response, Date.now())).ok);
+  const g = a.core.genesis([], Date.now());
+  b.core.commit(b.core.importBlock(g.block, Date.now()).hash);
+  return { a, b, vault: a.info().vault! };
+}
+
+/** `author` proposes in its next own slot (after every slot used so far) and commits; returns the block. */
+function authored(author: Host, other: Host) {
+  let slot = author.slot > other.slot ? author.slot : other.slot;
+  while (!Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
+  author.slot = slot + 1n;
+  other.slot = slot + 1n;
+  const p = author.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
+  author.core.commit(p.hash);
+  return p;
+}
+
+const importInto = (h: Host, block: Uint8Array) => h.core.commit(h.core.importBlock(block, Date.now()).hash);
+
+test("effects: a failed shield the author's host reports as a success mints nothing elsewhere: the block is refused with EFFECTS_MISMATCH; an honest shield imports", async () => {
+  const chain = new FakeChain();
+  const { a, b, vault } = await memberPair(chain);
+  try {
+    importInto(b, authored(a, b).block);
+    // An honest shield: both hosts report it as it happened, both enclaves credit it.
+    const honest = shieldBlock(chain, a, vault, bob.publicKey, 5n * UNIT);
+    a.import(reportedAs(honest, true));
+    b.import(reportedAs(honest, true));
+    importInto(b, authored(a, b).block);
+    assert.deepEqual([a.balance(bob), b.balance(bob)], [5n * UNIT, 5n * UNIT]);
+    // The transfer into the vault failed on the parentchain; A's host says it succeeded.
+    const failed = shieldBlock(chain, a, vault, charlie.publicKey, 1000n * UNIT);
+    a.import(reportedAs(failed, true));
+    b.import(reportedAs(failed, false));
+    const minted = authored(a, b);
+    assert.equal(a.balance(charlie), 1000n * UNIT, "A's enclave believed its host");
+    const head = b.core.status().headHash;
+    assert.equal(
+      codeOf(() => b.core.importBlock(minted.block, Date.now())),
+      'EFFECTS_MISMATCH',
+    );
+    assert.deepEqual(b.core.status().headHash, head);
+    assert.deepEqual([b.balance(charlie), b.info().shieldedSupply], [0n, 5n * UNIT]);
+    // Nor as part of a run (onboarding, range sync).
+    const run = await b.core.importBlocks([minted.block], Date.now());
+    assert.deepEqual([run.imported.length, run.failure?.code], [0, 'EFFECTS_MISMATCH']);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test("effects: a successful shield the author's host withholds (reports as failed) is refused too: the others expect it", async () => {
+  const chain = new FakeChain();
+  const { a, b, vault } = await memberPair(chain);
+  try {
+    importInto(b, authored(a, b).block);
+    const shielded = shieldBlock(chain, a, vault, bob.publicKey, 5n * UNIT);
+    a.import(reportedAs(shielded, false));
+    b.import(reportedAs(shielded, true));
+    const withheld = authored(a, b);
+    assert.equal(
+      codeOf(() => b.core.importBlock(withheld.block, Date.now())),
+      'EFFECTS_MISMATCH',
+    );
+    assert.equal(b.balance(bob), 0n);
+    // B, in its own slot on the head it kept, executes the shield itself.
+    authored(b, a);
+    assert.equal(b.balance(bob), 5n * UNIT);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('effects settled by an anchor: a member behind it imports the chain up to the anchored block unchecked, refuses what is not on the way to it (EFFECTS_UNKNOWN), and checks every block after it', async () => {
+  const chain = new FakeChain();
+  const { a, b, vault } = await memberPair(chain);
+  const both = (blk: Block) => (a.import(blk), b.import(blk));
+  const refused = (h: Host, block: Uint8Array) => codeOf(() => h.core.importBlock(block, Date.now()));
+  try {
+    const first = authored(a, b);
+    importInto(b, first.block);
+    // A fork that B follows before the anchor (checked then: its parentchain range is still pending).
+    both(chain.block());
+    const [fork2, fork3, fork4] = [authored(a, b), authored(a, b), authored(a, b)];
+    importInto(b, fork2.block);
+    importInto(b, fork3.block);
+    // A abandons the fork: a shield, blocks 2 (executing it) and 3, and block 3's anchor.
+    a.core.rewind(1, first.hash);
+    both(shieldBlock(chain, a, vault, bob.publicKey, 5n * UNIT));
+    const [main2, main3] = [authored(a, b), authored(a, b)];
+    b.import(a.anchor(3).block);
+    assert.equal(b.core['parentchain']!.effectsSettled, chain.head.number - 1, 'settled up to what block 3 executed');
+    assert.equal(b.keptEffects(), 0, 'the shield is no longer kept');
+    // Below the anchored number, a block executing effects after the settled ones (not on the way to block 3).
+    a.core.rewind(1, first.hash);
+    const past = authored(a, b);
+    a.core.rewind(1, first.hash);
+    importInto(a, main2.block);
+    importInto(a, main3.block);
+    // B is behind the anchor: what it cannot check is accepted only on the way to the anchored block.
+    assert.equal(refused(b, fork4.block), 'EFFECTS_UNKNOWN', 'past the anchored number');
+    b.core.rewind(2, fork2.hash);
+    assert.equal(refused(b, fork3.block), 'EFFECTS_UNKNOWN', 'another block at the anchored number');
+    b.core.rewind(1, first.hash);
+    assert.equal(refused(b, past.block), 'EFFECTS_UNKNOWN', 'effects after the settled ones');
+    importInto(b, main2.block);
+    importInto(b, main3.block);
+    assert.equal(b.balance(bob), 5n * UNIT, 'the anchored chain executed the shield');
+    // After the anchored block every block is checked again.
+    const lie = shieldBlock(chain, a, vault, charlie.publicKey, 7n * UNIT);
+    a.import(reportedAs(lie, true));
+    b.import(reportedAs(lie, false));
+    assert.equal(refused(b, authored(a, b).block), 'EFFECTS_MISMATCH');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('effects read before the shard secrets arrived: a member provisioned after a shield imports the block executing it, and checks the blocks after its provisioning', async () => {
+  const chain = new FakeChain();
+  let early: Block | undefined;
+  const { a, b, vault } = await memberPair(chain, (a, b) => {
+    // B reads this shield with its own shielding key, not the shard's: nobody to credit, for B.
+    early = shieldBlock(chain, a, a.info().vault!, bob.publicKey, 5n * UNIT);
+    a.import(early);
+    const r = b.import(early);
+    assert.deepEqual([r.effects, r.observations.map((o) => o.kind)], [0, ['ignored']]);
+  });
+  try {
+    assert.ok(early);
+    importInto(b, authored(a, b).block);
+    assert.deepEqual([a.balance(bob), b.balance(bob)], [5n * UNIT, 5n * UNIT]);
+    const lie = shieldBlock(chain, a, vault, charlie.publicKey, 7n * UNIT);
+    a.import(reportedAs(lie, true));
+    b.import(reportedAs(lie, false));
+    assert.equal(
+      codeOf(() => b.core.importBlock(authored(a, b).block, Date.now())),
+      'EFFECTS_MISMATCH',
+    );
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('effects: an honest pair takes turns over shields, an invocation and anchors; every block imports on the other', async () => {
+  const chain = new FakeChain();
+  const { a, b, vault } = await memberPair(chain);
+  const both = (blk: Block) => (a.import(blk), b.import(blk));
+  try {
+    for (let i = 0; i < 8; i++) {
+      if (i % 2 === 0) both(shieldBlock(chain, a, vault, bob.publicKey, UNIT));
+      if (i === 3) {
+        const t = buildTransfer(bob, { to: charlie.publicKey, amount: 7n, nonce: 0 }, a.shieldingKey, SHARD);
+        both(
+          chain.block([
+            { signer: key32('payer'), call: msg({ tag: 'invoke', value: { shard: SHARD, request: t.request } }) },
+          ]),
+        );
+      }
+      if (i === 5) b.import(a.anchor().block);
+      const [author, other] = i % 2 === 0 ? [a, b] : [b, a];
+      importInto(other, authored(author, other).block);
+    }
+    assert.deepEqual(a.core.status().headHash, b.core.status().headHash);
+    assert.ok(b.core['parentchain']!.effectsSettled > 0, 'an anchor settled effects on the way');
+    for (const h of [a, b]) assert.deepEqual([h.balance(bob), h.balance(charlie)], [4n * UNIT - 7n, 7n]);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
