@@ -178,9 +178,10 @@ export function decodeCall(ix: CallIndices, bytes: Uint8Array, from = 0): Call |
  * MultiAddress::Id(signer), MultiSignature and the signed extensions, then the call. The extensions'
  * layout is the runtime's, so the host says where the call starts (`callOffset`); that is only an upper
  * bound here: the call is the first one of ours that decodes exactly to the end from the signature on.
- * A host that points into the call (at a call hidden in a remark's bytes, say) gets the real call; one
- * that points before it gets the extrinsic ignored, as if it had reported a failure. Returns a reason
- * string when the extrinsic is not one of ours.
+ * A host that points into one of our calls (at a call hidden in a remark's bytes, say) still gets that
+ * call read; one that points before the call gets the extrinsic ignored. Pointing into a call that is not
+ * ours can make a call at its end read instead: no more than a host can do by lying about the outcome,
+ * which the enclave takes from the host's events too. Returns a reason string for an extrinsic not ours.
  */
 export function readExtrinsic(ix: CallIndices, encoded: Uint8Array, callOffset: number): Extrinsic | string {
   const r = new Reader(encoded, 0);
