@@ -31,8 +31,6 @@ export const MAX_CALL_DEPTH = 4;
  * hash mode) take a few dozen bytes on the runtimes we know.
  */
 export const MAX_EXTENSION_BYTES = 256;
-/** frame_system's remark: call 0 of the pallet that has remark_with_event (pinned by `#[pallet::call_index(0)]`). */
-const SYSTEM_REMARK_CALL = 0;
 /** The smallest call of ours: an empty remark (two index bytes, a one-byte compact length). */
 const MIN_CALL_BYTES = 3;
 const MULTI_ADDRESS_ID = 0;
@@ -95,12 +93,10 @@ class Reader {
   }
 }
 
-type Name = CallName | 'remark';
-
 /** The call names by their two index bytes; the first name wins if the sealed indices ever collide. */
-function callTable(ix: CallIndices): Map<number, Name> {
-  const table = new Map<number, Name>();
-  const add = (name: Name, pallet: number, call: number) => {
+function callTable(ix: CallIndices): Map<number, CallName> {
+  const table = new Map<number, CallName>();
+  const add = (name: CallName, pallet: number, call: number) => {
     if (!table.has(pallet * 256 + call)) table.set(pallet * 256 + call, name);
   };
   for (const name of [
@@ -113,7 +109,6 @@ function callTable(ix: CallIndices): Map<number, Name> {
     'removeProxy',
   ] as const)
     add(name, ix[name].pallet, ix[name].call);
-  add('remark', ix.remarkWithEvent.pallet, SYSTEM_REMARK_CALL);
   return table;
 }
 
@@ -122,12 +117,11 @@ function accountId(r: Reader, bare: boolean | undefined): Uint8Array {
   return r.take(32);
 }
 
-function readCall(r: Reader, ix: CallIndices, table: Map<number, Name>, depth: number): Call {
+function readCall(r: Reader, ix: CallIndices, table: Map<number, CallName>, depth: number): Call {
   if (depth > MAX_CALL_DEPTH) throw new Malformed();
   const head = r.take(2);
   const name = table.get(head[0] * 256 + head[1]);
   switch (name) {
-    case 'remark':
     case 'remarkWithEvent':
       return { kind: 'remark', remark: r.take(r.length()) };
     case 'transferKeepAlive': {
@@ -215,7 +209,7 @@ export function readExtrinsic(ix: CallIndices, encoded: Uint8Array, callOffset: 
   return 'its call is none of the calls the shard accepts';
 }
 
-function decodeWith(ix: CallIndices, table: Map<number, Name>, bytes: Uint8Array, from: number): Call | null {
+function decodeWith(ix: CallIndices, table: Map<number, CallName>, bytes: Uint8Array, from: number): Call | null {
   const r = new Reader(bytes, from);
   try {
     const call = readCall(r, ix, table, 1);
