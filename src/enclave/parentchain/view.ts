@@ -6,13 +6,12 @@
 // That makes payouts exactly-once across crashes of the host or the enclave. The signing guard numbers
 // every sealed write, so a view the host puts back older is detected (keys/signing-guard.ts).
 import { join } from 'node:path';
-import { MESSAGE_MAGIC, encodeMessage } from '../../protocol/parentchain-messages.ts';
+import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { LightClient } from './light-client.ts';
 import {
   CallIndices,
   addProxyCall,
-  contains,
   batchAllCall,
   createPureCall,
   payloadMortality,
@@ -23,6 +22,7 @@ import {
 } from './calls.ts';
 import { EFFECT, Effect, Registry, registrationUserData, type Observation, type RegistryContext } from './registry.ts';
 import type { SigningGuard } from '../keys/signing-guard.ts';
+import { blockCandidates, readExtrinsic } from './extrinsic.ts';
 import type { Withdrawal } from '../state/state.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import {
@@ -44,7 +44,10 @@ export class ParentchainView {
   readonly registry: Registry;
   readonly callIndices: CallIndices;
   readonly existentialDeposit: bigint;
-  /** What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams). */
+  /**
+   * What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams): only what this
+   * enclave's own account pays in; a refund out of the vault is the registry's recorded deposit.
+   */
   private readonly proxyDepositFactor: bigint;
   private pending: Effect[];
   /** Parentchain block up to which effects were settled (dropped): see effectsSettled. */
@@ -174,28 +177,17 @@ export class ParentchainView {
     try {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
-        const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
-        if (missing)
-          throw new EnclaveError(
-            'PARENTCHAIN_BAD_BODY',
-            `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`,
-          );
-        // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
-        // whose bytes carry our magic and our shard id has to be handed over decoded (the registry
-        // then decides). Messages for other shards need not be decoded at all.
-        const listed = new Set(b.relevant.map((x) => x.index));
-        const hidden = b.extrinsics.findIndex(
-          (x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard),
-        );
-        if (hidden >= 0)
-          throw new EnclaveError(
-            'PARENTCHAIN_HIDDEN_EXTRINSIC',
-            `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`,
-          );
+        const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
-        for (const x of b.relevant) {
-          const found = this.registry.apply(h.number, x, b.extrinsics[x.index], observations);
+        for (const { index, outcome } of candidates) {
+          // Decoded here from the verified bytes; what is not one of our calls is ignored, never an error.
+          const x = readExtrinsic(this.callIndices, b.extrinsics[index], outcome.callOffset);
+          if (typeof x === 'string') {
+            observations.push({ kind: 'ignored', detail: `extrinsic ${h.number}-${index}: ${x}` });
+            continue;
+          }
+          const found = this.registry.apply(h.number, { index, ...x, success: outcome.success }, observations);
           this.pending.push(...found);
           effects += found.length;
         }
@@ -369,7 +361,8 @@ export class ParentchainView {
         const key = `unproxy:${hexKey(p)}`;
         if (r.isActive(p, number) || this.dutyDone(key)) continue;
         const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
-        const refund = transferKeepAliveCall(ix, this.signingKey, this.proxyDepositFactor);
+        // Exactly what the batch that added it paid into the vault (the registry accepts no other refund).
+        const refund = transferKeepAliveCall(ix, this.signingKey, r.proxyDeposit(p));
         offer(
           key,
           proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])),
