@@ -105,6 +105,8 @@ export class Admission {
    * the pool (DUPLICATE) or executed (STALE_NONCE), or were dropped and are as valid as their signed client requests.
    */
   async submitForwarded(envelope: Uint8Array, nowMs: number): Promise<SubmitResult[]> {
+    // The epoch is the head's: not that of a half-rebuilt state, which may be passing through an older one.
+    await this.replayDone();
     const ctx = this.ctx;
     const epoch = currentEpoch(ctx).keyId;
     const key = this.keyring.forwardKey(epoch);
@@ -114,7 +116,6 @@ export class Admission {
       isMember: (k) => isCurrentMember(ctx, k),
     });
     if (!opened.ok) throw new EnclaveError(opened.code, opened.message);
-    await this.replayDone();
     return this.admitInTurns(opened.calls, (c) => this.admit(c, nowMs));
   }
 

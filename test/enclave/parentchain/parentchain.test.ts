@@ -2476,6 +2476,14 @@ test('forwarded batches open only under the current epoch and from a current mem
     assert.deepEqual(epoch(), [2, 2]);
     assert.ok(b.core['keys'].stateKeys.size >= 2, 'b still holds the epoch 1 key, yet refuses');
     await refused(b, old.batch, 'FORWARD_WRONG_EPOCH');
+    // Nor while a replay the host began passes through epoch 1 again: the batch waits for the rebuilt head's epoch.
+    b.core.beginReplay(undefined, true);
+    b.core.replayBlocks(blocks.slice(0, 2));
+    assert.equal(b.core['state'].epoch()?.epoch, 1);
+    const duringReplay = refused(b, old.batch, 'FORWARD_WRONG_EPOCH');
+    b.core.replayBlocks(blocks.slice(2));
+    await b.core.finishReplay();
+    await duringReplay;
 
     // The same kind of batch under the current epoch, from a current member: admitted.
     const current = await forward(a, 0);
