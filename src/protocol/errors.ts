@@ -21,6 +21,11 @@ export const RejectCode = {
   AMOUNT_TOO_SMALL: 'AMOUNT_TOO_SMALL',
   EXCEEDS_SHIELDED_SUPPLY: 'EXCEEDS_SHIELDED_SUPPLY',
   UNKNOWN_WITHDRAWAL: 'UNKNOWN_WITHDRAWAL',
+  // A forwarded batch (calls/forwarding.ts): not under the current state key epoch, not from a current
+  // member, or not signed by its sender.
+  FORWARD_WRONG_EPOCH: 'FORWARD_WRONG_EPOCH',
+  FORWARD_NOT_MEMBER: 'FORWARD_NOT_MEMBER',
+  FORWARD_BAD_SIGNATURE: 'FORWARD_BAD_SIGNATURE',
 } as const;
 export type RejectCode = (typeof RejectCode)[keyof typeof RejectCode];
 

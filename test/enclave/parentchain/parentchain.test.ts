@@ -2869,3 +2869,95 @@ test('effects: an honest pair takes turns over shields, an invocation and anchor
     await b.close();
   }
 });
+
+test('forwarded batches open only under the current epoch and from a current member: no grace for a past epoch or a departed member', async () => {
+  const chain = new FakeChain();
+  const [a, b, c] = [new Host(chain), new Host(chain), new Host(chain)];
+  const hosts = [a, b, c];
+  const blocks: Uint8Array[] = [];
+  const seen = (blk: Block, except: Host) => {
+    for (const h of hosts) if (h !== except) h.import(blk);
+  };
+  const register = (h: Host) => {
+    const [d] = h.duties().filter((x) => x.key === 'register');
+    h.sign(d.callData);
+    seen(h.include(d.callData).block, h);
+  };
+  const join = async (h: Host) => {
+    register(h);
+    const req = h.core.provisionRequest(Date.now());
+    const served = a.core.provisionServe(req, Date.now());
+    assert.ok(served.ok);
+    assert.ok((await h.core.provisionAccept(req, served.response, Date.now())).ok);
+    for (const blk of blocks) h.core.commit(h.core.importBlock(blk, Date.now()).hash);
+  };
+  const produce = (author: Host, importers: Host[]) => {
+    let slot = author.slot;
+    while (!Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
+    for (const h of hosts) h.slot = slot + 1n;
+    const p = author.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
+    author.core.commit(p.hash);
+    for (const h of importers) h.core.commit(h.core.importBlock(p.block, Date.now()).hash);
+    blocks.push(p.block);
+  };
+  /** `from` admits alice's transfer with `nonce` and returns the batch it forwards. */
+  const forward = async (from: Host, nonce: number) => {
+    const t = buildTransfer(alice, { to: bob.publicKey, amount: 1n, nonce }, from.shieldingKey, SHARD);
+    const r = await from.core.submitAndForward([t.request], Date.now(), new Set([0]));
+    assert.notEqual(r.results[0].status, 'invalid');
+    return { hash: t.hash, batch: r.forwarded! };
+  };
+  const refused = (h: Host, batch: Uint8Array, code: string) =>
+    assert.rejects(h.core.submitForwarded(batch, Date.now()), { code });
+  try {
+    for (const h of hosts) h.init();
+    register(a);
+    blocks.push(a.core.genesis([{ account: alice.publicKey, amount: 1_000n }], Date.now()).block);
+    produce(a, []); // epoch 1, a alone
+    await join(b);
+    const epoch = () => [a, b].map((h) => h.core.status().stateKeyEpoch);
+    assert.deepEqual(epoch(), [1, 1]);
+
+    // Sealed by a (a member) under epoch 1; alice's nonce 1 waits for nonce 0, so no block takes it.
+    const old = await forward(a, 1);
+    produce(a, [b]); // b's join begins epoch 2
+    assert.deepEqual(epoch(), [2, 2]);
+    assert.ok(b.core['keys'].stateKeys.size >= 2, 'b still holds the epoch 1 key, yet refuses');
+    await refused(b, old.batch, 'FORWARD_WRONG_EPOCH');
+    // Nor while a replay the host began passes through epoch 1 again: the batch waits for the rebuilt head's epoch.
+    b.core.beginReplay(undefined, true);
+    b.core.replayBlocks(blocks.slice(0, 2));
+    assert.equal(b.core['state'].epoch()?.epoch, 1);
+    const duringReplay = refused(b, old.batch, 'FORWARD_WRONG_EPOCH');
+    b.core.replayBlocks(blocks.slice(2));
+    await b.core.finishReplay();
+    await duringReplay;
+
+    // The same kind of batch under the current epoch, from a current member: admitted.
+    const current = await forward(a, 0);
+    assert.deepEqual(await b.core.submitForwarded(current.batch, Date.now()), [
+      { hash: current.hash, status: 'ready' },
+    ]);
+
+    // c joins (epoch 3), forwards a batch that b admits, and leaves.
+    await join(c);
+    produce(a, [b, c]);
+    assert.deepEqual(epoch(), [3, 3]);
+    const fromC = await forward(c, 2);
+    const replayed = await forward(c, 3);
+    assert.equal((await b.core.submitForwarded(fromC.batch, Date.now()))[0].status, 'ready');
+    const leave = c.core.unregisterCall();
+    c.sign(leave);
+    const left = c.include(leave).block;
+    a.import(left);
+    b.import(left);
+    // Still epoch 3 (no block since): the departure alone makes c's batches, earlier or new, refused.
+    assert.deepEqual(epoch(), [3, 3]);
+    const pool = b.core.status().poolSize;
+    await refused(b, replayed.batch, 'FORWARD_NOT_MEMBER');
+    await refused(b, (await forward(c, 4)).batch, 'FORWARD_NOT_MEMBER');
+    assert.equal(b.core.status().poolSize, pool);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
