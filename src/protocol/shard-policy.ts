@@ -5,7 +5,8 @@
 //   allowed measurements (empty = exactly the measurement of the enclave that reads it), governance keys
 //   (empty for now).
 import { Bytes, Struct, Vector, str, u8 } from 'scale-ts';
-import { ed25519PublicFromSeed, sha256 } from '../crypto/primitives.ts';
+import { sha256 } from '../crypto/primitives.ts';
+import { DEV_AUTHORITY } from './registration.ts';
 import { concatBytes, fromHex, same, toHex } from './bytes.ts';
 import { ValidateerError } from './errors.ts';
 import { decodeExact } from './wire.ts';
@@ -110,12 +111,10 @@ export function shardPolicyFrom(value: unknown): Uint8Array {
 }
 
 /**
- * The simulated attestation authority of dev setups. Its key derives from a public string, so anyone can
- * sign quotes with it: the dev policy is accepted only on the embedded dev chain or with an explicit dev flag.
+ * The simulated attestation authority of dev setups (registration.ts derives it). Its key derives from a public
+ * string, so anyone can sign its quotes: a policy trusting it is accepted only on the embedded dev chain or with dev.
  */
-export const DEV_AUTHORITY_PUBLIC = ed25519PublicFromSeed(
-  sha256(new TextEncoder().encode('validateer/sim-attestation-authority/v1 (dev only)')),
-);
+export const DEV_AUTHORITY_PUBLIC = DEV_AUTHORITY;
 /**
  * The built-in dev policy: the dev authority, and no measurements, so each enclave allows its own (the simulated
  * measurement hashes the enclave's source and changes with it).

@@ -54,11 +54,11 @@ export class ParentchainDuties {
   }
 
   init(params: ParentchainInitParams) {
-    const { opts, sealer, keys } = this.ctx;
+    const { opts, guard, keys } = this.ctx;
     checkParentchainAllowed(this.roots, opts, params);
     this.ctx.parentchain = ParentchainView.open(
       opts.dataDir,
-      sealer,
+      guard,
       keys.signingPublic,
       this.registryContext(),
       params,
@@ -70,8 +70,8 @@ export class ParentchainDuties {
    * Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one.
    */
   load(): boolean {
-    const { opts, sealer, keys } = this.ctx;
-    const view = ParentchainView.load(opts.dataDir, sealer, keys.signingPublic, this.registryContext());
+    const { opts, guard, keys } = this.ctx;
+    const view = ParentchainView.load(opts.dataDir, guard, keys.signingPublic, this.registryContext());
     if (view) checkParentchainAllowed(this.roots, opts, { genesisHash: view.lightClient.genesisHash });
     this.ctx.parentchain = view;
     return view !== null;
@@ -115,6 +115,7 @@ export class ParentchainDuties {
       pendingEffects: pc.effectsAfter(this.head.current?.parentchainNumber ?? 0).length,
       shieldedSupply: state.shard().shieldedSupply,
       unpaidWithdrawals: state.unpaidWithdrawals().length,
+      sealedRollback: this.ctx.guard.status(),
     };
   }
 

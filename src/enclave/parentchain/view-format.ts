@@ -4,52 +4,69 @@ import { Bytes, Option, Struct, Vector, str, u32, u128 } from 'scale-ts';
 import { decodeExact } from '../../protocol/wire.ts';
 import type { Checkpoint } from './light-client.ts';
 import { CallIndices, CallIndicesV1, REMOVE_PROXY_CALL } from './calls.ts';
-import { Effect, RegistryData, type RelevantExtrinsic } from './registry-data.ts';
+import { Effect, RegistryData, RegistryDataV1, type ExtrinsicOutcome } from './registry-data.ts';
 
 export const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
 export type InFlight = ReturnType<typeof InFlight.dec>;
 /** The sealed fields after the call indices. */
-const viewTail = {
+const viewTail = <R extends typeof RegistryData | typeof RegistryDataV1>(registry: R) => ({
   existentialDeposit: u128,
   head: Struct({ number: u32, hash: Bytes(32) }),
-  registry: RegistryData,
+  registry,
   pending: Vector(Effect),
   inFlight: Vector(InFlight),
   /** Recent verified block hashes: a duty's birth block is looked up here to know when it dies. */
   recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
-};
-export const SealedView = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail });
-/** The layout of earlier builds, whose sealed indices had no removeProxy. */
-const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail });
+});
+/**
+ * Effects of parentchain blocks up to `settled` were executed by an anchored sidechain block and dropped. Layouts
+ * before it read as 0 (nothing known settled).
+ */
+const settled = { settled: u32 };
+export const SealedView = Struct({
+  genesisHash: Bytes(32),
+  callIndices: CallIndices,
+  ...viewTail(RegistryData),
+  ...settled,
+});
+/** Earlier layouts: without the recorded proxy deposits (V2), and before that also without removeProxy (V1). */
+export const SealedViewV2 = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail(RegistryDataV1) });
+export const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail(RegistryDataV1) });
 
 /**
- * The sealed view, in the current layout or the previous one (removeProxy then taken from pallet_proxy's fixed call
- * index).
+ * The sealed view, in the current layout or an earlier one. removeProxy is then pallet_proxy's fixed call index.
+ * Vault proxies added before deposits were recorded get deposit 0: what leaves the vault must come from a verified
+ * batch, and a deposit from the host's configuration is exactly what this must not trust. The cost is that such a
+ * proxy's deposit stays in the vault when it is removed (the vault keeps a little more than it owes), never less.
  */
 export function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
   try {
     return decodeExact(SealedView, bytes, 'sealed parentchain view');
   } catch (err) {
-    let old: ReturnType<typeof SealedViewV1.dec>;
-    try {
-      old = decodeExact(SealedViewV1, bytes, 'sealed parentchain view');
-    } catch {
-      throw err;
+    for (const layout of [SealedViewV2, SealedViewV1]) {
+      let old: ReturnType<typeof SealedViewV1.dec>;
+      try {
+        old = decodeExact(layout, bytes, 'sealed parentchain view');
+      } catch {
+        continue;
+      }
+      const ix = old.callIndices as ReturnType<typeof CallIndices.dec>;
+      return {
+        ...old,
+        callIndices: { ...ix, removeProxy: ix.removeProxy ?? { pallet: ix.addProxy.pallet, call: REMOVE_PROXY_CALL } },
+        registry: { ...old.registry, proxyDeposits: [] },
+        settled: 0,
+      };
     }
-    return {
-      ...old,
-      callIndices: {
-        ...old.callIndices,
-        removeProxy: { pallet: old.callIndices.addProxy.pallet, call: REMOVE_PROXY_CALL },
-      },
-    };
+    throw err;
   }
 }
 
 export interface ImportedBlock {
   header: Uint8Array;
   extrinsics: Uint8Array[];
-  relevant: RelevantExtrinsic[];
+  /** For (at least) every extrinsic whose bytes carry our magic and our shard id. */
+  outcomes: ExtrinsicOutcome[];
 }
 /**
  * proxyDepositFactor comes from the current runtime at every start and is not sealed (a runtime upgrade

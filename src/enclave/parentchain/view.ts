@@ -3,16 +3,15 @@
 // (extrinsics the enclave wants sent) with the ones in flight. A duty is signed at most once per
 // mortality window: its birth block and period are sealed before the signature leaves the enclave,
 // and it is offered again only once the light client has passed its death without seeing it done.
-// That makes payouts exactly-once across crashes of the host or the enclave.
-import { existsSync, readFileSync } from 'node:fs';
+// That makes payouts exactly-once across crashes of the host or the enclave. The signing guard numbers
+// every sealed write, so a view the host puts back older is detected (keys/signing-guard.ts).
 import { join } from 'node:path';
-import { MESSAGE_MAGIC, encodeMessage } from '../../protocol/parentchain-messages.ts';
+import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { LightClient } from './light-client.ts';
 import {
   CallIndices,
   addProxyCall,
-  contains,
   batchAllCall,
   createPureCall,
   payloadMortality,
@@ -22,7 +21,8 @@ import {
   transferKeepAliveCall,
 } from './calls.ts';
 import { EFFECT, Effect, Registry, registrationUserData, type Observation, type RegistryContext } from './registry.ts';
-import { writeFileAtomic, type Sealer } from '../keys/sealing.ts';
+import type { SigningGuard } from '../keys/signing-guard.ts';
+import { blockCandidates, readExtrinsic } from './extrinsic.ts';
 import type { Withdrawal } from '../state/state.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import {
@@ -44,28 +44,34 @@ export class ParentchainView {
   readonly registry: Registry;
   readonly callIndices: CallIndices;
   readonly existentialDeposit: bigint;
-  /** What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams). */
+  /**
+   * What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams): only what this
+   * enclave's own account pays in; a refund out of the vault is the registry's recorded deposit.
+   */
   private readonly proxyDepositFactor: bigint;
   private pending: Effect[];
+  /** Parentchain block up to which effects were settled (dropped): see effectsSettled. */
+  private settled: number;
   private readonly inFlight: Map<string, InFlight>;
   private readonly recent: Map<string, number>;
   /** Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors). */
   private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null }>();
   private readonly path: string;
-  private readonly sealer: Sealer;
+  /** Seals this view with a sequence number it records, and refuses duties after a rollback of it. */
+  private readonly guard: SigningGuard;
   private readonly signingKey: Uint8Array;
   private readonly shard: Uint8Array;
 
   private constructor(
     path: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: RegistryContext,
     s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices },
     proxyDepositFactor: bigint,
   ) {
     this.path = path;
-    this.sealer = sealer;
+    this.guard = guard;
     this.signingKey = signingKey;
     this.shard = ctx.shard;
     this.callIndices = s.callIndices;
@@ -74,6 +80,7 @@ export class ParentchainView {
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
     this.registry = new Registry(ctx, s.registry);
     this.pending = s.pending;
+    this.settled = s.settled;
     this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
     this.recent = new Map(s.recent.map((r) => [hexKey(r.hash), r.number]));
   }
@@ -84,15 +91,16 @@ export class ParentchainView {
    */
   static open(
     dataDir: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: Omit<RegistryContext, 'callIndices'>,
     init: ParentchainInitParams,
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     let s: ReturnType<typeof SealedView.dec>;
-    if (existsSync(path)) {
-      s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const sealed = guard.readView(path);
+    if (sealed) {
+      s = decodeSealedView(sealed);
       if (!same(s.genesisHash, init.genesisHash)) {
         throw new EnclaveError(
           'PARENTCHAIN_GENESIS_MISMATCH',
@@ -110,6 +118,7 @@ export class ParentchainView {
         pending: [],
         inFlight: [],
         recent: [],
+        settled: 0,
       };
     }
     // The sealed indices with the current runtime's account formats (see CallIndices).
@@ -120,7 +129,7 @@ export class ParentchainView {
     };
     const view = new ParentchainView(
       path,
-      sealer,
+      guard,
       signingKey,
       { ...ctx, callIndices },
       { ...s, callIndices },
@@ -133,15 +142,16 @@ export class ParentchainView {
   /** The sealed view as last written, or null (offline use: replay needs the registry to know the authors). */
   static load(
     dataDir: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: Omit<RegistryContext, 'callIndices'>,
   ): ParentchainView | null {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
-    if (!existsSync(path)) return null;
-    const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const sealed = guard.readView(path);
+    if (!sealed) return null;
+    const s = decodeSealedView(sealed);
     // offline: no duties
-    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
+    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
   }
 
   private persist(): void {
@@ -155,8 +165,9 @@ export class ParentchainView {
       pending: this.pending,
       inFlight: [...this.inFlight.values()],
       recent,
+      settled: this.settled,
     });
-    writeFileAtomic(this.path, this.sealer.seal('signer', 'parentchain', bytes));
+    this.guard.writeView(this.path, bytes, this.lightClient.number);
   }
 
   /** Verifies and applies finalized blocks in order; persists once at the end. */
@@ -166,28 +177,17 @@ export class ParentchainView {
     try {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
-        const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
-        if (missing)
-          throw new EnclaveError(
-            'PARENTCHAIN_BAD_BODY',
-            `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`,
-          );
-        // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
-        // whose bytes carry our magic and our shard id has to be handed over decoded (the registry
-        // then decides). Messages for other shards need not be decoded at all.
-        const listed = new Set(b.relevant.map((x) => x.index));
-        const hidden = b.extrinsics.findIndex(
-          (x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard),
-        );
-        if (hidden >= 0)
-          throw new EnclaveError(
-            'PARENTCHAIN_HIDDEN_EXTRINSIC',
-            `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`,
-          );
+        const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
-        for (const x of b.relevant) {
-          const found = this.registry.apply(h.number, x, b.extrinsics[x.index], observations);
+        for (const { index, outcome } of candidates) {
+          // Decoded here from the verified bytes; what is not one of our calls is ignored, never an error.
+          const x = readExtrinsic(this.callIndices, b.extrinsics[index], outcome.callOffset);
+          if (typeof x === 'string') {
+            observations.push({ kind: 'ignored', detail: `extrinsic ${h.number}-${index}: ${x}` });
+            continue;
+          }
+          const found = this.registry.apply(h.number, { index, ...x, success: outcome.success }, observations);
           this.pending.push(...found);
           effects += found.length;
         }
@@ -252,11 +252,23 @@ export class ParentchainView {
     return this.pending.filter((e) => e.parentchainNumber > afterNumber);
   }
 
+  /** Effects of parentchain blocks in (afterNumber, upTo], in order; complete only from effectsSettled on. */
+  effectsBetween(afterNumber: number, upTo: number): Effect[] {
+    return this.pending.filter((e) => e.parentchainNumber > afterNumber && e.parentchainNumber <= upTo);
+  }
+
+  /** Effects of parentchain blocks up to here were executed by an anchored block and dropped (chain/effects.ts). */
+  get effectsSettled(): number {
+    return this.settled;
+  }
+
   /** A final sidechain block executed effects up to `number`: drop them. */
   settledUpTo(number: number): void {
     const before = this.pending.length;
     this.pending = this.pending.filter((e) => e.parentchainNumber > number);
-    if (this.pending.length !== before) this.persist();
+    const moved = number > this.settled;
+    if (moved) this.settled = number;
+    if (moved || this.pending.length !== before) this.persist();
   }
 
   // ---------- duties and signing ----------
@@ -349,7 +361,8 @@ export class ParentchainView {
         const key = `unproxy:${hexKey(p)}`;
         if (r.isActive(p, number) || this.dutyDone(key)) continue;
         const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
-        const refund = transferKeepAliveCall(ix, this.signingKey, this.proxyDepositFactor);
+        // Exactly what the batch that added it paid into the vault (the registry accepts no other refund).
+        const refund = transferKeepAliveCall(ix, this.signingKey, r.proxyDeposit(p));
         offer(
           key,
           proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])),
@@ -402,17 +415,17 @@ export class ParentchainView {
     for (const { callData, duty } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
       if (duty === null) return;
+      this.guard.checkDuties(this.lightClient.number);
       if (this.inFlight.has(duty))
         throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
       const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
       const birth = this.recent.get(hexKey(mortality.birthHash));
-      this.inFlight.set(duty, {
-        duty,
-        birthHash: mortality.birthHash,
-        period: mortality.period,
-        death: birth === undefined ? undefined : birth + mortality.period,
-      });
+      const death = birth === undefined ? undefined : birth + mortality.period;
+      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death });
+      // A birth not among the recent verified blocks is older (then dead sooner) or not final yet (assumed
+      // within RECENT_KEPT blocks of the verified head).
+      this.guard.noteDuty(death ?? this.lightClient.number + RECENT_KEPT + mortality.period);
       this.persist();
       return;
     }
