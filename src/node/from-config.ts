@@ -37,16 +37,19 @@ const HEX_KEY = /^0x[0-9a-fA-F]{64}$/;
 
 /** The shard policy's bytes: config's (inline JSON, hex, or a file of either), or the built-in dev policy. */
 export function shardPolicyBytes(config: Config): Uint8Array {
-  const value = config.shardPolicy;
-  if (value === null) return DEV_SHARD_POLICY;
-  let source = 'shardPolicy';
+  return config.shardPolicy === null ? DEV_SHARD_POLICY : readShardPolicy(config.shardPolicy, 'shardPolicy');
+}
+
+/** A shard policy given inline (JSON object or 0x hex) or as a file holding either; `path` names it in errors. */
+export function readShardPolicy(value: string | object, path: string): Uint8Array {
+  let source = path;
   try {
     if (typeof value !== 'string' || value.startsWith('0x')) return shardPolicyFrom(value);
-    source = `shardPolicy file ${value}`;
+    source = `${path} file ${value}`;
     const text = readFileSync(value, 'utf8').trim();
     return shardPolicyFrom(text.startsWith('0x') ? text : JSON.parse(text));
   } catch (err) {
-    throw new ConfigError([{ path: 'shardPolicy', source, message: (err as Error).message }]);
+    throw new ConfigError([{ path, source, message: (err as Error).message }]);
   }
 }
 
