@@ -281,7 +281,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
       duties.map((d) => d.key),
       [expected],
     );
-    const r = await pc.submit(signer, { kind: 'raw', callData: duties[0].callData });
+    const r = await pc.submit(signer, { kind: 'raw', callData: duties[0].callData }, { nonce: duties[0].nonce });
     assert.equal(r.success, true, r.error);
     await processed(r);
     return r;
@@ -289,7 +289,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   /** Anchors the sidechain head: the enclave's anchor remark, signed by it, in a finalized parentchain block. */
   const anchorHead = async () => {
     const { headNumber, headHash } = core.status();
-    const r = await pc.submit(signer, { kind: 'raw', callData: core.anchorCall(headNumber) });
+    const anchor = core.anchorCall(headNumber);
+    const r = await pc.submit(signer, { kind: 'raw', callData: anchor.callData }, { nonce: anchor.nonce });
     assert.equal(r.success, true, r.error);
     await processed(r);
     assert.deepEqual(core.parentchainInfo().lastAnchor, {
@@ -424,7 +425,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
         'the second enclave follows the chain',
         30_000,
       );
-      const left = await pc.submit(signer2, { kind: 'raw', callData: core2.unregisterCall() });
+      const leave = core2.unregisterCall();
+      const left = await pc.submit(signer2, { kind: 'raw', callData: leave.callData }, { nonce: leave.nonce });
       assert.equal(left.success, true, left.error);
       await processed(left);
     } finally {

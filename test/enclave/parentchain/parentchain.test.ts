@@ -189,14 +189,19 @@ function decodeCall(bytes: Uint8Array): Call {
   return { tree, bytes };
 }
 
-/** A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions, call. */
-function signedExtrinsic(signer: Uint8Array, call: Uint8Array): Uint8Array {
+/**
+ * A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions (era
+ * immortal, nonce, tip 0, asset id None), call.
+ */
+function signedExtrinsic(signer: Uint8Array, call: Uint8Array, nonce = 0): Uint8Array {
   const body = concatBytes(
     Uint8Array.of(0x84, 0x00),
     signer,
     Uint8Array.of(0x00),
     new Uint8Array(64).fill(0xee),
-    Uint8Array.of(0x00, 0x00, 0x00, 0x00),
+    Uint8Array.of(0x00),
+    compact.enc(nonce),
+    Uint8Array.of(0x00, 0x00),
     call,
   );
   return concatBytes(compact.enc(body.length), body);
@@ -225,13 +230,14 @@ function signingPayload(
     birth: { number: number; hash: Uint8Array } | null;
     period?: number;
     trailing?: Uint8Array;
+    nonce?: number;
   },
 ): Uint8Array {
   const era = o.birth ? mortalEra(o.period ?? 64, o.birth.number) : Uint8Array.of(0);
   return concatBytes(
     callData,
     era,
-    compact.enc(7),
+    compact.enc(o.nonce ?? 7),
     compact.enc(0),
     Uint8Array.of(0),
     u32.enc(900),
@@ -271,14 +277,21 @@ class FakeChain {
   }
 
   block(
-    signed: { signer?: Uint8Array; call: Call; success?: boolean; claimedSigner?: Uint8Array; tree?: CallTree }[] = [],
+    signed: {
+      signer?: Uint8Array;
+      call: Call;
+      success?: boolean;
+      claimedSigner?: Uint8Array;
+      tree?: CallTree;
+      nonce?: number;
+    }[] = [],
   ): Block {
     const number = this.head.number + 1;
     const extrinsics = [
       inherent(number),
       ...signed.map((s) =>
         s.signer
-          ? signedExtrinsic(s.signer, s.call.bytes)
+          ? signedExtrinsic(s.signer, s.call.bytes, s.nonce)
           : concatBytes(compact.enc(s.call.bytes.length + 1), Uint8Array.of(4), s.call.bytes),
       ),
     ];
@@ -1100,6 +1113,8 @@ class Host {
   readonly chain: FakeChain;
   readonly dataDir: string;
   slot = 1n;
+  /** The nonce the enclave named for call bytes (by hex): what an honest host signs them at. */
+  readonly nonces = new Map<string, number>();
 
   constructor(chain: FakeChain, dataDir = tempDir(), options: { keyRotationBlocks?: number } = {}) {
     this.chain = chain;
@@ -1134,20 +1149,36 @@ class Host {
   }
 
   duties() {
-    return this.core.parentchainDuties({ peerId: PEER, p2pAddresses: ADDRS });
+    const duties = this.core.parentchainDuties({ peerId: PEER, p2pAddresses: ADDRS });
+    for (const d of duties) this.nonces.set(hexKey(d.callData), d.nonce);
+    return duties;
+  }
+
+  /** The enclave's anchor call for sidechain block `number`; its nonce is remembered for sign(). */
+  anchorCall(number: number): Uint8Array {
+    const { callData, nonce } = this.core.anchorCall(number);
+    this.nonces.set(hexKey(callData), nonce);
+    return callData;
+  }
+
+  unregisterCall(): Uint8Array {
+    const { callData, nonce } = this.core.unregisterCall();
+    this.nonces.set(hexKey(callData), nonce);
+    return callData;
   }
 
   dutyKeys(): string[] {
     return this.duties().map((d) => d.key);
   }
 
-  /** Signs a mortal payload born at the chain head (or `birth`); checks the signature. */
+  /** Signs a mortal payload born at the chain head (or `birth`) at the nonce named for it; checks the signature. */
   sign(
     callData: Uint8Array,
     birth: { number: number; hash: Uint8Array } | null = this.chain.head,
     period = 64,
+    nonce = this.nonces.get(hexKey(callData)),
   ): Uint8Array {
-    const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period });
+    const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period, nonce });
     const signature = this.core.signExtrinsic(payload);
     assert.ok(
       ed25519Verify(this.key, payload.length > 256 ? blake2_256(payload) : payload, signature),
@@ -1156,9 +1187,12 @@ class Host {
     return payload;
   }
 
-  /** A block with one extrinsic of these call bytes, signed by this enclave (or `signer`). */
-  include(callData: Uint8Array, o: { signer?: Uint8Array; success?: boolean } = {}) {
-    const b = this.chain.block([{ signer: o.signer ?? this.key, call: decodeCall(callData), success: o.success }]);
+  /** A block with one extrinsic of these call bytes, signed by this enclave (or `signer`) at the nonce named. */
+  include(callData: Uint8Array, o: { signer?: Uint8Array; success?: boolean; nonce?: number } = {}) {
+    const nonce = o.nonce ?? (o.signer ? 0 : this.nonces.get(hexKey(callData)));
+    const b = this.chain.block([
+      { signer: o.signer ?? this.key, call: decodeCall(callData), success: o.success, nonce },
+    ]);
     return { block: b, ...this.import(b) };
   }
 
@@ -1178,7 +1212,7 @@ class Host {
    * this member, in the next parentchain block. The block is final once that block is imported.
    */
   anchor(number = this.core.status().headNumber) {
-    const callData = this.core.anchorCall(number);
+    const callData = this.anchorCall(number);
     this.sign(callData);
     const r = this.include(callData);
     assert.deepEqual(
@@ -1333,8 +1367,14 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.equal(host.info().lastAnchor, null);
     assert.deepEqual(host.dutyKeys(), [], "the burn's block is not anchored: no payout");
     // an anchor below the burn does not make it final; it settles the shield its block executed
-    const stale = core.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
-    host.anchor(burnBlock - 1);
+    const below = host.anchorCall(burnBlock - 1);
+    host.sign(below);
+    const stale = host.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
+    assert.equal(host.nonces.get(hexKey(stale)), host.nonces.get(hexKey(below))! + 1, 'the next free nonce');
+    assert.deepEqual(
+      host.include(below).observations.map((o) => o.kind),
+      ['anchor'],
+    );
     assert.equal(host.keptEffects(), 0, "the shield's block is final: its effect is dropped");
     assert.deepEqual(host.dutyKeys(), [], 'anchored below the burn: still no payout');
     // anchors chain: one that does not follow the last anchor is ignored; the enclave builds none below it
@@ -1347,7 +1387,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.match(unchained[0].detail, /does not follow the last anchor/);
     assert.equal(host.info().lastAnchor?.number, burnBlock - 1);
     assert.equal(
-      codeOf(() => core.anchorCall(burnBlock - 1)),
+      codeOf(() => host.anchorCall(burnBlock - 1)),
       'ANCHOR_NOT_DESCENDANT',
     );
     assert.deepEqual(host.dutyKeys(), []);
@@ -1400,7 +1440,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     // 8. anchors: signed without exactly-once tracking (immortal is fine), observed as the last anchor
     const head = core.status().headNumber;
     assert.equal(host.keptEffects(), 2, 'the payout and the invocation');
-    const anchor = core.anchorCall(head);
+    const anchor = host.anchorCall(head);
     host.sign(anchor, null);
     host.sign(anchor); // again: a lost anchor may be re-sent
     assert.deepEqual(
@@ -1419,12 +1459,12 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
       'SIGNING_REFUSED',
     );
     assert.equal(
-      codeOf(() => core.anchorCall(head)),
+      codeOf(() => host.anchorCall(head)),
       'ANCHOR_NOT_DESCENDANT',
       'not above the last anchor',
     );
     assert.equal(
-      codeOf(() => core.anchorCall(head + 100)),
+      codeOf(() => host.anchorCall(head + 100)),
       'UNKNOWN_BLOCK',
     );
   } finally {
@@ -1458,8 +1498,12 @@ test('admitPayload: only payloads that start with call bytes the enclave built, 
     const flipped = Uint8Array.from(reg.callData, (v, i) => (i === 40 ? v ^ 1 : v));
     assert.equal(refused(signingPayload(flipped, { genesis, birth })), 'SIGNING_REFUSED');
     // immortal, or mortal on another chain (its birth hash cannot be read): not for a duty
-    assert.equal(refused(signingPayload(reg.callData, { genesis, birth: null })), 'DUTY_IMMORTAL');
-    assert.equal(refused(signingPayload(reg.callData, { genesis: key32('other genesis'), birth })), 'DUTY_IMMORTAL');
+    const nonce = reg.nonce;
+    assert.equal(refused(signingPayload(reg.callData, { genesis, birth: null, nonce })), 'DUTY_IMMORTAL');
+    assert.equal(
+      refused(signingPayload(reg.callData, { genesis: key32('other genesis'), birth, nonce })),
+      'DUTY_IMMORTAL',
+    );
     assert.deepEqual(host.info().dutiesInFlight, [], 'refusals leave nothing in flight');
     host.sign(reg.callData);
     assert.deepEqual(host.info().dutiesInFlight, ['register']);
@@ -1743,11 +1787,12 @@ test("a view sealed by an earlier build (call indices without removeProxy) opens
     host.import(chain.block());
     await host.close();
     // Rewrite the sealed file in the old layout: the indices end with addProxy (genesis hash, then 7 indices of 2
-    // bytes).
+    // bytes), and no account nonces at the end (next nonce u32 0, no payout bindings: 5 bytes).
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     const sealer = Sealer.simulated(dataDir, MEASUREMENT);
     const current = sealer.unseal('parentchain', new Uint8Array(readFileSync(path)));
-    const old = concatBytes(current.subarray(0, 32 + 12), current.subarray(32 + 14));
+    assert.deepEqual(current.subarray(-5), new Uint8Array(5), 'no nonces yet');
+    const old = concatBytes(current.subarray(0, 32 + 12), current.subarray(32 + 14, -5));
     writeFileSync(path, sealer.seal('signer', 'parentchain', old));
     host = new Host(chain, dataDir);
     // The host now names another index: the sealed indices win (the host is not trusted with them).
@@ -1870,7 +1915,7 @@ test('two enclaves derive the same registry; only the first member creates the v
     assert.ok(!a.core['parentchain']!.registry.isVaultProxy(c));
 
     // a leaves: b removes it as a vault proxy, and takes back the deposit the removal frees in the vault
-    const leave = a.core.unregisterCall();
+    const leave = a.unregisterCall();
     a.sign(leave);
     both(chain.block([{ signer: a.key, call: decodeCall(leave) }]));
     const ud = b.duties().find((d) => d.key.startsWith('unproxy:'));
@@ -2200,7 +2245,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const b3 = produce(a, [b, c]);
     assert.deepEqual([epoch(a), epoch(b), epoch(c)], [3, 3, 3]);
     assert.equal(b3.body.rotation?.wraps.length, 3);
-    const leave = c.core.unregisterCall();
+    const leave = c.unregisterCall();
     c.sign(leave);
     const left = c.include(leave);
     a.import(left.block);
