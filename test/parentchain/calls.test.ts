@@ -35,6 +35,7 @@ import {
   type CallIndices,
 } from '../../src/enclave/parentchain/calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/parentchain/light-client.ts';
+import { payloadNonce, signedPrefix } from '../../src/enclave/parentchain/extrinsic-prefix.ts';
 import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../src/enclave/parentchain/view.ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
@@ -204,6 +205,12 @@ test('a real signing payload starts with the call bytes, is mortal for 64 blocks
     birth.number <= result.blockNumber && result.blockNumber < birth.number + m.period,
     'included within its mortality window',
   );
+  // The enclave reads the nonce from the payload it signs and from the extrinsic the runtime included.
+  assert.equal(payloadNonce(payload, callData.length), result.nonce);
+  const included = (await pc.block(result.blockHash)).extrinsics[result.index].encoded;
+  const prefix = signedPrefix(included);
+  assert.ok(prefix, 'a signed extrinsic');
+  assert.deepEqual([hexKey(prefix.signer), prefix.nonce], [hexKey(enclaveAccount.publicKey), result.nonce]);
 });
 
 // ---------- the enclave itself on the real chain ----------
@@ -441,6 +448,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     );
     assert.equal((await pc.balance(vault)).free, vaultBefore, 'the freed deposit went back out of the vault');
     assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
+    // The enclave followed its account's nonce from the verified blocks alone.
+    assert.equal(core.parentchainInfo().accountNonce, await pc.accountNonce(key));
   } finally {
     await scanner.stop();
   }

@@ -261,6 +261,7 @@ class FakeEnclave implements EnclaveCalls {
       vaultProxies: [],
       lastAnchor: null,
       dutiesInFlight: [],
+      accountNonce: 0,
       pendingEffects: 0,
       shieldedSupply: 0n,
       unpaidWithdrawals: 0,

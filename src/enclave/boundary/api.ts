@@ -86,6 +86,8 @@ const parentchainInfo = z.object({
   vaultProxies: z.array(bytes32),
   lastAnchor: z.object({ number: z.number().int(), hash: bytes32, parentchainNumber: z.number().int() }).nullable(),
   dutiesInFlight: z.array(z.string()),
+  /** The enclave account's next nonce as the verified blocks show it. */
+  accountNonce: nonce,
   pendingEffects: z.number().int(),
   shieldedSupply: z.bigint(),
   unpaidWithdrawals: z.number().int(),

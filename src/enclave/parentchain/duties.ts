@@ -109,6 +109,7 @@ export class ParentchainDuties {
           }
         : null,
       dutiesInFlight: pc.dutiesInFlight(),
+      accountNonce: pc.accountNonce(),
       pendingEffects: pc.effectsAfter(this.head.current?.parentchainNumber ?? 0).length,
       shieldedSupply: state.shard().shieldedSupply,
       unpaidWithdrawals: state.unpaidWithdrawals().length,

@@ -375,6 +375,11 @@ export class ParentchainView {
     throw new EnclaveError('SIGNING_REFUSED', 'the enclave signs only parentchain calls it built itself');
   }
 
+  /** The account's next nonce as the verified blocks show it. */
+  accountNonce(): number {
+    return this.nonces.next;
+  }
+
   /** Duties signed and not yet seen done or expired (for status and tests). */
   dutiesInFlight(): string[] {
     return [...this.inFlight.keys()];

@@ -1712,6 +1712,173 @@ test('a payout never included is offered again after its death; one the vault co
   }
 });
 
+test('a payout included while the host withholds its signer is never offered or signed again, even past its death', async () => {
+  const chain = new FakeChain();
+  const host = new Host(chain);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    const [pay] = host.duties();
+    assert.equal(pay.key, 'payout:0');
+    host.sign(pay.callData);
+    // Included, but handed over without its signer: the registry cannot tell a member paid it.
+    const b = chain.block([{ signer: host.key, call: decodeCall(pay.callData), nonce: pay.nonce }]);
+    delete b.relevant[0].signer;
+    assertIgnoredImport(host.import(b), /payout not made by a member/);
+    assert.deepEqual(host.info().dutiesInFlight, [], 'its own bytes consumed its nonce: done');
+    assert.equal(host.info().accountNonce, pay.nonce + 1);
+    host.import(...chain.blocks(70)); // far past its death
+    host.produce();
+    assert.equal(host.info().unpaidWithdrawals, 1, 'the sidechain never saw it paid');
+    assert.deepEqual(host.dutyKeys(), [], 'yet it is never offered again');
+    for (const nonce of [pay.nonce, pay.nonce + 1, pay.nonce + 7])
+      assert.equal(
+        codeOf(() => host.sign(pay.callData, chain.head, 64, nonce)),
+        'SIGNING_REFUSED',
+        `nonce ${nonce}`,
+      );
+    // Across a restart too: the inclusion is sealed.
+    await host.close();
+    const again = new Host(chain, host.dataDir);
+    try {
+      again.init();
+      assert.deepEqual(again.dutyKeys(), []);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await host.close();
+  }
+});
+
+test('a payout is signed only at its bound nonce until another extrinsic consumes that nonce; then it takes a new one and is paid once', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    // A restart: the enclave forgets the nonces of unsigned offers (only signatures are sealed).
+    const snapshot = await host.core.snapshot();
+    const slot = host.slot;
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init();
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    host.produce();
+    // The host asks for an anchor, then for the duties: neither is signed yet, so both name the free nonce n.
+    const anchor = host.anchorCall(host.core.status().headNumber);
+    const [pay] = host.duties();
+    const n = pay.nonce;
+    assert.equal(host.nonces.get(hexKey(anchor)), n);
+    host.sign(anchor, null); // immortal: it can be included at any time
+    host.sign(pay.callData);
+    // Withheld past the payout's death: offered again, at n only.
+    host.import(...chain.blocks(64));
+    assert.deepEqual(
+      host.duties().map((d) => [d.key, d.nonce]),
+      [['payout:0', n]],
+    );
+    assert.equal(
+      codeOf(() => host.sign(pay.callData, chain.head, 64, n + 1)),
+      'DUTY_WRONG_NONCE',
+    );
+    assert.equal(
+      codeOf(() => host.sign(pay.callData, chain.head, 64, n - 1)),
+      'DUTY_WRONG_NONCE',
+      'consumed',
+    );
+    // Nothing else is signed at the payout's nonce, and anchors are given another.
+    host.produce();
+    const next = host.anchorCall(host.core.status().headNumber);
+    assert.equal(host.nonces.get(hexKey(next)), n + 1);
+    assert.equal(
+      codeOf(() => host.sign(next, chain.head, 64, n)),
+      'DUTY_WRONG_NONCE',
+      'held by the payout',
+    );
+    host.sign(pay.callData); // at n
+    // The host includes the first anchor at n instead: no signature of the payout can be included any more.
+    assert.deepEqual(
+      host.include(anchor, { nonce: n }).observations.map((o) => o.kind),
+      ['anchor'],
+    );
+    assert.deepEqual(host.info().dutiesInFlight, [], 'its nonce is gone');
+    const [repay] = host.duties();
+    assert.equal(repay.key, 'payout:0');
+    assert.notEqual(repay.nonce, n);
+    assert.equal(
+      codeOf(() => host.sign(pay.callData, chain.head, 64, n)),
+      'DUTY_WRONG_NONCE',
+      'n is consumed',
+    );
+    host.sign(repay.callData);
+    assert.deepEqual(
+      host.include(repay.callData, { nonce: repay.nonce }).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    host.produce();
+    assert.equal(host.info().unpaidWithdrawals, 0);
+    host.import(...chain.blocks(70));
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.equal(
+      codeOf(() => host.sign(repay.callData)),
+      'SIGNING_REFUSED',
+    );
+  } finally {
+    await host.close();
+  }
+});
+
+test("a restart keeps a payout's sealed nonce: offered again at it after its death, refused at any other", async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    const snapshot = await host.core.snapshot();
+    const [pay] = host.duties();
+    const n = pay.nonce;
+    host.sign(pay.callData);
+    const slot = host.slot;
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init();
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.deepEqual(host.info().dutiesInFlight, ['payout:0']);
+    assert.equal(host.info().accountNonce, n, 'what the verified blocks showed before the restart');
+    host.import(...chain.blocks(64)); // past its death, never included
+    const [again] = host.duties();
+    assert.deepEqual([again.key, again.nonce], ['payout:0', n]);
+    assert.equal(
+      codeOf(() => host.sign(again.callData, chain.head, 64, n + 1)),
+      'DUTY_WRONG_NONCE',
+    );
+    host.sign(again.callData);
+    assert.deepEqual(
+      host.include(again.callData).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    host.produce();
+    assert.deepEqual([host.info().unpaidWithdrawals, host.dutyKeys()], [0, []]);
+  } finally {
+    await host.close();
+  }
+});
+
+function assertIgnoredImport(r: { observations: Observation[] }, detail: RegExp): void {
+  assert.deepEqual(
+    r.observations.map((o) => o.kind),
+    ['ignored'],
+  );
+  assert.match(r.observations[0].detail, detail);
+}
+
 /**
  * Registers, creates and funds the vault, shields 9 UNIT to //Bob and unshields 4 UNIT of it
  * (withdrawal 0), then anchors the burn's block so that the withdrawal is final and payable.
