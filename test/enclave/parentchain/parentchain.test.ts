@@ -1768,13 +1768,20 @@ test('a payout is signed only at its bound nonce until another extrinsic consume
     host.core.beginReplay(snapshot.sealed, false);
     await host.core.finishReplay();
     host.produce();
-    // The host asks for an anchor, then for the duties: neither is signed yet, so both name the free nonce n.
+    // The host asks for two anchors, then for the duties: none is signed yet, so all name the free nonce n.
     const anchor = host.anchorCall(host.core.status().headNumber);
+    host.produce();
+    const other = host.anchorCall(host.core.status().headNumber);
     const [pay] = host.duties();
     const n = pay.nonce;
-    assert.equal(host.nonces.get(hexKey(anchor)), n);
+    assert.deepEqual([host.nonces.get(hexKey(anchor)), host.nonces.get(hexKey(other))], [n, n]);
     host.sign(anchor, null); // immortal: it can be included at any time
     host.sign(pay.callData);
+    assert.equal(
+      codeOf(() => host.sign(other)),
+      'DUTY_WRONG_NONCE',
+      'once bound to the payout, n is signed for no other',
+    );
     // Withheld past the payout's death: offered again, at n only.
     host.import(...chain.blocks(64));
     assert.deepEqual(
