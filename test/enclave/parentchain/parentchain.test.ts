@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compact, u16, u32, u64 } from 'scale-ts';
+import { Bytes, Option, Struct, Vector, compact, str, u16, u32, u64, u128 } from 'scale-ts';
 import { EnclaveCore } from '../../../src/enclave/core.ts';
 import {
   addProxyCall,
@@ -35,6 +35,9 @@ import {
   type RegistryContext,
 } from '../../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../../src/enclave/parentchain/view.ts';
+import { decodeSealedView } from '../../../src/enclave/parentchain/view-format.ts';
+import { Effect as EffectCodec, RegistryData } from '../../../src/enclave/parentchain/registry-data.ts';
+import { CallIndices as CallIndicesCodec } from '../../../src/enclave/parentchain/calls.ts';
 import { blake2_256, orderedTrieRoot } from '../../../src/enclave/parentchain/trie.ts';
 import {
   DEV_AUTHORITY_PUBLIC,
@@ -1873,6 +1876,52 @@ test("a restart keeps a payout's sealed nonce: offered again at it after its dea
     );
     host.produce();
     assert.deepEqual([host.info().unpaidWithdrawals, host.dutyKeys()], [0, []]);
+  } finally {
+    await host.close();
+  }
+});
+
+test('a payout in flight in a view sealed before nonces were bound stays in flight, and is seen done from its own bytes', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    const snapshot = await host.core.snapshot();
+    const [pay] = host.duties();
+    host.sign(pay.callData);
+    const slot = host.slot;
+    await host.close();
+    // Rewrite the sealed view in the layout before nonces: in-flight records without one, no account nonces.
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    const sealer = Sealer.simulated(dataDir, MEASUREMENT);
+    const current = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const V2 = Struct({
+      genesisHash: Bytes(32),
+      callIndices: CallIndicesCodec,
+      existentialDeposit: u128,
+      head: Struct({ number: u32, hash: Bytes(32) }),
+      registry: RegistryData,
+      pending: Vector(EffectCodec),
+      inFlight: Vector(Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) })),
+      recent: Vector(Struct({ number: u32, hash: Bytes(32) })),
+    });
+    writeFileSync(path, sealer.seal('signer', 'parentchain', V2.enc(current)));
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init({ ...IX });
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.deepEqual([host.info().dutiesInFlight, host.info().accountNonce], [['payout:0'], 0], 'nonce unknown');
+    host.import(...chain.blocks(3));
+    assert.deepEqual([host.info().dutiesInFlight, host.dutyKeys()], [['payout:0'], []]);
+    // Included at a nonce the view never bound, with the signer withheld by the host: done all the same.
+    const b = chain.block([{ signer: host.key, call: decodeCall(pay.callData), nonce: pay.nonce }]);
+    delete b.relevant[0].signer;
+    assertIgnoredImport(host.import(b), /payout not made by a member/);
+    host.import(...chain.blocks(70));
+    assert.deepEqual([host.info().dutiesInFlight, host.dutyKeys()], [[], []]);
   } finally {
     await host.close();
   }
