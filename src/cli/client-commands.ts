@@ -6,8 +6,9 @@ import { ValidateerClient, DEFAULT_RPC } from '../client/client.ts';
 import { Keystore, resolvePublicKey, signerFor, toAddress } from '../client/accounts.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 import { parentchainCommands } from './parentchain-commands.ts';
+import { cliTrust, trustOptions, type TrustFlags } from './client-trust.ts';
 
-interface ClientFlags {
+interface ClientFlags extends TrustFlags {
   rpc: string;
   keystore: string;
 }
@@ -22,18 +23,21 @@ function parseAmount(s: string): bigint {
 }
 
 async function withClient<T>(flags: ClientFlags, fn: (c: ValidateerClient, ks: Keystore) => Promise<T>): Promise<T> {
-  const client = await ValidateerClient.connect(flags.rpc);
+  const t = cliTrust(flags);
+  const client = await ValidateerClient.connect(flags.rpc, t.trust);
   try {
     return await fn(client, new Keystore(flags.keystore));
   } finally {
     await client.close();
+    await t.close();
   }
 }
 
 export function clientCommands(cmd: Command): void {
   cmd
-    .option('--rpc <url>', 'validateer JSON-RPC endpoint', DEFAULT_RPC)
+    .option('--rpc <url>', 'validateer JSON-RPC endpoint (ws:// or wss://)', DEFAULT_RPC)
     .option('--keystore <dir>', 'directory holding account keys', join(homedir(), '.validateer', 'keystore'));
+  trustOptions(cmd);
   const flags = () => cmd.opts<ClientFlags>();
 
   cmd

@@ -15,8 +15,9 @@ import { ed25519Signer, keyringSigner } from '../parentchain/signers.ts';
 import { connectParentchain, type SubstrateParentchain } from '../parentchain/substrate.ts';
 import { fromHex, toHex } from '../protocol/bytes.ts';
 import { isActiveAt } from '../protocol/membership.ts';
+import { cliTrust, type TrustFlags } from './client-trust.ts';
 
-interface Flags {
+interface Flags extends TrustFlags {
   rpc: string;
   keystore: string;
   parentchain?: string;
@@ -64,7 +65,8 @@ interface Session {
 }
 
 async function withSession<T>(flags: Flags, fn: (s: Session) => Promise<T>): Promise<T> {
-  const client = await ValidateerClient.connect(flags.rpc);
+  const t = cliTrust(flags);
+  const client = await ValidateerClient.connect(flags.rpc, t.trust);
   let pc: SubstrateParentchain | undefined;
   try {
     const endpoint = flags.parentchain ?? (await client.shardInfo()).parentchain?.endpoint ?? DEFAULT_PARENTCHAIN;
@@ -73,18 +75,13 @@ async function withSession<T>(flags: Flags, fn: (s: Session) => Promise<T>): Pro
   } finally {
     await pc?.close();
     await client.close();
+    await t.close();
   }
 }
 
+/** The vault as the client's own registry lookup found it (not as the endpoint names it). */
 async function vaultOf(client: ValidateerClient): Promise<Uint8Array> {
-  const info = await client.shardInfo();
-  if (!info.parentchain) throw new ValidateerError('NO_PARENTCHAIN', 'this validateer runs without a parentchain');
-  if (!info.vault)
-    throw new ValidateerError(
-      'NO_VAULT',
-      'the shard has no vault yet (its first validateer creates it after registering)',
-    );
-  return fromHex(info.vault);
+  return client.vault();
 }
 
 /** Waits until the sidechain has processed parentchain block `number` (so its effects are in a sidechain block). */
@@ -202,7 +199,8 @@ export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'pare
     .command('validateers')
     .description('the validateers registered for the shard on the parentchain')
     .action(async () => {
-      const client = await ValidateerClient.connect(flags().rpc);
+      // The list is the endpoint's word (for display); the keys themselves are checked on use.
+      const client = await ValidateerClient.connect(flags().rpc, {});
       try {
         const info = await client.shardInfo();
         if (!info.parentchain)

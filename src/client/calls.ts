@@ -1,7 +1,8 @@
 // Client-side construction of shielded calls and getters, and opening of sealed getter replies.
 // Pure functions over a signer: usable by the CLI, the client library, tests and the benchmark.
 import { HpkeSuite } from '../crypto/hpke.ts';
-import { x25519Generate } from '../crypto/primitives.ts';
+import { ed25519Verify, x25519Generate } from '../crypto/primitives.ts';
+import { SignedGetterReply, getterReplyDigest } from '../protocol/enclave-proofs.ts';
 import {
   GetterReply,
   HPKE_INFO_CALL,
@@ -115,21 +116,30 @@ export function shieldCall(
   };
 }
 
-/** A getter request plus the one-time key that opens its reply. */
+/**
+ * A getter request plus the one-time key that opens its reply. `open` checks the enclave's signature over the
+ * request and the sealed reply, and refuses a signer that `trusted` (the client's anchor) does not vouch for.
+ */
 export function buildGetter(
   signer: Signer,
   getter: TrustedGetter,
   key: ShieldingKey,
   shard: Uint8Array,
   nowMs = Date.now(),
-): { request: Uint8Array; open(reply: Uint8Array): GetterReplyT } {
+): { request: Uint8Array; open(reply: Uint8Array, trusted?: (enclave: Uint8Array) => boolean): GetterReplyT } {
   const reply = x25519Generate();
   const payload = { getter, shard, replyKey: reply.publicKey, issuedAtMs: BigInt(nowMs) };
   const signed = TrustedGetterSigned.enc({ ...payload, signature: signer.sign(getterSigningPayload(payload)) });
+  const request = shield(signed, key, shard, 'getter');
   return {
-    request: shield(signed, key, shard, 'getter'),
-    open(sealed) {
-      const s = decodeExact(SealedReply, sealed, 'getter reply');
+    request,
+    open(bytes, trusted) {
+      const r = decodeExact(SignedGetterReply, bytes, 'getter reply');
+      if (!ed25519Verify(r.signer, getterReplyDigest(shard, request, r.sealed), r.signature))
+        throw new ValidateerError('UNTRUSTED_REPLY', 'getter reply is not signed by its enclave over this request');
+      if (trusted && !trusted(r.signer))
+        throw new ValidateerError('UNTRUSTED_REPLY', 'getter reply is signed by an enclave the client does not trust');
+      const s = decodeExact(SealedReply, r.sealed, 'getter reply');
       const plain = replySuite.open(reply, s.enc, s.ciphertext);
       if (!plain) throw new ValidateerError('REPLY_UNREADABLE', 'getter reply does not decrypt with the reply key');
       return decodeExact(GetterReply, plain, 'getter reply');

@@ -1,9 +1,14 @@
-// The client library: shielded calls and signed getters against a validateer's JSON-RPC endpoint.
+// The client library: shielded calls and signed getters against a validateer's JSON-RPC endpoint
+// (ws:// or wss://). The endpoint is not believed: keys and replies are checked against `ClientTrust`.
 import { RpcClientError, connectRpc, type RpcClient } from './rpc.ts';
 import { buildGetter, buildTransfer, buildUnshield, type ShieldingKey, type Signer } from './calls.ts';
-import { type GetterReply, type Memo, type TrustedGetter } from '../protocol/wire.ts';
+import { checkSigner, verifyShieldingKey, type ClientTrust, type ShieldingKeyReply, type TrustedKey } from './trust.ts';
+import { decodeExact, type GetterReply, type Memo, type TrustedGetter } from '../protocol/wire.ts';
+import { SignedGetterReply } from '../protocol/enclave-proofs.ts';
 import { ValidateerError, errorCode } from '../protocol/errors.ts';
-import { fromHex, toHex } from '../protocol/bytes.ts';
+import { hexKey, parseHex, toHex } from '../protocol/bytes.ts';
+
+export type { ClientTrust } from './trust.ts';
 
 export const DEFAULT_RPC = 'ws://127.0.0.1:2000';
 export type CallUpdate =
@@ -47,29 +52,56 @@ export interface HeaderJson {
 
 export class ValidateerClient {
   readonly rpc: RpcClient;
-  private key: (ShieldingKey & { shard: Uint8Array }) | undefined;
+  private readonly trust: ClientTrust;
+  private key: Promise<TrustedKey> | undefined;
+  /** Enclaves whose getter replies are believed: the one that vouched for the key, and others checked since. */
+  private readonly trustedSigners = new Set<string>();
 
-  private constructor(rpc: RpcClient) {
+  private constructor(rpc: RpcClient, trust: ClientTrust) {
     this.rpc = rpc;
+    this.trust = trust;
   }
 
-  static async connect(url = DEFAULT_RPC): Promise<ValidateerClient> {
-    return new ValidateerClient(await connectRpc(url));
+  /**
+   * Connects to `url`. `trust` anchors what the client believes: without pinned keys or a registry lookup,
+   * every shielding key (and so every call and getter) is refused; chain queries still work.
+   */
+  static async connect(url: string, trust: ClientTrust): Promise<ValidateerClient> {
+    return new ValidateerClient(await connectRpc(url), trust);
   }
 
-  async shieldingKey(): Promise<ShieldingKey & { shard: Uint8Array }> {
-    if (!this.key) {
-      const k = await this.rpc.request<{ shard: string; keyId: number; publicKey: string }>('author_getShieldingKey');
-      this.key = { shard: fromHex(k.shard), keyId: k.keyId, publicKey: fromHex(k.publicKey) };
-    }
+  /** The shard's shielding key, once an enclave the trust anchor vouches for has signed it. */
+  shieldingKey(): Promise<ShieldingKey & { shard: Uint8Array; signer: Uint8Array }> {
+    this.key ??= this.rpc
+      .request<ShieldingKeyReply>('author_getShieldingKey')
+      .then((r) => verifyShieldingKey(this.trust, r ?? ({} as ShieldingKeyReply)))
+      .then((k) => {
+        this.trustedSigners.add(hexKey(k.signer));
+        return k;
+      });
+    // A refused or failed lookup is not cached: the next call asks again.
+    this.key.catch(() => (this.key = undefined));
     return this.key;
   }
 
   async getter(signer: Signer, getter: TrustedGetter): Promise<GetterReply> {
     const key = await this.shieldingKey();
     const g = buildGetter(signer, getter, key, key.shard);
-    const reply = await this.rpc.request<string>('state_executeGetter', [toHex(g.request)]);
-    return g.open(fromHex(reply));
+    const hex = await this.rpc.request<unknown>('state_executeGetter', [toHex(g.request)]);
+    const bytes = typeof hex === 'string' && hex.startsWith('0x') ? parseHex(hex.slice(2)) : null;
+    if (!bytes) throw new ValidateerError('UNTRUSTED_REPLY', 'getter reply is not hex bytes');
+    let from: Uint8Array;
+    try {
+      from = decodeExact(SignedGetterReply, bytes, 'getter reply').signer;
+    } catch {
+      throw new ValidateerError('UNTRUSTED_REPLY', 'getter reply is not a signed reply');
+    }
+    if (!this.trustedSigners.has(hexKey(from))) {
+      // Another member may answer (a set behind one address): it must pass the same check as the key's signer.
+      await checkSigner(this.trust, key.shard, from, (why) => new ValidateerError('UNTRUSTED_REPLY', why));
+      this.trustedSigners.add(hexKey(from));
+    }
+    return g.open(bytes, (s) => this.trustedSigners.has(hexKey(s)));
   }
 
   async balance(signer: Signer): Promise<bigint> {
@@ -114,6 +146,18 @@ export class ValidateerClient {
     const nonce = opts.nonce ?? (await this.nonce(signer));
     const { request } = buildUnshield(signer, { beneficiary, amount, nonce }, key, key.shard);
     return this.submitAndWatch(request, opts);
+  }
+
+  /** The shard's vault from the client's own registry lookup: the endpoint's `shard_getInfo` could name any account. */
+  async vault(): Promise<Uint8Array> {
+    if (!this.trust.vault)
+      throw new ValidateerError(
+        'UNTRUSTED_ENCLAVE',
+        'the vault is known only through a registry lookup on the parentchain',
+      );
+    const vault = await this.trust.vault((await this.shieldingKey()).shard);
+    if (!vault) throw new ValidateerError('NO_VAULT', 'the shard has no vault yet (its first validateer creates it)');
+    return vault;
   }
 
   shardInfo(): Promise<ShardInfo> {

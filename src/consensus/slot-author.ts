@@ -130,6 +130,12 @@ export class SlotAuthor {
         };
         block = await authorBlock(this.deps, opts, slot);
       } catch (err) {
+        // The enclave signed a block for this slot or a later one before (a restart within the slot, or a
+        // clock that went back): it never signs a second one.
+        if (hasCode(err, 'SLOT_ALREADY_SIGNED')) {
+          logger.warn({ slot: String(slot), err: err.message }, 'slot left empty: already signed a block for it');
+          return;
+        }
         if (!hasCode(err, 'NOT_CAUGHT_UP')) throw err;
         logger.debug({ slot: String(slot), err: err.message }, 'slot left empty: not caught up');
         return;

@@ -4,6 +4,7 @@
 // and keep no copies, so no part can act on a stale key or state.
 import type { EnclaveKeys } from './keys/keys.ts';
 import type { Sealer } from './keys/sealing.ts';
+import type { SigningGuard } from './keys/signing-guard.ts';
 import type { State, EpochRecord, Item, Known } from './state/state.ts';
 import type { LtHash } from './state/lthash.ts';
 import type { ParentchainView } from './parentchain/view.ts';
@@ -12,6 +13,7 @@ import type { CallVerifier } from './calls/call-verifier.ts';
 import type { PoolLimits } from './calls/pool.ts';
 import type { ReplayRun } from './chain/replay.ts';
 import { NO_PARENTCHAIN, type StfContext } from './state/stf.ts';
+import { same } from '../protocol/bytes.ts';
 
 export interface EnclaveOptions {
   dataDir: string;
@@ -52,6 +54,8 @@ export interface StagedBlock {
 export interface EnclaveContext {
   readonly opts: EnclaveOptions;
   readonly sealer: Sealer;
+  /** What this enclave signed and must not sign again; vouches for the sealed parentchain view. */
+  readonly guard: SigningGuard;
   keys: EnclaveKeys;
   state: State;
   /** The light client and registry, once the host gave a parentchain (null: a dev set without one). */
@@ -72,6 +76,18 @@ export const STATE_LAYERS = 8;
 /** The state key epoch the state is in (epoch 0, the genesis key, before the first rotation). */
 export function currentEpoch(ctx: EnclaveContext): EpochRecord {
   return ctx.state.epoch() ?? { epoch: 0, keyId: ctx.keys.currentStateKeyId, startNumber: 0n, membersHash: ZERO32 };
+}
+
+/**
+ * Whether `signingKey` is in the set now: active as of the verified parentchain head (a departure counts from the block
+ * that made it), or a configured authority without a parentchain (this enclave alone if none is configured).
+ */
+export function isCurrentMember(ctx: EnclaveContext, signingKey: Uint8Array): boolean {
+  const pc = ctx.parentchain;
+  if (pc) return pc.registry.isActive(signingKey, pc.lightClient.number);
+  const authorities = ctx.opts.authorities;
+  if (authorities.length === 0) return same(signingKey, ctx.keys.signingPublic);
+  return authorities.some((a) => same(a, signingKey));
 }
 
 export function stfContext(ctx: EnclaveContext): StfContext {

@@ -7,6 +7,7 @@ import { loadOrCreateKeys } from './keys/keys.ts';
 import { computeMeasurement } from './keys/measurement.ts';
 import { CallPool } from './calls/pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './keys/sealing.ts';
+import { SigningGuard } from './keys/signing-guard.ts';
 import { State } from './state/state.ts';
 import { CryptoThreads } from './calls/crypto-threads.ts';
 import { CallVerifier } from './calls/call-verifier.ts';
@@ -20,6 +21,8 @@ import { Admission, type SubmitResult } from './calls/admission.ts';
 import { Getters } from './calls/getters.ts';
 import { ParentchainDuties } from './parentchain/duties.ts';
 import type { ImportedBlock, ParentchainInitParams, ParentchainView } from './parentchain/view.ts';
+import { ed25519Sign } from '../crypto/primitives.ts';
+import { shieldingKeyDigest } from '../protocol/enclave-proofs.ts';
 import { STATE_LAYERS, ZERO32, currentEpoch, type EnclaveContext, type EnclaveOptions } from './context.ts';
 
 export type { EnclaveOptions } from './context.ts';
@@ -51,6 +54,7 @@ export class EnclaveCore {
     const ctx: EnclaveContext = (this.ctx = {
       opts,
       sealer,
+      guard: SigningGuard.open(opts.dataDir, sealer),
       keys,
       state: new State(STATE_LAYERS),
       parentchain: null,
@@ -114,6 +118,13 @@ export class EnclaveCore {
       signingKey: keys.signingPublic,
       shieldingKey: keys.shieldingPublic,
       shieldingKeyId: keys.shieldingKeyId,
+      // A joining enclave's own key is not the shard's: it vouches only for the key it was provisioned.
+      shieldingKeySignature: this.secrets.holds()
+        ? ed25519Sign(
+            keys.signingKey,
+            shieldingKeyDigest(this.ctx.opts.shard, keys.shieldingKeyId, keys.shieldingPublic),
+          )
+        : null,
       stateKeyId: currentEpoch(this.ctx).keyId,
       encryptionKey: keys.encryptionPublic,
       measurement: this.measurement,

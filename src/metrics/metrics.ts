@@ -107,6 +107,10 @@ const INSTRUMENTS = {
     'validateer_parentchain_processed_number',
     'Last parentchain block verified and processed by the enclave light client.',
   ),
+  sealedStateRollbacks: gauge(
+    'validateer_sealed_state_rollbacks',
+    'Rollbacks of the enclave sealed state detected (an older sealed file put back); duties may be refused after one.',
+  ),
   parentchainBlocksImported: counter(
     'validateer_parentchain_blocks_imported_total',
     'Finalized parentchain blocks verified and processed by the enclave.',

@@ -18,8 +18,11 @@ export type GossipKind = 'blocks' | 'calls';
 export type GossipResult = Validation | 'duplicate' | 'too_large';
 export type PublishResult = 'sent' | 'no_peers' | 'duplicate';
 
+/** Calls 2: forwarded batches are signed by their sender (an enclave of another version could not open them). */
+const TOPIC_VERSION: Record<GossipKind, number> = { blocks: 1, calls: 2 };
+
 export function topicName(shard: Uint8Array, kind: GossipKind): string {
-  return `/validateer/${toHex(shard)}/${kind}/1`;
+  return `/validateer/${toHex(shard)}/${kind}/${TOPIC_VERSION[kind]}`;
 }
 
 /** RPC envelope allowance on top of the largest message: topic, control messages, framing. */

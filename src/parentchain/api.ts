@@ -50,7 +50,10 @@ export interface ParentchainExtrinsic {
   /** AccountId32 of the signer; undefined for inherents/unsigned. */
   signer?: Uint8Array;
   nonce?: number;
+  /** The decoded call; pallet and method are empty when the runtime's types could not decode the extrinsic. */
   call: ParentchainCall;
+  /** Where the call starts in `encoded` (after length, version, signature, extensions); undefined when undecodable. */
+  callOffset?: number;
   /**
    * Whether the intended effect happened: the extrinsic dispatched without error, and no nested
    * proxy call failed (proxy.ProxyExecuted Err) and no utility.batch was interrupted. Undefined when

@@ -2,11 +2,11 @@
 // light client in batches, sends the extrinsics the enclave asks for (registration, vault, payouts)
 // and the anchors of this validateer's blocks, and tracks sidechain finality from observed anchors.
 // Everything it relays is verified inside the enclave; it only decides when, never what.
-import type { CallTreeInput, Method, Params, Result } from '../enclave/boundary/api.ts';
+import type { Method, Params, Result } from '../enclave/boundary/api.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock, ParentchainCall } from './api.ts';
-import { MESSAGE_MAGIC, isOurRemark } from '../protocol/parentchain-messages.ts';
+import type { ExtrinsicSigner, FinalizedScanner, Parentchain, ParentchainBlock } from './api.ts';
+import { MESSAGE_MAGIC } from '../protocol/parentchain-messages.ts';
 import type { Logger } from 'pino';
 import { bytesView, same, toHex } from '../protocol/bytes.ts';
 import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
@@ -108,6 +108,12 @@ export class ParentchainDriver {
       accountNonce: await this.parentchain.accountNonce(this.signer.publicKey),
       ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
     });
+    const rollback = info.sealedRollback;
+    if (rollback.lastRollback)
+      this.logger.error(
+        { rollbacks: rollback.rollbacks, dutiesRefusedUntil: rollback.dutiesRefusedUntil },
+        `sealed enclave state was rolled back: ${rollback.lastRollback}`,
+      );
     this.apply(info);
   }
 
@@ -231,6 +237,7 @@ export class ParentchainDriver {
     this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;
     this.processedNumber = i.number;
     this.metrics.parentchainProcessedNumber.set(i.number);
+    this.metrics.sealedStateRollbacks.set(i.sealedRollback.rollbacks);
     void this.updateFinality(i.lastAnchor);
   }
 
@@ -347,32 +354,13 @@ export class ParentchainDriver {
 const MAGIC = bytesView(MESSAGE_MAGIC);
 
 function toImport(block: ParentchainBlock): ImportParams {
-  const relevant = [];
-  // Only extrinsics naming our shard are decoded; those carrying our magic all go to the enclave,
-  // which refuses a block where one is missing.
+  // Only extrinsics naming our shard are decoded; each that carries our magic goes with its outcome and where its
+  // call starts (the enclave decodes the call itself, and refuses a block where one of ours has no outcome). One
+  // polkadot-js could not decode gets the end as its call offset: the enclave then looks for the call itself.
+  const outcomes = [];
   for (const x of block.extrinsics) {
-    if (!hasOurRemark(x.call) && bytesView(x.encoded).indexOf(MAGIC) < 0) continue;
-    relevant.push({
-      index: x.index,
-      ...(x.signer ? { signer: x.signer } : {}),
-      success: x.success ?? false,
-      call: toTree(x.call),
-    });
+    if (bytesView(x.encoded).indexOf(MAGIC) < 0) continue;
+    outcomes.push({ index: x.index, success: x.success ?? false, callOffset: x.callOffset ?? x.encoded.length });
   }
-  return { header: block.header.encoded, extrinsics: block.raw, relevant };
-}
-
-function hasOurRemark(c: ParentchainCall): boolean {
-  return (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
-}
-
-function toTree(c: ParentchainCall): CallTreeInput {
-  return {
-    pallet: c.pallet,
-    method: c.method,
-    ...(c.remark ? { remark: c.remark } : {}),
-    ...(c.transfer ? { transfer: c.transfer } : {}),
-    ...(c.real ? { real: c.real } : {}),
-    ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
-  };
+  return { header: block.header.encoded, extrinsics: block.raw, outcomes };
 }

@@ -1,6 +1,6 @@
 // Sidechain block: header (signed by the author's enclave) and body (encrypted transitions + included
 // call hashes, and a new state key when the block begins an epoch). The header commits to the body through
-// transitionsRoot = sha256(SCALE(body)).
+// transitionsRoot = sha256(SCALE(body)), and to the parentchain effects it executes through effectsRoot.
 import { Bytes, Option, Struct, Vector, u32, u64 } from 'scale-ts';
 import { sha256 } from '../crypto/primitives.ts';
 import { H256 } from './wire.ts';
@@ -24,6 +24,12 @@ export const Header = Struct({
   transitionsRoot: H256,
   parentchainNumber: u32,
   parentchainHash: H256,
+  /**
+   * Digest of the parentchain effects this block executes: those of parentchain blocks after its parent's
+   * parentchainNumber up to its own, in order (enclave/chain/effects.ts). Importers derive them from their own
+   * light client and refuse a block whose effects differ: what a shield credited is not its author's host's word.
+   */
+  effectsRoot: H256,
   timestampMs: u64,
 });
 export type Header = ReturnType<typeof Header.dec>;
@@ -48,7 +54,8 @@ export type Body = ReturnType<typeof Body.dec>;
 export const SignedBlock = Struct({ header: Header, body: Body, signature: Bytes(64) });
 export type SignedBlock = ReturnType<typeof SignedBlock.dec>;
 
-const HEADER_DOMAIN = new TextEncoder().encode('validateer/header/v1');
+/** v2: the header has effectsRoot (a v1 header is neither decoded nor signed by this build). */
+const HEADER_DOMAIN = new TextEncoder().encode('validateer/header/v2');
 
 export function headerHash(h: Header): Uint8Array {
   return sha256(Header.enc(h));
@@ -69,7 +76,7 @@ export function bodyRoot(b: Body): Uint8Array {
   return sha256(Body.enc(b));
 }
 /** A header's encoding: every field is fixed-width, so there is exactly one. */
-export const HEADER_BYTES = 252;
+export const HEADER_BYTES = 284;
 const SIGNATURE_BYTES = 64;
 
 /** SCALE compact length prefix size of `n` in its canonical (shortest) form. */

@@ -21,6 +21,11 @@ export const RejectCode = {
   AMOUNT_TOO_SMALL: 'AMOUNT_TOO_SMALL',
   EXCEEDS_SHIELDED_SUPPLY: 'EXCEEDS_SHIELDED_SUPPLY',
   UNKNOWN_WITHDRAWAL: 'UNKNOWN_WITHDRAWAL',
+  // A forwarded batch (calls/forwarding.ts): not under the current state key epoch, not from a current
+  // member, or not signed by its sender.
+  FORWARD_WRONG_EPOCH: 'FORWARD_WRONG_EPOCH',
+  FORWARD_NOT_MEMBER: 'FORWARD_NOT_MEMBER',
+  FORWARD_BAD_SIGNATURE: 'FORWARD_BAD_SIGNATURE',
 } as const;
 export type RejectCode = (typeof RejectCode)[keyof typeof RejectCode];
 
@@ -44,7 +49,10 @@ export const BLOCK_CODES = [
   'BLOCK_WRONG_AUTHOR',
   'BLOCK_WRONG_SHARD',
   'BLOCK_WRONG_STATE_KEY',
+  'EFFECTS_MISMATCH',
+  'EFFECTS_UNKNOWN',
   'SLOT_NOT_AFTER_PARENT',
+  'SLOT_ALREADY_SIGNED',
   'NOT_SLOT_AUTHOR',
   'NOT_AUTHORITY',
   'NO_SUCH_PROPOSAL',
@@ -68,6 +76,7 @@ export const REPLAY_CODES = [
   'REWIND_UNAVAILABLE',
   'SNAPSHOT_UNSUPPORTED',
   'STORE_BAD_REORG',
+  'STORE_FORMAT_UNSUPPORTED',
   'STORE_NOT_NEXT',
   'STORE_OPEN_FAILED',
   'NO_CHAIN',
@@ -164,6 +173,7 @@ export const PARENTCHAIN_CODES = [
   'DUTY_IN_FLIGHT',
   'DUTY_WRONG_NONCE',
   'SIGNING_REFUSED',
+  'SEALED_STATE_ROLLED_BACK',
 ] as const;
 export type ParentchainCode = (typeof PARENTCHAIN_CODES)[number];
 
@@ -178,6 +188,11 @@ export const RPC_CODES = [
   'BAD_REQUEST',
   'BAD_REPLY',
   'REPLY_UNREADABLE',
+  /** The client's own trust checks (client/trust.ts): an endpoint's key, reply or enclave it cannot vouch for. */
+  'UNTRUSTED_SHIELDING_KEY',
+  'UNTRUSTED_REPLY',
+  'UNTRUSTED_ENCLAVE',
+  'REGISTRY_SCAN_LIMIT',
   'CONNECTION_CLOSED',
   'TIMEOUT',
   'INTERNAL',

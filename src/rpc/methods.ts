@@ -77,6 +77,7 @@ export function headerJson(bytes: Uint8Array) {
     stateCommitment: toHex(h.stateCommitment),
     transitionsRoot: toHex(h.transitionsRoot),
     parentchain: { number: h.parentchainNumber, hash: toHex(h.parentchainHash) },
+    effectsRoot: toHex(h.effectsRoot),
     timestampMs: Number(h.timestampMs),
     calls: b.body.calls.length,
     stateKeyId: b.body.transitions.keyId,
@@ -133,12 +134,15 @@ export function createMethods(d: MethodDeps): RpcMethods {
     author_getShieldingKey: async () => {
       const info = await d.enclave.call('info', {});
       // A joining validateer's own key is not the shard's until provisioning replaced it.
-      if (!info.holdsShardSecrets)
+      if (!info.holdsShardSecrets || !info.shieldingKeySignature)
         throw new RpcError(RpcCodes.NOT_READY, 'this validateer has not received the shard secrets yet');
       return {
         shard: shardHex,
         keyId: info.shieldingKeyId,
         publicKey: toHex(info.shieldingKey),
+        // The enclave vouches for the key; clients check the signer against the shard's registry.
+        signer: toHex(info.signingKey),
+        signature: toHex(info.shieldingKeySignature),
         kem: 'DHKEM(X25519, HKDF-SHA256)',
         kdf: 'HKDF-SHA256',
         aead: 'AES-256-GCM',

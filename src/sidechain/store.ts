@@ -18,6 +18,12 @@ const HASH = 0x48; // 'H' + block hash -> u64 number
 const CALL = 0x43; // 'C' + call hash -> u64 block number
 const SNAPSHOT = 0x53; // 'S' + u64 number -> sealed snapshot
 const META_HEAD = Uint8Array.of(0x4d, 0x01); // 'M' head -> u64 number ++ hash
+const META_FORMAT = Uint8Array.of(0x4d, 0x02); // 'M' block format -> u8
+/**
+ * The block format this store holds, written when it is created: 2 = headers with effectsRoot. A store of blocks in
+ * another format (1: an older build's, which never wrote this key) is refused at open rather than misread.
+ */
+const BLOCK_FORMAT = 2;
 
 function key(bucket: number, suffix: Uint8Array): Uint8Array {
   const k = new Uint8Array(1 + suffix.length);
@@ -70,6 +76,16 @@ export class BlockStore {
     }
     const store = new BlockStore(db);
     const head = await db.get(META_HEAD);
+    const format = await db.get(META_FORMAT);
+    if (head && format?.[0] !== BLOCK_FORMAT) {
+      await db.close();
+      throw new ValidateerError(
+        'STORE_FORMAT_UNSUPPORTED',
+        `the block store at ${path} holds blocks of format ${format?.[0] ?? 1}, this build reads format ` +
+          `${BLOCK_FORMAT}: remove the data directory and sync again`,
+      );
+    }
+    if (!format) await db.put(META_FORMAT, Uint8Array.of(BLOCK_FORMAT), { sync: true });
     if (head) store.headCache = { number: readU64(head), hash: head.slice(8) };
     return store;
   }

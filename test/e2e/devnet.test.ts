@@ -13,6 +13,7 @@ import {
   startDevnet,
   waitFor,
   type DevnetHandle,
+  OWN_NODES,
 } from './harness.ts';
 
 // Small settings: two validateers (the second still gets the shard secrets by provisioning), short slots and blocks.
@@ -25,7 +26,7 @@ const clients: ValidateerClient[] = [];
 
 before(async () => {
   devnet = await startDevnet({ validateers: VALIDATEERS, slotMs: SLOT_MS, blockMs: BLOCK_MS });
-  for (const v of devnet.validateers) clients.push(await ValidateerClient.connect(v.rpcUrl));
+  for (const v of devnet.validateers) clients.push(await ValidateerClient.connect(v.rpcUrl, OWN_NODES));
 });
 
 after(async () => {

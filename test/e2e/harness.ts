@@ -20,12 +20,20 @@ import { fileURLToPath } from 'node:url';
 import { createNetwork, DEFAULT_LIMITS, type Network } from '../../src/p2p/network.ts';
 import { createLogger } from '../../src/node/logger.ts';
 import { nodeProcessEnv } from '../../src/node/process-env.ts';
+import type { ClientTrust } from '../../src/client/client.ts';
 
 /** Repository root (the node is started from here so relative imports and config/dev.json resolve). */
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const MAIN = join(ROOT, 'src', 'cli', 'main.ts');
 export const GENESIS_AMOUNT = 1_000_000_000_000n;
 export const GENESIS_ACCOUNTS = ['//Alice', '//Bob', '//Charlie'] as const;
+
+/**
+ * Client trust for tests about something else: the test's own nodes are believed, whichever enclave signs (its
+ * signatures are still checked). Trust itself is tested with pinned keys and the parentchain registry
+ * (test/client/trust.test.ts, parentchain.test.ts).
+ */
+export const OWN_NODES: ClientTrust = { member: async () => {} };
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 20_000;

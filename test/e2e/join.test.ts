@@ -17,6 +17,7 @@ import {
   waitFor,
   type DevnetHandle,
   type NodeHandle,
+  OWN_NODES,
 } from './harness.ts';
 
 const SLOT_MS = 500;
@@ -43,7 +44,7 @@ async function activeMembers(c: ValidateerClient): Promise<string[]> {
 
 before(async () => {
   devnet = await startDevnet({ validateers: 3, slotMs: SLOT_MS, blockMs: BLOCK_MS });
-  for (const v of devnet.validateers) members.push(await ValidateerClient.connect(v.rpcUrl));
+  for (const v of devnet.validateers) members.push(await ValidateerClient.connect(v.rpcUrl, OWN_NODES));
   // As an operator would: join a set that is up, i.e. all three registered and producing.
   for (const c of members)
     await waitFor(async () => (await activeMembers(c)).length === 3, "the devnet's three registered", 120_000, 250);
@@ -69,7 +70,7 @@ test('validateer join --fund-from //Alice funds its enclave account and register
     waitReady: false,
     args: ['--parentchain', devnet.parentchain, '--p2p-port', String(await freePort()), '--fund-from', '//Alice'],
   });
-  joinerClient = await ValidateerClient.connect(joiner.rpcUrl);
+  joinerClient = await ValidateerClient.connect(joiner.rpcUrl, OWN_NODES);
   const out = joiner.stdout();
   assert.match(out, /^funded the enclave account \S+ with \d+ from \/\/Alice \(parentchain block #\d+\)$/m);
   joinerKey = /^ {2}signing key +(0x[0-9a-f]{64})$/m.exec(out)?.[1] ?? '';

@@ -24,6 +24,7 @@ import {
   tempDir,
   waitFor,
   type NodeHandle,
+  OWN_NODES,
 } from './harness.ts';
 import { same, toHex } from '../../src/protocol/bytes.ts';
 
@@ -38,7 +39,7 @@ async function node(opts: Parameters<typeof startNode>[0] = {}): Promise<NodeHan
   return n;
 }
 async function connect(url: string): Promise<ValidateerClient> {
-  const c = await ValidateerClient.connect(url);
+  const c = await ValidateerClient.connect(url, OWN_NODES);
   clients.push(c);
   return c;
 }
@@ -159,7 +160,8 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
 
   test('b. the CLI against the running node', async () => {
     assert.ok(n1, 'needs the node from test a');
-    const rpc = ['client', '--rpc', n1.rpcUrl];
+    // Without a parentchain the CLI trusts the enclave signing key it is given (here: the node's own).
+    const rpc = ['client', '--rpc', n1.rpcUrl, '--pin-signer', toHex((await c1.shieldingKey()).signer)];
     const charlieBefore = await c1.balance(charlie);
     const aliceNonce = await c1.nonce(alice);
 

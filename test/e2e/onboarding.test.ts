@@ -17,6 +17,7 @@ import {
   waitFor,
   type NodeHandle,
   type StartNodeOptions,
+  OWN_NODES,
 } from './harness.ts';
 
 const SLOT_MS = 50;
@@ -59,11 +60,11 @@ before(async () => {
   for (let i = 0; i < 4; i++) dataDirs.push(join(root, `v${i + 1}`));
   keys.push(...(await createEnclaveKeys(dataDirs, { devShardSecrets: true })));
   nodes.push(await startNode(options(0, [])));
-  clients.push(await ValidateerClient.connect(nodes[0].rpcUrl));
+  clients.push(await ValidateerClient.connect(nodes[0].rpcUrl, OWN_NODES));
   const first = (await network(clients[0])).addresses;
   for (let i = 1; i < 3; i++) {
     nodes.push(await startNode(options(i, first)));
-    clients.push(await ValidateerClient.connect(nodes[i].rpcUrl));
+    clients.push(await ValidateerClient.connect(nodes[i].rpcUrl, OWN_NODES));
   }
 });
 
@@ -120,7 +121,7 @@ test('a fourth validateer onboards from three peers at once, resumes after a kil
   );
   t.diagnostic(`resumed from #${resumed.from as number}`);
   assert.ok((resumed.from as number) >= 150, `resumed from #${resumed.from as number}, not from the start`);
-  const c4 = await ValidateerClient.connect(joiner.rpcUrl);
+  const c4 = await ValidateerClient.connect(joiner.rpcUrl, OWN_NODES);
   clients.push(c4);
   const progress = await waitFor(
     () => joiner!.logs().find((l) => l.msg === 'onboarding sync done'),

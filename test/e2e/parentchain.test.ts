@@ -1,21 +1,24 @@
 // End to end on the chopsticks devnet (a real Substrate runtime): a validateer process registers,
 // creates the vault, anchors, and executes shields, indirect invocations and unshields; a parentchain
-// RPC outage and a kill -9 between a signed payout and its inclusion lose nothing and do nothing twice.
+// RPC outage and a kill -9 between a signed payout and its inclusion lose nothing and do nothing twice; an
+// extrinsic anyone can post (a batch of 300 remarks naming the shard) does not stop parentchain processing.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Keyring } from '@polkadot/keyring';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
+import { u8aToHex } from '@polkadot/util';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { connectParentchain, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
-import { decodeMessage, encodeMessage } from '../../src/protocol/parentchain-messages.ts';
+import { MESSAGE_MAGIC, decodeMessage, encodeMessage } from '../../src/protocol/parentchain-messages.ts';
 import type { ExtrinsicSigner } from '../../src/parentchain/api.ts';
 import { Enclave } from '../../src/enclave/boundary/host.ts';
 import { simulatedProvider } from '../../src/enclave/keys/attestation.ts';
 import { registrationUserData } from '../../src/enclave/parentchain/registry.ts';
 import { ValidateerClient, type ShardInfo } from '../../src/client/client.ts';
 import { devAccount } from '../../src/client/accounts.ts';
+import { registryLookup } from '../../src/client/registry.ts';
 import { shieldCall } from '../../src/client/calls.ts';
 import {
   cleanupTempDirs,
@@ -27,7 +30,7 @@ import {
   waitFor,
   type NodeHandle,
 } from './harness.ts';
-import { bytesView, fromHex, same, toHex } from '../../src/protocol/bytes.ts';
+import { bytesView, concatBytes, fromHex, same, toHex } from '../../src/protocol/bytes.ts';
 
 const UNIT = 10n ** 12n;
 const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
@@ -87,7 +90,8 @@ async function processedNumber(): Promise<number> {
 
 async function connectClient(): Promise<void> {
   await client?.close().catch(() => undefined);
-  client = await ValidateerClient.connect(node.rpcUrl);
+  // The honest path of the client's trust: the enclave is found in the shard's registry on the parentchain.
+  client = await ValidateerClient.connect(node.rpcUrl, { shard: SHARD, member: registryLookup(pc) });
 }
 
 before(async () => {
@@ -206,7 +210,10 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
   const dave = await devAccount('//Dave');
   const [bobBefore, daveBefore] = [await client.balance(bob), await client.balance(dave)];
   const out = await runCli(
-    ['client', '--rpc', node.rpcUrl, 'invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    [
+      ...['client', '--rpc', node.rpcUrl, '--trust-parentchain', chain.endpoint],
+      ...['invoke', '//Bob', '//Dave', '7', '--memo', 'via parentchain'],
+    ],
     { timeoutMs: 120_000 },
   );
   assert.equal(out.code, 0, out.stderr);
@@ -219,7 +226,8 @@ test('a transfer by indirect invocation (CLI invoke) is executed once', async ()
 
 test('unshield burns on the sidechain and the vault pays the beneficiary exactly once (CLI)', async () => {
   const before = (await pc.balance(charlieParent)).free;
-  const out = await runCli(['client', '--rpc', node.rpcUrl, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
+  const cli = ['client', '--rpc', node.rpcUrl, '--trust-parentchain', chain.endpoint];
+  const out = await runCli([...cli, 'unshield', '//Bob', '//Charlie', String(UNIT)], {
     timeoutMs: 200_000,
   });
   assert.equal(out.code, 0, out.stderr);
@@ -332,4 +340,43 @@ test('a kill -9 after the payout is signed and sent, before it is included, lead
   const now = (await pc.finalizedHead()).number;
   await processed(now + 3);
   assert.equal((await pc.balance(ferdie)).free, before + UNIT / 2n, 'paid exactly once');
+});
+
+test("//Eve's utility.batch of 299 remarks and one naming the shard leaves the scan going; a later shield credits", async () => {
+  const eve = keyringSigner(new Keyring({ type: 'sr25519' }).addFromUri('//Eve'));
+  const dave = await devAccount('//Dave');
+  const vault = fromHex((await waitFor(async () => (await info()).vault ?? undefined, 'the vault', 90_000, 250))!);
+  const scanFailures = () =>
+    node.logs().filter((l) => l.msg === 'parentchain scan failed; restarting from the verified head').length;
+  const failuresBefore = scanFailures();
+  const ignored = async () =>
+    (await scrapeMetrics(node.metricsUrl)).get('validateer_parentchain_messages_total{kind="ignored"}') ?? 0;
+  const ignoredBefore = await ignored();
+  // our magic, version 1, an unknown tag, then the shard id: a candidate the enclave has to look at
+  const ours = concatBytes(MESSAGE_MAGIC, Uint8Array.of(1, 0xff), SHARD);
+  const tx = pc.api.tx;
+  const batch = tx.utility.batch([
+    ...Array.from({ length: 299 }, () => tx.system.remark('0x00')),
+    tx.system.remark(u8aToHex(ours)),
+  ]);
+  const r = await pc.submit(eve, { kind: 'raw', callData: batch.method.toU8a() }, { waitFor: 'finalized' });
+  assert.ok(r.success, r.error);
+  // processing reaches the batch's block and stays within 3 blocks of the finalized head after it
+  await waitFor(async () => (await processedNumber()) >= r.blockNumber, 'the batch block processed', 60_000, 200);
+  await waitFor(
+    async () => (await pc.finalizedHead()).number - (await processedNumber()) <= 3,
+    'processing within 3 blocks of the finalized head',
+    60_000,
+    200,
+  );
+  assert.ok((await ignored()) >= ignoredBefore + 1, 'the batch is counted as ignored');
+  assert.equal(scanFailures(), failuresBefore, 'no scan restart');
+  const key = await client.shieldingKey();
+  const before = await client.balance(dave);
+  const s = await pc.submit(alice, shieldCall(key, SHARD, vault, UNIT, dave.publicKey), { waitFor: 'finalized' });
+  assert.ok(s.success, s.error);
+  await processed(s.blockNumber + 2);
+  assert.equal(await client.balance(dave), before + UNIT, 'the shield after it is credited');
+  const head = (await pc.finalizedHead()).number;
+  await waitFor(async () => (await processedNumber()) >= head - 3, 'still processing', 60_000, 200);
 });

@@ -8,7 +8,15 @@ import { ValidateerClient } from '../../src/client/client.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { buildTransfer } from '../../src/client/calls.ts';
 import { ShieldedRequest } from '../../src/protocol/wire.ts';
-import { GENESIS_AMOUNT, cleanupTempDirs, scrapeMetrics, startNode, waitFor, type NodeHandle } from './harness.ts';
+import {
+  GENESIS_AMOUNT,
+  cleanupTempDirs,
+  scrapeMetrics,
+  startNode,
+  waitFor,
+  type NodeHandle,
+  OWN_NODES,
+} from './harness.ts';
 import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 
 interface Reply {
@@ -112,7 +120,7 @@ before(async () => {
   [alice, bob] = await Promise.all(['//Alice', '//Bob'].map(devAccount));
   node = await startNode();
   conn = await RawConn.open(node.rpcUrl);
-  client = await ValidateerClient.connect(node.rpcUrl);
+  client = await ValidateerClient.connect(node.rpcUrl, OWN_NODES);
   shard = (await client.rpc.request<{ shard: string }>('author_getShieldingKey')).shard;
 });
 

@@ -32,6 +32,7 @@ import {
   waitFor,
   type NodeHandle,
   type StartNodeOptions,
+  OWN_NODES,
 } from './harness.ts';
 import { concatBytes, fromHex, toHex } from '../../src/protocol/bytes.ts';
 import { codeOf } from '../../src/protocol/errors.ts';
@@ -154,7 +155,7 @@ before(async () => {
   const started = Date.now();
   nodes = await startNodes(dataDirs.map((_, i) => options(i)));
   readyMs = Date.now() - started;
-  for (const n of nodes) clients.push(await ValidateerClient.connect(n.rpcUrl));
+  for (const n of nodes) clients.push(await ValidateerClient.connect(n.rpcUrl, OWN_NODES));
 });
 
 after(async () => {
@@ -348,7 +349,7 @@ test('a killed validateer leaves the others producing; restarted, it catches up 
 
   await clients[3].close().catch(() => undefined);
   nodes[3] = await restartNode(nodes[3], options(3));
-  clients[3] = await ValidateerClient.connect(nodes[3].rpcUrl);
+  clients[3] = await ValidateerClient.connect(nodes[3].rpcUrl, OWN_NODES);
   const top = (await live[0].head()).number;
   const n = await sameChain('the restarted node on the same chain', top, 60_000);
   const hs = await Promise.all(clients.map((c) => header(c, n)));

@@ -38,6 +38,7 @@ import {
   tempDir,
   waitFor,
   type NodeHandle,
+  OWN_NODES,
 } from './harness.ts';
 import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 
@@ -76,11 +77,11 @@ before(async () => {
   keys.push(...(await createEnclaveKeys(dataDirs, { devShardSecrets: true })));
   // The first authority creates block 0; the others fetch it from the network.
   nodes.push(await startNode(config(0, [])));
-  clients.push(await ValidateerClient.connect(nodes[0].rpcUrl));
+  clients.push(await ValidateerClient.connect(nodes[0].rpcUrl, OWN_NODES));
   const first = (await network(clients[0])).addresses;
   for (let i = 1; i < 3; i++) {
     nodes.push(await startNode(config(i, first)));
-    clients.push(await ValidateerClient.connect(nodes[i].rpcUrl));
+    clients.push(await ValidateerClient.connect(nodes[i].rpcUrl, OWN_NODES));
   }
 });
 
@@ -155,7 +156,7 @@ test('a killed validateer leaves the others producing; restarted, it catches up'
   await waitFor(async () => (await clients[0].head()).number >= h + 6, 'the other two go on', 30_000, 100);
   await clients[2].close().catch(() => undefined);
   nodes[2] = await restartNode(nodes[2], config(2, (await network(clients[0])).addresses));
-  clients[2] = await ValidateerClient.connect(nodes[2].rpcUrl);
+  clients[2] = await ValidateerClient.connect(nodes[2].rpcUrl, OWN_NODES);
   await sameHead(60_000);
   const a = await clients[0].head();
   await waitFor(
@@ -333,7 +334,7 @@ test('a validateer restarted after it was cut off on a branch of its own, far be
   for (const i of [0, 1]) await clients[i].rpc.request('dev_setBlockedPeers', [[]]);
   await clients[2].close().catch(() => undefined);
   nodes[2] = await restartNode(nodes[2], config(2, (await network(clients[0])).addresses));
-  clients[2] = await ValidateerClient.connect(nodes[2].rpcUrl);
+  clients[2] = await ValidateerClient.connect(nodes[2].rpcUrl, OWN_NODES);
   await sameHead(60_000);
   await waitFor(
     async () =>

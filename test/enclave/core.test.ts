@@ -635,14 +635,14 @@ test('getters: signed by another account -> BAD_SIGNATURE; expired; other shard;
       codeOf(() => c.core.executeGetter(transfer(c, alice, bob, 1n, 0).request, Date.now())),
       'DECRYPT_FAILED',
     );
-    // the reply opens only with the requester's one-time key
+    // the reply opens only for the request it answers (the enclave signs it over that request)
     const mine = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD);
     const theirs = buildGetter(alice, { tag: 'balance', value: alice.publicKey }, key, SHARD);
     const reply = c.core.executeGetter(mine.request, Date.now());
     assert.deepEqual(mine.open(reply), { tag: 'balance', value: ALICE_START });
     assert.throws(
       () => theirs.open(reply),
-      (e: Error & { code?: string }) => e.code === 'REPLY_UNREADABLE',
+      (e: Error & { code?: string }) => e.code === 'UNTRUSTED_REPLY',
     );
   });
 });
@@ -752,6 +752,8 @@ type History = Awaited<ReturnType<typeof buildHistory>>;
 let historyPromise: Promise<History> | undefined;
 /** Built once (by whichever replay test runs first) and shared read-only by the replay tests. */
 const getHistory = (): Promise<History> => (historyPromise ??= buildHistory());
+/** Slots for proposals on the shared history's data directory: its enclave signs each slot at most once. */
+let historySlot = 100n;
 
 function assertSameView(history: History, core: EnclaveCore, commitment: Uint8Array) {
   const v = history.view;
@@ -799,7 +801,7 @@ test('replay on the same data dir rebuilds the same state (accumulated and verif
         ],
         Date.now(),
       );
-      const p = core.propose({ slot: 100n, timestampMs: Date.now(), maxCalls: 10 });
+      const p = core.propose({ slot: historySlot++, timestampMs: Date.now(), maxCalls: 10 });
       assert.equal(p.number, 8);
       assert.equal(p.included.length, 1);
       assert.deepEqual(SignedBlock.dec(p.block).header.parentHash, history.view.status.headHash);
@@ -903,7 +905,7 @@ test('a proposal made before beginReplay cannot be committed after the replay', 
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks);
     await core.finishReplay();
-    const p = core.propose({ slot: 100n, timestampMs: Date.now(), maxCalls: 10 });
+    const p = core.propose({ slot: historySlot++, timestampMs: Date.now(), maxCalls: 10 });
     core.beginReplay(undefined, false);
     core.replayBlocks(history.blocks.slice(0, 3));
     await core.finishReplay();

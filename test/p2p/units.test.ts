@@ -122,6 +122,7 @@ test('message ids: content-addressed per topic; copies are reported as duplicate
   const ids = new MessageIds((topic) => dups.push(topic));
   const t = topicName(new Uint8Array(32), 'blocks');
   assert.match(t, /^\/validateer\/0x0{64}\/blocks\/1$/);
+  assert.match(topicName(new Uint8Array(32), 'calls'), /^\/validateer\/0x0{64}\/calls\/2$/);
   const data = Uint8Array.of(1, 2, 3);
   const first = ids.fastMsgIdFn({ topic: t, data });
   assert.equal(ids.fastMsgIdFn({ topic: t, data: Uint8Array.of(1, 2, 3) }), first);

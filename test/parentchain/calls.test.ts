@@ -13,18 +13,18 @@ import { cryptoWaitReady, decodeAddress } from '@polkadot/util-crypto';
 import { startDevChain, type DevChain } from '../../src/parentchain/devchain.ts';
 import { connectParentchain, createPureProxy, type SubstrateParentchain } from '../../src/parentchain/substrate.ts';
 import { ed25519Signer, keyringSigner } from '../../src/parentchain/signers.ts';
-import { encodeMessage, isOurRemark } from '../../src/protocol/parentchain-messages.ts';
+import { MESSAGE_MAGIC, encodeMessage } from '../../src/protocol/parentchain-messages.ts';
 import type {
   CallSpec,
   ExtrinsicSigner,
   ParentchainBlock,
-  ParentchainCall,
   ParentchainEvent,
   SubmitResult,
 } from '../../src/parentchain/api.ts';
 import {
   addProxyCall,
   batchAllCall,
+  contains,
   createPureCall,
   payloadMortality,
   proxyCall,
@@ -36,7 +36,7 @@ import {
 } from '../../src/enclave/parentchain/calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/parentchain/light-client.ts';
 import { payloadNonce, signedPrefix } from '../../src/enclave/parentchain/extrinsic-prefix.ts';
-import { EFFECT, HPKE_INFO_SHIELD, type CallTree } from '../../src/enclave/parentchain/registry.ts';
+import { EFFECT, HPKE_INFO_SHIELD } from '../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../src/enclave/parentchain/view.ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
 import { HpkeSuite } from '../../src/crypto/hpke.ts';
@@ -215,31 +215,14 @@ test('a real signing payload starts with the call bytes, is mortal for 64 blocks
 
 // ---------- the enclave itself on the real chain ----------
 
-function toTree(c: ParentchainCall): CallTree {
-  return {
-    pallet: c.pallet,
-    method: c.method,
-    ...(c.remark ? { remark: c.remark } : {}),
-    ...(c.transfer ? { transfer: c.transfer } : {}),
-    ...(c.real ? { real: c.real } : {}),
-    ...(c.calls ? { calls: c.calls.map(toTree) } : {}),
-  };
-}
-const hasOurRemark = (c: ParentchainCall): boolean =>
-  (c.remark !== undefined && isOurRemark(c.remark)) || (c.calls ?? []).some(hasOurRemark);
 /** What the node hands the enclave for a block (as src/parentchain/driver.ts does). */
 function toImport(b: ParentchainBlock): ImportedBlock {
   return {
     header: b.header.encoded,
     extrinsics: b.extrinsics.map((x) => x.encoded),
-    relevant: b.extrinsics
-      .filter((x) => hasOurRemark(x.call))
-      .map((x) => ({
-        index: x.index,
-        ...(x.signer ? { signer: x.signer } : {}),
-        success: x.success ?? false,
-        call: toTree(x.call),
-      })),
+    outcomes: b.extrinsics
+      .filter((x) => contains(x.encoded, MESSAGE_MAGIC))
+      .map((x) => ({ index: x.index, success: x.success ?? false, callOffset: x.callOffset ?? x.encoded.length })),
   };
 }
 

@@ -202,7 +202,7 @@ class FakeEnclave implements EnclaveCalls {
   verified = { number: 0, hash: header(0).hash };
   /** Every batch the driver handed over, as block numbers. */
   readonly batches: number[][] = [];
-  /** Relevant extrinsics handed over, by block number. */
+  /** Outcomes of extrinsics carrying our magic handed over, by block number. */
   readonly relevant = new Map<number, number>();
   readonly signed: Uint8Array[] = [];
   /** An import that contains this block fails once (e.g. the enclave thread was busy restarting). */
@@ -231,7 +231,7 @@ class FakeEnclave implements EnclaveCalls {
         for (const [k, b] of blocks.entries()) {
           assert.equal(numbers[k], this.verified.number + 1, 'imports continue the verified head');
           this.verified = { number: numbers[k], hash: header(numbers[k]).hash };
-          if (b.relevant.length > 0) this.relevant.set(numbers[k], b.relevant.length);
+          if (b.outcomes.length > 0) this.relevant.set(numbers[k], b.outcomes.length);
         }
         return { number: this.verified.number, hash: this.verified.hash, effects: 0, observations: [] };
       }
@@ -265,6 +265,7 @@ class FakeEnclave implements EnclaveCalls {
       pendingEffects: 0,
       shieldedSupply: 0n,
       unpaidWithdrawals: 0,
+      sealedRollback: { rollbacks: 0, dutiesRefusedUntil: 0, lastRollback: null },
     };
   }
 }
@@ -346,7 +347,7 @@ test('a backlog of finalized blocks goes to the enclave in batches of importBatc
     [13, 14, 15, 16],
     [17, 18, 19, 20],
   ]);
-  // Only the extrinsic carrying our message magic is decoded for the enclave; a foreign remark is not.
+  // Only the extrinsic carrying our message magic goes with its outcome; a foreign remark does not.
   assert.deepEqual([...enclave.relevant], [[7, 1]]);
   assert.equal(driver.processedNumber, 20);
 

@@ -25,6 +25,7 @@ const header: Header = {
   transitionsRoot: b32(),
   parentchainNumber: 4242,
   parentchainHash: b32(),
+  effectsRoot: b32(),
   timestampMs: 1_700_000_000_000n,
 };
 const bodies: Body[] = [

@@ -24,6 +24,7 @@ function block(number: number, parent: string, tag: string): TreeBlock {
     transitionsRoot: ZERO32,
     parentchainNumber: 0,
     parentchainHash: ZERO32,
+    effectsRoot: ZERO32,
     timestampMs: 0n,
     parentSignatureHash: ZERO32,
   };

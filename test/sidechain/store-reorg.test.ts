@@ -4,6 +4,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { ClassicLevel } from 'classic-level';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BlockStore, type StoredBlock } from '../../src/sidechain/store.ts';
@@ -53,6 +54,7 @@ function makeBlock(number: number, parentHash: Uint8Array, fork: string, calls: 
     transitionsRoot: ZERO32,
     parentchainNumber: 0,
     parentchainHash: ZERO32,
+    effectsRoot: ZERO32,
     timestampMs: 1000n * BigInt(number),
     parentSignatureHash: ZERO32,
   };
@@ -243,6 +245,17 @@ test('reorg to a shorter chain, to nothing above the ancestor, and at the head (
   } finally {
     await store.close();
   }
+});
+
+test("a store of an older build's block format is refused at open (STORE_FORMAT_UNSUPPORTED), not misread", async () => {
+  const { store, path } = await mainStore();
+  await store.close();
+  // What an older build leaves: blocks and a head, no format key ('M' 0x02).
+  const db = new ClassicLevel<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view' });
+  await db.del(Uint8Array.of(0x4d, 0x02));
+  await db.close();
+  await assert.rejects(BlockStore.open(path), { code: 'STORE_FORMAT_UNSUPPORTED', message: /format 1, .*format 2/ });
+  await assert.rejects(BlockStore.open(path), { code: 'STORE_FORMAT_UNSUPPORTED' }, 'refused without a change');
 });
 
 test('bad reorg arguments fail STORE_BAD_REORG and change nothing', async () => {

@@ -36,6 +36,7 @@ export function encodeBlock(
     transitionsRoot: ZERO32,
     parentchainNumber: 0,
     parentchainHash: ZERO32,
+    effectsRoot: ZERO32,
     timestampMs: 0n,
     parentSignatureHash: ZERO32,
   };

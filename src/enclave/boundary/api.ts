@@ -31,38 +31,26 @@ function provisionOutcome<T extends z.ZodRawShape>(ok: T) {
 }
 const rejection = z.object({ hash: z.string(), code: z.string(), message: z.string() });
 
-export interface CallTreeInput {
-  pallet: string;
-  method: string;
-  remark?: Uint8Array;
-  transfer?: { dest: Uint8Array; amount: bigint };
-  real?: Uint8Array;
-  calls?: CallTreeInput[];
-}
-const callTree: z.ZodType<CallTreeInput> = z.lazy(() =>
-  z.object({
-    pallet: z.string().max(64),
-    method: z.string().max(64),
-    remark: bytes.optional(),
-    transfer: z.object({ dest: bytes32, amount: z.bigint().nonnegative() }).optional(),
-    real: bytes32.optional(),
-    calls: z.array(callTree).max(256).optional(),
-  }),
-);
-const importedBlock = z.object({
-  header: bytes.refine((b) => b.length <= 64 * 1024, 'header larger than 64 KiB'),
-  extrinsics: z.array(bytes).max(100_000),
-  relevant: z
-    .array(
-      z.object({
-        index: z.number().int().nonnegative(),
-        signer: bytes32.optional(),
-        success: z.boolean(),
-        call: callTree,
-      }),
-    )
-    .max(10_000),
-});
+/**
+ * A finalized parentchain block for the enclave's light client: header, every extrinsic's bytes, and for each
+ * extrinsic whose bytes carry the message magic its dispatch outcome and where its call starts. The enclave decodes
+ * those calls itself; the arrays are bounded by the extrinsic count, never by what a call contains.
+ */
+const importedBlock = z
+  .object({
+    header: bytes.refine((b) => b.length <= 64 * 1024, 'header larger than 64 KiB'),
+    extrinsics: z.array(bytes).max(100_000),
+    outcomes: z
+      .array(
+        z.object({
+          index: z.number().int().nonnegative(),
+          success: z.boolean(),
+          callOffset: z.number().int().nonnegative(),
+        }),
+      )
+      .max(100_000),
+  })
+  .refine((b) => b.outcomes.length <= b.extrinsics.length, 'more outcomes than extrinsics');
 /** A parentchain account nonce (Compact<u32>). */
 const nonce = z.number().int().nonnegative().max(0xffff_ffff);
 const callIndex = z.object({ pallet: z.number().int().min(0).max(255), call: z.number().int().min(0).max(255) });
@@ -91,6 +79,12 @@ const parentchainInfo = z.object({
   pendingEffects: z.number().int(),
   shieldedSupply: z.bigint(),
   unpaidWithdrawals: z.number().int(),
+  /** Rollbacks of sealed state detected (keys/signing-guard.ts), and until when duties are refused for one. */
+  sealedRollback: z.object({
+    rollbacks: z.number().int(),
+    dutiesRefusedUntil: z.number().int(),
+    lastRollback: z.string().nullable(),
+  }),
 });
 
 export const enclaveApi = {
@@ -100,6 +94,8 @@ export const enclaveApi = {
       signingKey: bytes32,
       shieldingKey: bytes32,
       shieldingKeyId: z.number().int(),
+      /** Signature of shieldingKeyDigest (protocol/enclave-proofs.ts) for clients; null until it holds the shard's. */
+      shieldingKeySignature: bytes.refine((b) => b.length === 64, 'expected 64 bytes').nullable(),
       stateKeyId: z.number().int(),
       encryptionKey: bytes32,
       measurement: bytes32,

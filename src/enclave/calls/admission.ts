@@ -11,7 +11,7 @@ import { precheck } from '../state/stf.ts';
 import { openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
 import type { CallPool } from './pool.ts';
 import type { StateKeyring } from '../keys/state-keys.ts';
-import { currentEpoch, stfContext, type EnclaveContext } from '../context.ts';
+import { currentEpoch, isCurrentMember, stfContext, type EnclaveContext } from '../context.ts';
 
 export interface SubmitResult {
   hash?: string;
@@ -91,18 +91,31 @@ export class Admission {
       return r;
     });
     const key = currentEpoch(ctx).keyId;
+    const signer = { publicKey: ctx.keys.signingPublic, signingKey: ctx.keys.signingKey };
     const forwarded =
       toForward.length > 0
-        ? sealForwarded({ id: key, key: this.keyring.forwardKey(key)! }, ctx.opts.shard, toForward)
+        ? sealForwarded({ id: key, key: this.keyring.forwardKey(key)! }, ctx.opts.shard, signer, toForward)
         : null;
     return { results, forwarded };
   }
 
-  /** Calls another enclave of the shard verified and forwarded; a batch that does not open is refused whole. */
+  /**
+   * Calls another enclave of the shard verified and forwarded: only a batch signed by a current member under the
+   * current epoch opens (forwarding.ts); any other is refused whole. A replayed batch adds nothing: its calls are in
+   * the pool (DUPLICATE) or executed (STALE_NONCE), or were dropped and are as valid as their signed client requests.
+   */
   async submitForwarded(envelope: Uint8Array, nowMs: number): Promise<SubmitResult[]> {
-    const opened = openForwarded(envelope, this.ctx.opts.shard, (id) => this.keyring.forwardKey(id));
-    if (!opened.ok) throw new EnclaveError(opened.code, opened.message);
+    // The epoch is the head's: not that of a half-rebuilt state, which may be passing through an older one.
     await this.replayDone();
+    const ctx = this.ctx;
+    const epoch = currentEpoch(ctx).keyId;
+    const key = this.keyring.forwardKey(epoch);
+    if (!key) throw new EnclaveError('UNKNOWN_STATE_KEY', `the current state key ${epoch} is not held`);
+    const opened = openForwarded(envelope, ctx.opts.shard, {
+      current: { id: epoch, key },
+      isMember: (k) => isCurrentMember(ctx, k),
+    });
+    if (!opened.ok) throw new EnclaveError(opened.code, opened.message);
     return this.admitInTurns(opened.calls, (c) => this.admit(c, nowMs));
   }
 

@@ -1,7 +1,9 @@
-// Trusted getters: a client's signed, shielded query of its own account, answered from the state
-// and sealed to the one-time key the client sent, so no RPC endpoint on the way can read or forge it.
+// Trusted getters: a client's signed, shielded query of its own account, answered from the state,
+// sealed to the one-time key the client sent (no RPC endpoint on the way can read it) and signed by
+// this enclave over the request it answers (none can forge it: base-mode HPKE alone proves no sender).
 import { HpkeSuite } from '../../crypto/hpke.ts';
-import { ed25519Verify } from '../../crypto/primitives.ts';
+import { ed25519Sign, ed25519Verify } from '../../crypto/primitives.ts';
+import { SignedGetterReply, getterReplyDigest } from '../../protocol/enclave-proofs.ts';
 import { same } from '../../protocol/bytes.ts';
 import { RejectCode } from '../../protocol/errors.ts';
 import {
@@ -59,7 +61,9 @@ export class Getters {
       throw new EnclaveError(RejectCode.GETTER_EXPIRED, 'getter timestamp is too far from the enclave clock');
     }
     const { enc, ciphertext } = replySuite.seal(g.replyKey, GetterReply.enc(this.answer(g.getter)));
-    return SealedReply.enc({ enc, ciphertext });
+    const sealed = SealedReply.enc({ enc, ciphertext });
+    const signature = ed25519Sign(keys.signingKey, getterReplyDigest(opts.shard, requestBytes, sealed));
+    return SignedGetterReply.enc({ sealed, signer: keys.signingPublic, signature });
   }
 
   private answer(g: TrustedGetter): GetterReplyT {

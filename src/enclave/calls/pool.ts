@@ -1,5 +1,6 @@
 // The enclave's call pool: verified calls waiting for a block, per sender ordered by nonce (like
 // Substrate's ready/future pool). Senders are served in order of first arrival for fairness.
+// Rejection messages name no nonce: they leave the enclave (stf.ts says why).
 import type { TrustedCall } from '../../protocol/wire.ts';
 import { RejectCode } from '../../protocol/errors.ts';
 
@@ -43,13 +44,13 @@ export class CallPool {
       return {
         status: 'invalid',
         code: RejectCode.STALE_NONCE,
-        message: `nonce ${entry.nonce} already used; account nonce is ${accountNonce}`,
+        message: 'the nonce is already used',
       };
     if (entry.nonce - accountNonce > this.limits.maxNonceAhead) {
       return {
         status: 'invalid',
         code: RejectCode.NONCE_TOO_FAR,
-        message: `nonce ${entry.nonce} is more than ${this.limits.maxNonceAhead} ahead of account nonce ${accountNonce}`,
+        message: `the nonce is more than ${this.limits.maxNonceAhead} ahead of the account nonce`,
       };
     }
     let calls = this.bySender.get(entry.sender);
@@ -57,7 +58,7 @@ export class CallPool {
       return {
         status: 'invalid',
         code: RejectCode.DUPLICATE,
-        message: `a call with nonce ${entry.nonce} from this account is already pending`,
+        message: 'a call with this nonce from this account is already pending',
       };
     if (this.byHash.size >= this.limits.maxPending)
       return { status: 'invalid', code: RejectCode.POOL_FULL, message: 'call pool is full' };
@@ -104,13 +105,13 @@ export class CallPool {
           dropped.push({
             entry: e,
             code: RejectCode.STALE_NONCE,
-            message: `nonce ${e.nonce} already used; account nonce is ${n}`,
+            message: 'the nonce is already used',
           });
         else if (e.nonce > runEnd && nowMs - e.addedAtMs > this.limits.futureTtlMs) {
           dropped.push({
             entry: e,
             code: RejectCode.NONCE_GAP_EXPIRED,
-            message: `nonce gap before ${e.nonce} not filled within ${this.limits.futureTtlMs} ms`,
+            message: `the nonce gap before the call was not filled within ${this.limits.futureTtlMs} ms`,
           });
         }
       }

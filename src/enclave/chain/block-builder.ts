@@ -1,6 +1,7 @@
 // Builds this enclave's blocks: genesis, and a proposal for one of its slots (parentchain effects
 // first, then pool calls in nonce order, then a new state key epoch when one is due), sealed and
-// signed, staged until the host has stored it. An enclave signs at most one block per slot.
+// signed, staged until the host has stored it. An enclave signs at most one block per slot, across
+// rewinds and restarts: the slot is sealed in the signing guard before the block is signed.
 import { randomBytes } from 'node:crypto';
 import { aesGcmSeal, ed25519Sign, randomNonce } from '../../crypto/primitives.ts';
 import { slotAuthor } from '../../protocol/aura.ts';
@@ -25,6 +26,7 @@ import type { Effect } from '../parentchain/registry.ts';
 import type { EffectResult } from '../parentchain/duties.ts';
 import { ZERO32, currentEpoch, stfContext, type EnclaveContext } from '../context.ts';
 import type { ChainHead, Head } from './head.ts';
+import { NO_EFFECTS_ROOT, effectsBetween, effectsRoot } from './effects.ts';
 
 export interface Rejection {
   hash: string;
@@ -93,6 +95,7 @@ export class BlockBuilder {
       stateCommitment: lthash.digest(),
       parentchainNumber: 0,
       parentchainHash: ZERO32,
+      effectsRoot: NO_EFFECTS_ROOT,
       timestampMs: BigInt(timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, [], keyId);
@@ -137,8 +140,10 @@ export class BlockBuilder {
     const overlay = new Overlay(this.ctx.state);
     const included: string[] = [];
     const callHashes: Uint8Array[] = [];
-    // Parentchain effects first, in parentchain order: they happened before anything in the pool.
-    for (const e of pc?.effectsAfter(head.parentchainNumber) ?? []) {
+    // Parentchain effects first, in parentchain order: they happened before anything in the pool. The header
+    // commits to exactly these (importers derive them from their own light client).
+    const effects = effectsBetween(this.ctx, head.parentchainNumber, parentchainNumber);
+    for (const e of effects) {
       const r = this.applyEffect(overlay, e, number, stf);
       if (r.hash && r.ok) {
         included.push(r.hash);
@@ -162,6 +167,7 @@ export class BlockBuilder {
       stateCommitment: lthash.digest(),
       parentchainNumber,
       parentchainHash,
+      effectsRoot: effectsRoot(effects),
       timestampMs: BigInt(input.timestampMs),
     };
     const { bytes, hash, signatureHash: sigHash } = this.sealBlock(header, items, callHashes, keyId, rotation);
@@ -197,6 +203,8 @@ export class BlockBuilder {
       throw new EnclaveError('NOT_SLOT_AUTHOR', `slot ${slot} belongs to another authority`);
     if (slot <= head.slot)
       throw new EnclaveError('SLOT_NOT_AFTER_PARENT', `slot ${slot} is not after the head's slot ${head.slot}`);
+    // After a rewind, a restart or a proposal the host threw away, the head says nothing of what was signed.
+    this.ctx.guard.checkBlock(slot);
     const from = this.ctx.keys.provisionedAt;
     if (head.parentchainNumber < from) {
       throw new EnclaveError(
@@ -278,6 +286,7 @@ export class BlockBuilder {
     );
     const body = { transitions: { keyId, nonce, ciphertext }, calls, rotation };
     const full: Header = { ...header, transitionsRoot: bodyRoot(body) };
+    this.ctx.guard.signBlock(full.slot); // sealed and fsynced before the signature exists
     const signature = ed25519Sign(keys.signingKey, headerSigningPayload(full));
     return {
       bytes: SignedBlock.enc({ header: full, body, signature }),

@@ -19,6 +19,7 @@ import { epochOf, splitItems, type EpochRecord, type Item } from '../state/state
 import { ZERO32, currentEpoch, type EnclaveContext } from '../context.ts';
 import type { StateKeyring } from '../keys/state-keys.ts';
 import type { ChainHead, Head } from './head.ts';
+import { checkEffects } from './effects.ts';
 
 /** Blocks per signature batch in importBlocks (one batch is checked while the previous one is applied). */
 const SIGNATURE_CHUNK = 128;
@@ -69,9 +70,9 @@ export class BlockVerifier {
   /**
    * Verifies a block from another validateer as the child of the head: shard, author of its slot in
    * the set the parent's parentchain block names, signature, slot after the parent's and not ahead
-   * of the clock, parentchain block verified by the light client, body root, decryption, and the
-   * state commitment after applying its transitions. Staged like a proposal: `commit` applies it
-   * once the host has stored it.
+   * of the clock, parentchain block verified by the light client, body root, decryption, the parentchain
+   * effects it executes (effects.ts), and the state commitment after applying its transitions. Staged like
+   * a proposal: `commit` applies it once the host has stored it.
    */
   importBlock(bytes: Uint8Array, nowMs: number) {
     return this.importDecoded(decodeReceivedBlock(bytes), nowMs, false);
@@ -172,6 +173,7 @@ export class BlockVerifier {
     if (h.number === 0n) this.checkGenesis(h);
     else this.checkChild(h, nowMs);
     const items = this.openBlock(received, signatureChecked, true);
+    checkEffects(this.ctx, h.number === 0n ? null : this.head.current!.parentchainNumber, h, received.hash);
     const { lthash, known } = this.ctx.state.previewKnowing(items);
     if (!same(lthash.digest(), h.stateCommitment)) {
       throw new EnclaveError(

@@ -1,7 +1,8 @@
 // Sealing: AES-256-GCM under a key derived from the platform secret and a policy. In simulation mode
 // the platform secret is a file in the data directory (named as such); a real TEE derives it in
 // hardware (SGX EGETKEY) and this module is the only thing that changes.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import * as nodeFs from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { Bytes, Struct, u8 } from 'scale-ts';
@@ -96,10 +97,27 @@ export class Sealer {
   }
 }
 
-/** Write-then-rename so a crash never leaves a half-written file. */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  mkdirSync(dirname(path), { recursive: true });
+/** The file system calls writeFileAtomic makes (a parameter so a test can see the order they are made in). */
+export type AtomicWriteFs = Pick<
+  typeof nodeFs,
+  'mkdirSync' | 'writeFileSync' | 'renameSync' | 'openSync' | 'fsyncSync' | 'closeSync'
+>;
+
+/**
+ * Write-then-rename so a crash never leaves a half-written file, made durable before returning: the
+ * file's data is fsynced before the rename, and the directory after it (the rename is an entry in the
+ * directory; without its fsync a crash can bring back the old file, e.g. without a duty sealed in flight).
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, fs: AtomicWriteFs = nodeFs): void {
+  const dir = dirname(path);
+  fs.mkdirSync(dir, { recursive: true });
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  writeFileSync(tmp, data, { mode: 0o600, flush: true });
-  renameSync(tmp, path);
+  fs.writeFileSync(tmp, data, { mode: 0o600, flush: true });
+  fs.renameSync(tmp, path);
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

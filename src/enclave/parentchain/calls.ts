@@ -106,7 +106,7 @@ export function pureProxyAccount(spawner: Uint8Array, height: number, extrinsicI
   return blake2_256(entropy);
 }
 
-/** Bytes of `needle` occur in `haystack` (binds a host-decoded value to the extrinsic's bytes). */
+/** Bytes of `needle` occur in `haystack` (a cheap filter: which extrinsics may carry a message of ours). */
 export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   return bytesView(haystack).indexOf(bytesView(needle)) >= 0;
 }

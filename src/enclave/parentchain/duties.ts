@@ -54,10 +54,10 @@ export class ParentchainDuties {
   }
 
   init(params: ParentchainInitParams) {
-    const { opts, sealer, keys } = this.ctx;
+    const { opts, guard, keys } = this.ctx;
     this.ctx.parentchain = ParentchainView.open(
       opts.dataDir,
-      sealer,
+      guard,
       keys.signingPublic,
       this.registryContext(),
       params,
@@ -69,8 +69,8 @@ export class ParentchainDuties {
    * Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one.
    */
   load(): boolean {
-    const { opts, sealer, keys } = this.ctx;
-    this.ctx.parentchain = ParentchainView.load(opts.dataDir, sealer, keys.signingPublic, this.registryContext());
+    const { opts, guard, keys } = this.ctx;
+    this.ctx.parentchain = ParentchainView.load(opts.dataDir, guard, keys.signingPublic, this.registryContext());
     return this.ctx.parentchain !== null;
   }
 
@@ -113,6 +113,7 @@ export class ParentchainDuties {
       pendingEffects: pc.effectsAfter(this.head.current?.parentchainNumber ?? 0).length,
       shieldedSupply: state.shard().shieldedSupply,
       unpaidWithdrawals: state.unpaidWithdrawals().length,
+      sealedRollback: this.ctx.guard.status(),
     };
   }
 

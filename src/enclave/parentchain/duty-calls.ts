@@ -113,7 +113,8 @@ export function dutyCalls(
       const key = `unproxy:${hexKey(p)}`;
       if (r.isActive(p, number) || s.dutyDone(key)) continue;
       const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
-      const refund = transferKeepAliveCall(ix, s.signingKey, s.proxyDepositFactor);
+      // Exactly what the batch that added it paid into the vault (the registry accepts no other refund).
+      const refund = transferKeepAliveCall(ix, s.signingKey, r.proxyDeposit(p));
       offer(
         key,
         proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])),

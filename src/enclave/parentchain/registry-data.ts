@@ -5,21 +5,23 @@ import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts
 import { sha256 } from '../../crypto/primitives.ts';
 import { concatBytes } from '../../protocol/bytes.ts';
 import type { CallIndices } from './calls.ts';
+import type { Call } from './extrinsic.ts';
 
-/** What the host says one extrinsic is; the enclave binds every value it uses to the extrinsic's bytes. */
-export interface CallTree {
-  pallet: string;
-  method: string;
-  remark?: Uint8Array;
-  transfer?: { dest: Uint8Array; amount: bigint };
-  real?: Uint8Array;
-  calls?: CallTree[];
-}
-export interface RelevantExtrinsic {
+/**
+ * What the host says of one extrinsic that carries our magic: its dispatch outcome (from the block's events) and
+ * where its call starts. The enclave decodes the call itself (extrinsic.ts).
+ */
+export interface ExtrinsicOutcome {
   index: number;
-  signer?: Uint8Array;
   success: boolean;
-  call: CallTree;
+  callOffset: number;
+}
+/** A verified extrinsic of ours as the enclave read it from its bytes, with the outcome the host reported. */
+export interface DecodedExtrinsic {
+  index: number;
+  signer: Uint8Array | undefined;
+  success: boolean;
+  call: Call;
 }
 
 export const Member = Struct({
@@ -48,13 +50,23 @@ export const Effect = Struct({
 export type Effect = ReturnType<typeof Effect.dec>;
 export const EFFECT = { shield: 1, invoke: 2, payout: 3, payoutFailed: 4 } as const;
 
-export const RegistryData = Struct({
+const registryV1 = {
   members: Vector(Member),
   vault: Option(Struct({ account: Bytes(32), createdAt: u32 })),
   /** Enclave accounts that are proxies of the vault (its creator, then members it added). */
   vaultProxies: Vector(Bytes(32)),
   reserveFunded: Option(u32),
   lastAnchor: Option(Struct({ number: u64, hash: Bytes(32), parentchainNumber: u32 })),
+};
+/** The registry of earlier builds, without the proxy deposits (see view-format.ts for how it opens). */
+export const RegistryDataV1 = Struct(registryV1);
+export const RegistryData = Struct({
+  ...registryV1,
+  /**
+   * What the verified batch that added each vault proxy paid into the vault (absent = 0): the most its removal may
+   * refund out of the vault.
+   */
+  proxyDeposits: Vector(Struct({ delegate: Bytes(32), amount: u128 })),
 });
 export type RegistryData = ReturnType<typeof RegistryData.dec>;
 

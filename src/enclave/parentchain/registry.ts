@@ -6,14 +6,8 @@ import { HpkeSuite } from '../../crypto/hpke.ts';
 import { HPKE_INFO_SHIELD } from '../../protocol/wire.ts';
 import { isOurRemark, tryDecodeMessage, type ParentchainMessage } from '../../protocol/parentchain-messages.ts';
 import { verifySimulatedQuote } from '../keys/attestation.ts';
-import {
-  addProxyCall,
-  contains,
-  createPureCall,
-  pureProxyAccount,
-  removeProxyCall,
-  transferKeepAliveCall,
-} from './calls.ts';
+import { pureProxyAccount } from './calls.ts';
+import type { Call } from './extrinsic.ts';
 import { same, toHex } from '../../protocol/bytes.ts';
 import { isActiveAt } from '../../protocol/membership.ts';
 
@@ -23,17 +17,16 @@ import {
   Member,
   RegistryData,
   registrationUserData,
-  type CallTree,
+  type DecodedExtrinsic,
   type Observation,
   type RegistryContext,
-  type RelevantExtrinsic,
 } from './registry-data.ts';
 
 export { HPKE_INFO_SHIELD };
 const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
 // Its data types are registry-data.ts's; importers name them from here, beside the Registry that applies them.
 export { EFFECT, Effect, Member, RegistryData, registrationUserData } from './registry-data.ts';
-export type { CallTree, Observation, RegistryContext, RelevantExtrinsic } from './registry-data.ts';
+export type { DecodedExtrinsic, ExtrinsicOutcome, Observation, RegistryContext } from './registry-data.ts';
 
 const empty = new Uint8Array(0);
 
@@ -54,6 +47,7 @@ export class Registry {
       vaultProxies: [],
       reserveFunded: undefined,
       lastAnchor: undefined,
+      proxyDeposits: [],
     };
   }
 
@@ -75,25 +69,26 @@ export class Registry {
     return this.data.members.some((m) => same(m.signingKey, key));
   }
 
+  /** What the batch that added `delegate` as a vault proxy paid into the vault (0 when nothing, or not recorded). */
+  proxyDeposit(delegate: Uint8Array): bigint {
+    return this.data.proxyDeposits.find((d) => same(d.delegate, delegate))?.amount ?? 0n;
+  }
+
   /**
-   * Interprets one verified extrinsic of block `number`. `encoded` is its verified bytes: the signer,
-   * remarks and transfers the host reports must occur in them. Returns effects for the sidechain.
+   * Interprets one verified extrinsic of block `number`, as the enclave decoded it from its bytes (extrinsic.ts).
+   * Returns effects for the sidechain.
    */
-  apply(number: number, x: RelevantExtrinsic, encoded: Uint8Array, out: Observation[]): Effect[] {
-    if (x.signer && !signedBy(encoded, x.signer))
-      return ignore(out, `extrinsic ${number}-${x.index}: signer does not match its bytes`);
+  apply(number: number, x: DecodedExtrinsic, out: Observation[]): Effect[] {
     const top = x.call;
-    const messages = collectMessages(top, encoded, this.ctx.shard);
-    if (messages === null)
-      return ignore(out, `extrinsic ${number}-${x.index}: a remark the host reported is not in its bytes`);
-    if (messages.length === 0) return [];
+    const messages = collectMessages(top, this.ctx.shard);
+    if (messages.length === 0) return []; // e.g. another shard's message naming ours: not ours
     const effects: Effect[] = [];
     if (!x.success) {
       // A payout the vault could not make (e.g. below the existential deposit for a new account):
       // the withdrawal is refunded on the sidechain rather than retried forever.
       for (const { message, parent } of messages) {
         if (message.tag !== 'payout') continue;
-        const p = this.payoutTransfer(number, x, encoded, parent, top);
+        const p = this.payoutTransfer(number, x, parent, top);
         if (p) {
           out.push({ kind: 'payout', detail: `withdrawal ${message.value.withdrawal} failed: refunded` });
           effects.push({
@@ -110,7 +105,7 @@ export class Registry {
       return effects;
     }
     for (const { message, parent } of messages) {
-      const e = this.applyMessage(number, x, encoded, message, parent, top, out);
+      const e = this.applyMessage(number, x, message, parent, top, out);
       if (e) effects.push(e);
     }
     return effects;
@@ -118,11 +113,10 @@ export class Registry {
 
   private applyMessage(
     number: number,
-    x: RelevantExtrinsic,
-    encoded: Uint8Array,
+    x: DecodedExtrinsic,
     m: ParentchainMessage,
-    parent: CallTree | undefined,
-    top: CallTree,
+    parent: Call | undefined,
+    top: Call,
     out: Observation[],
   ): Effect | undefined {
     const where = `extrinsic ${number}-${x.index}`;
@@ -200,11 +194,8 @@ export class Registry {
         if (!signer || !this.isActive(signer, number))
           return void ignore(out, `${where}: vault created by a non-member`);
         const creates =
-          parent?.method === 'batchAll' &&
-          parent === top &&
-          parent.calls?.some((c) => c.pallet === 'proxy' && (c.method === 'createPure' || c.method === 'anonymous'));
-        if (!creates || !contains(encoded, createPureCall(this.ctx.callIndices)))
-          return void ignore(out, `${where}: vault remark without proxy.createPure(Any, 0, 0)`);
+          parent?.kind === 'batchAll' && parent === top && parent.calls.some((c) => c.kind === 'createPure' && c.plain);
+        if (!creates) return void ignore(out, `${where}: vault remark without proxy.createPure(Any, 0, 0)`);
         const account = pureProxyAccount(signer, number, x.index);
         this.data.vault = { account, createdAt: number };
         this.data.vaultProxies = [signer];
@@ -216,13 +207,11 @@ export class Registry {
         const vault = this.data.vault;
         // Exactly [transfer, remark]: with more calls one transfer could be claimed by several remarks.
         const transfer =
-          parent === top && parent?.method === 'batchAll' && parent.calls?.length === 2
-            ? parent.calls.find((c) => c.transfer && c.method === 'transferKeepAlive')?.transfer
+          parent === top && parent?.kind === 'batchAll' && parent.calls.length === 2
+            ? parent.calls.find((c) => c.kind === 'transferKeepAlive')
             : undefined;
         if (!vault || !transfer || !same(transfer.dest, vault.account))
           return void ignore(out, `${where}: ${m.tag} without a transfer to the vault in the same batch`);
-        if (!contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount)))
-          return void ignore(out, `${where}: transfer does not match the extrinsic`);
         if (m.tag === 'reserve') {
           this.data.reserveFunded ??= number;
           out.push({ kind: 'reserve', detail: String(transfer.amount) });
@@ -246,20 +235,25 @@ export class Registry {
       case 'proxy': {
         // proxy(vault, batchAll[addProxy, remark]), alone or after a transfer that pays the proxy deposit into the
         // vault.
-        const funded =
-          top.method === 'batchAll' && top.calls?.length === 2 && top.calls[0].method === 'transferKeepAlive';
-        const batch = this.throughVault(funded ? top.calls![1] : top);
+        const funding =
+          top.kind === 'batchAll' && top.calls.length === 2 && top.calls[0].kind === 'transferKeepAlive'
+            ? top.calls[0]
+            : undefined;
+        const batch = this.throughVault(funding && top.kind === 'batchAll' ? top.calls[1] : top);
         const adds =
-          batch?.method === 'batchAll' &&
+          batch?.kind === 'batchAll' &&
           parent === batch &&
-          batch.calls?.length === 2 &&
-          batch.calls.some((c) => c.pallet === 'proxy' && c.method === 'addProxy');
+          batch.calls.length === 2 &&
+          batch.calls.some((c) => c.kind === 'addProxy' && c.plain && same(c.delegate, m.value.delegate));
         if (!signer || !this.isActive(signer, number) || !adds)
           return void ignore(out, `${where}: vault proxy not added by a member through the vault`);
-        if (!contains(encoded, addProxyCall(this.ctx.callIndices, m.value.delegate)))
-          return void ignore(out, `${where}: addProxy does not match the extrinsic`);
-        if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate)))
+        if (!this.data.vaultProxies.some((p) => same(p, m.value.delegate))) {
           this.data.vaultProxies.push(m.value.delegate);
+          // What may leave the vault when this proxy goes: only what this verified batch paid into it.
+          const paid = funding && same(funding.dest, this.data.vault!.account) ? funding.amount : 0n;
+          this.data.proxyDeposits = this.data.proxyDeposits.filter((d) => !same(d.delegate, m.value.delegate));
+          if (paid > 0n) this.data.proxyDeposits.push({ delegate: m.value.delegate, amount: paid });
+        }
         out.push({ kind: 'proxy', detail: toHex(m.value.delegate) });
         return;
       }
@@ -267,31 +261,30 @@ export class Registry {
         // proxy(vault, batchAll[removeProxy(delegate), transferKeepAlive(signer, deposit), remark]) by a member,
         // for a delegate that is no longer a member (a member's proxy is never removed: the vault keeps a controller).
         const batch = this.throughVault(top);
-        const calls =
-          batch?.method === 'batchAll' && parent === batch && batch.calls?.length === 3 ? batch.calls : undefined;
-        const refund = calls?.[1].method === 'transferKeepAlive' ? calls[1].transfer : undefined;
+        const calls = batch?.kind === 'batchAll' && parent === batch && batch.calls.length === 3 ? batch.calls : [];
+        const [remove, refund] = calls;
         const removes =
-          calls?.[0].pallet === 'proxy' &&
-          calls[0].method === 'removeProxy' &&
-          refund !== undefined &&
+          remove?.kind === 'removeProxy' &&
+          remove.plain &&
+          same(remove.delegate, m.value.delegate) &&
+          refund?.kind === 'transferKeepAlive' &&
           signer !== undefined &&
           same(refund.dest, signer);
         if (!signer || !this.isActive(signer, number) || !removes)
           return void ignore(out, `${where}: vault proxy not removed by a member through the vault`);
         if (this.isActive(m.value.delegate, number))
           return void ignore(out, `${where}: ${toHex(m.value.delegate)} is a member; its vault proxy stays`);
-        if (
-          !contains(encoded, removeProxyCall(this.ctx.callIndices, m.value.delegate)) ||
-          !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, refund!.dest, refund!.amount))
-        ) {
-          return void ignore(out, `${where}: removeProxy or the deposit's refund does not match the extrinsic`);
-        }
+        // The refund leaves the vault: exactly what the batch that added this proxy paid in, whatever a host says.
+        const deposit = this.proxyDeposit(m.value.delegate);
+        if (refund.amount !== deposit)
+          return void ignore(out, `${where}: refunds ${refund.amount}, not the recorded deposit ${deposit}`);
         this.data.vaultProxies = this.data.vaultProxies.filter((p) => !same(p, m.value.delegate));
+        this.data.proxyDeposits = this.data.proxyDeposits.filter((d) => !same(d.delegate, m.value.delegate));
         out.push({ kind: 'unproxy', detail: toHex(m.value.delegate) });
         return;
       }
       case 'payout': {
-        const transfer = this.payoutTransfer(number, x, encoded, parent, top);
+        const transfer = this.payoutTransfer(number, x, parent, top);
         if (!transfer) return void ignore(out, `${where}: payout not made by a member through the vault`);
         out.push({ kind: 'payout', detail: `withdrawal ${m.value.withdrawal}` });
         return effect(EFFECT.payout, {
@@ -322,32 +315,24 @@ export class Registry {
   }
 
   /** The call that `call` makes as the vault: `inner` of proxy.proxy(vault, inner), else undefined. */
-  private throughVault(call: CallTree): CallTree | undefined {
+  private throughVault(call: Call): Call | undefined {
     const vault = this.data.vault;
-    return call.method === 'proxy' && vault && call.real && same(call.real, vault.account)
-      ? call.calls?.[0]
-      : undefined;
+    return call.kind === 'proxy' && vault && same(call.real, vault.account) ? call.call : undefined;
   }
 
   /**
-   * The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, bound to the bytes.
+   * The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member.
    */
   private payoutTransfer(
     number: number,
-    x: RelevantExtrinsic,
-    encoded: Uint8Array,
-    parent: CallTree | undefined,
-    top: CallTree,
+    x: DecodedExtrinsic,
+    parent: Call | undefined,
+    top: Call,
   ): { dest: Uint8Array; amount: bigint } | undefined {
     if (!x.signer || !this.isActive(x.signer, number)) return undefined;
     const batch = this.throughVault(top);
-    const transfer =
-      batch?.method === 'batchAll' && parent === batch
-        ? batch.calls?.find((c) => c.method === 'transferKeepAlive')?.transfer
-        : undefined;
-    if (!transfer || !contains(encoded, transferKeepAliveCall(this.ctx.callIndices, transfer.dest, transfer.amount)))
-      return undefined;
-    return transfer;
+    if (batch?.kind !== 'batchAll' || parent !== batch) return undefined;
+    return batch.calls.find((c) => c.kind === 'transferKeepAlive');
   }
 }
 
@@ -356,33 +341,17 @@ function ignore(out: Observation[], detail: string): [] {
   return [];
 }
 
-/**
- * Our messages for this shard anywhere in the call tree, with the call that contains each remark;
- * null when the host reported a remark of ours that is not in the extrinsic's bytes.
- */
-function collectMessages(
-  root: CallTree,
-  encoded: Uint8Array,
-  shard: Uint8Array,
-): { message: ParentchainMessage; parent: CallTree | undefined }[] | null {
-  const found: { message: ParentchainMessage; parent: CallTree | undefined }[] = [];
-  let unbound = false;
-  const walk = (c: CallTree, parent: CallTree | undefined) => {
-    if (c.remark && isOurRemark(c.remark)) {
-      if (!contains(encoded, c.remark)) unbound = true;
+/** Our messages for this shard anywhere in the decoded call (depth-bounded by the decoder), with their parent call. */
+function collectMessages(root: Call, shard: Uint8Array): { message: ParentchainMessage; parent: Call | undefined }[] {
+  const found: { message: ParentchainMessage; parent: Call | undefined }[] = [];
+  const walk = (c: Call, parent: Call | undefined) => {
+    if (c.kind === 'remark' && isOurRemark(c.remark)) {
       const { message } = tryDecodeMessage(c.remark);
       if (message && same(message.value.shard, shard)) found.push({ message, parent });
     }
-    for (const child of c.calls ?? []) walk(child, c);
+    if (c.kind === 'batchAll') for (const child of c.calls) walk(child, c);
+    if (c.kind === 'proxy') walk(c.call, c);
   };
   walk(root, undefined);
-  return unbound ? null : found;
-}
-
-/** A signed v4 extrinsic: compact length, version byte (signed bit set), MultiAddress::Id(signer). */
-function signedBy(encoded: Uint8Array, signer: Uint8Array): boolean {
-  const mode = encoded[0] & 3;
-  const at = mode === 0 ? 1 : mode === 1 ? 2 : mode === 2 ? 4 : -1;
-  if (at < 0 || encoded.length < at + 34) return false;
-  return (encoded[at] & 0x80) !== 0 && encoded[at + 1] === 0 && same(encoded.subarray(at + 2, at + 34), signer);
+  return found;
 }

@@ -6,17 +6,19 @@
 // again only once the light client has passed its death, or its nonce is consumed, without seeing it
 // done. A payout stays bound to its nonce until the verified chain consumes that nonce (nonces.ts), so
 // it is included at most once whatever the host shows or withholds, across crashes of either side.
-import { existsSync, readFileSync } from 'node:fs';
+// The signing guard numbers every sealed write, so a view the host puts back older is detected
+// (keys/signing-guard.ts).
 import { join } from 'node:path';
-import { MESSAGE_MAGIC, encodeMessage } from '../../protocol/parentchain-messages.ts';
+import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { LightClient } from './light-client.ts';
-import { CallIndices, contains, payloadMortality, remarkCall } from './calls.ts';
+import { CallIndices, payloadMortality, remarkCall } from './calls.ts';
 import { EFFECT, Effect, Registry, type Observation, type RegistryContext } from './registry.ts';
 import { dutyCalls, type DutyInput } from './duty-calls.ts';
 import { AccountNonces, EMPTY_NONCES, UNKNOWN_NONCE } from './nonces.ts';
 import { payloadNonce } from './extrinsic-prefix.ts';
-import { writeFileAtomic, type Sealer } from '../keys/sealing.ts';
+import type { SigningGuard } from '../keys/signing-guard.ts';
+import { blockCandidates, readExtrinsic } from './extrinsic.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import {
   InFlight,
@@ -37,9 +39,14 @@ export class ParentchainView {
   readonly registry: Registry;
   readonly callIndices: CallIndices;
   readonly existentialDeposit: bigint;
-  /** What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams). */
+  /**
+   * What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams): only what this
+   * enclave's own account pays in; a refund out of the vault is the registry's recorded deposit.
+   */
   readonly proxyDepositFactor: bigint;
   private pending: Effect[];
+  /** Parentchain block up to which effects were settled (dropped): see effectsSettled. */
+  private settled: number;
   private readonly inFlight: Map<string, InFlight>;
   private readonly recent: Map<string, number>;
   /**
@@ -49,20 +56,21 @@ export class ParentchainView {
   private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null; nonce: number }>();
   private readonly nonces: AccountNonces;
   private readonly path: string;
-  private readonly sealer: Sealer;
+  /** Seals this view with a sequence number it records, and refuses duties after a rollback of it. */
+  private readonly guard: SigningGuard;
   readonly signingKey: Uint8Array;
   private readonly shard: Uint8Array;
 
   private constructor(
     path: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: RegistryContext,
     s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices },
     proxyDepositFactor: bigint,
   ) {
     this.path = path;
-    this.sealer = sealer;
+    this.guard = guard;
     this.signingKey = signingKey;
     this.shard = ctx.shard;
     this.callIndices = s.callIndices;
@@ -71,6 +79,7 @@ export class ParentchainView {
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
     this.registry = new Registry(ctx, s.registry);
     this.pending = s.pending;
+    this.settled = s.settled;
     this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
     this.recent = new Map(s.recent.map((r) => [hexKey(r.hash), r.number]));
     this.nonces = new AccountNonces(s.nonces, signingKey, (w) => this.payoutRemark(w));
@@ -87,15 +96,16 @@ export class ParentchainView {
    */
   static open(
     dataDir: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: Omit<RegistryContext, 'callIndices'>,
     init: ParentchainInitParams,
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     let s: ReturnType<typeof SealedView.dec>;
-    if (existsSync(path)) {
-      s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const sealed = guard.readView(path);
+    if (sealed) {
+      s = decodeSealedView(sealed);
       if (!same(s.genesisHash, init.genesisHash)) {
         throw new EnclaveError(
           'PARENTCHAIN_GENESIS_MISMATCH',
@@ -113,6 +123,7 @@ export class ParentchainView {
         pending: [],
         inFlight: [],
         recent: [],
+        settled: 0,
         nonces: EMPTY_NONCES,
       };
     }
@@ -124,7 +135,7 @@ export class ParentchainView {
     };
     const view = new ParentchainView(
       path,
-      sealer,
+      guard,
       signingKey,
       { ...ctx, callIndices },
       { ...s, callIndices },
@@ -138,15 +149,16 @@ export class ParentchainView {
   /** The sealed view as last written, or null (offline use: replay needs the registry to know the authors). */
   static load(
     dataDir: string,
-    sealer: Sealer,
+    guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: Omit<RegistryContext, 'callIndices'>,
   ): ParentchainView | null {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
-    if (!existsSync(path)) return null;
-    const s = decodeSealedView(sealer.unseal('parentchain', new Uint8Array(readFileSync(path))));
+    const sealed = guard.readView(path);
+    if (!sealed) return null;
+    const s = decodeSealedView(sealed);
     // offline: no duties
-    return new ParentchainView(path, sealer, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
+    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
   }
 
   private persist(): void {
@@ -160,9 +172,10 @@ export class ParentchainView {
       pending: this.pending,
       inFlight: [...this.inFlight.values()],
       recent,
+      settled: this.settled,
       nonces: this.nonces.data,
     });
-    writeFileAtomic(this.path, this.sealer.seal('signer', 'parentchain', bytes));
+    this.guard.writeView(this.path, bytes, this.lightClient.number);
   }
 
   /** Verifies and applies finalized blocks in order; persists once at the end. */
@@ -172,30 +185,19 @@ export class ParentchainView {
     try {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
-        const missing = b.relevant.find((x) => b.extrinsics[x.index] === undefined);
-        if (missing)
-          throw new EnclaveError(
-            'PARENTCHAIN_BAD_BODY',
-            `block #${this.lightClient.number + 1} has no extrinsic ${missing.index}`,
-          );
-        // The host decodes extrinsics, so it must not be able to hide one of ours: every extrinsic
-        // whose bytes carry our magic and our shard id has to be handed over decoded (the registry
-        // then decides). Messages for other shards need not be decoded at all.
-        const listed = new Set(b.relevant.map((x) => x.index));
-        const hidden = b.extrinsics.findIndex(
-          (x, i) => !listed.has(i) && contains(x, MESSAGE_MAGIC) && contains(x, this.shard),
-        );
-        if (hidden >= 0)
-          throw new EnclaveError(
-            'PARENTCHAIN_HIDDEN_EXTRINSIC',
-            `block #${this.lightClient.number + 1}: extrinsic ${hidden} carries a shard message the host did not decode`,
-          );
+        const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
         // Our own extrinsics, from the verified body itself: nonces consumed, payouts included.
         this.nonces.observe(b.extrinsics, this.payoutsInFlight(), h.number);
-        for (const x of b.relevant) {
-          const found = this.registry.apply(h.number, x, b.extrinsics[x.index], observations);
+        for (const { index, outcome } of candidates) {
+          // Decoded here from the verified bytes; what is not one of our calls is ignored, never an error.
+          const x = readExtrinsic(this.callIndices, b.extrinsics[index], outcome.callOffset);
+          if (typeof x === 'string') {
+            observations.push({ kind: 'ignored', detail: `extrinsic ${h.number}-${index}: ${x}` });
+            continue;
+          }
+          const found = this.registry.apply(h.number, { index, ...x, success: outcome.success }, observations);
           this.pending.push(...found);
           effects += found.length;
         }
@@ -208,11 +210,6 @@ export class ParentchainView {
       this.persist(); // what was verified before a bad block stays verified
     }
     return { observations, effects };
-  }
-
-  /** The light client head's number. */
-  get number(): number {
-    return this.lightClient.number;
   }
 
   private remember(number: number, hash: Uint8Array): void {
@@ -259,6 +256,11 @@ export class ParentchainView {
     return [...this.inFlight.keys()].filter((k) => k.startsWith('payout:')).map((k) => BigInt(k.slice(7)));
   }
 
+  /** The light client head's number. */
+  get number(): number {
+    return this.lightClient.number;
+  }
+
   // ---------- effects for sidechain blocks ----------
 
   /** Whether (number, hash) is a verified parentchain block; undefined when it is older than what is remembered. */
@@ -275,6 +277,16 @@ export class ParentchainView {
     return this.pending.filter((e) => e.parentchainNumber > afterNumber);
   }
 
+  /** Effects of parentchain blocks in (afterNumber, upTo], in order; complete only from effectsSettled on. */
+  effectsBetween(afterNumber: number, upTo: number): Effect[] {
+    return this.pending.filter((e) => e.parentchainNumber > afterNumber && e.parentchainNumber <= upTo);
+  }
+
+  /** Effects of parentchain blocks up to here were executed by an anchored block and dropped (chain/effects.ts). */
+  get effectsSettled(): number {
+    return this.settled;
+  }
+
   /** A final sidechain block executed effects up to `number`: drop them. */
   settledUpTo(number: number): void {
     const before = this.pending.length;
@@ -282,7 +294,9 @@ export class ParentchainView {
       if (e.parentchainNumber <= number && (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed))
         this.nonces.forget(e.withdrawal); // paid (or refunded) in a final block: its binding is no longer needed
     this.pending = this.pending.filter((e) => e.parentchainNumber > number);
-    if (this.pending.length !== before) this.persist();
+    const moved = number > this.settled;
+    if (moved) this.settled = number;
+    if (moved || this.pending.length !== before) this.persist();
   }
 
   // ---------- duties and signing ----------
@@ -346,6 +360,7 @@ export class ParentchainView {
   admitPayload(payload: Uint8Array): void {
     for (const { callData, duty, nonce } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
+      if (duty !== null) this.guard.checkDuties(this.lightClient.number);
       if (duty !== null && this.inFlight.has(duty))
         throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
       const w = duty?.startsWith('payout:') ? BigInt(duty.slice(7)) : undefined;
@@ -369,6 +384,9 @@ export class ParentchainView {
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
       this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death, nonce: named });
       if (w !== undefined) this.nonces.bind(w, named);
+      // A birth not among the recent verified blocks is older (then dead sooner) or not final yet (assumed
+      // within RECENT_KEPT blocks of the verified head).
+      this.guard.noteDuty(death ?? this.lightClient.number + RECENT_KEPT + mortality.period);
       this.persist();
       return;
     }

@@ -1,6 +1,7 @@
 // The state transition function: balances with nonces, transfers with memos, unshielding, and the
 // parentchain effects (shield credits, payouts seen). Pure over an Overlay; a failing call changes
-// nothing (checks come before writes).
+// nothing (checks come before writes). Rejection messages name no state (balances, nonces, amounts):
+// they reach the host and any RPC client; the submitter reads its own account with a signed getter.
 import type { TrustedCall } from '../../protocol/wire.ts';
 import { MAX_MEMO_BYTES } from '../../protocol/wire.ts';
 import { RejectCode } from '../../protocol/errors.ts';
@@ -35,7 +36,7 @@ export function precheck(call: TrustedCall, sender: Account, ctx: StfContext = N
     return {
       ok: false,
       code: RejectCode.INSUFFICIENT_BALANCE,
-      message: `insufficient balance: ${sender.balance} < ${c.amount}`,
+      message: 'the amount exceeds the balance',
     };
   }
   return { ok: true };
@@ -54,7 +55,7 @@ export function execute(
     return {
       ok: false,
       code: RejectCode.STALE_NONCE,
-      message: `nonce ${nonce} is not the account nonce ${sender.nonce}`,
+      message: 'the nonce is not the account nonce',
     };
   }
   const pre = precheck(call, sender, ctx);
@@ -66,7 +67,7 @@ export function execute(
       return {
         ok: false,
         code: RejectCode.EXCEEDS_SHIELDED_SUPPLY,
-        message: `only ${shard.shieldedSupply} is shielded in the vault`,
+        message: 'the amount exceeds the funds shielded in the vault',
       };
     }
     overlay.setAccount(from, { ...sender, balance: sender.balance - amount, nonce: sender.nonce + 1 });

@@ -8,7 +8,7 @@ import { ValidateerError } from '../../protocol/errors.ts';
 import { bytesView } from '../../protocol/bytes.ts';
 import type { BlockOptions, ParentchainBlock, ParentchainHeader } from '../api.ts';
 import type { RpcConnection } from './connection.ts';
-import { toEvent, toExtrinsic, toHeader } from './decode.ts';
+import { toEvent, toExtrinsic, toHeader, undecodableExtrinsic } from './decode.ts';
 
 type RawBlock = { block: { header: Record<string, unknown>; extrinsics: string[] } };
 type Decoded = { registry: Registry; upgraded: boolean };
@@ -73,14 +73,31 @@ export class BlockReader {
     const encoded = raw.block.extrinsics.map((x) => hexToU8a(x));
     const needle = options.decodeOnly ? Buffer.from(options.decodeOnly) : undefined;
     const wanted = encoded.flatMap((x, i) => (!needle || bytesView(x).indexOf(needle) >= 0 ? [i] : []));
-    const extrinsics = wanted.map((i) => registry.createType('Extrinsic', encoded[i]));
-    const wantEvents = (options.events ?? 'all') === 'all' || extrinsics.some((x) => x.isSigned);
+    // One extrinsic the runtime's types cannot decode is kept undecoded, never a failed block (a scan error).
+    const extrinsics = wanted.map((i) => {
+      try {
+        return registry.createType('Extrinsic', encoded[i]);
+      } catch {
+        return null;
+      }
+    });
+    const wantEvents = (options.events ?? 'all') === 'all' || extrinsics.some((x) => x?.isSigned !== false);
     const records = wantEvents ? await this.#events(registry, hex) : undefined;
     const events = records?.map(toEvent); // converted once: an extrinsic's events are these same objects
     return {
       header: toHeader(header, hash),
       raw: encoded,
-      extrinsics: extrinsics.map((x, k) => toExtrinsic(registry, x, wanted[k], encoded[wanted[k]], records, events)),
+      extrinsics: extrinsics.map((x, k) => {
+        const i = wanted[k];
+        if (x) {
+          try {
+            return toExtrinsic(registry, x, i, encoded[i], records, events);
+          } catch {
+            // fall through: decoded lazily by polkadot-js, so a bad nested call may only throw here
+          }
+        }
+        return undecodableExtrinsic(registry, i, encoded[i], records, events);
+      }),
       events: events ?? [],
     };
   }

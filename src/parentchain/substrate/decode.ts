@@ -105,19 +105,48 @@ export function toExtrinsic(
   records: EventRecord[] | undefined,
   events: ParentchainEvent[] | undefined,
 ): ParentchainExtrinsic {
-  const mine = events?.flatMap((e, k) => (e.extrinsicIndex === index ? [k] : []));
-  const own = mine?.map((k) => records![k]);
-  const out: ParentchainExtrinsic = {
-    index,
-    hash: x.hash.toU8a(),
-    encoded,
+  const out = withOutcome(registry, index, encoded, records, events, {
     call: toCall(registry, x.method as Call),
-    events: mine?.map((k) => events![k]) ?? [],
-  };
+    callOffset: encoded.length - x.method.encodedLength,
+  });
   if (x.isSigned) {
     out.signer = accountBytes(x.signer);
     out.nonce = x.nonce.toNumber();
   }
+  return out;
+}
+
+/**
+ * An extrinsic the runtime's types could not decode (an odd one must not stop a scan): its bytes and outcome only,
+ * so the enclave, which decodes calls itself, still learns whether it dispatched.
+ */
+export function undecodableExtrinsic(
+  registry: Registry,
+  index: number,
+  encoded: Uint8Array,
+  records: EventRecord[] | undefined,
+  events: ParentchainEvent[] | undefined,
+): ParentchainExtrinsic {
+  return withOutcome(registry, index, encoded, records, events, { call: { pallet: '', method: '', args: {} } });
+}
+
+function withOutcome(
+  registry: Registry,
+  index: number,
+  encoded: Uint8Array,
+  records: EventRecord[] | undefined,
+  events: ParentchainEvent[] | undefined,
+  decoded: { call: ParentchainCall; callOffset?: number },
+): ParentchainExtrinsic {
+  const mine = events?.flatMap((e, k) => (e.extrinsicIndex === index ? [k] : []));
+  const own = mine?.map((k) => records![k]);
+  const out: ParentchainExtrinsic = {
+    index,
+    hash: blake2AsU8a(encoded, 256),
+    encoded,
+    ...decoded,
+    events: mine?.map((k) => events![k]) ?? [],
+  };
   if (own) {
     const failure = dispatchFailure(registry, own);
     out.success = failure === undefined;

@@ -7,7 +7,8 @@ import { EnclaveCore } from '../../../src/enclave/core.ts';
 import { buildGetter, buildTransfer, type ShieldingKey } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { SignedBlock, bodyRoot, headerHash, headerSigningPayload, type Header } from '../../../src/protocol/block.ts';
-import { ed25519Generate, ed25519Sign } from '../../../src/crypto/primitives.ts';
+import { ed25519Generate, ed25519PrivateKey, ed25519Sign, type KeyPair } from '../../../src/crypto/primitives.ts';
+import { sealForwarded } from '../../../src/enclave/calls/forwarding.ts';
 import { slotAt } from '../../../src/protocol/aura.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { TEST_POOL, enclaveSet } from '../../helpers/enclave-set.ts';
@@ -75,6 +76,8 @@ function slotOf(index: number, n: number, after: bigint): bigint {
   while (s % BigInt(n) !== BigInt(index)) s++;
   return s;
 }
+
+const signerKeys = (k: KeyPair) => ({ publicKey: k.publicKey, signingKey: ed25519PrivateKey(k.secretKey) });
 
 /** Re-encodes a block with a changed header (and/or body), signed by `key`. */
 function forge(
@@ -163,6 +166,16 @@ test('genesis: by the first authority only; the others import it and end in the 
       ),
     ),
     'BLOCK_BAD_COMMITMENT',
+  );
+  assert.equal(
+    codeOf(() =>
+      c.importBlock(
+        forge(g.block, ak, (h) => ({ ...h, effectsRoot: new Uint8Array(32) })),
+        Date.now(),
+      ),
+    ),
+    'EFFECTS_MISMATCH',
+    'genesis executes no parentchain effects',
   );
   assert.equal(
     codeOf(() => c.importBlock(flip(g.block, -1), Date.now())),
@@ -384,6 +397,11 @@ test('import rejections: each with its code, the head unchanged, a valid block s
       forge(p.block, ak, (h) => ({ ...h, stateCommitment: SignedBlock.dec(first.block).header.stateCommitment })),
       'BLOCK_BAD_COMMITMENT',
     ],
+    [
+      'parentchain effects without a parentchain',
+      forge(p.block, ak, (h) => ({ ...h, effectsRoot: new Uint8Array(randomBytes(32)) })),
+      'EFFECTS_MISMATCH',
+    ],
     ["slot equal to the parent's", forge(p.block, ak, (h) => ({ ...h, slot: 2n })), 'BLOCK_SLOT_NOT_INCREASING'],
     ["slot before the parent's", forge(p.block, ak, (h) => ({ ...h, slot: 0n })), 'BLOCK_SLOT_NOT_INCREASING'],
     ['slot far in the future', forge(p.block, ak, (h) => ({ ...h, slot: futureSlot })), 'BLOCK_FROM_FUTURE'],
@@ -521,7 +539,7 @@ test("a block A made in B's slot by re-signing its own proposal is refused; B's 
   );
 });
 
-test('forwarded calls: verified once by the receiving enclave, opened by the others under the shard key; forged batches refused', async () => {
+test('forwarded calls: verified once by the receiving enclave, opened by the others of the set; malformed batches refused', async () => {
   const [a, b] = await openSet(2);
   const g = a.genesis(ENDOWMENTS(), Date.now());
   b.commit(b.importBlock(g.block, Date.now()).hash);
@@ -541,7 +559,7 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   assert.equal((await b.submitForwarded(r.forwarded, Date.now()))[0].code, 'DUPLICATE');
 
   // tampered, truncated, or sealed by an enclave of another shard: refused whole with a stable code
-  assert.equal(await rejectionCode(b.submitForwarded(flip(r.forwarded, -1), Date.now())), 'DECRYPT_FAILED');
+  assert.equal(await rejectionCode(b.submitForwarded(flip(r.forwarded, -1), Date.now())), 'FORWARD_BAD_SIGNATURE');
   assert.equal(await rejectionCode(b.submitForwarded(r.forwarded.subarray(0, 10), Date.now())), 'DECODE_FAILED');
   const stranger = adopt(
     EnclaveCore.open({
@@ -559,7 +577,7 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
     Date.now(),
     new Set([0]),
   );
-  assert.equal(await rejectionCode(b.submitForwarded(foreign.forwarded!, Date.now())), 'DECRYPT_FAILED');
+  assert.equal(await rejectionCode(b.submitForwarded(foreign.forwarded!, Date.now())), 'FORWARD_NOT_MEMBER');
   assert.equal(b.status().poolSize, 1);
 
   // B authors the forwarded call; A imports and both agree
@@ -583,6 +601,63 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   await c.finishReplay(); // back at genesis, as a reorg does
   assert.equal(await c.requeue([t0.hash, hexKey(randomBytes(32))], Date.now()), 1);
   assert.equal(c.status().poolSize, 1);
+});
+
+test("forwarded calls execute on a member's signature only: the shard's forward key alone forges nothing; replays add nothing", async () => {
+  const [a, b] = await openSet(2);
+  const g = a.genesis(ENDOWMENTS(), Date.now());
+  b.commit(b.importBlock(g.block, Date.now()).hash);
+  const mallory = randomBytes(32);
+  const refused = async (batch: Uint8Array, code: string) => {
+    assert.equal(await rejectionCode(b.submitForwarded(batch, Date.now())), code);
+    assert.equal(b.status().poolSize, 0, 'nothing admitted');
+  };
+
+  // An enclave of the same shard outside the set: it holds the same shard secrets, so the same forward key.
+  const outsider = openCore(tempDir(), [a.info().signingKey, b.info().signingKey]);
+  outsider.commit(outsider.importBlock(g.block, Date.now()).hash);
+  const t0 = buildTransfer(alice, { to: bob.publicKey, amount: 5n, nonce: 0 }, keyOf(outsider), SHARD);
+  const fromOutsider = await outsider.submitAndForward([t0.request], Date.now(), new Set([0]));
+  assert.equal(fromOutsider.results[0].status, 'ready');
+  await refused(fromOutsider.forwarded!, 'FORWARD_NOT_MEMBER');
+
+  // A batch forged with the forward key (as a departed member or a leaked key would hold it): alice's funds to
+  // mallory without alice's signature, named as a's, signed by someone else.
+  const epoch = a.info().stateKeyId;
+  const forwardKey = b['keyring'].forwardKey(epoch)!;
+  const theft = [
+    {
+      hash: randomBytes(32),
+      nonce: 0,
+      call: {
+        tag: 'transfer' as const,
+        value: { from: alice.publicKey, to: mallory, amount: ALICE_START, memo: undefined },
+      },
+    },
+  ];
+  const forger = ed25519Generate();
+  const forged = sealForwarded(
+    { id: epoch, key: forwardKey },
+    SHARD,
+    { ...signerKeys(forger), publicKey: a.info().signingKey },
+    theft,
+  );
+  await refused(forged, 'FORWARD_BAD_SIGNATURE');
+  // ... or signed with the forger's own key: not a member.
+  await refused(sealForwarded({ id: epoch, key: forwardKey }, SHARD, signerKeys(forger), theft), 'FORWARD_NOT_MEMBER');
+
+  // a's own batch, its signature tampered with: refused; as signed: admitted.
+  const fromA = await a.submitAndForward([t0.request], Date.now(), new Set([0]));
+  for (const at of [-1, -64]) await refused(flip(fromA.forwarded!, at), 'FORWARD_BAD_SIGNATURE');
+  assert.deepEqual(await b.submitForwarded(fromA.forwarded!, Date.now()), [{ hash: t0.hash, status: 'ready' }]);
+
+  // Replays: while the call is pending a duplicate; once executed a stale nonce; never a second execution.
+  assert.equal((await b.submitForwarded(fromA.forwarded!, Date.now()))[0].code, 'DUPLICATE');
+  produce(b, [a], slotOf(1, 2, 0n));
+  assert.deepEqual([balance(b, alice), balance(b, bob)], [ALICE_START - 5n, BOB_START + 5n]);
+  assert.equal((await b.submitForwarded(fromA.forwarded!, Date.now()))[0].code, 'STALE_NONCE');
+  assert.equal(b.status().poolSize, 0);
+  assert.deepEqual([balance(b, alice), balance(b, bob)], [ALICE_START - 5n, BOB_START + 5n]);
 });
 
 async function rejectionCode(p: Promise<unknown>): Promise<string | undefined> {

@@ -1,10 +1,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Sealer } from '../../../src/enclave/keys/sealing.ts';
+import { Sealer, writeFileAtomic, type AtomicWriteFs } from '../../../src/enclave/keys/sealing.ts';
 import { loadOrCreateKeys } from '../../../src/enclave/keys/keys.ts';
 import {
   ed25519PublicFromSeed,
@@ -150,6 +151,41 @@ test('corrupt simulated platform secret file -> PLATFORM_SECRET_CORRUPT', () => 
   }
   writeFileSync(path, text);
   assert.doesNotThrow(() => Sealer.simulated(dir, measurementA));
+});
+
+test('writeFileAtomic: data fsynced, renamed into place, then the directory fsynced (a crash keeps the new file)', () => {
+  const dir = join(tempDir(), 'enclave');
+  const path = join(dir, 'parentchain.sealed');
+  const calls: string[] = [];
+  const dirFds = new Set<number>();
+  // The real file system, with every call written down.
+  const recording: AtomicWriteFs = {
+    mkdirSync: (p, o) => (calls.push(`mkdir ${p === dir}`), fs.mkdirSync(p, o)),
+    writeFileSync: (p, d, o) => {
+      calls.push(`write tmp flush=${typeof o === 'object' && o?.flush === true}`);
+      fs.writeFileSync(p, d, o);
+    },
+    renameSync: (from, to) => (calls.push(`rename to ${to === path}`), fs.renameSync(from, to)),
+    openSync: (p, flags) => {
+      const fd = fs.openSync(p, flags);
+      if (p === dir) dirFds.add(fd);
+      calls.push(`open ${p === dir ? 'dir' : p}`);
+      return fd;
+    },
+    fsyncSync: (fd) => (calls.push(`fsync ${dirFds.has(fd) ? 'dir' : fd}`), fs.fsyncSync(fd)),
+    closeSync: (fd) => (calls.push(`close ${dirFds.has(fd) ? 'dir' : fd}`), fs.closeSync(fd)),
+  };
+  writeFileAtomic(path, te.encode('sealed bytes'), recording);
+  assert.deepEqual(calls, [
+    'mkdir true',
+    'write tmp flush=true',
+    'rename to true',
+    'open dir',
+    'fsync dir',
+    'close dir',
+  ]);
+  assert.equal(readFileSync(path, 'utf8'), 'sealed bytes');
+  assert.deepEqual(fs.readdirSync(dir), ['parentchain.sealed'], 'no temporary file left');
 });
 
 function encodings(b: Uint8Array): Buffer[] {
