@@ -61,7 +61,8 @@ export class AccountNonces {
     let ours = false;
     for (const x of extrinsics) {
       const p = signedPrefix(x);
-      if (!p || !same(p.signer, this.account)) continue;
+      // (u32::MAX is never signed here: it stays the unknown marker and the next nonce fits a u32)
+      if (!p || !same(p.signer, this.account) || p.nonce >= UNKNOWN_NONCE) continue;
       ours = true;
       this.next = Math.max(this.next, p.nonce + 1);
       for (const w of new Set([...this.payouts.keys(), ...payoutsToWatch])) {
