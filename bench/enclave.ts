@@ -11,8 +11,9 @@ import { EnclaveCore, type EnclaveOptions } from '../src/enclave/core.ts';
 import { benchTransfers } from './transfers.ts';
 import { benchPublicKeys } from './accounts.ts';
 import { fromHex } from '../src/protocol/bytes.ts';
+import { DEV_SHARD, DEV_SHARD_POLICY } from '../src/protocol/shard-policy.ts';
 
-const SHARD = new Uint8Array(32).fill(0x11);
+const SHARD = DEV_SHARD;
 const BATCH = 2000;
 
 export async function benchEnclave(o: {
@@ -24,6 +25,7 @@ export async function benchEnclave(o: {
   const init = (dataDir: string, authorities: Uint8Array[]): EnclaveOptions => ({
     dataDir,
     shard: SHARD,
+    shardPolicy: DEV_SHARD_POLICY,
     workers: 2,
     pool: { maxPending: 200_000, maxNonceAhead: 1024, futureTtlMs: 60_000 },
     authorities,

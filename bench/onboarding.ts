@@ -36,6 +36,7 @@ import { scrapeMetrics } from '../src/metrics/scrape.ts';
 import { cpuSeconds, machineBusySeconds, peakRss } from './proc-stats.ts';
 import { nodeProcessEnv } from '../src/node/process-env.ts';
 import { fromHex, same, toHex } from '../src/protocol/bytes.ts';
+import { DEV_SHARD_POLICY } from '../src/protocol/shard-policy.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const POOL = { maxPending: 200000, maxNonceAhead: 1024, futureTtlMs: 30000 };
@@ -236,6 +237,7 @@ async function generateChain(o: {
   const core = EnclaveCore.open({
     dataDir: o.dataDir,
     shard: o.shard,
+    shardPolicy: DEV_SHARD_POLICY,
     workers: availableParallelism(),
     pool: POOL,
     authorities: o.authorities,
@@ -440,6 +442,7 @@ async function applyAlone(
   const enclave = await Enclave.start({
     dataDir: hostDir,
     shard,
+    shardPolicy: DEV_SHARD_POLICY,
     workers: configSchema.parse({}).enclave.workers,
     pool: POOL,
     authorities,
@@ -477,6 +480,7 @@ async function applyAlone(
   const core = EnclaveCore.open({
     dataDir: join(dir, 'core'),
     shard,
+    shardPolicy: DEV_SHARD_POLICY,
     workers: availableParallelism(),
     pool: POOL,
     authorities,
@@ -525,6 +529,7 @@ async function run(dir: string, o: OnboardingBenchOptions): Promise<Figures> {
       const core = EnclaveCore.open({
         dataDir: dataDir(name),
         shard,
+        shardPolicy: DEV_SHARD_POLICY,
         workers: 1,
         pool: POOL,
         authorities: [],

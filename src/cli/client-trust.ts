@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import type { ClientTrust } from '../client/client.ts';
 import { registryLookup } from '../client/registry.ts';
+import { readShardPolicy } from '../node/from-config.ts';
 import { connectParentchain, type SubstrateParentchain } from '../parentchain/substrate.ts';
 import { parseHex } from '../protocol/bytes.ts';
 import { ValidateerError } from '../protocol/errors.ts';
@@ -18,6 +19,8 @@ export interface TrustFlags {
   /** A command's own --parentchain: the registry is read there unless --trust-parentchain names another. */
   parentchain?: string;
   registryFrom: string;
+  /** The shard's policy (JSON, 0x hex, or a file): the attestation roots registrations are checked against. */
+  shardPolicy?: string;
 }
 
 export function trustOptions(cmd: Command): Command {
@@ -29,7 +32,11 @@ export function trustOptions(cmd: Command): Command {
       '--trust-parentchain <url>',
       `parentchain whose registry vouches for the enclave (default: the command's --parentchain, else ${DEFAULT_TRUST_PARENTCHAIN})`,
     )
-    .option('--registry-from <n>', 'first parentchain block the registry lookup scans', '0');
+    .option('--registry-from <n>', 'first parentchain block the registry lookup scans', '0')
+    .option(
+      '--shard-policy <policy>',
+      "the shard's policy (JSON, 0x hex or a file) whose authorities attest its members (default: the dev shard's)",
+    );
 }
 
 function hex32(s: string, flag: string): Uint8Array {
@@ -56,7 +63,8 @@ export function cliTrust(f: TrustFlags): { trust: ClientTrust; close(): Promise<
   const registry = async () => {
     const endpoint = f.trustParentchain ?? f.parentchain ?? DEFAULT_TRUST_PARENTCHAIN;
     pc ??= connectParentchain({ endpoint, connectTimeoutMs: 30_000 });
-    return (lookup ??= registryLookup(await pc, { fromBlock }));
+    const shardPolicies = f.shardPolicy ? [readShardPolicy(f.shardPolicy, '--shard-policy')] : [];
+    return (lookup ??= registryLookup(await pc, { fromBlock, shardPolicies }));
   };
   trust.member = async (shard, signer) => (await registry())(shard, signer);
   trust.vault = async (shard) => (await registry()).vault(shard);

@@ -10,6 +10,7 @@ import {
   replayCommand,
 } from './node-commands.ts';
 import { VERSION } from '../node/version.ts';
+import { shardPolicyCommands } from './policy-commands.ts';
 
 const program = new Command('validateer')
   .description('Confidential sidechain validateer (simulation-mode enclave)')
@@ -24,7 +25,10 @@ const nodeOptions = (c: Command) =>
     .addOption(new Option('--metrics-port <port>', 'metrics/health HTTP port (overrides metrics.port)'))
     .addOption(new Option('--slot-ms <ms>', 'slot duration in ms (overrides sidechain.slotDurationMs)'))
     .addOption(new Option('--log-level <level>', 'log level (overrides log.level)'))
-    .addOption(new Option('--parentchain <url>', 'Substrate node WebSocket endpoint (overrides parentchain.endpoint)'));
+    .addOption(new Option('--parentchain <url>', 'Substrate node WebSocket endpoint (overrides parentchain.endpoint)'))
+    .addOption(
+      new Option('--dev', 'accept the dev shard policy on a parentchain other than the embedded dev chain (sets dev)'),
+    );
 
 nodeOptions(program.command('run').description('run a validateer until SIGINT/SIGTERM')).action(runNodeCommand);
 nodeOptions(
@@ -67,6 +71,7 @@ nodeOptions(program.command('replay').description('rebuild state from the event 
   .option('--from-genesis', 'ignore snapshots and replay the whole event log')
   .option('--json', 'print the result as JSON')
   .action(replayCommand);
+shardPolicyCommands(program);
 const client = program.command('client').description('talk to a validateer as a client');
 // The client commands pull in polkadot-js util-crypto (~100 MB of RSS): load them only when used.
 if (process.argv[2] === 'client') (await import('./client-commands.ts')).clientCommands(client);

@@ -23,6 +23,7 @@ export interface NodeFlags {
   slotMs?: string;
   logLevel?: string;
   parentchain?: string;
+  dev?: boolean;
 }
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -40,6 +41,7 @@ function configFrom(flags: NodeFlags, defaultFile?: string, extra: Record<string
       'sidechain.slotDurationMs': flags.slotMs,
       'log.level': flags.logLevel,
       'parentchain.endpoint': flags.parentchain,
+      dev: flags.dev,
     },
   });
 }
@@ -121,7 +123,7 @@ export async function keysCommand(flags: NodeFlags): Promise<void> {
   const enclave = await Enclave.start(enclaveInitFrom(config, dataDir, 1));
   try {
     const info = await enclave.call('info', {});
-    const { quote } = await enclave.call('quote', { userData: new Uint8Array(32) });
+    const { quote } = await enclave.call('keysQuote', {});
     console.log(
       JSON.stringify(
         {

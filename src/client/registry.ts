@@ -6,7 +6,8 @@
 // number, a bounded number of them per lookup.
 import type { Parentchain, ParentchainCall } from '../parentchain/api.ts';
 import { MESSAGE_MAGIC, decodeMessage, type ParentchainMessage } from '../protocol/parentchain-messages.ts';
-import { DEV_AUTHORITY, verifyRegistrationQuote, type AttestationPolicy } from '../protocol/registration.ts';
+import { verifyRegistrationQuote, type AttestationPolicy } from '../protocol/registration.ts';
+import { DEV_SHARD_POLICY, decodeShardPolicy, shardIdOf } from '../protocol/shard-policy.ts';
 import { ValidateerError } from '../protocol/errors.ts';
 import { concatBytes, hexKey, same } from '../protocol/bytes.ts';
 import { blake2b } from '@noble/hashes/blake2.js';
@@ -19,8 +20,12 @@ export interface RegistryLookupOptions {
   fromBlock?: number;
   /** Most blocks one lookup scans; beyond that it refuses (REGISTRY_SCAN_LIMIT) rather than trust. Default 100,000. */
   maxBlocks?: number;
-  /** Default: the simulated dev authority and any measurement, which proves nothing off a dev chain. */
-  policy?: AttestationPolicy;
+  /**
+   * Shard policies the client knows (SCALE bytes, e.g. from the operator's `validateer shard-policy create`): a shard's
+   * registrations are checked against the authorities and measurements of the policy whose hash is its id. Without one,
+   * only the dev shard (its built-in policy) can be looked up; any other shard is refused (UNKNOWN_SHARD_POLICY).
+   */
+  shardPolicies?: Uint8Array[];
 }
 
 /** Calls looked at in one extrinsic at most (nested batches included): the rest cannot hold a member's message. */
@@ -42,7 +47,7 @@ export function registryLookup(
   chain: RegistryChain,
   opts: RegistryLookupOptions = {},
 ): MembershipCheck & { vault: VaultLookup } {
-  const policy = opts.policy ?? { trustedAuthorities: [DEV_AUTHORITY] };
+  const policies = [DEV_SHARD_POLICY, ...(opts.shardPolicies ?? [])];
   const maxBlocks = opts.maxBlocks ?? DEFAULT_MAX_BLOCKS;
   // Per shard: the next block to scan and what was found so far (scans continue where the last one stopped).
   const shards = new Map<string, ShardView>();
@@ -51,6 +56,7 @@ export function registryLookup(
     const key = hexKey(shard);
     let s = shards.get(key);
     if (!s) shards.set(key, (s = { next: opts.fromBlock ?? 0, members: new Set(), vault: null }));
+    const policy = attestationPolicyOf(policies, shard);
     const head = (await chain.finalizedHead()).number;
     if (head - s.next + 1 > maxBlocks) {
       throw new ValidateerError(
@@ -77,6 +83,21 @@ export function registryLookup(
       throw new ValidateerError('UNTRUSTED_ENCLAVE', 'the enclave is not a registered, attested member of the shard');
   };
   return Object.assign(member, { vault: async (shard: Uint8Array) => (await scan(shard)).vault });
+}
+
+/**
+ * The attestation roots of `shard`: those of the known policy that hashes to the shard id (the shard's identity commits
+ * to them, so no endpoint and no registration can name others). An empty measurement list means any measurement.
+ */
+function attestationPolicyOf(policies: Uint8Array[], shard: Uint8Array): AttestationPolicy {
+  const bytes = policies.find((p) => same(shardIdOf(p), shard));
+  if (!bytes)
+    throw new ValidateerError(
+      'UNKNOWN_SHARD_POLICY',
+      `no shard policy hashes to shard ${hexKey(shard)}: give the shard's policy (or pin the enclave)`,
+    );
+  const p = decodeShardPolicy(bytes);
+  return { trustedAuthorities: p.authorities, allowedMeasurements: p.measurements };
 }
 
 /** `batchAll[proxy.createPure(..), remark(vault)]` at the top of the extrinsic (as the enclaves' registry wants). */

@@ -1,6 +1,8 @@
 // The one configuration schema. Every field has a documented default, so an empty file is a valid
 // single-validateer dev config. Loading (file, env, flags) lives in ./load.ts.
 import { z } from 'zod';
+import { toHex } from '../protocol/bytes.ts';
+import { DEV_SHARD } from '../protocol/shard-policy.ts';
 
 const port = z.number().int().min(0).max(65535);
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'expected 0x followed by 64 hex digits');
@@ -12,11 +14,34 @@ const amount = z
 
 export const genesisBalance = z.object({ account: accountRef, amount });
 
+/** A shard policy as JSON (protocol/shard-policy.ts); `validateer shard-policy create` prints one. */
+const shardPolicyJson = z.strictObject({
+  version: z.literal(1).optional(),
+  name: z.string(),
+  authorities: z.array(hex32).min(1),
+  measurements: z.array(hex32).default([]),
+  governance: z.array(hex32).default([]),
+});
+
 export const configSchema = z.object({
   /** Where the block store, sealed keys and snapshots live. Relative paths are against the working directory. */
   dataDir: z.string().min(1).default('data/dev'),
-  /** Shard id (32 bytes, hex). The dev shard is sha256("validateer/dev-shard"). */
-  shard: hex32.default('0x' + '1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9'),
+  /**
+   * Shard id (32 bytes, hex): the hash of the shard policy (`validateer shard-policy create` prints both).
+   * The default is the dev shard, the hash of the built-in dev policy.
+   */
+  shard: hex32.default(toHex(DEV_SHARD)),
+  /**
+   * The shard policy (its roots of trust: attestation authorities, allowed measurements, governance keys):
+   * inline JSON, 0x-hex SCALE bytes, or the path of a file holding either. null = the built-in dev policy,
+   * accepted only on the embedded dev chain or with `dev`. The enclave refuses a policy that does not hash to `shard`.
+   */
+  shardPolicy: z
+    .union([z.string().min(1), shardPolicyJson])
+    .nullable()
+    .default(null),
+  /** Accept the dev shard policy (whose attestation authority's key is public) on any parentchain (`--dev`). */
+  dev: z.boolean().default(false),
   rpc: z
     .object({
       host: z.string().default('127.0.0.1'),
@@ -107,15 +132,22 @@ export const configSchema = z.object({
       attestation: z
         .object({
           provider: z.literal('simulated').default('simulated'),
-          /** Public keys (hex) of attestation authorities whose quotes are trusted; empty = the dev authority. */
+          /**
+           * Narrows the shard policy's attestation authorities (hex): a subset of them, anything else is
+           * refused; empty = the policy's.
+           */
           trustedAuthorities: z.array(hex32).default([]),
         })
         .prefault({}),
-      /** Enclave measurements (hex) a registered validateer may run; empty = this build's own measurement. */
+      /**
+       * Narrows the shard policy's enclave measurements (hex): a subset of them (of this build's own when
+       * the policy lists none), anything else is refused; empty = the policy's.
+       */
       allowedMeasurements: z.array(hex32).default([]),
       /**
        * Derive the shard secrets (shielding and state key) from the shard id, so that a dev set shares
-       * them without provisioning. Insecure by construction: for devnets and tests only.
+       * them without provisioning. Insecure by construction: for sets without a parentchain only (refused
+       * with `parentchain.endpoint`).
        */
       devShardSecrets: z.boolean().default(false),
     })

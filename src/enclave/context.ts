@@ -24,10 +24,14 @@ export interface EnclaveOptions {
   pool: PoolLimits;
   /** Block authors' signing keys when there is no parentchain; empty = this enclave alone. */
   authorities: Uint8Array[];
-  /** Attestation authorities whose quotes count in registrations; empty = the simulated dev authority. */
+  /** The shard policy (protocol/shard-policy.ts) whose hash is `shard`: the shard's roots of trust. */
+  shardPolicy: Uint8Array;
+  /** Narrows the policy's attestation authorities (a subset of them; empty = the policy's). */
   trustedAuthorities?: Uint8Array[];
-  /** Measurements a registered enclave may have; empty = this enclave's own. */
+  /** Narrows the policy's measurements (a subset of them; empty = the policy's). */
   allowedMeasurements?: Uint8Array[];
+  /** Accept the dev shard policy on a parentchain other than the embedded dev chain (`--dev`). */
+  dev?: boolean;
   /** Aura slot length: a block's slot may be at most `maxDriftMs` ahead of the enclave's clock. */
   slotDurationMs?: number;
   maxDriftMs?: number;

@@ -1,10 +1,11 @@
 // The enclave proper, as one facade over its parts: it builds them around a shared context
 // (context.ts) and delegates each message of the API to the part that owns it. Reached only through
 // the message interface (api.ts / worker.ts); nothing here is handed to untrusted code except encodings.
-import { simulatedProvider, type AttestationProvider } from './keys/attestation.ts';
+import { keysQuoteBinding, simulatedProvider, type AttestationProvider } from './keys/attestation.ts';
 import { EnclaveError } from './boundary/errors.ts';
 import { loadOrCreateKeys } from './keys/keys.ts';
 import { computeMeasurement } from './keys/measurement.ts';
+import { openTrustRoots } from './keys/trust-roots.ts';
 import { CallPool } from './calls/pool.ts';
 import { SIM_SIGNER_ID, Sealer } from './keys/sealing.ts';
 import { SigningGuard } from './keys/signing-guard.ts';
@@ -47,8 +48,11 @@ export class EnclaveCore {
 
   private constructor(opts: EnclaveOptions) {
     this.measurement = computeMeasurement();
+    // First, before any key is made or unsealed: the policy must be the one the shard id names.
+    const roots = openTrustRoots(opts, this.measurement);
     const sealer = Sealer.simulated(opts.dataDir, this.measurement);
-    const keys = loadOrCreateKeys(opts.dataDir, sealer, opts.devShardSecrets ? opts.shard : undefined).keys;
+    const devShard = opts.devShardSecrets ? opts.shard : undefined;
+    const keys = loadOrCreateKeys(opts.dataDir, sealer, { shard: opts.shard, devShard }).keys;
     this.attestation = simulatedProvider(this.measurement, SIM_SIGNER_ID);
     const key = { keyId: keys.shieldingKeyId, secret: keys.shieldingSecret, publicKey: keys.shieldingPublic };
     const ctx: EnclaveContext = (this.ctx = {
@@ -65,11 +69,13 @@ export class EnclaveCore {
     });
     // One object the registry reads the shielding key from: provisioning swaps its fields in place.
     const shielding = { secretKey: keys.shieldingSecret, publicKey: keys.shieldingPublic };
-    const quote = (userData: Uint8Array) => this.quote(userData);
+    // Quotes only over report data the parts compute themselves (registration, provisioning request and
+    // response): no message lets the host choose what is attested.
+    const quote = (binding: Uint8Array) => this.quoteOver(binding);
     this.pool = new CallPool(opts.pool);
     const head = (this.head = new ChainHead(ctx));
     const keyring = (this.keyring = new StateKeyring(ctx));
-    this.duties = new ParentchainDuties({ ctx, head, measurement: this.measurement, shielding, quote });
+    this.duties = new ParentchainDuties({ ctx, head, roots, shielding, quote });
     this.secrets = new ShardSecretsExchange({
       ctx,
       head,
@@ -147,9 +153,14 @@ export class EnclaveCore {
     };
   }
 
-  quote(userData: Uint8Array): Uint8Array {
-    if (userData.length !== 32) throw new EnclaveError('QUOTE_REPORT_DATA', 'user data must be 32 bytes');
-    return this.attestation.quote(new Uint8Array([...this.ctx.keys.signingPublic, ...userData]));
+  /** A quote over this enclave's public keys only (fixed, enclave-computed report data), for operators to show. */
+  keysQuote(): Uint8Array {
+    return this.quoteOver(keysQuoteBinding(this.ctx.opts.shard, this.ctx.keys));
+  }
+
+  private quoteOver(binding: Uint8Array): Uint8Array {
+    if (binding.length !== 32) throw new EnclaveError('QUOTE_REPORT_DATA', 'binding must be 32 bytes');
+    return this.attestation.quote(new Uint8Array([...this.ctx.keys.signingPublic, ...binding]));
   }
 
   slotAuthor(slot: bigint) {

@@ -5,11 +5,22 @@ import { genesisBalance, type Config } from '../config/schema.ts';
 import { ConfigError } from '../config/load.ts';
 import type { EnclaveInit } from '../enclave/boundary/host.ts';
 import { fromHex } from '../protocol/bytes.ts';
+import { DEV_SHARD_POLICY, shardPolicyFrom } from '../protocol/shard-policy.ts';
 
 export function enclaveInitFrom(config: Config, dataDir: string, workers = config.enclave.workers): EnclaveInit {
+  if (config.enclave.devShardSecrets && config.parentchain.endpoint !== null)
+    throw new ConfigError([
+      {
+        path: 'enclave.devShardSecrets',
+        message:
+          'dev shard secrets derive from the public shard id: refused with a parentchain (parentchain.endpoint is set)',
+      },
+    ]);
   return {
     dataDir,
     shard: fromHex(config.shard),
+    shardPolicy: shardPolicyBytes(config),
+    dev: config.dev,
     workers,
     workerNice: config.enclave.workerNice,
     pool: config.pool,
@@ -23,6 +34,24 @@ export function enclaveInitFrom(config: Config, dataDir: string, workers = confi
 }
 
 const HEX_KEY = /^0x[0-9a-fA-F]{64}$/;
+
+/** The shard policy's bytes: config's (inline JSON, hex, or a file of either), or the built-in dev policy. */
+export function shardPolicyBytes(config: Config): Uint8Array {
+  return config.shardPolicy === null ? DEV_SHARD_POLICY : readShardPolicy(config.shardPolicy, 'shardPolicy');
+}
+
+/** A shard policy given inline (JSON object or 0x hex) or as a file holding either; `path` names it in errors. */
+export function readShardPolicy(value: string | object, path: string): Uint8Array {
+  let source = path;
+  try {
+    if (typeof value !== 'string' || value.startsWith('0x')) return shardPolicyFrom(value);
+    source = `${path} file ${value}`;
+    const text = readFileSync(value, 'utf8').trim();
+    return shardPolicyFrom(text.startsWith('0x') ? text : JSON.parse(text));
+  } catch (err) {
+    throw new ConfigError([{ path, source, message: (err as Error).message }]);
+  }
+}
 
 /**
  * Genesis endowments (inline and from `genesis.balancesFile`) with every account reference resolved to a public key.

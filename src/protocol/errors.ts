@@ -136,6 +136,12 @@ export const PROVISION_CODES = [
   'PLATFORM_SECRET_CORRUPT',
   'UNSEAL_FAILED',
   'CONFIG_NO_SHARD_SECRETS',
+  // the shard policy (protocol/shard-policy.ts): the shard's roots of trust
+  'POLICY_MALFORMED',
+  'POLICY_SHARD_MISMATCH',
+  'POLICY_WIDENED',
+  'POLICY_DEV_ONLY',
+  'DEV_SECRETS_WITH_PARENTCHAIN',
 ] as const;
 export type ProvisionCode = (typeof PROVISION_CODES)[number];
 
@@ -193,6 +199,7 @@ export const RPC_CODES = [
   'UNTRUSTED_REPLY',
   'UNTRUSTED_ENCLAVE',
   'REGISTRY_SCAN_LIMIT',
+  'UNKNOWN_SHARD_POLICY',
   'CONNECTION_CLOSED',
   'TIMEOUT',
   'INTERNAL',

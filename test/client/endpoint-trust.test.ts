@@ -25,8 +25,9 @@ import {
 } from '../../src/protocol/wire.ts';
 import { fromHex, toHex } from '../../src/protocol/bytes.ts';
 import { runCli } from '../e2e/harness.ts';
+import { testShard } from '../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x44);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('endpoint trust test shard');
 const POOL = { maxPending: 100, maxNonceAhead: 8, futureTtlMs: 30000 };
 const ALICE_START = 123_456n;
 const FORGED = 999_999_999n;
@@ -54,6 +55,7 @@ function enclave(devSecrets: boolean): EnclaveCore {
   const core = EnclaveCore.open({
     dataDir,
     shard: SHARD,
+    shardPolicy: POLICY,
     workers: 1,
     pool: POOL,
     authorities: [],

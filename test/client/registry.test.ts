@@ -5,6 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { registryLookup, type RegistryChain } from '../../src/client/registry.ts';
+import { encodeShardPolicy, shardIdOf } from '../../src/protocol/shard-policy.ts';
+import { DEV_AUTHORITY } from '../../src/protocol/registration.ts';
 import { simulatedProvider } from '../../src/enclave/keys/attestation.ts';
 import { registrationUserData } from '../../src/enclave/parentchain/registry.ts';
 import { pureProxyAccount } from '../../src/enclave/parentchain/calls.ts';
@@ -13,8 +15,14 @@ import { concatBytes } from '../../src/protocol/bytes.ts';
 import { ed25519Generate, ed25519PublicFromSeed, sha256 } from '../../src/crypto/primitives.ts';
 import type { ParentchainBlock, ParentchainCall, ParentchainExtrinsic } from '../../src/parentchain/api.ts';
 
-const SHARD = new Uint8Array(32).fill(0x55);
-const OTHER_SHARD = new Uint8Array(32).fill(0x66);
+const policyOf = (name: string, authorities: Uint8Array[]) =>
+  encodeShardPolicy({ name, authorities, measurements: [], governance: [] });
+// The shards' identities commit to their attestation roots: the client checks registrations against those.
+const SHARD_POLICY = policyOf('client registry test', [DEV_AUTHORITY]);
+const SHARD = shardIdOf(SHARD_POLICY);
+const OTHER_POLICY = policyOf('another shard', [DEV_AUTHORITY]);
+const OTHER_SHARD = shardIdOf(OTHER_POLICY);
+const known = { shardPolicies: [SHARD_POLICY, OTHER_POLICY] };
 const MEASUREMENT = new Uint8Array(32).fill(0x77);
 
 function registration(signingKey: Uint8Array, opts: { shard?: Uint8Array; authoritySeed?: Uint8Array } = {}) {
@@ -101,7 +109,7 @@ test('a member registered by its own extrinsic with a trusted quote is found, al
   const b = ed25519Generate().publicKey;
   chain.add([{ signer: a, call: remark(registration(a)) }]);
   chain.add([{ signer: b, call: batch([remark(new Uint8Array(3)), remark(registration(b))]) }]);
-  const member = registryLookup(chain);
+  const member = registryLookup(chain, known);
   await member(SHARD, a);
   await member(SHARD, b);
   await assert.rejects(member(OTHER_SHARD, a), refused);
@@ -127,10 +135,27 @@ test('forged, foreign, failed and withdrawn registrations do not make a member',
   chain.add([
     { signer: e, call: remark(encodeMessage({ tag: 'unregister', value: { shard: SHARD, signingKey: e } })) },
   ]);
-  const member = registryLookup(chain);
+  const member = registryLookup(chain, known);
   for (const k of [a, b, c, d, e]) await assert.rejects(member(SHARD, k), refused);
-  // The other authority is believed only when the client's own policy names it.
-  await registryLookup(chain, { policy: { trustedAuthorities: [ed25519PublicFromSeed(hostAuthority)] } })(SHARD, a);
+  // The host's authority attests members only of a shard whose policy (its identity) names it.
+  const hostPolicy = policyOf('the host authority shard', [ed25519PublicFromSeed(hostAuthority)]);
+  const hostShard = shardIdOf(hostPolicy);
+  chain.add([{ signer: a, call: remark(registration(a, { authoritySeed: hostAuthority, shard: hostShard })) }]);
+  await registryLookup(chain, { shardPolicies: [hostPolicy] })(hostShard, a);
+  await assert.rejects(registryLookup(chain, { shardPolicies: [SHARD_POLICY, hostPolicy] })(SHARD, a), refused);
+});
+
+test("a shard whose policy the client does not know is refused, not checked against another shard's roots", async () => {
+  const chain = new FakeChain();
+  const a = ed25519Generate().publicKey;
+  chain.add([{ signer: a, call: remark(registration(a)) }]);
+  // No policy, or one that hashes to another shard: the registration's quote is never believed.
+  await assert.rejects(registryLookup(chain)(SHARD, a), { code: 'UNKNOWN_SHARD_POLICY' });
+  const lookalike = policyOf('client registry test ', [DEV_AUTHORITY]);
+  await assert.rejects(registryLookup(chain, { shardPolicies: [lookalike] })(SHARD, a), {
+    code: 'UNKNOWN_SHARD_POLICY',
+  });
+  await registryLookup(chain, known)(SHARD, a);
 });
 
 test('a lookup that would scan more than maxBlocks refuses instead of trusting', async () => {
@@ -138,8 +163,8 @@ test('a lookup that would scan more than maxBlocks refuses instead of trusting',
   const a = ed25519Generate().publicKey;
   for (let i = 0; i < 20; i++) chain.add([]);
   chain.add([{ signer: a, call: remark(registration(a)) }]);
-  await assert.rejects(registryLookup(chain, { maxBlocks: 10 })(SHARD, a), { code: 'REGISTRY_SCAN_LIMIT' });
-  await registryLookup(chain, { maxBlocks: 10, fromBlock: 15 })(SHARD, a);
+  await assert.rejects(registryLookup(chain, { ...known, maxBlocks: 10 })(SHARD, a), { code: 'REGISTRY_SCAN_LIMIT' });
+  await registryLookup(chain, { ...known, maxBlocks: 10, fromBlock: 15 })(SHARD, a);
 });
 
 test('the vault is the pure proxy of the first vault batch by a member, whoever else posts one', async () => {
@@ -150,7 +175,7 @@ test('the vault is the pure proxy of the first vault batch by a member, whoever 
     { pallet: 'proxy', method: 'createPure', args: {} },
     remark(encodeMessage({ tag: 'vault', value: { shard: SHARD } })),
   ]);
-  const lookup = registryLookup(chain);
+  const lookup = registryLookup(chain, known);
   chain.add([{ signer: outsider, call: vaultBatch }]); // block 1: not a member
   chain.add([{ signer: a, call: remark(registration(a)) }]); // block 2
   assert.equal(await lookup.vault(SHARD), null);

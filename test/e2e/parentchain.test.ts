@@ -31,9 +31,10 @@ import {
   type NodeHandle,
 } from './harness.ts';
 import { bytesView, concatBytes, fromHex, same, toHex } from '../../src/protocol/bytes.ts';
+import { DEV_SHARD, DEV_SHARD_POLICY } from '../../src/protocol/shard-policy.ts';
 
 const UNIT = 10n ** 12n;
-const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
+const SHARD = DEV_SHARD;
 const forger = ed25519Signer(new Uint8Array(32).fill(7));
 let chain: DevChain;
 let pc: SubstrateParentchain;
@@ -105,6 +106,7 @@ before(async () => {
   const enclave = await Enclave.start({
     dataDir,
     shard: SHARD,
+    shardPolicy: DEV_SHARD_POLICY,
     workers: 1,
     pool: { maxPending: 100, maxNonceAhead: 10, futureTtlMs: 1000 },
     authorities: [],

@@ -36,6 +36,7 @@ import {
 } from './harness.ts';
 import { concatBytes, fromHex, toHex } from '../../src/protocol/bytes.ts';
 import { codeOf } from '../../src/protocol/errors.ts';
+import { DEV_SHARD_POLICY } from '../../src/protocol/shard-policy.ts';
 
 const N = 4;
 const SLOT_MS = 400;
@@ -257,6 +258,7 @@ test('provisioning refusals over libp2p: an unregistered enclave, a forged quote
   const stranger = EnclaveCore.open({
     dataDir: tempDir('validateer-stranger-'),
     shard: SHARD,
+    shardPolicy: DEV_SHARD_POLICY,
     workers: 0,
     pool: { maxPending: 10, maxNonceAhead: 1, futureTtlMs: 1000 },
     authorities: [],

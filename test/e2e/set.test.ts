@@ -40,12 +40,13 @@ import {
   type NodeHandle,
   OWN_NODES,
 } from './harness.ts';
-import { fromHex, toHex } from '../../src/protocol/bytes.ts';
+import { toHex } from '../../src/protocol/bytes.ts';
+import { DEV_SHARD } from '../../src/protocol/shard-policy.ts';
 
 const SLOT_MS = 300;
 /** Blocks per blocks-by-range request: a node more than this far behind uses the onboarding sync. */
 const SYNC_BATCH = 8;
-const SHARD = fromHex('0x1bb56c2885918ae3832233a00a88970c77b97f2bf938a4c0188c8b9ae70fd6e9');
+const SHARD = DEV_SHARD;
 /** A fourth authority no node runs: its slots are skipped, and the test signs forged blocks with it. */
 const ROGUE_SEED = new Uint8Array(32).fill(9);
 const ROGUE = toHex(ed25519PublicFromSeed(ROGUE_SEED));

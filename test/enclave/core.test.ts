@@ -18,8 +18,9 @@ import {
 import { SignedBlock } from '../../src/protocol/block.ts';
 import { x25519Generate } from '../../src/crypto/primitives.ts';
 import { codeOf } from '../helpers/errors.ts';
+import { testShard } from '../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x11);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('core test shard');
 const OTHER_SHARD = new Uint8Array(32).fill(0x22);
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -44,7 +45,7 @@ function tempDir(): string {
 }
 
 function open(dataDir: string): EnclaveCore {
-  return EnclaveCore.open({ dataDir, shard: SHARD, workers: 1, pool: POOL, authorities: [] });
+  return EnclaveCore.open({ dataDir, shard: SHARD, shardPolicy: POLICY, workers: 1, pool: POOL, authorities: [] });
 }
 
 function keyOf(core: EnclaveCore): ShieldingKey {
@@ -886,7 +887,14 @@ test('replay with another enclave identity (another data dir) refuses the blocks
   }
   // trusting that author, it still cannot decrypt the state without the state key
   const author = SignedBlock.dec(history.blocks[0]).header.author;
-  const core2 = EnclaveCore.open({ dataDir: tempDir(), shard: SHARD, workers: 1, pool: POOL, authorities: [author] });
+  const core2 = EnclaveCore.open({
+    dataDir: tempDir(),
+    shard: SHARD,
+    shardPolicy: POLICY,
+    workers: 1,
+    pool: POOL,
+    authorities: [author],
+  });
   try {
     core2.beginReplay(undefined, false);
     const code = codeOf(() => core2.replayBlocks(history.blocks));

@@ -9,7 +9,7 @@ import { EnclaveCore } from '../../src/enclave/core.ts';
 
 export const TEST_POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 
-export function enclaveSet(shard: Uint8Array, prefix: string) {
+export function enclaveSet({ shard, shardPolicy }: { shard: Uint8Array; shardPolicy: Uint8Array }, prefix: string) {
   const dirs: string[] = [];
   const opened: EnclaveCore[] = [];
   const tempDir = (): string => {
@@ -19,7 +19,15 @@ export function enclaveSet(shard: Uint8Array, prefix: string) {
   };
   /** An enclave on `dataDir`, closed by close(). */
   const openCore = (dataDir: string, authorities: Uint8Array[]): EnclaveCore => {
-    const core = EnclaveCore.open({ dataDir, shard, workers: 1, pool: TEST_POOL, authorities, devShardSecrets: true });
+    const core = EnclaveCore.open({
+      dataDir,
+      shard,
+      shardPolicy,
+      workers: 1,
+      pool: TEST_POOL,
+      authorities,
+      devShardSecrets: true,
+    });
     opened.push(core);
     return core;
   };
@@ -32,6 +40,7 @@ export function enclaveSet(shard: Uint8Array, prefix: string) {
       const c = EnclaveCore.open({
         dataDir: d,
         shard,
+        shardPolicy,
         workers: 1,
         pool: TEST_POOL,
         authorities: [],

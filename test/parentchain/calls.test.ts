@@ -44,9 +44,10 @@ import { buildGetter, shield, signCall } from '../../src/client/calls.ts';
 import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { waitFor } from '../e2e/harness.ts';
 import { concatBytes, hexKey } from '../../src/protocol/bytes.ts';
+import { testShard } from '../helpers/shard.ts';
 
 const UNIT = 10n ** 12n;
-const SHARD = new Uint8Array(32).fill(0x5c);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('calls test shard');
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 const recorded: Uint8Array[] = [];
@@ -81,6 +82,7 @@ before(async () => {
   core = EnclaveCore.open({
     dataDir,
     shard: SHARD,
+    shardPolicy: POLICY,
     workers: 0,
     pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 },
     authorities: [],
@@ -89,6 +91,7 @@ before(async () => {
   core2 = EnclaveCore.open({
     dataDir: dataDir2,
     shard: SHARD,
+    shardPolicy: POLICY,
     workers: 0,
     pool: { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30_000 },
     authorities: [],

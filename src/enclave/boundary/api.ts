@@ -190,7 +190,8 @@ export const enclaveApi = {
     result: z.object({ reply: bytes }),
   },
   snapshot: { params: z.object({}), result: z.object({ sealed: bytes, number: z.number().int() }) },
-  quote: { params: z.object({ userData: bytes32 }), result: z.object({ quote: bytes }) },
+  /** A quote over the enclave's own public keys (no caller-chosen report data: see keysQuoteBinding). */
+  keysQuote: { params: z.object({}), result: z.object({ quote: bytes }) },
   provisionRequest: { params: z.object({}), result: z.object({ request: bytes }) },
   provisionServe: {
     params: z.object({ request: bytes.refine((b) => b.length <= 16 * 1024, 'request larger than 16 KiB') }),
@@ -288,8 +289,10 @@ export const enclaveInit = z.object({
   workerNice: z.number().int().min(0).max(19).optional(),
   pool: z.object({ maxPending: z.number().int(), maxNonceAhead: z.number().int(), futureTtlMs: z.number().int() }),
   authorities: z.array(bytes32),
-  trustedAuthorities: z.array(bytes32).default([]),
-  allowedMeasurements: z.array(bytes32).default([]),
+  shardPolicy: bytes.refine((b) => b.length <= 16 * 1024, 'shard policy larger than 16 KiB'),
+  trustedAuthorities: z.array(bytes32).max(64).default([]),
+  allowedMeasurements: z.array(bytes32).max(64).default([]),
+  dev: z.boolean().optional(),
   slotDurationMs: z.number().int().positive().optional(),
   maxDriftMs: z.number().int().nonnegative().optional(),
   devShardSecrets: z.boolean().optional(),

@@ -32,6 +32,18 @@ const QuoteBody = Struct({
   authority: Bytes(32),
 });
 const QUOTE_DOMAIN = new TextEncoder().encode('validateer/sim-quote/v1');
+const KEYS_QUOTE_DOMAIN = new TextEncoder().encode('validateer/keys-quote/v1');
+
+/**
+ * What the quote `validateer keys` shows binds besides the signing key: the enclave's public keys, under a
+ * domain of its own, so it can stand for no registration or provisioning step.
+ */
+export function keysQuoteBinding(
+  shard: Uint8Array,
+  keys: { shieldingPublic: Uint8Array; encryptionPublic: Uint8Array },
+): Uint8Array {
+  return sha256(concatBytes(KEYS_QUOTE_DOMAIN, shard, keys.shieldingPublic, keys.encryptionPublic));
+}
 
 /** The dev authority: deterministic so every simulated enclave of a devnet trusts the same one. */
 const DEV_AUTHORITY_SEED = sha256(new TextEncoder().encode('validateer/sim-attestation-authority/v1 (dev only)'));

@@ -13,6 +13,8 @@ import {
   x25519PublicFromSecret,
 } from '../../crypto/primitives.ts';
 import { decodeExact } from '../../protocol/wire.ts';
+import { EnclaveError } from '../boundary/errors.ts';
+import { same, toHex } from '../../protocol/bytes.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 
 const KeyFileV1 = Struct({
@@ -52,6 +54,26 @@ const KeyFileV3 = Struct({
   provisionedAt: u32,
 });
 const KEY_FILE_V3 = 3;
+/**
+ * v4 adds the shard the keys belong to (the hash of its policy, so its roots of trust): an enclave
+ * opened on this data directory for another shard refuses to start, so its shard secrets never serve a
+ * shard whose policy the host chose.
+ */
+const KeyFileV4 = Struct({
+  version: u8,
+  shard: Bytes(32),
+  signingSeed: Bytes(32),
+  encryptionSecret: Bytes(32),
+  shieldingKeyId: u32,
+  shieldingSecret: Bytes(32),
+  stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
+  currentStateKeyId: u32,
+  origin: u8,
+  provisionedAt: u32,
+});
+const KEY_FILE_V4 = 4;
+/** The shard of keys loaded without naming one (tests reading a data directory's keys). */
+const NO_SHARD = new Uint8Array(32);
 
 /**
  * generated: made here at first start (the shard's if this enclave is its first member); dev: derived from the shard
@@ -61,6 +83,8 @@ export const SecretsOrigin = { generated: 0, dev: 1, provisioned: 2 } as const;
 export type SecretsOrigin = keyof typeof SecretsOrigin;
 
 export interface EnclaveKeys {
+  /** The shard these keys (and the shard secrets among them) belong to. */
+  shard: Uint8Array;
   signingPublic: Uint8Array;
   signingKey: KeyObject;
   signingSeed: Uint8Array;
@@ -86,18 +110,32 @@ export function devShardSecrets(shard: Uint8Array): { shieldingSecret: Uint8Arra
   return { shieldingSecret: derive('shielding'), stateKey: derive('state') };
 }
 
-type KeyFileT = ReturnType<typeof KeyFileV3.dec>;
+type KeyFileT = ReturnType<typeof KeyFileV4.dec>;
 
-/** Older files get an encryption key on load (`upgraded`: the caller seals the v3 file before using it). */
-function decodeKeyFile(bytes: Uint8Array): { file: KeyFileT; upgraded: boolean } {
-  const withEncryption = (f: Omit<KeyFileT, 'version' | 'encryptionSecret'>) => ({
-    file: { ...f, version: KEY_FILE_V3, encryptionSecret: x25519Generate().secretKey },
+/**
+ * Older files get an encryption key (before v3) and the shard they are opened for (before v4) on load
+ * (`upgraded`: the caller seals the v4 file before using it). Shard ids before v4 were not policy hashes,
+ * so such a directory cannot hold the secrets of a shard with a policy.
+ */
+function decodeKeyFile(bytes: Uint8Array, shard: Uint8Array): { file: KeyFileT; upgraded: boolean } {
+  const withShard = (f: Omit<KeyFileT, 'version' | 'shard'>) => ({
+    file: { ...f, version: KEY_FILE_V4, shard },
     upgraded: true,
   });
+  const withEncryption = (f: Omit<KeyFileT, 'version' | 'shard' | 'encryptionSecret'>) =>
+    withShard({ ...f, encryptionSecret: x25519Generate().secretKey });
   // A v1 file's first byte is its random seed's: a version byte counts only if the length fits.
+  if (bytes[0] === KEY_FILE_V4) {
+    try {
+      return { file: decodeExact(KeyFileV4, bytes, 'key file'), upgraded: false };
+    } catch {
+      /* not v4 */
+    }
+  }
   if (bytes[0] === KEY_FILE_V3) {
     try {
-      return { file: decodeExact(KeyFileV3, bytes, 'key file'), upgraded: false };
+      const { version: _version, ...f } = decodeExact(KeyFileV3, bytes, 'key file');
+      return withShard(f);
     } catch {
       /* not v3 */
     }
@@ -120,6 +158,7 @@ function keysOf(file: KeyFileT): EnclaveKeys {
   const origin =
     (Object.keys(SecretsOrigin) as SecretsOrigin[]).find((o) => SecretsOrigin[o] === file.origin) ?? 'generated';
   return {
+    shard: file.shard,
     signingSeed: file.signingSeed,
     signingKey: ed25519PrivateKey(file.signingSeed),
     signingPublic: ed25519PublicFromSeed(file.signingSeed),
@@ -138,13 +177,14 @@ function keysOf(file: KeyFileT): EnclaveKeys {
 const keyPath = (dataDir: string) => join(dataDir, 'enclave', 'keys.sealed');
 
 function writeKeyFile(dataDir: string, sealer: Sealer, file: KeyFileT): EnclaveKeys {
-  writeFileAtomic(keyPath(dataDir), sealer.seal('signer', 'keys', KeyFileV3.enc(file)));
+  writeFileAtomic(keyPath(dataDir), sealer.seal('signer', 'keys', KeyFileV4.enc(file)));
   return keysOf(file);
 }
 
 function fileOf(keys: EnclaveKeys): KeyFileT {
   return {
-    version: KEY_FILE_V3,
+    version: KEY_FILE_V4,
+    shard: keys.shard,
     signingSeed: keys.signingSeed,
     encryptionSecret: keys.encryptionSecret,
     ...shardSecretsOf(keys),
@@ -153,21 +193,33 @@ function fileOf(keys: EnclaveKeys): KeyFileT {
   };
 }
 
+/**
+ * The enclave's keys, made at the first start. `shard`: the shard they belong to (the enclave always
+ * names it: keys of another shard are refused); `devShard`: derive the shard secrets from it.
+ */
 export function loadOrCreateKeys(
   dataDir: string,
   sealer: Sealer,
-  devShard?: Uint8Array,
+  o: { shard?: Uint8Array; devShard?: Uint8Array } = {},
 ): { keys: EnclaveKeys; created: boolean } {
   const path = keyPath(dataDir);
+  const shard = o.shard ?? NO_SHARD;
   if (existsSync(path)) {
-    const { file, upgraded } = decodeKeyFile(sealer.unseal('keys', new Uint8Array(readFileSync(path))));
+    const { file, upgraded } = decodeKeyFile(sealer.unseal('keys', new Uint8Array(readFileSync(path))), shard);
+    if (o.shard && !same(file.shard, o.shard))
+      throw new EnclaveError(
+        'POLICY_SHARD_MISMATCH',
+        `the keys in this data directory belong to shard ${toHex(file.shard)}, not ${toHex(o.shard)}`,
+      );
     return { created: false, keys: upgraded ? writeKeyFile(dataDir, sealer, file) : keysOf(file) };
   }
+  const devShard = o.devShard;
   const shared = devShard
     ? devShardSecrets(devShard)
     : { shieldingSecret: x25519Generate().secretKey, stateKey: new Uint8Array(randomBytes(32)) };
   const file: KeyFileT = {
-    version: KEY_FILE_V3,
+    version: KEY_FILE_V4,
+    shard,
     signingSeed: new Uint8Array(randomBytes(32)),
     encryptionSecret: x25519Generate().secretKey,
     shieldingKeyId: 1,

@@ -6,6 +6,8 @@
 // answer is the secrets HPKE-sealed to the ephemeral key (AAD: the request hash) plus its own quote
 // binding the request hash and the ciphertext, which the requester checks the same way. The host
 // relays bytes only: the libp2p noise session belongs to it and is not what protects the secrets.
+// The enclave builds a request whole (the ephemeral key is made here and its secret never leaves) and
+// quotes only bindings computed here: no message lets the host have its own key attested.
 import { randomBytes } from 'node:crypto';
 import { Bytes, Struct, Vector, u8, u32, u64, type Codec } from 'scale-ts';
 import { HpkeSuite } from '../../crypto/hpke.ts';
@@ -74,8 +76,8 @@ export interface ProvisioningDeps {
   shard: Uint8Array;
   signingKey: Uint8Array;
   policy: AttestationPolicy;
-  /** This enclave's quote over (its signing key ‖ userData). */
-  quote(userData: Uint8Array): Uint8Array;
+  /** This enclave's quote over (its signing key ‖ binding), for a binding computed inside the enclave. */
+  quote(binding: Uint8Array): Uint8Array;
   /** The registered measurement of an active member of the shard, undefined if `key` is none. */
   memberMeasurement(key: Uint8Array): Uint8Array | undefined;
   /** Called with every quote checked (result = 'ok' or the refusal code). */

@@ -6,7 +6,7 @@ import { hexKey, same } from '../../protocol/bytes.ts';
 import { RejectCode } from '../../protocol/errors.ts';
 import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
-import { DEV_AUTHORITY_PUBLIC } from '../keys/attestation.ts';
+import { checkParentchainAllowed, type TrustRoots } from '../keys/trust-roots.ts';
 import { creditShield, execute, refundWithdrawal, settlePayout, type StfContext } from '../state/stf.ts';
 import type { Overlay } from '../state/state.ts';
 import { EFFECT, type Effect, type RegistryContext } from './registry.ts';
@@ -21,7 +21,8 @@ export type EffectResult = { ok: true; hash?: string } | { ok: false; hash?: str
 export interface ParentchainDutiesDeps {
   ctx: EnclaveContext;
   head: ChainHead;
-  measurement: Uint8Array;
+  /** The shard policy's roots of trust, as narrowed by config (keys/trust-roots.ts). */
+  roots: TrustRoots;
   /** The shielding key as the registry reads it: provisioning swaps its fields in place. */
   shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
   quote: (userData: Uint8Array) => Uint8Array;
@@ -30,31 +31,31 @@ export interface ParentchainDutiesDeps {
 export class ParentchainDuties {
   private readonly ctx: EnclaveContext;
   private readonly head: ChainHead;
-  private readonly measurement: Uint8Array;
+  private readonly roots: TrustRoots;
   private readonly shielding: { secretKey: Uint8Array; publicKey: Uint8Array };
   private readonly quote: (userData: Uint8Array) => Uint8Array;
 
   constructor(deps: ParentchainDutiesDeps) {
     this.ctx = deps.ctx;
     this.head = deps.head;
-    this.measurement = deps.measurement;
+    this.roots = deps.roots;
     this.shielding = deps.shielding;
     this.quote = deps.quote;
   }
 
-  /** Roots of trust come from the options or the enclave's own measurement, never from a message. */
+  /** Roots of trust come from the shard policy the shard id names (narrowed by config), never from a message. */
   registryContext(): Omit<RegistryContext, 'callIndices'> {
-    const opts = this.ctx.opts;
     return {
-      shard: opts.shard,
-      trustedAuthorities: opts.trustedAuthorities?.length ? opts.trustedAuthorities : [DEV_AUTHORITY_PUBLIC],
-      allowedMeasurements: opts.allowedMeasurements?.length ? opts.allowedMeasurements : [this.measurement],
+      shard: this.ctx.opts.shard,
+      trustedAuthorities: this.roots.trustedAuthorities,
+      allowedMeasurements: this.roots.allowedMeasurements,
       shielding: this.shielding,
     };
   }
 
   init(params: ParentchainInitParams) {
     const { opts, guard, keys } = this.ctx;
+    checkParentchainAllowed(this.roots, opts, params);
     this.ctx.parentchain = ParentchainView.open(
       opts.dataDir,
       guard,
@@ -70,8 +71,10 @@ export class ParentchainDuties {
    */
   load(): boolean {
     const { opts, guard, keys } = this.ctx;
-    this.ctx.parentchain = ParentchainView.load(opts.dataDir, guard, keys.signingPublic, this.registryContext());
-    return this.ctx.parentchain !== null;
+    const view = ParentchainView.load(opts.dataDir, guard, keys.signingPublic, this.registryContext());
+    if (view) checkParentchainAllowed(this.roots, opts, { genesisHash: view.lightClient.genesisHash });
+    this.ctx.parentchain = view;
+    return view !== null;
   }
 
   private view(): ParentchainView {

@@ -9,8 +9,10 @@ import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { SignedBlock } from '../../../src/protocol/block.ts';
 import { DEV_AUTHORITY_PUBLIC, verifySimulatedQuote } from '../../../src/enclave/keys/attestation.ts';
 import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
+import { sha256 } from '../../../src/crypto/primitives.ts';
+import { testShard } from '../../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x33);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('host test shard');
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 const dirs: string[] = [];
 function tempDir(): string {
@@ -19,7 +21,7 @@ function tempDir(): string {
   return d;
 }
 function init(dataDir: string): EnclaveInit {
-  return { dataDir, shard: SHARD, workers: 1, pool: POOL, authorities: [] };
+  return { dataDir, shard: SHARD, shardPolicy: POLICY, workers: 1, pool: POOL, authorities: [] };
 }
 
 let alice: Account;
@@ -144,20 +146,38 @@ test('a batch through the crypto worker inside the enclave thread', async () => 
   assert.equal(await balanceOf(e, bob), 270n);
 });
 
-test('quote and snapshot through the enclave thread', async () => {
+test('no quote over host-chosen data: the boundary has no quote method; keysQuote binds only enclave keys', async () => {
   const e = enclave!;
   const info = await e.call('info', {});
-  const userData = new Uint8Array(32).fill(5);
-  const { quote } = await e.call('quote', { userData });
+  const anyCall = e.call.bind(e) as (method: string, params: unknown) => Promise<unknown>;
+  for (const method of ['quote', 'attest', 'report']) {
+    const err = await rejection(anyCall(method, { userData: new Uint8Array(32).fill(5) }));
+    assert.equal(err.code, 'UNKNOWN_METHOD', method);
+  }
+  const { quote } = await e.call('keysQuote', {});
   const v = verifySimulatedQuote(quote, {
     trustedAuthorities: [DEV_AUTHORITY_PUBLIC],
     allowedMeasurements: [info.measurement],
   });
-  assert.deepEqual(Buffer.from(v.reportData), Buffer.concat([info.signingKey, userData]));
-  const snap = await e.call('snapshot', {});
+  const binding = sha256(
+    Buffer.concat([Buffer.from('validateer/keys-quote/v1'), SHARD, info.shieldingKey, info.encryptionKey]),
+  );
+  assert.deepEqual(Buffer.from(v.reportData), Buffer.concat([info.signingKey, binding]));
+  // params are ignored, not attested: the same keys give the same report data
+  const again = await anyCall('keysQuote', { userData: new Uint8Array(32).fill(5) });
+  assert.deepEqual(
+    Buffer.from(
+      verifySimulatedQuote((again as { quote: Uint8Array }).quote, { trustedAuthorities: [DEV_AUTHORITY_PUBLIC] })
+        .reportData,
+    ),
+    Buffer.from(v.reportData),
+  );
+});
+
+test('snapshot through the enclave thread', async () => {
+  const snap = await enclave!.call('snapshot', {});
   assert.equal(snap.number, 2);
   assert.ok(snap.sealed.length > 0);
-  assert.equal((await rejection(e.call('quote', { userData: new Uint8Array(31) }))).code, 'BAD_REQUEST');
 });
 
 test('invalid params reject with BAD_REQUEST', async () => {

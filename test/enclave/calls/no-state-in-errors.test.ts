@@ -10,8 +10,9 @@ import { buildTransfer, type ShieldingKey } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { Overlay, State } from '../../../src/enclave/state/state.ts';
 import { execute } from '../../../src/enclave/state/stf.ts';
+import { testShard } from '../../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x33);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('no state in errors test shard');
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 const ALICE_START = 7_654_321n;
 const OVERDRAFT = 7_654_329n;
@@ -30,7 +31,14 @@ after(() => {
 function startCore(): { core: EnclaveCore; key: ShieldingKey; slot: bigint } {
   const dataDir = mkdtempSync(join(tmpdir(), 'validateer-noleak-'));
   dirs.push(dataDir);
-  const core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 1, pool: POOL, authorities: [] });
+  const core = EnclaveCore.open({
+    dataDir,
+    shard: SHARD,
+    shardPolicy: POLICY,
+    workers: 1,
+    pool: POOL,
+    authorities: [],
+  });
   core.genesis([{ account: alice.publicKey, amount: ALICE_START }], Date.now());
   const i = core.info();
   return { core, key: { keyId: i.shieldingKeyId, publicKey: i.shieldingKey }, slot: 1n };

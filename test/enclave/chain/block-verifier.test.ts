@@ -10,9 +10,11 @@ import { aesGcmOpen, aesGcmSeal, ed25519Sign, randomNonce } from '../../../src/c
 import { epochItem, joinItems, splitItems } from '../../../src/enclave/state/state.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { enclaveSet } from '../../helpers/enclave-set.ts';
+import { testShard } from '../../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x35);
-const { openSet, close } = enclaveSet(SHARD, 'verifier');
+const TEST_SHARD = testShard('verifier test shard');
+const SHARD = TEST_SHARD.shard;
+const { openSet, close } = enclaveSet(TEST_SHARD, 'verifier');
 after(close);
 
 /** Author A (authority 0 of 2) with blocks 0..3 built and committed, and B, which imported genesis only. */

@@ -15,14 +15,17 @@ import { TEST_POOL, enclaveSet } from '../../helpers/enclave-set.ts';
 import { hexKey } from '../../../src/protocol/bytes.ts';
 import type { KeyObject } from 'node:crypto';
 import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
+import { testShard } from '../../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x33);
-const OTHER_SHARD = new Uint8Array(32).fill(0x44);
+const TEST_SHARD = testShard('import test shard');
+const SHARD = TEST_SHARD.shard;
+const OTHER = testShard('another shard');
+const OTHER_SHARD = OTHER.shard;
 const SLOT_MS = 1000; // the default slot duration (and drift) of EnclaveCore
 
 let alice: Account;
 let bob: Account;
-const { tempDir, openCore, openSet, adopt, close } = enclaveSet(SHARD, 'import');
+const { tempDir, openCore, openSet, adopt, close } = enclaveSet(TEST_SHARD, 'import');
 before(async () => {
   alice = await devAccount('//Alice');
   bob = await devAccount('//Bob');
@@ -565,6 +568,7 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
     EnclaveCore.open({
       dataDir: tempDir(),
       shard: OTHER_SHARD,
+      shardPolicy: OTHER.shardPolicy,
       workers: 1,
       pool: TEST_POOL,
       authorities: [],

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { EnclaveCore } from '../../../src/enclave/core.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { enclaveSet } from '../../helpers/enclave-set.ts';
+import { testShard } from '../../helpers/shard.ts';
 
-const SHARD = new Uint8Array(32).fill(0x36);
-const { tempDir, openCore, close } = enclaveSet(SHARD, 'guard');
+const { tempDir, openCore, close } = enclaveSet(testShard('signing guard test shard'), 'guard');
 after(close);
 
 const propose = (core: EnclaveCore, slot: bigint) => core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });

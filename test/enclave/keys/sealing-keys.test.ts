@@ -1,7 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Bytes, Struct, Vector, u8, u32 } from 'scale-ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -245,5 +246,55 @@ test('loadOrCreateKeys with another platform secret fails with UNSEAL_FAILED (ke
   assert.equal(
     codeOf(() => loadOrCreateKeys(dir, foreign)),
     'UNSEAL_FAILED',
+  );
+});
+
+test('the key file names its shard: another shard is refused; a file of an older version is bound on first open', () => {
+  const shardX = new Uint8Array(32).fill(1);
+  const shardY = new Uint8Array(32).fill(2);
+  const dir = tempDir();
+  const sealer = Sealer.simulated(dir, measurementA);
+  const k = loadOrCreateKeys(dir, sealer, { shard: shardX }).keys;
+  assert.deepEqual(k.shard, shardX);
+  assert.deepEqual(loadOrCreateKeys(dir, sealer, { shard: shardX }).keys.signingPublic, k.signingPublic);
+  assert.equal(
+    codeOf(() => loadOrCreateKeys(dir, sealer, { shard: shardY })),
+    'POLICY_SHARD_MISMATCH',
+  );
+  // a v3 file (before shards were policy hashes) takes the shard it is opened for, and keeps it
+  const old = tempDir();
+  const oldSealer = Sealer.simulated(old, measurementA);
+  const seed = new Uint8Array(randomBytes(32));
+  const V3 = Struct({
+    version: u8,
+    signingSeed: Bytes(32),
+    encryptionSecret: Bytes(32),
+    shieldingKeyId: u32,
+    shieldingSecret: Bytes(32),
+    stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
+    currentStateKeyId: u32,
+    origin: u8,
+    provisionedAt: u32,
+  });
+  const v3 = V3.enc({
+    version: 3,
+    signingSeed: seed,
+    encryptionSecret: new Uint8Array(randomBytes(32)),
+    shieldingKeyId: 1,
+    shieldingSecret: new Uint8Array(randomBytes(32)),
+    stateKeys: [{ id: 1, key: new Uint8Array(randomBytes(32)) }],
+    currentStateKeyId: 1,
+    origin: 2,
+    provisionedAt: 7,
+  });
+  mkdirSync(join(old, 'enclave'), { recursive: true });
+  writeFileSync(join(old, 'enclave', 'keys.sealed'), oldSealer.seal('signer', 'keys', v3));
+  const upgraded = loadOrCreateKeys(old, oldSealer, { shard: shardY });
+  assert.equal(upgraded.created, false);
+  assert.deepEqual(upgraded.keys.signingPublic, ed25519PublicFromSeed(seed));
+  assert.equal(upgraded.keys.secretsOrigin, 'provisioned');
+  assert.equal(
+    codeOf(() => loadOrCreateKeys(old, oldSealer, { shard: shardX })),
+    'POLICY_SHARD_MISMATCH',
   );
 });

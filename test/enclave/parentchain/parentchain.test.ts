@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compact, u16, u32, u64 } from 'scale-ts';
-import { EnclaveCore } from '../../../src/enclave/core.ts';
+import { EnclaveCore, type EnclaveOptions } from '../../../src/enclave/core.ts';
 import {
   addProxyCall,
   batchAllCall,
@@ -59,18 +59,27 @@ import {
 } from '../../../src/protocol/block.ts';
 import type { KeyObject } from 'node:crypto';
 import { HpkeSuite } from '../../../src/crypto/hpke.ts';
-import { aesGcmOpen, ed25519Sign, ed25519Verify, sha256, x25519Generate } from '../../../src/crypto/primitives.ts';
+import {
+  aesGcmOpen,
+  ed25519PublicFromSeed,
+  ed25519Sign,
+  ed25519Verify,
+  sha256,
+  x25519Generate,
+} from '../../../src/crypto/primitives.ts';
 import { decodeExact } from '../../../src/protocol/wire.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../../src/protocol/parentchain-messages.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
+import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
 import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
 import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
-import { concatBytes, hexKey } from '../../../src/protocol/bytes.ts';
+import { concatBytes, hexKey, same } from '../../../src/protocol/bytes.ts';
+import { testShard } from '../../helpers/shard.ts';
 
 const te = new TextEncoder();
-const SHARD = new Uint8Array(32).fill(0x11);
+const { shard: SHARD, shardPolicy: POLICY } = testShard('parentchain test shard');
 const OTHER_SHARD = new Uint8Array(32).fill(0x22);
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 /** The real runtime's indices (Rococo Asset Hub genesis); the unit tests only need them consistent. */
@@ -1034,10 +1043,19 @@ class Host {
   /** The nonce the enclave named for call bytes (by hex): what an honest host signs them at. */
   readonly nonces = new Map<string, number>();
 
-  constructor(chain: FakeChain, dataDir = tempDir(), options: { keyRotationBlocks?: number } = {}) {
+  constructor(chain: FakeChain, dataDir = tempDir(), options: Partial<EnclaveOptions> = {}) {
     this.chain = chain;
     this.dataDir = dataDir;
-    this.core = EnclaveCore.open({ dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [], ...options });
+    this.core = EnclaveCore.open({
+      dataDir,
+      shard: SHARD,
+      shardPolicy: POLICY,
+      dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
+      workers: 0,
+      pool: POOL,
+      authorities: [],
+      ...options,
+    });
   }
 
   get key(): Uint8Array {
@@ -2465,8 +2483,24 @@ test('offline replay: the sealed registry loads without a chain and names the re
   } finally {
     await a.close();
   }
-  const offline = EnclaveCore.open({ dataDir: a.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
-  const fresh = EnclaveCore.open({ dataDir: tempDir(), shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  const offline = EnclaveCore.open({
+    dataDir: a.dataDir,
+    shard: SHARD,
+    shardPolicy: POLICY,
+    dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
+    workers: 0,
+    pool: POOL,
+    authorities: [],
+  });
+  const fresh = EnclaveCore.open({
+    dataDir: tempDir(),
+    shard: SHARD,
+    shardPolicy: POLICY,
+    dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
+    workers: 0,
+    pool: POOL,
+    authorities: [],
+  });
   try {
     assert.equal(offline['head'].isKnownAuthor(key32('another member')), false, 'unknown before loading');
     assert.equal(offline.parentchainLoad(), true);
@@ -2586,10 +2620,174 @@ test('provisioning: a registered enclave gets the shard secrets from the first m
     codeOf(() => b.core.propose({ slot: 1n, timestampMs: now(), maxCalls: 10 })),
     'NOT_CAUGHT_UP',
   );
-  const again = EnclaveCore.open({ dataDir: b.dataDir, shard: SHARD, workers: 0, pool: POOL, authorities: [] });
+  const again = EnclaveCore.open({
+    dataDir: b.dataDir,
+    shard: SHARD,
+    shardPolicy: POLICY,
+    dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
+    workers: 0,
+    pool: POOL,
+    authorities: [],
+  });
   assert.deepEqual(again.info().shieldingKey, a.core.info().shieldingKey);
   assert.equal(again.info().secretsOrigin, 'provisioned');
   await again.close();
+});
+
+test("provisioning: a member's host with its own ephemeral key finds no quote that makes a peer answer it", async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  for (const h of [a, b]) h.init();
+  b.import(a.perform('register').block);
+  const [reg] = b.duties().filter((x) => x.key === 'register');
+  const regCall = decodeCall(reg.callData).call;
+  const registration = decodeMessage(regCall.kind === 'remark' ? regCall.remark : new Uint8Array(0));
+  assert.equal(registration?.tag, 'register');
+  b.sign(reg.callData);
+  a.import(b.include(reg.callData).block);
+  const now = () => Date.now();
+  // B's host makes its own X25519 key and a request body around it, then collects every quote it can make
+  // B's enclave produce: the quote API of today's boundary (if any), genuine requests, the registration,
+  // the quote shown by `validateer keys`, and A's answer to a genuine request of B.
+  const own = x25519Generate();
+  const body = {
+    shard: SHARD,
+    ephemeral: own.publicKey,
+    nonce: new Uint8Array(32).fill(9),
+    timestampMs: BigInt(now()),
+  };
+  const quotes: [string, Uint8Array][] = [];
+  const api = b.core as unknown as Record<string, ((...args: unknown[]) => unknown) | undefined>;
+  if (typeof api.quote === 'function')
+    quotes.push(['quote API', api.quote.call(b.core, ProvisionRequestBinding(body)) as Uint8Array]);
+  if (typeof api.keysQuote === 'function') quotes.push(['keys quote', api.keysQuote.call(b.core) as Uint8Array]);
+  const genuine = b.core.provisionRequest(now());
+  quotes.push(['genuine request', ProvisionRequest.dec(genuine).quote]);
+  quotes.push(['registration', (registration!.value as { quote: Uint8Array }).quote]);
+  const answered = a.core.provisionServe(genuine, now());
+  assert.ok(answered.ok);
+  quotes.push(['response', ProvisionResponse.dec(answered.response).quote]);
+  const suite = new HpkeSuite(te.encode('validateer/hpke/provision/v1'));
+  for (const [what, quote] of quotes) {
+    const request = ProvisionRequest.enc({ version: 1, requester: b.key, quote, ...body });
+    const o = a.core.provisionServe(request, now());
+    if (o.ok) {
+      const r = ProvisionResponse.dec(o.response);
+      const plain = suite.open(own, r.enc, r.ciphertext, sha256(request));
+      assert.fail(`with the ${what}'s quote the host read ${plain?.length ?? 0} bytes of the shard secrets`);
+    }
+    assert.equal(o.code, 'PROVISION_FORGED_QUOTE', what);
+  }
+  await a.close();
+  await b.close();
+});
+
+test('roots of trust: a host naming its own attestation authority gets no forged member admitted or provisioned', async () => {
+  // The host holds the key of an authority of its own, and a member key with no enclave behind it.
+  const rogueSeed = key32('host-chosen authority');
+  const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, rogueSeed);
+  const rogueKey = ed25519PublicFromSeed(rogueSeed);
+  const forged = key32('forged member');
+  const attempts: [string, Partial<EnclaveOptions>, string][] = [
+    ['config trusting its own authority', { trustedAuthorities: [rogueKey] }, 'POLICY_WIDENED'],
+    ["config adding it to the policy's", { trustedAuthorities: [DEV_AUTHORITY_PUBLIC, rogueKey] }, 'POLICY_WIDENED'],
+    [
+      'a policy of its own under this shard id',
+      {
+        shardPolicy: testShard('parentchain test shard', { authorities: [DEV_AUTHORITY_PUBLIC, rogueKey] }).shardPolicy,
+      },
+      'POLICY_SHARD_MISMATCH',
+    ],
+    ['the shard policy itself', {}, 'opened'],
+  ];
+  for (const [what, options, expected] of attempts) {
+    const chain = new FakeChain();
+    let a: Host;
+    try {
+      a = new Host(chain, tempDir(), options);
+    } catch (err) {
+      assert.equal(codeOfError(err), expected, what);
+      continue;
+    }
+    a.init();
+    a.perform('register');
+    const userData = registrationUserData(SHARD, PEER, ADDRS, ENC_KEY);
+    const quote = rogue.quote(concatBytes(forged, userData));
+    a.import(chain.block([{ signer: forged, call: msg(registerMessage(forged, { quote })) }]));
+    assert.ok(!a.info().members.some((m) => same(m.signingKey, forged)), `${what}: the forged member was admitted`);
+    const own = x25519Generate();
+    const body = { shard: SHARD, ephemeral: own.publicKey, nonce: key32(what), timestampMs: BigInt(Date.now()) };
+    const request = ProvisionRequest.enc({
+      version: 1,
+      requester: forged,
+      quote: rogue.quote(concatBytes(forged, ProvisionRequestBinding(body))),
+      ...body,
+    });
+    const served = a.core.provisionServe(request, Date.now());
+    assert.ok(!served.ok, `${what}: the forged member was provisioned`);
+    assert.equal(served.code, 'PROVISION_FORGED_QUOTE', what);
+    await a.close();
+    assert.equal(expected, 'opened', `${what}: the enclave opened`);
+  }
+});
+
+test("roots of trust: a member's data directory opens for no other shard, so its secrets never serve a policy the host chose", async () => {
+  const chain = new FakeChain();
+  const a = new Host(chain);
+  const b = new Host(chain);
+  for (const h of [a, b]) h.init();
+  b.import(a.perform('register').block);
+  const [reg] = b.duties().filter((x) => x.key === 'register');
+  b.sign(reg.callData);
+  a.import(b.include(reg.callData).block);
+  const now = () => Date.now();
+  const req = b.core.provisionRequest(now());
+  const served = a.core.provisionServe(req, now());
+  assert.ok(served.ok);
+  assert.ok((await b.core.provisionAccept(req, served.response, now())).ok);
+  const shardKey = b.core.info().shieldingKey;
+  await b.close();
+  // B's host reopens B's data directory for a shard of its own, whose policy trusts its authority too
+  const rogueSeed = key32('host-chosen authority');
+  const rogue = simulatedProvider(MEASUREMENT, SIM_SIGNER_ID, rogueSeed);
+  const hostShard = testShard('host shard', { authorities: [DEV_AUTHORITY_PUBLIC, ed25519PublicFromSeed(rogueSeed)] });
+  const options = { dataDir: b.dataDir, ...hostShard, dev: true, workers: 0, pool: POOL, authorities: [] };
+  let hostile: EnclaveCore;
+  try {
+    hostile = EnclaveCore.open(options);
+  } catch (err) {
+    assert.equal(codeOfError(err), 'POLICY_SHARD_MISMATCH');
+    await a.close();
+    return;
+  }
+  // It opened: the forged member registers in the host's shard and asks B's enclave for its secrets.
+  hostile.parentchainInit({
+    genesisHash: chain.genesis,
+    callIndices: IX,
+    existentialDeposit: ED,
+    proxyDepositFactor: PROXY_FACTOR,
+  });
+  const forged = key32('forged member');
+  const userData = registrationUserData(hostShard.shard, PEER, ADDRS, ENC_KEY);
+  const quote = rogue.quote(concatBytes(forged, userData));
+  hostile.parentchainImport([
+    chain.block([{ signer: forged, call: msg(registerMessage(forged, { shard: hostShard.shard, quote })) }]),
+  ]);
+  const own = x25519Generate();
+  const body = { shard: hostShard.shard, ephemeral: own.publicKey, nonce: key32('nonce'), timestampMs: BigInt(now()) };
+  const request = ProvisionRequest.enc({
+    version: 1,
+    requester: forged,
+    quote: rogue.quote(concatBytes(forged, ProvisionRequestBinding(body))),
+    ...body,
+  });
+  const stolen = hostile.provisionServe(request, now());
+  const sameKey = same(hostile.info().shieldingKey, shardKey);
+  await hostile.close();
+  await a.close();
+  assert.ok(!stolen.ok, `the forged member got the secrets of the enclave's shard (its own shielding key: ${sameKey})`);
+  assert.fail("the enclave opened its shard's keys for another shard");
 });
 
 /** What a provisioning request's quote must bind besides the requester's key (recomputed independently). */
@@ -2762,6 +2960,8 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const b2core = EnclaveCore.open({
       dataDir: b.dataDir,
       shard: SHARD,
+      shardPolicy: POLICY,
+      dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
       workers: 0,
       pool: POOL,
       authorities: [],
