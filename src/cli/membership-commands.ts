@@ -96,11 +96,12 @@ export async function leave(config: Config): Promise<{ blockNumber: number; addr
   try {
     if (!(await enclave.call('parentchainLoad', {})).loaded)
       throw new ValidateerError('LEAVE_NOT_REGISTERED', `${dataDir} never followed a parentchain: nothing to leave`);
-    const { callData } = await enclave.call('unregisterCall', {});
+    const { callData, nonce } = await enclave.call('unregisterCall', {});
     const account = (await enclave.call('info', {})).signingKey;
     const pc = await connectParentchain({ endpoint, connectTimeoutMs: 30_000 });
     try {
-      const r = await pc.submit(enclaveSigner(enclave, account), { kind: 'raw', callData }, { waitFor: 'finalized' });
+      const signer = enclaveSigner(enclave, account);
+      const r = await pc.submit(signer, { kind: 'raw', callData }, { waitFor: 'finalized', nonce });
       return { blockNumber: r.blockNumber, address: encodeAddress(account) };
     } finally {
       await pc.close();

@@ -189,11 +189,11 @@ export class EnclaveCore {
     return this.duties.duties(input);
   }
 
-  unregisterCall(): Uint8Array {
+  unregisterCall(): { callData: Uint8Array; nonce: number } {
     return this.duties.unregisterCall();
   }
 
-  anchorCall(number: number): Uint8Array {
+  anchorCall(number: number): { callData: Uint8Array; nonce: number } {
     return this.duties.anchorCall(number);
   }
 

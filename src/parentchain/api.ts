@@ -121,6 +121,11 @@ export interface SubmitOptions {
   /** Give up (PARENTCHAIN_SUBMIT_TIMEOUT) after this long; default 120 s. */
   timeoutMs?: number;
   tip?: bigint;
+  /**
+   * Sign at exactly this account nonce (the enclave names the nonce of everything it signs): never another one, and
+   * PARENTCHAIN_NONCE_USED when the chain or its pool already has one at it; no resubmission after expiry.
+   */
+  nonce?: number;
 }
 
 export interface SubmitResult {
@@ -185,6 +190,8 @@ export interface Parentchain {
   submit(signer: ExtrinsicSigner, call: CallSpec, options?: SubmitOptions): Promise<SubmitResult>;
   estimateFee(signer: ExtrinsicSigner, call: CallSpec): Promise<bigint>;
   balance(account: Uint8Array): Promise<Balance>;
+  /** The account's next nonce as the node sees it (its pool included). */
+  accountNonce(account: Uint8Array): Promise<number>;
   /** Encodes a CallSpec to call bytes for this chain's current runtime. */
   encodeCall(call: CallSpec): Uint8Array;
   /** Existential deposit of the native token. */

@@ -105,6 +105,7 @@ export class ParentchainDriver {
       callIndices: this.parentchain.callIndices(),
       existentialDeposit: this.parentchain.existentialDeposit(),
       proxyDepositFactor: this.parentchain.proxyDepositFactor(),
+      accountNonce: await this.parentchain.accountNonce(this.signer.publicKey),
       ...(this.opts.checkpoint ? { checkpoint: this.opts.checkpoint } : {}),
     });
     const rollback = info.sealedRollback;
@@ -284,7 +285,7 @@ export class ParentchainDriver {
       if (this.submitting.has(d.key)) continue;
       this.submitting.add(d.key);
       const kind = d.key.split(':')[0];
-      this.track(this.send(kind, d.callData, d.description).finally(() => this.submitting.delete(d.key)));
+      this.track(this.send(kind, d, d.description).finally(() => this.submitting.delete(d.key)));
     }
   }
 
@@ -293,18 +294,26 @@ export class ParentchainDriver {
     if (number > 0 && number % this.opts.anchorInterval === 0) {
       this.track(
         (async () => {
-          const { callData } = await this.enclave.call('anchorCall', { number });
-          if (await this.send('anchor', callData, `anchor sidechain block ${number}`))
-            this.metrics.anchorsSubmitted.inc();
+          const call = await this.enclave.call('anchorCall', { number });
+          if (await this.send('anchor', call, `anchor sidechain block ${number}`)) this.metrics.anchorsSubmitted.inc();
         })().catch((err) => this.logger.error({ err: (err as Error).message }, 'anchor failed')),
       );
     }
     this.kickDuties(); // a new block may carry a withdrawal to pay
   }
 
-  private async send(kind: string, callData: Uint8Array, description: string): Promise<boolean> {
+  /** Signs at the nonce the enclave named (it signs no other) and submits. */
+  private async send(
+    kind: string,
+    call: { callData: Uint8Array; nonce: number },
+    description: string,
+  ): Promise<boolean> {
     try {
-      const r = await this.parentchain.submit(this.signer, { kind: 'raw', callData });
+      const r = await this.parentchain.submit(
+        this.signer,
+        { kind: 'raw', callData: call.callData },
+        { nonce: call.nonce },
+      );
       this.metrics.countParentchainExtrinsic(kind, r.success ? 'success' : 'failed');
       if (r.success)
         this.logger.info({ block: r.blockNumber, fee: String(r.estimatedFee) }, `parentchain: ${description}`);
@@ -315,7 +324,12 @@ export class ParentchainDriver {
         kind,
         hasCode(err, 'PARENTCHAIN_INSUFFICIENT_FUNDS') ? 'insufficient_funds' : 'error',
       );
-      const level = hasCode(err, 'DUTY_IN_FLIGHT') ? 'debug' : 'error';
+      // A clash of nonces (an anchor and a duty, say) settles itself: the enclave names others once it sees the chain.
+      const level = hasCode(err, 'DUTY_IN_FLIGHT')
+        ? 'debug'
+        : hasCode(err, 'PARENTCHAIN_NONCE_USED', 'DUTY_WRONG_NONCE')
+          ? 'warn'
+          : 'error';
       this.logger[level]({ code: codeOf(err), err: (err as Error).message }, `parentchain: ${description} not sent`);
       return false;
     }

@@ -150,6 +150,10 @@ export class SubstrateParentchain implements Parentchain {
     return this.#reader.block(hash, options);
   }
 
+  accountNonce(account: Uint8Array): Promise<number> {
+    return this.#submitter.chainNonce(this.address(account));
+  }
+
   async balance(account: Uint8Array): Promise<Balance> {
     const info = await this.#connection.retry('balance', () => this.#api.query.system.account(u8aToHex(account)));
     const data = info.data as unknown as Record<string, { toBigInt(): bigint } | undefined>;

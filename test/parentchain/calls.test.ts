@@ -35,6 +35,7 @@ import {
   type CallIndices,
 } from '../../src/enclave/parentchain/calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient } from '../../src/enclave/parentchain/light-client.ts';
+import { payloadNonce, signedPrefix } from '../../src/enclave/parentchain/extrinsic-prefix.ts';
 import { EFFECT, HPKE_INFO_SHIELD } from '../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../src/enclave/parentchain/view.ts';
 import { EnclaveCore } from '../../src/enclave/core.ts';
@@ -207,6 +208,12 @@ test('a real signing payload starts with the call bytes, is mortal for 64 blocks
     birth.number <= result.blockNumber && result.blockNumber < birth.number + m.period,
     'included within its mortality window',
   );
+  // The enclave reads the nonce from the payload it signs and from the extrinsic the runtime included.
+  assert.equal(payloadNonce(payload, callData.length), result.nonce);
+  const included = (await pc.block(result.blockHash)).extrinsics[result.index].encoded;
+  const prefix = signedPrefix(included);
+  assert.ok(prefix, 'a signed extrinsic');
+  assert.deepEqual([hexKey(prefix.signer), prefix.nonce], [hexKey(enclaveAccount.publicKey), result.nonce]);
 });
 
 // ---------- the enclave itself on the real chain ----------
@@ -267,7 +274,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
       duties.map((d) => d.key),
       [expected],
     );
-    const r = await pc.submit(signer, { kind: 'raw', callData: duties[0].callData });
+    const r = await pc.submit(signer, { kind: 'raw', callData: duties[0].callData }, { nonce: duties[0].nonce });
     assert.equal(r.success, true, r.error);
     await processed(r);
     return r;
@@ -275,7 +282,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   /** Anchors the sidechain head: the enclave's anchor remark, signed by it, in a finalized parentchain block. */
   const anchorHead = async () => {
     const { headNumber, headHash } = core.status();
-    const r = await pc.submit(signer, { kind: 'raw', callData: core.anchorCall(headNumber) });
+    const anchor = core.anchorCall(headNumber);
+    const r = await pc.submit(signer, { kind: 'raw', callData: anchor.callData }, { nonce: anchor.nonce });
     assert.equal(r.success, true, r.error);
     await processed(r);
     assert.deepEqual(core.parentchainInfo().lastAnchor, {
@@ -410,7 +418,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
         'the second enclave follows the chain',
         30_000,
       );
-      const left = await pc.submit(signer2, { kind: 'raw', callData: core2.unregisterCall() });
+      const leave = core2.unregisterCall();
+      const left = await pc.submit(signer2, { kind: 'raw', callData: leave.callData }, { nonce: leave.nonce });
       assert.equal(left.success, true, left.error);
       await processed(left);
     } finally {
@@ -425,6 +434,8 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     );
     assert.equal((await pc.balance(vault)).free, vaultBefore, 'the freed deposit went back out of the vault');
     assert.deepEqual(core.parentchainDuties({ peerId: 'peer', p2pAddresses: [] }), []);
+    // The enclave followed its account's nonce from the verified blocks alone.
+    assert.equal(core.parentchainInfo().accountNonce, await pc.accountNonce(key));
   } finally {
     await scanner.stop();
   }

@@ -13,6 +13,7 @@ import type {
   ParentchainBlock,
   ParentchainHeader,
   ScanOptions,
+  SubmitOptions,
   SubmitResult,
 } from '../../src/parentchain/api.ts';
 import type { Method, Params, Result } from '../../src/enclave/boundary/api.ts';
@@ -64,7 +65,7 @@ function block(number: number, remark?: Uint8Array): ParentchainBlock {
 class FakeParentchain implements Parentchain {
   readonly blocks: ParentchainBlock[] = [block(0)];
   readonly scans: { from: number; fromParentHash?: Uint8Array }[] = [];
-  readonly submitted: { signer: ExtrinsicSigner; callData: Uint8Array; signature: Uint8Array }[] = [];
+  readonly submitted: { signer: ExtrinsicSigner; callData: Uint8Array; signature: Uint8Array; nonce?: number }[] = [];
   /** While set, submissions wait for it (an extrinsic sitting in the pool). */
   hold: Promise<void> | null = null;
   readonly #waiters = new Set<() => void>();
@@ -142,13 +143,13 @@ class FakeParentchain implements Parentchain {
     };
   }
 
-  async submit(signer: ExtrinsicSigner, call: CallSpec): Promise<SubmitResult> {
+  async submit(signer: ExtrinsicSigner, call: CallSpec, options: SubmitOptions = {}): Promise<SubmitResult> {
     assert.equal(call.kind, 'raw');
     const callData = call.kind === 'raw' ? call.callData : new Uint8Array();
     // The payload a real chain would sign: the call bytes, then the signed extensions.
     const signature = await signer.sign(concatBytes(callData, Uint8Array.of(0, 1, 2)));
     await this.hold;
-    this.submitted.push({ signer, callData, signature });
+    this.submitted.push({ signer, callData, signature, nonce: options.nonce });
     return {
       extrinsicHash: new Uint8Array(32),
       blockHash: this.blocks.at(-1)!.header.hash,
@@ -166,6 +167,9 @@ class FakeParentchain implements Parentchain {
   }
   async balance() {
     return { free: 1000n, reserved: 0n, frozen: 0n };
+  }
+  async accountNonce() {
+    return 0;
   }
   encodeCall(): Uint8Array {
     throw new Error('not used by the driver');
@@ -239,7 +243,7 @@ class FakeEnclave implements EnclaveCalls {
       case 'anchorCall': {
         const n = (params as Params<'anchorCall'>).number;
         this.anchorsAsked.push(n);
-        return { callData: Uint8Array.of(0xac, n) };
+        return { callData: Uint8Array.of(0xac, n), nonce: 40 + n };
       }
       default:
         throw new Error(`unexpected enclave call ${method}`);
@@ -257,6 +261,7 @@ class FakeEnclave implements EnclaveCalls {
       vaultProxies: [],
       lastAnchor: null,
       dutiesInFlight: [],
+      accountNonce: 0,
       pendingEffects: 0,
       shieldedSupply: 0n,
       unpaidWithdrawals: 0,
@@ -377,7 +382,7 @@ test("after a failed import the scan restarts from the enclave's verified head; 
 test('the extrinsics the enclave asks for are signed by the enclave and sent once, also when asked again meanwhile', async () => {
   const chain = new FakeParentchain();
   const enclave = new FakeEnclave();
-  const payout: Duty = { key: 'payout:7', callData: Uint8Array.of(9, 9, 9), description: 'pay withdrawal 7' };
+  const payout: Duty = { key: 'payout:7', callData: Uint8Array.of(9, 9, 9), description: 'pay withdrawal 7', nonce: 3 };
   let release!: () => void;
   chain.hold = new Promise((r) => (release = r));
   enclave.duties = [payout];
@@ -397,6 +402,7 @@ test('the extrinsics the enclave asks for are signed by the enclave and sent onc
   assert.deepEqual(sent.callData, payout.callData, 'the call bytes the enclave built');
   assert.ok(same(sent.signer.publicKey, SIGNING_KEY), 'sent from the enclave account');
   assert.ok(same(sent.signature, SIGNATURE), "with the enclave's signature");
+  assert.equal(sent.nonce, payout.nonce, 'at the nonce the enclave named');
   assert.ok(
     same(enclave.signed[0].subarray(0, payout.callData.length), payout.callData),
     'the enclave signed a payload of its call',
@@ -416,6 +422,11 @@ test('every anchorInterval-th committed block is anchored with the call the encl
       [0xac, 5],
       [0xac, 10],
     ],
+  );
+  assert.deepEqual(
+    chain.submitted.map((s) => s.nonce),
+    [45, 50],
+    'each at the nonce the enclave named',
   );
 });
 

@@ -51,6 +51,8 @@ const importedBlock = z
       .max(100_000),
   })
   .refine((b) => b.outcomes.length <= b.extrinsics.length, 'more outcomes than extrinsics');
+/** A parentchain account nonce (Compact<u32>). */
+const nonce = z.number().int().nonnegative().max(0xffff_ffff);
 const callIndex = z.object({ pallet: z.number().int().min(0).max(255), call: z.number().int().min(0).max(255) });
 const parentchainInfo = z.object({
   number: z.number().int(),
@@ -72,6 +74,8 @@ const parentchainInfo = z.object({
   vaultProxies: z.array(bytes32),
   lastAnchor: z.object({ number: z.number().int(), hash: bytes32, parentchainNumber: z.number().int() }).nullable(),
   dutiesInFlight: z.array(z.string()),
+  /** The enclave account's next nonce as the verified blocks show it. */
+  accountNonce: nonce,
   pendingEffects: z.number().int(),
   shieldedSupply: z.bigint(),
   unpaidWithdrawals: z.number().int(),
@@ -217,6 +221,8 @@ export const enclaveApi = {
       }),
       existentialDeposit: z.bigint().nonnegative(),
       proxyDepositFactor: z.bigint().nonnegative(),
+      /** The host's reading of the account's next nonce: a floor for the nonces the enclave hands out. */
+      accountNonce: z.number().int().nonnegative().max(0xffff_fffe).optional(),
     }),
     result: parentchainInfo,
   },
@@ -233,10 +239,16 @@ export const enclaveApi = {
   parentchainLoad: { params: z.object({}), result: z.object({ loaded: z.boolean() }) },
   parentchainDuties: {
     params: z.object({ peerId: z.string().max(128), p2pAddresses: z.array(z.string().max(256)).max(16) }),
-    result: z.object({ duties: z.array(z.object({ key: z.string(), callData: bytes, description: z.string() })) }),
+    result: z.object({
+      duties: z.array(z.object({ key: z.string(), callData: bytes, description: z.string(), nonce })),
+    }),
   },
-  unregisterCall: { params: z.object({}), result: z.object({ callData: bytes }) },
-  anchorCall: { params: z.object({ number: z.number().int().nonnegative() }), result: z.object({ callData: bytes }) },
+  // Every call the enclave builds comes with the account nonce it is to be signed at (signExtrinsic refuses others).
+  unregisterCall: { params: z.object({}), result: z.object({ callData: bytes, nonce }) },
+  anchorCall: {
+    params: z.object({ number: z.number().int().nonnegative() }),
+    result: z.object({ callData: bytes, nonce }),
+  },
   signExtrinsic: {
     params: z.object({
       payload: bytes.refine((b) => b.length > 0 && b.length <= 64 * 1024, 'payload must be 1 byte to 64 KiB'),

@@ -55,8 +55,8 @@ const handlers = {
   parentchainInfo: () => core.parentchainInfo(),
   parentchainLoad: () => ({ loaded: core.parentchainLoad() }),
   parentchainDuties: (p) => ({ duties: core.parentchainDuties(p) }),
-  unregisterCall: () => ({ callData: core.unregisterCall() }),
-  anchorCall: (p) => ({ callData: core.anchorCall(p.number) }),
+  unregisterCall: () => core.unregisterCall(),
+  anchorCall: (p) => core.anchorCall(p.number),
   signExtrinsic: (p) => ({ signature: core.signExtrinsic(p.payload) }),
 } satisfies EnclaveHandlers;
 

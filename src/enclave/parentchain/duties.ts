@@ -112,6 +112,7 @@ export class ParentchainDuties {
           }
         : null,
       dutiesInFlight: pc.dutiesInFlight(),
+      accountNonce: pc.accountNonce(),
       pendingEffects: pc.effectsAfter(this.head.current?.parentchainNumber ?? 0).length,
       shieldedSupply: state.shard().shieldedSupply,
       unpaidWithdrawals: state.unpaidWithdrawals().length,
@@ -135,12 +136,13 @@ export class ParentchainDuties {
     });
   }
 
-  unregisterCall(): Uint8Array {
+  /** The unregistration's call bytes and the nonce to sign them at. */
+  unregisterCall(): { callData: Uint8Array; nonce: number } {
     return this.view().unregisterCall(this.ctx.opts.shard);
   }
 
-  /** Call bytes of an anchor for block `number` of this enclave's chain. */
-  anchorCall(number: number): Uint8Array {
+  /** Call bytes of an anchor for block `number` of this enclave's chain, and the nonce to sign them at. */
+  anchorCall(number: number): { callData: Uint8Array; nonce: number } {
     const pc = this.view();
     const head = this.head.current;
     const b = this.head.recentBlocks.get(BigInt(number));

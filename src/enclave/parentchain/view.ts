@@ -1,29 +1,24 @@
 // Everything the enclave knows of the parentchain, sealed to the data directory after every change:
-// the light client head, the registry, the effects waiting for a sidechain block, and the duties
-// (extrinsics the enclave wants sent) with the ones in flight. A duty is signed at most once per
-// mortality window: its birth block and period are sealed before the signature leaves the enclave,
-// and it is offered again only once the light client has passed its death without seeing it done.
-// That makes payouts exactly-once across crashes of the host or the enclave. The signing guard numbers
-// every sealed write, so a view the host puts back older is detected (keys/signing-guard.ts).
+// the light client head, the registry, the effects waiting for a sidechain block, the duties
+// (extrinsics the enclave wants sent) with the ones in flight, and the account's nonces. Every
+// signature names a nonce the enclave chose. A duty is signed at most once per mortality window: its
+// birth block, period and nonce are sealed before the signature leaves the enclave, and it is offered
+// again only once the light client has passed its death, or its nonce is consumed, without seeing it
+// done. A payout stays bound to its nonce until the verified chain consumes that nonce (nonces.ts), so
+// it is included at most once whatever the host shows or withholds, across crashes of either side.
+// The signing guard numbers every sealed write, so a view the host puts back older is detected
+// (keys/signing-guard.ts).
 import { join } from 'node:path';
 import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { LightClient } from './light-client.ts';
-import {
-  CallIndices,
-  addProxyCall,
-  batchAllCall,
-  createPureCall,
-  payloadMortality,
-  proxyCall,
-  remarkCall,
-  removeProxyCall,
-  transferKeepAliveCall,
-} from './calls.ts';
-import { EFFECT, Effect, Registry, registrationUserData, type Observation, type RegistryContext } from './registry.ts';
+import { CallIndices, payloadMortality, remarkCall } from './calls.ts';
+import { EFFECT, Effect, Registry, type Observation, type RegistryContext } from './registry.ts';
+import { dutyCalls, type DutyInput } from './duty-calls.ts';
+import { AccountNonces, EMPTY_NONCES, UNKNOWN_NONCE } from './nonces.ts';
+import { payloadNonce } from './extrinsic-prefix.ts';
 import type { SigningGuard } from '../keys/signing-guard.ts';
 import { blockCandidates, readExtrinsic } from './extrinsic.ts';
-import type { Withdrawal } from '../state/state.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import {
   InFlight,
@@ -48,18 +43,22 @@ export class ParentchainView {
    * What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams): only what this
    * enclave's own account pays in; a refund out of the vault is the registry's recorded deposit.
    */
-  private readonly proxyDepositFactor: bigint;
+  readonly proxyDepositFactor: bigint;
   private pending: Effect[];
   /** Parentchain block up to which effects were settled (dropped): see effectsSettled. */
   private settled: number;
   private readonly inFlight: Map<string, InFlight>;
   private readonly recent: Map<string, number>;
-  /** Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors). */
-  private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null }>();
+  /**
+   * Call bytes this enclave built, by hex, with the duty they serve (null: no exactly-once tracking, e.g. anchors)
+   * and the nonce they are to be signed at.
+   */
+  private readonly authorized = new Map<string, { callData: Uint8Array; duty: string | null; nonce: number }>();
+  private readonly nonces: AccountNonces;
   private readonly path: string;
   /** Seals this view with a sequence number it records, and refuses duties after a rollback of it. */
   private readonly guard: SigningGuard;
-  private readonly signingKey: Uint8Array;
+  readonly signingKey: Uint8Array;
   private readonly shard: Uint8Array;
 
   private constructor(
@@ -83,6 +82,12 @@ export class ParentchainView {
     this.settled = s.settled;
     this.inFlight = new Map(s.inFlight.map((f) => [f.duty, f]));
     this.recent = new Map(s.recent.map((r) => [hexKey(r.hash), r.number]));
+    this.nonces = new AccountNonces(s.nonces, signingKey, (w) => this.payoutRemark(w));
+  }
+
+  /** The remark a payout of withdrawal `w` ends with. */
+  private payoutRemark(w: bigint): Uint8Array {
+    return remarkCall(this.callIndices, encodeMessage({ tag: 'payout', value: { shard: this.shard, withdrawal: w } }));
   }
 
   /**
@@ -119,6 +124,7 @@ export class ParentchainView {
         inFlight: [],
         recent: [],
         settled: 0,
+        nonces: EMPTY_NONCES,
       };
     }
     // The sealed indices with the current runtime's account formats (see CallIndices).
@@ -135,6 +141,7 @@ export class ParentchainView {
       { ...s, callIndices },
       init.proxyDepositFactor,
     );
+    view.nonces.floor = init.accountNonce ?? 0;
     view.persist();
     return view;
   }
@@ -166,6 +173,7 @@ export class ParentchainView {
       inFlight: [...this.inFlight.values()],
       recent,
       settled: this.settled,
+      nonces: this.nonces.data,
     });
     this.guard.writeView(this.path, bytes, this.lightClient.number);
   }
@@ -180,6 +188,8 @@ export class ParentchainView {
         const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
         const h = this.lightClient.import(b.header, b.extrinsics);
         this.remember(h.number, h.hash);
+        // Our own extrinsics, from the verified body itself: nonces consumed, payouts included.
+        this.nonces.observe(b.extrinsics, this.payoutsInFlight(), h.number);
         for (const { index, outcome } of candidates) {
           // Decoded here from the verified bytes; what is not one of our calls is ignored, never an error.
           const x = readExtrinsic(this.callIndices, b.extrinsics[index], outcome.callOffset);
@@ -217,12 +227,14 @@ export class ParentchainView {
    */
   private expireDuties(number: number): void {
     for (const [key, f] of this.inFlight) {
-      if (this.dutyDone(key) || (f.death !== undefined && number >= f.death)) this.inFlight.delete(key);
+      const consumed = f.nonce !== UNKNOWN_NONCE && f.nonce < this.nonces.next;
+      if (this.dutyDone(key) || consumed || (f.death !== undefined && number >= f.death)) this.inFlight.delete(key);
     }
     for (const [h, a] of this.authorized) if (a.duty !== null && this.dutyDone(a.duty)) this.authorized.delete(h);
   }
 
-  private dutyDone(key: string): boolean {
+  /** Whether the registry (or, for a payout, its own bytes at its nonce) shows duty `key` done. */
+  dutyDone(key: string): boolean {
     const r = this.registry;
     if (key === 'register') return r.isActive(this.signingKey, this.lightClient.number);
     if (key === 'vault') return r.data.vault !== undefined;
@@ -230,10 +242,23 @@ export class ParentchainView {
     if (key.startsWith('proxy:')) return r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(6), 'hex')));
     if (key.startsWith('unproxy:')) return !r.isVaultProxy(new Uint8Array(Buffer.from(key.slice(8), 'hex')));
     if (key.startsWith('payout:'))
-      return this.pending.some(
-        (e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key,
+      return (
+        this.nonces.included(BigInt(key.slice(7))) ||
+        this.pending.some(
+          (e) => (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed) && `payout:${e.withdrawal}` === key,
+        )
       );
     return false;
+  }
+
+  /** Withdrawals whose payout is in flight (records of earlier builds may have no nonce binding). */
+  private payoutsInFlight(): bigint[] {
+    return [...this.inFlight.keys()].filter((k) => k.startsWith('payout:')).map((k) => BigInt(k.slice(7)));
+  }
+
+  /** The light client head's number. */
+  get number(): number {
+    return this.lightClient.number;
   }
 
   // ---------- effects for sidechain blocks ----------
@@ -265,6 +290,9 @@ export class ParentchainView {
   /** A final sidechain block executed effects up to `number`: drop them. */
   settledUpTo(number: number): void {
     const before = this.pending.length;
+    for (const e of this.pending)
+      if (e.parentchainNumber <= number && (e.kind === EFFECT.payout || e.kind === EFFECT.payoutFailed))
+        this.nonces.forget(e.withdrawal); // paid (or refunded) in a final block: its binding is no longer needed
     this.pending = this.pending.filter((e) => e.parentchainNumber > number);
     const moved = number > this.settled;
     if (moved) this.settled = number;
@@ -273,156 +301,89 @@ export class ParentchainView {
 
   // ---------- duties and signing ----------
 
-  /**
-   * What this enclave should send now. Registration while it is not a member; the first member
-   * creates the vault, funds its keep-alive reserve, makes every member a proxy of the vault, and
-   * pays out withdrawals.
-   */
-  duties(input: {
-    quote: (userData: Uint8Array) => Uint8Array;
-    shard: Uint8Array;
-    peerId: string;
-    p2pAddresses: string[];
-    encryptionKey: Uint8Array;
-    unpaid: Withdrawal[];
-  }): Duty[] {
+  /** What this enclave should send now (duty-calls.ts), without what is in flight, each with its nonce. */
+  duties(input: DutyInput): Duty[] {
     const out: Duty[] = [];
-    const r = this.registry;
-    const number = this.lightClient.number;
-    const offer = (key: string, callData: Uint8Array, description: string) => {
+    // Fresh nonces skip those that sealed records and recent signatures hold; a payout keeps its bound one.
+    const taken = this.nonces.taken(this.inFlight.values());
+    dutyCalls(this, input, (key, callData, description) => {
       if (this.inFlight.has(key)) return;
-      this.authorize(callData, key);
-      out.push({ key, callData, description });
-    };
-    if (!r.isActive(this.signingKey, number)) {
-      const quote = input.quote(
-        registrationUserData(input.shard, input.peerId, input.p2pAddresses, input.encryptionKey),
-      );
-      const message = encodeMessage({
-        tag: 'register',
-        value: {
-          shard: input.shard,
-          quote,
-          signingKey: this.signingKey,
-          p2pAddresses: input.p2pAddresses,
-          peerId: input.peerId,
-          encryptionKey: input.encryptionKey,
-        },
-      });
-      offer('register', remarkCall(this.callIndices, message), 'register this enclave');
-      return out;
-    }
-    const first = r.activeAt(number)[0];
-    if (!first || !same(first.signingKey, this.signingKey)) return out;
-    const ix = this.callIndices;
-    const vault = r.data.vault;
-    if (!vault) {
-      offer(
-        'vault',
-        batchAllCall(ix, [
-          createPureCall(ix),
-          remarkCall(ix, encodeMessage({ tag: 'vault', value: { shard: input.shard } })),
-        ]),
-        'create the shard vault',
-      );
-      return out;
-    }
-    if (r.data.reserveFunded === undefined) {
-      const remark = remarkCall(ix, encodeMessage({ tag: 'reserve', value: { shard: input.shard } }));
-      offer(
-        'reserve',
-        batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.existentialDeposit), remark]),
-        'fund the vault keep-alive reserve',
-      );
-    }
-    // Every member's enclave account becomes a proxy of the vault, so any of them can pay out later.
-    // pallet_proxy reserves the proxy's deposit from the vault, which holds only the keep-alive reserve
-    // and shielded funds: this enclave's account pays the deposit into the vault in the same batch.
-    for (const m of r.activeAt(number)) {
-      const key = `proxy:${hexKey(m.signingKey)}`;
-      if (this.dutyDone(key)) continue;
-      const remark = remarkCall(
-        ix,
-        encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }),
-      );
-      const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
-      const callData =
-        this.proxyDepositFactor > 0n
-          ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, this.proxyDepositFactor), add])
-          : add;
-      offer(key, callData, `add validateer ${hexKey(m.signingKey).slice(0, 8)}… as a vault proxy`);
-    }
-    // A member that left no longer controls the vault. Only a proxy can act for the vault, and this
-    // member (never removed itself) stays one, so the vault always keeps a controller. The removal
-    // frees the departed one's deposit in the vault: it goes back to this enclave's account, so the
-    // vault still holds exactly the reserve and the shielded funds.
-    if (r.isVaultProxy(this.signingKey)) {
-      for (const p of r.data.vaultProxies) {
-        const key = `unproxy:${hexKey(p)}`;
-        if (r.isActive(p, number) || this.dutyDone(key)) continue;
-        const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
-        // Exactly what the batch that added it paid into the vault (the registry accepts no other refund).
-        const refund = transferKeepAliveCall(ix, this.signingKey, r.proxyDeposit(p));
-        offer(
-          key,
-          proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])),
-          `remove departed validateer ${hexKey(p).slice(0, 8)}… as a vault proxy`,
-        );
-      }
-    }
-    for (const w of input.unpaid) {
-      const key = `payout:${w.id}`;
-      if (this.dutyDone(key)) continue;
-      const remark = remarkCall(ix, encodeMessage({ tag: 'payout', value: { shard: input.shard, withdrawal: w.id } }));
-      offer(
-        key,
-        proxyCall(ix, vault.account, batchAllCall(ix, [transferKeepAliveCall(ix, w.beneficiary, w.amount), remark])),
-        `pay withdrawal ${w.id}`,
-      );
-    }
+      const bound = key.startsWith('payout:') ? this.nonces.bound(BigInt(key.slice(7))) : undefined;
+      const nonce = bound ?? this.nonces.fresh(taken);
+      this.authorize(callData, key, nonce);
+      out.push({ key, callData, description, nonce });
+    });
+    this.nonces.offered = new Set(out.map((d) => d.nonce));
     return out;
   }
 
-  /** Call bytes of this enclave's unregistration (the operator's `validateer leave`). */
-  unregisterCall(shard: Uint8Array): Uint8Array {
+  /** Call bytes of this enclave's unregistration (the operator's `validateer leave`) and the nonce to sign it at. */
+  unregisterCall(shard: Uint8Array): { callData: Uint8Array; nonce: number } {
     if (!this.registry.isActive(this.signingKey, this.lightClient.number))
       throw new EnclaveError('NOT_MEMBER', 'this enclave is not a registered member of the shard');
     const callData = remarkCall(
       this.callIndices,
       encodeMessage({ tag: 'unregister', value: { shard, signingKey: this.signingKey } }),
     );
-    this.authorize(callData, null);
-    return callData;
+    return this.authorizeLoose(callData);
   }
 
-  /** Call bytes for an anchor remark (signed without exactly-once tracking: a lost anchor is just re-sent later). */
-  anchorCall(message: Uint8Array): Uint8Array {
-    const callData = remarkCall(this.callIndices, message);
-    this.authorize(callData, null);
-    return callData;
+  /**
+   * Call bytes for an anchor remark and the nonce to sign it at (signed without exactly-once tracking: a lost anchor is
+   * just re-sent later).
+   */
+  anchorCall(message: Uint8Array): { callData: Uint8Array; nonce: number } {
+    return this.authorizeLoose(remarkCall(this.callIndices, message));
   }
 
-  private authorize(callData: Uint8Array, duty: string | null): void {
-    this.authorized.set(hexKey(callData), { callData, duty });
+  /** Non-duty calls take the next free nonce too: one that burns a payout's nonce shows as a non-payout there. */
+  private authorizeLoose(callData: Uint8Array): { callData: Uint8Array; nonce: number } {
+    const taken = this.nonces.taken(this.inFlight.values());
+    for (const n of this.nonces.offered) taken.add(n);
+    const nonce = this.nonces.fresh(taken);
+    this.authorize(callData, null, nonce);
+    return { callData, nonce };
+  }
+
+  private authorize(callData: Uint8Array, duty: string | null, nonce: number): void {
+    const key = hexKey(callData);
+    this.authorized.delete(key); // re-inserted as the newest
+    this.authorized.set(key, { callData, duty, nonce });
     if (this.authorized.size > AUTHORIZED_KEPT) this.authorized.delete(this.authorized.keys().next().value!);
   }
 
   /**
    * Checks a signing payload before the enclave signs it: it must start with call bytes this enclave
-   * built. For a duty the payload must be mortal; the duty is sealed as in flight before returning.
+   * built and name the nonce the enclave gave them. For a duty the payload must be mortal; the duty (a
+   * payout: also its nonce binding) is sealed as in flight before returning.
    */
   admitPayload(payload: Uint8Array): void {
-    for (const { callData, duty } of this.authorized.values()) {
+    for (const { callData, duty, nonce } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
-      if (duty === null) return;
-      this.guard.checkDuties(this.lightClient.number);
-      if (this.inFlight.has(duty))
+      if (duty !== null) this.guard.checkDuties(this.lightClient.number);
+      if (duty !== null && this.inFlight.has(duty))
         throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);
+      const w = duty?.startsWith('payout:') ? BigInt(duty.slice(7)) : undefined;
+      const named = payloadNonce(payload, callData.length);
+      const expected = (w !== undefined ? this.nonces.bound(w) : undefined) ?? nonce;
+      const holder = named === null ? undefined : this.nonces.holder(named, this.inFlight.values(), duty);
+      if (named !== expected || named < this.nonces.next || holder !== undefined) {
+        const why = holder !== undefined ? `held by ${holder}` : named === expected ? 'consumed' : 'another';
+        throw new EnclaveError(
+          'DUTY_WRONG_NONCE',
+          `${duty ?? 'this call'} is signed only at nonce ${expected}, not at ${named} (${why})`,
+        );
+      }
       const mortality = payloadMortality(payload, callData.length, this.lightClient.genesisHash);
+      const birth = mortality ? this.recent.get(hexKey(mortality.birthHash)) : undefined;
+      const death = mortality && birth !== undefined ? birth + mortality.period : undefined;
+      if (duty === null) {
+        this.nonces.signedLoose(named, death, this.lightClient.number);
+        return;
+      }
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
-      const birth = this.recent.get(hexKey(mortality.birthHash));
-      const death = birth === undefined ? undefined : birth + mortality.period;
-      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death });
+      this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death, nonce: named });
+      if (w !== undefined) this.nonces.bind(w, named);
       // A birth not among the recent verified blocks is older (then dead sooner) or not final yet (assumed
       // within RECENT_KEPT blocks of the verified head).
       this.guard.noteDuty(death ?? this.lightClient.number + RECENT_KEPT + mortality.period);
@@ -430,6 +391,11 @@ export class ParentchainView {
       return;
     }
     throw new EnclaveError('SIGNING_REFUSED', 'the enclave signs only parentchain calls it built itself');
+  }
+
+  /** The account's next nonce as the verified blocks show it. */
+  accountNonce(): number {
+    return this.nonces.next;
   }
 
   /** Duties signed and not yet seen done or expired (for status and tests). */

@@ -69,8 +69,9 @@ export class ExtrinsicSubmitter {
       try {
         return await this.#awaitInclusion(sent, options.waitFor ?? 'inBlock', deadline);
       } catch (err) {
-        // Expired unincluded: nothing was executed, so a fresh signature with a fresh nonce is safe.
-        if (!hasCode(err, 'PARENTCHAIN_TX_DROPPED') || attempt >= 2) throw err;
+        // Expired unincluded: nothing was executed, so a fresh signature with a fresh nonce is safe (unless the
+        // signer named the nonce: then it decides what to sign next).
+        if (!hasCode(err, 'PARENTCHAIN_TX_DROPPED') || attempt >= 2 || options.nonce !== undefined) throw err;
         this.#nonces.delete(account);
         this.#connection.warn(`extrinsic ${u8aToHex(sent.hash)} expired without inclusion; resubmitting`);
       }
@@ -81,7 +82,8 @@ export class ExtrinsicSubmitter {
     const account = u8aToHex(signer.publicKey);
     const address = this.#accounts.address(signer.publicKey);
     for (let nonceRetry = 0; ; nonceRetry++) {
-      const nonce = this.#nonces.get(account) ?? (await this.#chainNonce(address));
+      const named = options.nonce;
+      const nonce = named ?? this.#nonces.get(account) ?? (await this.chainNonce(address));
       const birth = await this.#reader.finalizedHead();
       const tx = buildCall(this.#api, spec);
       await this.#connection.retry('sign', () =>
@@ -106,6 +108,12 @@ export class ExtrinsicSubmitter {
         deathNumber: birth.number + this.#mortality,
       };
       const outcome = await this.#send(tx.toHex(), address, fee, deadline);
+      if (named !== undefined) {
+        this.#nonces.delete(account); // the cache follows the chain again for unnamed submissions
+        if (outcome === 'nonceRejected')
+          throw new ValidateerError('PARENTCHAIN_NONCE_USED', `nonce ${nonce} of ${address} is used or taken`);
+        return sent;
+      }
       if (outcome === 'nonceRejected') {
         this.#nonces.delete(account);
         if (nonceRetry < 3) continue;
@@ -157,7 +165,7 @@ export class ExtrinsicSubmitter {
     }
   }
 
-  async #chainNonce(address: string): Promise<number> {
+  async chainNonce(address: string): Promise<number> {
     // system_accountNextIndex counts the node's pool too.
     return Number(await this.#connection.rpc<number>('system_accountNextIndex', [address]));
   }

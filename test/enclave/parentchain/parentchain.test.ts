@@ -33,7 +33,7 @@ import {
   type RegistryContext,
 } from '../../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../../src/enclave/parentchain/view.ts';
-import { SealedView, SealedViewV1, SealedViewV2 } from '../../../src/enclave/parentchain/view-format.ts';
+import { SealedView, SealedViewV1, SealedViewV2, SealedViewV3 } from '../../../src/enclave/parentchain/view-format.ts';
 import {
   decodeCall as decodeEnclaveCall,
   readExtrinsic,
@@ -143,14 +143,19 @@ function decodeCall(bytes: Uint8Array): Call & { call: DecodedCall } {
 function callOffsetOf(encoded: Uint8Array, call: Uint8Array): number {
   return encoded.length - call.length;
 }
-/** A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions, call. */
-function signedExtrinsic(signer: Uint8Array, call: Uint8Array): Uint8Array {
+/**
+ * A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions (era
+ * immortal, nonce, tip 0, asset id None), call.
+ */
+function signedExtrinsic(signer: Uint8Array, call: Uint8Array, nonce = 0): Uint8Array {
   const body = concatBytes(
     Uint8Array.of(0x84, 0x00),
     signer,
     Uint8Array.of(0x00),
     new Uint8Array(64).fill(0xee),
-    Uint8Array.of(0x00, 0x00, 0x00, 0x00),
+    Uint8Array.of(0x00),
+    compact.enc(nonce),
+    Uint8Array.of(0x00, 0x00),
     call,
   );
   return concatBytes(compact.enc(body.length), body);
@@ -179,13 +184,14 @@ function signingPayload(
     birth: { number: number; hash: Uint8Array } | null;
     period?: number;
     trailing?: Uint8Array;
+    nonce?: number;
   },
 ): Uint8Array {
   const era = o.birth ? mortalEra(o.period ?? 64, o.birth.number) : Uint8Array.of(0);
   return concatBytes(
     callData,
     era,
-    compact.enc(7),
+    compact.enc(o.nonce ?? 7),
     compact.enc(0),
     Uint8Array.of(0),
     u32.enc(900),
@@ -224,13 +230,13 @@ class FakeChain {
     this.root = genesis === CHOPSTICKS_GENESIS ? (x) => blake2_256(concatBytes(...x)) : (x) => orderedTrieRoot(x, 0);
   }
 
-  block(signed: { signer?: Uint8Array; call: Call; success?: boolean }[] = []): Block {
+  block(signed: { signer?: Uint8Array; call: Call; success?: boolean; nonce?: number }[] = []): Block {
     const number = this.head.number + 1;
     const extrinsics = [
       inherent(number),
       ...signed.map((s) =>
         s.signer
-          ? signedExtrinsic(s.signer, s.call.bytes)
+          ? signedExtrinsic(s.signer, s.call.bytes, s.nonce)
           : concatBytes(compact.enc(s.call.bytes.length + 1), Uint8Array.of(4), s.call.bytes),
       ),
     ];
@@ -1034,6 +1040,8 @@ class Host {
   readonly chain: FakeChain;
   readonly dataDir: string;
   slot = 1n;
+  /** The nonce the enclave named for call bytes (by hex): what an honest host signs them at. */
+  readonly nonces = new Map<string, number>();
 
   constructor(chain: FakeChain, dataDir = tempDir(), options: Partial<EnclaveOptions> = {}) {
     this.chain = chain;
@@ -1077,20 +1085,36 @@ class Host {
   }
 
   duties() {
-    return this.core.parentchainDuties({ peerId: PEER, p2pAddresses: ADDRS });
+    const duties = this.core.parentchainDuties({ peerId: PEER, p2pAddresses: ADDRS });
+    for (const d of duties) this.nonces.set(hexKey(d.callData), d.nonce);
+    return duties;
+  }
+
+  /** The enclave's anchor call for sidechain block `number`; its nonce is remembered for sign(). */
+  anchorCall(number: number): Uint8Array {
+    const { callData, nonce } = this.core.anchorCall(number);
+    this.nonces.set(hexKey(callData), nonce);
+    return callData;
+  }
+
+  unregisterCall(): Uint8Array {
+    const { callData, nonce } = this.core.unregisterCall();
+    this.nonces.set(hexKey(callData), nonce);
+    return callData;
   }
 
   dutyKeys(): string[] {
     return this.duties().map((d) => d.key);
   }
 
-  /** Signs a mortal payload born at the chain head (or `birth`); checks the signature. */
+  /** Signs a mortal payload born at the chain head (or `birth`) at the nonce named for it; checks the signature. */
   sign(
     callData: Uint8Array,
     birth: { number: number; hash: Uint8Array } | null = this.chain.head,
     period = 64,
+    nonce = this.nonces.get(hexKey(callData)),
   ): Uint8Array {
-    const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period });
+    const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period, nonce });
     const signature = this.core.signExtrinsic(payload);
     assert.ok(
       ed25519Verify(this.key, payload.length > 256 ? blake2_256(payload) : payload, signature),
@@ -1099,9 +1123,12 @@ class Host {
     return payload;
   }
 
-  /** A block with one extrinsic of these call bytes, signed by this enclave (or `signer`). */
-  include(callData: Uint8Array, o: { signer?: Uint8Array; success?: boolean } = {}) {
-    const b = this.chain.block([{ signer: o.signer ?? this.key, call: decodeCall(callData), success: o.success }]);
+  /** A block with one extrinsic of these call bytes, signed by this enclave (or `signer`) at the nonce named. */
+  include(callData: Uint8Array, o: { signer?: Uint8Array; success?: boolean; nonce?: number } = {}) {
+    const nonce = o.nonce ?? (o.signer ? 0 : this.nonces.get(hexKey(callData)));
+    const b = this.chain.block([
+      { signer: o.signer ?? this.key, call: decodeCall(callData), success: o.success, nonce },
+    ]);
     return { block: b, ...this.import(b) };
   }
 
@@ -1121,7 +1148,7 @@ class Host {
    * this member, in the next parentchain block. The block is final once that block is imported.
    */
   anchor(number = this.core.status().headNumber) {
-    const callData = this.core.anchorCall(number);
+    const callData = this.anchorCall(number);
     this.sign(callData);
     const r = this.include(callData);
     assert.deepEqual(
@@ -1278,8 +1305,14 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.equal(host.info().lastAnchor, null);
     assert.deepEqual(host.dutyKeys(), [], "the burn's block is not anchored: no payout");
     // an anchor below the burn does not make it final; it settles the shield its block executed
-    const stale = core.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
-    host.anchor(burnBlock - 1);
+    const below = host.anchorCall(burnBlock - 1);
+    host.sign(below);
+    const stale = host.anchorCall(burnBlock); // built before the next anchor is seen: names no previous anchor
+    assert.equal(host.nonces.get(hexKey(stale)), host.nonces.get(hexKey(below))! + 1, 'the next free nonce');
+    assert.deepEqual(
+      host.include(below).observations.map((o) => o.kind),
+      ['anchor'],
+    );
     assert.equal(host.keptEffects(), 0, "the shield's block is final: its effect is dropped");
     assert.deepEqual(host.dutyKeys(), [], 'anchored below the burn: still no payout');
     // anchors chain: one that does not follow the last anchor is ignored; the enclave builds none below it
@@ -1292,7 +1325,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     assert.match(unchained[0].detail, /does not follow the last anchor/);
     assert.equal(host.info().lastAnchor?.number, burnBlock - 1);
     assert.equal(
-      codeOf(() => core.anchorCall(burnBlock - 1)),
+      codeOf(() => host.anchorCall(burnBlock - 1)),
       'ANCHOR_NOT_DESCENDANT',
     );
     assert.deepEqual(host.dutyKeys(), []);
@@ -1345,7 +1378,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     // 8. anchors: signed without exactly-once tracking (immortal is fine), observed as the last anchor
     const head = core.status().headNumber;
     assert.equal(host.keptEffects(), 2, 'the payout and the invocation');
-    const anchor = core.anchorCall(head);
+    const anchor = host.anchorCall(head);
     host.sign(anchor, null);
     host.sign(anchor); // again: a lost anchor may be re-sent
     assert.deepEqual(
@@ -1364,12 +1397,12 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
       'SIGNING_REFUSED',
     );
     assert.equal(
-      codeOf(() => core.anchorCall(head)),
+      codeOf(() => host.anchorCall(head)),
       'ANCHOR_NOT_DESCENDANT',
       'not above the last anchor',
     );
     assert.equal(
-      codeOf(() => core.anchorCall(head + 100)),
+      codeOf(() => host.anchorCall(head + 100)),
       'UNKNOWN_BLOCK',
     );
   } finally {
@@ -1403,8 +1436,12 @@ test('admitPayload: only payloads that start with call bytes the enclave built, 
     const flipped = Uint8Array.from(reg.callData, (v, i) => (i === 40 ? v ^ 1 : v));
     assert.equal(refused(signingPayload(flipped, { genesis, birth })), 'SIGNING_REFUSED');
     // immortal, or mortal on another chain (its birth hash cannot be read): not for a duty
-    assert.equal(refused(signingPayload(reg.callData, { genesis, birth: null })), 'DUTY_IMMORTAL');
-    assert.equal(refused(signingPayload(reg.callData, { genesis: key32('other genesis'), birth })), 'DUTY_IMMORTAL');
+    const nonce = reg.nonce;
+    assert.equal(refused(signingPayload(reg.callData, { genesis, birth: null, nonce })), 'DUTY_IMMORTAL');
+    assert.equal(
+      refused(signingPayload(reg.callData, { genesis: key32('other genesis'), birth, nonce })),
+      'DUTY_IMMORTAL',
+    );
     assert.deepEqual(host.info().dutiesInFlight, [], 'refusals leave nothing in flight');
     host.sign(reg.callData);
     assert.deepEqual(host.info().dutiesInFlight, ['register']);
@@ -1612,6 +1649,217 @@ test('a payout never included is offered again after its death; one the vault co
     await host.close();
   }
 });
+
+test('a payout included while the host misreports where its call starts is never offered or signed again, even past its death', async () => {
+  const chain = new FakeChain();
+  const host = new Host(chain);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    const [pay] = host.duties();
+    assert.equal(pay.key, 'payout:0');
+    host.sign(pay.callData);
+    // Included, but the host names a wrong call offset: the registry cannot read it as a payout.
+    const b = chain.block([{ signer: host.key, call: decodeCall(pay.callData), nonce: pay.nonce }]);
+    b.outcomes[0].callOffset -= 1;
+    assertIgnoredImport(host.import(b), /./);
+    assert.deepEqual(host.info().dutiesInFlight, [], 'its own bytes consumed its nonce: done');
+    assert.equal(host.info().accountNonce, pay.nonce + 1);
+    host.import(...chain.blocks(70)); // far past its death
+    host.produce();
+    assert.equal(host.info().unpaidWithdrawals, 1, 'the sidechain never saw it paid');
+    assert.deepEqual(host.dutyKeys(), [], 'yet it is never offered again');
+    for (const nonce of [pay.nonce, pay.nonce + 1, pay.nonce + 7])
+      assert.equal(
+        codeOf(() => host.sign(pay.callData, chain.head, 64, nonce)),
+        'SIGNING_REFUSED',
+        `nonce ${nonce}`,
+      );
+    // Across a restart too: the inclusion is sealed.
+    await host.close();
+    const again = new Host(chain, host.dataDir);
+    try {
+      again.init();
+      assert.deepEqual(again.dutyKeys(), []);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await host.close();
+  }
+});
+
+test('a payout is signed only at its bound nonce until another extrinsic consumes that nonce; then it takes a new one and is paid once', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    // A restart: the enclave forgets the nonces of unsigned offers (only signatures are sealed).
+    const snapshot = await host.core.snapshot();
+    const slot = host.slot;
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init();
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    host.produce();
+    // The host asks for two anchors, then for the duties: none is signed yet, so all name the free nonce n.
+    const anchor = host.anchorCall(host.core.status().headNumber);
+    host.produce();
+    const other = host.anchorCall(host.core.status().headNumber);
+    const [pay] = host.duties();
+    const n = pay.nonce;
+    assert.deepEqual([host.nonces.get(hexKey(anchor)), host.nonces.get(hexKey(other))], [n, n]);
+    host.sign(anchor, null); // immortal: it can be included at any time
+    host.sign(pay.callData);
+    assert.equal(
+      codeOf(() => host.sign(other)),
+      'DUTY_WRONG_NONCE',
+      'once bound to the payout, n is signed for no other',
+    );
+    // Withheld past the payout's death: offered again, at n only.
+    host.import(...chain.blocks(64));
+    assert.deepEqual(
+      host.duties().map((d) => [d.key, d.nonce]),
+      [['payout:0', n]],
+    );
+    assert.equal(
+      codeOf(() => host.sign(pay.callData, chain.head, 64, n + 1)),
+      'DUTY_WRONG_NONCE',
+    );
+    assert.equal(
+      codeOf(() => host.sign(pay.callData, chain.head, 64, n - 1)),
+      'DUTY_WRONG_NONCE',
+      'consumed',
+    );
+    // Nothing else is signed at the payout's nonce, and anchors are given another.
+    host.produce();
+    const next = host.anchorCall(host.core.status().headNumber);
+    assert.equal(host.nonces.get(hexKey(next)), n + 1);
+    assert.equal(
+      codeOf(() => host.sign(next, chain.head, 64, n)),
+      'DUTY_WRONG_NONCE',
+      'held by the payout',
+    );
+    host.sign(pay.callData); // at n
+    // The host includes the first anchor at n instead: no signature of the payout can be included any more.
+    assert.deepEqual(
+      host.include(anchor, { nonce: n }).observations.map((o) => o.kind),
+      ['anchor'],
+    );
+    assert.deepEqual(host.info().dutiesInFlight, [], 'its nonce is gone');
+    const [repay] = host.duties();
+    assert.equal(repay.key, 'payout:0');
+    assert.notEqual(repay.nonce, n);
+    assert.equal(
+      codeOf(() => host.sign(pay.callData, chain.head, 64, n)),
+      'DUTY_WRONG_NONCE',
+      'n is consumed',
+    );
+    host.sign(repay.callData);
+    assert.deepEqual(
+      host.include(repay.callData, { nonce: repay.nonce }).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    host.produce();
+    assert.equal(host.info().unpaidWithdrawals, 0);
+    host.import(...chain.blocks(70));
+    assert.deepEqual(host.dutyKeys(), []);
+    assert.equal(
+      codeOf(() => host.sign(repay.callData)),
+      'SIGNING_REFUSED',
+    );
+  } finally {
+    await host.close();
+  }
+});
+
+test("a restart keeps a payout's sealed nonce: offered again at it after its death, refused at any other", async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    const snapshot = await host.core.snapshot();
+    const [pay] = host.duties();
+    const n = pay.nonce;
+    host.sign(pay.callData);
+    const slot = host.slot;
+    await host.close();
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init();
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.deepEqual(host.info().dutiesInFlight, ['payout:0']);
+    assert.equal(host.info().accountNonce, n, 'what the verified blocks showed before the restart');
+    host.import(...chain.blocks(64)); // past its death, never included
+    const [again] = host.duties();
+    assert.deepEqual([again.key, again.nonce], ['payout:0', n]);
+    assert.equal(
+      codeOf(() => host.sign(again.callData, chain.head, 64, n + 1)),
+      'DUTY_WRONG_NONCE',
+    );
+    host.sign(again.callData);
+    assert.deepEqual(
+      host.include(again.callData).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    host.produce();
+    assert.deepEqual([host.info().unpaidWithdrawals, host.dutyKeys()], [0, []]);
+  } finally {
+    await host.close();
+  }
+});
+
+test('a payout in flight in a view sealed before nonces were bound stays in flight, and is seen done from its own bytes', async () => {
+  const chain = new FakeChain();
+  const dataDir = tempDir();
+  let host = new Host(chain, dataDir);
+  try {
+    host.init();
+    await withWithdrawal(host, key32('beneficiary'));
+    const snapshot = await host.core.snapshot();
+    const [pay] = host.duties();
+    host.sign(pay.callData);
+    const slot = host.slot;
+    await host.close();
+    // Rewrite the sealed view in the layout before nonces: in-flight records without one, no account nonces.
+    const path = join(dataDir, 'enclave', 'parentchain.sealed');
+    const sealer = Sealer.simulated(dataDir, MEASUREMENT);
+    const envelope = ViewEnvelope.dec(sealer.unseal(VIEW_LABEL, new Uint8Array(readFileSync(path))));
+    const view = SealedViewV3.enc(SealedView.dec(envelope.view)); // the encoder drops what V3 has not
+    writeFileSync(path, sealer.seal('signer', VIEW_LABEL, ViewEnvelope.enc({ ...envelope, view })));
+    host = new Host(chain, dataDir);
+    host.slot = slot;
+    host.init({ ...IX });
+    host.core.beginReplay(snapshot.sealed, false);
+    await host.core.finishReplay();
+    assert.deepEqual([host.info().dutiesInFlight, host.info().accountNonce], [['payout:0'], 0], 'nonce unknown');
+    host.import(...chain.blocks(3));
+    assert.deepEqual([host.info().dutiesInFlight, host.dutyKeys()], [['payout:0'], []]);
+    // Included at a nonce the view never bound, with a wrong call offset from the host: done all the same.
+    const b = chain.block([{ signer: host.key, call: decodeCall(pay.callData), nonce: pay.nonce }]);
+    b.outcomes[0].callOffset -= 1;
+    assertIgnoredImport(host.import(b), /./);
+    host.import(...chain.blocks(70));
+    assert.deepEqual([host.info().dutiesInFlight, host.dutyKeys()], [[], []]);
+  } finally {
+    await host.close();
+  }
+});
+
+function assertIgnoredImport(r: { observations: Observation[] }, detail: RegExp): void {
+  assert.deepEqual(
+    r.observations.map((o) => o.kind),
+    ['ignored'],
+  );
+  assert.match(r.observations[0].detail, detail);
+}
 
 /**
  * Registers, creates and funds the vault, shields 9 UNIT to //Bob and unshields 4 UNIT of it
@@ -1821,7 +2069,7 @@ test('two enclaves derive the same registry; only the first member creates the v
     assert.ok(!a.core['parentchain']!.registry.isVaultProxy(c));
 
     // a leaves: b removes it as a vault proxy, and takes back the deposit the removal frees in the vault
-    const leave = a.core.unregisterCall();
+    const leave = a.unregisterCall();
     a.sign(leave);
     both(chain.block([{ signer: a.key, call: decodeCall(leave) }]));
     const ud = b.duties().find((d) => d.key.startsWith('unproxy:'));
@@ -2149,7 +2397,7 @@ test('item 6: the unproxy duty refunds the recorded deposit, whatever proxyDepos
     }
     const vault = b.info().vault!;
     assert.equal(b.core['parentchain']!.registry.proxyDeposit(a.key), PROXY_FACTOR, 'what the batch paid in');
-    const leave = a.core.unregisterCall();
+    const leave = a.unregisterCall();
     a.sign(leave);
     both(chain.block([{ signer: a.key, call: decodeCall(leave) }]));
     // b's host restarts it claiming a huge deposit factor
@@ -2639,7 +2887,7 @@ test('state key epochs: a join and a departure each begin one, sealed to the mem
     const b3 = produce(a, [b, c]);
     assert.deepEqual([epoch(a), epoch(b), epoch(c)], [3, 3, 3]);
     assert.equal(b3.body.rotation?.wraps.length, 3);
-    const leave = c.core.unregisterCall();
+    const leave = c.unregisterCall();
     c.sign(leave);
     const left = c.include(leave);
     a.import(left.block);
@@ -3146,7 +3394,7 @@ test('forwarded batches open only under the current epoch and from a current mem
     const fromC = await forward(c, 2);
     const replayed = await forward(c, 3);
     assert.equal((await b.core.submitForwarded(fromC.batch, Date.now()))[0].status, 'ready');
-    const leave = c.core.unregisterCall();
+    const leave = c.unregisterCall();
     c.sign(leave);
     const left = c.include(leave).block;
     a.import(left);

@@ -1,0 +1,136 @@
+// The duties of a member: the calls it should have sent given the registry (registration, the vault,
+// its reserve, vault proxies, payouts), each under a key its exactly-once tracking follows. Split from
+// view.ts, which filters what is in flight and names the nonce each is signed at.
+import { encodeMessage } from '../../protocol/parentchain-messages.ts';
+import { hexKey, same } from '../../protocol/bytes.ts';
+import type { Withdrawal } from '../state/state.ts';
+import {
+  addProxyCall,
+  batchAllCall,
+  createPureCall,
+  proxyCall,
+  remarkCall,
+  removeProxyCall,
+  transferKeepAliveCall,
+  type CallIndices,
+} from './calls.ts';
+import { registrationUserData, type Registry } from './registry.ts';
+
+export interface DutySource {
+  registry: Registry;
+  callIndices: CallIndices;
+  signingKey: Uint8Array;
+  existentialDeposit: bigint;
+  proxyDepositFactor: bigint;
+  /** The light client head. */
+  number: number;
+  dutyDone(key: string): boolean;
+}
+
+export interface DutyInput {
+  quote: (userData: Uint8Array) => Uint8Array;
+  shard: Uint8Array;
+  peerId: string;
+  p2pAddresses: string[];
+  encryptionKey: Uint8Array;
+  unpaid: Withdrawal[];
+}
+
+/**
+ * What this enclave should send now. Registration while it is not a member; the first member
+ * creates the vault, funds its keep-alive reserve, makes every member a proxy of the vault, and
+ * pays out withdrawals.
+ */
+export function dutyCalls(
+  s: DutySource,
+  input: DutyInput,
+  offer: (key: string, callData: Uint8Array, description: string) => void,
+): void {
+  const r = s.registry;
+  const number = s.number;
+  if (!r.isActive(s.signingKey, number)) {
+    const quote = input.quote(registrationUserData(input.shard, input.peerId, input.p2pAddresses, input.encryptionKey));
+    const message = encodeMessage({
+      tag: 'register',
+      value: {
+        shard: input.shard,
+        quote,
+        signingKey: s.signingKey,
+        p2pAddresses: input.p2pAddresses,
+        peerId: input.peerId,
+        encryptionKey: input.encryptionKey,
+      },
+    });
+    offer('register', remarkCall(s.callIndices, message), 'register this enclave');
+    return;
+  }
+  const first = r.activeAt(number)[0];
+  if (!first || !same(first.signingKey, s.signingKey)) return;
+  const ix = s.callIndices;
+  const vault = r.data.vault;
+  if (!vault) {
+    offer(
+      'vault',
+      batchAllCall(ix, [
+        createPureCall(ix),
+        remarkCall(ix, encodeMessage({ tag: 'vault', value: { shard: input.shard } })),
+      ]),
+      'create the shard vault',
+    );
+    return;
+  }
+  if (r.data.reserveFunded === undefined) {
+    const remark = remarkCall(ix, encodeMessage({ tag: 'reserve', value: { shard: input.shard } }));
+    offer(
+      'reserve',
+      batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, s.existentialDeposit), remark]),
+      'fund the vault keep-alive reserve',
+    );
+  }
+  // Every member's enclave account becomes a proxy of the vault, so any of them can pay out later.
+  // pallet_proxy reserves the proxy's deposit from the vault, which holds only the keep-alive reserve
+  // and shielded funds: this enclave's account pays the deposit into the vault in the same batch.
+  for (const m of r.activeAt(number)) {
+    const key = `proxy:${hexKey(m.signingKey)}`;
+    if (s.dutyDone(key)) continue;
+    const remark = remarkCall(
+      ix,
+      encodeMessage({ tag: 'proxy', value: { shard: input.shard, delegate: m.signingKey } }),
+    );
+    const add = proxyCall(ix, vault.account, batchAllCall(ix, [addProxyCall(ix, m.signingKey), remark]));
+    const callData =
+      s.proxyDepositFactor > 0n
+        ? batchAllCall(ix, [transferKeepAliveCall(ix, vault.account, s.proxyDepositFactor), add])
+        : add;
+    offer(key, callData, `add validateer ${hexKey(m.signingKey).slice(0, 8)}… as a vault proxy`);
+  }
+  // A member that left no longer controls the vault. Only a proxy can act for the vault, and this
+  // member (never removed itself) stays one, so the vault always keeps a controller. The removal
+  // frees the departed one's deposit in the vault: it goes back to this enclave's account, so the
+  // vault still holds exactly the reserve and the shielded funds.
+  if (r.isVaultProxy(s.signingKey)) {
+    for (const p of r.data.vaultProxies) {
+      const key = `unproxy:${hexKey(p)}`;
+      if (r.isActive(p, number) || s.dutyDone(key)) continue;
+      const remark = remarkCall(ix, encodeMessage({ tag: 'unproxy', value: { shard: input.shard, delegate: p } }));
+      // Exactly what the batch that added it paid into the vault (the registry accepts no other refund).
+      const refund = transferKeepAliveCall(ix, s.signingKey, r.proxyDeposit(p));
+      offer(
+        key,
+        proxyCall(ix, vault.account, batchAllCall(ix, [removeProxyCall(ix, p), refund, remark])),
+        `remove departed validateer ${hexKey(p).slice(0, 8)}… as a vault proxy`,
+      );
+    }
+  }
+  for (const w of input.unpaid) {
+    const key = `payout:${w.id}`;
+    if (s.dutyDone(key)) continue;
+    const remark = remarkCall(ix, encodeMessage({ tag: 'payout', value: { shard: input.shard, withdrawal: w.id } }));
+    offer(
+      key,
+      proxyCall(ix, vault.account, batchAllCall(ix, [transferKeepAliveCall(ix, w.beneficiary, w.amount), remark])),
+      `pay withdrawal ${w.id}`,
+    );
+  }
+  return;
+}
