@@ -247,7 +247,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   core.genesis([], Date.now());
   core.parentchainInit({
     genesisHash: pc.genesisHash(),
-    callIndices: ix,
+    metadata: await pc.metadata(),
     existentialDeposit: pc.existentialDeposit(),
     proxyDepositFactor: pc.proxyDepositFactor(),
   });
@@ -314,7 +314,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     const key2 = core2.info().signingKey;
     core2.parentchainInit({
       genesisHash: pc.genesisHash(),
-      callIndices: ix,
+      metadata: await pc.metadata(),
       existentialDeposit: pc.existentialDeposit(),
       proxyDepositFactor: pc.proxyDepositFactor(),
     });

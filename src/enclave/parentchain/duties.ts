@@ -66,6 +66,12 @@ export class ParentchainDuties {
     return this.info();
   }
 
+  /** The metadata of the runtime after an upgrade the light client verified (see runtime.ts). */
+  updateMetadata(metadata: Uint8Array) {
+    this.view().updateMetadata(metadata);
+    return this.info();
+  }
+
   /**
    * Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one.
    */

@@ -1,10 +1,11 @@
-// The sealed format of the parentchain view (the current layout and the one before it), and the
+// The sealed format of the parentchain view (the current layout and the ones before it), and the
 // shapes the host hands in: imported blocks and the parameters a view starts from. Split from view.ts.
 import { Bytes, Option, Struct, Vector, str, u32, u128 } from 'scale-ts';
 import { decodeExact } from '../../protocol/wire.ts';
 import type { Checkpoint } from './light-client.ts';
 import { CallIndices, CallIndicesV1, REMOVE_PROXY_CALL } from './calls.ts';
 import { Effect, RegistryData, RegistryDataV1, type ExtrinsicOutcome } from './registry-data.ts';
+import { SealedRuntime } from './runtime.ts';
 
 export const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32) });
 export type InFlight = ReturnType<typeof InFlight.dec>;
@@ -23,12 +24,22 @@ const viewTail = <R extends typeof RegistryData | typeof RegistryDataV1>(registr
  * before it read as 0 (nothing known settled).
  */
 const settled = { settled: u32 };
+/** The runtime the indices belong to follows them (runtime.ts). */
 export const SealedView = Struct({
+  genesisHash: Bytes(32),
+  callIndices: CallIndices,
+  runtime: SealedRuntime,
+  ...viewTail(RegistryData),
+  ...settled,
+});
+/** The layout before the runtime was sealed (V3: it is then taken from the host's metadata once, and sealed). */
+export const SealedViewV3 = Struct({
   genesisHash: Bytes(32),
   callIndices: CallIndices,
   ...viewTail(RegistryData),
   ...settled,
 });
+export type SealedViewData = Omit<ReturnType<typeof SealedView.dec>, 'runtime'> & { runtime?: SealedRuntime };
 /** Earlier layouts: without the recorded proxy deposits (V2), and before that also without removeProxy (V1). */
 export const SealedViewV2 = Struct({ genesisHash: Bytes(32), callIndices: CallIndices, ...viewTail(RegistryDataV1) });
 export const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIndicesV1, ...viewTail(RegistryDataV1) });
@@ -39,10 +50,15 @@ export const SealedViewV1 = Struct({ genesisHash: Bytes(32), callIndices: CallIn
  * batch, and a deposit from the host's configuration is exactly what this must not trust. The cost is that such a
  * proxy's deposit stays in the vault when it is removed (the vault keeps a little more than it owes), never less.
  */
-export function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
+export function decodeSealedView(bytes: Uint8Array): SealedViewData {
   try {
     return decodeExact(SealedView, bytes, 'sealed parentchain view');
   } catch (err) {
+    try {
+      return decodeExact(SealedViewV3, bytes, 'sealed parentchain view');
+    } catch {
+      // older still
+    }
     for (const layout of [SealedViewV2, SealedViewV1]) {
       let old: ReturnType<typeof SealedViewV1.dec>;
       try {
@@ -76,7 +92,8 @@ export interface ImportedBlock {
 export interface ParentchainInitParams {
   genesisHash: Uint8Array;
   checkpoint?: Checkpoint;
-  callIndices: CallIndices;
+  /** The runtime's metadata (`state_getMetadata`): the enclave derives the call indices from it (runtime.ts). */
+  metadata: Uint8Array;
   existentialDeposit: bigint;
   proxyDepositFactor: bigint;
 }

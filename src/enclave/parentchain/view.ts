@@ -20,6 +20,7 @@ import {
   removeProxyCall,
   transferKeepAliveCall,
 } from './calls.ts';
+import { ParentchainRuntime } from './runtime.ts';
 import { EFFECT, Effect, Registry, registrationUserData, type Observation, type RegistryContext } from './registry.ts';
 import type { SigningGuard } from '../keys/signing-guard.ts';
 import { blockCandidates, readExtrinsic } from './extrinsic.ts';
@@ -29,6 +30,7 @@ import {
   InFlight,
   SealedView,
   decodeSealedView,
+  type SealedViewData,
   type Duty,
   type ImportedBlock,
   type ParentchainInitParams,
@@ -42,7 +44,8 @@ const AUTHORIZED_KEPT = 64;
 export class ParentchainView {
   readonly lightClient: LightClient;
   readonly registry: Registry;
-  readonly callIndices: CallIndices;
+  /** Call indices and the runtime they belong to, from the runtime's metadata (runtime.ts). */
+  readonly runtime: ParentchainRuntime;
   readonly existentialDeposit: bigint;
   /**
    * What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams): only what this
@@ -67,14 +70,15 @@ export class ParentchainView {
     guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: RegistryContext,
-    s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices },
+    s: SealedViewData,
+    runtime: ParentchainRuntime,
     proxyDepositFactor: bigint,
   ) {
     this.path = path;
     this.guard = guard;
     this.signingKey = signingKey;
     this.shard = ctx.shard;
-    this.callIndices = s.callIndices;
+    this.runtime = runtime;
     this.existentialDeposit = s.existentialDeposit;
     this.proxyDepositFactor = proxyDepositFactor;
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
@@ -97,7 +101,7 @@ export class ParentchainView {
     init: ParentchainInitParams,
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
-    let s: ReturnType<typeof SealedView.dec>;
+    let s: SealedViewData;
     const sealed = guard.readView(path);
     if (sealed) {
       s = decodeSealedView(sealed);
@@ -109,30 +113,29 @@ export class ParentchainView {
       }
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
+      const first = ParentchainRuntime.open({}, init.metadata);
       s = {
         genesisHash: init.genesisHash,
-        callIndices: init.callIndices,
+        callIndices: first.callIndices,
+        runtime: first.sealed,
         existentialDeposit: init.existentialDeposit,
         head,
-        registry: new Registry({ ...ctx, callIndices: init.callIndices }).data,
+        registry: new Registry({ ...ctx, callIndices: first.callIndices }).data,
         pending: [],
         inFlight: [],
         recent: [],
         settled: 0,
       };
     }
-    // The sealed indices with the current runtime's account formats (see CallIndices).
-    const callIndices: CallIndices = {
-      ...s.callIndices,
-      proxyRealAccountId: init.callIndices.proxyRealAccountId,
-      addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId,
-    };
+    // The indices come from metadata, never from the host directly (runtime.ts).
+    const runtime = ParentchainRuntime.open(s, init.metadata);
     const view = new ParentchainView(
       path,
       guard,
       signingKey,
-      { ...ctx, callIndices },
-      { ...s, callIndices },
+      { ...ctx, callIndices: runtime.callIndices },
+      s,
+      runtime,
       init.proxyDepositFactor,
     );
     view.persist();
@@ -150,8 +153,13 @@ export class ParentchainView {
     const sealed = guard.readView(path);
     if (!sealed) return null;
     const s = decodeSealedView(sealed);
-    // offline: no duties
-    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
+    // offline: no duties (a view sealed by an earlier build gets its runtime at the next parentchain start)
+    const runtime = ParentchainRuntime.fromSealed(s.callIndices, s.runtime ?? ParentchainRuntime.UNKNOWN);
+    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: runtime.callIndices }, s, runtime, 0n);
+  }
+
+  get callIndices(): CallIndices {
+    return this.runtime.callIndices;
   }
 
   private persist(): void {
@@ -159,6 +167,7 @@ export class ParentchainView {
     const bytes = SealedView.enc({
       genesisHash: this.lightClient.genesisHash,
       callIndices: this.callIndices,
+      runtime: this.runtime.sealed,
       existentialDeposit: this.existentialDeposit,
       head: { number: this.lightClient.number, hash: this.lightClient.hash },
       registry: this.registry.data,
@@ -178,7 +187,9 @@ export class ParentchainView {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
         const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
+        const upgrades = this.runtime.beforeBlock(this.lightClient.number + 1, b.header);
         const h = this.lightClient.import(b.header, b.extrinsics);
+        if (upgrades) this.runtime.upgradedIn(h.number);
         this.remember(h.number, h.hash);
         for (const { index, outcome } of candidates) {
           // Decoded here from the verified bytes; what is not one of our calls is ignored, never an error.
@@ -287,6 +298,7 @@ export class ParentchainView {
     unpaid: Withdrawal[];
   }): Duty[] {
     const out: Duty[] = [];
+    if (this.runtime.upgradedAt !== undefined) return out; // not until the new runtime's indices are known
     const r = this.registry;
     const number = this.lightClient.number;
     const offer = (key: string, callData: Uint8Array, description: string) => {
@@ -383,6 +395,13 @@ export class ParentchainView {
     return out;
   }
 
+  /** The runtime's metadata after a verified upgrade: indices derived again; calls built before are void. */
+  updateMetadata(metadata: Uint8Array): void {
+    if (!this.runtime.update(metadata)) return;
+    this.authorized.clear();
+    this.persist();
+  }
+
   /** Call bytes of this enclave's unregistration (the operator's `validateer leave`). */
   unregisterCall(shard: Uint8Array): Uint8Array {
     if (!this.registry.isActive(this.signingKey, this.lightClient.number))
@@ -414,6 +433,7 @@ export class ParentchainView {
   admitPayload(payload: Uint8Array): void {
     for (const { callData, duty } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
+      this.runtime.checkPayload(payload, callData.length, this.lightClient.genesisHash);
       if (duty === null) return;
       this.guard.checkDuties(this.lightClient.number);
       if (this.inFlight.has(duty))
