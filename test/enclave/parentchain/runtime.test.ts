@@ -177,6 +177,13 @@ test('a payload for another spec or transaction version, or another genesis, is 
         `spec ${spec} tx ${tx}`,
       );
     }
+    const otherChain = payload(call, birth);
+    otherChain.set(new Uint8Array(32).fill(7), otherChain.length - 64);
+    assert.equal(
+      codeOf(() => node.core.signExtrinsic(otherChain)),
+      'PARENTCHAIN_RUNTIME_MISMATCH',
+      'another genesis',
+    );
     assert.deepEqual(node.core.parentchainInfo().dutiesInFlight, [], 'a refusal leaves nothing in flight');
     assert.equal(node.core.signExtrinsic(payload(call, birth)).length, 64);
   } finally {
@@ -236,6 +243,11 @@ test('a runtime upgrade in a verified header stops imports, duties and signing u
       swap: { pallet: 'System', calls: ['remark_with_event', 'remark'] },
     });
     node.core.parentchainMetadata(upgraded);
+    assert.equal(
+      codeOf(() => node.core.signExtrinsic(payload(oldCall, upgrade, 901))),
+      'SIGNING_REFUSED',
+      'call bytes built for the old runtime are void',
+    );
     node.import(next);
     await node.restart(); // what was followed is sealed
     node.init(DEV_METADATA); // the host's metadata of an older version does not take the runtime back
