@@ -130,6 +130,7 @@ export function readRuntimeFacts(bytes: Uint8Array): RuntimeFacts {
 
 class Reader {
   private readonly types = new Map<number, PType>();
+  private readonly sizes = new Map<number, number>();
 
   constructor(types: PType[]) {
     for (const t of types) this.types.set(Number(t.id), t);
@@ -278,33 +279,33 @@ class Reader {
     return none?.index === 0 && some?.index === 1 && some.fields.length === 1 && this.isProxyType(some.fields[0].type);
   };
 
-  /** Bytes a value of the type always takes, or -1 when that varies. */
-  private fixedSize(id: number | bigint, depth = 0): number {
-    if (depth > 32) return -1;
+  /**
+   * Bytes a value of the type always takes, or -1 when that varies. Memoized, and -1 while being computed, so
+   * neither a cycle nor a deep lattice of types in forged metadata makes this walk long.
+   */
+  private fixedSize(id: number | bigint): number {
+    const known = this.sizes.get(Number(id));
+    if (known !== undefined) return known;
+    this.sizes.set(Number(id), -1);
     const d = this.def(id);
     const sum = (ids: (number | bigint)[]) => {
       let total = 0;
       for (const x of ids) {
-        const s = this.fixedSize(x, depth + 1);
+        const s = this.fixedSize(x);
         if (s < 0) return -1;
         total += s;
       }
       return total;
     };
-    switch (d.tag) {
-      case 'composite':
-        return sum(d.value.map((f) => f.type));
-      case 'tuple':
-        return sum(d.value);
-      case 'array': {
-        const s = this.fixedSize(d.value.type, depth + 1);
-        return s < 0 ? -1 : s * d.value.len;
-      }
-      case 'primitive':
-        return PRIM_SIZE[d.value] ?? -1;
-      default:
-        return -1;
-    }
+    let size = -1;
+    if (d.tag === 'composite') size = sum(d.value.map((f) => f.type));
+    else if (d.tag === 'tuple') size = sum(d.value);
+    else if (d.tag === 'array') {
+      const s = this.fixedSize(d.value.type);
+      size = s < 0 ? -1 : s * d.value.len;
+    } else if (d.tag === 'primitive') size = PRIM_SIZE[d.value] ?? -1;
+    this.sizes.set(Number(id), size);
+    return size;
   }
 
   /**
