@@ -180,6 +180,7 @@ export class ParentchainRuntime {
     const refuse = (why: string) => {
       throw new EnclaveError('PARENTCHAIN_RUNTIME_MISMATCH', why);
     };
+    if (this.state.specVersion === 0) refuse('no runtime metadata sealed yet: run the node with its parentchain once');
     if (this.state.upgradedAt !== undefined)
       refuse(`the runtime changed in block #${this.state.upgradedAt}; the enclave signs again once it follows`);
     const total = this.state.additional.reduce((n, a) => n + a.size, 0);
