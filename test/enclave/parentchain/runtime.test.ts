@@ -217,6 +217,17 @@ test('a runtime upgrade in a verified header stops imports, duties and signing u
     node.import(node.block());
     const oldCall = node.registerCall();
     assert.deepEqual(oldCall.subarray(0, 2), Uint8Array.of(0, 8), 'system.remark_with_event at 0/8');
+    // Without a verified upgrade the host cannot swap the metadata, not even for a newer version.
+    const swapped = devMetadata({
+      specVersion: 901,
+      swap: { pallet: 'System', calls: ['remark_with_event', 'remark'] },
+    });
+    assert.equal(
+      codeOf(() => node.core.parentchainMetadata(swapped)),
+      'PARENTCHAIN_METADATA_MISMATCH',
+    );
+    node.core.parentchainMetadata(DEV_METADATA); // the sealed metadata again: nothing changes
+    assert.deepEqual(node.registerCall().subarray(0, 2), Uint8Array.of(0, 8));
     node.import(node.block(RUNTIME_UPDATED));
     const upgrade = node.head;
     // The blocks after the upgrade are not read with the old indices.
