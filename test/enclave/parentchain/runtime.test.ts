@@ -295,3 +295,41 @@ test('a runtime change is read from the header digest; an unknown digest item is
     'an item running past the end',
   );
 });
+
+test('newer runtimes read too (V14 Polkadot, V15 Kusama Asset Hub); with CheckMetadataHash it signs only mode Disabled', async () => {
+  const real = async (name: string) => {
+    const hex: string = (await import(`@polkadot/types-support/metadata/${name}-hex`)).default;
+    const bytes = new Uint8Array(Buffer.from(hex.slice(2), 'hex'));
+    return bytes.slice(Buffer.from(bytes).indexOf('meta')); // V15 comes as Option<Vec<u8>> (metadata_at_version)
+  };
+  const polkadot = readRuntimeFacts(await real('v14/polkadot'));
+  assert.deepEqual(polkadot.callIndices.remarkWithEvent, { pallet: 0, call: 7 });
+  assert.deepEqual(polkadot.callIndices.proxy, { pallet: 29, call: 0 });
+  assert.equal(polkadot.callIndices.proxyRealAccountId, false, 'a MultiAddress');
+  const kah = await real('v15/asset-hub-kusama');
+  const facts = readRuntimeFacts(kah);
+  assert.deepEqual(facts.callIndices.batchAll, { pallet: 40, call: 2 });
+  assert.deepEqual(facts.additional.at(-1), { identifier: 'CheckMetadataHash', size: 1 });
+  const node = new Node();
+  try {
+    node.init(kah);
+    node.import(node.block());
+    const call = node.registerCall();
+    const signed = concatBytes(payload(call, node.head, facts.specVersion, facts.transactionVersion), Uint8Array.of(0));
+    const withHash = concatBytes(signed.subarray(0, signed.length - 1), Uint8Array.of(1), new Uint8Array(32).fill(9));
+    assert.equal(
+      codeOf(() => node.core.signExtrinsic(withHash)),
+      'PARENTCHAIN_RUNTIME_MISMATCH',
+      'Some(hash)',
+    );
+    const some = concatBytes(signed.subarray(0, signed.length - 1), Uint8Array.of(1));
+    assert.equal(
+      codeOf(() => node.core.signExtrinsic(some)),
+      'PARENTCHAIN_RUNTIME_MISMATCH',
+      'Some, short',
+    );
+    assert.equal(node.core.signExtrinsic(signed).length, 64, 'None: mode Disabled');
+  } finally {
+    await node.core.close();
+  }
+});
