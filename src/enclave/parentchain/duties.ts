@@ -127,6 +127,8 @@ export class ParentchainDuties {
 
   duties(input: { peerId: string; p2pAddresses: string[] }) {
     if (this.ctx.replaying) return [];
+    // Not while a runtime upgrade is not followed: the call bytes would carry the old runtime's indices.
+    if (this.view().runtime.upgradedAt !== undefined) return [];
     const final = this.head.finalNumber();
     const { withdrawalBlocks, withdrawalBase } = this.head;
     return this.view().duties({

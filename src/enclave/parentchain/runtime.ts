@@ -104,7 +104,7 @@ export class ParentchainRuntime {
     upgradedAt: 0,
   };
 
-  static fromSealed(callIndices: CallIndices, s: SealedRuntime): ParentchainRuntime {
+  static fromSealed(callIndices: CallIndices, s: SealedRuntime = ParentchainRuntime.UNKNOWN): ParentchainRuntime {
     const ix = {
       ...callIndices,
       proxyRealAccountId: s.proxyRealAccountId,
@@ -117,6 +117,11 @@ export class ParentchainRuntime {
     return this.state;
   }
 
+  /** The sealed view's fields for the runtime: the indices and the runtime they belong to. */
+  toSealed(): { callIndices: CallIndices; runtime: SealedRuntime } {
+    return { callIndices: this.callIndices, runtime: this.state };
+  }
+
   get specVersion(): number {
     return this.state.specVersion;
   }
@@ -127,22 +132,22 @@ export class ParentchainRuntime {
   }
 
   /**
-   * Called before a block is verified: after an upgrade block, nothing more is read with the old indices.
-   * Returns whether this block's header announces a runtime change (its code applies from the next block).
+   * Verifies a block with `light` (the light client's import) unless it follows an upgrade block not followed yet:
+   * nothing more is read with the old indices. A header that announces a runtime change (its code applies from the
+   * next block) stops the blocks after it. The digest is read before the light client moves on.
    */
-  beforeBlock(number: number, header: Uint8Array): boolean {
-    if (this.state.upgradedAt !== undefined && number > this.state.upgradedAt) {
+  follow<H extends { number: number }>(header: Uint8Array, light: () => H): H {
+    // Imports stop at the upgrade block, so any block while one is pending comes after it.
+    if (this.state.upgradedAt !== undefined) {
       throw new EnclaveError(
         'PARENTCHAIN_METADATA_REQUIRED',
         `the runtime changed in block #${this.state.upgradedAt}: the enclave needs its new metadata`,
       );
     }
-    return announcesRuntimeChange(header);
-  }
-
-  /** A verified block changed the runtime: the enclave stops at it until it has the new metadata. */
-  upgradedIn(number: number): void {
-    this.state = { ...this.state, upgradedAt: number };
+    const upgrades = announcesRuntimeChange(header);
+    const h = light();
+    if (upgrades) this.state = { ...this.state, upgradedAt: h.number };
+    return h;
   }
 
   /**

@@ -30,7 +30,6 @@ import {
   InFlight,
   SealedView,
   decodeSealedView,
-  type SealedViewData,
   type Duty,
   type ImportedBlock,
   type ParentchainInitParams,
@@ -44,7 +43,8 @@ const AUTHORIZED_KEPT = 64;
 export class ParentchainView {
   readonly lightClient: LightClient;
   readonly registry: Registry;
-  /** Call indices and the runtime they belong to, from the runtime's metadata (runtime.ts). */
+  /** Derived from the runtime's metadata (runtime.ts), shared with the registry and updated in place. */
+  readonly callIndices: CallIndices;
   readonly runtime: ParentchainRuntime;
   readonly existentialDeposit: bigint;
   /**
@@ -70,7 +70,7 @@ export class ParentchainView {
     guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: RegistryContext,
-    s: SealedViewData,
+    s: ReturnType<typeof decodeSealedView>,
     runtime: ParentchainRuntime,
     proxyDepositFactor: bigint,
   ) {
@@ -79,6 +79,7 @@ export class ParentchainView {
     this.signingKey = signingKey;
     this.shard = ctx.shard;
     this.runtime = runtime;
+    this.callIndices = runtime.callIndices;
     this.existentialDeposit = s.existentialDeposit;
     this.proxyDepositFactor = proxyDepositFactor;
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
@@ -101,7 +102,7 @@ export class ParentchainView {
     init: ParentchainInitParams,
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
-    let s: SealedViewData;
+    let s: ReturnType<typeof decodeSealedView>;
     const sealed = guard.readView(path);
     if (sealed) {
       s = decodeSealedView(sealed);
@@ -116,8 +117,7 @@ export class ParentchainView {
       const first = ParentchainRuntime.open({}, init.metadata);
       s = {
         genesisHash: init.genesisHash,
-        callIndices: first.callIndices,
-        runtime: first.sealed,
+        ...first.toSealed(),
         existentialDeposit: init.existentialDeposit,
         head,
         registry: new Registry({ ...ctx, callIndices: first.callIndices }).data,
@@ -154,20 +154,15 @@ export class ParentchainView {
     if (!sealed) return null;
     const s = decodeSealedView(sealed);
     // offline: no duties (a view sealed by an earlier build gets its runtime at the next parentchain start)
-    const runtime = ParentchainRuntime.fromSealed(s.callIndices, s.runtime ?? ParentchainRuntime.UNKNOWN);
+    const runtime = ParentchainRuntime.fromSealed(s.callIndices, s.runtime);
     return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: runtime.callIndices }, s, runtime, 0n);
-  }
-
-  get callIndices(): CallIndices {
-    return this.runtime.callIndices;
   }
 
   private persist(): void {
     const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
     const bytes = SealedView.enc({
       genesisHash: this.lightClient.genesisHash,
-      callIndices: this.callIndices,
-      runtime: this.runtime.sealed,
+      ...this.runtime.toSealed(),
       existentialDeposit: this.existentialDeposit,
       head: { number: this.lightClient.number, hash: this.lightClient.hash },
       registry: this.registry.data,
@@ -187,9 +182,7 @@ export class ParentchainView {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
         const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
-        const upgrades = this.runtime.beforeBlock(this.lightClient.number + 1, b.header);
-        const h = this.lightClient.import(b.header, b.extrinsics);
-        if (upgrades) this.runtime.upgradedIn(h.number);
+        const h = this.runtime.follow(b.header, () => this.lightClient.import(b.header, b.extrinsics));
         this.remember(h.number, h.hash);
         for (const { index, outcome } of candidates) {
           // Decoded here from the verified bytes; what is not one of our calls is ignored, never an error.
@@ -298,7 +291,6 @@ export class ParentchainView {
     unpaid: Withdrawal[];
   }): Duty[] {
     const out: Duty[] = [];
-    if (this.runtime.upgradedAt !== undefined) return out; // not until the new runtime's indices are known
     const r = this.registry;
     const number = this.lightClient.number;
     const offer = (key: string, callData: Uint8Array, description: string) => {
@@ -395,10 +387,9 @@ export class ParentchainView {
     return out;
   }
 
-  /** The runtime's metadata after a verified upgrade: indices derived again; calls built before are void. */
+  /** The runtime's metadata after a verified upgrade (runtime.ts): call bytes built before it are void. */
   updateMetadata(metadata: Uint8Array): void {
-    if (!this.runtime.update(metadata)) return;
-    this.authorized.clear();
+    if (this.runtime.update(metadata)) this.authorized.clear();
     this.persist();
   }
 
