@@ -185,6 +185,10 @@ export class EnclaveCore {
     return this.duties.info();
   }
 
+  parentchainMetadata(metadata: Uint8Array) {
+    return this.duties.updateMetadata(metadata);
+  }
+
   parentchainDuties(input: { peerId: string; p2pAddresses: string[] }) {
     return this.duties.duties(input);
   }

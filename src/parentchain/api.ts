@@ -199,7 +199,12 @@ export interface Parentchain {
   /** pallet_proxy's deposit per proxy of an account (0 when the runtime has none). */
   proxyDepositFactor(): bigint;
   /**
-   * Pallet and call indices of the calls the enclave builds itself, from the current runtime's
+   * The runtime's metadata bytes (`state_getMetadata`) at block `at` (default: the best block). The enclave
+   * derives the call indices it signs with from them; the host gives nothing else about calls.
+   */
+  metadata(at?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * For host-side tools: pallet and call indices of the calls the enclave builds, from the current runtime's
    * metadata, and whether proxy.proxy's `real` / proxy.addProxy's `delegate` are bare AccountId32s
    * (older pallet_proxy) rather than MultiAddresses.
    */

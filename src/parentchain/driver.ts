@@ -102,7 +102,7 @@ export class ParentchainDriver {
     }
     const info = await this.enclave.call('parentchainInit', {
       genesisHash,
-      callIndices: this.parentchain.callIndices(),
+      metadata: await this.metadataAtStart(genesisHash),
       existentialDeposit: this.parentchain.existentialDeposit(),
       proxyDepositFactor: this.parentchain.proxyDepositFactor(),
       accountNonce: await this.parentchain.accountNonce(this.signer.publicKey),
@@ -114,6 +114,34 @@ export class ParentchainDriver {
         { rollbacks: rollback.rollbacks, dutiesRefusedUntil: rollback.dutiesRefusedUntil },
         `sealed enclave state was rolled back: ${rollback.lastRollback}`,
       );
+    this.apply(info);
+  }
+
+  /**
+   * The metadata of the runtime in force at the enclave's verified head (a sealed one, else the checkpoint or
+   * genesis): the enclave reads the blocks after it with the indices derived from it. A node that no longer has
+   * that block's state gives the current runtime's; the enclave keeps its sealed runtime unless it has none.
+   */
+  private async metadataAtStart(genesisHash: Uint8Array): Promise<Uint8Array> {
+    const loaded = (await this.enclave.call('parentchainLoad', {})).loaded;
+    const at = loaded
+      ? (await this.enclave.call('parentchainInfo', {})).hash
+      : (this.opts.checkpoint?.hash ?? genesisHash);
+    try {
+      return await this.parentchain.metadata(at);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'no metadata at the verified head; using the current runtime');
+      return this.parentchain.metadata();
+    }
+  }
+
+  /** After the enclave verified a runtime upgrade: the new runtime's metadata (the state after that block). */
+  private async followRuntime(): Promise<void> {
+    const head = await this.enclave.call('parentchainInfo', {});
+    const info = await this.enclave.call('parentchainMetadata', {
+      metadata: await this.parentchain.metadata(head.hash),
+    });
+    this.logger.info({ block: head.number }, 'parentchain runtime upgraded; the enclave follows its new metadata');
     this.apply(info);
   }
 
@@ -156,6 +184,19 @@ export class ParentchainDriver {
         await this.scanner.done;
       } catch (err) {
         if (this.stopped) return;
+        if (codeOf(err) === 'PARENTCHAIN_METADATA_REQUIRED') {
+          const followed = await this.followRuntime().then(
+            () => true,
+            (e: Error) => {
+              this.logger.error(
+                { code: codeOf(e), err: e.message },
+                'could not follow the parentchain runtime upgrade',
+              );
+              return false;
+            },
+          );
+          if (followed) continue;
+        }
         this.logger.error(
           { code: codeOf(err), err: (err as Error).message },
           'parentchain scan failed; restarting from the verified head',

@@ -6,7 +6,7 @@
 // calls (building CallSpecs), submit (signing, sending, watching) and pure-proxy helpers.
 import '@polkadot/api-augment'; // types of api.query/consts/tx/createType for the standard pallets
 import { ApiPromise, WsProvider } from '@polkadot/api';
-import { u8aToHex } from '@polkadot/util';
+import { hexToU8a, u8aToHex } from '@polkadot/util';
 import { encodeAddress } from '@polkadot/util-crypto';
 import { ValidateerError } from '../protocol/errors.ts';
 import type {
@@ -118,6 +118,10 @@ export class SubstrateParentchain implements Parentchain {
 
   proxyDepositFactor(): bigint {
     return proxyConst(this.#api, 'proxyDepositFactor');
+  }
+
+  async metadata(at?: Uint8Array): Promise<Uint8Array> {
+    return hexToU8a(await this.#connection.rpc<string>('state_getMetadata', at ? [u8aToHex(at)] : []));
   }
 
   callIndices(): ReturnType<Parentchain['callIndices']> {

@@ -45,6 +45,8 @@ import { devAccount, type Account } from '../../src/client/accounts.ts';
 import { waitFor } from '../e2e/harness.ts';
 import { concatBytes, hexKey } from '../../src/protocol/bytes.ts';
 import { testShard } from '../helpers/shard.ts';
+import { hasCode } from '../../src/protocol/errors.ts';
+import { readRuntimeFacts } from '../../src/enclave/parentchain/metadata.ts';
 
 const UNIT = 10n ** 12n;
 const { shard: SHARD, shardPolicy: POLICY } = testShard('calls test shard');
@@ -254,7 +256,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   core.genesis([], Date.now());
   core.parentchainInit({
     genesisHash: pc.genesisHash(),
-    callIndices: ix,
+    metadata: await pc.metadata(),
     existentialDeposit: pc.existentialDeposit(),
     proxyDepositFactor: pc.proxyDepositFactor(),
   });
@@ -322,7 +324,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     const key2 = core2.info().signingKey;
     core2.parentchainInit({
       genesisHash: pc.genesisHash(),
-      callIndices: ix,
+      metadata: await pc.metadata(),
       existentialDeposit: pc.existentialDeposit(),
       proxyDepositFactor: pc.proxyDepositFactor(),
     });
@@ -439,4 +441,35 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   } finally {
     await scanner.stop();
   }
+});
+
+test("the enclave's indices from the chain's metadata are polkadot-js's; the runtime rejects a payload signed for another runtime version", async () => {
+  const facts = readRuntimeFacts(await pc.metadata());
+  assert.deepEqual(facts.callIndices, ix, "derived by the enclave from the metadata bytes = polkadot-js's");
+  assert.equal(facts.specVersion, pc.api.runtimeVersion.specVersion.toNumber());
+  assert.equal(facts.transactionVersion, pc.api.runtimeVersion.transactionVersion.toNumber());
+  // The signature covers spec and transaction version (the additional data the enclave checks in its payloads,
+  // runtime.ts): signed for another version, the runtime refuses the extrinsic instead of running its call.
+  const tail = (p: Uint8Array) => p.length - 72; // spec ‖ tx ‖ genesis ‖ birth
+  for (const [what, at] of [
+    ['spec', 0],
+    ['transaction', 4],
+  ] as const) {
+    const forOtherVersion: ExtrinsicSigner = {
+      ...plain,
+      sign: (p) => {
+        const other = p.slice();
+        const view = new DataView(other.buffer);
+        view.setUint32(tail(p) + at, view.getUint32(tail(p) + at, true) + 1, true);
+        return plain.sign(other);
+      },
+    };
+    await assert.rejects(
+      pc.submit(forOtherVersion, { kind: 'remark', remark: Uint8Array.of(1) }),
+      (err: Error) => hasCode(err, 'PARENTCHAIN_SUBMIT_REJECTED') && /badProof|bad signature|1010/i.test(err.message),
+      `signed for another ${what} version`,
+    );
+  }
+  const honest = await pc.submit(plain, { kind: 'remark', remark: Uint8Array.of(1) });
+  assert.equal(honest.success, true, 'the same call signed for the runtime in force');
 });

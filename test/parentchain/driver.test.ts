@@ -180,6 +180,10 @@ class FakeParentchain implements Parentchain {
   proxyDepositFactor() {
     return 0n;
   }
+  /** Metadata "of" block `at`: its hash, so a test can tell which block's metadata the driver handed over. */
+  async metadata(at?: Uint8Array) {
+    return concatBytes(Uint8Array.of(0x6d, 0x65, 0x74, 0x61), at ?? new Uint8Array(0));
+  }
   callIndices() {
     const ix = { pallet: 0, call: 0 };
     return {
@@ -207,6 +211,9 @@ class FakeEnclave implements EnclaveCalls {
   readonly signed: Uint8Array[] = [];
   /** An import that contains this block fails once (e.g. the enclave thread was busy restarting). */
   failOnceAt: number | null = null;
+  /** This block changed the runtime: the blocks after it are refused until metadata comes. */
+  upgradeAt: number | null = null;
+  readonly metadataGiven: Uint8Array[] = [];
   duties: Duty[] = [];
   anchorsAsked: number[] = [];
 
@@ -217,7 +224,15 @@ class FakeEnclave implements EnclaveCalls {
   async #handle(method: Method, params: Record<string, unknown>): Promise<unknown> {
     switch (method) {
       case 'parentchainInit':
+        this.metadataGiven.push((params as Params<'parentchainInit'>).metadata);
+        return this.#info();
       case 'parentchainInfo':
+        return this.#info();
+      case 'parentchainLoad':
+        return { loaded: false };
+      case 'parentchainMetadata':
+        this.metadataGiven.push((params as Params<'parentchainMetadata'>).metadata);
+        this.upgradeAt = null;
         return this.#info();
       case 'parentchainImport': {
         const blocks = (params as Params<'parentchainImport'>).blocks;
@@ -229,6 +244,8 @@ class FakeEnclave implements EnclaveCalls {
         }
         // A light client: only the block after the verified head extends it.
         for (const [k, b] of blocks.entries()) {
+          if (this.upgradeAt !== null && numbers[k] > this.upgradeAt)
+            throw new ValidateerError('PARENTCHAIN_METADATA_REQUIRED', 'the runtime changed');
           assert.equal(numbers[k], this.verified.number + 1, 'imports continue the verified head');
           this.verified = { number: numbers[k], hash: header(numbers[k]).hash };
           if (b.outcomes.length > 0) this.relevant.set(numbers[k], b.outcomes.length);
@@ -377,6 +394,18 @@ test("after a failed import the scan restarts from the enclave's verified head; 
     accepted,
     Array.from({ length: 20 }, (_, i) => i + 1),
   );
+});
+
+test('after a runtime upgrade the enclave refuses blocks until the host hands the metadata at the upgrade block', async () => {
+  const chain = new FakeParentchain();
+  for (let n = 1; n <= 20; n++) chain.finalize(block(n));
+  const enclave = new FakeEnclave();
+  enclave.upgradeAt = 12;
+  await startDriver(chain, enclave);
+  await until('block 20 imported', () => enclave.verified.number === 20);
+  assert.equal(enclave.metadataGiven.length, 2, 'at the start, then once after the upgrade');
+  assert.ok(same(enclave.metadataGiven[0].subarray(4), header(0).hash), "at the start: the verified head's (genesis)");
+  assert.ok(same(enclave.metadataGiven[1].subarray(4), header(12).hash), "then the upgrade block's");
 });
 
 test('the extrinsics the enclave asks for are signed by the enclave and sent once, also when asked again meanwhile', async () => {

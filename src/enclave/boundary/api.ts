@@ -53,7 +53,8 @@ const importedBlock = z
   .refine((b) => b.outcomes.length <= b.extrinsics.length, 'more outcomes than extrinsics');
 /** A parentchain account nonce (Compact<u32>). */
 const nonce = z.number().int().nonnegative().max(0xffff_ffff);
-const callIndex = z.object({ pallet: z.number().int().min(0).max(255), call: z.number().int().min(0).max(255) });
+/** As metadata.ts's MAX_METADATA_BYTES. */
+const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 const parentchainInfo = z.object({
   number: z.number().int(),
   hash: bytes32,
@@ -208,17 +209,8 @@ export const enclaveApi = {
     params: z.object({
       genesisHash: bytes32,
       checkpoint: z.object({ number: z.number().int().nonnegative(), hash: bytes32 }).optional(),
-      callIndices: z.object({
-        remarkWithEvent: callIndex,
-        transferKeepAlive: callIndex,
-        batchAll: callIndex,
-        proxy: callIndex,
-        createPure: callIndex,
-        addProxy: callIndex,
-        removeProxy: callIndex,
-        proxyRealAccountId: z.boolean().optional(),
-        addProxyDelegateAccountId: z.boolean().optional(),
-      }),
+      // The runtime's metadata: the enclave derives the call indices itself (never taken from the host).
+      metadata: bytes.refine((b) => b.length <= MAX_METADATA_BYTES, 'metadata larger than 16 MiB'),
       existentialDeposit: z.bigint().nonnegative(),
       proxyDepositFactor: z.bigint().nonnegative(),
       /** The host's reading of the account's next nonce: a floor for the nonces the enclave hands out. */
@@ -236,6 +228,13 @@ export const enclaveApi = {
     }),
   },
   parentchainInfo: { params: z.object({}), result: parentchainInfo },
+  /** After PARENTCHAIN_METADATA_REQUIRED: the metadata of the runtime in force after the verified head. */
+  parentchainMetadata: {
+    params: z.object({
+      metadata: bytes.refine((b) => b.length <= MAX_METADATA_BYTES, 'metadata larger than 16 MiB'),
+    }),
+    result: parentchainInfo,
+  },
   parentchainLoad: { params: z.object({}), result: z.object({ loaded: z.boolean() }) },
   parentchainDuties: {
     params: z.object({ peerId: z.string().max(128), p2pAddresses: z.array(z.string().max(256)).max(16) }),

@@ -53,6 +53,7 @@ const handlers = {
   parentchainInit: (p) => core.parentchainInit(p),
   parentchainImport: (p) => core.parentchainImport(p.blocks),
   parentchainInfo: () => core.parentchainInfo(),
+  parentchainMetadata: (p) => core.parentchainMetadata(p.metadata),
   parentchainLoad: () => ({ loaded: core.parentchainLoad() }),
   parentchainDuties: (p) => ({ duties: core.parentchainDuties(p) }),
   unregisterCall: () => core.unregisterCall(),

@@ -66,6 +66,12 @@ export class ParentchainDuties {
     return this.info();
   }
 
+  /** The metadata of the runtime after an upgrade the light client verified (see runtime.ts). */
+  updateMetadata(metadata: Uint8Array) {
+    this.view().updateMetadata(metadata);
+    return this.info();
+  }
+
   /**
    * Loads the sealed parentchain view without a chain (offline replay); false when this data directory never had one.
    */
@@ -122,6 +128,8 @@ export class ParentchainDuties {
 
   duties(input: { peerId: string; p2pAddresses: string[] }) {
     if (this.ctx.replaying) return [];
+    // Not while a runtime upgrade is not followed: the call bytes would carry the old runtime's indices.
+    if (this.view().runtime.upgradedAt !== undefined) return [];
     const final = this.head.finalNumber();
     const { withdrawalBlocks, withdrawalBase } = this.head;
     return this.view().duties({

@@ -6,6 +6,7 @@ import type { Checkpoint } from './light-client.ts';
 import { CallIndices, CallIndicesV1, REMOVE_PROXY_CALL } from './calls.ts';
 import { Effect, RegistryData, RegistryDataV1, type ExtrinsicOutcome } from './registry-data.ts';
 import { EMPTY_NONCES, NonceState, UNKNOWN_NONCE } from './nonces.ts';
+import { SealedRuntime } from './runtime.ts';
 
 /** A duty signed and maybe includable: until its death, or until the verified chain shows its nonce consumed. */
 export const InFlight = Struct({ duty: str, birthHash: Bytes(32), period: u32, death: Option(u32), nonce: u32 });
@@ -27,17 +28,19 @@ const viewTail = <R, F>(registry: R, inFlight: F) => ({
  * before it read as 0 (nothing known settled).
  */
 const settled = { settled: u32 };
+/** The runtime the indices belong to follows them (runtime.ts). */
 export const SealedView = Struct({
   genesisHash: Bytes(32),
   callIndices: CallIndices,
+  runtime: SealedRuntime,
   ...viewTail(RegistryData, Vector(InFlight)),
   ...settled,
   /** The account's nonces (nonces.ts). Layouts before it read with nothing bound and the nonce to be learnt. */
   nonces: NonceState,
 });
 /**
- * Earlier layouts: without nonces (V3), also without the recorded proxy deposits (V2), and before that also without
- * removeProxy (V1).
+ * Earlier layouts: without the sealed runtime and nonces (V3: the runtime is then taken from the host's metadata once,
+ * and sealed), also without the recorded proxy deposits (V2), and before that also without removeProxy (V1).
  */
 export const SealedViewV3 = Struct({
   genesisHash: Bytes(32),
@@ -45,6 +48,7 @@ export const SealedViewV3 = Struct({
   ...viewTail(RegistryData, Vector(InFlightV3)),
   ...settled,
 });
+export type SealedViewData = Omit<ReturnType<typeof SealedView.dec>, 'runtime'> & { runtime?: SealedRuntime };
 export const SealedViewV2 = Struct({
   genesisHash: Bytes(32),
   callIndices: CallIndices,
@@ -64,7 +68,7 @@ export const SealedViewV1 = Struct({
  * In-flight records without a nonce expire at their death only; the account nonce is learnt from the next blocks
  * (and the host's floor, ParentchainInitParams.accountNonce).
  */
-export function decodeSealedView(bytes: Uint8Array): ReturnType<typeof SealedView.dec> {
+export function decodeSealedView(bytes: Uint8Array): SealedViewData {
   try {
     return decodeExact(SealedView, bytes, 'sealed parentchain view');
   } catch (err) {
@@ -112,7 +116,8 @@ export interface ImportedBlock {
 export interface ParentchainInitParams {
   genesisHash: Uint8Array;
   checkpoint?: Checkpoint;
-  callIndices: CallIndices;
+  /** The runtime's metadata (`state_getMetadata`): the enclave derives the call indices from it (runtime.ts). */
+  metadata: Uint8Array;
   existentialDeposit: bigint;
   proxyDepositFactor: bigint;
   /**

@@ -17,6 +17,7 @@ import { EFFECT, Effect, Registry, type Observation, type RegistryContext } from
 import { dutyCalls, type DutyInput } from './duty-calls.ts';
 import { AccountNonces, EMPTY_NONCES, UNKNOWN_NONCE } from './nonces.ts';
 import { payloadNonce } from './extrinsic-prefix.ts';
+import { ParentchainRuntime } from './runtime.ts';
 import type { SigningGuard } from '../keys/signing-guard.ts';
 import { blockCandidates, readExtrinsic } from './extrinsic.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
@@ -37,7 +38,9 @@ const AUTHORIZED_KEPT = 64;
 export class ParentchainView {
   readonly lightClient: LightClient;
   readonly registry: Registry;
+  /** Derived from the runtime's metadata (runtime.ts), shared with the registry and updated in place. */
   readonly callIndices: CallIndices;
+  readonly runtime: ParentchainRuntime;
   readonly existentialDeposit: bigint;
   /**
    * What pallet_proxy reserves from the vault for each proxy it adds (see ParentchainInitParams): only what this
@@ -66,14 +69,16 @@ export class ParentchainView {
     guard: SigningGuard,
     signingKey: Uint8Array,
     ctx: RegistryContext,
-    s: ReturnType<typeof SealedView.dec> & { callIndices: CallIndices },
+    s: ReturnType<typeof decodeSealedView>,
+    runtime: ParentchainRuntime,
     proxyDepositFactor: bigint,
   ) {
     this.path = path;
     this.guard = guard;
     this.signingKey = signingKey;
     this.shard = ctx.shard;
-    this.callIndices = s.callIndices;
+    this.runtime = runtime;
+    this.callIndices = runtime.callIndices;
     this.existentialDeposit = s.existentialDeposit;
     this.proxyDepositFactor = proxyDepositFactor;
     this.lightClient = new LightClient(s.genesisHash, { number: s.head.number, hash: s.head.hash });
@@ -102,7 +107,7 @@ export class ParentchainView {
     init: ParentchainInitParams,
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
-    let s: ReturnType<typeof SealedView.dec>;
+    let s: ReturnType<typeof decodeSealedView>;
     const sealed = guard.readView(path);
     if (sealed) {
       s = decodeSealedView(sealed);
@@ -114,12 +119,13 @@ export class ParentchainView {
       }
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
+      const first = ParentchainRuntime.open({}, init.metadata);
       s = {
         genesisHash: init.genesisHash,
-        callIndices: init.callIndices,
+        ...first.toSealed(),
         existentialDeposit: init.existentialDeposit,
         head,
-        registry: new Registry({ ...ctx, callIndices: init.callIndices }).data,
+        registry: new Registry({ ...ctx, callIndices: first.callIndices }).data,
         pending: [],
         inFlight: [],
         recent: [],
@@ -127,18 +133,15 @@ export class ParentchainView {
         nonces: EMPTY_NONCES,
       };
     }
-    // The sealed indices with the current runtime's account formats (see CallIndices).
-    const callIndices: CallIndices = {
-      ...s.callIndices,
-      proxyRealAccountId: init.callIndices.proxyRealAccountId,
-      addProxyDelegateAccountId: init.callIndices.addProxyDelegateAccountId,
-    };
+    // The indices come from metadata, never from the host directly (runtime.ts).
+    const runtime = ParentchainRuntime.open(s, init.metadata);
     const view = new ParentchainView(
       path,
       guard,
       signingKey,
-      { ...ctx, callIndices },
-      { ...s, callIndices },
+      { ...ctx, callIndices: runtime.callIndices },
+      s,
+      runtime,
       init.proxyDepositFactor,
     );
     view.nonces.floor = init.accountNonce ?? 0;
@@ -157,15 +160,16 @@ export class ParentchainView {
     const sealed = guard.readView(path);
     if (!sealed) return null;
     const s = decodeSealedView(sealed);
-    // offline: no duties
-    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: s.callIndices }, s, 0n);
+    // offline: no duties (a view sealed by an earlier build gets its runtime at the next parentchain start)
+    const runtime = ParentchainRuntime.fromSealed(s.callIndices, s.runtime);
+    return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: runtime.callIndices }, s, runtime, 0n);
   }
 
   private persist(): void {
     const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
     const bytes = SealedView.enc({
       genesisHash: this.lightClient.genesisHash,
-      callIndices: this.callIndices,
+      ...this.runtime.toSealed(),
       existentialDeposit: this.existentialDeposit,
       head: { number: this.lightClient.number, hash: this.lightClient.hash },
       registry: this.registry.data,
@@ -186,7 +190,7 @@ export class ParentchainView {
       for (const b of blocks) {
         // Checked before the header is accepted: a block is applied whole or not at all.
         const candidates = blockCandidates(b, this.shard, this.lightClient.number + 1);
-        const h = this.lightClient.import(b.header, b.extrinsics);
+        const h = this.runtime.follow(b.header, () => this.lightClient.import(b.header, b.extrinsics));
         this.remember(h.number, h.hash);
         // Our own extrinsics, from the verified body itself: nonces consumed, payouts included.
         this.nonces.observe(b.extrinsics, this.payoutsInFlight(), h.number);
@@ -317,6 +321,12 @@ export class ParentchainView {
     return out;
   }
 
+  /** The runtime's metadata after a verified upgrade (runtime.ts): call bytes built before it are void. */
+  updateMetadata(metadata: Uint8Array): void {
+    if (this.runtime.update(metadata)) this.authorized.clear();
+    this.persist();
+  }
+
   /** Call bytes of this enclave's unregistration (the operator's `validateer leave`) and the nonce to sign it at. */
   unregisterCall(shard: Uint8Array): { callData: Uint8Array; nonce: number } {
     if (!this.registry.isActive(this.signingKey, this.lightClient.number))
@@ -360,6 +370,7 @@ export class ParentchainView {
   admitPayload(payload: Uint8Array): void {
     for (const { callData, duty, nonce } of this.authorized.values()) {
       if (payload.length <= callData.length || !same(payload.subarray(0, callData.length), callData)) continue;
+      this.runtime.checkPayload(payload, callData.length, this.lightClient.genesisHash);
       if (duty !== null) this.guard.checkDuties(this.lightClient.number);
       if (duty !== null && this.inFlight.has(duty))
         throw new EnclaveError('DUTY_IN_FLIGHT', `duty ${duty} was already signed and may still be included`);

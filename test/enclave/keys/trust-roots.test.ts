@@ -29,6 +29,7 @@ import { loadConfig } from '../../../src/config/load.ts';
 import { enclaveInitFrom } from '../../../src/node/from-config.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { testShard } from '../../helpers/shard.ts';
+import { DEV_METADATA } from '../../helpers/metadata.ts';
 
 const te = new TextEncoder();
 const POOL = { maxPending: 100, maxNonceAhead: 16, futureTtlMs: 30000 };
@@ -47,20 +48,11 @@ function tempDir(): string {
 function open(o: Partial<EnclaveOptions> & Pick<EnclaveOptions, 'shard' | 'shardPolicy'>, dataDir = tempDir()) {
   return EnclaveCore.open({ dataDir, workers: 0, pool: POOL, authorities: [], ...o });
 }
-/** parentchainInit's params for a chain with this genesis (the call indices only need to be consistent). */
+/** parentchainInit's params for a chain with this genesis (the dev runtime's metadata, which gives the indices). */
 function initParams(genesisHash: Uint8Array) {
-  const ix = (pallet: number, call: number) => ({ pallet, call });
   return {
     genesisHash,
-    callIndices: {
-      remarkWithEvent: ix(0, 8),
-      transferKeepAlive: ix(10, 3),
-      batchAll: ix(40, 2),
-      proxy: ix(42, 0),
-      createPure: ix(42, 4),
-      addProxy: ix(42, 1),
-      removeProxy: ix(42, 2),
-    },
+    metadata: DEV_METADATA,
     existentialDeposit: 1n,
     proxyDepositFactor: 1n,
   };

@@ -73,6 +73,7 @@ import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from 
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
+import { DEV_METADATA, devMetadata } from '../../helpers/metadata.ts';
 import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
 import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
 import { concatBytes, hexKey, same } from '../../../src/protocol/bytes.ts';
@@ -92,6 +93,10 @@ const IX: CallIndices = {
   addProxy: { pallet: 42, call: 1 },
   removeProxy: { pallet: 42, call: 2 },
 };
+/** The dev runtime's metadata with pallet_proxy taking MultiAddress arguments: IX, as the enclave derives it. */
+const METADATA = devMetadata({ multiAddressProxy: true });
+/** A header digest of one item: RuntimeEnvironmentUpdated (the block changed the runtime). */
+const RUNTIME_UPDATED_DIGEST = Uint8Array.of(4, 8);
 const ED = 3_333_333n;
 /** pallet_proxy's deposit per proxy: the proxy duty pays it into the vault. */
 const PROXY_FACTOR = 1_234_567n;
@@ -230,7 +235,10 @@ class FakeChain {
     this.root = genesis === CHOPSTICKS_GENESIS ? (x) => blake2_256(concatBytes(...x)) : (x) => orderedTrieRoot(x, 0);
   }
 
-  block(signed: { signer?: Uint8Array; call: Call; success?: boolean; nonce?: number }[] = []): Block {
+  block(
+    signed: { signer?: Uint8Array; call: Call; success?: boolean; nonce?: number }[] = [],
+    digest?: Uint8Array,
+  ): Block {
     const number = this.head.number + 1;
     const extrinsics = [
       inherent(number),
@@ -245,7 +253,7 @@ class FakeChain {
       success: s.success ?? true,
       callOffset: callOffsetOf(extrinsics[i + 1], s.call.bytes),
     }));
-    const header = encodeHeader({ parentHash: this.head.hash, number, extrinsicsRoot: this.root(extrinsics) });
+    const header = encodeHeader({ parentHash: this.head.hash, number, extrinsicsRoot: this.root(extrinsics), digest });
     const hash = blake2_256(header);
     this.head = { number, hash };
     return { header, extrinsics, outcomes, number, hash };
@@ -1067,10 +1075,10 @@ class Host {
     return { keyId: i.shieldingKeyId, publicKey: i.shieldingKey };
   }
 
-  init(callIndices: CallIndices = IX) {
+  init(metadata = METADATA) {
     return this.core.parentchainInit({
       genesisHash: this.chain.genesis,
-      callIndices,
+      metadata,
       existentialDeposit: ED,
       proxyDepositFactor: PROXY_FACTOR,
     });
@@ -1435,12 +1443,12 @@ test('admitPayload: only payloads that start with call bytes the enclave built, 
     );
     const flipped = Uint8Array.from(reg.callData, (v, i) => (i === 40 ? v ^ 1 : v));
     assert.equal(refused(signingPayload(flipped, { genesis, birth })), 'SIGNING_REFUSED');
-    // immortal, or mortal on another chain (its birth hash cannot be read): not for a duty
+    // immortal: not for a duty; for another chain (another genesis in its additional data): not at all
     const nonce = reg.nonce;
     assert.equal(refused(signingPayload(reg.callData, { genesis, birth: null, nonce })), 'DUTY_IMMORTAL');
     assert.equal(
       refused(signingPayload(reg.callData, { genesis: key32('other genesis'), birth, nonce })),
-      'DUTY_IMMORTAL',
+      'PARENTCHAIN_RUNTIME_MISMATCH',
     );
     assert.deepEqual(host.info().dutiesInFlight, [], 'refusals leave nothing in flight');
     host.sign(reg.callData);
@@ -1836,7 +1844,7 @@ test('a payout in flight in a view sealed before nonces were bound stays in flig
     writeFileSync(path, sealer.seal('signer', VIEW_LABEL, ViewEnvelope.enc({ ...envelope, view })));
     host = new Host(chain, dataDir);
     host.slot = slot;
-    host.init({ ...IX });
+    host.init();
     host.core.beginReplay(snapshot.sealed, false);
     await host.core.finishReplay();
     assert.deepEqual([host.info().dutiesInFlight, host.info().accountNonce], [['payout:0'], 0], 'nonce unknown');
@@ -1900,13 +1908,12 @@ async function withWithdrawal(host: Host, beneficiary: Uint8Array): Promise<Uint
   return vault;
 }
 
-test("proxy calls take the current runtime's account format, also when the view is reopened", async () => {
+test("proxy calls take the runtime's account format from its metadata, and follow an upgrade", async () => {
   const chain = new FakeChain();
   const dataDir = tempDir();
   let host = new Host(chain, dataDir);
-  const old = { ...IX, proxyRealAccountId: true, addProxyDelegateAccountId: true };
   try {
-    host.init(old);
+    host.init(DEV_METADATA); // statemine 900: pallet_proxy takes bare AccountId32s
     const beneficiary = key32('beneficiary');
     const vault = await withWithdrawal(host, beneficiary);
     const inner = batchAllCall(IX, [
@@ -1917,9 +1924,17 @@ test("proxy calls take the current runtime's account format, also when the view 
     const snapshot = await host.core.snapshot();
     await host.close();
     host = new Host(chain, dataDir);
-    host.init(); // the runtime was upgraded to a pallet_proxy with MultiAddress arguments
+    host.init(DEV_METADATA);
     host.core.beginReplay(snapshot.sealed, false);
     await host.core.finishReplay();
+    assert.deepEqual(
+      host.duties()[0].callData.subarray(0, 35),
+      concatBytes(Uint8Array.of(42, 0), vault, Uint8Array.of(0)),
+    );
+    // The runtime is upgraded to a pallet_proxy with MultiAddress arguments (the header says so; the host
+    // then hands the new runtime's metadata).
+    host.import(chain.block([], RUNTIME_UPDATED_DIGEST));
+    host.core.parentchainMetadata(devMetadata({ multiAddressProxy: true, specVersion: 901 }));
     assert.deepEqual(host.duties()[0].callData, proxyCall(IX, vault, inner));
     assert.deepEqual(host.duties()[0].callData.subarray(0, 3), Uint8Array.of(42, 0, 0));
   } finally {
@@ -1927,15 +1942,16 @@ test("proxy calls take the current runtime's account format, also when the view 
   }
 });
 
-test("a view sealed by an earlier build (call indices without removeProxy) opens with pallet_proxy's remove_proxy index and is resealed", async () => {
+test('a view sealed by an earlier build (call indices without removeProxy, no runtime) opens and is resealed', async () => {
   const chain = new FakeChain();
   const dataDir = tempDir();
   let host = new Host(chain, dataDir);
   try {
-    host.init({ ...IX, removeProxy: { pallet: 42, call: 2 } });
+    host.init();
     host.import(chain.block());
     await host.close();
-    // Rewrite the sealed file in the old layout: the indices end with addProxy, the registry has no proxy deposits.
+    // Rewrite the sealed file in the oldest layout: the indices end with addProxy, the registry has no proxy
+    // deposits, and no runtime follows the indices.
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     const sealer = Sealer.simulated(dataDir, MEASUREMENT);
     const viewOf = (sealed: Uint8Array) => ViewEnvelope.dec(sealer.unseal(VIEW_LABEL, sealed)).view;
@@ -1948,8 +1964,8 @@ test("a view sealed by an earlier build (call indices without removeProxy) opens
     writeFileSync(path, sealer.seal('signer', 'parentchain', old));
     rmSync(join(dataDir, 'enclave', 'signing-guard.sealed'));
     host = new Host(chain, dataDir);
-    // The host now names another index: the sealed indices win (the host is not trusted with them).
-    host.init({ ...IX, removeProxy: { pallet: 42, call: 9 } });
+    // No runtime was sealed: the indices come from the metadata once, and are sealed with it.
+    host.init();
     assert.deepEqual(host.core['parentchain']!.callIndices.removeProxy, { pallet: 42, call: 2 });
     assert.equal(host.info().number, 1, 'the rest of the view survived');
     const resealed = viewOf(new Uint8Array(readFileSync(path)));
@@ -2123,7 +2139,7 @@ test('the view: a bad block stops the import after the verified prefix; another 
       codeOf(() =>
         host.core.parentchainInit({
           genesisHash: key32('another chain'),
-          callIndices: IX,
+          metadata: METADATA,
           existentialDeposit: ED,
           proxyDepositFactor: PROXY_FACTOR,
         }),
@@ -2405,7 +2421,7 @@ test('item 6: the unproxy duty refunds the recorded deposit, whatever proxyDepos
     b = new Host(chain, b.dataDir);
     b.core.parentchainInit({
       genesisHash: chain.genesis,
-      callIndices: IX,
+      metadata: METADATA,
       existentialDeposit: ED,
       proxyDepositFactor: 10n ** 30n,
     });
@@ -2764,7 +2780,7 @@ test("roots of trust: a member's data directory opens for no other shard, so its
   // It opened: the forged member registers in the host's shard and asks B's enclave for its secrets.
   hostile.parentchainInit({
     genesisHash: chain.genesis,
-    callIndices: IX,
+    metadata: METADATA,
     existentialDeposit: ED,
     proxyDepositFactor: PROXY_FACTOR,
   });
