@@ -119,7 +119,7 @@ export class ParentchainView {
       }
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
-      const first = ParentchainRuntime.open({}, init.metadata);
+      const first = ParentchainRuntime.open({}, init.metadata, init.genesisHash);
       s = {
         genesisHash: init.genesisHash,
         ...first.toSealed(),
@@ -134,7 +134,7 @@ export class ParentchainView {
       };
     }
     // The indices come from metadata, never from the host directly (runtime.ts).
-    const runtime = ParentchainRuntime.open(s, init.metadata);
+    const runtime = ParentchainRuntime.open(s, init.metadata, init.genesisHash);
     const view = new ParentchainView(
       path,
       guard,
@@ -323,7 +323,7 @@ export class ParentchainView {
 
   /** The runtime's metadata after a verified upgrade (runtime.ts): call bytes built before it are void. */
   updateMetadata(metadata: Uint8Array): void {
-    if (this.runtime.update(metadata)) this.authorized.clear();
+    if (this.runtime.update(metadata, this.lightClient.genesisHash)) this.authorized.clear();
     this.persist();
   }
 
