@@ -132,7 +132,8 @@ export function dutyCalls(
   }
   // After a handover at H, the previous payer may have signed payouts (births up to H - 1, or unknown births assumed
   // within RECENT_KEPT of its head) that land until H + RECENT_KEPT + MAX_DUTY_PERIOD: only then is a withdrawal
-  // still unpaid really unpaid. One landing earlier is a payout of the registry (signed by a vault proxy).
+  // still unpaid really unpaid. One landing earlier is a payout of the registry (signed by a vault proxy). This
+  // rests on the old payer's light client having followed the real chain (no finality proofs yet, light-client.ts).
   const handover = r.payerHandoverAt(number);
   if (handover !== undefined && number < handover + MAX_DUTY_PERIOD + RECENT_KEPT) return;
   for (const w of input.unpaid) {

@@ -10,7 +10,8 @@
 // Pinned runtimes (PINNED_RUNTIMES, part of the measured code): for a (genesis, spec version) listed there only
 // the metadata of that hash is taken, at the first start, on reopening and at an upgrade. The dev chain's runtime
 // is fixed (chopsticks' genesis wasm ships in an npm package: statemine 900), so there a forged metadata of the
-// real spec version is refused too.
+// real spec version is refused too. Metadata of a spec version not pinned there (a forged "901" at the first
+// start, say) is taken as on other chains: its payloads name that version, which the chain refuses unless it runs it.
 // What does not hold on other chains (or other spec versions): metadata the host forges for the real spec version
 // (remapped indices) cannot be told from the real one without running the runtime. CheckMetadataHash (RFC-0078)
 // would let the chain check it, but the enclave does not yet compute the digest, so it signs only mode Disabled.
