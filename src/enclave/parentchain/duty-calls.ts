@@ -136,6 +136,9 @@ export function dutyCalls(
   // rests on the old payer's light client having followed the real chain (no finality proofs yet, light-client.ts).
   const handover = r.payerHandoverAt(number);
   if (handover !== undefined && number < handover + MAX_DUTY_PERIOD + RECENT_KEPT) return;
+  // And while a departed member is still a vault proxy: a signature of it that outlives the wait (its host lagged its
+  // light client) then fails on the chain instead of paying a second time.
+  if (r.data.vaultProxies.some((p) => !r.isActive(p, number))) return;
   for (const w of input.unpaid) {
     const key = `payout:${w.id}`;
     if (s.dutyDone(key)) continue;

@@ -3524,3 +3524,29 @@ test("a departed payer's payout landing after the handover is seen as paid: the 
     await b.close();
   }
 });
+
+test('no payout while a departed member is still a vault proxy, even after the wait: its late signatures must fail', async () => {
+  const chain = new FakeChain();
+  const { a, b } = await payoutSignedByFirst(chain);
+  try {
+    const leave = a.unregisterCall();
+    a.sign(leave);
+    const handover = a.include(leave).block;
+    b.import(handover);
+    b.import(...chain.blocks(MAX_DUTY_PERIOD + RECENT_KEPT));
+    // b's host withholds the unproxy: a (its host keeping its light client behind) could still pay for the vault.
+    assert.deepEqual(b.dutyKeys(), [`unproxy:${hexKey(a.key)}`]);
+    b.perform(`unproxy:${hexKey(a.key)}`);
+    const [repay] = b.duties();
+    assert.equal(repay.key, 'payout:0');
+    b.sign(repay.callData);
+    assert.deepEqual(
+      b.include(repay.callData).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    assert.deepEqual(b.dutyKeys(), [], 'paid once');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
