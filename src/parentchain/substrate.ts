@@ -40,7 +40,7 @@ export interface SubstrateParentchainOptions {
   connectTimeoutMs?: number;
   /** How long one read keeps retrying across connection loss before giving up (default 120 s). */
   retryMs?: number;
-  /** Mortality of submitted extrinsics in blocks (default 64). */
+  /** Mortality of submitted extrinsics in blocks (default 64; the enclave signs duties for at most 256). */
   mortalityBlocks?: number;
   /** Told about connection trouble and retries (default: silent). */
   onWarning?: (message: string) => void;

@@ -47,6 +47,9 @@ import { concatBytes, hexKey } from '../../src/protocol/bytes.ts';
 import { testShard } from '../helpers/shard.ts';
 import { hasCode } from '../../src/protocol/errors.ts';
 import { readRuntimeFacts } from '../../src/enclave/parentchain/metadata.ts';
+import { PINNED_RUNTIMES } from '../../src/enclave/parentchain/runtime.ts';
+import { blake2_256 } from '../../src/enclave/parentchain/trie.ts';
+import { DEV_METADATA } from '../helpers/metadata.ts';
 
 const UNIT = 10n ** 12n;
 const { shard: SHARD, shardPolicy: POLICY } = testShard('calls test shard');
@@ -444,8 +447,14 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
 });
 
 test("the enclave's indices from the chain's metadata are polkadot-js's; the runtime rejects a payload signed for another runtime version", async () => {
-  const facts = readRuntimeFacts(await pc.metadata());
+  const served = await pc.metadata();
+  const facts = readRuntimeFacts(served);
   assert.deepEqual(facts.callIndices, ix, "derived by the enclave from the metadata bytes = polkadot-js's");
+  // The enclave pins the dev runtime's metadata (runtime.ts): it is the fixture's, and what chopsticks serves.
+  assert.equal(hexKey(served), hexKey(DEV_METADATA), 'chopsticks serves test/fixtures/statemine-900.metadata');
+  const pin = PINNED_RUNTIMES.find((p) => hexKey(p.genesis) === hexKey(pc.genesisHash()));
+  assert.equal(pin?.specVersion, facts.specVersion);
+  assert.equal(pin?.metadataHash, hexKey(blake2_256(served)));
   assert.equal(facts.specVersion, pc.api.runtimeVersion.specVersion.toNumber());
   assert.equal(facts.transactionVersion, pc.api.runtimeVersion.transactionVersion.toNumber());
   // The signature covers spec and transaction version (the additional data the enclave checks in its payloads,

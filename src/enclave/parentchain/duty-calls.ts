@@ -16,6 +16,14 @@ import {
 } from './calls.ts';
 import { registrationUserData, type Registry } from './registry.ts';
 
+/** The longest mortality a duty is signed with (view.ts admitPayload): a payout signed by a payer dies by then. */
+export const MAX_DUTY_PERIOD = 256;
+/**
+ * Verified blocks remembered by hash (view.ts). A birth block not among them is assumed within this many blocks of
+ * the verified head (so is the signing guard's bound on a duty's death).
+ */
+export const RECENT_KEPT = 512;
+
 export interface DutySource {
   registry: Registry;
   callIndices: CallIndices;
@@ -122,6 +130,15 @@ export function dutyCalls(
       );
     }
   }
+  // After a handover at H, the previous payer may have signed payouts (births up to H - 1, or unknown births assumed
+  // within RECENT_KEPT of its head) that land until H + RECENT_KEPT + MAX_DUTY_PERIOD: only then is a withdrawal
+  // still unpaid really unpaid. One landing earlier is a payout of the registry (signed by a vault proxy). This
+  // rests on the old payer's light client having followed the real chain (no finality proofs yet, light-client.ts).
+  const handover = r.payerHandoverAt(number);
+  if (handover !== undefined && number < handover + MAX_DUTY_PERIOD + RECENT_KEPT) return;
+  // And while a departed member is still a vault proxy: a signature of it that outlives the wait (its host lagged its
+  // light client) then fails on the chain instead of paying a second time.
+  if (r.data.vaultProxies.some((p) => !r.isActive(p, number))) return;
   for (const w of input.unpaid) {
     const key = `payout:${w.id}`;
     if (s.dutyDone(key)) continue;

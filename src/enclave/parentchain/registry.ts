@@ -60,6 +60,28 @@ export class Registry {
     return this.activeAt(number).some((m) => same(m.signingKey, key));
   }
 
+  /**
+   * The block at which the first active member at `number` (the payer) became first, if another member was the
+   * first before it (a handover: payouts that one signed may still land), else undefined (a new shard, or the same
+   * enclave again). Membership changes only at registration and unregistration blocks, so it is found among them.
+   */
+  payerHandoverAt(number: number): number | undefined {
+    const payer = this.activeAt(number)[0];
+    if (!payer) return undefined;
+    const firstAt = (n: number) => this.activeAt(n)[0];
+    const changes = [...new Set(this.data.members.flatMap((m) => [m.registeredAt, m.unregisteredAt ?? number + 1]))]
+      .filter((c) => c <= number)
+      .sort((a, b) => b - a);
+    // The latest change before which the payer was not first (there is one: the payer's own registration).
+    const since = changes.find((c) => !same(firstAt(c - 1)?.signingKey ?? empty, payer.signingKey));
+    if (since === undefined) return undefined;
+    const other = (n: number) => {
+      const f = firstAt(n);
+      return f !== undefined && !same(f.signingKey, payer.signingKey);
+    };
+    return changes.some((c) => c < since && other(c)) ? since : undefined;
+  }
+
   isVaultProxy(key: Uint8Array): boolean {
     return this.data.vaultProxies.some((p) => same(p, key));
   }
@@ -321,7 +343,9 @@ export class Registry {
   }
 
   /**
-   * The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member.
+   * The transfer of a payout: proxy(vault, batchAll[transferKeepAlive, remark]) signed by a member, or by a departed
+   * one still a proxy of the vault (the payer before a handover: a payout it signed while first may land after it
+   * left, and must be seen as paid, see duty-calls.ts).
    */
   private payoutTransfer(
     number: number,
@@ -329,7 +353,7 @@ export class Registry {
     parent: Call | undefined,
     top: Call,
   ): { dest: Uint8Array; amount: bigint } | undefined {
-    if (!x.signer || !this.isActive(x.signer, number)) return undefined;
+    if (!x.signer || !(this.isActive(x.signer, number) || this.isVaultProxy(x.signer))) return undefined;
     const batch = this.throughVault(top);
     if (batch?.kind !== 'batchAll' || parent !== batch) return undefined;
     return batch.calls.find((c) => c.kind === 'transferKeepAlive');

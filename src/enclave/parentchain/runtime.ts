@@ -7,17 +7,23 @@
 // signatures fail instead of executing as other calls. The enclave follows upgrades: a verified header
 // with a RuntimeEnvironmentUpdated digest stops imports and signing until the host hands metadata of a
 // newer spec version, from which the indices are derived again.
-// What does not: metadata the host forges for the real spec version (remapped indices) cannot be told
-// from the real one without running the runtime. CheckMetadataHash (RFC-0078) would let the chain
-// check it; the dev chain's runtime (statemine 900) has no such extension, and the enclave does not yet
-// compute the digest, so it signs only mode Disabled. Same-version metadata differing from the sealed
-// one is refused, so a forgery has to come at the first start or at an upgrade.
+// Pinned runtimes (PINNED_RUNTIMES, part of the measured code): for a (genesis, spec version) listed there only
+// the metadata of that hash is taken, at the first start, on reopening and at an upgrade. The dev chain's runtime
+// is fixed (chopsticks' genesis wasm ships in an npm package: statemine 900), so there a forged metadata of the
+// real spec version is refused too. Metadata of a spec version not pinned there (a forged "901" at the first
+// start, say) is taken as on other chains: its payloads name that version, which the chain refuses unless it runs it.
+// What does not hold on other chains (or other spec versions): metadata the host forges for the real spec version
+// (remapped indices) cannot be told from the real one without running the runtime. CheckMetadataHash (RFC-0078)
+// would let the chain check it, but the enclave does not yet compute the digest, so it signs only mode Disabled.
+// There same-version metadata differing from the sealed one is refused, so a forgery has to come at the first
+// start or at an upgrade; the spec and transaction versions in every payload still bind it to one runtime.
 import { Bytes, Option, Struct, Vector, bool, str, u32 } from 'scale-ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { blake2_256 } from './trie.ts';
 import { readRuntimeFacts, type RuntimeFacts } from './metadata.ts';
 import type { CallIndices } from './calls.ts';
-import { same } from '../../protocol/bytes.ts';
+import { CHOPSTICKS_GENESIS } from './light-client.ts';
+import { hexKey, same } from '../../protocol/bytes.ts';
 
 /** Sealed next to the call indices (view-format.ts). */
 export const SealedRuntime = Struct({
@@ -34,8 +40,34 @@ export type SealedRuntime = ReturnType<typeof SealedRuntime.dec>;
 
 const DIGEST_RUNTIME_UPDATED = 8;
 
-function derive(metadata: Uint8Array): { facts: RuntimeFacts; sealed: SealedRuntime } {
+/**
+ * Runtimes whose metadata this build knows: blake2_256 of the metadata bytes (as state_getMetadata returns them)
+ * by genesis and spec version. The dev chain's: test/fixtures/statemine-900.metadata, what chopsticks serves.
+ */
+export const PINNED_RUNTIMES: readonly { genesis: Uint8Array; specVersion: number; metadataHash: string }[] = [
+  {
+    genesis: CHOPSTICKS_GENESIS,
+    specVersion: 900,
+    metadataHash: '60b8719940600f9e4db213f63604fa8c06f18094d9745a0302878b96aaf264b2',
+  },
+];
+
+/** Refuses metadata (by its hash) other than the pinned one for this genesis and spec version, if one is pinned. */
+function checkPinned(genesis: Uint8Array, specVersion: number, metadataHash: Uint8Array): void {
+  const pin = PINNED_RUNTIMES.find((p) => same(p.genesis, genesis) && p.specVersion === specVersion);
+  if (pin && hexKey(metadataHash) !== pin.metadataHash) {
+    throw new EnclaveError(
+      'PARENTCHAIN_METADATA_MISMATCH',
+      `metadata for spec version ${specVersion} of parentchain 0x${hexKey(genesis).slice(0, 16)}… is not the ` +
+        `runtime this enclave pins for it (hash 0x${hexKey(metadataHash).slice(0, 16)}…, pinned ` +
+        `0x${pin.metadataHash.slice(0, 16)}…): its call indices cannot be trusted`,
+    );
+  }
+}
+
+function derive(metadata: Uint8Array, genesis: Uint8Array): { facts: RuntimeFacts; sealed: SealedRuntime } {
   const facts = readRuntimeFacts(metadata);
+  checkPinned(genesis, facts.specVersion, blake2_256(metadata));
   for (const [id, size] of [
     ['CheckSpecVersion', 4],
     ['CheckTxVersion', 4],
@@ -79,11 +111,14 @@ export class ParentchainRuntime {
   static open(
     sealed: { callIndices?: CallIndices; runtime?: SealedRuntime },
     metadata: Uint8Array,
+    genesis: Uint8Array,
   ): ParentchainRuntime {
-    const fresh = derive(metadata);
+    const fresh = derive(metadata, genesis);
     if (!sealed.runtime || !sealed.callIndices)
       return new ParentchainRuntime({ ...fresh.facts.callIndices }, fresh.sealed);
     const s = sealed.runtime;
+    // A runtime sealed by a build without the pin (or with another one) is held to this build's pins too.
+    if (s.specVersion !== 0) checkPinned(genesis, s.specVersion, s.metadataHash);
     if (fresh.sealed.specVersion === s.specVersion && !same(fresh.sealed.metadataHash, s.metadataHash)) {
       throw new EnclaveError(
         'PARENTCHAIN_METADATA_MISMATCH',
@@ -154,9 +189,9 @@ export class ParentchainRuntime {
    * The host's metadata for the runtime after the upgrade block: a newer spec version (the runtime refuses
    * set_code without one). Returns false when nothing changed (no upgrade pending).
    */
-  update(metadata: Uint8Array): boolean {
+  update(metadata: Uint8Array, genesis: Uint8Array): boolean {
     if (this.state.upgradedAt === undefined) {
-      const fresh = derive(metadata);
+      const fresh = derive(metadata, genesis);
       if (
         fresh.sealed.specVersion === this.state.specVersion &&
         same(fresh.sealed.metadataHash, this.state.metadataHash)
@@ -164,7 +199,7 @@ export class ParentchainRuntime {
         return false;
       throw new EnclaveError('PARENTCHAIN_METADATA_MISMATCH', 'no runtime upgrade was seen in a verified block');
     }
-    const fresh = derive(metadata);
+    const fresh = derive(metadata, genesis);
     if (fresh.sealed.specVersion <= this.state.specVersion) {
       throw new EnclaveError(
         'PARENTCHAIN_METADATA_STALE',

@@ -14,7 +14,7 @@ import { EnclaveError } from '../boundary/errors.ts';
 import { LightClient } from './light-client.ts';
 import { CallIndices, payloadMortality, remarkCall } from './calls.ts';
 import { EFFECT, Effect, Registry, type Observation, type RegistryContext } from './registry.ts';
-import { dutyCalls, type DutyInput } from './duty-calls.ts';
+import { MAX_DUTY_PERIOD, RECENT_KEPT, dutyCalls, type DutyInput } from './duty-calls.ts';
 import { AccountNonces, EMPTY_NONCES, UNKNOWN_NONCE } from './nonces.ts';
 import { payloadNonce } from './extrinsic-prefix.ts';
 import { ParentchainRuntime } from './runtime.ts';
@@ -32,7 +32,6 @@ import {
 
 export type { Duty, ImportedBlock, ParentchainInitParams } from './view-format.ts';
 
-const RECENT_KEPT = 512;
 const AUTHORIZED_KEPT = 64;
 
 export class ParentchainView {
@@ -119,7 +118,7 @@ export class ParentchainView {
       }
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
-      const first = ParentchainRuntime.open({}, init.metadata);
+      const first = ParentchainRuntime.open({}, init.metadata, init.genesisHash);
       s = {
         genesisHash: init.genesisHash,
         ...first.toSealed(),
@@ -134,7 +133,7 @@ export class ParentchainView {
       };
     }
     // The indices come from metadata, never from the host directly (runtime.ts).
-    const runtime = ParentchainRuntime.open(s, init.metadata);
+    const runtime = ParentchainRuntime.open(s, init.metadata, init.genesisHash);
     const view = new ParentchainView(
       path,
       guard,
@@ -323,7 +322,7 @@ export class ParentchainView {
 
   /** The runtime's metadata after a verified upgrade (runtime.ts): call bytes built before it are void. */
   updateMetadata(metadata: Uint8Array): void {
-    if (this.runtime.update(metadata)) this.authorized.clear();
+    if (this.runtime.update(metadata, this.lightClient.genesisHash)) this.authorized.clear();
     this.persist();
   }
 
@@ -393,6 +392,12 @@ export class ParentchainView {
         return;
       }
       if (!mortality) throw new EnclaveError('DUTY_IMMORTAL', `duty ${duty} must be signed as a mortal transaction`);
+      // Bounds how long a payout signed here can land after this enclave stops paying (duty-calls.ts).
+      if (mortality.period > MAX_DUTY_PERIOD)
+        throw new EnclaveError(
+          'DUTY_MORTALITY_TOO_LONG',
+          `duty ${duty} is signed for at most ${MAX_DUTY_PERIOD} blocks, not ${mortality.period}`,
+        );
       this.inFlight.set(duty, { duty, birthHash: mortality.birthHash, period: mortality.period, death, nonce: named });
       if (w !== undefined) this.nonces.bind(w, named);
       // A birth not among the recent verified blocks is older (then dead sooner) or not final yet (assumed

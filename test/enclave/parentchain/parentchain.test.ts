@@ -33,6 +33,7 @@ import {
   type RegistryContext,
 } from '../../../src/enclave/parentchain/registry.ts';
 import type { ImportedBlock } from '../../../src/enclave/parentchain/view.ts';
+import { MAX_DUTY_PERIOD, RECENT_KEPT } from '../../../src/enclave/parentchain/duty-calls.ts';
 import { SealedView, SealedViewV1, SealedViewV2, SealedViewV3 } from '../../../src/enclave/parentchain/view-format.ts';
 import {
   decodeCall as decodeEnclaveCall,
@@ -3423,5 +3424,129 @@ test('forwarded batches open only under the current epoch and from a current mem
     assert.equal(b.core.status().poolSize, pool);
   } finally {
     for (const h of hosts) await h.close();
+  }
+});
+
+test('a duty is signed for at most MAX_DUTY_PERIOD blocks: a longer mortality is refused before anything is sealed', async () => {
+  const host = new Host(new FakeChain());
+  try {
+    host.init();
+    host.import(...host.chain.blocks(3));
+    const [reg] = host.duties();
+    assert.equal(
+      codeOf(() => host.sign(reg.callData, host.chain.head, MAX_DUTY_PERIOD * 2)),
+      'DUTY_MORTALITY_TOO_LONG',
+    );
+    assert.deepEqual(host.info().dutiesInFlight, [], 'a refusal leaves nothing in flight');
+    host.sign(reg.callData, host.chain.head, MAX_DUTY_PERIOD);
+    assert.deepEqual(host.info().dutiesInFlight, ['register']);
+  } finally {
+    await host.close();
+  }
+});
+
+/**
+ * A and B (memberPair), A the first member: A funds the reserve and makes B a vault proxy; Bob shields 9 units and
+ * unshields 4 (withdrawal 0, anchored), and A signs its payout, which the host keeps. Returns that payload's call.
+ */
+async function payoutSignedByFirst(chain: FakeChain) {
+  const { a, b, vault } = await memberPair(chain);
+  const both = (blk: Block) => (a.import(blk), b.import(blk));
+  for (const d of a.duties()) {
+    a.sign(d.callData);
+    b.import(a.include(d.callData).block);
+  }
+  assert.ok(b.core['parentchain']!.registry.isVaultProxy(b.key), 'b can pay out for the vault');
+  both(shieldBlock(chain, a, vault, bob.publicKey, 9n * UNIT));
+  importInto(b, authored(a, b).block);
+  const unshield = { from: bob.publicKey, beneficiary: key32('beneficiary'), amount: 4n * UNIT };
+  await a.core.submit(
+    [shield(signCall(bob, { tag: 'unshield', value: unshield }, 0, SHARD), a.shieldingKey, SHARD)],
+    Date.now(),
+  );
+  importInto(b, authored(a, b).block);
+  b.import(a.anchor().block);
+  assert.equal(b.info().unpaidWithdrawals, 1);
+  assert.deepEqual(b.dutyKeys(), [], 'b is not the payer');
+  const [pay] = a.duties();
+  assert.equal(pay.key, 'payout:0');
+  a.sign(pay.callData);
+  return { a, b, pay };
+}
+
+test('a payout left in flight by a departed payer: the next payer pays it only once every signature of the old one is dead, and once', async () => {
+  const chain = new FakeChain();
+  const { a, b } = await payoutSignedByFirst(chain);
+  try {
+    const leave = a.unregisterCall();
+    a.sign(leave);
+    const handover = a.include(leave).block;
+    b.import(handover);
+    // b is the payer from the handover on; a's payout (never included here) could land until it is dead.
+    b.perform(`unproxy:${hexKey(a.key)}`);
+    const payable = handover.number + MAX_DUTY_PERIOD + RECENT_KEPT;
+    b.import(...chain.blocks(payable - 1 - chain.head.number));
+    assert.deepEqual(b.dutyKeys(), [], 'no payout while a signature of the old payer may still land');
+    b.import(chain.block());
+    assert.equal(chain.head.number, payable);
+    const [repay] = b.duties();
+    assert.equal(repay.key, 'payout:0');
+    b.sign(repay.callData);
+    const paid = b.include(repay.callData);
+    assert.deepEqual(
+      paid.observations.map((o) => o.kind),
+      ['payout'],
+    );
+    assert.deepEqual(b.dutyKeys(), [], 'paid once');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test("a departed payer's payout landing after the handover is seen as paid: the next payer never pays it again", async () => {
+  const chain = new FakeChain();
+  const { a, b, pay } = await payoutSignedByFirst(chain);
+  try {
+    const leave = a.unregisterCall();
+    a.sign(leave);
+    b.import(a.include(leave).block);
+    // a's signature lands after a left, before b removed it as a vault proxy: a real transfer out of the vault.
+    const landed = a.include(pay.callData).block;
+    assert.deepEqual(
+      b.import(landed).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    b.import(...chain.blocks(MAX_DUTY_PERIOD + RECENT_KEPT + 1));
+    assert.deepEqual(b.dutyKeys(), [`unproxy:${hexKey(a.key)}`], 'no second payout');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('no payout while a departed member is still a vault proxy, even after the wait: its late signatures must fail', async () => {
+  const chain = new FakeChain();
+  const { a, b } = await payoutSignedByFirst(chain);
+  try {
+    const leave = a.unregisterCall();
+    a.sign(leave);
+    const handover = a.include(leave).block;
+    b.import(handover);
+    b.import(...chain.blocks(MAX_DUTY_PERIOD + RECENT_KEPT));
+    // b's host withholds the unproxy: a (its host keeping its light client behind) could still pay for the vault.
+    assert.deepEqual(b.dutyKeys(), [`unproxy:${hexKey(a.key)}`]);
+    b.perform(`unproxy:${hexKey(a.key)}`);
+    const [repay] = b.duties();
+    assert.equal(repay.key, 'payout:0');
+    b.sign(repay.callData);
+    assert.deepEqual(
+      b.include(repay.callData).observations.map((o) => o.kind),
+      ['payout'],
+    );
+    assert.deepEqual(b.dutyKeys(), [], 'paid once');
+  } finally {
+    await a.close();
+    await b.close();
   }
 });

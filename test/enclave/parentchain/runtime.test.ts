@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { compact, u32 } from 'scale-ts';
 import { EnclaveCore } from '../../../src/enclave/core.ts';
 import { readRuntimeFacts } from '../../../src/enclave/parentchain/metadata.ts';
-import { announcesRuntimeChange } from '../../../src/enclave/parentchain/runtime.ts';
+import { PINNED_RUNTIMES, announcesRuntimeChange } from '../../../src/enclave/parentchain/runtime.ts';
 import { CHOPSTICKS_GENESIS } from '../../../src/enclave/parentchain/light-client.ts';
-import { blake2_256 } from '../../../src/enclave/parentchain/trie.ts';
-import { concatBytes } from '../../../src/protocol/bytes.ts';
+import { blake2_256, orderedTrieRoot } from '../../../src/enclave/parentchain/trie.ts';
+import { concatBytes, hexKey } from '../../../src/protocol/bytes.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { DEV_METADATA, devMetadata } from '../../helpers/metadata.ts';
 import { testShard } from '../../helpers/shard.ts';
@@ -21,6 +21,8 @@ import { testShard } from '../../helpers/shard.ts';
 const { shard: SHARD, shardPolicy: POLICY } = testShard('runtime test shard');
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
 const GENESIS = CHOPSTICKS_GENESIS; // bodies are checked by blake2_256 of the concatenated extrinsics
+/** A chain with no pinned runtime: bodies are checked against the ordered trie root. */
+const OTHER_GENESIS = blake2_256(new TextEncoder().encode('a parentchain whose runtime is not pinned'));
 const te = new TextEncoder();
 /** Digest items: RuntimeEnvironmentUpdated alone; and an Aura pre-runtime item followed by it. */
 const RUNTIME_UPDATED = concatBytes(compact.enc(1), Uint8Array.of(8));
@@ -36,8 +38,13 @@ function tempDir(): string {
   return d;
 }
 
-function encodeHeader(parentHash: Uint8Array, number: number, digest: Uint8Array): Uint8Array {
-  const root = blake2_256(new Uint8Array(0)); // no extrinsics
+function encodeHeader(
+  parentHash: Uint8Array,
+  number: number,
+  digest: Uint8Array,
+  genesis: Uint8Array = GENESIS,
+): Uint8Array {
+  const root = genesis === GENESIS ? blake2_256(new Uint8Array(0)) : orderedTrieRoot([], 0); // no extrinsics
   return concatBytes(parentHash, compact.enc(number), new Uint8Array(32), root, digest);
 }
 
@@ -59,21 +66,27 @@ function payload(callData: Uint8Array, birth: { number: number; hash: Uint8Array
 
 class Node {
   core: EnclaveCore;
-  head: { number: number; hash: Uint8Array } = { number: 0, hash: GENESIS };
+  head: { number: number; hash: Uint8Array };
   readonly dataDir = tempDir();
 
-  constructor() {
+  readonly genesis: Uint8Array;
+
+  constructor(genesis: Uint8Array = GENESIS) {
+    this.genesis = genesis;
     this.core = this.open();
+    this.head = { number: 0, hash: genesis };
   }
 
   private open(): EnclaveCore {
     const o = { dataDir: this.dataDir, shard: SHARD, shardPolicy: POLICY, workers: 0, pool: POOL, authorities: [] };
+    // The test policy trusts the dev authority: on a chain other than the dev chain that takes --dev.
+    if (this.genesis !== GENESIS) return EnclaveCore.open({ ...o, dev: true });
     return EnclaveCore.open(o);
   }
 
   init(metadata: Uint8Array = DEV_METADATA) {
     return this.core.parentchainInit({
-      genesisHash: GENESIS,
+      genesisHash: this.genesis,
       metadata,
       existentialDeposit: 1n,
       proxyDepositFactor: 0n,
@@ -87,7 +100,7 @@ class Node {
 
   /** The next block (no extrinsics) with this digest. */
   block(digest = compact.enc(0)) {
-    const header = encodeHeader(this.head.hash, this.head.number + 1, digest);
+    const header = encodeHeader(this.head.hash, this.head.number + 1, digest, this.genesis);
     return { header, extrinsics: [], outcomes: [], number: this.head.number + 1, hash: blake2_256(header) };
   }
 
@@ -191,8 +204,45 @@ test('a payload for another spec or transaction version, or another genesis, is 
   }
 });
 
-test('after the first start, metadata of the sealed spec version must be the sealed metadata (no remap by the host)', async () => {
+test('on the dev chain only the pinned metadata is taken for spec 900, from the first start on (no remap by the host)', async () => {
+  assert.equal(
+    PINNED_RUNTIMES.find((p) => p.specVersion === 900 && hexKey(p.genesis) === hexKey(GENESIS))?.metadataHash,
+    hexKey(blake2_256(DEV_METADATA)),
+    "the pin is the fixture's hash (test/parentchain/calls.test.ts checks the fixture is what chopsticks serves)",
+  );
+  const remapped = devMetadata({ swap: { pallet: 'Balances', calls: ['transfer_keep_alive', 'force_transfer'] } });
   const node = new Node();
+  try {
+    // The first start: nothing sealed yet to compare with, the pin alone refuses it.
+    assert.equal(
+      codeOf(() => node.init(remapped)),
+      'PARENTCHAIN_METADATA_MISMATCH',
+    );
+    assert.equal(
+      codeOf(() => node.core.parentchainInfo()),
+      'NO_PARENTCHAIN',
+      'no view was started from it',
+    );
+    assert.equal(node.init().number, 0, 'the real metadata opens the view');
+    await node.restart();
+    assert.equal(
+      codeOf(() => node.init(remapped)),
+      'PARENTCHAIN_METADATA_MISMATCH',
+    );
+  } finally {
+    await node.core.close();
+  }
+  // Another chain: the first start takes the host's metadata as it is (no pin), as runtime.ts says.
+  const other = new Node(OTHER_GENESIS);
+  try {
+    assert.equal(other.init(remapped).number, 0);
+  } finally {
+    await other.core.close();
+  }
+});
+
+test('after the first start, metadata of the sealed spec version must be the sealed metadata (no remap by the host)', async () => {
+  const node = new Node(OTHER_GENESIS); // a chain without a pinned runtime: the sealed metadata alone refuses
   try {
     node.init();
     node.import(node.block());
