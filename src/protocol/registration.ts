@@ -1,8 +1,7 @@
-// A registration's proof as anyone outside the enclave checks it: the simulated attestation quote's
-// format and signature, and what its report data binds. The client uses this to decide for itself
-// whether an enclave signing key belongs to an attested member of a shard. The format is the one
-// enclave/keys/attestation.ts produces and enclave/parentchain/registry-data.ts binds (a test
-// checks this copy against them: the enclave's code stays inside its boundary).
+// A registration's proof as anyone checks it: the simulated attestation quote's format and signature,
+// and what its report data binds. The enclave produces quotes in this format (enclave/keys/attestation.ts)
+// and its registry binds registrations with registrationUserData; the client uses the same code to decide
+// for itself whether an enclave signing key belongs to an attested member of a shard.
 import { Bytes, Struct, Vector, str, u8, u64 } from 'scale-ts';
 import { ed25519PublicFromSeed, ed25519Verify, sha256 } from '../crypto/primitives.ts';
 import { concatBytes, same } from './bytes.ts';
@@ -10,7 +9,7 @@ import { ValidateerError } from './errors.ts';
 import { decodeExact } from './wire.ts';
 
 const te = new TextEncoder();
-const Quote = Struct({
+export const Quote = Struct({
   version: u8,
   measurement: Bytes(32),
   signer: Bytes(32),
@@ -19,7 +18,7 @@ const Quote = Struct({
   authority: Bytes(32),
   signature: Bytes(64),
 });
-const QuoteBody = Struct({
+export const QuoteBody = Struct({
   version: u8,
   measurement: Bytes(32),
   signer: Bytes(32),
@@ -27,7 +26,7 @@ const QuoteBody = Struct({
   timestampMs: u64,
   authority: Bytes(32),
 });
-const QUOTE_DOMAIN = te.encode('validateer/sim-quote/v1');
+export const QUOTE_DOMAIN = te.encode('validateer/sim-quote/v1');
 
 /** The simulated dev authority's public key (its seed is a public string: it proves nothing off a dev chain). */
 export const DEV_AUTHORITY = ed25519PublicFromSeed(

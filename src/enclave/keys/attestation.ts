@@ -1,7 +1,6 @@
 // Attestation providers. `simulated`: a quote {measurement, signer, report data, time} signed by a
 // simulated attestation authority whose public key verifiers configure as trusted. A DCAP provider
 // implements the same two functions.
-import { Bytes, Struct, u8, u64 } from 'scale-ts';
 import {
   ed25519PrivateKey,
   ed25519PublicFromSeed,
@@ -10,28 +9,12 @@ import {
   sha256,
 } from '../../crypto/primitives.ts';
 import { decodeExact } from '../../protocol/wire.ts';
+import { QUOTE_DOMAIN, Quote, QuoteBody } from '../../protocol/registration.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { concatBytes, same } from '../../protocol/bytes.ts';
 
-export const Quote = Struct({
-  version: u8,
-  measurement: Bytes(32),
-  signer: Bytes(32),
-  reportData: Bytes(64),
-  timestampMs: u64,
-  authority: Bytes(32),
-  signature: Bytes(64),
-});
+export { Quote };
 export type Quote = ReturnType<typeof Quote.dec>;
-const QuoteBody = Struct({
-  version: u8,
-  measurement: Bytes(32),
-  signer: Bytes(32),
-  reportData: Bytes(64),
-  timestampMs: u64,
-  authority: Bytes(32),
-});
-const QUOTE_DOMAIN = new TextEncoder().encode('validateer/sim-quote/v1');
 const KEYS_QUOTE_DOMAIN = new TextEncoder().encode('validateer/keys-quote/v1');
 
 /**

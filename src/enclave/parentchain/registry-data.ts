@@ -2,8 +2,6 @@
 // hands in for an extrinsic, and the report data a registration's quote binds. Split from registry.ts,
 // which applies verified extrinsics to them.
 import { Bytes, Option, Struct, Vector, str, u8, u32, u64, u128 } from 'scale-ts';
-import { sha256 } from '../../crypto/primitives.ts';
-import { concatBytes } from '../../protocol/bytes.ts';
 import type { CallIndices } from './calls.ts';
 import type { Call } from './extrinsic.ts';
 
@@ -71,22 +69,7 @@ export const RegistryData = Struct({
 export type RegistryData = ReturnType<typeof RegistryData.dec>;
 
 /** What a registration's quote binds besides the signing key: shard, peer id, addresses and encryption key. */
-export function registrationUserData(
-  shard: Uint8Array,
-  peerId: string,
-  p2pAddresses: string[],
-  encryptionKey: Uint8Array,
-): Uint8Array {
-  return sha256(
-    concatBytes(
-      new TextEncoder().encode('validateer/register/v2'),
-      shard,
-      str.enc(peerId),
-      Vector(str).enc(p2pAddresses),
-      encryptionKey,
-    ),
-  );
-}
+export { registrationUserData } from '../../protocol/registration.ts';
 
 export interface RegistryContext {
   shard: Uint8Array;
