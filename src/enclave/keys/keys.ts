@@ -41,9 +41,11 @@ const KeyFileV2 = Struct({
   provisionedAt: u32,
 });
 const KEY_FILE_V2 = 2;
-/** v3 adds the enclave's own X25519 encryption key (registered on the parentchain; receives rotated state keys). */
-const KeyFileV3 = Struct({
-  version: u8,
+/**
+ * v3 adds the enclave's own X25519 encryption key (registered on the parentchain; receives rotated state keys). These
+ * are its fields after the version; v4 has the same after the shard.
+ */
+const keyFields = {
   signingSeed: Bytes(32),
   encryptionSecret: Bytes(32),
   shieldingKeyId: u32,
@@ -52,25 +54,15 @@ const KeyFileV3 = Struct({
   currentStateKeyId: u32,
   origin: u8,
   provisionedAt: u32,
-});
+};
+const KeyFileV3 = Struct({ version: u8, ...keyFields });
 const KEY_FILE_V3 = 3;
 /**
  * v4 adds the shard the keys belong to (the hash of its policy, so its roots of trust): an enclave
  * opened on this data directory for another shard refuses to start, so its shard secrets never serve a
  * shard whose policy the host chose.
  */
-const KeyFileV4 = Struct({
-  version: u8,
-  shard: Bytes(32),
-  signingSeed: Bytes(32),
-  encryptionSecret: Bytes(32),
-  shieldingKeyId: u32,
-  shieldingSecret: Bytes(32),
-  stateKeys: Vector(Struct({ id: u32, key: Bytes(32) })),
-  currentStateKeyId: u32,
-  origin: u8,
-  provisionedAt: u32,
-});
+const KeyFileV4 = Struct({ version: u8, shard: Bytes(32), ...keyFields });
 const KEY_FILE_V4 = 4;
 /** The shard of keys loaded without naming one (tests reading a data directory's keys). */
 const NO_SHARD = new Uint8Array(32);
