@@ -5,10 +5,22 @@ import { readFileSync } from 'node:fs';
 import { u32 } from 'scale-ts';
 import { MetadataV14, METADATA_MAGIC } from '../../src/enclave/parentchain/metadata.ts';
 import { concatBytes } from '../../src/protocol/bytes.ts';
+import type { CallIndices } from '../../src/enclave/parentchain/calls.ts';
 
 export const DEV_METADATA = new Uint8Array(
   readFileSync(new URL('../fixtures/statemine-900.metadata', import.meta.url)),
 );
+
+/** The dev runtime's call indices (Rococo Asset Hub genesis), as the enclave derives them from DEV_METADATA. */
+export const DEV_CALL_INDICES: CallIndices = {
+  remarkWithEvent: { pallet: 0, call: 8 },
+  transferKeepAlive: { pallet: 10, call: 3 },
+  batchAll: { pallet: 40, call: 2 },
+  proxy: { pallet: 42, call: 0 },
+  createPure: { pallet: 42, call: 4 },
+  addProxy: { pallet: 42, call: 1 },
+  removeProxy: { pallet: 42, call: 2 },
+};
 
 type Metadata = ReturnType<typeof MetadataV14.dec>;
 

@@ -10,20 +10,12 @@ import {
   proxyCall,
   remarkCall,
   transferKeepAliveCall,
-  type CallIndices,
 } from '../../../src/enclave/parentchain/calls.ts';
 import { MAX_EXTENSION_BYTES, decodeCall, readExtrinsic } from '../../../src/enclave/parentchain/extrinsic.ts';
 import { concatBytes } from '../../../src/protocol/bytes.ts';
+import { DEV_CALL_INDICES } from '../../helpers/metadata.ts';
 
-const IX: CallIndices = {
-  remarkWithEvent: { pallet: 0, call: 8 },
-  transferKeepAlive: { pallet: 10, call: 3 },
-  batchAll: { pallet: 40, call: 2 },
-  proxy: { pallet: 42, call: 0 },
-  createPure: { pallet: 42, call: 4 },
-  addProxy: { pallet: 42, call: 1 },
-  removeProxy: { pallet: 42, call: 2 },
-};
+const IX = DEV_CALL_INDICES;
 const A = new Uint8Array(32).fill(0xaa);
 const B = new Uint8Array(32).fill(0xbb);
 

@@ -20,7 +20,6 @@ import {
   remarkCall,
   removeProxyCall,
   transferKeepAliveCall,
-  type CallIndices,
 } from '../../../src/enclave/parentchain/calls.ts';
 import { CHOPSTICKS_GENESIS, LightClient, decodeHeader } from '../../../src/enclave/parentchain/light-client.ts';
 import {
@@ -74,7 +73,7 @@ import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from 
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
-import { DEV_METADATA, devMetadata } from '../../helpers/metadata.ts';
+import { DEV_CALL_INDICES, DEV_METADATA, devMetadata } from '../../helpers/metadata.ts';
 import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
 import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
 import { concatBytes, hexKey, same } from '../../../src/protocol/bytes.ts';
@@ -84,16 +83,7 @@ const te = new TextEncoder();
 const { shard: SHARD, shardPolicy: POLICY } = testShard('parentchain test shard');
 const OTHER_SHARD = new Uint8Array(32).fill(0x22);
 const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
-/** The real runtime's indices (Rococo Asset Hub genesis); the unit tests only need them consistent. */
-const IX: CallIndices = {
-  remarkWithEvent: { pallet: 0, call: 8 },
-  transferKeepAlive: { pallet: 10, call: 3 },
-  batchAll: { pallet: 40, call: 2 },
-  proxy: { pallet: 42, call: 0 },
-  createPure: { pallet: 42, call: 4 },
-  addProxy: { pallet: 42, call: 1 },
-  removeProxy: { pallet: 42, call: 2 },
-};
+const IX = DEV_CALL_INDICES;
 /** The dev runtime's metadata with pallet_proxy taking MultiAddress arguments: IX, as the enclave derives it. */
 const METADATA = devMetadata({ multiAddressProxy: true });
 /** A header digest of one item: RuntimeEnvironmentUpdated (the block changed the runtime). */
