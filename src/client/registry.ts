@@ -38,9 +38,13 @@ export type MembershipCheck = (shard: Uint8Array, signer: Uint8Array) => Promise
 export type VaultLookup = (shard: Uint8Array) => Promise<Uint8Array | null>;
 
 interface ShardView {
+  /** The attestation roots of the shard's policy. */
+  policy: AttestationPolicy;
   next: number;
   members: Set<string>;
   vault: Uint8Array | null;
+  /** The scan in progress: scans of one shard run one after another, as each continues where the last stopped. */
+  scanning: Promise<void>;
 }
 
 export function registryLookup(
@@ -55,8 +59,25 @@ export function registryLookup(
   async function scan(shard: Uint8Array): Promise<ShardView> {
     const key = hexKey(shard);
     let s = shards.get(key);
-    if (!s) shards.set(key, (s = { next: opts.fromBlock ?? 0, members: new Set(), vault: null }));
-    const policy = attestationPolicyOf(policies, shard);
+    if (!s) {
+      const policy = attestationPolicyOf(policies, shard);
+      const fresh = {
+        policy,
+        next: opts.fromBlock ?? 0,
+        members: new Set<string>(),
+        vault: null,
+        scanning: Promise.resolve(),
+      };
+      shards.set(key, (s = fresh));
+    }
+    const view = s;
+    const run = view.scanning.then(() => advance(view, shard));
+    view.scanning = run.catch(() => undefined);
+    await run;
+    return view;
+  }
+
+  async function advance(s: ShardView, shard: Uint8Array): Promise<void> {
     const head = (await chain.finalizedHead()).number;
     if (head - s.next + 1 > maxBlocks) {
       throw new ValidateerError(
@@ -70,12 +91,11 @@ export function registryLookup(
       const block = await chain.block(hash, { decodeOnly: MESSAGE_MAGIC, events: 'signed' });
       for (const x of block.extrinsics) {
         if (!x.signer || x.success !== true) continue;
-        for (const m of messagesIn(x.call)) apply(s.members, shard, x.signer, m, policy);
+        for (const m of messagesIn(x.call)) apply(s.members, shard, x.signer, m, s.policy);
         if (!s.vault && s.members.has(hexKey(x.signer)) && createsVault(x.call, shard))
           s.vault = pureProxyAccount(x.signer, s.next, x.index);
       }
     }
-    return s;
   }
 
   const member = async (shard: Uint8Array, signer: Uint8Array) => {

@@ -187,3 +187,17 @@ test('the vault is the pure proxy of the first vault batch by a member, whoever 
   assert.deepEqual(await lookup.vault(SHARD), pureProxyAccount(a, 3, 1));
   assert.equal(await lookup.vault(OTHER_SHARD), null);
 });
+
+test('lookups of one shard at the same time scan every block once: none is skipped, so no registration is missed', async () => {
+  const chain = new FakeChain();
+  const keys = Array.from({ length: 12 }, () => ed25519Generate().publicKey);
+  for (const k of keys) chain.add([{ signer: k, call: remark(registration(k)) }]);
+  const member = registryLookup(chain, known);
+  // All at once: each scan waits on the chain between blocks, so unserialised scans advance one shared position.
+  const results = await Promise.allSettled(keys.map((k) => member(SHARD, k)));
+  assert.deepEqual(
+    results.map((r) => r.status),
+    keys.map(() => 'fulfilled'),
+  );
+  assert.equal(chain.fetched, keys.length + 1, 'each block fetched once');
+});
