@@ -9,9 +9,8 @@ import { MESSAGE_MAGIC, decodeMessage, type ParentchainMessage } from '../protoc
 import { verifyRegistrationQuote, type AttestationPolicy } from '../protocol/registration.ts';
 import { DEV_SHARD_POLICY, decodeShardPolicy, shardIdOf } from '../protocol/shard-policy.ts';
 import { ValidateerError } from '../protocol/errors.ts';
-import { concatBytes, hexKey, same } from '../protocol/bytes.ts';
-import { blake2b } from '@noble/hashes/blake2.js';
-import { u16, u32 } from 'scale-ts';
+import { hexKey, same } from '../protocol/bytes.ts';
+import { pureProxyAccount } from '../protocol/pure-proxy.ts';
 
 export type RegistryChain = Pick<Parentchain, 'finalizedHead' | 'blockHash' | 'block'>;
 
@@ -138,13 +137,6 @@ function createsVault(call: ParentchainCall, shard: Uint8Array): boolean {
       }
     })
   );
-}
-
-/** pallet_proxy's pure proxy account: blake2_256("modlpy/proxy____" ‖ spawner ‖ height ‖ index ‖ Any ‖ 0u16). */
-function pureProxyAccount(spawner: Uint8Array, height: number, extrinsicIndex: number): Uint8Array {
-  const te = new TextEncoder();
-  const entropy = concatBytes(te.encode('modlpy/proxy____'), spawner, u32.enc(height), u32.enc(extrinsicIndex));
-  return blake2b(concatBytes(entropy, Uint8Array.of(0), u16.enc(0)), { dkLen: 32 });
 }
 
 /** A member's own message changes its membership; anything else (another signer, a bad quote) is ignored. */

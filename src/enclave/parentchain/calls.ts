@@ -3,8 +3,10 @@
 // start with exactly those bytes. Encodings follow the standard pallets' call layouts; the pallet and
 // call indices come from the chain's metadata (given by the host once, sealed with the light client).
 import { Bytes, Struct, compact, u8, u16, u32 } from 'scale-ts';
-import { blake2_256 } from './trie.ts';
 import { bytesView, concatBytes } from '../../protocol/bytes.ts';
+import { PROXY_TYPE_ANY } from '../../protocol/pure-proxy.ts';
+
+export { pureProxyAccount } from '../../protocol/pure-proxy.ts';
 
 const index = Struct({ pallet: u8, call: u8 });
 const v1Indices = {
@@ -35,8 +37,6 @@ export type CallIndices = ReturnType<typeof CallIndices.dec> & {
 };
 export type CallName = keyof ReturnType<typeof CallIndices.dec>;
 
-/** pallet_proxy's ProxyType::Any (variant 0 on the standard runtimes). */
-const PROXY_TYPE_ANY = 0;
 /** MultiAddress::Id */
 const MULTI_ADDRESS_ID = 0;
 
@@ -87,23 +87,6 @@ export function removeProxyCall(ix: CallIndices, delegate: Uint8Array): Uint8Arr
     Uint8Array.of(PROXY_TYPE_ANY),
     u32.enc(0),
   );
-}
-
-/**
- * The account pallet_proxy gives a pure proxy: blake2_256(SCALE("modlpy/proxy____", spawner,
- * height, extrinsic index, proxy type, index)). Computed here so the vault address does not depend
- * on the host's reading of events.
- */
-export function pureProxyAccount(spawner: Uint8Array, height: number, extrinsicIndex: number): Uint8Array {
-  const entropy = concatBytes(
-    new TextEncoder().encode('modlpy/proxy____'),
-    spawner,
-    u32.enc(height),
-    u32.enc(extrinsicIndex),
-    Uint8Array.of(PROXY_TYPE_ANY),
-    u16.enc(0),
-  );
-  return blake2_256(entropy);
 }
 
 /** Bytes of `needle` occur in `haystack` (a cheap filter: which extrinsics may carry a message of ours). */
