@@ -59,12 +59,13 @@ export function cliTrust(f: TrustFlags): { trust: ClientTrust; close(): Promise<
     throw new ValidateerError('BAD_FLAG', '--registry-from expects a block number');
   // Connected on first use: commands that need no key (head, vault) need no parentchain.
   let pc: Promise<SubstrateParentchain> | undefined;
-  let lookup: ReturnType<typeof registryLookup> | undefined;
-  const registry = async () => {
+  // One lookup for the command, made once (concurrent checks share it and its scan).
+  let lookup: Promise<ReturnType<typeof registryLookup>> | undefined;
+  const registry = () => {
     const endpoint = f.trustParentchain ?? f.parentchain ?? DEFAULT_TRUST_PARENTCHAIN;
     pc ??= connectParentchain({ endpoint, connectTimeoutMs: 30_000 });
     const shardPolicies = f.shardPolicy ? [readShardPolicy(f.shardPolicy, '--shard-policy')] : [];
-    return (lookup ??= registryLookup(await pc, { fromBlock, shardPolicies }));
+    return (lookup ??= pc.then((p) => registryLookup(p, { fromBlock, shardPolicies })));
   };
   trust.member = async (shard, signer) => (await registry())(shard, signer);
   trust.vault = async (shard) => (await registry()).vault(shard);

@@ -79,11 +79,6 @@ async function withSession<T>(flags: Flags, fn: (s: Session) => Promise<T>): Pro
   }
 }
 
-/** The vault as the client's own registry lookup found it (not as the endpoint names it). */
-async function vaultOf(client: ValidateerClient): Promise<Uint8Array> {
-  return client.vault();
-}
-
 /** Waits until the sidechain has processed parentchain block `number` (so its effects are in a sidechain block). */
 async function waitProcessed(client: ValidateerClient, number: number, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -106,7 +101,7 @@ export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'pare
     .description('move AMOUNT from parentchain account FROM into the shard vault, credited to sidechain account TO')
     .action((from: string, to: string, amount: string, o: { parentchain?: string }) =>
       withSession(pcFlags(o), async ({ client, pc, keystore }) => {
-        const vault = await vaultOf(client);
+        const vault = await client.vault();
         const key = await client.shieldingKey();
         const call = shieldCall(key, key.shard, vault, parseAmount(amount), await resolvePublicKey(to));
         const r = await pc.submit(await parentchainSigner(from, keystore), call, { waitFor: 'finalized' });
@@ -227,7 +222,7 @@ export function parentchainCommands(cmd: Command, flags: () => Omit<Flags, 'pare
     .action((o: { parentchain?: string }) =>
       withSession(pcFlags(o), async ({ client, pc }) => {
         const info = await client.shardInfo();
-        const vault = await vaultOf(client);
+        const vault = await client.vault();
         const balance = (await pc.balance(vault)).free;
         const reserve = info.vaultReserveFunded ? pc.existentialDeposit() : 0n;
         const supply = BigInt(info.shieldedSupply ?? '0');

@@ -51,7 +51,7 @@ function bytesOf(hex: unknown, length: number, what: string): Uint8Array {
 }
 
 /** Whether the client has any anchor at all (without one, every key is refused). */
-export function hasAnchor(t: ClientTrust): boolean {
+function hasAnchor(t: ClientTrust): boolean {
   return (t.signers?.length ?? 0) > 0 || t.shieldingKey !== undefined || t.member !== undefined;
 }
 
