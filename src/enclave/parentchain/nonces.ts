@@ -59,14 +59,15 @@ export class AccountNonces {
    */
   observe(extrinsics: Uint8Array[], payoutsToWatch: Iterable<bigint>, number: number): void {
     let ours = false;
+    let tails: [bigint, Uint8Array][] | undefined; // built at the first extrinsic of ours, once per block
     for (const x of extrinsics) {
       const p = signedPrefix(x);
       // (u32::MAX is never signed here: it stays the unknown marker and the next nonce fits a u32)
       if (!p || !same(p.signer, this.account) || p.nonce >= UNKNOWN_NONCE) continue;
       ours = true;
       this.next = Math.max(this.next, p.nonce + 1);
-      for (const w of new Set([...this.payouts.keys(), ...payoutsToWatch])) {
-        const tail = this.payoutTail(w);
+      tails ??= [...new Set([...this.payouts.keys(), ...payoutsToWatch])].map((w) => [w, this.payoutTail(w)]);
+      for (const [w, tail] of tails) {
         if (this.payouts.get(w)?.included || x.length < tail.length || !same(x.subarray(x.length - tail.length), tail))
           continue;
         this.payouts.set(w, { nonce: p.nonce, included: true });

@@ -190,8 +190,8 @@ export class ParentchainRuntime {
    * set_code without one). Returns false when nothing changed (no upgrade pending).
    */
   update(metadata: Uint8Array, genesis: Uint8Array): boolean {
+    const fresh = derive(metadata, genesis);
     if (this.state.upgradedAt === undefined) {
-      const fresh = derive(metadata, genesis);
       if (
         fresh.sealed.specVersion === this.state.specVersion &&
         same(fresh.sealed.metadataHash, this.state.metadataHash)
@@ -199,7 +199,6 @@ export class ParentchainRuntime {
         return false;
       throw new EnclaveError('PARENTCHAIN_METADATA_MISMATCH', 'no runtime upgrade was seen in a verified block');
     }
-    const fresh = derive(metadata, genesis);
     if (fresh.sealed.specVersion <= this.state.specVersion) {
       throw new EnclaveError(
         'PARENTCHAIN_METADATA_STALE',

@@ -107,6 +107,8 @@ export class ParentchainView {
   ): ParentchainView {
     const path = join(dataDir, 'enclave', 'parentchain.sealed');
     let s: ReturnType<typeof decodeSealedView>;
+    // The indices come from metadata, never from the host directly (runtime.ts).
+    let runtime: ParentchainRuntime;
     const sealed = guard.readView(path);
     if (sealed) {
       s = decodeSealedView(sealed);
@@ -116,6 +118,7 @@ export class ParentchainView {
           `this data directory follows parentchain 0x${hexKey(s.genesisHash)}, not 0x${hexKey(init.genesisHash)}`,
         );
       }
+      runtime = ParentchainRuntime.open(s, init.metadata, init.genesisHash);
     } else {
       const head = init.checkpoint ?? { number: 0, hash: init.genesisHash };
       const first = ParentchainRuntime.open({}, init.metadata, init.genesisHash);
@@ -131,9 +134,8 @@ export class ParentchainView {
         settled: 0,
         nonces: EMPTY_NONCES,
       };
+      runtime = first;
     }
-    // The indices come from metadata, never from the host directly (runtime.ts).
-    const runtime = ParentchainRuntime.open(s, init.metadata, init.genesisHash);
     const view = new ParentchainView(
       path,
       guard,
