@@ -24,6 +24,7 @@ import { ParentchainDuties } from './parentchain/duties.ts';
 import type { ImportedBlock, ParentchainInitParams, ParentchainView } from './parentchain/view.ts';
 import { ed25519Sign } from '../crypto/primitives.ts';
 import { shieldingKeyDigest } from '../protocol/enclave-proofs.ts';
+import { same } from '../protocol/bytes.ts';
 import { STATE_LAYERS, ZERO32, currentEpoch, type EnclaveContext, type EnclaveOptions } from './context.ts';
 
 export type { EnclaveOptions } from './context.ts';
@@ -45,6 +46,8 @@ export class EnclaveCore {
   private readonly getters: Getters;
   private readonly duties: ParentchainDuties;
   private readonly secrets: ShardSecretsExchange;
+  /** The last shielding key signed for clients, with its signature. */
+  private vouched: { id: number; key: Uint8Array; signature: Uint8Array } | undefined;
 
   private constructor(opts: EnclaveOptions) {
     this.measurement = computeMeasurement();
@@ -120,17 +123,13 @@ export class EnclaveCore {
 
   info() {
     const keys = this.ctx.keys;
+    const holds = this.secrets.holds();
     return {
       signingKey: keys.signingPublic,
       shieldingKey: keys.shieldingPublic,
       shieldingKeyId: keys.shieldingKeyId,
       // A joining enclave's own key is not the shard's: it vouches only for the key it was provisioned.
-      shieldingKeySignature: this.secrets.holds()
-        ? ed25519Sign(
-            keys.signingKey,
-            shieldingKeyDigest(this.ctx.opts.shard, keys.shieldingKeyId, keys.shieldingPublic),
-          )
-        : null,
+      shieldingKeySignature: holds ? this.shieldingKeySignature() : null,
       stateKeyId: currentEpoch(this.ctx).keyId,
       encryptionKey: keys.encryptionPublic,
       measurement: this.measurement,
@@ -138,8 +137,21 @@ export class EnclaveCore {
       attestation: this.attestation.kind,
       cryptoThreads: this.ctx.crypto.threads,
       secretsOrigin: keys.secretsOrigin,
-      holdsShardSecrets: this.secrets.holds(),
+      holdsShardSecrets: holds,
     };
+  }
+
+  /**
+   * The signature over (shard, key id, shielding key) that clients check; made once per key (info() answers every
+   * author_getShieldingKey), again only when provisioning replaced the key.
+   */
+  private shieldingKeySignature(): Uint8Array {
+    const { shieldingKeyId: id, shieldingPublic: key, signingKey } = this.ctx.keys;
+    const v = this.vouched;
+    if (v && v.id === id && same(v.key, key)) return v.signature;
+    const signature = ed25519Sign(signingKey, shieldingKeyDigest(this.ctx.opts.shard, id, key));
+    this.vouched = { id, key, signature };
+    return signature;
   }
 
   status() {
