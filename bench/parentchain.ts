@@ -95,6 +95,8 @@ function backlogTxs(
         sidechainHash: bytes(32),
         previousAnchor: bytes(32),
         parentchainProcessed: { number: i, hash: bytes(32) },
+        authoritySetAt: i,
+        votes: [{ index: 0, signature: bytes(64) }],
       },
     }),
   );
@@ -200,7 +202,6 @@ export async function measureCatchUp(
       {
         importBatch: opts.importBatch,
         prefetch: opts.prefetch,
-        anchorInterval: 10,
         genesisHash: null,
         checkpoint: null,
         peerId: '',

@@ -164,8 +164,18 @@ export const configSchema = z.object({
       genesisHash: hex32.nullable().default(null),
       /** Start the light client at this finalized block instead of genesis (for long-lived chains). */
       checkpoint: z.object({ number: z.number().int().nonnegative(), hash: hex32 }).nullable().default(null),
-      /** Anchor every this many sidechain blocks. */
+      /**
+       * Finality votes and anchors are for sidechain blocks at multiples of this (the set votes for the highest one
+       * below its head once the previous anchor is final; consensus/finality.ts).
+       */
       anchorInterval: z.number().int().positive().default(10),
+      /** Without a majority for our finality vote this long (ms), vote again higher up, or publish it again. */
+      voteRetryMs: z.number().int().min(100).default(5000),
+      /**
+       * Parentchain blocks each fallback submitter waits for a quorum's anchor, after the anchored block's author
+       * (who submits at once) and the fallbacks before it.
+       */
+      anchorFallbackBlocks: z.number().int().min(1).max(1000).default(3),
       /** Most parentchain blocks handed to the enclave in one message while catching up. */
       importBatch: z.number().int().min(1).max(4096).default(256),
       /** Blocks fetched ahead while scanning. */

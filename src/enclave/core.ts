@@ -21,6 +21,7 @@ import { Replay } from './chain/replay.ts';
 import { Admission, type SubmitResult } from './calls/admission.ts';
 import { Getters } from './calls/getters.ts';
 import { ParentchainDuties } from './parentchain/duties.ts';
+import { Finality, type SignedVote } from './parentchain/finality.ts';
 import type { ImportedBlock, ParentchainInitParams, ParentchainView } from './parentchain/view.ts';
 import { ed25519Sign } from '../crypto/primitives.ts';
 import { shieldingKeyDigest } from '../protocol/enclave-proofs.ts';
@@ -45,6 +46,7 @@ export class EnclaveCore {
   private readonly admission: Admission;
   private readonly getters: Getters;
   private readonly duties: ParentchainDuties;
+  private readonly finality: Finality;
   private readonly secrets: ShardSecretsExchange;
   /** The last shielding key signed for clients, with its signature. */
   private vouched: { id: number; key: Uint8Array; signature: Uint8Array } | undefined;
@@ -79,6 +81,7 @@ export class EnclaveCore {
     const head = (this.head = new ChainHead(ctx));
     const keyring = (this.keyring = new StateKeyring(ctx));
     this.duties = new ParentchainDuties({ ctx, head, roots, shielding, quote });
+    this.finality = new Finality({ ctx, head });
     this.secrets = new ShardSecretsExchange({
       ctx,
       head,
@@ -209,8 +212,17 @@ export class EnclaveCore {
     return this.duties.unregisterCall();
   }
 
-  anchorCall(number: number): { callData: Uint8Array; nonce: number } {
-    return this.duties.anchorCall(number);
+  /** A finality vote for block `number` of this enclave's chain (sealed in the signing guard first). */
+  finalityVote(number: number): SignedVote {
+    return this.finality.vote(number);
+  }
+
+  /** An anchor of block `number` carrying a majority of `votes` for it, and the nonce to sign it at. */
+  anchorCall(
+    number: number,
+    votes: { signer: Uint8Array; signature: Uint8Array }[],
+  ): { callData: Uint8Array; nonce: number } {
+    return this.finality.anchorCall(number, votes);
   }
 
   signExtrinsic(payload: Uint8Array): Uint8Array {

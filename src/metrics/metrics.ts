@@ -8,6 +8,22 @@ export type CallResult = (typeof CALL_RESULTS)[number];
 
 /** Outcomes of one JSON-RPC request; anything else is counted as 'other'. */
 export const RPC_OUTCOMES = ['ok', 'error'] as const;
+/**
+ * Finality votes by result: cast (by our enclave), accepted (a peer's, counted), duplicate, stale (at or below the last
+ * anchor, or too far ahead), unknown (its authority set is beyond our parentchain view), invalid (malformed, wrong
+ * shard, not a member, bad signature), equivocation (a second hash from one signer at one number), refused (our
+ * enclave would not vote).
+ */
+export const VOTE_RESULTS = [
+  'cast',
+  'accepted',
+  'duplicate',
+  'stale',
+  'unknown',
+  'invalid',
+  'equivocation',
+  'refused',
+] as const;
 export type RpcOutcome = (typeof RPC_OUTCOMES)[number];
 
 export const OTHER = 'other';
@@ -19,7 +35,7 @@ export interface CreateMetricsOptions {
 }
 
 const PARENTCHAIN_CALLS = ['register', 'vault', 'reserve', 'proxy', 'unproxy', 'payout', 'anchor'] as const;
-export const GOSSIP_TOPICS = ['blocks', 'calls'] as const;
+export const GOSSIP_TOPICS = ['blocks', 'calls', 'votes'] as const;
 export const GOSSIP_RESULTS = ['accept', 'ignore', 'reject', 'duplicate', 'too_large'] as const;
 /**
  * imported: became canonical; side: valid block on a losing branch; pending: parent or parentchain block not known yet.
@@ -125,6 +141,19 @@ const INSTRUMENTS = {
     ['call', 'result'] as const,
   ),
   anchorsSubmitted: counter('validateer_anchors_submitted_total', 'Anchor extrinsics included on the parentchain.'),
+  anchorsIgnored: counter(
+    'validateer_anchors_ignored_total',
+    "Anchors in finalized parentchain blocks that the enclave's registry ignored (no quorum, stale, not chained).",
+  ),
+  anchorFees: counter(
+    'validateer_parentchain_anchor_fees_total',
+    "Parentchain fees of this validateer's included anchors, in base units (per anchor: divide by anchors submitted).",
+  ),
+  finalityVotes: counter('validateer_finality_votes_total', 'Finality votes by result.', ['result'] as const),
+  finalityLag: gauge(
+    'validateer_sidechain_finality_lag_blocks',
+    'Sidechain head number minus the last final block number.',
+  ),
   parentchainObservations: counter(
     'validateer_parentchain_messages_total',
     'Shard messages seen in finalized parentchain blocks, by kind (ignored: did not verify).',
@@ -175,6 +204,8 @@ export interface Metrics extends Instruments {
   countImport(result: string, n?: number): void;
   /** Counts a parentchain extrinsic this validateer sent; calls outside the known set become 'other'. */
   countParentchainExtrinsic(call: string, result: 'success' | 'failed' | 'error' | 'insufficient_funds'): void;
+  /** Counts a finality vote by result (VOTE_RESULTS). */
+  countVote(result: (typeof VOTE_RESULTS)[number]): void;
   /** Counts calls by result; unknown results become 'other' so the label set stays bounded. */
   countCall(result: string, n?: number): void;
   /** Counts an RPC request; methods outside the allow-list and unknown outcomes become 'other'. */
@@ -206,6 +237,7 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
   for (const result of [...CALL_RESULTS, OTHER]) calls.inc({ result }, 0);
   for (const topic of GOSSIP_TOPICS) for (const result of GOSSIP_RESULTS) gossipMessages.inc({ topic, result }, 0);
   for (const result of [...IMPORT_RESULTS, OTHER]) blocksImported.inc({ result }, 0);
+  for (const result of VOTE_RESULTS) made.finalityVotes.inc({ result }, 0);
 
   const bounded = (values: readonly string[]) => {
     const known = new Set<string>(values);
@@ -234,6 +266,9 @@ export function createMetrics(opts: CreateMetricsOptions = {}): Metrics {
     },
     countParentchainExtrinsic(call, result) {
       parentchainExtrinsics.inc({ call: extrinsicCall(call), result });
+    },
+    countVote(result) {
+      made.finalityVotes.inc({ result });
     },
     countCall(result, n = 1) {
       calls.inc({ result: callResult(result) }, n);

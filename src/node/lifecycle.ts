@@ -11,6 +11,7 @@ export const STOP_ORDER = [
   'network',
   'slots',
   'provisioning',
+  'finality',
   'parentchain-driver',
   'chain',
   'parentchain',

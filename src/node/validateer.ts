@@ -21,6 +21,8 @@ import { forwardAcceptedCalls, onGossipCalls } from '../calls/gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
 import { ParentchainDriver } from '../parentchain/driver.ts';
+import { FinalityVoting } from '../consensus/finality.ts';
+import { Header, HEADER_BYTES } from '../protocol/block.ts';
 import { ShardSecrets } from '../sync/shard-secrets.ts';
 import { terminalProgress } from '../sync/progress.ts';
 import { ValidateerError, codeOf } from '../protocol/errors.ts';
@@ -112,7 +114,6 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         {
           importBatch: p.importBatch,
           prefetch: p.prefetch,
-          anchorInterval: p.anchorInterval,
           genesisHash: p.genesisHash ? fromHex(p.genesisHash) : null,
           checkpoint: p.checkpoint ? { number: p.checkpoint.number, hash: fromHex(p.checkpoint.hash) } : null,
           peerId: network.peerId,
@@ -169,19 +170,50 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
     );
     life.add('chain', () => chain.stop());
     chain.attach(network);
+    const finality = driver
+      ? new FinalityVoting(
+          {
+            enclave,
+            parentchain: driver,
+            chain: {
+              head: () => store.head(),
+              block: async (n) => {
+                const bytes = await store.blockByNumber(n);
+                return bytes
+                  ? { hash: (await store.hashAt(n))!, author: Header.dec(bytes.subarray(0, HEADER_BYTES)).author }
+                  : null;
+              },
+            },
+            publish: (bytes) => network.publishVote(bytes),
+            signingKey: info.signingKey,
+            metrics,
+            logger: logger.child({ module: 'finality' }),
+          },
+          {
+            shard,
+            anchorInterval: config.parentchain.anchorInterval,
+            voteRetryMs: config.parentchain.voteRetryMs,
+            anchorFallbackBlocks: config.parentchain.anchorFallbackBlocks,
+          },
+        )
+      : null;
+    if (finality) life.add('finality', () => finality.stop());
     heads.on((e) => {
       // A run of the onboarding sync is not yet a head to serve from or to act on.
       if (e.cause === 'syncing' || e.cause === 'bootstrap') return;
       ready = true;
-      if (e.cause === 'authored') driver?.blockCommitted(e.number);
-      else driver?.kickDuties();
+      driver?.kickDuties(); // a new block may carry a withdrawal to pay
       driver?.refreshFinality();
+      finality?.kick();
     });
     // Asked after the parentchain view is loaded: whether this enclave is the shard's first member is the registry's to
     // say.
     let secretsReady = (await enclave.call('info', {})).holdsShardSecrets;
     chain.setActive(secretsReady);
-    driver?.onImported(() => chain.parentchainAdvanced());
+    driver?.onImported(() => {
+      chain.parentchainAdvanced();
+      finality?.kick();
+    });
     let ready = false;
     const rpc: RpcServer = await startRpcServer({
       ...config.rpc,
@@ -228,6 +260,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       onBlock: (bytes, from) => chain.onGossipBlock(bytes, from),
       // Forwarded calls are sealed under the shard key: before provisioning they would look forged.
       onCall: (bytes) => (secretsReady ? onGossipCalls(relay, bytes) : Promise.resolve('ignore' as const)),
+      ...(finality ? { onVote: (bytes: Uint8Array) => finality.onGossip(bytes) } : {}),
       provision: (request, from) => secrets.serve(request, from),
       status: () => chain.status(),
       onPeerStatus: (peer, s) => chain.onPeerStatus(peer, s),
@@ -239,6 +272,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
       driver.setP2pAddresses(network.addresses());
       driver.onMembers((members) => network.setPeers(members.flatMap((m) => m.p2pAddresses)));
       await driver.start();
+      finality?.start();
     }
     if (!secretsReady) {
       // Registration runs as a parentchain duty; provisioning follows once it is final. Then the chain

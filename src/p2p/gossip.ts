@@ -14,12 +14,13 @@ import type { Logger } from 'pino';
 import { bytesView, toHex } from '../protocol/bytes.ts';
 
 export type Validation = 'accept' | 'ignore' | 'reject';
-export type GossipKind = 'blocks' | 'calls';
+export type GossipKind = 'blocks' | 'calls' | 'votes';
 export type GossipResult = Validation | 'duplicate' | 'too_large';
 export type PublishResult = 'sent' | 'no_peers' | 'duplicate';
 
 /** Calls 2: forwarded batches are signed by their sender (an enclave of another version could not open them). */
-const TOPIC_VERSION: Record<GossipKind, number> = { blocks: 1, calls: 2 };
+const TOPIC_VERSION: Record<GossipKind, number> = { blocks: 1, calls: 2, votes: 1 };
+const KINDS: GossipKind[] = ['blocks', 'calls', 'votes'];
 
 export function topicName(shard: Uint8Array, kind: GossipKind): string {
   return `/validateer/${toHex(shard)}/${kind}/${TOPIC_VERSION[kind]}`;
@@ -200,6 +201,8 @@ export function gossipsubOptions(o: {
 export interface GossipHandlers {
   onBlock(bytes: Uint8Array, from: string): Promise<Validation>;
   onCall(bytes: Uint8Array, from: string): Promise<Validation>;
+  /** Finality votes; absent: ignored (a node without a parentchain has no finality to vote on). */
+  onVote?(bytes: Uint8Array, from: string): Promise<Validation>;
 }
 
 export interface GossipOptions {
@@ -225,21 +228,29 @@ export class Gossip {
 
   constructor(o: GossipOptions) {
     this.options = o;
-    this.topics = { blocks: topicName(o.shard, 'blocks'), calls: topicName(o.shard, 'calls') };
+    this.topics = {
+      blocks: topicName(o.shard, 'blocks'),
+      calls: topicName(o.shard, 'calls'),
+      votes: topicName(o.shard, 'votes'),
+    };
   }
 
   /** After libp2p started (gossipsub refuses subscriptions before). */
   start(handlers: GossipHandlers): void {
     const { pubsub } = this.options;
-    pubsub.topicValidators.set(this.topics.blocks, (peer, msg) => this.validate('blocks', peer, msg, handlers.onBlock));
-    pubsub.topicValidators.set(this.topics.calls, (peer, msg) => this.validate('calls', peer, msg, handlers.onCall));
-    pubsub.subscribe(this.topics.blocks);
-    pubsub.subscribe(this.topics.calls);
+    const handler: Record<GossipKind, (bytes: Uint8Array, from: string) => Promise<Validation>> = {
+      blocks: handlers.onBlock,
+      calls: handlers.onCall,
+      votes: handlers.onVote ?? (() => Promise.resolve('ignore')),
+    };
+    for (const kind of KINDS) {
+      pubsub.topicValidators.set(this.topics[kind], (peer, msg) => this.validate(kind, peer, msg, handler[kind]));
+      pubsub.subscribe(this.topics[kind]);
+    }
   }
 
   stop(): void {
-    this.options.pubsub.topicValidators.delete(this.topics.blocks);
-    this.options.pubsub.topicValidators.delete(this.topics.calls);
+    for (const kind of KINDS) this.options.pubsub.topicValidators.delete(this.topics[kind]);
   }
 
   async publish(kind: GossipKind, bytes: Uint8Array): Promise<PublishResult> {

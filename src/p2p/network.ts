@@ -31,6 +31,8 @@ export interface NetworkHandlers {
   onBlock(bytes: Uint8Array, from: string): Promise<Validation>;
   /** A gossiped encrypted call (raw bytes). Same semantics. */
   onCall(bytes: Uint8Array, from: string): Promise<Validation>;
+  /** A gossiped finality vote (raw bytes). Same semantics; absent: ignored. */
+  onVote?(bytes: Uint8Array, from: string): Promise<Validation>;
   /** Our status, served on /validateer/status/1. */
   status(): ChainStatus;
   /** Called with a peer's status after it was fetched on connect (and whenever requestStatus succeeds). */
@@ -81,6 +83,7 @@ export interface Network {
   stop(): Promise<void>;
   publishBlock(bytes: Uint8Array): Promise<PublishResult>;
   publishCall(bytes: Uint8Array): Promise<PublishResult>;
+  publishVote(bytes: Uint8Array): Promise<PublishResult>;
   setPeers(addrs: string[]): void;
   connectedPeers(): string[];
   requestStatus(peer: string): Promise<ChainStatus>;
@@ -123,12 +126,10 @@ export async function createNetwork(opts: NetworkOptions): Promise<Network> {
   const scores = new AppScores({ banThreshold: BAN_THRESHOLD, banMs: BAN_MS, halfLifeMs: PENALTY_HALF_LIFE_MS });
   const blocked = new Set<string>();
   const isDenied = (peer: string): boolean => blocked.has(peer) || scores.isBanned(peer);
-  const blocksTopic = topicName(opts.shard, 'blocks');
-  const callsTopic = topicName(opts.shard, 'calls');
-  const ids = new MessageIds((topic) =>
-    opts.hooks?.onGossip?.(topic === blocksTopic ? 'blocks' : 'calls', 'duplicate'),
-  );
-  const topics = [blocksTopic, callsTopic];
+  const kinds: GossipKind[] = ['blocks', 'calls', 'votes'];
+  const kindOf = new Map(kinds.map((k) => [topicName(opts.shard, k), k]));
+  const ids = new MessageIds((topic) => opts.hooks?.onGossip?.(kindOf.get(topic) ?? 'calls', 'duplicate'));
+  const topics = [...kindOf.keys()];
   const node = await createP2pNode({
     privateKey,
     listen: opts.listen,
@@ -256,6 +257,11 @@ class P2pNetwork implements Network {
   async publishCall(bytes: Uint8Array): Promise<PublishResult> {
     this.requireStarted();
     return this.gossip.publish('calls', bytes);
+  }
+
+  async publishVote(bytes: Uint8Array): Promise<PublishResult> {
+    this.requireStarted();
+    return this.gossip.publish('votes', bytes);
   }
 
   setPeers(addrs: string[]): void {

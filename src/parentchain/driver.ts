@@ -1,6 +1,7 @@
 // The untrusted half of the parentchain link: scans finalized blocks and hands them to the enclave's
 // light client in batches, sends the extrinsics the enclave asks for (registration, vault, payouts)
-// and the anchors of this validateer's blocks, and tracks sidechain finality from observed anchors.
+// and the anchors the finality votes call for (consensus/finality.ts), and tracks sidechain finality
+// from observed anchors.
 // Everything it relays is verified inside the enclave; it only decides when, never what.
 import type { Method, Params, Result } from '../enclave/boundary/api.ts';
 import type { BlockStore } from '../sidechain/store.ts';
@@ -15,7 +16,6 @@ import { isActiveAt } from '../protocol/membership.ts';
 export interface ParentchainDriverOptions {
   importBatch: number;
   prefetch: number;
-  anchorInterval: number;
   genesisHash: Uint8Array | null;
   checkpoint: { number: number; hash: Uint8Array } | null;
   peerId: string;
@@ -69,6 +69,10 @@ export class ParentchainDriver {
   readonly everMembers = new Set<string>();
   /** The last anchor seen in a finalized parentchain block (final, though maybe not in our chain yet). */
   lastAnchor: Finality | null = null;
+  /** Every member the registry knows (active or not), in registration order. */
+  members: Result<'parentchainInfo'>['members'] = [];
+  /** The highest sidechain number the enclave voted at (sealed in its signing guard). */
+  lastVote: Result<'parentchainInfo'>['lastVote'] = null;
   private membersListener: ((m: Result<'parentchainInfo'>['members']) => void) | null = null;
   private others: Result<'parentchainInfo'>['members'] = [];
   private importedListener: (() => void) | null = null;
@@ -241,6 +245,7 @@ export class ParentchainDriver {
     this.metrics.parentchainBlocksImported.inc(blocks.length);
     for (const o of r.observations) {
       this.metrics.parentchainObservations.inc({ kind: o.kind });
+      if (o.kind === 'anchorIgnored') this.metrics.anchorsIgnored.inc();
       if (o.kind === 'ignored') this.logger.warn({ detail: o.detail }, 'parentchain message ignored');
       else this.logger.info({ kind: o.kind, detail: o.detail }, 'parentchain message');
     }
@@ -272,6 +277,8 @@ export class ParentchainDriver {
 
   private apply(i: Result<'parentchainInfo'>): void {
     for (const m of i.members) this.everMembers.add(toHex(m.signingKey));
+    this.members = i.members;
+    this.lastVote = i.lastVote;
     const active = i.members.filter((m) => isActiveAt(m, i.number));
     this.others = active.filter((m) => !same(m.signingKey, this.signer.publicKey));
     this.membersListener?.(this.others);
@@ -330,25 +337,21 @@ export class ParentchainDriver {
     }
   }
 
-  /** Called after this validateer committed block `number`. */
-  blockCommitted(number: number): void {
-    if (number > 0 && number % this.opts.anchorInterval === 0) {
-      this.track(
-        (async () => {
-          const call = await this.enclave.call('anchorCall', { number });
-          if (await this.send('anchor', call, `anchor sidechain block ${number}`)) this.metrics.anchorsSubmitted.inc();
-        })().catch((err) => this.logger.error({ err: (err as Error).message }, 'anchor failed')),
-      );
-    }
-    this.kickDuties(); // a new block may carry a withdrawal to pay
+  /** Sends an anchor the enclave built from a quorum of votes; true once included. */
+  async submitAnchor(number: number, call: { callData: Uint8Array; nonce: number }): Promise<boolean> {
+    const fee = await this.send('anchor', call, `anchor sidechain block ${number}`);
+    if (fee === null) return false;
+    this.metrics.anchorsSubmitted.inc();
+    this.metrics.anchorFees.inc(Number(fee));
+    return true;
   }
 
-  /** Signs at the nonce the enclave named (it signs no other) and submits. */
+  /** Signs at the nonce the enclave named (it signs no other) and submits; the fee once included, else null. */
   private async send(
     kind: string,
     call: { callData: Uint8Array; nonce: number },
     description: string,
-  ): Promise<boolean> {
+  ): Promise<bigint | null> {
     try {
       const r = await this.parentchain.submit(
         this.signer,
@@ -359,7 +362,7 @@ export class ParentchainDriver {
       if (r.success)
         this.logger.info({ block: r.blockNumber, fee: String(r.estimatedFee) }, `parentchain: ${description}`);
       else this.logger.error({ block: r.blockNumber, error: r.error }, `parentchain: ${description} failed`);
-      return r.success;
+      return r.success ? r.estimatedFee : null;
     } catch (err) {
       this.metrics.countParentchainExtrinsic(
         kind,
@@ -372,7 +375,7 @@ export class ParentchainDriver {
           ? 'warn'
           : 'error';
       this.logger[level]({ code: codeOf(err), err: (err as Error).message }, `parentchain: ${description} not sent`);
-      return false;
+      return null;
     }
   }
 

@@ -5,6 +5,7 @@ import { Bytes, Enum, Struct, Vector, str, u32, u64 } from 'scale-ts';
 import { ValidateerError } from './errors.ts';
 import { decodeExact } from './wire.ts';
 import { concatBytes } from './bytes.ts';
+import { IndexedVotes } from './finality.ts';
 
 const H256 = Bytes(32);
 
@@ -29,13 +30,19 @@ export const ParentchainMessage = Enum({
   invoke: Struct({ shard: H256, request: Bytes() }),
   /** Second half of a shield batch: the HPKE-encrypted sidechain recipient (opaque here). */
   shield: Struct({ shard: H256, recipient: Bytes() }),
-  /** Sidechain finality: block `sidechainNumber`/`sidechainHash` extends `previousAnchor` (zero for the first). */
+  /**
+   * Sidechain finality: block `sidechainNumber`/`sidechainHash` extends `previousAnchor` (zero for the first), with
+   * the votes of a strict majority of the members active at `authoritySetAt` (finality.ts: the fields are the vote
+   * payload).
+   */
   anchor: Struct({
     shard: H256,
     sidechainNumber: u64,
     sidechainHash: H256,
     previousAnchor: H256,
     parentchainProcessed: Struct({ number: u32, hash: H256 }),
+    authoritySetAt: u32,
+    votes: IndexedVotes,
   }),
   /**
    * Second half of `batchAll[proxy.createPure(Any, 0, 0), remark]` by a member: that pure proxy is the shard's vault.

@@ -256,7 +256,9 @@ test("the light client verifies the real chain from chopsticks' genesis", async 
 test('an enclave registers, creates the vault, funds it, credits a shield and pays an unshield on the real runtime', async () => {
   const key = core.info().signingKey;
   const shieldingKey = { keyId: core.info().shieldingKeyId, publicKey: core.info().shieldingKey };
-  core.genesis([], Date.now());
+  const produced = [core.genesis([], Date.now()).block];
+  /** Whether the second enclave holds the shard secrets and follows the sidechain (it votes for anchors then). */
+  let follows = false;
   core.parentchainInit({
     genesisHash: pc.genesisHash(),
     metadata: await pc.metadata(),
@@ -284,10 +286,20 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     await processed(r);
     return r;
   };
-  /** Anchors the sidechain head: the enclave's anchor remark, signed by it, in a finalized parentchain block. */
+  /**
+   * Anchors the sidechain head: the enclave's anchor remark with the votes of the set (both members once the second
+   * registered: a strict majority of two), signed by it, in a finalized parentchain block.
+   */
   const anchorHead = async () => {
     const { headNumber, headHash } = core.status();
-    const anchor = core.anchorCall(headNumber);
+    const votes = [core, ...(follows ? [core2] : [])].map((c) => c.finalityVote(headNumber));
+    if (follows)
+      assert.throws(
+        () => core.anchorCall(headNumber, votes.slice(0, 1)),
+        (e) => hasCode(e, 'ANCHOR_NO_QUORUM'),
+        'one vote of two is no majority',
+      );
+    const anchor = core.anchorCall(headNumber, votes);
     const r = await pc.submit(signer, { kind: 'raw', callData: anchor.callData }, { nonce: anchor.nonce });
     assert.equal(r.success, true, r.error);
     await processed(r);
@@ -300,11 +312,14 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
   /** Kinds of the parentchain effects the enclave still keeps, executed or not: only an anchor drops them. */
   const keptEffects = () => core['parentchain']!.effectsAfter(0).map((e) => e.kind);
   let slot = 1n;
+  let scanner2: { stop(): Promise<void> } | undefined;
   const produce = () => {
     // once the second enclave is a member, every other slot is its own
     while (hexKey(core.slotAuthor(slot).author ?? new Uint8Array(0)) !== hexKey(key)) slot++;
     const p = core.propose({ slot: slot++, timestampMs: Date.now(), maxCalls: 10 });
     core.commit(p.hash);
+    produced.push(p.block);
+    if (follows) core2.commit(core2.importBlock(p.block, Date.now()).hash);
     return p;
   };
   try {
@@ -331,6 +346,9 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
       existentialDeposit: pc.existentialDeposit(),
       proxyDepositFactor: pc.proxyDepositFactor(),
     });
+    scanner2 = pc.scanFinalized(1, (b) => void core2.parentchainImport([toImport(b)]), {
+      fromParentHash: pc.genesisHash(),
+    });
     const [register2] = core2.parentchainDuties({ peerId: 'peer2', p2pAddresses: [] });
     assert.equal(register2.key, 'register');
     const signer2: ExtrinsicSigner = {
@@ -341,6 +359,18 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     const registered2 = await pc.submit(signer2, { kind: 'raw', callData: register2.callData });
     assert.equal(registered2.success, true, registered2.error);
     await processed(registered2);
+    // The second member is provisioned by the first and follows the sidechain: it votes for the anchors from now on.
+    await waitFor(
+      () => core2.parentchainInfo().number >= registered2.blockNumber,
+      'the second enclave sees itself',
+      30_000,
+    );
+    const request = core2.provisionRequest(Date.now());
+    const served = core.provisionServe(request, Date.now());
+    assert.ok(served.ok);
+    assert.ok((await core2.provisionAccept(request, served.response, Date.now())).ok);
+    for (const b of produced) core2.commit(core2.importBlock(b, Date.now()).hash);
+    follows = true;
     assert.equal(core.parentchainInfo().members.length, 2);
     assert.ok(pc.proxyDepositFactor() > 0n, 'the runtime charges a deposit per proxy');
     await duty(`proxy:${hexKey(key2)}`);
@@ -414,9 +444,6 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     // The second enclave leaves: the first removes it as a vault proxy. The removal frees its deposit
     // in the vault, which goes back to the first enclave's account: the vault keeps exactly reserve + shielded.
     const vaultBefore = (await pc.balance(vault)).free;
-    const scanner2 = pc.scanFinalized(1, (b) => void core2.parentchainImport([toImport(b)]), {
-      fromParentHash: pc.genesisHash(),
-    });
     try {
       await waitFor(
         () => core2.parentchainInfo().number >= core.parentchainInfo().number,
@@ -443,6 +470,7 @@ test('an enclave registers, creates the vault, funds it, credits a shield and pa
     assert.equal(core.parentchainInfo().accountNonce, await pc.accountNonce(key));
   } finally {
     await scanner.stop();
+    await scanner2?.stop();
   }
 });
 

@@ -1,7 +1,7 @@
 // The parentchain driver against a fake Parentchain port and a fake enclave (both in memory): it hands
 // finalized blocks to the enclave in batches and in order, restarts from the enclave's verified head
 // after a failed import, sends the extrinsics the enclave asks for (signed by the enclave) once, and
-// anchors every anchorInterval-th block.
+// sends the anchors the finality votes call for, counting their fees.
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ParentchainDriver, type EnclaveCalls, type ParentchainDriverOptions } from '../../src/parentchain/driver.ts';
@@ -215,7 +215,6 @@ class FakeEnclave implements EnclaveCalls {
   upgradeAt: number | null = null;
   readonly metadataGiven: Uint8Array[] = [];
   duties: Duty[] = [];
-  anchorsAsked: number[] = [];
 
   async call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>> {
     return this.#handle(method, params as never) as Promise<Result<M>>;
@@ -257,11 +256,6 @@ class FakeEnclave implements EnclaveCalls {
       case 'signExtrinsic':
         this.signed.push((params as Params<'signExtrinsic'>).payload);
         return { signature: SIGNATURE };
-      case 'anchorCall': {
-        const n = (params as Params<'anchorCall'>).number;
-        this.anchorsAsked.push(n);
-        return { callData: Uint8Array.of(0xac, n), nonce: 40 + n };
-      }
       default:
         throw new Error(`unexpected enclave call ${method}`);
     }
@@ -283,6 +277,7 @@ class FakeEnclave implements EnclaveCalls {
       shieldedSupply: 0n,
       unpaidWithdrawals: 0,
       sealedRollback: { rollbacks: 0, dutiesRefusedUntil: 0, lastRollback: null },
+      lastVote: null,
     };
   }
 }
@@ -290,7 +285,6 @@ class FakeEnclave implements EnclaveCalls {
 const OPTIONS: ParentchainDriverOptions = {
   importBatch: 4,
   prefetch: 8,
-  anchorInterval: 5,
   genesisHash: null,
   checkpoint: null,
   peerId: 'peer',
@@ -438,25 +432,27 @@ test('the extrinsics the enclave asks for are signed by the enclave and sent onc
   );
 });
 
-test('every anchorInterval-th committed block is anchored with the call the enclave built', async () => {
+test('an anchor the enclave built is sent at its nonce, signed by the enclave, and its fee counted', async () => {
   const chain = new FakeParentchain();
   const enclave = new FakeEnclave();
   const { driver, metrics } = await startDriver(chain, enclave);
-  for (let n = 1; n <= 11; n++) driver.blockCommitted(n);
-  await until('two anchors counted', async () => (await counter(metrics, 'call="anchor",result="success"')) === 2);
-  assert.deepEqual(enclave.anchorsAsked, [5, 10]);
+  assert.equal(await driver.submitAnchor(10, { callData: Uint8Array.of(0xac, 10), nonce: 50 }), true);
+  assert.equal(await driver.submitAnchor(20, { callData: Uint8Array.of(0xac, 20), nonce: 51 }), true);
   assert.deepEqual(
-    chain.submitted.map((s) => [...s.callData]),
+    chain.submitted.map((s) => [[...s.callData], s.nonce]),
     [
-      [0xac, 5],
-      [0xac, 10],
+      [[0xac, 10], 50],
+      [[0xac, 20], 51],
     ],
   );
-  assert.deepEqual(
-    chain.submitted.map((s) => s.nonce),
-    [45, 50],
-    'each at the nonce the enclave named',
+  assert.ok(
+    chain.submitted.every((s) => same(s.signature, SIGNATURE)),
+    "with the enclave's signature",
   );
+  assert.equal(await counter(metrics, 'call="anchor",result="success"'), 2);
+  const text = await metrics.registry.metrics();
+  assert.match(text, /^validateer_anchors_submitted_total 2$/m);
+  assert.match(text, /^validateer_parentchain_anchor_fees_total 2$/m, 'the fee of each (1 in the fake)');
 });
 
 test('a parentchain with another genesis than configured is refused with PARENTCHAIN_GENESIS_MISMATCH', async () => {

@@ -37,6 +37,11 @@ const samples: ParentchainMessage[] = [
       sidechainHash: b32(5),
       previousAnchor: b32(0),
       parentchainProcessed: { number: 4_000_000_000, hash: b32(6) },
+      authoritySetAt: 3_999_999_999,
+      votes: [
+        { index: 0, signature: new Uint8Array(64).fill(7) },
+        { index: 65535, signature: new Uint8Array(64).fill(8) },
+      ],
     },
   },
   { tag: 'vault', value: { shard: b32(7) } },
@@ -108,8 +113,12 @@ test('our magic with bad encoding is PARENTCHAIN_MESSAGE_MALFORMED; unknown vers
 
 test('encoding is fixed: an anchor has a stable byte layout', () => {
   const bytes = encodeMessage(samples[4]);
-  // magic(5) + version(1) + tag(1) + shard(32) + u64(8) + hash(32) + prev(32) + u32(4) + hash(32)
-  assert.equal(bytes.length, 5 + 1 + 1 + 32 + 8 + 32 + 32 + 4 + 32);
+  // magic(5) + version(1) + tag(1) + shard(32) + u64(8) + hash(32) + prev(32) + u32(4) + hash(32) + u32(4)
+  // + compact length(1) + 2 votes of u16(2) + signature(64)
+  assert.equal(bytes.length, 5 + 1 + 1 + 32 + 8 + 32 + 32 + 4 + 32 + 4 + 1 + 2 * (2 + 64));
   assert.equal(bytes[6], 4);
   assert.deepEqual(bytes.subarray(39, 47), Uint8Array.of(5, 0, 0, 0, 0, 0, 0, 0x80));
+  assert.deepEqual(bytes.subarray(147, 152), Uint8Array.of(0xff, 0x27, 0x6b, 0xee, 2 << 2), 'set block, 2 votes');
+  assert.deepEqual(bytes.subarray(152, 154), Uint8Array.of(0, 0), 'vote index 0');
+  assert.deepEqual(bytes.subarray(218, 220), Uint8Array.of(0xff, 0xff), 'vote index 65535');
 });

@@ -4,6 +4,7 @@ import { z } from 'zod';
 
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected bytes');
 const bytes32 = bytes.refine((b) => b.length === 32, 'expected 32 bytes');
+const bytes64 = bytes.refine((b) => b.length === 64, 'expected 64 bytes');
 const status = z.object({
   headNumber: z.number().int(),
   headHash: bytes32,
@@ -55,6 +56,16 @@ const importedBlock = z
 const nonce = z.number().int().nonnegative().max(0xffff_ffff);
 /** As metadata.ts's MAX_METADATA_BYTES. */
 const MAX_METADATA_BYTES = 16 * 1024 * 1024;
+/** More votes than any authority set has (u16 indices in an anchor). */
+const MAX_VOTES = 1024;
+const votePayload = z.object({
+  shard: bytes32,
+  number: z.bigint(),
+  hash: bytes32,
+  previousAnchor: bytes32,
+  parentchainProcessed: z.object({ number: z.number().int(), hash: bytes32 }),
+  authoritySetAt: z.number().int(),
+});
 const parentchainInfo = z.object({
   number: z.number().int(),
   hash: bytes32,
@@ -86,6 +97,8 @@ const parentchainInfo = z.object({
     dutiesRefusedUntil: z.number().int(),
     lastRollback: z.string().nullable(),
   }),
+  /** The highest sidechain number this enclave voted at (sealed), null before its first vote. */
+  lastVote: z.object({ number: z.number().int(), hash: bytes32 }).nullable(),
 });
 
 export const enclaveApi = {
@@ -244,8 +257,17 @@ export const enclaveApi = {
   },
   // Every call the enclave builds comes with the account nonce it is to be signed at (signExtrinsic refuses others).
   unregisterCall: { params: z.object({}), result: z.object({ callData: bytes, nonce }) },
+  /** A finality vote for block `number` of the enclave's chain (at most one hash per number, ever). */
+  finalityVote: {
+    params: z.object({ number: z.number().int().positive() }),
+    result: z.object({ payload: votePayload, signer: bytes32, signature: bytes64 }),
+  },
+  /** An anchor of block `number` with a majority of these votes for it (the enclave checks each). */
   anchorCall: {
-    params: z.object({ number: z.number().int().nonnegative() }),
+    params: z.object({
+      number: z.number().int().positive(),
+      votes: z.array(z.object({ signer: bytes32, signature: bytes64 })).max(MAX_VOTES),
+    }),
     result: z.object({ callData: bytes, nonce }),
   },
   signExtrinsic: {

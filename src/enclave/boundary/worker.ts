@@ -57,7 +57,8 @@ const handlers = {
   parentchainLoad: () => ({ loaded: core.parentchainLoad() }),
   parentchainDuties: (p) => ({ duties: core.parentchainDuties(p) }),
   unregisterCall: () => core.unregisterCall(),
-  anchorCall: (p) => core.anchorCall(p.number),
+  finalityVote: (p) => core.finalityVote(p.number),
+  anchorCall: (p) => core.anchorCall(p.number, p.votes),
   signExtrinsic: (p) => ({ signature: core.signExtrinsic(p.payload) }),
 } satisfies EnclaveHandlers;
 

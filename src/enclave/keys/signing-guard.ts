@@ -1,5 +1,5 @@
 // The signing guard: one small sealed record of what this enclave has signed and must never sign again
-// (a block per slot; the next record kind is finality votes), written and fsynced before a signature
+// (a block per slot, a finality vote per sidechain number), written and fsynced before a signature
 // leaves the enclave. The sealed parentchain view is written through it and the two vouch for each
 // other: each view write carries a sequence number and a copy of the guard's record, and the guard
 // records that number after it. A view older than the guard's number was put back by the host (a
@@ -26,10 +26,7 @@ import { same } from '../../protocol/bytes.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 
-/**
- * Version 1 of the record. The first byte is the version: a later version (finality votes) adds fields
- * and decodes this one as its predecessor.
- */
+/** Version 1 of the record (before finality votes). The first byte is the version. */
 const GuardV1 = Struct({
   version: u8,
   /** The lowest slot a block may still be signed for: one past the highest slot signed (0: none yet). */
@@ -45,14 +42,39 @@ const GuardV1 = Struct({
   /** After a view rollback: duties are refused while the light client is below this block. */
   dutiesRefusedUntil: u32,
 });
-type GuardRecord = ReturnType<typeof GuardV1.dec>;
+/**
+ * Version 2 adds the finality vote: the highest sidechain number voted for and the hash voted there. Votes only go up,
+ * so one record refuses a second hash at a number and any number below.
+ */
+const GuardV2 = Struct({
+  version: u8,
+  blockSlot: u64,
+  viewSeq: u64,
+  viewHead: u32,
+  dutiesLiveUntil: u32,
+  rollbacks: u32,
+  dutiesRefusedUntil: u32,
+  /** The highest sidechain number this enclave voted for (0: none yet; no vote is ever for block 0). */
+  voteNumber: u64,
+  voteHash: Bytes(32),
+});
+type GuardRecord = ReturnType<typeof GuardV2.dec>;
 const GUARD_V1 = 1;
+const GUARD_V2 = 2;
 const GUARD_LABEL = 'signing-guard';
+const NO_VOTE = { voteNumber: 0n, voteHash: new Uint8Array(32) };
 
 function decodeGuard(bytes: Uint8Array): GuardRecord {
-  if (bytes[0] !== GUARD_V1)
-    throw new EnclaveError('UNSEAL_FAILED', `sealed signing guard: unknown version ${bytes[0]}`);
-  return decodeExact(GuardV1, bytes, 'sealed signing guard');
+  if (bytes[0] === GUARD_V2) return decodeExact(GuardV2, bytes, 'sealed signing guard');
+  if (bytes[0] === GUARD_V1)
+    return { ...decodeExact(GuardV1, bytes, 'sealed signing guard'), version: GUARD_V2, ...NO_VOTE };
+  throw new EnclaveError('UNSEAL_FAILED', `sealed signing guard: unknown version ${bytes[0]}`);
+}
+
+/** The newer of two votes: the higher number (at one number both records hold the same hash). */
+function laterVote(a: GuardRecord, b: GuardRecord): Pick<GuardRecord, 'voteNumber' | 'voteHash'> {
+  const v = b.voteNumber > a.voteNumber ? b : a;
+  return { voteNumber: v.voteNumber, voteHash: v.voteHash };
 }
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 /** One past the largest slot a block may be signed for: the next signable slot must still fit a u64. */
@@ -89,14 +111,14 @@ export class SigningGuard {
   static open(dataDir: string, sealer: Sealer): SigningGuard {
     const path = join(dataDir, 'enclave', 'signing-guard.sealed');
     if (!existsSync(path)) {
-      const r = { version: GUARD_V1, blockSlot: 0n, viewSeq: 0n, viewHead: 0, dutiesLiveUntil: 0 };
-      return new SigningGuard(path, sealer, { ...r, rollbacks: 0, dutiesRefusedUntil: 0 });
+      const r = { version: GUARD_V2, blockSlot: 0n, viewSeq: 0n, viewHead: 0, dutiesLiveUntil: 0 };
+      return new SigningGuard(path, sealer, { ...r, rollbacks: 0, dutiesRefusedUntil: 0, ...NO_VOTE });
     }
     return new SigningGuard(path, sealer, decodeGuard(sealer.unseal(GUARD_LABEL, new Uint8Array(readFileSync(path)))));
   }
 
   private persist(): void {
-    writeFileAtomic(this.path, this.sealer.seal('signer', GUARD_LABEL, GuardV1.enc(this.r)));
+    writeFileAtomic(this.path, this.sealer.seal('signer', GUARD_LABEL, GuardV2.enc(this.r)));
   }
 
   // ---------- blocks ----------
@@ -117,6 +139,34 @@ export class SigningGuard {
   signBlock(slot: bigint): void {
     this.checkBlock(slot);
     this.r = { ...this.r, blockSlot: slot + 1n };
+    this.persist();
+  }
+
+  // ---------- finality votes ----------
+
+  /** Refuses a vote at `number` below the last one, or for another hash at its number (checked again by signVote). */
+  checkVote(number: bigint, hash: Uint8Array): void {
+    if (number <= 0n || number >= MAX_SLOT)
+      throw new EnclaveError('BAD_REQUEST', `vote number ${number} is out of range`);
+    const { voteNumber, voteHash } = this.r;
+    if (number < voteNumber || (number === voteNumber && !same(hash, voteHash)))
+      throw new EnclaveError(
+        'VOTE_ALREADY_SIGNED',
+        `this enclave already voted at ${voteNumber}: no other vote at or below that number`,
+      );
+  }
+
+  /** The highest number this enclave voted at, and the hash (null: no vote yet). */
+  lastVote(): { number: number; hash: Uint8Array } | null {
+    const { voteNumber, voteHash } = this.r;
+    return voteNumber > 0n ? { number: Number(voteNumber), hash: voteHash } : null;
+  }
+
+  /** Records a vote for `hash` at `number`, sealed and fsynced: call before the signature is made. */
+  signVote(number: bigint, hash: Uint8Array): void {
+    this.checkVote(number, hash);
+    if (number === this.r.voteNumber) return; // the same vote again: already sealed
+    this.r = { ...this.r, voteNumber: number, voteHash: new Uint8Array(hash) };
     this.persist();
   }
 
@@ -148,17 +198,23 @@ export class SigningGuard {
     // block's slot, a rollback). The guard takes the newer of each field.
     const copy = decodeGuard(env.guard);
     const r = this.r;
-    if (env.seq > seq + 1n || copy.blockSlot > r.blockSlot || copy.dutiesRefusedUntil > r.dutiesRefusedUntil)
+    if (
+      env.seq > seq + 1n ||
+      copy.blockSlot > r.blockSlot ||
+      copy.dutiesRefusedUntil > r.dutiesRefusedUntil ||
+      copy.voteNumber > r.voteNumber
+    )
       this.rolledBack('guard', `the signing guard (view #${seq}) is older than parentchain view #${env.seq}`);
     const merged: GuardRecord = {
       ...this.r,
+      ...laterVote(copy, this.r),
       viewSeq: max(env.seq, this.r.viewSeq),
       blockSlot: max(copy.blockSlot, this.r.blockSlot),
       dutiesLiveUntil: Math.max(copy.dutiesLiveUntil, this.r.dutiesLiveUntil),
       dutiesRefusedUntil: Math.max(copy.dutiesRefusedUntil, this.r.dutiesRefusedUntil),
       rollbacks: Math.max(copy.rollbacks, this.r.rollbacks),
     };
-    if (!same(GuardV1.enc(merged), GuardV1.enc(this.r))) {
+    if (!same(GuardV2.enc(merged), GuardV2.enc(this.r))) {
       this.r = merged;
       this.persist();
     }
@@ -168,7 +224,7 @@ export class SigningGuard {
   /** Seals the view at `path` with the next sequence number, then records that number here (both fsynced). */
   writeView(path: string, view: Uint8Array, head: number): void {
     const seq = this.r.viewSeq + 1n;
-    const env = ViewEnvelope.enc({ seq, guard: GuardV1.enc(this.r), view });
+    const env = ViewEnvelope.enc({ seq, guard: GuardV2.enc(this.r), view });
     writeFileAtomic(path, this.sealer.seal('signer', VIEW_LABEL, env));
     this.r = { ...this.r, viewSeq: seq, viewHead: head };
     this.persist();

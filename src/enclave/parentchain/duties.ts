@@ -1,10 +1,9 @@
 // The enclave's side of the parentchain: its light client and registry (opened, loaded, fed blocks),
-// the extrinsics it builds and signs (registration, unregistration, anchors, payouts), and the
+// the extrinsics it builds and signs (registration, unregistration, payouts; anchors: finality.ts), and the
 // parentchain effects a block executes.
 import { ed25519Sign } from '../../crypto/primitives.ts';
 import { hexKey, same } from '../../protocol/bytes.ts';
 import { RejectCode } from '../../protocol/errors.ts';
-import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { checkParentchainAllowed, type TrustRoots } from '../keys/trust-roots.ts';
 import { creditShield, execute, refundWithdrawal, settlePayout, type StfContext } from '../state/stf.ts';
@@ -12,7 +11,7 @@ import type { Overlay } from '../state/state.ts';
 import { EFFECT, type Effect, type RegistryContext } from './registry.ts';
 import { blake2_256 } from './trie.ts';
 import { ParentchainView, type ImportedBlock, type ParentchainInitParams } from './view.ts';
-import { ZERO32, type EnclaveContext } from '../context.ts';
+import type { EnclaveContext } from '../context.ts';
 import type { ChainHead } from '../chain/head.ts';
 
 /** An effect's outcome; invocations (calls posted on the parentchain) report their call hash. */
@@ -123,6 +122,7 @@ export class ParentchainDuties {
       shieldedSupply: state.shard().shieldedSupply,
       unpaidWithdrawals: state.unpaidWithdrawals().length,
       sealedRollback: this.ctx.guard.status(),
+      lastVote: this.ctx.guard.lastVote(),
     };
   }
 
@@ -147,42 +147,6 @@ export class ParentchainDuties {
   /** The unregistration's call bytes and the nonce to sign them at. */
   unregisterCall(): { callData: Uint8Array; nonce: number } {
     return this.view().unregisterCall(this.ctx.opts.shard);
-  }
-
-  /** Call bytes of an anchor for block `number` of this enclave's chain, and the nonce to sign them at. */
-  anchorCall(number: number): { callData: Uint8Array; nonce: number } {
-    const pc = this.view();
-    const head = this.head.current;
-    const b = this.head.recentBlocks.get(BigInt(number));
-    // (slot -1: only the hash is known, from a snapshot; not enough to build an anchor)
-    if (!b || !head || b.number > head.number || b.slot < 0n)
-      throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
-    // Only a block that descends from the last anchor: finality never moves to another fork.
-    const last = pc.registry.data.lastAnchor;
-    if (last) {
-      const anchored = this.head.recentBlocks.get(last.number);
-      if (
-        last.number >= b.number ||
-        (anchored && !same(anchored.hash, last.hash)) ||
-        (!anchored && this.head.finalNumber() < 0n)
-      ) {
-        throw new EnclaveError(
-          'ANCHOR_NOT_DESCENDANT',
-          `block ${number} does not descend from the last anchored block ${last.number}`,
-        );
-      }
-    }
-    const message = encodeMessage({
-      tag: 'anchor',
-      value: {
-        shard: this.ctx.opts.shard,
-        sidechainNumber: b.number,
-        sidechainHash: b.hash,
-        previousAnchor: last?.hash ?? ZERO32,
-        parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
-      },
-    });
-    return pc.anchorCall(message);
   }
 
   /**

@@ -89,6 +89,7 @@ export interface Observation {
     | 'unproxy'
     | 'reserve'
     | 'anchor'
+    | 'anchorIgnored'
     | 'shield'
     | 'invoke'
     | 'payout';

@@ -10,6 +10,7 @@ import { pureProxyAccount } from './calls.ts';
 import type { Call } from './extrinsic.ts';
 import { same, toHex } from '../../protocol/bytes.ts';
 import { isActiveAt } from '../../protocol/membership.ts';
+import { quorumFault, type VotePayload } from '../../protocol/finality.ts';
 
 import {
   EFFECT,
@@ -29,6 +30,13 @@ export { EFFECT, Effect, Member, RegistryData, registrationUserData } from './re
 export type { DecodedExtrinsic, ExtrinsicOutcome, Observation, RegistryContext } from './registry-data.ts';
 
 const empty = new Uint8Array(0);
+const ZERO = new Uint8Array(32);
+
+/** The vote payload an anchor's votes sign: its own fields. */
+export function anchorPayload(a: Extract<ParentchainMessage, { tag: 'anchor' }>['value']): VotePayload {
+  const { shard, sidechainNumber, sidechainHash, previousAnchor, parentchainProcessed, authoritySetAt } = a;
+  return { shard, number: sidechainNumber, hash: sidechainHash, previousAnchor, parentchainProcessed, authoritySetAt };
+}
 
 export class Registry {
   data: RegistryData;
@@ -316,21 +324,30 @@ export class Registry {
         });
       }
       case 'anchor': {
-        if (!signer || !this.isActive(signer, number)) return void ignore(out, `${where}: anchor by a non-member`);
+        // Only a member's enclave account makes the registry verify votes: anyone else's remark costs no signature.
+        if (!signer || !this.isActive(signer, number))
+          return void ignoreAnchor(out, `${where}: anchor by a non-member`);
+        const a = m.value;
         const last = this.data.lastAnchor;
-        if (last && m.value.sidechainNumber <= last.number)
-          return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} is not above ${last.number}`);
+        if (last && a.sidechainNumber <= last.number)
+          return void ignoreAnchor(out, `${where}: anchor ${a.sidechainNumber} is not above ${last.number}`);
         // Anchors chain: one made without knowing the last anchor may be on another fork, and
         // finality must never jump between forks.
-        if (last && !same(m.value.previousAnchor, last.hash))
-          return void ignore(out, `${where}: anchor ${m.value.sidechainNumber} does not follow the last anchor`);
-        this.data.lastAnchor = {
-          number: m.value.sidechainNumber,
-          hash: m.value.sidechainHash,
-          parentchainNumber: number,
-        };
-        this.anchoredProcessed = Math.max(this.anchoredProcessed ?? 0, m.value.parentchainProcessed.number);
-        out.push({ kind: 'anchor', detail: String(m.value.sidechainNumber) });
+        if (last ? !same(a.previousAnchor, last.hash) : !same(a.previousAnchor, ZERO))
+          return void ignoreAnchor(out, `${where}: anchor ${a.sidechainNumber} does not follow the last anchor`);
+        // A strict majority of the set that authored the block, so no single host finalizes a branch of its own.
+        const fault =
+          a.authoritySetAt >= number
+            ? `its authority set at #${a.authoritySetAt} is not before this block`
+            : quorumFault(
+                anchorPayload(a),
+                this.activeAt(a.authoritySetAt).map((mm) => mm.signingKey),
+                a.votes,
+              );
+        if (fault) return void ignoreAnchor(out, `${where}: anchor ${a.sidechainNumber} without a quorum: ${fault}`);
+        this.data.lastAnchor = { number: a.sidechainNumber, hash: a.sidechainHash, parentchainNumber: number };
+        this.anchoredProcessed = Math.max(this.anchoredProcessed ?? 0, a.parentchainProcessed.number);
+        out.push({ kind: 'anchor', detail: String(a.sidechainNumber) });
         return;
       }
     }
@@ -358,6 +375,11 @@ export class Registry {
     if (batch?.kind !== 'batchAll' || parent !== batch) return undefined;
     return batch.calls.find((c) => c.kind === 'transferKeepAlive');
   }
+}
+
+/** Anchors ignored are told apart (a metric): a second submitter's copy, or one without a quorum. */
+function ignoreAnchor(out: Observation[], detail: string): void {
+  out.push({ kind: 'anchorIgnored', detail });
 }
 
 function ignore(out: Observation[], detail: string): [] {

@@ -69,6 +69,7 @@ import {
 } from '../../../src/crypto/primitives.ts';
 import { decodeExact } from '../../../src/protocol/wire.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../../src/protocol/parentchain-messages.ts';
+import { voteMessage, type VotePayload } from '../../../src/protocol/finality.ts';
 import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
@@ -684,9 +685,12 @@ test('registry: registration order, re-registration, unregistration and activeAt
 });
 
 /** A registry with member `m` (block 2) and its vault (block 3, extrinsic 1). */
+/** The seed of registryWithVault's member (a real ed25519 key: it signs finality votes). */
+const FIRST_MEMBER_SEED = key32('first member');
+
 function registryWithVault(): { reg: Registry; m: Uint8Array; vault: Uint8Array } {
   const reg = new Registry(registryCtx());
-  const m = key32('first member');
+  const m = ed25519PublicFromSeed(FIRST_MEMBER_SEED);
   apply(reg, 2, { signer: m, call: msg(registerMessage(m)) });
   const r = apply(reg, 3, { signer: m, call: batch([createPure(), msg({ tag: 'vault', value: { shard: SHARD } })]) });
   assert.deepEqual(r.kinds, ['vault']);
@@ -842,7 +846,24 @@ test('registry: the reserve, indirect invocations and anchors', () => {
     [1, 2],
   );
 
-  const anchor = (n: bigint, previousAnchor: Uint8Array = new Uint8Array(32), processed = 1): Call =>
+  // The member registered at #2 is the whole set: its vote is the majority.
+  const payloadOf = (n: bigint, previousAnchor: Uint8Array, processed: number): VotePayload => ({
+    shard: SHARD,
+    number: n,
+    hash: key32(`block ${n}`),
+    previousAnchor,
+    parentchainProcessed: { number: processed, hash: key32(`p${processed}`) },
+    authoritySetAt: 2,
+  });
+  const anchor = (
+    n: bigint,
+    previousAnchor: Uint8Array = new Uint8Array(32),
+    processed = 1,
+    votes = [
+      { index: 0, signature: ed25519Sign(FIRST_MEMBER_SEED, voteMessage(payloadOf(n, previousAnchor, processed))) },
+    ],
+    authoritySetAt = 2,
+  ): Call =>
     msg({
       tag: 'anchor',
       value: {
@@ -851,22 +872,59 @@ test('registry: the reserve, indirect invocations and anchors', () => {
         sidechainHash: key32(`block ${n}`),
         previousAnchor,
         parentchainProcessed: { number: processed, hash: key32(`p${processed}`) },
+        authoritySetAt,
+        votes,
       },
     });
-  assertIgnored(apply(reg, 8, { signer: key32('outsider'), call: anchor(10n) }), /anchor by a non-member/);
+  const assertAnchorIgnored = (r: ReturnType<typeof apply>, detail: RegExp) => {
+    assert.deepEqual(r.kinds, ['anchorIgnored'], JSON.stringify(r.out));
+    assert.match(r.out[0].detail, detail);
+  };
+  assertAnchorIgnored(apply(reg, 8, { signer: key32('outsider'), call: anchor(10n) }), /anchor by a non-member/);
+  // votes: none, forged, signed by another key, duplicated, for another payload, or an authority set not before
+  assertAnchorIgnored(apply(reg, 8, { signer: m, call: anchor(10n, undefined, 1, []) }), /0 of 1 votes: no majority/);
+  const forged = { index: 0, signature: new Uint8Array(64).fill(7) };
+  assertAnchorIgnored(apply(reg, 8, { signer: m, call: anchor(10n, undefined, 1, [forged]) }), /bad signature/);
+  const byOther = ed25519Sign(key32('not a member'), voteMessage(payloadOf(10n, new Uint8Array(32), 1)));
+  assertAnchorIgnored(
+    apply(reg, 8, { signer: m, call: anchor(10n, undefined, 1, [{ index: 0, signature: byOther }]) }),
+    /bad signature/,
+  );
+  const good = ed25519Sign(FIRST_MEMBER_SEED, voteMessage(payloadOf(10n, new Uint8Array(32), 1)));
+  assertAnchorIgnored(
+    apply(reg, 8, {
+      signer: m,
+      call: anchor(10n, undefined, 1, [
+        { index: 0, signature: good },
+        { index: 0, signature: good },
+      ]),
+    }),
+    /2 votes for a set of 1/,
+  );
+  const forBlock11 = ed25519Sign(FIRST_MEMBER_SEED, voteMessage(payloadOf(11n, new Uint8Array(32), 1)));
+  assertAnchorIgnored(
+    apply(reg, 8, { signer: m, call: anchor(10n, undefined, 1, [{ index: 0, signature: forBlock11 }]) }),
+    /bad signature/,
+  );
+  assertAnchorIgnored(apply(reg, 8, { signer: m, call: anchor(10n, undefined, 1, undefined, 8) }), /not before/);
+  assertAnchorIgnored(apply(reg, 8, { signer: m, call: anchor(10n, undefined, 1, undefined, 1) }), /no authority set/);
+  assert.deepEqual([reg.data.lastAnchor, reg.anchoredProcessed], [undefined, undefined]);
   assert.equal(reg.anchoredProcessed, undefined);
   assert.deepEqual(
     apply(reg, 8, { signer: m, call: anchor(10n) }).kinds,
     ['anchor'],
-    'the first anchor has no previous one to follow',
+    'the first anchor names no previous one',
   );
   assert.deepEqual(reg.data.lastAnchor, { number: 10n, hash: key32('block 10'), parentchainNumber: 8 });
   assert.equal(reg.anchoredProcessed, 1, "effects up to the anchored block's parentchain block are executed for good");
-  assertIgnored(apply(reg, 9, { signer: m, call: anchor(10n, key32('block 10')) }), /not above 10/);
-  assertIgnored(apply(reg, 9, { signer: m, call: anchor(9n, key32('block 10')) }), /not above 10/);
+  assertAnchorIgnored(apply(reg, 9, { signer: m, call: anchor(10n, key32('block 10')) }), /not above 10/);
+  assertAnchorIgnored(apply(reg, 9, { signer: m, call: anchor(9n, key32('block 10')) }), /not above 10/);
   // anchors chain: one that does not name the last anchored block as its previous anchor may be on another fork
-  assertIgnored(apply(reg, 9, { signer: m, call: anchor(20n) }), /anchor 20 does not follow the last anchor/);
-  assertIgnored(apply(reg, 9, { signer: m, call: anchor(20n, key32('block 9')) }), /does not follow the last anchor/);
+  assertAnchorIgnored(apply(reg, 9, { signer: m, call: anchor(20n) }), /anchor 20 does not follow the last anchor/);
+  assertAnchorIgnored(
+    apply(reg, 9, { signer: m, call: anchor(20n, key32('block 9')) }),
+    /does not follow the last anchor/,
+  );
   assert.deepEqual([reg.data.lastAnchor?.number, reg.anchoredProcessed], [10n, 1]);
   assert.deepEqual(apply(reg, 9, { signer: m, call: anchor(20n, key32('block 10'), 5) }).kinds, ['anchor']);
   assert.equal(reg.data.lastAnchor?.number, 20n);
@@ -1089,9 +1147,12 @@ class Host {
     return duties;
   }
 
-  /** The enclave's anchor call for sidechain block `number`; its nonce is remembered for sign(). */
-  anchorCall(number: number): Uint8Array {
-    const { callData, nonce } = this.core.anchorCall(number);
+  /**
+   * The enclave's anchor call for sidechain block `number` with its own vote and `votes` of other members (alone, its
+   * own vote is the majority); its nonce is remembered for sign().
+   */
+  anchorCall(number: number, votes: { signer: Uint8Array; signature: Uint8Array }[] = []): Uint8Array {
+    const { callData, nonce } = this.core.anchorCall(number, [this.core.finalityVote(number), ...votes]);
     this.nonces.set(hexKey(callData), nonce);
     return callData;
   }
@@ -1146,8 +1207,8 @@ class Host {
    * Anchors sidechain block `number` (the head by default): the enclave's anchor remark, signed by
    * this member, in the next parentchain block. The block is final once that block is imported.
    */
-  anchor(number = this.core.status().headNumber) {
-    const callData = this.anchorCall(number);
+  anchor(number = this.core.status().headNumber, votes: { signer: Uint8Array; signature: Uint8Array }[] = []) {
+    const callData = this.anchorCall(number, votes);
     this.sign(callData);
     const r = this.include(callData);
     assert.deepEqual(
@@ -1319,7 +1380,7 @@ test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout
     const unchained = host.include(stale).observations;
     assert.deepEqual(
       unchained.map((o) => o.kind),
-      ['ignored'],
+      ['anchorIgnored'],
     );
     assert.match(unchained[0].detail, /does not follow the last anchor/);
     assert.equal(host.info().lastAnchor?.number, burnBlock - 1);
@@ -3241,7 +3302,15 @@ test('effects settled by an anchor: a member behind it imports the chain up to t
     a.core.rewind(1, first.hash);
     both(shieldBlock(chain, a, vault, bob.publicKey, 5n * UNIT));
     const [main2, main3] = [authored(a, b), authored(a, b)];
-    b.import(a.anchor(3).block);
+    // B votes for block 3 on A's chain (a pair's majority is both), then its host takes it back to the fork.
+    b.core.rewind(1, first.hash);
+    importInto(b, main2.block);
+    importInto(b, main3.block);
+    const bVote = b.core.finalityVote(3);
+    b.core.rewind(1, first.hash);
+    importInto(b, fork2.block);
+    importInto(b, fork3.block);
+    b.import(a.anchor(3, [bVote]).block);
     assert.equal(b.core['parentchain']!.effectsSettled, chain.head.number - 1, 'settled up to what block 3 executed');
     assert.equal(b.keptEffects(), 0, 'the shield is no longer kept');
     // Below the anchored number, a block executing effects after the settled ones (not on the way to block 3).
@@ -3312,7 +3381,7 @@ test('effects: an honest pair takes turns over shields, an invocation and anchor
           ]),
         );
       }
-      if (i === 5) b.import(a.anchor().block);
+      if (i === 5) b.import(a.anchor(undefined, [b.core.finalityVote(a.core.status().headNumber)]).block);
       const [author, other] = i % 2 === 0 ? [a, b] : [b, a];
       importInto(other, authored(author, other).block);
     }
@@ -3455,7 +3524,7 @@ async function payoutSignedByFirst(chain: FakeChain) {
     Date.now(),
   );
   importInto(b, authored(a, b).block);
-  b.import(a.anchor().block);
+  b.import(a.anchor(undefined, [b.core.finalityVote(a.core.status().headNumber)]).block);
   assert.equal(b.info().unpaidWithdrawals, 1);
   assert.deepEqual(b.dutyKeys(), [], 'b is not the payer');
   const [pay] = a.duties();

@@ -1,0 +1,131 @@
+// The enclave's side of finality: it votes for blocks of its own chain, and builds anchors only from a quorum of
+// votes it checked itself. A vote is for a block this enclave verified or authored (its recent blocks), on its
+// canonical chain, above and descending from the last anchor its light client accepted; the signing guard seals
+// the vote before the signature leaves, so no rewind or restart gets two hashes at one number out of it.
+import { ed25519Sign } from '../../crypto/primitives.ts';
+import { same } from '../../protocol/bytes.ts';
+import { encodeMessage } from '../../protocol/parentchain-messages.ts';
+import {
+  memberIndex,
+  quorumFault,
+  quorumOf,
+  verifyVote,
+  voteMessage,
+  type IndexedVote,
+  type VotePayload,
+} from '../../protocol/finality.ts';
+import { EnclaveError } from '../boundary/errors.ts';
+import { ZERO32, type EnclaveContext } from '../context.ts';
+import type { ChainHead } from '../chain/head.ts';
+import type { ParentchainView } from './view.ts';
+
+export interface SignedVote {
+  payload: VotePayload;
+  signer: Uint8Array;
+  signature: Uint8Array;
+}
+
+export class Finality {
+  private readonly ctx: EnclaveContext;
+  private readonly head: ChainHead;
+
+  constructor(deps: { ctx: EnclaveContext; head: ChainHead }) {
+    this.ctx = deps.ctx;
+    this.head = deps.head;
+  }
+
+  private view(): ParentchainView {
+    if (!this.ctx.parentchain) throw new EnclaveError('NO_PARENTCHAIN', 'the enclave was not given a parentchain');
+    return this.ctx.parentchain;
+  }
+
+  /**
+   * The payload of a vote for this enclave's block `number`: only a recent block of its canonical chain (verified or
+   * authored here), above the last anchor and descending from it.
+   */
+  payload(number: number): VotePayload {
+    const pc = this.view();
+    const head = this.head.current;
+    const b = this.head.recentBlocks.get(BigInt(number));
+    const parent = this.head.recentBlocks.get(BigInt(number) - 1n);
+    // (slot -1: only the hash is known, from a snapshot; its parentchain block is not)
+    if (this.ctx.replaying || !b || !parent || !head || b.number > head.number || b.slot < 0n || parent.slot < 0n)
+      throw new EnclaveError('UNKNOWN_BLOCK', `block ${number} is not a recent block of this chain`);
+    const last = pc.registry.data.lastAnchor;
+    if (last) {
+      const anchored = this.head.recentBlocks.get(last.number);
+      if (
+        last.number >= b.number ||
+        (anchored && !same(anchored.hash, last.hash)) ||
+        (!anchored && this.head.finalNumber() < 0n)
+      ) {
+        throw new EnclaveError(
+          'ANCHOR_NOT_DESCENDANT',
+          `block ${number} does not descend from the last anchored block ${last.number}`,
+        );
+      }
+    }
+    // The set the block's slot was assigned from (ChainHead.authoritiesAfter: the parent's, else the block's own).
+    const setAt =
+      pc.registry.activeAt(parent.parentchainNumber).length > 0 ? parent.parentchainNumber : b.parentchainNumber;
+    return {
+      shard: this.ctx.opts.shard,
+      number: b.number,
+      hash: b.hash,
+      previousAnchor: last?.hash ?? ZERO32,
+      parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
+      authoritySetAt: setAt,
+    };
+  }
+
+  /** Votes for block `number` of this chain; the vote is sealed in the signing guard before it is signed. */
+  vote(number: number): SignedVote {
+    const payload = this.payload(number);
+    const { keys, guard } = this.ctx;
+    const set = this.view().registry.activeAt(payload.authoritySetAt);
+    if (
+      memberIndex(
+        set.map((m) => m.signingKey),
+        keys.signingPublic,
+      ) < 0
+    )
+      throw new EnclaveError('NOT_AUTHORITY', `this enclave was not an authority of block ${number}`);
+    guard.signVote(payload.number, payload.hash);
+    return { payload, signer: keys.signingPublic, signature: ed25519Sign(keys.signingKey, voteMessage(payload)) };
+  }
+
+  /**
+   * Call bytes of an anchor for block `number` of this chain with the given votes for it, and the nonce to sign them
+   * at. The votes must be a strict majority of the block's authority set for exactly this enclave's payload: a
+   * fee is paid only for an anchor every member's registry accepts. Extra, unknown or bad votes are dropped.
+   */
+  anchorCall(number: number, votes: { signer: Uint8Array; signature: Uint8Array }[]) {
+    const payload = this.payload(number);
+    const set = this.view()
+      .registry.activeAt(payload.authoritySetAt)
+      .map((m) => m.signingKey);
+    const byIndex = new Map<number, IndexedVote>();
+    for (const v of votes) {
+      const index = memberIndex(set, v.signer);
+      if (index < 0 || byIndex.has(index) || !verifyVote(payload, v.signer, v.signature)) continue;
+      byIndex.set(index, { index, signature: v.signature });
+      if (byIndex.size === quorumOf(set.length)) break; // a majority is enough: each vote more costs fees
+    }
+    const chosen = [...byIndex.values()].sort((a, b) => a.index - b.index);
+    const fault = quorumFault(payload, set, chosen);
+    if (fault) throw new EnclaveError('ANCHOR_NO_QUORUM', `no anchor for block ${number}: ${fault}`);
+    const message = encodeMessage({
+      tag: 'anchor',
+      value: {
+        shard: payload.shard,
+        sidechainNumber: payload.number,
+        sidechainHash: payload.hash,
+        previousAnchor: payload.previousAnchor,
+        parentchainProcessed: payload.parentchainProcessed,
+        authoritySetAt: payload.authoritySetAt,
+        votes: chosen,
+      },
+    });
+    return this.view().anchorCall(message);
+  }
+}
