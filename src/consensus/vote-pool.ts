@@ -17,6 +17,8 @@ export interface Candidate {
   /** Parentchain block processed from which this node may submit the anchor again after a failure. */
   retryAt?: number;
   submitting?: boolean;
+  /** Included by this node: not sent again (a quorum that never lands is outdone by a later vote). */
+  sent?: boolean;
 }
 
 export type AddResult = 'added' | 'duplicate' | 'equivocation';

@@ -358,14 +358,15 @@ test('a killed validateer leaves the others producing; restarted, it catches up 
   for (const x of hs) assert.equal(x?.stateCommitment, hs[0]?.stateCommitment);
 });
 
-test('a partition 2+2 heals into one chain: final calls kept, abandoned calls included later', async (t) => {
+test('a partition 3+1 heals into one chain: only the majority finalizes while cut, final calls kept, abandoned calls included later', async (t) => {
   const alice = await devAccount('//Alice');
   const bob = await devAccount('//Bob');
   const charlie = await devAccount('//Charlie');
   await sameChain('one chain before the partition', 1, 60_000);
   const ids = (await Promise.all(clients.map(network))).map((x) => x.peerId);
-  const halfA = [0, 1];
-  const halfB = [2, 3];
+  // Finality needs a strict majority of the set's votes: three of four finalize, the one alone cannot.
+  const halfA = [0, 1, 2];
+  const halfB = [3];
   const bobBefore = await clients[0].balance(bob);
   const aliceNonce0 = await clients[0].nonce(alice);
   const charlieNonce0 = await clients[0].nonce(charlie);
@@ -444,8 +445,8 @@ test('a partition 2+2 heals into one chain: final calls kept, abandoned calls in
   let extra = -1;
   const cutDeadline = Date.now() + 75_000;
   for (let round = 0; extra !== 0; round++) {
-    send('A', halfA[round % 2], aNonce++);
-    send('B', halfB[round % 2], bNonce++);
+    send('A', halfA[round % halfA.length], aNonce++);
+    send('B', halfB[round % halfB.length], bNonce++);
     await sleep(SLOT_MS); // pacing of submissions only; nothing is asserted on it
     await markFinal();
     if (extra < 0 && sent.some((s) => s.final) && (await diverged())) extra = 4;
@@ -466,6 +467,11 @@ test('a partition 2+2 heals into one chain: final calls kept, abandoned calls in
       `${sent.length} calls sent, ${sent.filter((s) => s.inBlock).length} in blocks, ${finals.length} final (half A ${finals.filter((s) => s.half === 'A').length}, half B ${finals.filter((s) => s.half === 'B').length})`,
   );
   assert.ok(finals.length > 0, 'some call reported final while cut');
+  assert.deepEqual(
+    finals.filter((s) => s.half === 'B'),
+    [],
+    'no call became final on the minority side: one validateer of four cannot finalize its branch',
+  );
 
   // Heal.
   for (const c of clients) await c.rpc.request('dev_setBlockedPeers', [[]]);
