@@ -6,9 +6,8 @@
 //
 // Threat model: the effects are as true as the parentchain blocks and the extrinsic outcomes each member's own host
 // reports (events, until storage proofs are verified); one lying host convinces only its own enclave. That enclave
-// still anchors its own branch on the parentchain, and until anchors need a majority of the members' signatures
-// (issue 19) such an anchor makes that branch final for the registry: the honest members refuse its blocks, but the
-// lying host's enclave treats the branch as final and may pay out what it credited.
+// may vote for its own branch, but an anchor needs the votes of a strict majority of the set (parentchain/finality.ts),
+// so the branch becomes final in no registry, its own included, and nothing it credited is paid out.
 import { Vector } from 'scale-ts';
 import { sha256 } from '../../crypto/primitives.ts';
 import type { Header } from '../../protocol/block.ts';
