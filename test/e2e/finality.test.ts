@@ -39,6 +39,8 @@ const INTERVAL = 5;
 const UNIT = 10n ** 12n;
 const SHARD = fromHex(configSchema.parse({}).shard);
 const SAMPLE_MS = 500;
+/** Parentchain blocks within which an anchor voted before a stop lands (its fallback submitters wait a few each). */
+const SETTLE_BLOCKS = 12;
 
 let chain: DevChain;
 let pc: SubstrateParentchain;
@@ -241,10 +243,14 @@ test('with B stopped too, A still authors but finality waits', async (t) => {
   nodes[B].proc.kill('SIGSTOP');
   // A burn while finality waits: its payout has to wait for the set to come back, and still happen once.
   await unshield(A, '//Ferdie', UNIT / 2n);
-  // An anchor already in flight when B stopped may still land: take A's final block once its head moved on.
+  // An anchor B voted for before it stopped may still land, also from a fallback submitter a few parentchain blocks
+  // later: take A's final block once its head moved on and A processed SETTLE_BLOCKS more parentchain blocks.
+  const stoppedParent = await metric(A, 'validateer_parentchain_processed_number');
   await waitFor(
-    async () => (await head(A)) >= stoppedAt + INTERVAL,
-    `A's head past #${stoppedAt + INTERVAL} (one interval after B stopped)`,
+    async () =>
+      (await head(A)) >= stoppedAt + INTERVAL &&
+      (await metric(A, 'validateer_parentchain_processed_number')) >= stoppedParent + SETTLE_BLOCKS,
+    `A's head past #${stoppedAt + INTERVAL} and parentchain #${stoppedParent + SETTLE_BLOCKS} processed`,
     120_000,
     250,
   );
