@@ -68,7 +68,12 @@ let sampling: Promise<void> | undefined;
 let samplingOn = false;
 
 /** The payouts asked for: a parentchain beneficiary, its balance before, the amount. */
-const payouts: { beneficiary: Uint8Array; before: bigint; amount: bigint }[] = [];
+interface Payout {
+  beneficiary: Uint8Array;
+  before: bigint;
+  amount: bigint;
+}
+const payouts: Payout[] = [];
 
 function options(i: number): StartNodeOptions {
   return {
@@ -133,10 +138,12 @@ async function parentBalance(account: Uint8Array): Promise<bigint> {
 }
 
 /** Burns `amount` of //Dave's sidechain funds through node i, to be paid to the parentchain account `uri`. */
-async function unshield(i: number, uri: string, amount: bigint): Promise<void> {
+async function unshield(i: number, uri: string, amount: bigint): Promise<Payout & { block: number }> {
   const beneficiary = new Keyring({ type: 'sr25519' }).addFromUri(uri).publicKey;
-  payouts.push({ beneficiary, before: await parentBalance(beneficiary), amount });
-  await clients[i].unshield(await devAccount('//Dave'), beneficiary, amount, { timeoutMs: 60_000 });
+  const payout = { beneficiary, before: await parentBalance(beneficiary), amount };
+  payouts.push(payout);
+  const r = await clients[i].unshield(await devAccount('//Dave'), beneficiary, amount, { timeoutMs: 60_000 });
+  return { ...payout, block: r.blockNumber };
 }
 
 before(async () => {
@@ -242,7 +249,7 @@ test('with B stopped too, A still authors but finality waits', async (t) => {
   paused.add(B);
   nodes[B].proc.kill('SIGSTOP');
   // A burn while finality waits: its payout has to wait for the set to come back, and still happen once.
-  await unshield(A, '//Ferdie', UNIT / 2n);
+  const burn = await unshield(A, '//Ferdie', UNIT / 2n);
   // An anchor B voted for before it stopped may still land, also from a fallback submitter a few parentchain blocks
   // later: take A's final block once its head moved on and A processed SETTLE_BLOCKS more parentchain blocks.
   const stoppedParent = await metric(A, 'validateer_parentchain_processed_number');
@@ -276,6 +283,9 @@ test('with B stopped too, A still authors but finality waits', async (t) => {
   );
   assert.deepEqual(now, settled, 'with one of three members up, finality waits');
   assert.equal(await metric(A, 'validateer_sidechain_finalized_number'), settled.number, 'the finalized metric waits');
+  // A withdrawal is paid once its burn is final: this one waits for the set.
+  assert.ok(burn.block > now.number, `the burn (#${burn.block}) is not final`);
+  assert.equal(await parentBalance(burn.beneficiary), burn.before, 'the payout of a burn that is not final waits');
 });
 
 test('with B continued and C restarted, finality resumes on all three', async (t) => {
