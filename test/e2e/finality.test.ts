@@ -55,6 +55,8 @@ const ports: { p2p: number; rpc: number; metrics: number }[] = [];
 let A = 0;
 let B = 1;
 let C = 2;
+/** How many samples of C were taken before it was killed (the rest are of the restarted process). */
+let cSamplesBeforeKill = 0;
 
 interface Final {
   number: number;
@@ -292,6 +294,7 @@ test('with B continued and C restarted, finality resumes on all three', async (t
   const resumedAt = await head(A);
   nodes[B].proc.kill('SIGCONT');
   paused.delete(B);
+  cSamplesBeforeKill = seen[C].length;
   nodes[C] = await restartNode(nodes[C], options(C));
   clients[C] = await ValidateerClient.connect(nodes[C].rpcUrl, OWN_NODES);
   paused.delete(C);
@@ -309,7 +312,7 @@ test('with B continued and C restarted, finality resumes on all three', async (t
 test('no final block was reverted, all agree on each final block, and every payout was made exactly once', async (t) => {
   // Payouts: each beneficiary paid, nothing owed, then a few more parentchain blocks for a duplicate to show.
   for (const p of payouts)
-    await waitFor(async () => (await parentBalance(p.beneficiary)) > p.before, 'a payout', 120_000, 500);
+    await waitFor(async () => (await parentBalance(p.beneficiary)) > p.before, 'the payout', 120_000, 500);
   for (let i = 0; i < N; i++)
     await waitFor(
       async () => (await clients[i].shardInfo()).unpaidWithdrawals === 0,
@@ -336,7 +339,7 @@ test('no final block was reverted, all agree on each final block, and every payo
   for (let i = 0; i < N; i++) {
     const s = seen[i];
     t.diagnostic(`node ${name(i)}: ${s.length} samples, final #${s[0]?.number} .. #${s.at(-1)?.number}`);
-    assert.ok(s.length >= 10, `node ${name(i)} sampled`);
+    assert.ok(s.length >= 5, `node ${name(i)} sampled`);
     for (let k = 1; k < s.length; k++) {
       assert.ok(
         s[k].number >= s[k - 1].number,
@@ -354,6 +357,7 @@ test('no final block was reverted, all agree on each final block, and every payo
       byNumber.set(f.number, f.hash);
     }
   }
+  assert.ok(cSamplesBeforeKill > 0 && seen[C].length > cSamplesBeforeKill, 'C sampled before its kill and after');
   assert.ok(Math.max(...byNumber.keys()) > Math.min(...byNumber.keys()), 'finality moved while sampled');
   // Every block ever reported final is still in every node's chain.
   for (const [n, hash] of byNumber)
