@@ -105,6 +105,14 @@ export class FinalityVoting {
     await this.busy;
   }
 
+  /** Resolves once no step is queued (tests: a kick or a gossiped vote has had its effect). */
+  async settled(): Promise<void> {
+    for (let b = this.busy; ; b = this.busy) {
+      await b;
+      if (b === this.busy) return;
+    }
+  }
+
   /** After our head moved, or the enclave verified parentchain blocks (a new anchor, a later processed block). */
   kick(): void {
     if (this.stopped) return;
