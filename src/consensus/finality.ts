@@ -253,7 +253,7 @@ export class FinalityVoting {
     const last = this.d.parentchain.lastAnchor;
     for (const c of this.pool.all()) {
       const p = c.payload;
-      if (c.quorumAt === undefined || c.submitting || !this.extendsLast(p, last)) continue;
+      if (c.quorumAt === undefined || c.submitting || c.submitted || !this.extendsLast(p, last)) continue;
       const processed = this.d.parentchain.processedNumber;
       if (c.retryAt !== undefined && processed < c.retryAt) continue;
       const ours = await this.d.chain.block(Number(p.number));
@@ -268,8 +268,9 @@ export class FinalityVoting {
       try {
         const votes = [...c.votes].map(([signer, signature]) => ({ signer: Buffer.from(signer, 'hex'), signature }));
         const call = await this.d.enclave.call('anchorCall', { number: Number(p.number), votes });
-        if (!(await this.d.parentchain.submitAnchor(Number(p.number), call)))
-          c.retryAt = processed + this.o.anchorFallbackBlocks;
+        // Included: sent once (every later step until it is final would pay another fee).
+        if (await this.d.parentchain.submitAnchor(Number(p.number), call)) c.submitted = true;
+        else c.retryAt = processed + this.o.anchorFallbackBlocks;
       } catch (err) {
         this.d.logger.warn({ number: String(p.number), code: codeOf(err) }, 'anchor not built');
         c.retryAt = processed + this.o.anchorFallbackBlocks;

@@ -17,6 +17,8 @@ export interface Candidate {
   /** Parentchain block processed from which this node may submit the anchor again after a failure. */
   retryAt?: number;
   submitting?: boolean;
+  /** Included by this node: it lands once its block is final, or the quorum goes stale and we vote higher. */
+  submitted?: boolean;
 }
 
 export type AddResult = 'added' | 'duplicate' | 'equivocation';

@@ -247,6 +247,16 @@ test('a failed submission is retried after anchorFallbackBlocks, not before', as
   assert.deepEqual(submittedAt(h), [20, 20, 20]);
 });
 
+test('an anchor included on the parentchain is not submitted again while it becomes final', async () => {
+  const h = harness();
+  h.chain.extend(25, () => KEYS[0]);
+  await h.step();
+  await h.gossip(voteBytes(KEYS[1], payload(20)));
+  assert.deepEqual(submittedAt(h), [20]);
+  for (let n = 11; n <= 30; n++) await processed(h, n);
+  assert.deepEqual(submittedAt(h), [20], 'one fee per anchor');
+});
+
 test('a vote sealed before a restart is signed again, or outdone by a higher one', async () => {
   const sealed = { number: 20, hash: hashOf(20) };
   const h = harness({}, (pc) => (pc.lastVote = sealed));
