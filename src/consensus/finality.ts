@@ -191,9 +191,10 @@ export class FinalityVoting {
     const last = BigInt(this.anchorNumber());
     const own = this.own;
     if (own && own.number > last) {
-      // Our vote is still open: wait while it may yet become an anchor.
+      // Our vote is still open: wait while it may yet become an anchor (not once another anchor left it behind).
       const c = this.pool.get(own.key);
-      if (c && c.quorumAt !== undefined && !this.quorumStale(c)) return;
+      const landable = c && this.extendsLast(c.payload, this.d.parentchain.lastAnchor);
+      if (landable && c.quorumAt !== undefined && !this.quorumStale(c)) return;
       if (Date.now() - own.atMs < this.o.voteRetryMs) return;
       if (target > own.number) return this.vote(target);
       await this.republish(own);

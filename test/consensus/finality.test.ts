@@ -154,6 +154,18 @@ test('waits while a quorum anchor may land; votes again once every submitter had
   assert.equal(h.ours()[1].payload.number, 20n);
 });
 
+test('does not wait for a quorum that an anchor at a lower height left behind', async () => {
+  const h = harness({ voteRetryMs: 50 });
+  h.chain.extend(35, () => KEYS[1]);
+  await h.step();
+  assert.equal(await h.gossip(voteBytes(KEYS[2], payload(30))), 'accept'); // quorum for 30, after no anchor
+  // Another quorum's anchor lands at 20: the one for 30 no longer extends the last anchor and can never land.
+  h.pc.lastAnchor = { number: 20, hash: hashOf(20) };
+  h.chain.extend(45);
+  await until(h, () => votedAt(h).includes(40));
+  assert.deepEqual(h.ours().at(-1)!.payload.previousAnchor, hashOf(20));
+});
+
 test('after the anchor lands, votes for the next target at once', async () => {
   const h = harness();
   h.chain.extend(25);
