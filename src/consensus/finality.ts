@@ -129,6 +129,7 @@ export class FinalityVoting {
 
   /** Gossip validation of a vote: cheap checks first, the signature last; a valid one counts and may be joined. */
   async onGossip(bytes: Uint8Array): Promise<Validation> {
+    if (this.stopped) return 'ignore'; // no step after stop(): the enclave and the store close next
     const r = this.validate(bytes);
     this.d.metrics.countVote(r.result);
     if (r.result === 'equivocation')

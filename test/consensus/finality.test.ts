@@ -306,3 +306,12 @@ test('validateer_sidechain_finality_lag_blocks is the head minus the last final 
   await h.step();
   assert.equal((await h.metrics.finalityLag.get()).values[0].value, 5);
 });
+
+test('after stop, neither a kick nor a gossiped vote queues a step (the enclave and the store close next)', async () => {
+  const h = harness();
+  h.chain.extend(35, () => KEYS[0]);
+  await h.fv.stop();
+  await h.step();
+  assert.equal(await h.gossip(voteBytes(KEYS[1], payload(30))), 'ignore');
+  assert.deepEqual(h.enclave.calls, []);
+});
