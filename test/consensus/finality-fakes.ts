@@ -14,8 +14,8 @@ import {
   memberIndex,
   quorumFault,
   voteMessage,
+  VotePayload,
   type IndexedVote,
-  type VotePayload,
 } from '../../src/protocol/finality.ts';
 import { ed25519PublicFromSeed, ed25519Sign, sha256 } from '../../src/crypto/primitives.ts';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
@@ -105,7 +105,7 @@ export class FakeChain {
   }
 }
 
-/** The enclave's two finality calls over the fake chain and parentchain, signing as member 0. */
+/** The enclave's two finality calls over the fake chain and parentchain, signing as `me` (member 0 by default). */
 export class FakeEnclave implements EnclaveCalls {
   readonly calls: { method: string; params: unknown }[] = [];
   /** The signing guard's record: the highest number voted at and its hash. */
@@ -113,10 +113,12 @@ export class FakeEnclave implements EnclaveCalls {
   failAnchor = false;
   private readonly chain: FakeChain;
   private readonly pc: FakeParentchain;
+  private readonly me: TestKey;
 
-  constructor(chain: FakeChain, pc: FakeParentchain) {
+  constructor(chain: FakeChain, pc: FakeParentchain, me: TestKey = KEYS[0]) {
     this.chain = chain;
     this.pc = pc;
+    this.me = me;
   }
 
   callsOf(method: string): unknown[] {
@@ -142,7 +144,7 @@ export class FakeEnclave implements EnclaveCalls {
     if (g && (number < g.number || (number === g.number && !same(p.hash, g.hash))))
       throw new ValidateerError('VOTE_ALREADY_SIGNED', `voted at ${g.number}`);
     this.guard = { number, hash: p.hash };
-    return signedVote(KEYS[0], p);
+    return signedVote(this.me, p);
   }
 
   private anchor({ number, votes }: Params<'anchorCall'>) {
@@ -154,7 +156,7 @@ export class FakeEnclave implements EnclaveCalls {
       .sort((a, b) => a.index - b.index);
     const fault = quorumFault(p, set, indexed);
     if (fault) throw new ValidateerError('ANCHOR_NO_QUORUM', fault);
-    return { callData: Uint8Array.of(number), nonce: 0 };
+    return { callData: VotePayload.enc(p), nonce: 0 }; // what a registry fake needs to check the link
   }
 }
 
@@ -182,19 +184,28 @@ export const OPTIONS: FinalityOptions = {
   anchorFallbackBlocks: 3,
 };
 
-export function harness(opts: Partial<FinalityOptions> = {}, setup?: (pc: FakeParentchain) => void): Harness {
+/** Member `me`'s FinalityVoting (not started: tests kick it) over fresh fakes; `publish` defaults to recording. */
+export function harness(
+  opts: Partial<FinalityOptions> = {},
+  setup?: (pc: FakeParentchain) => void,
+  me = 0,
+  publish?: (bytes: Uint8Array) => Promise<unknown>,
+): Harness {
   const chain = new FakeChain();
   const pc = new FakeParentchain();
   setup?.(pc);
-  const enclave = new FakeEnclave(chain, pc);
+  const enclave = new FakeEnclave(chain, pc, KEYS[me]);
   const published: Uint8Array[] = [];
   const metrics = createMetrics();
   const deps: FinalityDeps = {
     enclave,
     parentchain: pc,
     chain,
-    publish: async (bytes) => published.push(bytes),
-    signingKey: KEYS[0].pub,
+    publish: async (bytes) => {
+      published.push(bytes);
+      return publish?.(bytes);
+    },
+    signingKey: KEYS[me].pub,
     metrics,
     logger: createLogger({ level: 'silent' }),
   };
