@@ -105,6 +105,14 @@ export class FinalityVoting {
     await this.busy;
   }
 
+  /** Resolves once no step is queued (tests: a kick or a gossiped vote has had its effect). */
+  async settled(): Promise<void> {
+    for (let b = this.busy; ; b = this.busy) {
+      await b;
+      if (b === this.busy) return;
+    }
+  }
+
   /** After our head moved, or the enclave verified parentchain blocks (a new anchor, a later processed block). */
   kick(): void {
     if (this.stopped) return;
@@ -121,6 +129,7 @@ export class FinalityVoting {
 
   /** Gossip validation of a vote: cheap checks first, the signature last; a valid one counts and may be joined. */
   async onGossip(bytes: Uint8Array): Promise<Validation> {
+    if (this.stopped) return 'ignore'; // no step after stop(): the enclave and the store close next
     const r = this.validate(bytes);
     this.d.metrics.countVote(r.result);
     if (r.result === 'equivocation')
@@ -183,9 +192,10 @@ export class FinalityVoting {
     const last = BigInt(this.anchorNumber());
     const own = this.own;
     if (own && own.number > last) {
-      // Our vote is still open: wait while it may yet become an anchor.
+      // Our vote is still open: wait while it may yet become an anchor (not once another anchor left it behind).
       const c = this.pool.get(own.key);
-      if (c && c.quorumAt !== undefined && !this.quorumStale(c)) return;
+      const landable = c && this.extendsLast(c.payload, this.d.parentchain.lastAnchor);
+      if (landable && c.quorumAt !== undefined && !this.quorumStale(c)) return;
       if (Date.now() - own.atMs < this.o.voteRetryMs) return;
       if (target > own.number) return this.vote(target);
       await this.republish(own);
@@ -245,7 +255,7 @@ export class FinalityVoting {
     const last = this.d.parentchain.lastAnchor;
     for (const c of this.pool.all()) {
       const p = c.payload;
-      if (c.quorumAt === undefined || c.submitting || c.sent || !this.extendsLast(p, last)) continue;
+      if (c.quorumAt === undefined || c.submitting || c.submitted || !this.extendsLast(p, last)) continue;
       const processed = this.d.parentchain.processedNumber;
       if (c.retryAt !== undefined && processed < c.retryAt) continue;
       const ours = await this.d.chain.block(Number(p.number));
@@ -260,7 +270,8 @@ export class FinalityVoting {
       try {
         const votes = [...c.votes].map(([signer, signature]) => ({ signer: Buffer.from(signer, 'hex'), signature }));
         const call = await this.d.enclave.call('anchorCall', { number: Number(p.number), votes });
-        if (await this.d.parentchain.submitAnchor(Number(p.number), call)) c.sent = true;
+        // Included: sent once (every later step until it is final would pay another fee).
+        if (await this.d.parentchain.submitAnchor(Number(p.number), call)) c.submitted = true;
         else c.retryAt = processed + this.o.anchorFallbackBlocks;
       } catch (err) {
         this.d.logger.warn({ number: String(p.number), code: codeOf(err) }, 'anchor not built');

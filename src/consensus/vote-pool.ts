@@ -17,8 +17,8 @@ export interface Candidate {
   /** Parentchain block processed from which this node may submit the anchor again after a failure. */
   retryAt?: number;
   submitting?: boolean;
-  /** Included by this node: not sent again (a quorum that never lands is outdone by a later vote). */
-  sent?: boolean;
+  /** Included by this node: it lands once its block is final, or the quorum goes stale and we vote higher. */
+  submitted?: boolean;
 }
 
 export type AddResult = 'added' | 'duplicate' | 'equivocation';
@@ -35,7 +35,10 @@ export class VotePool {
     return known === payloadKey(payload) ? 'duplicate' : 'equivocation';
   }
 
-  /** Adds a verified vote; a member's first vote at a number counts, later ones there do not. */
+  /**
+   * Adds a verified vote; a member's first vote at a number counts, later ones there do not. No candidate: not
+   * added, or below the member's latest MAX_NUMBERS_PER_SIGNER numbers (dropped at once).
+   */
   add(v: Pick<FinalityVote, 'payload' | 'signer' | 'signature'>): { result: AddResult; candidate?: Candidate } {
     const result = this.check(v.signer, v.payload);
     if (result !== 'added') return { result };
@@ -44,13 +47,15 @@ export class VotePool {
     let mine = this.bySigner.get(signer);
     if (!mine) this.bySigner.set(signer, (mine = new Map()));
     mine.set(v.payload.number, key);
-    if (mine.size > MAX_NUMBERS_PER_SIGNER) {
-      const lowest = [...mine.keys()].reduce((a, b) => (b < a ? b : a));
-      this.forget(signer, lowest);
-    }
     let c = this.candidates.get(key);
     if (!c) this.candidates.set(key, (c = { payload: v.payload, key, votes: new Map() }));
     c.votes.set(signer, v.signature);
+    if (mine.size > MAX_NUMBERS_PER_SIGNER) {
+      // Trimmed after the vote is in, so a vote older than the member's latest ones leaves no trace either.
+      const lowest = [...mine.keys()].reduce((a, b) => (b < a ? b : a));
+      this.forget(signer, lowest);
+      if (lowest === v.payload.number) return { result };
+    }
     return { result, candidate: c };
   }
 
