@@ -173,7 +173,8 @@ export const configSchema = z.object({
       voteRetryMs: z.number().int().min(100).default(5000),
       /**
        * Parentchain blocks each fallback submitter waits for a quorum's anchor, after the anchored block's author
-       * (who submits at once) and the fallbacks before it.
+       * (who submits at once) and the fallbacks before it. Counted in finalized blocks: keep it above the chain's
+       * finality lag (blocks from inclusion to finality), or fallbacks pay for anchors already on their way.
        */
       anchorFallbackBlocks: z.number().int().min(1).max(1000).default(3),
       /** Most parentchain blocks handed to the enclave in one message while catching up. */

@@ -21,18 +21,26 @@ export interface Candidate {
   submitted?: boolean;
 }
 
-export type AddResult = 'added' | 'duplicate' | 'equivocation';
+/**
+ * updated: the member's vote at that number again for the same block, over another payload (its enclave signs the
+ * block again with a new previous anchor once a lower anchor landed): it replaces the older one.
+ */
+export type AddResult = 'added' | 'updated' | 'duplicate' | 'equivocation';
 
 export class VotePool {
   private readonly candidates = new Map<string, Candidate>();
-  /** signer hex -> number -> payload key of its vote there. */
-  private readonly bySigner = new Map<string, Map<bigint, string>>();
+  /** signer hex -> number -> payload key of its vote there, and the block it is for. */
+  private readonly bySigner = new Map<string, Map<bigint, { key: string; hash: string }>>();
 
-  /** What a vote from `signer` at `number` would be: nothing yet, the same vote, or a second payload (equivocation). */
+  /**
+   * What a vote from `signer` at `number` would be: nothing yet, the same vote, the same block over another payload, or
+   * another block (equivocation).
+   */
   check(signer: Uint8Array, payload: VotePayload): AddResult {
     const known = this.bySigner.get(hexKey(signer))?.get(payload.number);
     if (known === undefined) return 'added';
-    return known === payloadKey(payload) ? 'duplicate' : 'equivocation';
+    if (known.key === payloadKey(payload)) return 'duplicate';
+    return known.hash === hexKey(payload.hash) ? 'updated' : 'equivocation';
   }
 
   /**
@@ -41,12 +49,13 @@ export class VotePool {
    */
   add(v: Pick<FinalityVote, 'payload' | 'signer' | 'signature'>): { result: AddResult; candidate?: Candidate } {
     const result = this.check(v.signer, v.payload);
-    if (result !== 'added') return { result };
+    if (result !== 'added' && result !== 'updated') return { result };
     const signer = hexKey(v.signer);
     const key = payloadKey(v.payload);
+    if (result === 'updated') this.forget(signer, v.payload.number);
     let mine = this.bySigner.get(signer);
     if (!mine) this.bySigner.set(signer, (mine = new Map()));
-    mine.set(v.payload.number, key);
+    mine.set(v.payload.number, { key, hash: hexKey(v.payload.hash) });
     let c = this.candidates.get(key);
     if (!c) this.candidates.set(key, (c = { payload: v.payload, key, votes: new Map() }));
     c.votes.set(signer, v.signature);
@@ -78,7 +87,7 @@ export class VotePool {
 
   private forget(signer: string, number: bigint): void {
     const numbers = this.bySigner.get(signer);
-    const key = numbers?.get(number);
+    const key = numbers?.get(number)?.key;
     numbers?.delete(number);
     const c = key === undefined ? undefined : this.candidates.get(key);
     if (!c) return;

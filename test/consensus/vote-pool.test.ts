@@ -58,3 +58,18 @@ test('prune drops every candidate and record at or below the anchor', () => {
   assert.deepEqual(pool.all(), []);
   assert.equal(pool.check(KEYS[1].pub, payload(30)), 'added');
 });
+
+test("a member's vote for the same block over a new previous anchor replaces its older one; it is no equivocation", () => {
+  const pool = new VotePool();
+  const before = pool.add(signedVote(KEYS[1], payload(20))).candidate!;
+  pool.add(signedVote(KEYS[2], payload(20)));
+  // A lower anchor landed: the member's enclave signs block 20 again, now naming that anchor.
+  const moved = payload(20, { previousAnchor: hashOf(10, 'a') });
+  assert.equal(pool.check(KEYS[1].pub, moved), 'updated');
+  const after = pool.add(signedVote(KEYS[1], moved));
+  assert.equal(after.result, 'updated');
+  assert.deepEqual([...after.candidate!.votes.keys()], [hexKey(KEYS[1].pub)]);
+  assert.deepEqual([...before.votes.keys()], [hexKey(KEYS[2].pub)], 'the older payload lost its vote');
+  assert.equal(pool.add(signedVote(KEYS[1], moved)).result, 'duplicate');
+  assert.equal(pool.check(KEYS[1].pub, payload(20, { hash: hashOf(20, 'b') })), 'equivocation');
+});
