@@ -1,4 +1,4 @@
-// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|enclave|parentchain|devnet|set|onboarding]`:
+// `npm run bench [-- --json] [-- --calls N] [-- --only sidechain|enclave|parentchain|devnet|set|onboarding|finality]`:
 // throughput,
 // latency, ceiling, replay speed and RSS (sidechain), the enclave thread's CPU per call (enclave), parentchain catch-up
 // speed (parentchain), the
@@ -6,7 +6,9 @@
 // libp2p: block propagation, orphaned blocks, throughput with calls spread over the set (set;
 // BENCH_SET_SECONDS sets its steady phase, default 180), and a validateer joining a set with a long
 // chain: blocks/s fetched, verified and replayed from three peers, start to first own block (onboarding;
-// BENCH_ONBOARDING_BLOCKS sets the chain's length, default 20000).
+// BENCH_ONBOARDING_BLOCKS sets the chain's length, default 20000), and finality on the chopsticks devnet at 2 s and
+// at 12 s parentchain blocks: lag in blocks and seconds from a block's slot, anchors per minute and the parentchain
+// fee per anchor (finality; BENCH_FINALITY_SECONDS sets each steady phase, default 90).
 // Every figure is measured in this run on this machine; nothing is carried over.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +25,7 @@ import { benchDevnetStart } from './devnet.ts';
 import { benchSet } from './set.ts';
 import { benchOnboarding } from './onboarding.ts';
 import { benchEnclave } from './enclave.ts';
+import { benchFinality, finalityRows } from './finality.ts';
 import { cpuSeconds, sampleRss } from './proc-stats.ts';
 import { benchTransfers } from './transfers.ts';
 import { nodeProcessEnv } from '../src/node/process-env.ts';
@@ -38,8 +41,8 @@ const { values: args } = parseArgs({
     'slot-ms': { type: 'string', default: '250' },
     /**
      * Run one part only: 'sidechain' (ceiling, load, replay), 'enclave' (the enclave thread's CPU per call,
-     * in-process), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set) or 'onboarding'
-     * (a joiner syncing a long chain). Default: all.
+     * in-process), 'parentchain' (catch-up), 'devnet' (start to first anchor), 'set' (validateer set), 'onboarding'
+     * (a joiner syncing a long chain) or 'finality' (finality lag and fees on the devnet). Default: all.
      */
     only: { type: 'string' },
     'pc-blocks': { type: 'string', default: '600' },
@@ -54,9 +57,13 @@ const { values: args } = parseArgs({
     'set-probe-ms': { type: 'string', default: '50' },
     /** sidechain.blockMaxCalls of the set's nodes (default: the node's default). */
     'set-block-max-calls': { type: 'string' },
+    /** Validateers of the finality part's devnet. */
+    'finality-validateers': { type: 'string', default: '3' },
+    /** Parentchain block times (ms) the finality part measures at, comma-separated. */
+    'finality-block-ms': { type: 'string', default: '2000,12000' },
   },
 });
-const PARTS = ['sidechain', 'enclave', 'parentchain', 'devnet', 'set', 'onboarding'];
+const PARTS = ['sidechain', 'enclave', 'parentchain', 'devnet', 'set', 'onboarding', 'finality'];
 if (args.only !== undefined && !PARTS.includes(args.only)) {
   console.error(`--only must be one of ${PARTS.join(', ')}, not '${args.only}'`);
   process.exit(2);
@@ -67,6 +74,7 @@ const runParentchain = args.only === undefined || args.only === 'parentchain';
 const runDevnet = args.only === undefined || args.only === 'devnet';
 const runSet = args.only === undefined || args.only === 'set';
 const runOnboarding = args.only === undefined || args.only === 'onboarding';
+const runFinality = args.only === undefined || args.only === 'finality';
 const setSeconds = Number(process.env.BENCH_SET_SECONDS ?? 180);
 if (!(setSeconds > 0)) {
   console.error(`BENCH_SET_SECONDS must be a positive number of seconds, not '${process.env.BENCH_SET_SECONDS}'`);
@@ -77,6 +85,18 @@ if (!Number.isInteger(onboardingBlocks) || onboardingBlocks < 1000) {
   console.error(
     `BENCH_ONBOARDING_BLOCKS must be an integer >= 1000 (the joiner onboards only more than p2p.maxBlocksPerRequest behind), not '${process.env.BENCH_ONBOARDING_BLOCKS}'`,
   );
+  process.exit(2);
+}
+const finalitySeconds = Number(process.env.BENCH_FINALITY_SECONDS ?? 90);
+if (!(finalitySeconds > 0)) {
+  console.error(
+    `BENCH_FINALITY_SECONDS must be a positive number of seconds, not '${process.env.BENCH_FINALITY_SECONDS}'`,
+  );
+  process.exit(2);
+}
+const finalityBlockMs = args['finality-block-ms'].split(',').map(Number);
+if (!finalityBlockMs.every((x) => Number.isInteger(x) && x >= 100)) {
+  console.error(`--finality-block-ms must be integers >= 100, comma-separated, not '${args['finality-block-ms']}'`);
   process.exit(2);
 }
 const log = (s: string) => {
@@ -137,6 +157,16 @@ async function main() {
       Object.assign(
         figures,
         await benchOnboarding(dir, { blocks: onboardingBlocks, slotMs: Number(args['slot-ms']), log }),
+      );
+    if (runFinality)
+      Object.assign(
+        figures,
+        await benchFinality(dir, {
+          validateers: Number(args['finality-validateers']),
+          blockTimesMs: finalityBlockMs,
+          seconds: finalitySeconds,
+          log,
+        }),
       );
   } finally {
     await stopChildren();
@@ -399,6 +429,7 @@ async function main() {
         ['  warnings logged', String(f.onb_log_warnings).slice(0, 60), ''],
       );
     }
+    if (runFinality) rows.push(...finalityRows(figures, finalityBlockMs));
     const w0 = Math.max(...rows.map((r) => r[0].length)),
       w1 = Math.max(...rows.map((r) => r[1].length));
     console.log(`${'figure'.padEnd(w0)}  ${'value'.padEnd(w1)}  note`);
