@@ -295,7 +295,8 @@ function warnings(root: string, n: number): string {
 
 /** The table rows of the finality part (figure, value, note), one group per block time. */
 export function finalityRows(f: Figures, blockTimesMs: number[]): [string, string, string][] {
-  const roc = (v: number | string) => (typeof v === 'number' ? ` (${(v / 1e12).toFixed(6)} ROC)` : '');
+  // ROC has 12 decimals: a micro-ROC is 10^6 base units.
+  const roc = (v: number | string) => (typeof v === 'number' ? ` (${(v / 1e6).toFixed(2)} µROC)` : '');
   return blockTimesMs.flatMap((ms): [string, string, string][] => {
     const g = (k: string) => f[`fin_${ms / 1000}s_${k}`];
     return [
