@@ -6,9 +6,10 @@
 //    final minus its slot start (slot * slot duration); sampling after the phase goes on until those are final.
 //    The 250 ms sampling adds 0..250 ms to each figure;
 //  - anchors per minute (validateer_anchors_submitted_total, summed over the nodes) and the parentchain fee per
-//    anchor: validateer_parentchain_anchor_fees_total where the nodes have it, else the drop of the enclave
-//    accounts' free balance between the phase's first and last finalized parentchain block divided by the anchors
-//    they signed in between (read from the chain, as are the fees their balances.Withdraw events show).
+//    anchor: validateer_parentchain_anchor_fees_total (the submitters' fee estimates) where the nodes have it, else
+//    the drop of the enclave accounts' free balance between the phase's first and last finalized parentchain block
+//    divided by the anchors they signed in between. Both chain figures (balance drop, and the fees the anchors'
+//    balances.Withdraw events show) are reported as well, the metric's check.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -180,16 +181,25 @@ class FinalityWatch {
 
 interface Counters {
   anchors: number;
-  /** Undefined when a node lacks the fee metric. */
+  /** Undefined when a node lacks the metric (before the finality votes). */
   fees: number | undefined;
+  votesCast: number | undefined;
+  /** Anchors the registry ignored: the most any node counted (each node's registry sees the same anchors). */
+  ignored: number | undefined;
 }
 
 async function counters(metrics: string[]): Promise<Counters> {
   const all = await Promise.all(metrics.map((u) => scrapeMetrics(u)));
-  const fees = all.map((m) => m.get(FEES_METRIC));
+  const sum = (name: string) => {
+    const xs = all.map((m) => m.get(name));
+    return xs.every((x) => x !== undefined) ? xs.reduce((s, x) => s + x!, 0) : undefined;
+  };
+  const ignored = all.map((m) => m.get('validateer_anchors_ignored_total'));
   return {
-    anchors: all.reduce((s, m) => s + (m.get('validateer_anchors_submitted_total') ?? 0), 0),
-    fees: fees.every((x) => x !== undefined) ? fees.reduce((s, x) => s + x!, 0) : undefined,
+    anchors: sum('validateer_anchors_submitted_total') ?? 0,
+    fees: sum(FEES_METRIC),
+    votesCast: sum('validateer_finality_votes_total{result="cast"}'),
+    ignored: ignored.every((x) => x !== undefined) ? Math.max(...ignored) : undefined,
   };
 }
 
@@ -197,20 +207,26 @@ function anchorFigures(before: Counters, after: Counters, minutes: number, w: Pa
   const anchors = after.anchors - before.anchors;
   const onChain = w.extrinsics.anchor ?? 0;
   const others = Object.entries(w.extrinsics).filter(([k]) => k !== 'anchor');
+  const delta = (k: 'fees' | 'votesCast' | 'ignored') =>
+    after[k] === undefined || before[k] === undefined ? undefined : after[k] - before[k];
   const f: Figures = {
     anchors_submitted: anchors,
     anchors_per_min: round(anchors / minutes, 2),
+    anchors_ignored: delta('ignored') ?? 'n/a',
+    votes_cast: delta('votesCast') ?? 'n/a',
     pc_blocks: `${w.fromBlock}..${w.toBlock}`,
     anchors_onchain: onChain,
     other_extrinsics: others.length ? others.map(([k, v]) => `${k}:${v}`).join(' ') : 'none',
     fee_per_anchor_events: onChain ? Number((w.fees.anchor ?? 0n) / BigInt(onChain)) : 'n/a',
+    fee_per_anchor_balance: onChain ? Number((w.balanceBefore - w.balanceAfter) / BigInt(onChain)) : 'n/a',
   };
-  if (before.fees !== undefined && after.fees !== undefined && anchors > 0) {
-    f.fee_per_anchor = Math.round((after.fees - before.fees) / anchors);
-    f.fee_method = `metric ${FEES_METRIC}`;
+  const fees = delta('fees');
+  if (fees !== undefined && anchors > 0) {
+    f.fee_per_anchor = Math.round(fees / anchors);
+    f.fee_method = `metric ${FEES_METRIC} / anchors submitted`;
   } else {
-    f.fee_per_anchor = onChain ? Number((w.balanceBefore - w.balanceAfter) / BigInt(onChain)) : 'n/a';
-    f.fee_method = others.length ? 'balance (drop includes the other extrinsics)' : 'balance';
+    f.fee_per_anchor = f.fee_per_anchor_balance;
+    f.fee_method = others.length ? 'balance (its drop includes the other extrinsics)' : 'balance';
   }
   return f;
 }
@@ -232,7 +248,10 @@ async function startDevnet(root: string, n: number, blockMs: number): Promise<De
   while (!/Press Ctrl-C to stop/.test(out)) {
     if (proc.exitCode !== null || Date.now() > deadline) {
       await stopDevnet(net);
-      throw new Error(`the devnet did not start:\n${out.slice(-3000)}`);
+      // The devnet names the log of a validateer that exited; its end says why (the bench's dir goes away).
+      const log = /see (\S+node\.log)/.exec(out)?.[1];
+      const tail = log && existsSync(log) ? `\n${log}:\n${readFileSync(log, 'utf8').slice(-3000)}` : '';
+      throw new Error(`the devnet did not start:\n${out.slice(-3000)}${tail}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -318,12 +337,12 @@ export function finalityRows(f: Figures, blockTimesMs: number[]): [string, strin
       [
         '  anchors',
         `${g('anchors_per_min')} / min`,
-        `${g('anchors_submitted')} submitted (all nodes' metric); ${g('anchors_onchain')} by the enclave accounts in parentchain #${g('pc_blocks')}; their other extrinsics: ${g('other_extrinsics')}`,
+        `${g('anchors_submitted')} submitted (all nodes' metric), ${g('anchors_ignored')} ignored by the registry, ${g('votes_cast')} votes cast; ${g('anchors_onchain')} by the enclave accounts in parentchain #${g('pc_blocks')}; their other extrinsics: ${g('other_extrinsics')}`,
       ],
       [
         '  parentchain fee per anchor',
         `${g('fee_per_anchor')}${roc(g('fee_per_anchor'))}`,
-        `method: ${g('fee_method')}; from the anchors' balances.Withdraw events: ${g('fee_per_anchor_events')}`,
+        `method: ${g('fee_method')}; on the chain: balance drop ${g('fee_per_anchor_balance')}, the anchors' balances.Withdraw events ${g('fee_per_anchor_events')}`,
       ],
       ['  warnings logged', String(g('log_warnings')).slice(0, 60), ''],
     ];
