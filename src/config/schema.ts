@@ -166,9 +166,10 @@ export const configSchema = z.object({
       checkpoint: z.object({ number: z.number().int().nonnegative(), hash: hex32 }).nullable().default(null),
       /**
        * Finality votes and anchors are for sidechain blocks at multiples of this (the set votes for the highest one
-       * below its head once the previous anchor is final; consensus/finality.ts).
+       * below its head once the previous anchor is final; consensus/finality.ts). At most 128: an enclave votes only
+       * for its 256 most recent blocks.
        */
-      anchorInterval: z.number().int().positive().default(10),
+      anchorInterval: z.number().int().positive().max(128).default(10),
       /** Without a majority for our finality vote this long (ms), vote again higher up, or publish it again. */
       voteRetryMs: z.number().int().min(100).default(5000),
       /**

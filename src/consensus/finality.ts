@@ -16,9 +16,9 @@ import type { Validation } from '../p2p/network.ts';
 import {
   FINALITY_VOTE_BYTES,
   FinalityVote,
+  isQuorum,
   memberIndex,
   payloadKey,
-  quorumOf,
   verifyVote,
   type VotePayload,
 } from '../protocol/finality.ts';
@@ -168,6 +168,8 @@ export class FinalityVoting {
     const head = BigInt(this.d.chain.head()?.number ?? 0);
     if (p.number <= last || p.number > (head > last ? head : last) + BigInt(MAX_AHEAD))
       return { result: 'stale', validation: 'ignore' };
+    // A vote that does not name our last anchor can never land (or names one we have not processed yet).
+    if (!this.extendsLast(p, this.d.parentchain.lastAnchor)) return { result: 'stale', validation: 'ignore' };
     // The set is known only up to our verified parentchain block; a peer ahead of us is not at fault.
     if (p.authoritySetAt > this.d.parentchain.processedNumber) return { result: 'unknown', validation: 'ignore' };
     if (memberIndex(this.setAt(p.authoritySetAt), vote.signer) < 0) return invalid;
@@ -179,8 +181,25 @@ export class FinalityVoting {
     return { result: 'accepted', validation: 'accept', vote };
   }
 
+  /**
+   * Whether to join a member's vote at n: an aligned height above ours and the last anchor, unless our own vote has a
+   * quorum that may still land (a second quorum naming the same previous anchor would only pay a second fee).
+   */
   private shouldJoin(n: bigint): boolean {
-    return n % BigInt(this.o.anchorInterval) === 0n && n > (this.own?.number ?? 0n) && n > this.anchorNumber();
+    if (n % BigInt(this.o.anchorInterval) !== 0n || n <= (this.own?.number ?? 0n) || n <= this.anchorNumber())
+      return false;
+    return !this.ownPending();
+  }
+
+  /** Our open vote's candidate, if it has a quorum that extends the last anchor and its turn to land is not over. */
+  private ownPending(): boolean {
+    const c = this.own && this.pool.get(this.own.key);
+    return (
+      !!c &&
+      this.extendsLast(c.payload, this.d.parentchain.lastAnchor) &&
+      c.quorumAt !== undefined &&
+      !this.quorumStale(c)
+    );
   }
 
   /** Our vote, if it is time for one (see the header). */
@@ -192,12 +211,14 @@ export class FinalityVoting {
     const last = BigInt(this.anchorNumber());
     const own = this.own;
     if (own && own.number > last) {
-      // Our vote is still open: wait while it may yet become an anchor (not once another anchor left it behind).
-      const c = this.pool.get(own.key);
-      const landable = c && this.extendsLast(c.payload, this.d.parentchain.lastAnchor);
-      if (landable && c.quorumAt !== undefined && !this.quorumStale(c)) return;
-      if (Date.now() - own.atMs < this.o.voteRetryMs) return;
+      // Our vote is still open: wait while it may yet become an anchor.
+      if (this.ownPending()) return;
+      // Another anchor landed below it: our enclave signs the block again over that anchor, at once.
+      const behind =
+        own.bytes !== null && !this.extendsLast(FinalityVote.dec(own.bytes).payload, this.d.parentchain.lastAnchor);
+      if (!behind && Date.now() - own.atMs < this.o.voteRetryMs) return;
       if (target > own.number) return this.vote(target);
+      if (behind) return this.vote(own.number);
       await this.republish(own);
       return;
     }
@@ -239,7 +260,10 @@ export class FinalityVoting {
 
   private noteQuorum(c: Candidate): void {
     if (c.quorumAt !== undefined) return;
-    if (c.votes.size < quorumOf(this.setAt(c.payload.authoritySetAt).length)) return;
+    // As the registries will count: a majority of the block's set and of the members now.
+    const signers = [...c.votes.keys()].map((k) => Uint8Array.from(Buffer.from(k, 'hex')));
+    if (!isQuorum(signers, this.setAt(c.payload.authoritySetAt), this.setAt(this.d.parentchain.processedNumber)))
+      return;
     c.quorumAt = this.d.parentchain.processedNumber;
     this.d.logger.debug({ number: String(c.payload.number), votes: c.votes.size }, 'finality quorum');
   }

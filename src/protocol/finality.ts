@@ -58,11 +58,18 @@ export function payloadKey(p: VotePayload): string {
 }
 
 /**
- * Why `votes` are not a quorum of `set` for `p`, or null when they are: at most one per member, in increasing index
- * order (one canonical encoding, and duplicates cost nothing to spot), at least a strict majority, every signature
- * valid. Cheap checks come first; at most set.length signatures are verified.
+ * Why `votes` are not a quorum for `p`, or null when they are: at most one per member of `set` (the block's authority
+ * set), in increasing index order (one canonical encoding, and duplicates cost nothing to spot), a strict majority of
+ * `set` and also of `current` (the members at the block that includes the anchor: a set that has since grown is not
+ * outvoted by its old members, e.g. the first member alone, anchoring a branch from before the others joined), every
+ * signature valid. Cheap checks come first; at most set.length signatures are verified.
  */
-export function quorumFault(p: VotePayload, set: Uint8Array[], votes: readonly IndexedVote[]): string | null {
+export function quorumFault(
+  p: VotePayload,
+  set: Uint8Array[],
+  votes: readonly IndexedVote[],
+  current: Uint8Array[],
+): string | null {
   if (set.length === 0) return 'no authority set';
   if (votes.length > set.length) return `${votes.length} votes for a set of ${set.length}`;
   if (votes.length < quorumOf(set.length)) return `${votes.length} of ${set.length} votes: no majority`;
@@ -71,10 +78,18 @@ export function quorumFault(p: VotePayload, set: Uint8Array[], votes: readonly I
     if (index >= set.length) return `vote index ${index} outside a set of ${set.length}`;
     if (i > 0 && index <= votes[i - 1].index) return 'votes not in increasing index order';
   }
+  const now = votes.filter((v) => memberIndex(current, set[v.index]) >= 0).length;
+  if (now < quorumOf(current.length)) return `${now} votes of members now, of ${current.length}: no majority`;
   const message = voteMessage(p);
   for (const v of votes)
     if (!ed25519Verify(set[v.index], message, v.signature)) return `vote of member ${v.index} has a bad signature`;
   return null;
+}
+
+/** Whether signers (of valid votes, all in the block's `set`) are a majority of `set` and of `current`. */
+export function isQuorum(signers: Uint8Array[], set: Uint8Array[], current: Uint8Array[]): boolean {
+  const count = (of: Uint8Array[]) => signers.filter((k) => memberIndex(of, k) >= 0).length;
+  return count(set) >= quorumOf(set.length) && count(current) >= quorumOf(current.length);
 }
 
 /** Index of `key` in `set`, or -1. */

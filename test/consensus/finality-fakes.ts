@@ -154,7 +154,7 @@ export class FakeEnclave implements EnclaveCalls {
     const indexed: IndexedVote[] = votes
       .map((v) => ({ index: memberIndex(set, v.signer), signature: v.signature }))
       .sort((a, b) => a.index - b.index);
-    const fault = quorumFault(p, set, indexed);
+    const fault = quorumFault(p, set, indexed, set);
     if (fault) throw new ValidateerError('ANCHOR_NO_QUORUM', fault);
     return { callData: VotePayload.enc(p), nonce: 0 }; // what a registry fake needs to check the link
   }

@@ -194,6 +194,21 @@ test('joins a member vote at a higher aligned height only when our chain has tha
   assert.deepEqual(votedAt(h), [30], 'not below our own vote');
 });
 
+test('does not join a higher vote while its own quorum may still land: a second quorum would pay a second fee', async () => {
+  const h = harness();
+  h.chain.extend(25, () => KEYS[1]);
+  await h.step();
+  assert.equal(await h.gossip(voteBytes(KEYS[2], payload(20))), 'accept'); // our 20 has its quorum
+  h.chain.extend(45, () => KEYS[1]);
+  assert.equal(await h.gossip(voteBytes(KEYS[1], payload(40))), 'accept');
+  assert.deepEqual(votedAt(h), [20], 'no vote at 40 while the anchor of 20 may land');
+  // The anchor of 20 lands: the next vote names it.
+  h.pc.lastAnchor = { number: 20, hash: hashOf(20) };
+  await h.step();
+  assert.deepEqual(votedAt(h), [20, 40]);
+  assert.deepEqual(h.ours().at(-1)!.payload.previousAnchor, hashOf(20));
+});
+
 test("the anchored block's author submits at once, with the pooled votes", async () => {
   const h = harness();
   h.chain.extend(25, () => KEYS[0]);
@@ -230,8 +245,9 @@ test('nobody submits a candidate that does not extend the last anchor, or whose 
   h.pc.lastAnchor = { number: 10, hash: hashOf(10) };
   const other = payload(30, { hash: hashOf(30, 'b'), previousAnchor: hashOf(10) });
   const unlinked = payload(20, { previousAnchor: ZERO });
-  for (const p of [other, unlinked])
-    for (const k of [KEYS[1], KEYS[2]]) assert.equal(await h.gossip(voteBytes(k, p)), 'accept');
+  for (const k of [KEYS[1], KEYS[2]]) assert.equal(await h.gossip(voteBytes(k, other)), 'accept');
+  // A vote that does not name the last anchor can never land: not kept nor relayed.
+  for (const k of [KEYS[1], KEYS[2]]) assert.equal(await h.gossip(voteBytes(k, unlinked)), 'ignore');
   await processed(h, 100);
   assert.deepEqual(submittedAt(h), []);
   assert.deepEqual(anchorCalls(h), []);

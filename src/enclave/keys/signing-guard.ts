@@ -121,6 +121,15 @@ export class SigningGuard {
     writeFileAtomic(this.path, this.sealer.seal('signer', GUARD_LABEL, GuardV2.enc(this.r)));
   }
 
+  /**
+   * Seals `next`, then adopts it: a write that fails leaves the record as it was, so a signature it was to allow is
+   * not made later on the strength of a record that is not on disk.
+   */
+  private commit(next: GuardRecord): void {
+    writeFileAtomic(this.path, this.sealer.seal('signer', GUARD_LABEL, GuardV2.enc(next)));
+    this.r = next;
+  }
+
   // ---------- blocks ----------
 
   /** Refuses a slot this enclave may already have signed a block for (checked again by signBlock). */
@@ -138,8 +147,7 @@ export class SigningGuard {
   /** Records a block signature for `slot`, sealed and fsynced: call before the signature is made. */
   signBlock(slot: bigint): void {
     this.checkBlock(slot);
-    this.r = { ...this.r, blockSlot: slot + 1n };
-    this.persist();
+    this.commit({ ...this.r, blockSlot: slot + 1n });
   }
 
   // ---------- finality votes ----------
@@ -166,8 +174,7 @@ export class SigningGuard {
   signVote(number: bigint, hash: Uint8Array): void {
     this.checkVote(number, hash);
     if (number === this.r.voteNumber) return; // the same vote again: already sealed
-    this.r = { ...this.r, voteNumber: number, voteHash: new Uint8Array(hash) };
-    this.persist();
+    this.commit({ ...this.r, voteNumber: number, voteHash: new Uint8Array(hash) });
   }
 
   // ---------- the parentchain view ----------
@@ -202,7 +209,8 @@ export class SigningGuard {
       env.seq > seq + 1n ||
       copy.blockSlot > r.blockSlot ||
       copy.dutiesRefusedUntil > r.dutiesRefusedUntil ||
-      copy.voteNumber > r.voteNumber
+      copy.voteNumber > r.voteNumber ||
+      (copy.voteNumber === r.voteNumber && !same(copy.voteHash, r.voteHash))
     )
       this.rolledBack('guard', `the signing guard (view #${seq}) is older than parentchain view #${env.seq}`);
     const merged: GuardRecord = {

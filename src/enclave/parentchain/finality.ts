@@ -6,9 +6,9 @@ import { ed25519Sign } from '../../crypto/primitives.ts';
 import { same } from '../../protocol/bytes.ts';
 import { encodeMessage } from '../../protocol/parentchain-messages.ts';
 import {
+  isQuorum,
   memberIndex,
   quorumFault,
-  quorumOf,
   verifyVote,
   voteMessage,
   type IndexedVote,
@@ -91,6 +91,8 @@ export class Finality {
     )
       throw new EnclaveError('NOT_AUTHORITY', `this enclave was not an authority of block ${number}`);
     guard.signVote(payload.number, payload.hash);
+    // The view's copy of the guard carries the vote too: putting back the guard file alone is then detected.
+    this.view().sealGuardCopy();
     return { payload, signer: keys.signingPublic, signature: ed25519Sign(keys.signingKey, voteMessage(payload)) };
   }
 
@@ -101,18 +103,34 @@ export class Finality {
    */
   anchorCall(number: number, votes: { signer: Uint8Array; signature: Uint8Array }[]) {
     const payload = this.payload(number);
-    const set = this.view()
-      .registry.activeAt(payload.authoritySetAt)
-      .map((m) => m.signingKey);
-    const byIndex = new Map<number, IndexedVote>();
+    const registry = this.view().registry;
+    const set = registry.keysAt(payload.authoritySetAt);
+    // The registry also wants a majority of the members at the block that includes the anchor: the light client's
+    // head is the best guess of those.
+    const current = registry.keysAt(this.view().lightClient.number);
+    const valid = new Map<number, Uint8Array>();
     for (const v of votes) {
       const index = memberIndex(set, v.signer);
-      if (index < 0 || byIndex.has(index) || !verifyVote(payload, v.signer, v.signature)) continue;
-      byIndex.set(index, { index, signature: v.signature });
-      if (byIndex.size === quorumOf(set.length)) break; // a majority is enough: each vote more costs fees
+      if (index < 0 || valid.has(index) || !verifyVote(payload, v.signer, v.signature)) continue;
+      valid.set(index, v.signature);
     }
-    const chosen = [...byIndex.values()].sort((a, b) => a.index - b.index);
-    const fault = quorumFault(payload, set, chosen);
+    // The fewest votes that are a majority of both sets (each vote more costs fees): members still active first.
+    const isNow = (index: number) => memberIndex(current, set[index]) >= 0;
+    const order = [...valid.keys()].sort((a, b) => Number(isNow(b)) - Number(isNow(a)) || a - b);
+    const chosen: IndexedVote[] = [];
+    for (const index of order) {
+      if (
+        isQuorum(
+          chosen.map((c) => set[c.index]),
+          set,
+          current,
+        )
+      )
+        break;
+      chosen.push({ index, signature: valid.get(index)! });
+    }
+    chosen.sort((a, b) => a.index - b.index);
+    const fault = quorumFault(payload, set, chosen, current);
     if (fault) throw new EnclaveError('ANCHOR_NO_QUORUM', `no anchor for block ${number}: ${fault}`);
     const message = encodeMessage({
       tag: 'anchor',

@@ -64,6 +64,11 @@ export class Registry {
     return this.data.members.filter((m) => isActiveAt(m, number));
   }
 
+  /** Signing keys of the members active at `number`, in registration order. */
+  keysAt(number: number): Uint8Array[] {
+    return this.activeAt(number).map((m) => m.signingKey);
+  }
+
   isActive(key: Uint8Array, number: number): boolean {
     return this.activeAt(number).some((m) => same(m.signingKey, key));
   }
@@ -335,15 +340,12 @@ export class Registry {
         // finality must never jump between forks.
         if (last ? !same(a.previousAnchor, last.hash) : !same(a.previousAnchor, ZERO))
           return void ignoreAnchor(out, `${where}: anchor ${a.sidechainNumber} does not follow the last anchor`);
-        // A strict majority of the set that authored the block, so no single host finalizes a branch of its own.
+        // A strict majority of the set that authored the block and of the set now, so no single host finalizes a
+        // branch of its own.
         const fault =
           a.authoritySetAt >= number
             ? `its authority set at #${a.authoritySetAt} is not before this block`
-            : quorumFault(
-                anchorPayload(a),
-                this.activeAt(a.authoritySetAt).map((mm) => mm.signingKey),
-                a.votes,
-              );
+            : quorumFault(anchorPayload(a), this.keysAt(a.authoritySetAt), a.votes, this.keysAt(number));
         if (fault) return void ignoreAnchor(out, `${where}: anchor ${a.sidechainNumber} without a quorum: ${fault}`);
         this.data.lastAnchor = { number: a.sidechainNumber, hash: a.sidechainHash, parentchainNumber: number };
         this.anchoredProcessed = Math.max(this.anchoredProcessed ?? 0, a.parentchainProcessed.number);

@@ -166,6 +166,14 @@ export class ParentchainView {
     return new ParentchainView(path, guard, signingKey, { ...ctx, callIndices: runtime.callIndices }, s, runtime, 0n);
   }
 
+  /**
+   * Seals the view again, so that its copy of the signing guard carries a record just made (a finality vote): a guard
+   * put back alone, to before that record, is then detected at the next start.
+   */
+  sealGuardCopy(): void {
+    this.persist();
+  }
+
   private persist(): void {
     const recent = [...this.recent].map(([h, number]) => ({ number, hash: new Uint8Array(Buffer.from(h, 'hex')) }));
     const bytes = SealedView.enc({

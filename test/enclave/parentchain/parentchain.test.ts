@@ -932,6 +932,51 @@ test('registry: the reserve, indirect invocations and anchors', () => {
   assert.equal(reg.anchoredProcessed, 5);
 });
 
+test("registry: an anchor whose votes are a majority of its block's set but not of the members now is ignored", () => {
+  // The first member alone authored the early blocks; two more joined since. Alone it must not finalize a branch from
+  // before they joined (its host rewound it there): its one vote is a majority of that old set only.
+  const { reg, m } = registryWithVault();
+  const seeds = [key32('second member'), key32('third member')];
+  const keys = seeds.map((seed) => ed25519PublicFromSeed(seed));
+  keys.forEach((k, i) =>
+    assert.deepEqual(apply(reg, 4 + i, { signer: k, call: msg(registerMessage(k)) }).kinds, ['registered']),
+  );
+  const payloadAt = (setAt: number): VotePayload => ({
+    shard: SHARD,
+    number: 10n,
+    hash: key32('block 10'),
+    previousAnchor: new Uint8Array(32),
+    parentchainProcessed: { number: setAt, hash: key32(`p${setAt}`) },
+    authoritySetAt: setAt,
+  });
+  const anchorWith = (setAt: number, signers: { index: number; seed: Uint8Array }[]): Call =>
+    msg({
+      tag: 'anchor',
+      value: {
+        ...(({ number, hash, ...rest }) => ({ ...rest, sidechainNumber: number, sidechainHash: hash }))(
+          payloadAt(setAt),
+        ),
+        votes: signers.map(({ index, seed }) => ({
+          index,
+          signature: ed25519Sign(seed, voteMessage(payloadAt(setAt))),
+        })),
+      },
+    });
+  const r = apply(reg, 8, { signer: m, call: anchorWith(2, [{ index: 0, seed: FIRST_MEMBER_SEED }]) });
+  assert.deepEqual(r.kinds, ['anchorIgnored'], JSON.stringify(r.out));
+  assert.match(r.out[0].detail, /1 votes of members now, of 3: no majority/);
+  assert.equal(reg.data.lastAnchor, undefined);
+  // The set that authored a later block, with two of its three votes: a majority of it and of the members now.
+  const ok = apply(reg, 8, {
+    signer: m,
+    call: anchorWith(5, [
+      { index: 0, seed: FIRST_MEMBER_SEED },
+      { index: 2, seed: seeds[1] },
+    ]),
+  });
+  assert.deepEqual(ok.kinds, ['anchor'], JSON.stringify(ok.out));
+});
+
 test('registry: a payout is proxy(vault, batchAll[transfer, remark(payout)]) by a member', () => {
   const { reg, m, vault } = registryWithVault();
   const ben = key32('beneficiary');
