@@ -4,8 +4,7 @@
 // checks the encoders and the pure proxy account against the real runtime).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compact, u16, u32, u64 } from 'scale-ts';
 import { EnclaveCore, type EnclaveOptions } from '../../../src/enclave/core.ts';
@@ -31,14 +30,9 @@ import {
   type Observation,
   type RegistryContext,
 } from '../../../src/enclave/parentchain/registry.ts';
-import type { ImportedBlock } from '../../../src/enclave/parentchain/view.ts';
 import { MAX_DUTY_PERIOD, RECENT_KEPT } from '../../../src/enclave/parentchain/duty-calls.ts';
 import { SealedView, SealedViewV1, SealedViewV2, SealedViewV3 } from '../../../src/enclave/parentchain/view-format.ts';
-import {
-  decodeCall as decodeEnclaveCall,
-  readExtrinsic,
-  type Call as DecodedCall,
-} from '../../../src/enclave/parentchain/extrinsic.ts';
+import { readExtrinsic } from '../../../src/enclave/parentchain/extrinsic.ts';
 import { blake2_256, orderedTrieRoot } from '../../../src/enclave/parentchain/trie.ts';
 import {
   DEV_AUTHORITY_PUBLIC,
@@ -63,198 +57,66 @@ import {
   aesGcmOpen,
   ed25519PublicFromSeed,
   ed25519Sign,
-  ed25519Verify,
   sha256,
   x25519Generate,
 } from '../../../src/crypto/primitives.ts';
 import { decodeExact } from '../../../src/protocol/wire.ts';
 import { decodeMessage, encodeMessage, type ParentchainMessage } from '../../../src/protocol/parentchain-messages.ts';
 import { voteMessage, type VotePayload } from '../../../src/protocol/finality.ts';
-import { buildGetter, buildTransfer, shield, signCall, type ShieldingKey } from '../../../src/client/calls.ts';
+import { buildTransfer, shield, signCall } from '../../../src/client/calls.ts';
 import { devAccount, type Account } from '../../../src/client/accounts.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import { codeOf as codeOfError } from '../../../src/protocol/errors.ts';
-import { DEV_CALL_INDICES, DEV_METADATA, devMetadata } from '../../helpers/metadata.ts';
+import { DEV_METADATA, devMetadata } from '../../helpers/metadata.ts';
 import { ProvisionRequest, ProvisionResponse } from '../../../src/enclave/keys/provisioning.ts';
 import { enclaveApi } from '../../../src/enclave/boundary/api.ts';
 import { concatBytes, hexKey, same } from '../../../src/protocol/bytes.ts';
 import { testShard } from '../../helpers/shard.ts';
+import {
+  ADDRS,
+  ED,
+  FakeChain,
+  GENESIS,
+  Host,
+  IX,
+  METADATA,
+  PEER,
+  POLICY,
+  POOL,
+  PROXY_FACTOR,
+  SHARD,
+  addProxy,
+  authored,
+  batch,
+  callOffsetOf,
+  createPure,
+  decodeCall,
+  encodeHeader,
+  importInto,
+  inherent,
+  memberPair,
+  msg,
+  proxy,
+  remark,
+  removeProxy,
+  removeTempDirs,
+  signedExtrinsic,
+  signingPayload,
+  tempDir,
+  transfer,
+  type Block,
+  type Call,
+} from '../../helpers/fake-parentchain.ts';
 
 const te = new TextEncoder();
-const { shard: SHARD, shardPolicy: POLICY } = testShard('parentchain test shard');
 const OTHER_SHARD = new Uint8Array(32).fill(0x22);
-const POOL = { maxPending: 1000, maxNonceAhead: 16, futureTtlMs: 30000 };
-const IX = DEV_CALL_INDICES;
-/** The dev runtime's metadata with pallet_proxy taking MultiAddress arguments: IX, as the enclave derives it. */
-const METADATA = devMetadata({ multiAddressProxy: true });
 /** A header digest of one item: RuntimeEnvironmentUpdated (the block changed the runtime). */
 const RUNTIME_UPDATED_DIGEST = Uint8Array.of(4, 8);
-const ED = 3_333_333n;
-/** pallet_proxy's deposit per proxy: the proxy duty pays it into the vault. */
-const PROXY_FACTOR = 1_234_567n;
 /** Sidechain amounts, above the parentchain's existential deposit like real payouts. */
 const UNIT = 10_000_000n;
-const GENESIS = blake2_256(te.encode('a real-looking parentchain genesis'));
-const PEER = '12D3KooWParentchainTestPeer';
-const ADDRS = ['/ip4/127.0.0.1/tcp/30333'];
 const MEASUREMENT = computeMeasurement();
 const key32 = (label: string) => sha256(te.encode(label));
-
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'validateer-parentchain-'));
-  dirs.push(d);
-  return d;
-}
-
-// ---------- calls: the bytes the enclave decodes itself ----------
-
-interface Call {
-  bytes: Uint8Array;
-}
-const remark = (r: Uint8Array): Call => ({ bytes: remarkCall(IX, r) });
-const transfer = (dest: Uint8Array, amount: bigint): Call => ({ bytes: transferKeepAliveCall(IX, dest, amount) });
-const batch = (calls: Call[]): Call => ({
-  bytes: batchAllCall(
-    IX,
-    calls.map((c) => c.bytes),
-  ),
-});
-const proxy = (real: Uint8Array, call: Call): Call => ({ bytes: proxyCall(IX, real, call.bytes) });
-const createPure = (): Call => ({ bytes: createPureCall(IX) });
-const addProxy = (delegate: Uint8Array): Call => ({ bytes: addProxyCall(IX, delegate) });
-const removeProxy = (delegate: Uint8Array): Call => ({ bytes: removeProxyCall(IX, delegate) });
-const msg = (m: ParentchainMessage): Call => remark(encodeMessage(m));
-
-/** The call the enclave decodes from call bytes it built (its own decoder, over the sealed indices). */
-function decodeCall(bytes: Uint8Array): Call & { call: DecodedCall } {
-  const call = decodeEnclaveCall(IX, bytes);
-  assert.ok(call, 'the enclave decodes the call bytes it built');
-  return { bytes, call };
-}
-
-/** Where the call starts in signedExtrinsic(): after its length prefix, version, signer, signature and extensions. */
-function callOffsetOf(encoded: Uint8Array, call: Uint8Array): number {
-  return encoded.length - call.length;
-}
-/**
- * A signed v4 extrinsic as stored in a block: length, 0x84, MultiAddress::Id(signer), signature, extensions (era
- * immortal, nonce, tip 0, asset id None), call.
- */
-function signedExtrinsic(signer: Uint8Array, call: Uint8Array, nonce = 0): Uint8Array {
-  const body = concatBytes(
-    Uint8Array.of(0x84, 0x00),
-    signer,
-    Uint8Array.of(0x00),
-    new Uint8Array(64).fill(0xee),
-    Uint8Array.of(0x00),
-    compact.enc(nonce),
-    Uint8Array.of(0x00, 0x00),
-    call,
-  );
-  return concatBytes(compact.enc(body.length), body);
-}
-/** An unsigned (inherent) extrinsic, e.g. timestamp.set. */
-function inherent(n: number): Uint8Array {
-  const body = concatBytes(Uint8Array.of(0x04, 0x03, 0x00), compact.enc(BigInt(n) * 12_000n));
-  return concatBytes(compact.enc(body.length), body);
-}
-
-// ---------- signing payloads ----------
-
-/** sp_runtime Era::mortal(period, current) as two bytes. */
-function mortalEra(period: number, current: number): Uint8Array {
-  const quantize = Math.max(period >> 12, 1);
-  const phase = current % period;
-  const encoded = Math.min(15, Math.max(1, Math.log2(period) - 1)) | ((phase / quantize) << 4);
-  return Uint8Array.of(encoded & 0xff, encoded >> 8);
-}
-
-/** call ‖ era ‖ nonce ‖ tip ‖ asset id (None) ‖ spec version ‖ tx version ‖ genesis ‖ birth ‖ trailing. */
-function signingPayload(
-  callData: Uint8Array,
-  o: {
-    genesis: Uint8Array;
-    birth: { number: number; hash: Uint8Array } | null;
-    period?: number;
-    trailing?: Uint8Array;
-    nonce?: number;
-  },
-): Uint8Array {
-  const era = o.birth ? mortalEra(o.period ?? 64, o.birth.number) : Uint8Array.of(0);
-  return concatBytes(
-    callData,
-    era,
-    compact.enc(o.nonce ?? 7),
-    compact.enc(0),
-    Uint8Array.of(0),
-    u32.enc(900),
-    u32.enc(6),
-    o.genesis,
-    o.birth?.hash ?? o.genesis,
-    o.trailing ?? new Uint8Array(0),
-  );
-}
-
-// ---------- headers ----------
-
-function encodeHeader(h: {
-  parentHash: Uint8Array;
-  number: number;
-  extrinsicsRoot: Uint8Array;
-  digest?: Uint8Array;
-}): Uint8Array {
-  const stateRoot = blake2_256(te.encode(`state ${h.number}`));
-  return concatBytes(h.parentHash, compact.enc(h.number), stateRoot, h.extrinsicsRoot, h.digest ?? compact.enc(0));
-}
-
-interface Block extends ImportedBlock {
-  number: number;
-  hash: Uint8Array;
-}
-/** A parentchain of synthetic blocks: each holds an inherent at index 0 and then the given extrinsics. */
-class FakeChain {
-  readonly genesis: Uint8Array;
-  head: { number: number; hash: Uint8Array };
-  private readonly root: (extrinsics: Uint8Array[]) => Uint8Array;
-
-  constructor(genesis = GENESIS, checkpoint?: { number: number; hash: Uint8Array }) {
-    this.genesis = genesis;
-    this.head = checkpoint ?? { number: 0, hash: genesis };
-    this.root = genesis === CHOPSTICKS_GENESIS ? (x) => blake2_256(concatBytes(...x)) : (x) => orderedTrieRoot(x, 0);
-  }
-
-  block(
-    signed: { signer?: Uint8Array; call: Call; success?: boolean; nonce?: number }[] = [],
-    digest?: Uint8Array,
-  ): Block {
-    const number = this.head.number + 1;
-    const extrinsics = [
-      inherent(number),
-      ...signed.map((s) =>
-        s.signer
-          ? signedExtrinsic(s.signer, s.call.bytes, s.nonce)
-          : concatBytes(compact.enc(s.call.bytes.length + 1), Uint8Array.of(4), s.call.bytes),
-      ),
-    ];
-    const outcomes = signed.map((s, i) => ({
-      index: i + 1,
-      success: s.success ?? true,
-      callOffset: callOffsetOf(extrinsics[i + 1], s.call.bytes),
-    }));
-    const header = encodeHeader({ parentHash: this.head.hash, number, extrinsicsRoot: this.root(extrinsics), digest });
-    const hash = blake2_256(header);
-    this.head = { number, hash };
-    return { header, extrinsics, outcomes, number, hash };
-  }
-
-  blocks(n: number): Block[] {
-    return Array.from({ length: n }, () => this.block());
-  }
-}
+after(removeTempDirs);
 
 // ---------- registry fixtures ----------
 
@@ -1135,157 +997,6 @@ before(async () => {
   bob = await devAccount('//Bob');
   charlie = await devAccount('//Charlie');
 });
-
-/** One enclave following a FakeChain as its host would: imports blocks, asks for duties, signs them, includes them. */
-class Host {
-  readonly core: EnclaveCore;
-  readonly chain: FakeChain;
-  readonly dataDir: string;
-  slot = 1n;
-  /** The nonce the enclave named for call bytes (by hex): what an honest host signs them at. */
-  readonly nonces = new Map<string, number>();
-
-  constructor(chain: FakeChain, dataDir = tempDir(), options: Partial<EnclaveOptions> = {}) {
-    this.chain = chain;
-    this.dataDir = dataDir;
-    this.core = EnclaveCore.open({
-      dataDir,
-      shard: SHARD,
-      shardPolicy: POLICY,
-      dev: true, // the test policy trusts the dev authority; the chain is not the dev chain
-      workers: 0,
-      pool: POOL,
-      authorities: [],
-      ...options,
-    });
-  }
-
-  get key(): Uint8Array {
-    return this.core.info().signingKey;
-  }
-
-  get shieldingKey(): ShieldingKey {
-    const i = this.core.info();
-    return { keyId: i.shieldingKeyId, publicKey: i.shieldingKey };
-  }
-
-  init(metadata = METADATA) {
-    return this.core.parentchainInit({
-      genesisHash: this.chain.genesis,
-      metadata,
-      existentialDeposit: ED,
-      proxyDepositFactor: PROXY_FACTOR,
-    });
-  }
-
-  info() {
-    return this.core.parentchainInfo();
-  }
-
-  import(...blocks: Block[]) {
-    return this.core.parentchainImport(blocks);
-  }
-
-  duties() {
-    const duties = this.core.parentchainDuties({ peerId: PEER, p2pAddresses: ADDRS });
-    for (const d of duties) this.nonces.set(hexKey(d.callData), d.nonce);
-    return duties;
-  }
-
-  /**
-   * The enclave's anchor call for sidechain block `number` with its own vote and `votes` of other members (alone, its
-   * own vote is the majority); its nonce is remembered for sign().
-   */
-  anchorCall(number: number, votes: { signer: Uint8Array; signature: Uint8Array }[] = []): Uint8Array {
-    const { callData, nonce } = this.core.anchorCall(number, [this.core.finalityVote(number), ...votes]);
-    this.nonces.set(hexKey(callData), nonce);
-    return callData;
-  }
-
-  unregisterCall(): Uint8Array {
-    const { callData, nonce } = this.core.unregisterCall();
-    this.nonces.set(hexKey(callData), nonce);
-    return callData;
-  }
-
-  dutyKeys(): string[] {
-    return this.duties().map((d) => d.key);
-  }
-
-  /** Signs a mortal payload born at the chain head (or `birth`) at the nonce named for it; checks the signature. */
-  sign(
-    callData: Uint8Array,
-    birth: { number: number; hash: Uint8Array } | null = this.chain.head,
-    period = 64,
-    nonce = this.nonces.get(hexKey(callData)),
-  ): Uint8Array {
-    const payload = signingPayload(callData, { genesis: this.chain.genesis, birth, period, nonce });
-    const signature = this.core.signExtrinsic(payload);
-    assert.ok(
-      ed25519Verify(this.key, payload.length > 256 ? blake2_256(payload) : payload, signature),
-      'signature over the payload (its hash when long)',
-    );
-    return payload;
-  }
-
-  /** A block with one extrinsic of these call bytes, signed by this enclave (or `signer`) at the nonce named. */
-  include(callData: Uint8Array, o: { signer?: Uint8Array; success?: boolean; nonce?: number } = {}) {
-    const nonce = o.nonce ?? (o.signer ? 0 : this.nonces.get(hexKey(callData)));
-    const b = this.chain.block([
-      { signer: o.signer ?? this.key, call: decodeCall(callData), success: o.success, nonce },
-    ]);
-    return { block: b, ...this.import(b) };
-  }
-
-  /** Asks for the one duty `key`, signs it and includes it in the next block. */
-  perform(key: string) {
-    const duties = this.duties();
-    assert.deepEqual(
-      duties.map((d) => d.key),
-      [key],
-    );
-    this.sign(duties[0].callData);
-    return this.include(duties[0].callData);
-  }
-
-  /**
-   * Anchors sidechain block `number` (the head by default): the enclave's anchor remark, signed by
-   * this member, in the next parentchain block. The block is final once that block is imported.
-   */
-  anchor(number = this.core.status().headNumber, votes: { signer: Uint8Array; signature: Uint8Array }[] = []) {
-    const callData = this.anchorCall(number, votes);
-    this.sign(callData);
-    const r = this.include(callData);
-    assert.deepEqual(
-      r.observations.map((o) => o.kind),
-      ['anchor'],
-    );
-    assert.equal(this.info().lastAnchor?.number, number);
-    return r;
-  }
-
-  /** Parentchain effects the view still keeps, executed or not: they are dropped only by an anchor. */
-  keptEffects(): number {
-    return this.core['parentchain']!.effectsAfter(0).length;
-  }
-
-  produce() {
-    const p = this.core.propose({ slot: this.slot++, timestampMs: Date.now(), maxCalls: 100 });
-    this.core.commit(p.hash);
-    return p;
-  }
-
-  balance(a: Account): bigint {
-    const g = buildGetter(a, { tag: 'balance', value: a.publicKey }, this.shieldingKey, SHARD);
-    const r = g.open(this.core.executeGetter(g.request, Date.now()));
-    assert.equal(r.tag, 'balance');
-    return r.value as bigint;
-  }
-
-  close() {
-    return this.core.close();
-  }
-}
 
 test('EnclaveCore in process: register, vault, reserve, shield, unshield, payout exactly once, invoke, anchor', async () => {
   const host = new Host(new FakeChain());
@@ -3236,43 +2947,6 @@ function shieldBlock(chain: FakeChain, to: Host, vault: Uint8Array, recipient: U
   const call = batch([transfer(vault, amount), msg({ tag: 'shield', value: { shard: SHARD, recipient: sealed } })]);
   return chain.block([{ signer: key32('parentchain payer'), call }]);
 }
-
-/**
- * A (the first member: shard secrets, vault, genesis) and B (registered, provisioned by A, following A's genesis),
- * both reading `chain`. `before` runs after B's registration and before its provisioning.
- */
-async function memberPair(chain: FakeChain, before?: (a: Host, b: Host) => void) {
-  const a = new Host(chain);
-  const b = new Host(chain);
-  a.init();
-  b.init();
-  b.import(a.perform('register').block);
-  b.import(a.perform('vault').block);
-  const [d] = b.duties().filter((x) => x.key === 'register');
-  b.sign(d.callData);
-  a.import(b.include(d.callData).block);
-  before?.(a, b);
-  const req = b.core.provisionRequest(Date.now());
-  const served = a.core.provisionServe(req, Date.now());
-  assert.ok(served.ok);
-  assert.ok((await b.core.provisionAccept(req, served.response, Date.now())).ok);
-  const g = a.core.genesis([], Date.now());
-  b.core.commit(b.core.importBlock(g.block, Date.now()).hash);
-  return { a, b, vault: a.info().vault! };
-}
-
-/** `author` proposes in its next own slot (after every slot used so far) and commits; returns the block. */
-function authored(author: Host, other: Host) {
-  let slot = author.slot > other.slot ? author.slot : other.slot;
-  while (!Buffer.from(author.core.slotAuthor(slot).author ?? []).equals(Buffer.from(author.key))) slot++;
-  author.slot = slot + 1n;
-  other.slot = slot + 1n;
-  const p = author.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
-  author.core.commit(p.hash);
-  return p;
-}
-
-const importInto = (h: Host, block: Uint8Array) => h.core.commit(h.core.importBlock(block, Date.now()).hash);
 
 test("effects: a failed shield the author's host reports as a success mints nothing elsewhere: the block is refused with EFFECTS_MISMATCH; an honest shield imports", async () => {
   const chain = new FakeChain();
