@@ -1,0 +1,352 @@
+// Finality against a malicious host (issue 19, acceptance 1), in process through the enclave API: the host rewinds
+// and restarts its enclave, puts back sealed files, withholds blocks, and forges, replays, duplicates and reorders
+// votes and anchor remarks. What must hold: one host gets no finality for a branch of its own, an enclave never
+// votes twice at one number, two conflicting branches never both become final, and a vote that is not a member's
+// real vote for the exact payload never counts (neither in the enclave that builds an anchor nor in any registry).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ed25519PublicFromSeed, ed25519Sign, sha256 } from '../../../src/crypto/primitives.ts';
+import { decodeMessage } from '../../../src/protocol/parentchain-messages.ts';
+import { voteMessage, type IndexedVote, type VotePayload } from '../../../src/protocol/finality.ts';
+import { same } from '../../../src/protocol/bytes.ts';
+import type { Observation } from '../../../src/enclave/parentchain/registry.ts';
+import { codeOf } from '../../helpers/errors.ts';
+import {
+  FakeChain,
+  Host,
+  authored,
+  decodeCall,
+  importInto,
+  memberSet,
+  msg,
+  removeTempDirs,
+  type Call,
+} from '../../helpers/fake-parentchain.ts';
+
+after(removeTempDirs);
+const te = new TextEncoder();
+const key32 = (label: string) => sha256(te.encode(label));
+
+// ---------- helpers ----------
+
+/** A vote as the host hands it to anchorCall. */
+type Vote = { signer: Uint8Array; signature: Uint8Array };
+
+/** The anchor remark a host makes by hand: the payload's fields and whatever votes it likes. */
+function anchorRemark(p: VotePayload, votes: IndexedVote[]): Call {
+  const { shard, number, hash, previousAnchor, parentchainProcessed, authoritySetAt } = p;
+  return msg({
+    tag: 'anchor',
+    value: {
+      shard,
+      sidechainNumber: number,
+      sidechainHash: hash,
+      previousAnchor,
+      parentchainProcessed,
+      authoritySetAt,
+      votes,
+    },
+  });
+}
+
+/**
+ * A parentchain block holding `call` sent by `sender`'s account (at the nonce its enclave expects: nothing else about
+ * it is odd), imported by every host. Returns each host's observations. The fake chain checks no extrinsic signature:
+ * this is the worst case, a host that got its enclave's account to send anything.
+ */
+function land(chain: FakeChain, hosts: Host[], call: Call, sender: Host | Uint8Array): Observation[][] {
+  const signer = sender instanceof Host ? sender.key : sender;
+  const nonce = sender instanceof Host ? sender.info().accountNonce : 0;
+  const blk = chain.block([{ signer, call, nonce }]);
+  return hosts.map((h) => h.import(blk).observations);
+}
+
+/** Every host saw exactly one observation of `kind` (its detail matching `detail`). */
+function allSaw(obs: Observation[][], kind: string, detail?: RegExp): void {
+  for (const o of obs) {
+    assert.deepEqual(
+      o.map((x) => x.kind),
+      [kind],
+      JSON.stringify(o),
+    );
+    if (detail) assert.match(o[0].detail, detail);
+  }
+}
+
+/** The enclave's anchor for block `number` with `votes`, signed by its host and landed on every host's chain. */
+function anchorWith(chain: FakeChain, hosts: Host[], submitter: Host, number: number, votes: Vote[]) {
+  const { callData } = submitter.core.anchorCall(number, votes);
+  return land(chain, hosts, decodeCall(callData), submitter);
+}
+
+/** The votes an anchor call carries, as (index, signature). */
+function votesIn(callData: Uint8Array): IndexedVote[] {
+  const c = decodeCall(callData).call;
+  const m = c.kind === 'remark' ? decodeMessage(c.remark) : null;
+  assert.equal(m?.tag, 'anchor');
+  return m?.tag === 'anchor' ? m.value.votes : [];
+}
+
+const indexed = (index: number, v: { signature: Uint8Array }): IndexedVote => ({ index, signature: v.signature });
+const hashAt = (h: Host, n: number) => h.core['head'].recentBlocks.get(BigInt(n))?.hash;
+const head = (h: Host) => h.core.status();
+const finalNumber = (h: Host) => Number(h.core['finalNumber']());
+
+/** `author` authors its next block (after the slots of `importers` and `away`) and every host in `importers` imports it. */
+function shared(author: Host, importers: Host[], away: Host[] = []) {
+  const p = authored(author, ...importers, ...away);
+  for (const o of importers) importInto(o, p.block);
+  return p;
+}
+
+// =============================================================================================
+// a. One host, its enclave rewound, a private branch
+
+test('a host that rewinds its enclave and anchors a private branch gets no finality; the honest members keep authoring and anchor their own chain', async () => {
+  const chain = new FakeChain();
+  const { hosts, genesis } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  // The shared chain's blocks, by number.
+  const honest = [genesis.block];
+  const share = (author: Host, importers: Host[], away: Host[] = []) => {
+    const p = shared(author, importers, away);
+    honest.push(p.block);
+    return p;
+  };
+  try {
+    const first = share(a, [b, c]);
+    share(b, [a, c]);
+    share(c, [a, b]);
+    assert.equal(head(a).headNumber, 3);
+    // B's real vote for the shared block 3 (B's own chain): the host of A will pass it off for its branch.
+    const bShared = b.core.finalityVote(3);
+
+    // A's host rewinds A to block 1 and builds a branch of its own in A's slots, withheld from B and C.
+    a.core.rewind(1, first.hash);
+    authored(a, b, c);
+    const private3 = authored(a, b, c);
+    assert.equal(private3.number, 3);
+    const aVote = a.core.finalityVote(3); // A's enclave votes: the block is on its (rewound) chain
+    assert.ok(same(aVote.payload.hash, private3.hash));
+
+    // A's enclave builds no anchor without a majority of the three, whatever the host hands it.
+    const noQuorum = (votes: Vote[]) => codeOf(() => a.core.anchorCall(3, votes));
+    assert.equal(noQuorum([aVote]), 'ANCHOR_NO_QUORUM', "A's vote alone");
+    assert.equal(noQuorum([aVote, aVote, aVote]), 'ANCHOR_NO_QUORUM', "A's vote counted three times");
+    assert.equal(noQuorum([aVote, bShared]), 'ANCHOR_NO_QUORUM', "B's signature over another block's payload");
+    assert.equal(
+      noQuorum([aVote, { signer: b.key, signature: aVote.signature }, { signer: c.key, signature: aVote.signature }]),
+      'ANCHOR_NO_QUORUM',
+      "A's signature passed off as B's and C's",
+    );
+
+    // Hand-made remarks, sent by A's own account: every member's registry ignores them.
+    const tries: [IndexedVote[], RegExp][] = [
+      [[indexed(0, aVote)], /1 of 3 votes: no majority/],
+      [[indexed(0, aVote), indexed(0, aVote)], /not in increasing index order/],
+      [[indexed(0, aVote), indexed(1, aVote)], /member 1 has a bad signature/],
+      [[indexed(0, aVote), indexed(1, bShared)], /member 1 has a bad signature/],
+      [[indexed(0, aVote), indexed(2, bShared)], /member 2 has a bad signature/],
+    ];
+    for (const [votes, why] of tries) {
+      const remark = anchorRemark(aVote.payload, votes);
+      // (A's enclave would not even sign it: it signs only calls it built.)
+      assert.equal(
+        codeOf(() => a.sign(remark.bytes)),
+        'SIGNING_REFUSED',
+      );
+      allSaw(land(chain, hosts, remark, a), 'anchorIgnored', why);
+    }
+    for (const h of hosts) assert.equal(h.info().lastAnchor, null, 'nothing is final');
+    assert.equal(finalNumber(a), -1);
+
+    // B and C go on without A (its slots stay empty): they author and import each other's blocks,
+    for (let i = 0; i < 2; i++) {
+      share(b, [c], [a]);
+      share(c, [b], [a]);
+    }
+    assert.equal(head(b).headNumber, 7);
+    assert.deepEqual(head(b).headHash, head(c).headHash);
+    // and their two votes are a majority: B's enclave builds the anchor and every registry, A's too, accepts it.
+    const votes5 = [b.core.finalityVote(5), c.core.finalityVote(5)];
+    allSaw(anchorWith(chain, hosts, b, 5, votes5), 'anchor', /^5$/);
+    for (const h of hosts) assert.deepEqual(h.info().lastAnchor?.hash, hashAt(b, 5));
+    assert.deepEqual([finalNumber(b), finalNumber(c), finalNumber(a)], [5, 5, -1]);
+
+    // A's enclave will not vote on its branch any more: it does not descend from the anchored block.
+    authored(a, b, c);
+    authored(a, b, c);
+    authored(a, b, c);
+    assert.equal(head(a).headNumber, 6);
+    assert.equal(
+      codeOf(() => a.core.finalityVote(6)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    // B and C keep authoring after the anchor, and A's host, taking A back to the shared block 1, follows them.
+    share(b, [c], [a]);
+    share(c, [b], [a]);
+    a.core.rewind(1, first.hash);
+    for (const blk of honest.slice(2)) importInto(a, blk);
+    assert.deepEqual(head(a).headHash, head(b).headHash);
+    assert.equal(finalNumber(a), 5);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+// =============================================================================================
+// b. One number, one vote; one slot, one block: across rewinds and restarts
+
+/** A member alone in its set (its vote is the majority) with blocks 1..n of its own; returns the blocks by number. */
+async function alone(chain: FakeChain, n: number) {
+  const { hosts, genesis } = await memberSet(chain, 1);
+  const blocks = [genesis.block];
+  for (let i = 0; i < n; i++) blocks.push(hosts[0].produce().block);
+  return { host: hosts[0], blocks };
+}
+
+/** The host closes its enclave, opens it again on the same data directory and replays `blocks` into it. */
+async function restart(host: Host, blocks: Uint8Array[]): Promise<Host> {
+  await host.close();
+  const again = new Host(host.chain, host.dataDir);
+  again.slot = host.slot;
+  again.init();
+  again.core.beginReplay(undefined, false);
+  again.core.replayBlocks(blocks);
+  await again.core.finishReplay();
+  return again;
+}
+
+const proposeAt = (h: Host, slot: bigint) => h.core.propose({ slot, timestampMs: Date.now(), maxCalls: 10 });
+
+test('a host gets one vote per number out of its enclave: not for another block at that number after a rewind or a restart, nor below it; the same vote again is the same signature', async () => {
+  const chain = new FakeChain();
+  let { host, blocks } = await alone(chain, 3);
+  try {
+    const first = host.core.finalityVote(3);
+    assert.deepEqual(first.payload.hash, hashAt(host, 3));
+    assert.deepEqual(host.info().lastVote, { number: 3, hash: first.payload.hash });
+
+    // Rewound to block 2, the enclave authors another block 3 (a later slot: the slot of the first is burned).
+    const slot3 = host.core['head'].recentBlocks.get(3n)!.slot;
+    host.core.rewind(2, hashAt(host, 2)!);
+    assert.equal(
+      codeOf(() => proposeAt(host, slot3)),
+      'SLOT_ALREADY_SIGNED',
+    );
+    const other3 = host.produce();
+    assert.equal(other3.number, 3);
+    const otherSlot3 = host.core['head'].recentBlocks.get(3n)!.slot;
+    assert.notDeepEqual(other3.hash, first.payload.hash);
+    assert.equal(
+      codeOf(() => host.core.finalityVote(3)),
+      'VOTE_ALREADY_SIGNED',
+      'another hash at a number voted at',
+    );
+    assert.equal(
+      codeOf(() => host.core.finalityVote(2)),
+      'VOTE_ALREADY_SIGNED',
+      'a number below',
+    );
+
+    // Restarted on the same data directory (the sealed record intact) with the other block 3: still refused.
+    const otherChain = [...blocks.slice(0, 3), other3.block];
+    host = await restart(host, otherChain);
+    assert.deepEqual(host.core.status().headHash, other3.hash);
+    assert.deepEqual(host.info().lastVote, { number: 3, hash: first.payload.hash });
+    for (const n of [3, 2, 1])
+      assert.equal(
+        codeOf(() => host.core.finalityVote(n)),
+        'VOTE_ALREADY_SIGNED',
+        `at ${n}`,
+      );
+    // Nor two blocks for one slot: restarted with block 2 as its head, neither block 3's slot is signed again.
+    host = await restart(host, blocks.slice(0, 3));
+    for (const slot of [slot3, otherSlot3])
+      assert.equal(
+        codeOf(() => proposeAt(host, slot)),
+        'SLOT_ALREADY_SIGNED',
+        `slot ${slot}`,
+      );
+
+    // The same vote again, on the first block 3 (replayed after another restart): the same bytes (ed25519 is
+    // deterministic), so a replayed vote is the vote the set already has, never a second one.
+    host = await restart(host, blocks);
+    const again = host.core.finalityVote(3);
+    assert.deepEqual(again, first);
+    // And a vote above is a new vote: from then on 3 is below the last vote.
+    host.core.commit(proposeAt(host, host.slot++).hash);
+    host.core.finalityVote(4);
+    assert.equal(
+      codeOf(() => host.core.finalityVote(3)),
+      'VOTE_ALREADY_SIGNED',
+    );
+  } finally {
+    await host.close();
+  }
+});
+
+test('a signing guard put back to before a vote is detected by the parentchain view sealed after it, which carries the vote: the vote stays refused', async () => {
+  const chain = new FakeChain();
+  let { host, blocks } = await alone(chain, 3);
+  const guardPath = join(host.dataDir, 'enclave', 'signing-guard.sealed');
+  try {
+    const before = readFileSync(guardPath); // no vote yet
+    const first = host.core.finalityVote(3);
+    host.import(chain.block()); // the view, sealed after the vote, carries a copy of the guard's record
+    assert.equal(host.info().sealedRollback.rollbacks, 0);
+
+    // The host puts the old guard back, restarts the enclave and shows it another block 3 (a fresh slot).
+    writeFileSync(guardPath, before);
+    host = await restart(host, blocks.slice(0, 3));
+    const status = host.info().sealedRollback;
+    assert.equal(status.rollbacks, 1, 'the guard rollback is detected');
+    assert.match(status.lastRollback ?? '', /signing guard .* is older than parentchain view/);
+    assert.deepEqual(
+      host.info().lastVote,
+      { number: 3, hash: first.payload.hash },
+      "the view's copy restored the vote",
+    );
+    const other3 = host.produce();
+    assert.notDeepEqual(other3.hash, first.payload.hash);
+    assert.equal(
+      codeOf(() => host.core.finalityVote(3)),
+      'VOTE_ALREADY_SIGNED',
+    );
+    // A restart does not forget it: the merged record was sealed.
+    host = await restart(host, [...blocks.slice(0, 3), other3.block]);
+    assert.equal(host.info().sealedRollback.rollbacks, 1);
+    assert.equal(
+      codeOf(() => host.core.finalityVote(3)),
+      'VOTE_ALREADY_SIGNED',
+    );
+  } finally {
+    await host.close();
+  }
+});
+
+test('a parentchain view put back to before a vote is detected, and the guard still refuses a second vote', async () => {
+  const chain = new FakeChain();
+  let { host, blocks } = await alone(chain, 3);
+  const viewPath = join(host.dataDir, 'enclave', 'parentchain.sealed');
+  try {
+    host.import(chain.block());
+    const before = readFileSync(viewPath); // its guard copy has no vote
+    const first = host.core.finalityVote(3);
+    host.import(chain.block());
+    writeFileSync(viewPath, before);
+    host = await restart(host, blocks.slice(0, 3));
+    assert.equal(host.info().sealedRollback.rollbacks, 1);
+    assert.match(host.info().sealedRollback.lastRollback ?? '', /older than the sealed/);
+    host.produce();
+    assert.equal(
+      codeOf(() => host.core.finalityVote(3)),
+      'VOTE_ALREADY_SIGNED',
+    );
+    assert.deepEqual(host.info().lastVote, { number: 3, hash: first.payload.hash });
+  } finally {
+    await host.close();
+  }
+});
