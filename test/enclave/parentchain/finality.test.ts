@@ -9,13 +9,19 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ed25519PublicFromSeed, ed25519Sign, sha256 } from '../../../src/crypto/primitives.ts';
 import { decodeMessage } from '../../../src/protocol/parentchain-messages.ts';
+import { registrationUserData, type Observation } from '../../../src/enclave/parentchain/registry.ts';
+import { simulatedProvider } from '../../../src/enclave/keys/attestation.ts';
+import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
+import { SIM_SIGNER_ID } from '../../../src/enclave/keys/sealing.ts';
 import { voteMessage, type IndexedVote, type VotePayload } from '../../../src/protocol/finality.ts';
-import { same } from '../../../src/protocol/bytes.ts';
-import type { Observation } from '../../../src/enclave/parentchain/registry.ts';
+import { concatBytes, same } from '../../../src/protocol/bytes.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import {
+  ADDRS,
   FakeChain,
   Host,
+  PEER,
+  SHARD,
   authored,
   decodeCall,
   importInto,
@@ -63,15 +69,15 @@ function land(chain: FakeChain, hosts: Host[], call: Call, sender: Host | Uint8A
   return hosts.map((h) => h.import(blk).observations);
 }
 
-/** Every host saw exactly one observation of `kind` (its detail matching `detail`). */
-function allSaw(obs: Observation[][], kind: string, detail?: RegExp): void {
+/** Every host saw exactly one observation of `kind` (its detail matching `detail`); `what` names the case. */
+function allSaw(obs: Observation[][], kind: string, detail?: RegExp, what = ''): void {
   for (const o of obs) {
     assert.deepEqual(
       o.map((x) => x.kind),
       [kind],
-      JSON.stringify(o),
+      `${what} ${JSON.stringify(o)}`,
     );
-    if (detail) assert.match(o[0].detail, detail);
+    if (detail) assert.match(o[0].detail, detail, what);
   }
 }
 
@@ -94,7 +100,7 @@ const hashAt = (h: Host, n: number) => h.core['head'].recentBlocks.get(BigInt(n)
 const head = (h: Host) => h.core.status();
 const finalNumber = (h: Host) => Number(h.core['finalNumber']());
 
-/** `author` authors its next block (after the slots of `importers` and `away`) and every host in `importers` imports it. */
+/** `author` authors its next block (past the slots of `importers` and `away`); each of `importers` imports it. */
 function shared(author: Host, importers: Host[], away: Host[] = []) {
   const p = authored(author, ...importers, ...away);
   for (const o of importers) importInto(o, p.block);
@@ -223,7 +229,9 @@ const proposeAt = (h: Host, slot: bigint) => h.core.propose({ slot, timestampMs:
 
 test('a host gets one vote per number out of its enclave: not for another block at that number after a rewind or a restart, nor below it; the same vote again is the same signature', async () => {
   const chain = new FakeChain();
-  let { host, blocks } = await alone(chain, 3);
+  const start = await alone(chain, 3);
+  const blocks = start.blocks;
+  let host = start.host;
   try {
     const first = host.core.finalityVote(3);
     assert.deepEqual(first.payload.hash, hashAt(host, 3));
@@ -290,7 +298,9 @@ test('a host gets one vote per number out of its enclave: not for another block 
 
 test('a signing guard put back to before a vote is detected by the parentchain view sealed after it, which carries the vote: the vote stays refused', async () => {
   const chain = new FakeChain();
-  let { host, blocks } = await alone(chain, 3);
+  const start = await alone(chain, 3);
+  const blocks = start.blocks;
+  let host = start.host;
   const guardPath = join(host.dataDir, 'enclave', 'signing-guard.sealed');
   try {
     const before = readFileSync(guardPath); // no vote yet
@@ -329,7 +339,9 @@ test('a signing guard put back to before a vote is detected by the parentchain v
 
 test('a parentchain view put back to before a vote is detected, and the guard still refuses a second vote', async () => {
   const chain = new FakeChain();
-  let { host, blocks } = await alone(chain, 3);
+  const start = await alone(chain, 3);
+  const blocks = start.blocks;
+  let host = start.host;
   const viewPath = join(host.dataDir, 'enclave', 'parentchain.sealed');
   try {
     host.import(chain.block());
@@ -348,5 +360,250 @@ test('a parentchain view put back to before a vote is detected, and the guard st
     assert.deepEqual(host.info().lastVote, { number: 3, hash: first.payload.hash });
   } finally {
     await host.close();
+  }
+});
+
+// =============================================================================================
+// c. Two conflicting branches, voted by different members at different heights
+
+/**
+ * Members A, B, C share block 1, then fork: A and B build branch X (2x, 3x; later B alone 4x..6x), C builds branch Y
+ * (2y..5y) in its own slots. The hosts move their enclaves between the branches (rewinds) to collect every vote the
+ * signing guard allows, before any anchor is seen: A and B for 3x, A and C for 5y, A and B for 6x, all naming no
+ * previous anchor. Returns the three anchor calls, built by B's (X) and C's (Y) enclaves, none landed yet.
+ */
+async function conflictingBranches() {
+  const chain = new FakeChain();
+  const { hosts } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  const first = shared(a, [b, c]);
+  const x = [shared(a, [b], [c]), shared(b, [a], [c])];
+  const y = [0, 1, 2, 3].map(() => authored(c, a, b));
+  assert.deepEqual(
+    y.map((p) => p.number),
+    [2, 3, 4, 5],
+  );
+  const xVotes3 = [a.core.finalityVote(3), b.core.finalityVote(3)];
+
+  // B cannot vote for Y at 3, where it voted for X, nor below.
+  b.core.rewind(1, first.hash);
+  for (const p of y.slice(0, 2)) importInto(b, p.block);
+  for (const n of [3, 2])
+    assert.equal(
+      codeOf(() => b.core.finalityVote(n)),
+      'VOTE_ALREADY_SIGNED',
+      `B for Y at ${n}`,
+    );
+  b.core.rewind(1, first.hash);
+  for (const p of x) importInto(b, p.block);
+
+  // A's host takes A over to Y: A votes 5y with C (higher than its vote at 3, so the guard allows it).
+  a.core.rewind(1, first.hash);
+  for (const p of y) importInto(a, p.block);
+  const yVotes5 = [a.core.finalityVote(5), c.core.finalityVote(5)];
+
+  // B extends X alone; A's host takes A back to X, and A and B vote 6x.
+  x.push(...[0, 1, 2].map(() => authored(b, a, c)));
+  a.core.rewind(1, first.hash);
+  for (const p of x) importInto(a, p.block);
+  const xVotes6 = [a.core.finalityVote(6), b.core.finalityVote(6)];
+  for (const v of [...xVotes3, ...yVotes5, ...xVotes6]) assert.deepEqual(v.payload.previousAnchor, new Uint8Array(32));
+
+  const calls = {
+    x3: decodeCall(b.core.anchorCall(3, xVotes3).callData),
+    y5: decodeCall(c.core.anchorCall(5, yVotes5).callData),
+    x6: decodeCall(b.core.anchorCall(6, xVotes6).callData),
+  };
+  return { chain, hosts, a, b, c, calls, xVotes6, yVotes5, x, y };
+}
+
+const lastAnchors = (hosts: Host[]) => hosts.map((h) => h.info().lastAnchor?.hash);
+
+test("conflicting branches, the lower one's anchor first: the other branch's anchor does not follow it and is ignored everywhere; the enclaves on that branch vote no more", async () => {
+  const { chain, hosts, a, b, c, calls, yVotes5, x, y } = await conflictingBranches();
+  try {
+    allSaw(land(chain, hosts, calls.x3, b), 'anchor', /^3$/);
+    allSaw(land(chain, hosts, calls.y5, c), 'anchorIgnored', /anchor 5 does not follow the last anchor/);
+    // Not even sent again by another member, nor with the last anchor named by a host (the votes do not sign that).
+    allSaw(land(chain, hosts, calls.y5, a), 'anchorIgnored', /does not follow/);
+    const [ya, yc] = yVotes5;
+    const relinked = anchorRemark({ ...ya.payload, previousAnchor: x[1].hash }, [indexed(0, ya), indexed(2, yc)]);
+    allSaw(land(chain, hosts, relinked, c), 'anchorIgnored', /member 0 has a bad signature/);
+    for (const h of lastAnchors(hosts)) assert.deepEqual(h, x[1].hash);
+    // X's 6 voted before the anchor names none: ignored too; votes for it naming the anchor make it final.
+    allSaw(land(chain, hosts, calls.x6, b), 'anchorIgnored', /anchor 6 does not follow/);
+    const again = [a.core.finalityVote(6), b.core.finalityVote(6)];
+    for (const v of again) assert.deepEqual(v.payload.previousAnchor, x[1].hash);
+    allSaw(anchorWith(chain, hosts, b, 6, again), 'anchor', /^6$/);
+    for (const h of lastAnchors(hosts)) assert.deepEqual(h, x[4].hash);
+    // C's enclave, on Y, neither votes nor builds an anchor there any more: Y does not descend from the anchor.
+    assert.deepEqual(c.core.status().headHash, y[3].hash);
+    assert.equal(
+      codeOf(() => c.core.finalityVote(5)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    authored(c, a, b);
+    assert.equal(
+      codeOf(() => c.core.finalityVote(6)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    assert.deepEqual([finalNumber(a), finalNumber(b), finalNumber(c)], [6, 6, -1]);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+test("conflicting branches, the higher one's anchor first: the lower one's is not above it, the later one does not follow it; X's enclaves vote no more", async () => {
+  const { chain, hosts, a, b, c, calls, xVotes6, y } = await conflictingBranches();
+  try {
+    allSaw(land(chain, hosts, calls.y5, c), 'anchor', /^5$/);
+    allSaw(land(chain, hosts, calls.x3, b), 'anchorIgnored', /anchor 3 is not above 5/);
+    allSaw(land(chain, hosts, calls.x6, b), 'anchorIgnored', /anchor 6 does not follow the last anchor/);
+    for (const h of lastAnchors(hosts)) assert.deepEqual(h, y[3].hash);
+    // A and B (on X) give no vote at 6 naming Y's anchor, and B's enclave builds no anchor from their old votes.
+    for (const h of [a, b])
+      assert.equal(
+        codeOf(() => h.core.finalityVote(6)),
+        'ANCHOR_NOT_DESCENDANT',
+      );
+    assert.equal(
+      codeOf(() => b.core.anchorCall(6, xVotes6)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    assert.deepEqual([finalNumber(a), finalNumber(b), finalNumber(c)], [-1, -1, 5]);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+// =============================================================================================
+// d. Forged, duplicated, replayed and non-member votes
+
+/** A key outside any enclave, registered as a member by a hand-made remark (the dev quote provider is trusted). */
+function registerKey(chain: FakeChain, hosts: Host[], seed: Uint8Array): Uint8Array {
+  const signingKey = ed25519PublicFromSeed(seed);
+  const encryptionKey = key32('encryption key of a hand-made member');
+  const quote = simulatedProvider(computeMeasurement(), SIM_SIGNER_ID).quote(
+    concatBytes(signingKey, registrationUserData(SHARD, PEER, ADDRS, encryptionKey)),
+  );
+  const register = msg({
+    tag: 'register',
+    value: { shard: SHARD, quote, signingKey, p2pAddresses: ADDRS, peerId: PEER, encryptionKey },
+  });
+  allSaw(land(chain, hosts, register, signingKey), 'registered');
+  return signingKey;
+}
+
+test('a forged, duplicated, replayed or non-member vote does not count: the enclave drops it and builds no anchor without the real majority; every registry ignores it in a hand-made anchor', async () => {
+  const chain = new FakeChain();
+  const { hosts } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  try {
+    shared(a, [b, c]);
+    const two = shared(b, [a, c]);
+    const three = shared(c, [a, b]);
+    // Votes the host keeps for later: B's for block 1, and B's for block 3 made before block 1's anchor landed.
+    const b1 = b.core.finalityVote(1);
+    const stale = b.core.finalityVote(3);
+    allSaw(anchorWith(chain, hosts, a, 1, [a.core.finalityVote(1), b1]), 'anchor', /^1$/);
+    // C's vote for another block 3 (its host rewound it and had it author one; then took it back to the shared 3).
+    c.core.rewind(2, two.hash);
+    authored(c, a, b);
+    const fork3 = c.core.finalityVote(3);
+    c.core.rewind(2, two.hash);
+    importInto(c, three.block);
+
+    const a3 = a.core.finalityVote(3);
+    const p = a3.payload;
+    assert.deepEqual(p.previousAnchor, hashAt(a, 1));
+    // A key that never was a member, and one registered after block 3's authority set was taken: both sign p exactly.
+    const outsiderSeed = key32('not a member');
+    const outsider = {
+      signer: ed25519PublicFromSeed(outsiderSeed),
+      signature: ed25519Sign(outsiderSeed, voteMessage(p)),
+    };
+    const lateSeed = key32('registered after block 3');
+    const late = { signer: registerKey(chain, hosts, lateSeed), signature: ed25519Sign(lateSeed, voteMessage(p)) };
+    assert.equal(a.info().members.length, 4);
+
+    const bad: [string, Vote][] = [
+      ["a forged signature in B's name", { signer: b.key, signature: new Uint8Array(64).fill(7) }],
+      ["A's signature in B's name", { signer: b.key, signature: a3.signature }],
+      ["A's vote again", a3],
+      ['a key that is not a member', outsider],
+      ['a member registered after the authority set', late],
+      ["B's vote for block 1", b1],
+      ["C's vote for another block 3", fork3],
+      ["B's vote for block 3 before the anchor of block 1", stale],
+    ];
+    for (const [what, v] of bad)
+      assert.equal(
+        codeOf(() => a.core.anchorCall(3, [a3, v])),
+        'ANCHOR_NO_QUORUM',
+        what,
+      );
+    assert.equal(
+      codeOf(() =>
+        a.core.anchorCall(
+          3,
+          bad.map(([, v]) => v),
+        ),
+      ),
+      'ANCHOR_NO_QUORUM',
+      'all of them',
+    );
+    assert.equal(
+      codeOf(() => a.core.anchorCall(3, [a3, ...bad.map(([, v]) => v)])),
+      'ANCHOR_NO_QUORUM',
+      "A's vote and all of them",
+    );
+
+    // Registry side: hand-made anchors sent by A's account (a member: its votes are checked), none counts.
+    const b3 = b.core.finalityVote(3); // B votes 3 again, now naming the anchor: a new payload, the same block
+    assert.deepEqual(b3.payload, p);
+    const lateAt = a.info().number; // the parentchain block where the late member is in the set
+    const remarks: [string, Call, RegExp][] = [
+      ['A alone', anchorRemark(p, [indexed(0, a3)]), /1 of 3 votes: no majority/],
+      ['A twice', anchorRemark(p, [indexed(0, a3), indexed(0, a3)]), /not in increasing index order/],
+      ['A and B reordered', anchorRemark(p, [indexed(1, b3), indexed(0, a3)]), /not in increasing index order/],
+      ["A's signature as B's", anchorRemark(p, [indexed(0, a3), indexed(1, a3)]), /member 1 has a bad signature/],
+      ['forged', anchorRemark(p, [indexed(0, a3), indexed(1, bad[0][1])]), /member 1 has a bad signature/],
+      ['an outsider as B', anchorRemark(p, [indexed(0, a3), indexed(1, outsider)]), /member 1 has a bad signature/],
+      ['the late member', anchorRemark(p, [indexed(0, a3), indexed(3, late)]), /vote index 3 outside a set of 3/],
+      ["B's vote for 1", anchorRemark(p, [indexed(0, a3), indexed(1, b1)]), /member 1 has a bad signature/],
+      ["B's stale vote", anchorRemark(p, [indexed(0, a3), indexed(1, stale)]), /member 1 has a bad signature/],
+      ["C's fork vote", anchorRemark(p, [indexed(0, a3), indexed(2, fork3)]), /member 2 has a bad signature/],
+      [
+        'four votes for a set of three',
+        anchorRemark(p, [indexed(0, a3), indexed(1, b3), indexed(2, b3), indexed(3, b3)]),
+        /4 votes for a set of 3/,
+      ],
+      [
+        // The set moved to one where the late member counts: every real vote signed the real set.
+        'the set moved to include the late member',
+        anchorRemark({ ...p, authoritySetAt: lateAt }, [
+          indexed(0, a3),
+          indexed(1, b3),
+          { index: 3, signature: ed25519Sign(lateSeed, voteMessage({ ...p, authoritySetAt: lateAt })) },
+        ]),
+        /member 0 has a bad signature/,
+      ],
+    ];
+    for (const [what, remark, why] of remarks) allSaw(land(chain, hosts, remark, a), 'anchorIgnored', why, what);
+    // The real majority, sent by anyone but a member's account, costs nothing and counts for nothing.
+    const real = anchorRemark(p, [indexed(0, a3), indexed(1, b3)]);
+    allSaw(land(chain, hosts, real, key32('an outsider account')), 'anchorIgnored', /anchor by a non-member/);
+    for (const h of hosts) assert.equal(h.info().lastAnchor?.number, 1, 'still block 1');
+
+    // With the real majority among them, in any order, the bad votes are dropped: the anchor carries A's and B's.
+    const { callData } = a.core.anchorCall(3, [...bad.map(([, v]) => v), b3, a3]);
+    assert.deepEqual(
+      votesIn(callData).map((v) => v.index),
+      [0, 1],
+    );
+    allSaw(land(chain, hosts, decodeCall(callData), a), 'anchor', /^3$/);
+    for (const h of hosts) assert.deepEqual(h.info().lastAnchor?.hash, hashAt(a, 3));
+  } finally {
+    for (const h of hosts) await h.close();
   }
 });
