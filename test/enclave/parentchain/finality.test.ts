@@ -15,6 +15,7 @@ import { computeMeasurement } from '../../../src/enclave/keys/measurement.ts';
 import { SIM_SIGNER_ID } from '../../../src/enclave/keys/sealing.ts';
 import { voteMessage, type IndexedVote, type VotePayload } from '../../../src/protocol/finality.ts';
 import { concatBytes, same } from '../../../src/protocol/bytes.ts';
+import { RECENT_BLOCKS_KEPT } from '../../../src/enclave/chain/head.ts';
 import { codeOf } from '../../helpers/errors.ts';
 import {
   ADDRS,
@@ -423,6 +424,17 @@ test("conflicting branches, the lower one's anchor first: the other branch's anc
   const { chain, hosts, a, b, c, calls, yVotes5, x, y } = await conflictingBranches();
   try {
     allSaw(land(chain, hosts, calls.x3, b), 'anchor', /^3$/);
+    // C's enclave, on Y (its block 3 is not the anchored one), neither votes again for 5y naming the anchor nor builds
+    // Y's anchor from the votes it has.
+    assert.equal(
+      codeOf(() => c.core.finalityVote(5)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    assert.equal(
+      codeOf(() => c.core.anchorCall(5, yVotes5)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    // The anchor it built before is ignored by every registry.
     allSaw(land(chain, hosts, calls.y5, c), 'anchorIgnored', /anchor 5 does not follow the last anchor/);
     // Not even sent again by another member, nor with the last anchor named by a host (the votes do not sign that).
     allSaw(land(chain, hosts, calls.y5, a), 'anchorIgnored', /does not follow/);
@@ -603,6 +615,124 @@ test('a forged, duplicated, replayed or non-member vote does not count: the encl
     );
     allSaw(land(chain, hosts, decodeCall(callData), a), 'anchor', /^3$/);
     for (const h of hosts) assert.deepEqual(h.info().lastAnchor?.hash, hashAt(a, 3));
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+test('a branch forked below the anchored block and longer than the blocks an enclave keeps gets no vote from the enclaves taken to it; an honest member far past the anchor still votes', async () => {
+  const chain = new FakeChain();
+  const { hosts } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  try {
+    const first = shared(a, [b, c]);
+    for (const author of [b, c, a, b])
+      shared(
+        author,
+        hosts.filter((h) => h !== author),
+      );
+    const votes5 = [b.core.finalityVote(5), c.core.finalityVote(5)];
+    // A's and B's hosts (two of three) take their enclaves to a branch of A's from block 1 (built on the same
+    // parentchain block as the shared chain, so no effects differ), longer than the blocks an enclave keeps.
+    a.core.rewind(1, first.hash);
+    const branch = Array.from({ length: RECENT_BLOCKS_KEPT + 5 }, () => authored(a, b, c));
+    b.core.rewind(1, first.hash);
+    for (const p of branch) importInto(b, p.block);
+    // B's and C's votes for the shared block 5 land as an anchor (C submits): block 5 is final.
+    allSaw(anchorWith(chain, hosts, c, 5, votes5), 'anchor', /^5$/);
+    const tip = Number(branch[branch.length - 1].number);
+    assert.ok(tip > 5 + RECENT_BLOCKS_KEPT && hashAt(a, 5) === undefined, 'block 5 is out of their recent blocks');
+    // The branch does not hold the anchored block 5: its enclaves must not vote for it naming that anchor.
+    for (const h of [a, b])
+      assert.equal(
+        codeOf(() => h.core.finalityVote(tip)),
+        'ANCHOR_NOT_DESCENDANT',
+      );
+    assert.deepEqual([finalNumber(a), finalNumber(b)], [-1, -1]);
+
+    // C, alone on the shared chain, authors as far past the anchor: its own chain holds block 5, and it votes.
+    for (let i = 0; i < RECENT_BLOCKS_KEPT + 5; i++) authored(c, a, b);
+    const far = c.core.status().headNumber;
+    assert.ok(far > 5 + RECENT_BLOCKS_KEPT && hashAt(c, 5) === undefined);
+    assert.equal(finalNumber(c), 5);
+    const vote = c.core.finalityVote(far);
+    assert.deepEqual(vote.payload.previousAnchor, c.info().lastAnchor?.hash);
+    // Restarted from a snapshot of its head, it still knows its chain holds block 5 (the snapshot carries it).
+    const snap = await c.core.snapshot();
+    await c.close();
+    const restarted = new Host(chain, c.dataDir);
+    hosts[2] = restarted;
+    restarted.init();
+    restarted.core.beginReplay(snap.sealed, false);
+    await restarted.core.finishReplay();
+    assert.equal(restarted.core.status().headNumber, far);
+    assert.equal(finalNumber(restarted), 5);
+    authored(restarted, a, b);
+    assert.deepEqual(restarted.core.finalityVote(far + 1).payload.previousAnchor, vote.payload.previousAnchor);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+test('an anchor that lands once its block is older than the recent blocks: the members that voted for it know their chain holds it and vote on; the next anchor brings the others back', async () => {
+  const chain = new FakeChain();
+  const { hosts } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  try {
+    for (const author of [a, b, c, a, b])
+      shared(
+        author,
+        hosts.filter((h) => h !== author),
+      );
+    const late = decodeCall(c.core.anchorCall(5, [b.core.finalityVote(5), c.core.finalityVote(5)]).callData);
+    // The anchor is late (a slow parentchain): the set authors on past the blocks an enclave keeps.
+    for (let i = 0; i < RECENT_BLOCKS_KEPT + 3; i++) {
+      const author = hosts[i % 3];
+      shared(
+        author,
+        hosts.filter((h) => h !== author),
+      );
+    }
+    allSaw(land(chain, hosts, late, c), 'anchor', /^5$/);
+    const tip = b.core.status().headNumber;
+    assert.ok(tip > 5 + RECENT_BLOCKS_KEPT && hashAt(a, 5) === undefined);
+    // B and C voted for block 5 on this chain: final for them. A did not: it cannot tell, so it does not vote.
+    assert.deepEqual([finalNumber(a), finalNumber(b), finalNumber(c)], [-1, 5, 5]);
+    assert.equal(
+      codeOf(() => a.core.finalityVote(tip)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
+    // B and C are a majority: the next anchor lands, and it is recent for A too.
+    allSaw(anchorWith(chain, hosts, b, tip, [b.core.finalityVote(tip), c.core.finalityVote(tip)]), 'anchor');
+    assert.deepEqual([finalNumber(a), finalNumber(b), finalNumber(c)], [tip, tip, tip]);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+test('a rewind below the anchored block forgets that the chain held it: a longer branch built from there gets no vote', async () => {
+  const chain = new FakeChain();
+  const { hosts } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  try {
+    for (const author of [a, b, c, a, b])
+      shared(
+        author,
+        hosts.filter((h) => h !== author),
+      );
+    allSaw(anchorWith(chain, hosts, c, 5, [b.core.finalityVote(5), c.core.finalityVote(5)]), 'anchor', /^5$/);
+    shared(c, [a, b]);
+    assert.equal(finalNumber(a), 5, 'A holds block 5 while it is recent');
+    // A's host rewinds A below it and builds a branch of A's longer than the recent blocks.
+    a.core.rewind(4, hashAt(a, 4)!);
+    for (let i = 0; i < RECENT_BLOCKS_KEPT + 2; i++) authored(a, b, c);
+    const tip = a.core.status().headNumber;
+    assert.ok(tip > 5 + RECENT_BLOCKS_KEPT);
+    assert.equal(finalNumber(a), -1);
+    assert.equal(
+      codeOf(() => a.core.finalityVote(tip)),
+      'ANCHOR_NOT_DESCENDANT',
+    );
   } finally {
     for (const h of hosts) await h.close();
   }
