@@ -5,7 +5,7 @@ import { same } from '../../protocol/bytes.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { unpaidWithdrawalId, type Item } from '../state/state.ts';
 import type { Recipient } from '../keys/rotation.ts';
-import type { EnclaveContext, StagedBlock } from '../context.ts';
+import { ZERO32, type EnclaveContext, type StagedBlock } from '../context.ts';
 
 /** signatureHash: of the block's signature, which its child's header names. */
 export interface Head {
@@ -18,12 +18,21 @@ export interface Head {
   parentchainHash: Uint8Array;
 }
 export const RECENT_BLOCKS_KEPT = 256;
+/** Older blocks kept as known ancestors of the head (ancestors below). */
+const ANCESTORS_KEPT = 64;
 
 export class ChainHead {
   /** The newest applied block: null before genesis or a replay's first block, and after a failed rebuild. */
   current: Head | null = null;
   /** Recently committed or replayed blocks, in chain order, for anchors and rewinds. */
   readonly recentBlocks = new Map<bigint, Head>();
+  /**
+   * Blocks of this chain that may be older than the recent blocks, known to be ancestors of the head: the last
+   * anchored block, kept while it was recent, and the blocks this enclave voted for. Whether an older anchor is on
+   * this chain is read here, never assumed from its age: a host may give its enclave a branch that forked below the
+   * anchored block and is longer than the recent blocks.
+   */
+  private readonly ancestors = new Map<bigint, Uint8Array>();
   /** Sidechain block that created each withdrawal (since start); older ones count as at `withdrawalBase`. */
   readonly withdrawalBlocks = new Map<bigint, bigint>();
   withdrawalBase = 0n;
@@ -38,6 +47,7 @@ export class ChainHead {
     this.recentBlocks.delete(h.number); // re-inserted last: the map stays in insertion (chain) order
     this.recentBlocks.set(h.number, h);
     if (this.recentBlocks.size > RECENT_BLOCKS_KEPT) this.recentBlocks.delete(this.recentBlocks.keys().next().value!);
+    this.finalNumber(); // keeps the last anchored block while it is recent
     for (const item of items ?? []) {
       const id = unpaidWithdrawalId(item);
       if (id !== undefined) this.withdrawalBlocks.set(id, h.number);
@@ -77,8 +87,35 @@ export class ChainHead {
     const head = this.current;
     if (!a || !head || a.number > head.number) return -1n;
     const b = this.recentBlocks.get(a.number);
-    if (b) return same(b.hash, a.hash) ? a.number : -1n;
-    return a.number < head.number - BigInt(RECENT_BLOCKS_KEPT) ? a.number : -1n;
+    if (!b) return same(this.ancestors.get(a.number) ?? ZERO32, a.hash) ? a.number : -1n;
+    if (!same(b.hash, a.hash)) return -1n;
+    this.keepAncestor(a.number, a.hash);
+    return a.number;
+  }
+
+  /** Keeps block `number` (`hash`) of this chain as an ancestor of the head, beyond the recent blocks. */
+  keepAncestor(number: bigint, hash: Uint8Array): void {
+    if (same(this.ancestors.get(number) ?? ZERO32, hash)) return;
+    this.ancestors.delete(number);
+    this.ancestors.set(number, hash);
+    if (this.ancestors.size > ANCESTORS_KEPT) this.ancestors.delete(this.ancestors.keys().next().value!);
+  }
+
+  /** Ancestors kept beyond the recent blocks (a snapshot carries them). */
+  keptAncestors(): { number: bigint; hash: Uint8Array }[] {
+    return [...this.ancestors].map(([number, hash]) => ({ number, hash }));
+  }
+
+  /** The head goes back to block `number` (a rewind): what was above it is no longer on this chain. */
+  truncate(number: bigint): void {
+    for (const n of [...this.recentBlocks.keys()]) if (n > number) this.recentBlocks.delete(n);
+    for (const n of [...this.ancestors.keys()]) if (n > number) this.ancestors.delete(n);
+  }
+
+  /** A replay rebuilds the chain: nothing of the old one is known to be on it. */
+  clearChain(): void {
+    this.recentBlocks.clear();
+    this.ancestors.clear();
   }
 
   /** Keys whose blocks replay accepts: configured authorities, this enclave, and every registered member. */

@@ -93,7 +93,7 @@ export class Replay {
     }
     ctx.staged = null;
     ctx.state.rewind(depth);
-    for (let n = BigInt(number) + 1n; n <= head.number; n++) this.head.recentBlocks.delete(n);
+    this.head.truncate(BigInt(number));
     for (const [id, n] of this.head.withdrawalBlocks) if (n > BigInt(number)) this.head.withdrawalBlocks.delete(id);
     this.head.current = target;
     if (!same(ctx.state.commitment(), target.commitment)) {
@@ -112,9 +112,11 @@ export class Replay {
     if (sealedSnapshot) {
       const snap = decodeSnapshot(ctx.sealer.unseal('snapshot', sealedSnapshot));
       ctx.state = State.fromSnapshot(snap.state, STATE_LAYERS);
-      this.head.recentBlocks.clear();
-      // Only number and hash are known of the blocks before the snapshot: enough for anchors.
+      this.head.clearChain();
+      // Only number and hash are known of the blocks before the snapshot: enough for anchors. All are ancestors of
+      // its head; the last ones kept are the older ancestors it carries last (the last anchored block among them).
       for (const r of snap.recent) {
+        this.head.keepAncestor(r.number, r.hash);
         this.head.recentBlocks.set(r.number, {
           hash: r.hash,
           signatureHash: ZERO32,
@@ -136,7 +138,7 @@ export class Replay {
       });
       this.head.withdrawalBase = snap.number;
     } else {
-      this.head.recentBlocks.clear();
+      this.head.clearChain();
       this.head.withdrawalBase = 0n;
       ctx.state = new State(STATE_LAYERS);
       this.head.current = null;
@@ -247,6 +249,8 @@ export class Replay {
     const recent = [...this.head.recentBlocks.values()]
       .filter((b) => b.number < h.number)
       .map((b) => ({ number: b.number, hash: b.hash }));
+    const older = this.head.keptAncestors().filter((a) => a.number < h.number && !this.head.recentBlocks.has(a.number));
+    recent.push(...older);
     const state = await this.ctx.state.encodeSnapshotInPieces(() => nextTurn());
     // The state is SnapshotFile's last field: the other fields, then the state's parts, sealed a part at a time.
     const fields = SnapshotFile.enc({

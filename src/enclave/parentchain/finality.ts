@@ -93,6 +93,8 @@ export class Finality {
     guard.signVote(payload.number, payload.hash);
     // The view's copy of the guard carries the vote too: putting back the guard file alone is then detected.
     this.view().sealGuardCopy();
+    // If this block is anchored once it is older than the recent blocks, the chain is still known to hold it.
+    this.head.keepAncestor(payload.number, payload.hash);
     return { payload, signer: keys.signingPublic, signature: ed25519Sign(keys.signingKey, voteMessage(payload)) };
   }
 
