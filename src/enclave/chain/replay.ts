@@ -113,10 +113,9 @@ export class Replay {
       const snap = decodeSnapshot(ctx.sealer.unseal('snapshot', sealedSnapshot));
       ctx.state = State.fromSnapshot(snap.state, STATE_LAYERS);
       this.head.clearChain();
-      // Only number and hash are known of the blocks before the snapshot: enough for anchors. All are ancestors of
-      // its head; the last ones kept are the older ancestors it carries last (the last anchored block among them).
+      // Only number and hash are known of the blocks before the snapshot: enough for anchors (and, after the recent
+      // ones, the older ancestors it kept: the head's set() keeps the last anchored block again).
       for (const r of snap.recent) {
-        this.head.keepAncestor(r.number, r.hash);
         this.head.recentBlocks.set(r.number, {
           hash: r.hash,
           signatureHash: ZERO32,

@@ -704,7 +704,19 @@ test('an anchor that lands once its block is older than the recent blocks: the m
     );
     // B and C are a majority: the next anchor lands, and it is recent for A too.
     allSaw(anchorWith(chain, hosts, b, tip, [b.core.finalityVote(tip), c.core.finalityVote(tip)]), 'anchor');
+    // A keeps that anchored block as it authors and imports on (it did not vote for it): still final for A once older
+    // than its recent blocks.
+    for (let i = 0; i < RECENT_BLOCKS_KEPT + 3; i++) {
+      const author = hosts[i % 3];
+      shared(
+        author,
+        hosts.filter((h) => h !== author),
+      );
+    }
+    const next = a.core.status().headNumber;
+    assert.ok(next > tip + RECENT_BLOCKS_KEPT && hashAt(a, tip) === undefined);
     assert.deepEqual([finalNumber(a), finalNumber(b), finalNumber(c)], [tip, tip, tip]);
+    assert.deepEqual(a.core.finalityVote(next).payload.previousAnchor, a.info().lastAnchor?.hash);
   } finally {
     for (const h of hosts) await h.close();
   }
