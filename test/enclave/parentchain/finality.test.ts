@@ -749,3 +749,75 @@ test('a rewind below the anchored block forgets that the chain held it: a longer
     for (const h of hosts) await h.close();
   }
 });
+
+// =============================================================================================
+// The set grows: a block of the first member's time alone
+
+/**
+ * A registers and authors alone (genesis, blocks 1 and 2: their children's slots are A's alone), B and C then register,
+ * are provisioned by A and import its chain; A authors block 3 (a child of 2: still A's slot), B and C blocks 4 and 5
+ * (the whole set's). `whileAlone` runs after block 2, before B and C register. Returns the shared blocks by number.
+ */
+async function joinedLater(chain: FakeChain, whileAlone: (a: Host, blocks: Uint8Array[]) => void = () => {}) {
+  const hosts = [new Host(chain), new Host(chain), new Host(chain)];
+  const [a, b, c] = hosts;
+  const seen = (blk: Parameters<Host['import']>[0], by: Host) => {
+    for (const h of hosts) if (h !== by) h.import(blk);
+  };
+  for (const h of hosts) h.init();
+  seen(a.perform('register').block, a);
+  seen(a.perform('vault').block, a);
+  const blocks = [a.core.genesis([], Date.now()).block, authored(a, b, c).block, authored(a, b, c).block];
+  whileAlone(a, blocks);
+  for (const h of [b, c]) {
+    const [d] = h.duties().filter((x) => x.key === 'register');
+    h.sign(d.callData);
+    seen(h.include(d.callData).block, h);
+  }
+  for (const h of [b, c]) {
+    const req = h.core.provisionRequest(Date.now());
+    const served = a.core.provisionServe(req, Date.now());
+    assert.ok(served.ok);
+    assert.ok((await h.core.provisionAccept(req, served.response, Date.now())).ok);
+    for (const blk of blocks) importInto(h, blk);
+  }
+  blocks.push(shared(a, [b, c]).block, shared(b, [a, c]).block, shared(c, [a, b]).block);
+  assert.equal(c.core.status().headNumber, 5);
+  return { hosts, a, b, c, blocks };
+}
+
+test("after members join, a block forked from the first member's time alone is not finalized by that member alone: neither an anchor its enclave builds now nor one it prepared while alone", async () => {
+  const chain = new FakeChain();
+  let prepared: Call | undefined;
+  const { hosts, a, b, c } = await joinedLater(chain, (a, blocks) => {
+    // While alone, A's host has A author a block 2 of a branch of its own and anchor it (A is the whole set then),
+    // keeps the anchor for later and takes A back to the shared block 2.
+    a.core.rewind(1, hashAt(a, 1)!);
+    assert.equal(authored(a).number, 2);
+    prepared = decodeCall(a.core.anchorCall(2, [a.core.finalityVote(2)]).callData);
+    a.core.rewind(1, hashAt(a, 1)!);
+    importInto(a, blocks[2]);
+  });
+  try {
+    // Now A's host rewinds A to block 2 and has it author another block 3: its slot is A's (the set of block 2's
+    // parentchain block is A alone), and so is its authority set.
+    a.core.rewind(2, hashAt(a, 2)!);
+    authored(a, b, c);
+    const v = a.core.finalityVote(3);
+    assert.equal(a.core['parentchain']!.registry.activeAt(v.payload.authoritySetAt).length, 1);
+    assert.equal(
+      codeOf(() => a.core.anchorCall(3, [v])),
+      'ANCHOR_NO_QUORUM',
+      'a majority of the set of block 3, not of the members now',
+    );
+    // The same anchor made by hand, and the one prepared while alone, sent by A's account: ignored everywhere.
+    allSaw(land(chain, hosts, anchorRemark(v.payload, [indexed(0, v)]), a), 'anchorIgnored', /members active/);
+    allSaw(land(chain, hosts, prepared!, a), 'anchorIgnored', /members active/);
+    for (const h of hosts) assert.equal(h.info().lastAnchor, null);
+    // B and C hold the shared chain and are a majority now: block 5 (the whole set's) is anchored with their votes.
+    allSaw(anchorWith(chain, hosts, b, 5, [b.core.finalityVote(5), c.core.finalityVote(5)]), 'anchor', /^5$/);
+    assert.deepEqual([finalNumber(b), finalNumber(c)], [5, 5]);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
