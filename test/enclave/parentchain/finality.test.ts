@@ -607,6 +607,14 @@ test('a forged, duplicated, replayed or non-member vote does not count: the encl
     allSaw(land(chain, hosts, real, key32('an outsider account')), 'anchorIgnored', /anchor by a non-member/);
     for (const h of hosts) assert.equal(h.info().lastAnchor?.number, 1, 'still block 1');
 
+    // While the late member is a member, a majority of the members now is 3: A's and B's votes are not enough for
+    // block 3 (C spent its vote at 3 on another block). Once it leaves, they are.
+    assert.equal(
+      codeOf(() => a.core.anchorCall(3, [a3, b3])),
+      'ANCHOR_NO_QUORUM',
+    );
+    const leave = msg({ tag: 'unregister', value: { shard: SHARD, signingKey: late.signer } });
+    allSaw(land(chain, hosts, leave, late.signer), 'unregistered');
     // With the real majority among them, in any order, the bad votes are dropped: the anchor carries A's and B's.
     const { callData } = a.core.anchorCall(3, [...bad.map(([, v]) => v), b3, a3]);
     assert.deepEqual(
