@@ -23,6 +23,10 @@ import { voteMessage, type IndexedVote, type VotePayload } from '../../../src/pr
 import { concatBytes, same } from '../../../src/protocol/bytes.ts';
 import { RECENT_BLOCKS_KEPT } from '../../../src/enclave/chain/head.ts';
 import { codeOf } from '../../helpers/errors.ts';
+import { HpkeSuite } from '../../../src/crypto/hpke.ts';
+import { HPKE_INFO_SHIELD } from '../../../src/protocol/wire.ts';
+import { shield, signCall } from '../../../src/client/calls.ts';
+import { devAccount } from '../../../src/client/accounts.ts';
 import {
   ADDRS,
   FakeChain,
@@ -30,17 +34,22 @@ import {
   PEER,
   SHARD,
   authored,
+  batch,
   decodeCall,
   importInto,
   memberSet,
   msg,
   removeTempDirs,
+  transfer,
   type Call,
 } from '../../helpers/fake-parentchain.ts';
 
 after(removeTempDirs);
 const te = new TextEncoder();
 const key32 = (label: string) => sha256(te.encode(label));
+/** Sidechain amounts, above the parentchain's existential deposit like real payouts. */
+const UNIT = 10_000_000n;
+const shieldSuite = new HpkeSuite(HPKE_INFO_SHIELD);
 
 // ---------- helpers ----------
 
@@ -847,6 +856,55 @@ test("after members join, a block forked from the first member's time alone is n
     // B and C hold the shared chain and are a majority now: block 5 (the whole set's) is anchored with their votes.
     allSaw(anchorWith(chain, hosts, b, 5, [b.core.finalityVote(5), c.core.finalityVote(5)]), 'anchor', /^5$/);
     assert.deepEqual([finalNumber(b), finalNumber(c)], [5, 5]);
+  } finally {
+    for (const h of hosts) await h.close();
+  }
+});
+
+test('a payer whose host gives it a branch forked below the anchored block and longer than its recent blocks pays no withdrawal of that branch', async () => {
+  const chain = new FakeChain();
+  const { hosts, vault } = await memberSet(chain, 3);
+  const [a, b, c] = hosts;
+  const bob = await devAccount('//Bob');
+  try {
+    // A, the first member, is the payer: its duties (the reserve, the vault proxies) are done; Bob shields 9 units.
+    for (const d of a.duties()) {
+      a.sign(d.callData);
+      const blk = a.include(d.callData).block;
+      for (const h of [b, c]) h.import(blk);
+    }
+    const sealed = shieldSuite.seal(a.shieldingKey.publicKey, bob.publicKey, SHARD);
+    const shieldCall = batch([
+      transfer(vault, 9n * UNIT),
+      msg({ tag: 'shield', value: { shard: SHARD, recipient: concatBytes(sealed.enc, sealed.ciphertext) } }),
+    ]);
+    const shielded = chain.block([{ signer: key32('parentchain payer'), call: shieldCall }]);
+    for (const h of hosts) h.import(shielded);
+    const two = [shared(a, [b, c]), shared(b, [a, c])][1];
+    for (const author of [c, a, b])
+      shared(
+        author,
+        hosts.filter((h) => h !== author),
+      );
+    const votes5 = [b.core.finalityVote(5), c.core.finalityVote(5)];
+
+    // A's host rewinds A to block 2, has it author a block 3 of its own with Bob's unshield of 4 units (withheld from
+    // B and C: on their chain Bob keeps all 9), and a branch after it longer than the recent blocks.
+    a.core.rewind(2, two.hash);
+    const unshield = { from: bob.publicKey, beneficiary: key32('beneficiary'), amount: 4n * UNIT };
+    await a.core.submit(
+      [shield(signCall(bob, { tag: 'unshield', value: unshield }, 0, SHARD), a.shieldingKey, SHARD)],
+      Date.now(),
+    );
+    assert.deepEqual(authored(a, b, c).included.length, 1);
+    assert.equal(a.info().unpaidWithdrawals, 1);
+    for (let i = 0; i < RECENT_BLOCKS_KEPT + 3; i++) authored(a, b, c);
+    // Block 5 of the shared chain is anchored: withdrawals up to it are final there, and Bob made none.
+    allSaw(anchorWith(chain, hosts, c, 5, votes5), 'anchor', /^5$/);
+    assert.deepEqual([b.balance(bob), c.balance(bob)], [9n * UNIT, 9n * UNIT]);
+    // A's withdrawal in its block 3 is below the anchored number, but A's chain does not hold block 5: not paid.
+    assert.deepEqual(a.dutyKeys(), [], 'no payout');
+    assert.equal(finalNumber(a), -1);
   } finally {
     for (const h of hosts) await h.close();
   }
