@@ -4,9 +4,9 @@
 // votes twice at one number, two conflicting branches never both become final, and a vote that is not a member's
 // real vote for the exact payload never counts (neither in the enclave that builds an anchor nor in any registry).
 // Also two ways around the majority: a branch longer than the enclave's recent blocks (its enclaves took an anchor
-// that old for final on any chain; found and closed here, chain/head.ts), and a fork from a block of the first
-// member's time alone (its set of one is a majority of itself after others joined; closed on main by the second
-// majority, of the members now).
+// that old for final on any chain, for votes and for the payer's payouts; found and closed here, chain/head.ts), and
+// a fork from a block of the first member's time alone (its set of one is a majority of itself after others joined;
+// closed on main by the second majority, of the members now).
 // Hand-made remarks "sent by a member's account" are the worst case: on a real chain only the member's enclave signs
 // for that account, and only calls it built; the fake chain checks no extrinsic signature.
 import { test, after } from 'node:test';
