@@ -26,8 +26,8 @@ import { same } from '../../protocol/bytes.ts';
 import { EnclaveError } from '../boundary/errors.ts';
 import { writeFileAtomic, type Sealer } from './sealing.ts';
 
-/** Version 1 of the record (before finality votes). The first byte is the version. */
-const GuardV1 = Struct({
+/** The fields of version 1 of the record (before finality votes). The first byte is the version. */
+const V1_FIELDS = {
   version: u8,
   /** The lowest slot a block may still be signed for: one past the highest slot signed (0: none yet). */
   blockSlot: u64,
@@ -41,19 +41,14 @@ const GuardV1 = Struct({
   rollbacks: u32,
   /** After a view rollback: duties are refused while the light client is below this block. */
   dutiesRefusedUntil: u32,
-});
+};
+const GuardV1 = Struct(V1_FIELDS);
 /**
  * Version 2 adds the finality vote: the highest sidechain number voted for and the hash voted there. Votes only go up,
  * so one record refuses a second hash at a number and any number below.
  */
 const GuardV2 = Struct({
-  version: u8,
-  blockSlot: u64,
-  viewSeq: u64,
-  viewHead: u32,
-  dutiesLiveUntil: u32,
-  rollbacks: u32,
-  dutiesRefusedUntil: u32,
+  ...V1_FIELDS,
   /** The highest sidechain number this enclave voted for (0: none yet; no vote is ever for block 0). */
   voteNumber: u64,
   voteHash: Bytes(32),

@@ -3,7 +3,7 @@
 // written again with the guard's copy, as Finality.vote does through ParentchainView.sealGuardCopy).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SigningGuard } from '../../../src/enclave/keys/signing-guard.ts';
@@ -92,4 +92,24 @@ test("the view's copy and the guard naming two hashes at one number is a rollbac
   const third = SigningGuard.open(dir, sealer);
   third.readView(viewPath);
   assert.ok(third.status().rollbacks >= 1, 'two hashes at one number: a rollback is counted');
+});
+
+test('a record sealed by the previous release (version 1, no votes) opens: its slots stay refused, no vote is recorded', () => {
+  const { dir, sealer, guardPath } = dataDir();
+  // version 1 | blockSlot u64 | viewSeq u64 | viewHead, dutiesLiveUntil, rollbacks, dutiesRefusedUntil: u32 each
+  const v1 = new Uint8Array(1 + 8 + 8 + 4 * 4);
+  const view = new DataView(v1.buffer);
+  v1[0] = 1;
+  view.setBigUint64(1, 42n, true);
+  mkdirSync(join(dir, 'enclave'), { recursive: true });
+  writeFileSync(guardPath, sealer.seal('signer', 'signing-guard', v1));
+  const guard = SigningGuard.open(dir, sealer);
+  assert.equal(guard.lastVote(), null);
+  assert.equal(
+    codeOf(() => guard.checkBlock(41n)),
+    'SLOT_ALREADY_SIGNED',
+  );
+  guard.checkBlock(42n);
+  guard.signVote(10n, hash(1));
+  assert.equal(SigningGuard.open(dir, sealer).lastVote()?.number, 10, 'written back as version 2');
 });
