@@ -46,7 +46,10 @@ export const configSchema = z.object({
     .object({
       host: z.string().default('127.0.0.1'),
       port: port.default(2000),
-      /** Frames larger than this get a JSON-RPC error; the connection stays open. */
+      /**
+       * Frames larger than this get -32600 and the connection stays open; a message over 4x this gets -32600, then
+       * a 1009 close (the most of a request a connection buffers).
+       */
       maxFrameBytes: z
         .number()
         .int()

@@ -3,6 +3,7 @@
 import { WebSocketServer, WebSocket } from 'ws';
 import type { RawData } from 'ws';
 import type { Duplex } from 'node:stream';
+import type { EventEmitter } from 'node:events';
 import { JSONRPCServer, JSONRPCErrorCode, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import type { JSONRPCID, JSONRPCRequest, JSONRPCResponse } from 'json-rpc-2.0';
 import { $ZodError } from 'zod/v4/core';
@@ -61,6 +62,11 @@ export const UNKNOWN_METHOD = '<unknown>';
 // A peer that does not read its replies/notifications is cut off rather than buffered without bound.
 const MAX_BUFFERED_BYTES = 64 * 1024 * 1024;
 const MAX_ISSUES_IN_MESSAGE = 3;
+// ws assembles a message in memory up to maxPayload = this × maxFrameBytes, and refuses a longer one from its header
+// (or from the fragment that crosses it), so a connection never buffers more than that of one request.
+const HARD_FRAME_FACTOR = 4;
+// ws's error codes for a message over maxPayload (or one whose length does not fit a JS number).
+const TOO_LARGE_CODES = new Set(['WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH']);
 
 interface Connection {
   socket: WebSocket;
@@ -70,6 +76,7 @@ interface Connection {
 
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   const { logger, maxFrameBytes, maxBatch } = opts;
+  const hardCap = HARD_FRAME_FACTOR * maxFrameBytes;
   const rpc = createDispatcher(opts);
   const connections = new Set<Connection>();
   let nextConnectionId = 1;
@@ -77,8 +84,8 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const wss = new WebSocketServer({
     host: opts.host,
     port: opts.port,
-    // Frames between maxFrameBytes and this cap get a polite error reply; above it ws closes with 1009.
-    maxPayload: 4 * maxFrameBytes,
+    // Frames between maxFrameBytes and this cap get -32600 on an open connection; above it, see onTooLarge.
+    maxPayload: hardCap,
     perMessageDeflate: false,
     // No `path` option: upgrades on any path are accepted.
   });
@@ -140,10 +147,21 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
         resolve();
       });
     });
-    // Also covers frames above maxPayload: ws emits the error, then closes this socket with 1009.
+    // Also covers frames above maxPayload, after onTooLarge has answered and closed.
     socket.on('error', (err) => logger?.debug?.({ err, connectionId }, 'rpc socket error'));
+    // ws's receiver is private: should it move, ws still closes with a bare 1009 on its own.
+    const receiver = (socket as unknown as { _receiver?: EventEmitter })._receiver;
+    receiver?.prependListener('error', (err: Error & { code?: string }) => onTooLarge(socket, err));
     socket.on('message', (data, isBinary) => onMessage(socket, ctx, data, isBinary));
     return { socket, ctx, closed };
+  }
+
+  // ws stops reading once a message passes maxPayload and closes with a bare 1009 right after this listener. Answer it
+  // like any oversized request first, then close with a reason; ws's own close is then a no-op.
+  function onTooLarge(socket: WebSocket, err: Error & { code?: string }): void {
+    if (!TOO_LARGE_CODES.has(err.code ?? '') || socket.readyState !== WebSocket.OPEN) return;
+    reply(socket, invalidRequest(null, `request too large (> ${hardCap} bytes); closing the connection`));
+    socket.close(1009, `request too large (> ${hardCap} bytes)`);
   }
 
   function runCleanup(fn: () => void, connectionId: number): void {

@@ -68,28 +68,43 @@ after(async () => {
   await server?.close();
 });
 
+interface RawSocket {
+  ws: WebSocket;
+  next(): Promise<unknown>;
+  closed: Promise<{ code: number; reason: string }>;
+}
+
 /** A bare socket, for frames the client would never send. */
-async function rawSocket(): Promise<{ ws: WebSocket; next(): Promise<unknown>; closed: Promise<number> }> {
+async function rawSocket(): Promise<RawSocket> {
   const ws = new WebSocket(server.url);
   const queue: unknown[] = [];
-  const waiters: ((m: unknown) => void)[] = [];
+  const waiters: { resolve(m: unknown): void; reject(e: Error): void }[] = [];
+  let isClosed = false;
   ws.on('message', (data) => {
     const msg: unknown = JSON.parse(String(data));
     const w = waiters.shift();
-    if (w) w(msg);
+    if (w) w.resolve(msg);
     else queue.push(msg);
   });
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  // A reply that never comes fails the test instead of hanging it.
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code, reason) => {
+      isClosed = true;
+      for (const w of waiters.splice(0)) w.reject(new Error(`closed (${code}) with no reply`));
+      resolve({ code, reason: String(reason) });
+    }),
+  );
   ws.on('error', () => {});
   await new Promise((resolve, reject) => {
     ws.once('open', resolve);
     ws.once('error', reject);
   });
-  return {
-    ws,
-    closed,
-    next: () => (queue.length > 0 ? Promise.resolve(queue.shift()) : new Promise((resolve) => waiters.push(resolve))),
+  const next = (): Promise<unknown> => {
+    if (queue.length > 0) return Promise.resolve(queue.shift());
+    if (isClosed) return Promise.reject(new Error('closed with no reply'));
+    return new Promise((resolve, reject) => waiters.push({ resolve, reject }));
   };
+  return { ws, closed, next };
 }
 
 test('normal call', async () => {
@@ -233,11 +248,40 @@ test('oversized frame gives -32600 and the connection keeps serving', async () =
   }
 });
 
-test('frame above the hard cap closes only that connection (1009)', async () => {
+test('a frame up to the hard cap (4 x maxFrameBytes) gets -32600 on an open connection', async () => {
+  const raw = await rawSocket();
+  try {
+    raw.ws.send('x'.repeat(4 * MAX_FRAME));
+    assert.equal(((await raw.next()) as { error: { code: number } }).error.code, -32600);
+    raw.ws.send(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'echo', params: ['still open'] }));
+    assert.deepEqual(await raw.next(), { jsonrpc: '2.0', id: 3, result: ['still open'] });
+  } finally {
+    raw.ws.close();
+  }
+});
+
+const OVER_CAP = {
+  jsonrpc: '2.0',
+  id: null,
+  error: { code: -32600, message: `request too large (> ${4 * MAX_FRAME} bytes); closing the connection` },
+};
+const OVER_CAP_CLOSE = { code: 1009, reason: `request too large (> ${4 * MAX_FRAME} bytes)` };
+
+test('a frame above the hard cap gets -32600, then a 1009 close with a reason, on that connection only', async () => {
   const raw = await rawSocket();
   raw.ws.send('x'.repeat(4 * MAX_FRAME + 1));
-  assert.equal(await raw.closed, 1009);
+  assert.deepEqual(await raw.next(), OVER_CAP);
+  assert.deepEqual(await raw.closed, OVER_CAP_CLOSE);
   assert.equal(await client.request('add', [1, 2]), 3);
+});
+
+test('a fragmented message is held to the same cap: -32600, then 1009', async () => {
+  const raw = await rawSocket();
+  // Fragments of maxFrameBytes each; ws refuses the fifth, which takes the message past the cap, from its header.
+  for (let i = 0; i < 5; i++) raw.ws.send('x'.repeat(MAX_FRAME), { fin: false });
+  assert.deepEqual(await raw.next(), OVER_CAP);
+  assert.deepEqual(await raw.closed, OVER_CAP_CLOSE);
+  assert.equal(await client.request('add', [2, 2]), 4);
 });
 
 test('batch larger than maxBatch gives a single -32600', async () => {
