@@ -96,12 +96,15 @@ export class CallRelay {
 
   /**
    * Puts the calls of abandoned blocks back into the pool (the enclave keeps recent verified calls); returns how many.
+   * Those it does not put back settle as invalid, with the enclave's reason: nothing would ever settle them otherwise.
    */
   async resubmit(hashes: string[]): Promise<number> {
     if (hashes.length === 0) return 0;
     // Their kept 'inBlock' names a block that is no longer on the chain: a later watcher waits for the new one.
     for (const h of hashes) this.unwatchedFinal.delete(h);
-    return (await this.enclave.call('requeue', { hashes })).requeued;
+    const { requeued, dropped } = await this.enclave.call('requeue', { hashes });
+    for (const d of dropped) this.settle(d.hash, { status: 'invalid', code: d.code, message: d.message });
+    return requeued;
   }
 
   /** Calls `fn` with the call's updates; at once (synchronously) if the call was already settled. */

@@ -18,7 +18,7 @@ import { ChainHead } from './chain/head.ts';
 import { BlockBuilder, type ProposeInput } from './chain/block-builder.ts';
 import { BlockVerifier } from './chain/block-verifier.ts';
 import { Replay } from './chain/replay.ts';
-import { Admission, type SubmitResult } from './calls/admission.ts';
+import { Admission, type RequeueResult, type SubmitResult } from './calls/admission.ts';
 import { Getters } from './calls/getters.ts';
 import { ParentchainDuties } from './parentchain/duties.ts';
 import { Finality, type SignedVote } from './parentchain/finality.ts';
@@ -312,7 +312,7 @@ export class EnclaveCore {
     return this.admission.submitForwarded(envelope, nowMs);
   }
 
-  requeue(hashes: string[], nowMs: number): Promise<number> {
+  requeue(hashes: string[], nowMs: number): Promise<RequeueResult> {
     return this.admission.requeue(hashes, nowMs);
   }
 

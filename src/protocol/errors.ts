@@ -21,6 +21,8 @@ export const RejectCode = {
   AMOUNT_TOO_SMALL: 'AMOUNT_TOO_SMALL',
   EXCEEDS_SHIELDED_SUPPLY: 'EXCEEDS_SHIELDED_SUPPLY',
   UNKNOWN_WITHDRAWAL: 'UNKNOWN_WITHDRAWAL',
+  // A reorg abandoned the call's block and the enclave no longer holds the call to requeue it.
+  REORG_DROPPED: 'REORG_DROPPED',
   // A forwarded batch (calls/forwarding.ts): not under the current state key epoch, not from a current
   // member, or not signed by its sender.
   FORWARD_WRONG_EPOCH: 'FORWARD_WRONG_EPOCH',

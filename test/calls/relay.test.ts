@@ -10,11 +10,17 @@ import type { RpcContext } from '../../src/rpc/server.ts';
 const HASH = 'ab'.repeat(32);
 const inBlock: CallUpdate = { status: 'inBlock', blockHash: '0x' + 'cd'.repeat(32), blockNumber: 7 };
 
-/** An enclave whose `submit` answers only when the test says so (as one admitting a big batch in slices). */
+const staleNonce = { code: 'STALE_NONCE', message: 'the nonce is already used' };
+
+/**
+ * An enclave whose `submit` answers only when the test says so (as one admitting a big batch in slices); its `requeue`
+ * puts nothing back: the new chain used the calls' nonces.
+ */
 function slowEnclave() {
   const answer = Promise.withResolvers<void>();
   const enclave = {
-    call: async (method: string) => {
+    call: async (method: string, p: { hashes: string[] }) => {
+      if (method === 'requeue') return { requeued: 0, dropped: p.hashes.map((hash) => ({ hash, ...staleNonce })) };
       assert.equal(method, 'submit');
       await answer.promise;
       return { results: [{ hash: HASH, status: 'ready' }], forwarded: null };
@@ -38,7 +44,10 @@ test('a watcher registered after its call was settled gets the final update, onc
 test('a kept update of a call whose block a reorg abandoned is dropped when the call goes back to the pool', async () => {
   const requeued: string[][] = [];
   const relay = new CallRelay({
-    call: async (_m: string, p: { hashes: string[] }) => (requeued.push(p.hashes), { requeued: p.hashes.length }),
+    call: async (_m: string, p: { hashes: string[] }) => (
+      requeued.push(p.hashes),
+      { requeued: p.hashes.length, dropped: [] }
+    ),
   } as unknown as Enclave);
   relay.settle(HASH, inBlock);
   assert.equal(await relay.resubmit([HASH]), 1);
@@ -122,4 +131,30 @@ test('author_submitAndWatchCall: the subscription drops its connection cleanup w
     notes.map((n) => n.result),
     [{ status: 'ready' }, inBlock],
   );
+});
+
+// A call whose block a reorg abandons and that the enclave does not requeue (its nonce used on the new chain, or no
+// longer held) settles as invalid with the enclave's reason; before, its watchers waited for an inBlock forever.
+test('author_submitAndWatchCall: a call a reorg drops without requeueing ends its subscription as invalid', async () => {
+  const { relay, answer, notes, cleanups, submit, twoNotes } = watchedSubmission();
+  const pending = submit();
+  await new Promise((r) => setImmediate(r));
+  relay.settle(HASH, inBlock); // in a block before the submission was answered
+  assert.equal(await relay.resubmit([HASH]), 0, 'a reorg abandoned that block; the new chain used the nonce');
+  answer();
+  await pending;
+  await twoNotes();
+  assert.deepEqual(
+    notes.map((n) => n.result),
+    [{ status: 'ready' }, { status: 'invalid', ...staleNonce }],
+  );
+  assert.equal(cleanups.size, 0, 'the ended subscription leaves nothing on its connection');
+});
+
+test('a watcher of a call a reorg drops without requeueing gets the reason at once', async () => {
+  const relay = new CallRelay(slowEnclave().enclave);
+  const seen: CallUpdate[] = [];
+  relay.watch(HASH, (u) => seen.push(u));
+  await relay.resubmit([HASH]);
+  assert.deepEqual(seen, [{ status: 'invalid', ...staleNonce }]);
 });

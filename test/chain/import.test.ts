@@ -3,13 +3,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChainService } from '../../src/chain/chain.ts';
-import { CallRelay } from '../../src/calls/relay.ts';
+import { CallRelay, type CallUpdate } from '../../src/calls/relay.ts';
+import { describeBlock, type TreeBlock } from '../../src/sidechain/block-tree.ts';
+import { hexKey } from '../../src/protocol/bytes.ts';
 import { HeadEvents, type HeadEvent } from '../../src/chain/head-events.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import {
   FakeStore,
   capturingLogger,
   chainOf,
+  encodeBlock,
   fakeEnclave,
   fakeNetwork,
   serveChain,
@@ -25,10 +28,13 @@ function setup(
     anchor?: { number: number; hash: Uint8Array } | null;
     refuse?: Set<string>;
     peers?: Record<string, Serve>;
+    canonical?: TreeBlock[];
+    onCall?: (method: string, params: unknown) => unknown;
   } = {},
 ) {
-  const store = new FakeStore(A);
-  const enclave = fakeEnclave({ refuse: opts.refuse });
+  const store = new FakeStore(opts.canonical ?? A);
+  const enclave = fakeEnclave({ refuse: opts.refuse, onCall: opts.onCall });
+  const relay = new CallRelay(enclave);
   const log = capturingLogger();
   const heads = new HeadEvents();
   const events: HeadEvent[] = [];
@@ -39,7 +45,7 @@ function setup(
       store: store.asStore(),
       metrics: createMetrics(),
       logger: log.logger,
-      relay: new CallRelay(enclave),
+      relay,
       signingKey: new Uint8Array(32).fill(7),
       genesisBalances: async () => [],
       isAuthority: () => true,
@@ -58,7 +64,7 @@ function setup(
   );
   const network = fakeNetwork(opts.peers ?? {});
   chain.attach(network);
-  return { store, enclave, log, events, chain, network };
+  return { store, enclave, log, events, chain, network, relay };
 }
 
 const tipOf = (store: FakeStore) => store.blocks.at(-1)!.hash;
@@ -92,6 +98,32 @@ test('a longer fork wins by a reorg; a shorter or equal one is kept on the side'
   assert.ok(events.some((e) => e.cause === 'reorg'));
   assert.equal(events.at(-1)?.number, 6);
   assert.deepEqual(await chain.blocksByHash([A[5].hashBytes]), [A[5].bytes], 'the abandoned block stays known');
+  await chain.stop();
+});
+
+test('a call of an abandoned block that the new chain made invalid settles as invalid, not watched forever', async () => {
+  const call = new Uint8Array(32).fill(0x5c);
+  const callHex = hexKey(call);
+  const a5 = describeBlock(encodeBlock(5, A[4].hashBytes, 'a', undefined, [call]), 'peer-a', null).block;
+  const staleNonce = { code: 'STALE_NONCE', message: 'the nonce is already used' };
+  const requeued: string[][] = [];
+  const { store, chain, relay } = setup({
+    canonical: [...A.slice(0, 5), a5],
+    onCall: (method, p) => {
+      if (method !== 'requeue') return undefined;
+      const { hashes } = p as { hashes: string[] };
+      requeued.push(hashes);
+      return { requeued: 0, dropped: hashes.map((hash) => ({ hash, ...staleNonce })) };
+    },
+  });
+  // The call was in a5 before its submitter watched it (the enclave admits a big batch in slices).
+  relay.settle(callHex, { status: 'inBlock', blockHash: '0x' + a5.hash, blockNumber: 5 });
+  for (const b of B.slice(0, 3)) await chain.onGossipBlock(b.bytes, 'p');
+  assert.equal(tipOf(store), B[2].hash, 'the fork won by a reorg, abandoning a5');
+  assert.deepEqual(requeued, [[callHex]], 'the abandoned call was offered back to the pool');
+  const seen: CallUpdate[] = [];
+  relay.watch(callHex, (u) => seen.push(u));
+  assert.deepEqual(seen, [{ status: 'invalid', ...staleNonce }], 'the watcher gets why, and its subscription ends');
   await chain.stop();
 });
 

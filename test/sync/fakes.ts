@@ -17,14 +17,15 @@ const AUTHOR_SEED = new Uint8Array(32).fill(3);
 export const AUTHOR = ed25519PublicFromSeed(AUTHOR_SEED);
 
 /**
- * A block at `number` on `parent` (bytes) of branch `tag`, validly signed by AUTHOR. Branches whose
- * tags differ in length modulo 4 have different slots (so they are no equivocation).
+ * A block at `number` on `parent` (bytes) of branch `tag`, validly signed by AUTHOR, including the call hashes
+ * `calls`. Branches whose tags differ in length modulo 4 have different slots (so they are no equivocation).
  */
 export function encodeBlock(
   number: number,
   parent: Uint8Array,
   tag: string,
   slot = BigInt(number * 4 + (tag.length % 4)),
+  calls: Uint8Array[] = [],
 ): Uint8Array {
   const header = {
     parentHash: parent,
@@ -42,7 +43,7 @@ export function encodeBlock(
   };
   const body = {
     transitions: { keyId: 1, nonce: new Uint8Array(12), ciphertext: enc.encode(tag) },
-    calls: [],
+    calls,
     rotation: undefined,
   };
   return SignedBlock.enc({

@@ -155,7 +155,8 @@ export const enclaveApi = {
   },
   requeue: {
     params: z.object({ hashes: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(100_000) }),
-    result: z.object({ requeued: z.number().int() }),
+    // `dropped`: the calls not put back (no longer valid on the new chain, or no longer held), with why.
+    result: z.object({ requeued: z.number().int(), dropped: z.array(rejection) }),
   },
   propose: {
     params: z.object({

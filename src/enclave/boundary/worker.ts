@@ -37,7 +37,7 @@ const handlers = {
     const invalid = results.filter((r) => r.status === 'invalid').length;
     return { accepted: results.length - invalid, invalid };
   },
-  requeue: async (p) => ({ requeued: await core.requeue(p.hashes, Date.now()) }),
+  requeue: (p) => core.requeue(p.hashes, Date.now()),
   propose: (p) => core.propose(p),
   commit: (p) => core.commit(p.hash),
   rewind: (p) => core.rewind(p.number, p.hash),

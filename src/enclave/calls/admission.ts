@@ -10,6 +10,7 @@ import { accountKey } from '../state/state.ts';
 import { precheck } from '../state/stf.ts';
 import { openForwarded, sealForwarded, type ForwardedCall } from './forwarding.ts';
 import type { CallPool } from './pool.ts';
+import type { Rejection } from '../chain/block-builder.ts';
 import type { StateKeyring } from '../keys/state-keys.ts';
 import { currentEpoch, isCurrentMember, stfContext, type EnclaveContext } from '../context.ts';
 
@@ -19,6 +20,16 @@ export interface SubmitResult {
   code?: string;
   message?: string;
 }
+
+/** How many calls of abandoned blocks went back to the pool, and those that did not. */
+export interface RequeueResult {
+  requeued: number;
+  dropped: Rejection[];
+}
+
+const REORG_DROPPED_MESSAGE =
+  'the block that included the call left the chain in a reorg, and the call is no longer held to put it back ' +
+  'in the pool: submit it again';
 
 /** Verified calls kept for requeueing after a reorg (newest win; a few hundred bytes each). */
 const RECENT_CALLS_KEPT = 65_536;
@@ -119,15 +130,30 @@ export class Admission {
     return this.admitInTurns(opened.calls, (c) => this.admit(c, nowMs));
   }
 
-  /** Puts verified calls seen recently back into the pool (calls of blocks a reorg abandoned); returns how many. */
-  async requeue(hashes: string[], nowMs: number): Promise<number> {
+  /**
+   * Puts verified calls seen recently back into the pool (calls of blocks a reorg abandoned). Those it cannot put back
+   * are dropped, with why: their watchers get that as the final update instead of waiting forever.
+   */
+  async requeue(hashes: string[], nowMs: number): Promise<RequeueResult> {
     await this.replayDone();
-    let n = 0;
-    for (const h of hashes) {
-      const c = this.recentCalls.get(h);
-      if (c && this.admit(c, nowMs).status !== 'invalid') n++;
+    const dropped: Rejection[] = [];
+    let requeued = 0;
+    for (const hash of hashes) {
+      const c = this.recentCalls.get(hash);
+      if (!c) {
+        dropped.push({ hash, code: RejectCode.REORG_DROPPED, message: REORG_DROPPED_MESSAGE });
+        continue;
+      }
+      // Already pending again (forwarded or submitted anew): it is not dropped.
+      if (this.pool.has(hash)) {
+        requeued++;
+        continue;
+      }
+      const r = this.admit(c, nowMs);
+      if (r.status !== 'invalid') requeued++;
+      else dropped.push({ hash, code: r.code!, message: r.message! });
     }
-    return n;
+    return { requeued, dropped };
   }
 
   /**

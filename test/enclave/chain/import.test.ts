@@ -589,21 +589,30 @@ test('forwarded calls: verified once by the receiving enclave, opened by the oth
   assert.deepEqual(p.included, [t0.hash]);
   assert.deepEqual(view(a), view(b));
 
-  // requeue: a call the enclave verified recently goes back into the pool by hash; unknown hashes do not
+  // requeue: a call the enclave verified recently goes back into the pool by hash; the others are dropped with why
+  // (their watchers get that as the final update)
   const c = openCore(tempDir(), [a.info().signingKey, b.info().signingKey]);
   c.commit(c.importBlock(g.block, Date.now()).hash);
   await c.submit([t0.request], Date.now());
   c.commit(c.importBlock(p.block, Date.now()).hash);
   assert.equal(c.status().poolSize, 0, 'included: left the pool');
-  assert.equal(
-    await c.requeue([t0.hash, hexKey(randomBytes(32))], Date.now()),
-    0,
-    'stale after the block: not requeued',
-  );
+  const unknown = hexKey(randomBytes(32));
+  const codes = (r: Awaited<ReturnType<typeof c.requeue>>) => r.dropped.map((d) => [d.hash, d.code]);
+  const stale = await c.requeue([t0.hash, unknown], Date.now());
+  assert.equal(stale.requeued, 0, 'stale after the block: not requeued');
+  assert.deepEqual(codes(stale), [
+    [t0.hash, 'STALE_NONCE'],
+    [unknown, 'REORG_DROPPED'],
+  ]);
   c.beginReplay(undefined, false);
   c.replayBlocks([g.block]);
   await c.finishReplay(); // back at genesis, as a reorg does
-  assert.equal(await c.requeue([t0.hash, hexKey(randomBytes(32))], Date.now()), 1);
+  const back = await c.requeue([t0.hash, unknown], Date.now());
+  assert.equal(back.requeued, 1);
+  assert.deepEqual(codes(back), [[unknown, 'REORG_DROPPED']]);
+  assert.equal(c.status().poolSize, 1);
+  const again = await c.requeue([t0.hash], Date.now());
+  assert.deepEqual([again.requeued, again.dropped], [1, []], 'already pending again: not dropped');
   assert.equal(c.status().poolSize, 1);
 });
 
