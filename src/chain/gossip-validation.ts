@@ -1,6 +1,7 @@
 // Gossip validation of a block: decode, cheap checks and the author's signature, equivocation, then
 // import. The result decides forwarding: accept (new and imported or kept), ignore (known, not for us
-// now, or a second block of an author's slot), reject (undecodable, forged, or refused by the enclave).
+// now, or a second block of an author's slot, or not imported by a local fault of ours), reject (undecodable, forged,
+// or refused by the enclave as invalid).
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from 'pino';
 import type { Validation } from '../p2p/network.ts';
@@ -53,6 +54,7 @@ export class GossipValidation {
     const done = this.deps.parentWait.importing(b.hash, b.slot, b.author, slotStartMs(b.slot, this.slotDurationMs));
     const result = await this.deps.blockImport.ingest([b]).finally(done);
     if (result.invalid.includes(b.hash)) return 'reject'; // counted and penalised where it failed
+    if (result.failed.includes(b.hash)) return 'ignore'; // our fault, not the sender's: neither forwarded nor blamed
     return result.known.includes(b.hash) ? 'ignore' : 'accept';
   }
 

@@ -1,8 +1,9 @@
 // Block import: blocks whose author's signature checked out go into the block tree, and the head
 // moves to the best connected chain they allow (chain/fork-choice.ts): by extending the head block by
-// block, or by a reorg (chain/reorg.ts). A block the enclave refuses is dropped with its descendants
-// and its sender penalised; one that is "not yet" valid (its parentchain block is not here yet) waits
-// in the tree and is retried.
+// block, or by a reorg (chain/reorg.ts). A block the enclave refuses as invalid is dropped with its
+// descendants and its sender penalised; one that is "not yet" valid (its parentchain block is not here
+// yet) waits in the tree and is retried. A local fault (the store's write, the enclave's own error) is
+// not the sender's: the block stays in the tree, tried again with the next import, and no one is blamed.
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -13,7 +14,7 @@ import { BlockTree, type TreeBlock } from '../sidechain/block-tree.ts';
 import { headerSigningPayload } from '../protocol/block.ts';
 import { slotStartMs } from '../protocol/aura.ts';
 import { ed25519Verify } from '../crypto/primitives.ts';
-import { codeOf, hasCode } from '../protocol/errors.ts';
+import { codeOf, hasCode, provesBlockInvalid } from '../protocol/errors.ts';
 import { hexKey, same } from '../protocol/bytes.ts';
 import { anchorVerdict, chooseTip, type Candidate } from './fork-choice.ts';
 import type { HeadLock } from './head-lock.ts';
@@ -110,19 +111,19 @@ export class BlockImport {
 
   /**
    * Adds verified-signature blocks to the tree and moves the head to the best chain they allow; runs
-   * under the head lock. Returns which of them were already known and which turned out invalid.
+   * under the head lock. Returns which of them were already known, which turned out invalid, and which failed to
+   * import by a local fault (kept, not the sender's fault).
    */
-  ingest(blocks: TreeBlock[]): Promise<{ known: string[]; invalid: string[] }> {
+  ingest(blocks: TreeBlock[]): Promise<{ known: string[]; invalid: string[]; failed: string[] }> {
     return this.deps.lock.run(async () => {
       // Queued before stop() and run after it: the blocks are dropped, not imported into a stopping store.
-      if (this.stopped) return { known: blocks.map((b) => b.hash), invalid: [] };
+      if (this.stopped) return { known: blocks.map((b) => b.hash), invalid: [], failed: [] };
       const known: string[] = [];
       for (const b of blocks) {
         if (await this.isKnown(b)) known.push(b.hash);
         else this.tree.add(b);
       }
-      const invalid = await this.chooseHead();
-      return { known, invalid };
+      return { known, ...(await this.chooseHead()) };
     });
   }
 
@@ -157,11 +158,12 @@ export class BlockImport {
     return head ? this.containsAnchor(head.number, []) : true;
   }
 
-  /** Switches to the best connected chain if it beats the head; returns blocks found invalid. */
-  private async chooseHead(): Promise<string[]> {
+  /** Switches to the best connected chain if it beats the head; returns blocks found invalid or failed locally. */
+  private async chooseHead(): Promise<{ invalid: string[]; failed: string[] }> {
     const invalid: string[] = [];
+    const failed: string[] = [];
     // The onboarding sync owns the head while it runs (a gossip import or retry queued before it started).
-    if (this.deps.ancestry.onboarding()) return invalid;
+    if (this.deps.ancestry.onboarding()) return { invalid, failed };
     for (;;) {
       const head = this.deps.store.head();
       const headOnAnchoredChain = await this.onAnchoredChain();
@@ -178,14 +180,15 @@ export class BlockImport {
       const best = chooseTip(head && { tip: head, onAnchoredChain: headOnAnchoredChain }, candidates)?.value;
       if (!best) {
         await this.fetchMissingAncestry(head?.number ?? -1);
-        return invalid;
+        return { invalid, failed };
       }
       const r =
         best.ancestor === (head?.number ?? -1)
           ? await this.extend(best.path)
           : await this.deps.relay.hold(() => reorgTo(this.reorgDeps(), best.ancestor, best.path));
       invalid.push(...r.invalid);
-      if (r.stalled) return invalid; // a block waits for the parentchain: retried later
+      if (r.localFault) failed.push(r.localFault);
+      if (r.stalled) return { invalid, failed }; // a block waits (for the parentchain, or after a local fault)
     }
   }
 
@@ -257,6 +260,7 @@ export class BlockImport {
 
   private importFailed(b: TreeBlock, err: unknown): ImportOutcome {
     const code = codeOf(err);
+    const fields = { number: b.number, hash: '0x' + b.hash, code, err: (err as Error).message };
     if (hasCode(err, ...TRANSIENT)) {
       if (code === 'STATE_KEY_UNKNOWN') void this.deps.onMissingStateKey?.();
       this.deps.metrics.countImport('pending');
@@ -264,11 +268,15 @@ export class BlockImport {
       this.scheduleRetry();
       return { invalid: [], stalled: true };
     }
+    if (!provesBlockInvalid(code)) {
+      // Ours, not the block's (a full disk, the enclave's INTERNAL error or closing): the sender is not blamed and
+      // the block is kept, tried again with the next import (no retry timer: a full disk would spin on it).
+      this.deps.metrics.countImport('local_fault');
+      this.deps.logger.error({ ...fields, from: b.from }, 'block import failed by a local fault (sender not blamed)');
+      return { invalid: [], stalled: true, localFault: b.hash };
+    }
     const dropped = this.tree.deleteWithDescendants(b.hash);
-    this.deps.logger.warn(
-      { number: b.number, hash: '0x' + b.hash, code, err: (err as Error).message, dropped: dropped.length },
-      'block rejected',
-    );
+    this.deps.logger.warn({ ...fields, dropped: dropped.length }, 'block rejected');
     if (b.from) this.deps.penalize(b.from, `invalid block: ${code}`, code);
     this.deps.metrics.countImport('invalid');
     return { invalid: dropped.map((x) => x.hash), stalled: false };

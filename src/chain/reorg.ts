@@ -13,10 +13,14 @@ import { bootstrap } from './bootstrap.ts';
 import { isBetter } from './fork-choice.ts';
 import type { HeadStatus } from './head-events.ts';
 
-/** Blocks found invalid, and whether a block waits for the parentchain (then the rest is retried later). */
+/**
+ * Blocks found invalid, and whether a block waits (for the parentchain, or after a local fault: then `localFault` is
+ * its hash); the rest is retried later.
+ */
 export interface ImportOutcome {
   invalid: string[];
   stalled: boolean;
+  localFault?: string;
 }
 
 export interface ReorgDeps {

@@ -40,7 +40,15 @@ export const GOSSIP_RESULTS = ['accept', 'ignore', 'reject', 'duplicate', 'too_l
 /**
  * imported: became canonical; side: valid block on a losing branch; pending: parent or parentchain block not known yet.
  */
-export const IMPORT_RESULTS = ['imported', 'side', 'pending', 'duplicate', 'invalid', 'below_finalized'] as const;
+export const IMPORT_RESULTS = [
+  'imported',
+  'side',
+  'pending',
+  'duplicate',
+  'invalid',
+  'below_finalized',
+  'local_fault', // not imported by a fault of ours (the store's write, the enclave's): the sender is not blamed
+] as const;
 /** Propagation and import: from 1 ms (loopback) to a few slots. */
 const PROPAGATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
 

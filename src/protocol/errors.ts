@@ -66,6 +66,41 @@ export const BLOCK_CODES = [
 ] as const;
 export type BlockCode = (typeof BLOCK_CODES)[number];
 
+/**
+ * The codes that prove a received block invalid: only a failure with one of these counts against the peer that sent
+ * it. Any other failure while importing it (the store's write, e.g. a full disk; the enclave's INTERNAL error, or it
+ * closing; a timeout of ours) is a local fault and blames no one. Not here: "not yet" codes (BLOCK_FROM_FUTURE,
+ * STATE_KEY_UNKNOWN) and those only our own authoring or state raises (NOT_CAUGHT_UP, SLOT_NOT_AFTER_PARENT, ...).
+ */
+const INVALID_BLOCK_CODES: ReadonlySet<string> = new Set<BlockCode | 'DECODE_FAILED'>([
+  'DECODE_FAILED',
+  'BLOCK_BAD_BODY',
+  'BLOCK_BAD_COMMITMENT',
+  'BLOCK_BAD_EPOCH',
+  'BLOCK_BAD_GENESIS',
+  'BLOCK_BAD_PARENTCHAIN',
+  'BLOCK_BAD_ROTATION',
+  'BLOCK_BAD_SIGNATURE',
+  'BLOCK_BAD_TRANSITIONS',
+  'BLOCK_MISSING_ROTATION',
+  'BLOCK_NOT_CHILD',
+  'BLOCK_PARENTCHAIN_BACKWARDS',
+  'BLOCK_SLOT_NOT_INCREASING',
+  'BLOCK_UNEXPECTED_ROTATION',
+  'BLOCK_UNKNOWN_AUTHOR',
+  'BLOCK_WRONG_AUTHOR',
+  'BLOCK_WRONG_SHARD',
+  'BLOCK_WRONG_STATE_KEY',
+  'EFFECTS_MISMATCH',
+  'EFFECTS_UNKNOWN',
+  'NOT_AUTHORITY',
+]);
+
+/** Whether a block's import failed with `code` because the block is invalid (its sender's fault), not ours. */
+export function provesBlockInvalid(code: string | undefined): boolean {
+  return code !== undefined && INVALID_BLOCK_CODES.has(code);
+}
+
 /** Rebuilding state from the event log: replay, rewind, snapshots, the block store. */
 export const REPLAY_CODES = [
   'REPLAY_ABORTED',

@@ -18,7 +18,7 @@ import type { ProgressSink } from './progress.ts';
 import type { HeadEvents } from '../chain/head-events.ts';
 import { describeBlock } from '../sidechain/block-tree.ts';
 import { hexKey } from '../protocol/bytes.ts';
-import { ValidateerError, codeOf, hasCode } from '../protocol/errors.ts';
+import { ValidateerError, codeOf, hasCode, provesBlockInvalid } from '../protocol/errors.ts';
 import { Batch, SyncPeer } from './batch.ts';
 
 export interface OnboardingDeps {
@@ -255,9 +255,18 @@ export class Onboarding {
     batch.processed(r.applied.length);
     if (batch.state === 'done') this.batches.shift();
     if (r.failure) {
+      const { code, message } = r.failure;
       // An epoch's key sealed before our registration counted: not the peer's fault; ask for the keys again.
-      if (r.failure.code === 'STATE_KEY_UNKNOWN' && this.deps.onMissingStateKey) await this.deps.onMissingStateKey();
-      else if (peer) this.drop(peer, `block #${this.cursor} does not verify: ${r.failure.code}`, true);
+      if (code === 'STATE_KEY_UNKNOWN' && this.deps.onMissingStateKey) await this.deps.onMissingStateKey();
+      else if (provesBlockInvalid(code)) {
+        if (peer) this.drop(peer, `block #${this.cursor} does not verify: ${code}`, true);
+      } else {
+        // Our enclave failed (INTERNAL, ...), not the block: no peer is blamed; another would fail the same way.
+        this.deps.metrics.countImport('local_fault');
+        logger.error({ number: this.cursor, peer: peer?.id, code, err: message }, 'onboarding sync: local fault');
+        this.stopReason = `local fault at block #${this.cursor}: ${code}`;
+        this.stopped = true;
+      }
     }
     this.logProgress();
   }

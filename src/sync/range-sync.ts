@@ -242,7 +242,7 @@ export class RangeSync {
         continue;
       }
       const r = await blockImport.ingest(blocks);
-      if (r.invalid.length > 0 || bytes.length < this.batchSize) return;
+      if (r.invalid.length > 0 || r.failed.length > 0 || bytes.length < this.batchSize) return;
       const head = store.head();
       const headHex = head && hexKey(head.hash);
       const peerHead = this.peerHeads.get(peer) ?? -1;

@@ -35,6 +35,7 @@ function setup(
   const store = new FakeStore(opts.canonical ?? A);
   const enclave = fakeEnclave({ refuse: opts.refuse, onCall: opts.onCall });
   const relay = new CallRelay(enclave);
+  const metrics = createMetrics();
   const log = capturingLogger();
   const heads = new HeadEvents();
   const events: HeadEvent[] = [];
@@ -43,7 +44,7 @@ function setup(
     {
       enclave,
       store: store.asStore(),
-      metrics: createMetrics(),
+      metrics,
       logger: log.logger,
       relay,
       signingKey: new Uint8Array(32).fill(7),
@@ -64,7 +65,7 @@ function setup(
   );
   const network = fakeNetwork(opts.peers ?? {});
   chain.attach(network);
-  return { store, enclave, log, events, chain, network, relay };
+  return { store, enclave, log, events, chain, network, relay, metrics };
 }
 
 const tipOf = (store: FakeStore) => store.blocks.at(-1)!.hash;
@@ -146,6 +147,42 @@ test('a block the enclave refuses is rejected, dropped with its descendants, and
   );
   assert.ok(log.lines.some((l) => l.msg === 'peer penalised' && l.code === 'BLOCK_BAD_COMMITMENT'));
   await chain.stop();
+});
+
+test('a failing store write (a full disk) blames no one: the block is ignored, kept, imported once it works', async () => {
+  const { store, chain, network, log, metrics } = setup();
+  const next = chainOf(6, 2, A[5].hashBytes, 'a');
+  const append = store.append.bind(store);
+  let diskFull = true;
+  store.append = async (b) => {
+    if (diskFull) throw Object.assign(new Error('IO error: No space left on device'), { code: 'LEVEL_IO_ERROR' });
+    return append(b);
+  };
+  assert.equal(await chain.onGossipBlock(next[0].bytes, 'honest'), 'ignore', 'not rejected, not forwarded');
+  assert.deepEqual(network.penalties, []);
+  assert.ok(!log.messages().includes('peer penalised'));
+  assert.ok(log.lines.some((l) => l.code === 'LEVEL_IO_ERROR' && String(l.msg).includes('local fault')));
+  assert.match(await metrics.registry.metrics(), /blocks_imported_total\{result="local_fault"\} 1\n/);
+  diskFull = false;
+  // The kept block is tried again with the next import.
+  assert.equal(await chain.onGossipBlock(next[1].bytes, 'honest'), 'accept');
+  assert.equal(tipOf(store), next[1].hash);
+  assert.deepEqual(network.penalties, []);
+  await chain.stop();
+});
+
+test('an enclave failing on its own (INTERNAL, closed) while importing a block blames no one', async () => {
+  for (const code of ['INTERNAL', 'ENCLAVE_CLOSED']) {
+    const onCall = (method: string) => {
+      if (method === 'importBlock') throw Object.assign(new Error('internal enclave error'), { code });
+    };
+    const { store, chain, network, log } = setup({ onCall });
+    assert.equal(await chain.onGossipBlock(chainOf(6, 1, A[5].hashBytes, 'a')[0].bytes, 'honest'), 'ignore', code);
+    assert.equal(tipOf(store), A[5].hash);
+    assert.deepEqual(network.penalties, [], code);
+    assert.ok(!log.messages().includes('peer penalised'), code);
+    await chain.stop();
+  }
 });
 
 test('a forged signature is refused before import, with BLOCK_BAD_SIGNATURE', async () => {

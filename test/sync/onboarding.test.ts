@@ -6,12 +6,15 @@ import assert from 'node:assert/strict';
 import { Onboarding, type OnboardingDeps } from '../../src/sync/onboarding.ts';
 import { createMetrics } from '../../src/metrics/metrics.ts';
 import { HeadEvents, headMetrics, type HeadEvent } from '../../src/chain/head-events.ts';
+import { describeBlock } from '../../src/sidechain/block-tree.ts';
 import {
   FakeStore,
   capturingLogger,
   chainOf,
+  STATUS,
   failing,
   fakeEnclave,
+  hexKey,
   fakeNetwork,
   serveChain,
   type Serve,
@@ -162,6 +165,39 @@ test('a peer serving a block that does not verify is dropped and penalised; its 
   );
   assert.deepEqual(r.peersDropped, ['liar']);
   assert.equal(network.penalties[0]?.peer, 'liar');
+});
+
+test('a local fault of our enclave (INTERNAL) drops and penalises no peer: the sync stops, saying why', async () => {
+  const failAt = CHAIN[6].hash;
+  const enclave = fakeEnclave({
+    onCall: (method, params) => {
+      if (method !== 'importBlocks') return undefined;
+      const blocks = (params as { blocks: Uint8Array[] }).blocks;
+      const index = blocks.findIndex((x) => hexKey(describeBlock(x, null, null).block.hashBytes) === failAt);
+      if (index < 0) return undefined;
+      const imported = blocks
+        .slice(0, index)
+        .map((x) => describeBlock(x, null, null).block)
+        .map((b) => ({ hash: b.hashBytes, number: b.number, calls: [] }));
+      return { imported, failure: { index, code: 'INTERNAL', message: 'internal enclave error' }, status: STATUS };
+    },
+  });
+  const { store, deps, network, log } = setup({ a: serveChain(CHAIN), b: serveChain(CHAIN) }, { enclave });
+  const r = await within(
+    new Onboarding(deps, { batch: 4, perPeer: 1, logEveryMs: 60_000 }).run(
+      new Map([
+        ['a', 40],
+        ['b', 40],
+      ]),
+    ),
+    10_000,
+    'sync',
+  );
+  assert.deepEqual(r.peersDropped, []);
+  assert.deepEqual(network.penalties, []);
+  assert.equal(r.reason, 'local fault at block #6: INTERNAL');
+  assert.equal(store.head()?.number, 5, 'the blocks before it were applied');
+  assert.ok(log.messages().includes('onboarding sync: local fault'));
 });
 
 test('a peer serving fewer blocks than asked: the rest is asked again', async () => {
