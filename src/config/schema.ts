@@ -118,6 +118,8 @@ export const configSchema = z.object({
       futureTtlMs: z.number().int().positive().default(30000),
       /** Furthest a call's nonce may be ahead of the account nonce. */
       maxNonceAhead: z.number().int().positive().default(1024),
+      /** Most calls one account may have waiting on a nonce gap, refused beyond (as pool.ts's default). */
+      maxFuturePerSender: z.number().int().positive().default(16),
     })
     .prefault({}),
   enclave: z

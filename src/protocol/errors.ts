@@ -16,6 +16,10 @@ export const RejectCode = {
   DUPLICATE: 'DUPLICATE',
   POOL_FULL: 'POOL_FULL',
   NONCE_GAP_EXPIRED: 'NONCE_GAP_EXPIRED',
+  // The sender already has the pool's most calls waiting on a nonce gap (pool.ts maxFuturePerSender).
+  TOO_MANY_FUTURE: 'TOO_MANY_FUTURE',
+  // A transfer of nothing: it would create accounts and store a memo for free.
+  ZERO_AMOUNT: 'ZERO_AMOUNT',
   GETTER_EXPIRED: 'GETTER_EXPIRED',
   NO_VAULT: 'NO_VAULT',
   AMOUNT_TOO_SMALL: 'AMOUNT_TOO_SMALL',

@@ -309,7 +309,12 @@ export const enclaveInit = z.object({
   shard: bytes32,
   workers: z.number().int().min(0),
   workerNice: z.number().int().min(0).max(19).optional(),
-  pool: z.object({ maxPending: z.number().int(), maxNonceAhead: z.number().int(), futureTtlMs: z.number().int() }),
+  pool: z.object({
+    maxPending: z.number().int(),
+    maxNonceAhead: z.number().int(),
+    futureTtlMs: z.number().int(),
+    maxFuturePerSender: z.number().int().positive().optional(),
+  }),
   authorities: z.array(bytes32),
   shardPolicy: bytes.refine((b) => b.length <= 16 * 1024, 'shard policy larger than 16 KiB'),
   trustedAuthorities: z.array(bytes32).max(64).default([]),

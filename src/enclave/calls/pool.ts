@@ -12,10 +12,18 @@ export interface PoolEntry {
   addedAtMs: number;
 }
 
+/** Default of PoolLimits.maxFuturePerSender (and of the config's pool.maxFuturePerSender). */
+export const DEFAULT_MAX_FUTURE_PER_SENDER = 16;
+
 export interface PoolLimits {
   maxPending: number;
   maxNonceAhead: number;
   futureTtlMs: number;
+  /**
+   * Most calls one sender may park behind a nonce gap. Without it, any fresh key could fill the pool with
+   * maxNonceAhead calls that never become executable (they cost nothing until the gap expires).
+   */
+  maxFuturePerSender?: number;
 }
 export type AddResult = { status: 'ready' | 'future' } | { status: 'invalid'; code: RejectCode; message: string };
 
@@ -60,14 +68,34 @@ export class CallPool {
         code: RejectCode.DUPLICATE,
         message: 'a call with this nonce from this account is already pending',
       };
+    // The end of the sender's ready run (from the account nonce): the call is future if it lies past a gap.
+    let n = accountNonce;
+    while (calls?.has(n) && n < entry.nonce) n++;
+    const future = n !== entry.nonce;
+    if (future && calls && this.futureCount(calls, n) >= this.maxFuture) {
+      return {
+        status: 'invalid',
+        code: RejectCode.TOO_MANY_FUTURE,
+        message: `the account already has ${this.maxFuture} calls waiting for an earlier nonce`,
+      };
+    }
     if (this.byHash.size >= this.limits.maxPending)
       return { status: 'invalid', code: RejectCode.POOL_FULL, message: 'call pool is full' };
     if (!calls) this.bySender.set(entry.sender, (calls = new Map()));
     calls.set(entry.nonce, entry);
     this.byHash.set(entry.hash, entry);
-    let n = accountNonce;
-    while (calls.has(n) && n < entry.nonce) n++;
-    return { status: n === entry.nonce ? 'ready' : 'future' };
+    return { status: future ? 'future' : 'ready' };
+  }
+
+  private get maxFuture(): number {
+    return this.limits.maxFuturePerSender ?? DEFAULT_MAX_FUTURE_PER_SENDER;
+  }
+
+  /** The sender's calls past the gap at `gap` (its ready run ends there). */
+  private futureCount(calls: Map<number, PoolEntry>, gap: number): number {
+    let count = 0;
+    for (const nonce of calls.keys()) if (nonce > gap) count++;
+    return count;
   }
 
   remove(hash: string): PoolEntry | undefined {

@@ -26,6 +26,9 @@ export function precheck(call: TrustedCall, sender: Account, ctx: StfContext = N
   ) {
     return { ok: false, code: RejectCode.MEMO_TOO_LONG, message: `memo is longer than ${MAX_MEMO_BYTES} bytes` };
   }
+  // A transfer of nothing would create accounts and store a memo for free (precheck runs at admission and execution).
+  if (call.tag === 'transfer' && c.amount === 0n)
+    return { ok: false, code: RejectCode.ZERO_AMOUNT, message: 'transfer amount must be positive' };
   if (call.tag === 'unshield') {
     if (!ctx.vault)
       return { ok: false, code: RejectCode.NO_VAULT, message: 'the shard has no vault on the parentchain (yet)' };
