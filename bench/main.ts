@@ -454,6 +454,8 @@ async function benchSidechain(dir: string, figures: Record<string, number | stri
     sidechain: { slotDurationMs: Number(args['slot-ms']), snapshotInterval: 100000 },
     pool: { maxPending: 200000, maxNonceAhead: 1024 },
     genesis: { balancesFile: balancesFile },
+    // The load keeps thousands of calls watched per connection, over --connections of them from loopback.
+    rpc: { maxSubscriptionsPerConnection: 1_000_000, maxConnectionsPerIp: 256 },
     log: { level: 'warn' },
   };
   const node = await startNodeProcess(dir, config);

@@ -390,6 +390,8 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
         sidechain: { slotDurationMs: o.slotMs, ...(o.blockMaxCalls ? { blockMaxCalls: o.blockMaxCalls } : {}) },
         pool: { maxPending: 200000, maxNonceAhead: 1024 },
         genesis: { balancesFile },
+        // The load keeps thousands of calls watched per connection, over --connections of them from loopback.
+        rpc: { maxSubscriptionsPerConnection: 1_000_000, maxConnectionsPerIp: 256 },
         // BENCH_SET_LOG_LEVEL=debug for diagnosis (logs in <temp dir>/set/v<i>/node.log, kept with BENCH_KEEP_DIR=1).
         log: { level: process.env.BENCH_SET_LOG_LEVEL ?? 'warn' },
       };
@@ -568,6 +570,8 @@ export async function benchSet(dir: string, o: SetBenchOptions): Promise<Figures
       sidechain: { slotDurationMs: o.slotMs, snapshotInterval: 100000 },
       pool: { maxPending: 200000, maxNonceAhead: 1024 },
       genesis: { balancesFile },
+      // The load keeps thousands of calls watched per connection, over --connections of them from loopback.
+      rpc: { maxSubscriptionsPerConnection: 1_000_000, maxConnectionsPerIp: 256 },
       log: { level: 'warn' },
     });
     try {

@@ -58,6 +58,12 @@ export const configSchema = z.object({
       /** Most requests in one JSON-RPC batch. */
       maxBatch: z.number().int().positive().default(1000),
       maxConnections: z.number().int().positive().default(256),
+      /** Most connections from one address (loopback too: behind a local proxy, raise it); over it: close 1013. */
+      maxConnectionsPerIp: z.number().int().positive().default(32),
+      /** Most live watched calls on one connection; one more gets -32015 TOO_MANY_SUBSCRIPTIONS. */
+      maxSubscriptionsPerConnection: z.number().int().positive().default(1024),
+      /** A connection that answers no ping and sends nothing for this long is closed (1001). */
+      idleTimeoutMs: z.number().int().min(1000).default(120_000),
     })
     .prefault({}),
   metrics: z

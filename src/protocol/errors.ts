@@ -252,6 +252,8 @@ export const RPC_CODES = [
   'CONNECTION_CLOSED',
   'TIMEOUT',
   'INTERNAL',
+  /** A JSON-RPC connection's subscription slots (rpc.maxSubscriptionsPerConnection) are all taken. */
+  'TOO_MANY_SUBSCRIPTIONS',
 ] as const;
 export type RpcCode = (typeof RPC_CODES)[number];
 

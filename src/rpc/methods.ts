@@ -1,7 +1,7 @@
 // The node's JSON-RPC methods. Params are zod-validated (bad params -> -32602); call and getter
 // failures map to stable application error codes with the enclave's reason code in `data`.
 import { z } from 'zod';
-import { RpcError, type RpcHandler } from './server.ts';
+import { RpcError, TOO_MANY_SUBSCRIPTIONS, type RpcHandler } from './server.ts';
 import type { Enclave } from '../enclave/boundary/host.ts';
 import type { BlockStore } from '../sidechain/store.ts';
 import type { CallRelay, CallUpdate } from '../calls/relay.ts';
@@ -18,6 +18,8 @@ export const RpcCodes = {
   UNKNOWN_SHARD: -32012,
   NOT_READY: -32013,
   NOT_FOUND: -32014,
+  /** over rpc.maxSubscriptionsPerConnection; data.code TOO_MANY_SUBSCRIPTIONS */
+  TOO_MANY_SUBSCRIPTIONS,
 } as const;
 
 export const CALL_UPDATE_METHOD = 'author_callUpdate';
@@ -150,7 +152,15 @@ export function createMethods(d: MethodDeps): RpcMethods {
     },
     author_submitCall: async (p) => '0x' + (await submit(p)).hash,
     author_submitAndWatchCall: async (p, ctx) => {
-      const r = await submit(p);
+      // Reserved before the call goes in: a refused watch must not leave a submitted call behind.
+      const release = ctx.reserveSubscription();
+      let r: Awaited<ReturnType<typeof submit>>;
+      try {
+        r = await submit(p);
+      } catch (err) {
+        release();
+        throw err;
+      }
       const subscription = '0x' + r.hash;
       // 'ready' goes out after the reply (next turn), so the client already knows the subscription id;
       // a final update that comes sooner (or was already there) waits for it.
@@ -162,6 +172,7 @@ export function createMethods(d: MethodDeps): RpcMethods {
       const send = (u: CallUpdate) => ctx.notify(CALL_UPDATE_METHOD, subscription, u);
       const stop = d.relay.watch(r.hash, (u) => {
         final = u;
+        release();
         unregister();
         if (readySent) send(u);
       });

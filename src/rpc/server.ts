@@ -21,6 +21,11 @@ export interface RpcContext {
    * ended first)
    */
   onClose(fn: () => void): () => void;
+  /**
+   * take one of this connection's subscription slots (rpc.maxSubscriptionsPerConnection); throws RpcError
+   * TOO_MANY_SUBSCRIPTIONS when none is left. The returned function gives it back (idempotent); a close frees all.
+   */
+  reserveSubscription(): () => void;
 }
 
 export type RpcHandler = (params: unknown, ctx: RpcContext) => unknown | Promise<unknown>;
@@ -43,6 +48,12 @@ export interface RpcServerOptions {
   maxFrameBytes: number;
   maxBatch: number;
   maxConnections: number;
+  /** Most open connections from one remote address, loopback included (default 32). */
+  maxConnectionsPerIp?: number;
+  /** Most live subscriptions (watched calls) on one connection (default 1024). */
+  maxSubscriptionsPerConnection?: number;
+  /** A connection that answers no ping (and sends nothing) for this long is closed (default 120000). */
+  idleTimeoutMs?: number;
   methods: Record<string, RpcHandler>;
   logger?: { warn(obj: object, msg: string): void; debug?(obj: object, msg: string): void };
   onRequest?: (method: string, outcome: 'ok' | 'error') => void;
@@ -55,6 +66,9 @@ export interface RpcServer {
   readonly url: string;
   close(): Promise<void>;
 }
+
+/** JSON-RPC error code of a subscription refused over rpc.maxSubscriptionsPerConnection (data.code names it). */
+export const TOO_MANY_SUBSCRIPTIONS = -32015;
 
 /** Label passed to onRequest for methods that do not exist, so metric label cardinality stays bounded. */
 export const UNKNOWN_METHOD = '<unknown>';
@@ -72,13 +86,20 @@ interface Connection {
   socket: WebSocket;
   ctx: RpcContext;
   closed: Promise<void>;
+  /** when it last answered a ping or sent a message (Date.now()) */
+  lastSeen: number;
+  /** closed here for idleness: the next tick cuts it off if the peer ignores the close */
+  idleClosed: boolean;
 }
 
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   const { logger, maxFrameBytes, maxBatch } = opts;
+  // The defaults are the config's (src/config/schema.ts).
+  const { maxConnectionsPerIp = 32, maxSubscriptionsPerConnection = 1024, idleTimeoutMs = 120_000 } = opts;
   const hardCap = HARD_FRAME_FACTOR * maxFrameBytes;
   const rpc = createDispatcher(opts);
   const connections = new Set<Connection>();
+  const perIp = new Map<string, number>();
   let nextConnectionId = 1;
 
   const wss = new WebSocketServer({
@@ -97,21 +118,31 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   wss.on('error', (err) => logger?.warn({ err }, 'rpc server error'));
 
   wss.on('connection', (socket, req) => {
-    if (connections.size >= opts.maxConnections) {
+    const remote = req.socket.remoteAddress ?? '';
+    const fromRemote = perIp.get(remote) ?? 0;
+    // One address (a single client, or a proxy in front of all of them) must not take every slot.
+    const refused =
+      connections.size >= opts.maxConnections
+        ? 'too many connections'
+        : fromRemote >= maxConnectionsPerIp
+          ? 'too many connections from this address'
+          : null;
+    if (refused) {
       // debug, not warn: a connection flood must not become a log flood.
-      logger?.debug?.(
-        { remote: req.socket.remoteAddress, max: opts.maxConnections },
-        'rpc connection rejected: too many connections',
-      );
+      logger?.debug?.({ remote, max: opts.maxConnections, maxConnectionsPerIp }, `rpc connection rejected: ${refused}`);
       socket.on('error', () => {});
-      socket.close(1013, 'too many connections');
+      socket.close(1013, refused);
       return;
     }
     const conn = openConnection(nextConnectionId++, socket);
     connections.add(conn);
+    perIp.set(remote, fromRemote + 1);
     opts.onConnections?.(connections.size);
     void conn.closed.then(() => {
       connections.delete(conn);
+      const left = (perIp.get(remote) ?? 1) - 1;
+      if (left > 0) perIp.set(remote, left);
+      else perIp.delete(remote);
       opts.onConnections?.(connections.size);
     });
     logger?.debug?.({ connectionId: conn.ctx.connectionId, remote: req.socket.remoteAddress }, 'rpc connection opened');
@@ -121,6 +152,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     let isClosed = false;
     // A Set: a long-lived connection registers and drops one cleanup per watched call.
     const cleanups = new Set<() => void>();
+    let subscriptions = 0;
     const ctx: RpcContext = {
       connectionId,
       notify(method, subscription, result) {
@@ -135,6 +167,20 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
         const entry = () => fn(); // its own identity: the same fn may be registered twice
         cleanups.add(entry);
         return () => cleanups.delete(entry);
+      },
+      reserveSubscription() {
+        if (subscriptions >= maxSubscriptionsPerConnection) {
+          throw new RpcError(TOO_MANY_SUBSCRIPTIONS, `too many subscriptions on this connection (${subscriptions})`, {
+            code: 'TOO_MANY_SUBSCRIPTIONS',
+            limit: maxSubscriptionsPerConnection,
+          });
+        }
+        subscriptions++;
+        let held = true;
+        return () => {
+          if (held) subscriptions--;
+          held = false;
+        };
       },
     };
     const closed = new Promise<void>((resolve) => {
@@ -152,9 +198,34 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     // ws's receiver is private: should it move, ws still closes with a bare 1009 on its own.
     const receiver = (socket as unknown as { _receiver?: EventEmitter })._receiver;
     receiver?.prependListener('error', (err: Error & { code?: string }) => onTooLarge(socket, err));
-    socket.on('message', (data, isBinary) => onMessage(socket, ctx, data, isBinary));
-    return { socket, ctx, closed };
+    const conn: Connection = { socket, ctx, closed, lastSeen: Date.now(), idleClosed: false };
+    socket.on('pong', () => (conn.lastSeen = Date.now()));
+    socket.on('message', (data, isBinary) => {
+      conn.lastSeen = Date.now();
+      onMessage(socket, ctx, data, isBinary);
+    });
+    return conn;
   }
+
+  // Every half timeout: ping the live, close the silent. A peer that ignores the close too is cut off a tick later.
+  const idleTimer = setInterval(
+    () => {
+      const now = Date.now();
+      for (const conn of connections) {
+        const { socket } = conn;
+        if (conn.idleClosed) socket.terminate();
+        else if (socket.readyState !== WebSocket.OPEN) continue;
+        else if (now - conn.lastSeen < idleTimeoutMs) socket.ping();
+        else {
+          logger?.debug?.({ connectionId: conn.ctx.connectionId, idleTimeoutMs }, 'rpc connection idle; closing');
+          conn.idleClosed = true;
+          socket.close(1001, 'idle timeout: no pong');
+        }
+      }
+    },
+    Math.max(1, Math.floor(idleTimeoutMs / 2)),
+  );
+  idleTimer.unref();
 
   // ws stops reading once a message passes maxPayload and closes with a bare 1009 right after this listener. Answer it
   // like any oversized request first, then close with a reason; ws's own close is then a no-op.
@@ -270,6 +341,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     port,
     url,
     async close() {
+      clearInterval(idleTimer);
       const waits = [...connections].map((c) => {
         c.socket.terminate();
         return c.closed;

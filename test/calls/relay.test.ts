@@ -94,6 +94,7 @@ function watchedSubmission() {
     connectionId: 1,
     notify: (_m, sub, result) => notes.push({ sub, result }) > 0,
     onClose: (fn) => (cleanups.add(fn), () => cleanups.delete(fn)),
+    reserveSubscription: () => () => {},
   };
   const request = '0x' + Buffer.concat([Buffer.from(shard), Buffer.alloc(40, 1)]).toString('hex');
   const submit = () => methods.author_submitAndWatchCall([request], ctx);
