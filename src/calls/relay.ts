@@ -13,7 +13,7 @@ export type CallUpdate =
   | { status: 'inBlock'; blockHash: string; blockNumber: number }
   | { status: 'invalid'; code: string; message: string };
 
-const MAX_BATCH = 4096;
+export const MAX_BATCH = 4096;
 /**
  * Final updates kept for calls nobody watched yet. The enclave admits a big batch in slices and may put
  * a block in between, so a call can be in a block before its submission is answered and watched.

@@ -30,10 +30,11 @@ export interface ChainDeps {
   /** Genesis endowments, for when this validateer creates block 0. */
   genesisBalances: () => Promise<{ account: Uint8Array; amount: bigint }[]>;
   /**
-   * Whether a signing key (0x hex) is or was an authority of the shard: other authors' blocks are
-   * dropped unverified. undefined = cannot tell yet (the registration may not be finalized here).
+   * Whether a signing key (0x hex) is or was an authority of the shard, for a block built on that parentchain block
+   * (null: genesis). false: rejected unverified, its sender penalised. undefined = cannot tell yet (the registration
+   * may not be finalized here): dropped unverified without blame.
    */
-  isAuthority: (key: string) => boolean | undefined;
+  isAuthority: (key: string, parentchainNumber: number | null) => boolean | undefined;
   /** The last anchored block (final; possibly not in our chain yet), null before the first anchor. */
   anchor: () => { number: number; hash: Uint8Array } | null;
   /** Emitted to whenever the head moves (authored, imported, reorg, onboarding sync). */

@@ -1,7 +1,8 @@
 // Gossip validation of a block: decode, cheap checks and the author's signature, equivocation, then
 // import. The result decides forwarding: accept (new and imported or kept), ignore (known, not for us
 // now, or a second block of an author's slot, or not imported by a local fault of ours), reject (undecodable, forged,
-// or refused by the enclave as invalid).
+// by an author our registry shows was no member at the block's parentchain block, or refused by the enclave as
+// invalid).
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Logger } from 'pino';
 import type { Validation } from '../p2p/network.ts';

@@ -44,8 +44,8 @@ export interface BlockImportDeps {
   ancestry: AncestryFetcher;
   /** The last anchored block (final; possibly not in our chain yet), null before the first anchor. */
   anchor: () => { number: number; hash: Uint8Array } | null;
-  /** Whether a signing key (0x hex) is or was an authority; undefined = cannot tell yet. */
-  isAuthority: (key: string) => boolean | undefined;
+  /** As ChainDeps.isAuthority. */
+  isAuthority: (key: string, parentchainNumber: number | null) => boolean | undefined;
   penalize: (peer: string | null, reason: string, code?: string) => void;
   heads: HeadEvents;
   onMissingStateKey?: () => Promise<unknown>;
@@ -89,7 +89,7 @@ export class BlockImport {
     const h = signed.header;
     if (!same(h.shard, this.options.shard)) return { invalid: 'BLOCK_WRONG_SHARD' };
     // Only authorities' blocks get any further work (a stranger's block could otherwise cost a reorg attempt).
-    const authority = this.deps.isAuthority('0x' + b.author);
+    const authority = this.deps.isAuthority('0x' + b.author, b.number === 0 ? null : h.parentchainNumber);
     if (authority === false) return { invalid: 'NOT_AUTHORITY' };
     if (authority === undefined) return 'old';
     if (await this.isKnown(b)) {

@@ -17,7 +17,7 @@ import { enclaveInitFrom, genesisBalances } from './from-config.ts';
 import { bootstrap, type BootstrapResult } from '../chain/bootstrap.ts';
 import { ChainService } from '../chain/chain.ts';
 import { HeadEvents, headMetrics } from '../chain/head-events.ts';
-import { forwardAcceptedCalls, onGossipCalls } from '../calls/gossip.ts';
+import { forwardAcceptedCalls, onGossipCalls, type CallGossipChecks } from '../calls/gossip.ts';
 import type { Logger } from './logger.ts';
 import { VERSION } from './version.ts';
 import { ParentchainDriver } from '../parentchain/driver.ts';
@@ -154,7 +154,7 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         genesisBalances: () => genesisBalances(config),
         anchor: () => driver?.lastAnchor ?? null,
         progress: terminalProgress(),
-        isAuthority: (key) => (driver ? driver.everMembers.has(key) || undefined : configured.has(key)),
+        isAuthority: (key, at) => (driver ? driver.isAuthority(key, at) : configured.has(key)),
         heads,
         onMissingStateKey: () => secrets.refresh(),
       },
@@ -256,10 +256,19 @@ export async function startValidateer(config: Config, logger: Logger): Promise<V
         logger.error({ code: codeOf(err), err: err instanceof Error ? err.message : String(err) }, 'slot failed'),
     });
     forwardAcceptedCalls(relay, network, logger);
+    const callChecks: CallGossipChecks = {
+      ...(driver ? { forwarder: (key: string) => driver.forwarder(key) } : {}),
+      penalize: (peer, reason, code) => {
+        metrics.p2pPenalties.inc();
+        logger.warn({ peer, reason, code }, 'peer penalised');
+        network.penalize(peer, reason);
+      },
+    };
     await network.start({
       onBlock: (bytes, from) => chain.onGossipBlock(bytes, from),
       // Forwarded calls are sealed under the shard key: before provisioning they would look forged.
-      onCall: (bytes) => (secretsReady ? onGossipCalls(relay, bytes) : Promise.resolve('ignore' as const)),
+      onCall: (bytes, from) =>
+        secretsReady ? onGossipCalls(relay, bytes, from, callChecks) : Promise.resolve('ignore' as const),
       ...(finality ? { onVote: (bytes: Uint8Array) => finality.onGossip(bytes) } : {}),
       provision: (request, from) => secrets.serve(request, from),
       status: () => chain.status(),

@@ -77,6 +77,12 @@ export class ParentchainDriver {
   private others: Result<'parentchainInfo'>['members'] = [];
   private importedListener: (() => void) | null = null;
   processedNumber = 0;
+  /** The parentchain block everMembers and members are current as of (processedNumber runs ahead during an apply). */
+  private registryNumber = 0;
+  /** Members active at registryNumber (hex signing keys). */
+  private activeKeys = new Set<string>();
+  /** Whether finalizedNumber is the parentchain's (set in start()): before that we cannot say we are caught up. */
+  private finalizedKnown = false;
 
   constructor(deps: ParentchainDriverDeps, opts: ParentchainDriverOptions) {
     this.enclave = deps.enclave;
@@ -156,6 +162,7 @@ export class ParentchainDriver {
       this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
     });
     this.finalizedNumber = (await this.parentchain.finalizedHead()).number;
+    this.finalizedKnown = true;
     this.metrics.parentchainFinalizedNumber.set(this.finalizedNumber);
     void this.scan();
     this.kickDuties();
@@ -250,6 +257,7 @@ export class ParentchainDriver {
       else this.logger.info({ kind: o.kind, detail: o.detail }, 'parentchain message');
     }
     if (r.observations.length > 0) this.apply(await this.enclave.call('parentchainInfo', {}));
+    else this.registryNumber = r.number; // a registry change is an observation: none, so the members still hold
     this.importedListener?.();
     this.kickDuties();
   }
@@ -270,6 +278,27 @@ export class ParentchainDriver {
     this.importedListener = fn;
   }
 
+  /**
+   * Whether a signing key (0x hex) is or was a member, for a sidechain block built on parentchain block `at` (null:
+   * genesis, whose author registered after it). false only when our registry covers `at`: the author was not
+   * registered by then, so our enclave refuses the block. undefined while it does not: a member that joined since
+   * may not be known here yet.
+   */
+  isAuthority(key: string, at: number | null): boolean | undefined {
+    if (this.everMembers.has(key)) return true;
+    return at !== null && at <= this.registryNumber ? false : undefined;
+  }
+
+  /**
+   * A forwarded batch's sender (0x hex): a member now; a stranger (never registered, and our registry is caught up
+   * with the finalized parentchain); else unsure (departed, or joined since our view: the relay may be ahead of us).
+   */
+  forwarder(key: string): 'member' | 'stranger' | 'unsure' {
+    if (this.activeKeys.has(key)) return 'member';
+    const caughtUp = this.finalizedKnown && this.registryNumber >= this.finalizedNumber;
+    return caughtUp && !this.everMembers.has(key) ? 'stranger' : 'unsure';
+  }
+
   /** Re-checks whether the last anchor is in the local chain (after imports and reorgs). */
   refreshFinality(): void {
     void this.updateFinality(this.lastAnchor);
@@ -280,6 +309,8 @@ export class ParentchainDriver {
     this.members = i.members;
     this.lastVote = i.lastVote;
     const active = i.members.filter((m) => isActiveAt(m, i.number));
+    this.activeKeys = new Set(active.map((m) => toHex(m.signingKey)));
+    this.registryNumber = i.number;
     this.others = active.filter((m) => !same(m.signingKey, this.signer.publicKey));
     this.membersListener?.(this.others);
     this.lastAnchor = i.lastAnchor ? { number: i.lastAnchor.number, hash: i.lastAnchor.hash } : null;

@@ -30,6 +30,7 @@ function setup(
     peers?: Record<string, Serve>;
     canonical?: TreeBlock[];
     onCall?: (method: string, params: unknown) => unknown;
+    isAuthority?: (key: string, parentchainNumber: number | null) => boolean | undefined;
   } = {},
 ) {
   const store = new FakeStore(opts.canonical ?? A);
@@ -49,7 +50,7 @@ function setup(
       relay,
       signingKey: new Uint8Array(32).fill(7),
       genesisBalances: async () => [],
-      isAuthority: () => true,
+      isAuthority: opts.isAuthority ?? (() => true),
       anchor: () => opts.anchor ?? null,
       heads,
     },
@@ -194,6 +195,27 @@ test('a forged signature is refused before import, with BLOCK_BAD_SIGNATURE', as
   assert.ok(
     log.lines.some((l) => l.msg === 'peer penalised' && l.peer === 'rogue' && l.code === 'BLOCK_BAD_SIGNATURE'),
   );
+  await chain.stop();
+});
+
+test("a stranger's block is rejected and its sender penalised once our registry covers its parentchain block", async () => {
+  // The registry as of parentchain block `registryAt`: the fakes' blocks build on parentchain block 0.
+  let registryAt = -1;
+  const { chain, enclave, network, log } = setup({
+    isAuthority: (_key, at) => (at !== null && at <= registryAt ? false : undefined),
+  });
+  const stranger = chainOf(6, 1, A[5].hashBytes, 'a')[0];
+  // Our parentchain view is behind the block's: its author may have joined since. Dropped, no one blamed.
+  assert.equal(await chain.onGossipBlock(stranger.bytes, 'early'), 'ignore');
+  assert.equal(network.penalties.length, 0);
+  registryAt = 0;
+  assert.equal(await chain.onGossipBlock(stranger.bytes, 'rogue'), 'reject');
+  assert.deepEqual(
+    network.penalties.map((p) => p.peer),
+    ['rogue'],
+  );
+  assert.ok(log.lines.some((l) => l.msg === 'peer penalised' && l.peer === 'rogue' && l.code === 'NOT_AUTHORITY'));
+  assert.ok(!enclave.calls.includes('importBlock'), 'refused before any work');
   await chain.stop();
 });
 

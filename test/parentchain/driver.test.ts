@@ -20,7 +20,7 @@ import type { Method, Params, Result } from '../../src/enclave/boundary/api.ts';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
 import { createLogger } from '../../src/node/logger.ts';
 import { MESSAGE_MAGIC } from '../../src/protocol/parentchain-messages.ts';
-import { concatBytes, same } from '../../src/protocol/bytes.ts';
+import { concatBytes, same, toHex } from '../../src/protocol/bytes.ts';
 import { ValidateerError, hasCode } from '../../src/protocol/errors.ts';
 
 const SHARD = new Uint8Array(32).fill(0x5a);
@@ -215,6 +215,8 @@ class FakeEnclave implements EnclaveCalls {
   upgradeAt: number | null = null;
   readonly metadataGiven: Uint8Array[] = [];
   duties: Duty[] = [];
+  /** The registry: each member shows up once the import passes its registeredAt (an observation). */
+  registrations: Result<'parentchainInfo'>['members'] = [];
 
   async call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>> {
     return this.#handle(method, params as never) as Promise<Result<M>>;
@@ -249,7 +251,10 @@ class FakeEnclave implements EnclaveCalls {
           this.verified = { number: numbers[k], hash: header(numbers[k]).hash };
           if (b.outcomes.length > 0) this.relevant.set(numbers[k], b.outcomes.length);
         }
-        return { number: this.verified.number, hash: this.verified.hash, effects: 0, observations: [] };
+        const observations = this.registrations
+          .filter((m) => numbers.includes(m.registeredAt))
+          .map(() => ({ kind: 'registered', detail: '' }));
+        return { number: this.verified.number, hash: this.verified.hash, effects: 0, observations };
       }
       case 'parentchainDuties':
         return { duties: this.duties };
@@ -266,7 +271,7 @@ class FakeEnclave implements EnclaveCalls {
       number: this.verified.number,
       hash: this.verified.hash,
       genesisHash: header(0).hash,
-      members: [],
+      members: this.registrations.filter((m) => m.registeredAt <= this.verified.number),
       vault: null,
       reserveFunded: false,
       vaultProxies: [],
@@ -468,4 +473,39 @@ test('a parentchain with another genesis than configured is refused with PARENTC
     { ...OPTIONS, genesisHash: new Uint8Array(32).fill(0xff) },
   );
   await assert.rejects(driver.init(), (err: unknown) => hasCode(err, 'PARENTCHAIN_GENESIS_MISMATCH'));
+});
+
+test('who may author and forward, as our registry says: a stranger is refused only where our view covers it', async () => {
+  const member = (registeredAt: number, key: number) => ({
+    signingKey: new Uint8Array(32).fill(key),
+    measurement: new Uint8Array(32),
+    peerId: `p${key}`,
+    p2pAddresses: [],
+    registeredAt,
+    registeredIndex: key,
+    unregisteredAt: null,
+  });
+  const hex = (key: number) => toHex(new Uint8Array(32).fill(key));
+  const chain = new FakeParentchain();
+  for (let n = 1; n <= 6; n++) chain.finalize(block(n));
+  const enclave = new FakeEnclave();
+  enclave.registrations = [member(3, 0xa1), member(8, 0xb2)];
+  const { driver } = await startDriver(chain, enclave);
+  await until('block 6 imported', () => enclave.verified.number === 6);
+  await until('the registry applied', () => driver.forwarder(hex(0xa1)) === 'member');
+
+  assert.equal(driver.isAuthority(hex(0xa1), 5), true);
+  // Not registered by parentchain block 6: its block built on 6 or below is invalid. Above 6: it may have joined since.
+  assert.equal(driver.isAuthority(hex(0xb2), 6), false);
+  assert.equal(driver.isAuthority(hex(0xb2), 7), undefined);
+  assert.equal(driver.isAuthority(hex(0xb2), null), undefined, 'genesis names a first authority registered later');
+  assert.equal(driver.forwarder(hex(0xb2)), 'stranger', 'caught up with the finalized chain: never registered');
+
+  // A finalized block not imported yet (the head is heard at once): behind, so no one is a stranger for now.
+  chain.finalize(block(7));
+  assert.equal(driver.forwarder(hex(0xb2)), 'unsure');
+  chain.finalize(block(8));
+  await until('block 8 imported', () => enclave.verified.number === 8);
+  await until('the join applied', () => driver.forwarder(hex(0xb2)) === 'member');
+  assert.equal(driver.isAuthority(hex(0xb2), 8), true);
 });

@@ -12,7 +12,12 @@
 // forward key alone (held by every member, and by departed members for past epochs) forges nothing.
 import type { KeyObject } from 'node:crypto';
 import { hkdfSync } from 'node:crypto';
-import { Bytes, Struct, Vector, compact, u32 } from 'scale-ts';
+import { Struct, Vector, compact, u32 } from 'scale-ts';
+import {
+  FORWARD_SIGNATURE_BYTES as SIGNATURE_BYTES,
+  ForwardBody as Body,
+  ForwardEnvelope as Envelope,
+} from '../../protocol/forward-envelope.ts';
 import {
   BytesView,
   TrustedCall,
@@ -36,16 +41,6 @@ export interface ForwardedCall {
   callBytes?: Uint8Array;
 }
 
-const SIGNATURE_BYTES = 64;
-/** What is signed: the envelope up to its signature (the signature is last and of fixed size). */
-const Body = Struct({ keyId: u32, sender: Bytes(32), nonce: Bytes(12), ciphertext: Bytes() });
-const Envelope = Struct({
-  keyId: u32,
-  sender: Bytes(32),
-  nonce: Bytes(12),
-  ciphertext: Bytes(),
-  signature: Bytes(SIGNATURE_BYTES),
-});
 // Views into the opened batch (each batch's plaintext is a buffer of its own): no copy per field.
 const Calls = Vector(Struct({ hash: BytesView(32), nonce: u32, call: TrustedCallView }));
 const DOMAIN = new TextEncoder().encode('validateer/forward/v2');
