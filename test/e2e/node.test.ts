@@ -529,11 +529,11 @@ describe('one validateer end to end', { timeout: 150_000 }, () => {
   test('e. a pending client.transfer() fails promptly when the node dies', async () => {
     const n = await node();
     const c = await connect(n.rpcUrl);
-    const [dave, bob] = await Promise.all(['//Dave', '//Bob'].map(devAccount));
+    const [alice, bob] = await Promise.all(['//Alice', '//Bob'].map(devAccount));
     let subscribed = false;
     // A nonce gap keeps the call pending in the pool ('future'), so it is in flight when the node dies.
-    const pending = c.transfer(dave, bob.publicKey, 0n, {
-      nonce: 5,
+    const pending = c.transfer(alice, bob.publicKey, 1n, {
+      nonce: (await c.nonce(alice)) + 5,
       timeoutMs: 5_000,
       onUpdate: (u) => {
         if (u.status === 'future') subscribed = true;
