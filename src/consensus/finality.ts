@@ -261,7 +261,7 @@ export class FinalityVoting {
   private noteQuorum(c: Candidate): void {
     if (c.quorumAt !== undefined) return;
     // As the registries will count: a majority of the block's set and of the members now.
-    const signers = [...c.votes.keys()].map((k) => Uint8Array.from(Buffer.from(k, 'hex')));
+    const signers = [...c.votes.values()].map((v) => v.signer);
     if (!isQuorum(signers, this.setAt(c.payload.authoritySetAt), this.setAt(this.d.parentchain.processedNumber)))
       return;
     c.quorumAt = this.d.parentchain.processedNumber;
@@ -292,8 +292,10 @@ export class FinalityVoting {
       if (processed < c.quorumAt + rank * this.o.anchorFallbackBlocks) continue;
       c.submitting = true;
       try {
-        const votes = [...c.votes].map(([signer, signature]) => ({ signer: Buffer.from(signer, 'hex'), signature }));
-        const call = await this.d.enclave.call('anchorCall', { number: Number(p.number), votes });
+        const call = await this.d.enclave.call('anchorCall', {
+          number: Number(p.number),
+          votes: [...c.votes.values()],
+        });
         // Included: sent once (every later step until it is final would pay another fee).
         if (await this.d.parentchain.submitAnchor(Number(p.number), call)) c.submitted = true;
         else c.retryAt = processed + this.o.anchorFallbackBlocks;

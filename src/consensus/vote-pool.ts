@@ -10,8 +10,8 @@ export const MAX_NUMBERS_PER_SIGNER = 8;
 export interface Candidate {
   payload: VotePayload;
   key: string;
-  /** Signatures by signer (hex signing key). */
-  votes: Map<string, Uint8Array>;
+  /** Votes by signer (hex signing key). */
+  votes: Map<string, { signer: Uint8Array; signature: Uint8Array }>;
   /** Parentchain block processed when the votes first made a quorum (undefined: not yet). */
   quorumAt?: number;
   /** Parentchain block processed from which this node may submit the anchor again after a failure. */
@@ -58,7 +58,7 @@ export class VotePool {
     mine.set(v.payload.number, { key, hash: hexKey(v.payload.hash) });
     let c = this.candidates.get(key);
     if (!c) this.candidates.set(key, (c = { payload: v.payload, key, votes: new Map() }));
-    c.votes.set(signer, v.signature);
+    c.votes.set(signer, { signer: v.signer, signature: v.signature });
     if (mine.size > MAX_NUMBERS_PER_SIGNER) {
       // Trimmed after the vote is in, so a vote older than the member's latest ones leaves no trace either.
       const lowest = [...mine.keys()].reduce((a, b) => (b < a ? b : a));

@@ -125,15 +125,23 @@ export class ChainHead {
     return this.ctx.parentchain?.registry.everMember(key) ?? false;
   }
 
+  /**
+   * The parentchain block whose active members author children of `parent` building on parentchain block
+   * `parentchainNumber`: the parent's; for a shard with nobody registered there yet, the child's own (its first
+   * members). A finality vote names it: the set that must vote is the set whose slots made the block.
+   */
+  authoritySetAt(parent: Head, parentchainNumber: number): number {
+    const registry = this.ctx.parentchain?.registry;
+    return registry && registry.activeAt(parent.parentchainNumber).length === 0
+      ? parentchainNumber
+      : parent.parentchainNumber;
+  }
+
   /** Signing keys that author children of `parent` building on parentchain block `parentchainNumber`, in Aura order. */
   authoritiesAfter(parent: Head, parentchainNumber: number): Uint8Array[] {
     const pc = this.ctx.parentchain;
     if (!pc) return this.ctx.opts.authorities.length > 0 ? this.ctx.opts.authorities : [this.ctx.keys.signingPublic];
-    // As of the parentchain block the parent built on; a shard with nobody registered there yet
-    // takes the set as of the block the child builds on (its first members).
-    let set = pc.registry.activeAt(parent.parentchainNumber);
-    if (set.length === 0) set = pc.registry.activeAt(parentchainNumber);
-    return set.map((m) => m.signingKey);
+    return pc.registry.keysAt(this.authoritySetAt(parent, parentchainNumber));
   }
 
   /** Who creates block 0: the first configured authority, or the first member ever registered. */

@@ -65,16 +65,13 @@ export class Finality {
         );
       }
     }
-    // The set the block's slot was assigned from (ChainHead.authoritiesAfter: the parent's, else the block's own).
-    const setAt =
-      pc.registry.activeAt(parent.parentchainNumber).length > 0 ? parent.parentchainNumber : b.parentchainNumber;
     return {
       shard: this.ctx.opts.shard,
       number: b.number,
       hash: b.hash,
       previousAnchor: last?.hash ?? ZERO32,
       parentchainProcessed: { number: b.parentchainNumber, hash: b.parentchainHash },
-      authoritySetAt: setAt,
+      authoritySetAt: this.head.authoritySetAt(parent, b.parentchainNumber), // the set whose slots made it
     };
   }
 
